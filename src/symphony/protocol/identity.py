@@ -1,0 +1,117 @@
+"""Agent identities: Ed25519 key pairs whose public half *is* the agent ID.
+
+The agent ID is the libp2p peer ID of the key (DESIGN §2: agent ID = peer ID): the
+identity multihash of the protobuf-encoded Ed25519 public key, in base58btc
+("12D3KooW..."). Because an Ed25519 key fits in an identity multihash, anyone can
+recover the public key from the ID alone, so a signed record or message is verifiable
+with nothing but its claimed author. This module does that without importing libp2p,
+so the pure layers never depend on the network engine.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import base58
+from nacl.exceptions import BadSignatureError as _NaclBadSignature
+from nacl.signing import SigningKey, VerifyKey
+
+from symphony.errors import BadSignature, ConfigError, MalformedMessage
+
+# protobuf PublicKey{Type: Ed25519 (1), Data: <32 bytes>} then multihash(identity, len 36)
+_PROTOBUF_ED25519_PREFIX = b"\x08\x01\x12\x20"
+_MULTIHASH_IDENTITY_PREFIX = b"\x00\x24"
+_ID_PREFIX = _MULTIHASH_IDENTITY_PREFIX + _PROTOBUF_ED25519_PREFIX
+MAX_AGENT_ID_LEN = 64
+
+
+def agent_id_from_public_key(public_key: bytes) -> str:
+    """Return the libp2p peer ID string for a raw 32-byte Ed25519 public key."""
+    if len(public_key) != 32:
+        raise ValueError(f"Ed25519 public key must be 32 bytes, not {len(public_key)}")
+    return base58.b58encode(_ID_PREFIX + public_key).decode("ascii")
+
+
+def public_key_from_agent_id(agent_id: str) -> bytes:
+    """Recover the raw Ed25519 public key embedded in an agent ID.
+
+    Raises:
+        MalformedMessage: the ID is not an Ed25519 identity-multihash peer ID.
+    """
+    if not agent_id or len(agent_id) > MAX_AGENT_ID_LEN:
+        raise MalformedMessage(f"agent id has bad length: {agent_id[:80]!r}")
+    try:
+        raw = base58.b58decode(agent_id)
+    except ValueError as exc:
+        raise MalformedMessage(f"agent id is not base58: {agent_id!r}") from exc
+    if len(raw) != len(_ID_PREFIX) + 32 or not raw.startswith(_ID_PREFIX):
+        raise MalformedMessage(f"agent id is not an Ed25519 peer id: {agent_id!r}")
+    return raw[len(_ID_PREFIX) :]
+
+
+def verify(agent_id: str, data: bytes, signature: bytes) -> None:
+    """Check that ``signature`` over ``data`` was made by ``agent_id``'s key.
+
+    Raises:
+        BadSignature: it was not.
+        MalformedMessage: ``agent_id`` is not a valid Ed25519 peer ID.
+    """
+    key = VerifyKey(public_key_from_agent_id(agent_id))
+    try:
+        key.verify(data, signature)
+    except (_NaclBadSignature, ValueError) as exc:
+        raise BadSignature(f"signature does not verify for {agent_id}") from exc
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A private Ed25519 key and the agent ID it defines."""
+
+    seed: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.seed) != 32:
+            raise ValueError(f"Ed25519 seed must be 32 bytes, not {len(self.seed)}")
+
+    @classmethod
+    def generate(cls) -> Identity:
+        return cls(bytes(SigningKey.generate()))
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(SigningKey(self.seed).verify_key)
+
+    @property
+    def agent_id(self) -> str:
+        return agent_id_from_public_key(self.public_key)
+
+    def sign(self, data: bytes) -> bytes:
+        return SigningKey(self.seed).sign(data).signature
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> Identity:
+        """Load the key at ``path``, or create it with file mode 0600.
+
+        A restarted node thus keeps its agent ID. A key file readable by others is
+        refused rather than silently trusted.
+        """
+        if path.exists():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                raise ConfigError(
+                    f"key file {path} has mode {mode:o}; run `chmod 600 {path}` (it must not be "
+                    "readable by other users)"
+                )
+            seed = path.read_bytes()
+            if len(seed) != 32:
+                raise ConfigError(f"key file {path} is corrupt ({len(seed)} bytes, expected 32)")
+            return cls(seed)
+        identity = cls.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(identity.seed)
+        return identity

@@ -1,0 +1,242 @@
+"""Versioned wire models (pydantic). Every field is bounded so hostile input is capped.
+
+Self-certifying ledger data:
+
+- ``LedgerRecord``: an agent's capability record, signed by the agent itself over
+  body + lamport. Any node may store and relay it; only the owner can produce it.
+- ``Heartbeat``: a tiny signed liveness beacon carrying the owner's current lamport,
+  so a receiver that is behind knows to pull the newer record.
+
+Envelope bodies (``envelope.seal``): ``Beacon``, ``BeaconResponse``, ``Task``,
+``TaskResult`` (the paper's Alg. 1 messages) and the anti-entropy ``Sync*`` bodies.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from symphony.errors import MalformedMessage, WrongVersion
+from symphony.protocol.envelope import PROTOCOL_VERSION, b64, canonical_bytes, parse_json, unb64
+from symphony.protocol.identity import MAX_AGENT_ID_LEN, Identity, verify
+
+MAX_RECORD_BYTES = 16 * 1024
+MAX_HEARTBEAT_BYTES = 1024
+MAX_VECTOR_DIMS = 256
+MAX_LAMPORT = 2**53
+
+AgentId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_AGENT_ID_LEN)]
+ShortText = Annotated[str, StringConstraints(max_length=64)]
+Multiaddr = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^/")]
+Availability = Literal["online", "busy", "leaving"]
+
+
+def encode_vector(values: list[float]) -> str:
+    """Pack a capability vector as base64 little-endian float16 (2 bytes per dim).
+
+    float16 keeps three significant digits, ample for cosine ranking, and doubles as
+    the coarsening DESIGN §2 asks of published vectors.
+    """
+    if len(values) > MAX_VECTOR_DIMS:
+        raise ValueError(f"vector has {len(values)} dims, the cap is {MAX_VECTOR_DIMS}")
+    return b64(struct.pack(f"<{len(values)}e", *values))
+
+
+def decode_vector(text: str) -> list[float]:
+    raw = unb64(text)
+    if len(raw) % 2 or len(raw) // 2 > MAX_VECTOR_DIMS:
+        raise MalformedMessage(f"capability vector of {len(raw)} bytes is not a valid float16 array")
+    values = list(struct.unpack(f"<{len(raw) // 2}e", raw))
+    if not all(math.isfinite(v) for v in values):
+        raise MalformedMessage("capability vector holds a non-finite value")
+    return values
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Hardware(_Wire):
+    """Declared hardware profile (used for QUERY constraints and the 64 hardware dims)."""
+
+    memory_gb: float = Field(default=0.0, ge=0, le=1e6)
+    accelerator: ShortText = "cpu"
+    tokens_per_s: float = Field(default=0.0, ge=0, le=1e7)
+
+
+class _Signed(_Wire):
+    """A model whose ``sig`` is the author's signature over every other field."""
+
+    _domain = "signed"
+
+    sig: str = Field(default="", max_length=128)
+
+    @property
+    def author(self) -> str:
+        raise NotImplementedError
+
+    def signing_bytes(self) -> bytes:
+        return canonical_bytes(self._domain, self.model_dump(mode="json", exclude={"sig"}))
+
+    def signed_by(self, identity: Identity) -> Self:
+        if identity.agent_id != self.author:
+            raise ValueError(f"{identity.agent_id} cannot sign data authored by {self.author}")
+        return self.model_copy(update={"sig": b64(identity.sign(self.signing_bytes()))})
+
+    def verify(self) -> None:
+        """Raise ``BadSignature`` unless ``sig`` was made by the author's own key."""
+        verify(self.author, self.signing_bytes(), unb64(self.sig))
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Self:
+        """Validate untrusted JSON data and check the signature."""
+        if isinstance(data, dict) and data.get("v") != PROTOCOL_VERSION:
+            raise WrongVersion(f"{cls.__name__} version {data.get('v')!r} is not {PROTOCOL_VERSION}")
+        try:
+            obj = cls.model_validate(data)
+        except ValidationError as exc:
+            raise MalformedMessage(f"invalid {cls.__name__}: {exc.errors()[0]['msg']}") from exc
+        obj.verify()
+        return obj
+
+
+class LedgerRecord(_Signed):
+    """One agent's entry in the capability ledger (DESIGN §3). Owner-written only."""
+
+    _domain = "record"
+
+    v: int = PROTOCOL_VERSION
+    agent_id: AgentId
+    lamport: int = Field(ge=0, lt=MAX_LAMPORT)
+    name: ShortText = ""
+    capability: str = Field(default="", max_length=4 * MAX_VECTOR_DIMS)
+    tags: list[ShortText] = Field(default_factory=list, max_length=32)
+    models: list[Annotated[str, StringConstraints(max_length=128)]] = Field(default_factory=list, max_length=8)
+    hardware: Hardware = Field(default_factory=Hardware)
+    availability: Availability = "online"
+    reputation: dict[AgentId, float] = Field(default_factory=dict, max_length=64)
+    addrs: list[Multiaddr] = Field(default_factory=list, max_length=8)
+    issued_at: int = Field(ge=0)
+
+    @property
+    def author(self) -> str:
+        return self.agent_id
+
+    @field_validator("capability")
+    @classmethod
+    def _vector_decodes(cls, value: str) -> str:
+        decode_vector(value)
+        return value
+
+    @field_validator("reputation")
+    @classmethod
+    def _reputation_in_unit_range(cls, value: dict[str, float]) -> dict[str, float]:
+        if not all(0.0 <= r <= 1.0 for r in value.values()):
+            raise ValueError("reputation values must lie in [0, 1]")
+        return value
+
+    @property
+    def vector(self) -> list[float]:
+        return decode_vector(self.capability)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> LedgerRecord:
+        return cls.from_wire(parse_json(raw, limit=MAX_RECORD_BYTES))
+
+
+class Heartbeat(_Signed):
+    """Liveness proof: "agent is up at ``ts``, its newest record is ``lamport``"."""
+
+    _domain = "heartbeat"
+
+    v: int = PROTOCOL_VERSION
+    agent_id: AgentId
+    lamport: int = Field(ge=0, lt=MAX_LAMPORT)
+    ts: int = Field(ge=0)
+
+    @property
+    def author(self) -> str:
+        return self.agent_id
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Heartbeat:
+        return cls.from_wire(parse_json(raw, limit=MAX_HEARTBEAT_BYTES))
+
+
+# ---- anti-entropy bodies (inside envelopes, kind "ledger.sync") ---------------------------
+
+Digest = dict[AgentId, Annotated[int, Field(ge=0, lt=MAX_LAMPORT)]]
+
+
+class SyncRequest(_Wire):
+    """Step 1 sends only ``digest_hash``; step 2 the full digest; step 3 pushes ``records``."""
+
+    digest_hash: Annotated[str, StringConstraints(max_length=64)] = ""
+    digest: Digest | None = Field(default=None, max_length=20_000)
+    records: list[dict[str, Any]] = Field(default_factory=list, max_length=1_000)
+
+
+class SyncReply(_Wire):
+    in_sync: bool = False
+    records: list[dict[str, Any]] = Field(default_factory=list, max_length=1_000)
+    want: list[AgentId] = Field(default_factory=list, max_length=20_000)
+
+
+# ---- pipeline bodies (paper Alg. 1; used by the Beacon/pipeline layers) -------------------
+
+
+class Beacon(_Wire):
+    """BEACONSELECT's probe: the requirement vector r(t), a deadline and a priority."""
+
+    requirement: str = Field(max_length=4 * MAX_VECTOR_DIMS)
+    deadline_ms: int = Field(ge=0)
+    priority: int = Field(default=0, ge=0, le=9)
+    task_type: ShortText = ""
+
+
+class BeaconResponse(_Wire):
+    """A candidate's local score and QoS; ``nonce`` echoes the beacon's (attestation)."""
+
+    nonce: Annotated[str, StringConstraints(min_length=16, max_length=64)]
+    score: float = Field(ge=-1.0, le=1.0)
+    queue_length: int = Field(ge=0, le=1_000_000)
+    expected_latency_ms: float = Field(ge=0, le=1e9)
+
+
+class Task(_Wire):
+    task_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    role: Literal["plan", "execute"]
+    question: Annotated[str, StringConstraints(max_length=32_000)]
+    background: Annotated[str, StringConstraints(max_length=64_000)] = ""
+    previous: list[tuple[str, str]] = Field(default_factory=list, max_length=32)
+    deadline_ms: int = Field(ge=0)
+
+
+class TaskResult(_Wire):
+    task_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    ok: bool
+    answer: Annotated[str, StringConstraints(max_length=64_000)] = ""
+    error: Annotated[str, StringConstraints(max_length=1_000)] = ""
+    tokens: int = Field(default=0, ge=0)
+    latency_ms: float = Field(default=0.0, ge=0)
+
+
+__all__ = [
+    "Beacon",
+    "BeaconResponse",
+    "Hardware",
+    "Heartbeat",
+    "LedgerRecord",
+    "SyncReply",
+    "SyncRequest",
+    "Task",
+    "TaskResult",
+    "decode_vector",
+    "encode_vector",
+]
