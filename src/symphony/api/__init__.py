@@ -1,0 +1,1 @@
+"""The node's local HTTP API (starlette, served by hypercorn on trio)."""

@@ -1,0 +1,1 @@
+"""The ``symphony`` command line."""

@@ -1,0 +1,127 @@
+"""``symphony``: run a node, inspect the network, run benchmarks."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import trio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from symphony.errors import ConfigError
+from symphony.node.config import DEFAULT_API, NodeConfig
+from symphony.protocol.messages import Hardware
+
+app = typer.Typer(help="Symphony: a decentralized network of small language-model agents.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (write tables to bench-results/).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+ApiOption = Annotated[
+    str, typer.Option("--api", help="API address of the node to ask (HOST:PORT or http URL).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print raw JSON instead of a table.")]
+
+
+def _split(values: list[str]) -> list[str]:
+    """Accept both repeated options and comma-separated lists: --skills "math, logic"."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+@app.command()
+def node(
+    data_dir: Annotated[Path, typer.Option(help="Directory for the key (0600), record and event log.")],
+    name: Annotated[str, typer.Option(help="Human-readable agent name.")] = "agent",
+    listen: Annotated[list[str], typer.Option(help="Multiaddr to listen on (repeatable).")] = ["/ip4/127.0.0.1/tcp/0"],
+    bootstrap: Annotated[list[str], typer.Option(help="Full multiaddr (.../p2p/ID) of a node to join through.")] = [],
+    api: Annotated[str, typer.Option(help="HOST:PORT for the local HTTP API, port 0 = any, 'none' = off.")] = DEFAULT_API,
+    skills: Annotated[list[str], typer.Option("--skills", "--tags", help='Declared skills, e.g. "math, logic".')] = [],
+    model: Annotated[list[str], typer.Option(help="Model name(s) this agent serves.")] = [],
+    memory_gb: Annotated[float, typer.Option(help="Memory available to the model, in GB.")] = 0.0,
+    accelerator: Annotated[str, typer.Option(help="cpu, cuda, metal, ...")] = "cpu",
+    heartbeat: Annotated[float, typer.Option(help="Heartbeat interval in seconds (TTL = 3 heartbeats).")] = 10.0,
+    anti_entropy: Annotated[float, typer.Option(help="Anti-entropy interval in seconds.")] = 5.0,
+) -> None:
+    """Start a node: join through --bootstrap, register in the ledger, serve until Ctrl-C."""
+    from symphony.node.daemon import Node
+
+    try:
+        config = NodeConfig(
+            data_dir=data_dir, name=name, listen=listen, bootstrap=bootstrap,
+            api=None if api.lower() == "none" else api, tags=_split(skills), models=model,
+            hardware=Hardware(memory_gb=memory_gb, accelerator=accelerator),
+            heartbeat_interval_s=heartbeat, anti_entropy_interval_s=anti_entropy,
+        )
+        the_node = Node(config)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, the_node)
+            await nursery.start(the_node.run)
+            info = json.loads((data_dir / "node.json").read_text())
+            console.print(f"[bold green]node {name} up[/bold green] id={info['agent_id']}")
+            for addr in info["addrs"]:
+                console.print(f"  listening {addr}")
+            if info["api"]:
+                console.print(f"  api {info['api']}")
+
+    try:
+        trio.run(main)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+async def _stop_on_signal(the_node: Any) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            the_node.stop()
+            return
+
+
+def _api_get(api: str, path: str) -> Any:
+    base = api if api.startswith("http") else f"http://{api}"
+    try:
+        response = httpx.get(base + path, timeout=10)
+    except httpx.TransportError as exc:
+        console.print(f"[red]error:[/red] no node API at {base} ({exc}); start one with `symphony node` or pass --api")
+        raise typer.Exit(1) from exc
+    response.raise_for_status()
+    return response.json()
+
+
+@app.command()
+def peers(api: ApiOption = DEFAULT_API, as_json: JsonOption = False) -> None:
+    """List the agents this node knows, with connectivity and availability."""
+    rows = _api_get(api, "/v1/peers")["peers"]
+    if as_json:
+        console.print_json(data=rows)
+        return
+    table = Table("agent", "name", "connected", "available", "last seen (s)", "models", "tags")
+    for row in rows:
+        table.add_row(row["agent_id"][-12:], row["name"], str(row["connected"]), str(row["available"]),
+                      str(row["last_seen_s_ago"]), ", ".join(row["models"]), ", ".join(row["tags"]))
+    console.print(table)
+
+
+@app.command()
+def ledger(api: ApiOption = DEFAULT_API, as_json: JsonOption = False) -> None:
+    """Print the node's replica of the capability ledger."""
+    data = _api_get(api, "/v1/ledger")
+    if as_json:
+        console.print_json(data=data)
+        return
+    table = Table("agent", "name", "lamport", "available", "tags", "addrs")
+    for row in data["records"]:
+        table.add_row(row["agent_id"][-12:], row["name"], str(row["lamport"]), str(row["available"]),
+                      ", ".join(row["tags"]), "\n".join(row["addrs"]))
+    console.print(table)
+    console.print(f"{data['count']} records")

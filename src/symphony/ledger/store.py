@@ -1,0 +1,274 @@
+"""The capability ledger's pure core: a signed, single-writer LWW map (DESIGN §3).
+
+Theory of operation
+-------------------
+The ledger maps ``agent_id -> LedgerRecord``. Every record is signed by the key that
+*is* its ``agent_id`` (see ``protocol.identity``), so "only the owner writes its
+record" is checked on every merge, whoever relayed the record: a record signed by A
+that claims to be B's simply fails verification against B's key.
+
+Merge is last-writer-wins on the total order ``(lamport, sha256(signed bytes))``.
+For honest owners lamport alone decides (an owner never reuses a lamport); the hash
+only breaks ties between two *different* records an owner signed with the same
+lamport (equivocation), so that every replica still picks the same one. A total
+order makes merge commutative, associative and idempotent, i.e. a state-based CRDT
+(paper: LWW-register with Lamport timestamps); ``tests/ledger`` checks these laws.
+
+Liveness is kept apart from records: owners publish tiny signed ``Heartbeat``s, and
+a record counts as *available* while its owner's last heartbeat arrived within the
+TTL (and it did not announce ``leaving``). Heartbeats never change the record, so
+they cost a few hundred bytes instead of a full record re-gossip. A heartbeat also
+carries its owner's newest lamport, telling a lagging replica to pull.
+
+Records whose owners stay silent for ``gc_after_s`` are garbage-collected and leave
+a tombstone (their lamport), so anti-entropy with a replica that has not collected
+them yet cannot resurrect them; only a newer record from the owner can.
+
+Nothing here does I/O: callers pass ``now`` (seconds, wall clock) and receive
+decisions, so the same code runs in real nodes and in the 10,000-node simulator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from symphony.errors import PeerError, StaleMessage
+from symphony.protocol.messages import Digest, Heartbeat, LedgerRecord
+
+NEUTRAL_REPUTATION = 0.5
+
+
+class Merge(Enum):
+    """What ``Ledger.merge`` did with a record."""
+
+    ADDED = "added"
+    UPDATED = "updated"
+    DUPLICATE = "duplicate"
+    OLDER = "older"
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """Timing of liveness and garbage collection, in seconds."""
+
+    heartbeat_interval_s: float = 10.0
+    ttl_heartbeats: float = 3.0
+    gc_after_s: float = 3600.0
+    skew_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval_s <= 0 or self.ttl_heartbeats < 1:
+            raise ValueError("heartbeat_interval_s must be > 0 and ttl_heartbeats >= 1")
+
+    @property
+    def ttl_s(self) -> float:
+        return self.heartbeat_interval_s * self.ttl_heartbeats
+
+
+@dataclass
+class _Liveness:
+    stored_at: float
+    last_heartbeat_ms: int = -1
+    last_seen: float | None = None
+
+
+@dataclass(frozen=True)
+class QueryFilter:
+    """QUERY(filter) constraints; every field is optional (DESIGN §3)."""
+
+    tags_any: frozenset[str] = frozenset()
+    available_only: bool = True
+    min_memory_gb: float = 0.0
+    accelerator: str | None = None
+    min_tokens_per_s: float = 0.0
+    min_reputation: float = 0.0
+    exclude: frozenset[str] = frozenset()
+
+
+def record_order(record: LedgerRecord) -> tuple[int, str]:
+    """The LWW total order key: lamport first, then a hash of the signed content."""
+    return record.lamport, hashlib.sha256(record.signing_bytes() + record.sig.encode()).hexdigest()
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    """Cosine similarity of two vectors (0 when either is zero or they differ in length)."""
+    if len(a) != len(b):
+        return 0.0
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    if na == 0 or nb == 0:
+        return 0.0
+    return max(-1.0, min(1.0, sum(x * y for x, y in zip(a, b, strict=True)) / (na * nb)))
+
+
+@dataclass
+class Ledger:
+    """One replica of the ledger. Not thread-safe; owned by one node task."""
+
+    config: LedgerConfig = field(default_factory=LedgerConfig)
+    records: dict[str, LedgerRecord] = field(default_factory=dict)
+    lamport: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    _liveness: dict[str, _Liveness] = field(default_factory=dict)
+    _tombstones: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    # ---- merging --------------------------------------------------------------------
+
+    def merge(self, record: LedgerRecord, *, now: float) -> Merge:
+        """Merge a record whose signature was already verified (``LedgerRecord.from_wire``).
+
+        Advances the local Lamport clock past the record's. A record issued recently
+        counts as a sign of life of its owner.
+        """
+        self.lamport = max(self.lamport, record.lamport)
+        tomb = self._tombstones.get(record.agent_id)
+        if tomb is not None and record.lamport <= tomb[0]:
+            return Merge.OLDER
+        current = self.records.get(record.agent_id)
+        if current is not None:
+            if record_order(record) == record_order(current):
+                return Merge.DUPLICATE
+            if record_order(record) < record_order(current):
+                return Merge.OLDER
+        self.records[record.agent_id] = record
+        self._tombstones.pop(record.agent_id, None)
+        live = self._liveness.setdefault(record.agent_id, _Liveness(stored_at=now))
+        if abs(now - record.issued_at / 1000) <= self.config.ttl_s:
+            live.last_seen = max(live.last_seen or now, now)
+        return Merge.ADDED if current is None else Merge.UPDATED
+
+    def merge_wire(self, data: Any, *, now: float) -> Merge | PeerError:
+        """Validate, verify and merge an untrusted record; count and return any rejection."""
+        try:
+            record = LedgerRecord.from_wire(data)
+        except PeerError as exc:
+            self.rejected[exc.reason] += 1
+            return exc
+        return self.merge(record, now=now)
+
+    def issue(self, record: LedgerRecord) -> LedgerRecord:
+        """Give the owner's next record the next Lamport time (unsigned; sign, then merge)."""
+        self.lamport += 1
+        return record.model_copy(update={"lamport": self.lamport, "sig": ""})
+
+    # ---- liveness -------------------------------------------------------------------
+
+    def observe_heartbeat(self, heartbeat: Heartbeat, *, now: float) -> bool:
+        """Record a verified heartbeat. Returns True when its owner has a newer record
+        than this replica holds (the caller should pull it).
+
+        Raises:
+            StaleMessage: older than the last heartbeat of this owner, or outside the
+                clock-skew window (a replay of a captured heartbeat cannot revive a node).
+        """
+        if abs(now - heartbeat.ts / 1000) > self.config.skew_s:
+            raise StaleMessage(f"heartbeat ts {heartbeat.ts} outside the skew window")
+        live = self._liveness.setdefault(heartbeat.agent_id, _Liveness(stored_at=now))
+        if heartbeat.ts <= live.last_heartbeat_ms:
+            raise StaleMessage(f"heartbeat ts {heartbeat.ts} is not newer than {live.last_heartbeat_ms}")
+        live.last_heartbeat_ms = heartbeat.ts
+        live.last_seen = now
+        current = self.records.get(heartbeat.agent_id)
+        return current is None or current.lamport < heartbeat.lamport
+
+    def is_available(self, agent_id: str, *, now: float) -> bool:
+        record = self.records.get(agent_id)
+        live = self._liveness.get(agent_id)
+        if record is None or record.availability == "leaving" or live is None or live.last_seen is None:
+            return False
+        return now - live.last_seen <= self.config.ttl_s
+
+    def last_seen(self, agent_id: str) -> float | None:
+        live = self._liveness.get(agent_id)
+        return None if live is None else live.last_seen
+
+    def collect_garbage(self, *, now: float, keep: Iterable[str] = ()) -> list[str]:
+        """Drop records whose owner was silent (or never seen) for ``gc_after_s`` since
+        they were stored; tombstone them; expire tombstones after twice that."""
+        protected = set(keep)
+        removed = []
+        for agent_id, record in list(self.records.items()):
+            live = self._liveness[agent_id]
+            quiet_since = live.last_seen if live.last_seen is not None else live.stored_at
+            if agent_id in protected or now - quiet_since < self.config.gc_after_s:
+                continue
+            del self.records[agent_id]
+            del self._liveness[agent_id]
+            self._tombstones[agent_id] = (record.lamport, now)
+            removed.append(agent_id)
+        for agent_id, (_, since) in list(self._tombstones.items()):
+            if now - since > 2 * self.config.gc_after_s:
+                del self._tombstones[agent_id]
+        for agent_id, live in list(self._liveness.items()):
+            if agent_id not in self.records and now - live.stored_at > self.config.ttl_s:
+                del self._liveness[agent_id]  # heartbeats of an agent whose record never came
+        return removed
+
+    # ---- anti-entropy ---------------------------------------------------------------
+
+    def digest(self) -> Digest:
+        return {agent_id: record.lamport for agent_id, record in self.records.items()}
+
+    def digest_hash(self) -> str:
+        """A short fingerprint of the whole replica: equal hashes mean nothing to sync."""
+        h = hashlib.sha256()
+        for agent_id in sorted(self.records):
+            h.update(f"{agent_id}:{record_order(self.records[agent_id])[1]}\n".encode())
+        return h.hexdigest()[:32]
+
+    def diff(self, remote: Digest) -> tuple[list[LedgerRecord], list[str]]:
+        """Compare with a remote digest: (records the remote lacks or has older,
+        agent IDs the remote holds newer than we do)."""
+        ours_newer = [r for a, r in self.records.items() if remote.get(a, -1) < r.lamport]
+        theirs_newer = [a for a, lamport in remote.items() if lamport > self._known_lamport(a)]
+        return ours_newer, theirs_newer
+
+    def _known_lamport(self, agent_id: str) -> int:
+        """The newest lamport held for ``agent_id``, counting tombstones (-1 if none)."""
+        if agent_id in self.records:
+            return self.records[agent_id].lamport
+        tomb = self._tombstones.get(agent_id)
+        return -1 if tomb is None else tomb[0]
+
+    # ---- QUERY ----------------------------------------------------------------------
+
+    def reputation(self, agent_id: str) -> float:
+        """Mean of the scores other agents published about ``agent_id`` (neutral if none)."""
+        scores = [r.reputation[agent_id] for a, r in self.records.items() if a != agent_id and agent_id in r.reputation]
+        return sum(scores) / len(scores) if scores else NEUTRAL_REPUTATION
+
+    def query(
+        self,
+        flt: QueryFilter = QueryFilter(),
+        *,
+        requirement: list[float] | None = None,
+        limit: int | None = None,
+        now: float,
+    ) -> list[tuple[LedgerRecord, float]]:
+        """QUERY(filter): matching records ranked by cosine to ``requirement`` (top-L).
+
+        Without a requirement every match scores 0 and order is by agent ID. Ties in
+        score are broken by agent ID so every replica returns the same list.
+        """
+        matches = [r for r in self.records.values() if self._matches(r, flt, now)]
+        scored = [(r, cosine(r.vector, requirement) if requirement else 0.0) for r in matches]
+        scored.sort(key=lambda pair: (-pair[1], pair[0].agent_id))
+        return scored if limit is None else scored[:limit]
+
+    def _matches(self, record: LedgerRecord, flt: QueryFilter, now: float) -> bool:
+        hw = record.hardware
+        return (
+            record.agent_id not in flt.exclude
+            and (not flt.available_only or self.is_available(record.agent_id, now=now))
+            and (not flt.tags_any or bool(flt.tags_any.intersection(record.tags)))
+            and hw.memory_gb >= flt.min_memory_gb
+            and (flt.accelerator is None or hw.accelerator == flt.accelerator)
+            and hw.tokens_per_s >= flt.min_tokens_per_s
+            and self.reputation(record.agent_id) >= flt.min_reputation
+        )

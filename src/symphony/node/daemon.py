@@ -1,0 +1,181 @@
+"""The node daemon: wires identity, transport, ledger gossip and the HTTP API.
+
+Data dir layout (all owned by the node):
+
+- ``key``          Ed25519 seed, mode 0600: a restarted node keeps its agent ID
+- ``record.json``  this agent's last signed record, so a restart continues its Lamport clock
+- ``node.json``    written once the node is serving (agent ID, addresses, API URL, pid),
+                   removed on clean exit — scripts and tests wait for it
+- ``events.jsonl`` structured event log
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from symphony import __version__
+from symphony.errors import ConfigError, PeerError
+from symphony.ledger import GossipConfig, Ledger, LedgerConfig, LedgerService
+from symphony.node.config import NodeConfig, parse_host_port
+from symphony.node.eventlog import EventLog
+from symphony.protocol.identity import Identity
+from symphony.protocol.messages import LedgerRecord
+from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
+
+
+class Node:
+    """One Symphony agent. ``await Node(config).run()`` serves until cancelled or ``stop()``."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.data_dir = config.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.identity = Identity.load_or_create(self.data_dir / "key")
+        self.events = EventLog(self.data_dir / "events.jsonl")
+        self.ledger = Ledger(LedgerConfig(heartbeat_interval_s=config.heartbeat_interval_s,
+                                          ttl_heartbeats=config.ttl_heartbeats))
+        self.ledger.lamport = self._saved_lamport()
+        self.service: LedgerService | None = None
+        self.api_url: str | None = None
+        self.started_at = time.time()
+        self._stop = anyio.Event()
+
+    @property
+    def agent_id(self) -> str:
+        return self.identity.agent_id
+
+    def _saved_lamport(self) -> int:
+        path = self.data_dir / "record.json"
+        if not path.exists():
+            return 0
+        try:
+            return LedgerRecord.parse(path.read_bytes()).lamport
+        except (PeerError, OSError) as exc:  # a corrupt file must not keep the node down
+            self.events.emit("saved_record_unreadable", {"error": repr(exc)})
+            return 0
+
+    def _save_record(self, record: LedgerRecord) -> None:
+        tmp = self.data_dir / "record.json.tmp"
+        tmp.write_bytes(record.to_bytes())
+        tmp.replace(self.data_dir / "record.json")
+
+    def stop(self) -> None:
+        """Ask ``run`` to leave the network gracefully and return."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.config
+        self.events.emit("starting", {"agent": self.agent_id, "name": cfg.name, "version": __version__})
+        async with open_libp2p_transport(self.identity, Libp2pConfig(listen=cfg.listen)) as transport:
+            profile = LedgerRecord(
+                agent_id=self.agent_id, lamport=0, issued_at=0, name=cfg.name,
+                tags=cfg.tags, models=cfg.models, hardware=cfg.hardware,
+            )
+            self.service = LedgerService(
+                transport=transport, identity=self.identity, ledger=self.ledger, profile=profile,
+                clock=time.time, rng=random.Random(), bootstrap=cfg.bootstrap,
+                config=GossipConfig(anti_entropy_interval_s=cfg.anti_entropy_interval_s,
+                                    target_degree=cfg.target_degree),
+                on_event=self.events.emit, on_own_record=self._save_record,
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.service.run)
+                await self.service.register()
+                if cfg.api is not None:
+                    await self._start_api(nursery)
+                self._write_runtime_info(transport.listen_addrs())
+                self.events.emit("ready", {"addrs": transport.listen_addrs(), "api": self.api_url})
+                task_status.started()
+                await self._stop.wait()
+                await self._leave()
+                nursery.cancel_scope.cancel()
+        (self.data_dir / "node.json").unlink(missing_ok=True)
+        self.events.emit("stopped", {})
+        self.events.close()
+
+    async def _leave(self) -> None:
+        assert self.service is not None
+        with anyio.move_on_after(2):
+            await self.service.leave()
+        self.events.emit("leaving", {})
+
+    async def _start_api(self, nursery: trio.Nursery) -> None:
+        from symphony.api.app import create_app
+
+        host, port = parse_host_port(self.config.api or "")
+        hc = HypercornConfig()
+        hc.bind = [f"{host}:{port}"]
+        hc.accesslog = None
+        hc.errorlog = None
+        try:
+            binds = await nursery.start(serve, create_app(self), hc)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve the API on {host}:{port} ({exc.strerror}); pick a free port with --api {host}:0 "
+                "or --api none"
+            ) from exc
+        self.api_url = binds[0]
+
+    def _write_runtime_info(self, addrs: list[str]) -> None:
+        info = {"agent_id": self.agent_id, "name": self.config.name, "addrs": addrs,
+                "api": self.api_url, "pid": os.getpid()}
+        tmp = self.data_dir / "node.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(self.data_dir / "node.json")
+
+    # ---- views for the API --------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        svc = self.service
+        assert svc is not None
+        record = svc.own_record
+        return {
+            "agent_id": self.agent_id,
+            "name": self.config.name,
+            "version": __version__,
+            "addrs": svc.transport.listen_addrs(),
+            "api": self.api_url,
+            "lamport": None if record is None else record.lamport,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "connected_peers": len(svc.transport.peers()),
+            "ledger_size": len(self.ledger.records),
+            "rejected": dict(self.ledger.rejected),
+            "traffic": svc.transport.stats.snapshot(),
+        }
+
+    def peers(self) -> list[dict[str, Any]]:
+        svc = self.service
+        assert svc is not None
+        now = time.time()
+        connected = set(svc.transport.peers())
+        rows = []
+        for agent_id, record in sorted(self.ledger.records.items()):
+            if agent_id == self.agent_id:
+                continue
+            seen = self.ledger.last_seen(agent_id)
+            rows.append({
+                "agent_id": agent_id, "name": record.name, "connected": agent_id in connected,
+                "available": self.ledger.is_available(agent_id, now=now),
+                "last_seen_s_ago": None if seen is None else round(now - seen, 3),
+                "models": record.models, "tags": record.tags, "addrs": record.addrs,
+                "reputation": self.ledger.reputation(agent_id),
+            })
+        return rows
+
+    def ledger_view(self) -> list[dict[str, Any]]:
+        now = time.time()
+        return [
+            {**record.model_dump(mode="json"), "vector": record.vector,
+             "available": self.ledger.is_available(agent_id, now=now)}
+            for agent_id, record in sorted(self.ledger.records.items())
+        ]
