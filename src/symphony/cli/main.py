@@ -125,3 +125,43 @@ def ledger(api: ApiOption = DEFAULT_API, as_json: JsonOption = False) -> None:
                       ", ".join(row["tags"]), "\n".join(row["addrs"]))
     console.print(table)
     console.print(f"{data['count']} records")
+
+
+DEMO_SKILLS = ["math, arithmetic", "logic, planning", "code, python", "medicine, biology", "commonsense"]
+
+
+@app.command()
+def demo(
+    agents: Annotated[int, typer.Option(help="Number of node processes to start.", min=2, max=50)] = 5,
+) -> None:
+    """Start a local swarm of node processes on 127.0.0.1, show the replicated ledger
+    converge and an update spread, then shut every process down."""
+    import tempfile
+    import time
+
+    from symphony.node.swarm import open_swarm, wait_for
+
+    with tempfile.TemporaryDirectory(prefix="symphony-demo-") as root, open_swarm(Path(root)) as swarm:
+        with console.status(f"starting {agents} nodes on 127.0.0.1 ..."):
+            boot = swarm.spawn("n0", args=("--skills", DEMO_SKILLS[0])).wait_ready()
+            rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--skills", DEMO_SKILLS[i % len(DEMO_SKILLS)]))
+                    for i in range(1, agents)]
+            nodes = [boot] + [n.wait_ready() for n in rest]
+        ids = {n.agent_id for n in nodes}
+        start = time.monotonic()
+        with console.status("waiting for every ledger replica to hold every record ..."):
+            for n in nodes:
+                wait_for(lambda n=n: ids <= {a for a, r in n.ledger().items() if r["available"]},
+                         timeout=60, what=f"{n.name} to converge")
+        console.print(f"[green]all {agents} replicas converged[/green] in {time.monotonic() - start:.2f} s")
+        console.print(f"ledger as seen by {nodes[-1].name} ({nodes[-1].info['api']}):")
+        ledger(api=str(nodes[-1].info["api"]), as_json=False)
+        start = time.monotonic()
+        lamport = nodes[1].post("/v1/node/record", {"tags": ["math", "logic", "updated"]}).json()["lamport"]
+        for n in nodes:
+            wait_for(lambda n=n: n.ledger()[nodes[1].agent_id]["lamport"] == lamport, timeout=30,
+                     what=f"{n.name} to see the update")
+        console.print(f"an UPDATE on {nodes[1].name} reached all {agents} nodes in {time.monotonic() - start:.3f} s")
+        with console.status("stopping the swarm (SIGTERM, nodes announce they are leaving) ..."):
+            codes = [n.terminate() for n in nodes]
+        console.print(f"stopped: exit codes {codes}")

@@ -1,0 +1,3 @@
+from symphony.cli.main import app
+
+app(prog_name="symphony")

@@ -1,0 +1,159 @@
+"""A local swarm of real ``symphony node`` processes on 127.0.0.1.
+
+Used by ``symphony demo``, the end-to-end tests and the process benchmarks. Every
+process started here is tracked by its ``Swarm`` and killed (whole process group)
+when the swarm closes, whatever happened. Waiting is always on a condition with a
+deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], *, timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+            if result:
+                return result
+        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+
+
+class NodeProcess:
+    """One ``symphony node`` child process with its data dir and API."""
+
+    def __init__(
+        self, data_dir: Path, name: str, *, bootstrap: list[str], heartbeat: float, args: list[str]
+    ) -> None:
+        self.data_dir = data_dir
+        self.name = name
+        self.bootstrap = bootstrap
+        self.heartbeat = heartbeat
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.info: dict[str, Any] = {}
+
+    def start(self) -> NodeProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "node.json").unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "symphony", "node", "--data-dir", str(self.data_dir), "--name", self.name,
+               "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--heartbeat", str(self.heartbeat),
+               "--anti-entropy", str(self.heartbeat * 2), *self.args]
+        for addr in self.bootstrap:
+            cmd += ["--bootstrap", addr]
+        log = (self.data_dir / "stdout.log").open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> NodeProcess:
+        def ready() -> dict[str, Any] | None:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"node {self.name} exited with {self.proc.returncode}: {self.output()[-2000:]}")
+            path = self.data_dir / "node.json"
+            if not path.exists():
+                return None
+            info = json.loads(path.read_text())
+            return info if info["pid"] == self.proc.pid else None
+
+        self.info = wait_for(ready, timeout=timeout, what=f"node {self.name} to be ready")
+        return self
+
+    def output(self) -> str:
+        path = self.data_dir / "stdout.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    @property
+    def agent_id(self) -> str:
+        return str(self.info["agent_id"])
+
+    @property
+    def addr(self) -> str:
+        return str(self.info["addrs"][0])
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(str(self.info["api"]) + path, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: Any) -> httpx.Response:
+        return httpx.post(str(self.info["api"]) + path, json=body, timeout=5)
+
+    def ledger(self) -> dict[str, dict[str, Any]]:
+        return {row["agent_id"]: row for row in self.get("/v1/ledger")["records"]}
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = (self.data_dir / "events.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no goodbye."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def terminate(self, timeout: float = 20) -> int:
+        """SIGTERM and wait: a clean shutdown. Returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+
+class Swarm:
+    """Starts node processes and guarantees they are all gone when it closes."""
+
+    def __init__(self, root: Path, *, heartbeat: float = 0.5) -> None:
+        self.root = root
+        self.heartbeat = heartbeat
+        self.nodes: list[NodeProcess] = []
+
+    def spawn(
+        self, name: str, *, bootstrap: NodeProcess | None = None, data_dir: Path | None = None,
+        args: tuple[str, ...] = (),
+    ) -> NodeProcess:
+        """Start ``symphony node`` (not waiting for it); ``args`` are extra CLI options."""
+        node = NodeProcess(data_dir or self.root / name, name, bootstrap=[bootstrap.addr] if bootstrap else [],
+                           heartbeat=self.heartbeat, args=list(args))
+        self.nodes.append(node)
+        return node.start()
+
+    def start(self, count: int) -> list[NodeProcess]:
+        """Start a bootstrap node, then ``count - 1`` nodes joining through it, in parallel."""
+        boot = self.spawn("n0").wait_ready()
+        rest = [self.spawn(f"n{i}", bootstrap=boot) for i in range(1, count)]
+        return [boot] + [node.wait_ready() for node in rest]
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+
+@contextmanager
+def open_swarm(root: Path, **kwargs: Any) -> Iterator[Swarm]:
+    swarm = Swarm(root, **kwargs)
+    try:
+        yield swarm
+    finally:
+        swarm.close()
