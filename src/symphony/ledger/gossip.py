@@ -158,11 +158,12 @@ class LedgerService:
         if isinstance(outcome, PeerError):
             self._reject(outcome, source=source, channel=LEDGER_TOPIC, counted=True)
             return
-        await self._after_merge(payload.get("agent_id", ""), outcome)
+        await self._after_merge(payload, outcome)
 
-    async def _after_merge(self, agent_id: str, outcome: Merge) -> None:
+    async def _after_merge(self, payload: dict[str, Any], outcome: Merge) -> None:
+        agent_id = payload["agent_id"]
         if outcome in (Merge.ADDED, Merge.UPDATED):
-            self.on_event("record_merged", {"agent": agent_id, "outcome": outcome.value})
+            self.on_event("record_merged", {"agent": agent_id, "lamport": payload["lamport"], "outcome": outcome.value})
             if agent_id == self.agent_id and self.own_record is not None and self.own_record.sig != self._profile.sig:
                 # someone holds a newer record of ours (we lost state): supersede it
                 await self._publish_own()
@@ -256,7 +257,7 @@ class LedgerService:
             if isinstance(outcome, PeerError):
                 self._reject(outcome, source=source, channel=SYNC_PROTOCOL, counted=True)
             else:
-                await self._after_merge(str(data.get("agent_id", "")), outcome)
+                await self._after_merge(data, outcome)
 
     # ---- connections and housekeeping -------------------------------------------------
 

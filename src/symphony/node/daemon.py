@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ class Node:
         self.api_url: str | None = None
         self.started_at = time.time()
         self._stop = anyio.Event()
+        self._api_socket = self._bind_api_socket()
 
     @property
     def agent_id(self) -> str:
@@ -91,14 +93,16 @@ class Node:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.service.run)
                 await self.service.register()
-                if cfg.api is not None:
-                    await self._start_api(nursery)
+                if self._api_socket is not None:
+                    await self._start_api(nursery, self._api_socket)
                 self._write_runtime_info(transport.listen_addrs())
                 self.events.emit("ready", {"addrs": transport.listen_addrs(), "api": self.api_url})
                 task_status.started()
                 await self._stop.wait()
                 await self._leave()
                 nursery.cancel_scope.cancel()
+        if self._api_socket is not None:
+            self._api_socket.close()
         (self.data_dir / "node.json").unlink(missing_ok=True)
         self.events.emit("stopped", {})
         self.events.close()
@@ -109,21 +113,31 @@ class Node:
             await self.service.leave()
         self.events.emit("leaving", {})
 
-    async def _start_api(self, nursery: trio.Nursery) -> None:
-        from symphony.api.app import create_app
-
-        host, port = parse_host_port(self.config.api or "")
-        hc = HypercornConfig()
-        hc.bind = [f"{host}:{port}"]
-        hc.accesslog = None
-        hc.errorlog = None
+    def _bind_api_socket(self) -> socket.socket | None:
+        """Bind the API socket at construction, so "port in use" is a clear, early error."""
+        if self.config.api is None:
+            return None
+        host, port = parse_host_port(self.config.api)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            binds = await nursery.start(serve, create_app(self), hc)
+            sock.bind((host, port))
         except OSError as exc:
+            sock.close()
             raise ConfigError(
                 f"cannot serve the API on {host}:{port} ({exc.strerror}); pick a free port with --api {host}:0 "
-                "or --api none"
+                "or turn the API off with --api none"
             ) from exc
+        return sock
+
+    async def _start_api(self, nursery: trio.Nursery, sock: socket.socket) -> None:
+        from symphony.api.app import create_app
+
+        hc = HypercornConfig()
+        hc.bind = [f"fd://{sock.fileno()}"]
+        hc.accesslog = None
+        hc.errorlog = None
+        binds = await nursery.start(serve, create_app(self), hc)
         self.api_url = binds[0]
 
     def _write_runtime_info(self, addrs: list[str]) -> None:
