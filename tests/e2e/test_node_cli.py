@@ -84,3 +84,13 @@ def test_node_and_ledger_views(one_node: Swarm) -> None:
     assert info["addrs"][0].endswith("/p2p/" + node.agent_id)
     record = node.get(f"/v1/ledger/{node.agent_id}")
     assert record["available"] and record["name"] == node.name
+
+
+def test_listen_port_in_use_is_reported(tmp_path) -> None:
+    """py-libp2p would share the port via SO_REUSEPORT; we refuse with the fix instead."""
+    with open_swarm(tmp_path) as swarm:
+        first = swarm.spawn("a").wait_ready()
+        listen = first.addr.split("/p2p/")[0]
+        result = run_cli("node", "--data-dir", str(tmp_path / "b"), "--api", "none", "--listen", listen)
+    assert result.returncode == 2
+    assert "use tcp/0" in result.stdout

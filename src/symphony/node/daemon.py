@@ -31,7 +31,7 @@ from symphony.node.config import NodeConfig, parse_host_port
 from symphony.node.eventlog import EventLog
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import LedgerRecord
-from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
+from symphony.transport.libp2p import Libp2pConfig, check_port_free, open_libp2p_transport
 
 
 class Node:
@@ -50,6 +50,8 @@ class Node:
         self.api_url: str | None = None
         self.started_at = time.time()
         self._stop = anyio.Event()
+        for addr in config.listen:
+            check_port_free(addr)
         self._api_socket = self._bind_api_socket()
 
     @property

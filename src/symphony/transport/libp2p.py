@@ -55,6 +55,7 @@ background discovery, no third-party servers). py-libp2p does more by default:
 from __future__ import annotations
 
 import logging
+import socket as stdlib_socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -174,6 +175,32 @@ def _parse_listen(addr: str) -> Multiaddr:
     if "tcp" not in names or "p2p" in names:
         raise ConfigError(f"listen multiaddr must be /ip4|ip6/<host>/tcp/<port>, not {addr!r}")
     return maddr
+
+
+def check_port_free(addr: str) -> None:
+    """Refuse a fixed listen port another process already holds.
+
+    py-libp2p binds with SO_REUSEPORT (for hole punching), so on Linux a second node
+    would silently *share* a port with the first and the kernel would split incoming
+    connections between them. A probe bind without SO_REUSEPORT detects that.
+    """
+    maddr = _parse_listen(addr)
+    port = int(maddr.value_for_protocol("tcp"))
+    if port == 0:
+        return
+    family, host = (
+        (stdlib_socket.AF_INET6, maddr.value_for_protocol("ip6"))
+        if "ip6" in [p.name for p in maddr.protocols()]
+        else (stdlib_socket.AF_INET, maddr.value_for_protocol("ip4"))
+    )
+    with stdlib_socket.socket(family, stdlib_socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {addr} ({exc.strerror}): another process holds the port; "
+                "choose another port or use tcp/0"
+            ) from exc
 
 
 def _parse_peer_addr(addr: str) -> PeerInfo:
@@ -534,10 +561,13 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
     is closed.
 
     Raises:
-        ConfigError: bad ``config`` (raised by ``Libp2pConfig`` itself).
+        ConfigError: bad ``config`` (raised by ``Libp2pConfig`` itself), or a fixed
+            listen port already in use.
         OSError: a listen address could not be bound.
     """
     listen = [_parse_listen(addr) for addr in config.listen]
+    for addr in config.listen:
+        check_port_free(addr)
     host = _build_host(identity, config, listen)
     router = _build_router(config)
     pubsub = Pubsub(host, router, strict_signing=True)
