@@ -136,7 +136,8 @@ class Node:
         from symphony.api.app import create_app
 
         hc = HypercornConfig()
-        hc.bind = [f"fd://{sock.fileno()}"]
+        hc.bind = [f"fd://{sock.detach()}"]  # hypercorn now owns (and will close) the fd
+        self._api_socket = None
         hc.accesslog = None
         hc.errorlog = None
         binds = await nursery.start(serve, create_app(self), hc)

@@ -1,0 +1,152 @@
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from symphony.beacon import BeaconRound, Candidate, CosineStrategy, RandomStrategy, Selection, select
+
+candidates = st.lists(
+    st.builds(
+        Candidate,
+        agent_id=st.sampled_from("abcdefgh"),
+        score=st.sampled_from([-0.5, 0.0, 0.3, 0.9, 1.0]),
+        queue_length=st.integers(0, 3),
+        expected_latency_ms=st.sampled_from([0.0, 10.0, 250.5]),
+    ),
+    max_size=12,
+)
+
+
+def _ids(cs: tuple[Candidate, ...]) -> list[str]:
+    return [c.agent_id for c in cs]
+
+
+def test_highest_score_comes_first() -> None:
+    """The paper's rule: the best match score is the primary."""
+    sel = select([Candidate("a", 0.2), Candidate("b", 0.9), Candidate("c", 0.5)])
+    assert _ids(sel.primaries) == ["b"] and _ids(sel.backups) == ["c", "a"]
+
+
+def test_equal_scores_prefer_the_shorter_queue() -> None:
+    """On a score tie the less loaded agent wins."""
+    sel = select([Candidate("a", 0.8, queue_length=3), Candidate("b", 0.8, queue_length=1)])
+    assert _ids(sel.ordered) == ["b", "a"]
+
+
+def test_equal_score_and_queue_prefer_lower_latency() -> None:
+    """On a score and queue tie the faster agent wins."""
+    sel = select([Candidate("a", 0.8, 1, 900.0), Candidate("b", 0.8, 1, 100.0)])
+    assert _ids(sel.ordered) == ["b", "a"]
+
+
+def test_full_ties_break_by_agent_id() -> None:
+    """Identical replies are ordered by agent id, so every node agrees."""
+    sel = select([Candidate("z", 0.8), Candidate("m", 0.8), Candidate("a", 0.8)])
+    assert _ids(sel.ordered) == ["a", "m", "z"]
+
+
+@given(candidates, st.randoms(use_true_random=False), st.sampled_from([1, 2]))
+def test_selection_ignores_reply_arrival_order(cs: list[Candidate], rnd: random.Random, m: int) -> None:
+    """Any permutation of the same replies gives the same selection."""
+    shuffled = list(cs)
+    rnd.shuffle(shuffled)
+    assert select(shuffled, m=m) == select(cs, m=m)
+
+
+def test_redundancy_two_gives_two_primaries() -> None:
+    """m = 2 runs the two best; the rest stay ordered backups."""
+    sel = select([Candidate(x, s) for x, s in [("a", 0.1), ("b", 0.9), ("c", 0.5), ("d", 0.7)]], m=2)
+    assert _ids(sel.primaries) == ["b", "d"] and _ids(sel.backups) == ["c", "a"]
+
+
+def test_m_outside_one_or_two_is_rejected() -> None:
+    """Only single or double execution is supported."""
+    with pytest.raises(ValueError, match=r"^m must be 1 or 2, not 3$"):
+        select([Candidate("a", 0.5)], m=3)
+
+
+def test_a_repeated_agent_keeps_its_best_reply() -> None:
+    """An agent listed twice appears once, with its better-ranked entry."""
+    sel = select([Candidate("a", 0.2), Candidate("b", 0.5), Candidate("a", 0.9)])
+    assert sel.ordered == (Candidate("a", 0.9), Candidate("b", 0.5))
+
+
+def test_excluded_agents_are_not_selected() -> None:
+    """Blacklisted or already-tried agents are skipped."""
+    sel = select([Candidate("a", 0.9), Candidate("b", 0.5)], exclude={"a"})
+    assert _ids(sel.ordered) == ["b"]
+
+
+def test_no_replies_give_an_empty_selection() -> None:
+    """Nobody answered: no primaries, no backups."""
+    assert select([]) == Selection((), ())
+
+
+def test_cosine_strategy_is_the_default() -> None:
+    """Passing CosineStrategy explicitly changes nothing."""
+    cs = [Candidate("a", 0.2), Candidate("b", 0.9)]
+    assert select(cs, strategy=CosineStrategy()) == select(cs)
+
+
+def test_nan_score_is_rejected() -> None:
+    """A non-finite score cannot be ranked."""
+    with pytest.raises(ValueError, match=r"^score must be finite, not nan$"):
+        Candidate("a", float("nan"))
+
+
+# ---- random (ablation) ----------------------------------------------------------------------
+
+
+def test_random_strategy_is_reproducible_from_its_seed() -> None:
+    """The same seed gives the same order, whatever the reply order."""
+    cs = [Candidate(x, 0.1 * i) for i, x in enumerate("abcdef")]
+    first = select(cs, strategy=RandomStrategy(random.Random(4)))
+    assert select(cs[::-1], strategy=RandomStrategy(random.Random(4))) == first
+
+
+def test_random_strategy_ignores_scores() -> None:
+    """Across seeds, the low-score agents get picked too."""
+    cs = [Candidate(x, 0.1 * i) for i, x in enumerate("abcdef")]
+    picks = {select(cs, strategy=RandomStrategy(random.Random(seed))).primaries[0].agent_id for seed in range(40)}
+    assert len(picks) >= 4
+
+
+# ---- beacon round (deadline) ----------------------------------------------------------------
+
+
+def test_reply_after_the_deadline_is_dropped() -> None:
+    """A late reply is not offered for selection."""
+    rnd = BeaconRound(invited={"a", "b"}, deadline=100.0)
+    assert rnd.offer(Candidate("a", 0.9), now=100.5) is False
+    assert rnd.replies == ()
+
+
+def test_uninvited_reply_is_dropped() -> None:
+    """Only agents the beacon went to may answer it."""
+    rnd = BeaconRound(invited={"a"}, deadline=100.0)
+    assert rnd.offer(Candidate("x", 0.9), now=1.0) is False
+
+
+def test_second_reply_from_an_agent_is_dropped() -> None:
+    """The first reply counts; a later one cannot raise the score."""
+    rnd = BeaconRound(invited={"a"}, deadline=100.0)
+    rnd.offer(Candidate("a", 0.1), now=1.0)
+    assert rnd.offer(Candidate("a", 0.9), now=2.0) is False
+    assert rnd.replies == (Candidate("a", 0.1),)
+
+
+def test_round_is_complete_when_everyone_replied() -> None:
+    """No need to wait for the deadline once all invited agents answered."""
+    rnd = BeaconRound(invited={"a", "b"}, deadline=100.0)
+    rnd.offer(Candidate("a", 0.3), now=1.0)
+    assert not rnd.is_complete(now=2.0)
+    rnd.offer(Candidate("b", 0.4), now=3.0)
+    assert rnd.is_complete(now=3.0)
+
+
+def test_round_is_complete_after_the_deadline() -> None:
+    """Past the deadline the round closes with whatever arrived."""
+    rnd = BeaconRound(invited={"a", "b"}, deadline=100.0)
+    rnd.offer(Candidate("a", 0.3), now=1.0)
+    assert rnd.is_complete(now=100.1) and _ids(rnd.select().ordered) == ["a"]
