@@ -165,3 +165,16 @@ def demo(
         with console.status("stopping the swarm (SIGTERM, nodes announce they are leaving) ..."):
             codes = [n.terminate() for n in nodes]
         console.print(f"stopped: exit codes {codes}")
+
+
+@bench_app.command("ledger")
+def bench_ledger(
+    real: Annotated[list[int], typer.Option(help="Real node-process swarm sizes.")] = [5, 10, 20],
+    sim: Annotated[list[int], typer.Option(help="Memory-engine (simulated) sizes.")] = [100, 1000, 10000],
+    out: Annotated[Path, typer.Option(help="Directory for ledger.json and ledger.md.")] = Path("bench-results"),
+    seed: Annotated[int, typer.Option(help="Random seed of the simulations.")] = 0,
+) -> None:
+    """Ledger gossip: update propagation (time, rounds), join catch-up, failure detection, upkeep bytes."""
+    from symphony.bench.ledger import run_ledger_bench
+
+    run_ledger_bench(real_sizes=real, sim_sizes=sim, out_dir=out, seed=seed, console=console)

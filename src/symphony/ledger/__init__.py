@@ -7,7 +7,7 @@ from symphony.ledger.gossip import (
     GossipConfig,
     LedgerService,
 )
-from symphony.ledger.store import Ledger, LedgerConfig, Merge, QueryFilter, cosine, record_order
+from symphony.ledger.store import Ledger, LedgerConfig, Merge, QueryFilter, match_score, record_order
 
 __all__ = [
     "HEARTBEAT_TOPIC",
@@ -19,6 +19,6 @@ __all__ = [
     "LedgerService",
     "Merge",
     "QueryFilter",
-    "cosine",
+    "match_score",
     "record_order",
 ]

@@ -31,13 +31,13 @@ decisions, so the same code runs in real nodes and in the 10,000-node simulator.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from symphony.capability.vector import phi
 from symphony.errors import PeerError, StaleMessage
 from symphony.protocol.messages import Digest, Heartbeat, LedgerRecord
 
@@ -96,15 +96,10 @@ def record_order(record: LedgerRecord) -> tuple[int, str]:
     return record.lamport, hashlib.sha256(record.signing_bytes() + record.sig.encode()).hexdigest()
 
 
-def cosine(a: list[float], b: list[float]) -> float:
-    """Cosine similarity of two vectors (0 when either is zero or they differ in length)."""
-    if len(a) != len(b):
-        return 0.0
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(y * y for y in b))
-    if na == 0 or nb == 0:
-        return 0.0
-    return max(-1.0, min(1.0, sum(x * y for x, y in zip(a, b, strict=True)) / (na * nb)))
+def match_score(record: LedgerRecord, requirement: list[float]) -> float:
+    """phi(c_j, r(t)) on the record's published vector; 0 if dimensions disagree."""
+    vector = record.vector
+    return phi(vector, requirement) if len(vector) == len(requirement) else 0.0
 
 
 @dataclass
@@ -257,7 +252,7 @@ class Ledger:
         score are broken by agent ID so every replica returns the same list.
         """
         matches = [r for r in self.records.values() if self._matches(r, flt, now)]
-        scored = [(r, cosine(r.vector, requirement) if requirement else 0.0) for r in matches]
+        scored = [(r, match_score(r, requirement) if requirement else 0.0) for r in matches]
         scored.sort(key=lambda pair: (-pair[1], pair[0].agent_id))
         return scored if limit is None else scored[:limit]
 
