@@ -1,0 +1,471 @@
+"""Stage-specific decomposition: a planner's prompt and the parsing of its plan (DESIGN §4).
+
+Symphony (arXiv:2508.20019) has each planner decompose the question "into strictly computable
+sub-questions as JSON"; the chain then sends every sub-question to an executor picked by Beacon
+selection. This module is pure: ``decomposition_messages`` builds the chat prompt,
+``DECOMPOSITION_SCHEMA`` / ``decomposition_schema`` constrain decoding where the backend can, and
+``parse_plan`` turns whatever the model wrote into a ``Plan`` or raises ``PlanError``.
+
+Theory of operation for ``parse_plan``. The planners are small models (0.1-1.5B parameters).
+Without constrained decoding they wrap the JSON in code fences or prose, use single quotes or
+trailing commas, return a bare list, stop mid-object at the token limit, or fall back to a numbered
+list. So parsing is a ladder, and the first rung that yields at least one step wins:
+
+1. strict ``json.loads`` of the whole output;
+2. the body of the first code fence, then each balanced ``{...}``/``[...]`` block in turn (the
+   first that holds steps wins), read as JSON, as JSON without trailing commas, then as a Python
+   literal (``ast.literal_eval``: single quotes; it evaluates literals only, and blocks are
+   depth- and size-bounded first because deep nesting can exhaust its stack);
+3. ``"question": "..."`` fields salvaged from a truncated object;
+4. numbered lines ("1. ...", "Step 2: ...").
+
+The accepted shapes are ``{"steps": [...]}`` (or another list-valued key), or a bare list, whose
+items are strings or objects with a "question"/"q"/"step"/... string. A block whose steps are all
+copied from the prompt's worked example is skipped: tiny models echo it. Every deviation from the
+schema is named in ``Plan.fixes`` and sets ``Plan.repaired``, which the chain trace shows. Steps
+are then whitespace-collapsed, stripped of their own numbering, de-duplicated (case-insensitively),
+clipped to ``MAX_STEP_CHARS`` and capped at ``max_steps`` by keeping the first ``max_steps - 1`` and
+the last, because the last step is the one that asks for the final answer.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from symphony.errors import SymphonyError
+from symphony.pipeline.extraction import ANSWER_KINDS, AnswerKind
+
+DEFAULT_MAX_STEPS: Final = 5
+MAX_STEP_CHARS: Final = 500
+#: Only this much of a planner's output is looked at: a plan comes first, the rest is rambling.
+MAX_PLAN_INPUT_CHARS: Final = 32_000
+#: The original question is clipped (head and tail kept) to this many characters in prompts.
+MAX_QUESTION_CHARS: Final = 6_000
+
+_MAX_BLOCKS_TRIED = 32
+_MAX_BLOCK_DEPTH = 8
+_CLIP_MARKER = " [...] "
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else its head and tail joined by " [...] "."""
+    if len(text) <= limit:
+        return text
+    room = max(0, limit - len(_CLIP_MARKER))
+    head = room * 2 // 3
+    return text[:head].rstrip() + _CLIP_MARKER + text[len(text) - (room - head) :].lstrip()
+
+
+# ---- schema and prompt ----------------------------------------------------------------------
+
+
+def decomposition_schema(max_steps: int = DEFAULT_MAX_STEPS) -> dict[str, Any]:
+    """A fresh JSON Schema for ``{"steps": [{"question": str}, ...]}`` with 1..max_steps items.
+
+    Only keywords that grammar-constrained decoders (outlines, xgrammar, llama.cpp) support.
+    """
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, not {max_steps!r}")
+    step = {
+        "type": "object",
+        "properties": {"question": {"type": "string", "minLength": 1, "maxLength": MAX_STEP_CHARS}},
+        "required": ["question"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"steps": {"type": "array", "items": step, "minItems": 1, "maxItems": max_steps}},
+        "required": ["steps"],
+        "additionalProperties": False,
+    }
+
+
+#: The schema for ``DEFAULT_MAX_STEPS``. Shared: do not mutate; ``decomposition_schema`` gives a copy.
+DECOMPOSITION_SCHEMA: Final = decomposition_schema()
+
+#: What the last step (and the executor's final answer) must be, per answer kind.
+FINAL_FORMS: Final[dict[str, str]] = {
+    "number": "a single number",
+    "option": "a single option letter",
+    "yes_no": "yes or no",
+    "text": "a short phrase",
+    "code": "complete Python code",
+}
+
+# One worked example per kind, so the example's last step already has the wanted form.
+_EXAMPLES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
+    "number": (
+        "Tom buys 4 pens at $3 each and pays with a $20 bill. How much change does he get?",
+        ("How much do 4 pens at $3 each cost?", "What is $20 minus that cost? Give the answer as a single number."),
+    ),
+    "option": (
+        "Which is largest? (A) 2^5 (B) 5^2 (C) 3^3",
+        ("What are the values of 2^5, 5^2 and 3^3?", "Which option has the largest value? Give the option letter."),
+    ),
+    "yes_no": (
+        "Is 91 a prime number?",
+        ("Which prime numbers below 10 divide 91?", "Is 91 a prime number? Answer yes or no."),
+    ),
+    "text": (
+        "What is the capital of the country where the Eiffel Tower stands?",
+        ("In which country is the Eiffel Tower?", "What is the capital of that country? Give only the name."),
+    ),
+    "code": (
+        "Write a Python function sum_even(xs) that returns the sum of the even numbers in a list.",
+        (
+            "How do you test whether an integer n is even in Python?",
+            "Write the complete Python function sum_even(xs) that returns the sum of the even numbers.",
+        ),
+    ),
+}
+
+
+def check_answer_kind(answer_kind: str) -> AnswerKind:
+    """``answer_kind`` as an ``AnswerKind``; ``ValueError`` when it is not one of ``ANSWER_KINDS``."""
+    for kind in ANSWER_KINDS:
+        if kind == answer_kind:
+            return kind
+    raise ValueError(f"unknown answer kind {answer_kind!r}; expected one of {ANSWER_KINDS}")
+
+
+def decomposition_messages(
+    question: str, *, max_steps: int = DEFAULT_MAX_STEPS, answer_kind: str
+) -> list[dict[str, str]]:
+    """System and user chat messages asking a planner model for a JSON plan of ``question``.
+
+    Args:
+        question: the user's question (clipped to ``MAX_QUESTION_CHARS``, head and tail kept).
+        max_steps: the most sub-questions allowed; the prompt asks for fewer when possible.
+        answer_kind: one of ``ANSWER_KINDS``; the last step must ask for the answer in that form.
+
+    Raises ``ValueError`` for an unknown kind or ``max_steps < 1``.
+    """
+    kind = check_answer_kind(answer_kind)
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, not {max_steps!r}")
+    example_q, example_steps = _EXAMPLES[kind]
+    example_plan = json.dumps({"steps": [{"question": s} for s in example_steps]})
+    count = "exactly 1 step" if max_steps == 1 else f"1 to {max_steps} steps, as few as needed"
+    system = (
+        "You split a problem into short sub-questions. Each sub-question must be answerable by one "
+        "calculation or one fact. Do not answer them.\n"
+        'Reply with JSON only, in this form: {"steps": [{"question": "..."}]}\n'
+        f"Use {count}. The last step must ask for the final answer to the problem as {FINAL_FORMS[kind]}.\n"
+        "\n"
+        "Example\n"
+        f"Problem: {example_q}\n"
+        f"{example_plan}"
+    )
+    user = f"Problem: {clip(question.strip(), MAX_QUESTION_CHARS)}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+# ---- plans --------------------------------------------------------------------------------
+
+
+class PlanError(SymphonyError, ValueError):
+    """A planner's output holds no usable plan. The model's fault: fall back to ``single_step_plan``.
+
+    ``reason`` is a short stable name for counters: ``empty``, ``no_steps``, ``copied_example``.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A chain's sub-questions in order (the last asks for the final answer).
+
+    ``repaired`` is True when the model's output was not schema-conformant JSON or its steps had
+    to be changed; ``fixes`` names each repair (e.g. ``"code_fence"``, ``"capped"``) for the trace.
+    """
+
+    steps: tuple[str, ...]
+    repaired: bool
+    fixes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError("a plan needs at least one step")
+        if any(not isinstance(s, str) or not s.strip() for s in self.steps):
+            raise ValueError(f"plan steps must be non-empty strings, not {self.steps!r}")
+
+
+def single_step_plan(question: str) -> Plan:
+    """The fallback plan: the question itself as the only (final) step, solved directly.
+
+    Not clipped: ``execution_messages`` recognises a step equal to the question and does not
+    repeat it. Raises ``ValueError`` for an empty question.
+    """
+    return Plan(steps=(question.strip(),), repaired=False)
+
+
+_STEP_KEYS = ("question", "q", "sub_question", "subquestion", "step", "text", "content", "description")
+_LIST_KEYS = ("steps", "plan", "sub_questions", "subquestions", "questions")
+# "- ", "1. ", "2) ", "3: ", "Step 4:", "**Q5.**": numbering a model put inside a step's text.
+_ENUMERATOR = re.compile(
+    r"^(?:[-*\u2022]\s+)?"
+    r"(?:(?:\*\*)?(?:(?:step|q)\s*\d{1,2}\s*[.):\-]?|\d{1,2}\s*[.)]|\d{1,2}:)(?:\*\*)?(?:\s+|$))?",
+    re.I,
+)
+_NUMBERED_LINE = re.compile(r"^[ \t]*(?:\*\*)?(?:step\s*)?\d{1,2}\s*[.):](?:\*\*)?[ \t]+(\S.*)$", re.I | re.M)
+_FENCE = re.compile(r"```[ \t]*[\w-]*[ \t]*\n?(.*?)(?:```|\Z)", re.S)
+_QUESTION_FIELD = re.compile(
+    r"""(?<!\w)["']?(?:question|q)["']?\s*:\s*"""
+    r"""(?:"((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)')"""
+)
+_JSON_REPAIRS: Final = (
+    ("trailing_comma", re.compile(r",\s*([}\]])"), r"\1"),
+    # LaTeX in a JSON string: "\sqrt{2}" is an invalid JSON escape; keep the backslash.
+    ("latex_escape", re.compile(r'\\(?!["\\/bfnrt]|u[0-9a-fA-F]{4})'), r"\\\\"),
+)
+# ...while "\frac", "\times", "\beta", "\right", "\neq" are valid escapes that JSON turns into
+# control characters. A plan never means a form feed or a tab before a letter: undo them.
+_LATEX_CONTROL: Final = re.compile(r"[\f\b\t\r](?=[a-zA-Z])|\n(?=(?:eq|ot|abla|u|eg|e|i)\b)")
+_CONTROL_NAMES: Final = {"\f": "\\f", "\b": "\\b", "\t": "\\t", "\r": "\\r", "\n": "\\n"}
+
+
+def _key(step: str) -> str:
+    return re.sub(r"\W+", " ", step.casefold()).strip()
+
+
+_EXAMPLE_KEYS: Final = frozenset(_key(s) for _, steps in _EXAMPLES.values() for s in steps)
+
+
+def _decoded(value: str) -> str:
+    """A string decoded from JSON with LaTeX commands that JSON took for escapes restored."""
+    return _LATEX_CONTROL.sub(lambda m: _CONTROL_NAMES[m[0]], value)
+
+
+def _item_text(item: object) -> str | None:
+    if isinstance(item, str):
+        return _decoded(item)
+    if isinstance(item, dict):
+        for key in _STEP_KEYS:
+            value = item.get(key)
+            if isinstance(value, str):
+                return _decoded(value)
+    return None
+
+
+def _raw_steps(value: object) -> tuple[list[str], bool] | None:
+    """Step texts in ``value`` and whether it had the schema's shape; None when it holds none."""
+    items: list[object] | None = None
+    canonical = False
+    if isinstance(value, list):
+        items = value
+    elif isinstance(value, dict):
+        key = next((k for k in _LIST_KEYS if isinstance(value.get(k), list)), None)
+        if key is None:
+            key = next((k for k, v in value.items() if isinstance(v, list)), None)
+        if key is not None:
+            items = value[key]
+            canonical = key == "steps" and all(
+                isinstance(i, dict) and isinstance(i.get("question"), str) for i in value[key]
+            )
+    if items is None:
+        return None
+    texts = [t for t in map(_item_text, items) if t is not None and re.search(r"\w", t)]
+    return (texts, canonical) if texts else None
+
+
+def _balanced_blocks(text: str) -> Iterator[str]:
+    """Each balanced, string-aware ``{...}`` or ``[...]`` block, by start position (bounded)."""
+    starts = [i for i, c in enumerate(text) if c in "{["][:_MAX_BLOCKS_TRIED]
+    for start in starts:
+        stack: list[str] = []
+        quote: str | None = None
+        escaped = False
+        for j in range(start, len(text)):
+            c = text[j]
+            if quote is not None:
+                if escaped:
+                    escaped = False
+                elif c == "\\":
+                    escaped = True
+                elif c == quote or (c == "\n" and quote == "'"):  # an apostrophe in prose ends nothing
+                    quote = None
+            elif c in "\"'":
+                quote = c
+            elif c in "{[":
+                stack.append("}" if c == "{" else "]")
+                if len(stack) > _MAX_BLOCK_DEPTH:
+                    break
+            elif c in "}]":
+                if not stack or stack.pop() != c:
+                    break
+                if not stack:
+                    yield text[start : j + 1]
+                    break
+
+
+def _load_block(block: str) -> tuple[object, list[str]] | None:
+    """A block read as JSON, JSON with repairs, or a Python literal; with the fixes used."""
+    try:
+        return json.loads(block, strict=False), []
+    except ValueError:
+        pass
+    candidate, fixes = block, []
+    for name, pattern, repl in _JSON_REPAIRS:
+        repaired = pattern.sub(repl, candidate)
+        if repaired == candidate:
+            continue
+        candidate = repaired
+        fixes.append(name)
+        try:
+            return json.loads(candidate, strict=False), fixes
+        except ValueError:
+            pass
+    try:
+        with warnings.catch_warnings():  # "\\s" in a string literal warns (invalid escape sequence)
+            warnings.simplefilter("ignore")
+            return ast.literal_eval(block), ["python_literal"]
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def _copied(steps: list[str]) -> bool:
+    return all(_key(s) in _EXAMPLE_KEYS for s in steps)
+
+
+def _structured(text: str, fixes: list[str]) -> tuple[tuple[list[str], bool] | None, bool]:
+    """Steps from the first block that holds some (``fixes`` gets what that took), and whether a
+    block was skipped as a copy of the worked example."""
+    copied = False
+    for block in _balanced_blocks(text):
+        loaded = _load_block(block)
+        found = None if loaded is None else _raw_steps(loaded[0])
+        if loaded is None or found is None:
+            continue
+        if _copied(found[0]):
+            copied = True
+            continue
+        if block.strip() != text.strip():
+            fixes.append("extracted_block")
+        fixes.extend(loaded[1])
+        return found, copied
+    return None, copied
+
+
+def _unescape(value: str) -> str:
+    try:
+        decoded = json.loads(f'"{value}"', strict=False)
+    except ValueError:
+        return value.replace('\\"', '"')
+    return decoded if isinstance(decoded, str) else value
+
+
+def _salvaged(text: str) -> list[str]:
+    fields = (_decoded(_unescape(dq)) if dq else sq for dq, sq in _QUESTION_FIELD.findall(text))
+    return [f for f in fields if re.search(r"\w", f)]
+
+
+def _find_steps(text: str, fixes: list[str]) -> list[str]:
+    try:
+        strict = _raw_steps(json.loads(text))
+    except (ValueError, RecursionError):  # json recurses once per nesting level
+        strict = None
+    if strict is not None and not _copied(strict[0]):
+        if not strict[1]:
+            fixes.append("shape")
+        return strict[0]
+    fence = _FENCE.search(text)
+    bodies = [fence[1], text] if fence else [text]
+    copied = False
+    for body in bodies:
+        tried: list[str] = ["code_fence"] if body is not text else []
+        found, skipped = _structured(body, tried)
+        copied = copied or skipped
+        if found is not None:
+            fixes.extend(tried)
+            if not found[1]:
+                fixes.append("shape")
+            return found[0]
+    if (salvaged := _salvaged(text)) and not _copied(salvaged):
+        fixes.append("salvaged_fields")
+        return salvaged
+    if (numbered := [m.strip() for m in _NUMBERED_LINE.findall(text)]) and not _copied(numbered):
+        fixes.append("numbered_lines")
+        return numbered
+    if copied or salvaged or numbered:
+        raise PlanError("the planner copied the prompt's worked example instead of planning", reason="copied_example")
+    raise PlanError(
+        f"no steps (JSON, repaired JSON or numbered lines) in planner output {clip(text, 80)!r}", reason="no_steps"
+    )
+
+
+def _clean(steps: list[str], max_steps: int, fixes: list[str]) -> tuple[str, ...]:
+    cleaned: list[str] = []
+    seen: set[str] = set()
+    for raw in steps:
+        step = re.sub(r"\s+", " ", _ENUMERATOR.sub("", raw.strip())).strip()
+        key = _key(step)
+        if not key:
+            fixes.append("dropped_empty")
+            continue
+        if key in seen:
+            fixes.append("deduplicated")
+            continue
+        seen.add(key)
+        if len(step) > MAX_STEP_CHARS:
+            fixes.append("clipped_step")
+            step = clip(step, MAX_STEP_CHARS)
+        cleaned.append(step)
+    if len(cleaned) > max_steps:
+        fixes.append("capped")
+        cleaned = cleaned[: max_steps - 1] + cleaned[-1:]
+    return tuple(cleaned)
+
+
+def parse_plan(text: str, *, max_steps: int = DEFAULT_MAX_STEPS) -> Plan:
+    """The plan in a planner model's output (see the module docstring for the repair ladder).
+
+    Returns a ``Plan`` of 1..max_steps distinct, non-empty steps of at most ``MAX_STEP_CHARS``.
+    Raises ``PlanError`` (with ``reason``) when no step can be found; the caller then records the
+    failure and uses ``single_step_plan``. Raises ``ValueError`` for ``max_steps < 1``.
+    """
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, not {max_steps!r}")
+    fixes: list[str] = []
+    if len(text) > MAX_PLAN_INPUT_CHARS:
+        fixes.append("input_clipped")
+        text = text[:MAX_PLAN_INPUT_CHARS]
+    text = text.strip()
+    if not text:
+        raise PlanError("the planner's output is empty", reason="empty")
+    steps = _clean(_find_steps(text, fixes), max_steps, fixes)
+    if not steps:
+        raise PlanError(f"the plan's steps are all empty in planner output starting {text[:80]!r}", reason="no_steps")
+    return Plan(steps=steps, repaired=bool(fixes), fixes=tuple(dict.fromkeys(fixes)))
+
+
+def plan_json(plan: Plan) -> str:
+    """``plan`` in the schema's shape, e.g. to record it in a trace or replay it as a model turn."""
+    return json.dumps({"steps": [{"question": s} for s in plan.steps]}, ensure_ascii=False)
+
+
+__all__ = [
+    "DECOMPOSITION_SCHEMA",
+    "DEFAULT_MAX_STEPS",
+    "FINAL_FORMS",
+    "MAX_PLAN_INPUT_CHARS",
+    "MAX_QUESTION_CHARS",
+    "MAX_STEP_CHARS",
+    "Plan",
+    "PlanError",
+    "check_answer_kind",
+    "clip",
+    "decomposition_messages",
+    "decomposition_schema",
+    "parse_plan",
+    "plan_json",
+    "single_step_plan",
+]
