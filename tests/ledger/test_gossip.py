@@ -45,7 +45,7 @@ class SimNode:
 
 @asynccontextmanager
 async def sim(
-    count: int, *, link: LinkModel = LinkModel(latency_s=0.005)
+    count: int, *, link: LinkModel = LinkModel(latency_s=0.005), ledger_config: LedgerConfig = CFG
 ) -> AsyncIterator[tuple[MemoryNetwork, list[SimNode], Callable[[int, list[str]], Awaitable[SimNode]]]]:
     net = MemoryNetwork(link=link, rng=random.Random(7))
     async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
@@ -55,7 +55,7 @@ async def sim(
             ident = identity(n)
             transport = await stack.enter_async_context(net.open_node(ident))
             service = LedgerService(
-                transport=transport, identity=ident, ledger=Ledger(CFG),
+                transport=transport, identity=ident, ledger=Ledger(ledger_config),
                 profile=LedgerRecord(agent_id=ident.agent_id, lamport=0, issued_at=0, name=f"n{n}"),
                 clock=clock, rng=random.Random(n), config=GOSSIP, bootstrap=bootstrap,
             )
@@ -142,6 +142,16 @@ async def test_crashed_node_becomes_unavailable(autojump_clock) -> None:
         nodes[3].cancel.cancel()
         took = await until(lambda: not nodes[0].ledger.is_available(nodes[3].agent_id, now=clock()))
         assert took <= CFG.ttl_s + 2 * CFG.heartbeat_interval_s
+
+
+async def test_neighbours_notice_a_crash_long_before_the_ttl(autojump_clock) -> None:
+    """With rare heartbeats (60 s, TTL 180 s) a crashed node's neighbours drop it at once."""
+    async with sim(3, ledger_config=LedgerConfig(heartbeat_interval_s=60.0)) as (net, nodes, _):
+        await until(lambda: converged(nodes))
+        net.kill(nodes[2].agent_id)
+        nodes[2].cancel.cancel()
+        took = await until(lambda: not nodes[0].ledger.is_available(nodes[2].agent_id, now=clock()))
+        assert took < 5.0
 
 
 # ---- hostile input --------------------------------------------------------------------------

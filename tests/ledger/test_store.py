@@ -299,3 +299,23 @@ def test_query_ties_are_broken_by_agent_id() -> None:
         ledger.observe_heartbeat(heartbeat(n, NOW), now=NOW)
     ids = [r.agent_id for r, _ in ledger.query(requirement=[1.0], now=NOW)]
     assert ids == sorted(ids)
+
+
+def test_dropped_connection_suspends_availability_until_heard_from() -> None:
+    """A neighbour's lost connection makes it unavailable at once; a later heartbeat clears it."""
+    ledger = merged([make_record(0, 1)])
+    agent = identity(0).agent_id
+    ledger.observe_heartbeat(heartbeat(0, NOW), now=NOW)
+    ledger.suspect(agent, now=NOW + 1)
+    assert not ledger.is_available(agent, now=NOW + 1)
+    ledger.observe_heartbeat(heartbeat(0, NOW + 2), now=NOW + 2)
+    assert ledger.is_available(agent, now=NOW + 2)
+
+
+def test_reconnection_counts_as_a_sign_of_life() -> None:
+    ledger = merged([make_record(0, 1, issued_at=NOW - 100)])
+    agent = identity(0).agent_id
+    ledger.observe_heartbeat(heartbeat(0, NOW), now=NOW)
+    ledger.suspect(agent, now=NOW + 1)
+    ledger.observe_contact(agent, now=NOW + 2)
+    assert ledger.is_available(agent, now=NOW + 2)

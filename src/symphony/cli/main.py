@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pydantic import ValidationError
+
 from symphony.errors import ConfigError
 from symphony.node.config import DEFAULT_API, NodeConfig
 from symphony.protocol.messages import Hardware
@@ -41,11 +43,17 @@ def node(
     bootstrap: Annotated[list[str], typer.Option(help="Full multiaddr (.../p2p/ID) of a node to join through.")] = [],
     api: Annotated[str, typer.Option(help="HOST:PORT for the local HTTP API, port 0 = any, 'none' = off.")] = DEFAULT_API,
     skills: Annotated[list[str], typer.Option("--skills", "--tags", help='Declared skills, e.g. "math, logic".')] = [],
-    model: Annotated[list[str], typer.Option(help="Model name(s) this agent serves.")] = [],
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model spec: llama:qwen2.5-coder-0.5b | openai:http://HOST:PORT/v1#MODEL | scripted:arith | "
+                          "timed:20. Without one the node only routes and initiates."),
+    ] = None,
     memory_gb: Annotated[float, typer.Option(help="Memory available to the model, in GB.")] = 0.0,
     accelerator: Annotated[str, typer.Option(help="cpu, cuda, metal, ...")] = "cpu",
-    heartbeat: Annotated[float, typer.Option(help="Heartbeat interval in seconds (TTL = 3 heartbeats).")] = 10.0,
-    anti_entropy: Annotated[float, typer.Option(help="Anti-entropy interval in seconds.")] = 5.0,
+    heartbeat: Annotated[
+        float, typer.Option(help="Heartbeat interval in seconds (TTL = 3 heartbeats; neighbours notice a crash at once).")
+    ] = 60.0,
+    anti_entropy: Annotated[float, typer.Option(help="Anti-entropy interval in seconds.")] = 30.0,
 ) -> None:
     """Start a node: join through --bootstrap, register in the ledger, serve until Ctrl-C."""
     from symphony.node.daemon import Node
@@ -53,12 +61,12 @@ def node(
     try:
         config = NodeConfig(
             data_dir=data_dir, name=name, listen=listen, bootstrap=bootstrap,
-            api=None if api.lower() == "none" else api, tags=_split(skills), models=model,
+            api=None if api.lower() == "none" else api, tags=_split(skills), model=model,
             hardware=Hardware(memory_gb=memory_gb, accelerator=accelerator),
             heartbeat_interval_s=heartbeat, anti_entropy_interval_s=anti_entropy,
         )
         the_node = Node(config)
-    except ConfigError as exc:
+    except (ConfigError, ValidationError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
 
@@ -96,6 +104,65 @@ def _api_get(api: str, path: str) -> Any:
         raise typer.Exit(1) from exc
     response.raise_for_status()
     return response.json()
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to put to the network.")],
+    api: ApiOption = DEFAULT_API,
+    cots: Annotated[int, typer.Option(help="Number of planners / chains of thought (k).")] = 3,
+    strategy: Annotated[str, typer.Option(help="Executor selection: cosine | random | linucb.")] = "cosine",
+    deadline: Annotated[float, typer.Option(help="Seconds before the network gives up.")] = 300.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask the network a question through a node; print the answer, the vote and the trace."""
+    base = api if api.startswith("http") else f"http://{api}"
+    body = {"question": question, "cots": cots, "strategy": strategy, "deadline_s": deadline, "wait": True}
+    try:
+        response = httpx.post(base + "/v1/tasks", json=body, timeout=deadline + 30)
+    except httpx.TransportError as exc:
+        console.print(f"[red]error:[/red] no node API at {base} ({exc}); start one with `symphony node` or pass --api")
+        raise typer.Exit(1) from exc
+    record = response.json()
+    if as_json:
+        console.print_json(data=record)
+        return
+    if response.status_code != 200 or record.get("status") != "done":
+        console.print(f"[red]no answer:[/red] {record.get('error', response.text)}")
+        raise typer.Exit(1)
+    print_trace(record["trace"])
+
+
+def print_trace(trace: dict[str, Any]) -> None:
+    """Human-readable trace: the vote, then each chain's planner and steps."""
+    console.print(f"[bold]answer:[/bold] {trace['answer']}   ({trace['latency_ms'] / 1000:.1f} s, "
+                  f"{trace['prompt_tokens'] + trace['completion_tokens']} tokens)")
+    vote = Table("answer", "weight", "chains", title="weighted vote")
+    for tally in trace["vote"]:
+        vote.add_row(str(tally["answer"]), f"{tally['weight']:.3f}", ", ".join(tally["chains"]))
+    console.print(vote)
+    for chain in trace["chains"]:
+        status = "ok" if chain["ok"] else f"failed: {chain['error']}"
+        console.print(f"[bold]chain c{chain['index']}[/bold] planner …{chain['planner'][-8:]} "
+                      f"(score {chain['planner_score']:.3f}, weight {chain['weight']:.3f}, plan "
+                      f"{chain['trace'].get('plan', '?')}) -> {chain['answer'] or '-'} [{status}]")
+        for n, step in enumerate(chain["trace"].get("steps", []), 1):
+            who = ", ".join(f"…{a['executor'][-8:]} ({a['score']:.2f}, {a['latency_ms'] / 1000:.1f}s"
+                            f"{'' if a['ok'] else ', failed'})" for a in step["attempts"])
+            console.print(f"   {n}. {step['question'][:90]}\n      -> {step['answer'][:60] or '-'}  by {who}")
+
+
+@app.command()
+def status(
+    task_id: Annotated[str, typer.Argument(help="Task ID printed by `symphony ask --json`.")],
+    api: ApiOption = DEFAULT_API,
+) -> None:
+    """Show a task this node initiated: running, done (with its trace) or failed."""
+    record = _api_get(api, f"/v1/tasks/{task_id}")
+    if record["status"] == "done":
+        print_trace(record["trace"])
+    else:
+        console.print(f"{record['status']}: {record.get('error', '')}")
 
 
 @app.command()
@@ -178,3 +245,21 @@ def bench_ledger(
     from symphony.bench.ledger import run_ledger_bench
 
     run_ledger_bench(real_sizes=real, sim_sizes=sim, out_dir=out, seed=seed, console=console)
+
+
+@bench_app.command("gsm8k")
+def bench_gsm8k(
+    model: Annotated[str, typer.Option(help="Model spec every agent uses (also the direct baseline).")] = "llama:qwen2.5-coder-0.5b",
+    limit: Annotated[int, typer.Option(help="First N of the 100 packaged GSM8K questions.")] = 100,
+    seeds: Annotated[list[int], typer.Option("--seed", help="Sampling seeds (repeat).")] = [0, 1, 2],
+    agents: Annotated[int, typer.Option(help="Agents in the Symphony swarm.")] = 3,
+    cots: Annotated[int, typer.Option(help="Chains of thought (planners).")] = 3,
+    max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.")] = 4,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature for both systems.")] = 0.7,
+    out: Annotated[Path, typer.Option(help="Output directory (gsm8k.jsonl resumes an interrupted run).")] = Path("bench-results"),
+) -> None:
+    """Direct solving vs Symphony (k CoTs) on the packaged GSM8K questions, same model, several seeds."""
+    from symphony.bench.gsm8k import run_gsm8k_compare
+
+    run_gsm8k_compare(model=model, limit=limit, seeds=seeds, agents=agents, cots=cots, max_steps=max_steps,
+                      temperature=temperature, out_dir=out, console=console)

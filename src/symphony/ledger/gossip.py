@@ -6,7 +6,9 @@ Theory of operation
   is published on the ``symphony/ledger/1`` pubsub topic; the transport's mesh floods
   it (gossipsub on libp2p). Receivers verify and merge (``Ledger.merge_wire``).
 - **Heartbeats** on ``symphony/heartbeat/1`` keep records *available* (TTL). A
-  heartbeat announcing a lamport newer than ours triggers an immediate pull.
+  heartbeat announcing a lamport newer than ours triggers an immediate pull. Because
+  flooding heartbeats costs every agent O(N) bytes, they are infrequent; a dropped
+  direct connection makes its peer unavailable here at once (``Ledger.suspect``).
 - **Anti-entropy** (pull the difference) repairs whatever push missed: late joiners,
   healed partitions, lost messages. Every ``anti_entropy_interval_s`` a node picks
   one random connected peer and runs at most three request/response steps over
@@ -36,7 +38,7 @@ from symphony.ledger.store import Ledger, Merge
 from symphony.protocol.envelope import ReplayGuard, open_envelope, parse_json, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import MAX_RECORD_BYTES, Heartbeat, LedgerRecord, SyncReply, SyncRequest
-from symphony.transport.base import Transport
+from symphony.transport.base import PeerEvent, Transport
 
 LEDGER_TOPIC = "symphony/ledger/1"
 HEARTBEAT_TOPIC = "symphony/heartbeat/1"
@@ -49,7 +51,8 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class GossipConfig:
-    anti_entropy_interval_s: float = 5.0
+    anti_entropy_interval_s: float = 30.0
+    maintain_interval_s: float = 2.0
     target_degree: int = 6
     gc_interval_s: float = 60.0
     request_timeout_s: float = 5.0
@@ -106,6 +109,7 @@ class LedgerService:
     async def run(self) -> None:
         """Serve gossip until cancelled."""
         self.transport.set_handler(SYNC_PROTOCOL, self._handle_sync)
+        self.transport.on_peer_event(self._on_peer_event)
         await self.transport.subscribe(LEDGER_TOPIC, self._on_record_message)
         await self.transport.subscribe(HEARTBEAT_TOPIC, self._on_heartbeat_message)
         for addr in self.bootstrap:
@@ -113,7 +117,7 @@ class LedgerService:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._every, self.ledger.config.heartbeat_interval_s, self._send_heartbeat)
             tg.start_soon(self._anti_entropy_loop)
-            tg.start_soon(self._every, self.ledger.config.heartbeat_interval_s, self._maintain_connections)
+            tg.start_soon(self._every, self.config.maintain_interval_s, self._maintain_connections)
             tg.start_soon(self._every, self.config.gc_interval_s, self._collect_garbage)
 
     async def _every(self, interval: float, step: Callable[[], Any]) -> None:
@@ -177,6 +181,12 @@ class LedgerService:
             return
         if behind:
             self._pull_wanted.set()
+
+    def _on_peer_event(self, event: PeerEvent) -> None:
+        if event.kind == "leave":
+            self.ledger.suspect(event.peer_id, now=self.clock())
+        else:
+            self.ledger.observe_contact(event.peer_id, now=self.clock())
 
     async def _send_heartbeat(self) -> None:
         record = self.own_record

@@ -57,7 +57,7 @@ class Merge(Enum):
 class LedgerConfig:
     """Timing of liveness and garbage collection, in seconds."""
 
-    heartbeat_interval_s: float = 10.0
+    heartbeat_interval_s: float = 60.0
     ttl_heartbeats: float = 3.0
     gc_after_s: float = 3600.0
     skew_s: float = 30.0
@@ -76,6 +76,7 @@ class _Liveness:
     stored_at: float
     last_heartbeat_ms: int = -1
     last_seen: float | None = None
+    suspected_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -172,10 +173,29 @@ class Ledger:
         current = self.records.get(heartbeat.agent_id)
         return current is None or current.lamport < heartbeat.lamport
 
+    def suspect(self, agent_id: str, *, now: float) -> None:
+        """Local failure detection: our direct connection to ``agent_id`` dropped.
+
+        Heartbeats are gossiped rarely (they cost O(N) per agent), so a crash would take a
+        TTL to notice; neighbours notice the dropped connection at once instead. The agent
+        counts as unavailable *here* until we hear from it again (heartbeat or reconnect).
+        """
+        live = self._liveness.get(agent_id)
+        if live is not None:
+            live.suspected_at = now
+
+    def observe_contact(self, agent_id: str, *, now: float) -> None:
+        """A direct (authenticated) connection from ``agent_id`` opened: it is alive now."""
+        live = self._liveness.get(agent_id)
+        if live is not None and agent_id in self.records:
+            live.last_seen = now
+
     def is_available(self, agent_id: str, *, now: float) -> bool:
         record = self.records.get(agent_id)
         live = self._liveness.get(agent_id)
         if record is None or record.availability == "leaving" or live is None or live.last_seen is None:
+            return False
+        if live.suspected_at is not None and live.last_seen <= live.suspected_at:
             return False
         return now - live.last_seen <= self.config.ttl_s
 

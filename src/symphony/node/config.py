@@ -44,11 +44,11 @@ class NodeConfig:
     bootstrap: list[str] = field(default_factory=list)
     api: str | None = DEFAULT_API
     tags: list[str] = field(default_factory=list)
-    models: list[str] = field(default_factory=list)
+    model: str | None = None
     hardware: Hardware = field(default_factory=Hardware)
-    heartbeat_interval_s: float = 10.0
+    heartbeat_interval_s: float = 60.0
     ttl_heartbeats: float = 3.0
-    anti_entropy_interval_s: float = 5.0
+    anti_entropy_interval_s: float = 30.0
     target_degree: int = 6
 
     def __post_init__(self) -> None:

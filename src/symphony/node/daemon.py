@@ -7,15 +7,16 @@ Data dir layout (all owned by the node):
 - ``node.json``    written once the node is serving (agent ID, addresses, API URL, pid),
                    removed on clean exit — scripts and tests wait for it
 - ``events.jsonl`` structured event log
+- ``tasks.jsonl``  every finished or failed question this node initiated, with its trace
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ from hypercorn.trio import serve
 
 from symphony import __version__
 from symphony.errors import ConfigError, PeerError
-from symphony.ledger import GossipConfig, Ledger, LedgerConfig, LedgerService
+from symphony.ledger import GossipConfig, Ledger, LedgerConfig
+from symphony.llm.base import ChatModel, parse_model_spec
+from symphony.node.runtime import AgentProfile, AgentRuntime
+from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.node.config import NodeConfig, parse_host_port
 from symphony.node.eventlog import EventLog
 from symphony.protocol.identity import Identity
@@ -43,10 +47,10 @@ class Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.identity = Identity.load_or_create(self.data_dir / "key")
         self.events = EventLog(self.data_dir / "events.jsonl")
-        self.ledger = Ledger(LedgerConfig(heartbeat_interval_s=config.heartbeat_interval_s,
-                                          ttl_heartbeats=config.ttl_heartbeats))
-        self.ledger.lamport = self._saved_lamport()
-        self.service: LedgerService | None = None
+        self.model: ChatModel | None = parse_model_spec(config.model) if config.model else None
+        self.runtime: AgentRuntime | None = None
+        self.task_records: dict[str, dict[str, Any]] = {}
+        self._nursery: trio.Nursery | None = None
         self.api_url: str | None = None
         self.started_at = time.time()
         self._stop = anyio.Event()
@@ -81,20 +85,19 @@ class Node:
         cfg = self.config
         self.events.emit("starting", {"agent": self.agent_id, "name": cfg.name, "version": __version__})
         async with open_libp2p_transport(self.identity, Libp2pConfig(listen=cfg.listen)) as transport:
-            profile = LedgerRecord(
-                agent_id=self.agent_id, lamport=0, issued_at=0, name=cfg.name,
-                tags=cfg.tags, models=cfg.models, hardware=cfg.hardware,
-            )
-            self.service = LedgerService(
-                transport=transport, identity=self.identity, ledger=self.ledger, profile=profile,
-                clock=time.time, rng=random.Random(), bootstrap=cfg.bootstrap,
-                config=GossipConfig(anti_entropy_interval_s=cfg.anti_entropy_interval_s,
-                                    target_degree=cfg.target_degree),
+            self.runtime = AgentRuntime(
+                transport=transport, identity=self.identity, model=self.model, clock=time.time,
+                profile=AgentProfile(name=cfg.name, tags=tuple(cfg.tags), hardware=cfg.hardware),
+                ledger_config=LedgerConfig(heartbeat_interval_s=cfg.heartbeat_interval_s,
+                                           ttl_heartbeats=cfg.ttl_heartbeats),
+                gossip_config=GossipConfig(anti_entropy_interval_s=cfg.anti_entropy_interval_s,
+                                           target_degree=cfg.target_degree),
+                bootstrap=cfg.bootstrap, lamport=self._saved_lamport(),
                 on_event=self.events.emit, on_own_record=self._save_record,
             )
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.service.run)
-                await self.service.register()
+                self._nursery = nursery
+                await nursery.start(self.runtime.run)
                 if self._api_socket is not None:
                     await self._start_api(nursery, self._api_socket)
                 self._write_runtime_info(transport.listen_addrs())
@@ -103,16 +106,41 @@ class Node:
                 await self._stop.wait()
                 await self._leave()
                 nursery.cancel_scope.cancel()
+        if self.model is not None:
+            await self.model.aclose()
         if self._api_socket is not None:
             self._api_socket.close()
         (self.data_dir / "node.json").unlink(missing_ok=True)
         self.events.emit("stopped", {})
         self.events.close()
 
+    def submit(self, question: str, options: AskOptions) -> dict[str, Any]:
+        """Start answering ``question`` in the background; returns its (running) task record."""
+        assert self._nursery is not None
+        task_id = uuid.uuid4().hex
+        record: dict[str, Any] = {"task_id": task_id, "status": "running", "question": question,
+                                  "done": trio.Event()}
+        self.task_records[task_id] = record
+        self._nursery.start_soon(self._answer, record, options)
+        return record
+
+    async def _answer(self, record: dict[str, Any], options: AskOptions) -> None:
+        assert self.runtime is not None
+        try:
+            record["trace"] = await self.runtime.tasks.ask(record["question"], options, task_id=record["task_id"])
+            record.update(status="done", answer=record["trace"]["answer"])
+        except TaskFailed as exc:
+            record.update(status="failed", error=str(exc), trace=exc.trace)
+        finally:
+            record["done"].set()
+            line = {k: v for k, v in record.items() if k != "done"}
+            with (self.data_dir / "tasks.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps(line, default=str) + "\n")
+
     async def _leave(self) -> None:
-        assert self.service is not None
+        assert self.runtime is not None
         with anyio.move_on_after(2):
-            await self.service.leave()
+            await self.runtime.gossip.leave()
         self.events.emit("leaving", {})
 
     def _bind_api_socket(self) -> socket.socket | None:
@@ -152,9 +180,14 @@ class Node:
 
     # ---- views for the API --------------------------------------------------------------
 
+    @property
+    def ledger(self) -> Ledger:
+        assert self.runtime is not None
+        return self.runtime.ledger
+
     def info(self) -> dict[str, Any]:
-        svc = self.service
-        assert svc is not None
+        assert self.runtime is not None
+        svc = self.runtime.gossip
         record = svc.own_record
         return {
             "agent_id": self.agent_id,
@@ -171,8 +204,8 @@ class Node:
         }
 
     def peers(self) -> list[dict[str, Any]]:
-        svc = self.service
-        assert svc is not None
+        assert self.runtime is not None
+        svc = self.runtime.gossip
         now = time.time()
         connected = set(svc.transport.peers())
         rows = []

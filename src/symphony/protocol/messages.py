@@ -209,22 +209,39 @@ class BeaconResponse(_Wire):
     expected_latency_ms: float = Field(ge=0, le=1e9)
 
 
+TaskText = Annotated[str, StringConstraints(max_length=32_000)]
+AnswerKindName = Literal["number", "option", "yes_no", "text", "code"]
+
+
 class Task(_Wire):
-    task_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    """A unit of work for a remote agent: ``plan`` (decompose and drive a chain) or
+    ``execute`` (solve one sub-task). ``task_id`` makes retries idempotent."""
+
+    task_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     role: Literal["plan", "execute"]
-    question: Annotated[str, StringConstraints(max_length=32_000)]
-    background: Annotated[str, StringConstraints(max_length=64_000)] = ""
-    previous: list[tuple[str, str]] = Field(default_factory=list, max_length=32)
+    question: TaskText
+    background: TaskText = ""
+    previous: list[tuple[TaskText, TaskText]] = Field(default_factory=list, max_length=32)
+    answer_kind: AnswerKindName = "text"
+    final: bool = True
+    max_steps: int = Field(default=5, ge=1, le=12)
+    strategy: Literal["cosine", "random", "linucb"] = "cosine"
+    top_l: int = Field(default=8, ge=1, le=256)
     deadline_ms: int = Field(ge=0)
 
 
 class TaskResult(_Wire):
-    task_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    """The outcome of a Task: answer, cost and (for a chain) its trace."""
+
+    task_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     ok: bool
     answer: Annotated[str, StringConstraints(max_length=64_000)] = ""
     error: Annotated[str, StringConstraints(max_length=1_000)] = ""
-    tokens: int = Field(default=0, ge=0)
+    weight: float = Field(default=0.0, ge=-1.0, le=1.0)
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
     latency_ms: float = Field(default=0.0, ge=0)
+    trace: dict[str, Any] = Field(default_factory=dict)
 
 
 __all__ = [

@@ -1,0 +1,197 @@
+"""BEACONSELECT over the network (paper Alg. 1, subroutine BEACONSELECT).
+
+Theory of operation
+-------------------
+1. **Pre-filter**: ledger QUERY for available agents, ranked by phi(published c_j, r(t)),
+   cut to the top L. This costs nothing on the network: the ledger is local.
+2. **Beacon**: one signed envelope ``Beacon{requirement, deadline, priority}`` with a fresh
+   nonce goes to each candidate concurrently (the local agent answers in-process).
+3. **Local scoring**: each candidate scores with its *private, exact* vector (the ledger
+   copy may be coarsened or noised) and replies ``BeaconResponse{nonce, score, queue,
+   expected latency}`` in its own signed envelope. Echoing the nonce binds the reply to
+   this beacon (attestation, no replay).
+4. **Collect until the deadline**, then rank (``ranking.select``: score, then QoS) and
+   return primaries and backups.
+
+Replies are checked: signature, sender = the agent asked, nonce echoed, and the
+claimed score against the agent's published vector — a claim more than
+``claim_tolerance`` above phi(published, r) is capped to the published score and
+reported, so inflating one's score buys nothing (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, select
+from symphony.capability.vector import phi
+from symphony.errors import BadSignature, MalformedMessage, PeerError, TransportError
+from symphony.ledger.store import Ledger, QueryFilter, match_score
+from symphony.protocol.envelope import ReplayGuard, open_envelope, seal
+from symphony.protocol.identity import Identity
+from symphony.protocol.messages import Beacon, BeaconResponse, decode_vector, encode_vector
+from symphony.transport.base import Transport
+
+BEACON_PROTOCOL = "/symphony/beacon/1.0.0"
+MAX_BEACON_BYTES = 8 * 1024
+
+
+@dataclass(frozen=True)
+class BeaconConfig:
+    top_l: int = 8
+    deadline_s: float = 2.0
+    claim_tolerance: float = 0.05
+
+
+@dataclass
+class BeaconOutcome:
+    """A selection plus what it cost, for the task trace and the benchmarks."""
+
+    selection: Selection
+    contacted: int = 0
+    replied: int = 0
+    elapsed_s: float = 0.0
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+class BeaconResponder:
+    """Answers beacons with this agent's private score and its current QoS."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        private_vector: Callable[[], list[float]],
+        qos: Callable[[], tuple[int, float]],
+        clock: Callable[[], float],
+        guard: ReplayGuard,
+    ) -> None:
+        self.identity = identity
+        self.private_vector = private_vector
+        self.qos = qos
+        self.clock = clock
+        self.guard = guard
+
+    def score(self, beacon: Beacon, nonce: str) -> BeaconResponse:
+        requirement = decode_vector(beacon.requirement)
+        mine = self.private_vector()
+        score = phi(mine, requirement) if len(mine) == len(requirement) else 0.0
+        queue, latency_ms = self.qos()
+        return BeaconResponse(nonce=nonce, score=score, queue_length=queue, expected_latency_ms=latency_ms)
+
+    async def handle(self, peer: str, payload: bytes) -> bytes:
+        """Transport handler for ``BEACON_PROTOCOL``. Raises PeerError on a bad beacon."""
+        env = open_envelope(payload, guard=self.guard, now_ms=int(self.clock() * 1000), kind="beacon",
+                            limit=MAX_BEACON_BYTES)
+        if env.sender != peer:
+            raise BadSignature(f"beacon signed by {env.sender} arrived from {peer}")
+        try:
+            beacon = Beacon.model_validate(env.body)
+        except ValueError as exc:
+            raise MalformedMessage("invalid beacon body") from exc
+        reply = self.score(beacon, env.nonce)
+        return seal(self.identity, "beacon.reply", reply.model_dump(mode="json"),
+                    now_ms=int(self.clock() * 1000)).to_bytes()
+
+
+class BeaconSelector:
+    """Runs BEACONSELECT rounds from this node."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        identity: Identity,
+        ledger: Ledger,
+        responder: BeaconResponder,
+        clock: Callable[[], float],
+        config: BeaconConfig = BeaconConfig(),
+        on_event: Callable[[str, dict[str, Any]], None] = lambda kind, fields: None,
+    ) -> None:
+        self.transport = transport
+        self.identity = identity
+        self.ledger = ledger
+        self.responder = responder
+        self.clock = clock
+        self.config = config
+        self.on_event = on_event
+        self._guard = ReplayGuard()
+
+    async def select(
+        self,
+        requirement: list[float],
+        *,
+        task_type: str = "",
+        m: int = 1,
+        top_l: int | None = None,
+        strategy: SelectionStrategy | None = None,
+        exclude: frozenset[str] = frozenset(),
+        tags_any: frozenset[str] = frozenset(),
+        deadline_s: float | None = None,
+    ) -> BeaconOutcome:
+        """BEACONSELECT(r, L, m): pre-filter, fan out, collect until the deadline, rank."""
+        started = time.perf_counter()
+        deadline_s = self.config.deadline_s if deadline_s is None else deadline_s
+        rows = self.ledger.query(QueryFilter(exclude=exclude, tags_any=tags_any), requirement=requirement,
+                                 limit=top_l or self.config.top_l, now=self.clock())
+        now_ms = int(self.clock() * 1000)
+        beacon = Beacon(requirement=encode_vector(requirement), deadline_ms=now_ms + int(deadline_s * 1000),
+                        task_type=task_type[:64])
+        envelope = seal(self.identity, "beacon", beacon.model_dump(mode="json"), now_ms=now_ms)
+        outcome = BeaconOutcome(selection=Selection((), ()), contacted=len(rows))
+        candidates: list[Candidate] = []
+
+        async def ask(agent_id: str, published: float) -> None:
+            try:
+                if agent_id == self.identity.agent_id:
+                    reply = self.responder.score(beacon, envelope.nonce)
+                else:
+                    raw = await self.transport.request(agent_id, BEACON_PROTOCOL, envelope.to_bytes(),
+                                                       timeout=deadline_s)
+                    reply = self._check_reply(raw, agent_id, envelope.nonce)
+            except (PeerError, TransportError) as exc:
+                outcome.rejected[agent_id] = type(exc).__name__
+                return
+            candidates.append(self._candidate(agent_id, reply, published))
+
+        with anyio.move_on_after(deadline_s):
+            async with anyio.create_task_group() as tg:
+                for record, _ in rows:
+                    tg.start_soon(ask, record.agent_id, match_score(record, requirement))
+        outcome.replied = len(candidates)
+        outcome.selection = select(candidates, m=m, strategy=strategy)
+        outcome.elapsed_s = time.perf_counter() - started
+        return outcome
+
+    def _check_reply(self, raw: bytes, agent_id: str, nonce: str) -> BeaconResponse:
+        env = open_envelope(raw, guard=self._guard, now_ms=int(self.clock() * 1000), kind="beacon.reply",
+                            limit=MAX_BEACON_BYTES)
+        if env.sender != agent_id:
+            raise BadSignature(f"beacon reply from {agent_id} is signed by {env.sender}")
+        try:
+            reply = BeaconResponse.model_validate(env.body)
+        except ValueError as exc:
+            raise MalformedMessage("invalid beacon reply") from exc
+        if reply.nonce != nonce:
+            raise BadSignature("beacon reply does not echo our nonce")
+        return reply
+
+    def _candidate(self, agent_id: str, reply: BeaconResponse, published: float) -> Candidate:
+        score = reply.score
+        if agent_id != self.identity.agent_id and score > published + self.config.claim_tolerance:
+            self.on_event("score_claim_capped", {"agent": agent_id, "claimed": score, "published": published})
+            score = published
+        return Candidate(
+            agent_id=agent_id,
+            score=score if math.isfinite(score) else 0.0,
+            queue_length=reply.queue_length,
+            expected_latency_ms=reply.expected_latency_ms,
+            reputation=self.ledger.reputation(agent_id),
+            available=True,
+        )

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``symphony bench ...``; each writes JSON and a markdown table."""

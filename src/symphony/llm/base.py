@@ -1,0 +1,206 @@
+"""The one async interface every model backend implements, its errors, and the spec parser.
+
+A backend is anything with the ``ChatModel`` shape: a ``name``, whether it can constrain its
+output to a JSON Schema, ``chat(...) -> Completion`` and ``aclose()``. Token usage is always
+reported, so every answer in Symphony can be priced.
+
+Errors (added to the tree of ``symphony.errors``)::
+
+    SymphonyError
+    ├── ModelError              the backend failed: server down, HTTP error, bad output, crash
+    │   └── ModelTimeout        no completion before the backend's deadline (also a TimeoutError)
+    └── LocalError
+        └── ConfigError
+            └── ModelSpecError  a bad ``--model`` spec or a missing package; the message says the fix
+
+Specs (``parse_model_spec``)::
+
+    openai:http://HOST:PORT/v1#MODEL     any OpenAI-compatible server (vLLM, Ollama, llama.cpp, ...)
+    llama:qwen2.5-coder-0.5b             embedded llama.cpp, model from PyPI packages (see llama_backend)
+    llama:qwen2.5-coder-1.5b | llama:smollm2-135m | llama:/path/to/file.gguf
+    scripted:arith                       canned replies for protocol tests (a test double)
+    timed:20                             stand-in that takes 20 tokens/s, for systems benchmarks
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
+from urllib.parse import urlsplit
+
+from symphony.errors import ConfigError, SymphonyError
+
+#: One chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``.
+ChatMessage: TypeAlias = dict[str, str]
+
+_ROLES: Final = frozenset({"system", "user", "assistant"})
+
+
+class ModelError(SymphonyError):
+    """A model backend failed or timed out. The message names the model and says why.
+
+    ``model`` is the backend's name when known (empty otherwise).
+    """
+
+    def __init__(self, message: str, *, model: str = "") -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class ModelTimeout(ModelError, TimeoutError):
+    """The backend gave no completion before its deadline."""
+
+
+class ModelSpecError(ConfigError):
+    """A model spec is malformed or needs a package that is not installed; the message says the fix."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat completion.
+
+    ``latency_s`` is the time the backend spent producing it (an HTTP round trip, or llama.cpp
+    generation without the wait for the model's lock and without loading). ``model`` is the name
+    the backend reports. ``stand_in`` is True for replies not written by a language model
+    (``scripted:``, ``timed:``): benchmarks must not report those as model results.
+    """
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    model: str
+    stand_in: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """A chat model. ``chat`` may be called concurrently; backends queue calls as they need.
+
+    ``supports_json_schema`` is True when ``json_schema=`` really constrains the output; other
+    backends ignore the schema (callers must still parse and validate the text).
+    """
+
+    name: str
+    supports_json_schema: bool
+
+    async def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Completion:
+        """Complete ``messages``; raises ``ModelError`` (``ModelTimeout``) when the backend fails."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the backend's resources. Idempotent."""
+        ...
+
+
+def check_chat_args(messages: list[dict[str, str]], *, max_tokens: int, temperature: float) -> None:
+    """Raise ``ValueError`` for arguments no backend accepts (a local bug, not a model failure)."""
+    if not messages:
+        raise ValueError("messages must not be empty")
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
+            raise ValueError(f"each message must be {{'role': system|user|assistant, 'content': str}}, not {m!r}")
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, not {max_tokens!r}")
+    if not 0.0 <= temperature <= 2.0:
+        raise ValueError(f"temperature must be in [0, 2], not {temperature!r}")
+
+
+def approx_tokens(text: str) -> int:
+    """A deterministic token estimate (whitespace-separated words) for backends with no tokenizer."""
+    return len(text.split())
+
+
+def last_user_message(messages: list[dict[str, str]]) -> str:
+    """The content of the last ``user`` message ("" when there is none)."""
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            return m.get("content", "")
+    return ""
+
+
+_SPEC_HELP: Final = (
+    "use openai:http://HOST:PORT/v1#MODEL, llama:qwen2.5-coder-0.5b, llama:qwen2.5-coder-1.5b, "
+    "llama:smollm2-135m, llama:/path/to/file.gguf, scripted:arith or timed:TOKENS_PER_S"
+)
+
+
+def parse_model_spec(spec: str) -> ChatModel:
+    """The backend a ``--model`` spec names (see the module docstring for the forms).
+
+    Checks what can be checked without loading a model or opening a connection: the spec's
+    shape, and that the needed packages (and model files) are installed.
+
+    Raises ``ModelSpecError`` whose message names the fix (the right form, or a pip command).
+    """
+    kind, sep, rest = spec.strip().partition(":")
+    if not sep or not rest:
+        raise ModelSpecError(f"bad model spec {spec!r}: {_SPEC_HELP}")
+    kind = kind.lower()
+    if kind == "openai":
+        return _openai_from_spec(spec, rest)
+    if kind == "llama":
+        from symphony.llm.llama_backend import LlamaModel
+
+        return LlamaModel.from_spec(rest)
+    if kind == "scripted":
+        from symphony.llm.scripted import named_script
+
+        return named_script(rest)
+    if kind == "timed":
+        from symphony.llm.timed import TimedModel
+
+        try:
+            rate = float(rest)
+        except ValueError:
+            rate = float("nan")
+        if not rate > 0 or rate == float("inf"):
+            raise ModelSpecError(f"bad model spec {spec!r}: timed: needs a positive number of tokens per second, "
+                                 "e.g. timed:20")
+        return TimedModel(rate)
+    raise ModelSpecError(f"unknown model kind {kind!r} in {spec!r}: {_SPEC_HELP}")
+
+
+def _openai_from_spec(spec: str, rest: str) -> ChatModel:
+    url, sep, model = rest.partition("#")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ModelSpecError(f"bad model spec {spec!r}: the server URL must look like http://HOST:PORT/v1, "
+                             "e.g. openai:http://127.0.0.1:8080/v1#qwen2.5-coder")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ModelSpecError(f"bad model spec {spec!r}: bad port in {url!r}") from None
+    if not sep or not model.strip():
+        raise ModelSpecError(f"bad model spec {spec!r}: add the model name after '#', "
+                             f"e.g. openai:{url}#qwen2.5-coder")
+    from symphony.llm.openai_backend import OpenAIModel
+
+    return OpenAIModel(base_url=url, model=model.strip(), api_key=os.environ.get("OPENAI_API_KEY") or "symphony")
+
+
+__all__ = [
+    "ChatMessage",
+    "ChatModel",
+    "Completion",
+    "ModelError",
+    "ModelSpecError",
+    "ModelTimeout",
+    "approx_tokens",
+    "check_chat_args",
+    "last_user_message",
+    "parse_model_spec",
+]

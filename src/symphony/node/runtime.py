@@ -1,0 +1,113 @@
+"""One agent's protocol stack on any transport: ledger gossip, Beacon and the pipeline roles.
+
+The daemon runs it on libp2p; tests and benchmarks run many of them on the memory
+engine. Keeping the assembly in one place means the simulator measures exactly the
+code real nodes run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from symphony.beacon.service import BEACON_PROTOCOL, BeaconConfig, BeaconResponder, BeaconSelector
+from symphony.capability.vector import HashingTagEncoder, SkillScores, TagEncoder, capability_vector, encode_hardware
+from symphony.ledger import GossipConfig, Ledger, LedgerConfig, LedgerService
+from symphony.llm.base import ChatModel
+from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, TASK_PROTOCOL, TaskService
+from symphony.protocol.envelope import ReplayGuard
+from symphony.protocol.identity import Identity
+from symphony.protocol.messages import Hardware, LedgerRecord, encode_vector
+from symphony.transport.base import Transport
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+def _ignore(kind: str, fields: dict[str, Any]) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    """What an agent declares about itself (its ledger record's content)."""
+
+    name: str = "agent"
+    tags: tuple[str, ...] = ()
+    hardware: Hardware = field(default_factory=Hardware)
+
+
+class AgentRuntime:
+    """Ledger service + beacon responder/selector + task service for one identity.
+
+    ``await runtime.run(task_status=...)`` (e.g. via ``nursery.start``) serves until
+    cancelled; it reports started once the agent's record is registered.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        identity: Identity,
+        profile: AgentProfile,
+        model: ChatModel | None,
+        clock: Callable[[], float],
+        rng: random.Random | None = None,
+        ledger_config: LedgerConfig = LedgerConfig(),
+        gossip_config: GossipConfig = GossipConfig(),
+        beacon_config: BeaconConfig = BeaconConfig(),
+        bootstrap: list[str] = (),  # type: ignore[assignment]
+        encoder: TagEncoder | None = None,
+        lamport: int = 0,
+        on_event: EventSink = _ignore,
+        on_own_record: Callable[[LedgerRecord], None] = lambda record: None,
+    ) -> None:
+        self.transport = transport
+        self.identity = identity
+        self.model = model
+        self.encoder = encoder or HashingTagEncoder()
+        self.vector = self._vector(profile, model)
+        self.ledger = Ledger(ledger_config, lamport=lamport)
+        roles = (PLANNER_TAG, EXECUTOR_TAG) if model is not None else ()
+        record = LedgerRecord(
+            agent_id=identity.agent_id, lamport=0, issued_at=0, name=profile.name,
+            tags=list(profile.tags + roles)[:32], models=[model.name[:128]] if model else [],
+            hardware=profile.hardware, capability=encode_vector(self.vector),
+        )
+        self.gossip = LedgerService(
+            transport=transport, identity=identity, ledger=self.ledger, profile=record, clock=clock,
+            rng=rng or random.Random(), config=gossip_config, bootstrap=list(bootstrap), on_event=on_event,
+            on_own_record=on_own_record,
+        )
+        self.responder = BeaconResponder(identity=identity, private_vector=lambda: self.vector,
+                                         qos=lambda: self.tasks.qos(), clock=clock, guard=ReplayGuard())
+        self.selector = BeaconSelector(transport=transport, identity=identity, ledger=self.ledger,
+                                       responder=self.responder, clock=clock, config=beacon_config,
+                                       on_event=on_event)
+        self.tasks = TaskService(transport=transport, identity=identity, selector=self.selector, model=model,
+                                 encoder=self.encoder, clock=clock, on_event=on_event)
+        transport.set_handler(BEACON_PROTOCOL, self.responder.handle)
+        transport.set_handler(TASK_PROTOCOL, self.tasks.handle)
+
+    def _vector(self, profile: AgentProfile, model: ChatModel | None) -> list[float]:
+        """c_j from declared skills (+ model name), hardware and the skill EMA prior."""
+        hw = profile.hardware
+        text = " ".join(profile.tags + ((model.name,) if model else ()))
+        return list(capability_vector(
+            tags=self.encoder.encode(text),
+            hardware=encode_hardware(memory_gb=hw.memory_gb, accelerator=hw.accelerator, tokens_per_s=hw.tokens_per_s),
+            skills=SkillScores(),
+        ))
+
+    @property
+    def agent_id(self) -> str:
+        return self.identity.agent_id
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.gossip.run)
+            await self.gossip.register()
+            task_status.started()

@@ -1,0 +1,346 @@
+"""The Symphony pipeline over the network (paper Alg. 1; DESIGN §4).
+
+Theory of operation
+-------------------
+Three roles, any node can play each:
+
+- **Initiator** (the node a question arrives at): BEACONSELECT for the planning role
+  (requirement r(q) of the whole question), then sends ``Task(role="plan")`` to the top
+  k planners concurrently. When a planner fails or times out it moves to the next
+  candidate while the deadline allows; then it votes over the chains that returned
+  (weighted majority, w_i = mean beacon score of chain i, eqs. 2-3).
+- **Planner**: decomposes the question with its own model into a chain of sub-tasks
+  (JSON, schema-constrained where the backend supports it, repaired otherwise, one
+  direct step as the last resort), then drives the chain: for each sub-task it runs
+  BEACONSELECT with r(sub-task), sends ``Task(role="execute")`` with the question as
+  background and the previous Q/A pairs, and on a timeout or an invalid answer moves
+  to the next backup. It returns the last step's answer, the chain weight and the trace.
+- **Executor**: answers one sub-task with its model and extracts the ``\\boxed{}`` answer.
+
+So coordination is spread over planners: no node sees everything or is needed by
+everyone. Every hop carries the absolute deadline; ``task_id``s make retries
+idempotent (a repeated Task from the same sender gets the same result).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from symphony.beacon.ranking import (
+    Candidate,
+    CosineStrategy,
+    LinUCBStrategy,
+    RandomStrategy,
+    SelectionStrategy,
+    linucb_reward,
+)
+from symphony.beacon.service import BeaconSelector
+from symphony.capability.vector import TagEncoder, classify_task_type, requirement_vector
+from symphony.errors import BadSignature, MalformedMessage, PeerError, SymphonyError, TransportError
+from symphony.llm.base import ChatModel, Completion, ModelError
+from symphony.pipeline.executor import execution_messages, parse_step_answer
+from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
+from symphony.pipeline.planner import (
+    PlanError,
+    decomposition_messages,
+    decomposition_schema,
+    parse_plan,
+    single_step_plan,
+)
+from symphony.pipeline.voting import Ballot, chain_weight, weighted_vote
+from symphony.protocol.envelope import ReplayGuard, open_envelope, seal
+from symphony.protocol.identity import Identity
+from symphony.protocol.messages import Task, TaskResult
+from symphony.transport.base import Transport
+
+TASK_PROTOCOL = "/symphony/task/1.0.0"
+MAX_TASK_BYTES = 512 * 1024
+PLANNER_TAG = "planner"
+EXECUTOR_TAG = "executor"
+
+
+class TaskFailed(SymphonyError):
+    """The network could not produce an answer before the deadline; the message says why.
+
+    ``trace`` holds whatever the chains returned, so the failure can be inspected."""
+
+    def __init__(self, message: str, *, trace: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.trace = trace or {}
+
+
+@dataclass(frozen=True)
+class AskOptions:
+    """Options of one question (``POST /v1/tasks``)."""
+
+    cots: int = 3
+    strategy: str = "cosine"
+    top_l: int = 8
+    m: int = 1
+    max_steps: int = 5
+    deadline_s: float = 300.0
+    answer_kind: AnswerKind | None = None
+
+
+@dataclass
+class _Load:
+    """This agent's queue and latency estimate, reported in beacon replies (QoS)."""
+
+    active: int = 0
+    latency_ema_ms: float = 1000.0
+
+    def observe(self, latency_ms: float) -> None:
+        self.latency_ema_ms = 0.8 * self.latency_ema_ms + 0.2 * latency_ms
+
+
+@dataclass
+class TaskService:
+    """Serves the plan/execute roles and initiates questions from this node."""
+
+    transport: Transport
+    identity: Identity
+    selector: BeaconSelector
+    model: ChatModel | None
+    encoder: TagEncoder
+    clock: Callable[[], float]
+    on_event: Callable[[str, dict[str, Any]], None] = lambda kind, fields: None
+    load: _Load = field(default_factory=_Load)
+    linucb: LinUCBStrategy = field(default_factory=LinUCBStrategy)
+    _guard: ReplayGuard = field(default_factory=ReplayGuard)
+    _done: dict[tuple[str, str], TaskResult] = field(default_factory=dict)
+    _running: dict[tuple[str, str], anyio.Event] = field(default_factory=dict)
+
+    def qos(self) -> tuple[int, float]:
+        return self.load.active, self.load.latency_ema_ms * (self.load.active + 1)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _strategy(self, name: str) -> SelectionStrategy:
+        if name == "random":
+            return RandomStrategy(random.Random())
+        return self.linucb if name == "linucb" else CosineStrategy()
+
+    # ---- initiator ---------------------------------------------------------------------
+
+    async def ask(self, question: str, options: AskOptions = AskOptions(), *, task_id: str | None = None) -> dict[str, Any]:
+        """Answer ``question`` with ``options.cots`` chains and a weighted vote. Returns the trace."""
+        task_id = task_id or uuid.uuid4().hex
+        kind = options.answer_kind or guess_answer_kind(question)
+        started = time.perf_counter()
+        deadline_ms = self._now_ms() + int(options.deadline_s * 1000)
+        r = requirement_vector(question, classify_task_type(question), self.encoder)
+        beacon = await self.selector.select(r, task_type="planning", m=1, top_l=max(options.top_l, options.cots),
+                                            strategy=self._strategy(options.strategy),
+                                            tags_any=frozenset({PLANNER_TAG}))
+        candidates = list(beacon.selection.ordered)
+        if not candidates:
+            raise TaskFailed("no available planner answered the beacon; are other nodes running with --model?")
+        self.on_event("task_started", {"task": task_id, "planners": [c.agent_id for c in candidates[: options.cots]]})
+        queue = candidates[options.cots:]
+        chains: list[dict[str, Any]] = []
+
+        async def run_chain(index: int, first: Candidate) -> None:
+            candidate: Candidate | None = first
+            while candidate is not None:
+                task = Task(task_id=f"{task_id}/c{index}", role="plan", question=question, answer_kind=kind,
+                            max_steps=options.max_steps, strategy=options.strategy,  # type: ignore[arg-type]
+                            top_l=options.top_l, deadline_ms=deadline_ms)
+                result = await self._send(candidate.agent_id, task)
+                chains.append({"index": index, "planner": candidate.agent_id, "planner_score": candidate.score,
+                               **result.model_dump(mode="json", exclude={"task_id"})})
+                if result.ok:
+                    return
+                candidate = queue.pop(0) if queue and self._now_ms() < deadline_ms else None
+
+        async with anyio.create_task_group() as tg:
+            for index, candidate in enumerate(candidates[: options.cots]):
+                tg.start_soon(run_chain, index, candidate)
+        good = [c for c in chains if c["ok"]]
+        vote = weighted_vote([Ballot(f"c{c['index']}", c["answer"], max(0.0, c["weight"])) for c in good], kind)
+        trace = {
+            "task_id": task_id, "question": question, "answer": vote.answer, "answer_kind": kind,
+            "vote": [{"answer": t.answer, "weight": round(t.weight, 4), "count": t.count, "chains": list(t.chains)}
+                     for t in vote.tallies],
+            "chains": sorted(chains, key=lambda c: c["index"]),
+            "planner_beacon": {"contacted": beacon.contacted, "replied": beacon.replied,
+                               "elapsed_ms": round(beacon.elapsed_s * 1000, 2)},
+            "prompt_tokens": sum(c["prompt_tokens"] for c in chains),
+            "completion_tokens": sum(c["completion_tokens"] for c in chains),
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        if vote.winner is None:
+            self.on_event("task_failed", {"task": task_id, "chains": len(chains)})
+            raise TaskFailed(f"no chain returned a usable answer ({len(chains)} attempts); see the trace",
+                             trace=trace)
+        self.on_event("task_finished", {"task": task_id, "answer": vote.answer, "latency_ms": trace["latency_ms"]})
+        return trace
+
+    # ---- sending and serving Tasks -------------------------------------------------------
+
+    async def _send(self, agent_id: str, task: Task) -> TaskResult:
+        """Run ``task`` on ``agent_id`` (in-process if it is us); failures become ``ok=False``."""
+        timeout = max(0.001, task.deadline_ms / 1000 - self.clock())
+        try:
+            if agent_id == self.identity.agent_id:
+                with anyio.fail_after(timeout):
+                    return await self._serve(self.identity.agent_id, task)
+            envelope = seal(self.identity, "task", task.model_dump(mode="json"), now_ms=self._now_ms())
+            raw = await self.transport.request(agent_id, TASK_PROTOCOL, envelope.to_bytes(), timeout=timeout)
+            return self._check_result(raw, agent_id, task.task_id)
+        except TimeoutError:
+            return TaskResult(task_id=task.task_id, ok=False, error="deadline passed")
+        except (TransportError, PeerError) as exc:
+            return TaskResult(task_id=task.task_id, ok=False, error=f"{type(exc).__name__}: {exc}"[:1000])
+
+    def _check_result(self, raw: bytes, agent_id: str, task_id: str) -> TaskResult:
+        env = open_envelope(raw, guard=self._guard, now_ms=self._now_ms(), kind="task.result", limit=MAX_TASK_BYTES)
+        if env.sender != agent_id:
+            raise BadSignature(f"task result from {agent_id} is signed by {env.sender}")
+        try:
+            result = TaskResult.model_validate(env.body)
+        except ValueError as exc:
+            raise MalformedMessage("invalid task result") from exc
+        if result.task_id != task_id:
+            raise MalformedMessage(f"result for task {result.task_id!r}, expected {task_id!r}")
+        return result
+
+    async def handle(self, peer: str, payload: bytes) -> bytes:
+        """Transport handler for ``TASK_PROTOCOL``."""
+        env = open_envelope(payload, guard=self._guard, now_ms=self._now_ms(), kind="task", limit=MAX_TASK_BYTES)
+        if env.sender != peer:
+            raise BadSignature(f"task signed by {env.sender} arrived from {peer}")
+        try:
+            task = Task.model_validate(env.body)
+        except ValueError as exc:
+            raise MalformedMessage("invalid task") from exc
+        timeout = max(0.001, task.deadline_ms / 1000 - self.clock())
+        try:
+            with anyio.fail_after(timeout):
+                result = await self._serve(peer, task)
+        except TimeoutError:
+            result = TaskResult(task_id=task.task_id, ok=False, error="deadline passed")
+        return seal(self.identity, "task.result", result.model_dump(mode="json"), now_ms=self._now_ms()).to_bytes()
+
+    async def _serve(self, sender: str, task: Task) -> TaskResult:
+        """Run a task once per (sender, task_id); concurrent or later repeats share the result."""
+        key = (sender, task.task_id)
+        if key in self._done:
+            return self._done[key]
+        if key in self._running:
+            await self._running[key].wait()
+            return self._done[key]
+        self._running[key] = anyio.Event()
+        self.load.active += 1
+        result = TaskResult(task_id=task.task_id, ok=False, error="cancelled")
+        try:
+            result = await (self._plan(task) if task.role == "plan" else self._execute(task))
+        finally:
+            self.load.active -= 1
+            self._done[key] = result
+            self._running.pop(key).set()
+            if len(self._done) > 10_000:
+                self._done.pop(next(iter(self._done)))
+        self.load.observe(result.latency_ms)
+        return result
+
+    async def _chat(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
+        if self.model is None:
+            raise ModelError("this node runs no model (start it with --model)")
+        return await self.model.chat(messages, **kwargs)
+
+    # ---- executor role -------------------------------------------------------------------
+
+    async def _execute(self, task: Task) -> TaskResult:
+        try:
+            completion = await self._chat(execution_messages(
+                task.question, question=task.background, previous=list(task.previous), is_final=task.final,
+                answer_kind=task.answer_kind), max_tokens=512)
+        except ModelError as exc:
+            return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000])
+        step = parse_step_answer(completion.text, kind=task.answer_kind, is_final=task.final)
+        return TaskResult(
+            task_id=task.task_id, ok=step.valid, answer=step.answer or "", error="" if step.valid else step.reason,
+            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+            latency_ms=completion.latency_s * 1000, trace={"raw": completion.text[-2000:], "model": completion.model},
+        )
+
+    # ---- planner role --------------------------------------------------------------------
+
+    async def _plan(self, task: Task) -> TaskResult:
+        started = time.perf_counter()
+        tokens = [0, 0]
+        try:
+            completion = await self._chat(
+                decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind),
+                max_tokens=400, json_schema=decomposition_schema(task.max_steps))
+            tokens = [completion.prompt_tokens, completion.completion_tokens]
+            plan = parse_plan(completion.text, max_steps=task.max_steps)
+            plan_note = "repaired: " + ", ".join(plan.fixes) if plan.repaired else "ok"
+        except (ModelError, PlanError) as exc:
+            plan, plan_note = single_step_plan(task.question), f"fallback: {str(exc)[:200]}"
+        steps: list[dict[str, Any]] = []
+        previous: list[tuple[str, str]] = []
+        scores: list[float] = []
+        for index, question in enumerate(plan.steps):
+            final = index == len(plan.steps) - 1
+            step = await self._run_step(task, index, question, previous, final)
+            steps.append(step)
+            tokens[0] += step["prompt_tokens"]
+            tokens[1] += step["completion_tokens"]
+            if not step["ok"]:
+                return self._chain_result(task, False, "", 0.0, tokens, started, plan_note, steps,
+                                          error=f"step {index + 1} failed: {step['error']}")
+            scores.append(step["score"])
+            previous.append((question, step["answer"]))
+        return self._chain_result(task, True, previous[-1][1], chain_weight(scores), tokens, started, plan_note, steps)
+
+    def _chain_result(self, task: Task, ok: bool, answer: str, weight: float, tokens: list[int], started: float,
+                      plan_note: str, steps: list[dict[str, Any]], error: str = "") -> TaskResult:
+        return TaskResult(task_id=task.task_id, ok=ok, answer=answer, error=error, weight=weight,
+                          prompt_tokens=tokens[0], completion_tokens=tokens[1],
+                          latency_ms=(time.perf_counter() - started) * 1000,
+                          trace={"plan": plan_note, "steps": steps})
+
+    async def _run_step(self, task: Task, index: int, question: str, previous: list[tuple[str, str]],
+                        final: bool) -> dict[str, Any]:
+        """BEACONSELECT an executor for one sub-task and run it, falling back to backups."""
+        r = requirement_vector(question, classify_task_type(question), self.encoder)
+        beacon = await self.selector.select(r, task_type=classify_task_type(question), m=1, top_l=task.top_l,
+                                            strategy=self._strategy(task.strategy),
+                                            tags_any=frozenset({EXECUTOR_TAG}))
+        step: dict[str, Any] = {"question": question, "ok": False, "answer": "", "error": "no executor answered",
+                                "score": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "attempts": [],
+                                "beacon_ms": round(beacon.elapsed_s * 1000, 2), "candidates": beacon.replied}
+        for candidate in beacon.selection.ordered:
+            if self._now_ms() >= task.deadline_ms:
+                step["error"] = "deadline passed"
+                break
+            sub = Task(task_id=f"{task.task_id}/s{index}", role="execute", question=question,
+                       background=task.question, previous=previous, answer_kind=task.answer_kind, final=final,
+                       deadline_ms=task.deadline_ms)
+            result = await self._send(candidate.agent_id, sub)
+            self._learn(candidate, result)
+            step["attempts"].append({"executor": candidate.agent_id, "score": round(candidate.score, 4),
+                                     "ok": result.ok, "error": result.error,
+                                     "latency_ms": round(result.latency_ms, 1)})
+            step["prompt_tokens"] += result.prompt_tokens
+            step["completion_tokens"] += result.completion_tokens
+            if result.ok:
+                step.update(ok=True, answer=result.answer, error="", score=candidate.score,
+                            executor=candidate.agent_id)
+                break
+            step["error"] = result.error
+        return step
+
+    def _learn(self, candidate: Candidate, result: TaskResult) -> None:
+        """Feed the outcome to LinUCB (Symphony-Coord); harmless for the other strategies."""
+        reward = linucb_reward(success=result.ok, latency_ms=result.latency_ms)
+        self.linucb.update(candidate.agent_id, self.linucb.context(candidate), reward)

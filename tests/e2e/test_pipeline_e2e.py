@@ -1,0 +1,42 @@
+"""The pipeline on 5 real node processes over libp2p (scripted test-double models)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from symphony.node.swarm import open_swarm, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_five_processes_answer_with_three_chains(tmp_path) -> None:
+    """A question asked at one node is planned by 3 distinct planners, executed by beacon-chosen
+    agents across the swarm, and voted; the trace names who did what."""
+    with open_swarm(tmp_path) as swarm:
+        boot = swarm.spawn("n0", args=("--model", "scripted:arith")).wait_ready()
+        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--model", "scripted:arith")) for i in range(1, 5)]
+        nodes = [boot] + [n.wait_ready() for n in rest]
+        ids = {n.agent_id for n in nodes}
+        wait_for(lambda: all(ids <= {a for a, r in n.ledger().items() if r["available"]} for n in nodes),
+                 timeout=60, what="ledger convergence")
+
+        response = httpx.post(nodes[2].info["api"] + "/v1/tasks", timeout=120,
+                              json={"question": "What is (17 + 25) * 2?", "cots": 3, "wait": True})
+        assert response.status_code == 200, response.text
+        record = response.json()
+        assert record["status"] == "done", record
+        trace = record["trace"]
+        assert trace["answer"] == "84"
+        chains = trace["chains"]
+        assert len({c["planner"] for c in chains if c["ok"]}) == 3
+        executors = {s["executor"] for c in chains for s in c["trace"]["steps"]}
+        assert executors <= ids and len(executors) >= 1
+        assert nodes[2].get(f"/v1/tasks/{record['task_id']}")["answer"] == "84"
+
+        bad = httpx.post(nodes[2].info["api"] + "/v1/tasks", json={"question": "   "}, timeout=10)
+        assert bad.status_code == 422 and "empty" in bad.text
+        huge = httpx.post(nodes[2].info["api"] + "/v1/tasks", content=b'{"question": "' + b"x" * 1_000_000 + b'"}',
+                          timeout=10)
+        assert huge.status_code == 400 and "exceeds" in huge.text
+        assert nodes[2].get("/v1/node")["agent_id"] == nodes[2].agent_id

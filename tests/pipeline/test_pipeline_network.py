@@ -1,0 +1,143 @@
+"""The distributed pipeline (planners -> beacon-selected executors -> weighted vote) on the
+memory engine under virtual time, with scripted models."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import pytest
+import trio
+
+from symphony.errors import PeerUnreachable
+from symphony.ledger import GossipConfig, LedgerConfig
+from symphony.llm.base import Completion, ModelError
+from symphony.node.runtime import AgentProfile, AgentRuntime
+from symphony.pipeline.service import TASK_PROTOCOL, AskOptions, TaskFailed
+from symphony.protocol.envelope import seal
+from symphony.protocol.messages import Task
+from symphony.transport.memory import LinkModel, MemoryNetwork
+from tests.conftest import identity
+
+EPOCH = 1_700_000_000.0
+QUESTION = "Tom has 3 boxes with 4 apples each. He eats 2 apples. How many apples are left?"
+
+
+def clock() -> float:
+    return EPOCH + trio.current_time()
+
+
+class FakeModel:
+    """A test double: plans two steps and answers each step from a table (or fails on cue)."""
+
+    supports_json_schema = True
+
+    def __init__(self, name: str, final: str = "10", *, broken: bool = False, delay: float = 0.1) -> None:
+        self.name = name
+        self.final = final
+        self.broken = broken
+        self.delay = delay
+        self.calls = 0
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None) -> Completion:
+        self.calls += 1
+        await trio.sleep(self.delay)
+        if self.broken:
+            raise ModelError(f"{self.name} is broken")
+        user = messages[-1]["content"]
+        if json_schema is not None:
+            text = json.dumps({"steps": [{"question": "How many apples are in the boxes?"},
+                                         {"question": "How many apples are left after eating 2?"}]})
+        elif "Step:" in user and "in the boxes" in user.split("Step:")[-1]:
+            text = "3 * 4 = 12. \\boxed{12}"
+        else:
+            text = f"12 - 2 = {self.final}. \\boxed{{{self.final}}}"
+        return Completion(text=text, prompt_tokens=50, completion_tokens=10, latency_s=self.delay, model=self.name)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@asynccontextmanager
+async def swarm(models: list[FakeModel | None]) -> AsyncIterator[list[AgentRuntime]]:
+    net = MemoryNetwork(link=LinkModel(latency_s=0.002), rng=random.Random(3))
+    runtimes: list[AgentRuntime] = []
+    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        for n, model in enumerate(models):
+            transport = await stack.enter_async_context(net.open_node(identity(n)))
+            runtime = AgentRuntime(
+                transport=transport, identity=identity(n), model=model, clock=clock, rng=random.Random(n),
+                profile=AgentProfile(name=f"n{n}", tags=("math",)),
+                ledger_config=LedgerConfig(heartbeat_interval_s=1.0),
+                gossip_config=GossipConfig(anti_entropy_interval_s=1.0, target_degree=4),
+                bootstrap=runtimes[0].transport.listen_addrs() if runtimes else [],
+            )
+            await nursery.start(runtime.run)
+            runtimes.append(runtime)
+        with trio.fail_after(30):
+            while not all(len(r.ledger.query(now=clock())) == len(models) for r in runtimes):
+                await trio.sleep(0.1)
+        yield runtimes
+        nursery.cancel_scope.cancel()
+
+
+async def test_three_chains_vote_the_answer(autojump_clock) -> None:
+    """3 CoTs over 5 agents: every chain plans 2 steps on beacon-chosen executors; the vote says 10."""
+    async with swarm([FakeModel(f"m{n}") for n in range(5)]) as nodes:
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=60))
+    assert trace["answer"] == "10"
+    assert len(trace["chains"]) == 3 and all(c["ok"] for c in trace["chains"])
+    assert len({c["planner"] for c in trace["chains"]}) == 3, "k distinct planners"
+    for chain in trace["chains"]:
+        steps = chain["trace"]["steps"]
+        assert [s["answer"] for s in steps] == ["12", "10"]
+        assert all(s["executor"] in {r.agent_id for r in nodes} for s in steps)
+        assert chain["weight"] == pytest.approx(sum(s["score"] for s in steps) / 2)
+    assert trace["vote"][0]["count"] == 3
+    assert trace["prompt_tokens"] == 3 * 3 * 50, "1 plan + 2 steps per chain, 50 prompt tokens each"
+
+
+async def test_broken_executor_falls_back_to_a_backup(autojump_clock) -> None:
+    """Executors whose model fails are skipped for the next beacon candidate; the answer survives."""
+    models = [FakeModel("ok0"), FakeModel("bad1", broken=True), FakeModel("bad2", broken=True), FakeModel("ok3")]
+    async with swarm(models) as nodes:
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=2, deadline_s=60))
+    assert trace["answer"] == "10"
+    attempts = [a for c in trace["chains"] for s in c["trace"].get("steps", []) for a in s["attempts"]]
+    broken = {nodes[1].agent_id, nodes[2].agent_id}
+    assert all(not a["ok"] for a in attempts if a["executor"] in broken)
+    assert any(c["ok"] for c in trace["chains"])
+
+
+async def test_no_model_anywhere_is_a_clear_failure(autojump_clock) -> None:
+    async with swarm([None, None]) as nodes:
+        with pytest.raises(TaskFailed, match="no available planner"):
+            await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=10))
+
+
+async def test_retried_task_is_idempotent(autojump_clock) -> None:
+    """The same (sender, task_id) runs once; a retry gets the stored result without new model calls."""
+    models = [FakeModel("a"), FakeModel("b")]
+    async with swarm(models) as nodes:
+        task = Task(task_id="t-1/s0", role="execute", question="How many apples are in the boxes?",
+                    background=QUESTION, answer_kind="number", final=False, deadline_ms=int((clock() + 30) * 1000))
+        first = await nodes[0].tasks._send(nodes[1].agent_id, task)
+        second = await nodes[0].tasks._send(nodes[1].agent_id, task)
+    assert first.ok and first == second
+    assert models[1].calls == 1
+
+
+async def test_replayed_or_forged_task_is_refused(autojump_clock) -> None:
+    models = [FakeModel("a"), FakeModel("b")]
+    async with swarm(models) as nodes:
+        task = Task(task_id="t-2", role="execute", question="q", deadline_ms=int((clock() + 30) * 1000))
+        envelope = seal(identity(0), "task", task.model_dump(mode="json"), now_ms=int(clock() * 1000)).to_bytes()
+        await nodes[0].transport.request(nodes[1].agent_id, TASK_PROTOCOL, envelope, timeout=5)
+        with pytest.raises(PeerUnreachable):
+            await nodes[0].transport.request(nodes[1].agent_id, TASK_PROTOCOL, envelope, timeout=5)
+        forged = seal(identity(7), "task", task.model_dump(mode="json"), now_ms=int(clock() * 1000)).to_bytes()
+        with pytest.raises(PeerUnreachable):
+            await nodes[0].transport.request(nodes[1].agent_id, TASK_PROTOCOL, forged, timeout=5)
+    assert models[1].calls == 1
