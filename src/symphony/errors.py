@@ -12,8 +12,13 @@
     ├── TransportError            the network failed us
     │   ├── PeerUnreachable       no route / connection refused / peer gone
     │   └── RequestTimeout        no reply before the deadline
-    └── LocalError                local misuse or configuration (fix it here)
-        └── ConfigError
+    ├── LocalError                local misuse or configuration (fix it here)
+    │   └── ConfigError
+    │       └── ModelSpecError    (llm.base) bad --model spec or missing model package
+    ├── ModelError                (llm.base) a model backend failed or timed out
+    │   └── ModelTimeout
+    ├── PlanError                 (pipeline.planner) a model's decomposition is unusable
+    └── TaskFailed                (pipeline.service) no chain produced an answer in time
 
 Every ``PeerError`` carries a short machine-readable ``reason`` used as the key of the
 rejection counters, so each drop is counted and logged under a stable name.
