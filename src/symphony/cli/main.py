@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -194,6 +195,14 @@ def ledger(api: ApiOption = DEFAULT_API, as_json: JsonOption = False) -> None:
     console.print(f"{data['count']} records")
 
 
+def _holds_available(node: Any, agents: set[str]) -> bool:
+    return agents <= {a for a, r in node.ledger().items() if r["available"]}
+
+
+def _has_lamport(node: Any, agent_id: str, lamport: int) -> bool:
+    return bool(node.ledger()[agent_id]["lamport"] == lamport)
+
+
 DEMO_SKILLS = ["math, arithmetic", "logic, planning", "code, python", "medicine, biology", "commonsense"]
 
 
@@ -218,15 +227,14 @@ def demo(
         start = time.monotonic()
         with console.status("waiting for every ledger replica to hold every record ..."):
             for n in nodes:
-                wait_for(lambda n=n: ids <= {a for a, r in n.ledger().items() if r["available"]},
-                         timeout=60, what=f"{n.name} to converge")
+                wait_for(partial(_holds_available, n, ids), timeout=60, what=f"{n.name} to converge")
         console.print(f"[green]all {agents} replicas converged[/green] in {time.monotonic() - start:.2f} s")
         console.print(f"ledger as seen by {nodes[-1].name} ({nodes[-1].info['api']}):")
         ledger(api=str(nodes[-1].info["api"]), as_json=False)
         start = time.monotonic()
         lamport = nodes[1].post("/v1/node/record", {"tags": ["math", "logic", "updated"]}).json()["lamport"]
         for n in nodes:
-            wait_for(lambda n=n: n.ledger()[nodes[1].agent_id]["lamport"] == lamport, timeout=30,
+            wait_for(partial(_has_lamport, n, nodes[1].agent_id, lamport), timeout=30,
                      what=f"{n.name} to see the update")
         console.print(f"an UPDATE on {nodes[1].name} reached all {agents} nodes in {time.monotonic() - start:.3f} s")
         with console.status("stopping the swarm (SIGTERM, nodes announce they are leaving) ..."):

@@ -136,7 +136,7 @@ class TaskService:
         kind = options.answer_kind or guess_answer_kind(question)
         started = time.perf_counter()
         deadline_ms = self._now_ms() + int(options.deadline_s * 1000)
-        r = requirement_vector(question, classify_task_type(question), self.encoder)
+        r = list(requirement_vector(question, classify_task_type(question), self.encoder))
         beacon = await self.selector.select(r, task_type="planning", m=1, top_l=max(options.top_l, options.cots),
                                             strategy=self._strategy(options.strategy),
                                             tags_any=frozenset({PLANNER_TAG}))
@@ -312,8 +312,9 @@ class TaskService:
     async def _run_step(self, task: Task, index: int, question: str, previous: list[tuple[str, str]],
                         final: bool) -> dict[str, Any]:
         """BEACONSELECT an executor for one sub-task and run it, falling back to backups."""
-        r = requirement_vector(question, classify_task_type(question), self.encoder)
-        beacon = await self.selector.select(r, task_type=classify_task_type(question), m=1, top_l=task.top_l,
+        task_type = classify_task_type(question)
+        r = list(requirement_vector(question, task_type, self.encoder))
+        beacon = await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
                                             strategy=self._strategy(task.strategy),
                                             tags_any=frozenset({EXECUTOR_TAG}))
         step: dict[str, Any] = {"question": question, "ok": False, "answer": "", "error": "no executor answered",

@@ -69,16 +69,10 @@ class Envelope(BaseModel):
 
 def seal(identity: Identity, kind: str, body: dict[str, Any], *, now_ms: int) -> Envelope:
     """Wrap ``body`` in an envelope signed by ``identity`` with a fresh random nonce."""
-    unsigned = {
-        "v": PROTOCOL_VERSION,
-        "kind": kind,
-        "sender": identity.agent_id,
-        "nonce": os.urandom(12).hex(),
-        "ts": now_ms,
-        "body": body,
-    }
-    sig = identity.sign(canonical_bytes("envelope", unsigned))
-    return Envelope(**unsigned, sig=b64(sig))
+    unsigned = Envelope(v=PROTOCOL_VERSION, kind=kind, sender=identity.agent_id, nonce=os.urandom(12).hex(),
+                        ts=now_ms, body=body, sig="")
+    sig = identity.sign(canonical_bytes("envelope", unsigned.signed_part()))
+    return unsigned.model_copy(update={"sig": b64(sig)})
 
 
 class ReplayGuard:
