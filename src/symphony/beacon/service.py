@@ -31,9 +31,9 @@ import anyio
 
 from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, select
 from symphony.capability.vector import phi
-from symphony.errors import BadSignature, MalformedMessage, PeerError, TransportError
+from symphony.errors import BadSignature, PeerError, TransportError
 from symphony.ledger.store import Ledger, QueryFilter, match_score
-from symphony.protocol.envelope import ReplayGuard, open_envelope, seal
+from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Beacon, BeaconResponse, decode_vector, encode_vector
 from symphony.transport.base import Transport
@@ -87,14 +87,8 @@ class BeaconResponder:
 
     async def handle(self, peer: str, payload: bytes) -> bytes:
         """Transport handler for ``BEACON_PROTOCOL``. Raises PeerError on a bad beacon."""
-        env = open_envelope(payload, guard=self.guard, now_ms=int(self.clock() * 1000), kind="beacon",
-                            limit=MAX_BEACON_BYTES)
-        if env.sender != peer:
-            raise BadSignature(f"beacon signed by {env.sender} arrived from {peer}")
-        try:
-            beacon = Beacon.model_validate(env.body)
-        except ValueError as exc:
-            raise MalformedMessage("invalid beacon body") from exc
+        env, beacon = open_body(payload, Beacon, sender=peer, kind="beacon", guard=self.guard,
+                                now_ms=int(self.clock() * 1000), limit=MAX_BEACON_BYTES)
         reply = self.score(beacon, env.nonce)
         return seal(self.identity, "beacon.reply", reply.model_dump(mode="json"),
                     now_ms=int(self.clock() * 1000)).to_bytes()
@@ -170,14 +164,8 @@ class BeaconSelector:
         return outcome
 
     def _check_reply(self, raw: bytes, agent_id: str, nonce: str) -> BeaconResponse:
-        env = open_envelope(raw, guard=self._guard, now_ms=int(self.clock() * 1000), kind="beacon.reply",
-                            limit=MAX_BEACON_BYTES)
-        if env.sender != agent_id:
-            raise BadSignature(f"beacon reply from {agent_id} is signed by {env.sender}")
-        try:
-            reply = BeaconResponse.model_validate(env.body)
-        except ValueError as exc:
-            raise MalformedMessage("invalid beacon reply") from exc
+        _, reply = open_body(raw, BeaconResponse, sender=agent_id, kind="beacon.reply", guard=self._guard,
+                             now_ms=int(self.clock() * 1000), limit=MAX_BEACON_BYTES)
         if reply.nonce != nonce:
             raise BadSignature("beacon reply does not echo our nonce")
         return reply

@@ -33,9 +33,9 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
-from symphony.errors import BadSignature, MalformedMessage, PeerError, TransportError
+from symphony.errors import MalformedMessage, PeerError, TransportError
 from symphony.ledger.store import Ledger, Merge
-from symphony.protocol.envelope import ReplayGuard, open_envelope, parse_json, seal
+from symphony.protocol.envelope import ReplayGuard, open_body, parse_json, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import MAX_RECORD_BYTES, Heartbeat, LedgerRecord, SyncReply, SyncRequest
 from symphony.transport.base import PeerEvent, Transport
@@ -240,15 +240,8 @@ class LedgerService:
     async def _handle_sync(self, peer: str, payload: bytes) -> bytes:
         """Serve one anti-entropy step; rejects unauthenticated or malformed requests."""
         try:
-            envelope = open_envelope(
-                payload, guard=self._guard, now_ms=self._now_ms(), kind=SYNC_KIND, limit=MAX_SYNC_BYTES
-            )
-            if envelope.sender != peer:
-                raise BadSignature(f"envelope signed by {envelope.sender} arrived from {peer}")
-            request = SyncRequest.model_validate(envelope.body)
-        except ValidationError as exc:
-            self._reject(MalformedMessage("invalid sync request"), source=peer, channel=SYNC_PROTOCOL)
-            raise MalformedMessage("invalid sync request") from exc
+            _, request = open_body(payload, SyncRequest, sender=peer, kind=SYNC_KIND, guard=self._guard,
+                                   now_ms=self._now_ms(), limit=MAX_SYNC_BYTES)
         except PeerError as exc:
             self._reject(exc, source=peer, channel=SYNC_PROTOCOL)
             raise

@@ -17,7 +17,6 @@ import os
 import socket
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import anyio

@@ -43,7 +43,7 @@ from symphony.beacon.ranking import (
 )
 from symphony.beacon.service import BeaconSelector
 from symphony.capability.vector import TagEncoder, classify_task_type, requirement_vector
-from symphony.errors import BadSignature, MalformedMessage, PeerError, SymphonyError, TransportError
+from symphony.errors import MalformedMessage, PeerError, SymphonyError, TransportError
 from symphony.llm.base import ChatModel, Completion, ModelError
 from symphony.pipeline.executor import execution_messages, parse_step_answer
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
@@ -55,7 +55,7 @@ from symphony.pipeline.planner import (
     single_step_plan,
 )
 from symphony.pipeline.voting import Ballot, chain_weight, weighted_vote
-from symphony.protocol.envelope import ReplayGuard, open_envelope, seal
+from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Task, TaskResult
 from symphony.transport.base import Transport
@@ -201,26 +201,16 @@ class TaskService:
             return TaskResult(task_id=task.task_id, ok=False, error=f"{type(exc).__name__}: {exc}"[:1000])
 
     def _check_result(self, raw: bytes, agent_id: str, task_id: str) -> TaskResult:
-        env = open_envelope(raw, guard=self._guard, now_ms=self._now_ms(), kind="task.result", limit=MAX_TASK_BYTES)
-        if env.sender != agent_id:
-            raise BadSignature(f"task result from {agent_id} is signed by {env.sender}")
-        try:
-            result = TaskResult.model_validate(env.body)
-        except ValueError as exc:
-            raise MalformedMessage("invalid task result") from exc
+        _, result = open_body(raw, TaskResult, sender=agent_id, kind="task.result", guard=self._guard,
+                              now_ms=self._now_ms(), limit=MAX_TASK_BYTES)
         if result.task_id != task_id:
             raise MalformedMessage(f"result for task {result.task_id!r}, expected {task_id!r}")
         return result
 
     async def handle(self, peer: str, payload: bytes) -> bytes:
         """Transport handler for ``TASK_PROTOCOL``."""
-        env = open_envelope(payload, guard=self._guard, now_ms=self._now_ms(), kind="task", limit=MAX_TASK_BYTES)
-        if env.sender != peer:
-            raise BadSignature(f"task signed by {env.sender} arrived from {peer}")
-        try:
-            task = Task.model_validate(env.body)
-        except ValueError as exc:
-            raise MalformedMessage("invalid task") from exc
+        _, task = open_body(payload, Task, sender=peer, kind="task", guard=self._guard, now_ms=self._now_ms(),
+                            limit=MAX_TASK_BYTES)
         timeout = max(0.001, task.deadline_ms / 1000 - self.clock())
         try:
             with anyio.fail_after(timeout):

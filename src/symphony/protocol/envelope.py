@@ -18,11 +18,11 @@ import base64
 import json
 import os
 from collections import OrderedDict
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from symphony.errors import MalformedMessage, ReplayedMessage, StaleMessage, TooLarge, WrongVersion
+from symphony.errors import BadSignature, MalformedMessage, ReplayedMessage, StaleMessage, TooLarge, WrongVersion
 from symphony.protocol.identity import MAX_AGENT_ID_LEN, Identity, verify
 
 PROTOCOL_VERSION = 1
@@ -153,3 +153,33 @@ def open_envelope(
     verify(env.sender, canonical_bytes("envelope", env.signed_part()), unb64(env.sig))
     guard.check(env.sender, env.nonce, env.ts, now_ms=now_ms)
     return env
+
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+def open_body(
+    raw: bytes,
+    body_type: type[BodyT],
+    *,
+    sender: str,
+    kind: str,
+    guard: ReplayGuard,
+    now_ms: int,
+    limit: int = MAX_ENVELOPE_BYTES,
+) -> tuple[Envelope, BodyT]:
+    """``open_envelope`` plus the two checks every request/reply handler needs: the
+    envelope's signer is ``sender`` (the peer the transport authenticated, or the one we
+    asked), and its body validates as ``body_type``.
+
+    Raises:
+        everything ``open_envelope`` raises; BadSignature for a signer mismatch;
+        MalformedMessage for an invalid body.
+    """
+    env = open_envelope(raw, guard=guard, now_ms=now_ms, kind=kind, limit=limit)
+    if env.sender != sender:
+        raise BadSignature(f"{kind} signed by {env.sender} came from {sender}")
+    try:
+        return env, body_type.model_validate(env.body)
+    except ValidationError as exc:
+        raise MalformedMessage(f"invalid {kind} body: {exc.errors()[0]['msg']}") from exc
