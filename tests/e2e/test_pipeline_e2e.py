@@ -33,6 +33,8 @@ def test_five_processes_answer_with_three_chains(tmp_path) -> None:
         executors = {s["executor"] for c in chains for s in c["trace"]["steps"]}
         assert executors <= ids and len(executors) >= 1
         assert nodes[2].get(f"/v1/tasks/{record['task_id']}")["answer"] == "84"
+        logged = [e for e in nodes[2].events() if e["event"] == "task_record"]
+        assert logged[-1]["task_id"] == record["task_id"] and logged[-1]["trace"]["chains"] == chains
 
         bad = httpx.post(nodes[2].info["api"] + "/v1/tasks", json={"question": "   "}, timeout=10)
         assert bad.status_code == 422 and "empty" in bad.text

@@ -61,7 +61,7 @@ class FakeModel:
 
 
 @asynccontextmanager
-async def swarm(models: list[FakeModel | None]) -> AsyncIterator[list[AgentRuntime]]:
+async def swarm(models: list[FakeModel | None]) -> AsyncIterator[tuple[MemoryNetwork, list[AgentRuntime]]]:
     net = MemoryNetwork(link=LinkModel(latency_s=0.002), rng=random.Random(3))
     runtimes: list[AgentRuntime] = []
     async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
@@ -79,13 +79,13 @@ async def swarm(models: list[FakeModel | None]) -> AsyncIterator[list[AgentRunti
         with trio.fail_after(30):
             while not all(len(r.ledger.query(now=clock())) == len(models) for r in runtimes):
                 await trio.sleep(0.1)
-        yield runtimes
+        yield net, runtimes
         nursery.cancel_scope.cancel()
 
 
 async def test_three_chains_vote_the_answer(autojump_clock) -> None:
     """3 CoTs over 5 agents: every chain plans 2 steps on beacon-chosen executors; the vote says 10."""
-    async with swarm([FakeModel(f"m{n}") for n in range(5)]) as nodes:
+    async with swarm([FakeModel(f"m{n}") for n in range(5)]) as (_, nodes):
         trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=60))
     assert trace["answer"] == "10"
     assert len(trace["chains"]) == 3 and all(c["ok"] for c in trace["chains"])
@@ -102,7 +102,7 @@ async def test_three_chains_vote_the_answer(autojump_clock) -> None:
 async def test_broken_executor_falls_back_to_a_backup(autojump_clock) -> None:
     """Executors whose model fails are skipped for the next beacon candidate; the answer survives."""
     models = [FakeModel("ok0"), FakeModel("bad1", broken=True), FakeModel("bad2", broken=True), FakeModel("ok3")]
-    async with swarm(models) as nodes:
+    async with swarm(models) as (_, nodes):
         trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=2, deadline_s=60))
     assert trace["answer"] == "10"
     attempts = [a for c in trace["chains"] for s in c["trace"].get("steps", []) for a in s["attempts"]]
@@ -112,7 +112,7 @@ async def test_broken_executor_falls_back_to_a_backup(autojump_clock) -> None:
 
 
 async def test_no_model_anywhere_is_a_clear_failure(autojump_clock) -> None:
-    async with swarm([None, None]) as nodes:
+    async with swarm([None, None]) as (_, nodes):
         with pytest.raises(TaskFailed, match="no available planner"):
             await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=10))
 
@@ -120,7 +120,7 @@ async def test_no_model_anywhere_is_a_clear_failure(autojump_clock) -> None:
 async def test_retried_task_is_idempotent(autojump_clock) -> None:
     """The same (sender, task_id) runs once; a retry gets the stored result without new model calls."""
     models = [FakeModel("a"), FakeModel("b")]
-    async with swarm(models) as nodes:
+    async with swarm(models) as (_, nodes):
         task = Task(task_id="t-1/s0", role="execute", question="How many apples are in the boxes?",
                     background=QUESTION, answer_kind="number", final=False, deadline_ms=int((clock() + 30) * 1000))
         first = await nodes[0].tasks._send(nodes[1].agent_id, task)
@@ -131,7 +131,7 @@ async def test_retried_task_is_idempotent(autojump_clock) -> None:
 
 async def test_replayed_or_forged_task_is_refused(autojump_clock) -> None:
     models = [FakeModel("a"), FakeModel("b")]
-    async with swarm(models) as nodes:
+    async with swarm(models) as (_, nodes):
         task = Task(task_id="t-2", role="execute", question="q", deadline_ms=int((clock() + 30) * 1000))
         envelope = seal(identity(0), "task", task.model_dump(mode="json"), now_ms=int(clock() * 1000)).to_bytes()
         await nodes[0].transport.request(nodes[1].agent_id, TASK_PROTOCOL, envelope, timeout=5)
@@ -141,3 +141,26 @@ async def test_replayed_or_forged_task_is_refused(autojump_clock) -> None:
         with pytest.raises(PeerUnreachable):
             await nodes[0].transport.request(nodes[1].agent_id, TASK_PROTOCOL, forged, timeout=5)
     assert models[1].calls == 1
+
+
+async def test_lost_planner_is_replaced_by_a_backup(autojump_clock) -> None:
+    """A planner that crashes mid-chain fails fast; the initiator re-runs that chain on a backup planner."""
+    async with swarm([FakeModel(f"m{n}", delay=1.0) for n in range(5)]) as (net, nodes):
+        result: dict[str, dict] = {}
+
+        async def ask() -> None:
+            result["trace"] = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=2, deadline_s=120))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            with trio.fail_after(10):
+                while not (busy := [r for r in nodes[1:] if r.tasks.load.active > 0]):
+                    await trio.sleep(0.01)
+            victim = busy[0].agent_id
+            net.kill(victim)
+    trace = result["trace"]
+    assert trace["answer"] == "10"
+    lost = [c for c in trace["chains"] if c["planner"] == victim]
+    assert lost and not lost[0]["ok"] and "Unreachable" in lost[0]["error"]
+    replacement = [c for c in trace["chains"] if c["index"] == lost[0]["index"] and c["ok"]]
+    assert replacement and replacement[0]["planner"] != victim

@@ -6,8 +6,8 @@ Data dir layout (all owned by the node):
 - ``record.json``  this agent's last signed record, so a restart continues its Lamport clock
 - ``node.json``    written once the node is serving (agent ID, addresses, API URL, pid),
                    removed on clean exit — scripts and tests wait for it
-- ``events.jsonl`` structured event log
-- ``tasks.jsonl``  every finished or failed question this node initiated, with its trace
+- ``events.jsonl`` structured event log, including a ``task_record`` (status, answer, full
+                   trace) for every question this node initiated
 """
 
 from __future__ import annotations
@@ -132,9 +132,7 @@ class Node:
             record.update(status="failed", error=str(exc), trace=exc.trace)
         finally:
             record["done"].set()
-            line = {k: v for k, v in record.items() if k != "done"}
-            with (self.data_dir / "tasks.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps(line, default=str) + "\n")
+            self.events.emit("task_record", {k: v for k, v in record.items() if k != "done"})
 
     async def _leave(self) -> None:
         assert self.runtime is not None
