@@ -1319,6 +1319,11 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _num(value: float | None) -> str:
+    """A setting such as 1.25 s or 60 s, without trailing zeros."""
+    return "-" if value is None else f"{value:.2f}".rstrip("0").rstrip(".")
+
+
 def _label(row: dict[str, Any]) -> str:
     return "processes" if row["engine"] == "processes" else f"memory/{row['setup']}"
 
@@ -1343,9 +1348,9 @@ def _summary_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
             + (f" (from spawn {_fmt(join['from_spawn_s'])})" if "from_spawn_s" in join else ""),
             f"{_fmt(det.get('p50'))} / {_fmt(det.get('max'))}"
             + (f" ({fail['within_1s']}/{fail['nodes']} in 1 s)" if "within_1s" in fail else "")
-            + f" (TTL {_fmt(fail.get('ttl_s'), 0)})",
+            + f" (TTL {_num(fail.get('ttl_s'))} s)",
             f"{_fmt(upkeep.get('wire_mb'), 3)} "
-            f"(hb {_fmt(s.get('heartbeat_s'), 0)} s, ae {_fmt(s.get('anti_entropy_s'), 0)} s)",
+            f"(hb {_num(s.get('heartbeat_s'))} s, ae {_num(s.get('anti_entropy_s'))} s)",
             f"{_fmt(prod.get('wire_mb'), 3)} {prod.get('kind', '')}",
         ])
     return out
@@ -1427,8 +1432,8 @@ def _notes(results: dict[str, Any]) -> list[str]:
             "memory/overlay: REDUCED set-up - the pubsub overlay only, no LedgerService per node. Update rounds/time "
             "are measured with real record bytes; heartbeat upkeep is DERIVED from measured single-heartbeat floods x "
             "one per agent per interval; sync upkeep is taken from a full set-up (a steady-state sync is one "
-            "digest-hash exchange, independent of N); failure detection applies the Ledger's liveness rule on each "
-            "node to the victim's real heartbeats; join uses 6 full peers holding all N records plus the other "
+            "digest-hash exchange, independent of N); failure detection: each node's own Ledger is fed the victim's "
+            "real heartbeats and its direct-connection events, as LedgerService does; join uses 6 full peers holding all N records plus the other "
             "agents' heartbeats injected at their real rate (relaying among those agents is not simulated).")
     for row in results["rows"]:
         for note in row.get("notes", []):

@@ -136,8 +136,24 @@ class LedgerService:
         return await self._publish_own(**fields)
 
     async def leave(self) -> LedgerRecord:
-        """Announce a graceful departure so others stop selecting this agent at once."""
-        return await self._publish_own(availability="leaving")
+        """Announce a graceful departure so others stop selecting this agent at once.
+
+        Pubsub delivery is fire-and-forget and the process is about to exit, so the record
+        is also pushed to every direct peer over the acknowledged sync protocol.
+        """
+        record = await self._publish_own(availability="leaving")
+        push = SyncRequest(records=[record.model_dump(mode="json")])
+
+        async def push_to(peer: str) -> None:
+            try:
+                await self._sync_request(peer, push)
+            except (TransportError, PeerError) as exc:
+                self.on_event("leave_push_failed", {"peer": peer, "error": type(exc).__name__})
+
+        async with anyio.create_task_group() as tg:
+            for peer in self.transport.peers():
+                tg.start_soon(push_to, peer)
+        return record
 
     async def _publish_own(self, **fields: Any) -> LedgerRecord:
         base = self._profile.model_copy(update={**fields, "agent_id": self.agent_id, "issued_at": self._now_ms()})
