@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import base58
@@ -80,12 +81,13 @@ class Identity:
     def generate(cls) -> Identity:
         return cls(bytes(SigningKey.generate()))
 
-    @property
+    @cached_property
     def public_key(self) -> bytes:
         return bytes(SigningKey(self.seed).verify_key)
 
-    @property
+    @cached_property
     def agent_id(self) -> str:
+        """Derived once: base58 encoding is slow enough to show in gossip profiles."""
         return agent_id_from_public_key(self.public_key)
 
     def sign(self, data: bytes) -> bytes:
