@@ -12,6 +12,7 @@ import httpx
 import trio
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pydantic import ValidationError
@@ -146,11 +147,12 @@ def print_trace(trace: dict[str, Any]) -> None:
         status = "ok" if chain["ok"] else f"failed: {chain['error']}"
         console.print(f"[bold]chain c{chain['index']}[/bold] planner …{chain['planner'][-8:]} "
                       f"(score {chain['planner_score']:.3f}, weight {chain['weight']:.3f}, plan "
-                      f"{chain['trace'].get('plan', '?')}) -> {chain['answer'] or '-'} [{status}]")
+                      f"{escape(str(chain['trace'].get('plan', '?')))}) -> {escape(chain['answer'] or '-')} "
+                      f"{escape(f'[{status}]')}")
         for n, step in enumerate(chain["trace"].get("steps", []), 1):
             who = ", ".join(f"…{a['executor'][-8:]} ({a['score']:.2f}, {a['latency_ms'] / 1000:.1f}s"
                             f"{'' if a['ok'] else ', failed'})" for a in step["attempts"])
-            console.print(f"   {n}. {step['question'][:90]}\n      -> {step['answer'][:60] or '-'}  by {who}")
+            console.print(f"   {n}. {escape(step['question'][:90])}\n      -> {escape(step['answer'][:60] or '-')}  by {who}")
 
 
 @app.command()
