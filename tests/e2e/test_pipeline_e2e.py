@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 import pytest
 
@@ -42,3 +45,9 @@ def test_five_processes_answer_with_three_chains(tmp_path) -> None:
                           timeout=10)
         assert huge.status_code == 400 and "exceeds" in huge.text
         assert nodes[2].get("/v1/node")["agent_id"] == nodes[2].agent_id
+
+        shown = subprocess.run([sys.executable, "-m", "symphony", "ask", "What is 6 * 7?", "--api", nodes[0].info["api"]],
+                               capture_output=True, text=True, timeout=120)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "answer: 42" in shown.stdout and shown.stdout.count("[ok]") == 3
+        assert "Compute 6 * 7." in shown.stdout, "the trace lists each chain's sub-tasks"
