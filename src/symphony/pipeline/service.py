@@ -83,7 +83,6 @@ class AskOptions:
     cots: int = 3
     strategy: str = "cosine"
     top_l: int = 8
-    m: int = 1
     max_steps: int = 5
     deadline_s: float = 300.0
     answer_kind: AnswerKind | None = None
