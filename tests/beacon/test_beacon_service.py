@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 
 import trio
 
 from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
 from symphony.ledger import GossipConfig, LedgerConfig
-from symphony.node.runtime import AgentProfile, AgentRuntime
+from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.protocol.envelope import ReplayGuard, open_envelope, seal
 from symphony.protocol.messages import BeaconResponse
 from symphony.transport.memory import LinkModel, MemoryNetwork
@@ -28,24 +28,11 @@ def clock() -> float:
 @asynccontextmanager
 async def agents(count: int) -> AsyncIterator[tuple[MemoryNetwork, list[AgentRuntime]]]:
     net = MemoryNetwork(link=LinkModel(latency_s=0.003), rng=random.Random(1))
-    runtimes: list[AgentRuntime] = []
-    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
-        for n in range(count):
-            transport = await stack.enter_async_context(net.open_node(identity(n)))
-            runtime = AgentRuntime(
-                transport=transport, identity=identity(n), model=None, clock=clock, rng=random.Random(n),
-                profile=AgentProfile(name=f"n{n}", tags=SKILLS[n % len(SKILLS)]),
-                ledger_config=LedgerConfig(heartbeat_interval_s=1.0),
-                gossip_config=GossipConfig(anti_entropy_interval_s=1.0),
-                bootstrap=runtimes[0].transport.listen_addrs() if runtimes else [],
-            )
-            await nursery.start(runtime.run)
-            runtimes.append(runtime)
-        with trio.fail_after(30):
-            while not all(len(r.ledger.query(now=clock())) == count for r in runtimes):
-                await trio.sleep(0.1)
+    specs = [SimulatedAgent(identity(n), None, AgentProfile(name=f"n{n}", tags=SKILLS[n % len(SKILLS)]))
+             for n in range(count)]
+    async with open_simulated_agents(net, specs, clock=clock, ledger_config=LedgerConfig(heartbeat_interval_s=1.0),
+                                     gossip_config=GossipConfig(anti_entropy_interval_s=1.0)) as runtimes:
         yield net, runtimes
-        nursery.cancel_scope.cancel()
 
 
 def need(text: str) -> list[float]:

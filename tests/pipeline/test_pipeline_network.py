@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -14,7 +14,7 @@ import trio
 from symphony.errors import PeerUnreachable
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.base import Completion, ModelError
-from symphony.node.runtime import AgentProfile, AgentRuntime
+from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.pipeline.service import TASK_PROTOCOL, AskOptions, TaskFailed
 from symphony.protocol.envelope import seal
 from symphony.protocol.messages import Task
@@ -63,24 +63,13 @@ class FakeModel:
 @asynccontextmanager
 async def swarm(models: list[FakeModel | None]) -> AsyncIterator[tuple[MemoryNetwork, list[AgentRuntime]]]:
     net = MemoryNetwork(link=LinkModel(latency_s=0.002), rng=random.Random(3))
-    runtimes: list[AgentRuntime] = []
-    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
-        for n, model in enumerate(models):
-            transport = await stack.enter_async_context(net.open_node(identity(n)))
-            runtime = AgentRuntime(
-                transport=transport, identity=identity(n), model=model, clock=clock, rng=random.Random(n),
-                profile=AgentProfile(name=f"n{n}", tags=("math",)),
-                ledger_config=LedgerConfig(heartbeat_interval_s=1.0),
-                gossip_config=GossipConfig(anti_entropy_interval_s=1.0, target_degree=4),
-                bootstrap=runtimes[0].transport.listen_addrs() if runtimes else [],
-            )
-            await nursery.start(runtime.run)
-            runtimes.append(runtime)
-        with trio.fail_after(30):
-            while not all(len(r.ledger.query(now=clock())) == len(models) for r in runtimes):
-                await trio.sleep(0.1)
+    specs = [SimulatedAgent(identity(n), model, AgentProfile(name=f"n{n}", tags=("math",)))
+             for n, model in enumerate(models)]
+    async with open_simulated_agents(
+        net, specs, clock=clock, ledger_config=LedgerConfig(heartbeat_interval_s=1.0),
+        gossip_config=GossipConfig(anti_entropy_interval_s=1.0, target_degree=4),
+    ) as runtimes:
         yield net, runtimes
-        nursery.cancel_scope.cancel()
 
 
 async def test_three_chains_vote_the_answer(autojump_clock) -> None:

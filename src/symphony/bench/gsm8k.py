@@ -14,7 +14,6 @@ import json
 import random
 import statistics
 import time
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from rich.console import Console
 from symphony.bench.datasets import Item, load_gsm8k
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.base import ChatModel, Completion, ModelError, parse_model_spec
-from symphony.node.runtime import AgentProfile, AgentRuntime
+from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.pipeline.executor import execution_messages, parse_step_answer
 from symphony.pipeline.extraction import answers_equivalent
 from symphony.pipeline.service import AskOptions, TaskFailed
@@ -87,25 +86,13 @@ async def _run(model_spec: str, items: list[Item], seeds: list[int], agents: int
     done = {(r["system"], r["seed"], r["id"]) for r in _read(results_path)}
     base = parse_model_spec(model_spec)
     net = MemoryNetwork(link=LinkModel(latency_s=0.001), rng=random.Random(0))
-    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
-        for seed in seeds:
-            model = SampledModel(base, temperature=temperature, rng=random.Random(seed))
-            nodes: list[AgentRuntime] = []
-            for n in range(agents):
-                ident = Identity(random.Random(1000 * seed + n).randbytes(32))
-                transport = await stack.enter_async_context(net.open_node(ident))
-                runtime = AgentRuntime(
-                    transport=transport, identity=ident, model=model, clock=time.time, rng=random.Random(n),
-                    profile=AgentProfile(name=f"agent{n}", tags=("math", "arithmetic")),
-                    ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
-                    gossip_config=GossipConfig(anti_entropy_interval_s=2.0),
-                    bootstrap=nodes[0].transport.listen_addrs() if nodes else [],
-                )
-                await nursery.start(runtime.run)
-                nodes.append(runtime)
-            with trio.fail_after(60):
-                while not all(len(r.ledger.query(now=time.time())) == agents for r in nodes):
-                    await trio.sleep(0.05)
+    for seed in seeds:
+        model = SampledModel(base, temperature=temperature, rng=random.Random(seed))
+        specs = [SimulatedAgent(Identity(random.Random(1000 * seed + n).randbytes(32)), model,
+                                AgentProfile(name=f"agent{n}", tags=("math", "arithmetic"))) for n in range(agents)]
+        async with open_simulated_agents(net, specs, clock=time.time,
+                                         ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
+                                         gossip_config=GossipConfig(anti_entropy_interval_s=2.0)) as nodes:
             for i, item in enumerate(items):
                 for system in ("direct", "symphony"):
                     if (system, seed, item.id) in done:
@@ -120,7 +107,6 @@ async def _run(model_spec: str, items: list[Item], seeds: list[int], agents: int
                     console.print(f"seed {seed} item {i + 1}/{len(items)} {system:8s} "
                                   f"{'✓' if correct else '✗'} answer={result['answer']!r} gold={item.gold} "
                                   f"{result['latency_s']:.0f}s {result['tokens']} tok")
-        nursery.cancel_scope.cancel()
     await base.aclose()
 
 

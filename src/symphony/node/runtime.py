@@ -8,7 +8,8 @@ code real nodes run.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from symphony.protocol.envelope import ReplayGuard
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Hardware, LedgerRecord, encode_vector
 from symphony.transport.base import Transport
+from symphony.transport.memory import MemoryNetwork
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -111,3 +113,43 @@ class AgentRuntime:
             tg.start_soon(self.gossip.run)
             await self.gossip.register()
             task_status.started()
+
+
+@dataclass(frozen=True)
+class SimulatedAgent:
+    """One agent to start on a memory network: who it is, its model and what it declares."""
+
+    identity: Identity
+    model: ChatModel | None
+    profile: AgentProfile
+
+
+@asynccontextmanager
+async def open_simulated_agents(
+    net: MemoryNetwork,
+    agents: Sequence[SimulatedAgent],
+    *,
+    clock: Callable[[], float],
+    ledger_config: LedgerConfig = LedgerConfig(),
+    gossip_config: GossipConfig = GossipConfig(),
+    converge_timeout_s: float = 60.0,
+) -> AsyncIterator[list[AgentRuntime]]:
+    """Start one ``AgentRuntime`` per agent on ``net``, each joining through the first, and
+    yield them once every replica holds every agent's available record. Used by tests and
+    benchmarks so they run exactly the stack a node runs."""
+    runtimes: list[AgentRuntime] = []
+    async with anyio.create_task_group() as tg, AsyncExitStack() as stack:
+        for n, agent in enumerate(agents):
+            transport = await stack.enter_async_context(net.open_node(agent.identity))
+            runtime = AgentRuntime(
+                transport=transport, identity=agent.identity, model=agent.model, profile=agent.profile,
+                clock=clock, rng=random.Random(n), ledger_config=ledger_config, gossip_config=gossip_config,
+                bootstrap=runtimes[0].transport.listen_addrs() if runtimes else [],
+            )
+            await tg.start(runtime.run)
+            runtimes.append(runtime)
+        with anyio.fail_after(converge_timeout_s):
+            while not all(len(r.ledger.query(now=clock())) == len(agents) for r in runtimes):
+                await anyio.sleep(0.05)
+        yield runtimes
+        tg.cancel_scope.cancel()
