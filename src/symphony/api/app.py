@@ -86,10 +86,10 @@ def create_app(node: Node) -> Starlette:
 
     async def get_record(request: Request) -> JSONResponse:
         agent_id = request.path_params["agent_id"]
-        for row in node.ledger_view():
-            if row["agent_id"] == agent_id:
-                return JSONResponse(row)
-        return _error(404, f"no record for agent {agent_id[:64]!r}")
+        row = node.record_view(agent_id)
+        if row is None:
+            return _error(404, f"no record for agent {agent_id[:64]!r}")
+        return JSONResponse(row)
 
     async def update_record(request: Request) -> JSONResponse:
         try:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +76,7 @@ class LedgerService:
         clock: Callable[[], float],
         rng: random.Random,
         config: GossipConfig = GossipConfig(),
-        bootstrap: list[str] = (),  # type: ignore[assignment]
+        bootstrap: Sequence[str] = (),
         on_event: EventSink = lambda kind, fields: None,
         on_own_record: Callable[[LedgerRecord], None] = lambda record: None,
     ) -> None:

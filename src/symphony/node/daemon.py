@@ -221,8 +221,12 @@ class Node:
 
     def ledger_view(self) -> list[dict[str, Any]]:
         now = time.time()
-        return [
-            {**record.model_dump(mode="json"), "vector": record.vector,
-             "available": self.ledger.is_available(agent_id, now=now)}
-            for agent_id, record in sorted(self.ledger.records.items())
-        ]
+        return [self._record_view(record, now) for _, record in sorted(self.ledger.records.items())]
+
+    def record_view(self, agent_id: str) -> dict[str, Any] | None:
+        record = self.ledger.records.get(agent_id)
+        return None if record is None else self._record_view(record, time.time())
+
+    def _record_view(self, record: LedgerRecord, now: float) -> dict[str, Any]:
+        return {**record.model_dump(mode="json"), "vector": record.vector,
+                "available": self.ledger.is_available(record.agent_id, now=now)}

@@ -61,7 +61,7 @@ class AgentRuntime:
         ledger_config: LedgerConfig = LedgerConfig(),
         gossip_config: GossipConfig = GossipConfig(),
         beacon_config: BeaconConfig = BeaconConfig(),
-        bootstrap: list[str] = (),  # type: ignore[assignment]
+        bootstrap: Sequence[str] = (),
         encoder: TagEncoder | None = None,
         lamport: int = 0,
         on_event: EventSink = _ignore,
