@@ -7,26 +7,37 @@
 - ``POST /v1/node/record``       UPDATE(field, value) of this node's own record
 - ``POST /v1/tasks``             ask the network a question (``wait: true`` blocks until answered)
 - ``GET  /v1/tasks/{task_id}``   a question's status, answer and trace
+- ``GET  /v1/events``            Server-Sent Events: a ``snapshot`` first, then live events (``api.events``)
+- ``GET  /`` or ``/dashboard``   the live dashboard (one self-contained page fed by ``/v1/events``)
+- ``GET  /metrics``              Prometheus text format (``api.metrics``)
+- ``GET  /v1/models``, ``POST /v1/chat/completions``  OpenAI-compatible (``api.openai_compat``)
 """
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any, Literal
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import anyio
+from pydantic import Field, ValidationError, field_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
-from symphony.pipeline.service import AskOptions
+from symphony.api.http import EventStreamResponse, OptionsBody, read_json, sse
+from symphony.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from symphony.api.openai_compat import openai_routes
+from symphony.node.daemon import task_view
 from symphony.protocol.messages import Hardware, LedgerRecord
 
 if TYPE_CHECKING:
     from symphony.node.daemon import Node
 
-MAX_BODY_BYTES = 64 * 1024
+KEEPALIVE_S = 5.0
 UPDATABLE_FIELDS = frozenset({"name", "tags", "models", "hardware", "availability", "capability"})
 
 
@@ -34,27 +45,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _read_json(request: Request) -> Any:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ValueError(f"request body exceeds {MAX_BODY_BYTES} bytes")
-    return json.loads(body)
-
-
-class AskRequest(BaseModel):
+class AskRequest(OptionsBody):
     """Body of ``POST /v1/tasks``."""
 
-    model_config = ConfigDict(extra="forbid")
-
     question: str = Field(min_length=1, max_length=32_000)
-    cots: int = Field(default=3, ge=1, le=9)
-    strategy: Literal["cosine", "random", "linucb"] = "cosine"
-    top_l: int = Field(default=8, ge=1, le=256)
-    max_steps: int = Field(default=5, ge=1, le=12)
-    deadline_s: float = Field(default=300.0, gt=0, le=3600)
-    answer_kind: Literal["number", "option", "yes_no", "text", "code"] | None = None
     wait: bool = False
 
     @field_validator("question")
@@ -64,16 +58,32 @@ class AskRequest(BaseModel):
             raise ValueError("question is empty")
         return value
 
-    def options(self) -> AskOptions:
-        return AskOptions(cots=self.cots, strategy=self.strategy, top_l=self.top_l, max_steps=self.max_steps,
-                          deadline_s=self.deadline_s, answer_kind=self.answer_kind)
+
+def _dashboard_html() -> str:
+    return resources.files("symphony.api").joinpath("dashboard.html").read_text(encoding="utf-8")
 
 
-def _task_view(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k != "done"}
+async def _event_stream(node: Node) -> AsyncIterator[str]:
+    """``GET /v1/events``: the snapshot, then every bus event; every ``KEEPALIVE_S`` of quiet a
+    keep-alive comment and a fresh ``peers`` list (availability also changes by TTL expiry,
+    which is no event). Ends when the bus cuts this client off for being too slow."""
+    async with node.bus.subscribe() as events:
+        yield sse({"type": "snapshot", "seq": node.bus.seq, "data": node.snapshot()})
+        refresh_at = time.monotonic() + KEEPALIVE_S
+        while True:
+            with anyio.move_on_after(max(0.0, refresh_at - time.monotonic())):
+                try:
+                    event = await events.receive()
+                except anyio.EndOfStream:
+                    return
+                yield sse(event, event_id=event["seq"])
+                continue
+            refresh_at = time.monotonic() + KEEPALIVE_S
+            yield ": keep-alive\n\n"
+            yield sse({"type": "peers", "seq": node.bus.seq, "data": {"peers": node.peers()}})
 
 
-def create_app(node: Node) -> Starlette:
+def create_app(node: Node) -> ASGIApp:
     async def get_node(request: Request) -> JSONResponse:
         return JSONResponse(node.info())
 
@@ -93,7 +103,7 @@ def create_app(node: Node) -> Starlette:
 
     async def update_record(request: Request) -> JSONResponse:
         try:
-            fields = await _read_json(request)
+            fields = await read_json(request)
         except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
             return _error(400, f"body must be a JSON object: {exc}")
         if not isinstance(fields, dict) or not fields:
@@ -113,7 +123,7 @@ def create_app(node: Node) -> Starlette:
 
     async def create_task(request: Request) -> JSONResponse:
         try:
-            body = await _read_json(request)
+            body = await read_json(request)
             if not isinstance(body, dict):
                 raise ValueError("expected an object")
             ask = AskRequest.model_validate(body)
@@ -124,16 +134,33 @@ def create_app(node: Node) -> Starlette:
         record = node.submit(ask.question, ask.options())
         if ask.wait:
             await record["done"].wait()
-        return JSONResponse(_task_view(record), status_code=200 if ask.wait else 202)
+        return JSONResponse(task_view(record), status_code=200 if ask.wait else 202)
 
     async def get_task(request: Request) -> JSONResponse:
         record = node.task_records.get(request.path_params["task_id"])
         if record is None:
             return _error(404, "no such task on this node")
-        return JSONResponse(_task_view(record))
+        return JSONResponse(task_view(record))
 
-    return Starlette(
+    async def get_events(request: Request) -> Response:
+        if node.bus.subscribers >= node.bus.max_subscribers:
+            return _error(503, f"too many event subscribers (limit {node.bus.max_subscribers}); retry later")
+        return EventStreamResponse(_event_stream(node))
+
+    async def get_metrics(request: Request) -> Response:
+        return Response(node.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    async def get_dashboard(request: Request) -> HTMLResponse:
+        return HTMLResponse(dashboard, headers={"Cache-Control": "no-cache"})
+
+    dashboard = _dashboard_html()
+    return node.metrics.count_http_errors(Starlette(
         routes=[
+            Route("/", get_dashboard),
+            Route("/dashboard", get_dashboard),
+            Route("/metrics", get_metrics),
+            Route("/v1/events", get_events),
+            *openai_routes(node),
             Route("/v1/tasks", create_task, methods=["POST"]),
             Route("/v1/tasks/{task_id}", get_task),
             Route("/v1/node", get_node),
@@ -142,4 +169,4 @@ def create_app(node: Node) -> Starlette:
             Route("/v1/ledger/{agent_id}", get_record),
             Route("/v1/node/record", update_record, methods=["POST"]),
         ]
-    )
+    ))

@@ -8,6 +8,9 @@ Data dir layout (all owned by the node):
                    removed on clean exit — scripts and tests wait for it
 - ``events.jsonl`` structured event log, including a ``task_record`` (status, answer, full
                    trace) for every question this node initiated
+
+Every event also goes to the in-process ``EventBus`` (live ``GET /v1/events``, the dashboard)
+and to the node's Prometheus counters (``GET /metrics``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from symphony import __version__
+from symphony.api.events import EventBus
+from symphony.api.metrics import MeteredModel, NodeMetrics, NodeStateCollector
 from symphony.errors import ConfigError, PeerError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
 from symphony.llm.base import ChatModel, parse_model_spec
@@ -34,6 +39,7 @@ from symphony.node.config import NodeConfig, parse_host_port
 from symphony.node.eventlog import EventLog
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import LedgerRecord
+from symphony.transport.base import PeerEvent
 from symphony.transport.libp2p import Libp2pConfig, check_port_free, open_libp2p_transport
 
 
@@ -46,9 +52,14 @@ class Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.identity = Identity.load_or_create(self.data_dir / "key")
         self.events = EventLog(self.data_dir / "events.jsonl")
-        self.model: ChatModel | None = parse_model_spec(config.model) if config.model else None
+        self.bus = EventBus()
+        self.metrics = NodeMetrics()
+        self.model: ChatModel | None = (MeteredModel(parse_model_spec(config.model), self.metrics)
+                                        if config.model else None)
         self.runtime: AgentRuntime | None = None
         self.task_records: dict[str, dict[str, Any]] = {}
+        self._task_scopes: dict[str, trio.CancelScope] = {}
+        self.metrics.registry.register(NodeStateCollector(self))
         self._nursery: trio.Nursery | None = None
         self.api_url: str | None = None
         self.started_at = time.time()
@@ -92,8 +103,9 @@ class Node:
                 gossip_config=GossipConfig(anti_entropy_interval_s=cfg.anti_entropy_interval_s,
                                            target_degree=cfg.target_degree),
                 bootstrap=cfg.bootstrap, lamport=self._saved_lamport(),
-                on_event=self.events.emit, on_own_record=self._save_record,
+                on_event=self.emit, on_own_record=self._save_record,
             )
+            transport.on_peer_event(self._on_peer_event)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.runtime.run)
@@ -113,26 +125,65 @@ class Node:
         self.events.emit("stopped", {})
         self.events.close()
 
+    # ---- events ---------------------------------------------------------------------------
+
+    def emit(self, kind: str, fields: dict[str, Any]) -> None:
+        """The node's one event sink: the log file, the counters and the live bus."""
+        self.events.emit(kind, fields)
+        self.metrics.observe(kind, fields)
+        if kind in ("record_merged", "record_issued"):
+            agent_id = fields.get("agent", self.agent_id)
+            fields = {**fields, "record": self.record_view(agent_id), "peer": self.peer_row(agent_id)}
+        self.bus.publish(kind, fields)
+
+    def _on_peer_event(self, event: PeerEvent) -> None:
+        """A direct connection opened or closed. A close without a ``leaving`` record is a
+        *suspect* (the ledger marks it unavailable here until it is heard from again)."""
+        change = event.kind
+        record = self.ledger.records.get(event.peer_id)
+        if change == "leave" and (record is None or record.availability != "leaving"):
+            change = "suspect"
+        self.bus.publish("peer", {"change": change, "agent_id": event.peer_id, "peer": self.peer_row(event.peer_id)})
+
+    # ---- questions --------------------------------------------------------------------------
+
     def submit(self, question: str, options: AskOptions) -> dict[str, Any]:
         """Start answering ``question`` in the background; returns its (running) task record."""
         assert self._nursery is not None
         task_id = uuid.uuid4().hex
         record: dict[str, Any] = {"task_id": task_id, "status": "running", "question": question,
-                                  "done": trio.Event()}
+                                  "submitted_at": round(time.time(), 3), "done": trio.Event()}
         self.task_records[task_id] = record
+        self._task_scopes[task_id] = trio.CancelScope()
+        self.bus.publish("task_submitted", task_view(record))
         self._nursery.start_soon(self._answer, record, options)
         return record
 
+    def cancel(self, task_id: str) -> None:
+        """Stop working on a question (its client went away); its status becomes ``cancelled``."""
+        scope = self._task_scopes.get(task_id)
+        if scope is not None:
+            scope.cancel()
+
     async def _answer(self, record: dict[str, Any], options: AskOptions) -> None:
         assert self.runtime is not None
+        started = time.perf_counter()
         try:
-            record["trace"] = await self.runtime.tasks.ask(record["question"], options, task_id=record["task_id"])
-            record.update(status="done", answer=record["trace"]["answer"])
+            with self._task_scopes[record["task_id"]] as scope:
+                record["trace"] = await self.runtime.tasks.ask(record["question"], options,
+                                                               task_id=record["task_id"])
+                record.update(status="done", answer=record["trace"]["answer"])
+            if scope.cancelled_caught:
+                record.update(status="cancelled", error="cancelled: the client went away")
         except TaskFailed as exc:
-            record.update(status="failed", error=str(exc), trace=exc.trace)
+            record.update(status="failed", error=str(exc), reason=exc.reason, trace=exc.trace)
         finally:
+            del self._task_scopes[record["task_id"]]
             record["done"].set()
-            self.events.emit("task_record", {k: v for k, v in record.items() if k != "done"})
+            self.metrics.task_done(record["status"], time.perf_counter() - started)
+            view = task_view(record)
+            self.events.emit("task_record", view)
+            self.bus.publish("task_record", view)
 
     async def _leave(self) -> None:
         assert self.runtime is not None
@@ -202,22 +253,33 @@ class Node:
 
     def peers(self) -> list[dict[str, Any]]:
         assert self.runtime is not None
-        svc = self.runtime.gossip
         now = time.time()
-        connected = set(svc.transport.peers())
-        rows = []
-        for agent_id, record in sorted(self.ledger.records.items()):
-            if agent_id == self.agent_id:
-                continue
-            seen = self.ledger.last_seen(agent_id)
-            rows.append({
-                "agent_id": agent_id, "name": record.name, "connected": agent_id in connected,
-                "available": self.ledger.is_available(agent_id, now=now),
-                "last_seen_s_ago": None if seen is None else round(now - seen, 3),
-                "models": record.models, "tags": record.tags, "addrs": record.addrs,
-                "reputation": self.ledger.reputation(agent_id),
-            })
-        return rows
+        connected = set(self.runtime.transport.peers())
+        return [self._peer_row(agent_id, record, now, connected)
+                for agent_id, record in sorted(self.ledger.records.items()) if agent_id != self.agent_id]
+
+    def peer_row(self, agent_id: str) -> dict[str, Any] | None:
+        """One row of ``peers()`` (None for this node itself or an agent without a record)."""
+        assert self.runtime is not None
+        record = self.ledger.records.get(agent_id)
+        if record is None or agent_id == self.agent_id:
+            return None
+        return self._peer_row(agent_id, record, time.time(), set(self.runtime.transport.peers()))
+
+    def _peer_row(self, agent_id: str, record: LedgerRecord, now: float, connected: set[str]) -> dict[str, Any]:
+        seen = self.ledger.last_seen(agent_id)
+        return {
+            "agent_id": agent_id, "name": record.name, "connected": agent_id in connected,
+            "available": self.ledger.is_available(agent_id, now=now),
+            "last_seen_s_ago": None if seen is None else round(now - seen, 3),
+            "models": record.models, "tags": record.tags, "addrs": record.addrs,
+            "reputation": self.ledger.reputation(agent_id),
+        }
+
+    def snapshot(self, *, max_tasks: int = 50) -> dict[str, Any]:
+        """Everything a new ``/v1/events`` subscriber needs before the live events."""
+        return {"node": self.info(), "peers": self.peers(), "ledger": self.ledger_view(),
+                "tasks": [task_view(r) for r in list(self.task_records.values())[-max_tasks:]]}
 
     def ledger_view(self) -> list[dict[str, Any]]:
         now = time.time()
@@ -230,3 +292,8 @@ class Node:
     def _record_view(self, record: LedgerRecord, now: float) -> dict[str, Any]:
         return {**record.model_dump(mode="json"), "vector": record.vector,
                 "available": self.ledger.is_available(record.agent_id, now=now)}
+
+
+def task_view(record: dict[str, Any]) -> dict[str, Any]:
+    """A task record as JSON (without its completion event)."""
+    return {k: v for k, v in record.items() if k != "done"}

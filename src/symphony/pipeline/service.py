@@ -69,11 +69,13 @@ EXECUTOR_TAG = "executor"
 class TaskFailed(SymphonyError):
     """The network could not produce an answer before the deadline; the message says why.
 
-    ``trace`` holds whatever the chains returned, so the failure can be inspected."""
+    ``trace`` holds whatever the chains returned, so the failure can be inspected. ``reason`` is
+    ``"no_agents"`` (no planner answered), ``"timeout"`` (the deadline passed) or ``"no_answer"``."""
 
-    def __init__(self, message: str, *, trace: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, trace: dict[str, Any] | None = None, reason: str = "no_answer") -> None:
         super().__init__(message)
         self.trace = trace or {}
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -139,9 +141,12 @@ class TaskService:
         beacon = await self.selector.select(r, task_type="planning", m=1, top_l=max(options.top_l, options.cots),
                                             strategy=self._strategy(options.strategy),
                                             tags_any=frozenset({PLANNER_TAG}))
+        self.on_event("beacon_round", {"task": task_id, "role": "planning", "contacted": beacon.contacted,
+                                       "replied": beacon.replied, "elapsed_ms": round(beacon.elapsed_s * 1000, 2)})
         candidates = list(beacon.selection.ordered)
         if not candidates:
-            raise TaskFailed("no available planner answered the beacon; are other nodes running with --model?")
+            raise TaskFailed("no available planner answered the beacon; are other nodes running with --model?",
+                             reason="no_agents")
         self.on_event("task_started", {"task": task_id, "planners": [c.agent_id for c in candidates[: options.cots]]})
         queue = candidates[options.cots:]
         chains: list[dict[str, Any]] = []
@@ -155,6 +160,7 @@ class TaskService:
                 result = await self._send(candidate.agent_id, task)
                 chains.append({"index": index, "planner": candidate.agent_id, "planner_score": candidate.score,
                                **result.model_dump(mode="json", exclude={"task_id"})})
+                self.on_event("chain_finished", {"task": task_id, "chain": chains[-1]})
                 if result.ok:
                     return
                 candidate = queue.pop(0) if queue and self._now_ms() < deadline_ms else None
@@ -178,7 +184,7 @@ class TaskService:
         if vote.winner is None:
             self.on_event("task_failed", {"task": task_id, "chains": len(chains)})
             raise TaskFailed(f"no chain returned a usable answer ({len(chains)} attempts); see the trace",
-                             trace=trace)
+                             trace=trace, reason="timeout" if self._now_ms() >= deadline_ms else "no_answer")
         self.on_event("task_finished", {"task": task_id, "answer": vote.answer, "latency_ms": trace["latency_ms"]})
         return trace
 
@@ -275,6 +281,7 @@ class TaskService:
             plan_note = "repaired: " + ", ".join(plan.fixes) if plan.repaired else "ok"
         except (ModelError, PlanError) as exc:
             plan, plan_note = single_step_plan(task.question), f"fallback: {str(exc)[:200]}"
+        self.on_event("plan_made", {"task": task.task_id, "steps": list(plan.steps), "plan": plan_note})
         steps: list[dict[str, Any]] = []
         previous: list[tuple[str, str]] = []
         scores: list[float] = []
@@ -306,6 +313,8 @@ class TaskService:
         beacon = await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
                                             strategy=self._strategy(task.strategy),
                                             tags_any=frozenset({EXECUTOR_TAG}))
+        self.on_event("beacon_round", {"task": task.task_id, "role": "execution", "contacted": beacon.contacted,
+                                       "replied": beacon.replied, "elapsed_ms": round(beacon.elapsed_s * 1000, 2)})
         step: dict[str, Any] = {"question": question, "ok": False, "answer": "", "error": "no executor answered",
                                 "score": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "attempts": [],
                                 "beacon_ms": round(beacon.elapsed_s * 1000, 2), "candidates": beacon.replied}
@@ -316,8 +325,13 @@ class TaskService:
             sub = Task(task_id=f"{task.task_id}/s{index}", role="execute", question=question,
                        background=task.question, previous=previous, answer_kind=task.answer_kind, final=final,
                        deadline_ms=task.deadline_ms)
+            self.on_event("step_assigned", {"task": task.task_id, "step": index, "question": question,
+                                            "executor": candidate.agent_id, "score": round(candidate.score, 4)})
             result = await self._send(candidate.agent_id, sub)
             self._learn(candidate, result)
+            self.on_event("step_finished", {"task": task.task_id, "step": index, "executor": candidate.agent_id,
+                                            "ok": result.ok, "answer": result.answer, "error": result.error,
+                                            "latency_ms": round(result.latency_ms, 1)})
             step["attempts"].append({"executor": candidate.agent_id, "score": round(candidate.score, 4),
                                      "ok": result.ok, "error": result.error,
                                      "latency_ms": round(result.latency_ms, 1)})

@@ -1,0 +1,73 @@
+"""HTTP plumbing shared by the API's modules: bounded JSON bodies, Server-Sent Events, options."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from symphony.pipeline.service import AskOptions
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BodyTooLarge(ValueError):
+    """The request body is over ``MAX_BODY_BYTES`` (reading stops there)."""
+
+
+async def read_json(request: Request) -> Any:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+    return json.loads(body)
+
+
+class EventStreamResponse(StreamingResponse):
+    """``text/event-stream`` that stops its generator as soon as the client disconnects
+    (whatever ASGI version the server speaks), so waiting generators clean up at once."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[str]) -> None:
+        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as tg:
+            async def stream() -> None:
+                await self.stream_response(send)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stream)
+            await self.listen_for_disconnect(receive)
+            tg.cancel_scope.cancel()
+
+
+def sse(data: Any, *, event_id: int | None = None) -> str:
+    """One Server-Sent Event whose data is ``data`` as JSON."""
+    head = "" if event_id is None else f"id: {event_id}\n"
+    return f"{head}data: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
+
+
+class OptionsBody(BaseModel):
+    """Symphony's options of one question (``POST /v1/tasks``, ``"symphony"`` in chat completions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cots: int = Field(default=3, ge=1, le=9)
+    strategy: Literal["cosine", "random", "linucb"] = "cosine"
+    top_l: int = Field(default=8, ge=1, le=256)
+    max_steps: int = Field(default=5, ge=1, le=12)
+    deadline_s: float = Field(default=300.0, gt=0, le=3600)
+    answer_kind: Literal["number", "option", "yes_no", "text", "code"] | None = None
+
+    def options(self) -> AskOptions:
+        return AskOptions(cots=self.cots, strategy=self.strategy, top_l=self.top_l, max_steps=self.max_steps,
+                          deadline_s=self.deadline_s, answer_kind=self.answer_kind)

@@ -1,0 +1,202 @@
+"""OpenAI-compatible endpoint: any OpenAI client can ask the whole network.
+
+- ``GET  /v1/models``            lists one model, ``symphony``
+- ``POST /v1/chat/completions``  the last user message is the question; it runs through the
+  network exactly as ``POST /v1/tasks`` does (planners, chains, weighted vote). The reply is a
+  standard ``chat.completion`` whose content is the voted answer and whose ``usage`` sums the
+  tokens of every model call made in the network for it (plans, steps, retries). Extensions:
+  the request may carry ``"symphony": {"cots": 3, "strategy": "cosine", ...}`` (``extra_body``
+  in the official clients); the reply carries ``"symphony": {"task_id", "trace"}``.
+
+``stream: true`` answers with OpenAI's SSE chunks: a role chunk at once, keep-alive comments
+while the network works, then the answer, a final chunk with ``finish_reason`` (and the trace),
+a usage chunk if ``stream_options.include_usage``, and ``data: [DONE]``. A client that
+disconnects mid-stream cancels its question (status ``cancelled``); the node keeps serving.
+
+Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 bad JSON,
+fields or an empty question; 413 a body over the cap; 404 an unknown model; 503 no planner
+available; 504 the deadline passed; 502 the network returned no usable answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from symphony.api.http import BodyTooLarge, EventStreamResponse, OptionsBody, read_json, sse
+from symphony.ledger.store import QueryFilter
+from symphony.pipeline.service import PLANNER_TAG
+
+if TYPE_CHECKING:
+    from symphony.node.daemon import Node
+
+MODEL_ID = "symphony"
+MAX_QUESTION_CHARS = 32_000
+KEEPALIVE_S = 10.0
+_FAILURES = {"no_agents": (503, "no_agents"), "timeout": (504, "timeout")}
+
+
+class OpenAIError(Exception):
+    """An error answered in OpenAI's JSON shape."""
+
+    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status)
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")  # name, tool_call_id, ...: accepted, unused
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "\n".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    include_usage: StrictBool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The fields Symphony reads; OpenAI's other sampling fields (temperature, ...) are ignored:
+    the network's agents choose their own."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    symphony: OptionsBody = Field(default_factory=OptionsBody)
+
+    def question(self) -> str:
+        users = [m for m in self.messages if m.role == "user"]
+        text = users[-1].text() if users else ""
+        if not text.strip():
+            raise OpenAIError(400, "the last user message is empty: it is the question", param="messages")
+        if len(text) > MAX_QUESTION_CHARS:
+            raise OpenAIError(400, f"the question is longer than {MAX_QUESTION_CHARS} characters",
+                              param="messages", code="question_too_long")
+        return text
+
+
+async def _parse(request: Request) -> ChatCompletionRequest:
+    try:
+        body = await read_json(request)
+    except BodyTooLarge as exc:
+        raise OpenAIError(413, str(exc), code="request_too_large") from None
+    except ValueError as exc:
+        raise OpenAIError(400, f"body must be a JSON object: {exc}") from None
+    if not isinstance(body, dict):
+        raise OpenAIError(400, "body must be a JSON object")
+    try:
+        chat = ChatCompletionRequest.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        param = ".".join(str(p) for p in error["loc"])
+        raise OpenAIError(400, f"invalid {param}: {error['msg']}", param=param) from None
+    if chat.model != MODEL_ID:
+        raise OpenAIError(404, f"the model {chat.model[:100]!r} does not exist; this network serves {MODEL_ID!r}",
+                          param="model", code="model_not_found")
+    return chat
+
+
+def _failure(record: dict[str, Any]) -> OpenAIError:
+    status, code = _FAILURES.get(record.get("reason", ""), (502, "task_failed"))
+    return OpenAIError(status, f"task {record['task_id']}: {record.get('error', 'failed')}", type_="server_error",
+                       code=code)
+
+
+def _usage(trace: dict[str, Any]) -> dict[str, int]:
+    prompt, completion = int(trace.get("prompt_tokens", 0)), int(trace.get("completion_tokens", 0))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _extension(record: dict[str, Any]) -> dict[str, Any]:
+    return {"task_id": record["task_id"], "trace": record.get("trace", {})}
+
+
+def openai_routes(node: Node) -> list[Route]:
+    def check_planners() -> None:
+        if not node.ledger.query(QueryFilter(tags_any=frozenset({PLANNER_TAG})), now=time.time()):
+            raise OpenAIError(503, "no agent in the network can plan a question yet: start nodes with --model",
+                              type_="server_error", code="no_agents")
+
+    async def list_models(request: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [
+            {"id": MODEL_ID, "object": "model", "created": int(node.started_at), "owned_by": "symphony-network"}]})
+
+    async def chat_completions(request: Request) -> Response:
+        try:
+            chat = await _parse(request)
+            question = chat.question()
+            check_planners()
+        except OpenAIError as exc:
+            return exc.response()
+        record = node.submit(question, chat.symphony.options())
+        if chat.stream:
+            include_usage = chat.stream_options is not None and chat.stream_options.include_usage
+            return EventStreamResponse(_stream(node, record, include_usage=include_usage))
+        await record["done"].wait()
+        if record["status"] != "done":
+            return _failure(record).response()
+        return JSONResponse({
+            "id": f"chatcmpl-{record['task_id']}", "object": "chat.completion", "created": int(time.time()),
+            "model": MODEL_ID,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": record["answer"]},
+                         "finish_reason": "stop", "logprobs": None}],
+            "usage": _usage(record["trace"]),
+            "symphony": _extension(record),
+        })
+
+    return [Route("/v1/models", list_models), Route("/v1/chat/completions", chat_completions, methods=["POST"])]
+
+
+async def _stream(node: Node, record: dict[str, Any], *, include_usage: bool) -> AsyncIterator[str]:
+    """OpenAI's chunk sequence for one question; cancels the question if the client leaves."""
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        return sse({"id": f"chatcmpl-{record['task_id']}", "object": "chat.completion.chunk", "created": created,
+                    "model": MODEL_ID, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        while not record["done"].is_set():
+            with anyio.move_on_after(KEEPALIVE_S):
+                await record["done"].wait()
+            if not record["done"].is_set():
+                yield ": symphony is working\n\n"
+        if record["status"] == "done":
+            yield chunk({"content": record["answer"]})
+            yield chunk({}, "stop", symphony=_extension(record))
+            if include_usage:
+                yield sse({"id": f"chatcmpl-{record['task_id']}", "object": "chat.completion.chunk",
+                           "created": created, "model": MODEL_ID, "choices": [], "usage": _usage(record["trace"])})
+        else:
+            yield sse(_failure(record).body)
+        yield "data: [DONE]\n\n"
+    finally:
+        if not record["done"].is_set():
+            node.cancel(record["task_id"])
