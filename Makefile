@@ -24,14 +24,16 @@ bench-ledger: $(STAMP)
 	$(BIN)/symphony bench ledger
 
 # py-libp2p compiles fastecdsa (gcc + GMP headers); llama-cpp-python compiles llama.cpp (g++;
-# scikit-build-core fetches cmake from PyPI when the system has none).
+# scikit-build-core fetches cmake from PyPI when the system has none); Debian chromium runs the
+# dashboard's Playwright test (Playwright's own browser download needs internet).
 system-deps:
 	@missing=""; \
 	dpkg -s libgmp-dev >/dev/null 2>&1 || missing="$$missing libgmp-dev"; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	command -v g++ >/dev/null 2>&1 || missing="$$missing g++"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing$$missing (to build fastecdsa for py-libp2p and llama.cpp)"; \
+		echo "installing$$missing (to build fastecdsa for py-libp2p and llama.cpp; chromium for the dashboard test)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; \
 	fi

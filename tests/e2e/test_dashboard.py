@@ -1,0 +1,73 @@
+"""The dashboard in a real headless browser (Debian chromium driven by Playwright) against
+real node processes: it shows the peers, then a task appearing and finishing, live."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import sync_playwright
+
+from symphony.node.swarm import open_swarm, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"  # `make system-deps` installs it; Playwright's own download needs internet
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+
+
+def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
+    with open_swarm(tmp_path) as swarm:
+        boot = swarm.spawn("n0", args=("--model", "scripted:arith", "--tags", "math")).wait_ready()
+        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--model", "scripted:arith")) for i in (1, 2)]
+        nodes = [boot] + [n.wait_ready() for n in rest]
+        ids = {n.agent_id for n in nodes}
+        api = str(nodes[0].info["api"])
+        wait_for(lambda: ids <= {a for a, r in nodes[0].ledger().items() if r["available"]}, timeout=60,
+                 what="the ledger of n0 to hold every node")
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(api + "/")
+                for node in nodes[1:]:
+                    row = page.wait_for_selector(f'#peers tr[data-agent="{node.agent_id}"][data-available="true"]',
+                                                 timeout=30_000)
+                    assert row is not None and node.name in row.inner_text()
+                page.wait_for_selector("#conn.live")
+
+                response = httpx.post(api + "/v1/tasks", json={"question": "What is (17 + 25) * 2?", "cots": 3},
+                                      timeout=10)
+                assert response.status_code == 202, response.text
+                task_id = response.json()["task_id"]
+                task = f'.task[data-task="{task_id}"]'
+                page.wait_for_selector(task, timeout=30_000)  # it appears...
+                page.wait_for_selector(f'{task}[data-status="done"]', timeout=60_000)  # ...and finishes
+                card = page.locator(task)
+                assert card.locator(".answer").inner_text() == "84"
+                assert card.locator(".chain").count() == 3
+                assert "What is (17 + 25) * 2?" in card.inner_text()
+                assert card.locator("table.vote").inner_text().count("84") >= 1
+                assert page.locator("#ledger tbody tr").count() == len(nodes)
+                shot = tmp_path / "dashboard.png"
+                page.screenshot(path=str(shot), full_page=True)
+                if os.environ.get("SYMPHONY_UPDATE_SCREENSHOT"):
+                    shutil.copyfile(shot, SCREENSHOT)
+            finally:
+                browser.close()
+
+
+def test_dashboard_is_served_at_both_paths(tmp_path) -> None:
+    with open_swarm(tmp_path) as swarm:
+        node = swarm.spawn("n0").wait_ready()
+        for path in ("/", "/dashboard"):
+            page = httpx.get(str(node.info["api"]) + path, timeout=5)
+            assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+            assert "EventSource(\"/v1/events\")" in page.text
+            assert "http://" not in page.text and "https://" not in page.text, "self-contained: no external URL"
