@@ -4,12 +4,12 @@ Each node owns its own ``CollectorRegistry`` (never prometheus_client's global o
 several nodes in one process, as in tests, do not mix their numbers. Two kinds of series:
 
 - **counted as they happen**: tasks by outcome and their latency, BEACONSELECT rounds by
-  role (planning / execution), model calls, tokens and latency (``MeteredModel`` wraps the
-  node's backend), HTTP error responses of the API by status;
+  role (planning / execution), network messages rejected by reason and channel (ledger
+  gossip and sync, beacons, tasks: the node's ``rejected`` events), model calls, tokens and
+  latency (``MeteredModel`` wraps the node's backend), HTTP error responses by status;
 - **read at scrape time** from the live objects (``NodeStateCollector``): payload bytes and
   messages per protocol/topic in both directions (``TransportStats``), ledger size and
-  available agents, connected peers, network messages the ledger rejected by reason
-  (``Ledger.rejected``), and the event bus's subscribers.
+  available agents, connected peers, and the event bus's subscribers.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class NodeMetrics:
         self.model_tokens = Counter("symphony_model_tokens", "Tokens used by this node's model", ["kind"], registry=r)
         self.model_latency = Histogram("symphony_model_latency_seconds", "Time of one model call",
                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.rejected = Counter("symphony_rejected_messages", "Network messages rejected, by reason and protocol/topic",
+                                ["reason", "channel"], registry=r)
         self.api_errors = Counter("symphony_api_errors", "HTTP requests the API answered with an error, by status",
                                   ["status"], registry=r)
 
@@ -55,6 +57,8 @@ class NodeMetrics:
         """Count a protocol event (the node's ``on_event`` sink)."""
         if kind == "beacon_round":
             self.beacon_rounds.labels(role=str(fields.get("role", ""))).inc()
+        elif kind == "rejected":
+            self.rejected.labels(reason=str(fields.get("reason", "")), channel=str(fields.get("channel", ""))).inc()
 
     def task_done(self, outcome: str, elapsed_s: float) -> None:
         self.tasks.labels(outcome=outcome).inc()
@@ -128,11 +132,6 @@ class NodeStateCollector(Collector):
                                 value=sum(ledger.is_available(a, now=now) for a in ledger.records))
         yield GaugeMetricFamily("symphony_connected_peers", "Direct connections",
                                 value=len(node.runtime.transport.peers()))
-        rejected = CounterMetricFamily("symphony_rejected_messages", "Network messages rejected, by reason",
-                                       labels=["reason"])
-        for reason, count in sorted(ledger.rejected.items()):
-            rejected.add_metric([reason], count)
-        yield rejected
         yield GaugeMetricFamily("symphony_event_subscribers", "Clients on GET /v1/events",
                                 value=node.bus.subscribers)
         yield CounterMetricFamily("symphony_event_subscribers_disconnected",

@@ -31,15 +31,16 @@ from symphony import __version__
 from symphony.api.events import EventBus
 from symphony.api.metrics import MeteredModel, NodeMetrics, NodeStateCollector
 from symphony.errors import ConfigError, PeerError
+from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
 from symphony.llm.base import ChatModel, parse_model_spec
 from symphony.node.runtime import AgentProfile, AgentRuntime
-from symphony.pipeline.service import AskOptions, TaskFailed
+from symphony.pipeline.service import TASK_PROTOCOL, AskOptions, TaskFailed
 from symphony.node.config import NodeConfig, parse_host_port
 from symphony.node.eventlog import EventLog
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import LedgerRecord
-from symphony.transport.base import PeerEvent
+from symphony.transport.base import PeerEvent, RequestHandler
 from symphony.transport.libp2p import Libp2pConfig, check_port_free, open_libp2p_transport
 
 
@@ -106,6 +107,9 @@ class Node:
                 on_event=self.emit, on_own_record=self._save_record,
             )
             transport.on_peer_event(self._on_peer_event)
+            for protocol, handler in ((BEACON_PROTOCOL, self.runtime.responder.handle),
+                                      (TASK_PROTOCOL, self.runtime.tasks.handle)):
+                transport.set_handler(protocol, self._reporting_rejections(protocol, handler))
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.runtime.run)
@@ -135,6 +139,19 @@ class Node:
             agent_id = fields.get("agent", self.agent_id)
             fields = {**fields, "record": self.record_view(agent_id), "peer": self.peer_row(agent_id)}
         self.bus.publish(kind, fields)
+
+    def _reporting_rejections(self, channel: str, handler: RequestHandler) -> RequestHandler:
+        """``handler``, plus a ``rejected`` event for each request it refuses (as the ledger
+        service reports its own), so every rejection is logged and counted."""
+        async def handle(peer: str, payload: bytes) -> bytes:
+            try:
+                return await handler(peer, payload)
+            except PeerError as exc:
+                self.emit("rejected", {"reason": exc.reason, "source": peer, "channel": channel,
+                                       "detail": str(exc)[:200]})
+                raise
+
+        return handle
 
     def _on_peer_event(self, event: PeerEvent) -> None:
         """A direct connection opened or closed. A close without a ``leaving`` record is a

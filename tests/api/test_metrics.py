@@ -1,0 +1,69 @@
+"""``GET /metrics`` of a real node (libp2p + hypercorn, in this process): the output parses as
+Prometheus text, and its numbers move when a task runs and when bad messages are rejected."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+
+from symphony.errors import TransportError
+from symphony.ledger.gossip import SYNC_PROTOCOL
+from symphony.node.config import NodeConfig
+from symphony.node.daemon import Node
+from symphony.pipeline.service import TASK_PROTOCOL
+from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
+from tests.conftest import identity
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(http: httpx.AsyncClient) -> Samples:
+    response = await http.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text) for s in family.samples}
+
+
+def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+async def test_metrics_move_with_tasks_and_rejections(tmp_path) -> None:
+    node = Node(NodeConfig(data_dir=tmp_path / "node", api="127.0.0.1:0", model="scripted:arith"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        assert node.api_url is not None and node.runtime is not None
+        async with httpx.AsyncClient(base_url=node.api_url, timeout=30) as http:
+            before = await scrape(http)
+            assert before[("symphony_ledger_records", ())] == 1
+            reply = await http.post("/v1/tasks", json={"question": "What is 6 * 7?", "cots": 1, "wait": True})
+            assert reply.json()["answer"] == "42"
+            after = await scrape(http)
+            assert moved(before, after, "symphony_tasks_total", outcome="done") == 1
+            assert moved(before, after, "symphony_task_latency_seconds_count") == 1
+            assert moved(before, after, "symphony_beacon_rounds_total", role="planning") == 1
+            assert moved(before, after, "symphony_beacon_rounds_total", role="execution") == 2  # a 2-step plan
+            assert moved(before, after, "symphony_model_calls_total", outcome="ok") == 3  # plan + 2 steps
+            trace = reply.json()["trace"]
+            assert moved(before, after, "symphony_model_tokens_total", kind="prompt") == trace["prompt_tokens"]
+            assert moved(before, after, "symphony_model_tokens_total", kind="completion") == trace["completion_tokens"]
+
+            bad = await http.post("/v1/tasks", json={"question": ""})
+            assert bad.status_code == 422
+            assert moved(after, await scrape(http), "symphony_api_errors_total", status="422") == 1
+
+            async with open_libp2p_transport(identity(7), Libp2pConfig(listen=["/ip4/127.0.0.1/tcp/0"])) as peer:
+                await peer.connect(node.runtime.transport.listen_addrs()[0])
+                for protocol in (SYNC_PROTOCOL, TASK_PROTOCOL):
+                    with pytest.raises(TransportError):
+                        await peer.request(node.agent_id, protocol, b"not json", timeout=5)
+                hostile = await scrape(http)
+        node.stop()
+    for protocol in (SYNC_PROTOCOL, TASK_PROTOCOL):
+        assert moved(after, hostile, "symphony_rejected_messages_total", reason="malformed", channel=protocol) == 1
+        assert moved(after, hostile, "symphony_transport_messages_received_total", channel=protocol) == 1
+        assert moved(after, hostile, "symphony_transport_bytes_received_total", channel=protocol) == len(b"not json")
+    assert hostile[("symphony_connected_peers", ())] == 1
