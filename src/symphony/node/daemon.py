@@ -106,21 +106,24 @@ class Node:
                 bootstrap=cfg.bootstrap, lamport=self._saved_lamport(),
                 on_event=self.emit, on_own_record=self._save_record,
             )
-            transport.on_peer_event(self._on_peer_event)
             for protocol, handler in ((BEACON_PROTOCOL, self.runtime.responder.handle),
                                       (TASK_PROTOCOL, self.runtime.tasks.handle)):
                 transport.set_handler(protocol, self._reporting_rejections(protocol, handler))
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                await nursery.start(self.runtime.run)
-                if self._api_socket is not None:
-                    await self._start_api(nursery, self._api_socket)
-                self._write_runtime_info(transport.listen_addrs())
-                self.events.emit("ready", {"addrs": transport.listen_addrs(), "api": self.api_url})
-                task_status.started()
-                await self._stop.wait()
-                await self._leave()
-                nursery.cancel_scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    await nursery.start(self.runtime.run)
+                    transport.on_peer_event(self._on_peer_event)
+                    if self._api_socket is not None:
+                        await self._start_api(nursery, self._api_socket)
+                    self._write_runtime_info(transport.listen_addrs())
+                    self.events.emit("ready", {"addrs": transport.listen_addrs(), "api": self.api_url})
+                    task_status.started()
+                    await self._stop.wait()
+                    await self._leave()
+                    nursery.cancel_scope.cancel()
+            finally:
+                self._nursery = None  # peer events during shutdown have nowhere to go
         if self.model is not None:
             await self.model.aclose()
         if self._api_socket is not None:
@@ -154,9 +157,14 @@ class Node:
         return handle
 
     def _on_peer_event(self, event: PeerEvent) -> None:
-        """A direct connection opened or closed. A close without a ``leaving`` record is a
-        *suspect* (the ledger marks it unavailable here until it is heard from again)."""
-        change = event.kind
+        """A direct connection opened or closed: published once every transport handler (the
+        ledger's liveness bookkeeping included) has seen it, so the row shows the ledger's verdict."""
+        if self._nursery is not None:  # None once the node is shutting down
+            self._nursery.start_soon(self._publish_peer_event, event)
+
+    async def _publish_peer_event(self, event: PeerEvent) -> None:
+        """A close without a ``leaving`` record is a *suspect* (unavailable here until heard from again)."""
+        change: str = event.kind
         record = self.ledger.records.get(event.peer_id)
         if change == "leave" and (record is None or record.availability != "leaving"):
             change = "suspect"
