@@ -12,6 +12,7 @@ import httpx
 import trio
 
 import symphony.api.app
+from symphony.api.events import EventBus
 from symphony.node.config import NodeConfig
 from symphony.node.daemon import Node
 
@@ -105,3 +106,16 @@ async def test_keepalive_and_a_peer_joining(tmp_path, monkeypatch) -> None:
     assert merged["record"]["name"] == "b" and merged["peer"]["agent_id"] == b.agent_id
     assert merged["peer"]["available"] is True
     assert [p["name"] for p in fresh[-1]["data"]["peers"]] == ["b"]
+
+
+async def test_subscribers_beyond_the_limit_get_503(tmp_path) -> None:
+    async with running(config(tmp_path, "a")) as node:
+        node.bus = EventBus(max_subscribers=1)
+        assert node.api_url is not None
+        async with httpx.AsyncClient(base_url=node.api_url, timeout=30) as http:
+            with trio.fail_after(30):
+                async with http.stream("GET", "/v1/events") as first:
+                    assert (await anext(messages(first)))["type"] == "snapshot"
+                    second = await http.get("/v1/events")
+                    assert second.status_code == 503 and "too many event subscribers" in second.json()["error"]
+                    assert (await http.get("/v1/node")).status_code == 200

@@ -42,6 +42,12 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                     assert row is not None and node.name in row.inner_text()
                 page.wait_for_selector("#conn.live")
 
+                hostile = '<img src=x onerror="document.body.dataset.owned=1">'  # a peer's name is untrusted text
+                assert nodes[2].post("/v1/node/record", {"tags": [hostile]}).status_code == 200
+                page.wait_for_function("hostile => [...document.querySelectorAll('#peers .tag')]"
+                                       ".some(t => t.textContent === hostile)", arg=hostile, timeout=30_000)
+                assert page.locator("#peers img").count() == 0 and page.evaluate("document.body.dataset.owned") is None
+
                 response = httpx.post(api + "/v1/tasks", json={"question": "What is (17 + 25) * 2?", "cots": 3},
                                       timeout=10)
                 assert response.status_code == 202, response.text
@@ -51,7 +57,9 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                 page.wait_for_selector(f'{task}[data-status="done"]', timeout=60_000)  # ...and finishes
                 card = page.locator(task)
                 assert card.locator(".answer").inner_text() == "84"
-                assert card.locator(".chain").count() == 3
+                trace = nodes[0].get(f"/v1/tasks/{task_id}")["trace"]
+                assert card.locator(".chain").count() == len(trace["chains"]) >= 1  # every chain, as traced
+                assert card.locator(".step").count() == sum(len(c["trace"].get("steps", [])) for c in trace["chains"])
                 assert "What is (17 + 25) * 2?" in card.inner_text()
                 assert card.locator("table.vote").inner_text().count("84") >= 1
                 assert page.locator("#ledger tbody tr").count() == len(nodes)
