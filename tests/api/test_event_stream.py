@@ -64,7 +64,6 @@ async def test_snapshot_then_every_step_of_a_task(tmp_path) -> None:
 
                     task = (await http.post("/v1/tasks", json={"question": "What is 6 * 7?", "cots": 1})).json()
                     seen = await until(stream, lambda e: e["type"] == "task_record")
-                await trio.sleep(0)
             with trio.fail_after(10):
                 while node.bus.subscribers:  # the client left: its subscription goes with it
                     await trio.sleep(0.01)

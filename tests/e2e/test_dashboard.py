@@ -23,8 +23,9 @@ SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 
 def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
     with open_swarm(tmp_path) as swarm:
-        boot = swarm.spawn("n0", args=("--model", "scripted:arith", "--tags", "math")).wait_ready()
-        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--model", "scripted:arith")) for i in (1, 2)]
+        boot = swarm.spawn("n0", args=("--model", "scripted:arith")).wait_ready()
+        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--model", "scripted:arith", "--tags", tags))
+                for i, tags in ((1, "math, logic"), (2, "code"))]
         nodes = [boot] + [n.wait_ready() for n in rest]
         ids = {n.agent_id for n in nodes}
         api = str(nodes[0].info["api"])
@@ -41,12 +42,6 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                                                  timeout=30_000)
                     assert row is not None and node.name in row.inner_text()
                 page.wait_for_selector("#conn.live")
-
-                hostile = '<img src=x onerror="document.body.dataset.owned=1">'  # a peer's name is untrusted text
-                assert nodes[2].post("/v1/node/record", {"tags": [hostile]}).status_code == 200
-                page.wait_for_function("hostile => [...document.querySelectorAll('#peers .tag')]"
-                                       ".some(t => t.textContent === hostile)", arg=hostile, timeout=30_000)
-                assert page.locator("#peers img").count() == 0 and page.evaluate("document.body.dataset.owned") is None
 
                 response = httpx.post(api + "/v1/tasks", json={"question": "What is (17 + 25) * 2?", "cots": 3},
                                       timeout=10)
@@ -67,6 +62,12 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                 page.screenshot(path=str(shot), full_page=True)
                 if os.environ.get("SYMPHONY_UPDATE_SCREENSHOT"):
                     shutil.copyfile(shot, SCREENSHOT)
+
+                hostile = '<img src=x onerror="document.body.dataset.owned=1">'  # what peers write is untrusted
+                assert nodes[2].post("/v1/node/record", {"tags": [hostile]}).status_code == 200
+                page.wait_for_function("hostile => [...document.querySelectorAll('#peers .tag')]"
+                                       ".some(t => t.textContent === hostile)", arg=hostile, timeout=30_000)
+                assert page.locator("#peers img").count() == 0 and page.evaluate("document.body.dataset.owned") is None
             finally:
                 browser.close()
 

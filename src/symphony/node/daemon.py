@@ -30,14 +30,14 @@ from hypercorn.trio import serve
 from symphony import __version__
 from symphony.api.events import EventBus
 from symphony.api.metrics import MeteredModel, NodeMetrics, NodeStateCollector
-from symphony.errors import ConfigError, PeerError
 from symphony.beacon.service import BEACON_PROTOCOL
+from symphony.errors import ConfigError, PeerError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
 from symphony.llm.base import ChatModel, parse_model_spec
-from symphony.node.runtime import AgentProfile, AgentRuntime
-from symphony.pipeline.service import TASK_PROTOCOL, AskOptions, TaskFailed
 from symphony.node.config import NodeConfig, parse_host_port
 from symphony.node.eventlog import EventLog
+from symphony.node.runtime import AgentProfile, AgentRuntime
+from symphony.pipeline.service import TASK_PROTOCOL, AskOptions, TaskFailed
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import LedgerRecord
 from symphony.transport.base import PeerEvent, RequestHandler
@@ -138,7 +138,7 @@ class Node:
         """The node's one event sink: the log file, the counters and the live bus."""
         self.events.emit(kind, fields)
         self.metrics.observe(kind, fields)
-        if kind in ("record_merged", "record_issued"):
+        if kind in ("record_merged", "record_issued") and self.bus.subscribers:
             agent_id = fields.get("agent", self.agent_id)
             fields = {**fields, "record": self.record_view(agent_id), "peer": self.peer_row(agent_id)}
         self.bus.publish(kind, fields)
