@@ -204,6 +204,8 @@ class Node:
             record.update(status="failed", error=str(exc), reason=exc.reason, trace=exc.trace)
         finally:
             del self._task_scopes[record["task_id"]]
+            if record["status"] == "running":  # cancelled from outside: the node is stopping
+                record.update(status="cancelled", error="cancelled: the node is stopping")
             record["done"].set()
             self.metrics.task_done(record["status"], time.perf_counter() - started)
             view = task_view(record)
