@@ -4,6 +4,8 @@ mid-stream (its question is cancelled; the node keeps serving)."""
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -43,10 +45,19 @@ def ask(text: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": text}]
 
 
-def model_tokens(node: NodeProcess) -> float:
+def metrics(node: NodeProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = httpx.get(str(node.info["api"]) + "/metrics", timeout=5).text
-    return sum(s.value for f in text_string_to_metric_families(text) if f.name == "symphony_model_tokens"
-               for s in f.samples if s.name == "symphony_model_tokens_total")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def moved(before: dict, after: dict, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def model_tokens(node: NodeProcess) -> float:
+    return sum(v for (name, _), v in metrics(node).items() if name == "symphony_model_tokens_total")
 
 
 def test_models_lists_symphony(swarm: Swarm) -> None:
@@ -162,3 +173,20 @@ def test_client_leaving_mid_stream_cancels_its_question(swarm: Swarm) -> None:
                                                  extra_body={"symphony": {"cots": 1}})
     assert reply.choices[0].message.content == "0"  # the timed stand-in always answers 0
     assert slow.proc is not None and slow.proc.poll() is None
+
+
+def test_client_leaving_a_plain_request_cancels_its_question(swarm: Swarm) -> None:
+    slow = node(swarm, "slow")
+    api = str(slow.info["api"])
+    before = metrics(slow)
+    body = json.dumps({"model": "symphony", "messages": ask(QUESTION), "symphony": {"cots": 1}}).encode()
+    host, port = api.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        wait_for(lambda: moved(before, metrics(slow), "symphony_beacon_rounds_total", role="planning"), timeout=30,
+                 what="the question to start")
+    wait_for(lambda: moved(before, metrics(slow), "symphony_tasks_total", outcome="cancelled"), timeout=30,
+             what="the abandoned question to be cancelled")
+    assert moved(before, metrics(slow), "symphony_tasks_total", outcome="done") == 0
+    assert client(slow).models.list().data

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import anyio
+import trio
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -48,6 +49,20 @@ class EventStreamResponse(StreamingResponse):
             tg.start_soon(stream)
             await self.listen_for_disconnect(receive)
             tg.cancel_scope.cancel()
+
+
+async def wait_unless_client_leaves(request: Request, done: trio.Event) -> bool:
+    """Wait for ``done`` (after the body was read); False as soon as the client disconnects."""
+    async with anyio.create_task_group() as tg:
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        await done.wait()
+        tg.cancel_scope.cancel()
+    return done.is_set()
 
 
 def sse(data: Any, *, event_id: int | None = None) -> str:

@@ -11,7 +11,8 @@
 ``stream: true`` answers with OpenAI's SSE chunks: a role chunk at once, keep-alive comments
 while the network works, then the answer, a final chunk with ``finish_reason`` (and the trace),
 a usage chunk if ``stream_options.include_usage``, and ``data: [DONE]``. A client that
-disconnects mid-stream cancels its question (status ``cancelled``); the node keeps serving.
+disconnects (mid-stream, or while waiting for a plain reply) cancels its question (status
+``cancelled``); the node keeps serving.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 bad JSON,
 fields or an empty question; 413 a body over the cap; 404 an unknown model; 503 no planner
@@ -30,7 +31,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from symphony.api.http import BodyTooLarge, EventStreamResponse, OptionsBody, read_json, sse
+from symphony.api.http import (
+    BodyTooLarge,
+    EventStreamResponse,
+    OptionsBody,
+    read_json,
+    sse,
+    wait_unless_client_leaves,
+)
 from symphony.ledger.store import QueryFilter
 from symphony.pipeline.service import PLANNER_TAG
 
@@ -158,7 +166,9 @@ def openai_routes(node: Node) -> list[Route]:
         if chat.stream:
             include_usage = chat.stream_options is not None and chat.stream_options.include_usage
             return EventStreamResponse(_stream(node, record, include_usage=include_usage))
-        await record["done"].wait()
+        if not await wait_unless_client_leaves(request, record["done"]):
+            node.cancel(record["task_id"])
+            return Response(status_code=499)  # nobody reads it; nginx's "client closed request"
         if record["status"] != "done":
             return _failure(record).response()
         return JSONResponse({
