@@ -57,8 +57,12 @@ def _stall(api: str) -> socket.socket:
 
 
 async def run(n: int, stalled: int) -> dict[str, list[float]]:
-    node = Node(NodeConfig(data_dir=Path(tempfile.mkdtemp(prefix="symphony-bench-api-")), api="127.0.0.1:0",
-                           model="scripted:arith"))
+    with tempfile.TemporaryDirectory(prefix="symphony-bench-api-") as data_dir:
+        return await _run(Node(NodeConfig(data_dir=Path(data_dir), api="127.0.0.1:0", model="scripted:arith")),
+                          n, stalled)
+
+
+async def _run(node: Node, n: int, stalled: int) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {"rest": [], "openai": [], "openai-stream": [], "rest, stalled": []}
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
