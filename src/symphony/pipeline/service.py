@@ -185,7 +185,8 @@ class TaskService:
             self.on_event("task_failed", {"task": task_id, "chains": len(chains)})
             raise TaskFailed(f"no chain returned a usable answer ({len(chains)} attempts); see the trace",
                              trace=trace, reason="timeout" if self._now_ms() >= deadline_ms else "no_answer")
-        self.on_event("task_finished", {"task": task_id, "answer": vote.answer, "latency_ms": trace["latency_ms"]})
+        self.on_event("task_finished", {"task": task_id, "answer": vote.answer, "vote": trace["vote"],
+                                        "latency_ms": trace["latency_ms"]})
         return trace
 
     # ---- sending and serving Tasks -------------------------------------------------------
