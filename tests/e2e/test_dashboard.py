@@ -58,6 +58,11 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                 assert "What is (17 + 25) * 2?" in card.inner_text()
                 assert card.locator("table.vote").inner_text().count("84") >= 1
                 assert page.locator("#ledger tbody tr").count() == len(nodes)
+                page.fill("#question", "What is 6 * 7?")  # the page's own form asks through POST /v1/tasks
+                page.click("#ask button")
+                asked = page.locator('.task[data-status="done"]', has_text="What is 6 * 7?")
+                asked.wait_for(timeout=60_000)
+                assert asked.locator(".answer").inner_text() == "42"
                 shot = tmp_path / "dashboard.png"
                 page.screenshot(path=str(shot), full_page=True)
                 if os.environ.get("SYMPHONY_UPDATE_SCREENSHOT"):

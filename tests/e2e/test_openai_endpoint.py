@@ -61,7 +61,11 @@ def model_tokens(node: NodeProcess) -> float:
 
 
 def test_models_lists_symphony(swarm: Swarm) -> None:
-    assert [m.id for m in client(node(swarm, "arith")).models.list()] == ["symphony"]
+    openai_client = client(node(swarm, "arith"))
+    assert [m.id for m in openai_client.models.list()] == ["symphony"]
+    assert openai_client.models.retrieve("symphony").id == "symphony"
+    with pytest.raises(openai.NotFoundError):
+        openai_client.models.retrieve("gpt-4o")
 
 
 def test_chat_completion_answers_with_usage_and_trace(swarm: Swarm) -> None:

@@ -1,6 +1,6 @@
 """OpenAI-compatible endpoint: any OpenAI client can ask the whole network.
 
-- ``GET  /v1/models``            lists one model, ``symphony``
+- ``GET  /v1/models``            lists one model, ``symphony`` (``/v1/models/symphony`` describes it)
 - ``POST /v1/chat/completions``  the last user message is the question; it runs through the
   network exactly as ``POST /v1/tasks`` does (planners, chains, weighted vote). The reply is a
   standard ``chat.completion`` whose content is the voted answer and whose ``usage`` sums the
@@ -151,9 +151,16 @@ def openai_routes(node: Node) -> list[Route]:
             raise OpenAIError(503, "no agent in the network can plan a question yet: start nodes with --model",
                               type_="server_error", code="no_agents")
 
+    model = {"id": MODEL_ID, "object": "model", "created": int(node.started_at), "owned_by": "symphony-network"}
+
     async def list_models(request: Request) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [
-            {"id": MODEL_ID, "object": "model", "created": int(node.started_at), "owned_by": "symphony-network"}]})
+        return JSONResponse({"object": "list", "data": [model]})
+
+    async def get_model(request: Request) -> JSONResponse:
+        if request.path_params["model"] != MODEL_ID:
+            return OpenAIError(404, f"the model {request.path_params['model'][:100]!r} does not exist",
+                               param="model", code="model_not_found").response()
+        return JSONResponse(model)
 
     async def chat_completions(request: Request) -> Response:
         try:
@@ -180,7 +187,8 @@ def openai_routes(node: Node) -> list[Route]:
             "symphony": _extension(record),
         })
 
-    return [Route("/v1/models", list_models), Route("/v1/chat/completions", chat_completions, methods=["POST"])]
+    return [Route("/v1/models", list_models), Route("/v1/models/{model}", get_model),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"])]
 
 
 async def _stream(node: Node, record: dict[str, Any], *, include_usage: bool) -> AsyncIterator[str]:
