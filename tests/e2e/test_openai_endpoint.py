@@ -134,9 +134,12 @@ def test_bad_requests_get_openai_errors(swarm: Swarm, kwargs: dict, status: int,
 
 
 def test_body_that_is_not_json_gets_an_openai_error(swarm: Swarm) -> None:
-    response = httpx.post(str(node(swarm, "arith").info["api"]) + "/v1/chat/completions", content=b"{oops",
-                          timeout=5)
+    url = str(node(swarm, "arith").info["api"]) + "/v1/chat/completions"
+    response = httpx.post(url, content=b"{oops", headers={"content-type": "application/json"}, timeout=5)
     assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+    body = json.dumps({"model": "symphony", "messages": ask(QUESTION)})
+    plain = httpx.post(url, content=body, headers={"content-type": "text/plain"}, timeout=5)  # a cross-site form
+    assert plain.status_code == 415 and plain.json()["error"]["code"] == "unsupported_media_type"
 
 
 def test_network_failures_have_their_status(swarm: Swarm) -> None:

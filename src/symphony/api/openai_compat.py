@@ -15,7 +15,7 @@ disconnects (mid-stream, or while waiting for a plain reply) cancels its questio
 ``cancelled``); the node keeps serving.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 bad JSON,
-fields or an empty question; 413 a body over the cap; 404 an unknown model; 503 no planner
+fields or an empty question; 413 a body over the cap; 415 a body that is not declared JSON; 404 an unknown model; 503 no planner
 available; 504 the deadline passed; 502 the network returned no usable answer.
 """
 
@@ -110,6 +110,10 @@ class ChatCompletionRequest(BaseModel):
 
 
 async def _parse(request: Request) -> ChatCompletionRequest:
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        # OpenAI clients always send JSON; a web page of another origin can POST text/plain to a
+        # local node without a CORS preflight, so refusing it keeps drive-by pages from using the network
+        raise OpenAIError(415, "send the body as Content-Type: application/json", code="unsupported_media_type")
     try:
         body = await read_json(request)
     except BodyTooLarge as exc:
