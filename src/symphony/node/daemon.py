@@ -27,7 +27,7 @@ from hypercorn.trio import serve
 from symphony import __version__
 from symphony.errors import ConfigError, PeerError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
-from symphony.llm.base import ChatModel, parse_model_spec
+from symphony.llm.base import ChatModel, ModelError, parse_model_spec
 from symphony.node.runtime import AgentProfile, AgentRuntime
 from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.node.config import NodeConfig, parse_host_port
@@ -102,6 +102,7 @@ class Node:
                 self._write_runtime_info(transport.listen_addrs())
                 self.events.emit("ready", {"addrs": transport.listen_addrs(), "api": self.api_url})
                 task_status.started()
+                nursery.start_soon(self._warm_up)
                 await self._stop.wait()
                 await self._leave()
                 nursery.cancel_scope.cancel()
@@ -133,6 +134,18 @@ class Node:
         finally:
             record["done"].set()
             self.events.emit("task_record", {k: v for k, v in record.items() if k != "done"})
+
+    async def _warm_up(self) -> None:
+        """Load an embedded model now, not at the first question; log when it is ready."""
+        load = getattr(self.model, "load", None)
+        if load is None:
+            return
+        try:
+            seconds = await load()
+        except ModelError as exc:
+            self.events.emit("model_failed", {"error": str(exc)[:1000]})
+            return
+        self.events.emit("model_loaded", {"model": self.model.name if self.model else "", "load_s": round(seconds, 2)})
 
     async def _leave(self) -> None:
         assert self.runtime is not None

@@ -275,12 +275,15 @@ class TaskService:
             plan_note = "repaired: " + ", ".join(plan.fixes) if plan.repaired else "ok"
         except (ModelError, PlanError) as exc:
             plan, plan_note = single_step_plan(task.question), f"fallback: {str(exc)[:200]}"
+        self.on_event("chain_planned", {"task": task.task_id, "steps": len(plan.steps), "plan": plan_note})
         steps: list[dict[str, Any]] = []
         previous: list[tuple[str, str]] = []
         scores: list[float] = []
         for index, question in enumerate(plan.steps):
             final = index == len(plan.steps) - 1
             step = await self._run_step(task, index, question, previous, final)
+            self.on_event("step_done", {"task": task.task_id, "step": index + 1, "of": len(plan.steps),
+                                        "ok": step["ok"], "executor": step.get("executor"), "answer": step["answer"]})
             steps.append(step)
             tokens[0] += step["prompt_tokens"]
             tokens[1] += step["completion_tokens"]
