@@ -50,6 +50,13 @@ def _check_multiaddr(addr: str, *, option: str, needs_peer: bool) -> None:
         raise ConfigError(
             f"{option} {addr!r} lacks the peer ID: use the full address a node prints, ending in /p2p/12D3KooW..."
         )
+    if needs_peer:
+        from symphony.transport.libp2p import check_peer_addr
+
+        try:
+            check_peer_addr(addr)
+        except ConfigError as exc:
+            raise ConfigError(f"{option}: {exc}; use the full address a node prints, ending in /p2p/12D3KooW...") from None
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,11 @@ def check_port_free(addr: str) -> None:
             ) from exc
 
 
+def check_peer_addr(addr: str) -> None:
+    """Raise ``ConfigError`` unless ``addr`` is a well-formed ``.../p2p/<peer id>`` multiaddr."""
+    _parse_peer_addr(addr)
+
+
 def _parse_peer_addr(addr: str) -> PeerInfo:
     """Split ``.../p2p/<id>`` into a ``PeerInfo``. Raises ``ConfigError`` if malformed."""
     try:
