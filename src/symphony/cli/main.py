@@ -82,8 +82,8 @@ def node(
         values = load_node_file(config) if config else {}
         values.update({key: value for key, value in given.items() if value is not None and value != []})
         node_cfg = node_config(values)
+        the_node = Node(node_cfg)  # checks the model spec and packages, binds the ports
         probe_model_server(node_cfg.model)
-        the_node = Node(node_cfg)
     except (ConfigError, ValidationError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from exc
