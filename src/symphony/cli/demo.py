@@ -30,9 +30,11 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from pydantic import ValidationError
 from rich.live import Live
 from rich.table import Table
 
+from symphony.api.app import AskRequest
 from symphony.cli.render import agent_label, console, print_trace
 from symphony.errors import ConfigError
 from symphony.node.config import probe_model_server
@@ -310,16 +312,21 @@ def demo(
     threads = threads or max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                  else os.cpu_count() or 1) // cots)
     try:
-        prepare_models({a.model for a in chosen})
         gold = ""
         if question is None:
             item_id, question, gold = sample_question(gsm8k_index)
-            console.print(f"[bold]question[/bold] ({item_id}, packaged GSM8K test set): {question}", highlight=False)
-        else:
-            console.print(f"[bold]question:[/bold] {question}", highlight=False)
+        AskRequest(question=question, cots=cots, max_steps=max_steps, deadline_s=deadline)  # the node's own checks
+        prepare_models({a.model for a in chosen})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        console.print(f"[red]error:[/red] --{str(error['loc'][0]).replace('_s', '').replace('_', '-')}: {error['msg']}",
+                      highlight=False)
+        raise typer.Exit(2) from exc
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from exc
+    source = f" ({item_id}, packaged GSM8K test set)" if gold else ""
+    console.print(f"[bold]question[/bold]{source}: {question}", highlight=False)
     with _sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="symphony-demo-") as tmp:
         root = data_dir or Path(tmp)
         code = 0

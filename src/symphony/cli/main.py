@@ -136,18 +136,23 @@ def ask(
     api: ApiOption = DEFAULT_API,
     cots: Annotated[int, typer.Option(help="Number of planners / chains of thought (k).")] = 3,
     strategy: Annotated[str, typer.Option(help="Executor selection: cosine | random | linucb.")] = "cosine",
+    max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.")] = 5,
     deadline: Annotated[float, typer.Option(help="Seconds before the network gives up.")] = 300.0,
     as_json: JsonOption = False,
 ) -> None:
     """Ask the network a question through a node; print the answer, the vote and the trace."""
     base = api if api.startswith("http") else f"http://{api}"
-    body = {"question": question, "cots": cots, "strategy": strategy, "deadline_s": deadline, "wait": True}
+    body = {"question": question, "cots": cots, "strategy": strategy, "max_steps": max_steps, "deadline_s": deadline,
+            "wait": True}
     try:
         response = httpx.post(base + "/v1/tasks", json=body, timeout=deadline + 30)
+        record = response.json()
     except httpx.TransportError as exc:
         console.print(f"[red]error:[/red] no node API at {base} ({exc}); start one with `symphony node` or pass --api")
         raise typer.Exit(1) from exc
-    record = response.json()
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {base} answered HTTP {response.status_code} without JSON: {response.text[:300]}")
+        raise typer.Exit(1) from exc
     if as_json:
         console.print_json(data=record)
         return
