@@ -83,7 +83,8 @@ def test_node_from_a_toml_file_with_a_flag_overriding_it(tmp_path: Path) -> None
     """The file's keys configure the node; --name on the command line wins over the file's name."""
     config = tmp_path / "node.toml"
     config.write_text('data_dir = "alice"\nname = "from-file"\nlisten = "/ip4/127.0.0.1/tcp/0"\n'
-                      'api = "127.0.0.1:0"\nskills = "math, logic"\nmodel = "scripted:arith"\nheartbeat = 1\n')
+                      'api = "127.0.0.1:0"\nskills = "math, logic"\nmodel = "scripted:arith"\nheartbeat = 1\n'
+                      'roles = "planner"\n')
     node = NodeProcess(tmp_path / "alice", "from-flag", bootstrap=[], heartbeat=1, args=[])
     log = (tmp_path / "out.log").open("wb")
     node.proc = subprocess.Popen([sys.executable, "-m", "symphony", "node", "--config", str(config), "--name", "from-flag"],
@@ -93,6 +94,7 @@ def test_node_from_a_toml_file_with_a_flag_overriding_it(tmp_path: Path) -> None
         record = node.get(f"/v1/ledger/{node.agent_id}")
         assert record["name"] == "from-flag"
         assert {"math", "logic"} <= set(record["tags"]) and record["models"] == ["scripted:arith"]
+        assert "planner" in record["tags"] and "executor" not in record["tags"], "roles from the file"
         assert node.terminate() == 0
     finally:
         if node.proc.poll() is None:

@@ -70,3 +70,14 @@ def test_probe_ignores_specs_that_are_not_servers() -> None:
     """Only openai: specs name a server; the others are checked when the model is built."""
     for spec in (None, "scripted:arith", "llama:qwen2.5-coder-0.5b"):
         probe_model_server(spec)
+
+
+def test_roles_are_checked(tmp_path: Path) -> None:
+    """A node may offer one role or both, and only with a model."""
+    base = {"data_dir": str(tmp_path), "model": "scripted:arith"}
+    assert node_config({**base, "roles": ["planner"]}).roles == ("planner",)
+    assert node_config(base).roles is None
+    with pytest.raises(ConfigError, match=r"^--roles must be one or both of planner, executor, not 'judge'$"):
+        node_config({**base, "roles": ["judge"]})
+    with pytest.raises(ConfigError, match="--roles needs a --model"):
+        node_config({"data_dir": str(tmp_path), "roles": ["executor"]})

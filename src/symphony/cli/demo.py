@@ -49,15 +49,18 @@ class DemoAgent:
     name: str
     model: str
     skills: str
+    roles: str = "planner, executor"
 
 
-#: The default five nodes: (role, model, declared skills); ``--agents N`` takes the first N (cycling).
+#: The default five nodes: (name, model, declared skills, pipeline roles); ``--agents N`` takes the
+#: first N (cycling). The slow 1.5B model only plans: were it also an executor, the Beacon (best match
+#: first, queue only as a tie-break) could queue every sub-task on it while the others sit idle.
 LINEUP = (
-    ("planner", "llama:qwen2.5-coder-1.5b", "planning, decomposition, math, logic"),
-    ("math", "llama:qwen2.5-coder-0.5b", "math, arithmetic, word problems"),
-    ("logic", "llama:qwen2.5-coder-0.5b", "logic, units, percentages"),
-    ("code", "llama:qwen2.5-coder-0.5b", "code, python, algorithms"),
-    ("weak", "llama:smollm2-135m", "chat, small talk"),
+    ("planner", "llama:qwen2.5-coder-1.5b", "planning, decomposition, math, logic", "planner"),
+    ("math", "llama:qwen2.5-coder-0.5b", "math, arithmetic, word problems", "planner, executor"),
+    ("logic", "llama:qwen2.5-coder-0.5b", "logic, units, percentages", "planner, executor"),
+    ("code", "llama:qwen2.5-coder-0.5b", "code, python, algorithms", "planner, executor"),
+    ("weak", "llama:smollm2-135m", "chat, small talk", "planner, executor"),
 )
 
 
@@ -66,10 +69,10 @@ def lineup(agents: int, model: str | None) -> list[DemoAgent]:
     the role and the model's size (``math-0.5b``), plus a number when the lineup repeats."""
     chosen = []
     for n in range(agents):
-        role, default_model, skills = LINEUP[n % len(LINEUP)]
+        role, default_model, skills, roles = LINEUP[n % len(LINEUP)]
         spec = model or default_model
         name = f"{role}-{spec.rsplit('-', 1)[-1]}" if spec.startswith("llama:qwen") or "smollm" in spec else role
-        chosen.append(DemoAgent(name if n < len(LINEUP) else f"{name}-{n // len(LINEUP) + 1}", spec, skills))
+        chosen.append(DemoAgent(name if n < len(LINEUP) else f"{name}-{n // len(LINEUP) + 1}", spec, skills, roles))
     return chosen
 
 
@@ -147,10 +150,10 @@ class NodeStatus:
 
 
 def startup_table(statuses: list[NodeStatus], converged: int) -> Table:
-    table = Table("node", "model", "declared skills", "status",
+    table = Table("node", "model", "declared skills", "roles", "status",
                   title=f"local swarm on 127.0.0.1 (ledger: {converged}/{len(statuses)} replicas complete)")
     for s in statuses:
-        table.add_row(s.agent.name, s.agent.model, s.agent.skills, s.text())
+        table.add_row(s.agent.name, s.agent.model, s.agent.skills, s.agent.roles, s.text())
     return table
 
 
@@ -161,7 +164,7 @@ def start_swarm(swarm: Swarm, agents: list[DemoAgent], *, threads: int, timeout:
 
     def spawn(agent: DemoAgent, boot: NodeProcess | None) -> NodeProcess:
         return swarm.spawn(agent.name, bootstrap=boot, env=env,
-                           args=("--model", agent.model, "--skills", agent.skills))
+                           args=("--model", agent.model, "--skills", agent.skills, "--roles", agent.roles))
 
     boot = spawn(agents[0], None)
     statuses = [NodeStatus(boot, agents[0])]

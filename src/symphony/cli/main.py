@@ -36,7 +36,7 @@ def node(
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file with the same keys as these options (data_dir, name, listen, "
-                                       "bootstrap, api, skills, model, memory_gb, accelerator, heartbeat, "
+                                       "bootstrap, api, skills, model, roles, memory_gb, accelerator, heartbeat, "
                                        "anti_entropy); options given here override it.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Human-readable agent name. \\[default: agent]")] = None,
@@ -61,6 +61,11 @@ def node(
                           "server; key from OPENAI_API_KEY) | scripted:arith | timed:20. Without one the node "
                           "only routes and initiates."),
     ] = None,
+    roles: Annotated[
+        list[str] | None, typer.Option(help='Pipeline roles this node offers: "planner, executor" (both, the default '
+                                            'with a model), "planner" (it only decomposes questions and drives '
+                                            'chains) or "executor" (it only answers sub-tasks).')
+    ] = None,
     memory_gb: Annotated[float | None, typer.Option(help="Memory available to the model, in GB. \\[default: 0]")] = None,
     accelerator: Annotated[str | None, typer.Option(help="cpu, cuda, metal, ... \\[default: cpu]")] = None,
     heartbeat: Annotated[
@@ -76,7 +81,7 @@ def node(
     from symphony.node.daemon import Node
 
     given = {"data_dir": data_dir, "name": name, "listen": listen, "bootstrap": bootstrap, "api": api,
-             "skills": skills, "model": model, "memory_gb": memory_gb, "accelerator": accelerator,
+             "skills": skills, "model": model, "roles": roles, "memory_gb": memory_gb, "accelerator": accelerator,
              "heartbeat": heartbeat, "anti_entropy": anti_entropy}
     try:
         values = load_node_file(config) if config else {}

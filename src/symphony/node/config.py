@@ -9,6 +9,7 @@ with the same keys; flags given on the command line override the file::
     api = "127.0.0.1:8470"
     skills = ["math", "logic"]
     model = "openai:http://127.0.0.1:11434/v1#qwen2.5:0.5b"
+    roles = ["planner", "executor"]
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ import httpx
 from pydantic import ValidationError
 
 from symphony.errors import ConfigError
+from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG
 from symphony.protocol.messages import Hardware
 
 DEFAULT_API = "127.0.0.1:8470"
+#: The pipeline roles a node with a model may offer (``--roles``); the tags its record carries.
+ROLES = (PLANNER_TAG, EXECUTOR_TAG)
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -70,6 +74,8 @@ class NodeConfig:
     api: str | None = DEFAULT_API
     tags: list[str] = field(default_factory=list)
     model: str | None = None
+    #: pipeline roles this node offers; None = both (planner and executor) when it has a model
+    roles: tuple[str, ...] | None = None
     hardware: Hardware = field(default_factory=Hardware)
     heartbeat_interval_s: float = 60.0
     ttl_heartbeats: float = 3.0
@@ -85,6 +91,11 @@ class NodeConfig:
             parse_host_port(self.api)
         if not 0 < len(self.name) <= 64:
             raise ConfigError(f"--name must be 1 to 64 characters, not {self.name!r}")
+        if self.roles is not None:
+            if self.model is None:
+                raise ConfigError("--roles needs a --model: a node without one can only route and ask")
+            if not self.roles or not set(self.roles) <= set(ROLES):
+                raise ConfigError(f"--roles must be one or both of {', '.join(ROLES)}, not {', '.join(self.roles)!r}")
         if self.heartbeat_interval_s <= 0:
             raise ConfigError(f"--heartbeat must be > 0 seconds, not {self.heartbeat_interval_s}")
 
@@ -93,7 +104,7 @@ class NodeConfig:
 #: each with its type. List keys also take one string ("math, logic" for skills).
 FILE_KEYS: dict[str, type] = {
     "data_dir": str, "name": str, "listen": list, "bootstrap": list, "api": str, "skills": list,
-    "model": str, "memory_gb": float, "accelerator": str, "heartbeat": float, "anti_entropy": float,
+    "model": str, "roles": list, "memory_gb": float, "accelerator": str, "heartbeat": float, "anti_entropy": float,
 }
 
 
@@ -173,7 +184,8 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         data_dir=Path(values["data_dir"]).expanduser(), name=values.get("name", "agent"),
         listen=values.get("listen") or ["/ip4/127.0.0.1/tcp/0"], bootstrap=values.get("bootstrap", []),
         api=None if api.lower() == "none" else api, tags=split_list(values.get("skills", [])),
-        model=values.get("model"), hardware=hardware,
+        model=values.get("model"), roles=tuple(split_list(values["roles"])) if values.get("roles") else None,
+        hardware=hardware,
         heartbeat_interval_s=values.get("heartbeat", 60.0), anti_entropy_interval_s=values.get("anti_entropy", 30.0),
     )
 

@@ -86,7 +86,7 @@ class Node:
         async with open_libp2p_transport(self.identity, Libp2pConfig(listen=cfg.listen)) as transport:
             self.runtime = AgentRuntime(
                 transport=transport, identity=self.identity, model=self.model, clock=time.time,
-                profile=AgentProfile(name=cfg.name, tags=tuple(cfg.tags), hardware=cfg.hardware),
+                profile=AgentProfile(name=cfg.name, tags=tuple(cfg.tags), hardware=cfg.hardware, roles=cfg.roles),
                 ledger_config=LedgerConfig(heartbeat_interval_s=cfg.heartbeat_interval_s,
                                            ttl_heartbeats=cfg.ttl_heartbeats),
                 gossip_config=GossipConfig(anti_entropy_interval_s=cfg.anti_entropy_interval_s,
