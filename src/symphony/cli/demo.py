@@ -145,7 +145,7 @@ class NodeStatus:
             return "starting (libp2p, keys, ledger) ..."
         if not self.ready:
             return "up; loading the model ..."
-        loaded = f", model loaded in {self.loaded_s:.1f} s" if self.loaded_s is not None else ""
+        loaded = f" (model loaded in {self.loaded_s:.0f} s)" if self.loaded_s is not None else ""
         return f"[green]ready[/green]{loaded}"
 
 
