@@ -112,3 +112,15 @@ def test_demo_refuses_bad_input_before_starting_nodes(tmp_path: Path, args: list
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stdout
     assert not root.exists()
+
+
+def test_demo_that_gets_no_answer_exits_1_and_stops_every_node(tmp_path: Path) -> None:
+    """The error path: the deadline passes before any chain finishes (timed:1 takes 30+ s a call)."""
+    root = tmp_path / "swarm"
+    result = subprocess.run(
+        demo_command(root, "--model", "timed:1", "--agents", "2", "--question", "What is 2 + 2?", "--deadline", "2"),
+        capture_output=True, text=True, timeout=240, env={**os.environ, "COLUMNS": "200"})
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "no answer:" in out and "deadline passed" in out and "stopped 2 nodes" in out
+    assert processes_mentioning(str(root)) == []
