@@ -117,7 +117,7 @@ def test_bad_toml_file_names_key_and_fix(tmp_path: Path, text: str, fix: str) ->
     assert fix in " ".join(result.stdout.split())
 
 
-def test_ask_with_an_empty_or_oversized_question_gets_a_clear_error(tmp_path: Path) -> None:
+def test_ask_and_status_with_bad_input_get_a_clear_error(tmp_path: Path) -> None:
     """The node refuses the question with the reason; it keeps serving and answers the next one."""
     with open_swarm(tmp_path) as swarm:
         node = swarm.spawn("n0", args=("--model", "scripted:arith")).wait_ready()
@@ -128,6 +128,9 @@ def test_ask_with_an_empty_or_oversized_question_gets_a_clear_error(tmp_path: Pa
                                   env={**os.environ, "COLUMNS": "200"})
 
         empty, huge, fine = ask("  "), ask("x" * 100_000), ask("What is 6 * 7?")
+        unknown = subprocess.run([sys.executable, "-m", "symphony", "status", "no-such-task", "--api",
+                                  node.info["api"]], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1 and "no such task on this node" in unknown.stdout
     assert empty.returncode == 1 and "question is empty" in empty.stdout
     assert huge.returncode == 1 and "exceeds 65536 bytes" in huge.stdout
     assert fine.returncode == 0 and "answer: 42" in fine.stdout, fine.stdout
