@@ -32,10 +32,11 @@ import httpx
 import typer
 from pydantic import ValidationError
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from symphony.api.app import AskRequest
-from symphony.cli.render import agent_label, console, print_trace
+from symphony.cli.render import agent_label, console, print_error, print_trace
 from symphony.errors import ConfigError
 from symphony.node.config import probe_model_server
 from symphony.node.swarm import NodeProcess, Swarm, open_swarm, wait_for
@@ -140,7 +141,7 @@ class NodeStatus:
 
     def text(self) -> str:
         if self.error:
-            return f"[red]failed[/red]: {self.error[:200]}"
+            return f"[red]failed[/red]: {escape(self.error[:200])}"
         if not self.node.info:
             return "starting (libp2p, keys, ledger) ..."
         if not self.ready:
@@ -322,11 +323,10 @@ def demo(
         prepare_models({a.model for a in chosen})
     except ValidationError as exc:
         error = exc.errors()[0]
-        console.print(f"[red]error:[/red] --{str(error['loc'][0]).replace('_s', '').replace('_', '-')}: {error['msg']}",
-                      highlight=False)
+        print_error(f"--{str(error['loc'][0]).replace('_s', '').replace('_', '-')}: {error['msg']}")
         raise typer.Exit(2) from exc
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(exc)
         raise typer.Exit(2) from exc
     source = f" ({item_id}, packaged GSM8K test set)" if gold else ""
     console.print(f"[bold]question[/bold]{source}: {question}", highlight=False)
@@ -341,7 +341,7 @@ def demo(
                 console.print("[yellow]interrupted[/yellow]")
                 code = 130
             except (RuntimeError, AssertionError, httpx.HTTPError) as exc:
-                console.print(f"[red]demo failed:[/red] {exc}", highlight=False)
+                print_error(exc, label="demo failed")
                 code = 1
             finally:
                 stop_swarm(swarm)
@@ -362,7 +362,7 @@ def _run(swarm: Swarm, agents: list[DemoAgent], question: str, gold: str, *, cot
     if record.get("trace"):
         print_trace(record["trace"], {n.agent_id: n.name for n in nodes})
     if record["status"] != "done":
-        console.print(f"[red]no answer:[/red] {record.get('error', '')}", highlight=False)
+        print_error(record.get("error", ""), label="no answer")
         return 1
     if gold:
         right = answers_equivalent(str(record["answer"]), gold, "number")

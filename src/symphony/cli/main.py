@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from symphony.cli.demo import demo
-from symphony.cli.render import console, print_trace
+from symphony.cli.render import console, print_error, print_trace
 from symphony.errors import ConfigError
 from symphony.node.config import DEFAULT_API, load_node_file, node_config, probe_model_server
 
@@ -90,7 +90,7 @@ def node(
         the_node = Node(node_cfg)  # checks the model spec and packages, binds the ports
         probe_model_server(node_cfg.model)
     except (ConfigError, ValidationError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(exc)
         raise typer.Exit(2) from exc
 
     async def main() -> None:
@@ -107,7 +107,7 @@ def node(
     try:
         trio.run(main)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(exc)
         raise typer.Exit(2) from exc
 
 
@@ -123,14 +123,14 @@ def _api_get(api: str, path: str) -> Any:
     try:
         response = httpx.get(base + path, timeout=10)
     except httpx.TransportError as exc:
-        console.print(f"[red]error:[/red] no node API at {base} ({exc}); start one with `symphony node` or pass --api")
+        print_error(f"no node API at {base} ({exc}); start one with `symphony node` or pass --api")
         raise typer.Exit(1) from exc
     if response.status_code >= 400:
         try:
             detail = response.json().get("error", response.text)
         except ValueError:
             detail = response.text
-        console.print(f"[red]error:[/red] {base}{path}: HTTP {response.status_code}: {detail}", highlight=False)
+        print_error(f"{base}{path}: HTTP {response.status_code}: {detail}")
         raise typer.Exit(1)
     return response.json()
 
@@ -153,16 +153,16 @@ def ask(
         response = httpx.post(base + "/v1/tasks", json=body, timeout=deadline + 30)
         record = response.json()
     except httpx.TransportError as exc:
-        console.print(f"[red]error:[/red] no node API at {base} ({exc}); start one with `symphony node` or pass --api")
+        print_error(f"no node API at {base} ({exc}); start one with `symphony node` or pass --api")
         raise typer.Exit(1) from exc
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {base} answered HTTP {response.status_code} without JSON: {response.text[:300]}")
+        print_error(f"{base} answered HTTP {response.status_code} without JSON: {response.text[:300]}")
         raise typer.Exit(1) from exc
     if as_json:
         console.print_json(data=record)
         return
     if response.status_code != 200 or record.get("status") != "done":
-        console.print(f"[red]no answer:[/red] {record.get('error', response.text)}")
+        print_error(record.get("error", response.text), label="no answer")
         raise typer.Exit(1)
     print_trace(record["trace"], agent_names(api))
 

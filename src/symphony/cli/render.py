@@ -14,6 +14,11 @@ from rich.table import Table
 console = Console()
 
 
+def print_error(message: object, *, label: str = "error") -> None:
+    """``error: message`` in red, never hard-wrapped (scripts grep it) and never read as markup."""
+    console.print(f"[red]{label}:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def agent_label(agent_id: str, names: Mapping[str, str]) -> str:
     """``name(…last 6 of the ID)`` when the name is known, else ``…last 8``."""
     name = names.get(agent_id)
