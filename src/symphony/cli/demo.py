@@ -23,7 +23,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -330,8 +330,9 @@ def demo(
         raise typer.Exit(2) from exc
     source = f" ({item_id}, packaged GSM8K test set)" if gold else ""
     console.print(f"[bold]question[/bold]{source}: {question}", highlight=False)
-    with _sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="symphony-demo-") as tmp:
-        root = data_dir or Path(tmp)
+    workdir = nullcontext(str(data_dir)) if data_dir else tempfile.TemporaryDirectory(prefix="symphony-demo-")
+    with _sigterm_as_interrupt(), workdir as root_name:
+        root = Path(root_name)
         code = 0
         with open_swarm(root, heartbeat=2.0) as swarm:
             try:
