@@ -50,6 +50,7 @@ def test_demo_prints_answer_vote_trace_and_stops_every_node(tmp_path: Path) -> N
     assert "Compute (17 + 25) * 2." in out, "each chain's sub-tasks"
     assert any(f"by {name}(" in out for name in ("planner", "math", "logic")), "executors by name"
     assert "Beacon chose planners" in out and "split the question into 2 step(s)" in out, "live progress"
+    assert "vote done -> 84" in out, "progress up to the vote"
     assert "dashboard: http://127.0.0.1:" in out
     assert "stopped 3 nodes" in out
     events = node_events(root)

@@ -246,12 +246,13 @@ def ask_and_follow(node: NodeProcess, nodes: list[NodeProcess], question: str, *
     with console.status("thinking ...") as spinner:
         while record["status"] == "running":
             time.sleep(0.5)
+            # the record first: every event of a finished task is then already in the logs
+            record = httpx.get(f"{node.info['api']}/v1/tasks/{task_id}", timeout=10).json()
             for who, event in tail.new():
                 line = describe(who, event, task_id, names)
                 if line:
                     console.print(f"  [dim]{event['ts'] - asked_at:6.1f} s[/dim]  {line}", highlight=False)
             spinner.update(f"thinking ... {time.monotonic() - started:.0f} s (task {task_id[:8]})")
-            record = httpx.get(f"{node.info['api']}/v1/tasks/{task_id}", timeout=10).json()
     return record
 
 
