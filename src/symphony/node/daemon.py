@@ -33,7 +33,7 @@ from symphony.api.metrics import MeteredModel, NodeMetrics, NodeStateCollector
 from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.errors import ConfigError, PeerError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
-from symphony.llm.base import ChatModel, parse_model_spec
+from symphony.llm.base import ChatModel, ModelError, parse_model_spec
 from symphony.node.config import NodeConfig, parse_host_port
 from symphony.node.eventlog import EventLog
 from symphony.node.runtime import AgentProfile, AgentRuntime
@@ -98,7 +98,7 @@ class Node:
         async with open_libp2p_transport(self.identity, Libp2pConfig(listen=cfg.listen)) as transport:
             self.runtime = AgentRuntime(
                 transport=transport, identity=self.identity, model=self.model, clock=time.time,
-                profile=AgentProfile(name=cfg.name, tags=tuple(cfg.tags), hardware=cfg.hardware),
+                profile=AgentProfile(name=cfg.name, tags=tuple(cfg.tags), hardware=cfg.hardware, roles=cfg.roles),
                 ledger_config=LedgerConfig(heartbeat_interval_s=cfg.heartbeat_interval_s,
                                            ttl_heartbeats=cfg.ttl_heartbeats),
                 gossip_config=GossipConfig(anti_entropy_interval_s=cfg.anti_entropy_interval_s,
@@ -119,6 +119,7 @@ class Node:
                     self._write_runtime_info(transport.listen_addrs())
                     self.events.emit("ready", {"addrs": transport.listen_addrs(), "api": self.api_url})
                     task_status.started()
+                    nursery.start_soon(self._warm_up)
                     await self._stop.wait()
                     await self._leave()
                     nursery.cancel_scope.cancel()
@@ -211,6 +212,18 @@ class Node:
             view = task_view(record)
             self.events.emit("task_record", view)
             self.bus.publish("task_record", view)
+
+    async def _warm_up(self) -> None:
+        """Load an embedded model now, not at the first question; log when it is ready."""
+        load = getattr(getattr(self.model, "inner", self.model), "load", None)
+        if load is None:
+            return
+        try:
+            seconds = await load()
+        except ModelError as exc:
+            self.emit("model_failed", {"error": str(exc)[:1000]})
+            return
+        self.emit("model_loaded", {"model": self.model.name if self.model else "", "load_s": round(seconds, 2)})
 
     async def _leave(self) -> None:
         assert self.runtime is not None

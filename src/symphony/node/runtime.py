@@ -40,6 +40,8 @@ class AgentProfile:
     name: str = "agent"
     tags: tuple[str, ...] = ()
     hardware: Hardware = field(default_factory=Hardware)
+    #: pipeline roles offered (``planner``, ``executor``); None = both when the agent has a model
+    roles: tuple[str, ...] | None = None
 
 
 class AgentRuntime:
@@ -73,7 +75,7 @@ class AgentRuntime:
         self.encoder = encoder or HashingTagEncoder()
         self.vector = self._vector(profile, model)
         self.ledger = Ledger(ledger_config, lamport=lamport)
-        roles = (PLANNER_TAG, EXECUTOR_TAG) if model is not None else ()
+        roles = profile.roles if profile.roles is not None else (PLANNER_TAG, EXECUTOR_TAG) if model else ()
         record = LedgerRecord(
             agent_id=identity.agent_id, lamport=0, issued_at=0, name=profile.name,
             tags=list(profile.tags + roles)[:32], models=[model.name[:128]] if model else [],

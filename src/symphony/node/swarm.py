@@ -43,13 +43,15 @@ class NodeProcess:
     """One ``symphony node`` child process with its data dir and API."""
 
     def __init__(
-        self, data_dir: Path, name: str, *, bootstrap: list[str], heartbeat: float, args: list[str]
+        self, data_dir: Path, name: str, *, bootstrap: list[str], heartbeat: float, args: list[str],
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.name = name
         self.bootstrap = bootstrap
         self.heartbeat = heartbeat
         self.args = args
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
 
@@ -63,7 +65,7 @@ class NodeProcess:
             cmd += ["--bootstrap", addr]
         log = (self.data_dir / "stdout.log").open("ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         return self
 
     def wait_ready(self, timeout: float = 60) -> NodeProcess:
@@ -104,7 +106,8 @@ class NodeProcess:
         return {row["agent_id"]: row for row in self.get("/v1/ledger")["records"]}
 
     def events(self) -> list[dict[str, Any]]:
-        lines = (self.data_dir / "events.jsonl").read_text().splitlines()
+        path = self.data_dir / "events.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
         return [json.loads(line) for line in lines if line.strip()]
 
     def kill(self) -> None:
@@ -131,11 +134,12 @@ class Swarm:
 
     def spawn(
         self, name: str, *, bootstrap: NodeProcess | None = None, data_dir: Path | None = None,
-        args: tuple[str, ...] = (),
+        args: tuple[str, ...] = (), env: dict[str, str] | None = None,
     ) -> NodeProcess:
-        """Start ``symphony node`` (not waiting for it); ``args`` are extra CLI options."""
+        """Start ``symphony node`` (not waiting for it); ``args`` are extra CLI options, ``env``
+        extra environment variables (e.g. ``SYMPHONY_LLAMA_THREADS``)."""
         node = NodeProcess(data_dir or self.root / name, name, bootstrap=[bootstrap.addr] if bootstrap else [],
-                           heartbeat=self.heartbeat, args=list(args))
+                           heartbeat=self.heartbeat, args=list(args), env=env)
         self.nodes.append(node)
         return node.start()
 
@@ -145,7 +149,27 @@ class Swarm:
         rest = [self.spawn(f"n{i}", bootstrap=boot) for i in range(1, count)]
         return [boot] + [node.wait_ready() for node in rest]
 
+    def stop(self, timeout: float = 10) -> list[int | None]:
+        """Clean shutdown: SIGTERM every node at once (each announces it leaves), wait up to
+        ``timeout`` s in all, then SIGKILL the process group of any node still running.
+        Returns the exit codes (None for a node that had to be killed)."""
+        running = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+        for node in running:
+            assert node.proc is not None
+            node.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        codes: list[int | None] = []
+        for node in self.nodes:
+            assert node.proc is not None
+            try:
+                codes.append(node.proc.wait(timeout=max(0.01, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                codes.append(None)
+        self.close()
+        return codes
+
     def close(self) -> None:
+        """Kill (SIGKILL, whole process group) every node still running: nothing survives."""
         for node in self.nodes:
             node.kill()
 

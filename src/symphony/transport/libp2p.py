@@ -130,7 +130,9 @@ class Libp2pConfig:
         max_concurrent_inbound: Inbound requests served at once per protocol; more are
             reset.
         handler_timeout_s: Server-side limit to read a request, run the handler and
-            write the reply.
+            write the reply. It must outlast the longest legitimate request: a planner
+            runs its whole chain inside one Task request (minutes on CPU models), and
+            Task handlers already stop at the task's own deadline (at most an hour).
         dial_timeout_s: Limit for ``connect``.
     """
 
@@ -141,7 +143,7 @@ class Libp2pConfig:
     max_reply_bytes: int = 4 * _MIB
     max_publish_bytes: int = 512 * 1024
     max_concurrent_inbound: int = 64
-    handler_timeout_s: float = 30.0
+    handler_timeout_s: float = 3600.0
     dial_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -201,6 +203,11 @@ def check_port_free(addr: str) -> None:
                 f"cannot listen on {addr} ({exc.strerror}): another process holds the port; "
                 "choose another port or use tcp/0"
             ) from exc
+
+
+def check_peer_addr(addr: str) -> None:
+    """Raise ``ConfigError`` unless ``addr`` is a well-formed ``.../p2p/<peer id>`` multiaddr."""
+    _parse_peer_addr(addr)
 
 
 def _parse_peer_addr(addr: str) -> PeerInfo:

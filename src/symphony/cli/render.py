@@ -1,0 +1,47 @@
+"""Terminal rendering shared by ``symphony ask``, ``status`` and ``demo``: the answer, the
+weighted vote and the trace (which planner drove each chain, which executor the Beacon chose
+for every sub-task, match scores, latencies)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console()
+
+
+def print_error(message: object, *, label: str = "error") -> None:
+    """``error: message`` in red, never hard-wrapped (scripts grep it) and never read as markup."""
+    console.print(f"[red]{label}:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
+def agent_label(agent_id: str, names: Mapping[str, str]) -> str:
+    """``name(…last 6 of the ID)`` when the name is known, else ``…last 8``."""
+    name = names.get(agent_id)
+    return f"{name}(…{agent_id[-6:]})" if name else f"…{agent_id[-8:]}"
+
+
+def print_trace(trace: dict[str, Any], names: Mapping[str, str] = {}) -> None:
+    """The vote, then each chain's planner and its steps; ``names`` maps agent IDs to names."""
+    console.print(f"[bold]answer:[/bold] {escape(str(trace['answer']))}   ({trace['latency_ms'] / 1000:.1f} s, "
+                  f"{trace['prompt_tokens'] + trace['completion_tokens']} tokens)")
+    vote = Table("answer", "weight", "chains", title="weighted vote (weight = mean Beacon score of the chain)")
+    for tally in trace["vote"]:
+        vote.add_row(escape(str(tally["answer"])), f"{tally['weight']:.3f}", ", ".join(tally["chains"]))
+    console.print(vote)
+    for chain in trace["chains"]:
+        status = "ok" if chain["ok"] else f"failed: {chain['error']}"
+        console.print(f"[bold]chain c{chain['index']}[/bold] planner {escape(agent_label(chain['planner'], names))} "
+                      f"(score {chain['planner_score']:.3f}, weight {chain['weight']:.3f}, plan "
+                      f"{escape(str(chain['trace'].get('plan', '?')))}, {chain['latency_ms'] / 1000:.1f} s) -> "
+                      f"{escape(chain['answer'] or '-')} {escape(f'[{status}]')}")
+        for n, step in enumerate(chain["trace"].get("steps", []), 1):
+            who = ", ".join(f"{agent_label(a['executor'], names)} (score {a['score']:.2f}, "
+                            f"{a['latency_ms'] / 1000:.1f} s{'' if a['ok'] else ', failed'})"
+                            for a in step["attempts"])
+            console.print(f"   {n}. {escape(step['question'][:90])}\n      -> {escape(step['answer'][:60] or '-')}"
+                          f"  by {escape(who or 'nobody')}")
