@@ -19,6 +19,7 @@ from symphony.beacon.service import BEACON_PROTOCOL, BeaconConfig, BeaconRespond
 from symphony.capability.vector import HashingTagEncoder, SkillScores, TagEncoder, capability_vector, encode_hardware
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig, LedgerService
 from symphony.llm.base import ChatModel
+from symphony.node.defences import Defences, GuardedTransport
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, TASK_PROTOCOL, TaskService
 from symphony.protocol.envelope import ReplayGuard
 from symphony.protocol.identity import Identity
@@ -31,6 +32,13 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 def _ignore(kind: str, fields: dict[str, Any]) -> None:
     pass
+
+
+def _tee(*sinks: EventSink) -> EventSink:
+    def emit(kind: str, fields: dict[str, Any]) -> None:
+        for sink in sinks:
+            sink(kind, fields)
+    return emit
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,12 @@ class AgentRuntime:
         lamport: int = 0,
         on_event: EventSink = _ignore,
         on_own_record: Callable[[LedgerRecord], None] = lambda record: None,
+        defences: Defences | None = None,
     ) -> None:
         self.transport = transport
+        self.defences = defences or Defences(clock=clock, on_event=on_event)
+        on_event = _tee(on_event, self.defences.observe)
+        guarded = GuardedTransport(transport, self.defences)
         self.identity = identity
         self.model = model
         self.encoder = encoder or HashingTagEncoder()
@@ -80,7 +92,7 @@ class AgentRuntime:
             hardware=profile.hardware, capability=encode_vector(self.vector),
         )
         self.gossip = LedgerService(
-            transport=transport, identity=identity, ledger=self.ledger, profile=record, clock=clock,
+            transport=guarded, identity=identity, ledger=self.ledger, profile=record, clock=clock,
             rng=rng or random.Random(), config=gossip_config, bootstrap=list(bootstrap), on_event=on_event,
             on_own_record=on_own_record,
         )
@@ -88,11 +100,12 @@ class AgentRuntime:
                                          qos=lambda: self.tasks.qos(), clock=clock, guard=ReplayGuard())
         self.selector = BeaconSelector(transport=transport, identity=identity, ledger=self.ledger,
                                        responder=self.responder, clock=clock, config=beacon_config,
-                                       on_event=on_event)
+                                       on_event=on_event, reputation=self.defences.reputation)
         self.tasks = TaskService(transport=transport, identity=identity, selector=self.selector, model=model,
-                                 encoder=self.encoder, clock=clock, on_event=on_event)
-        transport.set_handler(BEACON_PROTOCOL, self.responder.handle)
-        transport.set_handler(TASK_PROTOCOL, self.tasks.handle)
+                                 encoder=self.encoder, clock=clock, on_event=on_event,
+                                 reputation=self.defences.reputation, rng=rng or random.Random())
+        guarded.set_handler(BEACON_PROTOCOL, self.responder.handle)
+        guarded.set_handler(TASK_PROTOCOL, self.tasks.handle)
 
     def _vector(self, profile: AgentProfile, model: ChatModel | None) -> list[float]:
         """c_j from declared skills (+ model name), hardware and the skill EMA prior."""
