@@ -17,6 +17,7 @@ from rich.table import Table
 
 from pydantic import ValidationError
 
+from symphony.bench.robustness import bench_robustness
 from symphony.errors import ConfigError
 from symphony.node.config import DEFAULT_API, NodeConfig
 from symphony.protocol.messages import Hardware
@@ -242,6 +243,9 @@ def demo(
         with console.status("stopping the swarm (SIGTERM, nodes announce they are leaving) ..."):
             codes = [n.terminate() for n in nodes]
         console.print(f"stopped: exit codes {codes}")
+
+
+bench_app.command("robustness")(bench_robustness)
 
 
 @bench_app.command("ledger")

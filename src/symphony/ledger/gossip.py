@@ -57,6 +57,7 @@ class GossipConfig:
     gc_interval_s: float = 60.0
     request_timeout_s: float = 5.0
     max_records_per_reply: int = 500
+    probe_probability: float = 0.25  # per maintenance round: dial one unavailable agent (heals partitions)
 
 
 class LedgerService:
@@ -284,9 +285,11 @@ class LedgerService:
         """Keep ``target_degree`` direct connections, dialing agents learned from the ledger."""
         connected = set(self.transport.peers())
         missing = self.config.target_degree - len(connected)
+        now = self.clock()
+        if self.rng.random() < self.config.probe_probability:
+            await self._probe_unavailable(connected, now)
         if missing <= 0:
             return
-        now = self.clock()
         candidates = sorted(
             a
             for a, r in self.ledger.records.items()
@@ -297,6 +300,22 @@ class LedgerService:
         if not self.transport.peers():
             for addr in self.bootstrap:
                 await self._dial(addr)
+
+    async def _probe_unavailable(self, connected: set[str], now: float) -> None:
+        """Dial one random agent we hold as unavailable (suspected, silent) but not leaving.
+
+        After a partition heals no connection crosses the old cut, so no heartbeat or sync
+        can either: without this probe each side would keep the other unavailable forever.
+        A successful dial is a contact (``observe_contact``), which makes the agent available
+        again; then heartbeats and anti-entropy repair the rest."""
+        unavailable = sorted(
+            a
+            for a, r in self.ledger.records.items()
+            if a != self.agent_id and a not in connected and r.addrs and r.availability != "leaving"
+            and not self.ledger.is_available(a, now=now)
+        )
+        if unavailable:
+            await self._dial(self.ledger.records[self.rng.choice(unavailable)].addrs[0])
 
     async def _dial(self, addr: str) -> None:
         try:

@@ -11,9 +11,10 @@ with a uniform prior::
 Evidence halves every ``half_life_s`` (old sins fade, so do old merits), which bounds how long
 an agent can live off a good past while misbehaving now. Offences carry weights by how sure we
 are of malice: an invalid signature, a forged or replayed envelope cannot happen by accident
-(weight 3: one is enough to blacklist); a timeout on an accepted task, an outvoted answer or a
-capped score claim can (weight 1); a request dropped by the rate limit weighs 0.5. Agreement
-with the winning vote earns 1.
+(weight 3: one is enough to blacklist); an outvoted answer or a capped score claim can
+(weight 1: three with no merit blacklist); holding an accepted task past its hop limit weighs
+1.5 (two blacklist: a squatter costs every requester a full hop timeout each time); a request
+dropped by the rate limit weighs 0.5. Agreement with the winning vote earns 1.
 
 A peer whose score falls below ``blacklist_below`` with at least ``min_bad`` units of bad
 evidence is **blacklisted** for ``blacklist_s``: the beacon stops inviting it and its requests
@@ -52,7 +53,7 @@ class Offence(str, Enum):
 _WEIGHTS = {
     Offence.INVALID: 3.0,
     Offence.FORGED_RECORD: 3.0,
-    Offence.TIMEOUT: 1.0,
+    Offence.TIMEOUT: 1.5,
     Offence.OUTVOTED: 1.0,
     Offence.INFLATED_CLAIM: 1.0,
     Offence.FLOOD: 0.5,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ from symphony.ledger.reputation import Offence, ReputationTable
 from symphony.llm.base import ChatModel, Completion, ModelError
 from symphony.pipeline.crossvote import cross_vote
 from symphony.pipeline.executor import execution_messages, parse_step_answer
-from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
+from symphony.pipeline.extraction import AnswerKind, guess_answer_kind, normalize_answer
 from symphony.pipeline.planner import (
     PlanError,
     decomposition_messages,
@@ -119,6 +120,7 @@ class TaskService:
     reputation: ReputationTable | None = None
     hop_timeout_s: float | None = None  # per executor request; None = up to the task deadline
     plan_timeout_s: float | None = None  # per planner request (a squatting planner); None = deadline
+    redundancy: int = 1  # executors per sub-task (2: cross-checked, a third referees a disagreement)
     rng: random.Random = field(default_factory=random.Random)
     _done: dict[tuple[str, str], TaskResult] = field(default_factory=dict)
     _running: dict[tuple[str, str], anyio.Event] = field(default_factory=dict)
@@ -174,6 +176,10 @@ class TaskService:
         async with anyio.create_task_group() as tg:
             for index, candidate in enumerate(candidates[: options.cots]):
                 tg.start_soon(run_chain, index, candidate)
+        for chain in chains:
+            if chain["ok"] and not self._consistent(chain, kind):  # a planner that misreports its own chain
+                chain.update(ok=False, error="chain answer contradicts its own trace")
+                self._blame(chain["planner"], Offence.INVALID)
         good = [c for c in chains if c["ok"]]
         vote = weighted_vote([Ballot(f"c{c['index']}", c["answer"], self._trusted_weight(c)) for c in good], kind)
         self._cross_vote(chains, vote.answer, kind)
@@ -201,6 +207,16 @@ class TaskService:
         if self.reputation is None:
             return weight
         return weight * self.reputation.weight(chain["planner"], now=self.clock())
+
+    @staticmethod
+    def _consistent(chain: dict[str, Any], kind: AnswerKind) -> bool:
+        """The answer a planner reports is its chain's last step answer (when it shows its steps)."""
+        trace = chain.get("trace")
+        steps = trace.get("steps") if isinstance(trace, dict) else None
+        if not isinstance(steps, list) or not steps or not isinstance(steps[-1], dict):
+            return True
+        last = steps[-1].get("answer")
+        return not isinstance(last, str) or normalize_answer(last, kind) == normalize_answer(chain["answer"], kind)
 
     def _cross_vote(self, chains: list[dict[str, Any]], winner: str | None, kind: AnswerKind) -> None:
         """Feed each planner's and executor's agreement with the vote to the reputation table."""
@@ -347,13 +363,18 @@ class TaskService:
 
     async def _run_step(self, task: Task, index: int, question: str, previous: list[tuple[str, str]],
                         final: bool) -> dict[str, Any]:
-        """BEACONSELECT an executor for one sub-task and run it, falling back to backups."""
+        """BEACONSELECT an executor for one sub-task and run it, falling back to backups.
+
+        With ``redundancy`` 2 the step is cross-checked: a second executor answers too, and if
+        the two disagree a third referees; the majority answer stands and the outvoted executor
+        loses reputation (cross-voting at the step, where the evidence is sharpest)."""
         task_type = classify_task_type(question)
         r = list(requirement_vector(question, task_type, self.encoder))
         step: dict[str, Any] = {"question": question, "ok": False, "answer": "", "error": "no executor answered",
                                 "score": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "attempts": [],
                                 "beacon_ms": 0.0, "candidates": 0}
         tried: set[str] = set()
+        answers: list[tuple[Candidate, str]] = []
         for round_ in range(3):  # every candidate failed: beacon again (without them) after a backoff
             if round_:
                 await anyio.sleep(backoff_delay(round_ - 1, self.rng, base_s=0.2))
@@ -365,7 +386,7 @@ class TaskService:
             for candidate in beacon.selection.ordered:
                 if self._now_ms() >= task.deadline_ms:
                     step["error"] = "deadline passed"
-                    return step
+                    return self._settle(step, answers, task.answer_kind)
                 tried.add(candidate.agent_id)
                 sub = Task(task_id=f"{task.task_id}/s{index}", role="execute", question=question,
                            background=task.question, previous=previous, answer_kind=task.answer_kind, final=final,
@@ -377,13 +398,39 @@ class TaskService:
                                          "latency_ms": round(result.latency_ms, 1)})
                 step["prompt_tokens"] += result.prompt_tokens
                 step["completion_tokens"] += result.completion_tokens
-                if result.ok:
-                    step.update(ok=True, answer=result.answer, error="", score=candidate.score,
-                                executor=candidate.agent_id)
-                    return step
-                step["error"] = result.error
+                if not result.ok:
+                    step["error"] = result.error
+                    continue
+                answers.append((candidate, result.answer))
+                if self._settled(answers, task.answer_kind):
+                    return self._settle(step, answers, task.answer_kind)
             if self._now_ms() >= task.deadline_ms:
                 break
+        return self._settle(step, answers, task.answer_kind)
+
+    def _settled(self, answers: list[tuple[Candidate, str]], kind: AnswerKind) -> bool:
+        """Enough answers: one without redundancy; two that agree, or three, with it."""
+        if self.redundancy < 2 or len(answers) >= 3:
+            return True
+        return len(answers) == 2 and len({normalize_answer(a, kind) for _, a in answers}) == 1
+
+    def _settle(self, step: dict[str, Any], answers: list[tuple[Candidate, str]], kind: AnswerKind) -> dict[str, Any]:
+        """Take the majority answer (the first answer if there is none) and judge the executors."""
+        if not answers:
+            return step
+        counts = Counter(normalize_answer(a, kind) for _, a in answers)
+        top, count = counts.most_common(1)[0]
+        if len(answers) < 2 or count * 2 <= len(answers):
+            top = normalize_answer(answers[0][1], kind)
+        else:
+            for candidate, answer in answers:
+                if normalize_answer(answer, kind) != top:
+                    self._blame(candidate.agent_id, Offence.OUTVOTED)
+                elif self.reputation is not None and candidate.agent_id != self.identity.agent_id:
+                    self.reputation.reward(candidate.agent_id, now=self.clock())
+        chosen, answer = next((c, a) for c, a in answers if normalize_answer(a, kind) == top)
+        step.update(ok=True, answer=answer, error="", score=chosen.score, executor=chosen.agent_id,
+                    checked_by=[c.agent_id for c, _ in answers if c is not chosen])
         return step
 
     def _learn(self, candidate: Candidate, result: TaskResult) -> None:
