@@ -31,6 +31,7 @@ import logging
 import random
 import statistics
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -157,6 +158,7 @@ class Client:
     entries: list[int] = field(default_factory=list)
     dead: dict[str, anyio.Event] = field(default_factory=dict)
     clock: Callable[[], float] = _clock
+    asking: Counter[int] = field(default_factory=Counter)  # node index -> questions open there now
 
     def alive(self) -> list[int]:
         pool = self.entries or range(len(self.nodes))
@@ -171,9 +173,16 @@ class Client:
             alive = self.alive()
             if not alive:
                 break
-            node = self.nodes[self.rng.choice(alive)]
+            index = self.rng.choice(alive)
+            node = self.nodes[index]
             outcome.asks += 1
-            trace = await self._ask_on(node, task_id, question)
+            self.asking[index] += 1
+            try:
+                trace = await self._ask_on(node, task_id, question)
+            finally:
+                self.asking[index] -= 1
+                if not self.asking[index]:
+                    del self.asking[index]
             if trace is not None:
                 outcome.ok = True
                 outcome.correct = answers_equivalent(str(trace["answer"]), truth, "number")
@@ -243,37 +252,47 @@ def _p95(values: Sequence[float]) -> float | None:
 
 
 async def crash_scenario(setup: Setup, fraction: float) -> dict[str, Any]:
-    """Kill ``fraction`` of the agents at random moments during the workload."""
+    """Kill ``fraction`` of the agents at random moments during the workload, each while it works.
+
+    A kill is scheduled at a random task's start plus a random delay within a typical task's
+    latency; the victim is then drawn from the agents busy at that instant (initiators of open
+    questions, planners and executors with a task in hand), so every kill lands mid-task."""
     rng = random.Random(setup.seed)
     items = questions(setup.tasks, rng)
     async with open_swarm(setup) as (net, nodes):
         client = Client(nodes, _options(setup), random.Random(setup.seed + 1))
         warm = await run_workload(client, items[:3], concurrency=1, prefix="warm")
         typical = statistics.median(o.latency_s for o in warm)
-        victims = rng.sample(range(len(nodes)), round(fraction * len(nodes)))
-        schedule: dict[int, list[tuple[int, float]]] = {}
-        for victim in victims:
-            schedule.setdefault(rng.randrange(len(items)), []).append((victim, rng.uniform(0, typical)))
-        kills: list[float] = []
+        count = round(fraction * len(nodes))
+        schedule: dict[int, list[float]] = {}
+        for _ in range(count):
+            schedule.setdefault(rng.randrange(len(items)), []).append(rng.uniform(0, typical))
+        kills: list[tuple[float, str]] = []
 
-        async def kill_later(victim: int, delay: float) -> None:
+        async def kill_later(delay: float) -> None:
             await anyio.sleep(delay)
+            alive = [i for i in range(len(nodes)) if not client.event(nodes[i].agent_id).is_set()]
+            initiators = set(client.asking) & set(alive)
+            busy = [i for i in alive if nodes[i].tasks.load.active or i in initiators]
+            victim = rng.choice(busy or alive)
             net.kill(nodes[victim].agent_id)
             client.event(nodes[victim].agent_id).set()
-            kills.append(_clock())
+            kills.append((_clock(), "initiator" if victim in initiators else "worker" if busy else "idle"))
 
         async with anyio.create_task_group() as killers:
             def on_start(index: int) -> None:
-                for victim, delay in schedule.get(index, []):
-                    killers.start_soon(kill_later, victim, delay)
+                for delay in schedule.get(index, []):
+                    killers.start_soon(kill_later, delay)
             outcomes = await run_workload(client, items, concurrency=setup.concurrency, prefix="crash",
                                           arrival_s=setup.arrival_s, on_start=on_start)
-    affected = [o for o in outcomes if any(o.started <= k <= o.finished for k in kills)]
+    affected = [o for o in outcomes if any(o.started <= k <= o.finished for k, _ in kills)]
     calm = [o.latency_s for o in outcomes if o not in affected and o.ok]
     base = statistics.median(calm) if calm else typical
     recovery = [max(0.0, o.latency_s - base) for o in affected if o.ok]
-    return {"scenario": "crash", "fraction": fraction, "killed": len(victims), **_summary(outcomes),
-            "affected_tasks": len(affected), "recovery_p50_s": statistics.median(recovery) if recovery else None,
+    roles = Counter(role for _, role in kills)
+    return {"scenario": "crash", "fraction": fraction, "killed": len(kills), "killed_roles": dict(roles),
+            **_summary(outcomes), "affected_tasks": len(affected),
+            "recovery_p50_s": statistics.median(recovery) if recovery else None,
             "recovery_max_s": max(recovery) if recovery else None}
 
 
@@ -422,9 +441,11 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
     out: list[str] = []
     crash = [r for r in rows if r["scenario"] == "crash"]
     if crash:
-        out += ["| killed | completion | accuracy | p50 / p95 latency (s) | affected tasks | recovery p50 / max (s) | re-asks |",
-                "|---|---|---|---|---|---|---|"]
-        out += [f"| {r['fraction']:.0%} ({r['killed']}) | {r['completion']:.3f} | {r['accuracy']:.3f} | "
+        out += ["| killed | victims' role | completion | accuracy | p50 / p95 latency (s) | affected tasks | "
+                "recovery p50 / max (s) | re-asks |", "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['fraction']:.0%} ({r['killed']}) | "
+                f"{', '.join(f'{k} {v}' for k, v in sorted(r['killed_roles'].items())) or '-'} | "
+                f"{r['completion']:.3f} | {r['accuracy']:.3f} | "
                 f"{_f(r['latency_p50_s'])} / {_f(r['latency_p95_s'])} | {r['affected_tasks']} | "
                 f"{_f(r['recovery_p50_s'])} / {_f(r['recovery_max_s'])} | {r['re_asks']} |" for r in crash]
         out.append("")
