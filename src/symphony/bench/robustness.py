@@ -140,6 +140,7 @@ async def open_swarm(setup: Setup, *, byzantine: dict[int, frozenset[str]] | Non
             node.tasks.hop_timeout_s = setup.hop_timeout_s
             node.tasks.plan_timeout_s = setup.plan_timeout_s
             node.tasks.redundancy = setup.redundancy
+            node.reputation_interval_s = 1.0
         async with anyio.create_task_group() as tg:
             for index, behaviours in (byzantine or {}).items():
                 acts = corrupt(nodes[index], behaviours, (misdeeds or {}).get(index))

@@ -44,6 +44,7 @@ class Offence(str, Enum):
     OUTVOTED = "outvoted"  # answer disagreed with the winning vote (cross-voting)
     INFLATED_CLAIM = "inflated_claim"  # beacon score above phi(published vector) + tolerance
     FLOOD = "flood"  # request dropped by the per-peer rate limit
+    ACCUSED = "accused"  # a peer we do not distrust published that it blacklisted this agent
 
     @property
     def weight(self) -> float:
@@ -57,6 +58,7 @@ _WEIGHTS = {
     Offence.OUTVOTED: 1.0,
     Offence.INFLATED_CLAIM: 1.0,
     Offence.FLOOD: 0.5,
+    Offence.ACCUSED: 1.0,
 }
 
 
@@ -66,7 +68,7 @@ class ReputationConfig:
 
     half_life_s: float = 600.0
     blacklist_below: float = 0.25
-    min_bad: float = 2.5
+    min_bad: float = 2.0
     blacklist_s: float = 900.0
     capacity: int = 10_000
 
@@ -148,6 +150,15 @@ class ReputationTable:
     def is_blacklisted(self, agent_id: str, *, now: float) -> bool:
         standing = self._peers.get(agent_id)
         return standing is not None and self._listed(standing, now)
+
+    def suspects(self, *, now: float, below: float = 0.4) -> dict[str, float]:
+        """Peers whose score is under ``below`` (blacklisted ones at 0), rounded to 0.05: what to publish."""
+        out = {}
+        for agent_id in self._peers:
+            score = self.score(agent_id, now=now)
+            if score < below:
+                out[agent_id] = round(score * 20) / 20
+        return out
 
     def blacklisted(self, *, now: float) -> frozenset[str]:
         """Peers to exclude from selection and whose requests to refuse, now."""

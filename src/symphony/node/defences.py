@@ -10,6 +10,14 @@
    replay, stale, malformed) records an ``INVALID`` offence before the error goes back to the
    transport (which fails the request on the sender's side).
 
+Reputation is shared, not trusted: a node publishes the agents it suspects (local score under
+0.4; blacklisted ones at 0) in its own ledger record (``reputation``, signed by it like the
+rest of the record), and ``absorb`` turns each accusation, from an accuser it does not itself
+distrust, into an ``ACCUSED`` offence weighted by how low the published score is (0.4 -> 0.2,
+0 -> 1; only increases count, once per accuser). So one lie caught by each of several nodes adds
+up to a blacklisting everywhere, while an agent with local merits survives a few slanderers
+(a weakness remains: colluders can slander an honest agent that a node has no merits for).
+
 It also listens to the node's event stream: a ledger record that fails its owner-signature check
 is a ``FORGED_RECORD`` by whoever published it, and a capped beacon score claim is an
 ``INFLATED_CLAIM``. Every drop is counted in ``rejected`` under a stable reason.
@@ -18,13 +26,14 @@ is a ``FORGED_RECORD`` by whoever published it, and a capped beacon score claim 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from symphony.errors import PeerError
 from symphony.ledger.reputation import Offence, ReputationTable
 from symphony.protocol.limits import RateLimiter
+from symphony.protocol.messages import LedgerRecord
 from symphony.transport.base import MessageHandler, PeerEventHandler, RequestHandler, Transport, TransportStats
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -45,6 +54,7 @@ class Defences:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     on_event: EventSink = lambda kind, fields: None
     rejected: Counter[str] = field(default_factory=Counter)
+    _absorbed: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def guard(self, protocol: str, handler: RequestHandler) -> RequestHandler:
         """Wrap a request handler with the checks of the module docstring."""
@@ -81,6 +91,29 @@ class Defences:
             first = standing.first_offence if standing is not None else now
             self.on_event("blacklisted", {"agent": peer, "offence": offence.value,
                                           "detect_s": round(now - (first if first is not None else now), 3)})
+
+    def accusations(self, *, now: float, limit: int = 64) -> dict[str, float]:
+        """What to publish in our ledger record: the agents we suspect, worst first, at most ``limit``."""
+        suspects = self.reputation.suspects(now=now)
+        return dict(sorted(suspects.items(), key=lambda item: (item[1], item[0]))[:limit])
+
+    def absorb(self, records: Iterable[LedgerRecord], *, me: str) -> None:
+        """Count the growth of each accusation in others' records, unless we distrust the accuser."""
+        now = self.clock()
+        for record in records:
+            accuser = record.agent_id
+            if accuser == me or self.reputation.is_blacklisted(accuser, now=now):
+                continue
+            for accused, score in record.reputation.items():
+                if accused == me or not 0.0 <= score < 0.5:
+                    continue
+                weight = (0.5 - score) * 2.0
+                done = self._absorbed.get((accuser, accused), 0.0)
+                if weight > done + 1e-9:
+                    self._absorbed[(accuser, accused)] = weight
+                    self.penalize(accused, Offence.ACCUSED, weight=weight - done)
+        if len(self._absorbed) > 64 * self.reputation.config.capacity:
+            self._absorbed.clear()
 
     def _count(self, reason: str, peer: str, protocol: str) -> None:
         self.rejected[reason] += 1

@@ -75,7 +75,9 @@ class AgentRuntime:
         on_event: EventSink = _ignore,
         on_own_record: Callable[[LedgerRecord], None] = lambda record: None,
         defences: Defences | None = None,
+        reputation_interval_s: float = 10.0,
     ) -> None:
+        self.reputation_interval_s = reputation_interval_s
         self.transport = transport
         self.defences = defences or Defences(clock=clock, on_event=on_event)
         on_event = _tee(on_event, self.defences.observe)
@@ -125,7 +127,18 @@ class AgentRuntime:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.gossip.run)
             await self.gossip.register()
+            tg.start_soon(self._share_reputation)
             task_status.started()
+
+    async def _share_reputation(self) -> None:
+        """Publish our blacklist in our record when it changes; absorb others' accusations."""
+        while True:
+            await anyio.sleep(self.reputation_interval_s)
+            self.defences.absorb(list(self.ledger.records.values()), me=self.agent_id)
+            accusations = self.defences.accusations(now=self.defences.clock())
+            own = self.gossip.own_record
+            if own is not None and own.reputation != accusations:
+                await self.gossip.update(reputation=accusations)
 
 
 @dataclass(frozen=True)

@@ -253,9 +253,9 @@ class TaskService:
                 self._blame(agent_id, Offence.INVALID)
             return TaskResult(task_id=task.task_id, ok=False, error=f"{type(exc).__name__}: {exc}"[:1000])
 
-    def _blame(self, agent_id: str, offence: Offence) -> None:
+    def _blame(self, agent_id: str, offence: Offence, *, weight: float = 1.0) -> None:
         if self.reputation is not None and agent_id != self.identity.agent_id:
-            if self.reputation.penalize(agent_id, offence, now=self.clock()):
+            if self.reputation.penalize(agent_id, offence, now=self.clock(), weight=weight):
                 self.on_event("blacklisted", {"agent": agent_id, "offence": offence.value})
 
     def _check_result(self, raw: bytes, agent_id: str, task_id: str) -> TaskResult:
@@ -424,8 +424,8 @@ class TaskService:
             top = normalize_answer(answers[0][1], kind)
         else:
             for candidate, answer in answers:
-                if normalize_answer(answer, kind) != top:
-                    self._blame(candidate.agent_id, Offence.OUTVOTED)
+                if normalize_answer(answer, kind) != top:  # two executors agreed against it: strong evidence
+                    self._blame(candidate.agent_id, Offence.OUTVOTED, weight=1.5)
                 elif self.reputation is not None and candidate.agent_id != self.identity.agent_id:
                     self.reputation.reward(candidate.agent_id, now=self.clock())
         chosen, answer = next((c, a) for c, a in answers if normalize_answer(a, kind) == top)
