@@ -16,7 +16,12 @@ from hypothesis import strategies as st
 
 from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.errors import PeerError
-from symphony.ledger.gossip import HEARTBEAT_TOPIC, LEDGER_TOPIC, SYNC_KIND, SYNC_PROTOCOL
+from symphony.ledger.gossip import (
+    HEARTBEAT_TOPIC,
+    LEDGER_TOPIC,
+    SYNC_KIND,
+    SYNC_PROTOCOL,
+)
 from symphony.llm.scripted import arith_model
 from symphony.node.runtime import AgentProfile, AgentRuntime
 from symphony.pipeline.service import TASK_PROTOCOL

@@ -8,6 +8,7 @@ import random
 import pytest
 import trio
 
+from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.bench.robustness import (
     ATTACKS,
     Client,
@@ -17,10 +18,10 @@ from symphony.bench.robustness import (
     network_scenario,
     open_swarm,
     partition_scenario,
+    process_crash_scenario,
     questions,
     run_robustness,
 )
-from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.errors import PeerUnreachable
 from symphony.ledger.reputation import Offence
 from symphony.pipeline.service import AskOptions
@@ -113,3 +114,11 @@ def test_cli_driver_writes_tables(tmp_path) -> None:
                           attacks=[], network_rows=[], out_dir=tmp_path, console=Console(quiet=True))
     assert [r["fraction"] for r in rows] == [0.0, 0.2]
     assert "| killed |" in (tmp_path / "robustness.md").read_text()
+
+
+@pytest.mark.e2e
+def test_real_processes_survive_sigkill_of_the_initiator(tmp_path) -> None:
+    """SIGKILL the node a question was asked at: the client re-asks another node and gets the answer."""
+    row = process_crash_scenario(tmp_path, agents=4, tasks=3, kills=1, seed=1)
+    assert row["killed_roles"] == ["initiator"]
+    assert row["completion"] == 1.0 and row["accuracy"] == 1.0 and row["re_asks"] >= 1

@@ -34,7 +34,13 @@ from symphony.errors import PeerError
 from symphony.ledger.reputation import Offence, ReputationTable
 from symphony.protocol.limits import RateLimiter
 from symphony.protocol.messages import LedgerRecord
-from symphony.transport.base import MessageHandler, PeerEventHandler, RequestHandler, Transport, TransportStats
+from symphony.transport.base import (
+    MessageHandler,
+    PeerEventHandler,
+    RequestHandler,
+    Transport,
+    TransportStats,
+)
 
 EventSink = Callable[[str, dict[str, Any]], None]
 

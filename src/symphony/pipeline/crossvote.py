@@ -23,7 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from symphony.pipeline.extraction import AnswerKind, answers_equivalent, normalize_answer
+from symphony.pipeline.extraction import (
+    AnswerKind,
+    answers_equivalent,
+    normalize_answer,
+)
 
 
 @dataclass(frozen=True)

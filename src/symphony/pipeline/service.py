@@ -203,7 +203,7 @@ class TaskService:
 
     def _trusted_weight(self, chain: dict[str, Any]) -> float:
         """A planner reports its own chain weight; scale it by how far we trust that planner."""
-        weight = max(0.0, chain["weight"])
+        weight = max(0.0, float(chain["weight"]))
         if self.reputation is None:
             return weight
         return weight * self.reputation.weight(chain["planner"], now=self.clock())
