@@ -14,7 +14,8 @@ are of malice: an invalid signature, a forged or replayed envelope cannot happen
 (weight 3: one is enough to blacklist); an outvoted answer or a capped score claim can
 (weight 1: three with no merit blacklist); holding an accepted task past its hop limit weighs
 1.5 (two blacklist: a squatter costs every requester a full hop timeout each time); a request
-dropped by the rate limit weighs 0.5. Agreement with the winning vote earns 1.
+dropped by the rate limit weighs 0.02 (a burst of a hundred or so drops blacklists; an honest but
+busy initiator that overruns a bucket now and then is only slowed down). Agreement with the winning vote earns 1.
 
 A peer whose score falls below ``blacklist_below`` with at least ``min_bad`` units of bad
 evidence is **blacklisted** for ``blacklist_s``: the beacon stops inviting it and its requests
@@ -57,7 +58,7 @@ _WEIGHTS = {
     Offence.TIMEOUT: 1.5,
     Offence.OUTVOTED: 1.0,
     Offence.INFLATED_CLAIM: 1.0,
-    Offence.FLOOD: 0.5,
+    Offence.FLOOD: 0.02,
     Offence.ACCUSED: 1.0,
 }
 

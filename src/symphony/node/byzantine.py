@@ -43,7 +43,7 @@ ACTIVE = frozenset({"replay", "forge", "records", "flood"})
 @dataclass(frozen=True)
 class AttackConfig:
     interval_s: float = 1.0  # between rounds of an active attack
-    flood_rate: float = 400.0  # beacons per second while flooding
+    flood_rate: float = 1000.0  # beacons per second while flooding
     flood_burst_s: float = 0.5  # each round floods one peer this long
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RateLimit:
-    rate_per_s: float = 20.0
-    burst: float = 40.0
+    rate_per_s: float = 50.0
+    burst: float = 100.0
     max_peers: int = 10_000
 
     def __post_init__(self) -> None:
