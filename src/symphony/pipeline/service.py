@@ -223,12 +223,10 @@ class TaskService:
         if self.reputation is None:
             return
         for verdict in cross_vote(chains, winner, kind):
-            if verdict.agent_id == self.identity.agent_id:
-                continue
-            if verdict.agreed:
+            if not verdict.agreed:
+                self._blame(verdict.agent_id, Offence.OUTVOTED)
+            elif verdict.agent_id != self.identity.agent_id:
                 self.reputation.reward(verdict.agent_id, now=self.clock())
-            elif self.reputation.penalize(verdict.agent_id, Offence.OUTVOTED, now=self.clock()):
-                self.on_event("blacklisted", {"agent": verdict.agent_id, "offence": Offence.OUTVOTED.value})
 
     # ---- sending and serving Tasks -------------------------------------------------------
 
