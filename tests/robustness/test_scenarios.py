@@ -14,6 +14,7 @@ from symphony.bench.robustness import (
     Client,
     Setup,
     byzantine_scenario,
+    churn_scenario,
     crash_scenario,
     network_scenario,
     open_swarm,
@@ -55,6 +56,13 @@ async def test_dead_initiator_is_replaced_and_planners_reuse_their_chains(autoju
     assert outcome.ok and outcome.correct and outcome.asks == 1
     # without reuse both asks would plan 3 chains (6); only a chain the dead initiator planned itself is redone
     assert 3 <= plans <= 4, f"{plans} plans: the re-ask did not reuse the surviving planners' chains"
+
+
+async def test_graceful_leave_and_rejoin_loses_no_question(autojump_clock) -> None:
+    row = await churn_scenario(SMALL, 0.25, down_s=3)
+    assert row["left_and_rejoined"] == 2
+    assert row["completion"] == 1.0 and row["accuracy"] == 1.0
+    assert row["rejoin_visible_max_s"] is not None
 
 
 async def test_partition_both_sides_answer_and_the_ledger_converges_after_heal(autojump_clock) -> None:

@@ -9,6 +9,8 @@ arithmetic expressions ("What is 12 + 7 * 3?") drawn from the seed.
 - **crash**: kill a fraction of the agents (planners, executors, initiators alike) at random
   moments while tasks run. A client whose initiator dies re-asks another live node with the
   same task ID; planners key chains by task ID, so a re-ask reuses the chains already done.
+- **churn**: a fraction of the agents leaves gracefully (announces ``leaving``) and rejoins with
+  the same identity a few seconds later, while questions keep coming.
 - **partition**: cut a fraction of the agents off, keep asking on both sides, update a ledger
   record on each side, heal, and time until every replica holds the same ledger and sees every
   agent available again.
@@ -58,7 +60,7 @@ from symphony.node.runtime import (
 from symphony.node.swarm import NodeProcess, wait_for
 from symphony.node.swarm import open_swarm as open_process_swarm
 from symphony.pipeline.extraction import answers_equivalent
-from symphony.pipeline.service import AskOptions, TaskFailed
+from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, AskOptions, TaskFailed
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Hardware
 from symphony.transport.memory import LinkModel, MemoryNetwork
@@ -306,6 +308,73 @@ async def crash_scenario(setup: Setup, fraction: float) -> dict[str, Any]:
             "recovery_max_s": max(recovery) if recovery else None}
 
 
+async def churn_scenario(setup: Setup, fraction: float, *, down_s: float = 5.0) -> dict[str, Any]:
+    """Graceful leave and rejoin: ``fraction`` of the agents leave (``LedgerService.leave``, then go)
+    at random moments, stay away ``down_s`` and come back with the same identity and address.
+    Reports completion meanwhile and how long until every other agent sees a rejoined one available."""
+    rng = random.Random(setup.seed)
+    items = questions(setup.tasks, rng)
+    async with open_swarm(setup) as (net, nodes):
+        client = Client(nodes, _options(setup), random.Random(setup.seed + 1))
+        leavers = rng.sample(range(len(nodes)), round(fraction * len(nodes)))
+        horizon = setup.tasks * setup.arrival_s
+        visible: list[float] = []
+
+        async def cycle(index: int, at: float, tg: anyio.abc.TaskGroup) -> None:
+            await anyio.sleep(at)
+            old = nodes[index]
+            client.event(old.agent_id).set()
+            await old.gossip.leave()
+            net.kill(old.agent_id)
+            await anyio.sleep(down_s)
+            fresh = await _rejoin(net, old, [n for i, n in enumerate(nodes) if i != index], tg)
+            nodes[index] = fresh
+            client.dead[fresh.agent_id] = anyio.Event()
+            back = _clock()
+            others = [n for n in nodes if n is not fresh and not client.event(n.agent_id).is_set()]
+            with anyio.fail_after(60):
+                while not all(o.ledger.is_available(fresh.agent_id, now=_clock()) for o in others):
+                    await anyio.sleep(0.05)
+            visible.append(_clock() - back)
+
+        async with anyio.create_task_group() as tg:
+            async with anyio.create_task_group() as cycles:
+                for index in leavers:
+                    cycles.start_soon(cycle, index, rng.uniform(0, horizon * 0.6), tg)
+                outcomes = await run_workload(client, items, concurrency=setup.concurrency, prefix="churn",
+                                              arrival_s=setup.arrival_s)
+            tg.cancel_scope.cancel()
+    return {"scenario": "churn", "fraction": fraction, "left_and_rejoined": len(visible), **_summary(outcomes),
+            "rejoin_visible_p50_s": statistics.median(visible) if visible else None,
+            "rejoin_visible_max_s": max(visible) if visible else None}
+
+
+async def _rejoin(net: MemoryNetwork, old: AgentRuntime, others: Sequence[AgentRuntime],
+                  tg: anyio.abc.TaskGroup) -> AgentRuntime:
+    """Restart ``old``'s agent (same identity, model, declared profile, address; a newer lamport)."""
+    record = old.gossip.own_record
+    assert record is not None
+    profile = AgentProfile(name=record.name, hardware=record.hardware,
+                           tags=tuple(t for t in record.tags if t not in (PLANNER_TAG, EXECUTOR_TAG)))
+    box: list[AgentRuntime] = []
+
+    async def serve(*, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with net.open_node(old.identity) as transport:
+            fresh = AgentRuntime(transport=transport, identity=old.identity, model=old.model, profile=profile,
+                                 clock=old.tasks.clock, rng=random.Random(old.agent_id),
+                                 ledger_config=old.ledger.config, gossip_config=old.gossip.config,
+                                 bootstrap=[a for o in others[:2] for a in o.transport.listen_addrs()],
+                                 lamport=record.lamport)
+            for name in ("hop_timeout_s", "plan_timeout_s", "redundancy"):
+                setattr(fresh.tasks, name, getattr(old.tasks, name))
+            fresh.reputation_interval_s = old.reputation_interval_s
+            box.append(fresh)
+            await fresh.run(task_status=task_status)
+
+    await tg.start(serve)
+    return box[0]
+
+
 async def partition_scenario(setup: Setup, fraction: float, *, hold_s: float = 20.0) -> dict[str, Any]:
     """Cut ``fraction`` of the agents off for ``hold_s``, ask on both sides, heal, time convergence."""
     rng = random.Random(setup.seed)
@@ -514,6 +583,9 @@ def run_robustness(*, scenarios: Sequence[str], setup: Setup, fractions: Mapping
     if "network" in scenarios:
         for latency_ms, mbps in network_rows:
             record(trio.run(network_scenario, replace(setup, tasks=max(5, setup.tasks // 3)), latency_ms, mbps))
+    if "churn" in scenarios:
+        for fraction in fractions.get("churn", (0.1, 0.2)):
+            record(_virtual(churn_scenario, setup, fraction))
     if "process-crash" in scenarios:
         with tempfile.TemporaryDirectory() as root:
             record(process_crash_scenario(Path(root), agents=10, tasks=16, kills=2, seed=setup.seed))
@@ -547,6 +619,14 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
                 f"{r['completion']:.3f} | {r['accuracy']:.3f} | "
                 f"{_f(r['latency_p50_s'])} / {_f(r['latency_p95_s'])} | {r['affected_tasks']} | "
                 f"{_f(r['recovery_p50_s'])} / {_f(r['recovery_max_s'])} | {r['re_asks']} |" for r in crash]
+        out.append("")
+    churn = [r for r in rows if r["scenario"] == "churn"]
+    if churn:
+        out += [("| left gracefully, rejoined 5 s later | completion | accuracy | p50 / p95 latency (s) | "
+                 "rejoined agent seen available by all, p50 / max (s) | re-asks |"), "|---|---|---|---|---|---|"]
+        out += [f"| {r['fraction']:.0%} ({r['left_and_rejoined']}) | {r['completion']:.3f} | {r['accuracy']:.3f} | "
+                f"{_f(r['latency_p50_s'])} / {_f(r['latency_p95_s'])} | {_f(r['rejoin_visible_p50_s'])} / "
+                f"{_f(r['rejoin_visible_max_s'])} | {r['re_asks']} |" for r in churn]
         out.append("")
     proc = [r for r in rows if r["scenario"] == "process-crash"]
     if proc:
@@ -590,8 +670,9 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def bench_robustness(
-    scenario: Annotated[list[str], typer.Option(help="crash, process-crash, partition, network, byzantine (repeat).")] = [
-        "crash", "process-crash", "partition", "network", "byzantine"],
+    scenario: Annotated[list[str], typer.Option(
+        help="crash, churn, process-crash, partition, network, byzantine (repeat).")] = [
+        "crash", "churn", "process-crash", "partition", "network", "byzantine"],
     agents: Annotated[int, typer.Option(help="Agents in the simulated swarm.")] = 20,
     tasks: Annotated[int, typer.Option(help="Questions per run.")] = 60,
     seed: Annotated[int, typer.Option(help="Seed of the swarm, the questions and the faults.")] = 0,
@@ -599,7 +680,7 @@ def bench_robustness(
     out: Annotated[Path, typer.Option(help="Directory for robustness.json and robustness.md.")] = Path("bench-results"),
 ) -> None:
     """Robustness: node crashes, partitions, link conditions, Byzantine agents (memory engine)."""
-    fractions = {"crash": (0.05, 0.10, 0.20), "partition": (0.10, 0.25, 0.50), "byzantine": (0.05, 0.10, 0.15)}
+    fractions = {"crash": (0.05, 0.10, 0.20), "churn": (0.10, 0.20), "partition": (0.10, 0.25, 0.50), "byzantine": (0.05, 0.10, 0.15)}
     run_robustness(scenarios=scenario, setup=Setup(agents=agents, tasks=tasks, seed=seed, entries=3),
                    fractions=fractions, attacks=attack_name, network_rows=NETWORK_ROWS, out_dir=out,
                    console=Console())
