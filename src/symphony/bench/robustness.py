@@ -331,9 +331,12 @@ async def churn_scenario(setup: Setup, fraction: float, *, down_s: float = 5.0) 
             nodes[index] = fresh
             client.dead[fresh.agent_id] = anyio.Event()
             back = _clock()
-            others = [n for n in nodes if n is not fresh and not client.event(n.agent_id).is_set()]
-            with anyio.fail_after(60):
-                while not all(o.ledger.is_available(fresh.agent_id, now=_clock()) for o in others):
+            def seen() -> bool:  # by every other agent up now (some may be away on their own cycle)
+                return all(o.ledger.is_available(fresh.agent_id, now=_clock()) for o in nodes
+                           if o is not fresh and not client.event(o.agent_id).is_set())
+
+            with anyio.fail_after(120):
+                while not seen():
                     await anyio.sleep(0.05)
             visible.append(_clock() - back)
 
