@@ -32,6 +32,7 @@ import anyio
 from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, select
 from symphony.capability.vector import phi
 from symphony.errors import BadSignature, PeerError, TransportError
+from symphony.ledger.reputation import ReputationTable
 from symphony.ledger.store import Ledger, QueryFilter, match_score
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
@@ -107,10 +108,12 @@ class BeaconSelector:
         clock: Callable[[], float],
         config: BeaconConfig = BeaconConfig(),
         on_event: Callable[[str, dict[str, Any]], None] = lambda kind, fields: None,
+        reputation: ReputationTable | None = None,
     ) -> None:
         self.transport = transport
         self.identity = identity
         self.ledger = ledger
+        self.reputation = reputation
         self.responder = responder
         self.clock = clock
         self.config = config
@@ -132,6 +135,8 @@ class BeaconSelector:
         """BEACONSELECT(r, L, m): pre-filter, fan out, collect until the deadline, rank."""
         started = time.perf_counter()
         deadline_s = self.config.deadline_s if deadline_s is None else deadline_s
+        if self.reputation is not None:  # blacklisted agents are not even invited
+            exclude = exclude | self.reputation.blacklisted(now=self.clock())
         rows = self.ledger.query(QueryFilter(exclude=exclude, tags_any=tags_any), requirement=requirement,
                                  limit=top_l or self.config.top_l, now=self.clock())
         now_ms = int(self.clock() * 1000)
@@ -175,6 +180,8 @@ class BeaconSelector:
         if agent_id != self.identity.agent_id and score > published + self.config.claim_tolerance:
             self.on_event("score_claim_capped", {"agent": agent_id, "claimed": score, "published": published})
             score = published
+        if self.reputation is not None and score > 0:  # a doubtful agent's claim counts for less
+            score *= self.reputation.weight(agent_id, now=self.clock())
         return Candidate(
             agent_id=agent_id,
             score=score if math.isfinite(score) else 0.0,

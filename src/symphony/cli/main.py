@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from symphony.bench.robustness import bench_robustness
 from symphony.cli.demo import demo
 from symphony.cli.render import console, print_error, print_trace
 from symphony.errors import ConfigError
@@ -212,6 +213,9 @@ def ledger(api: ApiOption = DEFAULT_API, as_json: JsonOption = False) -> None:
                       ", ".join(row["tags"]), "\n".join(row["addrs"]))
     console.print(table)
     console.print(f"{data['count']} records")
+
+
+bench_app.command("robustness")(bench_robustness)
 
 
 @bench_app.command("ledger")

@@ -57,6 +57,7 @@ class GossipConfig:
     gc_interval_s: float = 60.0
     request_timeout_s: float = 5.0
     max_records_per_reply: int = 500
+    probe_probability: float = 0.25  # per maintenance round: dial one unavailable agent (heals partitions)
 
 
 class LedgerService:
@@ -92,6 +93,7 @@ class LedgerService:
         self._profile = profile
         self._guard = ReplayGuard(skew_ms=int(ledger.config.skew_s * 1000))
         self._pull_wanted = anyio.Event()
+        self._announce = False
 
     @property
     def agent_id(self) -> str:
@@ -202,7 +204,12 @@ class LedgerService:
         if event.kind == "leave":
             self.ledger.suspect(event.peer_id, now=self.clock())
         else:
+            returning = event.peer_id in self.ledger.records and not self.ledger.is_available(event.peer_id,
+                                                                                                now=self.clock())
             self.ledger.observe_contact(event.peer_id, now=self.clock())
+            if returning:  # a healed partition or a restart: tell the far side we live, and sync now
+                self._announce = True
+                self._pull_wanted.set()
 
     async def _send_heartbeat(self) -> None:
         record = self.own_record
@@ -220,6 +227,9 @@ class LedgerService:
             with anyio.move_on_after(self.config.anti_entropy_interval_s * self.rng.uniform(0.5, 1.5)):
                 await self._pull_wanted.wait()
             self._pull_wanted = anyio.Event()
+            if self._announce:
+                self._announce = False
+                await self._send_heartbeat()
             peers = self.transport.peers()
             if peers:
                 await self.sync_with(self.rng.choice(sorted(peers)))
@@ -284,9 +294,11 @@ class LedgerService:
         """Keep ``target_degree`` direct connections, dialing agents learned from the ledger."""
         connected = set(self.transport.peers())
         missing = self.config.target_degree - len(connected)
+        now = self.clock()
+        if self.rng.random() < self.config.probe_probability:
+            await self._probe_unavailable(connected, now, count=1)
         if missing <= 0:
             return
-        now = self.clock()
         candidates = sorted(
             a
             for a, r in self.ledger.records.items()
@@ -294,9 +306,27 @@ class LedgerService:
         )
         for agent_id in self.rng.sample(candidates, min(missing, len(candidates))):
             await self._dial(self.ledger.records[agent_id].addrs[0])
+        if len(candidates) < missing:
+            await self._probe_unavailable(connected, now, count=missing - len(candidates))
         if not self.transport.peers():
             for addr in self.bootstrap:
                 await self._dial(addr)
+
+    async def _probe_unavailable(self, connected: set[str], now: float, *, count: int) -> None:
+        """Dial ``count`` random agents we hold as unavailable (suspected, silent) but not leaving.
+
+        After a partition heals no connection crosses the old cut, so no heartbeat or sync
+        can either: without this probe each side would keep the other unavailable forever.
+        A successful dial is a contact (``observe_contact``), which makes the agent available
+        again; then heartbeats and anti-entropy repair the rest."""
+        unavailable = sorted(
+            a
+            for a, r in self.ledger.records.items()
+            if a != self.agent_id and a not in connected and r.addrs and r.availability != "leaving"
+            and not self.ledger.is_available(a, now=now)
+        )
+        for agent_id in self.rng.sample(unavailable, min(count, len(unavailable))):
+            await self._dial(self.ledger.records[agent_id].addrs[0])
 
     async def _dial(self, addr: str) -> None:
         try:

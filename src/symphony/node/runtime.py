@@ -19,6 +19,7 @@ from symphony.beacon.service import BEACON_PROTOCOL, BeaconConfig, BeaconRespond
 from symphony.capability.vector import HashingTagEncoder, SkillScores, TagEncoder, capability_vector, encode_hardware
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig, LedgerService
 from symphony.llm.base import ChatModel
+from symphony.node.defences import Defences, GuardedTransport
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, TASK_PROTOCOL, TaskService
 from symphony.protocol.envelope import ReplayGuard
 from symphony.protocol.identity import Identity
@@ -31,6 +32,13 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 def _ignore(kind: str, fields: dict[str, Any]) -> None:
     pass
+
+
+def _tee(*sinks: EventSink) -> EventSink:
+    def emit(kind: str, fields: dict[str, Any]) -> None:
+        for sink in sinks:
+            sink(kind, fields)
+    return emit
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,14 @@ class AgentRuntime:
         lamport: int = 0,
         on_event: EventSink = _ignore,
         on_own_record: Callable[[LedgerRecord], None] = lambda record: None,
+        defences: Defences | None = None,
+        reputation_interval_s: float = 10.0,
     ) -> None:
+        self.reputation_interval_s = reputation_interval_s
         self.transport = transport
+        self.defences = defences or Defences(clock=clock, on_event=on_event)
+        on_event = _tee(on_event, self.defences.observe)
+        guarded = GuardedTransport(transport, self.defences)
         self.identity = identity
         self.model = model
         self.encoder = encoder or HashingTagEncoder()
@@ -82,7 +96,7 @@ class AgentRuntime:
             hardware=profile.hardware, capability=encode_vector(self.vector),
         )
         self.gossip = LedgerService(
-            transport=transport, identity=identity, ledger=self.ledger, profile=record, clock=clock,
+            transport=guarded, identity=identity, ledger=self.ledger, profile=record, clock=clock,
             rng=rng or random.Random(), config=gossip_config, bootstrap=list(bootstrap), on_event=on_event,
             on_own_record=on_own_record,
         )
@@ -90,11 +104,12 @@ class AgentRuntime:
                                          qos=lambda: self.tasks.qos(), clock=clock, guard=ReplayGuard())
         self.selector = BeaconSelector(transport=transport, identity=identity, ledger=self.ledger,
                                        responder=self.responder, clock=clock, config=beacon_config,
-                                       on_event=on_event)
+                                       on_event=on_event, reputation=self.defences.reputation)
         self.tasks = TaskService(transport=transport, identity=identity, selector=self.selector, model=model,
-                                 encoder=self.encoder, clock=clock, on_event=on_event)
-        transport.set_handler(BEACON_PROTOCOL, self.responder.handle)
-        transport.set_handler(TASK_PROTOCOL, self.tasks.handle)
+                                 encoder=self.encoder, clock=clock, on_event=on_event,
+                                 reputation=self.defences.reputation, rng=rng or random.Random())
+        guarded.set_handler(BEACON_PROTOCOL, self.responder.handle)
+        guarded.set_handler(TASK_PROTOCOL, self.tasks.handle)
 
     def _vector(self, profile: AgentProfile, model: ChatModel | None) -> list[float]:
         """c_j from declared skills (+ model name), hardware and the skill EMA prior."""
@@ -114,7 +129,18 @@ class AgentRuntime:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.gossip.run)
             await self.gossip.register()
+            tg.start_soon(self._share_reputation)
             task_status.started()
+
+    async def _share_reputation(self) -> None:
+        """Publish our blacklist in our record when it changes; absorb others' accusations."""
+        while True:
+            await anyio.sleep(self.reputation_interval_s)
+            self.defences.absorb(list(self.ledger.records.values()), me=self.agent_id)
+            accusations = self.defences.accusations(now=self.defences.clock())
+            own = self.gossip.own_record
+            if own is not None and own.reputation != accusations:
+                await self.gossip.update(reputation=accusations)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,9 +45,11 @@ from symphony.beacon.ranking import (
 from symphony.beacon.service import BeaconSelector
 from symphony.capability.vector import TagEncoder, classify_task_type, requirement_vector
 from symphony.errors import MalformedMessage, PeerError, SymphonyError, TransportError
+from symphony.ledger.reputation import Offence, ReputationTable
 from symphony.llm.base import ChatModel, Completion, ModelError
+from symphony.pipeline.crossvote import cross_vote
 from symphony.pipeline.executor import execution_messages, parse_step_answer
-from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
+from symphony.pipeline.extraction import AnswerKind, guess_answer_kind, normalize_answer
 from symphony.pipeline.planner import (
     PlanError,
     decomposition_messages,
@@ -56,6 +59,7 @@ from symphony.pipeline.planner import (
 )
 from symphony.pipeline.voting import Ballot, chain_weight, weighted_vote
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
+from symphony.protocol.limits import backoff_delay
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Task, TaskResult
 from symphony.transport.base import Transport
@@ -115,6 +119,11 @@ class TaskService:
     load: _Load = field(default_factory=_Load)
     linucb: LinUCBStrategy = field(default_factory=LinUCBStrategy)
     _guard: ReplayGuard = field(default_factory=ReplayGuard)
+    reputation: ReputationTable | None = None
+    hop_timeout_s: float | None = None  # per executor request; None = up to the task deadline
+    plan_timeout_s: float | None = None  # per planner request (a squatting planner); None = deadline
+    redundancy: int = 1  # executors per sub-task (2: cross-checked, a third referees a disagreement)
+    rng: random.Random = field(default_factory=random.Random)
     _done: dict[tuple[str, str], TaskResult] = field(default_factory=dict)
     _running: dict[tuple[str, str], anyio.Event] = field(default_factory=dict)
 
@@ -138,12 +147,17 @@ class TaskService:
         started = time.perf_counter()
         deadline_ms = self._now_ms() + int(options.deadline_s * 1000)
         r = list(requirement_vector(question, classify_task_type(question), self.encoder))
-        beacon = await self.selector.select(r, task_type="planning", m=1, top_l=max(options.top_l, options.cots),
-                                            strategy=self._strategy(options.strategy),
-                                            tags_any=frozenset({PLANNER_TAG}))
-        self.on_event("beacon_round", {"task": task_id, "role": "planning", "contacted": beacon.contacted,
-                                       "replied": beacon.replied, "elapsed_ms": round(beacon.elapsed_s * 1000, 2)})
-        candidates = list(beacon.selection.ordered)
+        for attempt in range(3):  # an empty beacon (peers churning, partition) is retried with backoff
+            beacon = await self.selector.select(r, task_type="planning", m=1,
+                                                top_l=max(options.top_l, options.cots),
+                                                strategy=self._strategy(options.strategy),
+                                                tags_any=frozenset({PLANNER_TAG}))
+            self.on_event("beacon_round", {"task": task_id, "role": "planning", "contacted": beacon.contacted,
+                                           "replied": beacon.replied, "elapsed_ms": round(beacon.elapsed_s * 1000, 2)})
+            candidates = list(beacon.selection.ordered)
+            if candidates or self._now_ms() >= deadline_ms - 1000:
+                break
+            await anyio.sleep(backoff_delay(attempt, self.rng, base_s=0.5))
         if not candidates:
             raise TaskFailed("no available planner answered the beacon; are other nodes running with --model?",
                              reason="no_agents")
@@ -168,8 +182,13 @@ class TaskService:
         async with anyio.create_task_group() as tg:
             for index, candidate in enumerate(candidates[: options.cots]):
                 tg.start_soon(run_chain, index, candidate)
+        for chain in chains:
+            if chain["ok"] and not self._consistent(chain, kind):  # a planner that misreports its own chain
+                chain.update(ok=False, error="chain answer contradicts its own trace")
+                self._blame(chain["planner"], Offence.INVALID)
         good = [c for c in chains if c["ok"]]
-        vote = weighted_vote([Ballot(f"c{c['index']}", c["answer"], max(0.0, c["weight"])) for c in good], kind)
+        vote = weighted_vote([Ballot(f"c{c['index']}", c["answer"], self._trusted_weight(c)) for c in good], kind)
+        self._cross_vote(chains, vote.answer, kind)
         trace = {
             "task_id": task_id, "question": question, "answer": vote.answer, "answer_kind": kind,
             "vote": [{"answer": t.answer, "weight": round(t.weight, 4), "count": t.count, "chains": list(t.chains)}
@@ -189,11 +208,40 @@ class TaskService:
                                         "latency_ms": trace["latency_ms"]})
         return trace
 
+    def _trusted_weight(self, chain: dict[str, Any]) -> float:
+        """A planner reports its own chain weight; scale it by how far we trust that planner."""
+        weight = max(0.0, float(chain["weight"]))
+        if self.reputation is None:
+            return weight
+        return weight * self.reputation.weight(chain["planner"], now=self.clock())
+
+    @staticmethod
+    def _consistent(chain: dict[str, Any], kind: AnswerKind) -> bool:
+        """The answer a planner reports is its chain's last step answer (when it shows its steps)."""
+        trace = chain.get("trace")
+        steps = trace.get("steps") if isinstance(trace, dict) else None
+        if not isinstance(steps, list) or not steps or not isinstance(steps[-1], dict):
+            return True
+        last = steps[-1].get("answer")
+        return not isinstance(last, str) or normalize_answer(last, kind) == normalize_answer(chain["answer"], kind)
+
+    def _cross_vote(self, chains: list[dict[str, Any]], winner: str | None, kind: AnswerKind) -> None:
+        """Feed each planner's and executor's agreement with the vote to the reputation table."""
+        if self.reputation is None:
+            return
+        for verdict in cross_vote(chains, winner, kind):
+            if not verdict.agreed:
+                self._blame(verdict.agent_id, Offence.OUTVOTED)
+            elif verdict.agent_id != self.identity.agent_id:
+                self.reputation.reward(verdict.agent_id, now=self.clock())
+
     # ---- sending and serving Tasks -------------------------------------------------------
 
     async def _send(self, agent_id: str, task: Task) -> TaskResult:
         """Run ``task`` on ``agent_id`` (in-process if it is us); failures become ``ok=False``."""
-        timeout = max(0.001, task.deadline_ms / 1000 - self.clock())
+        remaining = max(0.001, task.deadline_ms / 1000 - self.clock())
+        hop = self.hop_timeout_s if task.role == "execute" else self.plan_timeout_s
+        timeout = remaining if hop is None else min(remaining, hop)
         try:
             if agent_id == self.identity.agent_id:
                 with anyio.fail_after(timeout):
@@ -202,9 +250,18 @@ class TaskService:
             raw = await self.transport.request(agent_id, TASK_PROTOCOL, envelope.to_bytes(), timeout=timeout)
             return self._check_result(raw, agent_id, task.task_id)
         except TimeoutError:
+            if timeout < remaining:  # the peer held a task past its hop limit, not just the deadline
+                self._blame(agent_id, Offence.TIMEOUT)
             return TaskResult(task_id=task.task_id, ok=False, error="deadline passed")
         except (TransportError, PeerError) as exc:
+            if isinstance(exc, PeerError):
+                self._blame(agent_id, Offence.INVALID)
             return TaskResult(task_id=task.task_id, ok=False, error=f"{type(exc).__name__}: {exc}"[:1000])
+
+    def _blame(self, agent_id: str, offence: Offence, *, weight: float = 1.0) -> None:
+        if self.reputation is not None and agent_id != self.identity.agent_id:
+            if self.reputation.penalize(agent_id, offence, now=self.clock(), weight=weight):
+                self.on_event("blacklisted", {"agent": agent_id, "offence": offence.value})
 
     def _check_result(self, raw: bytes, agent_id: str, task_id: str) -> TaskResult:
         _, result = open_body(raw, TaskResult, sender=agent_id, kind="task.result", guard=self._guard,
@@ -226,8 +283,12 @@ class TaskService:
         return seal(self.identity, "task.result", result.model_dump(mode="json"), now_ms=self._now_ms()).to_bytes()
 
     async def _serve(self, sender: str, task: Task) -> TaskResult:
-        """Run a task once per (sender, task_id); concurrent or later repeats share the result."""
-        key = (sender, task.task_id)
+        """Run a task once per (sender, task_id); concurrent or later repeats share the result.
+
+        A chain (``role="plan"``) is keyed by task ID alone: it is the durable part of a task, so
+        when the initiator dies and the client re-asks another node with the same task ID, the
+        planners hand over (or keep running) the chains they already have."""
+        key = (sender if task.role == "execute" else "", task.task_id)
         if key in self._done:
             return self._done[key]
         if key in self._running:
@@ -308,41 +369,81 @@ class TaskService:
 
     async def _run_step(self, task: Task, index: int, question: str, previous: list[tuple[str, str]],
                         final: bool) -> dict[str, Any]:
-        """BEACONSELECT an executor for one sub-task and run it, falling back to backups."""
+        """BEACONSELECT an executor for one sub-task and run it, falling back to backups.
+
+        With ``redundancy`` 2 the step is cross-checked: a second executor answers too, and if
+        the two disagree a third referees; the majority answer stands and the outvoted executor
+        loses reputation (cross-voting at the step, where the evidence is sharpest)."""
         task_type = classify_task_type(question)
         r = list(requirement_vector(question, task_type, self.encoder))
-        beacon = await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
-                                            strategy=self._strategy(task.strategy),
-                                            tags_any=frozenset({EXECUTOR_TAG}))
-        self.on_event("beacon_round", {"task": task.task_id, "role": "execution", "contacted": beacon.contacted,
-                                       "replied": beacon.replied, "elapsed_ms": round(beacon.elapsed_s * 1000, 2)})
         step: dict[str, Any] = {"question": question, "ok": False, "answer": "", "error": "no executor answered",
                                 "score": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "attempts": [],
-                                "beacon_ms": round(beacon.elapsed_s * 1000, 2), "candidates": beacon.replied}
-        for candidate in beacon.selection.ordered:
+                                "beacon_ms": 0.0, "candidates": 0}
+        tried: set[str] = set()
+        answers: list[tuple[Candidate, str]] = []
+        for round_ in range(3):  # every candidate failed: beacon again (without them) after a backoff
+            if round_:
+                await anyio.sleep(backoff_delay(round_ - 1, self.rng, base_s=0.2))
+            beacon = await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
+                                                strategy=self._strategy(task.strategy),
+                                                tags_any=frozenset({EXECUTOR_TAG}), exclude=frozenset(tried))
+            self.on_event("beacon_round", {"task": task.task_id, "role": "execution", "contacted": beacon.contacted,
+                                           "replied": beacon.replied, "elapsed_ms": round(beacon.elapsed_s * 1000, 2)})
+            step["beacon_ms"] += round(beacon.elapsed_s * 1000, 2)
+            step["candidates"] += beacon.replied
+            for candidate in beacon.selection.ordered:
+                if self._now_ms() >= task.deadline_ms:
+                    step["error"] = "deadline passed"
+                    return self._settle(step, answers, task.answer_kind)
+                tried.add(candidate.agent_id)
+                sub = Task(task_id=f"{task.task_id}/s{index}", role="execute", question=question,
+                           background=task.question, previous=previous, answer_kind=task.answer_kind, final=final,
+                           deadline_ms=task.deadline_ms)
+                self.on_event("step_assigned", {"task": task.task_id, "step": index, "question": question,
+                                                "executor": candidate.agent_id, "score": round(candidate.score, 4)})
+                result = await self._send(candidate.agent_id, sub)
+                self._learn(candidate, result)
+                self.on_event("step_finished", {"task": task.task_id, "step": index, "executor": candidate.agent_id,
+                                                "ok": result.ok, "answer": result.answer, "error": result.error,
+                                                "latency_ms": round(result.latency_ms, 1)})
+                step["attempts"].append({"executor": candidate.agent_id, "score": round(candidate.score, 4),
+                                         "ok": result.ok, "error": result.error,
+                                         "latency_ms": round(result.latency_ms, 1)})
+                step["prompt_tokens"] += result.prompt_tokens
+                step["completion_tokens"] += result.completion_tokens
+                if not result.ok:
+                    step["error"] = result.error
+                    continue
+                answers.append((candidate, result.answer))
+                if self._settled(answers, task.answer_kind):
+                    return self._settle(step, answers, task.answer_kind)
             if self._now_ms() >= task.deadline_ms:
-                step["error"] = "deadline passed"
                 break
-            sub = Task(task_id=f"{task.task_id}/s{index}", role="execute", question=question,
-                       background=task.question, previous=previous, answer_kind=task.answer_kind, final=final,
-                       deadline_ms=task.deadline_ms)
-            self.on_event("step_assigned", {"task": task.task_id, "step": index, "question": question,
-                                            "executor": candidate.agent_id, "score": round(candidate.score, 4)})
-            result = await self._send(candidate.agent_id, sub)
-            self._learn(candidate, result)
-            self.on_event("step_finished", {"task": task.task_id, "step": index, "executor": candidate.agent_id,
-                                            "ok": result.ok, "answer": result.answer, "error": result.error,
-                                            "latency_ms": round(result.latency_ms, 1)})
-            step["attempts"].append({"executor": candidate.agent_id, "score": round(candidate.score, 4),
-                                     "ok": result.ok, "error": result.error,
-                                     "latency_ms": round(result.latency_ms, 1)})
-            step["prompt_tokens"] += result.prompt_tokens
-            step["completion_tokens"] += result.completion_tokens
-            if result.ok:
-                step.update(ok=True, answer=result.answer, error="", score=candidate.score,
-                            executor=candidate.agent_id)
-                break
-            step["error"] = result.error
+        return self._settle(step, answers, task.answer_kind)
+
+    def _settled(self, answers: list[tuple[Candidate, str]], kind: AnswerKind) -> bool:
+        """Enough answers: one without redundancy; two that agree, or three, with it."""
+        if self.redundancy < 2 or len(answers) >= 3:
+            return True
+        return len(answers) == 2 and len({normalize_answer(a, kind) for _, a in answers}) == 1
+
+    def _settle(self, step: dict[str, Any], answers: list[tuple[Candidate, str]], kind: AnswerKind) -> dict[str, Any]:
+        """Take the majority answer (the first answer if there is none) and judge the executors."""
+        if not answers:
+            return step
+        counts = Counter(normalize_answer(a, kind) for _, a in answers)
+        top, count = counts.most_common(1)[0]
+        if len(answers) < 2 or count * 2 <= len(answers):
+            top = normalize_answer(answers[0][1], kind)
+        else:
+            for candidate, answer in answers:
+                if normalize_answer(answer, kind) != top:  # two executors agreed against it: strong evidence
+                    self._blame(candidate.agent_id, Offence.OUTVOTED, weight=1.5)
+                elif self.reputation is not None and candidate.agent_id != self.identity.agent_id:
+                    self.reputation.reward(candidate.agent_id, now=self.clock())
+        chosen, answer = next((c, a) for c, a in answers if normalize_answer(a, kind) == top)
+        step.update(ok=True, answer=answer, error="", score=chosen.score, executor=chosen.agent_id,
+                    checked_by=[c.agent_id for c, _ in answers if c is not chosen])
         return step
 
     def _learn(self, candidate: Candidate, result: TaskResult) -> None:
