@@ -57,6 +57,7 @@ class BeaconOutcome:
     contacted: int = 0
     replied: int = 0
     elapsed_s: float = 0.0
+    query_s: float = 0.0  # of which the local ledger QUERY (pre-filter), by the selector's clock
     rejected: dict[str, str] = field(default_factory=dict)
 
 
@@ -132,13 +133,15 @@ class BeaconSelector:
         """BEACONSELECT(r, L, m): pre-filter, fan out, collect until the deadline, rank."""
         started = time.perf_counter()
         deadline_s = self.config.deadline_s if deadline_s is None else deadline_s
+        queried = self.clock()
         rows = self.ledger.query(QueryFilter(exclude=exclude, tags_any=tags_any), requirement=requirement,
-                                 limit=top_l or self.config.top_l, now=self.clock())
+                                 limit=top_l or self.config.top_l, now=queried)
+        query_s = self.clock() - queried
         now_ms = int(self.clock() * 1000)
         beacon = Beacon(requirement=encode_vector(requirement), deadline_ms=now_ms + int(deadline_s * 1000),
                         task_type=task_type[:64])
         envelope = seal(self.identity, "beacon", beacon.model_dump(mode="json"), now_ms=now_ms)
-        outcome = BeaconOutcome(selection=Selection((), ()), contacted=len(rows))
+        outcome = BeaconOutcome(selection=Selection((), ()), contacted=len(rows), query_s=query_s)
         candidates: list[Candidate] = []
 
         async def ask(agent_id: str, published: float) -> None:

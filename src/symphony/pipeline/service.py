@@ -122,6 +122,10 @@ class TaskService:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    def _span_ms(self, since: float) -> float:
+        """Milliseconds since ``since`` by the injected clock (orchestration accounting spans)."""
+        return round((self.clock() - since) * 1000, 3)
+
     def _strategy(self, name: str) -> SelectionStrategy:
         if name == "random":
             return RandomStrategy(random.Random())
@@ -134,11 +138,13 @@ class TaskService:
         task_id = task_id or uuid.uuid4().hex
         kind = options.answer_kind or guess_answer_kind(question)
         started = time.perf_counter()
+        begun = self.clock()  # spans below use the injected clock, so virtual time measures them exactly
         deadline_ms = self._now_ms() + int(options.deadline_s * 1000)
         r = list(requirement_vector(question, classify_task_type(question), self.encoder))
         beacon = await self.selector.select(r, task_type="planning", m=1, top_l=max(options.top_l, options.cots),
                                             strategy=self._strategy(options.strategy),
                                             tags_any=frozenset({PLANNER_TAG}))
+        beacon_ms = self._span_ms(begun)
         candidates = list(beacon.selection.ordered)
         if not candidates:
             raise TaskFailed("no available planner answered the beacon; are other nodes running with --model?")
@@ -152,9 +158,10 @@ class TaskService:
                 task = Task(task_id=f"{task_id}/c{index}", role="plan", question=question, answer_kind=kind,
                             max_steps=options.max_steps, strategy=options.strategy,  # type: ignore[arg-type]
                             top_l=options.top_l, deadline_ms=deadline_ms)
+                sent = self.clock()
                 result = await self._send(candidate.agent_id, task)
                 chains.append({"index": index, "planner": candidate.agent_id, "planner_score": candidate.score,
-                               **result.model_dump(mode="json", exclude={"task_id"})})
+                               "rtt_ms": self._span_ms(sent), **result.model_dump(mode="json", exclude={"task_id"})})
                 if result.ok:
                     return
                 candidate = queue.pop(0) if queue and self._now_ms() < deadline_ms else None
@@ -163,7 +170,9 @@ class TaskService:
             for index, candidate in enumerate(candidates[: options.cots]):
                 tg.start_soon(run_chain, index, candidate)
         good = [c for c in chains if c["ok"]]
+        voting = self.clock()
         vote = weighted_vote([Ballot(f"c{c['index']}", c["answer"], max(0.0, c["weight"])) for c in good], kind)
+        vote_ms = self._span_ms(voting)
         trace = {
             "task_id": task_id, "question": question, "answer": vote.answer, "answer_kind": kind,
             "vote": [{"answer": t.answer, "weight": round(t.weight, 4), "count": t.count, "chains": list(t.chains)}
@@ -174,6 +183,8 @@ class TaskService:
             "prompt_tokens": sum(c["prompt_tokens"] for c in chains),
             "completion_tokens": sum(c["completion_tokens"] for c in chains),
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "spans": {"wall_ms": self._span_ms(begun), "beacon_ms": beacon_ms,
+                      "query_ms": round(beacon.query_s * 1000, 3), "vote_ms": vote_ms},
         }
         if vote.winner is None:
             self.on_event("task_failed", {"task": task_id, "chains": len(chains)})
@@ -248,6 +259,7 @@ class TaskService:
     # ---- executor role -------------------------------------------------------------------
 
     async def _execute(self, task: Task) -> TaskResult:
+        called = self.clock()
         try:
             completion = await self._chat(execution_messages(
                 task.question, question=task.background, previous=list(task.previous), is_final=task.final,
@@ -258,19 +270,23 @@ class TaskService:
         return TaskResult(
             task_id=task.task_id, ok=step.valid, answer=step.answer or "", error="" if step.valid else step.reason,
             prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-            latency_ms=completion.latency_s * 1000, trace={"raw": completion.text[-2000:], "model": completion.model},
+            latency_ms=completion.latency_s * 1000, trace={"raw": completion.text[-2000:], "model": completion.model,
+                                                           "model_wall_ms": self._span_ms(called)},
         )
 
     # ---- planner role --------------------------------------------------------------------
 
     async def _plan(self, task: Task) -> TaskResult:
         started = time.perf_counter()
+        begun = self.clock()
         tokens = [0, 0]
+        spans = {"plan_model_ms": 0.0}
         try:
             completion = await self._chat(
                 decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind),
                 max_tokens=400, json_schema=decomposition_schema(task.max_steps))
             tokens = [completion.prompt_tokens, completion.completion_tokens]
+            spans["plan_model_ms"] = round(completion.latency_s * 1000, 3)
             plan = parse_plan(completion.text, max_steps=task.max_steps)
             plan_note = "repaired: " + ", ".join(plan.fixes) if plan.repaired else "ok"
         except (ModelError, PlanError) as exc:
@@ -286,29 +302,35 @@ class TaskService:
             tokens[1] += step["completion_tokens"]
             if not step["ok"]:
                 return self._chain_result(task, False, "", 0.0, tokens, started, plan_note, steps,
-                                          error=f"step {index + 1} failed: {step['error']}")
+                                          error=f"step {index + 1} failed: {step['error']}",
+                                          spans={**spans, "chain_ms": self._span_ms(begun)})
             scores.append(step["score"])
             previous.append((question, step["answer"]))
-        return self._chain_result(task, True, previous[-1][1], chain_weight(scores), tokens, started, plan_note, steps)
+        return self._chain_result(task, True, previous[-1][1], chain_weight(scores), tokens, started, plan_note, steps,
+                                  spans={**spans, "chain_ms": self._span_ms(begun)})
 
     def _chain_result(self, task: Task, ok: bool, answer: str, weight: float, tokens: list[int], started: float,
-                      plan_note: str, steps: list[dict[str, Any]], error: str = "") -> TaskResult:
+                      plan_note: str, steps: list[dict[str, Any]], error: str = "",
+                      spans: dict[str, float] | None = None) -> TaskResult:
         return TaskResult(task_id=task.task_id, ok=ok, answer=answer, error=error, weight=weight,
                           prompt_tokens=tokens[0], completion_tokens=tokens[1],
                           latency_ms=(time.perf_counter() - started) * 1000,
-                          trace={"plan": plan_note, "steps": steps})
+                          trace={"plan": plan_note, "steps": steps, "spans": spans or {}})
 
     async def _run_step(self, task: Task, index: int, question: str, previous: list[tuple[str, str]],
                         final: bool) -> dict[str, Any]:
         """BEACONSELECT an executor for one sub-task and run it, falling back to backups."""
         task_type = classify_task_type(question)
         r = list(requirement_vector(question, task_type, self.encoder))
+        selecting = self.clock()
         beacon = await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
                                             strategy=self._strategy(task.strategy),
                                             tags_any=frozenset({EXECUTOR_TAG}))
         step: dict[str, Any] = {"question": question, "ok": False, "answer": "", "error": "no executor answered",
                                 "score": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "attempts": [],
-                                "beacon_ms": round(beacon.elapsed_s * 1000, 2), "candidates": beacon.replied}
+                                "beacon_ms": round(beacon.elapsed_s * 1000, 2), "candidates": beacon.replied,
+                                "spans": {"beacon_ms": self._span_ms(selecting),
+                                          "query_ms": round(beacon.query_s * 1000, 3)}}
         for candidate in beacon.selection.ordered:
             if self._now_ms() >= task.deadline_ms:
                 step["error"] = "deadline passed"
@@ -316,11 +338,15 @@ class TaskService:
             sub = Task(task_id=f"{task.task_id}/s{index}", role="execute", question=question,
                        background=task.question, previous=previous, answer_kind=task.answer_kind, final=final,
                        deadline_ms=task.deadline_ms)
+            sent = self.clock()
             result = await self._send(candidate.agent_id, sub)
+            rtt_ms = self._span_ms(sent)
             self._learn(candidate, result)
             step["attempts"].append({"executor": candidate.agent_id, "score": round(candidate.score, 4),
                                      "ok": result.ok, "error": result.error,
-                                     "latency_ms": round(result.latency_ms, 1)})
+                                     "latency_ms": round(result.latency_ms, 1), "rtt_ms": rtt_ms,
+                                     "model_ms": round(result.latency_ms, 3),
+                                     "model_wall_ms": result.trace.get("model_wall_ms", 0.0)})
             step["prompt_tokens"] += result.prompt_tokens
             step["completion_tokens"] += result.completion_tokens
             if result.ok:
