@@ -31,7 +31,7 @@ import anyio
 
 from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, select
 from symphony.capability.vector import phi
-from symphony.errors import BadSignature, PeerError, TransportError
+from symphony.errors import BadSignature, ConfigError, PeerError, TransportError
 from symphony.ledger.store import Ledger, QueryFilter, match_score
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
@@ -144,15 +144,19 @@ class BeaconSelector:
         outcome = BeaconOutcome(selection=Selection((), ()), contacted=len(rows), query_s=query_s)
         candidates: list[Candidate] = []
 
-        async def ask(agent_id: str, published: float) -> None:
+        connected = set(self.transport.peers())
+
+        async def ask(agent_id: str, addrs: list[str], published: float) -> None:
             try:
                 if agent_id == self.identity.agent_id:
                     reply = self.responder.score(beacon, envelope.nonce)
                 else:
+                    if agent_id not in connected and addrs:  # a top-L candidate we have no connection to yet
+                        await self.transport.connect(addrs[0])
                     raw = await self.transport.request(agent_id, BEACON_PROTOCOL, envelope.to_bytes(),
                                                        timeout=deadline_s)
                     reply = self._check_reply(raw, agent_id, envelope.nonce)
-            except (PeerError, TransportError) as exc:
+            except (PeerError, TransportError, ConfigError) as exc:
                 outcome.rejected[agent_id] = type(exc).__name__
                 return
             candidates.append(self._candidate(agent_id, reply, published))
@@ -160,7 +164,7 @@ class BeaconSelector:
         with anyio.move_on_after(deadline_s):
             async with anyio.create_task_group() as tg:
                 for record, _ in rows:
-                    tg.start_soon(ask, record.agent_id, match_score(record, requirement))
+                    tg.start_soon(ask, record.agent_id, record.addrs, match_score(record, requirement))
         outcome.replied = len(candidates)
         outcome.selection = select(candidates, m=m, strategy=strategy)
         outcome.elapsed_s = time.perf_counter() - started

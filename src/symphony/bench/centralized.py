@@ -48,7 +48,7 @@ class Coordinator:
         self.identity = identity
         self.clock = clock
         self.encoder = HashingTagEncoder()
-        self.registry: dict[str, LedgerRecord] = {}
+        self.registry: dict[str, list[float]] = {}  # agent -> its capability vector, decoded once
         self.in_flight: Counter[str] = Counter()
         self._guard = ReplayGuard()
         transport.set_handler(REGISTER_PROTOCOL, self._register)
@@ -61,15 +61,14 @@ class Coordinator:
         record = LedgerRecord.parse(payload[:MAX_RECORD_BYTES])
         if record.agent_id != peer:
             raise ValueError("an agent registers its own record only")
-        self.registry[peer] = record
+        self.registry[peer] = decode_vector(record.capability)
         return b"ok"
 
     def pick(self, task: Task, *, asker: str) -> str:
         """The best registered agent for ``task`` other than the asker: match, then load."""
         r = list(requirement_vector(task.question, classify_task_type(task.question), self.encoder))
-        candidates = [Candidate(agent_id=a, score=phi(decode_vector(rec.capability), r),
-                                queue_length=self.in_flight[a])
-                      for a, rec in self.registry.items() if a != asker]
+        candidates = [Candidate(agent_id=a, score=phi(vector, r), queue_length=self.in_flight[a])
+                      for a, vector in self.registry.items() if a != asker]
         ordered = select(candidates).ordered
         if not ordered:
             raise LookupError("no agent is registered")

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from pydantic import ValidationError
 
+from symphony.bench.systems import bench_systems
 from symphony.errors import ConfigError
 from symphony.node.config import DEFAULT_API, NodeConfig
 from symphony.protocol.messages import Hardware
@@ -24,6 +25,7 @@ from symphony.protocol.messages import Hardware
 app = typer.Typer(help="Symphony: a decentralized network of small language-model agents.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks (write tables to bench-results/).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+bench_app.command("systems")(bench_systems)
 console = Console()
 
 ApiOption = Annotated[

@@ -66,13 +66,15 @@ class AgentRuntime:
         lamport: int = 0,
         on_event: EventSink = _ignore,
         on_own_record: Callable[[LedgerRecord], None] = lambda record: None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.transport = transport
         self.identity = identity
         self.model = model
         self.encoder = encoder or HashingTagEncoder()
         self.vector = self._vector(profile, model)
-        self.ledger = Ledger(ledger_config, lamport=lamport)
+        # a benchmark may hand many simulated agents one pre-filled replica (see bench.systems)
+        self.ledger = ledger if ledger is not None else Ledger(ledger_config, lamport=lamport)
         roles = (PLANNER_TAG, EXECUTOR_TAG) if model is not None else ()
         record = LedgerRecord(
             agent_id=identity.agent_id, lamport=0, issued_at=0, name=profile.name,
