@@ -17,6 +17,7 @@ coordinator that authenticates its agents must.
 
 from __future__ import annotations
 
+import operator
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -28,7 +29,8 @@ import anyio
 
 from symphony.beacon.ranking import Candidate, Selection, select
 from symphony.beacon.service import BeaconOutcome
-from symphony.capability.vector import HashingTagEncoder, classify_task_type, phi, requirement_vector
+from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
+from symphony.ledger.store import unit_vector
 from symphony.node.runtime import AgentRuntime, SimulatedAgent
 from symphony.pipeline.service import MAX_TASK_BYTES, TASK_PROTOCOL, TaskService
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
@@ -40,6 +42,11 @@ from symphony.transport.memory import MemoryNetwork
 REGISTER_PROTOCOL = "/symphony-baseline/register/1.0.0"
 
 
+def _dot(a: list[float] | None, b: list[float] | None) -> float:
+    """Cosine of two unit vectors (as the ledger's QUERY computes it), 0 for a missing one."""
+    return max(-1.0, min(1.0, sum(map(operator.mul, a, b)))) if a and b and len(a) == len(b) else 0.0
+
+
 class Coordinator:
     """The hub: registry, selection and relay of every task message."""
 
@@ -48,7 +55,7 @@ class Coordinator:
         self.identity = identity
         self.clock = clock
         self.encoder = HashingTagEncoder()
-        self.registry: dict[str, list[float]] = {}  # agent -> its capability vector, decoded once
+        self.registry: dict[str, list[float] | None] = {}  # agent -> its unit capability vector, decoded once
         self.in_flight: Counter[str] = Counter()
         self._guard = ReplayGuard()
         transport.set_handler(REGISTER_PROTOCOL, self._register)
@@ -61,14 +68,14 @@ class Coordinator:
         record = LedgerRecord.parse(payload[:MAX_RECORD_BYTES])
         if record.agent_id != peer:
             raise ValueError("an agent registers its own record only")
-        self.registry[peer] = decode_vector(record.capability)
+        self.registry[peer] = unit_vector(decode_vector(record.capability))
         return b"ok"
 
     def pick(self, task: Task, *, asker: str) -> str:
         """The best registered agent for ``task`` other than the asker: match, then load."""
-        r = list(requirement_vector(task.question, classify_task_type(task.question), self.encoder))
-        candidates = [Candidate(agent_id=a, score=phi(vector, r), queue_length=self.in_flight[a])
-                      for a, vector in self.registry.items() if a != asker]
+        r = unit_vector(list(requirement_vector(task.question, classify_task_type(task.question), self.encoder)))
+        candidates = [Candidate(agent_id=a, score=_dot(unit, r), queue_length=self.in_flight[a])
+                      for a, unit in self.registry.items() if a != asker]
         ordered = select(candidates).ordered
         if not ordered:
             raise LookupError("no agent is registered")
