@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from symphony.protocol.messages import AgentId
 
 SHARD_THRESHOLD = 256
-MAX_DELTA_IDS = 4096
+MAX_DELTA_IDS = 20_000
 
 
 def _hash64(*parts: str) -> int:

@@ -79,6 +79,7 @@ class _Liveness:
     last_heartbeat_ms: int = -1
     last_seen: float | None = None
     suspected_at: float | None = None
+    vouched: bool = False  # sharded liveness: up on its gateway's word until withdrawn or suspected
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,25 @@ class Ledger:
             return False
         if live.suspected_at is not None and live.last_seen <= live.suspected_at:
             return False
-        return now - live.last_seen <= self.config.ttl_s
+        return live.vouched or now - live.last_seen <= self.config.ttl_s
+
+    def vouch(self, agent_id: str, *, now: float) -> None:
+        """Sharded liveness: ``agent_id``'s shard gateway says it is up. It stays available without
+        heartbeats reaching this replica until the gateway withdraws it or we suspect it ourselves."""
+        live = self._liveness.setdefault(agent_id, _Liveness(stored_at=now))
+        live.last_seen, live.vouched = now, True
+
+    def withdraw(self, agent_id: str, *, now: float) -> None:
+        """Sharded liveness: the gateway says ``agent_id`` is down (its heartbeats stopped)."""
+        live = self._liveness.get(agent_id)
+        if live is not None:
+            live.vouched = False
+            live.suspected_at = now
+
+    def heartbeat_fresh(self, agent_id: str, *, now: float) -> bool:
+        """Whether this replica received a heartbeat of ``agent_id`` within the TTL (a gateway's test)."""
+        live = self._liveness.get(agent_id)
+        return live is not None and now * 1000 - live.last_heartbeat_ms <= self.config.ttl_s * 1000
 
     def last_seen(self, agent_id: str) -> float | None:
         live = self._liveness.get(agent_id)
@@ -230,7 +249,7 @@ class Ledger:
         for agent_id, record in list(self.records.items()):
             live = self._liveness[agent_id]
             quiet_since = live.last_seen if live.last_seen is not None else live.stored_at
-            if agent_id in protected or now - quiet_since < self.config.gc_after_s:
+            if agent_id in protected or now - quiet_since < self.config.gc_after_s or self.is_available(agent_id, now=now):
                 continue
             del self.records[agent_id]
             del self._liveness[agent_id]
