@@ -30,9 +30,8 @@ from typing import Any
 import anyio
 
 from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, select
-from symphony.capability.vector import phi
 from symphony.errors import BadSignature, ConfigError, PeerError, TransportError
-from symphony.ledger.store import Ledger, QueryFilter, match_score
+from symphony.ledger.store import Ledger, QueryFilter, unit_cosine, unit_vector
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Beacon, BeaconResponse, decode_vector, encode_vector
@@ -78,11 +77,14 @@ class BeaconResponder:
         self.qos = qos
         self.clock = clock
         self.guard = guard
+        self._unit: tuple[tuple[float, ...], list[float] | None] = ((), None)  # (c_j, c_j / |c_j|)
 
     def score(self, beacon: Beacon, nonce: str) -> BeaconResponse:
         requirement = decode_vector(beacon.requirement)
-        mine = self.private_vector()
-        score = phi(mine, requirement) if len(mine) == len(requirement) else 0.0
+        mine = tuple(self.private_vector())
+        if mine != self._unit[0]:  # normalised once per change of our vector, not per beacon
+            self._unit = (mine, unit_vector(list(mine)))
+        score = unit_cosine(self._unit[1], unit_vector(requirement))  # phi (eq. 1)
         queue, latency_ms = self.qos()
         return BeaconResponse(nonce=nonce, score=score, queue_length=queue, expected_latency_ms=latency_ms)
 
@@ -163,8 +165,8 @@ class BeaconSelector:
 
         with anyio.move_on_after(deadline_s):
             async with anyio.create_task_group() as tg:
-                for record, _ in rows:
-                    tg.start_soon(ask, record.agent_id, record.addrs, match_score(record, requirement))
+                for record, published in rows:  # QUERY's score is phi(published c_j, r)
+                    tg.start_soon(ask, record.agent_id, record.addrs, published)
         outcome.replied = len(candidates)
         outcome.selection = select(candidates, m=m, strategy=strategy)
         outcome.elapsed_s = time.perf_counter() - started

@@ -17,7 +17,6 @@ coordinator that authenticates its agents must.
 
 from __future__ import annotations
 
-import operator
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -30,7 +29,7 @@ import anyio
 from symphony.beacon.ranking import Candidate, Selection, select
 from symphony.beacon.service import BeaconOutcome
 from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
-from symphony.ledger.store import unit_vector
+from symphony.ledger.store import unit_cosine, unit_vector
 from symphony.node.runtime import AgentRuntime, SimulatedAgent
 from symphony.pipeline.service import MAX_TASK_BYTES, TASK_PROTOCOL, TaskService
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
@@ -40,11 +39,6 @@ from symphony.transport.base import Transport
 from symphony.transport.memory import MemoryNetwork
 
 REGISTER_PROTOCOL = "/symphony-baseline/register/1.0.0"
-
-
-def _dot(a: list[float] | None, b: list[float] | None) -> float:
-    """Cosine of two unit vectors (as the ledger's QUERY computes it), 0 for a missing one."""
-    return max(-1.0, min(1.0, sum(map(operator.mul, a, b)))) if a and b and len(a) == len(b) else 0.0
 
 
 class Coordinator:
@@ -74,7 +68,7 @@ class Coordinator:
     def pick(self, task: Task, *, asker: str) -> str:
         """The best registered agent for ``task`` other than the asker: match, then load."""
         r = unit_vector(list(requirement_vector(task.question, classify_task_type(task.question), self.encoder)))
-        candidates = [Candidate(agent_id=a, score=_dot(unit, r), queue_length=self.in_flight[a])
+        candidates = [Candidate(agent_id=a, score=unit_cosine(unit, r), queue_length=self.in_flight[a])
                       for a, unit in self.registry.items() if a != asker]
         ordered = select(candidates).ordered
         if not ordered:
@@ -143,6 +137,7 @@ async def open_centralized(
         hub_transport = await stack.enter_async_context(net.open_node(coordinator))
         hub = Coordinator(hub_transport, coordinator, clock)
         members: list[CentralizedAgent] = []
+        registrations: list[tuple[Transport, bytes]] = []
         for n, spec in enumerate(agents):
             transport = await stack.enter_async_context(net.open_node(spec.identity))
             # AgentRuntime's record and vector, without its ledger service or beacon
@@ -152,12 +147,17 @@ async def open_centralized(
                                 selector=CoordinatorSelector(coordinator.agent_id),  # type: ignore[arg-type]
                                 model=spec.model, encoder=runtime.encoder, clock=clock)
             transport.set_handler(TASK_PROTOCOL, tasks.handle)
-            await transport.connect(hub_transport.listen_addrs()[0])
             record = runtime.gossip._profile.model_copy(update={"issued_at": int(clock() * 1000)})
-            await transport.request(coordinator.agent_id, REGISTER_PROTOCOL,
-                                    record.signed_by(spec.identity).to_bytes(), timeout=30)
+            registrations.append((transport, record.signed_by(spec.identity).to_bytes()))
             members.append(CentralizedAgent(transport, tasks))
-        await anyio.lowlevel.checkpoint()
+
+        async def register(transport: Transport, record: bytes) -> None:
+            await transport.connect(hub_transport.listen_addrs()[0])
+            await transport.request(coordinator.agent_id, REGISTER_PROTOCOL, record, timeout=600)
+
+        async with anyio.create_task_group() as tg:
+            for transport, record in registrations:
+                tg.start_soon(register, transport, record)
         yield CentralizedSystem(hub, members)
 
 

@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from symphony.beacon.service import BEACON_PROTOCOL
-from symphony.bench.accounting import PARTS, Overhead, mean_overhead, minus, task_overhead, traffic
+from symphony.bench.accounting import PARTS, mean_overhead, minus, task_overhead, traffic
 from symphony.bench.centralized import open_centralized
 from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
 from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
@@ -190,8 +190,8 @@ def _ratios(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
             for (arch, n), s in by.items() if arch == "symphony" and (c := by.get(("centralized", n)))}
 
 
-HEADERS = ["arch", "N", "tasks", "P50 s", "P95 s", "tasks/min", "overhead %", "model / queue / query / beacon / "
-           "transfer / vote / other (ms, mean task)", "kB/task", "msgs/task"]
+BREAKDOWN = "model / queue / query / beacon / transfer / vote / other (ms, mean task)"
+HEADERS = ["arch", "N", "tasks", "P50 s", "P95 s", "tasks/min", "overhead %", BREAKDOWN, "kB/task", "msgs/task"]
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:

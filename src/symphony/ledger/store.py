@@ -113,13 +113,18 @@ def match_score(record: LedgerRecord, requirement: list[float]) -> float:
 
 
 def unit_vector(values: list[float]) -> list[float] | None:
-    """``values`` scaled to length 1 (after scaling by the largest magnitude, as ``phi`` does); None if zero."""
-    top = max(map(abs, values), default=0.0)
-    if top == 0.0 or not math.isfinite(top):
+    """``values`` scaled to length 1 (``math.hypot`` avoids overflow, as ``phi``'s rescaling does); None if zero."""
+    norm = math.hypot(*values)
+    if norm == 0.0 or not math.isfinite(norm):
         return None
-    scaled = [x / top for x in values]
-    norm = math.sqrt(math.fsum(x * x for x in scaled))
-    return [x / norm for x in scaled]
+    return [x / norm for x in values]
+
+
+def unit_cosine(a: list[float] | None, b: list[float] | None) -> float:
+    """phi of two vectors given as ``unit_vector``s: their dot product; 0 if either is zero or dims differ."""
+    if a is None or b is None or len(a) != len(b):
+        return 0.0
+    return max(-1.0, min(1.0, sum(map(operator.mul, a, b))))
 
 
 @dataclass
@@ -339,7 +344,4 @@ class Ledger:
         if cached is None or cached[0] != record.sig:
             cached = (record.sig, unit_vector(record.vector))
             self._units[record.agent_id] = cached
-        unit = cached[1]
-        if unit is None or len(unit) != len(unit_r):
-            return 0.0
-        return max(-1.0, min(1.0, sum(map(operator.mul, unit, unit_r))))
+        return unit_cosine(cached[1], unit_r)
