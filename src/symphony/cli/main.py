@@ -17,6 +17,7 @@ from rich.table import Table
 
 from pydantic import ValidationError
 
+from symphony.bench.sharding import bench_sharding
 from symphony.bench.systems import bench_systems
 from symphony.errors import ConfigError
 from symphony.node.config import DEFAULT_API, NodeConfig
@@ -26,6 +27,7 @@ app = typer.Typer(help="Symphony: a decentralized network of small language-mode
 bench_app = typer.Typer(help="Benchmarks (write tables to bench-results/).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 bench_app.command("systems")(bench_systems)
+bench_app.command("sharding")(bench_sharding)
 console = Console()
 
 ApiOption = Annotated[
