@@ -39,7 +39,7 @@ from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
 from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
 from symphony.ledger import Ledger, LedgerConfig
 from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent
-from symphony.pipeline.service import EXECUTOR_TAG, TASK_PROTOCOL, AskOptions
+from symphony.pipeline.service import EXECUTOR_TAG, TASK_PROTOCOL, AskOptions, TaskFailed
 from symphony.protocol.identity import Identity
 from symphony.transport.memory import LinkModel, MemoryNetwork
 
@@ -71,13 +71,18 @@ def _agents(n: int, tokens_per_s: float, seed: int) -> list[SimulatedAgent]:
 
 
 async def _run_tasks(ask: Callable[[int], Awaitable[dict[str, Any]]], cfg: SystemsConfig) -> tuple[list[dict[str, Any]], float]:
-    """Run ``cfg.tasks`` tasks, ``cfg.concurrency`` at a time; return traces and the batch's seconds."""
+    """Run ``cfg.tasks`` tasks, ``cfg.concurrency`` at a time; return traces and the batch's seconds.
+
+    A task that fails (no chain answered before its deadlines) is kept with ``failed`` set."""
     limiter = trio.CapacityLimiter(cfg.concurrency)
     traces: list[dict[str, Any]] = []
 
     async def one(i: int) -> None:
         async with limiter:
-            traces.append(await ask(i))
+            try:
+                traces.append(await ask(i))
+            except TaskFailed as exc:
+                traces.append({**exc.trace, "failed": str(exc)})
 
     started = time.perf_counter()
     async with trio.open_nursery() as nursery:
@@ -91,17 +96,21 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _summary(arch: str, n: int, traces: list[dict[str, Any]], batch_s: float, moved: Any, setup_s: float) -> dict[str, Any]:
+def _summary(arch: str, n: int, runs: list[dict[str, Any]], batch_s: float, moved: Any, setup_s: float) -> dict[str, Any]:
+    traces = [t for t in runs if "failed" not in t]
+    if not traces:
+        return {"arch": arch, "n": n, "tasks": len(runs), "failed": len(runs), "setup_s": round(setup_s, 2),
+                "errors": sorted({t["failed"][:200] for t in runs})}
     overheads = [task_overhead(t) for t in traces]
     walls = [o.wall / 1000 for o in overheads]
     mean = mean_overhead(overheads)
     return {
-        "arch": arch, "n": n, "tasks": len(traces), "setup_s": round(setup_s, 2),
+        "arch": arch, "n": n, "tasks": len(runs), "failed": len(runs) - len(traces), "setup_s": round(setup_s, 2),
         "p50_s": round(statistics.median(walls), 3), "p95_s": round(_quantile(walls, 0.95), 3),
         "tasks_per_min": round(len(traces) / batch_s * 60, 2),
         "overhead": round(mean.fraction, 5), "overhead_max": round(max(o.fraction for o in overheads), 5),
         "breakdown_ms": {p: round(getattr(mean, p), 2) for p in PARTS},
-        "bytes_per_task": round(moved.bytes / len(traces)), "messages_per_task": round(moved.messages / len(traces), 1),
+        "bytes_per_task": round(moved.bytes / len(runs)), "messages_per_task": round(moved.messages / len(runs), 1),
         "answers_ok": sum(1 for t in traces if t["answer"] == "0"),
     }
 
@@ -137,8 +146,9 @@ async def _symphony(n: int, cfg: SystemsConfig, say: Callable[[str], None]) -> d
         initiators = [rng.randrange(n) for _ in range(cfg.tasks)]
         traces, batch = await _run_tasks(lambda i: runtimes[initiators[i]].tasks.ask(QUESTION, _options()), cfg)
         row = _summary("symphony", n, traces, batch, minus(traffic(stats, channels), before), setup)
-        row["beacon_ms_p95"] = round(_quantile([s["spans"]["beacon_ms"] for t in traces for c in t["chains"]
-                                                for s in c["trace"].get("steps", [])], 0.95), 2)
+        rounds = [s["spans"]["beacon_ms"] for t in traces for c in t.get("chains", [])
+                  for s in (c.get("trace") or {}).get("steps", [])]
+        row["beacon_ms_p95"] = round(_quantile(rounds, 0.95), 2) if rounds else None
         return row
 
 
@@ -184,21 +194,24 @@ class SystemsResults:
 
 
 def _ratios(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
-    by = {(r["arch"], r["n"]): r for r in rows}
+    by = {(r["arch"], r["n"]): r for r in rows if "breakdown_ms" in r}
     return {n: {"bytes": round(c["bytes_per_task"] / s["bytes_per_task"], 2),
                 "p50": round(c["p50_s"] / s["p50_s"], 3)}
             for (arch, n), s in by.items() if arch == "symphony" and (c := by.get(("centralized", n)))}
 
 
 BREAKDOWN = "model / queue / query / beacon / transfer / vote / other (ms, mean task)"
-HEADERS = ["arch", "N", "tasks", "P50 s", "P95 s", "tasks/min", "overhead %", BREAKDOWN, "kB/task", "msgs/task"]
+HEADERS = ["arch", "N", "tasks (failed)", "P50 s", "P95 s", "tasks/min", "overhead %", BREAKDOWN, "kB/task", "msgs/task"]
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     out = []
     for r in rows:
+        if "breakdown_ms" not in r:
+            out.append([r["arch"], f"{r['n']:,}", f"{r['tasks']} ({r['failed']})", *["-"] * (len(HEADERS) - 3)])
+            continue
         b = r["breakdown_ms"]
-        out.append([r["arch"], f"{r['n']:,}", str(r["tasks"]), f"{r['p50_s']:.2f}", f"{r['p95_s']:.2f}",
+        out.append([r["arch"], f"{r['n']:,}", f"{r['tasks']} ({r['failed']})", f"{r['p50_s']:.2f}", f"{r['p95_s']:.2f}",
                     f"{r['tasks_per_min']:.1f}", f"{100 * r['overhead']:.2f}",
                     " / ".join(f"{b[p]:.0f}" if p == "model" else f"{b[p]:.1f}" for p in PARTS),
                     f"{r['bytes_per_task'] / 1000:.1f}", f"{r['messages_per_task']:.0f}"])
@@ -234,7 +247,7 @@ def plot(results: SystemsResults, out: Path) -> list[Path]:
     for name, ylabel, series in panels:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for arch, marker in (("symphony", "o"), ("centralized", "s")):
-            rows = sorted((r for r in results.rows if r["arch"] == arch), key=lambda r: r["n"])
+            rows = sorted((r for r in results.rows if r["arch"] == arch and "breakdown_ms" in r), key=lambda r: r["n"])
             for key, label in series:
                 scale = 100 if key == "overhead" else 1e-3 if key == "bytes_per_task" else 1
                 ax.plot([r["n"] for r in rows], [r[key] * scale for r in rows], marker=marker,
@@ -257,8 +270,8 @@ async def _run(cfg: SystemsConfig, say: Callable[[str], None]) -> SystemsResults
     for n in cfg.sizes:
         for fn in (_symphony, _centralized):
             row = await fn(n, cfg, say)
-            say(f"{row['arch']} N={n}: P50 {row['p50_s']} s, overhead {100 * row['overhead']:.2f} %, "
-                f"{row['bytes_per_task'] / 1000:.1f} kB/task")
+            say(f"{row['arch']} N={n}: {row.get('p50_s')} s P50, overhead {row.get('overhead')}, "
+                f"{row.get('bytes_per_task')} B/task, {row['failed']} of {row['tasks']} failed")
             results.rows.append(row)
     if cfg.beacon_candidates:
         results.beacon = await _beacon_rounds(cfg)
@@ -267,7 +280,7 @@ async def _run(cfg: SystemsConfig, say: Callable[[str], None]) -> SystemsResults
 
 def run_systems_bench(cfg: SystemsConfig, out: Path, console: Console | None = None) -> SystemsResults:
     """Run the benchmark; write ``systems.json``, ``systems.md`` and PNG plots under ``out``."""
-    console = console or Console()
+    console = console or Console(width=200)
     results = trio.run(_run, cfg, lambda line: console.print(f"[dim]{line}[/dim]"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "systems.json").write_text(json.dumps(asdict(results), indent=2) + "\n")
