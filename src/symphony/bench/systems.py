@@ -17,6 +17,7 @@ and, once, the latency of a beacon round to 100 candidates on a loopback-like li
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import random
@@ -267,14 +268,16 @@ def plot(results: SystemsResults, out: Path) -> list[Path]:
 
 async def _run(cfg: SystemsConfig, say: Callable[[str], None]) -> SystemsResults:
     results = SystemsResults(config=asdict(cfg))
+    if cfg.beacon_candidates:  # first, before big runs leave a heap whose collection would stall rounds
+        results.beacon = await _beacon_rounds(cfg)
+        say(f"beacon round to {cfg.beacon_candidates} candidates: P95 {results.beacon['p95_ms']} ms")
     for n in cfg.sizes:
+        gc.collect()
         for fn in (_symphony, _centralized):
             row = await fn(n, cfg, say)
             say(f"{row['arch']} N={n}: {row.get('p50_s')} s P50, overhead {row.get('overhead')}, "
                 f"{row.get('bytes_per_task')} B/task, {row['failed']} of {row['tasks']} failed")
             results.rows.append(row)
-    if cfg.beacon_candidates:
-        results.beacon = await _beacon_rounds(cfg)
     return results
 
 
