@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,7 @@ from symphony.beacon.ranking import (
     SelectionStrategy,
     linucb_reward,
 )
-from symphony.beacon.service import BeaconSelector
+from symphony.beacon.service import BeaconOutcome, BeaconSelector
 from symphony.capability.vector import TagEncoder, classify_task_type, requirement_vector
 from symphony.errors import MalformedMessage, PeerError, SymphonyError, TransportError
 from symphony.llm.base import ChatModel, Completion, ModelError
@@ -97,6 +97,23 @@ class _Load:
 
     def observe(self, latency_ms: float) -> None:
         self.latency_ema_ms = 0.8 * self.latency_ema_ms + 0.2 * latency_ms
+
+
+@dataclass
+class _Pending:
+    """A BEACONSELECT started ahead of the step that needs it."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    outcome: BeaconOutcome | None = None
+
+    async def run(self, selecting: Awaitable[BeaconOutcome]) -> None:
+        self.outcome = await selecting
+        self.done.set()
+
+    async def result(self) -> BeaconOutcome:
+        await self.done.wait()
+        assert self.outcome is not None
+        return self.outcome
 
 
 @dataclass
@@ -294,18 +311,24 @@ class TaskService:
         steps: list[dict[str, Any]] = []
         previous: list[tuple[str, str]] = []
         scores: list[float] = []
-        for index, question in enumerate(plan.steps):
-            final = index == len(plan.steps) - 1
-            step = await self._run_step(task, index, question, previous, final)
-            steps.append(step)
-            tokens[0] += step["prompt_tokens"]
-            tokens[1] += step["completion_tokens"]
-            if not step["ok"]:
-                return self._chain_result(task, False, "", 0.0, tokens, started, plan_note, steps,
-                                          error=f"step {index + 1} failed: {step['error']}",
-                                          spans={**spans, "chain_ms": self._span_ms(begun)})
-            scores.append(step["score"])
-            previous.append((question, step["answer"]))
+        ahead: dict[int, _Pending] = {}
+        async with anyio.create_task_group() as tg:
+            for index, question in enumerate(plan.steps):
+                final = index == len(plan.steps) - 1
+                if not final:  # BEACONSELECT the next sub-task while this one runs: off the critical path
+                    ahead[index + 1] = _Pending()
+                    tg.start_soon(ahead[index + 1].run, self._select_executor(task, plan.steps[index + 1]))
+                step = await self._run_step(task, index, question, previous, final, ahead.pop(index, None))
+                steps.append(step)
+                tokens[0] += step["prompt_tokens"]
+                tokens[1] += step["completion_tokens"]
+                if not step["ok"]:
+                    tg.cancel_scope.cancel()
+                    return self._chain_result(task, False, "", 0.0, tokens, started, plan_note, steps,
+                                              error=f"step {index + 1} failed: {step['error']}",
+                                              spans={**spans, "chain_ms": self._span_ms(begun)})
+                scores.append(step["score"])
+                previous.append((question, step["answer"]))
         return self._chain_result(task, True, previous[-1][1], chain_weight(scores), tokens, started, plan_note, steps,
                                   spans={**spans, "chain_ms": self._span_ms(begun)})
 
@@ -317,15 +340,18 @@ class TaskService:
                           latency_ms=(time.perf_counter() - started) * 1000,
                           trace={"plan": plan_note, "steps": steps, "spans": spans or {}})
 
-    async def _run_step(self, task: Task, index: int, question: str, previous: list[tuple[str, str]],
-                        final: bool) -> dict[str, Any]:
-        """BEACONSELECT an executor for one sub-task and run it, falling back to backups."""
+    async def _select_executor(self, task: Task, question: str) -> BeaconOutcome:
+        """BEACONSELECT(r(sub-task), L, m=1) among executors."""
         task_type = classify_task_type(question)
         r = list(requirement_vector(question, task_type, self.encoder))
+        return await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
+                                          strategy=self._strategy(task.strategy), tags_any=frozenset({EXECUTOR_TAG}))
+
+    async def _run_step(self, task: Task, index: int, question: str, previous: list[tuple[str, str]],
+                        final: bool, ahead: _Pending | None = None) -> dict[str, Any]:
+        """Run one sub-task on the executor its beacon chose (``ahead``: started earlier), then backups."""
         selecting = self.clock()
-        beacon = await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
-                                            strategy=self._strategy(task.strategy),
-                                            tags_any=frozenset({EXECUTOR_TAG}))
+        beacon = await (ahead.result() if ahead is not None else self._select_executor(task, question))
         step: dict[str, Any] = {"question": question, "ok": False, "answer": "", "error": "no executor answered",
                                 "score": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "attempts": [],
                                 "beacon_ms": round(beacon.elapsed_s * 1000, 2), "candidates": beacon.replied,
