@@ -151,13 +151,13 @@ async def open_centralized(
             registrations.append((transport, record.signed_by(spec.identity).to_bytes()))
             members.append(CentralizedAgent(transport, tasks))
 
-        async def register(transport: Transport, record: bytes) -> None:
-            await transport.connect(hub_transport.listen_addrs()[0])
-            await transport.request(coordinator.agent_id, REGISTER_PROTOCOL, record, timeout=600)
+        async def register(member: Transport, signed: bytes) -> None:
+            await member.connect(hub_transport.listen_addrs()[0])
+            await member.request(coordinator.agent_id, REGISTER_PROTOCOL, signed, timeout=600)
 
         async with anyio.create_task_group() as tg:
-            for transport, record in registrations:
-                tg.start_soon(register, transport, record)
+            for member, signed in registrations:
+                tg.start_soon(register, member, signed)
         yield CentralizedSystem(hub, members)
 
 

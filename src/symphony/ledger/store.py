@@ -127,7 +127,7 @@ def unit_cosine(a: list[float] | None, b: list[float] | None) -> float:
     """phi of two vectors given as ``unit_vector``s: their dot product; 0 if either is zero or dims differ."""
     if a is None or b is None or len(a) != len(b):
         return 0.0
-    return max(-1.0, min(1.0, sum(map(operator.mul, a, b))))
+    return max(-1.0, min(1.0, float(sum(map(operator.mul, a, b)))))
 
 
 class _UnitMatrix:
