@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import trio
 
 from symphony.bench.accounting import traffic
+from symphony.errors import PeerUnreachable
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.ledger.gossip import HEARTBEAT_TOPIC, LIVENESS_PROTOCOL, SHARD_KIND, SHARD_TOPIC
 from symphony.ledger.shard import ShardLiveness, gateway, shard_of
 from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
 from symphony.protocol.envelope import seal
+from symphony.protocol.messages import Heartbeat
 from symphony.transport.memory import LinkModel, MemoryNetwork
 from tests.conftest import identity
 
@@ -88,3 +91,21 @@ async def test_only_the_gateway_may_withdraw_an_agent(autojump_clock) -> None:
         others = [n for n in nodes if n is not liar and n.agent_id != victim]
         await until(lambda: all(n.ledger.rejected["not_gateway"] == 1 for n in others))
         assert all(n.ledger.is_available(victim, now=clock()) for n in others)
+
+
+async def test_a_heartbeat_must_come_from_its_author_in_the_same_shard(autojump_clock) -> None:
+    """A gateway refuses a heartbeat relayed for someone else, or from another shard, and counts it."""
+    async with open_simulated_agents(network(), agents(12), clock=clock, ledger_config=LEDGER,
+                                     gossip_config=GOSSIP, converge_timeout_s=120) as nodes:
+        await trio.sleep(10)
+        gw = next(n for n in nodes if n.gossip.gateway() == n.agent_id)
+        shard = shard_of(gw.agent_id, SHARDS)
+        member = next(n for n in nodes if n is not gw and shard_of(n.agent_id, SHARDS) == shard)
+        outsider = next(n for n in nodes if shard_of(n.agent_id, SHARDS) != shard)
+        forged = Heartbeat(agent_id=member.agent_id, lamport=1, ts=int(clock() * 1000)).signed_by(member.identity)
+        own = Heartbeat(agent_id=outsider.agent_id, lamport=1, ts=int(clock() * 1000)).signed_by(outsider.identity)
+        for sender, heartbeat in ((outsider, forged), (outsider, own)):
+            await outsider.transport.connect(gw.transport.listen_addrs()[0])
+            with pytest.raises(PeerUnreachable):
+                await sender.transport.request(gw.agent_id, LIVENESS_PROTOCOL, heartbeat.to_bytes(), timeout=5)
+        assert gw.ledger.rejected["malformed"] == 2
