@@ -30,10 +30,9 @@ from typing import Any
 import anyio
 
 from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, select
-from symphony.capability.vector import phi
-from symphony.errors import BadSignature, PeerError, TransportError
+from symphony.errors import BadSignature, ConfigError, PeerError, TransportError
 from symphony.ledger.reputation import ReputationTable
-from symphony.ledger.store import Ledger, QueryFilter, match_score
+from symphony.ledger.store import Ledger, QueryFilter, unit_cosine, unit_vector
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Beacon, BeaconResponse, decode_vector, encode_vector
@@ -58,6 +57,7 @@ class BeaconOutcome:
     contacted: int = 0
     replied: int = 0
     elapsed_s: float = 0.0
+    query_s: float = 0.0  # of which the local ledger QUERY (pre-filter), by the selector's clock
     rejected: dict[str, str] = field(default_factory=dict)
 
 
@@ -78,11 +78,14 @@ class BeaconResponder:
         self.qos = qos
         self.clock = clock
         self.guard = guard
+        self._unit: tuple[tuple[float, ...], list[float] | None] = ((), None)  # (c_j, c_j / |c_j|)
 
     def score(self, beacon: Beacon, nonce: str) -> BeaconResponse:
         requirement = decode_vector(beacon.requirement)
-        mine = self.private_vector()
-        score = phi(mine, requirement) if len(mine) == len(requirement) else 0.0
+        mine = tuple(self.private_vector())
+        if mine != self._unit[0]:  # normalised once per change of our vector, not per beacon
+            self._unit = (mine, unit_vector(list(mine)))
+        score = unit_cosine(self._unit[1], unit_vector(requirement))  # phi (eq. 1)
         queue, latency_ms = self.qos()
         return BeaconResponse(nonce=nonce, score=score, queue_length=queue, expected_latency_ms=latency_ms)
 
@@ -137,32 +140,38 @@ class BeaconSelector:
         deadline_s = self.config.deadline_s if deadline_s is None else deadline_s
         if self.reputation is not None:  # blacklisted agents are not even invited
             exclude = exclude | self.reputation.blacklisted(now=self.clock())
+        queried = self.clock()
         rows = self.ledger.query(QueryFilter(exclude=exclude, tags_any=tags_any), requirement=requirement,
-                                 limit=top_l or self.config.top_l, now=self.clock())
+                                 limit=top_l or self.config.top_l, now=queried)
+        query_s = self.clock() - queried
         now_ms = int(self.clock() * 1000)
         beacon = Beacon(requirement=encode_vector(requirement), deadline_ms=now_ms + int(deadline_s * 1000),
                         task_type=task_type[:64])
         envelope = seal(self.identity, "beacon", beacon.model_dump(mode="json"), now_ms=now_ms)
-        outcome = BeaconOutcome(selection=Selection((), ()), contacted=len(rows))
+        outcome = BeaconOutcome(selection=Selection((), ()), contacted=len(rows), query_s=query_s)
         candidates: list[Candidate] = []
 
-        async def ask(agent_id: str, published: float) -> None:
+        connected = set(self.transport.peers())
+
+        async def ask(agent_id: str, addrs: list[str], published: float) -> None:
             try:
                 if agent_id == self.identity.agent_id:
                     reply = self.responder.score(beacon, envelope.nonce)
                 else:
+                    if agent_id not in connected and addrs:  # a top-L candidate we have no connection to yet
+                        await self.transport.connect(addrs[0])
                     raw = await self.transport.request(agent_id, BEACON_PROTOCOL, envelope.to_bytes(),
                                                        timeout=deadline_s)
                     reply = self._check_reply(raw, agent_id, envelope.nonce)
-            except (PeerError, TransportError) as exc:
+            except (PeerError, TransportError, ConfigError) as exc:
                 outcome.rejected[agent_id] = type(exc).__name__
                 return
             candidates.append(self._candidate(agent_id, reply, published))
 
         with anyio.move_on_after(deadline_s):
             async with anyio.create_task_group() as tg:
-                for record, _ in rows:
-                    tg.start_soon(ask, record.agent_id, match_score(record, requirement))
+                for record, published in rows:  # QUERY's score is phi(published c_j, r)
+                    tg.start_soon(ask, record.agent_id, record.addrs, published)
         outcome.replied = len(candidates)
         outcome.selection = select(candidates, m=m, strategy=strategy)
         outcome.elapsed_s = time.perf_counter() - started

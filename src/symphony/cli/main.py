@@ -14,6 +14,8 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from symphony.bench.robustness import bench_robustness
+from symphony.bench.sharding import bench_sharding
+from symphony.bench.systems import bench_systems
 from symphony.cli.demo import demo
 from symphony.cli.render import console, print_error, print_trace
 from symphony.errors import ConfigError
@@ -23,6 +25,8 @@ app = typer.Typer(help="Symphony: a decentralized network of small language-mode
 bench_app = typer.Typer(help="Benchmarks (write tables to bench-results/).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.command()(demo)
+bench_app.command("systems")(bench_systems)
+bench_app.command("sharding")(bench_sharding)
 
 ApiOption = Annotated[
     str, typer.Option("--api", help="API address of the node to ask (HOST:PORT or http URL).")

@@ -16,6 +16,15 @@ Theory of operation
   case ends here; (2) send the full digest ``{agent_id: lamport}``, receive the records
   we lack plus the IDs the peer lacks; (3) push those. Requests are signed envelopes
   (replay-checked); records inside are self-signed and verified one by one.
+- **Sharded liveness** (``GossipConfig.shards`` > 1, see ``ledger.shard``; paper §3.3 gateways):
+  flooding every heartbeat costs each agent O(N) bytes per interval. With L shards an agent sends
+  its heartbeat to its shard's gateway only (``/symphony/liveness/1.0.0``, one small request),
+  and the gateway publishes a signed delta on ``symphony/shard-liveness/1`` only when its
+  shard's availability changes. Replicas keep a gateway-vouched agent available until withdrawn
+  (or suspected locally), so at steady state liveness costs O(1) per agent whatever N. A failed
+  gateway is suspected by the member whose heartbeat it dropped, and the role moves to the
+  shard's runner-up by rendezvous hashing. A joiner asks its gateway once for its view of who
+  is up (a snapshot), since deltas only carry changes.
 - **Peer discovery**: records carry their owner's listen addresses. A node keeps
   ``target_degree`` direct connections by dialing random available agents from the
   ledger, so after the first contact the bootstrap node is one peer among many, and
@@ -33,7 +42,8 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
-from symphony.errors import MalformedMessage, PeerError, TransportError
+from symphony.errors import ConfigError, MalformedMessage, PeerError, TransportError
+from symphony.ledger.shard import MAX_DELTA_IDS, ShardLiveness, gateway, liveness_delta, shard_of
 from symphony.ledger.store import Ledger, Merge
 from symphony.protocol.envelope import ReplayGuard, open_body, parse_json, seal
 from symphony.protocol.identity import Identity
@@ -44,6 +54,10 @@ LEDGER_TOPIC = "symphony/ledger/1"
 HEARTBEAT_TOPIC = "symphony/heartbeat/1"
 SYNC_PROTOCOL = "/symphony/ledger-sync/1.0.0"
 SYNC_KIND = "ledger.sync"
+LIVENESS_PROTOCOL = "/symphony/liveness/1.0.0"
+SHARD_TOPIC = "symphony/shard-liveness/1"
+SHARD_KIND = "ledger.shard"
+SNAPSHOT_REQUEST = b"snapshot"
 MAX_SYNC_BYTES = 4 * 1024 * 1024
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -58,6 +72,7 @@ class GossipConfig:
     request_timeout_s: float = 5.0
     max_records_per_reply: int = 500
     probe_probability: float = 0.25  # per maintenance round: dial one unavailable agent (heals partitions)
+    shards: int = 1  # L; 1 = flooded heartbeats (small networks), see ``ledger.shard.shards_for``
 
 
 class LedgerService:
@@ -94,6 +109,13 @@ class LedgerService:
         self._guard = ReplayGuard(skew_ms=int(ledger.config.skew_s * 1000))
         self._pull_wanted = anyio.Event()
         self._announce = False
+        self._published_up: set[str] = set()  # as gateway: the members the network believes up
+        self._gateway_since: float | None = None
+        self._snapshot_taken = False
+
+    @property
+    def sharded(self) -> bool:
+        return self.config.shards > 1
 
     @property
     def agent_id(self) -> str:
@@ -113,10 +135,17 @@ class LedgerService:
         self.transport.set_handler(SYNC_PROTOCOL, self._handle_sync)
         self.transport.on_peer_event(self._on_peer_event)
         await self.transport.subscribe(LEDGER_TOPIC, self._on_record_message)
-        await self.transport.subscribe(HEARTBEAT_TOPIC, self._on_heartbeat_message)
+        if self.sharded:
+            self.transport.set_handler(LIVENESS_PROTOCOL, self._handle_liveness)
+            await self.transport.subscribe(SHARD_TOPIC, self._on_shard_liveness)
+        else:
+            await self.transport.subscribe(HEARTBEAT_TOPIC, self._on_heartbeat_message)
         for addr in self.bootstrap:
             await self._dial(addr)
         async with anyio.create_task_group() as tg:
+            if self.sharded:
+                tg.start_soon(self._join_shards)
+                tg.start_soon(self._every, self.ledger.config.heartbeat_interval_s, self._publish_shard_liveness)
             tg.start_soon(self._every, self.ledger.config.heartbeat_interval_s, self._send_heartbeat)
             tg.start_soon(self._anti_entropy_loop)
             tg.start_soon(self._every, self.config.maintain_interval_s, self._maintain_connections)
@@ -218,7 +247,163 @@ class LedgerService:
         heartbeat = Heartbeat(agent_id=self.agent_id, lamport=record.lamport, ts=self._now_ms())
         heartbeat = heartbeat.signed_by(self.identity)
         self.ledger.observe_heartbeat(heartbeat, now=self.clock())
-        await self.transport.publish(HEARTBEAT_TOPIC, heartbeat.to_bytes())
+        if self.sharded:
+            await self._heartbeat_to_gateway(heartbeat.to_bytes())
+        else:
+            await self.transport.publish(HEARTBEAT_TOPIC, heartbeat.to_bytes())
+
+    # ---- sharded liveness (module docstring) --------------------------------------------
+
+    def _shard(self, agent_id: str) -> int:
+        return shard_of(agent_id, self.config.shards)
+
+    def gateway(self) -> str | None:
+        """This node's view of its shard's gateway (itself counted as available)."""
+        return self._gateway_of(self._shard(self.agent_id))
+
+    async def _heartbeat_to_gateway(self, heartbeat: bytes, attempts: int = 3) -> None:
+        """Send our heartbeat to our gateway; a gateway that fails is suspected and the next one tried.
+
+        The receiver answers with the gateway in *its* view; if that is another agent (views
+        differ while records spread), we send the heartbeat there too, once."""
+        target = self.gateway()
+        redirected = False
+        for _ in range(attempts):
+            if target is None or target == self.agent_id:
+                return
+            try:
+                reply = (await self._liveness_request(target, heartbeat)).decode(errors="replace")
+            except (TransportError, ConfigError, TimeoutError) as exc:
+                self.ledger.suspect(target, now=self.clock())
+                self.on_event("gateway_failed", {"gateway": target, "error": type(exc).__name__})
+                target = self.gateway()
+                continue
+            self.ledger.vouch(target, now=self.clock())  # it answered: alive until it fails us
+            if redirected or reply == target or reply not in self.ledger.records:
+                return
+            if not self.ledger.is_available(reply, now=self.clock()):
+                self.ledger.vouch(reply, now=self.clock())  # the receiver vouches for its gateway
+            target, redirected = reply, True
+
+    async def _join_shards(self) -> None:
+        """On joining: pull the records and a snapshot of who is up from a peer, then heartbeat at once
+        (deltas only carry changes, so a joiner would otherwise see no one available)."""
+        while not self._snapshot_taken:
+            peers = sorted(self.transport.peers())
+            if peers and await self.sync_with(peers[0]) and await self._take_snapshot(peers[0]):
+                self._snapshot_taken = True
+                await self._send_heartbeat()
+                return
+            await anyio.sleep(self.config.maintain_interval_s)
+
+    async def _liveness_request(self, peer: str, payload: bytes) -> bytes:
+        if peer not in self.transport.peers():
+            record = self.ledger.records.get(peer)
+            if record is None or not record.addrs:
+                raise ConfigError(f"no address for {peer}")
+            with anyio.fail_after(self.config.request_timeout_s):
+                await self.transport.connect(record.addrs[0])
+        return await self.transport.request(peer, LIVENESS_PROTOCOL, payload, timeout=self.config.request_timeout_s)
+
+    async def _take_snapshot(self, peer: str) -> bool:
+        """Learn from ``peer`` who is up; returns whether it answered."""
+        try:
+            raw = await self._liveness_request(peer, SNAPSHOT_REQUEST)
+            _, snapshot = open_body(raw, ShardLiveness, sender=peer, kind=SHARD_KIND, guard=self._guard,
+                                    now_ms=self._now_ms(), limit=MAX_SYNC_BYTES)
+        except (TransportError, ConfigError, TimeoutError) as exc:
+            self.on_event("snapshot_failed", {"peer": peer, "error": type(exc).__name__})
+            return False
+        except PeerError as exc:
+            self._reject(exc, source=peer, channel=LIVENESS_PROTOCOL)
+            return False
+        now = self.clock()
+        for agent_id in snapshot.up:
+            if agent_id != self.agent_id and not self.ledger.is_available(agent_id, now=now):
+                self.ledger.vouch(agent_id, now=now)
+        self._pull_if_unknown(snapshot.up)
+        return True
+
+    def _pull_if_unknown(self, agent_ids: list[str]) -> None:
+        """Agents vouched for whose records we lack: pull them now (as a heartbeat "behind" would)."""
+        if any(a not in self.ledger.records for a in agent_ids):
+            self._pull_wanted.set()
+
+    async def _handle_liveness(self, peer: str, payload: bytes) -> bytes:
+        """A member's heartbeat (we are, or may become, its gateway), or a joiner's snapshot request."""
+        now = self.clock()
+        if payload == SNAPSHOT_REQUEST:
+            up = sorted(a for a in self.ledger.records if a == self.agent_id or self.ledger.is_available(a, now=now))
+            body = ShardLiveness(shard=0, shards=self.config.shards, up=up[:MAX_DELTA_IDS])
+            return seal(self.identity, SHARD_KIND, body.model_dump(mode="json"), now_ms=self._now_ms()).to_bytes()
+        try:
+            heartbeat = Heartbeat.parse(payload)
+            if heartbeat.agent_id != peer or self._shard(peer) != self._shard(self.agent_id):
+                raise MalformedMessage("a heartbeat must come from its author, a member of our shard")
+            behind = self.ledger.observe_heartbeat(heartbeat, now=now)
+        except PeerError as exc:
+            self._reject(exc, source=peer, channel=LIVENESS_PROTOCOL)
+            raise
+        if behind:
+            self._pull_wanted.set()
+        return (self.gateway() or "").encode()
+
+    async def _publish_shard_liveness(self) -> None:
+        """As our shard's gateway: publish who came up or went down since our last delta.
+
+        A new gateway starts from what the network believes (the members available here) and
+        withdraws no one for one TTL, the time every live member needs to reach it."""
+        now, mine = self.clock(), self._shard(self.agent_id)
+        if self.gateway() != self.agent_id:
+            self._gateway_since = None
+            return
+        members = [a for a in self.ledger.records if self._shard(a) == mine]
+        if self._gateway_since is None:  # new in the role: start from "everyone may be believed up"
+            self._gateway_since = now
+            self._published_up = {a for a in members if a != self.agent_id}
+        up = {a for a in members if a == self.agent_id or self.ledger.heartbeat_fresh(a, now=now)}
+        if now - self._gateway_since < self.ledger.config.ttl_s:
+            up |= self._published_up
+        came, went = liveness_delta(self._published_up, up)
+        if not (came or went):
+            return
+        for agent_id in went:
+            self.ledger.withdraw(agent_id, now=now)
+        self._published_up = up
+        # the gateway re-affirms itself in every delta: an earlier one may have found no peers
+        body = ShardLiveness(shard=mine, shards=self.config.shards, up=sorted({*came, self.agent_id}), down=went)
+        envelope = seal(self.identity, SHARD_KIND, body.model_dump(mode="json"), now_ms=self._now_ms())
+        self.on_event("shard_liveness", {"shard": mine, "up": len(came), "down": len(went)})
+        await self.transport.publish(SHARD_TOPIC, envelope.to_bytes())
+
+    async def _on_shard_liveness(self, source: str, data: bytes) -> None:
+        try:
+            _, delta = open_body(data, ShardLiveness, sender=source, kind=SHARD_KIND, guard=self._guard,
+                                 now_ms=self._now_ms(), limit=MAX_SYNC_BYTES)
+            if delta.shards != self.config.shards or self._shard(source) != delta.shard:
+                raise MalformedMessage("shard liveness from an agent outside that shard")
+        except PeerError as exc:
+            self._reject(exc, source=source, channel=SHARD_TOPIC)
+            return
+        now = self.clock()
+        for agent_id in delta.up:
+            if agent_id != self.agent_id and self._shard(agent_id) == delta.shard:
+                self.ledger.vouch(agent_id, now=now)
+        self._pull_if_unknown(delta.up)
+        if delta.down and source != self._gateway_of(delta.shard, without=set(delta.down)):
+            self.ledger.rejected["not_gateway"] += 1  # only the shard's gateway (in our view) may withdraw
+            return
+        for agent_id in delta.down:
+            if agent_id != self.agent_id and self._shard(agent_id) == delta.shard:
+                self.ledger.withdraw(agent_id, now=now)
+
+    def _gateway_of(self, shard: int, without: frozenset[str] | set[str] = frozenset()) -> str | None:
+        """The gateway of ``shard`` over the agents available in this replica (rendezvous), leaving out
+        ``without`` (a delta's withdrawals: the heir of a failed gateway withdraws its predecessor)."""
+        now = self.clock()
+        return gateway(shard, self.config.shards,
+                       [a for a in self.ledger.records if a not in without
+                        and (a == self.agent_id or self.ledger.is_available(a, now=now))])
 
     # ---- anti-entropy -----------------------------------------------------------------
 

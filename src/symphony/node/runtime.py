@@ -78,6 +78,7 @@ class AgentRuntime:
         on_own_record: Callable[[LedgerRecord], None] = lambda record: None,
         defences: Defences | None = None,
         reputation_interval_s: float = 10.0,
+        ledger: Ledger | None = None,
     ) -> None:
         self.reputation_interval_s = reputation_interval_s
         self.transport = transport
@@ -88,7 +89,8 @@ class AgentRuntime:
         self.model = model
         self.encoder = encoder or HashingTagEncoder()
         self.vector = self._vector(profile, model)
-        self.ledger = Ledger(ledger_config, lamport=lamport)
+        # a benchmark may hand many simulated agents one pre-filled replica (see bench.systems)
+        self.ledger = ledger if ledger is not None else Ledger(ledger_config, lamport=lamport)
         roles = profile.roles if profile.roles is not None else (PLANNER_TAG, EXECUTOR_TAG) if model else ()
         record = LedgerRecord(
             agent_id=identity.agent_id, lamport=0, issued_at=0, name=profile.name,

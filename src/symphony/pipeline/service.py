@@ -28,7 +28,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,7 @@ from symphony.beacon.ranking import (
     SelectionStrategy,
     linucb_reward,
 )
-from symphony.beacon.service import BeaconSelector
+from symphony.beacon.service import BeaconOutcome, BeaconSelector
 from symphony.capability.vector import TagEncoder, classify_task_type, requirement_vector
 from symphony.errors import MalformedMessage, PeerError, SymphonyError, TransportError
 from symphony.ledger.reputation import Offence, ReputationTable
@@ -106,6 +106,23 @@ class _Load:
 
 
 @dataclass
+class _Pending:
+    """A BEACONSELECT started ahead of the step that needs it."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    outcome: BeaconOutcome | None = None
+
+    async def run(self, selecting: Awaitable[BeaconOutcome]) -> None:
+        self.outcome = await selecting
+        self.done.set()
+
+    async def result(self) -> BeaconOutcome:
+        await self.done.wait()
+        assert self.outcome is not None
+        return self.outcome
+
+
+@dataclass
 class TaskService:
     """Serves the plan/execute roles and initiates questions from this node."""
 
@@ -133,6 +150,10 @@ class TaskService:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    def _span_ms(self, since: float) -> float:
+        """Milliseconds since ``since`` by the injected clock (orchestration accounting spans)."""
+        return round((self.clock() - since) * 1000, 3)
+
     def _strategy(self, name: str) -> SelectionStrategy:
         if name == "random":
             return RandomStrategy(random.Random())
@@ -145,6 +166,7 @@ class TaskService:
         task_id = task_id or uuid.uuid4().hex
         kind = options.answer_kind or guess_answer_kind(question)
         started = time.perf_counter()
+        begun = self.clock()  # spans below use the injected clock, so virtual time measures them exactly
         deadline_ms = self._now_ms() + int(options.deadline_s * 1000)
         r = list(requirement_vector(question, classify_task_type(question), self.encoder))
         for attempt in range(3):  # an empty beacon (peers churning, partition) is retried with backoff
@@ -158,6 +180,7 @@ class TaskService:
             if candidates or self._now_ms() >= deadline_ms - 1000:
                 break
             await anyio.sleep(backoff_delay(attempt, self.rng, base_s=0.5))
+        beacon_ms = self._span_ms(begun)
         if not candidates:
             raise TaskFailed("no available planner answered the beacon; are other nodes running with --model?",
                              reason="no_agents")
@@ -171,9 +194,10 @@ class TaskService:
                 task = Task(task_id=f"{task_id}/c{index}", role="plan", question=question, answer_kind=kind,
                             max_steps=options.max_steps, strategy=options.strategy,  # type: ignore[arg-type]
                             top_l=options.top_l, deadline_ms=deadline_ms)
+                sent = self.clock()
                 result = await self._send(candidate.agent_id, task)
                 chains.append({"index": index, "planner": candidate.agent_id, "planner_score": candidate.score,
-                               **result.model_dump(mode="json", exclude={"task_id"})})
+                               "rtt_ms": self._span_ms(sent), **result.model_dump(mode="json", exclude={"task_id"})})
                 self.on_event("chain_finished", {"task": task_id, "chain": chains[-1]})
                 if result.ok:
                     return
@@ -187,7 +211,9 @@ class TaskService:
                 chain.update(ok=False, error="chain answer contradicts its own trace")
                 self._blame(chain["planner"], Offence.INVALID)
         good = [c for c in chains if c["ok"]]
+        voting = self.clock()
         vote = weighted_vote([Ballot(f"c{c['index']}", c["answer"], self._trusted_weight(c)) for c in good], kind)
+        vote_ms = self._span_ms(voting)
         self._cross_vote(chains, vote.answer, kind)
         trace = {
             "task_id": task_id, "question": question, "answer": vote.answer, "answer_kind": kind,
@@ -199,6 +225,8 @@ class TaskService:
             "prompt_tokens": sum(c["prompt_tokens"] for c in chains),
             "completion_tokens": sum(c["completion_tokens"] for c in chains),
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "spans": {"wall_ms": self._span_ms(begun), "beacon_ms": beacon_ms,
+                      "query_ms": round(beacon.query_s * 1000, 3), "vote_ms": vote_ms},
         }
         if vote.winner is None:
             self.on_event("task_failed", {"task": task_id, "chains": len(chains)})
@@ -316,6 +344,7 @@ class TaskService:
     # ---- executor role -------------------------------------------------------------------
 
     async def _execute(self, task: Task) -> TaskResult:
+        called = self.clock()
         try:
             completion = await self._chat(execution_messages(
                 task.question, question=task.background, previous=list(task.previous), is_final=task.final,
@@ -326,19 +355,23 @@ class TaskService:
         return TaskResult(
             task_id=task.task_id, ok=step.valid, answer=step.answer or "", error="" if step.valid else step.reason,
             prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-            latency_ms=completion.latency_s * 1000, trace={"raw": completion.text[-2000:], "model": completion.model},
+            latency_ms=completion.latency_s * 1000, trace={"raw": completion.text[-2000:], "model": completion.model,
+                                                           "model_wall_ms": self._span_ms(called)},
         )
 
     # ---- planner role --------------------------------------------------------------------
 
     async def _plan(self, task: Task) -> TaskResult:
         started = time.perf_counter()
+        begun = self.clock()
         tokens = [0, 0]
+        spans = {"plan_model_ms": 0.0}
         try:
             completion = await self._chat(
                 decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind),
                 max_tokens=400, json_schema=decomposition_schema(task.max_steps))
             tokens = [completion.prompt_tokens, completion.completion_tokens]
+            spans["plan_model_ms"] = round(completion.latency_s * 1000, 3)
             plan = parse_plan(completion.text, max_steps=task.max_steps)
             plan_note = "repaired: " + ", ".join(plan.fixes) if plan.repaired else "ok"
         except (ModelError, PlanError) as exc:
@@ -347,50 +380,68 @@ class TaskService:
         steps: list[dict[str, Any]] = []
         previous: list[tuple[str, str]] = []
         scores: list[float] = []
-        for index, question in enumerate(plan.steps):
-            final = index == len(plan.steps) - 1
-            step = await self._run_step(task, index, question, previous, final)
-            steps.append(step)
-            tokens[0] += step["prompt_tokens"]
-            tokens[1] += step["completion_tokens"]
-            if not step["ok"]:
-                return self._chain_result(task, False, "", 0.0, tokens, started, plan_note, steps,
-                                          error=f"step {index + 1} failed: {step['error']}")
-            scores.append(step["score"])
-            previous.append((question, step["answer"]))
-        return self._chain_result(task, True, previous[-1][1], chain_weight(scores), tokens, started, plan_note, steps)
+        ahead: dict[int, _Pending] = {}
+        async with anyio.create_task_group() as tg:
+            for index, question in enumerate(plan.steps):
+                final = index == len(plan.steps) - 1
+                if not final:  # BEACONSELECT the next sub-task while this one runs: off the critical path
+                    ahead[index + 1] = _Pending()
+                    tg.start_soon(ahead[index + 1].run, self._select_executor(task, plan.steps[index + 1]))
+                step = await self._run_step(task, index, question, previous, final, ahead.pop(index, None))
+                steps.append(step)
+                tokens[0] += step["prompt_tokens"]
+                tokens[1] += step["completion_tokens"]
+                if not step["ok"]:
+                    tg.cancel_scope.cancel()
+                    return self._chain_result(task, False, "", 0.0, tokens, started, plan_note, steps,
+                                              error=f"step {index + 1} failed: {step['error']}",
+                                              spans={**spans, "chain_ms": self._span_ms(begun)})
+                scores.append(step["score"])
+                previous.append((question, step["answer"]))
+        return self._chain_result(task, True, previous[-1][1], chain_weight(scores), tokens, started, plan_note, steps,
+                                  spans={**spans, "chain_ms": self._span_ms(begun)})
 
     def _chain_result(self, task: Task, ok: bool, answer: str, weight: float, tokens: list[int], started: float,
-                      plan_note: str, steps: list[dict[str, Any]], error: str = "") -> TaskResult:
+                      plan_note: str, steps: list[dict[str, Any]], error: str = "",
+                      spans: dict[str, float] | None = None) -> TaskResult:
         return TaskResult(task_id=task.task_id, ok=ok, answer=answer, error=error, weight=weight,
                           prompt_tokens=tokens[0], completion_tokens=tokens[1],
                           latency_ms=(time.perf_counter() - started) * 1000,
-                          trace={"plan": plan_note, "steps": steps})
+                          trace={"plan": plan_note, "steps": steps, "spans": spans or {}})
+
+    async def _select_executor(self, task: Task, question: str, exclude: frozenset[str] = frozenset()) -> BeaconOutcome:
+        """BEACONSELECT(r(sub-task), L, m=1) among executors, leaving out those already tried."""
+        task_type = classify_task_type(question)
+        r = list(requirement_vector(question, task_type, self.encoder))
+        return await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
+                                          strategy=self._strategy(task.strategy), tags_any=frozenset({EXECUTOR_TAG}),
+                                          exclude=exclude)
 
     async def _run_step(self, task: Task, index: int, question: str, previous: list[tuple[str, str]],
-                        final: bool) -> dict[str, Any]:
-        """BEACONSELECT an executor for one sub-task and run it, falling back to backups.
+                        final: bool, ahead: _Pending | None = None) -> dict[str, Any]:
+        """Run one sub-task on the executor its beacon chose (``ahead``: a beacon started earlier),
+        falling back to backups; when every candidate failed, beacon again without them after a backoff.
 
         With ``redundancy`` 2 the step is cross-checked: a second executor answers too, and if
         the two disagree a third referees; the majority answer stands and the outvoted executor
         loses reputation (cross-voting at the step, where the evidence is sharpest)."""
-        task_type = classify_task_type(question)
-        r = list(requirement_vector(question, task_type, self.encoder))
         step: dict[str, Any] = {"question": question, "ok": False, "answer": "", "error": "no executor answered",
                                 "score": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "attempts": [],
-                                "beacon_ms": 0.0, "candidates": 0}
+                                "beacon_ms": 0.0, "candidates": 0, "spans": {"beacon_ms": 0.0, "query_ms": 0.0}}
         tried: set[str] = set()
         answers: list[tuple[Candidate, str]] = []
-        for round_ in range(3):  # every candidate failed: beacon again (without them) after a backoff
+        for round_ in range(3):
             if round_:
                 await anyio.sleep(backoff_delay(round_ - 1, self.rng, base_s=0.2))
-            beacon = await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
-                                                strategy=self._strategy(task.strategy),
-                                                tags_any=frozenset({EXECUTOR_TAG}), exclude=frozenset(tried))
+            selecting = self.clock()
+            beacon = await (ahead.result() if ahead is not None and not round_
+                            else self._select_executor(task, question, frozenset(tried)))
             self.on_event("beacon_round", {"task": task.task_id, "role": "execution", "contacted": beacon.contacted,
                                            "replied": beacon.replied, "elapsed_ms": round(beacon.elapsed_s * 1000, 2)})
             step["beacon_ms"] += round(beacon.elapsed_s * 1000, 2)
             step["candidates"] += beacon.replied
+            step["spans"]["beacon_ms"] += self._span_ms(selecting)
+            step["spans"]["query_ms"] += round(beacon.query_s * 1000, 3)
             for candidate in beacon.selection.ordered:
                 if self._now_ms() >= task.deadline_ms:
                     step["error"] = "deadline passed"
@@ -401,14 +452,18 @@ class TaskService:
                            deadline_ms=task.deadline_ms)
                 self.on_event("step_assigned", {"task": task.task_id, "step": index, "question": question,
                                                 "executor": candidate.agent_id, "score": round(candidate.score, 4)})
+                sent = self.clock()
                 result = await self._send(candidate.agent_id, sub)
+                rtt_ms = self._span_ms(sent)
                 self._learn(candidate, result)
                 self.on_event("step_finished", {"task": task.task_id, "step": index, "executor": candidate.agent_id,
                                                 "ok": result.ok, "answer": result.answer, "error": result.error,
                                                 "latency_ms": round(result.latency_ms, 1)})
                 step["attempts"].append({"executor": candidate.agent_id, "score": round(candidate.score, 4),
                                          "ok": result.ok, "error": result.error,
-                                         "latency_ms": round(result.latency_ms, 1)})
+                                         "latency_ms": round(result.latency_ms, 1), "rtt_ms": rtt_ms,
+                                         "model_ms": round(result.latency_ms, 3),
+                                         "model_wall_ms": result.trace.get("model_wall_ms", 0.0)})
                 step["prompt_tokens"] += result.prompt_tokens
                 step["completion_tokens"] += result.completion_tokens
                 if not result.ok:

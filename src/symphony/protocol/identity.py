@@ -10,6 +10,7 @@ so the pure layers never depend on the network engine.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass
@@ -53,6 +54,12 @@ def public_key_from_agent_id(agent_id: str) -> bytes:
     return raw[len(_ID_PREFIX) :]
 
 
+@functools.lru_cache(maxsize=65_536)
+def _verify_key(agent_id: str) -> VerifyKey:
+    """Decoded once per peer: base58 and key set-up showed in beacon-round profiles (docs/results.md)."""
+    return VerifyKey(public_key_from_agent_id(agent_id))
+
+
 def verify(agent_id: str, data: bytes, signature: bytes) -> None:
     """Check that ``signature`` over ``data`` was made by ``agent_id``'s key.
 
@@ -60,7 +67,7 @@ def verify(agent_id: str, data: bytes, signature: bytes) -> None:
         BadSignature: it was not.
         MalformedMessage: ``agent_id`` is not a valid Ed25519 peer ID.
     """
-    key = VerifyKey(public_key_from_agent_id(agent_id))
+    key = _verify_key(agent_id)
     try:
         key.verify(data, signature)
     except (_NaclBadSignature, ValueError) as exc:
@@ -90,8 +97,12 @@ class Identity:
         """Derived once: base58 encoding is slow enough to show in gossip profiles."""
         return agent_id_from_public_key(self.public_key)
 
+    @cached_property
+    def _signing_key(self) -> SigningKey:
+        return SigningKey(self.seed)
+
     def sign(self, data: bytes) -> bytes:
-        return SigningKey(self.seed).sign(data).signature
+        return self._signing_key.sign(data).signature
 
     @classmethod
     def load_or_create(cls, path: Path) -> Identity:

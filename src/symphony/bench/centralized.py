@@ -1,0 +1,165 @@
+"""A centralized-orchestrator baseline for the systems comparison (issue #6; paper §5, "centralized").
+
+One **coordinator** holds the registry of every agent (its signed record, sent once at start)
+and its load (it sees every task pass, so it needs no status reports). Agents talk only to it:
+
+- the initiator sends each chain's ``Task(role="plan")`` to the coordinator, which picks a
+  planner from its registry (cosine match, then fewest tasks in flight) and forwards it;
+- a planner sends each ``Task(role="execute")`` to the coordinator, which picks an executor and
+  forwards it; every result comes back to the coordinator, which forwards it to the asker.
+
+So the agents run the very same ``TaskService`` (planning, chains, voting, envelopes), with
+BEACONSELECT replaced by "ask the coordinator" and every message relayed through one hub: no
+beacon and no ledger gossip, but every task message crosses two links. Each hop is a fresh
+signed envelope (the coordinator verifies what it receives and signs what it forwards), as a
+coordinator that authenticates its agents must.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from symphony.beacon.ranking import Candidate, Selection, select
+from symphony.beacon.service import BeaconOutcome
+from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
+from symphony.ledger.store import unit_cosine, unit_vector
+from symphony.node.runtime import AgentRuntime, SimulatedAgent
+from symphony.pipeline.service import MAX_TASK_BYTES, TASK_PROTOCOL, TaskService
+from symphony.protocol.envelope import ReplayGuard, open_body, seal
+from symphony.protocol.identity import Identity
+from symphony.protocol.messages import MAX_RECORD_BYTES, LedgerRecord, Task, TaskResult, decode_vector
+from symphony.transport.base import Transport
+from symphony.transport.memory import MemoryNetwork
+
+REGISTER_PROTOCOL = "/symphony-baseline/register/1.0.0"
+
+
+class Coordinator:
+    """The hub: registry, selection and relay of every task message."""
+
+    def __init__(self, transport: Transport, identity: Identity, clock: Callable[[], float]) -> None:
+        self.transport = transport
+        self.identity = identity
+        self.clock = clock
+        self.encoder = HashingTagEncoder()
+        self.registry: dict[str, list[float] | None] = {}  # agent -> its unit capability vector, decoded once
+        self.in_flight: Counter[str] = Counter()
+        self._guard = ReplayGuard()
+        transport.set_handler(REGISTER_PROTOCOL, self._register)
+        transport.set_handler(TASK_PROTOCOL, self._relay)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def _register(self, peer: str, payload: bytes) -> bytes:
+        record = LedgerRecord.parse(payload[:MAX_RECORD_BYTES])
+        if record.agent_id != peer:
+            raise ValueError("an agent registers its own record only")
+        self.registry[peer] = unit_vector(decode_vector(record.capability))
+        return b"ok"
+
+    def pick(self, task: Task, *, asker: str) -> str:
+        """The best registered agent for ``task`` other than the asker: match, then load."""
+        r = unit_vector(list(requirement_vector(task.question, classify_task_type(task.question), self.encoder)))
+        candidates = [Candidate(agent_id=a, score=unit_cosine(unit, r), queue_length=self.in_flight[a])
+                      for a, unit in self.registry.items() if a != asker]
+        ordered = select(candidates).ordered
+        if not ordered:
+            raise LookupError("no agent is registered")
+        return ordered[0].agent_id
+
+    async def _relay(self, peer: str, payload: bytes) -> bytes:
+        """Verify a task from ``peer``, forward it to the agent picked for it, relay the result."""
+        _, task = open_body(payload, Task, sender=peer, kind="task", guard=self._guard, now_ms=self._now_ms(),
+                            limit=MAX_TASK_BYTES)
+        target = self.pick(task, asker=peer)
+        timeout = max(0.001, task.deadline_ms / 1000 - self.clock())
+        forwarded = seal(self.identity, "task", task.model_dump(mode="json"), now_ms=self._now_ms())
+        self.in_flight[target] += 1
+        try:
+            raw = await self.transport.request(target, TASK_PROTOCOL, forwarded.to_bytes(), timeout=timeout)
+        finally:
+            self.in_flight[target] -= 1
+        _, result = open_body(raw, TaskResult, sender=target, kind="task.result", guard=self._guard,
+                              now_ms=self._now_ms(), limit=MAX_TASK_BYTES)
+        return seal(self.identity, "task.result", result.model_dump(mode="json"), now_ms=self._now_ms()).to_bytes()
+
+
+@dataclass
+class CoordinatorSelector:
+    """Stands in for ``BeaconSelector`` on an agent: every candidate is the coordinator.
+
+    The coordinator chooses the real agent when it forwards, so an agent's "selection" is just
+    whom to send to; ``top_l`` copies let the initiator start its ``cots`` chains (one each)."""
+
+    coordinator: str
+
+    async def select(self, requirement: list[float], *, top_l: int | None = None, **_: Any) -> BeaconOutcome:
+        hub = Candidate(agent_id=self.coordinator, score=1.0)
+        copies = max(1, top_l or 1)
+        return BeaconOutcome(selection=Selection((hub,), (hub,) * (copies - 1)), contacted=0, replied=copies)
+
+
+@dataclass
+class CentralizedAgent:
+    """An agent of the baseline: the pipeline's ``TaskService`` wired to the coordinator."""
+
+    transport: Transport
+    tasks: TaskService
+
+    @property
+    def agent_id(self) -> str:
+        return self.transport.peer_id
+
+
+@dataclass
+class CentralizedSystem:
+    coordinator: Coordinator
+    agents: list[CentralizedAgent]
+
+    def transports(self) -> list[Transport]:
+        return [self.coordinator.transport, *(a.transport for a in self.agents)]
+
+
+@asynccontextmanager
+async def open_centralized(
+    net: MemoryNetwork, coordinator: Identity, agents: Sequence[SimulatedAgent], *, clock: Callable[[], float],
+) -> AsyncIterator[CentralizedSystem]:
+    """Start a coordinator and ``agents`` on ``net`` in a star; yield once all are registered."""
+    async with AsyncExitStack() as stack:
+        hub_transport = await stack.enter_async_context(net.open_node(coordinator))
+        hub = Coordinator(hub_transport, coordinator, clock)
+        members: list[CentralizedAgent] = []
+        registrations: list[tuple[Transport, bytes]] = []
+        for n, spec in enumerate(agents):
+            transport = await stack.enter_async_context(net.open_node(spec.identity))
+            # AgentRuntime's record and vector, without its ledger service or beacon
+            runtime = AgentRuntime(transport=transport, identity=spec.identity, profile=spec.profile,
+                                   model=spec.model, clock=clock, rng=random.Random(n))
+            tasks = TaskService(transport=transport, identity=spec.identity,
+                                selector=CoordinatorSelector(coordinator.agent_id),  # type: ignore[arg-type]
+                                model=spec.model, encoder=runtime.encoder, clock=clock)
+            transport.set_handler(TASK_PROTOCOL, tasks.handle)
+            record = runtime.gossip._profile.model_copy(update={"issued_at": int(clock() * 1000)})
+            registrations.append((transport, record.signed_by(spec.identity).to_bytes()))
+            members.append(CentralizedAgent(transport, tasks))
+
+        async def register(member: Transport, signed: bytes) -> None:
+            await member.connect(hub_transport.listen_addrs()[0])
+            await member.request(coordinator.agent_id, REGISTER_PROTOCOL, signed, timeout=600)
+
+        async with anyio.create_task_group() as tg:
+            for member, signed in registrations:
+                tg.start_soon(register, member, signed)
+        yield CentralizedSystem(hub, members)
+
+
+__all__ = ["REGISTER_PROTOCOL", "CentralizedAgent", "CentralizedSystem", "Coordinator", "CoordinatorSelector",
+           "open_centralized"]

@@ -1,0 +1,77 @@
+"""Orchestration accounting: exact byte counts and an exact overhead breakdown in virtual time."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+
+from symphony.bench.accounting import Overhead, mean_overhead, task_overhead, traffic
+from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
+from symphony.ledger import GossipConfig, LedgerConfig
+from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
+from symphony.pipeline.service import TASK_PROTOCOL, AskOptions
+from symphony.protocol.envelope import seal
+from symphony.protocol.messages import Task
+from symphony.transport.memory import LinkModel, MemoryNetwork
+from tests.conftest import identity
+
+EPOCH = 1_700_000_000.0
+LATENCY = 0.005
+
+
+def clock() -> float:
+    return EPOCH + trio.current_time()
+
+
+async def test_a_sealed_task_is_counted_byte_for_byte(autojump_clock) -> None:
+    """The bytes of a real signed Task envelope and its reply are counted exactly, once each."""
+    net = MemoryNetwork(link=LinkModel(latency_s=LATENCY))
+    payload = seal(identity(0), "task", Task(task_id="t", role="execute", question="2+2?",
+                                             deadline_ms=10**13).model_dump(mode="json"), now_ms=1).to_bytes()
+    reply = b"r" * 321
+
+    async def serve(peer: str, data: bytes) -> bytes:
+        assert data == payload
+        return reply
+
+    async with net.open_node(identity(0)) as a, net.open_node(identity(1)) as b:
+        b.set_handler(TASK_PROTOCOL, serve)
+        await a.connect(b.listen_addrs()[0])
+        assert await a.request(b.peer_id, TASK_PROTOCOL, payload, timeout=1) == reply
+        counted = traffic([a.stats, b.stats], [TASK_PROTOCOL])
+        assert counted.bytes == len(payload) + 321 and counted.messages == 2
+        assert traffic([a.stats, b.stats], ["other"]).bytes == 0
+
+
+async def test_overhead_breakdown_is_exact_in_virtual_time(autojump_clock) -> None:
+    """With a 5 ms link and the timed stand-in, the non-model time is exactly the network's:
+    one round trip per beacon round waited for and per remote request on the slowest chain, nothing else."""
+    agents = [SimulatedAgent(identity(n), stand_in(200.0, max_concurrent=None), AgentProfile(name=f"a{n}"))
+              for n in range(5)]
+    net = MemoryNetwork(link=LinkModel(latency_s=LATENCY), rng=random.Random(1))
+    async with open_simulated_agents(net, agents, clock=clock, ledger_config=LedgerConfig(heartbeat_interval_s=60),
+                                     gossip_config=GossipConfig(target_degree=4)) as nodes:
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=COTS, max_steps=STEPS, deadline_s=600))
+    assert all(len(c["trace"]["steps"]) == STEPS for c in trace["chains"])
+    ov = task_overhead(trace)
+    rtt = 2 * LATENCY * 1000
+    assert ov.queue == ov.query == ov.vote == 0
+    assert ov.other == pytest.approx(0, abs=1e-6)
+    # the initiator's round and the first step's are on the critical path; each later step's beacon
+    # ran while the previous step's model did (prefetch), so waiting for it cost nothing
+    assert ov.beacon == pytest.approx(2 * rtt)
+    remote_hops = ov.transfer / rtt
+    assert remote_hops == pytest.approx(round(remote_hops)) and 1 <= round(remote_hops) <= 1 + STEPS
+    assert ov.wall == pytest.approx(ov.model + ov.beacon + ov.transfer)
+    model = stand_in(200.0).timed
+    assert ov.model >= (1 + STEPS) * model.latency_s(0, 32) * 1000  # plan + 5 steps, at least the replies
+    assert 0 < ov.fraction < 1 and ov.fraction == pytest.approx(1 - ov.model / ov.wall)
+
+
+def test_mean_overhead_is_part_wise() -> None:
+    a, b = Overhead(wall=100, model=90, transfer=10), Overhead(wall=200, model=150, beacon=50)
+    mean = mean_overhead([a, b])
+    assert (mean.wall, mean.model, mean.transfer, mean.beacon) == (150, 120, 5, 25)
+    assert mean.fraction == pytest.approx(0.2) and mean_overhead([]).fraction == 0
