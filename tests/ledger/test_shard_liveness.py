@@ -101,11 +101,12 @@ async def test_a_heartbeat_must_come_from_its_author_in_the_same_shard(autojump_
         gw = next(n for n in nodes if n.gossip.gateway() == n.agent_id)
         shard = shard_of(gw.agent_id, SHARDS)
         member = next(n for n in nodes if n is not gw and shard_of(n.agent_id, SHARDS) == shard)
-        outsider = next(n for n in nodes if shard_of(n.agent_id, SHARDS) != shard)
+        # two different outsiders: the first offence already gets its sender refused unread (node.defences)
+        relay, outsider = [n for n in nodes if shard_of(n.agent_id, SHARDS) != shard][:2]
         forged = Heartbeat(agent_id=member.agent_id, lamport=1, ts=int(clock() * 1000)).signed_by(member.identity)
         own = Heartbeat(agent_id=outsider.agent_id, lamport=1, ts=int(clock() * 1000)).signed_by(outsider.identity)
-        for sender, heartbeat in ((outsider, forged), (outsider, own)):
-            await outsider.transport.connect(gw.transport.listen_addrs()[0])
+        for sender, heartbeat in ((relay, forged), (outsider, own)):
+            await sender.transport.connect(gw.transport.listen_addrs()[0])
             with pytest.raises(PeerUnreachable):
                 await sender.transport.request(gw.agent_id, LIVENESS_PROTOCOL, heartbeat.to_bytes(), timeout=5)
         assert gw.ledger.rejected["malformed"] == 2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from symphony.errors import BadSignature, StaleMessage, WrongVersion
 from symphony.ledger.reputation import Offence
 from symphony.node.defences import Defences
 from symphony.protocol.messages import LedgerRecord
@@ -53,3 +56,22 @@ def test_we_publish_suspects_worst_first_and_capped() -> None:
     defences.penalize(HONEST, Offence.OUTVOTED)
     assert defences.accusations(now=0) == {BAD: 0.0, HONEST: 0.35}
     assert list(defences.accusations(now=0, limit=1)) == [BAD]
+
+
+async def test_honest_mistakes_are_counted_but_forgeries_blacklist() -> None:
+    """A newer protocol version or a skewed clock is no evidence of malice; a bad signature is."""
+    defences = Defences(clock=lambda: 0.0)
+
+    def failing(exc: Exception):  # type: ignore[no-untyped-def]
+        async def handler(peer: str, payload: bytes) -> bytes:
+            raise exc
+        return defences.guard("/test/1", handler)
+
+    for exc in (WrongVersion("v9"), StaleMessage("old")):
+        with pytest.raises(type(exc)):
+            await failing(exc)(HONEST, b"{}")
+    assert not defences.reputation.is_blacklisted(HONEST, now=0)
+    assert defences.rejected["wrong_version"] == 1 and defences.rejected["stale"] == 1
+    with pytest.raises(BadSignature):
+        await failing(BadSignature("forged"))(BAD, b"{}")
+    assert defences.reputation.is_blacklisted(BAD, now=0)

@@ -45,6 +45,11 @@ from symphony.transport.base import (
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
+# Rejections an honest peer can cause (a newer protocol version, a clock outside the skew window):
+# counted, but no evidence of malice.
+HONEST_MISTAKES = frozenset({"wrong_version", "stale"})
+
+
 class Refused(PeerError):
     """The sender is blacklisted or over its rate limit; the request was not read."""
 
@@ -78,7 +83,8 @@ class Defences:
                 return await handler(peer, payload)
             except PeerError as exc:
                 self._count(exc.reason, peer, protocol)
-                self.penalize(peer, Offence.INVALID)
+                if exc.reason not in HONEST_MISTAKES:
+                    self.penalize(peer, Offence.INVALID)
                 raise
 
         return guarded
