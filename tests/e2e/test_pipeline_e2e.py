@@ -46,6 +46,16 @@ def test_five_processes_answer_with_three_chains(tmp_path) -> None:
         assert huge.status_code == 400 and "exceeds" in huge.text
         assert nodes[2].get("/v1/node")["agent_id"] == nodes[2].agent_id
 
+        # a client-chosen task ID: asking again under it is idempotent, another question under it a conflict
+        chosen = {"question": "What is 5 * 5?", "task_id": "client-chosen-0001", "wait": True}
+        first = httpx.post(nodes[3].info["api"] + "/v1/tasks", json=chosen, timeout=120).json()
+        again = httpx.post(nodes[3].info["api"] + "/v1/tasks", json=chosen, timeout=120).json()
+        assert first["task_id"] == "client-chosen-0001" and first["answer"] == "25" and again == first
+        clash = httpx.post(nodes[3].info["api"] + "/v1/tasks", json={**chosen, "question": "What is 1 + 1?"}, timeout=10)
+        assert clash.status_code == 409
+        assert httpx.post(nodes[3].info["api"] + "/v1/tasks", json={**chosen, "task_id": "../x"},
+                          timeout=10).status_code == 422
+
         shown = subprocess.run([sys.executable, "-m", "symphony", "ask", "What is 6 * 7?", "--api", nodes[0].info["api"]],
                                capture_output=True, text=True, timeout=120)
         assert shown.returncode == 0, shown.stdout + shown.stderr

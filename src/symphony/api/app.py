@@ -50,6 +50,9 @@ class AskRequest(OptionsBody):
 
     question: str = Field(min_length=1, max_length=32_000)
     wait: bool = False
+    # chosen by the client so that, if this node dies, it can re-ask another node under the same
+    # ID and the planners hand back the chains they already finished (durable task record)
+    task_id: str | None = Field(default=None, pattern=r"^[0-9A-Za-z_-]{8,64}$")
 
     @field_validator("question")
     @classmethod
@@ -131,7 +134,10 @@ def create_app(node: Node) -> ASGIApp:
             return _error(422, f"invalid request: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
         except ValueError as exc:
             return _error(400, f"body must be a JSON object: {exc}")
-        record = node.submit(ask.question, ask.options())
+        existing = node.task_records.get(ask.task_id or "")
+        if existing is not None and existing["question"] != ask.question:
+            return _error(409, f"task {ask.task_id} exists on this node with another question")
+        record = existing or node.submit(ask.question, ask.options(), task_id=ask.task_id)
         if ask.wait:
             await record["done"].wait()
         return JSONResponse(task_view(record), status_code=200 if ask.wait else 202)

@@ -34,6 +34,7 @@ import random
 import statistics
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -478,11 +479,9 @@ def process_crash_scenario(root: Path, *, agents: int = 6, tasks: int = 12, kill
                            seed: int = 0) -> dict[str, Any]:
     """SIGKILL real ``symphony node`` processes mid-task: the first victim is the initiator of the
     task in flight, the second the bootstrap node, then anyone. The client polls its initiator
-    over HTTP and, when the connection fails, re-asks another live node.
-
-    The HTTP API takes no task ID, so the re-ask starts a new task (planners would reuse the
-    chains of a same-ID re-ask, as the memory-engine test shows); recovery is the time from the
-    kill to the answer of the re-asked question."""
+    over HTTP and, when the connection fails, re-asks another live node under the same
+    client-chosen task ID, so planners hand back the chains they already finished; recovery is
+    the time from the kill to the answer of the re-asked question."""
     rng = random.Random(seed)
     items = questions(tasks, rng)
     kill_at = set(rng.sample(range(1, tasks), min(kills, tasks - 1)))
@@ -498,7 +497,7 @@ def process_crash_scenario(root: Path, *, agents: int = 6, tasks: int = 12, kill
         for index, (question, truth) in enumerate(items):
             started = time.monotonic()
             initiator = rng.choice(alive)
-            task_id = _post_task(nodes[initiator], question)
+            task_id = _post_task(nodes[initiator], question, uuid.uuid4().hex)
             killed: float | None = None
             if index in kill_at:
                 time.sleep(rng.uniform(0, typical))
@@ -530,8 +529,9 @@ def process_crash_scenario(root: Path, *, agents: int = 6, tasks: int = 12, kill
             "re_asks": sum(o["asks"] - 1 for o in outcomes)}
 
 
-def _post_task(node: NodeProcess, question: str) -> str:
-    response = node.post("/v1/tasks", {"question": question, "answer_kind": "number", "deadline_s": 60})
+def _post_task(node: NodeProcess, question: str, task_id: str) -> str:
+    response = node.post("/v1/tasks", {"question": question, "answer_kind": "number", "deadline_s": 60,
+                                       "task_id": task_id})
     response.raise_for_status()
     return str(response.json()["task_id"])
 
@@ -546,7 +546,7 @@ def _poll_task(nodes: list[NodeProcess], initiator: int, task_id: str, question:
             if not alive:
                 return None, asks
             initiator = rng.choice(alive)
-            task_id = _post_task(nodes[initiator], question)
+            task_id = _post_task(nodes[initiator], question, task_id)
             asks += 1
         try:
             record = nodes[initiator].get(f"/v1/tasks/{task_id}")

@@ -148,12 +148,15 @@ def ask(
     strategy: Annotated[str, typer.Option(help="Executor selection: cosine | random | linucb.")] = "cosine",
     max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.")] = 5,
     deadline: Annotated[float, typer.Option(help="Seconds before the network gives up.")] = 300.0,
+    task_id: Annotated[str | None, typer.Option(
+        help="Your own task ID (8-64 letters, digits, - or _). Re-asking another node under the same ID, "
+             "after the first one died, reuses the chains its planners already finished.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ask the network a question through a node; print the answer, the vote and the trace."""
     base = api if api.startswith("http") else f"http://{api}"
     body = {"question": question, "cots": cots, "strategy": strategy, "max_steps": max_steps, "deadline_s": deadline,
-            "wait": True}
+            "wait": True, **({"task_id": task_id} if task_id else {})}
     try:
         response = httpx.post(base + "/v1/tasks", json=body, timeout=deadline + 30)
         record = response.json()

@@ -173,10 +173,10 @@ class Node:
 
     # ---- questions --------------------------------------------------------------------------
 
-    def submit(self, question: str, options: AskOptions) -> dict[str, Any]:
+    def submit(self, question: str, options: AskOptions, *, task_id: str | None = None) -> dict[str, Any]:
         """Start answering ``question`` in the background; returns its (running) task record."""
         assert self._nursery is not None
-        task_id = uuid.uuid4().hex
+        task_id = task_id or uuid.uuid4().hex
         record: dict[str, Any] = {"task_id": task_id, "status": "running", "question": question,
                                   "submitted_at": round(time.time(), 3), "done": trio.Event()}
         self.task_records[task_id] = record
