@@ -141,8 +141,8 @@ class TaskService:
     plan_timeout_s: float | None = None  # per planner request (a squatting planner); None = deadline
     redundancy: int = 1  # executors per sub-task (2: cross-checked, a third referees a disagreement)
     rng: random.Random = field(default_factory=random.Random)
-    _done: dict[tuple[str, str], TaskResult] = field(default_factory=dict)
-    _running: dict[tuple[str, str], anyio.Event] = field(default_factory=dict)
+    _done: dict[tuple[str, str, str], TaskResult] = field(default_factory=dict)
+    _running: dict[tuple[str, str, str], anyio.Event] = field(default_factory=dict)
 
     def qos(self) -> tuple[int, float]:
         return self.load.active, self.load.latency_ema_ms * (self.load.active + 1)
@@ -313,10 +313,11 @@ class TaskService:
     async def _serve(self, sender: str, task: Task) -> TaskResult:
         """Run a task once per (sender, task_id); concurrent or later repeats share the result.
 
-        A chain (``role="plan"``) is keyed by task ID alone: it is the durable part of a task, so
-        when the initiator dies and the client re-asks another node with the same task ID, the
-        planners hand over (or keep running) the chains they already have."""
-        key = (sender if task.role == "execute" else "", task.task_id)
+        A chain (``role="plan"``) is keyed by task ID and question, not sender: it is the durable
+        part of a task, so when the initiator dies and the client re-asks another node with the
+        same task ID, the planners hand over (or keep running) the chains they already have; a
+        peer sending another question under that ID cannot plant its chain in the re-ask."""
+        key = (sender, task.task_id, "") if task.role == "execute" else ("", task.task_id, task.question)
         if key in self._done:
             return self._done[key]
         if key in self._running:
