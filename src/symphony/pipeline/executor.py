@@ -134,11 +134,12 @@ def execution_messages(
         "You answer one step of a larger problem. Use the results of the earlier steps.\n"
         f"{rule}\n\nExample\n{example}"
     )
-    step_line = (
-        "Step: Solve the problem."
-        if step.strip() == question.strip()
-        else f"Step: {clip(step.strip(), MAX_STEP_CHARS)}"
-    )
+    if step.strip() != question.strip():
+        step_line = f"Step: {clip(step.strip(), MAX_STEP_CHARS)}"
+    elif previous:  # the anchored final step (planner.anchor_final_step): earlier results are working
+        step_line = "Step: Solve the problem. Use the earlier steps' results, but check them: they may be wrong."
+    else:
+        step_line = "Step: Solve the problem."
     user = f"Problem: {clip(question.strip(), MAX_QUESTION_CHARS)}\n{_earlier(previous)}\n{step_line}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

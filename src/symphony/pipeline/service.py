@@ -49,6 +49,7 @@ from symphony.pipeline.executor import execution_messages, parse_step_answer
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
 from symphony.pipeline.planner import (
     PlanError,
+    anchor_final_step,
     decomposition_messages,
     decomposition_schema,
     parse_plan,
@@ -271,7 +272,7 @@ class TaskService:
                 decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind),
                 max_tokens=400, json_schema=decomposition_schema(task.max_steps))
             tokens = [completion.prompt_tokens, completion.completion_tokens]
-            plan = parse_plan(completion.text, max_steps=task.max_steps)
+            plan = anchor_final_step(parse_plan(completion.text, max_steps=task.max_steps), task.question)
             plan_note = "repaired: " + ", ".join(plan.fixes) if plan.repaired else "ok"
         except (ModelError, PlanError) as exc:
             plan, plan_note = single_step_plan(task.question), f"fallback: {str(exc)[:200]}"
