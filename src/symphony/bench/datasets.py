@@ -232,7 +232,7 @@ def load_medmcqa(log: Log = print) -> list[Item]:
     """The 300 MedMCQA questions of the evals registry; "a) ..." options rendered as "(A) ..."."""
     items = []
     for n, sample in enumerate(_evals_samples("medmcqa", log)):
-        text = re.sub(r"^([a-d])\)\s*", lambda m: f"({m[1].upper()}) ", _user_text(sample), flags=re.M)
+        text = re.sub(r"^([a-d])\)\s*", lambda m: f"({m[1].upper()}) ", _user_text(sample), flags=re.MULTILINE)
         gold = re.match(r"\s*([a-d])\)", str(sample["ideal"]))
         if gold is None:
             raise ValueError(f"medmcqa item {n} has no option letter in {sample['ideal']!r}")

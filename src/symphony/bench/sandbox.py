@@ -78,19 +78,14 @@ class SandboxResult:
     output: str
 
 
-def _limits(cpu_s: int, drop_to: tuple[int, int] | None) -> None:
-    """Runs in the child between fork and exec."""
-    os.setsid()
+def _limits(cpu_s: int) -> None:
+    """Runs in the child between fork and exec: only resource syscalls (no locks taken)."""
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_BYTES, FILE_BYTES))
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
     resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if drop_to is not None:
-        os.setgroups([])
-        os.setgid(drop_to[1])
-        os.setuid(drop_to[0])
 
 
 def _unprivileged() -> tuple[int, int] | None:
@@ -128,7 +123,10 @@ def run_python(program: str, *, timeout_s: float = 10.0) -> SandboxResult:
         proc = subprocess.Popen(
             [_interpreter(drop_to), "-I", "-B", "-c", _BOOTSTRAP], cwd=tmp, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            preexec_fn=lambda: _limits(max(1, int(timeout_s) + 1), drop_to),
+            start_new_session=True, user=drop_to[0] if drop_to else None, group=drop_to[1] if drop_to else None,
+            extra_groups=[] if drop_to else None,
+            # rlimits must be set in the child before exec; _limits makes only setrlimit calls.
+            preexec_fn=lambda: _limits(max(1, int(timeout_s) + 1)),  # noqa: PLW1509
         )
         try:
             out, _ = proc.communicate(timeout=timeout_s)
