@@ -82,6 +82,15 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line an interrupt left without its newline, so appends start on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
 def _key(row: dict[str, Any]) -> tuple[str, str, str, int, str]:
     return row["dataset"], row["pool"], row["system"], row["seed"], row["id"]
 
@@ -104,6 +113,7 @@ async def run(config: RunConfig, console: Console) -> list[dict[str, Any]]:
     """Answer what is not in the results file yet; returns all rows."""
     config.out_dir.mkdir(parents=True, exist_ok=True)
     path = config.out_dir / RESULTS_FILE
+    _drop_partial_line(path)
     done = {_key(r) for r in read_rows(path)}
     items = load_items(config, console.print)
     todo = [(seed, d, item, spec) for seed in config.seeds for d in config.datasets for item in items[d]
