@@ -29,6 +29,10 @@ from symphony.pipeline.extraction import AnswerKind, extract_answer, extract_cod
 from symphony.pipeline.planner import FINAL_FORMS, MAX_QUESTION_CHARS, MAX_STEP_CHARS, check_answer_kind, clip
 from symphony.pipeline.voting import MAX_ANSWER_CHARS
 
+#: Token budgets of an executor call: an intermediate step's result is one number or phrase, so
+#: its budget is half the final step's; a small model that rambles or loops stops sooner.
+STEP_MAX_TOKENS: Final = 256
+FINAL_MAX_TOKENS: Final = 512
 MAX_PREVIOUS_PAIRS: Final = 6
 MAX_PREVIOUS_QUESTION_CHARS: Final = 300
 MAX_PREVIOUS_ANSWER_CHARS: Final = 400
@@ -194,9 +198,11 @@ def parse_step_answer(text: str, *, kind: AnswerKind, is_final: bool = True) -> 
 
 
 __all__ = [
+    "FINAL_MAX_TOKENS",
     "MAX_PREVIOUS_ANSWER_CHARS",
     "MAX_PREVIOUS_PAIRS",
     "MAX_PREVIOUS_QUESTION_CHARS",
+    "STEP_MAX_TOKENS",
     "StepAnswer",
     "StepReason",
     "execution_messages",

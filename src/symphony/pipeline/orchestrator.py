@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from symphony.llm.base import ChatModel, ModelError
-from symphony.pipeline.executor import execution_messages, parse_step_answer
+from symphony.pipeline.executor import FINAL_MAX_TOKENS, STEP_MAX_TOKENS, execution_messages, parse_step_answer
 from symphony.pipeline.extraction import AnswerKind
 from symphony.pipeline.planner import (
     PlanError,
@@ -47,7 +47,7 @@ class OrchestratorRun:
 
 
 async def orchestrate(question: str, *, coordinator: ChatModel, workers: Sequence[ChatModel], kind: AnswerKind,
-                      max_steps: int = 3, max_tokens: int = 512) -> OrchestratorRun:
+                      max_steps: int = 3) -> OrchestratorRun:
     """Answer ``question``: the coordinator plans, workers take the sub-tasks round-robin."""
     if not workers:
         raise ValueError("the orchestrator needs at least one worker")
@@ -71,7 +71,8 @@ async def orchestrate(question: str, *, coordinator: ChatModel, workers: Sequenc
             started = time.perf_counter()
             try:
                 out = await worker.chat(execution_messages(step, question=question, previous=previous,
-                                                           is_final=final, answer_kind=kind), max_tokens=max_tokens)
+                                                           is_final=final, answer_kind=kind),
+                                        max_tokens=FINAL_MAX_TOKENS if final else STEP_MAX_TOKENS)
             except ModelError as exc:
                 run.steps.append({"question": step, "worker": worker.name, "ok": False, "error": str(exc)[:200]})
                 continue
