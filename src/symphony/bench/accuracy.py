@@ -172,9 +172,10 @@ async def _run_seed(config: RunConfig, seed: int, todo: Sequence[tuple[int, str,
                 nursery.start_soon(one_item, entries)
 
 
-def write_report(config: RunConfig, rows: list[dict[str, Any]]) -> str:
-    """Render the report for this run's datasets and systems (all pools in the file) to accuracy.md."""
-    rows = [r for r in rows if r["dataset"] in config.datasets]
+def write_report(config: RunConfig, rows: list[dict[str, Any]], item_ids: set[str] | None = None) -> str:
+    """Render the report for this run's datasets, systems and (if given) items, all pools in the
+    file, to accuracy.md."""
+    rows = [r for r in rows if r["dataset"] in config.datasets and (item_ids is None or r["id"] in item_ids)]
     pools = {r["pool"] for r in rows}
     names = [s.name for s in config.systems]
     systems = [f"{n} [{p}]" for p in sorted(pools) for n in names] if len(pools) > 1 else names
@@ -219,7 +220,8 @@ def bench_accuracy(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     rows = read_rows(out / RESULTS_FILE) if report_only else trio.run(run, config, console)
-    console.print(write_report(config, rows), markup=False, soft_wrap=True)
+    ids = {item.id for items in load_items(config, console.print).values() for item in items}
+    console.print(write_report(config, rows, ids), markup=False, soft_wrap=True)
 
 
 __all__ = ["RESULTS_FILE", "RunConfig", "bench_accuracy", "load_items", "read_rows", "run", "write_report"]
