@@ -106,7 +106,8 @@ def _interpreter(drop_to: tuple[int, int] | None) -> str:
     home (the program needs the standard library only). Raises ``RuntimeError`` when none can."""
     if drop_to is None:
         return sys.executable
-    for candidate in (Path(sys.executable).resolve(), Path(sys._base_executable).resolve(), Path("/usr/bin/python3")):
+    base = getattr(sys, "_base_executable", sys.executable)  # the interpreter a venv was made from
+    for candidate in (Path(sys.executable).resolve(), Path(base).resolve(), Path("/usr/bin/python3")):
         if _world_executable(candidate.resolve()):
             return str(candidate)
     raise RuntimeError("no Python interpreter is executable by the unprivileged sandbox user 'nobody'")
