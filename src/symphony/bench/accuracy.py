@@ -173,9 +173,11 @@ async def _run_seed(config: RunConfig, seed: int, todo: Sequence[tuple[int, str,
 
 
 def write_report(config: RunConfig, rows: list[dict[str, Any]], item_ids: set[str] | None = None) -> str:
-    """Render the report for this run's datasets, systems and (if given) items, all pools in the
-    file, to accuracy.md."""
-    rows = [r for r in rows if r["dataset"] in config.datasets and (item_ids is None or r["id"] in item_ids)]
+    """Render the report for this run's datasets, seeds, systems and (if given) items, all pools in
+    the file, to accuracy.md."""
+    rows = [r for r in rows if r["dataset"] in config.datasets and r["seed"] in config.seeds
+            and (item_ids is None or r["id"] in item_ids)]
+    config.out_dir.mkdir(parents=True, exist_ok=True)
     pools = {r["pool"] for r in rows}
     names = [s.name for s in config.systems]
     systems = [f"{n} [{p}]" for p in sorted(pools) for n in names] if len(pools) > 1 else names
