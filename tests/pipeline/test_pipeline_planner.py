@@ -357,3 +357,26 @@ def test_clip_keeps_head_and_tail_within_limit() -> None:
     assert clip("short", 10) == "short"
     clipped = clip("a" * 50 + "b" * 50, 40)
     assert len(clipped) <= 40 and clipped.startswith("a") and clipped.endswith("b") and " [...] " in clipped
+
+
+# ---- anchoring the final step to the question -----------------------------------------------
+
+
+def test_anchor_final_step_replaces_a_loose_last_step_with_the_question() -> None:
+    """A restated last step gives way to the question itself; earlier steps stay."""
+    from symphony.pipeline.planner import anchor_final_step
+
+    question = "Tom buys 4 pens at $3 each and pays with $20. How much change does he get?"
+    plan = Plan(steps=("How much do the pens cost?", "What is the cost?"), repaired=True, fixes=("shape",))
+    anchored = anchor_final_step(plan, question)
+    assert anchored.steps == ("How much do the pens cost?", question)
+    assert anchored.fixes == ("shape",)
+
+
+def test_anchor_final_step_drops_a_copy_of_the_question_and_keeps_direct_plans() -> None:
+    """The question is asked once, last; a one-step plan becomes the direct plan."""
+    from symphony.pipeline.planner import anchor_final_step
+
+    question = "What is 2 + 2?"
+    assert anchor_final_step(Plan(steps=("what is 2 + 2", "Add."), repaired=False), question).steps == (question,)
+    assert anchor_final_step(single_step_plan(question), question) == single_step_plan(question)

@@ -21,64 +21,14 @@ import trio
 from rich.console import Console
 
 from symphony.bench.datasets import Item, load_gsm8k
+from symphony.bench.contenders import SampledModel, solve_direct, solve_symphony
 from symphony.ledger import GossipConfig, LedgerConfig
-from symphony.llm.base import ChatModel, Completion, ModelError, parse_model_spec
-from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
-from symphony.pipeline.executor import execution_messages, parse_step_answer
+from symphony.llm.base import parse_model_spec
+from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
 from symphony.pipeline.extraction import answers_equivalent
-from symphony.pipeline.service import AskOptions, TaskFailed
+from symphony.pipeline.service import AskOptions
 from symphony.protocol.identity import Identity
 from symphony.transport.memory import LinkModel, MemoryNetwork
-
-
-class SampledModel:
-    """Wraps a model so every call samples at ``temperature`` with a seed from ``rng``."""
-
-    def __init__(self, inner: ChatModel, *, temperature: float, rng: random.Random) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.supports_json_schema = inner.supports_json_schema
-        self.temperature = temperature
-        self.rng = rng
-
-    async def chat(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
-        kwargs.update(temperature=self.temperature, seed=self.rng.randrange(2**31))
-        return await self.inner.chat(messages, **kwargs)
-
-    async def aclose(self) -> None:
-        pass
-
-
-async def solve_direct(model: ChatModel, item: Item) -> dict[str, Any]:
-    started = time.perf_counter()
-    messages = execution_messages(item.question, question=item.question, previous=[], is_final=True,
-                                  answer_kind="number")
-    try:
-        completion = await model.chat(messages, max_tokens=512)
-    except ModelError as exc:
-        return {"answer": None, "error": str(exc), "tokens": 0, "calls": 1,
-                "latency_s": time.perf_counter() - started}
-    step = parse_step_answer(completion.text, kind="number")
-    return {"answer": step.answer, "tokens": completion.prompt_tokens + completion.completion_tokens, "calls": 1,
-            "latency_s": time.perf_counter() - started}
-
-
-async def solve_symphony(nodes: list[AgentRuntime], item: Item, options: AskOptions) -> dict[str, Any]:
-    started = time.perf_counter()
-    try:
-        trace = await nodes[0].tasks.ask(item.question, options)
-    except TaskFailed as exc:
-        trace = exc.trace
-        return {"answer": None, "error": str(exc), "calls": _calls(trace),
-                "tokens": trace.get("prompt_tokens", 0) + trace.get("completion_tokens", 0),
-                "latency_s": time.perf_counter() - started, "trace": trace}
-    return {"answer": trace["answer"], "tokens": trace["prompt_tokens"] + trace["completion_tokens"],
-            "calls": _calls(trace), "latency_s": time.perf_counter() - started, "trace": trace}
-
-
-def _calls(trace: dict[str, Any]) -> int:
-    """Model calls a trace made: one plan per chain plus every executor attempt."""
-    return sum(1 + sum(len(s["attempts"]) for s in c["trace"].get("steps", [])) for c in trace.get("chains", []))
 
 
 async def _run(model_spec: str, items: list[Item], seeds: list[int], agents: int, options: AskOptions,

@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from symphony.bench.accuracy import bench_accuracy
 from symphony.bench.robustness import bench_robustness
 from symphony.bench.sharding import bench_sharding
 from symphony.bench.systems import bench_systems
@@ -236,6 +237,9 @@ def bench_ledger(
     from symphony.bench.ledger import run_ledger_bench
 
     run_ledger_bench(real_sizes=real, sim_sizes=sim, out_dir=out, seed=seed, console=console)
+
+
+bench_app.command("accuracy")(bench_accuracy)
 
 
 @bench_app.command("gsm8k")

@@ -29,6 +29,10 @@ from symphony.pipeline.extraction import AnswerKind, extract_answer, extract_cod
 from symphony.pipeline.planner import FINAL_FORMS, MAX_QUESTION_CHARS, MAX_STEP_CHARS, check_answer_kind, clip
 from symphony.pipeline.voting import MAX_ANSWER_CHARS
 
+#: Token budgets of an executor call: an intermediate step's result is one number or phrase, so
+#: its budget is half the final step's; a small model that rambles or loops stops sooner.
+STEP_MAX_TOKENS: Final = 256
+FINAL_MAX_TOKENS: Final = 512
 MAX_PREVIOUS_PAIRS: Final = 6
 MAX_PREVIOUS_QUESTION_CHARS: Final = 300
 MAX_PREVIOUS_ANSWER_CHARS: Final = 400
@@ -134,11 +138,12 @@ def execution_messages(
         "You answer one step of a larger problem. Use the results of the earlier steps.\n"
         f"{rule}\n\nExample\n{example}"
     )
-    step_line = (
-        "Step: Solve the problem."
-        if step.strip() == question.strip()
-        else f"Step: {clip(step.strip(), MAX_STEP_CHARS)}"
-    )
+    if step.strip() != question.strip():
+        step_line = f"Step: {clip(step.strip(), MAX_STEP_CHARS)}"
+    elif previous:  # the anchored final step (planner.anchor_final_step): earlier results are working
+        step_line = "Step: Solve the problem. Use the earlier steps' results, but check them: they may be wrong."
+    else:
+        step_line = "Step: Solve the problem."
     user = f"Problem: {clip(question.strip(), MAX_QUESTION_CHARS)}\n{_earlier(previous)}\n{step_line}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -193,9 +198,11 @@ def parse_step_answer(text: str, *, kind: AnswerKind, is_final: bool = True) -> 
 
 
 __all__ = [
+    "FINAL_MAX_TOKENS",
     "MAX_PREVIOUS_ANSWER_CHARS",
     "MAX_PREVIOUS_PAIRS",
     "MAX_PREVIOUS_QUESTION_CHARS",
+    "STEP_MAX_TOKENS",
     "StepAnswer",
     "StepReason",
     "execution_messages",

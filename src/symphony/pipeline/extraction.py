@@ -21,7 +21,7 @@ from typing import Literal
 
 AnswerKind = Literal["number", "option", "yes_no", "text", "code"]
 ANSWER_KINDS: tuple[AnswerKind, ...] = ("number", "option", "yes_no", "text", "code")
-DEFAULT_LETTERS = "ABCDE"
+DEFAULT_LETTERS = "ABCDEFGHIJK"  # BBH geometric_shapes lists up to 11 options
 _MATH_VERIFY_MAX_CHARS = 100
 
 _NUMBER = re.compile(

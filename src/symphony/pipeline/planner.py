@@ -447,6 +447,22 @@ def parse_plan(text: str, *, max_steps: int = DEFAULT_MAX_STEPS) -> Plan:
     return Plan(steps=steps, repaired=bool(fixes), fixes=tuple(dict.fromkeys(fixes)))
 
 
+def anchor_final_step(plan: Plan, question: str) -> Plan:
+    """``plan`` with its last step replaced by the original question itself.
+
+    Small planners end a plan with a loose restatement ("What is the combined length of the
+    remoras?" for a question asking for a percentage), so the chain answered a different question
+    than the user's. The paper's chain must end in the answer to the question, so the final executor
+    gets the question itself with the earlier steps' results as its working (the executor prompt
+    then says "solve the problem"). Measured on a dev split of GSM8K that is never reported
+    (docs/results.md, issue #5). A one-step plan becomes the direct plan.
+    """
+    if plan.steps[-1].strip() == question.strip():
+        return plan
+    kept = tuple(s for s in plan.steps[:-1] if _key(s) != _key(question))
+    return Plan(steps=(*kept, question.strip()), repaired=plan.repaired, fixes=plan.fixes)
+
+
 def plan_json(plan: Plan) -> str:
     """``plan`` in the schema's shape, e.g. to record it in a trace or replay it as a model turn."""
     return json.dumps({"steps": [{"question": s} for s in plan.steps]}, ensure_ascii=False)
@@ -461,6 +477,7 @@ __all__ = [
     "MAX_STEP_CHARS",
     "Plan",
     "PlanError",
+    "anchor_final_step",
     "check_answer_kind",
     "clip",
     "decomposition_messages",

@@ -48,10 +48,11 @@ from symphony.errors import MalformedMessage, PeerError, SymphonyError, Transpor
 from symphony.ledger.reputation import Offence, ReputationTable
 from symphony.llm.base import ChatModel, Completion, ModelError
 from symphony.pipeline.crossvote import cross_vote
-from symphony.pipeline.executor import execution_messages, parse_step_answer
+from symphony.pipeline.executor import FINAL_MAX_TOKENS, STEP_MAX_TOKENS, execution_messages, parse_step_answer
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind, normalize_answer
 from symphony.pipeline.planner import (
     PlanError,
+    anchor_final_step,
     decomposition_messages,
     decomposition_schema,
     parse_plan,
@@ -349,7 +350,7 @@ class TaskService:
         try:
             completion = await self._chat(execution_messages(
                 task.question, question=task.background, previous=list(task.previous), is_final=task.final,
-                answer_kind=task.answer_kind), max_tokens=512)
+                answer_kind=task.answer_kind), max_tokens=FINAL_MAX_TOKENS if task.final else STEP_MAX_TOKENS)
         except ModelError as exc:
             return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000])
         step = parse_step_answer(completion.text, kind=task.answer_kind, is_final=task.final)
@@ -373,7 +374,7 @@ class TaskService:
                 max_tokens=400, json_schema=decomposition_schema(task.max_steps))
             tokens = [completion.prompt_tokens, completion.completion_tokens]
             spans["plan_model_ms"] = round(completion.latency_s * 1000, 3)
-            plan = parse_plan(completion.text, max_steps=task.max_steps)
+            plan = anchor_final_step(parse_plan(completion.text, max_steps=task.max_steps), task.question)
             plan_note = "repaired: " + ", ".join(plan.fixes) if plan.repaired else "ok"
         except (ModelError, PlanError) as exc:
             plan, plan_note = single_step_plan(task.question), f"fallback: {str(exc)[:200]}"

@@ -1,0 +1,229 @@
+"""``symphony bench accuracy``: the paper's accuracy tables on packaged data, with any agent pool.
+
+For each seed, the run builds one agent pool (``--agent-model``, one spec per agent; each agent's
+model samples at ``--temperature`` with calls seeded from the seed), starts the Symphony swarm on
+the in-process memory network when a ``symphony`` system is asked for, and answers every item of
+every dataset with every system (``bench.contenders``), ``--concurrency`` items at a time. Each
+answer is scored (``bench.scoring``) and appended as one JSON line to ``accuracy.jsonl`` at once,
+with its tokens, model calls, latency and trace; rows already there are skipped, so an
+interrupted run resumes where it stopped. The report (``bench.report``) goes to ``accuracy.md``
+with one PNG per dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import trio
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from symphony.bench.datasets import DATASETS, Item, load_dataset
+from symphony.bench.report import render
+from symphony.bench.scoring import score
+from symphony.bench.contenders import SampledModel, SystemSpec, parse_system, solve
+from symphony.ledger import GossipConfig, LedgerConfig
+from symphony.llm.base import ChatModel, parse_model_spec
+from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
+from symphony.protocol.identity import Identity
+from symphony.transport.memory import LinkModel, MemoryNetwork
+
+RESULTS_FILE = "accuracy.jsonl"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What one accuracy run compares, on what, and where it writes."""
+
+    datasets: tuple[str, ...]
+    systems: tuple[SystemSpec, ...]
+    agent_models: tuple[str, ...]
+    pool: str
+    seeds: tuple[int, ...]
+    limit: int
+    offset: int = 0
+    per_task: int = 6
+    concurrency: int = 1
+    temperature: float = 0.7
+    out_dir: Path = Path("bench-results/accuracy")
+
+    def __post_init__(self) -> None:
+        if not self.agent_models:
+            raise ValueError("the pool needs at least one agent model")
+        if self.concurrency < 1 or self.limit < 1 or self.offset < 0:
+            raise ValueError("concurrency and limit must be >= 1, offset >= 0")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a results file; a line cut short by an interrupt is skipped."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line an interrupt left without its newline, so appends start on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _key(row: dict[str, Any]) -> tuple[str, str, str, int, str]:
+    return row["dataset"], row["pool"], row["system"], row["seed"], row["id"]
+
+
+def load_items(config: RunConfig, log: Any) -> dict[str, list[Item]]:
+    """Each dataset's items: BBH sampled ``per_task`` per task, then ``offset``/``limit`` applied."""
+    return {d: load_dataset(d, per_task=config.per_task, log=log)[config.offset: config.offset + config.limit]
+            for d in config.datasets}
+
+
+async def _answer(config: RunConfig, spec: SystemSpec, item: Item, dataset: str, seed: int,
+                  models: list[ChatModel], nodes: list[AgentRuntime] | None) -> dict[str, Any]:
+    result = await solve(spec, item, models=models, nodes=nodes)
+    correct = await trio.to_thread.run_sync(score, item, result["answer"])
+    return {"dataset": dataset, "pool": config.pool, "system": spec.name, "seed": seed, "id": item.id,
+            "gold": item.gold, "correct": correct, **result}
+
+
+async def run(config: RunConfig, console: Console) -> list[dict[str, Any]]:
+    """Answer what is not in the results file yet; returns all rows."""
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    path = config.out_dir / RESULTS_FILE
+    _drop_partial_line(path)
+    done = {_key(r) for r in read_rows(path)}
+    items = load_items(config, console.print)
+    todo = [(seed, d, item, spec) for seed in config.seeds for d in config.datasets for item in items[d]
+            for spec in config.systems if (d, config.pool, spec.name, seed, item.id) not in done]
+    console.print(f"{len(done)} rows already in {path}; {len(todo)} to answer")
+    bases = {spec: parse_model_spec(spec) for spec in dict.fromkeys(config.agent_models)}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("answering", total=len(todo))
+            for seed in config.seeds:
+                mine = [t for t in todo if t[0] == seed]
+                if mine:
+                    await _run_seed(config, seed, mine, bases, path, progress, bar)
+    finally:
+        for base in bases.values():
+            await base.aclose()
+    return read_rows(path)
+
+
+async def _run_seed(config: RunConfig, seed: int, todo: Sequence[tuple[int, str, Item, SystemSpec]],
+                    bases: dict[str, ChatModel], path: Path, progress: Progress, bar: Any) -> None:
+    models: list[ChatModel] = [
+        SampledModel(bases[spec], temperature=config.temperature, rng=random.Random(f"{seed}:{n}"))
+        for n, spec in enumerate(config.agent_models)]
+    limiter = trio.CapacityLimiter(config.concurrency)
+    async with AsyncExitStack() as stack:
+        nodes = None
+        if any(spec.system == "symphony" for *_, spec in todo):
+            net = MemoryNetwork(link=LinkModel(latency_s=0.001), rng=random.Random(seed))
+            agents = [SimulatedAgent(Identity(random.Random(f"agent:{seed}:{n}").randbytes(32)), model,
+                                     AgentProfile(name=f"agent{n}", tags=("math", "reasoning", "code")))
+                      for n, model in enumerate(models)]
+            nodes = await stack.enter_async_context(open_simulated_agents(
+                net, agents, clock=time.time, ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
+                gossip_config=GossipConfig(anti_entropy_interval_s=2.0)))
+        by_item: dict[tuple[str, str], list[tuple[int, str, Item, SystemSpec]]] = {}
+        for entry in todo:
+            by_item.setdefault((entry[1], entry[2].id), []).append(entry)
+
+        async def one_item(entries: list[tuple[int, str, Item, SystemSpec]]) -> None:
+            async with limiter:
+                for _, dataset, item, spec in entries:  # all systems on an item in turn: pairs complete together
+                    row = await _answer(config, spec, item, dataset, seed, models, nodes)
+                    with path.open("a", encoding="utf-8") as f:
+                        f.write(json.dumps(row) + "\n")
+                    progress.console.print(
+                        f"seed {seed} {dataset} {item.id} {spec.name:24s} {'✓' if row['correct'] else '✗'} "
+                        f"answer={str(row['answer'])[:30]!r} gold={item.gold[:30]!r} {row['latency_s']:.0f}s "
+                        f"{row['tokens']} tok {row['calls']} calls")
+                    progress.advance(bar)
+
+        async with trio.open_nursery() as nursery:
+            for entries in by_item.values():
+                nursery.start_soon(one_item, entries)
+
+
+def write_report(config: RunConfig, rows: list[dict[str, Any]], item_ids: set[str] | None = None) -> str:
+    """Render the report for this run's datasets, seeds, systems and (if given) items, all pools in
+    the file, to accuracy.md."""
+    rows = [r for r in rows if r["dataset"] in config.datasets and r["seed"] in config.seeds
+            and (item_ids is None or r["id"] in item_ids)]
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    pools = {r["pool"] for r in rows}
+    names = [s.name for s in config.systems]
+    systems = [f"{n} [{p}]" for p in sorted(pools) for n in names] if len(pools) > 1 else names
+    text = render(rows, datasets=list(config.datasets), systems=systems, out_dir=config.out_dir)
+    (config.out_dir / "accuracy.md").write_text(text, encoding="utf-8")
+    return text
+
+
+def bench_accuracy(
+    dataset: Annotated[list[str], typer.Option("--dataset", help=f"Datasets (repeat): {', '.join(DATASETS)}.")] = ["gsm8k"],  # noqa: B006
+    system: Annotated[list[str], typer.Option("--system", help="Systems (repeat): direct, sc, orchestrator, "
+                                                               "symphony; variants like symphony:cots=1 or "
+                                                               "symphony:strategy=random or sc:samples=3.")]
+    = ["direct", "sc", "orchestrator", "symphony"],  # noqa: B006
+    agent_model: Annotated[list[str], typer.Option("--agent-model", help="One model spec per agent (repeat); "
+                                                                         "agent 0 also runs direct.")] = ["llama:qwen2.5-coder-0.5b"] * 3,  # noqa: B006
+    pool: Annotated[str, typer.Option(help="Name of this agent pool in the results (e.g. homogeneous).")] = "default",
+    limit: Annotated[int, typer.Option(help="Items per dataset (after --offset).")] = 20,
+    offset: Annotated[int, typer.Option(help="Skip this many items of each dataset first.")] = 0,
+    seeds: Annotated[list[int], typer.Option("--seed", help="Sampling seeds (repeat).")] = [0, 1],  # noqa: B006
+    per_task: Annotated[int, typer.Option(help="BBH examples per task (fixed-seed sample).")] = 6,
+    cots: Annotated[int, typer.Option(help="Default chains of thought for symphony.")] = 3,
+    max_steps: Annotated[int, typer.Option(help="Default most sub-tasks per chain.")] = 3,
+    samples: Annotated[int, typer.Option(help="Default samples for self-consistency (sc).")] = 5,
+    concurrency: Annotated[int, typer.Option(help="Items answered at once.")] = 1,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of every agent.")] = 0.7,
+    out: Annotated[Path, typer.Option(help="Output directory (accuracy.jsonl resumes a run).")] = Path("bench-results/accuracy"),
+    report_only: Annotated[bool, typer.Option(help="Only rebuild the report from accuracy.jsonl.")] = False,
+) -> None:
+    """Direct, self-consistency, a central orchestrator and Symphony on packaged benchmarks (paper Table 2)."""
+    console = Console()
+    try:
+        config = RunConfig(
+            datasets=tuple(dataset), pool=pool, seeds=tuple(seeds), limit=limit, offset=offset, per_task=per_task,
+            systems=tuple(parse_system(s, cots=cots, max_steps=max_steps, samples=samples)
+                          for s in system),
+            agent_models=tuple(agent_model), concurrency=concurrency, temperature=temperature, out_dir=out)
+        for d in config.datasets:
+            if d not in DATASETS:
+                raise ValueError(f"unknown dataset {d!r}; expected one of {DATASETS}")
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    rows = read_rows(out / RESULTS_FILE) if report_only else trio.run(run, config, console)
+    ids = {item.id for items in load_items(config, console.print).values() for item in items}
+    console.print(write_report(config, rows, ids), markup=False, soft_wrap=True)
+
+
+__all__ = ["RESULTS_FILE", "RunConfig", "bench_accuracy", "load_items", "read_rows", "run", "write_report"]

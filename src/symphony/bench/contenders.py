@@ -1,0 +1,175 @@
+"""The contenders the accuracy benchmark compares (paper Table 2 and the ablations), on one agent pool.
+
+Every system answers with the models of the same pool (one ``ChatModel`` per agent, each sampling
+at the run's temperature with seeded calls) and the same prompts (``pipeline.planner`` /
+``pipeline.executor``), so they differ only in how they organise the calls:
+
+- ``direct``: agent 0 solves the question in one call (the executor's one-step prompt);
+- ``sc``: self-consistency, ``samples`` direct solutions spread round-robin over the pool, plain
+  majority (``voting.weighted_vote`` with weight 1 each); no decomposition;
+- ``orchestrator``: ``pipeline.orchestrator``: agent 0 plans, agents take the steps round-robin,
+  one chain, no beacon, no vote (AutoGen/CrewAI-style);
+- ``symphony``: the real stack: AgentRuntimes on the in-process memory network, beacon selection,
+  ``cots`` chains and the weighted vote (``TaskService.ask``).
+
+A system is named by a spec: ``direct``, ``sc``, ``sc:samples=5``, ``orchestrator``, ``symphony``,
+``symphony:cots=1``, ``symphony:strategy=random`` (``parse_system``). Every solver returns a dict
+with ``answer``, ``tokens``, ``calls``, ``latency_s`` and, where there is one, the ``trace``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from symphony.bench.datasets import Item
+from symphony.llm.base import ChatModel, Completion, ModelError
+from symphony.node.runtime import AgentRuntime
+from symphony.pipeline.executor import FINAL_MAX_TOKENS, execution_messages, parse_step_answer
+from symphony.pipeline.orchestrator import orchestrate
+from symphony.pipeline.service import AskOptions, TaskFailed
+from symphony.pipeline.voting import Ballot, weighted_vote
+
+SYSTEMS: Final = ("direct", "sc", "orchestrator", "symphony")
+_INT_OPTIONS: Final = {"samples", "cots", "max_steps"}
+_STR_OPTIONS: Final = {"strategy"}
+
+
+class SampledModel:
+    """Wraps a model so every call samples at ``temperature`` with a seed from ``rng``."""
+
+    def __init__(self, inner: ChatModel, *, temperature: float, rng: random.Random) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.supports_json_schema = inner.supports_json_schema
+        self.temperature = temperature
+        self.rng = rng
+
+    async def chat(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
+        kwargs.update(temperature=self.temperature, seed=self.rng.randrange(2**31))
+        return await self.inner.chat(messages, **kwargs)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """A parsed system spec: its base ``system`` and options (``samples``, ``cots``, ...)."""
+
+    name: str
+    system: str
+    samples: int = 5
+    cots: int = 3
+    max_steps: int = 3
+    strategy: str = "cosine"
+
+
+def parse_system(spec: str, *, cots: int = 3, max_steps: int = 3, samples: int = 5) -> SystemSpec:
+    """``direct`` | ``sc[:samples=K]`` | ``orchestrator[:max_steps=N]`` |
+    ``symphony[:cots=N,strategy=cosine|random|linucb,max_steps=N]``; ``ValueError`` otherwise."""
+    system, _, rest = spec.strip().partition(":")
+    if system not in SYSTEMS:
+        raise ValueError(f"unknown system {system!r} in {spec!r}; expected one of {SYSTEMS}")
+    values: dict[str, Any] = {"cots": cots, "max_steps": max_steps, "samples": samples}
+    for part in filter(None, rest.split(",")):
+        key, sep, value = part.partition("=")
+        if not sep or key not in _INT_OPTIONS | _STR_OPTIONS:
+            raise ValueError(f"bad option {part!r} in system {spec!r}; use key=value with key in "
+                             f"{sorted(_INT_OPTIONS | _STR_OPTIONS)}")
+        if key in _INT_OPTIONS:
+            if not value.isdigit() or int(value) < 1:
+                raise ValueError(f"{key} must be a positive integer in {spec!r}")
+            values[key] = int(value)
+        elif value not in ("cosine", "random", "linucb"):
+            raise ValueError(f"strategy must be cosine, random or linucb in {spec!r}")
+        else:
+            values[key] = value
+    return SystemSpec(name=spec.strip(), system=system, **values)
+
+
+def _tokens(c: Completion) -> int:
+    return c.prompt_tokens + c.completion_tokens
+
+
+async def _one_shot(model: ChatModel, item: Item) -> tuple[str | None, int, str]:
+    messages = execution_messages(item.question, question=item.question, previous=[], is_final=True,
+                                  answer_kind=item.kind)
+    completion = await model.chat(messages, max_tokens=FINAL_MAX_TOKENS)
+    return parse_step_answer(completion.text, kind=item.kind).answer, _tokens(completion), completion.text
+
+
+async def solve_direct(model: ChatModel, item: Item) -> dict[str, Any]:
+    """One call to one agent."""
+    started = time.perf_counter()
+    try:
+        answer, tokens, raw = await _one_shot(model, item)
+    except ModelError as exc:
+        return {"answer": None, "error": str(exc), "tokens": 0, "calls": 1, "latency_s": time.perf_counter() - started}
+    return {"answer": answer, "tokens": tokens, "calls": 1, "latency_s": time.perf_counter() - started,
+            "trace": {"raw": raw[-2000:]}}
+
+
+async def solve_self_consistency(models: list[ChatModel], item: Item, samples: int) -> dict[str, Any]:
+    """``samples`` one-shot solutions, round-robin over the pool, plain majority vote."""
+    started = time.perf_counter()
+    ballots, tokens = [], 0
+    for n in range(samples):
+        try:
+            answer, used, _ = await _one_shot(models[n % len(models)], item)
+        except ModelError:
+            continue
+        tokens += used
+        ballots.append(Ballot(f"s{n}", answer, 1.0))
+    vote = weighted_vote(ballots, item.kind)
+    return {"answer": vote.answer, "tokens": tokens, "calls": samples, "latency_s": time.perf_counter() - started,
+            "trace": {"votes": [{"answer": t.answer, "count": t.count} for t in vote.tallies]}}
+
+
+async def solve_orchestrator(models: list[ChatModel], item: Item, max_steps: int) -> dict[str, Any]:
+    """Agent 0 coordinates, all agents work round-robin (``pipeline.orchestrator``)."""
+    started = time.perf_counter()
+    run = await orchestrate(item.question, coordinator=models[0], workers=models, kind=item.kind, max_steps=max_steps)
+    return {"answer": run.answer, "tokens": run.prompt_tokens + run.completion_tokens, "calls": run.calls,
+            "latency_s": time.perf_counter() - started, "trace": {"plan": run.plan_note, "steps": run.steps}}
+
+
+def symphony_calls(trace: dict[str, Any]) -> int:
+    """Model calls a Symphony trace made: one plan per chain plus every executor attempt."""
+    return sum(1 + sum(len(s["attempts"]) for s in c["trace"].get("steps", [])) for c in trace.get("chains", []))
+
+
+async def solve_symphony(nodes: list[AgentRuntime], item: Item, options: AskOptions) -> dict[str, Any]:
+    """The full Symphony stack, asked at node 0."""
+    started = time.perf_counter()
+    try:
+        trace = await nodes[0].tasks.ask(item.question, options)
+    except TaskFailed as exc:
+        trace = exc.trace
+        return {"answer": None, "error": str(exc), "calls": symphony_calls(trace),
+                "tokens": trace.get("prompt_tokens", 0) + trace.get("completion_tokens", 0),
+                "latency_s": time.perf_counter() - started, "trace": trace}
+    return {"answer": trace["answer"], "tokens": trace["prompt_tokens"] + trace["completion_tokens"],
+            "calls": symphony_calls(trace), "latency_s": time.perf_counter() - started, "trace": trace}
+
+
+async def solve(spec: SystemSpec, item: Item, *, models: list[ChatModel], nodes: list[AgentRuntime] | None,
+                deadline_s: float = 1800.0) -> dict[str, Any]:
+    """Answer ``item`` with the system ``spec`` names, on the pool's ``models`` / ``nodes``."""
+    if spec.system == "direct":
+        return await solve_direct(models[0], item)
+    if spec.system == "sc":
+        return await solve_self_consistency(models, item, spec.samples)
+    if spec.system == "orchestrator":
+        return await solve_orchestrator(models, item, spec.max_steps)
+    if nodes is None:
+        raise ValueError("symphony needs the pool's nodes")
+    options = AskOptions(cots=spec.cots, strategy=spec.strategy, max_steps=spec.max_steps, deadline_s=deadline_s,
+                         answer_kind=item.kind)
+    return await solve_symphony(nodes, item, options)
+
+
+__all__ = ["SYSTEMS", "SampledModel", "SystemSpec", "parse_system", "solve", "solve_direct", "solve_orchestrator",
+           "solve_self_consistency", "solve_symphony", "symphony_calls"]
