@@ -454,8 +454,8 @@ def anchor_final_step(plan: Plan, question: str) -> Plan:
     remoras?" for a question asking for a percentage), so the chain answered a different question
     than the user's. The paper's chain must end in the answer to the question, so the final executor
     gets the question itself with the earlier steps' results as its working (the executor prompt
-    then says "solve the problem"). Measured on a dev split of GSM8K that is never reported
-    (docs/results.md, issue #5). A one-step plan becomes the direct plan.
+    then says "solve the problem"). Found by reading the traces of packaged GSM8K items 1-10, which
+    the reported run then leaves out (docs/results.md, issue #5). A one-step plan becomes the direct plan.
     """
     if plan.steps[-1].strip() == question.strip():
         return plan

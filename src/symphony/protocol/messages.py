@@ -219,7 +219,8 @@ class Task(_Wire):
 
     task_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     role: Literal["plan", "execute"]
-    question: TaskText
+    # a question must say something: a blank one is malformed, not work (pattern: one non-space)
+    question: Annotated[str, StringConstraints(max_length=32_000, pattern=r"\S")]
     background: TaskText = ""
     previous: list[tuple[TaskText, TaskText]] = Field(default_factory=list, max_length=32)
     answer_kind: AnswerKindName = "text"
