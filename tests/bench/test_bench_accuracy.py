@@ -10,9 +10,9 @@ import trio
 from rich.console import Console
 
 from symphony.bench.accuracy import RESULTS_FILE, RunConfig, read_rows, run, write_report
+from symphony.bench.contenders import parse_system, solve
 from symphony.bench.datasets import Item
 from symphony.bench.report import mcnemar_exact, paired, summarize
-from symphony.bench.contenders import parse_system, solve
 from symphony.llm.scripted import arith_model
 
 ARITH = Item("arith-1", "What is 3 + 4 * 2?", "11")

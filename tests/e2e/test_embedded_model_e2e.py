@@ -4,7 +4,6 @@ measured by `symphony bench gsm8k`, not asserted here (a 0.5B model is often wro
 
 from __future__ import annotations
 
-
 import httpx
 import pytest
 

@@ -13,7 +13,15 @@ import pytest
 import trio
 
 from symphony.errors import PeerUnreachable
-from symphony.ledger import HEARTBEAT_TOPIC, LEDGER_TOPIC, SYNC_PROTOCOL, GossipConfig, Ledger, LedgerConfig, LedgerService
+from symphony.ledger import (
+    HEARTBEAT_TOPIC,
+    LEDGER_TOPIC,
+    SYNC_PROTOCOL,
+    GossipConfig,
+    Ledger,
+    LedgerConfig,
+    LedgerService,
+)
 from symphony.protocol.envelope import seal
 from symphony.protocol.messages import LedgerRecord, SyncRequest
 from symphony.transport.memory import LinkModel, MemoryNetwork

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 import trio
-from trio.testing import MockClock
 from hypercorn.config import Config
 from hypercorn.trio import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from trio.testing import MockClock
 
 from symphony.errors import ConfigError, SymphonyError
 from symphony.llm import (
@@ -31,9 +31,9 @@ from symphony.llm import (
     ModelSpecError,
     ScriptedModel,
     TimedModel,
+    llama_backend,
     parse_model_spec,
 )
-from symphony.llm import llama_backend
 from symphony.llm.llama_backend import PACKAGED_MODELS, LlamaModel, PackagedModel, Part, ensure_model_file
 from symphony.llm.openai_backend import OpenAIModel
 from symphony.llm.scripted import evaluate, find_expression

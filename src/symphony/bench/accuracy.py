@@ -33,10 +33,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from symphony.bench.contenders import SampledModel, SystemSpec, parse_system, solve
 from symphony.bench.datasets import DATASETS, Item, load_dataset
 from symphony.bench.report import render
 from symphony.bench.scoring import score
-from symphony.bench.contenders import SampledModel, SystemSpec, parse_system, solve
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.base import ChatModel, parse_model_spec
 from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents

@@ -20,8 +20,8 @@ from typing import Any
 import trio
 from rich.console import Console
 
-from symphony.bench.datasets import Item, load_gsm8k
 from symphony.bench.contenders import SampledModel, solve_direct, solve_symphony
+from symphony.bench.datasets import Item, load_gsm8k
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.base import parse_model_spec
 from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents

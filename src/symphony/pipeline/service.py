@@ -60,8 +60,8 @@ from symphony.pipeline.planner import (
 )
 from symphony.pipeline.voting import Ballot, chain_weight, weighted_vote
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
-from symphony.protocol.limits import backoff_delay
 from symphony.protocol.identity import Identity
+from symphony.protocol.limits import backoff_delay
 from symphony.protocol.messages import Task, TaskResult
 from symphony.transport.base import Transport
 
