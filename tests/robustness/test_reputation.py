@@ -136,6 +136,18 @@ def test_cross_vote_blames_the_minority_executor_and_planner() -> None:
     assert all(verdicts[(a, r)] for a, r in [("p1", "plan"), ("e1", "execute"), ("e4", "execute")])
 
 
+def test_cross_vote_judges_no_one_against_a_winner_without_a_majority() -> None:
+    """Three honest chains, three answers (normal with small models): the weighted vote's pick is
+    no evidence against the others; only sub-questions where a majority agrees still judge."""
+    chains = [
+        _chain("p1", "10", [("Compute 3*4.", "12", "e1"), ("Final?", "10", "e2")]),
+        _chain("p2", "11", [("Compute 3*4.", "12", "e3"), ("Final?", "11", "e4")]),
+        _chain("p3", "99", [("Compute 3*4.", "13", "e5"), ("Final?", "99", "e6")]),
+    ]
+    verdicts = {(v.agent_id, v.role): v.agreed for v in cross_vote(chains, "10", "number")}
+    assert verdicts == {("e1", "execute"): True, ("e3", "execute"): True, ("e5", "execute"): False}
+
+
 def test_cross_vote_needs_two_chains_and_tolerates_garbage_traces() -> None:
     assert cross_vote([_chain("p1", "1", [])], "1", "number") == []
     junk = [{"ok": True, "planner": "p1", "answer": "1", "trace": {"steps": [1, {"ok": True}, None]}},

@@ -10,7 +10,11 @@ contributed to a chain is judged against the evidence closest to what it did:
   pooled, and when a strict majority of their answers agree, each executor is judged against
   that majority. Otherwise only the final step can be judged, against the winner.
 
-No verdict is given when fewer than two chains answered: one chain cannot be cross-checked.
+No verdict is given when fewer than two chains answered (one chain cannot be cross-checked), and
+none against the winner unless a strict majority of the chains reached it: with real models honest
+chains often disagree (three chains, three answers), and the weighted vote's pick among them is no
+evidence that the others lied. Measured: without this rule, a GSM8K run of three honest Qwen-0.5B
+agents blacklisted its own agents 128 times in 10 questions.
 A limit (see docs/architecture.md, robustness): the steps come from the planner's trace, so a
 lying planner could frame an executor; the planner's own verdict then still catches the lie
 whenever its chain answer loses.
@@ -44,8 +48,10 @@ def cross_vote(chains: Sequence[dict[str, Any]], winner: str | None, kind: Answe
     good = [c for c in chains if c.get("ok")]
     if winner is None or len(good) < 2:
         return []
-    verdicts = [Verdict(str(c["planner"]), answers_equivalent(str(c.get("answer", "")), winner, kind), "plan")
-                for c in good]
+    agrees = [answers_equivalent(str(c.get("answer", "")), winner, kind) for c in good]
+    consensus = sum(agrees) * 2 > len(good)
+    verdicts = [Verdict(str(c["planner"]), agreed, "plan") for c, agreed in zip(good, agrees, strict=True)
+                if consensus]
     steps = [(s, i == len(chain_steps) - 1) for c in good for chain_steps in [_steps(c)]
              for i, s in enumerate(chain_steps)]
     pooled: defaultdict[str, list[str]] = defaultdict(list)
@@ -55,7 +61,7 @@ def cross_vote(chains: Sequence[dict[str, Any]], winner: str | None, kind: Answe
         top, count = Counter(pooled[question]).most_common(1)[0]
         if len(pooled[question]) >= 2 and count * 2 > len(pooled[question]):
             verdicts.append(Verdict(executor, normalize_answer(answer, kind) == top, "execute"))
-        elif final:
+        elif final and consensus:
             verdicts.append(Verdict(executor, answers_equivalent(answer, winner, kind), "execute"))
     return verdicts
 
