@@ -610,65 +610,71 @@ def _f(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _table(header: str, lines: Sequence[str]) -> list[str]:
+    """A markdown table: ``header``, its separator (one column per cell), ``lines``, a blank line."""
+    return [header, "|---" * (header.count("|") - 1) + "|", *lines, ""]
+
+
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The tables for docs/results.md."""
     out: list[str] = []
     crash = [r for r in rows if r["scenario"] == "crash"]
     if crash:
-        out += [("| killed | victims' role | completion | accuracy | p50 / p95 latency (s) | affected tasks | "
-                 "recovery p50 / max (s) | re-asks |"), "|---|---|---|---|---|---|---|---|"]
-        out += [f"| {r['fraction']:.0%} ({r['killed']}) | "
+        out += _table(
+            "| killed | victims' role | completion | accuracy | p50 / p95 latency (s) | affected tasks | "
+            "recovery p50 / max (s) | re-asks |",
+            [f"| {r['fraction']:.0%} ({r['killed']}) | "
                 f"{', '.join(f'{k} {v}' for k, v in sorted(r['killed_roles'].items())) or '-'} | "
                 f"{r['completion']:.3f} | {r['accuracy']:.3f} | "
                 f"{_f(r['latency_p50_s'])} / {_f(r['latency_p95_s'])} | {r['affected_tasks']} | "
-                f"{_f(r['recovery_p50_s'])} / {_f(r['recovery_max_s'])} | {r['re_asks']} |" for r in crash]
-        out.append("")
+                f"{_f(r['recovery_p50_s'])} / {_f(r['recovery_max_s'])} | {r['re_asks']} |" for r in crash])
     churn = [r for r in rows if r["scenario"] == "churn"]
     if churn:
-        out += [("| left gracefully, rejoined 5 s later | completion | accuracy | p50 / p95 latency (s) | "
-                 "rejoined agent seen available by all, p50 / max (s) | re-asks |"), "|---|---|---|---|---|---|"]
-        out += [f"| {r['fraction']:.0%} ({r['left_and_rejoined']}) | {r['completion']:.3f} | {r['accuracy']:.3f} | "
+        out += _table(
+            "| left gracefully, rejoined 5 s later | completion | accuracy | p50 / p95 latency (s) | "
+            "rejoined agent seen available by all, p50 / max (s) | re-asks |",
+            [f"| {r['fraction']:.0%} ({r['left_and_rejoined']}) | {r['completion']:.3f} | {r['accuracy']:.3f} | "
                 f"{_f(r['latency_p50_s'])} / {_f(r['latency_p95_s'])} | {_f(r['rejoin_visible_p50_s'])} / "
-                f"{_f(r['rejoin_visible_max_s'])} | {r['re_asks']} |" for r in churn]
-        out.append("")
+                f"{_f(r['rejoin_visible_max_s'])} | {r['re_asks']} |" for r in churn])
     proc = [r for r in rows if r["scenario"] == "process-crash"]
     if proc:
-        out += [("| real processes | SIGKILLed (role) | completion | accuracy | p50 latency (s) | recovery p50 / max (s) | "
-                 "re-asks |"), "|---|---|---|---|---|---|---|"]
-        out += [f"| {r['agents']} | {r['killed']} ({', '.join(r['killed_roles'])}) | {r['completion']:.3f} | "
+        out += _table(
+            "| real processes | SIGKILLed (role) | completion | accuracy | p50 latency (s) | recovery p50 / max (s) | "
+            "re-asks |",
+            [f"| {r['agents']} | {r['killed']} ({', '.join(r['killed_roles'])}) | {r['completion']:.3f} | "
                 f"{r['accuracy']:.3f} | {_f(r['latency_p50_s'])} | {_f(r['recovery_p50_s'])} / "
-                f"{_f(r['recovery_max_s'])} | {r['re_asks']} |" for r in proc]
-        out.append("")
+                f"{_f(r['recovery_max_s'])} | {r['re_asks']} |" for r in proc])
     part = [r for r in rows if r["scenario"] == "partition"]
     if part:
-        out += [("| isolated | major side completion / accuracy | minor side completion / accuracy | "
-                 "ledger converged after heal (s) | completion after heal |"), "|---|---|---|---|---|"]
-        out += [f"| {r['fraction']:.0%} ({r['isolated']}) | {r['major']['completion']:.3f} / "
+        out += _table(
+            "| isolated | major side completion / accuracy | minor side completion / accuracy | "
+            "ledger converged after heal (s) | completion after heal |",
+            [f"| {r['fraction']:.0%} ({r['isolated']}) | {r['major']['completion']:.3f} / "
                 f"{r['major']['accuracy']:.3f} | {r['minor']['completion']:.3f} / {r['minor']['accuracy']:.3f} | "
-                f"{_f(r['converge_s'])} | {r['after_heal']['completion']:.3f} |" for r in part]
-        out.append("")
+                f"{_f(r['converge_s'])} | {r['after_heal']['completion']:.3f} |" for r in part])
     net = [r for r in rows if r["scenario"] == "network"]
     if net:
         base = net[0]["latency_p50_s"] or 0.0
-        out += [("| latency (ms) | bandwidth (Mbps) | wall time per task p50 / p95 (s) | overhead vs first row (s) | "
-                 "completion |"), "|---|---|---|---|---|"]
-        out += [f"| {r['latency_ms']:g} | {r['bandwidth_mbps']:g} | {_f(r['latency_p50_s'])} / "
+        out += _table(
+            "| latency (ms) | bandwidth (Mbps) | wall time per task p50 / p95 (s) | overhead vs first row (s) | "
+            "completion |",
+            [f"| {r['latency_ms']:g} | {r['bandwidth_mbps']:g} | {_f(r['latency_p50_s'])} / "
                 f"{_f(r['latency_p95_s'])} | {_f((r['latency_p50_s'] or 0.0) - base)} | {r['completion']:.3f} |"
-                for r in net]
-        out.append("")
+                for r in net])
     byz = [r for r in rows if r["scenario"] == "byzantine"]
     if byz:
         clean = next((r["accuracy"] for r in byz if r["attack"] == "none"), None)
-        out += [("| attack | byzantine | accuracy (loss, points) | completion | detected / acted | detection p50 / max (s) | "
-                 "honest blacklisted |"), "|---|---|---|---|---|---|---|"]
+        lines: list[str] = []
         for r in byz:
             if r["attack"] == "none":
                 continue
             loss = 100 * (clean - r["accuracy"]) if clean is not None else None
-            out.append(f"| {r['attack']} | {r['fraction']:.0%} ({r['byzantine']}) | {r['accuracy']:.3f} "
+            lines.append(f"| {r['attack']} | {r['fraction']:.0%} ({r['byzantine']}) | {r['accuracy']:.3f} "
                        f"({_f(loss, 1)}) | {r['completion']:.3f} | {r['detected']}/{r['acted']} | "
                        f"{_f(r['detection_p50_s'])} / {_f(r['detection_max_s'])} | {r['honest_blacklisted']} |")
-        out.append("")
+        out += _table(
+            "| attack | byzantine | accuracy (loss, points) | completion | detected / acted | detection p50 / max (s) | "
+            "honest blacklisted |", lines)
     return "\n".join(out)
 
 
