@@ -103,6 +103,12 @@ class MeteredModel:
         self.metrics.model_latency.observe(time.perf_counter() - started)
         return completion
 
+    async def load(self) -> float | None:
+        """Load the wrapped model now (embedded models load lazily); its seconds, or None when the
+        backend has nothing to load."""
+        load = getattr(self.inner, "load", None)
+        return None if load is None else float(await load())
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 

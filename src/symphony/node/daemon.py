@@ -33,7 +33,7 @@ from symphony.api.metrics import MeteredModel, NodeMetrics, NodeStateCollector
 from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.errors import ConfigError, PeerError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
-from symphony.llm.base import ChatModel, ModelError, parse_model_spec
+from symphony.llm.base import ModelError, parse_model_spec
 from symphony.node.config import NodeConfig, parse_host_port
 from symphony.node.eventlog import EventLog
 from symphony.node.runtime import AgentProfile, AgentRuntime
@@ -55,7 +55,7 @@ class Node:
         self.events = EventLog(self.data_dir / "events.jsonl")
         self.bus = EventBus()
         self.metrics = NodeMetrics()
-        self.model: ChatModel | None = (MeteredModel(parse_model_spec(config.model), self.metrics)
+        self.model: MeteredModel | None = (MeteredModel(parse_model_spec(config.model), self.metrics)
                                         if config.model else None)
         self.runtime: AgentRuntime | None = None
         self.task_records: dict[str, dict[str, Any]] = {}
@@ -215,15 +215,15 @@ class Node:
 
     async def _warm_up(self) -> None:
         """Load an embedded model now, not at the first question; log when it is ready."""
-        load = getattr(getattr(self.model, "inner", self.model), "load", None)
-        if load is None:
+        if self.model is None:
             return
         try:
-            seconds = await load()
+            seconds = await self.model.load()
         except ModelError as exc:
             self.emit("model_failed", {"error": str(exc)[:1000]})
             return
-        self.emit("model_loaded", {"model": self.model.name if self.model else "", "load_s": round(seconds, 2)})
+        if seconds is not None:
+            self.emit("model_loaded", {"model": self.model.name, "load_s": round(seconds, 2)})
 
     async def _leave(self) -> None:
         assert self.runtime is not None
