@@ -23,6 +23,10 @@ def test_five_processes_answer_with_three_chains(tmp_path) -> None:
         ids = {n.agent_id for n in nodes}
         wait_for(lambda: all(ids <= {a for a, r in n.ledger().items() if r["available"]} for n in nodes),
                  timeout=60, what="ledger convergence")
+        # gossip reaches every node through n0 before every node has dialled every other: asking before the mesh
+        # is complete made a beacon round miss agents on a loaded machine, so wait for full connectivity too
+        wait_for(lambda: all(all(p["connected"] for p in n.get("/v1/peers")["peers"] if p["agent_id"] != n.agent_id)
+                             for n in nodes), timeout=120, what="every node connected to every other")
 
         response = httpx.post(nodes[2].info["api"] + "/v1/tasks", timeout=120,
                               json={"question": "What is (17 + 25) * 2?", "cots": 3, "wait": True})

@@ -53,6 +53,10 @@ class DemoAgent:
     roles: str = "planner, executor"
 
 
+#: How long stopping waits for the nodes to announce that they leave and exit before killing them: a node
+#: with a loaded model on a busy 2-core machine needs more than 10 s to close its streams and free the model.
+STOP_TIMEOUT_S = 30.0
+
 #: The default five nodes: (name, model, declared skills, pipeline roles); ``--agents N`` takes the
 #: first N (cycling). The slow 1.5B model only plans: were it also an executor, the Beacon (best match
 #: first, queue only as a tie-break) could queue every sub-task on it while the others sit idle.
@@ -279,9 +283,9 @@ def stop_swarm(swarm: Swarm) -> None:
     try:
         if swarm.nodes:
             with console.status(f"stopping {len(swarm.nodes)} nodes (they announce that they leave) ..."):
-                codes = swarm.stop(timeout=10)
+                codes = swarm.stop(timeout=STOP_TIMEOUT_S)
             killed = sum(code is None for code in codes)
-            console.print(f"stopped {len(codes)} nodes" + (f" ({killed} killed after 10 s)" if killed else ""))
+            console.print(f"stopped {len(codes)} nodes" + (f" ({killed} killed after {STOP_TIMEOUT_S:.0f} s)" if killed else ""))
     finally:
         signal.signal(signal.SIGINT, previous)
 
