@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from symphony.bench.ledger import EPOCH, MB, LedgerBenchConfig, _dist, run_ledger_bench
+from symphony.bench.ledger import EPOCH, MB, LedgerBenchConfig, run_ledger_bench
+from symphony.bench.ledger.figures import _dist
 from symphony.ledger import LedgerConfig
 from symphony.protocol.messages import Heartbeat
 from tests.conftest import identity
@@ -23,8 +24,9 @@ CONFIG = LedgerBenchConfig(updates=3, sim_window_heartbeats=3.0, sim_heartbeat_f
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     out = tmp_path_factory.mktemp("bench")
-    results = run_ledger_bench(real_sizes=[], sim_sizes=[N], out_dir=out, seed=3,
-                               console=Console(file=io.StringIO(), width=200), config=CONFIG)
+    results = run_ledger_bench(
+        real_sizes=[], sim_sizes=[N], out_dir=out, seed=3, console=Console(file=io.StringIO(), width=200), config=CONFIG
+    )
     return results, out
 
 
@@ -104,8 +106,10 @@ def test_json_and_markdown_are_written_with_expected_keys(bench) -> None:
     for r in data["rows"]:
         assert {"propagation", "rounds", "join", "failure", "upkeep", "settings", "cpu"} <= set(r)
         assert {"wire_mb", "per_agent_hour_mb", "production", "kind"} <= set(r["upkeep"])
-    assert {c["target"].split(" (")[0] for c in data["checks"]} >= {"<= 2 log2 N gossip rounds",
-                                                                    "<= 0.1 MB per agent per hour"}
+    assert {c["target"].split(" (")[0] for c in data["checks"]} >= {
+        "<= 2 log2 N gossip rounds",
+        "<= 0.1 MB per agent per hour",
+    }
     markdown = (out / "ledger.md").read_text()
     assert "| engine/set-up | N | update→all p50 / p95 (s) |" in markdown
     assert "| memory/full | 20 |" in markdown and "| memory/overlay | 20 |" in markdown
