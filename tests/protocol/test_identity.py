@@ -4,7 +4,8 @@ import stat
 import pytest
 
 from symphony.errors import BadSignature, ConfigError, MalformedMessage
-from symphony.protocol.identity import Identity, public_key_from_agent_id, verify
+from symphony.protocol import identity as identity_module
+from symphony.protocol.identity import Identity, _VerifiedCache, public_key_from_agent_id, verify
 
 
 def test_agent_id_is_the_libp2p_peer_id() -> None:
@@ -52,3 +53,37 @@ def test_world_readable_key_file_is_refused(tmp_path) -> None:
     os.chmod(path, 0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         Identity.load_or_create(path)
+
+
+def test_a_bad_signature_is_never_cached() -> None:
+    """A forged signature fails every time: failures are not remembered, so it cannot become a hit."""
+    a, b = Identity.generate(), Identity.generate()
+    forged = a.sign(b"pay 5")
+    for _ in range(3):
+        with pytest.raises(BadSignature):
+            verify(b.agent_id, b"pay 5", forged)
+    assert not identity_module._verified.hit((b.agent_id, forged, identity_module.hashlib.sha256(b"pay 5").digest()))
+
+
+def test_a_cached_success_still_requires_the_same_bytes() -> None:
+    """After a good signature is cached, the same signature over other bytes or by another signer still fails."""
+    a, b = Identity.generate(), Identity.generate()
+    sig = a.sign(b"pay 5")
+    verify(a.agent_id, b"pay 5", sig)
+    verify(a.agent_id, b"pay 5", sig)  # the hit
+    with pytest.raises(BadSignature):
+        verify(a.agent_id, b"pay 500", sig)
+    with pytest.raises(BadSignature):
+        verify(b.agent_id, b"pay 5", sig)
+
+
+def test_verified_cache_is_a_bounded_lru() -> None:
+    """The cache holds at most its capacity, evicting the least recently used entry."""
+    cache = _VerifiedCache(capacity=2)
+    cache.add(("a", b"s", b"d1"))
+    cache.add(("a", b"s", b"d2"))
+    assert cache.hit(("a", b"s", b"d1"))  # d1 is now the most recent
+    cache.add(("a", b"s", b"d3"))
+    assert len(cache) == 2
+    assert not cache.hit(("a", b"s", b"d2"))
+    assert cache.hit(("a", b"s", b"d1")) and cache.hit(("a", b"s", b"d3"))

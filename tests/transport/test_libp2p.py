@@ -406,3 +406,31 @@ async def test_closing_leaves_no_tasks_behind() -> None:
         await a.request(b.peer_id, ECHO, b"x", timeout=5)
         await a.publish(TOPIC, b"x")
     assert _task_count() == before
+
+
+def test_heartbeat_backs_off_from_the_peers_it_prunes() -> None:
+    """An oversubscribed mesh is pruned to D and the pruned peers are in backoff, so the next
+    heartbeat with an empty mesh grafts others instead of re-grafting them (which the pruned
+    peers would punish as a GRAFT flood). The router's pubsub is a stub holding only the
+    topic's peer list, the one thing the heartbeat reads from it."""
+    from types import SimpleNamespace
+
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
+
+    from symphony.transport.libp2p import _build_router
+
+    router = _build_router(Libp2pConfig(["/ip4/127.0.0.1/tcp/0"], gossip_degree=3))
+    peers = {ID.from_pubkey(create_new_key_pair(bytes([i + 1]) * 32).public_key) for i in range(10)}
+    router.pubsub = SimpleNamespace(peer_topics={TOPIC: set(peers)})  # type: ignore[assignment]
+    router.peer_protocol.update(dict.fromkeys(peers, PROTOCOL_ID_V11))
+    router.mesh[TOPIC] = set(peers)
+
+    _, pruned = router.mesh_heartbeat()
+    assert len(router.mesh[TOPIC]) == 3 and len(pruned) == 7
+    assert all(router._check_back_off(peer, TOPIC) for peer in pruned)
+
+    router.mesh[TOPIC] = set()
+    grafted, _ = router.mesh_heartbeat()
+    assert grafted and not set(grafted) & set(pruned)

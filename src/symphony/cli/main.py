@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from symphony.bench.accuracy import bench_accuracy
+from symphony.bench.loopback import bench_systems_libp2p
 from symphony.bench.robustness import bench_robustness
 from symphony.bench.sharding import bench_sharding
 from symphony.bench.systems import bench_systems
@@ -27,6 +28,7 @@ bench_app = typer.Typer(help="Benchmarks (write tables to bench-results/).", no_
 app.add_typer(bench_app, name="bench")
 app.command()(demo)
 bench_app.command("systems")(bench_systems)
+bench_app.command("systems-libp2p")(bench_systems_libp2p)
 bench_app.command("sharding")(bench_sharding)
 
 ApiOption = Annotated[

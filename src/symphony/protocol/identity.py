@@ -11,8 +11,10 @@ so the pure layers never depend on the network engine.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import stat
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -60,18 +62,61 @@ def _verify_key(agent_id: str) -> VerifyKey:
     return VerifyKey(public_key_from_agent_id(agent_id))
 
 
+VERIFIED_CACHE_SIZE = 4096
+
+
+class _VerifiedCache:
+    """A bounded LRU of signatures that verified: (signer, signature, sha256(data)).
+
+    Only successes are stored, so a forged signature costs a full check every time and is
+    never remembered; a hit still needs the very same bytes, since their digest is part of
+    the key. Its use is a message verified more than once in one process: a broadcast
+    beacon (DESIGN §4, BEACONSELECT) that several co-hosted agents each open, or a ledger
+    record seen again through gossip. Separate nodes each verify once regardless.
+    """
+
+    def __init__(self, capacity: int = VERIFIED_CACHE_SIZE) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[tuple[str, bytes, bytes], None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def hit(self, key: tuple[str, bytes, bytes]) -> bool:
+        """Whether ``key`` verified before; a hit becomes the most recent entry."""
+        if key not in self._seen:
+            return False
+        self._seen.move_to_end(key)
+        return True
+
+    def add(self, key: tuple[str, bytes, bytes]) -> None:
+        self._seen[key] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+
+
+_verified = _VerifiedCache()
+
+
 def verify(agent_id: str, data: bytes, signature: bytes) -> None:
     """Check that ``signature`` over ``data`` was made by ``agent_id``'s key.
+
+    A signature that verified before over the same bytes (by digest) is not checked again
+    (``_VerifiedCache``); failures are never cached.
 
     Raises:
         BadSignature: it was not.
         MalformedMessage: ``agent_id`` is not a valid Ed25519 peer ID.
     """
+    cache_key = (agent_id, bytes(signature), hashlib.sha256(data).digest())
+    if _verified.hit(cache_key):
+        return
     key = _verify_key(agent_id)
     try:
         key.verify(data, signature)
     except (_NaclBadSignature, ValueError) as exc:
         raise BadSignature(f"signature does not verify for {agent_id}") from exc
+    _verified.add(cache_key)
 
 
 @dataclass(frozen=True)

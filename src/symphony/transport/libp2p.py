@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import logging
 import socket as stdlib_socket
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -229,11 +230,28 @@ class _NoAutoDial(AutoConnector):
 
 
 class _NoPeerExchangeGossipSub(GossipSub):
-    """GossipSub that ignores peer exchange (PX) instead of dialling the listed peers."""
+    """GossipSub that ignores peer exchange (PX) instead of dialling the listed peers, and
+    backs off from the peers its heartbeat prunes."""
 
     async def _do_px(self, px_peers: list[rpc_pb2.PeerInfo]) -> None:
         if px_peers:
             logger.debug("ignoring gossipsub peer exchange offering %d peers", len(px_peers))
+
+    def mesh_heartbeat(self) -> tuple[defaultdict[ID, list[str]], defaultdict[ID, list[str]]]:
+        """py-libp2p's heartbeat, plus the backoff the GossipSub v1.1 spec asks of a pruning peer.
+
+        py-libp2p 0.8.1 prunes an oversubscribed mesh (more than D_high peers) without recording
+        a backoff of its own, while the pruned peer starts its GRAFT-flood clock. Once our mesh
+        shrank below D_low we re-grafted the peers just pruned, they flagged us for a GRAFT flood,
+        penalised and pruned us again: mesh churn and penalties on every node once N > D_high
+        (seen at 25 real nodes, ``bench systems-libp2p``). The backoff is the one py-libp2p uses
+        for a pruned peer (``prune_back_off``), so the heartbeat's grafting skips them meanwhile.
+        """
+        peers_to_graft, peers_to_prune = super().mesh_heartbeat()
+        for peer, topics in peers_to_prune.items():
+            for topic in topics:
+                self._add_back_off(peer, topic, False)
+        return peers_to_graft, peers_to_prune
 
 
 class _PeerEventNotifee(INotifee):

@@ -457,13 +457,13 @@ class MemoryTransport:
         conn.calls.add(call)
         self._stats.record_sent(protocol, len(payload))
         self._network._transmit(conn, len(payload), conn.other(self)._serve, conn, call, payload)
-        try:
-            with trio.fail_after(timeout):
+        try:  # a bare scope: fail_after's generator context manager showed in beacon-round profiles
+            with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
                 await call.done.wait()
-        except trio.TooSlowError:
-            raise RequestTimeout(f"no reply from {peer} on {protocol!r} in {timeout} s") from None
         finally:
             conn.calls.discard(call)
+        if scope.cancelled_caught:
+            raise RequestTimeout(f"no reply from {peer} on {protocol!r} in {timeout} s")
         if call.failure is not None:
             raise PeerUnreachable(call.failure)
         return call.reply

@@ -1,0 +1,490 @@
+"""``symphony bench systems-libp2p``: the systems table on real py-libp2p node processes (issue #6).
+
+Where ``bench systems`` runs every agent in one process on the memory engine, this runs N real
+py-libp2p nodes (TCP, Noise, yamux, gossipsub) on 127.0.0.1, ``per_process`` agents per OS
+process so that N = 25 fits two cores. Every agent is an ``AgentRuntime`` with its *own* ledger
+replica, filled by real gossip from one bootstrap agent; the model is the ``timed:`` stand-in that
+plans 3 CoTs x 5 sub-tasks (``bench.workload``), so inference time is known exactly.
+
+The parent drives its workers over their stdin/stdout, one JSON object per line:
+
+- worker -> ``{"ev": "opened", "addrs": [...]}`` once its hosts listen;
+- parent -> ``{"op": "start", "bootstrap": [addr]}``; worker -> ``{"ev": "converged"}`` when
+  each of its replicas holds all N available records;
+- parent -> ``{"op": "ask" | "beacon" | "stats", "id": k, ...}``; worker -> ``{"ev": "reply", "id": k, ...}``;
+- parent -> ``{"op": "exit"}``: the worker closes its hosts, writes its final counters and exits 0.
+
+Bytes are each node's transport counters (payload bytes of the real serialized envelopes, as in
+``bench systems``; Noise/yamux framing excluded), read from every process before and after the
+task batch. Every wait has a deadline, and every worker is killed if it has not exited by then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.table import Table
+
+import symphony
+from symphony.beacon.service import BEACON_PROTOCOL
+from symphony.bench.accounting import Traffic
+from symphony.bench.systems import (
+    HEADERS,
+    SystemsConfig,
+    _agents,
+    _options,
+    _quantile,
+    _run_tasks,
+    _summary,
+    table_rows,
+)
+from symphony.bench.workload import COTS, QUESTION, STEPS
+from symphony.capability.vector import classify_task_type, requirement_vector
+from symphony.node.runtime import AgentRuntime
+from symphony.pipeline.service import EXECUTOR_TAG, TASK_PROTOCOL, TaskFailed
+from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
+
+CHANNELS = (TASK_PROTOCOL, BEACON_PROTOCOL)
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+
+@dataclass(frozen=True)
+class LoopbackConfig:
+    sizes: tuple[int, ...] = (10, 25)
+    per_process: int = 5
+    tasks: int = 6
+    concurrency: int = 3
+    tokens_per_s: float = 35.0
+    beacon_rounds: int = 20
+    seed: int = 0
+    converge_timeout_s: float = 240.0
+    task_timeout_s: float = 600.0
+    exit_timeout_s: float = 30.0
+
+
+# ---- the worker: several agents in one process --------------------------------------------------
+
+
+class _Lines:
+    """JSON lines over a pair of byte streams (one writer at a time)."""
+
+    def __init__(self, receive: trio.abc.ReceiveStream, send: trio.abc.SendStream) -> None:
+        self._receive, self._send = receive, send
+        self._buffer = bytearray()
+        self._lock = trio.Lock()
+
+    async def read(self) -> dict[str, Any] | None:
+        """The next object, or None at end of stream."""
+        while b"\n" not in self._buffer:
+            chunk = await self._receive.receive_some(1 << 16)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
+        return json.loads(line)
+
+    async def write(self, obj: dict[str, Any]) -> None:
+        async with self._lock:
+            await self._send.send_all(json.dumps(obj, default=str).encode() + b"\n")
+
+
+@dataclass
+class _Worker:
+    """Agents ``first .. first + count - 1`` of an N-agent network, run in this process."""
+
+    n: int
+    first: int
+    count: int
+    tokens_per_s: float
+    seed: int
+    converge_timeout_s: float
+    channel_fd: int = 1
+    runtimes: list[AgentRuntime] = field(default_factory=list)
+
+    async def main(self) -> None:
+        lines = _Lines(trio.lowlevel.FdStream(os.dup(0)), trio.lowlevel.FdStream(self.channel_fd))
+        agents = _agents(self.n, self.tokens_per_s, self.seed)[self.first : self.first + self.count]
+        async with AsyncExitStack() as stack:
+            transports = [
+                await stack.enter_async_context(open_libp2p_transport(a.identity, Libp2pConfig([LOOPBACK])))
+                for a in agents
+            ]
+            await lines.write({"ev": "opened", "addrs": [t.listen_addrs()[0] for t in transports]})
+            start = await lines.read()
+            if start is None or start.get("op") != "start":
+                return
+            for i, (agent, transport) in enumerate(zip(agents, transports, strict=True)):
+                index = self.first + i
+                self.runtimes.append(
+                    AgentRuntime(
+                        transport=transport,
+                        identity=agent.identity,
+                        profile=agent.profile,
+                        model=agent.model,
+                        clock=time.time,
+                        rng=random.Random(index),
+                        bootstrap=[] if index == 0 else start["bootstrap"],
+                    )
+                )
+            async with trio.open_nursery() as nursery:
+                for runtime in self.runtimes:
+                    await nursery.start(runtime.run)
+                await self._converge()
+                await lines.write({"ev": "converged"})
+                await self._serve(lines, nursery)
+                nursery.cancel_scope.cancel()
+        await lines.write({"ev": "exit", "stats": self._stats()})
+
+    async def _converge(self) -> None:
+        """Wait (with a deadline) until every local replica holds all N available records."""
+        with trio.fail_after(self.converge_timeout_s):
+            while not all(len(r.ledger.query(now=time.time())) >= self.n for r in self.runtimes):
+                await trio.sleep(0.1)
+
+    async def _serve(self, lines: _Lines, nursery: trio.Nursery) -> None:
+        """Answer the parent's requests, each in its own task, until ``exit`` or end of input."""
+        while (msg := await lines.read()) is not None and msg["op"] != "exit":
+            nursery.start_soon(self._answer, lines, msg)
+
+    async def _answer(self, lines: _Lines, msg: dict[str, Any]) -> None:
+        """One request; an unexpected error goes back to the parent as ``error`` rather than leave it waiting."""
+        op = msg["op"]
+        try:
+            if op == "ask":
+                reply = await self._ask(msg["agent"])
+            elif op == "beacon":
+                reply = await self._beacon(msg["agent"], msg["rounds"])
+            else:
+                reply = {"stats": self._stats()}
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the run
+            reply = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        await lines.write({"ev": "reply", "id": msg["id"], **reply})
+
+    def _runtime(self, agent: int) -> AgentRuntime:
+        return self.runtimes[agent - self.first]
+
+    async def _ask(self, agent: int) -> dict[str, Any]:
+        try:
+            return {"trace": await self._runtime(agent).tasks.ask(QUESTION, _options())}
+        except TaskFailed as exc:
+            return {"trace": exc.trace, "failed": str(exc)}
+
+    async def _beacon(self, agent: int, rounds: int) -> dict[str, Any]:
+        """BEACONSELECT from ``agent`` to all N agents (itself included), ``rounds`` + 1 times; the
+        first round, which dials every candidate, is left out."""
+        runtime = self._runtime(agent)
+        r = list(requirement_vector(QUESTION, classify_task_type(QUESTION), runtime.encoder))
+        elapsed, replied = [], []
+        for i in range(rounds + 1):
+            outcome = await runtime.selector.select(r, top_l=self.n, tags_any=frozenset({EXECUTOR_TAG}))
+            if i:
+                elapsed.append(outcome.elapsed_s * 1000)
+                replied.append(outcome.replied)
+        return {"elapsed_ms": elapsed, "replied": replied}
+
+    def _stats(self) -> dict[str, Any]:
+        """This process's counters: every local node's bytes and messages sent, by channel, and CPU seconds."""
+        sent: dict[str, list[int]] = {}
+        for runtime in self.runtimes:
+            stats = runtime.transport.stats
+            for channel, size in stats.bytes_sent.items():
+                total = sent.setdefault(channel, [0, 0])
+                total[0] += size
+                total[1] += stats.messages_sent[channel]
+        return {"sent": sent, "cpu_s": round(time.process_time(), 3)}
+
+
+# ---- the parent ---------------------------------------------------------------------------------
+
+
+class _Process:
+    """One worker process, as the parent sees it: requests by id, replies dispatched by a reader task."""
+
+    def __init__(self, process: trio.Process, first: int, count: int) -> None:
+        self.process = process
+        self.first, self.count = first, count
+        assert process.stdout is not None and process.stdin is not None
+        self.lines = _Lines(process.stdout, process.stdin)
+        self._pending: dict[int, tuple[trio.Event, list[dict[str, Any]]]] = {}
+        self._ids = 0
+        self.events: dict[str, trio.Event] = {"opened": trio.Event(), "converged": trio.Event(), "exit": trio.Event()}
+        self.received: dict[str, dict[str, Any]] = {}
+        self.closed = trio.Event()
+
+    async def read_all(self) -> None:
+        """Dispatch the worker's lines until it closes its output."""
+        try:
+            while (msg := await self.lines.read()) is not None:
+                if msg["ev"] == "reply":
+                    event, box = self._pending.pop(msg["id"])
+                    box.append(msg)
+                    event.set()
+                else:
+                    self.received[msg["ev"]] = msg
+                    self.events[msg["ev"]].set()
+        finally:
+            self.closed.set()
+
+    async def call(self, op: str, timeout: float, **fields: Any) -> dict[str, Any]:
+        self._ids += 1
+        event, box = trio.Event(), []
+        self._pending[self._ids] = (event, box)
+        await self.lines.write({"op": op, "id": self._ids, **fields})
+        with trio.fail_after(timeout):
+            await event.wait()
+        if "error" in box[0]:
+            raise WorkerError(f"worker {self.first}..{self.first + self.count - 1}: {box[0]['error']}")
+        return box[0]
+
+
+class WorkerError(RuntimeError):
+    """A worker process could not answer a request."""
+
+
+def _src_path() -> str:
+    """The directory holding the ``symphony`` package, for the workers' PYTHONPATH."""
+    return str(Path(symphony.__file__).resolve().parents[1])
+
+
+async def _spawn(n: int, first: int, count: int, cfg: LoopbackConfig, log: Path) -> _Process:
+    spec = {
+        "n": n,
+        "first": first,
+        "count": count,
+        "tokens_per_s": cfg.tokens_per_s,
+        "seed": cfg.seed,
+        "converge_timeout_s": cfg.converge_timeout_s,
+    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_src_path(), os.environ.get("PYTHONPATH")]))}
+    with log.open("wb") as err:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "symphony.bench.loopback", json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+        )
+    return _Process(process, first, count)
+
+
+async def _wait_all(events: list[trio.Event], timeout: float, what: str) -> None:
+    with trio.move_on_after(timeout) as scope:
+        for event in events:
+            await event.wait()
+    if scope.cancelled_caught:
+        raise TimeoutError(
+            f"{what}: {sum(not e.is_set() for e in events)} of {len(events)} processes not there after {timeout} s"
+        )
+
+
+async def _stop(procs: list[_Process], timeout: float) -> list[int | None]:
+    """Ask every worker to exit; kill the ones still running after ``timeout``. Returns exit codes."""
+    for p in procs:
+        try:
+            await p.lines.write({"op": "exit"})
+            await p.process.stdin.aclose()  # type: ignore[union-attr]
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # already gone
+    with trio.move_on_after(timeout):
+        for p in procs:
+            await p.process.wait()
+    for p in procs:
+        if p.process.returncode is None:
+            p.process.kill()
+    with trio.move_on_after(5):
+        for p in procs:
+            await p.process.wait()
+            await p.closed.wait()  # its last line (final counters) is read
+    return [p.process.returncode for p in procs]
+
+
+def _traffic(stats: list[dict[str, Any]]) -> Traffic:
+    sent = [s["sent"].get(c, [0, 0]) for s in stats for c in CHANNELS]
+    return Traffic(sum(b for b, _ in sent), sum(m for _, m in sent))
+
+
+async def _gather_stats(procs: list[_Process], timeout: float) -> list[dict[str, Any]]:
+    return [(await p.call("stats", timeout))["stats"] for p in procs]
+
+
+def _beacon_summary(reply: dict[str, Any], n: int) -> dict[str, Any]:
+    elapsed = reply["elapsed_ms"]
+    return {
+        "candidates": n,
+        "rounds": len(elapsed),
+        "p50_ms": round(statistics.median(elapsed), 2),
+        "p95_ms": round(_quantile(elapsed, 0.95), 2),
+        "replied_min": min(reply["replied"]),
+    }
+
+
+async def _run_size(n: int, cfg: LoopbackConfig, root: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """One network of ``n`` agents in ceil(n / per_process) processes: beacon rounds, then the task batch."""
+    counts = [min(cfg.per_process, n - first) for first in range(0, n, cfg.per_process)]
+    started = time.perf_counter()
+    procs: list[_Process] = []
+    row: dict[str, Any] = {"arch": "symphony-libp2p", "n": n, "processes": len(counts)}
+    async with trio.open_nursery() as nursery:
+        try:
+            for k, count in enumerate(counts):
+                procs.append(await _spawn(n, k * cfg.per_process, count, cfg, root / f"n{n}-worker{k}.log"))
+                nursery.start_soon(procs[-1].read_all)
+            await _wait_all([p.events["opened"] for p in procs], cfg.converge_timeout_s, "listening")
+            bootstrap = [procs[0].received["opened"]["addrs"][0]]
+            for p in procs:
+                await p.lines.write({"op": "start", "bootstrap": bootstrap})
+            await _wait_all([p.events["converged"] for p in procs], cfg.converge_timeout_s, "ledger convergence")
+            setup = time.perf_counter() - started
+            say(f"libp2p N={n}: {len(procs)} processes, every replica holds {n} records after {setup:.1f} s")
+            row.update(await _measure(n, procs, cfg, setup, say))
+        except (TimeoutError, trio.TooSlowError, WorkerError) as exc:
+            row.update({"tasks": cfg.tasks, "failed": cfg.tasks, "errors": [str(exc) or type(exc).__name__]})
+            say(f"libp2p N={n}: {exc}")
+        finally:
+            row["pids"] = [p.process.pid for p in procs]
+            row["exit_codes"] = await _stop(procs, cfg.exit_timeout_s)
+            row["cpu_s"] = [p.received.get("exit", {}).get("stats", {}).get("cpu_s") for p in procs]
+            nursery.cancel_scope.cancel()
+    row["load_avg"] = [round(x, 2) for x in os.getloadavg()]
+    return row
+
+
+async def _measure(
+    n: int, procs: list[_Process], cfg: LoopbackConfig, setup: float, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Beacon rounds from agent 0 to all N, then the task batch between two reads of the counters."""
+    beacon = _beacon_summary(await procs[0].call("beacon", cfg.task_timeout_s, agent=0, rounds=cfg.beacon_rounds), n)
+    say(f"libp2p N={n}: beacon round to {n} candidates P50 {beacon['p50_ms']} ms, P95 {beacon['p95_ms']} ms")
+    rng = random.Random(cfg.seed)
+    initiators = [rng.randrange(n) for _ in range(cfg.tasks)]
+    owner = {a: p for p in procs for a in range(p.first, p.first + p.count)}
+
+    async def ask(i: int) -> dict[str, Any]:
+        reply = await owner[initiators[i]].call("ask", cfg.task_timeout_s, agent=initiators[i])
+        if "failed" in reply:
+            raise TaskFailed(reply["failed"], trace=reply["trace"])
+        return reply["trace"]
+
+    before = _traffic(await _gather_stats(procs, cfg.task_timeout_s))
+    traces, batch = await _run_tasks(ask, SystemsConfig(tasks=cfg.tasks, concurrency=cfg.concurrency))
+    after = _traffic(await _gather_stats(procs, cfg.task_timeout_s))
+    row = _summary(
+        "symphony-libp2p",
+        n,
+        traces,
+        batch,
+        Traffic(after.bytes - before.bytes, after.messages - before.messages),
+        setup,
+    )
+    rounds = [
+        s["spans"]["beacon_ms"]
+        for t in traces
+        for c in t.get("chains", [])
+        for s in (c.get("trace") or {}).get("steps", [])
+    ]
+    row["beacon_ms_p95"] = round(_quantile(rounds, 0.95), 2) if rounds else None
+    row["beacon"] = beacon
+    return row
+
+
+@dataclass
+class LoopbackResults:
+    config: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def markdown(results: LoopbackResults) -> str:
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results.rows)]
+    lines.append("")
+    for r in results.rows:
+        b = r.get("beacon")
+        if b:
+            lines.append(
+                f"- N = {r['n']} in {r['processes']} processes: beacon round to all {b['candidates']} agents, "
+                f"{b['rounds']} rounds: P50 {b['p50_ms']} ms, P95 {b['p95_ms']} ms (fewest replies "
+                f"{b['replied_min']}); in-task beacon rounds P95 {r.get('beacon_ms_p95')} ms; worker CPU "
+                f"{r['cpu_s']} s; exit codes {r['exit_codes']}; load {r['load_avg']}"
+            )
+        else:
+            lines.append(f"- N = {r['n']}: {r.get('errors')}; exit codes {r['exit_codes']}")
+    return "\n".join(lines) + "\n"
+
+
+async def _run(cfg: LoopbackConfig, root: Path, say: Callable[[str], None]) -> LoopbackResults:
+    results = LoopbackResults(config=asdict(cfg))
+    for n in cfg.sizes:
+        results.rows.append(await _run_size(n, cfg, root, say))
+    return results
+
+
+def run_loopback_bench(cfg: LoopbackConfig, out: Path, console: Console | None = None) -> LoopbackResults:
+    """Run the benchmark; write ``systems-libp2p.json`` and ``.md`` (and worker logs) under ``out``."""
+    console = console or Console(width=200)
+    out.mkdir(parents=True, exist_ok=True)
+    results = trio.run(_run, cfg, out, lambda line: console.print(f"[dim]{line}[/dim]"))
+    (out / "systems-libp2p.json").write_text(json.dumps(asdict(results), indent=2, default=str) + "\n")
+    (out / "systems-libp2p.md").write_text(markdown(results))
+    table = Table(
+        *HEADERS,
+        title=f"symphony bench systems-libp2p (127.0.0.1, {cfg.per_process} agents per process, "
+        f"timed:{cfg.tokens_per_s:g}, {COTS} CoTs x {STEPS} sub-tasks)",
+    )
+    for row in table_rows(results.rows):
+        table.add_row(*row)
+    console.print(table)
+    console.print(markdown(results).split("\n\n", 1)[-1])
+    return results
+
+
+def bench_systems_libp2p(
+    agents: list[int] = [10, 25],  # noqa: B006 - typer reads the default
+    per_process: int = 5,
+    tasks: int = 6,
+    concurrency: int = 3,
+    tokens_per_s: float = 35.0,
+    beacon_rounds: int = 20,
+    seed: int = 0,
+    out: Path = Path("bench-results/systems-libp2p"),
+) -> None:
+    """The systems table on real py-libp2p node processes on 127.0.0.1 (issue #6)."""
+    if per_process < 1 or any(n < 2 for n in agents):
+        raise SystemExit("--per-process must be >= 1 and every --agents >= 2")
+    cfg = LoopbackConfig(
+        sizes=tuple(agents),
+        per_process=per_process,
+        tasks=tasks,
+        concurrency=concurrency,
+        tokens_per_s=tokens_per_s,
+        beacon_rounds=beacon_rounds,
+        seed=seed,
+    )
+    run_loopback_bench(cfg, out)
+
+
+def _worker_main(argv: list[str]) -> None:
+    """Entry point of a worker process: the parent's channel keeps fd 1; stray prints go to stderr."""
+    channel = os.dup(1)
+    os.dup2(2, 1)
+    trio.run(_Worker(**json.loads(argv[0]), channel_fd=channel).main)
+
+
+if __name__ == "__main__":
+    _worker_main(sys.argv[1:])
+
+
+__all__ = ["LoopbackConfig", "LoopbackResults", "bench_systems_libp2p", "markdown", "run_loopback_bench"]

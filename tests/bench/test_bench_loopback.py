@@ -1,0 +1,43 @@
+"""``bench systems-libp2p`` on a tiny network: real py-libp2p processes on 127.0.0.1, bytes counted, all exit."""
+
+import json
+import os
+
+import pytest
+
+from symphony.bench.loopback import LoopbackConfig, run_loopback_bench
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.timeout(300)
+def test_small_real_process_run_counts_bytes_and_leaves_no_process(tmp_path) -> None:
+    """4 agents in 2 processes answer one task; the counters saw its bytes; both workers exit 0 and are reaped."""
+    cfg = LoopbackConfig(
+        sizes=(4,),
+        per_process=2,
+        tasks=1,
+        concurrency=1,
+        tokens_per_s=2000.0,
+        beacon_rounds=2,
+        converge_timeout_s=120.0,
+        task_timeout_s=120.0,
+    )
+    run_loopback_bench(cfg, tmp_path)
+    results = json.loads((tmp_path / "systems-libp2p.json").read_text())
+    (row,) = results["rows"]
+    assert row["n"] == 4 and row["processes"] == 2
+    assert row["exit_codes"] == [0, 0]
+    assert all(_gone(pid) for pid in row["pids"])
+    assert row["failed"] == 0 and row["answers_ok"] == 1
+    assert row["bytes_per_task"] > 0 and row["messages_per_task"] > 0
+    for key in ("p50_s", "p95_s", "overhead", "breakdown_ms", "beacon_ms_p95", "cpu_s", "load_avg"):
+        assert key in row
+    assert row["beacon"]["candidates"] == 4 and row["beacon"]["rounds"] == 2 and row["beacon"]["replied_min"] == 4
+    assert "| symphony-libp2p | 4 |" in (tmp_path / "systems-libp2p.md").read_text()
