@@ -88,8 +88,8 @@ def test_the_report_has_tables_significance_diffs_and_plots(tmp_path: Path) -> N
     text = write_report(config, rows)
     assert "| direct | 0.250 ± 0.000 (n=16) |" in text
     assert "| symphony:cots=2 | 0.875 ± 0.000 (n=16) |" in text
-    assert "| gsm8k | symphony:cots=2 | 4 | 0 | 10 | 2 | 0.002 |" in text
-    assert "fixed 10" in text and "broke 0" in text and "`0/q2` (answer '1', gold '1')" in text
+    assert "| gsm8k | direct | symphony:cots=2 | 4 | 0 | 10 | 2 | 0.002 | exact |" in text
+    assert "symphony:cots=2 vs direct** fixed 10" in text and "broke 0" in text and "`0/q2` (answer '1', gold '1')" in text
     png = tmp_path / "accuracy-gsm8k.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "accuracy.md").read_text() == text

@@ -178,9 +178,9 @@ def write_report(config: RunConfig, rows: list[dict[str, Any]], item_ids: set[st
     rows = [r for r in rows if r["dataset"] in config.datasets and r["seed"] in config.seeds
             and (item_ids is None or r["id"] in item_ids)]
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    pools = {r["pool"] for r in rows}
+    pools = list(dict.fromkeys(r["pool"] for r in rows))  # in run order: later pools are compared with the first
     names = [s.name for s in config.systems]
-    systems = [f"{n} [{p}]" for p in sorted(pools) for n in names] if len(pools) > 1 else names
+    systems = [f"{n} [{p}]" for p in pools for n in names] if len(pools) > 1 else names
     text = render(rows, datasets=list(config.datasets), systems=systems, out_dir=config.out_dir)
     (config.out_dir / "accuracy.md").write_text(text, encoding="utf-8")
     return text
@@ -193,7 +193,7 @@ def bench_accuracy(
                                                                "symphony:strategy=random or sc:samples=3.")]
     = ["direct", "sc", "orchestrator", "symphony"],  # noqa: B006
     agent_model: Annotated[list[str], typer.Option("--agent-model", help="One model spec per agent (repeat); "
-                                                                         "agent 0 also runs direct.")] = ["llama:qwen2.5-coder-0.5b"] * 3,  # noqa: B006
+                                                                         "agent 0 also runs direct.")] = ["llama:qwen2.5-coder-0.5b"] * 3,
     pool: Annotated[str, typer.Option(help="Name of this agent pool in the results (e.g. homogeneous).")] = "default",
     limit: Annotated[int, typer.Option(help="Items per dataset (after --offset).")] = 20,
     offset: Annotated[int, typer.Option(help="Skip this many items of each dataset first.")] = 0,
