@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import trio
 import typer
@@ -44,6 +44,37 @@ from symphony.protocol.identity import Identity
 from symphony.transport.memory import LinkModel, MemoryNetwork
 
 RESULTS_FILE = "accuracy.jsonl"
+
+#: The skills each packaged model declares (its tags, which with its name make the tag block of its
+#: capability vector c_j, paper §3.1; the beacon scores a sub-task against them, eq. 1). They follow
+#: the model cards and ``llm.llama_backend``'s notes, not benchmark items: Qwen2.5-Coder is a code
+#: model that also does maths word problems and can plan; SmolLM2-135M "cannot plan or do
+#: arithmetic" and declares short chat only. The hashing tag encoder matches words, so a skill is
+#: described in the words sub-tasks needing it use (the vocabulary of
+#: ``capability.vector.classify_task_type``'s arithmetic and word-problem types). A ledger record
+#: holds at most 32 tags of 64 characters, the two role tags included.
+_MATHS_SKILLS: Final = (
+    "maths", "arithmetic word problems", "how many", "how much", "what is the total number", "find the number",
+    "each", "per", "calculate", "compute", "add", "subtract", "multiply", "times", "divided by", "sum",
+    "difference", "product", "percent", "fractions", "money", "cost", "price", "left over")
+MODEL_TAGS: Final[dict[str, tuple[str, ...]]] = {
+    "llama:qwen2.5-coder-1.5b": (*_MATHS_SKILLS, "python code", "reasoning", "planning steps"),
+    "llama:qwen2.5-coder-0.5b": (*_MATHS_SKILLS, "python code", "reasoning", "planning steps"),
+    "llama:smollm2-135m": ("short chat replies", "greetings", "simple rewriting"),
+}
+#: Tags of a model with no profile above (an endpoint, a GGUF path, a scripted test model).
+DEFAULT_TAGS: Final = ("math", "reasoning", "code")
+
+
+def agent_profile(spec: str, n: int) -> AgentProfile:
+    """Agent ``n``'s declared profile for model ``spec``: ``MODEL_TAGS`` when the model has one."""
+    return AgentProfile(name=f"agent{n}", tags=MODEL_TAGS.get(spec.strip(), DEFAULT_TAGS))
+
+
+def pool_agents(seed: int, specs: Sequence[str], models: Sequence[ChatModel]) -> list[SimulatedAgent]:
+    """The pool as Symphony agents: one seeded identity per agent, its model and its model's profile."""
+    return [SimulatedAgent(Identity(random.Random(f"agent:{seed}:{n}").randbytes(32)), model, agent_profile(spec, n))
+            for n, (spec, model) in enumerate(zip(specs, models, strict=True))]
 
 
 @dataclass(frozen=True)
@@ -145,11 +176,8 @@ async def _run_seed(config: RunConfig, seed: int, todo: Sequence[tuple[int, str,
         nodes = None
         if any(spec.system == "symphony" for *_, spec in todo):
             net = MemoryNetwork(link=LinkModel(latency_s=0.001), rng=random.Random(seed))
-            agents = [SimulatedAgent(Identity(random.Random(f"agent:{seed}:{n}").randbytes(32)), model,
-                                     AgentProfile(name=f"agent{n}", tags=("math", "reasoning", "code")))
-                      for n, model in enumerate(models)]
             nodes = await stack.enter_async_context(open_simulated_agents(
-                net, agents, clock=time.time, ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
+                net, pool_agents(seed, config.agent_models, models), clock=time.time, ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
                 gossip_config=GossipConfig(anti_entropy_interval_s=2.0)))
         by_item: dict[tuple[str, str], list[tuple[int, str, Item, SystemSpec]]] = {}
         for entry in todo:
@@ -226,4 +254,5 @@ def bench_accuracy(
     console.print(write_report(config, rows, ids), markup=False, soft_wrap=True)
 
 
-__all__ = ["RESULTS_FILE", "RunConfig", "bench_accuracy", "load_items", "read_rows", "run", "write_report"]
+__all__ = ["DEFAULT_TAGS", "MODEL_TAGS", "RESULTS_FILE", "RunConfig", "agent_profile", "bench_accuracy", "load_items",
+           "pool_agents", "read_rows", "run", "write_report"]
