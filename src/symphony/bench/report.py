@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from symphony.bench.scoring import matches_gold
 from symphony.pipeline.executor import FINAL_MAX_TOKENS, STEP_MAX_TOKENS
-from symphony.pipeline.extraction import AnswerKind, answers_equivalent, normalize_answer
+from symphony.pipeline.extraction import AnswerKind, normalize_answer
 
 #: Below this many discordant pairs McNemar's test is the exact binomial one; from it on, chi-square.
 EXACT_BELOW: Final = 25
@@ -228,7 +229,8 @@ class ChainStats:
 
     ``chains`` counts the chains that returned an answer (``attempts``: all planner attempts,
     backups included); ``distinct`` the different answers among them; ``gold_in_chain`` whether any
-    of them was right, ``vote_right`` whether the vote returned a right answer. Intermediate steps
+    of them was right (``scoring.matches_gold``; not judged for code), ``vote_right`` whether the
+    vote returned a right answer. Intermediate steps
     are those before a chain's final step (the final one is the last step of a chain that
     answered, or a step asking the question itself, ``planner.anchor_final_step``);
     ``non_numeric`` counts intermediate answers that are not one plain number once cleaned (for
@@ -265,7 +267,7 @@ def chain_stats(row: dict[str, Any]) -> ChainStats | None:
     answered = [c for c in trace["chains"] if c.get("ok")]
     keys = {normalize_answer(c["answer"], kind) for c in answered}
     gold = str(row.get("gold", ""))
-    in_chain = kind != "code" and any(answers_equivalent(c["answer"], gold, kind) for c in answered)
+    in_chain = kind != "code" and any(matches_gold(c["answer"], gold, kind) for c in answered)
     intermediate = non_numeric = steps = capped = 0
     for chain in trace["chains"]:
         chain_steps = (chain.get("trace") or {}).get("steps") or []
