@@ -200,6 +200,21 @@ async def _run_seed(config: RunConfig, seed: int, todo: Sequence[tuple[int, str,
                 nursery.start_soon(one_item, entries)
 
 
+def rescore(rows: list[dict[str, Any]], items: dict[str, list[Item]]) -> int:
+    """Score the stored answers again with the current scorer (``--report-only`` after a scorer
+    fix); code answers keep their stored sandbox verdict. Returns how many verdicts changed."""
+    by_id = {(d, item.id): item for d, its in items.items() for item in its}
+    changed = 0
+    for row in rows:
+        item = by_id.get((row["dataset"], row["id"]))
+        if item is None or item.kind == "code":
+            continue
+        correct = score(item, row["answer"])
+        changed += correct != row["correct"]
+        row["correct"] = correct
+    return changed
+
+
 def write_report(config: RunConfig, rows: list[dict[str, Any]], item_ids: set[str] | None = None) -> str:
     """Render the report for this run's datasets, seeds, systems and (if given) items, all pools in
     the file, to accuracy.md."""
@@ -250,9 +265,12 @@ def bench_accuracy(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     rows = read_rows(out / RESULTS_FILE) if report_only else trio.run(run, config, console)
-    ids = {item.id for items in load_items(config, console.print).values() for item in items}
+    items = load_items(config, console.print)
+    if report_only:
+        console.print(f"re-scored the stored answers: {rescore(rows, items)} verdicts changed")
+    ids = {item.id for its in items.values() for item in its}
     console.print(write_report(config, rows, ids), markup=False, soft_wrap=True)
 
 
 __all__ = ["DEFAULT_TAGS", "MODEL_TAGS", "RESULTS_FILE", "RunConfig", "agent_profile", "bench_accuracy", "load_items",
-           "pool_agents", "read_rows", "run", "write_report"]
+           "pool_agents", "read_rows", "rescore", "run", "write_report"]
