@@ -7,6 +7,7 @@ chi-square by its formula, counts of the steps written below), not read back fro
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from symphony.bench.report import (
     comparisons,
     mcnemar,
     paired,
+    render,
 )
 from symphony.pipeline.executor import FINAL_MAX_TOKENS, STEP_MAX_TOKENS
 
@@ -117,3 +119,13 @@ def test_chain_table_lists_each_question_and_the_totals() -> None:
     assert ("All chains differ in 0/2 questions; a chain held the gold in 2/2, the vote returned it in 1 of those; "
             "4/6 intermediate answers non-numeric; 6/14 steps at the token cap.") in table
     assert chain_table(rows, "gsm8k", "direct") == ""
+
+
+def test_render_shows_the_comparisons_and_the_chain_section(tmp_path: Path) -> None:
+    """The whole report carries both new sections; a run without Symphony traces has no chain section."""
+    rows = [_symphony_row(correct=False), _row("direct", "q1", True)]
+    text = render(rows, datasets=["gsm8k"], systems=["direct", "symphony"], out_dir=tmp_path, plots=False)
+    assert "| gsm8k | direct | symphony | 0 | 1 | 0 | 0 | 1.000 | exact |" in text
+    assert "## Symphony's chains and votes" in text and "| 0/q1 | 3 (4) |" in text
+    plain = render(rows[1:], datasets=["gsm8k"], systems=["direct"], out_dir=tmp_path, plots=False)
+    assert "chains and votes" not in plain
