@@ -9,7 +9,7 @@ import pytest
 import trio
 from rich.console import Console
 
-from symphony.bench.accuracy import RESULTS_FILE, RunConfig, read_rows, run, write_report
+from symphony.bench.accuracy import RESULTS_FILE, RunConfig, read_rows, rescore, run, write_report
 from symphony.bench.contenders import parse_system, solve
 from symphony.bench.datasets import Item
 from symphony.bench.report import mcnemar_exact, paired, summarize
@@ -88,8 +88,8 @@ def test_the_report_has_tables_significance_diffs_and_plots(tmp_path: Path) -> N
     text = write_report(config, rows)
     assert "| direct | 0.250 ± 0.000 (n=16) |" in text
     assert "| symphony:cots=2 | 0.875 ± 0.000 (n=16) |" in text
-    assert "| gsm8k | symphony:cots=2 | 4 | 0 | 10 | 2 | 0.002 |" in text
-    assert "fixed 10" in text and "broke 0" in text and "`0/q2` (answer '1', gold '1')" in text
+    assert "| gsm8k | direct | symphony:cots=2 | 4 | 0 | 10 | 2 | 0.002 | exact |" in text
+    assert "symphony:cots=2 vs direct** fixed 10" in text and "broke 0" in text and "`0/q2` (answer '1', gold '1')" in text
     png = tmp_path / "accuracy-gsm8k.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "accuracy.md").read_text() == text
@@ -114,3 +114,13 @@ def test_pools_are_told_apart_in_the_summary() -> None:
 def test_read_rows_of_a_missing_file_is_empty(tmp_path: Path) -> None:
     """A new run starts from nothing."""
     assert read_rows(tmp_path / "none.jsonl") == []
+
+
+def test_rescore_applies_the_current_scorer_but_keeps_code_verdicts() -> None:
+    """A stored boxed working now scores right; a code row is not run again."""
+    code = Item("HumanEval-0", "def f(): ...", "", kind="code")
+    rows = [{"dataset": "gsm8k", "id": "arith-1", "answer": "3+4\\times2=11", "correct": False},
+            {"dataset": "gsm8k", "id": "arith-1", "answer": "12", "correct": False},
+            {"dataset": "humaneval", "id": "HumanEval-0", "answer": "def f(): return 1", "correct": True}]
+    assert rescore(rows, {"gsm8k": [ARITH], "humaneval": [code]}) == 1
+    assert [r["correct"] for r in rows] == [True, False, True]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import trio
 import typer
@@ -44,6 +44,37 @@ from symphony.protocol.identity import Identity
 from symphony.transport.memory import LinkModel, MemoryNetwork
 
 RESULTS_FILE = "accuracy.jsonl"
+
+#: The skills each packaged model declares (its tags, which with its name make the tag block of its
+#: capability vector c_j, paper §3.1; the beacon scores a sub-task against them, eq. 1). They follow
+#: the model cards and ``llm.llama_backend``'s notes, not benchmark items: Qwen2.5-Coder is a code
+#: model that also does maths word problems and can plan; SmolLM2-135M "cannot plan or do
+#: arithmetic" and declares short chat only. The hashing tag encoder matches words, so a skill is
+#: described in the words sub-tasks needing it use (the vocabulary of
+#: ``capability.vector.classify_task_type``'s arithmetic and word-problem types). A ledger record
+#: holds at most 32 tags of 64 characters, the two role tags included.
+_MATHS_SKILLS: Final = (
+    "maths", "arithmetic word problems", "how many", "how much", "what is the total number", "find the number",
+    "each", "per", "calculate", "compute", "add", "subtract", "multiply", "times", "divided by", "sum",
+    "difference", "product", "percent", "fractions", "money", "cost", "price", "left over")
+MODEL_TAGS: Final[dict[str, tuple[str, ...]]] = {
+    "llama:qwen2.5-coder-1.5b": (*_MATHS_SKILLS, "python code", "reasoning", "planning steps"),
+    "llama:qwen2.5-coder-0.5b": (*_MATHS_SKILLS, "python code", "reasoning", "planning steps"),
+    "llama:smollm2-135m": ("short chat replies", "greetings", "simple rewriting"),
+}
+#: Tags of a model with no profile above (an endpoint, a GGUF path, a scripted test model).
+DEFAULT_TAGS: Final = ("math", "reasoning", "code")
+
+
+def agent_profile(spec: str, n: int) -> AgentProfile:
+    """Agent ``n``'s declared profile for model ``spec``: ``MODEL_TAGS`` when the model has one."""
+    return AgentProfile(name=f"agent{n}", tags=MODEL_TAGS.get(spec.strip(), DEFAULT_TAGS))
+
+
+def pool_agents(seed: int, specs: Sequence[str], models: Sequence[ChatModel]) -> list[SimulatedAgent]:
+    """The pool as Symphony agents: one seeded identity per agent, its model and its model's profile."""
+    return [SimulatedAgent(Identity(random.Random(f"agent:{seed}:{n}").randbytes(32)), model, agent_profile(spec, n))
+            for n, (spec, model) in enumerate(zip(specs, models, strict=True))]
 
 
 @dataclass(frozen=True)
@@ -145,11 +176,8 @@ async def _run_seed(config: RunConfig, seed: int, todo: Sequence[tuple[int, str,
         nodes = None
         if any(spec.system == "symphony" for *_, spec in todo):
             net = MemoryNetwork(link=LinkModel(latency_s=0.001), rng=random.Random(seed))
-            agents = [SimulatedAgent(Identity(random.Random(f"agent:{seed}:{n}").randbytes(32)), model,
-                                     AgentProfile(name=f"agent{n}", tags=("math", "reasoning", "code")))
-                      for n, model in enumerate(models)]
             nodes = await stack.enter_async_context(open_simulated_agents(
-                net, agents, clock=time.time, ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
+                net, pool_agents(seed, config.agent_models, models), clock=time.time, ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
                 gossip_config=GossipConfig(anti_entropy_interval_s=2.0)))
         by_item: dict[tuple[str, str], list[tuple[int, str, Item, SystemSpec]]] = {}
         for entry in todo:
@@ -172,15 +200,30 @@ async def _run_seed(config: RunConfig, seed: int, todo: Sequence[tuple[int, str,
                 nursery.start_soon(one_item, entries)
 
 
+def rescore(rows: list[dict[str, Any]], items: dict[str, list[Item]]) -> int:
+    """Score the stored answers again with the current scorer (``--report-only`` after a scorer
+    fix); code answers keep their stored sandbox verdict. Returns how many verdicts changed."""
+    by_id = {(d, item.id): item for d, its in items.items() for item in its}
+    changed = 0
+    for row in rows:
+        item = by_id.get((row["dataset"], row["id"]))
+        if item is None or item.kind == "code":
+            continue
+        correct = score(item, row["answer"])
+        changed += correct != row["correct"]
+        row["correct"] = correct
+    return changed
+
+
 def write_report(config: RunConfig, rows: list[dict[str, Any]], item_ids: set[str] | None = None) -> str:
     """Render the report for this run's datasets, seeds, systems and (if given) items, all pools in
     the file, to accuracy.md."""
     rows = [r for r in rows if r["dataset"] in config.datasets and r["seed"] in config.seeds
             and (item_ids is None or r["id"] in item_ids)]
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    pools = {r["pool"] for r in rows}
+    pools = list(dict.fromkeys(r["pool"] for r in rows))  # in run order: later pools are compared with the first
     names = [s.name for s in config.systems]
-    systems = [f"{n} [{p}]" for p in sorted(pools) for n in names] if len(pools) > 1 else names
+    systems = [f"{n} [{p}]" for p in pools for n in names] if len(pools) > 1 else names
     text = render(rows, datasets=list(config.datasets), systems=systems, out_dir=config.out_dir)
     (config.out_dir / "accuracy.md").write_text(text, encoding="utf-8")
     return text
@@ -193,7 +236,7 @@ def bench_accuracy(
                                                                "symphony:strategy=random or sc:samples=3.")]
     = ["direct", "sc", "orchestrator", "symphony"],  # noqa: B006
     agent_model: Annotated[list[str], typer.Option("--agent-model", help="One model spec per agent (repeat); "
-                                                                         "agent 0 also runs direct.")] = ["llama:qwen2.5-coder-0.5b"] * 3,  # noqa: B006
+                                                                         "agent 0 also runs direct.")] = ["llama:qwen2.5-coder-0.5b"] * 3,
     pool: Annotated[str, typer.Option(help="Name of this agent pool in the results (e.g. homogeneous).")] = "default",
     limit: Annotated[int, typer.Option(help="Items per dataset (after --offset).")] = 20,
     offset: Annotated[int, typer.Option(help="Skip this many items of each dataset first.")] = 0,
@@ -222,8 +265,12 @@ def bench_accuracy(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     rows = read_rows(out / RESULTS_FILE) if report_only else trio.run(run, config, console)
-    ids = {item.id for items in load_items(config, console.print).values() for item in items}
+    items = load_items(config, console.print)
+    if report_only:
+        console.print(f"re-scored the stored answers: {rescore(rows, items)} verdicts changed")
+    ids = {item.id for its in items.values() for item in its}
     console.print(write_report(config, rows, ids), markup=False, soft_wrap=True)
 
 
-__all__ = ["RESULTS_FILE", "RunConfig", "bench_accuracy", "load_items", "read_rows", "run", "write_report"]
+__all__ = ["DEFAULT_TAGS", "MODEL_TAGS", "RESULTS_FILE", "RunConfig", "agent_profile", "bench_accuracy", "load_items",
+           "pool_agents", "read_rows", "rescore", "run", "write_report"]

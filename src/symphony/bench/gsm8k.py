@@ -94,8 +94,8 @@ def run_gsm8k_compare(*, model: str, limit: int, seeds: list[int], agents: int, 
     trio.run(_run, model, items, seeds, agents, options, temperature, results_path, console)
     summary = summarize(_read(results_path), items)
     (out_dir / "gsm8k.json").write_text(json.dumps(summary, indent=2))
-    lines = ["| system | n | accuracy mean ± std over seeds | per seed | tokens / question | model calls / question "
-             "| median latency (s) |", "|---|---|---|---|---|---|---|"]
+    lines = [("| system | n | accuracy mean ± std over seeds | per seed | tokens / question | model calls / question "
+              "| median latency (s) |"), "|---|---|---|---|---|---|---|"]
     for system, s in summary.items():
         if s["n"]:
             lines.append(f"| {system} | {s['n']} | {s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f} | "

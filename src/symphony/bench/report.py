@@ -2,20 +2,33 @@
 
 Input is the run's JSONL rows (one per dataset x pool x system x seed x item, see
 ``bench.accuracy``). Accuracy is computed per seed and reported as mean ± sample std over seeds
-(paper Tables 2, 3, 5, 6 report one number per cell; the spread is ours). Systems are compared to
-``direct`` on the (seed, item) pairs both answered with McNemar's exact test: a two-sided binomial
-test on the discordant pairs (only one of the two right), which needs no normality and suits the
-small n a CPU-only run affords.
+(paper Tables 2, 3, 5, 6 report one number per cell; the spread is ours). ``comparisons`` pairs
+every system with ``direct`` in its pool, every ablation (``symphony:cots=1``) with its base system
+(``symphony``) and every pool's system with the same system in the first pool (paper Tables 3, 5,
+6), on the (seed, item) pairs both answered, with McNemar's test on the discordant pairs (only one
+of the two right): exact two-sided binomial while they are few (the small n a CPU-only run
+affords), chi-square with continuity correction beyond. ``chain_stats`` reads Symphony's traces:
+how many chains, how often they agree, whether a chain held the gold answer the vote lost, and
+how the intermediate steps went (paper §3.3-3.4, the weighted vote over CoTs).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+from symphony.bench.scoring import matches_gold
+from symphony.pipeline.executor import FINAL_MAX_TOKENS, STEP_MAX_TOKENS
+from symphony.pipeline.extraction import AnswerKind, normalize_answer
+
+#: Below this many discordant pairs McNemar's test is the exact binomial one; from it on, chi-square.
+EXACT_BELOW: Final = 25
+_PLAIN_NUMBER: Final = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,16 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     return float(min(1.0, 2 * tail))
 
 
+def mcnemar(only_a: int, only_b: int) -> tuple[float, str]:
+    """McNemar's two-sided p-value and its name: ``exact`` (binomial) below ``EXACT_BELOW``
+    discordant pairs, else ``chi2`` (1 df, continuity corrected: (|b - c| - 1)^2 / (b + c))."""
+    n = only_a + only_b
+    if n < EXACT_BELOW:
+        return mcnemar_exact(only_a, only_b), "exact"
+    statistic = (abs(only_a - only_b) - 1) ** 2 / n
+    return math.erfc(math.sqrt(statistic / 2)), "chi2"
+
+
 @dataclass(frozen=True)
 class Paired:
     """Paired outcomes of two systems on the same (seed, item) pairs."""
@@ -79,8 +102,13 @@ class Paired:
     broken: tuple[str, ...]
 
     @property
-    def p_value(self) -> float:
-        return mcnemar_exact(self.only_base, self.only_other)
+    def n(self) -> int:
+        return self.both + self.only_base + self.only_other + self.neither
+
+    @property
+    def test(self) -> tuple[float, str]:
+        """McNemar's p-value and which test gave it (``mcnemar``)."""
+        return mcnemar(self.only_base, self.only_other)
 
 
 def paired(rows: Iterable[dict[str, Any]], dataset: str, base: str, other: str) -> Paired:
@@ -124,36 +152,61 @@ def cost_table(cells: dict[tuple[str, str], Cell], datasets: Sequence[str], syst
     return "\n".join(lines)
 
 
-def significance_table(rows: Sequence[dict[str, Any]], datasets: Sequence[str], systems: Sequence[str],
-                       base: str = "direct") -> str:
-    """Each system against ``base`` per dataset: paired counts and McNemar's exact p."""
-    lines = [f"| dataset | system | both right | only {base} | only system | neither | McNemar exact p |",
-             "|---|---|---|---|---|---|---|"]
+def _split_label(name: str) -> tuple[str, str]:
+    """A report label's (system, pool); pool is "" when the run compares no pools."""
+    if name.endswith("]") and " [" in name:
+        system, _, pool = name[:-1].rpartition(" [")
+        return system, pool
+    return name, ""
+
+
+def comparisons(systems: Sequence[str]) -> list[tuple[str, str]]:
+    """The (base, other) label pairs worth a paired test, in report order without repeats: each
+    system against ``direct`` of its pool, each ablation (``symphony:cots=1``) against its base
+    (``symphony``) in its pool, and each system of a later pool against itself in the first pool."""
+    parts = [_split_label(s) for s in systems]
+    present = set(systems)
+    first_pool = parts[0][1] if parts else ""
+
+    def named(system: str, pool: str) -> str:
+        return f"{system} [{pool}]" if pool else system
+
+    pairs: list[tuple[str, str]] = []
+    for label_, (system, pool) in zip(systems, parts, strict=True):
+        base_system = system.partition(":")[0]
+        for base in (named("direct", pool), named(base_system, pool), named(system, first_pool)):
+            if base != label_ and base in present and (base, label_) not in pairs:
+                pairs.append((base, label_))
+    return pairs
+
+
+def comparison_table(rows: Sequence[dict[str, Any]], datasets: Sequence[str], systems: Sequence[str]) -> str:
+    """One line per dataset and ``comparisons`` pair that shares (seed, item) pairs: the paired
+    counts, McNemar's p and which test (exact or chi2) gave it. Pairs with no shared item are left out."""
+    lines = ["| dataset | base | system | both right | only base | only system | neither | McNemar p | test |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for d in datasets:
-        for s in systems:
-            if s == base:
-                continue
-            p = paired(rows, d, base, s)
-            if p.both + p.only_base + p.only_other + p.neither:
-                lines.append(f"| {d} | {s} | {p.both} | {p.only_base} | {p.only_other} | {p.neither} | "
-                             f"{p.p_value:.3f} |")
+        for base, other in comparisons(systems):
+            p = paired(rows, d, base, other)
+            if p.n:
+                value, test = p.test
+                lines.append(f"| {d} | {base} | {other} | {p.both} | {p.only_base} | {p.only_other} | {p.neither} | "
+                             f"{value:.3f} | {test} |")
     return "\n".join(lines)
 
 
-def diff_view(rows: Sequence[dict[str, Any]], datasets: Sequence[str], systems: Sequence[str],
-              base: str = "direct") -> str:
-    """Which seed/items each system fixed (right where ``base`` was wrong) or broke, with answers."""
+def diff_view(rows: Sequence[dict[str, Any]], datasets: Sequence[str], systems: Sequence[str]) -> str:
+    """For each ``comparisons`` pair: which seed/items the system fixed (right where the base was
+    wrong) or broke, with answers."""
     answers = {(r["dataset"], r["system"], r["pool"], r["seed"], r["id"]): r for r in rows}
     pools = {r["pool"] for r in rows}
     out = []
     for d in datasets:
-        for s in systems:
-            if s == base:
-                continue
+        for base, s in comparisons(systems):
             p = paired(rows, d, base, s)
             if not (p.fixed or p.broken):
                 continue
-            out.append(f"- **{d} / {s}** fixed {len(p.fixed)}: {_pairs(p.fixed, answers, d, s, pools)}; "
+            out.append(f"- **{d}: {s} vs {base}** fixed {len(p.fixed)}: {_pairs(p.fixed, answers, d, s, pools)}; "
                        f"broke {len(p.broken)}: {_pairs(p.broken, answers, d, s, pools)}")
     return "\n".join(out) or "(no item differs)"
 
@@ -168,6 +221,90 @@ def _pairs(keys: Sequence[str], answers: dict[tuple[Any, ...], dict[str, Any]], 
         answer = "" if row is None else f" (answer {str(row['answer'])[:20]!r}, gold {str(row['gold'])[:20]!r})"
         shown.append(f"`{key}`{answer}")
     return ", ".join(shown) or "none"
+
+
+@dataclass(frozen=True)
+class ChainStats:
+    """What Symphony's chains did on one question (one result row with a Symphony trace).
+
+    ``chains`` counts the chains that returned an answer (``attempts``: all planner attempts,
+    backups included); ``distinct`` the different answers among them; ``gold_in_chain`` whether any
+    of them was right (``scoring.matches_gold``; not judged for code), ``vote_right`` whether the
+    vote returned a right answer. Intermediate steps
+    are those before a chain's final step (the final one is the last step of a chain that
+    answered, or a step asking the question itself, ``planner.anchor_final_step``);
+    ``non_numeric`` counts intermediate answers that are not one plain number once cleaned (for
+    maths items, an answer the next step cannot use as a number). ``capped`` counts steps whose
+    every attempt used its whole token budget (``executor.STEP_MAX_TOKENS`` for intermediate
+    steps, ``FINAL_MAX_TOKENS`` for final ones): the step's completion tokens per attempt reached
+    the cap, which no attempt can exceed, so this is exact for one attempt and a lower bound else.
+    """
+
+    seed: int
+    id: str
+    chains: int
+    attempts: int
+    distinct: int
+    gold_in_chain: bool
+    vote_right: bool
+    intermediate: int
+    non_numeric: int
+    steps: int
+    capped: int
+
+
+def _is_number(answer: str) -> bool:
+    return bool(_PLAIN_NUMBER.fullmatch(normalize_answer(answer, "number")))
+
+
+def chain_stats(row: dict[str, Any]) -> ChainStats | None:
+    """The chain statistics of a result row, or None when it has no Symphony trace."""
+    trace = row.get("trace")
+    if not isinstance(trace, dict) or not isinstance(trace.get("chains"), list):
+        return None
+    kind: AnswerKind = trace.get("answer_kind", "number")
+    question = str(trace.get("question", "")).strip()
+    answered = [c for c in trace["chains"] if c.get("ok")]
+    keys = {normalize_answer(c["answer"], kind) for c in answered}
+    gold = str(row.get("gold", ""))
+    in_chain = kind != "code" and any(matches_gold(c["answer"], gold, kind) for c in answered)
+    intermediate = non_numeric = steps = capped = 0
+    for chain in trace["chains"]:
+        chain_steps = (chain.get("trace") or {}).get("steps") or []
+        for n, step in enumerate(chain_steps):
+            final = (chain.get("ok") and n == len(chain_steps) - 1) or str(step.get("question", "")).strip() == question
+            attempts = max(1, len(step.get("attempts", [])))
+            steps += 1
+            capped += step.get("completion_tokens", 0) / attempts >= (FINAL_MAX_TOKENS if final else STEP_MAX_TOKENS)
+            if not final and step.get("ok"):
+                intermediate += 1
+                non_numeric += not _is_number(str(step.get("answer", "")))
+    return ChainStats(seed=row["seed"], id=row["id"], chains=len(answered), attempts=len(trace["chains"]),
+                      distinct=len(keys), gold_in_chain=in_chain, vote_right=bool(row.get("correct")),
+                      intermediate=intermediate, non_numeric=non_numeric, steps=steps, capped=capped)
+
+
+def chain_table(rows: Sequence[dict[str, Any]], dataset: str, system: str) -> str:
+    """Per question of ``dataset`` answered by ``system`` (a label): its ``ChainStats``, then the totals."""
+    pools = {r["pool"] for r in rows}
+    stats = [st for r in rows if r["dataset"] == dataset and label(r, pools) == system
+             if (st := chain_stats(r)) is not None]
+    if not stats:
+        return ""
+    yes = {True: "yes", False: "no"}
+    lines = [f"{dataset} / {system}:", "",
+             ("| seed/item | chains (attempts) | distinct answers | gold in a chain | vote right | "
+              "non-numeric intermediate | steps at token cap |"), "|---|---|---|---|---|---|---|"]
+    lines += [f"| {s.seed}/{s.id} | {s.chains} ({s.attempts}) | {s.distinct} | {yes[s.gold_in_chain]} | "
+              f"{yes[s.vote_right]} | {s.non_numeric}/{s.intermediate} | {s.capped}/{s.steps} |" for s in stats]
+    split = sum(s.chains > 1 and s.distinct == s.chains for s in stats)
+    lines += ["", (f"All chains differ in {split}/{len(stats)} questions; a chain held the gold in "
+                   f"{sum(s.gold_in_chain for s in stats)}/{len(stats)}, the vote returned it in "
+                   f"{sum(s.gold_in_chain and s.vote_right for s in stats)} of those; "
+                   f"{sum(s.non_numeric for s in stats)}/{sum(s.intermediate for s in stats)} intermediate answers "
+                   f"non-numeric; {sum(s.capped for s in stats)}/{sum(s.steps for s in stats)} steps at the token "
+                   "cap.")]
+    return "\n".join(lines)
 
 
 def plot_accuracy(cells: dict[tuple[str, str], Cell], dataset: str, systems: Sequence[str], path: Path) -> Path:
@@ -198,9 +335,12 @@ def render(rows: Sequence[dict[str, Any]], *, datasets: Sequence[str], systems: 
     cells = summarize(rows)
     parts = ["## Accuracy (mean ± std over seeds)", accuracy_table(cells, datasets, systems),
              "", "## Costs per question", cost_table(cells, datasets, systems),
-             "", "## Paired comparison with direct solving (McNemar exact test)",
-             significance_table(rows, datasets, systems),
+             "", "## Paired comparisons: with direct solving, ablations with their base, pools with the first",
+             comparison_table(rows, datasets, systems),
              "", "## Per-item differences from direct solving", diff_view(rows, datasets, systems)]
+    chains = [t for d in datasets for s in systems if (t := chain_table(rows, d, s))]
+    if chains:
+        parts += ["", "## Symphony's chains and votes", *(line for t in chains for line in ("", t))]
     if plots:
         names = [plot_accuracy(cells, d, systems, out_dir / f"accuracy-{d}.png").name
                  for d in datasets if any((d, s) in cells for s in systems)]
@@ -208,5 +348,6 @@ def render(rows: Sequence[dict[str, Any]], *, datasets: Sequence[str], systems: 
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["Cell", "Paired", "accuracy_table", "cost_table", "diff_view", "label", "mcnemar_exact", "paired",
-           "plot_accuracy", "render", "significance_table", "summarize"]
+__all__ = ["EXACT_BELOW", "Cell", "ChainStats", "Paired", "accuracy_table", "chain_stats", "chain_table",
+           "comparison_table", "comparisons", "cost_table", "diff_view", "label", "mcnemar", "mcnemar_exact", "paired",
+           "plot_accuracy", "render", "summarize"]

@@ -1,7 +1,10 @@
 """Scorers: whether a system's extracted answer to a benchmark item is right.
 
 Per answer kind: maths answers (GSM8K, AIME, CHAMP, BBH object counting) with
-``extraction.answers_equivalent`` (exact for plain numbers, ``math-verify`` for LaTeX); option
+``extraction.answers_equivalent`` (exact for plain numbers, ``math-verify`` for LaTeX), and failing
+that by the value the answer states: small models box their working ("\\boxed{6 \\times 8 = 48}",
+"\\boxed{x = 48}", "\\boxed{8\\text{servings}}"), which is right when the right-hand side of its last
+"=" equals the gold once a unit in ``\\text{}`` is dropped; option
 letters and yes/no by their normalised form; free text (BBH word sorting, Dyck completions) by
 normalised text; code (HumanEval) by running the item's tests on the completion in
 ``bench.sandbox`` (pass@1: one completion, pass or fail).
@@ -9,9 +12,27 @@ normalised text; code (HumanEval) by running the item's tests on the completion 
 
 from __future__ import annotations
 
+import re
+from typing import Final
+
 from symphony.bench.datasets import Item
 from symphony.bench.sandbox import humaneval_program, run_python
-from symphony.pipeline.extraction import answers_equivalent, extract_answer
+from symphony.pipeline.extraction import AnswerKind, answers_equivalent, extract_answer
+
+_UNIT: Final = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{[^{}]*\}")
+
+
+def stated_value(answer: str) -> str:
+    """What a maths answer states: the right-hand side of its last "=", units in ``\\text{}`` dropped."""
+    return _UNIT.sub(" ", answer.rpartition("=")[2]).strip()
+
+
+def matches_gold(answer: str, gold: str, kind: AnswerKind) -> bool:
+    """Whether an extracted non-code answer is ``gold``: equivalent as ``kind``, or for numbers by ``stated_value``."""
+    if answers_equivalent(answer, gold, kind):
+        return True
+    value = stated_value(answer)
+    return kind == "number" and bool(value) and value != answer.strip() and answers_equivalent(value, gold, kind)
 
 
 def score(item: Item, answer: str | None, *, timeout_s: float = 10.0) -> bool:
@@ -25,7 +46,7 @@ def score(item: Item, answer: str | None, *, timeout_s: float = 10.0) -> bool:
     if item.kind == "option":
         letter = extract_answer(answer, "option", letters=item.letters) if len(answer.strip()) > 1 else answer
         return letter is not None and letter.strip().upper() == item.gold
-    return answers_equivalent(answer, item.gold, item.kind)
+    return matches_gold(answer, item.gold, item.kind)
 
 
-__all__ = ["score"]
+__all__ = ["matches_gold", "score", "stated_value"]
