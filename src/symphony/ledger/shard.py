@@ -14,17 +14,33 @@ each responsible for O(N/L) agents). Pure functions, no I/O.
   (``ShardLiveness``: members up / down since its last delta). Members send their heartbeats
   to the gateway only, so steady-state liveness costs one small request per agent per interval
   instead of a flood to N (or N/L) nodes.
+- **Shard summaries** (architecture §8): a node keeps full records of its own shard only
+  (``Ledger(keeps=keeps_shard(...))``) and one signed ``ShardSummary`` per other shard, so its
+  state is N/L records + L summaries instead of N records. ``summarize`` clusters a shard's unit
+  capability vectors into a few cones (spherical k-means); ``summary_bound`` turns a summary into an
+  upper bound on the cosine score any member can reach for a requirement: for a cone of centroid
+  c and angular radius theta, angle(r, u) >= angle(r, c) - theta for every member u in it (the
+  triangle inequality on the sphere), so phi(u, r) <= cos(max(0, angle(r, c) - theta)). The
+  initiator asks the gateways of the shards with the highest bounds and stops when no remaining
+  shard's bound beats what it already found (``beacon.gateway``). ``SummaryBook`` keeps the latest
+  valid summary per shard and counts every rejection.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from symphony.protocol.messages import AgentId
+from symphony.errors import PeerError, ReplayedMessage, StaleMessage
+from symphony.protocol.identity import Identity
+from symphony.protocol.messages import AgentId, LedgerRecord, decode_vector, encode_vector
+from symphony.protocol.sharding import MAX_CONES, MAX_STANDBY, Cone, ShardSummary
 
 SHARD_THRESHOLD = 256
 MAX_DELTA_IDS = 20_000
@@ -83,5 +99,205 @@ def liveness_delta(before: set[str], after: set[str]) -> tuple[list[str], list[s
     return sorted(after - before), sorted(before - after)
 
 
-__all__ = ["MAX_DELTA_IDS", "SHARD_THRESHOLD", "ShardLiveness", "gateway", "gateway_weight", "gateways",
-           "liveness_delta", "shard_of", "shards_for"]
+# ---- shard summaries (architecture §8) ---------------------------------------------------------
+
+DEFAULT_CONES = 4
+BOUND_MARGIN = 1e-9  # float rounding between the issuer's and the reader's arithmetic
+_KMEANS_ROUNDS = 8
+
+
+class NotGateway(PeerError):
+    """A summary signed by a node that is not (or no longer) the gateway of its shard."""
+
+    reason = "not_gateway"
+
+
+class ShardMismatch(PeerError):
+    """A summary for a different number of shards than this network uses."""
+
+    reason = "wrong_shards"
+
+
+def keeps_shard(shard: int, shards: int) -> Callable[[str], bool]:
+    """``Ledger(keeps=...)`` predicate: hold full records of ``shard``'s members only."""
+    return lambda agent_id: shard_of(agent_id, shards) == shard
+
+
+def _unit(vector: Sequence[float]) -> np.ndarray | None:
+    v = np.asarray(vector, dtype=np.float64)
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0.0 and math.isfinite(norm) else None
+
+
+def _quantized(centroid: np.ndarray) -> tuple[str, np.ndarray]:
+    """The centroid as it travels (float16) and its unit vector as every reader decodes it."""
+    encoded = encode_vector([float(x) for x in centroid])
+    unit = _unit(decode_vector(encoded))
+    if unit is None:  # a float16 underflow; cannot happen for a mean of unit vectors of norm > 1e-4
+        raise ValueError("centroid vanished in float16")
+    return encoded, unit
+
+
+def _kmeans(units: np.ndarray, k: int) -> np.ndarray:
+    """Spherical k-means labels of the rows of ``units`` (deterministic: farthest-first seeds)."""
+    seeds = [0]
+    closest = units @ units[0]
+    while len(seeds) < min(k, len(units)):
+        seeds.append(int(np.argmin(closest)))
+        closest = np.maximum(closest, units @ units[seeds[-1]])
+    centroids = units[seeds]
+    labels = np.zeros(len(units), dtype=int)
+    for _ in range(_KMEANS_ROUNDS):
+        labels = np.argmax(units @ centroids.T, axis=1)
+        for c in range(len(centroids)):
+            mean = units[labels == c].sum(axis=0)
+            norm = np.linalg.norm(mean)
+            if norm > 0:
+                centroids[c] = mean / norm
+    return labels
+
+
+def summarize(vectors: Sequence[Sequence[float]], *, cones: int = DEFAULT_CONES) -> list[Cone]:
+    """Cover every non-zero vector with at most ``cones`` cones (centroid, cos radius, count).
+
+    The radius is measured against the *quantized* centroid, so the bound every reader derives
+    from the float16 centroid is sound; zero vectors (score 0 for any requirement) are left out.
+    """
+    if not 1 <= cones <= MAX_CONES:
+        raise ValueError(f"cones must lie in [1, {MAX_CONES}], not {cones!r}")
+    rows = [u for u in map(_unit, vectors) if u is not None]
+    if not rows:
+        return []
+    units = np.vstack(rows)
+    labels = _kmeans(units, cones)
+    result = []
+    for c in sorted(set(labels.tolist())):
+        members = units[labels == c]
+        encoded, centre = _quantized(members.sum(axis=0))
+        cos_radius = float(np.min(members @ centre)) - BOUND_MARGIN
+        result.append(Cone(centroid=encoded, cos_radius=max(-1.0, min(1.0, cos_radius)), members=len(members)))
+    return result
+
+
+def cone_bound(requirement_unit: np.ndarray, centre: np.ndarray, cos_radius: float) -> float:
+    """Upper bound of phi(u, r) over unit u with cos(u, centre) >= cos_radius."""
+    gap = math.acos(max(-1.0, min(1.0, float(requirement_unit @ centre)))) - math.acos(max(-1.0, min(1.0, cos_radius)))
+    return 1.0 if gap <= 0.0 else min(1.0, math.cos(gap) + BOUND_MARGIN)
+
+
+def summary_bound(summary: ShardSummary, requirement: Sequence[float]) -> float:
+    """An upper bound on phi(published c_j, r) over every member j of the summarized shard."""
+    r = _unit(requirement)
+    floor = 0.0 if r is None or summary.members > sum(c.members for c in summary.cones) else -1.0
+    if r is None:
+        return floor
+    best = floor
+    for cone in summary.cones:
+        centre = _unit(decode_vector(cone.centroid))
+        if centre is None or len(centre) != len(r):
+            best = max(best, 0.0)  # phi is 0 when dimensions disagree
+            continue
+        best = max(best, cone_bound(r, centre, cone.cos_radius))
+    return best
+
+
+def standby_for(shard: int, shards: int, available: Iterable[str], gateway_id: str) -> list[str]:
+    """The rendezvous runners-up of ``shard`` after ``gateway_id`` (who takes over if it dies)."""
+    members = [a for a in available if a != gateway_id and shard_of(a, shards) == shard]
+    return sorted(members, key=lambda a: (gateway_weight(shard, a), a), reverse=True)[:MAX_STANDBY]
+
+
+def issue_summary(
+    identity: Identity,
+    records: Iterable[LedgerRecord],
+    *,
+    shard: int,
+    shards: int,
+    now_ms: int,
+    available: Iterable[str] | None = None,
+    cones: int = DEFAULT_CONES,
+) -> ShardSummary:
+    """The signed summary ``identity`` (a member of ``shard``) publishes of the shard's records.
+
+    Raises:
+        ValueError: ``identity`` is not a member of ``shard``, or no record belongs to it.
+    """
+    if shard_of(identity.agent_id, shards) != shard:
+        raise ValueError(f"{identity.agent_id} is not a member of shard {shard}")
+    members = [r for r in records if shard_of(r.agent_id, shards) == shard]
+    if not members:
+        raise ValueError(f"shard {shard} has no records to summarize")
+    ids = [r.agent_id for r in members] if available is None else list(available)
+    return ShardSummary(
+        shard=shard, shards=shards, gateway=identity.agent_id, members=len(members),
+        cones=summarize([r.vector for r in members], cones=cones),
+        standby=standby_for(shard, shards, ids, identity.agent_id), issued_at=now_ms,
+    ).signed_by(identity)
+
+
+@dataclass
+class SummaryBook:
+    """The latest valid summary of every other shard, as one node holds them.
+
+    A summary is accepted when it verifies, is for this network's shard count, comes from a member
+    of its shard, is no older than ``max_age_s`` (and no more than ``future_skew_s`` ahead), and
+    is newer than the one held. A different member may replace the held summary's gateway only
+    with a higher rendezvous weight, or once the held summary is older than ``takeover_s`` (its
+    gateway died and the runner-up took over). ``max_age_s`` is generous (10 min) because a node
+    that just joined pulls summaries by anti-entropy, possibly a full re-issue interval old.
+    """
+
+    shards: int
+    max_age_s: float = 600.0
+    future_skew_s: float = 30.0
+    takeover_s: float = 300.0
+    summaries: dict[int, ShardSummary] = field(default_factory=dict)
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def offer(self, raw: bytes, *, now: float) -> ShardSummary | PeerError:
+        """Parse, verify and ``accept`` untrusted bytes; count and return any rejection."""
+        try:
+            summary = ShardSummary.parse(raw)
+            self.accept(summary, now=now)
+        except PeerError as exc:
+            self.rejected[exc.reason] += 1
+            return exc
+        return summary
+
+    def accept(self, summary: ShardSummary, *, now: float) -> None:
+        """Hold a verified summary. Raises the ``PeerError`` that says why it is refused."""
+        if summary.shards != self.shards:
+            raise ShardMismatch(f"summary for {summary.shards} shards, this network has {self.shards}")
+        if any(shard_of(a, self.shards) != summary.shard for a in [summary.gateway, *summary.standby]):
+            raise NotGateway(f"{summary.gateway} or its standby are not members of shard {summary.shard}")
+        age = now - summary.issued_at / 1000
+        if age > self.max_age_s or -age > self.future_skew_s:
+            raise StaleMessage(f"summary issued {age:.0f} s ago is outside the accepted window")
+        held = self.summaries.get(summary.shard)
+        if held is not None:
+            self._check_replaces(held, summary, now=now)
+        self.summaries[summary.shard] = summary
+
+    def _check_replaces(self, held: ShardSummary, new: ShardSummary, *, now: float) -> None:
+        if new.gateway == held.gateway:
+            if new.issued_at == held.issued_at:
+                raise ReplayedMessage(f"summary of shard {new.shard} at {new.issued_at} already held")
+            if new.issued_at < held.issued_at:
+                raise StaleMessage(f"summary at {new.issued_at} is older than the held {held.issued_at}")
+            return
+        outranks = gateway_weight(new.shard, new.gateway) > gateway_weight(held.shard, held.gateway)
+        if not outranks and now - held.issued_at / 1000 <= self.takeover_s:
+            raise NotGateway(f"{new.gateway} is not the gateway of shard {new.shard} while {held.gateway} is live")
+
+    def fresh(self, *, now: float) -> list[ShardSummary]:
+        """The summaries young enough to route by, in shard order."""
+        return [s for _, s in sorted(self.summaries.items()) if now - s.issued_at / 1000 <= self.max_age_s]
+
+    def nbytes(self) -> int:
+        """Wire bytes of the summaries held (this node's summary state)."""
+        return sum(len(s.to_bytes()) for s in self.summaries.values())
+
+
+__all__ = ["DEFAULT_CONES", "MAX_DELTA_IDS", "SHARD_THRESHOLD", "NotGateway", "ShardLiveness", "ShardMismatch",
+           "SummaryBook", "cone_bound", "gateway", "gateway_weight", "gateways", "issue_summary", "keeps_shard",
+           "liveness_delta", "shard_of", "shards_for", "standby_for", "summarize", "summary_bound"]
