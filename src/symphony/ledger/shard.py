@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from symphony.errors import PeerError, ReplayedMessage, StaleMessage
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import AgentId, LedgerRecord, decode_vector, encode_vector
-from symphony.protocol.sharding import MAX_CONES, MAX_STANDBY, Cone, ShardSummary
+from symphony.protocol.sharding import MAX_ADDRS, MAX_CONES, MAX_STANDBY, Box, Cone, Contact, ShardSummary
 
 SHARD_THRESHOLD = 256
 MAX_DELTA_IDS = 20_000
@@ -104,6 +104,7 @@ def liveness_delta(before: set[str], after: set[str]) -> tuple[list[str], list[s
 DEFAULT_CONES = 4
 BOUND_MARGIN = 1e-9  # float rounding between the issuer's and the reader's arithmetic
 _KMEANS_ROUNDS = 8
+_DUAL_STEPS = 40
 
 
 class NotGateway(PeerError):
@@ -157,17 +158,27 @@ def _kmeans(units: np.ndarray, k: int) -> np.ndarray:
     return labels
 
 
-def summarize(vectors: Sequence[Sequence[float]], *, cones: int = DEFAULT_CONES) -> list[Cone]:
-    """Cover every non-zero vector with at most ``cones`` cones (centroid, cos radius, count).
+def _outward(values: np.ndarray, *, up: bool) -> str:
+    """``values`` as float16, each rounded away from the inside of the box (so the box stays sound)."""
+    half = values.astype(np.float16)
+    wrong = half.astype(np.float64) < values if up else half.astype(np.float64) > values
+    half[wrong] = np.nextafter(half[wrong], np.float16(np.inf if up else -np.inf))
+    return encode_vector([float(x) for x in half])
 
-    The radius is measured against the *quantized* centroid, so the bound every reader derives
-    from the float16 centroid is sound; zero vectors (score 0 for any requirement) are left out.
+
+def summarize(vectors: Sequence[Sequence[float]], *, cones: int = DEFAULT_CONES) -> tuple[list[Cone], Box | None]:
+    """Cover every non-zero vector with at most ``cones`` cones (centroid, cos radius, count) and
+    one box (per-dimension max and min of the unit vectors).
+
+    The radius is measured against the *quantized* centroid and the box is rounded outward, so
+    the bound every reader derives from the float16 summary is sound; zero vectors (score 0 for
+    any requirement) are left out.
     """
     if not 1 <= cones <= MAX_CONES:
         raise ValueError(f"cones must lie in [1, {MAX_CONES}], not {cones!r}")
     rows = [u for u in map(_unit, vectors) if u is not None]
     if not rows:
-        return []
+        return [], None
     units = np.vstack(rows)
     labels = _kmeans(units, cones)
     result = []
@@ -176,7 +187,8 @@ def summarize(vectors: Sequence[Sequence[float]], *, cones: int = DEFAULT_CONES)
         encoded, centre = _quantized(members.sum(axis=0))
         cos_radius = float(np.min(members @ centre)) - BOUND_MARGIN
         result.append(Cone(centroid=encoded, cos_radius=max(-1.0, min(1.0, cos_radius)), members=len(members)))
-    return result
+    box = Box(high=_outward(units.max(axis=0), up=True), low=_outward(units.min(axis=0), up=False))
+    return result, box
 
 
 def cone_bound(requirement_unit: np.ndarray, centre: np.ndarray, cos_radius: float) -> float:
@@ -185,26 +197,60 @@ def cone_bound(requirement_unit: np.ndarray, centre: np.ndarray, cos_radius: flo
     return 1.0 if gap <= 0.0 else min(1.0, math.cos(gap) + BOUND_MARGIN)
 
 
+def _box_dual(r: np.ndarray, high: np.ndarray, low: np.ndarray, mu: float) -> float:
+    """g(mu) = max over the box of r.u - mu (|u|^2 - 1): the Lagrangian dual of max r.u over
+    box and unit ball. Separable: each coordinate's concave quadratic peaks at r_i / 2mu, clipped."""
+    if mu == 0.0:
+        return float(np.maximum(r * high, r * low).sum())
+    u = np.clip(r / (2.0 * mu), low, high)
+    return float((r * u - mu * u * u).sum()) + mu
+
+
+def box_bound(requirement_unit: np.ndarray, box: Box) -> float:
+    """Upper bound of r.u over unit u inside the box.
+
+    By weak duality *every* mu >= 0 gives g(mu) >= the maximum, so the bound is sound whatever
+    the search below finds; a golden-section search over log mu makes it tight. The unit-ball
+    constraint matters: it stops the bound from taking each dimension's best member at once.
+    """
+    high, low = np.asarray(decode_vector(box.high)), np.asarray(decode_vector(box.low))
+    if len(high) != len(requirement_unit):
+        return 0.0
+    best = _box_dual(requirement_unit, high, low, 0.0)
+    lo_log, hi_log = math.log(1e-4), math.log(1e4)
+    for _ in range(_DUAL_STEPS):
+        a, b = lo_log + (hi_log - lo_log) * 0.382, lo_log + (hi_log - lo_log) * 0.618
+        ga, gb = (_box_dual(requirement_unit, high, low, math.exp(x)) for x in (a, b))
+        best = min(best, ga, gb)
+        lo_log, hi_log = (lo_log, b) if ga < gb else (a, hi_log)
+    return min(1.0, best + BOUND_MARGIN)
+
+
 def summary_bound(summary: ShardSummary, requirement: Sequence[float]) -> float:
-    """An upper bound on phi(published c_j, r) over every member j of the summarized shard."""
+    """An upper bound on phi(published c_j, r) over every member j of the summarized shard: the
+    best cone's bound, capped by the box's (a member lies in its cone *and* in the box)."""
     r = _unit(requirement)
     floor = 0.0 if r is None or summary.members > sum(c.members for c in summary.cones) else -1.0
-    if r is None:
+    if r is None or summary.box is None:
         return floor
-    best = floor
+    best = -1.0
     for cone in summary.cones:
         centre = _unit(decode_vector(cone.centroid))
         if centre is None or len(centre) != len(r):
-            best = max(best, 0.0)  # phi is 0 when dimensions disagree
-            continue
+            return max(floor, 0.0)  # phi is 0 when dimensions disagree
         best = max(best, cone_bound(r, centre, cone.cos_radius))
-    return best
+    return max(floor, min(best, box_bound(r, summary.box)))
 
 
 def standby_for(shard: int, shards: int, available: Iterable[str], gateway_id: str) -> list[str]:
     """The rendezvous runners-up of ``shard`` after ``gateway_id`` (who takes over if it dies)."""
     members = [a for a in available if a != gateway_id and shard_of(a, shards) == shard]
     return sorted(members, key=lambda a: (gateway_weight(shard, a), a), reverse=True)[:MAX_STANDBY]
+
+
+def _addrs(records: dict[str, LedgerRecord], agent_id: str) -> list[str]:
+    record = records.get(agent_id)
+    return [] if record is None else record.addrs[:MAX_ADDRS]
 
 
 def issue_summary(
@@ -224,14 +270,15 @@ def issue_summary(
     """
     if shard_of(identity.agent_id, shards) != shard:
         raise ValueError(f"{identity.agent_id} is not a member of shard {shard}")
-    members = [r for r in records if shard_of(r.agent_id, shards) == shard]
+    members = {r.agent_id: r for r in records if shard_of(r.agent_id, shards) == shard}
     if not members:
         raise ValueError(f"shard {shard} has no records to summarize")
-    ids = [r.agent_id for r in members] if available is None else list(available)
+    standby = standby_for(shard, shards, members if available is None else available, identity.agent_id)
+    covers, box = summarize([r.vector for r in members.values()], cones=cones)
     return ShardSummary(
-        shard=shard, shards=shards, gateway=identity.agent_id, members=len(members),
-        cones=summarize([r.vector for r in members], cones=cones),
-        standby=standby_for(shard, shards, ids, identity.agent_id), issued_at=now_ms,
+        shard=shard, shards=shards, gateway=identity.agent_id, addrs=_addrs(members, identity.agent_id),
+        members=len(members), cones=covers, box=box,
+        standby=[Contact(agent_id=a, addrs=_addrs(members, a)) for a in standby], issued_at=now_ms,
     ).signed_by(identity)
 
 
@@ -268,7 +315,8 @@ class SummaryBook:
         """Hold a verified summary. Raises the ``PeerError`` that says why it is refused."""
         if summary.shards != self.shards:
             raise ShardMismatch(f"summary for {summary.shards} shards, this network has {self.shards}")
-        if any(shard_of(a, self.shards) != summary.shard for a in [summary.gateway, *summary.standby]):
+        if any(shard_of(a, self.shards) != summary.shard
+               for a in [summary.gateway, *(c.agent_id for c in summary.standby)]):
             raise NotGateway(f"{summary.gateway} or its standby are not members of shard {summary.shard}")
         age = now - summary.issued_at / 1000
         if age > self.max_age_s or -age > self.future_skew_s:
@@ -299,5 +347,5 @@ class SummaryBook:
 
 
 __all__ = ["DEFAULT_CONES", "MAX_DELTA_IDS", "SHARD_THRESHOLD", "NotGateway", "ShardLiveness", "ShardMismatch",
-           "SummaryBook", "cone_bound", "gateway", "gateway_weight", "gateways", "issue_summary", "keeps_shard",
+           "SummaryBook", "box_bound", "cone_bound", "gateway", "gateway_weight", "gateways", "issue_summary", "keeps_shard",
            "liveness_delta", "shard_of", "shards_for", "standby_for", "summarize", "summary_bound"]

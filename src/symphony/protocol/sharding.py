@@ -3,7 +3,8 @@
 - ``ShardSummary``: what a shard's gateway publishes about its members, signed by the gateway so
   any node can relay and store it: member count and a few *cones* (a unit centroid of a cluster of
   members' published capability vectors and the smallest cosine between that centroid and any
-  member of the cluster). Every member with a non-zero vector lies inside one cone, so the summary bounds the cosine
+  member of the cluster), plus the per-dimension max/min of all members' unit vectors (``Box``).
+  Every member with a non-zero vector lies inside one cone and inside the box, so the summary bounds the cosine
   score any member can reach for a requirement (``ledger.shard.summary_bound``). It also names up to
   ``MAX_STANDBY`` standby members (the rendezvous runners-up) to ask if the gateway is dead.
 - ``GatewayForward`` (body of a ``gateway.forward`` envelope, sealed by the initiator): the
@@ -26,7 +27,7 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from symphony.protocol.envelope import PROTOCOL_VERSION, Envelope, parse_json
-from symphony.protocol.messages import MAX_VECTOR_DIMS, AgentId, _Signed, _Wire, decode_vector
+from symphony.protocol.messages import MAX_VECTOR_DIMS, AgentId, Multiaddr, _Signed, _Wire, decode_vector
 
 MAX_SUMMARY_BYTES = 16 * 1024
 MAX_CONES = 8
@@ -38,6 +39,7 @@ MAX_BUNDLE_ENTRIES = 64
 MAX_FORWARD_BYTES = 48 * 1024
 MAX_BUNDLE_BYTES = 512 * 1024
 MAX_SHARDS = 65_536
+MAX_ADDRS = 4
 
 EncodedVector = Annotated[str, StringConstraints(min_length=1, max_length=4 * MAX_VECTOR_DIMS)]
 Floor = Annotated[float, Field(ge=-1.0, le=1.0)]
@@ -66,6 +68,27 @@ class Cone(_Wire):
         return value
 
 
+class Contact(_Wire):
+    """A member the initiator may dial: its agent ID and listen addresses (from its own record)."""
+
+    agent_id: AgentId
+    addrs: list[Multiaddr] = Field(default_factory=list, max_length=MAX_ADDRS)
+
+
+class Box(_Wire):
+    """Per-dimension ``high`` / ``low`` of the members' unit vectors, rounded outward to float16."""
+
+    high: EncodedVector
+    low: EncodedVector
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Box:
+        high, low = decode_vector(self.high), decode_vector(self.low)
+        if len(high) != len(low) or any(h < lo for h, lo in zip(high, low, strict=True)):
+            raise ValueError("box high and low differ in dimension or cross")
+        return self
+
+
 class ShardSummary(_Signed):
     """A shard gateway's signed summary of its shard (relayed by gossip, stored by every node)."""
 
@@ -75,9 +98,11 @@ class ShardSummary(_Signed):
     shard: int = Field(ge=0, lt=MAX_SHARDS)
     shards: int = Field(ge=2, le=MAX_SHARDS)
     gateway: AgentId
+    addrs: list[Multiaddr] = Field(default_factory=list, max_length=MAX_ADDRS)
     members: int = Field(ge=1, le=1_000_000)
     cones: list[Cone] = Field(default_factory=list, max_length=MAX_CONES)  # members with a zero vector: in none
-    standby: list[AgentId] = Field(default_factory=list, max_length=MAX_STANDBY)
+    box: Box | None = None  # of the members in cones; None when cones is empty
+    standby: list[Contact] = Field(default_factory=list, max_length=MAX_STANDBY)
     issued_at: int = Field(ge=0)
 
     @property
@@ -90,10 +115,13 @@ class ShardSummary(_Signed):
             raise ValueError(f"shard {self.shard} out of range for {self.shards} shards")
         if sum(c.members for c in self.cones) > self.members:
             raise ValueError("cones hold more members than the shard")
-        if self.gateway in self.standby or len(set(self.standby)) != len(self.standby):
+        standby = [c.agent_id for c in self.standby]
+        if self.gateway in standby or len(set(standby)) != len(standby):
             raise ValueError("standby lists the gateway or repeats a member")
-        if self.cones:
-            _decodes([c.centroid for c in self.cones])
+        if (self.box is None) != (not self.cones):
+            raise ValueError("a box comes with the cones and only with them")
+        if self.cones and self.box is not None:
+            _decodes([c.centroid for c in self.cones] + [self.box.high])
         return self
 
     @classmethod
@@ -169,7 +197,9 @@ __all__ = [
     "MAX_REQUIREMENTS",
     "MAX_STANDBY",
     "MAX_SUMMARY_BYTES",
+    "Box",
     "BundleEntry",
+    "Contact",
     "Cone",
     "GatewayBundle",
     "GatewayForward",
