@@ -47,8 +47,7 @@ def as_published(vector: list[float]) -> list[float]:
 
 def unsigned_summary(members: list[list[float]], cones: int) -> ShardSummary:
     covers, box = summarize(members, cones=cones)
-    return ShardSummary(shard=0, shards=SHARDS, gateway="g", members=len(members), cones=covers, box=box,
-                        issued_at=0)
+    return ShardSummary(shard=0, shards=SHARDS, gateway="g", members=len(members), cones=covers, box=box, issued_at=0)
 
 
 @settings(max_examples=300, deadline=None)
@@ -64,8 +63,11 @@ def test_bound_is_at_least_every_members_true_score(case: tuple[list[list[float]
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(min_value=0, max_value=2**32 - 1), st.integers(min_value=1, max_value=40),
-       st.integers(min_value=1, max_value=8))
+@given(
+    st.integers(min_value=0, max_value=2**32 - 1),
+    st.integers(min_value=1, max_value=40),
+    st.integers(min_value=1, max_value=8),
+)
 def test_bound_is_sound_in_the_real_224_dims(seed: int, count: int, cones: int) -> None:
     """The same law in the capability space's 224 dims (where float16 rounding matters most), on
     clustered members around a few random centres and a non-negative requirement."""
@@ -96,9 +98,16 @@ def member(shard: int, skip: int = 0) -> int:
 
 
 def records() -> list[LedgerRecord]:
-    return [LedgerRecord(agent_id=identity(n).agent_id, lamport=1, capability=encode_vector([1.0, n / 10, 0.2]),
-                         addrs=[f"/memory/{n}/p2p/{identity(n).agent_id}"], issued_at=0).signed_by(identity(n))
-            for n in range(16)]
+    return [
+        LedgerRecord(
+            agent_id=identity(n).agent_id,
+            lamport=1,
+            capability=encode_vector([1.0, n / 10, 0.2]),
+            addrs=[f"/memory/{n}/p2p/{identity(n).agent_id}"],
+            issued_at=0,
+        ).signed_by(identity(n))
+        for n in range(16)
+    ]
 
 
 def issued(n: int, *, at: float = NOW, shard: int = 0) -> ShardSummary:
@@ -115,8 +124,13 @@ def test_summary_names_standbys_by_rendezvous_weight() -> None:
     """Standbys are the shard's next members by rendezvous weight, with their addresses."""
     ids = [identity(n).agent_id for n in range(16) if shard_of(identity(n).agent_id, SHARDS) == 0]
     top = sorted(ids, key=lambda a: gateway_weight(0, a), reverse=True)
-    s = issue_summary(identity(next(n for n in range(16) if identity(n).agent_id == top[0])), records(), shard=0,
-                      shards=SHARDS, now_ms=0)
+    s = issue_summary(
+        identity(next(n for n in range(16) if identity(n).agent_id == top[0])),
+        records(),
+        shard=0,
+        shards=SHARDS,
+        now_ms=0,
+    )
     assert [c.agent_id for c in s.standby] == top[1:3] and all(c.addrs for c in s.standby)
 
 
@@ -155,8 +169,9 @@ def test_bad_signature_oversized_and_wrong_shard_count_are_counted() -> None:
 
 def test_summary_from_another_shards_member_is_not_the_gateways() -> None:
     """A node of shard 1 cannot publish shard 0's summary."""
-    s = ShardSummary.model_validate(json.loads(issued(member(0)).to_bytes()) | {"gateway": identity(member(1)).agent_id,
-                                                                                 "sig": ""}).signed_by(identity(member(1)))
+    s = ShardSummary.model_validate(
+        json.loads(issued(member(0)).to_bytes()) | {"gateway": identity(member(1)).agent_id, "sig": ""}
+    ).signed_by(identity(member(1)))
     book = SummaryBook(shards=SHARDS)
     book.offer(s.to_bytes(), now=NOW)
     assert book.rejected == {"not_gateway": 1}

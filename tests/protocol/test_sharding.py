@@ -32,8 +32,12 @@ def member(shard: int) -> int:
 
 def summary() -> ShardSummary:
     who = identity(member(0))
-    records = [LedgerRecord(agent_id=identity(n).agent_id, lamport=1, capability=encode_vector([1.0, float(n), 0.5]),
-                            issued_at=0).signed_by(identity(n)) for n in range(12)]
+    records = [
+        LedgerRecord(
+            agent_id=identity(n).agent_id, lamport=1, capability=encode_vector([1.0, float(n), 0.5]), issued_at=0
+        ).signed_by(identity(n))
+        for n in range(12)
+    ]
     return issue_summary(who, records, shard=0, shards=SHARDS, now_ms=1_000)
 
 
@@ -65,13 +69,16 @@ def test_wrong_version_is_rejected() -> None:
         ShardSummary.from_wire(data)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"shard": 2}, "out of range"),
-    ({"members": 1}, "more members"),
-    ({"box": None}, "box comes with the cones"),
-    ({"standby": [{"agent_id": "GATEWAY", "addrs": []}]}, "standby lists the gateway"),
-    ({"cones": "TOO_MANY"}, "at most 8"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"shard": 2}, "out of range"),
+        ({"members": 1}, "more members"),
+        ({"box": None}, "box comes with the cones"),
+        ({"standby": [{"agent_id": "GATEWAY", "addrs": []}]}, "standby lists the gateway"),
+        ({"cones": "TOO_MANY"}, "at most 8"),
+    ],
+)
 def test_inconsistent_summary_is_malformed(change: dict[str, object], message: str) -> None:
     """Out-of-range shard, cones holding more than the shard, box without cones (or the reverse),
     the gateway as its own standby, too many cones: each is malformed."""
@@ -93,10 +100,17 @@ def test_zero_centroid_and_crossed_box_are_malformed() -> None:
 
 
 def forward(**changes: object) -> dict[str, object]:
-    beacon = seal(identity(0), "beacon", {"requirement": encode_vector([1.0, 0.0]), "deadline_ms": 5},
-                  now_ms=0).model_dump(mode="json")
-    return {"shard": 1, "shards": 4, "requirements": [encode_vector([1.0, 0.0])], "top_l": 4, "deadline_ms": 5,
-            "beacon": beacon} | changes
+    beacon = seal(
+        identity(0), "beacon", {"requirement": encode_vector([1.0, 0.0]), "deadline_ms": 5}, now_ms=0
+    ).model_dump(mode="json")
+    return {
+        "shard": 1,
+        "shards": 4,
+        "requirements": [encode_vector([1.0, 0.0])],
+        "top_l": 4,
+        "deadline_ms": 5,
+        "beacon": beacon,
+    } | changes
 
 
 def test_valid_forward_decodes_its_requirements() -> None:
@@ -104,14 +118,17 @@ def test_valid_forward_decodes_its_requirements() -> None:
     assert GatewayForward.model_validate(forward()).vectors() == [[1.0, 0.0]]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"requirements": [encode_vector([1.0])] * (MAX_REQUIREMENTS + 1)}, "at most 12"),
-    ({"requirements": [encode_vector([1.0]), encode_vector([1.0, 0.0])]}, "differ in dimension"),
-    ({"floors": [0.1, 0.2]}, "one per requirement"),
-    ({"top_l": 0}, "greater than or equal to 1"),
-    ({"exclude": ["x"] * 257}, "at most 256"),
-    ({"shard": 4}, "out of range"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"requirements": [encode_vector([1.0])] * (MAX_REQUIREMENTS + 1)}, "at most 12"),
+        ({"requirements": [encode_vector([1.0]), encode_vector([1.0, 0.0])]}, "differ in dimension"),
+        ({"floors": [0.1, 0.2]}, "one per requirement"),
+        ({"top_l": 0}, "greater than or equal to 1"),
+        ({"exclude": ["x"] * 257}, "at most 256"),
+        ({"shard": 4}, "out of range"),
+    ],
+)
 def test_invalid_forward_is_rejected(change: dict[str, object], message: str) -> None:
     """Too many requirements, mixed dimensions, misaligned floors, top_l 0, a long exclude list, a
     shard out of range: each is refused."""
@@ -130,5 +147,6 @@ def test_bundle_cannot_hold_more_replies_than_members_asked() -> None:
     """A bundle claiming more replies than members asked is malformed."""
     reply = seal(identity(1), "beacon.reply", {}, now_ms=0).model_dump(mode="json")
     with pytest.raises(ValueError, match="2 replies from 1 members"):
-        GatewayBundle.model_validate({"shard": 0, "nonce": "n" * 24, "asked": 1,
-                                      "entries": [{"record": {}, "reply": reply}] * 2})
+        GatewayBundle.model_validate(
+            {"shard": 0, "nonce": "n" * 24, "asked": 1, "entries": [{"record": {}, "reply": reply}] * 2}
+        )

@@ -96,8 +96,9 @@ class RelayResponder:
     replay guard means a beacon relayed twice is answered once.
     """
 
-    def __init__(self, *, responder: BeaconResponder, identity: Identity, clock: Callable[[], float],
-                 guard: ReplayGuard) -> None:
+    def __init__(
+        self, *, responder: BeaconResponder, identity: Identity, clock: Callable[[], float], guard: ReplayGuard
+    ) -> None:
         self.responder = responder
         self.identity = identity
         self.clock = clock
@@ -136,8 +137,17 @@ class Gateway:
     when the gateway dies without any hand-over.
     """
 
-    def __init__(self, *, transport: Transport, identity: Identity, ledger: Ledger, shards: int,
-                 relay: RelayResponder, clock: Callable[[], float], guard: ReplayGuard | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        identity: Identity,
+        ledger: Ledger,
+        shards: int,
+        relay: RelayResponder,
+        clock: Callable[[], float],
+        guard: ReplayGuard | None = None,
+    ) -> None:
         self.transport = transport
         self.identity = identity
         self.ledger = ledger
@@ -156,8 +166,15 @@ class Gateway:
                 a relayed beacon not signed by the requester, or a deadline already past.
         """
         now = self.clock()
-        _, forward = open_body(payload, GatewayForward, sender=peer, kind="gateway.forward", guard=self.guard,
-                               now_ms=int(now * 1000), limit=MAX_FORWARD_BYTES)
+        _, forward = open_body(
+            payload,
+            GatewayForward,
+            sender=peer,
+            kind="gateway.forward",
+            guard=self.guard,
+            now_ms=int(now * 1000),
+            limit=MAX_FORWARD_BYTES,
+        )
         if forward.shards != self.shards:
             raise ShardMismatch(f"forward for {forward.shards} shards, this network has {self.shards}")
         if forward.shard != self.shard:
@@ -171,16 +188,23 @@ class Gateway:
         entries = await self._relay(members, forward.beacon, timeout=budget * RELAY_SHARE)
         self.stats.forwards += 1
         bundle = GatewayBundle(shard=self.shard, nonce=forward.beacon.nonce, asked=len(members), entries=entries)
-        return seal(self.identity, "gateway.bundle", bundle.model_dump(mode="json"),
-                    now_ms=_now_ms(self.clock)).to_bytes()
+        return seal(
+            self.identity, "gateway.bundle", bundle.model_dump(mode="json"), now_ms=_now_ms(self.clock)
+        ).to_bytes()
 
     def members(self, forward: GatewayForward, *, now: float) -> list[LedgerRecord]:
         """The members to relay to: each requirement's top-L, keeping only those at or above that
         requirement's floor, merged rank by rank and capped at 2L (as the direct beacon does)."""
         flt = QueryFilter(exclude=frozenset(forward.exclude))
         floors = forward.floors or [-1.0] * len(forward.requirements)
-        ranked = [[rec for rec, score in self.ledger.query(flt, requirement=r, limit=forward.top_l, now=now)
-                   if score >= floor] for r, floor in zip(forward.vectors(), floors, strict=True)]
+        ranked = [
+            [
+                rec
+                for rec, score in self.ledger.query(flt, requirement=r, limit=forward.top_l, now=now)
+                if score >= floor
+            ]
+            for r, floor in zip(forward.vectors(), floors, strict=True)
+        ]
         chosen: dict[str, LedgerRecord] = {}
         cap = min(2 * forward.top_l, MAX_BUNDLE_ENTRIES)
         for rank in range(forward.top_l):
@@ -264,8 +288,15 @@ class GatewayFanout:
     rank the union.
     """
 
-    def __init__(self, *, transport: Transport, identity: Identity, book: SummaryBook,
-                 clock: Callable[[], float], config: FanoutConfig = FanoutConfig()) -> None:
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        identity: Identity,
+        book: SummaryBook,
+        clock: Callable[[], float],
+        config: FanoutConfig = FanoutConfig(),
+    ) -> None:
         self.transport = transport
         self.identity = identity
         self.book = book
@@ -307,13 +338,17 @@ class GatewayFanout:
                 floors = self._floors(found, len(requirements)) if found else []
                 async with anyio.create_task_group() as tg:
                     for shard in wave:
-                        tg.start_soon(self._ask_shard, summaries[shard], requirements, envelope, top, floors,
-                                      exclude, found)
+                        tg.start_soon(
+                            self._ask_shard, summaries[shard], requirements, envelope, top, floors, exclude, found
+                        )
                 asked.update(wave)
                 self.stats.waves += 1
                 floors = self._floors(found, len(requirements))
-                wave = [shard for shard in pending if shard not in asked
-                        and any(b > f for b, f in zip(bounds[shard], floors, strict=True))]
+                wave = [
+                    shard
+                    for shard in pending
+                    if shard not in asked and any(b > f for b, f in zip(bounds[shard], floors, strict=True))
+                ]
                 wave = wave[: min(self.config.wave, self.config.max_gateways - len(asked))]
         self.stats.gateways_asked += len(asked)
         return sorted(found.values(), key=lambda v: v.agent_id)
@@ -326,14 +361,27 @@ class GatewayFanout:
             floors.append(scores[self.config.want - 1] if len(scores) >= self.config.want else -1.0)
         return floors
 
-    async def _ask_shard(self, summary: ShardSummary, requirements: Sequence[Sequence[float]], envelope: Envelope,
-                         top_l: int, floors: list[float], exclude: frozenset[str],
-                         found: dict[str, VerifiedReply]) -> None:
+    async def _ask_shard(
+        self,
+        summary: ShardSummary,
+        requirements: Sequence[Sequence[float]],
+        envelope: Envelope,
+        top_l: int,
+        floors: list[float],
+        exclude: frozenset[str],
+        found: dict[str, VerifiedReply],
+    ) -> None:
         """Ask the shard's gateway, then its standbys in turn, until one returns a valid bundle."""
         forward = GatewayForward(
-            shard=summary.shard, shards=summary.shards, requirements=[encode_vector(list(r)) for r in requirements],
-            floors=floors, top_l=top_l, exclude=sorted(exclude)[:256], deadline_ms=envelope.body["deadline_ms"],
-            beacon=envelope)
+            shard=summary.shard,
+            shards=summary.shards,
+            requirements=[encode_vector(list(r)) for r in requirements],
+            floors=floors,
+            top_l=top_l,
+            exclude=sorted(exclude)[:256],
+            deadline_ms=envelope.body["deadline_ms"],
+            beacon=envelope,
+        )
         contacts = [(summary.gateway, summary.addrs), *((c.agent_id, c.addrs) for c in summary.standby)]
         for attempt, (agent_id, addrs) in enumerate(contacts):
             if attempt:
@@ -355,15 +403,23 @@ class GatewayFanout:
         timeout = max(0.001, forward.deadline_ms / 1000 - self.clock())
         return await self.transport.request(agent_id, GATEWAY_PROTOCOL, sealed.to_bytes(), timeout=timeout)
 
-    def _verify_bundle(self, raw: bytes, gateway: str, shard: int, nonce: str, count: int,
-                       exclude: frozenset[str]) -> list[VerifiedReply]:
+    def _verify_bundle(
+        self, raw: bytes, gateway: str, shard: int, nonce: str, count: int, exclude: frozenset[str]
+    ) -> list[VerifiedReply]:
         """Open the gateway's bundle; keep each entry that verifies end to end, count the others.
 
         Raises:
             PeerError: the bundle itself is invalid, or answers another beacon or shard.
         """
-        _, bundle = open_body(raw, GatewayBundle, sender=gateway, kind="gateway.bundle", guard=self._guard,
-                              now_ms=_now_ms(self.clock), limit=MAX_BUNDLE_BYTES)
+        _, bundle = open_body(
+            raw,
+            GatewayBundle,
+            sender=gateway,
+            kind="gateway.bundle",
+            guard=self._guard,
+            now_ms=_now_ms(self.clock),
+            limit=MAX_BUNDLE_BYTES,
+        )
         if bundle.nonce != nonce or bundle.shard != shard:
             raise BadSignature(f"bundle from {gateway} answers another beacon or shard")
         verified = []
@@ -374,20 +430,29 @@ class GatewayFanout:
                 self.stats.rejected[exc.reason] += 1
         return verified
 
-    def _verify_entry(self, entry: BundleEntry, gateway: str, shard: int, nonce: str, count: int,
-                      exclude: frozenset[str]) -> VerifiedReply:
+    def _verify_entry(
+        self, entry: BundleEntry, gateway: str, shard: int, nonce: str, count: int, exclude: frozenset[str]
+    ) -> VerifiedReply:
         record = LedgerRecord.from_wire(entry.record)
         if shard_of(record.agent_id, self.book.shards) != shard or record.agent_id in exclude:
             raise MalformedMessage(f"{record.agent_id} is not an eligible member of shard {shard}")
-        _, reply = open_body(entry.reply.to_bytes(), BeaconResponse, sender=record.agent_id, kind="beacon.reply",
-                             guard=self._guard, now_ms=_now_ms(self.clock), limit=MAX_BEACON_BYTES)
+        _, reply = open_body(
+            entry.reply.to_bytes(),
+            BeaconResponse,
+            sender=record.agent_id,
+            kind="beacon.reply",
+            guard=self._guard,
+            now_ms=_now_ms(self.clock),
+            limit=MAX_BEACON_BYTES,
+        )
         scores = reply_scores(reply)
         if reply.nonce != nonce:
             raise BadSignature(f"reply of {record.agent_id} does not echo our nonce")
         if len(scores) != count or not all(math.isfinite(s) for s in scores):
             raise MalformedMessage(f"reply of {record.agent_id} has {len(scores)} scores for {count} requirements")
-        return VerifiedReply(agent_id=record.agent_id, record=record, reply=reply, scores=tuple(scores),
-                             shard=shard, gateway=gateway)
+        return VerifiedReply(
+            agent_id=record.agent_id, record=record, reply=reply, scores=tuple(scores), shard=shard, gateway=gateway
+        )
 
 
 __all__ = [

@@ -21,7 +21,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class ShardingConfig:
     seed: int = 0
     upkeep: bool = True
     beacon_sizes: tuple[int, ...] = (100, 1000, 10_000)
-    shardnet: shardnet.ShardNetConfig = shardnet.ShardNetConfig()
+    shardnet: shardnet.ShardNetConfig = field(default_factory=shardnet.ShardNetConfig)
 
 
 def _identities(n: int, seed: int) -> list[Identity]:
@@ -128,16 +128,17 @@ def run_sharding_bench(cfg: ShardingConfig, out: Path, console: Console | None =
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = [] if not results["upkeep"] else ["| N | L | MB/agent/h | records / heartbeats / shard deltas / gateway heartbeats / sync (MB/agent/h) "
-             "| busiest node receives MB/h | fewest available seen |", "|---|---|---|---|---|---|"]
+    header = ("| N | L | MB/agent/h | records / heartbeats / shard deltas / gateway heartbeats / sync (MB/agent/h) "
+              "| busiest node receives MB/h | fewest available seen |")
+    lines = [header, "|---|---|---|---|---|---|"] if results["upkeep"] else []
     for r in results["upkeep"]:
         ch = r["channels"]
         lines.append(f"| {r['n']} | {r['shards']} | {r['mb_per_agent_h']:.4f} | "
                      + " / ".join(f"{ch[c]:.4f}" for c in CHANNELS)
                      + f" | {r['busiest_node_received_mb_h']:.3f} | {r['min_available_seen']} / {r['n']} |")
     lines += [""] if lines else []
-    lines += ["| N | L | mean / max shard size | heartbeats a gateway takes per interval "
-              "| gateway roles moved when one gateway fails |", "|---|---|---|---|---|"]
+    lines += [("| N | L | mean / max shard size | heartbeats a gateway takes per interval "
+               "| gateway roles moved when one gateway fails |"), "|---|---|---|---|---|"]
     for r in results["shards"]:
         lines.append(f"| {r['n']:,} | {r['shards']} | {r['shard_size_mean']} / {r['shard_size_max']} | "
                      f"{r['liveness_requests_per_gateway_interval']} | {r['gateway_roles_moved_when_one_fails']} |")

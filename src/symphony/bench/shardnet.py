@@ -25,8 +25,8 @@ import hashlib
 import math
 import random
 import time
-from collections.abc import Sequence
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,9 +63,12 @@ from symphony.transport.memory import LinkModel, MemoryNetwork, MemoryTransport
 
 EPOCH = 1_700_000_000.0
 FAMILIES = ("qwen", "llama", "mistral", "phi", "gemma", "deepseek")
-HARDWARE = (Hardware(memory_gb=8, accelerator="cpu", tokens_per_s=15), Hardware(memory_gb=16, accelerator="cuda",
-            tokens_per_s=60), Hardware(memory_gb=24, accelerator="metal", tokens_per_s=40),
-            Hardware(memory_gb=80, accelerator="cuda", tokens_per_s=200))
+HARDWARE = (
+    Hardware(memory_gb=8, accelerator="cpu", tokens_per_s=15),
+    Hardware(memory_gb=16, accelerator="cuda", tokens_per_s=60),
+    Hardware(memory_gb=24, accelerator="metal", tokens_per_s=40),
+    Hardware(memory_gb=80, accelerator="cuda", tokens_per_s=200),
+)
 LONG_TTL = LedgerConfig(heartbeat_interval_s=3600.0)  # no heartbeats in this bench: records stay available
 CHANNELS = (BEACON_PROTOCOL, GATEWAY_PROTOCOL, RELAY_PROTOCOL)
 
@@ -98,9 +101,11 @@ def _agent_vector(rng: random.Random, encoder: HashingTagEncoder) -> tuple[list[
     skills = [min(1.0, max(0.0, 0.5 + rng.uniform(-0.1, 0.1))) for _ in TASK_TYPES]
     skills[TASK_TYPES.index(specialty)] = rng.uniform(0.6, 0.95)
     hw = rng.choice(HARDWARE)
-    vec = capability_vector(tags=encoder.encode(" ".join(tags)), skills=SkillScores(tuple(skills)),
-                            hardware=encode_hardware(memory_gb=hw.memory_gb, accelerator=hw.accelerator,
-                                                     tokens_per_s=hw.tokens_per_s))
+    vec = capability_vector(
+        tags=encoder.encode(" ".join(tags)),
+        skills=SkillScores(tuple(skills)),
+        hardware=encode_hardware(memory_gb=hw.memory_gb, accelerator=hw.accelerator, tokens_per_s=hw.tokens_per_s),
+    )
     return list(vec), tags, hw
 
 
@@ -128,7 +133,13 @@ def _bytes(nodes: Sequence[_Node]) -> int:
 
 
 async def sharded_select(
-    node: _Node, ledger: Ledger, fanout: GatewayFanout, requirement: list[float], *, top_l: int, deadline_s: float,
+    node: _Node,
+    ledger: Ledger,
+    fanout: GatewayFanout,
+    requirement: list[float],
+    *,
+    top_l: int,
+    deadline_s: float,
 ) -> dict[str, float]:
     """One sharded BEACONSELECT round: own shard direct, other shards via gateways, one envelope.
 
@@ -142,10 +153,17 @@ async def sharded_select(
 
     async def direct(record: LedgerRecord, published: float) -> None:
         try:
-            raw = await node.transport.request(record.agent_id, BEACON_PROTOCOL, envelope.to_bytes(),
-                                               timeout=deadline_s)
-            _, reply = open_body(raw, BeaconResponse, sender=record.agent_id, kind="beacon.reply", guard=guard,
-                                 now_ms=int(_clock() * 1000))
+            raw = await node.transport.request(
+                record.agent_id, BEACON_PROTOCOL, envelope.to_bytes(), timeout=deadline_s
+            )
+            _, reply = open_body(
+                raw,
+                BeaconResponse,
+                sender=record.agent_id,
+                kind="beacon.reply",
+                guard=guard,
+                now_ms=int(_clock() * 1000),
+            )
         except (PeerError, TransportError):
             return
         if reply.nonce == envelope.nonce:
@@ -174,8 +192,9 @@ def _recall(found: dict[str, float], truth: list[tuple[float, str]], k: int) -> 
     return best_ok, len(true_top.intersection(top_found)) / k
 
 
-def _state_sample(records: list[LedgerRecord], raw_summaries: dict[int, bytes], node: _Node,
-                  shards: int) -> dict[str, Any]:
+def _state_sample(
+    records: list[LedgerRecord], raw_summaries: dict[int, bytes], node: _Node, shards: int
+) -> dict[str, Any]:
     """Build one node's sharded replica from every record and every summary, and weigh it."""
     shard = shard_of(node.identity.agent_id, shards)
     ledger = Ledger(LONG_TTL, keeps=keeps_shard(shard, shards))
@@ -186,8 +205,12 @@ def _state_sample(records: list[LedgerRecord], raw_summaries: dict[int, bytes], 
         if s != shard:
             book.offer(raw, now=_clock())
     kb = (sum(len(r.to_bytes()) for r in ledger.records.values()) + book.nbytes()) / 1000
-    return {"records": len(ledger.records), "foreign_dropped": ledger.foreign, "summaries": len(book.summaries),
-            "state_kb": round(kb, 1)}
+    return {
+        "records": len(ledger.records),
+        "foreign_dropped": ledger.foreign,
+        "summaries": len(book.summaries),
+        "state_kb": round(kb, 1),
+    }
 
 
 async def _run_size(n: int, cfg: ShardNetConfig) -> dict[str, Any]:
@@ -201,9 +224,16 @@ async def _run_size(n: int, cfg: ShardNetConfig) -> dict[str, Any]:
             identity = Identity(hashlib.sha256(f"shardnet/{cfg.seed}/{n}/{i}".encode()).digest())
             transport = await stack.enter_async_context(net.open_node(identity))
             nodes.append(_Node(identity, transport, _agent_vector(rng, encoder)[0]))
-        records = [LedgerRecord(agent_id=nd.identity.agent_id, lamport=1, capability=encode_vector(nd.vector),
-                                addrs=nd.transport.listen_addrs(), issued_at=int(EPOCH * 1000)).signed_by(nd.identity)
-                   for nd in nodes]
+        records = [
+            LedgerRecord(
+                agent_id=nd.identity.agent_id,
+                lamport=1,
+                capability=encode_vector(nd.vector),
+                addrs=nd.transport.listen_addrs(),
+                issued_at=int(EPOCH * 1000),
+            ).signed_by(nd.identity)
+            for nd in nodes
+        ]
         shard_ledgers = [Ledger(LONG_TTL, keeps=keeps_shard(s, shards)) for s in range(shards)]
         full = Ledger(LONG_TTL)
         for record in records:
@@ -211,9 +241,17 @@ async def _run_size(n: int, cfg: ShardNetConfig) -> dict[str, Any]:
             shard_ledgers[shard_of(record.agent_id, shards)].merge(record, now=_clock())
         by_id = {nd.identity.agent_id: nd for nd in nodes}
         table = gateways(shards, by_id)
-        raw_summaries = {s: issue_summary(by_id[g].identity, shard_ledgers[s].records.values(), shard=s,
-                                          shards=shards, now_ms=int(_clock() * 1000), cones=cfg.cones).to_bytes()
-                         for s, g in table.items()}
+        raw_summaries = {
+            s: issue_summary(
+                by_id[g].identity,
+                shard_ledgers[s].records.values(),
+                shard=s,
+                shards=shards,
+                now_ms=int(_clock() * 1000),
+                cones=cfg.cones,
+            ).to_bytes()
+            for s, g in table.items()
+        }
         for nd in nodes:
             _serve(nd, shard_ledgers[shard_of(nd.identity.agent_id, shards)], shards)
         async with anyio.create_task_group() as tg:  # members keep a connection to their gateway
@@ -226,31 +264,50 @@ async def _run_size(n: int, cfg: ShardNetConfig) -> dict[str, Any]:
     flooded_kb = sum(len(r.to_bytes()) for r in records) / 1000
     samples = [_state_sample(records, raw_summaries, nodes[i], shards) for i in (0, n // 2)]
     summary_b = [len(b) for b in raw_summaries.values()]
-    return {"n": n, "shards": shards, "cones": cfg.cones, "flooded_records": n, "flooded_state_kb": round(flooded_kb, 1),
-            "sharded_samples": samples, "summary_bytes_mean": round(sum(summary_b) / len(summary_b)),
-            **result, "setup_s": round(setup_s, 1), "cpu_s": round(time.perf_counter() - started, 1)}
+    return {
+        "n": n,
+        "shards": shards,
+        "cones": cfg.cones,
+        "flooded_records": n,
+        "flooded_state_kb": round(flooded_kb, 1),
+        "sharded_samples": samples,
+        "summary_bytes_mean": round(sum(summary_b) / len(summary_b)),
+        **result,
+        "setup_s": round(setup_s, 1),
+        "cpu_s": round(time.perf_counter() - started, 1),
+    }
 
 
 def _serve(node: _Node, shard_ledger: Ledger, shards: int) -> None:
     vector = node.vector
-    responder = BeaconResponder(identity=node.identity, private_vector=lambda: vector, qos=lambda: (0, 0.0),
-                                clock=_clock, guard=node.guard)
+    responder = BeaconResponder(
+        identity=node.identity, private_vector=lambda: vector, qos=lambda: (0, 0.0), clock=_clock, guard=node.guard
+    )
     relay = RelayResponder(responder=responder, identity=node.identity, clock=_clock, guard=node.guard)
-    gateway = Gateway(transport=node.transport, identity=node.identity, ledger=shard_ledger, shards=shards,
-                      relay=relay, clock=_clock)
+    gateway = Gateway(
+        transport=node.transport, identity=node.identity, ledger=shard_ledger, shards=shards, relay=relay, clock=_clock
+    )
     node.transport.set_handler(BEACON_PROTOCOL, responder.handle)
     node.transport.set_handler(RELAY_PROTOCOL, relay.handle)
     node.transport.set_handler(GATEWAY_PROTOCOL, gateway.handle)
 
 
-async def _beacons(nodes: list[_Node], raw_summaries: dict[int, bytes], shard_ledgers: list[Ledger],
-                   full: Ledger, shards: int, cfg: ShardNetConfig, rng: random.Random) -> dict[str, Any]:
+async def _beacons(
+    nodes: list[_Node],
+    raw_summaries: dict[int, bytes],
+    shard_ledgers: list[Ledger],
+    full: Ledger,
+    shards: int,
+    cfg: ShardNetConfig,
+    rng: random.Random,
+) -> dict[str, Any]:
     """Run ``cfg.beacons`` rounds from random initiators, flooded and sharded under each cap in
     ``cfg.caps``, on the same requirement; count messages and bytes, check recall."""
     units = [(nd.identity.agent_id, unit_vector(nd.vector)) for nd in nodes]  # private vectors: what replies say
     modes = ["flooded", *(f"cap{c}" for c in cfg.caps)]
-    rows: dict[str, dict[str, list[Any]]] = {m: {"msgs": [], "kb": [], "best": [], "topk": [], "gateways": [],
-                                                 "s": []} for m in modes}
+    rows: dict[str, dict[str, list[Any]]] = {
+        m: {"msgs": [], "kb": [], "best": [], "topk": [], "gateways": [], "s": []} for m in modes
+    }
     rejected: Counter[str] = Counter()
     for requirement in requirements(cfg.beacons, cfg.seed):
         node = rng.choice(nodes)
@@ -267,11 +324,18 @@ async def _beacons(nodes: list[_Node], raw_summaries: dict[int, bytes], shard_le
                 found, asked = await _flooded(node, full, requirement, cfg), 0
             else:
                 cap = int(mode[3:]) or shards
-                fanout = GatewayFanout(transport=node.transport, identity=node.identity, book=book, clock=_clock,
-                                       config=FanoutConfig(max_gateways=cap, want=cfg.k, wave=cap,
-                                                           per_gateway_top_l=cfg.per_gateway_top_l))
-                found = await sharded_select(node, shard_ledgers[shard], fanout, requirement, top_l=cfg.top_l,
-                                             deadline_s=cfg.deadline_s)
+                fanout = GatewayFanout(
+                    transport=node.transport,
+                    identity=node.identity,
+                    book=book,
+                    clock=_clock,
+                    config=FanoutConfig(
+                        max_gateways=cap, want=cfg.k, wave=cap, per_gateway_top_l=cfg.per_gateway_top_l
+                    ),
+                )
+                found = await sharded_select(
+                    node, shard_ledgers[shard], fanout, requirement, top_l=cfg.top_l, deadline_s=cfg.deadline_s
+                )
                 asked = fanout.stats.gateways_asked
                 rejected.update(fanout.stats.rejected)
             row = rows[mode]
@@ -282,19 +346,33 @@ async def _beacons(nodes: list[_Node], raw_summaries: dict[int, bytes], shard_le
             best, topk = _recall(found, truth, cfg.k)
             row["best"].append(best)
             row["topk"].append(topk)
-    return {"beacons": cfg.beacons, "fanout_rejected": dict(rejected), "modes": {m: {
-        "msgs_per_beacon": _median(r["msgs"]), "msgs_max": max(r["msgs"]), "kb_per_beacon": round(_median(r["kb"]), 1),
-        "gateways_asked_median": _median(r["gateways"]), "gateways_asked_max": max(r["gateways"]),
-        "best_found": sum(r["best"]), "topk_recall": round(sum(r["topk"]) / cfg.beacons, 3),
-        "round_ms": round(1000 * _median(r["s"]), 1)} for m, r in rows.items()}}
+    return {
+        "beacons": cfg.beacons,
+        "fanout_rejected": dict(rejected),
+        "modes": {
+            m: {
+                "msgs_per_beacon": _median(r["msgs"]),
+                "msgs_max": max(r["msgs"]),
+                "kb_per_beacon": round(_median(r["kb"]), 1),
+                "gateways_asked_median": _median(r["gateways"]),
+                "gateways_asked_max": max(r["gateways"]),
+                "best_found": sum(r["best"]),
+                "topk_recall": round(sum(r["topk"]) / cfg.beacons, 3),
+                "round_ms": round(1000 * _median(r["s"]), 1),
+            }
+            for m, r in rows.items()
+        },
+    }
 
 
 async def _flooded(node: _Node, full: Ledger, requirement: list[float], cfg: ShardNetConfig) -> dict[str, float]:
     """Today's BEACONSELECT on a full replica: ``BeaconSelector`` itself."""
-    responder = BeaconResponder(identity=node.identity, private_vector=lambda: node.vector, qos=lambda: (0, 0.0),
-                                clock=_clock, guard=node.guard)
-    selector = BeaconSelector(transport=node.transport, identity=node.identity, ledger=full, responder=responder,
-                              clock=_clock)
+    responder = BeaconResponder(
+        identity=node.identity, private_vector=lambda: node.vector, qos=lambda: (0, 0.0), clock=_clock, guard=node.guard
+    )
+    selector = BeaconSelector(
+        transport=node.transport, identity=node.identity, ledger=full, responder=responder, clock=_clock
+    )
     outcome = await selector.select(requirement, top_l=cfg.top_l, deadline_s=cfg.deadline_s)
     return {c.agent_id: c.score for c in outcome.selection.ordered}
 
@@ -312,20 +390,37 @@ def run_shardnet(cfg: ShardNetConfig) -> list[dict[str, Any]]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """Two tables: per-node ledger state, and per-beacon messages and recall, flooded vs sharded."""
-    lines = ["| N | L | records held: flooded / sharded (+ summaries) | ledger state kB per node: flooded / sharded "
-             "| summary bytes |", "|---|---|---|---|---|"]
+    lines = [
+        (
+            "| N | L | records held: flooded / sharded (+ summaries) | ledger state kB per node: flooded / sharded "
+            "| summary bytes |"
+        ),
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         s = r["sharded_samples"][0]
-        lines.append(f"| {r['n']:,} | {r['shards']} | {r['flooded_records']:,} / {s['records']} (+ {s['summaries']}) "
-                     f"| {r['flooded_state_kb']:,} / {s['state_kb']:,} | {r['summary_bytes_mean']:,} |")
-    lines += ["", "| N | L | beacon | msgs per beacon (median / max) | kB per beacon | gateways asked (median / max) "
-              "| best found | top-k recall | round ms (virtual) |", "|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['n']:,} | {r['shards']} | {r['flooded_records']:,} / {s['records']} (+ {s['summaries']}) "
+            f"| {r['flooded_state_kb']:,} / {s['state_kb']:,} | {r['summary_bytes_mean']:,} |"
+        )
+    lines += [
+        "",
+        (
+            "| N | L | beacon | msgs per beacon (median / max) | kB per beacon | gateways asked (median / max) "
+            "| best found | top-k recall | round ms (virtual) |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         for mode, m in r["modes"].items():
-            name = "flooded" if mode == "flooded" else f"sharded, cap {mode[3:]}" if mode != "cap0" else "sharded, no cap"
-            lines.append(f"| {r['n']:,} | {r['shards']} | {name} | {m['msgs_per_beacon']:g} / {m['msgs_max']} "
-                         f"| {m['kb_per_beacon']} | {m['gateways_asked_median']:g} / {m['gateways_asked_max']} "
-                         f"| {m['best_found']} / {r['beacons']} | {m['topk_recall']:.2f} | {m['round_ms']:g} |")
+            name = (
+                "flooded" if mode == "flooded" else f"sharded, cap {mode[3:]}" if mode != "cap0" else "sharded, no cap"
+            )
+            lines.append(
+                f"| {r['n']:,} | {r['shards']} | {name} | {m['msgs_per_beacon']:g} / {m['msgs_max']} "
+                f"| {m['kb_per_beacon']} | {m['gateways_asked_median']:g} / {m['gateways_asked_max']} "
+                f"| {m['best_found']} / {r['beacons']} | {m['topk_recall']:.2f} | {m['round_ms']:g} |"
+            )
     return "\n".join(lines) + "\n"
 
 
