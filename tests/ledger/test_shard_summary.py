@@ -46,8 +46,9 @@ def as_published(vector: list[float]) -> list[float]:
 
 
 def unsigned_summary(members: list[list[float]], cones: int) -> ShardSummary:
-    covers, box = summarize(members, cones=cones)
-    return ShardSummary(shard=0, shards=SHARDS, gateway="g", members=len(members), cones=covers, box=box, issued_at=0)
+    return ShardSummary(
+        shard=0, shards=SHARDS, gateway="g", members=len(members), cones=summarize(members, cones=cones), issued_at=0
+    )
 
 
 @settings(max_examples=300, deadline=None)

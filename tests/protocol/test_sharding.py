@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -14,11 +15,12 @@ from symphony.protocol.sharding import (
     MAX_CONES,
     MAX_REQUIREMENTS,
     MAX_SUMMARY_BYTES,
-    Box,
     Cone,
     GatewayBundle,
     GatewayForward,
     ShardSummary,
+    decode_q8,
+    encode_q8,
 )
 from tests.conftest import identity
 
@@ -74,7 +76,7 @@ def test_wrong_version_is_rejected() -> None:
     [
         ({"shard": 2}, "out of range"),
         ({"members": 1}, "more members"),
-        ({"box": None}, "box comes with the cones"),
+        ({"cones": "MIXED_DIMS"}, "differ in dimension"),
         ({"standby": [{"agent_id": "GATEWAY", "addrs": []}]}, "standby lists the gateway"),
         ({"cones": "TOO_MANY"}, "at most 8"),
     ],
@@ -85,6 +87,9 @@ def test_inconsistent_summary_is_malformed(change: dict[str, object], message: s
     data = json.loads(summary().to_bytes())
     if change.get("standby"):
         change = {"standby": [{"agent_id": data["gateway"], "addrs": []}]}
+    if change.get("cones") == "MIXED_DIMS":
+        short = data["cones"][0] | {"centroid": encode_q8([1]), "high": encode_q8([1]), "low": encode_q8([0])}
+        change = {"cones": [data["cones"][0], short]}
     if change.get("cones") == "TOO_MANY":
         change = {"cones": [data["cones"][0]] * (MAX_CONES + 1)}
     with pytest.raises(MalformedMessage, match=message):
@@ -94,9 +99,18 @@ def test_inconsistent_summary_is_malformed(change: dict[str, object], message: s
 def test_zero_centroid_and_crossed_box_are_malformed() -> None:
     """A zero centroid, and a box whose high lies below its low, do not validate."""
     with pytest.raises(ValueError, match="zero vector"):
-        Cone(centroid=encode_vector([0.0, 0.0]), cos_radius=0.5, members=1)
-    with pytest.raises(ValueError, match="cross"):
-        Box(high=encode_vector([0.0, 0.0]), low=encode_vector([0.5, 0.0]))
+        Cone(centroid=encode_q8([0, 0]), cos_radius=0.5, members=1, high=encode_q8([1, 1]), low=encode_q8([0, 0]))
+    with pytest.raises(ValueError, match="crosses"):
+        Cone(centroid=encode_q8([1, 0]), cos_radius=0.5, members=1, high=encode_q8([0, 0]), low=encode_q8([5, 0]))
+
+
+def test_q8_vectors_round_trip_and_reject_bad_levels() -> None:
+    """int8 levels decode as level / 127; level -128 and out-of-range levels are refused."""
+    assert decode_q8(encode_q8([127, -127, 0])) == [1.0, -1.0, 0.0]
+    with pytest.raises(ValueError, match="levels in"):
+        encode_q8([128])
+    with pytest.raises(MalformedMessage, match="not valid"):
+        decode_q8(base64.b64encode(bytes([0x80])).decode())
 
 
 def forward(**changes: object) -> dict[str, object]:

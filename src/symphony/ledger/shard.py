@@ -39,8 +39,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from symphony.errors import PeerError, ReplayedMessage, StaleMessage
 from symphony.protocol.identity import Identity
-from symphony.protocol.messages import AgentId, LedgerRecord, decode_vector, encode_vector
-from symphony.protocol.sharding import MAX_ADDRS, MAX_CONES, MAX_STANDBY, Box, Cone, Contact, ShardSummary
+from symphony.protocol.messages import AgentId, LedgerRecord
+from symphony.protocol.sharding import (
+    MAX_ADDRS,
+    MAX_CONES,
+    MAX_STANDBY,
+    Q8,
+    Cone,
+    Contact,
+    ShardSummary,
+    decode_q8,
+    encode_q8,
+)
 
 SHARD_THRESHOLD = 256
 MAX_DELTA_IDS = 20_000
@@ -101,7 +111,7 @@ def liveness_delta(before: set[str], after: set[str]) -> tuple[list[str], list[s
 
 # ---- shard summaries (architecture §8) ---------------------------------------------------------
 
-DEFAULT_CONES = 2
+DEFAULT_CONES = 4
 BOUND_MARGIN = 1e-9  # float rounding between the issuer's and the reader's arithmetic
 _KMEANS_ROUNDS = 8
 _DUAL_STEPS = 40
@@ -125,18 +135,21 @@ def keeps_shard(shard: int, shards: int) -> Callable[[str], bool]:
 
 
 def _unit(vector: Sequence[float]) -> np.ndarray | None:
+    """``vector`` scaled to length 1, rescaled first so tiny or huge entries neither underflow nor
+    overflow (as ``store.unit_vector`` does with ``math.hypot``); None for the zero vector."""
     v = np.asarray(vector, dtype=np.float64)
-    norm = float(np.linalg.norm(v))
-    return v / norm if norm > 0.0 and math.isfinite(norm) else None
+    peak = float(np.abs(v).max()) if len(v) else 0.0
+    if peak == 0.0 or not math.isfinite(peak):
+        return None
+    v = v / peak
+    return v / float(np.linalg.norm(v))
 
 
 def _quantized(centroid: np.ndarray) -> tuple[str, np.ndarray]:
-    """The centroid as it travels (float16) and its unit vector as every reader decodes it."""
-    encoded = encode_vector([float(x) for x in centroid])
-    unit = _unit(decode_vector(encoded))
-    if unit is None:  # a float16 underflow; cannot happen for a mean of unit vectors of norm > 1e-4
-        raise ValueError("centroid vanished in float16")
-    return encoded, unit
+    """The centroid as it travels (int8 levels of its unit vector) and the vector every reader decodes."""
+    levels = np.clip(np.rint(centroid / np.abs(centroid).max() * Q8), -Q8, Q8).astype(int)
+    encoded = encode_q8(levels.tolist())
+    return encoded, np.asarray(decode_q8(encoded))
 
 
 def _kmeans(units: np.ndarray, k: int) -> np.ndarray:
@@ -159,36 +172,36 @@ def _kmeans(units: np.ndarray, k: int) -> np.ndarray:
 
 
 def _outward(values: np.ndarray, *, up: bool) -> str:
-    """``values`` as float16, each rounded away from the inside of the box (so the box stays sound)."""
-    half = values.astype(np.float16)
-    wrong = half.astype(np.float64) < values if up else half.astype(np.float64) > values
-    half[wrong] = np.nextafter(half[wrong], np.float16(np.inf if up else -np.inf))
-    return encode_vector([float(x) for x in half])
+    """``values`` as int8 levels, each rounded away from the inside of the box (so the box stays sound)."""
+    scaled = values * Q8
+    levels = np.ceil(scaled + 1e-9) if up else np.floor(scaled - 1e-9)
+    return encode_q8(np.clip(levels, -Q8, Q8).astype(int).tolist())
 
 
-def summarize(vectors: Sequence[Sequence[float]], *, cones: int = DEFAULT_CONES) -> tuple[list[Cone], Box | None]:
-    """Cover every non-zero vector with at most ``cones`` cones (centroid, cos radius, count) and
-    one box (per-dimension max and min of the unit vectors).
+def summarize(vectors: Sequence[Sequence[float]], *, cones: int = DEFAULT_CONES) -> list[Cone]:
+    """Cover every non-zero vector with at most ``cones`` clusters (spherical k-means), each sent as
+    a cone (centroid, cos radius) and a box (per-dimension max and min of its unit vectors).
 
     The radius is measured against the *quantized* centroid and the box is rounded outward, so
-    the bound every reader derives from the float16 summary is sound; zero vectors (score 0 for
-    any requirement) are left out.
+    the bound every reader derives from the int8 summary is sound; zero vectors (score 0 for any
+    requirement) are left out.
     """
     if not 1 <= cones <= MAX_CONES:
         raise ValueError(f"cones must lie in [1, {MAX_CONES}], not {cones!r}")
     rows = [u for u in map(_unit, vectors) if u is not None]
     if not rows:
-        return [], None
+        return []
     units = np.vstack(rows)
     labels = _kmeans(units, cones)
     result = []
     for c in sorted(set(labels.tolist())):
         members = units[labels == c]
-        encoded, centre = _quantized(members.sum(axis=0))
-        cos_radius = float(np.min(members @ centre)) - BOUND_MARGIN
-        result.append(Cone(centroid=encoded, cos_radius=max(-1.0, min(1.0, cos_radius)), members=len(members)))
-    box = Box(high=_outward(units.max(axis=0), up=True), low=_outward(units.min(axis=0), up=False))
-    return result, box
+        mean = members.sum(axis=0)
+        encoded, centre = _quantized(mean if np.abs(mean).max() > 1e-6 else members[0])  # antipodes cancel out
+        cos_radius = float(np.min(members @ centre)) / float(np.linalg.norm(centre)) - BOUND_MARGIN
+        result.append(Cone(centroid=encoded, cos_radius=max(-1.0, min(1.0, cos_radius)), members=len(members),
+                           high=_outward(members.max(axis=0), up=True), low=_outward(members.min(axis=0), up=False)))
+    return result
 
 
 def cone_bound(requirement_unit: np.ndarray, centre: np.ndarray, cos_radius: float) -> float:
@@ -206,14 +219,14 @@ def _box_dual(r: np.ndarray, high: np.ndarray, low: np.ndarray, mu: float) -> fl
     return float((r * u - mu * u * u).sum()) + mu
 
 
-def box_bound(requirement_unit: np.ndarray, box: Box) -> float:
+def box_bound(requirement_unit: np.ndarray, cone: Cone) -> float:
     """Upper bound of r.u over unit u inside the box.
 
     By weak duality *every* mu >= 0 gives g(mu) >= the maximum, so the bound is sound whatever
     the search below finds; a golden-section search over log mu makes it tight. The unit-ball
     constraint matters: it stops the bound from taking each dimension's best member at once.
     """
-    high, low = np.asarray(decode_vector(box.high)), np.asarray(decode_vector(box.low))
+    high, low = np.asarray(decode_q8(cone.high)), np.asarray(decode_q8(cone.low))
     if len(high) != len(requirement_unit):
         return 0.0
     best = _box_dual(requirement_unit, high, low, 0.0)
@@ -228,18 +241,18 @@ def box_bound(requirement_unit: np.ndarray, box: Box) -> float:
 
 def summary_bound(summary: ShardSummary, requirement: Sequence[float]) -> float:
     """An upper bound on phi(published c_j, r) over every member j of the summarized shard: the
-    best cone's bound, capped by the box's (a member lies in its cone *and* in the box)."""
+    best cluster's bound, each the smaller of its cone's and its box's (a member lies in both)."""
     r = _unit(requirement)
     floor = 0.0 if r is None or summary.members > sum(c.members for c in summary.cones) else -1.0
-    if r is None or summary.box is None:
+    if r is None:
         return floor
-    best = -1.0
+    best = floor
     for cone in summary.cones:
-        centre = _unit(decode_vector(cone.centroid))
+        centre = _unit(decode_q8(cone.centroid))
         if centre is None or len(centre) != len(r):
             return max(floor, 0.0)  # phi is 0 when dimensions disagree
-        best = max(best, cone_bound(r, centre, cone.cos_radius))
-    return max(floor, min(best, box_bound(r, summary.box)))
+        best = max(best, min(cone_bound(r, centre, cone.cos_radius), box_bound(r, cone)))
+    return best
 
 
 def standby_for(shard: int, shards: int, available: Iterable[str], gateway_id: str) -> list[str]:
@@ -274,10 +287,9 @@ def issue_summary(
     if not members:
         raise ValueError(f"shard {shard} has no records to summarize")
     standby = standby_for(shard, shards, members if available is None else available, identity.agent_id)
-    covers, box = summarize([r.vector for r in members.values()], cones=cones)
     return ShardSummary(
         shard=shard, shards=shards, gateway=identity.agent_id, addrs=_addrs(members, identity.agent_id),
-        members=len(members), cones=covers, box=box,
+        members=len(members), cones=summarize([r.vector for r in members.values()], cones=cones),
         standby=[Contact(agent_id=a, addrs=_addrs(members, a)) for a in standby], issued_at=now_ms,
     ).signed_by(identity)
 

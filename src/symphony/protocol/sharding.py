@@ -3,8 +3,8 @@
 - ``ShardSummary``: what a shard's gateway publishes about its members, signed by the gateway so
   any node can relay and store it: member count and a few *cones* (a unit centroid of a cluster of
   members' published capability vectors and the smallest cosine between that centroid and any
-  member of the cluster), plus the per-dimension max/min of all members' unit vectors (``Box``).
-  Every member with a non-zero vector lies inside one cone and inside the box, so the summary bounds the cosine
+  member of the cluster, and the cluster's per-dimension max/min). Every member with a non-zero
+  vector lies inside one cone and its box, so the summary bounds the cosine
   score any member can reach for a requirement (``ledger.shard.summary_bound``). It also names up to
   ``MAX_STANDBY`` standby members (the rendezvous runners-up) to ask if the gateway is dead.
 - ``GatewayForward`` (body of a ``gateway.forward`` envelope, sealed by the initiator): the
@@ -22,11 +22,14 @@ size-check raw bytes before JSON decoding.
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from symphony.protocol.envelope import PROTOCOL_VERSION, Envelope, parse_json
+from symphony.errors import MalformedMessage
+from symphony.protocol.envelope import PROTOCOL_VERSION, Envelope, b64, parse_json, unb64
 from symphony.protocol.messages import MAX_VECTOR_DIMS, AgentId, Multiaddr, _Signed, _Wire, decode_vector
 
 MAX_SUMMARY_BYTES = 16 * 1024
@@ -41,6 +44,8 @@ MAX_BUNDLE_BYTES = 512 * 1024
 MAX_SHARDS = 65_536
 MAX_ADDRS = 4
 
+Q8 = 127
+Q8Vector = Annotated[str, StringConstraints(min_length=1, max_length=4 * MAX_VECTOR_DIMS // 3 + 4)]
 EncodedVector = Annotated[str, StringConstraints(min_length=1, max_length=4 * MAX_VECTOR_DIMS)]
 Floor = Annotated[float, Field(ge=-1.0, le=1.0)]
 
@@ -52,20 +57,43 @@ def _decodes(values: list[str]) -> list[str]:
     return values
 
 
-class Cone(_Wire):
-    """A cluster of members: unit ``centroid`` (float16, as records carry vectors) and ``cos_radius``,
-    a lower bound on the cosine between the centroid and every member of the cluster."""
+def encode_q8(levels: Sequence[int]) -> str:
+    """Pack integer levels in [-127, 127] (value = level / 127) as base64 int8: 1 byte per dim."""
+    if len(levels) > MAX_VECTOR_DIMS or any(not -Q8 <= q <= Q8 for q in levels):
+        raise ValueError(f"q8 vectors hold at most {MAX_VECTOR_DIMS} levels in [-{Q8}, {Q8}]")
+    return b64(struct.pack(f"{len(levels)}b", *levels))
 
-    centroid: EncodedVector
+
+def decode_q8(text: str) -> list[float]:
+    """The values of an ``encode_q8`` string. Raises MalformedMessage on a bad length or level."""
+    raw = unb64(text)
+    levels = struct.unpack(f"{len(raw)}b", raw)
+    if len(raw) > MAX_VECTOR_DIMS or -Q8 - 1 in levels:
+        raise MalformedMessage(f"q8 vector of {len(raw)} bytes is not valid")
+    return [q / Q8 for q in levels]
+
+
+class Cone(_Wire):
+    """A cluster of members: a unit-ish ``centroid`` with ``cos_radius``, a lower bound on the cosine
+    between it and every member of the cluster, and the cluster's box: per-dimension ``high`` /
+    ``low`` of the members' unit vectors, rounded outward. All three vectors travel as int8 levels
+    (``encode_q8``): the radius is measured against the quantized centroid, so rounding costs
+    tightness, never soundness."""
+
+    centroid: Q8Vector
     cos_radius: float = Field(ge=-1.0, le=1.0)
     members: int = Field(ge=1, le=1_000_000)
+    high: Q8Vector
+    low: Q8Vector
 
-    @field_validator("centroid")
-    @classmethod
-    def _centroid_decodes(cls, value: str) -> str:
-        if not any(decode_vector(value)):
+    @model_validator(mode="after")
+    def _consistent(self) -> Cone:
+        centroid, high, low = decode_q8(self.centroid), decode_q8(self.high), decode_q8(self.low)
+        if not any(centroid):
             raise ValueError("centroid is the zero vector")
-        return value
+        if not len(centroid) == len(high) == len(low) or any(h < lo for h, lo in zip(high, low, strict=True)):
+            raise ValueError("cone vectors differ in dimension or its box crosses")
+        return self
 
 
 class Contact(_Wire):
@@ -73,20 +101,6 @@ class Contact(_Wire):
 
     agent_id: AgentId
     addrs: list[Multiaddr] = Field(default_factory=list, max_length=MAX_ADDRS)
-
-
-class Box(_Wire):
-    """Per-dimension ``high`` / ``low`` of the members' unit vectors, rounded outward to float16."""
-
-    high: EncodedVector
-    low: EncodedVector
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Box:
-        high, low = decode_vector(self.high), decode_vector(self.low)
-        if len(high) != len(low) or any(h < lo for h, lo in zip(high, low, strict=True)):
-            raise ValueError("box high and low differ in dimension or cross")
-        return self
 
 
 class ShardSummary(_Signed):
@@ -101,7 +115,6 @@ class ShardSummary(_Signed):
     addrs: list[Multiaddr] = Field(default_factory=list, max_length=MAX_ADDRS)
     members: int = Field(ge=1, le=1_000_000)
     cones: list[Cone] = Field(default_factory=list, max_length=MAX_CONES)  # members with a zero vector: in none
-    box: Box | None = None  # of the members in cones; None when cones is empty
     standby: list[Contact] = Field(default_factory=list, max_length=MAX_STANDBY)
     issued_at: int = Field(ge=0)
 
@@ -118,10 +131,8 @@ class ShardSummary(_Signed):
         standby = [c.agent_id for c in self.standby]
         if self.gateway in standby or len(set(standby)) != len(standby):
             raise ValueError("standby lists the gateway or repeats a member")
-        if (self.box is None) != (not self.cones):
-            raise ValueError("a box comes with the cones and only with them")
-        if self.cones and self.box is not None:
-            _decodes([c.centroid for c in self.cones] + [self.box.high])
+        if len({len(decode_q8(c.centroid)) for c in self.cones}) > 1:
+            raise ValueError("cones differ in dimension")
         return self
 
     @classmethod
@@ -197,11 +208,12 @@ __all__ = [
     "MAX_REQUIREMENTS",
     "MAX_STANDBY",
     "MAX_SUMMARY_BYTES",
-    "Box",
     "BundleEntry",
     "Cone",
     "Contact",
     "GatewayBundle",
     "GatewayForward",
     "ShardSummary",
+    "decode_q8",
+    "encode_q8",
 ]
