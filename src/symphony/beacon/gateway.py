@@ -1,5 +1,5 @@
 """BEACONSELECT through shard gateways (paper §3.3: the beacon contacts at most L gateways, each
-forwarding to O(N/L) agents; architecture §8).
+forwarding to O(N/L) agents; architecture §9).
 
 Theory of operation
 -------------------
@@ -242,7 +242,7 @@ class Gateway:
 
 @dataclass(frozen=True)
 class FanoutConfig:
-    """How far a gateway beacon reaches (architecture §8)."""
+    """How far a gateway beacon reaches (architecture §9)."""
 
     first_wave: int = 3
     wave: int = 3
@@ -283,7 +283,7 @@ class FanoutStats:
 class GatewayFanout:
     """The initiator's side: ask shard gateways, best bound first, verify every reply end to end.
 
-    Hook for ``BeaconSelector`` (see architecture §8): when ``active(now)``, run the own-shard
+    Hook for ``BeaconSelector`` (see architecture §9): when ``active(now)``, run the own-shard
     beacon and ``collect`` concurrently with the same sealed beacon envelope and deadline, then
     rank the union.
     """

@@ -9,7 +9,7 @@ ceil(sqrt N)). A full replica per simulated node is O(N^2) work in one process, 
 sizes stop at a few hundred; ``shard_table`` gives the sharding arithmetic (shard sizes, gateway
 fan-in) at 1,000 and 10,000 from real hashed IDs.
 
-With ``--beacon-sizes`` it also runs ``bench.shardnet`` (architecture §8): per-node ledger state
+With ``--beacon-sizes`` it also runs ``bench.shardnet`` (architecture §9): per-node ledger state
 (records + shard summaries) and per-beacon messages and recall, flooded vs gateway-sharded, at
 100, 1,000 and 10,000 simulated agents.
 """

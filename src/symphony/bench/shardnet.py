@@ -1,4 +1,4 @@
-"""A simulated network for the sharded ledger and the gateway beacon (issue #6 item 3; architecture §8).
+"""A simulated network for the sharded ledger and the gateway beacon (issue #6 item 3; architecture §9).
 
 N agents on the memory engine in virtual time (``MockClock``), each with its own signed record, its
 own ``BeaconResponder``, ``RelayResponder`` and ``Gateway`` handlers and its own replay guard, run

@@ -14,7 +14,7 @@ each responsible for O(N/L) agents). Pure functions, no I/O.
   (``ShardLiveness``: members up / down since its last delta). Members send their heartbeats
   to the gateway only, so steady-state liveness costs one small request per agent per interval
   instead of a flood to N (or N/L) nodes.
-- **Shard summaries** (architecture §8): a node keeps full records of its own shard only
+- **Shard summaries** (architecture §9): a node keeps full records of its own shard only
   (``Ledger(keeps=keeps_shard(...))``) and one signed ``ShardSummary`` per other shard, so its
   state is N/L records + L summaries instead of N records. ``summarize`` clusters a shard's unit
   capability vectors into a few cones (spherical k-means); ``summary_bound`` turns a summary into an
@@ -109,7 +109,7 @@ def liveness_delta(before: set[str], after: set[str]) -> tuple[list[str], list[s
     return sorted(after - before), sorted(before - after)
 
 
-# ---- shard summaries (architecture §8) ---------------------------------------------------------
+# ---- shard summaries (architecture §9) ---------------------------------------------------------
 
 DEFAULT_CONES = 4
 BOUND_MARGIN = 1e-9  # float rounding between the issuer's and the reader's arithmetic

@@ -167,7 +167,7 @@ class _UnitMatrix:
 class Ledger:
     """One replica of the ledger. Not thread-safe; owned by one node task.
 
-    ``keeps`` makes it a sharded replica (architecture §8): only records of agents it keeps (its own
+    ``keeps`` makes it a sharded replica (architecture §9): only records of agents it keeps (its own
     shard, ``ledger.shard.keeps_shard``) are stored; others are counted in ``foreign`` and never
     pulled by anti-entropy. None (the default) keeps every record.
     """

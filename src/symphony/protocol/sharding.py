@@ -1,4 +1,4 @@
-"""Wire models of the sharded ledger and the gateway beacon (paper §3.3; DESIGN §3, architecture §8).
+"""Wire models of the sharded ledger and the gateway beacon (paper §3.3; DESIGN §3, architecture §9).
 
 - ``ShardSummary``: what a shard's gateway publishes about its members, signed by the gateway so
   any node can relay and store it: member count and a few *cones* (a unit centroid of a cluster of
