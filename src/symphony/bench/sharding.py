@@ -156,13 +156,15 @@ def bench_sharding(
     cones: int = DEFAULT_CONES,
     caps: list[int] = [8, 0],  # noqa: B006
     top_l: int = 8,
+    wave: int = 0,
 ) -> None:
     """Ledger upkeep (MB/agent/h) with flooded vs gateway-sharded liveness, and the sharding arithmetic.
 
     ``--beacon-sizes 100 --beacon-sizes 1000 ...`` adds the sharded-ledger bench: per-node state and
     per-beacon messages / recall, flooded vs sharded (``--caps``: most gateways a beacon asks, 0 = no
-    cap; ``--cones``: cones per shard summary). ``--no-upkeep`` skips the upkeep runs."""
-    net = shardnet.ShardNetConfig(beacons=beacons, cones=cones, caps=tuple(caps), top_l=top_l, seed=seed)
+    cap; ``--cones``: clusters per shard summary; ``--wave``: gateways per later wave, 0 = all at once).
+    ``--no-upkeep`` skips the upkeep runs."""
+    net = shardnet.ShardNetConfig(beacons=beacons, cones=cones, caps=tuple(caps), top_l=top_l, seed=seed, wave=wave)
     run_sharding_bench(ShardingConfig(sizes=tuple(sizes), window_s=window_s, seed=seed, upkeep=upkeep,
                                       beacon_sizes=tuple(beacon_sizes), shardnet=net), out)
 

@@ -82,6 +82,7 @@ class ShardNetConfig:
     cones: int = DEFAULT_CONES
     caps: tuple[int, ...] = (8, 0)  # gateways asked at most per beacon; 0: no cap (the bound alone stops)
     per_gateway_top_l: int = 4
+    wave: int = 0  # gateways asked per wave after the first; 0: all the cap allows at once (fewest round trips)
     latency_ms: float = 10.0
     deadline_s: float = 2.0
     seed: int = 0
@@ -330,7 +331,7 @@ async def _beacons(
                     book=book,
                     clock=_clock,
                     config=FanoutConfig(
-                        max_gateways=cap, want=cfg.k, wave=cap, per_gateway_top_l=cfg.per_gateway_top_l
+                        max_gateways=cap, want=cfg.k, wave=cfg.wave or cap, per_gateway_top_l=cfg.per_gateway_top_l
                     ),
                 )
                 found = await sharded_select(
