@@ -8,6 +8,10 @@ runs twice: flooded heartbeats (L = 1, today's small-network mode) and sharded (
 ceil(sqrt N)). A full replica per simulated node is O(N^2) work in one process, so measured
 sizes stop at a few hundred; ``shard_table`` gives the sharding arithmetic (shard sizes, gateway
 fan-in) at 1,000 and 10,000 from real hashed IDs.
+
+With ``--beacon-sizes`` it also runs ``bench.shardnet`` (architecture §9): per-node ledger state
+(records + shard summaries) and per-beacon messages and recall, flooded vs gateway-sharded, at
+100, 1,000 and 10,000 simulated agents.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +29,11 @@ import trio
 import trio.testing
 from rich.console import Console
 
+from symphony.bench import shardnet
 from symphony.bench.accounting import traffic
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.ledger.gossip import HEARTBEAT_TOPIC, LEDGER_TOPIC, LIVENESS_PROTOCOL, SHARD_TOPIC, SYNC_PROTOCOL
-from symphony.ledger.shard import gateways, shard_of, shards_for
+from symphony.ledger.shard import DEFAULT_CONES, gateways, shard_of, shards_for
 from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
 from symphony.protocol.identity import Identity
 from symphony.transport.memory import LinkModel, MemoryNetwork
@@ -45,6 +50,9 @@ class ShardingConfig:
     anti_entropy_s: float = 30.0
     latency_ms: float = 10.0
     seed: int = 0
+    upkeep: bool = True
+    beacon_sizes: tuple[int, ...] = (100, 1000, 10_000)
+    shardnet: shardnet.ShardNetConfig = field(default_factory=shardnet.ShardNetConfig)
 
 
 def _identities(n: int, seed: int) -> list[Identity]:
@@ -104,29 +112,33 @@ def shard_table(sizes: tuple[int, ...] = (100, 1000, 10_000), seed: int = 0) -> 
 def run_sharding_bench(cfg: ShardingConfig, out: Path, console: Console | None = None) -> dict[str, Any]:
     console = console or Console()
     rows = []
-    for n in cfg.sizes:
+    for n in cfg.sizes if cfg.upkeep else ():
         for shards in (1, max(2, math.isqrt(n - 1) + 1)):
             row = trio.run(_upkeep, n, shards, cfg, clock=trio.testing.MockClock(autojump_threshold=0))
             console.print(f"[dim]N={n} L={shards}: {row['mb_per_agent_h']} MB/agent/h ({row['cpu_s']} s)[/dim]")
             rows.append(row)
-    results = {"config": asdict(cfg), "upkeep": rows, "shards": shard_table()}
+    beacons = shardnet.run_shardnet(replace(cfg.shardnet, sizes=cfg.beacon_sizes)) if cfg.beacon_sizes else []
+    results = {"config": asdict(cfg), "upkeep": rows, "shards": shard_table(), "shardnet": beacons}
     out.mkdir(parents=True, exist_ok=True)
     (out / "sharding.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "sharding.md").write_text(markdown(results))
-    console.print(markdown(results))
+    text = markdown(results) + ("\n" + shardnet.markdown(beacons) if beacons else "")
+    (out / "sharding.md").write_text(text)
+    console.print(text)
     return results
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["| N | L | MB/agent/h | records / heartbeats / shard deltas / gateway heartbeats / sync (MB/agent/h) "
-             "| busiest node receives MB/h | fewest available seen |", "|---|---|---|---|---|---|"]
+    header = ("| N | L | MB/agent/h | records / heartbeats / shard deltas / gateway heartbeats / sync (MB/agent/h) "
+              "| busiest node receives MB/h | fewest available seen |")
+    lines = [header, "|---|---|---|---|---|---|"] if results["upkeep"] else []
     for r in results["upkeep"]:
         ch = r["channels"]
         lines.append(f"| {r['n']} | {r['shards']} | {r['mb_per_agent_h']:.4f} | "
                      + " / ".join(f"{ch[c]:.4f}" for c in CHANNELS)
                      + f" | {r['busiest_node_received_mb_h']:.3f} | {r['min_available_seen']} / {r['n']} |")
-    lines += ["", "| N | L | mean / max shard size | heartbeats a gateway takes per interval "
-              "| gateway roles moved when one gateway fails |", "|---|---|---|---|---|"]
+    lines += [""] if lines else []
+    lines += [("| N | L | mean / max shard size | heartbeats a gateway takes per interval "
+               "| gateway roles moved when one gateway fails |"), "|---|---|---|---|---|"]
     for r in results["shards"]:
         lines.append(f"| {r['n']:,} | {r['shards']} | {r['shard_size_mean']} / {r['shard_size_max']} | "
                      f"{r['liveness_requests_per_gateway_interval']} | {r['gateway_roles_moved_when_one_fails']} |")
@@ -138,9 +150,23 @@ def bench_sharding(
     window_s: float = 1800.0,
     seed: int = 0,
     out: Path = Path("bench-results/sharding"),
+    upkeep: bool = True,
+    beacon_sizes: list[int] = [],  # noqa: B006
+    beacons: int = 20,
+    cones: int = DEFAULT_CONES,
+    caps: list[int] = [8, 0],  # noqa: B006
+    top_l: int = 8,
+    wave: int = 0,
 ) -> None:
-    """Ledger upkeep (MB/agent/h) with flooded vs gateway-sharded liveness, and the sharding arithmetic."""
-    run_sharding_bench(ShardingConfig(sizes=tuple(sizes), window_s=window_s, seed=seed), out)
+    """Ledger upkeep (MB/agent/h) with flooded vs gateway-sharded liveness, and the sharding arithmetic.
+
+    ``--beacon-sizes 100 --beacon-sizes 1000 ...`` adds the sharded-ledger bench: per-node state and
+    per-beacon messages / recall, flooded vs sharded (``--caps``: most gateways a beacon asks, 0 = no
+    cap; ``--cones``: clusters per shard summary; ``--wave``: gateways per later wave, 0 = all at once).
+    ``--no-upkeep`` skips the upkeep runs."""
+    net = shardnet.ShardNetConfig(beacons=beacons, cones=cones, caps=tuple(caps), top_l=top_l, seed=seed, wave=wave)
+    run_sharding_bench(ShardingConfig(sizes=tuple(sizes), window_s=window_s, seed=seed, upkeep=upkeep,
+                                      beacon_sizes=tuple(beacon_sizes), shardnet=net), out)
 
 
 __all__ = ["ShardingConfig", "bench_sharding", "markdown", "run_sharding_bench", "shard_table"]

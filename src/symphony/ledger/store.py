@@ -35,7 +35,7 @@ import heapq
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -56,6 +56,7 @@ class Merge(Enum):
     UPDATED = "updated"
     DUPLICATE = "duplicate"
     OLDER = "older"
+    FOREIGN = "foreign"  # another shard's record on a sharded replica (``Ledger.keeps``): not stored
 
 
 @dataclass(frozen=True)
@@ -164,12 +165,19 @@ class _UnitMatrix:
 
 @dataclass
 class Ledger:
-    """One replica of the ledger. Not thread-safe; owned by one node task."""
+    """One replica of the ledger. Not thread-safe; owned by one node task.
+
+    ``keeps`` makes it a sharded replica (architecture §9): only records of agents it keeps (its own
+    shard, ``ledger.shard.keeps_shard``) are stored; others are counted in ``foreign`` and never
+    pulled by anti-entropy. None (the default) keeps every record.
+    """
 
     config: LedgerConfig = field(default_factory=LedgerConfig)
     records: dict[str, LedgerRecord] = field(default_factory=dict)
     lamport: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    keeps: Callable[[str], bool] | None = None
+    foreign: int = 0
     _liveness: dict[str, _Liveness] = field(default_factory=dict)
     _tombstones: dict[str, tuple[int, float]] = field(default_factory=dict)
     _units: dict[str, tuple[str, list[float] | None]] = field(default_factory=dict, repr=False)  # agent: (sig, unit c_j)
@@ -184,6 +192,9 @@ class Ledger:
         counts as a sign of life of its owner.
         """
         self.lamport = max(self.lamport, record.lamport)
+        if self.keeps is not None and not self.keeps(record.agent_id):
+            self.foreign += 1
+            return Merge.FOREIGN
         tomb = self._tombstones.get(record.agent_id)
         if tomb is not None and record.lamport <= tomb[0]:
             return Merge.OLDER
@@ -323,7 +334,8 @@ class Ledger:
         """Compare with a remote digest: (records the remote lacks or has older,
         agent IDs the remote holds newer than we do)."""
         ours_newer = [r for a, r in self.records.items() if remote.get(a, -1) < r.lamport]
-        theirs_newer = [a for a, lamport in remote.items() if lamport > self._known_lamport(a)]
+        theirs_newer = [a for a, lamport in remote.items()
+                        if lamport > self._known_lamport(a) and (self.keeps is None or self.keeps(a))]
         return ours_newer, theirs_newer
 
     def _known_lamport(self, agent_id: str) -> int:
