@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
 from symphony.bench.datasets import (
     BBH_TASKS,
-    _bbh_task_file,
+    _bbh_item,
+    bbh_sources,
     load_aime,
     load_bbh,
     load_champ,
@@ -35,30 +35,57 @@ def test_gsm8k_has_the_100_packaged_questions_with_gold_numbers() -> None:
     assert all(re.fullmatch(r"-?\d+(\.\d+)?", i.gold) and i.kind == "number" for i in items)
 
 
-def test_bbh_samples_6_of_each_task_with_a_fixed_seed() -> None:
-    """Same seed, same sample; another seed, another sample; 24 tasks x 6."""
+def test_bbh_samples_up_to_6_of_each_task_with_a_fixed_seed() -> None:
+    """Same seed, same sample; another seed, another sample; 26 task types, 6 each where the pool allows."""
     first, again, other = load_bbh(log=_quiet), load_bbh(log=_quiet), load_bbh(seed=1, log=_quiet)
-    assert len(first) == 6 * len(BBH_TASKS) == 144
+    pools = bbh_sources(_quiet)
     assert [i.id for i in first] == [i.id for i in again]
     assert [i.id for i in first] != [i.id for i in other]
-    assert {i.meta["task"] for i in first} == set(BBH_TASKS)
+    assert {i.meta["task"] for i in first} == set(BBH_TASKS) and len(BBH_TASKS) == 26
+    per_task = {t: sum(i.meta["task"] == t for i in first) for t in BBH_TASKS}
+    assert per_task == {t: min(6, len(pools[t][1])) for t in BBH_TASKS}
+    assert sum(n == 6 for n in per_task.values()) == 8 and min(per_task.values()) == 3
+    assert len(first) == 8 * 6 + 18 * 3
 
 
-def test_bbh_options_are_rendered_like_bbh_and_gold_is_the_right_option() -> None:
-    """Options listed as "(A) text"; the gold letter's text is the source's correct target."""
-    for item in (i for i in load_bbh(log=_quiet) if i.kind == "option"):
-        task = json.loads(_bbh_task_file(item.meta["task"], _quiet).read_text())
-        example = task["examples"][int(item.id.rsplit("-", 1)[1])]
+def test_bbh_items_carry_their_source_question_and_gold() -> None:
+    """Each item's question is its task's description then the pooled question; its gold is the source's."""
+    pools = bbh_sources(_quiet)
+    for item in load_bbh(log=_quiet):
+        description, pool = pools[item.meta["task"]]
+        question, gold = pool[int(item.id.rsplit("-", 1)[1])]
+        assert item.question == f"{description}\n\n{question}"
+        expected = {"option": gold.strip("()"), "yes_no": gold.casefold()}.get(item.kind, gold)
+        assert item.gold == expected
+
+
+def test_bbh_options_are_rendered_like_bbh_and_gold_is_one_of_them() -> None:
+    """Options listed as "(A) text" after "Options:"; letters run A.. in order; the gold letter is listed."""
+    options = [i for i in load_bbh(log=_quiet) if i.kind == "option"]
+    assert len(options) > 50
+    for item in options:
         assert "\nOptions:\n(A) " in item.question
-        gold_text = re.search(rf"^\({item.gold}\) (.*)$", item.question, re.MULTILINE)
-        assert gold_text is not None
-        assert example["target_scores"][gold_text[1]] == max(example["target_scores"].values())
+        assert item.letters == "ABCDEFGHIJKLMNOPQR"[: len(item.letters)] and len(item.letters) >= 2
+        assert re.search(rf"^\({item.gold}\) \S", item.question, re.MULTILINE)
+    assert len({i.gold for i in options}) >= 4
 
 
-def test_bbh_option_order_is_shuffled() -> None:
-    """The sources list the right option first; after shuffling the gold letters vary."""
-    golds = {i.gold for i in load_bbh(log=_quiet) if i.kind == "option"}
-    assert len(golds) >= 4
+def test_bbh_pools_hold_only_their_tasks_items() -> None:
+    """BBH reuses three-object exemplars for five and seven objects; the pools keep each question once,
+    and deduction or tracking questions list as many options as their task has objects."""
+    pools = bbh_sources(_quiet)
+    questions = [q for _, pool in pools.values() for q, _ in pool]
+    assert len(questions) == len(set(questions))
+    for task, count in (("three", 3), ("five", 5), ("seven", 7)):
+        for family in ("logical_deduction", "tracking_shuffled_objects"):
+            for question, _ in pools.get(f"{family}_{task}_objects", ("", []))[1]:
+                assert len(re.findall(r"^\([A-G]\) ", question, re.MULTILINE)) == count
+
+
+def test_bbh_gold_outside_the_options_is_refused() -> None:
+    """A source whose gold letter is not among the listed options is an error, not a silent item."""
+    with pytest.raises(ValueError, match=r"gold \(C\) is not one of its options 'AB'"):
+        _bbh_item("snarks", 0, "Which statement is sarcastic?\nOptions:\n(A) x\n(B) y", "(C)", "Sarcasm.")
 
 
 def test_humaneval_has_164_problems_and_the_canonical_solutions_pass() -> None:
