@@ -9,8 +9,9 @@ parts, concurrently:
 
 1. **Own shard**: exactly as before (``BeaconSelector``): local QUERY top-L, direct beacons.
 2. **Other shards** (``GatewayFanout.collect``): every fresh summary gives, per requirement, an
-   upper bound on the score any member of that shard can reach (``summary_bound``). The first wave
-   asks the ``first_wave`` gateways of highest bound. Each gateway (``Gateway.handle``) runs QUERY
+   upper bound on the score any member of that shard can reach (``summary_bound``) and a guess
+   (``summary_estimate``, the best cluster centroid's cosine). Shards are ordered by bound + guess
+   (the bound alone orders poorly where it is loose); the first wave asks the ``first_wave`` best. Each gateway (``Gateway.handle``) runs QUERY
    over its shard's records and relays the initiator's *own sealed beacon envelope* to its best
    ``top_l`` members (``RelayResponder`` on the member), then returns their replies in a
    ``GatewayBundle``. Later waves ask the next gateways while a shard's bound still beats the
@@ -40,7 +41,7 @@ from pydantic import ValidationError
 
 from symphony.beacon.service import MAX_BEACON_BYTES, BeaconResponder
 from symphony.errors import BadSignature, ConfigError, MalformedMessage, PeerError, StaleMessage, TransportError
-from symphony.ledger.shard import NotGateway, ShardMismatch, SummaryBook, shard_of, summary_bound
+from symphony.ledger.shard import NotGateway, ShardMismatch, SummaryBook, shard_of, summary_bound, summary_estimate
 from symphony.ledger.store import Ledger, QueryFilter, match_score
 from symphony.protocol.envelope import Envelope, ReplayGuard, open_body, open_envelope, parse_json, seal
 from symphony.protocol.identity import Identity
@@ -327,7 +328,13 @@ class GatewayFanout:
         now = self.clock()
         summaries = {s.shard: s for s in self.book.fresh(now=now) if s.shard != self.shard}
         bounds = {shard: [summary_bound(s, r) for r in requirements] for shard, s in summaries.items()}
-        pending = sorted(bounds, key=lambda shard: (-max(bounds[shard]), shard))
+        priority = {
+            shard: max(
+                b + summary_estimate(summaries[shard], r) for b, r in zip(bounds[shard], requirements, strict=True)
+            )
+            for shard in bounds
+        }
+        pending = sorted(bounds, key=lambda shard: (-priority[shard], shard))
         found: dict[str, VerifiedReply] = {}
         asked: set[int] = set()
         top = min(top_l, self.config.per_gateway_top_l)

@@ -255,6 +255,15 @@ def summary_bound(summary: ShardSummary, requirement: Sequence[float]) -> float:
     return best
 
 
+def summary_estimate(summary: ShardSummary, requirement: Sequence[float]) -> float:
+    """The best cluster centroid's cosine to ``requirement``: *not* a bound, a guess of how well the
+    shard matches, used with the bound to order shards (the bound alone ranks shards poorly when
+    it is loose; pruning still uses only the bound)."""
+    r = _unit(requirement)
+    centres = [_unit(decode_q8(c.centroid)) for c in summary.cones]
+    return max((float(r @ c) for c in centres if r is not None and c is not None and len(c) == len(r)), default=0.0)
+
+
 def standby_for(shard: int, shards: int, available: Iterable[str], gateway_id: str) -> list[str]:
     """The rendezvous runners-up of ``shard`` after ``gateway_id`` (who takes over if it dies)."""
     members = [a for a in available if a != gateway_id and shard_of(a, shards) == shard]
@@ -360,4 +369,5 @@ class SummaryBook:
 
 __all__ = ["DEFAULT_CONES", "MAX_DELTA_IDS", "SHARD_THRESHOLD", "NotGateway", "ShardLiveness", "ShardMismatch",
            "SummaryBook", "box_bound", "cone_bound", "gateway", "gateway_weight", "gateways", "issue_summary", "keeps_shard",
-           "liveness_delta", "shard_of", "shards_for", "standby_for", "summarize", "summary_bound"]
+           "liveness_delta", "shard_of", "shards_for", "standby_for", "summarize", "summary_bound",
+           "summary_estimate"]
