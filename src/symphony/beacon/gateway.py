@@ -43,6 +43,7 @@ from symphony.beacon.service import MAX_BEACON_BYTES, BeaconResponder
 from symphony.errors import BadSignature, ConfigError, MalformedMessage, PeerError, StaleMessage, TransportError
 from symphony.ledger.shard import NotGateway, ShardMismatch, SummaryBook, shard_of, summary_bound, summary_estimate
 from symphony.ledger.store import Ledger, QueryFilter, match_score
+from symphony.protocol import messages
 from symphony.protocol.envelope import Envelope, ReplayGuard, open_body, open_envelope, parse_json, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Beacon, BeaconResponse, LedgerRecord, encode_vector
@@ -65,18 +66,20 @@ RELAY_SHARE = 0.8  # of the time left, what a gateway gives its members (the res
 def beacon_body(requirements: Sequence[Sequence[float]], *, deadline_ms: int, task_type: str = "") -> Beacon:
     """The ``Beacon`` for ``requirements`` in whichever shape this tree's wire model has.
 
-    The multi-requirement beacon (``requirements``, up to 12) replaces the single ``requirement``;
-    until both branches are merged this module speaks both.
+    The multi-requirement beacon (``requirements``, up to 12, sparse-encoded) replaces the single
+    ``requirement``; until both branches are merged this helper (for tests, the bench and callers
+    that do not build their own beacon) speaks both.
 
     Raises:
         ValueError: several requirements but this ``Beacon`` carries one.
     """
-    encoded = [encode_vector(list(r)) for r in requirements]
     if "requirements" in Beacon.model_fields:
+        encode = getattr(messages, "encode_sparse", encode_vector)
+        encoded = [encode(list(r)) for r in requirements]
         return Beacon(requirements=encoded, deadline_ms=deadline_ms, task_type=task_type[:64])
-    if len(encoded) != 1:
-        raise ValueError(f"this Beacon carries one requirement, not {len(encoded)}")
-    return Beacon(requirement=encoded[0], deadline_ms=deadline_ms, task_type=task_type[:64])
+    if len(requirements) != 1:
+        raise ValueError(f"this Beacon carries one requirement, not {len(requirements)}")
+    return Beacon(requirement=encode_vector(list(requirements[0])), deadline_ms=deadline_ms, task_type=task_type[:64])
 
 
 def reply_scores(reply: BeaconResponse) -> list[float]:
