@@ -111,7 +111,7 @@ def liveness_delta(before: set[str], after: set[str]) -> tuple[list[str], list[s
 
 # ---- shard summaries (architecture §9) ---------------------------------------------------------
 
-DEFAULT_CONES = 4
+DEFAULT_CONES = 2
 BOUND_MARGIN = 1e-9  # float rounding between the issuer's and the reader's arithmetic
 _KMEANS_ROUNDS = 8
 _DUAL_STEPS = 40
