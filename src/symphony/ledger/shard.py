@@ -17,13 +17,15 @@ each responsible for O(N/L) agents). Pure functions, no I/O.
 - **Shard summaries** (architecture §9): a node keeps full records of its own shard only
   (``Ledger(keeps=keeps_shard(...))``) and one signed ``ShardSummary`` per other shard, so its
   state is N/L records + L summaries instead of N records. ``summarize`` clusters a shard's unit
-  capability vectors into a few cones (spherical k-means); ``summary_bound`` turns a summary into an
-  upper bound on the cosine score any member can reach for a requirement: for a cone of centroid
-  c and angular radius theta, angle(r, u) >= angle(r, c) - theta for every member u in it (the
-  triangle inequality on the sphere), so phi(u, r) <= cos(max(0, angle(r, c) - theta)). The
-  initiator asks the gateways of the shards with the highest bounds and stops when no remaining
-  shard's bound beats what it already found (``beacon.gateway``). ``SummaryBook`` keeps the latest
-  valid summary per shard and counts every rejection.
+  capability vectors (spherical k-means) and sends each cluster as a cone and a box;
+  ``summary_bound`` turns a summary into an upper bound on the cosine score any member can reach
+  for a requirement, per cluster the smaller of two: for a cone of centroid c and angular radius
+  theta, angle(r, u) >= angle(r, c) - theta for every member u in it (the triangle inequality on
+  the sphere), so phi(u, r) <= cos(max(0, angle(r, c) - theta)); for the box, the Lagrangian dual
+  of max r.u over box and unit ball (``box_bound``). The initiator asks the most promising shards'
+  gateways and stops when no remaining shard's bound beats what it already found
+  (``beacon.gateway``). ``SummaryBook`` keeps the latest valid summary per shard and counts every
+  rejection.
 """
 
 from __future__ import annotations
