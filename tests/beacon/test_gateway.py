@@ -24,7 +24,7 @@ from symphony.errors import BadSignature, ReplayedMessage, StaleMessage
 from symphony.ledger.shard import NotGateway, SummaryBook, gateways, issue_summary, keeps_shard, shard_of
 from symphony.ledger.store import Ledger, LedgerConfig
 from symphony.protocol.envelope import Envelope, ReplayGuard, open_envelope, seal
-from symphony.protocol.messages import BeaconResponse, LedgerRecord, encode_vector
+from symphony.protocol.messages import Beacon, BeaconResponse, LedgerRecord, encode_vector
 from symphony.protocol.sharding import GatewayBundle, GatewayForward
 from symphony.transport.memory import LinkModel, MemoryNetwork, MemoryTransport
 from tests.conftest import identity
@@ -252,3 +252,76 @@ async def test_member_answers_a_relayed_beacon_once(autojump_clock) -> None:
         assert reply.sender == identity(1).agent_id
         with pytest.raises(ReplayedMessage):
             relay.answer(raw)
+
+
+MULTI = "requirements" in Beacon.model_fields
+
+
+@pytest.mark.skipif(MULTI, reason="this tree's Beacon carries several requirements")
+def test_single_requirement_beacon_refuses_a_chain() -> None:
+    """Before the multi-requirement Beacon, asking for several requirements is a local error."""
+    with pytest.raises(ValueError, match="one requirement, not 2"):
+        beacon_body([TARGET, TARGET], deadline_ms=0)
+
+
+@pytest.mark.skipif(not MULTI, reason="needs the multi-requirement Beacon (one per sub-task of a chain)")
+async def test_fanout_scores_every_requirement_of_a_chain(autojump_clock) -> None:
+    """One beacon for a chain of two requirements: every verified reply carries two scores, and the
+    best agent for TARGET is found through its gateway."""
+    async with network() as net:
+        me = initiator(net)
+        fanout = net.fanout(me)
+        now_ms = int(clock() * 1000)
+        other = [1.0, 0.0, 0.0, 0.0]
+        env = seal(
+            identity(me),
+            "beacon",
+            beacon_body([other, TARGET], deadline_ms=now_ms + 2000).model_dump(mode="json"),
+            now_ms=now_ms,
+        )
+        replies = await fanout.collect([other, TARGET], env, top_l=4, deadline_s=2.0)
+    assert replies and all(len(v.scores) == 2 for v in replies)
+    assert max(replies, key=lambda v: v.scores[1]).agent_id == identity(net.best).agent_id
+
+
+async def test_gateway_relays_only_members_above_the_floor(autojump_clock) -> None:
+    """A later-wave forward carries the score to beat: the gateway relays only members that could beat it."""
+    async with network() as net:
+        me = initiator(net)
+        gateway = next(n for n in range(COUNT) if net.shard(n) == net.shard(net.best))
+        env = beacon(me)
+        base = GatewayForward(
+            shard=net.shard(gateway),
+            shards=SHARDS,
+            requirements=[encode_vector(TARGET)],
+            top_l=4,
+            deadline_ms=env.body["deadline_ms"],
+            beacon=env,
+        )
+        everyone = net.gateways[gateway].members(base, now=clock())
+        floored = net.gateways[gateway].members(base.model_copy(update={"floors": [0.99]}), now=clock())
+    assert len(everyone) > 1 and [r.agent_id for r in floored] == [identity(net.best).agent_id]
+
+
+async def test_bundle_for_another_beacon_is_rejected(autojump_clock) -> None:
+    """A gateway replaying an old bundle (another nonce) gets nothing accepted from that shard."""
+    async with network() as net:
+        me = initiator(net)
+        fanout = net.fanout(me)
+        shard = net.shard(net.best)
+        liar_id = fanout.book.summaries[shard].gateway
+        liar = next(n for n in range(COUNT) if identity(n).agent_id == liar_id)
+        honest = net.gateways[liar]
+
+        async def stale(peer: str, payload: bytes) -> bytes:
+            env = open_envelope(await honest.handle(peer, payload), guard=ReplayGuard(), now_ms=int(clock() * 1000))
+            old = GatewayBundle.model_validate(env.body).model_copy(update={"nonce": "0" * 24})
+            return seal(
+                identity(liar), "gateway.bundle", old.model_dump(mode="json"), now_ms=int(clock() * 1000)
+            ).to_bytes()
+
+        for standby in fanout.book.summaries[shard].standby:  # no standby to rescue the shard
+            net.net.kill(standby.agent_id)
+        net.transports[liar].set_handler(GATEWAY_PROTOCOL, stale)
+        replies = await fanout.collect([TARGET], beacon(me), top_l=4, deadline_s=2.0)
+    assert all(v.shard != shard for v in replies) and fanout.stats.rejected["bad_signature"] == 1

@@ -9,8 +9,9 @@ parts, concurrently:
 
 1. **Own shard**: exactly as before (``BeaconSelector``): local QUERY top-L, direct beacons.
 2. **Other shards** (``GatewayFanout.collect``): every fresh summary gives, per requirement, an
-   upper bound on the score any member of that shard can reach (``summary_bound``). The first wave
-   asks the ``first_wave`` gateways of highest bound. Each gateway (``Gateway.handle``) runs QUERY
+   upper bound on the score any member of that shard can reach (``summary_bound``) and a guess
+   (``summary_estimate``, the best cluster centroid's cosine). Shards are ordered by bound + guess
+   (the bound alone orders poorly where it is loose); the first wave asks the ``first_wave`` best. Each gateway (``Gateway.handle``) runs QUERY
    over its shard's records and relays the initiator's *own sealed beacon envelope* to its best
    ``top_l`` members (``RelayResponder`` on the member), then returns their replies in a
    ``GatewayBundle``. Later waves ask the next gateways while a shard's bound still beats the
@@ -40,8 +41,9 @@ from pydantic import ValidationError
 
 from symphony.beacon.service import MAX_BEACON_BYTES, BeaconResponder
 from symphony.errors import BadSignature, ConfigError, MalformedMessage, PeerError, StaleMessage, TransportError
-from symphony.ledger.shard import NotGateway, ShardMismatch, SummaryBook, shard_of, summary_bound
+from symphony.ledger.shard import NotGateway, ShardMismatch, SummaryBook, shard_of, summary_bound, summary_estimate
 from symphony.ledger.store import Ledger, QueryFilter, match_score
+from symphony.protocol import messages
 from symphony.protocol.envelope import Envelope, ReplayGuard, open_body, open_envelope, parse_json, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Beacon, BeaconResponse, LedgerRecord, encode_vector
@@ -64,18 +66,20 @@ RELAY_SHARE = 0.8  # of the time left, what a gateway gives its members (the res
 def beacon_body(requirements: Sequence[Sequence[float]], *, deadline_ms: int, task_type: str = "") -> Beacon:
     """The ``Beacon`` for ``requirements`` in whichever shape this tree's wire model has.
 
-    The multi-requirement beacon (``requirements``, up to 12) replaces the single ``requirement``;
-    until both branches are merged this module speaks both.
+    The multi-requirement beacon (``requirements``, up to 12, sparse-encoded) replaces the single
+    ``requirement``; until both branches are merged this helper (for tests, the bench and callers
+    that do not build their own beacon) speaks both.
 
     Raises:
         ValueError: several requirements but this ``Beacon`` carries one.
     """
-    encoded = [encode_vector(list(r)) for r in requirements]
     if "requirements" in Beacon.model_fields:
+        encode = getattr(messages, "encode_sparse", encode_vector)
+        encoded = [encode(list(r)) for r in requirements]
         return Beacon(requirements=encoded, deadline_ms=deadline_ms, task_type=task_type[:64])
-    if len(encoded) != 1:
-        raise ValueError(f"this Beacon carries one requirement, not {len(encoded)}")
-    return Beacon(requirement=encoded[0], deadline_ms=deadline_ms, task_type=task_type[:64])
+    if len(requirements) != 1:
+        raise ValueError(f"this Beacon carries one requirement, not {len(requirements)}")
+    return Beacon(requirement=encode_vector(list(requirements[0])), deadline_ms=deadline_ms, task_type=task_type[:64])
 
 
 def reply_scores(reply: BeaconResponse) -> list[float]:
@@ -327,7 +331,13 @@ class GatewayFanout:
         now = self.clock()
         summaries = {s.shard: s for s in self.book.fresh(now=now) if s.shard != self.shard}
         bounds = {shard: [summary_bound(s, r) for r in requirements] for shard, s in summaries.items()}
-        pending = sorted(bounds, key=lambda shard: (-max(bounds[shard]), shard))
+        priority = {
+            shard: max(
+                b + summary_estimate(summaries[shard], r) for b, r in zip(bounds[shard], requirements, strict=True)
+            )
+            for shard in bounds
+        }
+        pending = sorted(bounds, key=lambda shard: (-priority[shard], shard))
         found: dict[str, VerifiedReply] = {}
         asked: set[int] = set()
         top = min(top_l, self.config.per_gateway_top_l)

@@ -154,9 +154,9 @@ def bench_sharding(
     beacon_sizes: list[int] = [],  # noqa: B006
     beacons: int = 20,
     cones: int = DEFAULT_CONES,
-    caps: list[int] = [8, 0],  # noqa: B006
+    caps: list[int] = [8, 16, 0],  # noqa: B006
     top_l: int = 8,
-    wave: int = 0,
+    wave: int = 4,
 ) -> None:
     """Ledger upkeep (MB/agent/h) with flooded vs gateway-sharded liveness, and the sharding arithmetic.
 

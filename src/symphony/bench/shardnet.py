@@ -80,9 +80,9 @@ class ShardNetConfig:
     top_l: int = 8
     k: int = 5
     cones: int = DEFAULT_CONES
-    caps: tuple[int, ...] = (8, 0)  # gateways asked at most per beacon; 0: no cap (the bound alone stops)
+    caps: tuple[int, ...] = (8, 16, 0)  # gateways asked at most per beacon; 0: no cap (the bound alone stops)
     per_gateway_top_l: int = 4
-    wave: int = 0  # gateways asked per wave after the first; 0: all the cap allows at once (fewest round trips)
+    wave: int = 4  # gateways asked per wave after the first; 0: all the cap allows at once (fewest round trips)
     latency_ms: float = 10.0
     deadline_s: float = 2.0
     seed: int = 0

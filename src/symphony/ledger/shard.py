@@ -17,13 +17,15 @@ each responsible for O(N/L) agents). Pure functions, no I/O.
 - **Shard summaries** (architecture §9): a node keeps full records of its own shard only
   (``Ledger(keeps=keeps_shard(...))``) and one signed ``ShardSummary`` per other shard, so its
   state is N/L records + L summaries instead of N records. ``summarize`` clusters a shard's unit
-  capability vectors into a few cones (spherical k-means); ``summary_bound`` turns a summary into an
-  upper bound on the cosine score any member can reach for a requirement: for a cone of centroid
-  c and angular radius theta, angle(r, u) >= angle(r, c) - theta for every member u in it (the
-  triangle inequality on the sphere), so phi(u, r) <= cos(max(0, angle(r, c) - theta)). The
-  initiator asks the gateways of the shards with the highest bounds and stops when no remaining
-  shard's bound beats what it already found (``beacon.gateway``). ``SummaryBook`` keeps the latest
-  valid summary per shard and counts every rejection.
+  capability vectors (spherical k-means) and sends each cluster as a cone and a box;
+  ``summary_bound`` turns a summary into an upper bound on the cosine score any member can reach
+  for a requirement, per cluster the smaller of two: for a cone of centroid c and angular radius
+  theta, angle(r, u) >= angle(r, c) - theta for every member u in it (the triangle inequality on
+  the sphere), so phi(u, r) <= cos(max(0, angle(r, c) - theta)); for the box, the Lagrangian dual
+  of max r.u over box and unit ball (``box_bound``). The initiator asks the most promising shards'
+  gateways and stops when no remaining shard's bound beats what it already found
+  (``beacon.gateway``). ``SummaryBook`` keeps the latest valid summary per shard and counts every
+  rejection.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def liveness_delta(before: set[str], after: set[str]) -> tuple[list[str], list[s
 
 # ---- shard summaries (architecture §9) ---------------------------------------------------------
 
-DEFAULT_CONES = 4
+DEFAULT_CONES = 2
 BOUND_MARGIN = 1e-9  # float rounding between the issuer's and the reader's arithmetic
 _KMEANS_ROUNDS = 8
 _DUAL_STEPS = 40
@@ -255,6 +257,15 @@ def summary_bound(summary: ShardSummary, requirement: Sequence[float]) -> float:
     return best
 
 
+def summary_estimate(summary: ShardSummary, requirement: Sequence[float]) -> float:
+    """The best cluster centroid's cosine to ``requirement``: *not* a bound, a guess of how well the
+    shard matches, used with the bound to order shards (the bound alone ranks shards poorly when
+    it is loose; pruning still uses only the bound)."""
+    r = _unit(requirement)
+    centres = [_unit(decode_q8(c.centroid)) for c in summary.cones]
+    return max((float(r @ c) for c in centres if r is not None and c is not None and len(c) == len(r)), default=0.0)
+
+
 def standby_for(shard: int, shards: int, available: Iterable[str], gateway_id: str) -> list[str]:
     """The rendezvous runners-up of ``shard`` after ``gateway_id`` (who takes over if it dies)."""
     members = [a for a in available if a != gateway_id and shard_of(a, shards) == shard]
@@ -360,4 +371,5 @@ class SummaryBook:
 
 __all__ = ["DEFAULT_CONES", "MAX_DELTA_IDS", "SHARD_THRESHOLD", "NotGateway", "ShardLiveness", "ShardMismatch",
            "SummaryBook", "box_bound", "cone_bound", "gateway", "gateway_weight", "gateways", "issue_summary", "keeps_shard",
-           "liveness_delta", "shard_of", "shards_for", "standby_for", "summarize", "summary_bound"]
+           "liveness_delta", "shard_of", "shards_for", "standby_for", "summarize", "summary_bound",
+           "summary_estimate"]

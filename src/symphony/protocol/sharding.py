@@ -1,11 +1,11 @@
 """Wire models of the sharded ledger and the gateway beacon (paper §3.3; DESIGN §3, architecture §9).
 
 - ``ShardSummary``: what a shard's gateway publishes about its members, signed by the gateway so
-  any node can relay and store it: member count and a few *cones* (a unit centroid of a cluster of
-  members' published capability vectors and the smallest cosine between that centroid and any
-  member of the cluster, and the cluster's per-dimension max/min). Every member with a non-zero
-  vector lies inside one cone and its box, so the summary bounds the cosine
-  score any member can reach for a requirement (``ledger.shard.summary_bound``). It also names up to
+  any node can relay and store it: member count and a few clusters of members' published
+  capability vectors, each a *cone* (a centroid and the smallest cosine between it and any member
+  of the cluster) and a *box* (the cluster's per-dimension max/min), in int8 levels. Every member
+  with a non-zero vector lies inside one cone and its box, so the summary bounds the cosine score
+  any member can reach for a requirement (``ledger.shard.summary_bound``). It also names up to
   ``MAX_STANDBY`` standby members (the rendezvous runners-up) to ask if the gateway is dead.
 - ``GatewayForward`` (body of a ``gateway.forward`` envelope, sealed by the initiator): the
   requirement vectors (one per sub-task of a chain), how many members to forward to, per-requirement
@@ -16,8 +16,8 @@
   every reply against the member's key and its own nonce, so a gateway can drop replies but cannot
   forge or inflate one.
 
-Every list and string is capped and every vector decoded at validation; the ``parse_*`` functions
-size-check raw bytes before JSON decoding.
+Every list and string is capped and every vector decoded at validation; ``ShardSummary.parse``
+size-checks raw bytes before JSON decoding (envelopes are opened with a size limit by the caller).
 """
 
 from __future__ import annotations
