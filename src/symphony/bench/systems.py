@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from symphony.beacon.service import BEACON_PROTOCOL
-from symphony.bench.accounting import PARTS, mean_overhead, minus, task_overhead, traffic
+from symphony.bench.accounting import PARTS, KindMeter, mean_overhead, minus, task_overhead, traffic
 from symphony.bench.centralized import open_centralized
 from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
 from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
@@ -143,10 +143,14 @@ async def _symphony(n: int, cfg: SystemsConfig, say: Callable[[str], None]) -> d
         say(f"symphony N={n}: {len(runtimes)} agents up in {setup:.1f} s")
         stats = [r.transport.stats for r in runtimes]
         channels = [TASK_PROTOCOL, BEACON_PROTOCOL]
+        meter = KindMeter(frozenset(channels))
+        for r in runtimes:
+            meter.tap(r.transport)
         before = traffic(stats, channels)
         initiators = [rng.randrange(n) for _ in range(cfg.tasks)]
         traces, batch = await _run_tasks(lambda i: runtimes[initiators[i]].tasks.ask(QUESTION, _options()), cfg)
         row = _summary("symphony", n, traces, batch, minus(traffic(stats, channels), before), setup)
+        row["by_kind"] = meter.per_task(len(traces))
         rounds = [s["spans"]["beacon_ms"] for t in traces for c in t.get("chains", [])
                   for s in (c.get("trace") or {}).get("steps", [])]
         row["beacon_ms_p95"] = round(_quantile(rounds, 0.95), 2) if rounds else None
@@ -162,10 +166,15 @@ async def _centralized(n: int, cfg: SystemsConfig, say: Callable[[str], None]) -
         setup = time.perf_counter() - started
         say(f"centralized N={n}: coordinator + {len(system.agents)} agents up in {setup:.1f} s")
         stats = [t.stats for t in system.transports()]
+        meter = KindMeter(frozenset({TASK_PROTOCOL}))
+        for transport in system.transports():
+            meter.tap(transport)
         before = traffic(stats, [TASK_PROTOCOL])
         initiators = [rng.randrange(n) for _ in range(cfg.tasks)]
         traces, batch = await _run_tasks(lambda i: system.agents[initiators[i]].tasks.ask(QUESTION, _options()), cfg)
-        return _summary("centralized", n, traces, batch, minus(traffic(stats, [TASK_PROTOCOL]), before), setup)
+        row = _summary("centralized", n, traces, batch, minus(traffic(stats, [TASK_PROTOCOL]), before), setup)
+        row["by_kind"] = meter.per_task(len(traces))
+        return row
 
 
 async def _beacon_rounds(cfg: SystemsConfig) -> dict[str, Any]:
@@ -219,6 +228,13 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
+def kind_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per configuration: bytes per task by message kind (mean bytes per message)."""
+    return [f"- {r['arch']} N = {r['n']:,}, bytes per task by kind: " + ", ".join(
+        f"{kind} {k['bytes'] / 1000:.1f} kB ({k['messages']:g} x {k['bytes_per_message']} B)"
+        for kind, k in r["by_kind"].items()) for r in rows if r.get("by_kind")]
+
+
 def markdown(results: SystemsResults) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results.rows)]
@@ -226,6 +242,7 @@ def markdown(results: SystemsResults) -> str:
     lines.append("")
     for n, ratio in ratios.items():
         lines.append(f"- N = {n:,}: centralized / Symphony bytes per task = {ratio['bytes']}x, P50 = {ratio['p50']}x")
+    lines += kind_lines(results.rows)
     if results.beacon:
         b = results.beacon
         lines.append(f"- Beacon round to {b['candidates'] - 1} remote candidates (+ itself), {b['link_one_way_ms']} ms "

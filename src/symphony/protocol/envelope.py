@@ -128,6 +128,16 @@ def parse_json(raw: bytes, *, limit: int) -> Any:
         raise MalformedMessage(f"not valid JSON: {exc}") from exc
 
 
+def peek_kind(raw: bytes) -> str:
+    """The ``kind`` an envelope claims, unverified (for accounting only); ``"?"`` if unreadable."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "?"
+    kind = data.get("kind") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) else "?"
+
+
 def open_envelope(
     raw: bytes,
     *,
