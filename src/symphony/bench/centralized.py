@@ -106,6 +106,9 @@ class CoordinatorSelector:
         copies = max(1, top_l or 1)
         return BeaconOutcome(selection=Selection((hub,), (hub,) * (copies - 1)), contacted=0, replied=copies)
 
+    async def select_many(self, requirements: list[list[float]], **options: Any) -> list[BeaconOutcome]:
+        return [await self.select(r, **options) for r in requirements]
+
 
 @dataclass
 class CentralizedAgent:

@@ -8,7 +8,7 @@ attacks until cancelled. Behaviours, combinable:
 - ``wrong``: every answer it returns (as executor or planner) is a wrong one. The wrong answer
   is a fixed function of the right one, so all Byzantine agents *collude* on the same wrong
   answer (the hardest case for a vote).
-- ``inflate``: claims beacon score 1.0 whatever its vector (to get picked more often).
+- ``inflate``: claims beacon score 1.0 for every requirement whatever its vector (to get picked more often).
 - ``squat``: accepts tasks and never answers.
 - ``replay``: re-sends its own signed beacons (same nonce).
 - ``forge``: sends envelopes signed by a key that is not its own.
@@ -74,7 +74,7 @@ def corrupt(runtime: AgentRuntime, behaviours: frozenset[str], misdeeds: Misdeed
     clock = runtime.tasks.clock
     if "inflate" in behaviours:
         runtime.transport.set_handler(BEACON_PROTOCOL, _rewriting(runtime, runtime.responder.handle,
-                                                                  lambda body: {**body, "score": 1.0}, misdeeds))
+                                                                  _inflate, misdeeds))
     if "squat" in behaviours:
         async def squat(peer: str, payload: bytes) -> bytes:
             misdeeds.commit(clock())
@@ -84,6 +84,12 @@ def corrupt(runtime: AgentRuntime, behaviours: frozenset[str], misdeeds: Misdeed
     elif "wrong" in behaviours:
         runtime.transport.set_handler(TASK_PROTOCOL, _rewriting(runtime, runtime.tasks.handle, _lie, misdeeds))
     return misdeeds
+
+
+def _inflate(body: dict[str, object]) -> dict[str, object]:
+    """Claim a perfect match for every requirement of a (multi-requirement) beacon."""
+    scores = body.get("scores")
+    return {**body, "scores": [1.0] * len(scores)} if isinstance(scores, list) else body
 
 
 def _lie(body: dict[str, object]) -> dict[str, object]:
@@ -125,7 +131,7 @@ async def attack(runtime: AgentRuntime, behaviours: frozenset[str], rng: random.
 
 def _beacon(runtime: AgentRuntime, signer: Identity) -> bytes:
     now_ms = int(runtime.tasks.clock() * 1000)
-    body = Beacon(requirement=encode_vector(runtime.vector), deadline_ms=now_ms + 2000, task_type="probe")
+    body = Beacon(requirements=[encode_vector(runtime.vector)], deadline_ms=now_ms + 2000, task_type="probe")
     return seal(signer, "beacon", body.model_dump(mode="json"), now_ms=now_ms).to_bytes()
 
 

@@ -191,20 +191,30 @@ class SyncReply(_Wire):
 # ---- pipeline bodies (paper Alg. 1; used by the Beacon/pipeline layers) -------------------
 
 
-class Beacon(_Wire):
-    """BEACONSELECT's probe: the requirement vector r(t), a deadline and a priority."""
+MAX_BEACON_REQUIREMENTS = 12  # a chain's sub-tasks (Task.max_steps caps them at 12 too)
 
-    requirement: str = Field(max_length=4 * MAX_VECTOR_DIMS)
+
+class Beacon(_Wire):
+    """BEACONSELECT's probe: requirement vectors r(t) (one per sub-task of a chain), a deadline and a priority.
+
+    One beacon per chain instead of one per sub-task: a candidate scores itself against every
+    requirement and answers once, so a 5-step chain costs one round, not five."""
+
+    requirements: list[Annotated[str, StringConstraints(max_length=4 * MAX_VECTOR_DIMS)]] = Field(
+        min_length=1, max_length=MAX_BEACON_REQUIREMENTS)
     deadline_ms: int = Field(ge=0)
     priority: int = Field(default=0, ge=0, le=9)
     task_type: ShortText = ""
 
 
+Score = Annotated[float, Field(ge=-1.0, le=1.0)]
+
+
 class BeaconResponse(_Wire):
-    """A candidate's local score and QoS; ``nonce`` echoes the beacon's (attestation)."""
+    """A candidate's local score for each requirement, in order, and its QoS; ``nonce`` echoes the beacon's."""
 
     nonce: Annotated[str, StringConstraints(min_length=16, max_length=64)]
-    score: float = Field(ge=-1.0, le=1.0)
+    scores: list[Score] = Field(min_length=1, max_length=MAX_BEACON_REQUIREMENTS)
     queue_length: int = Field(ge=0, le=1_000_000)
     expected_latency_ms: float = Field(ge=0, le=1e9)
 
@@ -246,6 +256,7 @@ class TaskResult(_Wire):
 
 
 __all__ = [
+    "MAX_BEACON_REQUIREMENTS",
     "Beacon",
     "BeaconResponse",
     "Hardware",
