@@ -16,7 +16,7 @@ from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.node.byzantine import corrupt
 from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.protocol.envelope import ReplayGuard, open_envelope, seal
-from symphony.protocol.messages import MAX_BEACON_REQUIREMENTS, Beacon, BeaconResponse, encode_vector
+from symphony.protocol.messages import MAX_BEACON_REQUIREMENTS, Beacon, BeaconResponse, encode_sparse
 from symphony.transport.memory import LinkModel, MemoryNetwork
 from tests.conftest import identity
 
@@ -112,7 +112,7 @@ async def test_a_beacon_carries_at_most_twelve_requirements(autojump_clock) -> N
             with pytest.raises(ValueError, match=r"^a beacon carries 1 to 12 requirements"):
                 await nodes[0].selector.select_many([need("python")] * count)
     with pytest.raises(ValidationError):
-        Beacon(requirements=[encode_vector([1.0])] * (MAX_BEACON_REQUIREMENTS + 1), deadline_ms=0)
+        Beacon(requirements=[encode_sparse([1.0])] * (MAX_BEACON_REQUIREMENTS + 1), deadline_ms=0)
     with pytest.raises(ValidationError):
         BeaconResponse(nonce="0" * 24, scores=[0.5] * (MAX_BEACON_REQUIREMENTS + 1), queue_length=0,
                        expected_latency_ms=0)

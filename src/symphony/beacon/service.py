@@ -37,7 +37,7 @@ from symphony.ledger.reputation import ReputationTable
 from symphony.ledger.store import Ledger, QueryFilter, unit_cosine, unit_vector
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
-from symphony.protocol.messages import MAX_BEACON_REQUIREMENTS, Beacon, BeaconResponse, decode_vector, encode_vector
+from symphony.protocol.messages import MAX_BEACON_REQUIREMENTS, Beacon, BeaconResponse, encode_sparse
 from symphony.transport.base import Transport
 
 BEACON_PROTOCOL = "/symphony/beacon/2.0.0"
@@ -87,7 +87,7 @@ class BeaconResponder:
         mine = tuple(self.private_vector())
         if mine != self._unit[0]:  # normalised once per change of our vector, not per beacon
             self._unit = (mine, unit_vector(list(mine)))
-        scores = [unit_cosine(self._unit[1], unit_vector(decode_vector(r))) for r in beacon.requirements]
+        scores = [unit_cosine(self._unit[1], unit_vector(r)) for r in beacon.vectors]
         queue, latency_ms = self.qos()
         return BeaconResponse(nonce=nonce, scores=scores, queue_length=queue, expected_latency_ms=latency_ms)
 
@@ -159,7 +159,7 @@ class BeaconSelector:
                                top_l or self.config.top_l, now=queried)
         query_s = self.clock() - queried
         now_ms = int(self.clock() * 1000)
-        beacon = Beacon(requirements=[encode_vector(r) for r in requirements],
+        beacon = Beacon(requirements=[encode_sparse(r) for r in requirements],
                         deadline_ms=now_ms + int(deadline_s * 1000), task_type=task_type[:64])
         envelope = seal(self.identity, "beacon", beacon.model_dump(mode="json", exclude_defaults=True), now_ms=now_ms)
         replies: dict[str, BeaconResponse] = {}

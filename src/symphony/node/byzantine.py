@@ -34,7 +34,7 @@ from symphony.node.runtime import AgentRuntime
 from symphony.pipeline.service import TASK_PROTOCOL
 from symphony.protocol.envelope import Envelope, b64, seal
 from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Beacon, encode_vector
+from symphony.protocol.messages import Beacon, encode_sparse
 
 BEHAVIOURS = frozenset({"wrong", "inflate", "squat", "replay", "forge", "records", "flood"})
 ACTIVE = frozenset({"replay", "forge", "records", "flood"})
@@ -131,7 +131,7 @@ async def attack(runtime: AgentRuntime, behaviours: frozenset[str], rng: random.
 
 def _beacon(runtime: AgentRuntime, signer: Identity) -> bytes:
     now_ms = int(runtime.tasks.clock() * 1000)
-    body = Beacon(requirements=[encode_vector(runtime.vector)], deadline_ms=now_ms + 2000, task_type="probe")
+    body = Beacon(requirements=[encode_sparse(runtime.vector)], deadline_ms=now_ms + 2000, task_type="probe")
     return seal(signer, "beacon", body.model_dump(mode="json"), now_ms=now_ms).to_bytes()
 
 
