@@ -147,3 +147,13 @@ async def test_byzantine_inflater_claims_every_score_and_is_capped_on_each(autoj
     assert [f["claimed"] for f in capped if f["agent"] == liar.agent_id] == [1.0, 1.0]
     for outcome in outcomes:
         assert outcome.selection.primaries[0].agent_id != liar.agent_id
+
+
+async def test_a_chain_beacon_invites_at_most_l_agents(autojump_clock) -> None:
+    """Three requirements wanting different agents still invite top_l agents in all, each requirement's best first."""
+    async with agents(4) as (_, nodes):
+        outcomes = await nodes[0].selector.select_many(
+            [need("write python code"), need("medicine dosage question"), need("law and history")], top_l=2)
+    assert all(o.contacted == 2 for o in outcomes)
+    assert outcomes[0].selection.primaries[0].agent_id == nodes[1].agent_id
+    assert outcomes[1].selection.primaries[0].agent_id == nodes[2].agent_id

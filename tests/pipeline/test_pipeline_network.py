@@ -172,7 +172,7 @@ async def test_lost_planner_is_replaced_by_a_backup(autojump_clock) -> None:
 async def test_a_chain_beacons_once_and_a_failed_step_beacons_again_without_those_tried(autojump_clock) -> None:
     """One beacon round serves every step of a chain; when all its candidates for a step fail, a fresh
     single-requirement round runs that leaves out the executors already tried."""
-    failures = [2]  # at most 2L = 2 candidates in the chain's round: the first step exhausts them
+    failures = [2]  # L = 1 candidate in the chain's round, one in the next: the first step exhausts both
     models: list[FakeModel | None] = [FirstCallsFail(f"m{n}", failures) for n in range(6)]
     async with swarm(models) as (_, nodes):
         rounds: list[dict[str, object]] = []

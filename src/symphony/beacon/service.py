@@ -197,14 +197,15 @@ class BeaconSelector:
         """The candidates to beacon: agent -> (addrs, phi(published c_j, r_i) for every requirement).
 
         Each requirement's top-L from QUERY, merged rank by rank (every requirement's best first),
-        capped at 2L: a chain's sub-tasks usually want the same agents, so the union is close to L;
-        when they differ, each still reaches at least its 2L/k best."""
+        capped at L as a one-requirement beacon is: a chain's sub-tasks mostly want the same agents;
+        when they differ, each still reaches at least its L/k best, and every invited agent scores
+        every requirement."""
         ranked = [self.ledger.query(flt, requirement=r, limit=limit, now=now) for r in requirements]
         units = [unit_vector(r) for r in requirements]
         invited: dict[str, tuple[list[str], list[float]]] = {}
         for rank in range(limit):
             for rows in ranked:
-                if rank < len(rows) and len(invited) < 2 * limit and rows[rank][0].agent_id not in invited:
+                if rank < len(rows) and len(invited) < limit and rows[rank][0].agent_id not in invited:
                     record = rows[rank][0]
                     unit = self.ledger.unit(record)
                     invited[record.agent_id] = (record.addrs, [unit_cosine(unit, u) for u in units])
