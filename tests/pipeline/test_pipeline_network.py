@@ -186,3 +186,20 @@ async def test_a_chain_beacons_once_and_a_failed_step_beacons_again_without_thos
     for step in trace["chains"][0]["trace"]["steps"]:
         executors = [a["executor"] for a in step["attempts"]]
         assert len(executors) == len(set(executors)), "no executor is tried twice for one step"
+
+
+async def test_executor_result_carries_raw_model_text_only_when_invalid(autojump_clock) -> None:
+    """A valid step answer travels without the model's text; an invalid one brings it, to explain the failure."""
+    async with swarm([FakeModel("m0"), FakeModel("m1")]) as (_, nodes):
+        good = Task(task_id="w/s0", role="execute", question="How many apples are in the boxes?", background=QUESTION, answer_kind="number",
+                    deadline_ms=int(clock() * 1000) + 60_000)
+        ok = await nodes[0].tasks._send(nodes[1].agent_id, good)
+        nodes[1].tasks.model = Unboxed("m1")
+        bad = await nodes[0].tasks._send(nodes[1].agent_id, good.model_copy(update={"task_id": "w/s1"}))
+    assert ok.ok and "raw" not in ok.trace
+    assert not bad.ok and bad.trace["raw"] == "I am not sure."
+
+
+class Unboxed(FakeModel):
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None) -> Completion:
+        return Completion(text="I am not sure.", prompt_tokens=5, completion_tokens=5, latency_s=0.1, model=self.name)

@@ -96,7 +96,7 @@ class BeaconResponder:
         env, beacon = open_body(payload, Beacon, sender=peer, kind="beacon", guard=self.guard,
                                 now_ms=int(self.clock() * 1000), limit=MAX_BEACON_BYTES)
         reply = self.score(beacon, env.nonce)
-        return seal(self.identity, "beacon.reply", reply.model_dump(mode="json", exclude_defaults=True),
+        return seal(self.identity, "beacon.reply", reply.wire(),
                     now_ms=int(self.clock() * 1000)).to_bytes()
 
 
@@ -161,7 +161,7 @@ class BeaconSelector:
         now_ms = int(self.clock() * 1000)
         beacon = Beacon(requirements=[encode_sparse(r) for r in requirements],
                         deadline_ms=now_ms + int(deadline_s * 1000), task_type=task_type[:64])
-        envelope = seal(self.identity, "beacon", beacon.model_dump(mode="json", exclude_defaults=True), now_ms=now_ms)
+        envelope = seal(self.identity, "beacon", beacon.wire(), now_ms=now_ms)
         replies: dict[str, BeaconResponse] = {}
         rejected: dict[str, str] = {}
         connected = set(self.transport.peers())

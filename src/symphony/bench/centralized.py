@@ -81,7 +81,7 @@ class Coordinator:
                             limit=MAX_TASK_BYTES)
         target = self.pick(task, asker=peer)
         timeout = max(0.001, task.deadline_ms / 1000 - self.clock())
-        forwarded = seal(self.identity, "task", task.model_dump(mode="json"), now_ms=self._now_ms())
+        forwarded = seal(self.identity, "task", task.wire(), now_ms=self._now_ms())
         self.in_flight[target] += 1
         try:
             raw = await self.transport.request(target, TASK_PROTOCOL, forwarded.to_bytes(), timeout=timeout)
@@ -89,7 +89,7 @@ class Coordinator:
             self.in_flight[target] -= 1
         _, result = open_body(raw, TaskResult, sender=target, kind="task.result", guard=self._guard,
                               now_ms=self._now_ms(), limit=MAX_TASK_BYTES)
-        return seal(self.identity, "task.result", result.model_dump(mode="json"), now_ms=self._now_ms()).to_bytes()
+        return seal(self.identity, "task.result", result.wire(), now_ms=self._now_ms()).to_bytes()
 
 
 @dataclass

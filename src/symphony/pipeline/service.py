@@ -71,6 +71,23 @@ PLANNER_TAG = "planner"
 EXECUTOR_TAG = "executor"
 
 
+_KEEP = frozenset({"question", "answer", "ok", "attempts", "executor", "score", "latency_ms"})
+
+
+def compact(entry: dict[str, Any]) -> dict[str, Any]:
+    """A step trace for the wire: empty and zero entries dropped (recursively), except the ones every
+    reader indexes (question, answer, ok, attempts and each attempt's executor, score, latency)."""
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            value = compact(value)
+        elif isinstance(value, list):
+            value = [compact(v) if isinstance(v, dict) else v for v in value]
+        if key in _KEEP or not (value in (None, "", 0) or value == [] or value == {}):  # 0 covers 0.0 and False
+            out[key] = value
+    return out
+
+
 class TaskFailed(SymphonyError):
     """The network could not produce an answer before the deadline; the message says why.
 
@@ -258,7 +275,7 @@ class TaskService:
             if agent_id == self.identity.agent_id:
                 with anyio.fail_after(timeout):
                     return await self._serve(self.identity.agent_id, task)
-            envelope = seal(self.identity, "task", task.model_dump(mode="json"), now_ms=self._now_ms())
+            envelope = seal(self.identity, "task", task.wire(), now_ms=self._now_ms())
             raw = await self.transport.request(agent_id, TASK_PROTOCOL, envelope.to_bytes(), timeout=timeout)
             return self._check_result(raw, agent_id, task.task_id)
         except TimeoutError:
@@ -292,7 +309,7 @@ class TaskService:
                 result = await self._serve(peer, task)
         except TimeoutError:
             result = TaskResult(task_id=task.task_id, ok=False, error="deadline passed")
-        return seal(self.identity, "task.result", result.model_dump(mode="json"), now_ms=self._now_ms()).to_bytes()
+        return seal(self.identity, "task.result", result.wire(), now_ms=self._now_ms()).to_bytes()
 
     async def _serve(self, sender: str, task: Task) -> TaskResult:
         """Run a task once per (sender, task_id); concurrent or later repeats share the result.
@@ -340,8 +357,9 @@ class TaskService:
         return TaskResult(
             task_id=task.task_id, ok=step.valid, answer=step.answer or "", error="" if step.valid else step.reason,
             prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-            latency_ms=completion.latency_s * 1000, trace={"raw": completion.text[-2000:], "model": completion.model,
-                                                           "model_wall_ms": self._span_ms(called)},
+            latency_ms=completion.latency_s * 1000,
+            trace={"model": completion.model, "model_wall_ms": self._span_ms(called),
+                   **({} if step.valid else {"raw": completion.text[-2000:]})},  # the raw text explains a failure only
         )
 
     # ---- planner role --------------------------------------------------------------------
@@ -393,7 +411,7 @@ class TaskService:
         return TaskResult(task_id=task.task_id, ok=ok, answer=answer, error=error, weight=weight,
                           prompt_tokens=tokens[0], completion_tokens=tokens[1],
                           latency_ms=(time.perf_counter() - started) * 1000,
-                          trace={"plan": plan_note, "steps": steps, "spans": spans or {}})
+                          trace={"plan": plan_note, "steps": [compact(step) for step in steps], "spans": spans or {}})
 
     async def _select_executors(self, task: Task, questions: tuple[str, ...] | list[str]) -> list[BeaconOutcome]:
         """BEACONSELECT(r(sub-task), L, m=1) among executors for every sub-task of a chain, in one round."""

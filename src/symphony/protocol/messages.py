@@ -107,6 +107,10 @@ def decode_sparse(text: str) -> list[float]:
 class _Wire(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    def wire(self) -> dict[str, Any]:
+        """The JSON body for an envelope: fields left at their defaults are omitted (the receiver fills them)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
 
 class Hardware(_Wire):
     """Declared hardware profile (used for QUERY constraints and the 64 hardware dims)."""
