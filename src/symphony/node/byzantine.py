@@ -32,7 +32,7 @@ from symphony.errors import PeerError, TransportError
 from symphony.ledger.gossip import LEDGER_TOPIC
 from symphony.node.runtime import AgentRuntime
 from symphony.pipeline.service import TASK_PROTOCOL
-from symphony.protocol.envelope import Envelope, b64, seal
+from symphony.protocol.envelope import b64, decode_envelope, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Beacon, encode_sparse
 
@@ -103,7 +103,7 @@ def _rewriting(runtime: AgentRuntime, handler: Callable[[str, bytes], Awaitable[
                misdeeds: Misdeeds) -> Callable[[str, bytes], Awaitable[bytes]]:
     """Run the honest handler, then change its reply body and sign it again (a well-formed lie)."""
     async def lying(peer: str, payload: bytes) -> bytes:
-        honest = Envelope.model_validate_json(await handler(peer, payload))
+        honest = decode_envelope(await handler(peer, payload))
         body = rewrite(dict(honest.body))
         if body != honest.body:
             misdeeds.commit(runtime.tasks.clock())
