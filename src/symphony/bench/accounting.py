@@ -150,6 +150,8 @@ class KindMeter:
     messages: Counter[str] = field(default_factory=Counter)
 
     def count(self, raw: bytes) -> None:
+        if not raw:  # an empty acknowledgement: nothing to send on a one-way wire
+            return
         kind = peek_kind(raw)
         self.bytes[kind] += len(raw)
         self.messages[kind] += 1
