@@ -110,7 +110,7 @@ def test_zip_bomb_is_refused() -> None:
 
 
 def test_a_large_body_is_compressed_and_opens_unchanged() -> None:
-    """Bodies over 1 kB travel zlib-compressed (flag bit 0) when that is smaller; small ones never do."""
+    """Bodies over 256 bytes travel zlib-compressed (flag bit 0) when that is smaller; small ones never do."""
     body = {"text": "the same words again " * 200}
     raw = _sealed(body)
     assert raw[1] == 1 and len(raw) < 600

@@ -8,7 +8,7 @@ with base58/base64 text)::
 
 ``sig`` is the sender's Ed25519 signature over ``symphony/envelope/2\n`` + every byte before it,
 exactly as sent, so it cannot be moved to another kind of message or another body. A body over
-1 kB is zlib-compressed when that makes it smaller; inflating is capped at 256 kB (a zip bomb is
+256 bytes is zlib-compressed when that makes it smaller; inflating is capped at 256 kB (a zip bomb is
 refused) and happens only after the signature checked out. A receiver checks, in order: size cap,
 framing (version, flags, kind), signature, timestamp skew window, that the nonce was not seen
 before (DESIGN §2: "Beacons carry a nonce and deadline; replies echo the nonce"), then inflates
@@ -41,7 +41,7 @@ PROTOCOL_VERSION = 1  # of self-certifying ledger data (``messages``)
 ENVELOPE_VERSION = 2
 MAX_ENVELOPE_BYTES = 256 * 1024
 MAX_INFLATED_BYTES = 256 * 1024
-COMPRESS_ABOVE = 1024
+COMPRESS_ABOVE = 256  # task and chain-beacon bodies (~600 B of JSON text) shrink by a quarter to a half
 DEFAULT_SKEW_MS = 30_000
 
 _FIXED = struct.Struct("<BB32s12sQB")  # version, flags, sender key, nonce, ts, kind length
