@@ -93,7 +93,7 @@ async def test_kind_meter_counts_a_sealed_task_and_its_result_by_kind(autojump_c
         b.set_handler(TASK_PROTOCOL, serve)
         await a.connect(b.listen_addrs()[0])
         await a.request(b.peer_id, TASK_PROTOCOL, task, timeout=1)
-        assert dict(meter.bytes) == {"task": len(task), "task.result": len(result)}
-        assert dict(meter.messages) == {"task": 1, "task.result": 1}
-        assert sum(meter.bytes.values()) == traffic([a.stats, b.stats], [TASK_PROTOCOL]).bytes
+        assert dict(meter.sizes) == {"task": len(task), "task.result": len(result)}
+        assert dict(meter.counts) == {"task": 1, "task.result": 1}
+        assert sum(meter.sizes.values()) == traffic([a.stats, b.stats], [TASK_PROTOCOL]).bytes
         assert meter.per_task(1)["task"] == {"bytes": len(task), "messages": 1, "bytes_per_message": len(task)}

@@ -126,9 +126,22 @@ class BeaconSelector:
         self.on_event = on_event
         self._guard = ReplayGuard()
 
-    async def select(self, requirement: list[float], **options: Any) -> BeaconOutcome:
-        """BEACONSELECT(r, L, m) for one requirement; ``options`` as for ``select_many``."""
-        return (await self.select_many([requirement], **options))[0]
+    async def select(
+        self,
+        requirement: list[float],
+        *,
+        task_type: str = "",
+        m: int = 1,
+        top_l: int | None = None,
+        strategy: SelectionStrategy | None = None,
+        exclude: frozenset[str] = frozenset(),
+        tags_any: frozenset[str] = frozenset(),
+        deadline_s: float | None = None,
+    ) -> BeaconOutcome:
+        """BEACONSELECT(r, L, m) for one requirement (``select_many`` with one)."""
+        outcomes = await self.select_many([requirement], task_type=task_type, m=m, top_l=top_l, strategy=strategy,
+                                          exclude=exclude, tags_any=tags_any, deadline_s=deadline_s)
+        return outcomes[0]
 
     async def select_many(
         self,

@@ -146,15 +146,15 @@ class KindMeter:
     """Bytes and messages by envelope kind, on the request/response ``channels`` of tapped transports."""
 
     channels: frozenset[str]
-    bytes: Counter[str] = field(default_factory=Counter)
-    messages: Counter[str] = field(default_factory=Counter)
+    sizes: Counter[str] = field(default_factory=Counter)  # bytes by kind
+    counts: Counter[str] = field(default_factory=Counter)  # messages by kind
 
     def count(self, raw: bytes) -> None:
         if not raw:  # an empty acknowledgement: nothing to send on a one-way wire
             return
         kind = peek_kind(raw)
-        self.bytes[kind] += len(raw)
-        self.messages[kind] += 1
+        self.sizes[kind] += len(raw)
+        self.counts[kind] += 1
 
     def tap(self, transport: Transport) -> None:
         """Count every request ``transport`` sends on ``channels`` and the reply it gets back."""
@@ -171,14 +171,14 @@ class KindMeter:
         transport.request = request  # type: ignore[method-assign]
 
     def reset(self) -> None:
-        self.bytes.clear()
-        self.messages.clear()
+        self.sizes.clear()
+        self.counts.clear()
 
     def per_task(self, tasks: int) -> dict[str, dict[str, float]]:
         """``{kind: {"bytes": mean bytes per task, "messages": ..., "bytes_per_message": ...}}``, largest first."""
-        return {kind: {"bytes": round(size / tasks), "messages": round(self.messages[kind] / tasks, 1),
-                       "bytes_per_message": round(size / self.messages[kind])}
-                for kind, size in self.bytes.most_common()}
+        return {kind: {"bytes": round(size / tasks), "messages": round(self.counts[kind] / tasks, 1),
+                       "bytes_per_message": round(size / self.counts[kind])}
+                for kind, size in self.sizes.most_common()}
 
 
 __all__ = ["PARTS", "KindMeter", "Overhead", "Traffic", "mean_overhead", "minus", "task_overhead", "traffic"]
