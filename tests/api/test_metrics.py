@@ -45,7 +45,7 @@ async def test_metrics_move_with_tasks_and_rejections(tmp_path) -> None:
             assert moved(before, after, "symphony_tasks_total", outcome="done") == 1
             assert moved(before, after, "symphony_task_latency_seconds_count") == 1
             assert moved(before, after, "symphony_beacon_rounds_total", role="planning") == 1
-            assert moved(before, after, "symphony_beacon_rounds_total", role="execution") == 2  # a 2-step plan
+            assert moved(before, after, "symphony_beacon_rounds_total", role="execution") == 1  # one per chain, 2 steps
             assert moved(before, after, "symphony_model_calls_total", outcome="ok") == 3  # plan + 2 steps
             trace = reply.json()["trace"]
             assert moved(before, after, "symphony_model_tokens_total", kind="prompt") == trace["prompt_tokens"]

@@ -6,14 +6,17 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
+from pydantic import ValidationError
 
 from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
 from symphony.ledger import GossipConfig, LedgerConfig
+from symphony.node.byzantine import corrupt
 from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.protocol.envelope import ReplayGuard, open_envelope, seal
-from symphony.protocol.messages import BeaconResponse
+from symphony.protocol.messages import MAX_BEACON_REQUIREMENTS, Beacon, BeaconResponse, encode_sparse
 from symphony.transport.memory import LinkModel, MemoryNetwork
 from tests.conftest import identity
 
@@ -55,7 +58,7 @@ async def test_inflated_score_claim_is_capped_to_the_published_vector(autojump_c
 
         async def inflate(peer: str, payload: bytes) -> bytes:
             env = open_envelope(payload, guard=ReplayGuard(), now_ms=int(clock() * 1000), kind="beacon")
-            reply = BeaconResponse(nonce=env.nonce, score=1.0, queue_length=0, expected_latency_ms=0)
+            reply = BeaconResponse(nonce=env.nonce, scores=[1.0], queue_length=0, expected_latency_ms=0)
             return seal(liar.identity, "beacon.reply", reply.model_dump(mode="json"),
                         now_ms=int(clock() * 1000)).to_bytes()
 
@@ -69,7 +72,7 @@ async def test_inflated_score_claim_is_capped_to_the_published_vector(autojump_c
 async def test_reply_with_a_foreign_nonce_is_rejected(autojump_clock) -> None:
     async with agents(3) as (_, nodes):
         async def replay_old(peer: str, payload: bytes) -> bytes:
-            reply = BeaconResponse(nonce="0" * 24, score=0.9, queue_length=0, expected_latency_ms=0)
+            reply = BeaconResponse(nonce="0" * 24, scores=[0.9], queue_length=0, expected_latency_ms=0)
             return seal(nodes[2].identity, "beacon.reply", reply.model_dump(mode="json"),
                         now_ms=int(clock() * 1000)).to_bytes()
 
@@ -86,3 +89,71 @@ async def test_dead_candidate_costs_only_its_slot(autojump_clock) -> None:
         outcome = await nodes[0].selector.select(need("write python code"), m=1, deadline_s=0.5)
     assert nodes[1].agent_id not in {c.agent_id for c in outcome.selection.ordered}
     assert outcome.replied >= 2
+
+
+async def test_one_beacon_round_ranks_every_requirement_of_a_chain(autojump_clock) -> None:
+    """select_many sends ONE beacon per candidate for three requirements and ranks each on its own."""
+    async with agents(4) as (_, nodes):
+        sent = [n.transport.stats.messages_sent[BEACON_PROTOCOL] for n in nodes]
+        outcomes = await nodes[0].selector.select_many(
+            [need("write python code to sort a list"), need("medicine dosage question"),
+             need("compute the arithmetic sum of 12 and 30")], m=1)
+        requests = nodes[0].transport.stats.messages_sent[BEACON_PROTOCOL] - sent[0]
+    assert len(outcomes) == 3 and requests == 3  # three remote candidates, one beacon each, all requirements
+    assert [o.selection.primaries[0].agent_id for o in outcomes] == [nodes[1].agent_id, nodes[2].agent_id,
+                                                                     nodes[0].agent_id]
+    assert all(o.contacted == 4 and o.replied == 4 for o in outcomes)
+
+
+async def test_a_beacon_carries_at_most_twelve_requirements(autojump_clock) -> None:
+    """Thirteen requirements are refused before anything is sent; none is refused too."""
+    async with agents(2) as (_, nodes):
+        for count in (0, MAX_BEACON_REQUIREMENTS + 1):
+            with pytest.raises(ValueError, match=r"^a beacon carries 1 to 12 requirements"):
+                await nodes[0].selector.select_many([need("python")] * count)
+    with pytest.raises(ValidationError):
+        Beacon(requirements=[encode_sparse([1.0])] * (MAX_BEACON_REQUIREMENTS + 1), deadline_ms=0)
+    with pytest.raises(ValidationError):
+        BeaconResponse(nonce="0" * 24, scores=[0.5] * (MAX_BEACON_REQUIREMENTS + 1), queue_length=0,
+                       expected_latency_ms=0)
+
+
+async def test_reply_with_the_wrong_number_of_scores_is_rejected(autojump_clock) -> None:
+    """A reply must carry exactly one score per requirement; one short is malformed, and its author dropped."""
+    async with agents(3) as (_, nodes):
+        short = nodes[2]
+
+        async def one_score(peer: str, payload: bytes) -> bytes:
+            env = open_envelope(payload, guard=ReplayGuard(), now_ms=int(clock() * 1000), kind="beacon")
+            reply = BeaconResponse(nonce=env.nonce, scores=[0.9], queue_length=0, expected_latency_ms=0)
+            return seal(short.identity, "beacon.reply", reply.model_dump(mode="json"),
+                        now_ms=int(clock() * 1000)).to_bytes()
+
+        short.transport.set_handler(BEACON_PROTOCOL, one_score)
+        outcomes = await nodes[0].selector.select_many([need("medicine dosage"), need("python code")])
+    assert all(short.agent_id not in {c.agent_id for c in o.selection.ordered} for o in outcomes)
+    assert outcomes[0].rejected[short.agent_id] == "MalformedMessage"
+
+
+async def test_byzantine_inflater_claims_every_score_and_is_capped_on_each(autojump_clock) -> None:
+    """The ``inflate`` behaviour lies on every requirement of a multi-score reply; each claim is capped."""
+    async with agents(4) as (_, nodes):
+        liar = nodes[3]
+        misdeeds = corrupt(liar, frozenset({"inflate"}))
+        capped: list[dict[str, object]] = []
+        nodes[0].selector.on_event = lambda kind, fields: capped.append(fields) if kind == "score_claim_capped" else None
+        outcomes = await nodes[0].selector.select_many([need("write python code"), need("medicine dosage question")])
+    assert misdeeds.acts == 1
+    assert [f["claimed"] for f in capped if f["agent"] == liar.agent_id] == [1.0, 1.0]
+    for outcome in outcomes:
+        assert outcome.selection.primaries[0].agent_id != liar.agent_id
+
+
+async def test_a_chain_beacon_invites_at_most_l_agents(autojump_clock) -> None:
+    """Three requirements wanting different agents still invite top_l agents in all, each requirement's best first."""
+    async with agents(4) as (_, nodes):
+        outcomes = await nodes[0].selector.select_many(
+            [need("write python code"), need("medicine dosage question"), need("law and history")], top_l=2)
+    assert all(o.contacted == 2 for o in outcomes)
+    assert outcomes[0].selection.primaries[0].agent_id == nodes[1].agent_id
+    assert outcomes[1].selection.primaries[0].agent_id == nodes[2].agent_id

@@ -7,7 +7,7 @@ import random
 import pytest
 import trio
 
-from symphony.bench.accounting import Overhead, mean_overhead, task_overhead, traffic
+from symphony.bench.accounting import KindMeter, Overhead, mean_overhead, task_overhead, traffic
 from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
@@ -75,3 +75,25 @@ def test_mean_overhead_is_part_wise() -> None:
     mean = mean_overhead([a, b])
     assert (mean.wall, mean.model, mean.transfer, mean.beacon) == (150, 120, 5, 25)
     assert mean.fraction == pytest.approx(0.2) and mean_overhead([]).fraction == 0
+
+
+async def test_kind_meter_counts_a_sealed_task_and_its_result_by_kind(autojump_clock) -> None:
+    """A real Task envelope and its TaskResult reply land under their kinds, byte for byte, and match the stats."""
+    net = MemoryNetwork(link=LinkModel(latency_s=LATENCY))
+    task = seal(identity(0), "task", Task(task_id="t", role="execute", question="2+2?",
+                                          deadline_ms=10**13).model_dump(mode="json"), now_ms=1).to_bytes()
+    result = seal(identity(1), "task.result", {"task_id": "t", "ok": True, "answer": "4"}, now_ms=2).to_bytes()
+
+    async def serve(peer: str, data: bytes) -> bytes:
+        return result
+
+    async with net.open_node(identity(0)) as a, net.open_node(identity(1)) as b:
+        meter = KindMeter(frozenset({TASK_PROTOCOL}))
+        meter.tap(a)
+        b.set_handler(TASK_PROTOCOL, serve)
+        await a.connect(b.listen_addrs()[0])
+        await a.request(b.peer_id, TASK_PROTOCOL, task, timeout=1)
+        assert dict(meter.sizes) == {"task": len(task), "task.result": len(result)}
+        assert dict(meter.counts) == {"task": 1, "task.result": 1}
+        assert sum(meter.sizes.values()) == traffic([a.stats, b.stats], [TASK_PROTOCOL]).bytes
+        assert meter.per_task(1)["task"] == {"bytes": len(task), "messages": 1, "bytes_per_message": len(task)}

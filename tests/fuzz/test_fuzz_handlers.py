@@ -4,6 +4,7 @@ on the sender's side); anything else is a bug. Every rejection is counted; memor
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from symphony.llm.scripted import arith_model
 from symphony.node.runtime import AgentProfile, AgentRuntime
 from symphony.pipeline.service import TASK_PROTOCOL
 from symphony.protocol.envelope import seal
+from symphony.protocol.messages import encode_sparse
 from symphony.transport.memory import MemoryNetwork
 from tests.conftest import identity
 
@@ -41,7 +43,10 @@ JSON = st.recursive(
 TASKISH = st.fixed_dictionaries({"task_id": st.text(max_size=200), "role": st.sampled_from(["plan", "execute", "x"]),
                                  "question": st.text(max_size=100), "deadline_ms": st.integers(-5, 2**63)},
                                 optional={"previous": JSON, "top_l": st.integers(-5, 10**6), "final": JSON})
-BEACONISH = st.fixed_dictionaries({"requirement": st.text(max_size=300), "deadline_ms": st.integers(-5, 2**63)},
+REQUIREMENT = (st.text(max_size=300) | st.binary(max_size=80).map(lambda b: base64.b64encode(b).decode())
+               | st.lists(st.floats(-1, 1), min_size=1, max_size=224).map(encode_sparse))
+BEACONISH = st.fixed_dictionaries({"requirements": st.lists(REQUIREMENT, max_size=14),
+                                   "deadline_ms": st.integers(-5, 2**63)},
                                   optional={"priority": st.integers(-5, 50), "task_type": JSON})
 SYNCISH = st.fixed_dictionaries({}, optional={"digest_hash": st.text(max_size=80),
                                               "digest": st.dictionaries(st.text(max_size=60), JSON, max_size=5),
@@ -127,7 +132,7 @@ def test_memory_stays_bounded_under_a_stream_of_valid_unique_envelopes() -> None
         limiter = runtime.defences.limiter
         for n in range(600):
             sender = identity(2 + n % 50)
-            beacon: dict[str, Any] = {"requirement": "", "deadline_ms": 0}
+            beacon: dict[str, Any] = {"requirements": [""], "deadline_ms": 0}
             envelope = seal(sender, "beacon", beacon, now_ms=int(clock() * 1000)).to_bytes()
             handler = runtime.transport._handlers[BEACON_PROTOCOL]  # type: ignore[attr-defined]
             try:

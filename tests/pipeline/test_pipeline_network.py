@@ -60,6 +60,20 @@ class FakeModel:
         pass
 
 
+class FirstCallsFail(FakeModel):
+    """Plans like the others; the first ``failures[0]`` sub-task calls across all such models fail."""
+
+    def __init__(self, name: str, failures: list[int]) -> None:
+        super().__init__(name)
+        self.failures = failures
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None) -> Completion:
+        if json_schema is None and self.failures[0] > 0:
+            self.failures[0] -= 1
+            raise ModelError(f"{self.name} fails this sub-task")
+        return await super().chat(messages, json_schema=json_schema)
+
+
 @asynccontextmanager
 async def swarm(models: list[FakeModel | None]) -> AsyncIterator[tuple[MemoryNetwork, list[AgentRuntime]]]:
     net = MemoryNetwork(link=LinkModel(latency_s=0.002), rng=random.Random(3))
@@ -153,3 +167,39 @@ async def test_lost_planner_is_replaced_by_a_backup(autojump_clock) -> None:
     assert lost and not lost[0]["ok"] and "Unreachable" in lost[0]["error"]
     replacement = [c for c in trace["chains"] if c["index"] == lost[0]["index"] and c["ok"]]
     assert replacement and replacement[0]["planner"] != victim
+
+
+async def test_a_chain_beacons_once_and_a_failed_step_beacons_again_without_those_tried(autojump_clock) -> None:
+    """One beacon round serves every step of a chain; when all its candidates for a step fail, a fresh
+    single-requirement round runs that leaves out the executors already tried."""
+    failures = [2]  # L = 1 candidate in the chain's round, one in the next: the first step exhausts both
+    models: list[FakeModel | None] = [FirstCallsFail(f"m{n}", failures) for n in range(6)]
+    async with swarm(models) as (_, nodes):
+        rounds: list[dict[str, object]] = []
+        for node in nodes:
+            node.tasks.on_event = lambda kind, fields: rounds.append(fields) if kind == "beacon_round" else None
+        trace = await nodes[5].tasks.ask(QUESTION, AskOptions(cots=1, top_l=1, deadline_s=60))
+    assert trace["answer"] == "10"
+    execution = [r for r in rounds if r["role"] == "execution"]
+    assert execution[0]["steps"] == 2, "the chain's first round carries both sub-tasks"
+    assert any(r["steps"] == 1 for r in execution), "a failed step beaconed again on its own"
+    for step in trace["chains"][0]["trace"]["steps"]:
+        executors = [a["executor"] for a in step["attempts"]]
+        assert len(executors) == len(set(executors)), "no executor is tried twice for one step"
+
+
+async def test_executor_result_carries_raw_model_text_only_when_invalid(autojump_clock) -> None:
+    """A valid step answer travels without the model's text; an invalid one brings it, to explain the failure."""
+    async with swarm([FakeModel("m0"), FakeModel("m1")]) as (_, nodes):
+        good = Task(task_id="w/s0", role="execute", question="How many apples are in the boxes?", background=QUESTION, answer_kind="number",
+                    deadline_ms=int(clock() * 1000) + 60_000)
+        ok = await nodes[0].tasks._send(nodes[1].agent_id, good)
+        nodes[1].tasks.model = Unboxed("m1")
+        bad = await nodes[0].tasks._send(nodes[1].agent_id, good.model_copy(update={"task_id": "w/s1"}))
+    assert ok.ok and "raw" not in ok.trace
+    assert not bad.ok and bad.trace["raw"] == "I am not sure."
+
+
+class Unboxed(FakeModel):
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None) -> Completion:
+        return Completion(text="I am not sure.", prompt_tokens=5, completion_tokens=5, latency_s=0.1, model=self.name)

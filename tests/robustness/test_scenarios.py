@@ -27,7 +27,7 @@ from symphony.errors import PeerUnreachable
 from symphony.ledger.reputation import Offence
 from symphony.pipeline.service import AskOptions
 from symphony.protocol.envelope import seal
-from symphony.protocol.messages import Beacon, encode_vector
+from symphony.protocol.messages import Beacon, encode_sparse
 
 SMALL = Setup(agents=8, tasks=10, concurrency=3, entries=2, arrival_s=0.5)
 
@@ -92,7 +92,7 @@ async def test_blacklisted_agent_is_neither_invited_nor_served(autojump_clock) -
         outcome = await judge.selector.select(list(judge.vector), m=1)
         assert culprit.agent_id not in {c.agent_id for c in outcome.selection.ordered}
         assert outcome.contacted == 3
-        beacon = Beacon(requirement=encode_vector(culprit.vector), deadline_ms=int(trio.current_time() * 1000))
+        beacon = Beacon(requirements=[encode_sparse(culprit.vector)], deadline_ms=int(trio.current_time() * 1000))
         envelope = seal(culprit.identity, "beacon", beacon.model_dump(mode="json"), now_ms=0).to_bytes()
         with pytest.raises(PeerUnreachable):
             await culprit.transport.request(judge.agent_id, BEACON_PROTOCOL, envelope, timeout=5)
@@ -105,7 +105,7 @@ async def test_flooding_peer_is_rate_limited_then_blacklisted(autojump_clock) ->
         target, flooder = nodes[0], nodes[1]
 
         async def send() -> None:
-            beacon = Beacon(requirement=encode_vector(flooder.vector), deadline_ms=0)
+            beacon = Beacon(requirements=[encode_sparse(flooder.vector)], deadline_ms=0)
             envelope = seal(flooder.identity, "beacon", beacon.model_dump(mode="json"),
                             now_ms=int(flooder.tasks.clock() * 1000)).to_bytes()
             try:

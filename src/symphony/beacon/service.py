@@ -4,14 +4,16 @@ Theory of operation
 -------------------
 1. **Pre-filter**: ledger QUERY for available agents, ranked by phi(published c_j, r(t)),
    cut to the top L. This costs nothing on the network: the ledger is local.
-2. **Beacon**: one signed envelope ``Beacon{requirement, deadline, priority}`` with a fresh
-   nonce goes to each candidate concurrently (the local agent answers in-process).
+2. **Beacon**: one signed envelope ``Beacon{requirements, deadline, priority}`` with a fresh
+   nonce goes to each candidate concurrently (the local agent answers in-process). A planner
+   puts all its chain's sub-task requirements (at most 12) in one beacon: one round per
+   chain instead of one per sub-task (``select_many``).
 3. **Local scoring**: each candidate scores with its *private, exact* vector (the ledger
-   copy may be coarsened or noised) and replies ``BeaconResponse{nonce, score, queue,
-   expected latency}`` in its own signed envelope. Echoing the nonce binds the reply to
-   this beacon (attestation, no replay).
-4. **Collect until the deadline**, then rank (``ranking.select``: score, then QoS) and
-   return primaries and backups.
+   copy may be coarsened or noised) and replies ``BeaconResponse{nonce, scores, queue,
+   expected latency}``, one score per requirement, in its own signed envelope. Echoing the
+   nonce binds the reply to this beacon (attestation, no replay).
+4. **Collect until the deadline**, then rank per requirement (``ranking.select``: score,
+   then QoS) and return primaries and backups for each.
 
 Replies are checked: signature, sender = the agent asked, nonce echoed, and the
 claimed score against the agent's published vector — a claim more than
@@ -30,15 +32,15 @@ from typing import Any
 import anyio
 
 from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, select
-from symphony.errors import BadSignature, ConfigError, PeerError, TransportError
+from symphony.errors import BadSignature, ConfigError, MalformedMessage, PeerError, TransportError
 from symphony.ledger.reputation import ReputationTable
 from symphony.ledger.store import Ledger, QueryFilter, unit_cosine, unit_vector
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Beacon, BeaconResponse, decode_vector, encode_vector
+from symphony.protocol.messages import MAX_BEACON_REQUIREMENTS, Beacon, BeaconResponse, encode_sparse
 from symphony.transport.base import Transport
 
-BEACON_PROTOCOL = "/symphony/beacon/1.0.0"
+BEACON_PROTOCOL = "/symphony/beacon/2.0.0"
 MAX_BEACON_BYTES = 8 * 1024
 
 
@@ -81,20 +83,21 @@ class BeaconResponder:
         self._unit: tuple[tuple[float, ...], list[float] | None] = ((), None)  # (c_j, c_j / |c_j|)
 
     def score(self, beacon: Beacon, nonce: str) -> BeaconResponse:
-        requirement = decode_vector(beacon.requirement)
+        """phi(c_j, r_i) (eq. 1) for every requirement of ``beacon``, in order, and this agent's QoS."""
         mine = tuple(self.private_vector())
         if mine != self._unit[0]:  # normalised once per change of our vector, not per beacon
             self._unit = (mine, unit_vector(list(mine)))
-        score = unit_cosine(self._unit[1], unit_vector(requirement))  # phi (eq. 1)
+        # 4 decimals rank as well as 17 and take a third of the bytes on the wire
+        scores = [round(unit_cosine(self._unit[1], unit_vector(r)), 4) for r in beacon.vectors]
         queue, latency_ms = self.qos()
-        return BeaconResponse(nonce=nonce, score=score, queue_length=queue, expected_latency_ms=latency_ms)
+        return BeaconResponse(nonce=nonce, scores=scores, queue_length=queue, expected_latency_ms=round(latency_ms, 1))
 
     async def handle(self, peer: str, payload: bytes) -> bytes:
         """Transport handler for ``BEACON_PROTOCOL``. Raises PeerError on a bad beacon."""
         env, beacon = open_body(payload, Beacon, sender=peer, kind="beacon", guard=self.guard,
                                 now_ms=int(self.clock() * 1000), limit=MAX_BEACON_BYTES)
         reply = self.score(beacon, env.nonce)
-        return seal(self.identity, "beacon.reply", reply.model_dump(mode="json"),
+        return seal(self.identity, "beacon.reply", reply.wire(),
                     now_ms=int(self.clock() * 1000)).to_bytes()
 
 
@@ -135,25 +138,49 @@ class BeaconSelector:
         tags_any: frozenset[str] = frozenset(),
         deadline_s: float | None = None,
     ) -> BeaconOutcome:
-        """BEACONSELECT(r, L, m): pre-filter, fan out, collect until the deadline, rank."""
+        """BEACONSELECT(r, L, m) for one requirement (``select_many`` with one)."""
+        outcomes = await self.select_many([requirement], task_type=task_type, m=m, top_l=top_l, strategy=strategy,
+                                          exclude=exclude, tags_any=tags_any, deadline_s=deadline_s)
+        return outcomes[0]
+
+    async def select_many(
+        self,
+        requirements: list[list[float]],
+        *,
+        task_type: str = "",
+        m: int = 1,
+        top_l: int | None = None,
+        strategy: SelectionStrategy | None = None,
+        exclude: frozenset[str] = frozenset(),
+        tags_any: frozenset[str] = frozenset(),
+        deadline_s: float | None = None,
+    ) -> list[BeaconOutcome]:
+        """BEACONSELECT for up to 12 requirements (a chain's sub-tasks) in ONE round: pre-filter,
+        fan out one beacon, collect one signed multi-score reply per candidate until the deadline,
+        then rank the candidates separately for each requirement. Returns one outcome per requirement.
+
+        Raises:
+            ValueError: no requirement, or more than ``MAX_BEACON_REQUIREMENTS``.
+        """
+        if not 1 <= len(requirements) <= MAX_BEACON_REQUIREMENTS:
+            raise ValueError(f"a beacon carries 1 to {MAX_BEACON_REQUIREMENTS} requirements, not {len(requirements)}")
         started = time.perf_counter()
         deadline_s = self.config.deadline_s if deadline_s is None else deadline_s
         if self.reputation is not None:  # blacklisted agents are not even invited
             exclude = exclude | self.reputation.blacklisted(now=self.clock())
         queried = self.clock()
-        rows = self.ledger.query(QueryFilter(exclude=exclude, tags_any=tags_any), requirement=requirement,
-                                 limit=top_l or self.config.top_l, now=queried)
+        invited = self._invite(requirements, QueryFilter(exclude=exclude, tags_any=tags_any),
+                               top_l or self.config.top_l, now=queried)
         query_s = self.clock() - queried
         now_ms = int(self.clock() * 1000)
-        beacon = Beacon(requirement=encode_vector(requirement), deadline_ms=now_ms + int(deadline_s * 1000),
-                        task_type=task_type[:64])
-        envelope = seal(self.identity, "beacon", beacon.model_dump(mode="json"), now_ms=now_ms)
-        outcome = BeaconOutcome(selection=Selection((), ()), contacted=len(rows), query_s=query_s)
-        candidates: list[Candidate] = []
-
+        beacon = Beacon(requirements=[encode_sparse(r) for r in requirements],
+                        deadline_ms=now_ms + int(deadline_s * 1000), task_type=task_type[:64])
+        envelope = seal(self.identity, "beacon", beacon.wire(), now_ms=now_ms)
+        replies: dict[str, BeaconResponse] = {}
+        rejected: dict[str, str] = {}
         connected = set(self.transport.peers())
 
-        async def ask(agent_id: str, addrs: list[str], published: float) -> None:
+        async def ask(agent_id: str, addrs: list[str]) -> None:
             try:
                 if agent_id == self.identity.agent_id:
                     reply = self.responder.score(beacon, envelope.nonce)
@@ -162,30 +189,52 @@ class BeaconSelector:
                         await self.transport.connect(addrs[0])
                     raw = await self.transport.request(agent_id, BEACON_PROTOCOL, envelope.to_bytes(),
                                                        timeout=deadline_s)
-                    reply = self._check_reply(raw, agent_id, envelope.nonce)
+                    reply = self._check_reply(raw, agent_id, envelope.nonce, len(requirements))
             except (PeerError, TransportError, ConfigError) as exc:
-                outcome.rejected[agent_id] = type(exc).__name__
+                rejected[agent_id] = type(exc).__name__
                 return
-            candidates.append(self._candidate(agent_id, reply, published))
+            replies[agent_id] = reply
 
         with anyio.move_on_after(deadline_s):
             async with anyio.create_task_group() as tg:
-                for record, published in rows:  # QUERY's score is phi(published c_j, r)
-                    tg.start_soon(ask, record.agent_id, record.addrs, published)
-        outcome.replied = len(candidates)
-        outcome.selection = select(candidates, m=m, strategy=strategy)
-        outcome.elapsed_s = time.perf_counter() - started
-        return outcome
+                for agent_id, (addrs, _) in invited.items():
+                    tg.start_soon(ask, agent_id, addrs)
+        elapsed_s = time.perf_counter() - started
+        return [BeaconOutcome(
+            selection=select([self._candidate(a, reply, reply.scores[i], invited[a][1][i]) for a, reply in replies.items()],
+                             m=m, strategy=strategy),
+            contacted=len(invited), replied=len(replies), elapsed_s=elapsed_s, query_s=query_s, rejected=rejected,
+        ) for i in range(len(requirements))]
 
-    def _check_reply(self, raw: bytes, agent_id: str, nonce: str) -> BeaconResponse:
+    def _invite(self, requirements: list[list[float]], flt: QueryFilter, limit: int,
+                *, now: float) -> dict[str, tuple[list[str], list[float]]]:
+        """The candidates to beacon: agent -> (addrs, phi(published c_j, r_i) for every requirement).
+
+        Each requirement's top-L from QUERY, merged rank by rank (every requirement's best first),
+        capped at L as a one-requirement beacon is: a chain's sub-tasks mostly want the same agents;
+        when they differ, each still reaches at least its L/k best, and every invited agent scores
+        every requirement."""
+        ranked = [self.ledger.query(flt, requirement=r, limit=limit, now=now) for r in requirements]
+        units = [unit_vector(r) for r in requirements]
+        invited: dict[str, tuple[list[str], list[float]]] = {}
+        for rank in range(limit):
+            for rows in ranked:
+                if rank < len(rows) and len(invited) < limit and rows[rank][0].agent_id not in invited:
+                    record = rows[rank][0]
+                    unit = self.ledger.unit(record)
+                    invited[record.agent_id] = (record.addrs, [unit_cosine(unit, u) for u in units])
+        return invited
+
+    def _check_reply(self, raw: bytes, agent_id: str, nonce: str, count: int) -> BeaconResponse:
         _, reply = open_body(raw, BeaconResponse, sender=agent_id, kind="beacon.reply", guard=self._guard,
                              now_ms=int(self.clock() * 1000), limit=MAX_BEACON_BYTES)
         if reply.nonce != nonce:
             raise BadSignature("beacon reply does not echo our nonce")
+        if len(reply.scores) != count:
+            raise MalformedMessage(f"beacon reply has {len(reply.scores)} scores for {count} requirements")
         return reply
 
-    def _candidate(self, agent_id: str, reply: BeaconResponse, published: float) -> Candidate:
-        score = reply.score
+    def _candidate(self, agent_id: str, reply: BeaconResponse, score: float, published: float) -> Candidate:
         if agent_id != self.identity.agent_id and score > published + self.config.claim_tolerance:
             self.on_event("score_claim_capped", {"agent": agent_id, "claimed": score, "published": published})
             score = published

@@ -17,16 +17,20 @@ its injected clock (``trace["spans"]``, chain ``rtt_ms``, the planner's ``spans`
 - ``other``: what is left (planning parse, scheduling, failed attempts).
 
 *Bytes* are counted from the transports' ``TransportStats``: the payloads each node actually
-serialized and sent, so a relayed message counts once per hop.
+serialized and sent, so a relayed message counts once per hop. ``KindMeter`` splits the same bytes
+by envelope kind (beacon, beacon.reply, task, task.result, ...) from the requesting side of each
+request: the request as sent and the reply as received, byte for byte.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from symphony.transport.base import TransportStats
+from symphony.protocol.envelope import peek_kind
+from symphony.transport.base import Transport, TransportStats
 
 PARTS = ("model", "queue", "query", "beacon", "transfer", "vote", "other")
 
@@ -137,4 +141,44 @@ def minus(after: Traffic, before: Traffic) -> Traffic:
     return Traffic(after.bytes - before.bytes, after.messages - before.messages)
 
 
-__all__ = ["PARTS", "Overhead", "Traffic", "mean_overhead", "minus", "task_overhead", "traffic"]
+@dataclass
+class KindMeter:
+    """Bytes and messages by envelope kind, on the request/response ``channels`` of tapped transports."""
+
+    channels: frozenset[str]
+    sizes: Counter[str] = field(default_factory=Counter)  # bytes by kind
+    counts: Counter[str] = field(default_factory=Counter)  # messages by kind
+
+    def count(self, raw: bytes) -> None:
+        if not raw:  # an empty acknowledgement: nothing to send on a one-way wire
+            return
+        kind = peek_kind(raw)
+        self.sizes[kind] += len(raw)
+        self.counts[kind] += 1
+
+    def tap(self, transport: Transport) -> None:
+        """Count every request ``transport`` sends on ``channels`` and the reply it gets back."""
+        send = transport.request
+
+        async def request(peer: str, protocol: str, payload: bytes, *, timeout: float) -> bytes:
+            if protocol not in self.channels:
+                return await send(peer, protocol, payload, timeout=timeout)
+            self.count(payload)
+            reply = await send(peer, protocol, payload, timeout=timeout)
+            self.count(reply)
+            return reply
+
+        transport.request = request  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        self.sizes.clear()
+        self.counts.clear()
+
+    def per_task(self, tasks: int) -> dict[str, dict[str, float]]:
+        """``{kind: {"bytes": mean bytes per task, "messages": ..., "bytes_per_message": ...}}``, largest first."""
+        return {kind: {"bytes": round(size / tasks), "messages": round(self.counts[kind] / tasks, 1),
+                       "bytes_per_message": round(size / self.counts[kind])}
+                for kind, size in self.sizes.most_common()}
+
+
+__all__ = ["PARTS", "KindMeter", "Overhead", "Traffic", "mean_overhead", "minus", "task_overhead", "traffic"]

@@ -1,4 +1,6 @@
-"""A centralized-orchestrator baseline for the systems comparison (issue #6; paper §5, "centralized").
+"""Two centralized-orchestrator baselines for the systems comparison (issue #6; paper §5, "centralized").
+
+**Relay hub** (``Coordinator``), the cheapest hub there is:
 
 One **coordinator** holds the registry of every agent (its signed record, sent once at start)
 and its load (it sees every task pass, so it needs no status reports). Agents talk only to it:
@@ -12,33 +14,49 @@ So the agents run the very same ``TaskService`` (planning, chains, voting, envel
 BEACONSELECT replaced by "ask the coordinator" and every message relayed through one hub: no
 beacon and no ledger gossip, but every task message crosses two links. Each hop is a fresh
 signed envelope (the coordinator verifies what it receives and signs what it forwards), as a
-coordinator that authenticates its agents must.
+coordinator that authenticates its agents must. It moves fewer bytes than any hub that shares
+context, so it bounds what centralization must cost from below.
+
+**GroupChat** (``GroupChatCoordinator``), the design of AutoGen's ``GroupChat``: the manager
+keeps the shared conversation and, as ``GroupChatManager.run_chat`` does, sends every new
+message to every member of the group (up to ``group_size`` agents), so that whoever speaks
+next holds the whole context. Here the conversation's messages are the question (a chain
+starts), each sub-task the planner hands out and each answer; each goes once, signed once,
+to every member but its speaker, who acknowledge with an empty reply. Speakers are chosen and
+tasks relayed exactly as by the relay hub. A real GroupChat broadcasts each speaker's whole
+model reply; we broadcast the sub-task text and the extracted answer only, so this is a lower
+bound on its traffic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from symphony.beacon.ranking import Candidate, Selection, select
 from symphony.beacon.service import BeaconOutcome
 from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
+from symphony.errors import PeerError, TransportError
 from symphony.ledger.store import unit_cosine, unit_vector
 from symphony.node.runtime import AgentRuntime, SimulatedAgent
 from symphony.pipeline.service import MAX_TASK_BYTES, TASK_PROTOCOL, TaskService
-from symphony.protocol.envelope import ReplayGuard, open_body, seal
+from symphony.protocol.envelope import ReplayGuard, open_body, open_envelope, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import MAX_RECORD_BYTES, LedgerRecord, Task, TaskResult, decode_vector
 from symphony.transport.base import Transport
 from symphony.transport.memory import MemoryNetwork
 
 REGISTER_PROTOCOL = "/symphony-baseline/register/1.0.0"
+GROUPCHAT_PROTOCOL = "/symphony-baseline/groupchat/1.0.0"
+GROUPCHAT_KIND = "groupchat.message"
 
 
 class Coordinator:
@@ -75,13 +93,17 @@ class Coordinator:
             raise LookupError("no agent is registered")
         return ordered[0].agent_id
 
+    def said(self, task_id: str, speaker: str, content: str) -> None:
+        """A message of the conversation passed the hub (the relay hub shares nothing)."""
+
     async def _relay(self, peer: str, payload: bytes) -> bytes:
         """Verify a task from ``peer``, forward it to the agent picked for it, relay the result."""
         _, task = open_body(payload, Task, sender=peer, kind="task", guard=self._guard, now_ms=self._now_ms(),
                             limit=MAX_TASK_BYTES)
         target = self.pick(task, asker=peer)
+        self.said(task.task_id, peer, task.question)
         timeout = max(0.001, task.deadline_ms / 1000 - self.clock())
-        forwarded = seal(self.identity, "task", task.model_dump(mode="json"), now_ms=self._now_ms())
+        forwarded = seal(self.identity, "task", task.wire(), now_ms=self._now_ms())
         self.in_flight[target] += 1
         try:
             raw = await self.transport.request(target, TASK_PROTOCOL, forwarded.to_bytes(), timeout=timeout)
@@ -89,7 +111,66 @@ class Coordinator:
             self.in_flight[target] -= 1
         _, result = open_body(raw, TaskResult, sender=target, kind="task.result", guard=self._guard,
                               now_ms=self._now_ms(), limit=MAX_TASK_BYTES)
-        return seal(self.identity, "task.result", result.model_dump(mode="json"), now_ms=self._now_ms()).to_bytes()
+        self.said(task.task_id, target, result.answer or result.error)
+        return seal(self.identity, "task.result", result.wire(), now_ms=self._now_ms()).to_bytes()
+
+
+class GroupChatCoordinator(Coordinator):
+    """The relay hub plus AutoGen GroupChat's broadcast: every message of the conversation goes to every member."""
+
+    def __init__(self, transport: Transport, identity: Identity, clock: Callable[[], float], *,
+                 group_size: int = 100) -> None:
+        super().__init__(transport, identity, clock)
+        self.group_size = group_size
+        self.conversation: dict[str, list[tuple[str, str]]] = {}  # task -> (speaker, content), in order
+        self._sending: anyio.abc.TaskGroup | None = None
+
+    @property
+    def group(self) -> list[str]:
+        """The members: the first ``group_size`` agents registered."""
+        return list(self.registry)[: self.group_size]
+
+    def said(self, task_id: str, speaker: str, content: str) -> None:
+        chat = task_id.split("/", 1)[0]
+        self.conversation.setdefault(chat, []).append((speaker, content))
+        envelope = seal(self.identity, GROUPCHAT_KIND, {"task": chat, "from": speaker, "content": content},
+                        now_ms=self._now_ms()).to_bytes()
+        if self._sending is None:
+            raise RuntimeError("open the GroupChat coordinator with serve() before relaying")
+        for member in self.group:
+            if member != speaker:
+                self._sending.start_soon(self._deliver, member, envelope)
+
+    async def _deliver(self, member: str, envelope: bytes) -> None:
+        with contextlib.suppress(PeerError, TransportError):  # a member that missed a message still gets tasks
+            await self.transport.request(member, GROUPCHAT_PROTOCOL, envelope, timeout=30)
+
+    @asynccontextmanager
+    async def serve(self) -> AsyncIterator[None]:
+        """Run the broadcasts in the background while the system is open."""
+        async with anyio.create_task_group() as tg:
+            self._sending = tg
+            yield
+            tg.cancel_scope.cancel()
+
+
+@dataclass
+class GroupChatMember:
+    """An agent's copy of the conversations it was sent (verified, bounded)."""
+
+    coordinator: str
+    clock: Callable[[], float]
+    history: deque[tuple[str, str, str]] = field(default_factory=lambda: deque(maxlen=1_000))
+    guard: ReplayGuard = field(default_factory=ReplayGuard)
+
+    async def handle(self, peer: str, payload: bytes) -> bytes:
+        if peer != self.coordinator:
+            raise PeerError(f"only the coordinator speaks in the group chat, not {peer}")
+        env = open_envelope(payload, guard=self.guard, now_ms=int(self.clock() * 1000), kind=GROUPCHAT_KIND,
+                            limit=MAX_TASK_BYTES)
+        body = env.body
+        self.history.append((str(body.get("task", "")), str(body.get("from", "")), str(body.get("content", ""))))
+        return b""  # one-way on a real wire: the empty acknowledgement costs no payload bytes
 
 
 @dataclass
@@ -105,6 +186,9 @@ class CoordinatorSelector:
         hub = Candidate(agent_id=self.coordinator, score=1.0)
         copies = max(1, top_l or 1)
         return BeaconOutcome(selection=Selection((hub,), (hub,) * (copies - 1)), contacted=0, replied=copies)
+
+    async def select_many(self, requirements: list[list[float]], **options: Any) -> list[BeaconOutcome]:
+        return [await self.select(r, **options) for r in requirements]
 
 
 @dataclass
@@ -131,11 +215,14 @@ class CentralizedSystem:
 @asynccontextmanager
 async def open_centralized(
     net: MemoryNetwork, coordinator: Identity, agents: Sequence[SimulatedAgent], *, clock: Callable[[], float],
+    groupchat: bool = False, group_size: int = 100,
 ) -> AsyncIterator[CentralizedSystem]:
-    """Start a coordinator and ``agents`` on ``net`` in a star; yield once all are registered."""
+    """Start a coordinator (the relay hub, or with ``groupchat`` the GroupChat manager) and ``agents``
+    on ``net`` in a star; yield once all are registered."""
     async with AsyncExitStack() as stack:
         hub_transport = await stack.enter_async_context(net.open_node(coordinator))
-        hub = Coordinator(hub_transport, coordinator, clock)
+        hub = (GroupChatCoordinator(hub_transport, coordinator, clock, group_size=group_size) if groupchat
+               else Coordinator(hub_transport, coordinator, clock))
         members: list[CentralizedAgent] = []
         registrations: list[tuple[Transport, bytes]] = []
         for n, spec in enumerate(agents):
@@ -147,6 +234,8 @@ async def open_centralized(
                                 selector=CoordinatorSelector(coordinator.agent_id),  # type: ignore[arg-type]
                                 model=spec.model, encoder=runtime.encoder, clock=clock)
             transport.set_handler(TASK_PROTOCOL, tasks.handle)
+            if groupchat:
+                transport.set_handler(GROUPCHAT_PROTOCOL, GroupChatMember(coordinator.agent_id, clock).handle)
             record = runtime.gossip._profile.model_copy(update={"issued_at": int(clock() * 1000)})
             registrations.append((transport, record.signed_by(spec.identity).to_bytes()))
             members.append(CentralizedAgent(transport, tasks))
@@ -158,8 +247,10 @@ async def open_centralized(
         async with anyio.create_task_group() as tg:
             for member, signed in registrations:
                 tg.start_soon(register, member, signed)
+        if isinstance(hub, GroupChatCoordinator):
+            await stack.enter_async_context(hub.serve())
         yield CentralizedSystem(hub, members)
 
 
-__all__ = ["REGISTER_PROTOCOL", "CentralizedAgent", "CentralizedSystem", "Coordinator", "CoordinatorSelector",
-           "open_centralized"]
+__all__ = ["GROUPCHAT_KIND", "GROUPCHAT_PROTOCOL", "REGISTER_PROTOCOL", "CentralizedAgent", "CentralizedSystem",
+           "Coordinator", "CoordinatorSelector", "GroupChatCoordinator", "GroupChatMember", "open_centralized"]

@@ -7,8 +7,10 @@ engine with the same link latency, the same stand-in model and the same agents:
   code a node runs. The ledger is pre-distributed: all agents share one verified replica instead of
   gossiping N^2 records in one process (its upkeep is ``symphony bench ledger``'s subject), so the
   beacon's pre-filter still scans N records per round, as each node's replica would.
-- **Centralized**: ``bench.centralized``: one coordinator holds the registry and relays every task
-  message.
+- **Centralized** (relay hub): ``bench.centralized``: one coordinator holds the registry and relays
+  every task message; the cheapest hub possible (it shares no context).
+- **GroupChat**: the same hub, plus AutoGen GroupChat's broadcast of every conversation message to
+  every group member (``group_size``, default 100); the design the paper's 15.7 MB figure fits.
 
 Per configuration it reports end-to-end P50/P95, throughput, orchestration overhead with its
 breakdown (``bench.accounting``), payload bytes and messages per task counted by the transports,
@@ -34,8 +36,8 @@ from rich.console import Console
 from rich.table import Table
 
 from symphony.beacon.service import BEACON_PROTOCOL
-from symphony.bench.accounting import PARTS, mean_overhead, minus, task_overhead, traffic
-from symphony.bench.centralized import open_centralized
+from symphony.bench.accounting import PARTS, KindMeter, mean_overhead, minus, task_overhead, traffic
+from symphony.bench.centralized import GROUPCHAT_PROTOCOL, open_centralized
 from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
 from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
 from symphony.ledger import Ledger, LedgerConfig
@@ -58,6 +60,7 @@ class SystemsConfig:
     beacon_candidates: int = 100
     beacon_rounds: int = 50
     loopback_latency_ms: float = 0.05
+    group_size: int = 100
     seed: int = 0
 
 
@@ -143,29 +146,48 @@ async def _symphony(n: int, cfg: SystemsConfig, say: Callable[[str], None]) -> d
         say(f"symphony N={n}: {len(runtimes)} agents up in {setup:.1f} s")
         stats = [r.transport.stats for r in runtimes]
         channels = [TASK_PROTOCOL, BEACON_PROTOCOL]
+        meter = KindMeter(frozenset(channels))
+        for r in runtimes:
+            meter.tap(r.transport)
         before = traffic(stats, channels)
         initiators = [rng.randrange(n) for _ in range(cfg.tasks)]
         traces, batch = await _run_tasks(lambda i: runtimes[initiators[i]].tasks.ask(QUESTION, _options()), cfg)
         row = _summary("symphony", n, traces, batch, minus(traffic(stats, channels), before), setup)
-        rounds = [s["spans"]["beacon_ms"] for t in traces for c in t.get("chains", [])
-                  for s in (c.get("trace") or {}).get("steps", [])]
+        row["by_kind"] = meter.per_task(len(traces))
+        rounds = [waited for t in traces for c in t.get("chains", []) for s in (c.get("trace") or {}).get("steps", [])
+                  if (waited := (s.get("spans") or {}).get("beacon_ms"))]  # steps that waited for a round
         row["beacon_ms_p95"] = round(_quantile(rounds, 0.95), 2) if rounds else None
         return row
 
 
-async def _centralized(n: int, cfg: SystemsConfig, say: Callable[[str], None]) -> dict[str, Any]:
+async def _centralized(n: int, cfg: SystemsConfig, say: Callable[[str], None], *,
+                       groupchat: bool = False) -> dict[str, Any]:
+    arch = "groupchat" if groupchat else "centralized"
+    channels = [TASK_PROTOCOL, GROUPCHAT_PROTOCOL] if groupchat else [TASK_PROTOCOL]
     net = MemoryNetwork(link=LinkModel(latency_s=cfg.latency_ms / 1000), rng=random.Random(cfg.seed))
     rng = random.Random(cfg.seed)
     hub = Identity(hashlib.sha256(f"systems/{cfg.seed}/coordinator".encode()).digest())
     started = time.perf_counter()
-    async with open_centralized(net, hub, _agents(n, cfg.tokens_per_s, cfg.seed), clock=time.time) as system:
+    async with open_centralized(net, hub, _agents(n, cfg.tokens_per_s, cfg.seed), clock=time.time,
+                                groupchat=groupchat, group_size=cfg.group_size) as system:
         setup = time.perf_counter() - started
-        say(f"centralized N={n}: coordinator + {len(system.agents)} agents up in {setup:.1f} s")
+        say(f"{arch} N={n}: coordinator + {len(system.agents)} agents up in {setup:.1f} s")
         stats = [t.stats for t in system.transports()]
-        before = traffic(stats, [TASK_PROTOCOL])
+        meter = KindMeter(frozenset(channels))
+        for transport in system.transports():
+            meter.tap(transport)
+        before = traffic(stats, channels)
         initiators = [rng.randrange(n) for _ in range(cfg.tasks)]
         traces, batch = await _run_tasks(lambda i: system.agents[initiators[i]].tasks.ask(QUESTION, _options()), cfg)
-        return _summary("centralized", n, traces, batch, minus(traffic(stats, [TASK_PROTOCOL]), before), setup)
+        if groupchat:  # the last broadcasts of a task may still be on the wire when its answer is back
+            await trio.sleep(4 * cfg.latency_ms / 1000 + 0.5)
+        row = _summary(arch, n, traces, batch, minus(traffic(stats, channels), before), setup)
+        row["by_kind"] = meter.per_task(len(traces))
+        return row
+
+
+async def _groupchat(n: int, cfg: SystemsConfig, say: Callable[[str], None]) -> dict[str, Any]:
+    return await _centralized(n, cfg, say, groupchat=True)
 
 
 async def _beacon_rounds(cfg: SystemsConfig) -> dict[str, Any]:
@@ -195,10 +217,17 @@ class SystemsResults:
 
 
 def _ratios(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """Per N: each baseline's bytes per task and P50 over Symphony's (``bytes`` / ``p50`` for the relay hub)."""
     by = {(r["arch"], r["n"]): r for r in rows if "breakdown_ms" in r}
-    return {n: {"bytes": round(c["bytes_per_task"] / s["bytes_per_task"], 2),
-                "p50": round(c["p50_s"] / s["p50_s"], 3)}
-            for (arch, n), s in by.items() if arch == "symphony" and (c := by.get(("centralized", n)))}
+    out: dict[int, dict[str, float]] = {}
+    for (arch, n), s in by.items():
+        if arch != "symphony":
+            continue
+        for base, prefix in (("centralized", ""), ("groupchat", "groupchat_")):
+            if c := by.get((base, n)):
+                out.setdefault(n, {})[f"{prefix}bytes"] = round(c["bytes_per_task"] / s["bytes_per_task"], 2)
+                out[n][f"{prefix}p50"] = round(c["p50_s"] / s["p50_s"], 3)
+    return out
 
 
 BREAKDOWN = "model / queue / query / beacon / transfer / vote / other (ms, mean task)"
@@ -219,13 +248,25 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
+def kind_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per configuration: bytes per task by message kind (mean bytes per message)."""
+    return [f"- {r['arch']} N = {r['n']:,}, bytes per task by kind: " + ", ".join(
+        f"{kind} {k['bytes'] / 1000:.1f} kB ({k['messages']:g} x {k['bytes_per_message']} B)"
+        for kind, k in r["by_kind"].items()) for r in rows if r.get("by_kind")]
+
+
 def markdown(results: SystemsResults) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results.rows)]
     ratios = _ratios(results.rows)
     lines.append("")
     for n, ratio in ratios.items():
-        lines.append(f"- N = {n:,}: centralized / Symphony bytes per task = {ratio['bytes']}x, P50 = {ratio['p50']}x")
+        if "bytes" in ratio:
+            lines.append(f"- N = {n:,}: relay hub / Symphony bytes per task = {ratio['bytes']}x, P50 = {ratio['p50']}x")
+        if "groupchat_bytes" in ratio:
+            lines.append(f"- N = {n:,}: GroupChat / Symphony bytes per task = {ratio['groupchat_bytes']}x, "
+                         f"P50 = {ratio['groupchat_p50']}x")
+    lines += kind_lines(results.rows)
     if results.beacon:
         b = results.beacon
         lines.append(f"- Beacon round to {b['candidates'] - 1} remote candidates (+ itself), {b['link_one_way_ms']} ms "
@@ -247,7 +288,7 @@ def plot(results: SystemsResults, out: Path) -> list[Path]:
               ("bytes", "payload bytes per task (kB)", [("bytes_per_task", "")])]
     for name, ylabel, series in panels:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        for arch, marker in (("symphony", "o"), ("centralized", "s")):
+        for arch, marker in (("symphony", "o"), ("centralized", "s"), ("groupchat", "^")):
             rows = sorted((r for r in results.rows if r["arch"] == arch and "breakdown_ms" in r), key=lambda r: r["n"])
             for key, label in series:
                 scale = 100 if key == "overhead" else 1e-3 if key == "bytes_per_task" else 1
@@ -273,7 +314,7 @@ async def _run(cfg: SystemsConfig, say: Callable[[str], None]) -> SystemsResults
         say(f"beacon round to {cfg.beacon_candidates} candidates: P95 {results.beacon['p95_ms']} ms")
     for n in cfg.sizes:
         gc.collect()
-        for fn in (_symphony, _centralized):
+        for fn in (_symphony, _centralized, _groupchat):
             row = await fn(n, cfg, say)
             say(f"{row['arch']} N={n}: {row.get('p50_s')} s P50, overhead {row.get('overhead')}, "
                 f"{row.get('bytes_per_task')} B/task, {row['failed']} of {row['tasks']} failed")
@@ -306,13 +347,14 @@ def bench_systems(
     tokens_per_s: float = 35.0,
     beacon_candidates: int = 100,
     beacon_rounds: int = 50,
+    group_size: int = 100,
     seed: int = 0,
     out: Path = Path("bench-results/systems"),
 ) -> None:
     """Overhead, latency, bytes/task and beacon cost vs N, against a centralized coordinator (issue #6)."""
     cfg = SystemsConfig(sizes=tuple(sizes), tasks=tasks, concurrency=concurrency, latency_ms=latency_ms,
                         tokens_per_s=tokens_per_s, beacon_candidates=beacon_candidates, beacon_rounds=beacon_rounds,
-                        seed=seed)
+                        group_size=group_size, seed=seed)
     run_systems_bench(cfg, out)
 
 

@@ -8,7 +8,7 @@ attacks until cancelled. Behaviours, combinable:
 - ``wrong``: every answer it returns (as executor or planner) is a wrong one. The wrong answer
   is a fixed function of the right one, so all Byzantine agents *collude* on the same wrong
   answer (the hardest case for a vote).
-- ``inflate``: claims beacon score 1.0 whatever its vector (to get picked more often).
+- ``inflate``: claims beacon score 1.0 for every requirement whatever its vector (to get picked more often).
 - ``squat``: accepts tasks and never answers.
 - ``replay``: re-sends its own signed beacons (same nonce).
 - ``forge``: sends envelopes signed by a key that is not its own.
@@ -32,9 +32,9 @@ from symphony.errors import PeerError, TransportError
 from symphony.ledger.gossip import LEDGER_TOPIC
 from symphony.node.runtime import AgentRuntime
 from symphony.pipeline.service import TASK_PROTOCOL
-from symphony.protocol.envelope import Envelope, b64, seal
+from symphony.protocol.envelope import b64, decode_envelope, seal
 from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Beacon, encode_vector
+from symphony.protocol.messages import Beacon, encode_sparse
 
 BEHAVIOURS = frozenset({"wrong", "inflate", "squat", "replay", "forge", "records", "flood"})
 ACTIVE = frozenset({"replay", "forge", "records", "flood"})
@@ -74,7 +74,7 @@ def corrupt(runtime: AgentRuntime, behaviours: frozenset[str], misdeeds: Misdeed
     clock = runtime.tasks.clock
     if "inflate" in behaviours:
         runtime.transport.set_handler(BEACON_PROTOCOL, _rewriting(runtime, runtime.responder.handle,
-                                                                  lambda body: {**body, "score": 1.0}, misdeeds))
+                                                                  _inflate, misdeeds))
     if "squat" in behaviours:
         async def squat(peer: str, payload: bytes) -> bytes:
             misdeeds.commit(clock())
@@ -84,6 +84,12 @@ def corrupt(runtime: AgentRuntime, behaviours: frozenset[str], misdeeds: Misdeed
     elif "wrong" in behaviours:
         runtime.transport.set_handler(TASK_PROTOCOL, _rewriting(runtime, runtime.tasks.handle, _lie, misdeeds))
     return misdeeds
+
+
+def _inflate(body: dict[str, object]) -> dict[str, object]:
+    """Claim a perfect match for every requirement of a (multi-requirement) beacon."""
+    scores = body.get("scores")
+    return {**body, "scores": [1.0] * len(scores)} if isinstance(scores, list) else body
 
 
 def _lie(body: dict[str, object]) -> dict[str, object]:
@@ -97,7 +103,7 @@ def _rewriting(runtime: AgentRuntime, handler: Callable[[str, bytes], Awaitable[
                misdeeds: Misdeeds) -> Callable[[str, bytes], Awaitable[bytes]]:
     """Run the honest handler, then change its reply body and sign it again (a well-formed lie)."""
     async def lying(peer: str, payload: bytes) -> bytes:
-        honest = Envelope.model_validate_json(await handler(peer, payload))
+        honest = decode_envelope(await handler(peer, payload))
         body = rewrite(dict(honest.body))
         if body != honest.body:
             misdeeds.commit(runtime.tasks.clock())
@@ -125,7 +131,7 @@ async def attack(runtime: AgentRuntime, behaviours: frozenset[str], rng: random.
 
 def _beacon(runtime: AgentRuntime, signer: Identity) -> bytes:
     now_ms = int(runtime.tasks.clock() * 1000)
-    body = Beacon(requirement=encode_vector(runtime.vector), deadline_ms=now_ms + 2000, task_type="probe")
+    body = Beacon(requirements=[encode_sparse(runtime.vector)], deadline_ms=now_ms + 2000, task_type="probe")
     return seal(signer, "beacon", body.model_dump(mode="json"), now_ms=now_ms).to_bytes()
 
 

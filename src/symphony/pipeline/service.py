@@ -28,7 +28,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,23 @@ PLANNER_TAG = "planner"
 EXECUTOR_TAG = "executor"
 
 
+_KEEP = frozenset({"question", "answer", "ok", "attempts", "executor", "score", "latency_ms"})
+
+
+def compact(entry: dict[str, Any]) -> dict[str, Any]:
+    """A step trace for the wire: empty and zero entries dropped (recursively), except the ones every
+    reader indexes (question, answer, ok, attempts and each attempt's executor, score, latency)."""
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            value = compact(value)
+        elif isinstance(value, list):
+            value = [compact(v) if isinstance(v, dict) else v for v in value]
+        if key in _KEEP or not (value in (None, "", 0) or value == [] or value == {}):  # 0 covers 0.0 and False
+            out[key] = value
+    return out
+
+
 class TaskFailed(SymphonyError):
     """The network could not produce an answer before the deadline; the message says why.
 
@@ -104,23 +121,6 @@ class _Load:
 
     def observe(self, latency_ms: float) -> None:
         self.latency_ema_ms = 0.8 * self.latency_ema_ms + 0.2 * latency_ms
-
-
-@dataclass
-class _Pending:
-    """A BEACONSELECT started ahead of the step that needs it."""
-
-    done: anyio.Event = field(default_factory=anyio.Event)
-    outcome: BeaconOutcome | None = None
-
-    async def run(self, selecting: Awaitable[BeaconOutcome]) -> None:
-        self.outcome = await selecting
-        self.done.set()
-
-    async def result(self) -> BeaconOutcome:
-        await self.done.wait()
-        assert self.outcome is not None
-        return self.outcome
 
 
 @dataclass
@@ -275,7 +275,7 @@ class TaskService:
             if agent_id == self.identity.agent_id:
                 with anyio.fail_after(timeout):
                     return await self._serve(self.identity.agent_id, task)
-            envelope = seal(self.identity, "task", task.model_dump(mode="json"), now_ms=self._now_ms())
+            envelope = seal(self.identity, "task", task.wire(), now_ms=self._now_ms())
             raw = await self.transport.request(agent_id, TASK_PROTOCOL, envelope.to_bytes(), timeout=timeout)
             return self._check_result(raw, agent_id, task.task_id)
         except TimeoutError:
@@ -309,7 +309,7 @@ class TaskService:
                 result = await self._serve(peer, task)
         except TimeoutError:
             result = TaskResult(task_id=task.task_id, ok=False, error="deadline passed")
-        return seal(self.identity, "task.result", result.model_dump(mode="json"), now_ms=self._now_ms()).to_bytes()
+        return seal(self.identity, "task.result", result.wire(), now_ms=self._now_ms()).to_bytes()
 
     async def _serve(self, sender: str, task: Task) -> TaskResult:
         """Run a task once per (sender, task_id); concurrent or later repeats share the result.
@@ -357,8 +357,9 @@ class TaskService:
         return TaskResult(
             task_id=task.task_id, ok=step.valid, answer=step.answer or "", error="" if step.valid else step.reason,
             prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-            latency_ms=completion.latency_s * 1000, trace={"raw": completion.text[-2000:], "model": completion.model,
-                                                           "model_wall_ms": self._span_ms(called)},
+            latency_ms=completion.latency_s * 1000,
+            trace={"model": completion.model, "model_wall_ms": self._span_ms(called),
+                   **({} if step.valid else {"raw": completion.text[-2000:]})},  # the raw text explains a failure only
         )
 
     # ---- planner role --------------------------------------------------------------------
@@ -382,24 +383,25 @@ class TaskService:
         steps: list[dict[str, Any]] = []
         previous: list[tuple[str, str]] = []
         scores: list[float] = []
-        ahead: dict[int, _Pending] = {}
-        async with anyio.create_task_group() as tg:
-            for index, question in enumerate(plan.steps):
-                final = index == len(plan.steps) - 1
-                if not final:  # BEACONSELECT the next sub-task while this one runs: off the critical path
-                    ahead[index + 1] = _Pending()
-                    tg.start_soon(ahead[index + 1].run, self._select_executor(task, plan.steps[index + 1]))
-                step = await self._run_step(task, index, question, previous, final, ahead.pop(index, None))
-                steps.append(step)
-                tokens[0] += step["prompt_tokens"]
-                tokens[1] += step["completion_tokens"]
-                if not step["ok"]:
-                    tg.cancel_scope.cancel()
-                    return self._chain_result(task, False, "", 0.0, tokens, started, plan_note, steps,
-                                              error=f"step {index + 1} failed: {step['error']}",
-                                              spans={**spans, "chain_ms": self._span_ms(begun)})
-                scores.append(step["score"])
-                previous.append((question, step["answer"]))
+        selecting = self.clock()
+        rounds = await self._select_executors(task, plan.steps)  # one beacon round for the whole chain
+        round_ms = self._span_ms(selecting)
+        self.on_event("beacon_round", {"task": task.task_id, "role": "execution", "steps": len(plan.steps),
+                                       "contacted": rounds[0].contacted, "replied": rounds[0].replied,
+                                       "elapsed_ms": round(rounds[0].elapsed_s * 1000, 2)})
+        for index, question in enumerate(plan.steps):
+            final = index == len(plan.steps) - 1
+            step = await self._run_step(task, index, question, previous, final, rounds[index],
+                                        round_ms if index == 0 else 0.0)
+            steps.append(step)
+            tokens[0] += step["prompt_tokens"]
+            tokens[1] += step["completion_tokens"]
+            if not step["ok"]:
+                return self._chain_result(task, False, "", 0.0, tokens, started, plan_note, steps,
+                                          error=f"step {index + 1} failed: {step['error']}",
+                                          spans={**spans, "chain_ms": self._span_ms(begun)})
+            scores.append(step["score"])
+            previous.append((question, step["answer"]))
         return self._chain_result(task, True, previous[-1][1], chain_weight(scores), tokens, started, plan_note, steps,
                                   spans={**spans, "chain_ms": self._span_ms(begun)})
 
@@ -409,10 +411,17 @@ class TaskService:
         return TaskResult(task_id=task.task_id, ok=ok, answer=answer, error=error, weight=weight,
                           prompt_tokens=tokens[0], completion_tokens=tokens[1],
                           latency_ms=(time.perf_counter() - started) * 1000,
-                          trace={"plan": plan_note, "steps": steps, "spans": spans or {}})
+                          trace={"plan": plan_note, "steps": [compact(step) for step in steps], "spans": spans or {}})
 
-    async def _select_executor(self, task: Task, question: str, exclude: frozenset[str] = frozenset()) -> BeaconOutcome:
-        """BEACONSELECT(r(sub-task), L, m=1) among executors, leaving out those already tried."""
+    async def _select_executors(self, task: Task, questions: tuple[str, ...] | list[str]) -> list[BeaconOutcome]:
+        """BEACONSELECT(r(sub-task), L, m=1) among executors for every sub-task of a chain, in one round."""
+        rs = [list(requirement_vector(q, classify_task_type(q), self.encoder)) for q in questions]
+        return await self.selector.select_many(rs, task_type="chain", m=1, top_l=task.top_l,
+                                               strategy=self._strategy(task.strategy),
+                                               tags_any=frozenset({EXECUTOR_TAG}))
+
+    async def _select_executor(self, task: Task, question: str, exclude: frozenset[str]) -> BeaconOutcome:
+        """A fresh single-requirement BEACONSELECT for a failed sub-task, leaving out those already tried."""
         task_type = classify_task_type(question)
         r = list(requirement_vector(question, task_type, self.encoder))
         return await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
@@ -420,9 +429,10 @@ class TaskService:
                                           exclude=exclude)
 
     async def _run_step(self, task: Task, index: int, question: str, previous: list[tuple[str, str]],
-                        final: bool, ahead: _Pending | None = None) -> dict[str, Any]:
-        """Run one sub-task on the executor its beacon chose (``ahead``: a beacon started earlier),
-        falling back to backups; when every candidate failed, beacon again without them after a backoff.
+                        final: bool, first: BeaconOutcome, first_ms: float) -> dict[str, Any]:
+        """Run one sub-task on the executor the chain's beacon round chose for it (``first``, which
+        took ``first_ms`` of this step's time), falling back to its backups; when every candidate
+        failed, beacon again for this sub-task alone without them, after a backoff.
 
         With ``redundancy`` 2 the step is cross-checked: a second executor answers too, and if
         the two disagree a third referees; the majority answer stands and the outvoted executor
@@ -435,19 +445,25 @@ class TaskService:
         for round_ in range(3):
             if round_:
                 await anyio.sleep(backoff_delay(round_ - 1, self.rng, base_s=0.2))
-            selecting = self.clock()
-            beacon = await (ahead.result() if ahead is not None and not round_
-                            else self._select_executor(task, question, frozenset(tried)))
-            self.on_event("beacon_round", {"task": task.task_id, "role": "execution", "contacted": beacon.contacted,
-                                           "replied": beacon.replied, "elapsed_ms": round(beacon.elapsed_s * 1000, 2)})
-            step["beacon_ms"] += round(beacon.elapsed_s * 1000, 2)
+                selecting = self.clock()
+                beacon = await self._select_executor(task, question, frozenset(tried))
+                waited_ms = self._span_ms(selecting)
+                self.on_event("beacon_round", {"task": task.task_id, "role": "execution", "steps": 1,
+                                               "contacted": beacon.contacted, "replied": beacon.replied,
+                                               "elapsed_ms": round(beacon.elapsed_s * 1000, 2)})
+            else:
+                beacon, waited_ms = first, first_ms
+            if round_ or first_ms:  # the chain's shared round is charged to its first step only
+                step["beacon_ms"] += round(beacon.elapsed_s * 1000, 2)
+                step["spans"]["query_ms"] += round(beacon.query_s * 1000, 3)
             step["candidates"] += beacon.replied
-            step["spans"]["beacon_ms"] += self._span_ms(selecting)
-            step["spans"]["query_ms"] += round(beacon.query_s * 1000, 3)
+            step["spans"]["beacon_ms"] += waited_ms
             for candidate in beacon.selection.ordered:
                 if self._now_ms() >= task.deadline_ms:
                     step["error"] = "deadline passed"
                     return self._settle(step, answers, task.answer_kind)
+                if candidate.agent_id in tried:
+                    continue
                 tried.add(candidate.agent_id)
                 sub = Task(task_id=f"{task.task_id}/s{index}", role="execute", question=question,
                            background=task.question, previous=previous, answer_kind=task.answer_kind, final=final,

@@ -55,8 +55,61 @@ def decode_vector(text: str) -> list[float]:
     return values
 
 
+_SPARSE_HEADER = struct.Struct("<eB")  # float16 scale, dims - 1
+_QUANT = 127
+
+
+def encode_sparse(values: list[float]) -> str:
+    """Pack a mostly-zero vector (a requirement r(t)) as base64 of: float16 scale, dims - 1 (one byte),
+    then 2 bytes per non-zero dim: its index and its value quantized to int8 (value ~ scale * q / 127).
+
+    A 224-dim requirement with ~15 set dims takes ~33 bytes instead of 448 (``encode_vector``).
+    Quantization costs at most scale / 254 per dim, far below what changes a cosine ranking.
+    """
+    if not 1 <= len(values) <= MAX_VECTOR_DIMS:
+        raise ValueError(f"vector has {len(values)} dims, it must have 1 to {MAX_VECTOR_DIMS}")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError("vector holds a non-finite value")
+    scale = struct.unpack("<e", struct.pack("<e", min(65504.0, max((abs(v) for v in values), default=0.0))))[0]
+    entries = [(i, round(v / scale * _QUANT)) for i, v in enumerate(values)] if scale > 0 else []
+    body = b"".join(struct.pack("<Bb", i, max(-_QUANT, min(_QUANT, q))) for i, q in entries if q)
+    return b64(_SPARSE_HEADER.pack(scale if body else 0.0, len(values) - 1) + body)
+
+
+def decode_sparse(text: str) -> list[float]:
+    """Strict inverse of ``encode_sparse``: exactly one canonical encoding per vector is accepted.
+
+    Raises:
+        MalformedMessage: bad base64, truncated, scale not finite or not positive with entries (or
+            not zero without), an index out of range or not strictly increasing (duplicates), a
+            zero or -128 value.
+    """
+    raw = unb64(text)
+    if len(raw) < _SPARSE_HEADER.size or (len(raw) - _SPARSE_HEADER.size) % 2:
+        raise MalformedMessage(f"sparse vector of {len(raw)} bytes is truncated")
+    scale, last = _SPARSE_HEADER.unpack_from(raw)
+    dims = last + 1
+    count = (len(raw) - _SPARSE_HEADER.size) // 2
+    if dims > MAX_VECTOR_DIMS or count > dims:
+        raise MalformedMessage(f"sparse vector claims {dims} dims and {count} entries (cap {MAX_VECTOR_DIMS})")
+    if not math.isfinite(scale) or (scale <= 0 if count else scale != 0):
+        raise MalformedMessage(f"sparse vector scale {scale!r} is invalid for {count} entries")
+    values = [0.0] * dims
+    previous = -1
+    for index, q in struct.iter_unpack("<Bb", raw[_SPARSE_HEADER.size:]):
+        if not previous < index < dims or q in (0, -128):
+            raise MalformedMessage(f"sparse vector entry ({index}, {q}) is out of range, repeated or unordered")
+        values[index] = scale * q / _QUANT
+        previous = index
+    return values
+
+
 class _Wire(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON body for an envelope: fields left at their defaults are omitted (the receiver fills them)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
 
 class Hardware(_Wire):
@@ -191,20 +244,42 @@ class SyncReply(_Wire):
 # ---- pipeline bodies (paper Alg. 1; used by the Beacon/pipeline layers) -------------------
 
 
-class Beacon(_Wire):
-    """BEACONSELECT's probe: the requirement vector r(t), a deadline and a priority."""
+MAX_BEACON_REQUIREMENTS = 12  # a chain's sub-tasks (Task.max_steps caps them at 12 too)
 
-    requirement: str = Field(max_length=4 * MAX_VECTOR_DIMS)
+
+class Beacon(_Wire):
+    """BEACONSELECT's probe: requirement vectors r(t) (one per sub-task of a chain), a deadline and a priority.
+
+    One beacon per chain instead of one per sub-task: a candidate scores itself against every
+    requirement and answers once, so a 5-step chain costs one round, not five."""
+
+    requirements: list[Annotated[str, StringConstraints(max_length=4 * MAX_VECTOR_DIMS)]] = Field(
+        min_length=1, max_length=MAX_BEACON_REQUIREMENTS)
     deadline_ms: int = Field(ge=0)
     priority: int = Field(default=0, ge=0, le=9)
     task_type: ShortText = ""
 
+    @field_validator("requirements")
+    @classmethod
+    def _requirements_decode(cls, value: list[str]) -> list[str]:
+        for text in value:
+            decode_sparse(text)
+        return value
+
+    @property
+    def vectors(self) -> list[list[float]]:
+        """The requirement vectors (``encode_sparse`` on the wire)."""
+        return [decode_sparse(text) for text in self.requirements]
+
+
+Score = Annotated[float, Field(ge=-1.0, le=1.0)]
+
 
 class BeaconResponse(_Wire):
-    """A candidate's local score and QoS; ``nonce`` echoes the beacon's (attestation)."""
+    """A candidate's local score for each requirement, in order, and its QoS; ``nonce`` echoes the beacon's."""
 
     nonce: Annotated[str, StringConstraints(min_length=16, max_length=64)]
-    score: float = Field(ge=-1.0, le=1.0)
+    scores: list[Score] = Field(min_length=1, max_length=MAX_BEACON_REQUIREMENTS)
     queue_length: int = Field(ge=0, le=1_000_000)
     expected_latency_ms: float = Field(ge=0, le=1e9)
 
@@ -246,6 +321,7 @@ class TaskResult(_Wire):
 
 
 __all__ = [
+    "MAX_BEACON_REQUIREMENTS",
     "Beacon",
     "BeaconResponse",
     "Hardware",
@@ -255,6 +331,8 @@ __all__ = [
     "SyncRequest",
     "Task",
     "TaskResult",
+    "decode_sparse",
     "decode_vector",
+    "encode_sparse",
     "encode_vector",
 ]
