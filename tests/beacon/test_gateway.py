@@ -24,7 +24,7 @@ from symphony.errors import BadSignature, ReplayedMessage, StaleMessage
 from symphony.ledger.shard import NotGateway, SummaryBook, gateways, issue_summary, keeps_shard, shard_of
 from symphony.ledger.store import Ledger, LedgerConfig
 from symphony.protocol.envelope import Envelope, ReplayGuard, open_envelope, seal
-from symphony.protocol.messages import Beacon, BeaconResponse, LedgerRecord, encode_vector
+from symphony.protocol.messages import BeaconResponse, LedgerRecord, encode_vector
 from symphony.protocol.sharding import GatewayBundle, GatewayForward
 from symphony.transport.memory import LinkModel, MemoryNetwork, MemoryTransport
 from tests.conftest import identity
@@ -254,17 +254,6 @@ async def test_member_answers_a_relayed_beacon_once(autojump_clock) -> None:
             relay.answer(raw)
 
 
-MULTI = "requirements" in Beacon.model_fields
-
-
-@pytest.mark.skipif(MULTI, reason="this tree's Beacon carries several requirements")
-def test_single_requirement_beacon_refuses_a_chain() -> None:
-    """Before the multi-requirement Beacon, asking for several requirements is a local error."""
-    with pytest.raises(ValueError, match="one requirement, not 2"):
-        beacon_body([TARGET, TARGET], deadline_ms=0)
-
-
-@pytest.mark.skipif(not MULTI, reason="needs the multi-requirement Beacon (one per sub-task of a chain)")
 async def test_fanout_scores_every_requirement_of_a_chain(autojump_clock) -> None:
     """One beacon for a chain of two requirements: every verified reply carries two scores, and the
     best agent for TARGET is found through its gateway."""

@@ -9,7 +9,7 @@ import pytest
 
 from symphony.errors import BadSignature, MalformedMessage, TooLarge, WrongVersion
 from symphony.ledger.shard import issue_summary, shard_of
-from symphony.protocol.envelope import seal
+from symphony.protocol.envelope import b64, seal
 from symphony.protocol.messages import LedgerRecord, encode_vector
 from symphony.protocol.sharding import (
     MAX_CONES,
@@ -114,9 +114,7 @@ def test_q8_vectors_round_trip_and_reject_bad_levels() -> None:
 
 
 def forward(**changes: object) -> dict[str, object]:
-    beacon = seal(
-        identity(0), "beacon", {"requirement": encode_vector([1.0, 0.0]), "deadline_ms": 5}, now_ms=0
-    ).model_dump(mode="json")
+    beacon = b64(seal(identity(0), "beacon", {"requirements": [encode_vector([1.0, 0.0])], "deadline_ms": 5}, now_ms=0).wire)
     return {
         "shard": 1,
         "shards": 4,
@@ -152,15 +150,27 @@ def test_invalid_forward_is_rejected(change: dict[str, object], message: str) ->
 
 def test_forward_must_relay_a_beacon() -> None:
     """Only a ``beacon`` envelope may be relayed (not a task, say)."""
-    task = seal(identity(0), "task", {}, now_ms=0).model_dump(mode="json")
+    task = b64(seal(identity(0), "task", {}, now_ms=0).wire)
     with pytest.raises(ValueError, match="not a beacon"):
         GatewayForward.model_validate(forward(beacon=task))
 
 
 def test_bundle_cannot_hold_more_replies_than_members_asked() -> None:
     """A bundle claiming more replies than members asked is malformed."""
-    reply = seal(identity(1), "beacon.reply", {}, now_ms=0).model_dump(mode="json")
+    reply = b64(seal(identity(1), "beacon.reply", {}, now_ms=0).wire)
     with pytest.raises(ValueError, match="2 replies from 1 members"):
         GatewayBundle.model_validate(
             {"shard": 0, "nonce": "n" * 24, "asked": 1, "entries": [{"record": {}, "reply": reply}] * 2}
+        )
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [("!!not base64", "not valid base64"), (b64(b"\x02" * 40), "truncated"), (12, "base64 string")],
+)
+def test_bundle_refuses_a_reply_that_is_not_a_sealed_frame(reply: object, message: str) -> None:
+    """A member reply inside a bundle must be a base64 envelope frame; anything else is malformed."""
+    with pytest.raises(ValueError, match=message):
+        GatewayBundle.model_validate(
+            {"shard": 0, "nonce": "n" * 24, "asked": 1, "entries": [{"record": {}, "reply": reply}]}
         )

@@ -40,13 +40,20 @@ import anyio
 from pydantic import ValidationError
 
 from symphony.beacon.service import MAX_BEACON_BYTES, BeaconResponder
-from symphony.errors import BadSignature, ConfigError, MalformedMessage, PeerError, StaleMessage, TransportError
+from symphony.errors import (
+    BadSignature,
+    ConfigError,
+    MalformedMessage,
+    PeerError,
+    StaleMessage,
+    TooLarge,
+    TransportError,
+)
 from symphony.ledger.shard import NotGateway, ShardMismatch, SummaryBook, shard_of, summary_bound, summary_estimate
 from symphony.ledger.store import Ledger, QueryFilter, match_score
-from symphony.protocol import messages
-from symphony.protocol.envelope import Envelope, ReplayGuard, open_body, open_envelope, parse_json, seal
+from symphony.protocol.envelope import Envelope, ReplayGuard, decode_envelope, open_body, open_envelope, seal
 from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Beacon, BeaconResponse, LedgerRecord, encode_vector
+from symphony.protocol.messages import Beacon, BeaconResponse, LedgerRecord, encode_sparse, encode_vector
 from symphony.protocol.sharding import (
     MAX_BUNDLE_BYTES,
     MAX_BUNDLE_ENTRIES,
@@ -64,28 +71,10 @@ RELAY_SHARE = 0.8  # of the time left, what a gateway gives its members (the res
 
 
 def beacon_body(requirements: Sequence[Sequence[float]], *, deadline_ms: int, task_type: str = "") -> Beacon:
-    """The ``Beacon`` for ``requirements`` in whichever shape this tree's wire model has.
-
-    The multi-requirement beacon (``requirements``, up to 12, sparse-encoded) replaces the single
-    ``requirement``; until both branches are merged this helper (for tests, the bench and callers
-    that do not build their own beacon) speaks both.
-
-    Raises:
-        ValueError: several requirements but this ``Beacon`` carries one.
-    """
-    if "requirements" in Beacon.model_fields:
-        encode = getattr(messages, "encode_sparse", encode_vector)
-        encoded = [encode(list(r)) for r in requirements]
-        return Beacon(requirements=encoded, deadline_ms=deadline_ms, task_type=task_type[:64])
-    if len(requirements) != 1:
-        raise ValueError(f"this Beacon carries one requirement, not {len(requirements)}")
-    return Beacon(requirement=encode_vector(list(requirements[0])), deadline_ms=deadline_ms, task_type=task_type[:64])
-
-
-def reply_scores(reply: BeaconResponse) -> list[float]:
-    """A reply's score per requirement (``scores``, or the single ``score`` of the older model)."""
-    scores = getattr(reply, "scores", None)
-    return list(scores) if scores is not None else [reply.score]
+    """The ``Beacon`` for ``requirements`` (one per sub-task of a chain, sparse-encoded), for callers that
+    do not build their own (the sharding bench, tests)."""
+    encoded = [encode_sparse(list(r)) for r in requirements]
+    return Beacon(requirements=encoded, deadline_ms=deadline_ms, task_type=task_type[:64])
 
 
 def _now_ms(clock: Callable[[], float]) -> int:
@@ -229,7 +218,9 @@ class Gateway:
                     if record.agent_id not in connected and record.addrs:
                         await self.transport.connect(record.addrs[0])
                     raw = await self.transport.request(record.agent_id, RELAY_PROTOCOL, raw_beacon, timeout=timeout)
-                reply = Envelope.model_validate(parse_json(raw, limit=MAX_BEACON_BYTES))
+                if len(raw) > MAX_BEACON_BYTES:
+                    raise TooLarge(f"relayed reply of {len(raw)} bytes exceeds the {MAX_BEACON_BYTES}-byte cap")
+                reply = decode_envelope(raw)  # framing only: the initiator verifies the member's signature
             except (PeerError, TransportError, ConfigError, ValidationError) as exc:
                 self.stats.dropped[type(exc).__name__] += 1
                 return
@@ -455,7 +446,7 @@ class GatewayFanout:
             now_ms=_now_ms(self.clock),
             limit=MAX_BEACON_BYTES,
         )
-        scores = reply_scores(reply)
+        scores = list(reply.scores)
         if reply.nonce != nonce:
             raise BadSignature(f"reply of {record.agent_id} does not echo our nonce")
         if len(scores) != count or not all(math.isfinite(s) for s in scores):
@@ -476,5 +467,4 @@ __all__ = [
     "RelayResponder",
     "VerifiedReply",
     "beacon_body",
-    "reply_scores",
 ]

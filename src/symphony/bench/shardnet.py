@@ -42,7 +42,6 @@ from symphony.beacon.gateway import (
     GatewayFanout,
     RelayResponder,
     beacon_body,
-    reply_scores,
 )
 from symphony.beacon.service import BEACON_PROTOCOL, BeaconResponder, BeaconSelector
 from symphony.capability.vector import (
@@ -168,7 +167,7 @@ async def sharded_select(
         except (PeerError, TransportError):
             return
         if reply.nonce == envelope.nonce:
-            scores[record.agent_id] = min(reply_scores(reply)[0], published + 0.05)
+            scores[record.agent_id] = min(reply.scores[0], published + 0.05)
 
     async def remote() -> None:
         for v in await fanout.collect([requirement], envelope, top_l=top_l, deadline_s=deadline_s):

@@ -30,9 +30,9 @@ import struct
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, PlainSerializer, PlainValidator, ValidationError
 
 from symphony.errors import BadSignature, MalformedMessage, ReplayedMessage, StaleMessage, TooLarge, WrongVersion
 from symphony.protocol.identity import Identity, agent_id_from_public_key, verify
@@ -172,6 +172,23 @@ def decode_envelope(raw: bytes) -> Envelope:
     frame = _frame(raw)
     return Envelope(kind=frame.kind, sender=_agent_id(frame.key), nonce=frame.nonce.hex(), ts=frame.ts,
                     body=_body(frame), wire=raw)
+
+
+def _sealed(value: Any) -> Envelope:
+    """Pydantic validator of ``Sealed``: a base64 frame within the size cap, framing checked (not the signature)."""
+    if isinstance(value, Envelope):
+        return value
+    if not isinstance(value, str) or len(value) > (MAX_ENVELOPE_BYTES + 2) // 3 * 4:
+        raise ValueError("a sealed envelope is a base64 string within the envelope size cap")
+    try:
+        return decode_envelope(unb64(value))
+    except (MalformedMessage, WrongVersion) as exc:
+        raise ValueError(str(exc)) from exc
+
+
+#: An envelope carried inside another message's body (a relayed beacon, a member's reply in a gateway
+#: bundle): its exact frame as base64, so the final receiver can verify the original signature itself.
+Sealed = Annotated[Envelope, PlainValidator(_sealed), PlainSerializer(lambda env: b64(env.wire), return_type=str)]
 
 
 class ReplayGuard:

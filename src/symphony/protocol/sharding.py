@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from symphony.errors import MalformedMessage
-from symphony.protocol.envelope import PROTOCOL_VERSION, Envelope, b64, parse_json, unb64
+from symphony.protocol.envelope import PROTOCOL_VERSION, Sealed, b64, parse_json, unb64
 from symphony.protocol.messages import MAX_VECTOR_DIMS, AgentId, Multiaddr, _Signed, _Wire, decode_vector
 
 MAX_SUMMARY_BYTES = 16 * 1024
@@ -155,7 +155,7 @@ class GatewayForward(_Wire):
     top_l: int = Field(ge=1, le=MAX_FORWARD_TOP_L)
     exclude: list[AgentId] = Field(default_factory=list, max_length=MAX_EXCLUDE)
     deadline_ms: int = Field(ge=0)
-    beacon: Envelope
+    beacon: Sealed
 
     @field_validator("requirements")
     @classmethod
@@ -180,7 +180,7 @@ class BundleEntry(_Wire):
     """One member's answer: its own signed ledger record and its own sealed ``beacon.reply``."""
 
     record: dict[str, Any]
-    reply: Envelope
+    reply: Sealed
 
 
 class GatewayBundle(_Wire):
