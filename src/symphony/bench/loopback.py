@@ -390,11 +390,12 @@ async def _measure(
         Traffic(after.bytes - before.bytes, after.messages - before.messages),
         setup,
     )
-    rounds = [
+    rounds = [  # compact traces leave out the spans of a step that waited for no beacon round
         s["spans"]["beacon_ms"]
         for t in traces
         for c in t.get("chains", [])
         for s in (c.get("trace") or {}).get("steps", [])
+        if "beacon_ms" in s.get("spans", {})
     ]
     row["beacon_ms_p95"] = round(_quantile(rounds, 0.95), 2) if rounds else None
     row["beacon"] = beacon
