@@ -41,3 +41,14 @@ def test_small_real_process_run_counts_bytes_and_leaves_no_process(tmp_path) -> 
         assert key in row
     assert row["beacon"]["candidates"] == 4 and row["beacon"]["rounds"] == 2 and row["beacon"]["replied_min"] == 4
     assert "| symphony-libp2p | 4 |" in (tmp_path / "systems-libp2p.md").read_text()
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_that_fails_is_reported_and_every_process_is_reaped(tmp_path) -> None:
+    """Workers whose replicas cannot converge in time exit with an error: the run reports it and leaves no process."""
+    cfg = LoopbackConfig(sizes=(4,), per_process=2, tasks=1, converge_timeout_s=0.001, task_timeout_s=60.0)
+    run_loopback_bench(cfg, tmp_path)
+    (row,) = json.loads((tmp_path / "systems-libp2p.json").read_text())["rows"]
+    assert row["failed"] == 1 and row["errors"] == ["ledger convergence: a worker exited early (see its log)"]
+    assert row["exit_codes"] == [1, 1]
+    assert all(_gone(pid) for pid in row["pids"])

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.abc
 import trio
 from rich.console import Console
 from rich.table import Table
@@ -70,7 +72,8 @@ class LoopbackConfig:
     tokens_per_s: float = 35.0
     beacon_rounds: int = 20
     seed: int = 0
-    converge_timeout_s: float = 240.0
+    start_timeout_s: float = 60.0  # workers up and listening
+    converge_timeout_s: float = 240.0  # enforced by each worker; the parent allows start_timeout_s more
     task_timeout_s: float = 600.0
     exit_timeout_s: float = 30.0
 
@@ -95,7 +98,8 @@ class _Lines:
             self._buffer += chunk
         line, _, rest = bytes(self._buffer).partition(b"\n")
         self._buffer = bytearray(rest)
-        return json.loads(line)
+        obj: dict[str, Any] = json.loads(line)
+        return obj
 
     async def write(self, obj: dict[str, Any]) -> None:
         async with self._lock:
@@ -140,13 +144,13 @@ class _Worker:
                         bootstrap=[] if index == 0 else start["bootstrap"],
                     )
                 )
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as tg:
                 for runtime in self.runtimes:
-                    await nursery.start(runtime.run)
+                    await tg.start(runtime.run)
                 await self._converge()
                 await lines.write({"ev": "converged"})
-                await self._serve(lines, nursery)
-                nursery.cancel_scope.cancel()
+                await self._serve(lines, tg)
+                tg.cancel_scope.cancel()
         await lines.write({"ev": "exit", "stats": self._stats()})
 
     async def _converge(self) -> None:
@@ -155,10 +159,10 @@ class _Worker:
             while not all(len(r.ledger.query(now=time.time())) >= self.n for r in self.runtimes):
                 await trio.sleep(0.1)
 
-    async def _serve(self, lines: _Lines, nursery: trio.Nursery) -> None:
+    async def _serve(self, lines: _Lines, tg: anyio.abc.TaskGroup) -> None:
         """Answer the parent's requests, each in its own task, until ``exit`` or end of input."""
         while (msg := await lines.read()) is not None and msg["op"] != "exit":
-            nursery.start_soon(self._answer, lines, msg)
+            tg.start_soon(self._answer, lines, msg)
 
     async def _answer(self, lines: _Lines, msg: dict[str, Any]) -> None:
         """One request; an unexpected error goes back to the parent as ``error`` rather than leave it waiting."""
@@ -241,7 +245,7 @@ class _Process:
 
     async def call(self, op: str, timeout: float, **fields: Any) -> dict[str, Any]:
         self._ids += 1
-        event, box = trio.Event(), []
+        event, box = trio.Event(), list[dict[str, Any]]()
         self._pending[self._ids] = (event, box)
         await self.lines.write({"op": op, "id": self._ids, **fields})
         with trio.fail_after(timeout):
@@ -281,14 +285,16 @@ async def _spawn(n: int, first: int, count: int, cfg: LoopbackConfig, log: Path)
     return _Process(process, first, count)
 
 
-async def _wait_all(events: list[trio.Event], timeout: float, what: str) -> None:
+async def _wait_all(procs: list[_Process], ev: str, timeout: float, what: str) -> None:
+    """Wait until every worker has sent ``ev``; fail at once if one exits first, or after ``timeout``."""
     with trio.move_on_after(timeout) as scope:
-        for event in events:
-            await event.wait()
+        while not all(p.events[ev].is_set() for p in procs):
+            if any(p.closed.is_set() for p in procs):
+                raise WorkerError(f"{what}: a worker exited early (see its log)")
+            await trio.sleep(0.05)
     if scope.cancelled_caught:
-        raise TimeoutError(
-            f"{what}: {sum(not e.is_set() for e in events)} of {len(events)} processes not there after {timeout} s"
-        )
+        missing = sum(not p.events[ev].is_set() for p in procs)
+        raise TimeoutError(f"{what}: {missing} of {len(procs)} processes not there after {timeout} s")
 
 
 async def _stop(procs: list[_Process], timeout: float) -> list[int | None]:
@@ -343,11 +349,11 @@ async def _run_size(n: int, cfg: LoopbackConfig, root: Path, say: Callable[[str]
             for k, count in enumerate(counts):
                 procs.append(await _spawn(n, k * cfg.per_process, count, cfg, root / f"n{n}-worker{k}.log"))
                 nursery.start_soon(procs[-1].read_all)
-            await _wait_all([p.events["opened"] for p in procs], cfg.converge_timeout_s, "listening")
+            await _wait_all(procs, "opened", cfg.start_timeout_s, "listening")
             bootstrap = [procs[0].received["opened"]["addrs"][0]]
             for p in procs:
                 await p.lines.write({"op": "start", "bootstrap": bootstrap})
-            await _wait_all([p.events["converged"] for p in procs], cfg.converge_timeout_s, "ledger convergence")
+            await _wait_all(procs, "converged", cfg.converge_timeout_s + cfg.start_timeout_s, "ledger convergence")
             setup = time.perf_counter() - started
             say(f"libp2p N={n}: {len(procs)} processes, every replica holds {n} records after {setup:.1f} s")
             row.update(await _measure(n, procs, cfg, setup, say))
@@ -377,7 +383,8 @@ async def _measure(
         reply = await owner[initiators[i]].call("ask", cfg.task_timeout_s, agent=initiators[i])
         if "failed" in reply:
             raise TaskFailed(reply["failed"], trace=reply["trace"])
-        return reply["trace"]
+        trace: dict[str, Any] = reply["trace"]
+        return trace
 
     before = _traffic(await _gather_stats(procs, cfg.task_timeout_s))
     traces, batch = await _run_tasks(ask, SystemsConfig(tasks=cfg.tasks, concurrency=cfg.concurrency))
