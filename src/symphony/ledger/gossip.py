@@ -222,6 +222,8 @@ class LedgerService:
     async def _on_heartbeat_message(self, source: str, data: bytes) -> None:
         try:
             heartbeat = Heartbeat.parse(data)
+            if self.ledger.keeps is not None and not self.ledger.keeps(heartbeat.agent_id):
+                return  # another shard's agent: a sharded replica holds neither its record nor its liveness
             behind = self.ledger.observe_heartbeat(heartbeat, now=self.clock())
         except PeerError as exc:
             self._reject(exc, source=source, channel=HEARTBEAT_TOPIC)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -108,8 +108,6 @@ class AgentRuntime:
         # a benchmark may hand many simulated agents one pre-filled replica (see bench.systems)
         keeps = keeps_shard(shard_of(identity.agent_id, shards), shards) if self.shards else None
         self.ledger = ledger if ledger is not None else Ledger(ledger_config, lamport=lamport, keeps=keeps)
-        if self.shards:  # liveness goes through the same rendezvous gateways (architecture §8)
-            gossip_config = replace(gossip_config, shards=self.shards)
         roles = profile.roles if profile.roles is not None else (PLANNER_TAG, EXECUTOR_TAG) if model else ()
         record = LedgerRecord(
             agent_id=identity.agent_id, lamport=0, issued_at=0, name=profile.name,
@@ -150,7 +148,8 @@ class AgentRuntime:
         guarded.set_handler(RELAY_PROTOCOL, relay.handle)
         guarded.set_handler(GATEWAY_PROTOCOL, self.gateway.handle)
         self.summaries = SummaryService(transport=guarded, identity=self.identity, ledger=self.ledger,
-                                        gossip=self.gossip, book=self.book, clock=clock, config=config,
+                                        gossip=self.gossip, book=self.book, clock=clock, rng=random.Random(self.agent_id),
+                                        config=config,
                                         on_event=on_event)
 
     def _vector(self, profile: AgentProfile, model: ChatModel | None) -> list[float]:
