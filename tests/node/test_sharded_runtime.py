@@ -45,7 +45,9 @@ def agents() -> list[SimulatedAgent]:
 
 
 def network() -> MemoryNetwork:
-    return MemoryNetwork(link=LinkModel(latency_s=0.005), rng=random.Random(11))
+    # D = 8: every subscriber meshes with the bootstrap, which all joiners dial (the memory engine neither
+    # re-grafts existing connections nor gossips IHAVE, and sharded nodes connect mostly within their shard)
+    return MemoryNetwork(link=LinkModel(latency_s=0.005), rng=random.Random(11), mesh_degree=8)
 
 
 def sharded():

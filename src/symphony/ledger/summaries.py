@@ -19,7 +19,9 @@ what it knows of every other shard is that shard's signed ``ShardSummary`` (``le
 - **Receive**: every node offers what arrives to its ``SummaryBook``, which verifies, size-caps and
   counts each rejection (``book.rejected``). A node that learns of its *own* shard's gateway
   without holding its record (it just joined, and its first peer was in another shard) dials the
-  gateway and syncs with it: that is how a joiner finds its shard.
+  gateway and syncs with it: that is how a joiner finds its shard. It does so too for a summary of
+  its shard refused as "not the gateway" (two members that each believed themselves gateway, for
+  want of the other's record, meet and agree).
 
 Cost: one ~2.6 kB summary per shard per membership change or ``reissue_s``, flooded to every node:
 O(L) summaries per node per period, against O(N) records for a full replica.
@@ -37,7 +39,7 @@ import anyio
 
 from symphony.errors import ConfigError, MalformedMessage, PeerError, TransportError
 from symphony.ledger.gossip import LedgerService
-from symphony.ledger.shard import DEFAULT_CONES, SummaryBook, gateway, issue_summary, shard_of
+from symphony.ledger.shard import DEFAULT_CONES, NotGateway, SummaryBook, gateway, issue_summary, shard_of
 from symphony.ledger.store import Ledger
 from symphony.protocol.envelope import parse_json
 from symphony.protocol.identity import Identity
@@ -199,6 +201,11 @@ class SummaryService:
     async def _take(self, source: str, data: bytes) -> int:
         """Offer one summary to the book; meet our shard's gateway if it is new to us. Returns 1 if accepted."""
         outcome = self.book.offer(data, now=self.clock())
+        if isinstance(outcome, NotGateway):  # a member of our shard we may not know claims the role: meet it
+            outcome = ShardSummary.parse(data)
+            if outcome.shard == self.shard and outcome.gateway not in self.ledger.records and outcome.addrs:
+                await self._meet(outcome)
+            return 0
         if isinstance(outcome, PeerError):
             self.on_event("rejected", {"reason": outcome.reason, "source": source, "channel": SUMMARY_TOPIC,
                                        "detail": str(outcome)[:200]})
