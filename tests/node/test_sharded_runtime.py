@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import trio
 
 from symphony.capability.vector import HashingTagEncoder, classify_task_type, phi, requirement_vector
+from symphony.errors import PeerUnreachable
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.ledger.shard import gateway, issue_summary, shard_of
-from symphony.ledger.summaries import SUMMARY_TOPIC
+from symphony.ledger.summaries import MAX_DIGEST_BYTES, SUMMARY_PROTOCOL, SUMMARY_TOPIC
 from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.pipeline.service import AskOptions
 from symphony.transport.memory import LinkModel, MemoryNetwork
@@ -26,8 +28,11 @@ STEPS = ("How many apples are in the boxes?", "How many apples are left after ea
 IDS = [identity(i).agent_id for i in range(N)]
 PLANNER_SHARD = shard_of(IDS[0], SHARDS)
 #: the specialist: a member of another shard that is not its shard's gateway (so killing that gateway spares it)
-SPECIALIST = next(i for i in range(N) if shard_of(IDS[i], SHARDS) != PLANNER_SHARD
-                  and gateway(shard_of(IDS[i], SHARDS), SHARDS, IDS) != IDS[i])
+SPECIALIST = next(
+    i
+    for i in range(N)
+    if shard_of(IDS[i], SHARDS) != PLANNER_SHARD and gateway(shard_of(IDS[i], SHARDS), SHARDS, IDS) != IDS[i]
+)
 
 
 def clock() -> float:
@@ -40,7 +45,9 @@ def agents() -> list[SimulatedAgent]:
     for i in range(N):
         tags = ("apples", "boxes", "eating", "left") if i == SPECIALIST else ("poetry",)
         roles = None if shard_of(IDS[i], SHARDS) == PLANNER_SHARD else ("executor",)
-        specs.append(SimulatedAgent(identity(i), FakeModel(f"m{i}"), AgentProfile(name=f"a{i}", tags=tags, roles=roles)))
+        specs.append(
+            SimulatedAgent(identity(i), FakeModel(f"m{i}"), AgentProfile(name=f"a{i}", tags=tags, roles=roles))
+        )
     return specs
 
 
@@ -51,8 +58,15 @@ def network() -> MemoryNetwork:
 
 
 def sharded():
-    return open_simulated_agents(network(), agents(), clock=clock, ledger_config=LEDGER, gossip_config=GOSSIP,
-                                 converge_timeout_s=300, shards=SHARDS)
+    return open_simulated_agents(
+        network(),
+        agents(),
+        clock=clock,
+        ledger_config=LEDGER,
+        gossip_config=GOSSIP,
+        converge_timeout_s=300,
+        shards=SHARDS,
+    )
 
 
 async def until(condition, timeout: float = 60.0) -> None:
@@ -91,8 +105,9 @@ async def test_sub_tasks_reach_the_best_executor_in_another_shard(autojump_clock
 
 async def test_a_killed_gateways_role_moves_and_beacons_still_find_the_best(autojump_clock) -> None:
     net = network()
-    async with open_simulated_agents(net, agents(), clock=clock, ledger_config=LEDGER, gossip_config=GOSSIP,
-                                     converge_timeout_s=300, shards=SHARDS) as nodes:
+    async with open_simulated_agents(
+        net, agents(), clock=clock, ledger_config=LEDGER, gossip_config=GOSSIP, converge_timeout_s=300, shards=SHARDS
+    ) as nodes:
         shard = shard_of(IDS[SPECIALIST], SHARDS)
         victim = gateway(shard, SHARDS, IDS)
         net.kill(victim)
@@ -116,10 +131,26 @@ async def test_a_summary_from_a_member_that_is_not_the_gateway_is_refused_and_co
     async with sharded() as nodes:
         liar = nodes[SPECIALIST]  # a member of its shard, but not the gateway
         shard = shard_of(liar.agent_id, SHARDS)
-        forged = issue_summary(liar.identity, liar.ledger.records.values(), shard=shard, shards=SHARDS,
-                               now_ms=int(clock() * 1000))
+        forged = issue_summary(
+            liar.identity, liar.ledger.records.values(), shard=shard, shards=SHARDS, now_ms=int(clock() * 1000)
+        )
         held = {n.agent_id: n.book.summaries[shard] for n in nodes}
         await liar.transport.publish(SUMMARY_TOPIC, forged.to_bytes())
         others = [n for n in nodes if n is not liar]
         await until(lambda: all(n.book.rejected["not_gateway"] >= 1 for n in others))
         assert all(n.book.summaries[shard] == held[n.agent_id] for n in others)
+
+
+async def test_a_bad_summary_pull_is_refused_and_counted(autojump_clock) -> None:
+    """The pull protocol takes a small JSON digest only: garbage and oversized digests are refused and counted."""
+    async with sharded() as nodes:
+        server = nodes[0]
+        # three senders: a sender's first offence already gets it refused unread (node.defences)
+        for asker, payload in zip(
+            nodes[1:4], (b"[1, 2]", b'{"0": 5}', b"{" + b" " * MAX_DIGEST_BYTES + b"}"), strict=True
+        ):
+            await asker.transport.connect(server.transport.listen_addrs()[0])
+            with pytest.raises(PeerUnreachable):
+                await asker.transport.request(server.agent_id, SUMMARY_PROTOCOL, payload, timeout=5)
+        assert (server.book.rejected["malformed"], server.book.rejected["too_large"]) == (2, 1)
+        assert await nodes[5].summaries.pull(server.agent_id) == 0, "nothing held in another version: empty reply"

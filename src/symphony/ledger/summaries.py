@@ -128,8 +128,9 @@ class SummaryService:
         """Ask ``peer`` for the summaries it holds newer than ours; offer each. Returns how many were accepted."""
         digest = {str(s.shard): _version(s) for s in self.book.summaries.values()}
         try:
-            raw = await self.transport.request(peer, SUMMARY_PROTOCOL, json.dumps(digest).encode(),
-                                               timeout=self.gossip.config.request_timeout_s)
+            raw = await self.transport.request(
+                peer, SUMMARY_PROTOCOL, json.dumps(digest).encode(), timeout=self.gossip.config.request_timeout_s
+            )
             items = parse_json(raw, limit=MAX_PULL_BYTES)
             if not isinstance(items, list) or len(items) > MAX_PULL:
                 raise MalformedMessage(f"a summary pull reply must be a list of at most {MAX_PULL}")
@@ -163,14 +164,22 @@ class SummaryService:
     def _membership(self, now: float) -> tuple[tuple[str, int], ...]:
         """The shard's available members with their record versions (ourselves always counted)."""
         me = self.identity.agent_id
-        return tuple(sorted((a, r.lamport) for a, r in self.ledger.records.items()
-                            if a == me or self.ledger.is_available(a, now=now)))
+        return tuple(
+            sorted(
+                (a, r.lamport)
+                for a, r in self.ledger.records.items()
+                if a == me or self.ledger.is_available(a, now=now)
+            )
+        )
 
     def gateway(self) -> str | None:
         """Our shard's gateway in this replica's view: rendezvous over its available members (and us)."""
         now, me = self.clock(), self.identity.agent_id
-        return gateway(self.shard, self.book.shards,
-                       [a for a in self.ledger.records if a == me or self.ledger.is_available(a, now=now)])
+        return gateway(
+            self.shard,
+            self.book.shards,
+            [a for a in self.ledger.records if a == me or self.ledger.is_available(a, now=now)],
+        )
 
     async def step(self) -> ShardSummary | None:
         """Publish a new summary if we are the gateway and membership changed or ours is getting old."""
@@ -181,9 +190,15 @@ class SummaryService:
         members = self._membership(now)
         if members == self._issued and now - self._issued_at < self.config.reissue_s:
             return None
-        summary = issue_summary(self.identity, [self.ledger.records[a] for a, _ in members], shard=self.shard,
-                                shards=self.book.shards, now_ms=int(now * 1000), available=[a for a, _ in members],
-                                cones=self.config.cones)
+        summary = issue_summary(
+            self.identity,
+            [self.ledger.records[a] for a, _ in members],
+            shard=self.shard,
+            shards=self.book.shards,
+            now_ms=int(now * 1000),
+            available=[a for a, _ in members],
+            cones=self.config.cones,
+        )
         try:
             self.book.accept(summary, now=now)
         except PeerError as exc:  # a live gateway we have no record of outranks us: meet it instead
@@ -207,8 +222,10 @@ class SummaryService:
                 await self._meet(outcome)
             return 0
         if isinstance(outcome, PeerError):
-            self.on_event("rejected", {"reason": outcome.reason, "source": source, "channel": SUMMARY_TOPIC,
-                                       "detail": str(outcome)[:200]})
+            self.on_event(
+                "rejected",
+                {"reason": outcome.reason, "source": source, "channel": SUMMARY_TOPIC, "detail": str(outcome)[:200]},
+            )
             return 0
         if outcome.shard == self.shard and outcome.gateway not in self.ledger.records and outcome.addrs:
             await self._meet(outcome)
