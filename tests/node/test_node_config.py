@@ -47,6 +47,8 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
         ('listen = ["127.0.0.1:4001"]', r"key 'listen': .*is not a multiaddr such as /ip4/127.0.0.1/tcp/4001"),
         ('api = "localhost:8470"', r"key 'api': --api host must be an IP address"),
         ("name = ", r"is not valid TOML"),
+        ("shards = 1", r"key 'shards': must be 0 \(off\) or 2 to 65536"),
+        ("shards = 2.5", r"key 'shards': must be a whole number"),
     ],
 )
 def test_bad_file_is_an_error_naming_key_and_fix(tmp_path: Path, text: str, message: str) -> None:
@@ -81,3 +83,11 @@ def test_roles_are_checked(tmp_path: Path) -> None:
         node_config({**base, "roles": ["judge"]})
     with pytest.raises(ConfigError, match="--roles needs a --model"):
         node_config({"data_dir": str(tmp_path), "roles": ["executor"]})
+
+
+def test_shards_key_turns_on_sharded_mode(tmp_path: Path) -> None:
+    """``shards = L`` (or --shards) reaches the node's config; 0, the default, is off."""
+    assert node_config(load_node_file(write(tmp_path, 'data_dir = "a"\nshards = 4\n'))).shards == 4
+    assert node_config({"data_dir": "a"}).shards == 0
+    with pytest.raises(ConfigError, match="--shards must be 0"):
+        node_config({"data_dir": "a", "shards": -3})

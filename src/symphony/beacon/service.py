@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -39,6 +39,9 @@ from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import MAX_BEACON_REQUIREMENTS, Beacon, BeaconResponse, encode_sparse
 from symphony.transport.base import Transport
+
+if TYPE_CHECKING:
+    from symphony.beacon.gateway import GatewayFanout
 
 BEACON_PROTOCOL = "/symphony/beacon/2.0.0"
 MAX_BEACON_BYTES = 8 * 1024
@@ -115,8 +118,10 @@ class BeaconSelector:
         config: BeaconConfig = BeaconConfig(),
         on_event: Callable[[str, dict[str, Any]], None] = lambda kind, fields: None,
         reputation: ReputationTable | None = None,
+        fanout: GatewayFanout | None = None,
     ) -> None:
         self.transport = transport
+        self.fanout = fanout
         self.identity = identity
         self.ledger = ledger
         self.reputation = reputation
@@ -195,16 +200,51 @@ class BeaconSelector:
                 return
             replies[agent_id] = reply
 
+        async def remote(fanout: GatewayFanout) -> None:
+            verified = await fanout.collect(requirements, envelope, top_l=top_l or self.config.top_l,
+                                            exclude=exclude | frozenset(invited), deadline_s=deadline_s)
+            for v in verified:
+                if v.agent_id not in invited and (not tags_any or tags_any.intersection(v.record.tags)):
+                    invited[v.agent_id] = (v.record.addrs, v.published(requirements))
+                    replies[v.agent_id] = v.reply
+                    remote_ids.add(v.agent_id)
+
+        remote_ids: set[str] = set()
         with anyio.move_on_after(deadline_s):
             async with anyio.create_task_group() as tg:
-                for agent_id, (addrs, _) in invited.items():
+                for agent_id, (addrs, _) in list(invited.items()):
                     tg.start_soon(ask, agent_id, addrs)
-        elapsed_s = time.perf_counter() - started
-        return [BeaconOutcome(
+                if self.fanout is not None and self.fanout.active(self.clock()):
+                    tg.start_soon(remote, self.fanout)
+        outcomes = [BeaconOutcome(
             selection=select([self._candidate(a, reply, reply.scores[i], invited[a][1][i]) for a, reply in replies.items()],
                              m=m, strategy=strategy),
-            contacted=len(invited), replied=len(replies), elapsed_s=elapsed_s, query_s=query_s, rejected=rejected,
+            contacted=len(invited), replied=len(replies), elapsed_s=0.0, query_s=query_s, rejected=rejected,
         ) for i in range(len(requirements))]
+        if remote_ids:
+            await self._reach(outcomes, remote_ids, {a: invited[a][0] for a in remote_ids})
+        elapsed_s = time.perf_counter() - started
+        for outcome in outcomes:
+            outcome.elapsed_s = elapsed_s
+        return outcomes
+
+    async def _reach(self, outcomes: list[BeaconOutcome], remote: set[str], addrs: dict[str, list[str]]) -> None:
+        """Connect to the selected agents of other shards (found through their gateways, so not yet
+        connected): the pipeline sends them Tasks next. Failures are left to the pipeline's failover."""
+        connected = set(self.transport.peers())
+        chosen = {c.agent_id for o in outcomes for c in o.selection.ordered[:2]} & remote
+        chosen = {a for a in chosen if a not in connected and addrs[a]}
+
+        async def dial(agent_id: str) -> None:
+            try:
+                await self.transport.connect(addrs[agent_id][0])
+            except (TransportError, ConfigError) as exc:
+                self.on_event("dial_failed", {"agent": agent_id, "error": type(exc).__name__})
+
+        with anyio.move_on_after(self.config.deadline_s):
+            async with anyio.create_task_group() as tg:
+                for agent_id in sorted(chosen):
+                    tg.start_soon(dial, agent_id)
 
     def _invite(self, requirements: list[list[float]], flt: QueryFilter, limit: int,
                 *, now: float) -> dict[str, tuple[list[str], list[float]]]:

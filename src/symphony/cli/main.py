@@ -81,6 +81,8 @@ def node(
                                         "crash at once). \\[default: 60]")
     ] = None,
     anti_entropy: Annotated[float | None, typer.Option(help="Anti-entropy interval in seconds. \\[default: 30]")] = None,
+    shards: Annotated[int | None, typer.Option(help="Sharded mode: L >= 2 shards, the same on every node; each node "
+                                                    "keeps its own shard's records. \\[default: 0, off]")] = None,
 ) -> None:
     """Start a node: join through --bootstrap, register in the ledger, serve until Ctrl-C.
 
@@ -90,7 +92,7 @@ def node(
 
     given = {"data_dir": data_dir, "name": name, "listen": listen, "bootstrap": bootstrap, "api": api,
              "skills": skills, "model": model, "roles": roles, "memory_gb": memory_gb, "accelerator": accelerator,
-             "heartbeat": heartbeat, "anti_entropy": anti_entropy}
+             "heartbeat": heartbeat, "anti_entropy": anti_entropy, "shards": shards}
     try:
         values = load_node_file(config) if config else {}
         values.update({key: value for key, value in given.items() if value is not None and value != []})

@@ -222,6 +222,8 @@ class LedgerService:
     async def _on_heartbeat_message(self, source: str, data: bytes) -> None:
         try:
             heartbeat = Heartbeat.parse(data)
+            if self.ledger.keeps is not None and not self.ledger.keeps(heartbeat.agent_id):
+                return  # another shard's agent: a sharded replica holds neither its record nor its liveness
             behind = self.ledger.observe_heartbeat(heartbeat, now=self.clock())
         except PeerError as exc:
             self._reject(exc, source=source, channel=HEARTBEAT_TOPIC)
@@ -289,7 +291,7 @@ class LedgerService:
         """On joining: pull the records and a snapshot of who is up from a peer, then heartbeat at once
         (deltas only carry changes, so a joiner would otherwise see no one available)."""
         while not self._snapshot_taken:
-            peers = sorted(self.transport.peers())
+            peers = self._kept_peers()
             if peers and await self.sync_with(peers[0]) and await self._take_snapshot(peers[0]):
                 self._snapshot_taken = True
                 await self._send_heartbeat()
@@ -324,9 +326,16 @@ class LedgerService:
         self._pull_if_unknown(snapshot.up)
         return True
 
+    def _kept_peers(self) -> list[str]:
+        """Connected peers worth syncing with, sorted: all of them, or on a sharded replica
+        (``Ledger.keeps``, architecture §9) the members of our shard only (others hold no record we keep)."""
+        keeps = self.ledger.keeps
+        return sorted(p for p in self.transport.peers() if keeps is None or keeps(p))
+
     def _pull_if_unknown(self, agent_ids: list[str]) -> None:
         """Agents vouched for whose records we lack: pull them now (as a heartbeat "behind" would)."""
-        if any(a not in self.ledger.records for a in agent_ids):
+        keeps = self.ledger.keeps
+        if any(a not in self.ledger.records and (keeps is None or keeps(a)) for a in agent_ids):
             self._pull_wanted.set()
 
     async def _handle_liveness(self, peer: str, payload: bytes) -> bytes:
@@ -385,6 +394,8 @@ class LedgerService:
         except PeerError as exc:
             self._reject(exc, source=source, channel=SHARD_TOPIC)
             return
+        if self.ledger.keeps is not None and not self.ledger.keeps(source):
+            return  # another shard's liveness: a sharded replica holds none of its records
         now = self.clock()
         for agent_id in delta.up:
             if agent_id != self.agent_id and self._shard(agent_id) == delta.shard:
@@ -415,9 +426,9 @@ class LedgerService:
             if self._announce:
                 self._announce = False
                 await self._send_heartbeat()
-            peers = self.transport.peers()
+            peers = self._kept_peers()
             if peers:
-                await self.sync_with(self.rng.choice(sorted(peers)))
+                await self.sync_with(self.rng.choice(peers))
 
     async def sync_with(self, peer: str) -> bool:
         """Run one anti-entropy exchange with ``peer``. Returns False if it failed."""

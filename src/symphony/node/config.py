@@ -10,6 +10,7 @@ with the same keys; flags given on the command line override the file::
     skills = ["math", "logic"]
     model = "openai:http://127.0.0.1:11434/v1#qwen2.5:0.5b"
     roles = ["planner", "executor"]
+    shards = 0  # sharded mode: L >= 2 shards (every node the same L), architecture §9
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 from symphony.errors import ConfigError
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG
 from symphony.protocol.messages import Hardware
+from symphony.protocol.sharding import MAX_SHARDS
 
 DEFAULT_API = "127.0.0.1:8470"
 #: The pipeline roles a node with a model may offer (``--roles``); the tags its record carries.
@@ -81,6 +83,8 @@ class NodeConfig:
     ttl_heartbeats: float = 3.0
     anti_entropy_interval_s: float = 30.0
     target_degree: int = 6
+    #: sharded mode (architecture §9): L shards, each node keeping its own shard's records; 0 = off
+    shards: int = 0
 
     def __post_init__(self) -> None:
         for addr in self.listen:
@@ -98,6 +102,8 @@ class NodeConfig:
                 raise ConfigError(f"--roles must be one or both of {', '.join(ROLES)}, not {', '.join(self.roles)!r}")
         if self.heartbeat_interval_s <= 0:
             raise ConfigError(f"--heartbeat must be > 0 seconds, not {self.heartbeat_interval_s}")
+        if self.shards == 1 or not 0 <= self.shards <= MAX_SHARDS:
+            raise ConfigError(f"--shards must be 0 (off) or 2 to {MAX_SHARDS}, the same on every node, not {self.shards}")
 
 
 #: Keys of a ``symphony node --config FILE`` TOML file: the command's flags ('-' or '_' both work),
@@ -105,6 +111,7 @@ class NodeConfig:
 FILE_KEYS: dict[str, type] = {
     "data_dir": str, "name": str, "listen": list, "bootstrap": list, "api": str, "skills": list,
     "model": str, "roles": list, "memory_gb": float, "accelerator": str, "heartbeat": float, "anti_entropy": float,
+    "shards": int,
 }
 
 
@@ -146,6 +153,10 @@ def _file_value(name: str, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f'must be a string or a list of strings, e.g. {name} = ["..."], not {value!r}')
         return split_list(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"must be a whole number, e.g. {name} = 4, not {value!r}")
+        return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"must be a number, e.g. {name} = 60, not {value!r}")
@@ -164,6 +175,8 @@ def _check_file_value(name: str, value: Any) -> None:
         parse_host_port(value)
     elif name in ("heartbeat", "anti_entropy") and not value > 0:
         raise ConfigError(f"must be > 0 seconds, not {value}")
+    elif name == "shards" and (value == 1 or not 0 <= value <= MAX_SHARDS):
+        raise ConfigError(f"must be 0 (off) or 2 to {MAX_SHARDS}, not {value}")
 
 
 def split_list(values: list[str]) -> list[str]:
@@ -187,6 +200,7 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         model=values.get("model"), roles=tuple(split_list(values["roles"])) if values.get("roles") else None,
         hardware=hardware,
         heartbeat_interval_s=values.get("heartbeat", 60.0), anti_entropy_interval_s=values.get("anti_entropy", 30.0),
+        shards=values.get("shards", 0),
     )
 
 

@@ -104,7 +104,7 @@ class Node:
                 gossip_config=GossipConfig(anti_entropy_interval_s=cfg.anti_entropy_interval_s,
                                            target_degree=cfg.target_degree),
                 bootstrap=cfg.bootstrap, lamport=self._saved_lamport(),
-                on_event=self.emit, on_own_record=self._save_record,
+                on_event=self.emit, on_own_record=self._save_record, shards=cfg.shards,
             )
             for protocol, handler in ((BEACON_PROTOCOL, self.runtime.responder.handle),
                                       (TASK_PROTOCOL, self.runtime.tasks.handle)):

@@ -15,9 +15,19 @@ from typing import Any
 
 import anyio
 
+from symphony.beacon.gateway import (
+    GATEWAY_PROTOCOL,
+    RELAY_PROTOCOL,
+    FanoutConfig,
+    Gateway,
+    GatewayFanout,
+    RelayResponder,
+)
 from symphony.beacon.service import BEACON_PROTOCOL, BeaconConfig, BeaconResponder, BeaconSelector
 from symphony.capability.vector import HashingTagEncoder, SkillScores, TagEncoder, capability_vector, encode_hardware
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig, LedgerService
+from symphony.ledger.shard import SummaryBook, keeps_shard, shard_of
+from symphony.ledger.summaries import SummaryConfig, SummaryService
 from symphony.llm.base import ChatModel
 from symphony.node.defences import Defences, GuardedTransport
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, TASK_PROTOCOL, TaskService
@@ -79,7 +89,13 @@ class AgentRuntime:
         defences: Defences | None = None,
         reputation_interval_s: float = 10.0,
         ledger: Ledger | None = None,
+        shards: int = 0,
+        summary_config: SummaryConfig = SummaryConfig(),
+        fanout_config: FanoutConfig = FanoutConfig(),
     ) -> None:
+        if shards < 0:
+            raise ValueError(f"shards must be 0 (off) or >= 2, not {shards!r}")
+        self.shards = shards if shards >= 2 else 0
         self.reputation_interval_s = reputation_interval_s
         self.transport = transport
         self.defences = defences or Defences(clock=clock, on_event=on_event)
@@ -90,7 +106,8 @@ class AgentRuntime:
         self.encoder = encoder or HashingTagEncoder()
         self.vector = self._vector(profile, model)
         # a benchmark may hand many simulated agents one pre-filled replica (see bench.systems)
-        self.ledger = ledger if ledger is not None else Ledger(ledger_config, lamport=lamport)
+        keeps = keeps_shard(shard_of(identity.agent_id, shards), shards) if self.shards else None
+        self.ledger = ledger if ledger is not None else Ledger(ledger_config, lamport=lamport, keeps=keeps)
         roles = profile.roles if profile.roles is not None else (PLANNER_TAG, EXECUTOR_TAG) if model else ()
         record = LedgerRecord(
             agent_id=identity.agent_id, lamport=0, issued_at=0, name=profile.name,
@@ -104,14 +121,36 @@ class AgentRuntime:
         )
         self.responder = BeaconResponder(identity=identity, private_vector=lambda: self.vector,
                                          qos=lambda: self.tasks.qos(), clock=clock, guard=ReplayGuard())
+        self.book = SummaryBook(shards=self.shards) if self.shards else None
+        self.fanout = None if self.book is None else GatewayFanout(
+            transport=transport, identity=identity, book=self.book, clock=clock, config=fanout_config)
         self.selector = BeaconSelector(transport=transport, identity=identity, ledger=self.ledger,
                                        responder=self.responder, clock=clock, config=beacon_config,
-                                       on_event=on_event, reputation=self.defences.reputation)
+                                       on_event=on_event, reputation=self.defences.reputation, fanout=self.fanout)
         self.tasks = TaskService(transport=transport, identity=identity, selector=self.selector, model=model,
                                  encoder=self.encoder, clock=clock, on_event=on_event,
                                  reputation=self.defences.reputation, rng=rng or random.Random())
         guarded.set_handler(BEACON_PROTOCOL, self.responder.handle)
         guarded.set_handler(TASK_PROTOCOL, self.tasks.handle)
+        self.summaries: SummaryService | None = None
+        if self.book is not None:
+            self._serve_shard(guarded, clock, summary_config, on_event)
+
+    def _serve_shard(self, guarded: GuardedTransport, clock: Callable[[], float], config: SummaryConfig,
+                     on_event: EventSink) -> None:
+        """Sharded mode (architecture §9 "As wired"): answer relayed beacons, serve as a gateway for
+        our shard (any member can), and keep every shard's summary."""
+        assert self.book is not None
+        relay = RelayResponder(responder=self.responder, identity=self.identity, clock=clock,
+                               guard=self.responder.guard)
+        self.gateway = Gateway(transport=self.transport, identity=self.identity, ledger=self.ledger,
+                               shards=self.shards, relay=relay, clock=clock)
+        guarded.set_handler(RELAY_PROTOCOL, relay.handle)
+        guarded.set_handler(GATEWAY_PROTOCOL, self.gateway.handle)
+        self.summaries = SummaryService(transport=guarded, identity=self.identity, ledger=self.ledger,
+                                        gossip=self.gossip, book=self.book, clock=clock, rng=random.Random(self.agent_id),
+                                        config=config,
+                                        on_event=on_event)
 
     def _vector(self, profile: AgentProfile, model: ChatModel | None) -> list[float]:
         """c_j from declared skills (+ model name), hardware and the skill EMA prior."""
@@ -132,6 +171,8 @@ class AgentRuntime:
             tg.start_soon(self.gossip.run)
             await self.gossip.register()
             tg.start_soon(self._share_reputation)
+            if self.summaries is not None:
+                tg.start_soon(self.summaries.run)
             task_status.started()
 
     async def _share_reputation(self) -> None:
@@ -154,6 +195,18 @@ class SimulatedAgent:
     profile: AgentProfile
 
 
+def _converged(runtime: AgentRuntime, runtimes: Sequence[AgentRuntime], *, now: float) -> bool:
+    """Whether ``runtime`` holds every record it keeps, available, and (sharded) every shard's full summary."""
+    if runtime.book is None:
+        return len(runtime.ledger.query(now=now)) == len(runtimes)
+    sizes: dict[int, int] = {}
+    for r in runtimes:
+        sizes[shard_of(r.agent_id, runtime.shards)] = sizes.get(shard_of(r.agent_id, runtime.shards), 0) + 1
+    mine = shard_of(runtime.agent_id, runtime.shards)
+    summaries = {s.shard: s.members for s in runtime.book.fresh(now=now)}
+    return len(runtime.ledger.query(now=now)) == sizes[mine] and summaries == sizes
+
+
 @asynccontextmanager
 async def open_simulated_agents(
     net: MemoryNetwork,
@@ -163,9 +216,11 @@ async def open_simulated_agents(
     ledger_config: LedgerConfig = LedgerConfig(),
     gossip_config: GossipConfig = GossipConfig(),
     converge_timeout_s: float = 60.0,
+    shards: int = 0,
 ) -> AsyncIterator[list[AgentRuntime]]:
     """Start one ``AgentRuntime`` per agent on ``net``, each joining through the first, and
-    yield them once every replica holds every agent's available record. Used by tests and
+    yield them once every replica holds every agent's available record (sharded, ``shards`` >= 2:
+    its own shard's, plus every shard's summary counting all its members). Used by tests and
     benchmarks so they run exactly the stack a node runs."""
     runtimes: list[AgentRuntime] = []
     async with anyio.create_task_group() as tg, AsyncExitStack() as stack:
@@ -174,12 +229,12 @@ async def open_simulated_agents(
             runtime = AgentRuntime(
                 transport=transport, identity=agent.identity, model=agent.model, profile=agent.profile,
                 clock=clock, rng=random.Random(n), ledger_config=ledger_config, gossip_config=gossip_config,
-                bootstrap=runtimes[0].transport.listen_addrs() if runtimes else [],
+                bootstrap=runtimes[0].transport.listen_addrs() if runtimes else [], shards=shards,
             )
             await tg.start(runtime.run)
             runtimes.append(runtime)
         with anyio.fail_after(converge_timeout_s):
-            while not all(len(r.ledger.query(now=clock())) == len(agents) for r in runtimes):
+            while not all(_converged(r, runtimes, now=clock()) for r in runtimes):
                 await anyio.sleep(0.05)
         yield runtimes
         tg.cancel_scope.cancel()
