@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from symphony.bench.accounting import KindMeter, Overhead, mean_overhead, task_overhead, traffic
+from symphony.bench.centralized import GROUPCHAT_KIND, GROUPCHAT_PROTOCOL, GroupChatCoordinator, open_centralized
 from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
@@ -97,3 +98,22 @@ async def test_kind_meter_counts_a_sealed_task_and_its_result_by_kind(autojump_c
         assert dict(meter.counts) == {"task": 1, "task.result": 1}
         assert sum(meter.sizes.values()) == traffic([a.stats, b.stats], [TASK_PROTOCOL]).bytes
         assert meter.per_task(1)["task"] == {"bytes": len(task), "messages": 1, "bytes_per_message": len(task)}
+
+
+async def test_groupchat_drained_waits_until_every_broadcast_is_counted(autojump_clock) -> None:
+    """One GroupChat message goes to every member but its speaker; ``drained`` returns only once all of them
+    were sent, so the bench counts the broadcast's bytes exactly (none are still in flight)."""
+    net = MemoryNetwork(link=LinkModel(latency_s=LATENCY))
+    agents = [SimulatedAgent(identity(n), stand_in(35.0, max_concurrent=None), AgentProfile(name=f"a{n}"))
+              for n in range(1, 5)]
+    async with open_centralized(net, identity(0), agents, clock=clock, groupchat=True) as system:
+        hub = system.coordinator
+        assert isinstance(hub, GroupChatCoordinator)
+        speaker = system.agents[0].agent_id
+        body = {"task": "chat", "from": speaker, "content": "x" * 100}
+        size = len(seal(identity(0), GROUPCHAT_KIND, body, now_ms=int(clock() * 1000)).to_bytes())
+        stats = [t.stats for t in system.transports()]
+        hub.said("chat/1", speaker, "x" * 100)
+        await hub.drained()
+        counted = traffic(stats, [GROUPCHAT_PROTOCOL])
+    assert counted.bytes == 3 * size  # 3 members besides the speaker; their acknowledgements are empty

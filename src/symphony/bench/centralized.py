@@ -124,6 +124,8 @@ class GroupChatCoordinator(Coordinator):
         self.group_size = group_size
         self.conversation: dict[str, list[tuple[str, str]]] = {}  # task -> (speaker, content), in order
         self._sending: anyio.abc.TaskGroup | None = None
+        self._in_flight = 0
+        self._idle: anyio.Event | None = None
 
     @property
     def group(self) -> list[str]:
@@ -139,11 +141,23 @@ class GroupChatCoordinator(Coordinator):
             raise RuntimeError("open the GroupChat coordinator with serve() before relaying")
         for member in self.group:
             if member != speaker:
+                self._in_flight += 1
                 self._sending.start_soon(self._deliver, member, envelope)
 
     async def _deliver(self, member: str, envelope: bytes) -> None:
-        with contextlib.suppress(PeerError, TransportError):  # a member that missed a message still gets tasks
-            await self.transport.request(member, GROUPCHAT_PROTOCOL, envelope, timeout=30)
+        try:
+            with contextlib.suppress(PeerError, TransportError):  # a member that missed a message still gets tasks
+                await self.transport.request(member, GROUPCHAT_PROTOCOL, envelope, timeout=30)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight and self._idle is not None:
+                self._idle.set()
+
+    async def drained(self) -> None:
+        """Wait until every broadcast started so far was delivered or failed (so its bytes are counted)."""
+        while self._in_flight:
+            self._idle = anyio.Event()
+            await self._idle.wait()
 
     @asynccontextmanager
     async def serve(self) -> AsyncIterator[None]:

@@ -37,7 +37,7 @@ from rich.table import Table
 
 from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.bench.accounting import PARTS, KindMeter, mean_overhead, minus, task_overhead, traffic
-from symphony.bench.centralized import GROUPCHAT_PROTOCOL, open_centralized
+from symphony.bench.centralized import GROUPCHAT_PROTOCOL, GroupChatCoordinator, open_centralized
 from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
 from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
 from symphony.ledger import Ledger, LedgerConfig
@@ -179,8 +179,9 @@ async def _centralized(n: int, cfg: SystemsConfig, say: Callable[[str], None], *
         before = traffic(stats, channels)
         initiators = [rng.randrange(n) for _ in range(cfg.tasks)]
         traces, batch = await _run_tasks(lambda i: system.agents[initiators[i]].tasks.ask(QUESTION, _options()), cfg)
-        if groupchat:  # the last broadcasts of a task may still be on the wire when its answer is back
-            await trio.sleep(4 * cfg.latency_ms / 1000 + 0.5)
+        if isinstance(system.coordinator, GroupChatCoordinator):  # a task's last broadcasts outlive its answer
+            with trio.fail_after(60):
+                await system.coordinator.drained()
         row = _summary(arch, n, traces, batch, minus(traffic(stats, channels), before), setup)
         row["by_kind"] = meter.per_task(len(traces))
         return row
