@@ -165,15 +165,20 @@ async def test_dead_gateway_fails_over_to_its_standby(autojump_clock) -> None:
     assert identity(net.best).agent_id in {v.agent_id for v in replies}
 
 
+def best_shards_gateway(net: Net, fanout: GatewayFanout) -> tuple[int, Gateway]:
+    """The index of the gateway serving the best agent's shard, and its honest ``Gateway``."""
+    gateway_id = fanout.book.summaries[net.shard(net.best)].gateway
+    index = next(n for n in range(COUNT) if identity(n).agent_id == gateway_id)
+    return index, net.gateways[index]
+
+
 async def test_forged_and_inflated_replies_are_dropped(autojump_clock) -> None:
     """A gateway that inflates a member's score (re-signing as itself) gets that entry dropped and counted."""
     async with network() as net:
         me = initiator(net)
         fanout = net.fanout(me)
         shard = net.shard(net.best)
-        liar_id = fanout.book.summaries[shard].gateway
-        liar = next(n for n in range(COUNT) if identity(n).agent_id == liar_id)
-        honest = net.gateways[liar]
+        liar, honest = best_shards_gateway(net, fanout)
 
         async def inflate(peer: str, payload: bytes) -> bytes:
             env = open_envelope(await honest.handle(peer, payload), guard=ReplayGuard(), now_ms=int(clock() * 1000))
@@ -194,7 +199,7 @@ async def test_forged_and_inflated_replies_are_dropped(autojump_clock) -> None:
 
         net.transports[liar].set_handler(GATEWAY_PROTOCOL, inflate)
         replies = await fanout.collect([TARGET], beacon(me), top_l=4, deadline_s=2.0)
-    assert all(v.shard != shard or v.agent_id == liar_id for v in replies)
+    assert all(v.shard != shard or v.agent_id == identity(liar).agent_id for v in replies)
     assert fanout.stats.rejected["bad_signature"] >= 1
 
 
@@ -298,9 +303,7 @@ async def test_bundle_for_another_beacon_is_rejected(autojump_clock) -> None:
         me = initiator(net)
         fanout = net.fanout(me)
         shard = net.shard(net.best)
-        liar_id = fanout.book.summaries[shard].gateway
-        liar = next(n for n in range(COUNT) if identity(n).agent_id == liar_id)
-        honest = net.gateways[liar]
+        liar, honest = best_shards_gateway(net, fanout)
 
         async def stale(peer: str, payload: bytes) -> bytes:
             env = open_envelope(await honest.handle(peer, payload), guard=ReplayGuard(), now_ms=int(clock() * 1000))
