@@ -8,6 +8,7 @@ code real nodes run.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -132,6 +133,7 @@ class AgentRuntime:
                                  reputation=self.defences.reputation, rng=rng or random.Random())
         guarded.set_handler(BEACON_PROTOCOL, self.responder.handle)
         guarded.set_handler(TASK_PROTOCOL, self.tasks.handle)
+        self.gateway: Gateway | None = None
         self.summaries: SummaryService | None = None
         if self.book is not None:
             self._serve_shard(guarded, clock, summary_config, on_event)
@@ -195,15 +197,13 @@ class SimulatedAgent:
     profile: AgentProfile
 
 
-def _converged(runtime: AgentRuntime, runtimes: Sequence[AgentRuntime], *, now: float) -> bool:
-    """Whether ``runtime`` holds every record it keeps, available, and (sharded) every shard's full summary."""
+def _converged(runtime: AgentRuntime, sizes: Counter[int], *, now: float) -> bool:
+    """Whether ``runtime`` holds every record it keeps, available, and (sharded) every shard's full summary;
+    ``sizes`` counts the agents per shard (all of them under shard 0 when unsharded)."""
     if runtime.book is None:
-        return len(runtime.ledger.query(now=now)) == len(runtimes)
-    sizes: dict[int, int] = {}
-    for r in runtimes:
-        sizes[shard_of(r.agent_id, runtime.shards)] = sizes.get(shard_of(r.agent_id, runtime.shards), 0) + 1
-    mine = shard_of(runtime.agent_id, runtime.shards)
+        return len(runtime.ledger.query(now=now)) == sizes.total()
     summaries = {s.shard: s.members for s in runtime.book.fresh(now=now)}
+    mine = shard_of(runtime.agent_id, runtime.shards)
     return len(runtime.ledger.query(now=now)) == sizes[mine] and summaries == sizes
 
 
@@ -234,7 +234,8 @@ async def open_simulated_agents(
             await tg.start(runtime.run)
             runtimes.append(runtime)
         with anyio.fail_after(converge_timeout_s):
-            while not all(_converged(r, runtimes, now=clock()) for r in runtimes):
+            sizes = Counter(shard_of(r.agent_id, shards) if shards >= 2 else 0 for r in runtimes)
+            while not all(_converged(r, sizes, now=clock()) for r in runtimes):
                 await anyio.sleep(0.05)
         yield runtimes
         tg.cancel_scope.cancel()
