@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from symphony.beacon import BeaconRound, Candidate, CosineStrategy, RandomStrategy, Selection, select
+from symphony.beacon.ranking import merge_by_rank
 
 candidates = st.lists(
     st.builds(
@@ -150,3 +151,21 @@ def test_round_is_complete_after_the_deadline() -> None:
     rnd = BeaconRound(invited={"a", "b"}, deadline=100.0)
     rnd.offer(Candidate("a", 0.3), now=1.0)
     assert rnd.is_complete(now=100.1) and _ids(rnd.select().ordered) == ["a"]
+
+
+def test_merge_by_rank_takes_every_requirements_best_first() -> None:
+    """Round-robin over the rankings: each requirement's best, then the second bests; an agent once; at most cap."""
+    ranked = [["a", "b", "c"], ["d", "a", "e"], ["a", "f"]]
+    assert merge_by_rank(ranked, 10, key=str) == ["a", "d", "b", "f", "c", "e"]
+    assert merge_by_rank(ranked, 3, key=str) == ["a", "d", "b"]
+    assert merge_by_rank([], 3, key=str) == []
+
+
+@given(st.lists(st.lists(st.sampled_from("abcdefgh"), max_size=6, unique=True), max_size=4), st.integers(0, 10))
+def test_merge_by_rank_keeps_each_requirements_top_share(ranked: list[list[str]], cap: int) -> None:
+    """No duplicates, never more than cap, and every requirement's first cap // len(ranked) agents are in."""
+    merged = merge_by_rank(ranked, cap, key=str)
+    assert len(merged) == len(set(merged)) <= cap
+    assert set(merged) <= {a for rows in ranked for a in rows}
+    for rows in ranked:
+        assert set(rows[: cap // len(ranked)]) <= set(merged)

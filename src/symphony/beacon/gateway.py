@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import anyio
 from pydantic import ValidationError
 
+from symphony.beacon.ranking import merge_by_rank
 from symphony.beacon.service import MAX_BEACON_BYTES, BeaconResponder
 from symphony.errors import (
     BadSignature,
@@ -187,7 +188,7 @@ class Gateway:
 
     def members(self, forward: GatewayForward, *, now: float) -> list[LedgerRecord]:
         """The members to relay to: each requirement's top-L, keeping only those at or above that
-        requirement's floor, merged rank by rank and capped at 2L (as the direct beacon does)."""
+        requirement's floor, merged rank by rank and capped at 2L (the direct chain beacon caps at L)."""
         flt = QueryFilter(exclude=frozenset(forward.exclude))
         floors = forward.floors or [-1.0] * len(forward.requirements)
         ranked = [
@@ -198,13 +199,7 @@ class Gateway:
             ]
             for r, floor in zip(forward.vectors(), floors, strict=True)
         ]
-        chosen: dict[str, LedgerRecord] = {}
-        cap = min(2 * forward.top_l, MAX_BUNDLE_ENTRIES)
-        for rank in range(forward.top_l):
-            for rows in ranked:
-                if rank < len(rows) and len(chosen) < cap:
-                    chosen.setdefault(rows[rank].agent_id, rows[rank])
-        return list(chosen.values())
+        return merge_by_rank(ranked, min(2 * forward.top_l, MAX_BUNDLE_ENTRIES), key=lambda record: record.agent_id)
 
     async def _relay(self, members: list[LedgerRecord], beacon: Envelope, *, timeout: float) -> list[BundleEntry]:
         raw_beacon = beacon.to_bytes()

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -244,3 +246,16 @@ class LinUCBStrategy:
             raise ValueError(f"context must be {len(CONTEXT_FEATURES)} finite floats and reward finite")
         arm = self._arms.setdefault("" if self.config.shared else agent_id, _Arm(self.config.ridge))
         arm.update(context, reward)
+
+
+def merge_by_rank(ranked: Sequence[Sequence[T]], cap: int, key: Callable[[T], str]) -> list[T]:
+    """Merge one ranking per requirement of a chain beacon into one invitation list: every
+    requirement's best first, then every second best, ...; each agent (``key``) once, at most ``cap``.
+
+    So when a chain's sub-tasks want different agents, each requirement still reaches its best few."""
+    chosen: dict[str, T] = {}
+    for rank in range(max((len(rows) for rows in ranked), default=0)):
+        for rows in ranked:
+            if rank < len(rows) and len(chosen) < cap:
+                chosen.setdefault(key(rows[rank]), rows[rank])
+    return list(chosen.values())

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, select
+from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, merge_by_rank, select
 from symphony.errors import BadSignature, ConfigError, MalformedMessage, PeerError, TransportError
 from symphony.ledger.reputation import ReputationTable
 from symphony.ledger.store import Ledger, QueryFilter, unit_cosine, unit_vector
@@ -254,16 +254,13 @@ class BeaconSelector:
         capped at L as a one-requirement beacon is: a chain's sub-tasks mostly want the same agents;
         when they differ, each still reaches at least its L/k best, and every invited agent scores
         every requirement."""
-        ranked = [self.ledger.query(flt, requirement=r, limit=limit, now=now) for r in requirements]
+        ranked = [[record for record, _ in self.ledger.query(flt, requirement=r, limit=limit, now=now)]
+                  for r in requirements]
         units = [unit_vector(r) for r in requirements]
-        invited: dict[str, tuple[list[str], list[float]]] = {}
-        for rank in range(limit):
-            for rows in ranked:
-                if rank < len(rows) and len(invited) < limit and rows[rank][0].agent_id not in invited:
-                    record = rows[rank][0]
-                    unit = self.ledger.unit(record)
-                    invited[record.agent_id] = (record.addrs, [unit_cosine(unit, u) for u in units])
-        return invited
+        return {
+            record.agent_id: (record.addrs, [unit_cosine(self.ledger.unit(record), u) for u in units])
+            for record in merge_by_rank(ranked, limit, key=lambda record: record.agent_id)
+        }
 
     def _check_reply(self, raw: bytes, agent_id: str, nonce: str, count: int) -> BeaconResponse:
         _, reply = open_body(raw, BeaconResponse, sender=agent_id, kind="beacon.reply", guard=self._guard,
