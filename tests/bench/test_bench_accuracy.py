@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from pathlib import Path
 
 import pytest
@@ -10,10 +12,15 @@ import trio
 from rich.console import Console
 
 from symphony.bench.accuracy import RESULTS_FILE, RunConfig, read_rows, rescore, run, write_report
-from symphony.bench.contenders import parse_system, solve
+from symphony.bench.contenders import blacklists, parse_system, solve
 from symphony.bench.datasets import Item
 from symphony.bench.report import mcnemar_exact, paired, summarize
+from symphony.ledger import LedgerConfig
+from symphony.ledger.reputation import Offence
 from symphony.llm.scripted import arith_model
+from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
+from symphony.transport.memory import MemoryNetwork
+from tests.conftest import identity
 
 ARITH = Item("arith-1", "What is 3 + 4 * 2?", "11")
 
@@ -59,6 +66,16 @@ async def test_orchestrator_assigns_steps_round_robin() -> None:
     assert run_.answer == "11"
     assert len(first.calls) == 1 and len(second.calls) == 1
     assert run_.calls == 3
+
+
+async def test_blacklists_name_each_nodes_blacklisted_agents() -> None:
+    """Node 0 blacklists agent 2 after a forgery; node 1 lists no one, so it is left out."""
+    agents = [SimulatedAgent(identity(n), arith_model(), AgentProfile(name=f"a{n}")) for n in range(3)]
+    async with open_simulated_agents(MemoryNetwork(rng=random.Random(0)), agents, clock=time.time,
+                                     ledger_config=LedgerConfig(heartbeat_interval_s=5.0)) as nodes:
+        assert blacklists(nodes) == {}
+        nodes[0].defences.reputation.penalize(nodes[2].identity.agent_id, Offence.INVALID, now=time.time())
+        assert blacklists(nodes) == {"0": ["2"]}
 
 
 def test_an_interrupted_run_resumes_without_repeating_rows(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def _symphony_row(correct: bool) -> dict[str, Any]:
         _chain(2, "7", [_step("What is 3 * 4 - 2?", "7", 300)]),  # the backup planner's one-step chain
     ]
     trace = {"question": QUESTION, "answer_kind": "number", "answer": "10" if correct else "7", "chains": chains}
-    return _row("symphony", "q1", correct, trace=trace)
+    return {**_row("symphony", "q1", correct, trace=trace), "blacklisted": {"0": ["2"], "1": ["0", "2"]}}
 
 
 def test_chain_stats_count_chains_answers_gold_and_steps() -> None:
@@ -104,9 +104,10 @@ def test_chain_stats_count_chains_answers_gold_and_steps() -> None:
     assert stats.gold_in_chain and not stats.vote_right
     # intermediate answers that came back: "12", "\[ 3 + 4 =", "four"; the failed step gave none
     assert (stats.intermediate, stats.non_numeric) == (3, 2)
-    # at the cap: chain 1's step (256 of 256) and final (512 of 512), chain 2's first step (2 x 256 over 2
-    # attempts); not chain 2's second (one short), not the backup's one final step (300 of 512)
+    # at the cap: chain 1's step and final (each its whole budget), chain 2's first step (2 x the budget over
+    # 2 attempts); not chain 2's second (one short), not the backup's one final step (300 of 512)
     assert (stats.steps, stats.capped) == (7, 3)
+    assert stats.blacklisted == 2, "agents 0 and 2, each counted once"
     assert chain_stats(_row("direct", "q1", True, trace={"raw": "..."})) is None
 
 
@@ -114,8 +115,8 @@ def test_chain_table_lists_each_question_and_the_totals() -> None:
     """One line per question, then the totals the trace analysis quotes."""
     rows = [_symphony_row(correct=False), {**_symphony_row(correct=True), "id": "q2"}, _row("direct", "q1", True)]
     table = chain_table(rows, "gsm8k", "symphony")
-    assert "| 0/q1 | 3 (4) | 2 | yes | no | 2/3 | 3/7 |" in table
-    assert "| 0/q2 | 3 (4) | 2 | yes | yes | 2/3 | 3/7 |" in table
+    assert "| 0/q1 | 3 (4) | 2 | yes | no | 2/3 | 3/7 | 2 |" in table
+    assert "| 0/q2 | 3 (4) | 2 | yes | yes | 2/3 | 3/7 | 2 |" in table
     assert ("All chains differ in 0/2 questions; a chain held the gold in 2/2, the vote returned it in 1 of those; "
             "4/6 intermediate answers non-numeric; 6/14 steps at the token cap.") in table
     assert chain_table(rows, "gsm8k", "direct") == ""

@@ -242,7 +242,10 @@ async def test_scripted_without_default_fails() -> None:
 async def test_scripted_reply_is_cut_at_max_tokens() -> None:
     """A reply longer than max_tokens words is cut, as a real model's would be."""
     model = ScriptedModel([(".", "one two three four")])
-    assert (await model.chat(USER, max_tokens=2)).text == "one two"
+    cut = await model.chat(USER, max_tokens=2)
+    assert (cut.text, cut.truncated) == ("one two", True)
+    whole = await model.chat(USER, max_tokens=4)
+    assert (whole.text, whole.truncated) == ("one two three four", False)
 
 
 async def test_scripted_arith_is_deterministic() -> None:
@@ -342,6 +345,7 @@ class FakeServer:
     refuse: set[str] = field(default_factory=set)
     status: int = 200
     reply: str = "5"
+    finish_reason: str = "stop"
 
     async def completions(self, request: Request) -> JSONResponse:
         body = await request.json()
@@ -354,7 +358,7 @@ class FakeServer:
         return JSONResponse({
             "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply},
-                         "finish_reason": "stop"}],
+                         "finish_reason": self.finish_reason}],
             "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
         })
 
@@ -379,10 +383,20 @@ async def test_openai_chat_round_trip(server: FakeServer) -> None:
     assert completion.text == "5"
     assert (completion.prompt_tokens, completion.completion_tokens) == (11, 3)
     assert completion.model == "qwen-test" and not completion.stand_in and completion.latency_s > 0
+    assert not completion.truncated
     [body] = server.bodies
     assert body["model"] == "qwen-test" and body["messages"] == USER
     assert (body["max_tokens"], body["temperature"], body["seed"]) == (16, 0.5, 7)
     assert "response_format" not in body
+
+
+async def test_openai_length_finish_is_truncated(server: FakeServer) -> None:
+    """A reply that stopped at max_tokens (finish_reason "length") is marked truncated."""
+    server.finish_reason = "length"
+    model = OpenAIModel(base_url=server.url, model="m")
+    completion = await model.chat(USER, max_tokens=1)
+    await model.aclose()
+    assert completion.truncated
 
 
 async def test_openai_sends_json_schema(server: FakeServer) -> None:
@@ -461,6 +475,13 @@ async def test_qwen_answers(qwen: LlamaModel) -> None:
     assert completion.text.strip()
     assert completion.prompt_tokens > 0 and completion.completion_tokens > 0
     assert completion.model == "llama:qwen2.5-coder-0.5b" and not completion.stand_in
+
+
+async def test_qwen_cut_at_max_tokens_is_truncated(qwen: LlamaModel) -> None:
+    """llama.cpp's finish reason "length" reaches the completion: 3 tokens cannot finish a count to 50."""
+    completion = await qwen.chat([{"role": "user", "content": "Count from 1 to 50, separated by commas."}],
+                                 max_tokens=3)
+    assert completion.truncated and completion.completion_tokens == 3
 
 
 async def test_qwen_json_schema(qwen: LlamaModel) -> None:

@@ -177,6 +177,22 @@ def test_looping_output_without_boxed_answer_is_invalid() -> None:
     assert result == StepAnswer("12", output, valid=False, reason="looping")
 
 
+@pytest.mark.parametrize("is_final", [False, True])
+def test_output_cut_at_its_budget_without_a_box_is_invalid(is_final: bool) -> None:
+    """Cut mid-working, the last line is where the budget ran out, not a result: invalid."""
+    output = "First we find the total time.\n1. Walking takes 12 minutes.\n2. **Calculate the difference"
+    result = parse_step_answer(output, kind="number", is_final=is_final, truncated=True)
+    assert not result.valid and result.reason == "truncated"
+    assert parse_step_answer(output, kind="number", is_final=False).valid, "the same text, not cut, is read"
+
+
+def test_output_cut_after_its_box_is_valid() -> None:
+    """A cut output that already boxed its result keeps it."""
+    output = "4 * 3 = 12. \\boxed{12}\nNext, we could also check"
+    result = parse_step_answer(output, kind="number", is_final=False, truncated=True)
+    assert result.valid and result.answer == "12"
+
+
 def test_repetition_with_a_boxed_answer_is_valid() -> None:
     """Repeated lines are fine once the model boxed an answer."""
     output = "We add the apples.\n" * 20 + "\\boxed{10}"

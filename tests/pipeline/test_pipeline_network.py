@@ -74,6 +74,18 @@ class FirstCallsFail(FakeModel):
         return await super().chat(messages, json_schema=json_schema)
 
 
+class CutSteps(FakeModel):
+    """Plans like the others, but its intermediate step answers are cut at the token budget before
+    any boxed result, as a rambling small model's are."""
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None) -> Completion:
+        done = await super().chat(messages, json_schema=json_schema)
+        if json_schema is None and "in the boxes" in messages[-1]["content"].split("Step:")[-1]:
+            return Completion(text="First, each box holds 4 apples.\n2. **Multiply the", prompt_tokens=50,
+                              completion_tokens=max_tokens, latency_s=self.delay, model=self.name, truncated=True)
+        return done
+
+
 @asynccontextmanager
 async def swarm(models: list[FakeModel | None]) -> AsyncIterator[tuple[MemoryNetwork, list[AgentRuntime]]]:
     net = MemoryNetwork(link=LinkModel(latency_s=0.002), rng=random.Random(3))
@@ -112,6 +124,19 @@ async def test_broken_executor_falls_back_to_a_backup(autojump_clock) -> None:
     broken = {nodes[1].agent_id, nodes[2].agent_id}
     assert all(not a["ok"] for a in attempts if a["executor"] in broken)
     assert any(c["ok"] for c in trace["chains"])
+
+
+async def test_cut_step_goes_to_a_backup_executor(autojump_clock) -> None:
+    """A step cut at its budget with no result is not passed on: a backup executor redoes it."""
+    models = [FakeModel("ok0"), CutSteps("cut1"), CutSteps("cut2"), FakeModel("ok3")]
+    async with swarm(models) as (_, nodes):
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=2, deadline_s=60))
+    assert trace["answer"] == "10"
+    cut = {nodes[1].agent_id, nodes[2].agent_id}
+    first_steps = [s for c in trace["chains"] for s in c["trace"].get("steps", [])[:1]]
+    assert all(s["answer"] == "12" for s in first_steps), "no chain built on a cut step"
+    refused = [a for s in first_steps for a in s["attempts"] if a["executor"] in cut]
+    assert refused and all(not a["ok"] and a["error"] == "truncated" for a in refused)
 
 
 async def test_no_model_anywhere_is_a_clear_failure(autojump_clock) -> None:

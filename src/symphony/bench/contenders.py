@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -141,18 +142,31 @@ def symphony_calls(trace: dict[str, Any]) -> int:
     return sum(1 + sum(len(s["attempts"]) for s in c["trace"].get("steps", [])) for c in trace.get("chains", []))
 
 
+def blacklists(nodes: Sequence[AgentRuntime]) -> dict[str, list[str]]:
+    """Which pool agents each node has blacklisted right now (by index, only nodes with any): a
+    blacklisted agent is neither invited by that node's beacons nor served, so a question asked
+    then runs on fewer agents. Cross-voting's verdicts on honest but disagreeing agents build up
+    across questions, so a result row records this to tell a small pool apart from a shrunken one."""
+    index = {node.identity.agent_id: str(n) for n, node in enumerate(nodes)}
+    listed = {str(n): sorted(index.get(a, a) for a in node.defences.reputation.blacklisted(now=node.defences.clock()))
+              for n, node in enumerate(nodes)}
+    return {n: agents for n, agents in listed.items() if agents}
+
+
 async def solve_symphony(nodes: list[AgentRuntime], item: Item, options: AskOptions) -> dict[str, Any]:
-    """The full Symphony stack, asked at node 0."""
+    """The full Symphony stack, asked at node 0; ``blacklisted`` is ``blacklists`` when asked."""
     started = time.perf_counter()
+    listed = blacklists(nodes)
     try:
         trace = await nodes[0].tasks.ask(item.question, options)
     except TaskFailed as exc:
         trace = exc.trace
         return {"answer": None, "error": str(exc), "calls": symphony_calls(trace),
                 "tokens": trace.get("prompt_tokens", 0) + trace.get("completion_tokens", 0),
-                "latency_s": time.perf_counter() - started, "trace": trace}
+                "latency_s": time.perf_counter() - started, "trace": trace, "blacklisted": listed}
     return {"answer": trace["answer"], "tokens": trace["prompt_tokens"] + trace["completion_tokens"],
-            "calls": symphony_calls(trace), "latency_s": time.perf_counter() - started, "trace": trace}
+            "calls": symphony_calls(trace), "latency_s": time.perf_counter() - started, "trace": trace,
+            "blacklisted": listed}
 
 
 async def solve(spec: SystemSpec, item: Item, *, models: list[ChatModel], nodes: list[AgentRuntime] | None,
@@ -171,5 +185,5 @@ async def solve(spec: SystemSpec, item: Item, *, models: list[ChatModel], nodes:
     return await solve_symphony(nodes, item, options)
 
 
-__all__ = ["SYSTEMS", "SampledModel", "SystemSpec", "parse_system", "solve", "solve_direct", "solve_orchestrator",
-           "solve_self_consistency", "solve_symphony", "symphony_calls"]
+__all__ = ["SYSTEMS", "SampledModel", "SystemSpec", "blacklists", "parse_system", "solve", "solve_direct",
+           "solve_orchestrator", "solve_self_consistency", "solve_symphony", "symphony_calls"]

@@ -238,6 +238,8 @@ class ChainStats:
     every attempt used its whole token budget (``executor.STEP_MAX_TOKENS`` for intermediate
     steps, ``FINAL_MAX_TOKENS`` for final ones): the step's completion tokens per attempt reached
     the cap, which no attempt can exceed, so this is exact for one attempt and a lower bound else.
+    ``blacklisted`` counts the pool agents some node had blacklisted when the question was asked
+    (``contenders.blacklists``; 0 for rows written before it was recorded).
     """
 
     seed: int
@@ -251,6 +253,7 @@ class ChainStats:
     non_numeric: int
     steps: int
     capped: int
+    blacklisted: int = 0
 
 
 def _is_number(answer: str) -> bool:
@@ -281,7 +284,8 @@ def chain_stats(row: dict[str, Any]) -> ChainStats | None:
                 non_numeric += not _is_number(str(step.get("answer", "")))
     return ChainStats(seed=row["seed"], id=row["id"], chains=len(answered), attempts=len(trace["chains"]),
                       distinct=len(keys), gold_in_chain=in_chain, vote_right=bool(row.get("correct")),
-                      intermediate=intermediate, non_numeric=non_numeric, steps=steps, capped=capped)
+                      intermediate=intermediate, non_numeric=non_numeric, steps=steps, capped=capped,
+                      blacklisted=len({a for agents in (row.get("blacklisted") or {}).values() for a in agents}))
 
 
 def chain_table(rows: Sequence[dict[str, Any]], dataset: str, system: str) -> str:
@@ -294,9 +298,10 @@ def chain_table(rows: Sequence[dict[str, Any]], dataset: str, system: str) -> st
     yes = {True: "yes", False: "no"}
     lines = [f"{dataset} / {system}:", "",
              ("| seed/item | chains (attempts) | distinct answers | gold in a chain | vote right | "
-              "non-numeric intermediate | steps at token cap |"), "|---|---|---|---|---|---|---|"]
+              "non-numeric intermediate | steps at token cap | agents blacklisted |"), "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {s.seed}/{s.id} | {s.chains} ({s.attempts}) | {s.distinct} | {yes[s.gold_in_chain]} | "
-              f"{yes[s.vote_right]} | {s.non_numeric}/{s.intermediate} | {s.capped}/{s.steps} |" for s in stats]
+              f"{yes[s.vote_right]} | {s.non_numeric}/{s.intermediate} | {s.capped}/{s.steps} | {s.blacklisted} |"
+              for s in stats]
     split = sum(s.chains > 1 and s.distinct == s.chains for s in stats)
     lines += ["", (f"All chains differ in {split}/{len(stats)} questions; a chain held the gold in "
                    f"{sum(s.gold_in_chain for s in stats)}/{len(stats)}, the vote returned it in "

@@ -63,7 +63,9 @@ class Completion:
     ``latency_s`` is the time the backend spent producing it (an HTTP round trip, or llama.cpp
     generation without the wait for the model's lock and without loading). ``model`` is the name
     the backend reports. ``stand_in`` is True for replies not written by a language model
-    (``scripted:``, ``timed:``): benchmarks must not report those as model results.
+    (``scripted:``, ``timed:``): benchmarks must not report those as model results. ``truncated``
+    is True when generation stopped at ``max_tokens`` (finish reason "length"), not at the model's
+    own end: the text may end mid-sentence, and callers must not read its last line as a conclusion.
     """
 
     text: str
@@ -72,6 +74,7 @@ class Completion:
     latency_s: float
     model: str
     stand_in: bool = False
+    truncated: bool = False
 
     @property
     def total_tokens(self) -> int:

@@ -348,13 +348,14 @@ class LlamaModel:
         response, latency = await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self._limiter)
         try:
             text = response["choices"][0]["message"]["content"] or ""
+            truncated = response["choices"][0].get("finish_reason") == "length"
             usage = response["usage"]
             prompt_tokens, completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
         except (KeyError, IndexError, TypeError) as exc:
             raise ModelError(f"model {self.name!r}: unexpected llama.cpp response {response!r:.300}",
                              model=self.name) from exc
         return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          latency_s=latency, model=self.name)
+                          latency_s=latency, model=self.name, truncated=truncated)
 
     async def aclose(self) -> None:
         """Stop accepting calls. The shared ``Llama`` stays loaded for other users in this process."""

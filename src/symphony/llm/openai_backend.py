@@ -147,7 +147,8 @@ class OpenAIModel:
             prompt_tokens = sum(approx_tokens(m["content"]) for m in messages)
             completion_tokens = approx_tokens(text)
         return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          latency_s=latency, model=response.model or self.model)
+                          latency_s=latency, model=response.model or self.model,
+                          truncated=response.choices[0].finish_reason == "length")
 
     async def aclose(self) -> None:
         if not self._closed:

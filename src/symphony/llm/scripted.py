@@ -72,7 +72,8 @@ class ScriptedModel:
         prompt = last_user_message(messages)
         text = self._reply(prompt)
         words = text.split()
-        if len(words) > max_tokens:  # the token limit cuts the reply, as a real model's would
+        truncated = len(words) > max_tokens
+        if truncated:  # the token limit cuts the reply, as a real model's would
             text = " ".join(words[:max_tokens])
         return Completion(
             text=text,
@@ -81,6 +82,7 @@ class ScriptedModel:
             latency_s=time.perf_counter() - started,
             model=self.name,
             stand_in=True,
+            truncated=truncated,
         )
 
     def _reply(self, prompt: str) -> str:

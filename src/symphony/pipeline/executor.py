@@ -11,8 +11,11 @@ Prompts stay small for 0.1-1.5B models: one worked example, the question clipped
 last earlier steps are kept because a step usually builds on the one just before it.
 
 Validity (``StepAnswer.valid``): an empty output, an answer over ``MAX_ANSWER_CHARS`` (all kinds but
-code, the same bound voting uses), or a looping output that never concluded (no boxed answer, or
-for code no closed code block) is invalid. On the final
+code, the same bound voting uses), or an output that never concluded (no boxed answer, or for code
+no closed code block) and either looped or was cut at its token budget is invalid. A cut output's
+last line is wherever the budget ran out ("3. **Calculate the difference"), not a result; passing
+it on as the step's answer made the next steps build on it (docs/results.md, GSM8K items 25-34,
+where 15 of 20 non-numeric intermediate answers came from cut steps). On the final
 step the answer must also be extractable in the wanted kind: a number, an option letter, yes/no,
 code. Intermediate steps are read as text (boxed content, else the "answer is" phrase, else the
 last line), since their answers need not have the final answer's form.
@@ -29,9 +32,10 @@ from symphony.pipeline.extraction import AnswerKind, extract_answer, extract_cod
 from symphony.pipeline.planner import FINAL_FORMS, MAX_QUESTION_CHARS, MAX_STEP_CHARS, check_answer_kind, clip
 from symphony.pipeline.voting import MAX_ANSWER_CHARS
 
-#: Token budgets of an executor call: an intermediate step's result is one number or phrase, so
-#: its budget is half the final step's; a small model that rambles or loops stops sooner.
-STEP_MAX_TOKENS: Final = 256
+#: Token budgets of an executor call. Intermediate steps get the final step's budget: at 256, 30%
+#: of a 0.5B model's steps were cut before their boxed result, and on dev items all such steps
+#: concluded within 512 (docs/results.md, GSM8K items 25-34). A step that loops still stops here.
+STEP_MAX_TOKENS: Final = 512
 FINAL_MAX_TOKENS: Final = 512
 MAX_PREVIOUS_PAIRS: Final = 6
 MAX_PREVIOUS_QUESTION_CHARS: Final = 300
@@ -123,7 +127,8 @@ def execution_messages(
     """
     kind = check_answer_kind(answer_kind)
     if not is_final:
-        rule = "Think in a few short lines, then give the result of this step as \\boxed{...}."
+        rule = ("Answer only this step, not the whole problem. Think in a few short lines, then give the "
+                "result of this step as \\boxed{...}.")
         example = _STEP_EXAMPLE
     elif kind == "code":
         rule = "This is the last step. Think briefly, then write the complete Python code in one ```python block."
@@ -148,7 +153,7 @@ def execution_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-StepReason = Literal["ok", "empty", "no_answer", "too_long", "looping"]
+StepReason = Literal["ok", "empty", "no_answer", "too_long", "looping", "truncated"]
 
 
 @dataclass(frozen=True)
@@ -170,12 +175,13 @@ def _looping(text: str) -> bool:
     return repeats >= _LOOP_REPEATS and repeats * 2 >= len(lines)
 
 
-def parse_step_answer(text: str, *, kind: AnswerKind, is_final: bool = True) -> StepAnswer:
+def parse_step_answer(text: str, *, kind: AnswerKind, is_final: bool = True, truncated: bool = False) -> StepAnswer:
     """The answer in an executor's output, and whether the chain can use it.
 
     ``kind`` is the question's answer kind. The final step's answer is extracted as that kind
     (``extraction.extract_answer``); an intermediate step's as text, or as code for code
-    questions when the output holds a code block. See the module docstring for validity.
+    questions when the output holds a code block. ``truncated`` says the model stopped at its
+    token budget (``llm.Completion.truncated``). See the module docstring for validity.
     Raises ``ValueError`` for an unknown kind.
     """
     kind = check_answer_kind(kind)
@@ -190,6 +196,8 @@ def parse_step_answer(text: str, *, kind: AnswerKind, is_final: bool = True) -> 
     concluded = last_boxed(text) is not None or (kind == "code" and text.count("```") >= 2)
     if not concluded and _looping(text):
         return StepAnswer(answer, text, valid=False, reason="looping")
+    if not concluded and truncated:
+        return StepAnswer(answer, text, valid=False, reason="truncated")
     if answer is None:
         return StepAnswer(None, text, valid=False, reason="no_answer")
     if kind != "code" and len(answer) > MAX_ANSWER_CHARS:

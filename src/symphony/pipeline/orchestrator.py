@@ -77,7 +77,7 @@ async def orchestrate(question: str, *, coordinator: ChatModel, workers: Sequenc
                 run.steps.append({"question": step, "worker": worker.name, "ok": False, "error": str(exc)[:200]})
                 continue
             run.add(out.prompt_tokens, out.completion_tokens)
-            parsed = parse_step_answer(out.text, kind=kind, is_final=final)
+            parsed = parse_step_answer(out.text, kind=kind, is_final=final, truncated=out.truncated)
             run.steps.append({"question": step, "worker": worker.name, "ok": parsed.valid, "answer": parsed.answer,
                               "error": "" if parsed.valid else parsed.reason,
                               "latency_ms": round((time.perf_counter() - started) * 1000, 1)})

@@ -353,7 +353,8 @@ class TaskService:
                 answer_kind=task.answer_kind), max_tokens=FINAL_MAX_TOKENS if task.final else STEP_MAX_TOKENS)
         except ModelError as exc:
             return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000])
-        step = parse_step_answer(completion.text, kind=task.answer_kind, is_final=task.final)
+        step = parse_step_answer(completion.text, kind=task.answer_kind, is_final=task.final,
+                                 truncated=completion.truncated)
         return TaskResult(
             task_id=task.task_id, ok=step.valid, answer=step.answer or "", error="" if step.valid else step.reason,
             prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
