@@ -22,7 +22,7 @@ from symphony.bench.report import (
     paired,
     render,
 )
-from symphony.pipeline.executor import FINAL_MAX_TOKENS, STEP_MAX_TOKENS
+from symphony.pipeline.executor import STEP_MAX_TOKENS
 
 QUESTION = "Ann has 3 bags of 4 apples and eats 2. How many apples are left?"
 
@@ -87,7 +87,7 @@ def _symphony_row(correct: bool) -> dict[str, Any]:
     chains = [
         _chain(0, "10", [_step("How many apples in 3 bags?", "12", 80), _step(QUESTION, "10", 120)]),
         _chain(1, "7", [_step("How many apples in 3 bags?", "\\[ 3 + 4 =", STEP_MAX_TOKENS),
-                        _step(QUESTION, "7", FINAL_MAX_TOKENS)]),
+                        _step(QUESTION, "7", STEP_MAX_TOKENS)]),
         _chain(2, "", [_step("Apples per bag?", "four", 2 * STEP_MAX_TOKENS, attempts=2),
                        _step("How many eaten?", "", 2 * STEP_MAX_TOKENS - 1, ok=False, attempts=2)], ok=False),
         _chain(2, "7", [_step("What is 3 * 4 - 2?", "7", 300)]),  # the backup planner's one-step chain

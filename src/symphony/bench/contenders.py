@@ -28,7 +28,7 @@ from typing import Any, Final
 from symphony.bench.datasets import Item
 from symphony.llm.base import ChatModel, Completion, ModelError
 from symphony.node.runtime import AgentRuntime
-from symphony.pipeline.executor import FINAL_MAX_TOKENS, execution_messages, parse_step_answer
+from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
 from symphony.pipeline.orchestrator import orchestrate
 from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.pipeline.voting import Ballot, weighted_vote
@@ -98,7 +98,7 @@ def _tokens(c: Completion) -> int:
 async def _one_shot(model: ChatModel, item: Item) -> tuple[str | None, int, str]:
     messages = execution_messages(item.question, question=item.question, previous=[], is_final=True,
                                   answer_kind=item.kind)
-    completion = await model.chat(messages, max_tokens=FINAL_MAX_TOKENS)
+    completion = await model.chat(messages, max_tokens=STEP_MAX_TOKENS)
     return parse_step_answer(completion.text, kind=item.kind).answer, _tokens(completion), completion.text
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from symphony.bench.scoring import matches_gold
-from symphony.pipeline.executor import FINAL_MAX_TOKENS, STEP_MAX_TOKENS
+from symphony.pipeline.executor import STEP_MAX_TOKENS
 from symphony.pipeline.extraction import AnswerKind, normalize_answer
 
 #: Below this many discordant pairs McNemar's test is the exact binomial one; from it on, chi-square.
@@ -235,9 +235,10 @@ class ChainStats:
     answered, or a step asking the question itself, ``planner.anchor_final_step``);
     ``non_numeric`` counts intermediate answers that are not one plain number once cleaned (for
     maths items, an answer the next step cannot use as a number). ``capped`` counts steps whose
-    every attempt used its whole token budget (``executor.STEP_MAX_TOKENS`` for intermediate
-    steps, ``FINAL_MAX_TOKENS`` for final ones): the step's completion tokens per attempt reached
-    the cap, which no attempt can exceed, so this is exact for one attempt and a lower bound else.
+    every attempt used its whole token budget (``executor.STEP_MAX_TOKENS``; rows written before
+    it was raised from 256 for intermediate steps are judged against 512 too, so their count is
+    low): the step's completion tokens per attempt reached the cap, which no attempt can exceed,
+    so this is exact for one attempt and a lower bound else.
     ``blacklisted`` counts the pool agents some node had blacklisted when the question was asked
     (``contenders.blacklists``; 0 for rows written before it was recorded).
     """
@@ -278,7 +279,7 @@ def chain_stats(row: dict[str, Any]) -> ChainStats | None:
             final = (chain.get("ok") and n == len(chain_steps) - 1) or str(step.get("question", "")).strip() == question
             attempts = max(1, len(step.get("attempts", [])))
             steps += 1
-            capped += step.get("completion_tokens", 0) / attempts >= (FINAL_MAX_TOKENS if final else STEP_MAX_TOKENS)
+            capped += step.get("completion_tokens", 0) / attempts >= STEP_MAX_TOKENS
             if not final and step.get("ok"):
                 intermediate += 1
                 non_numeric += not _is_number(str(step.get("answer", "")))

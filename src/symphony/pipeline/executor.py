@@ -32,11 +32,11 @@ from symphony.pipeline.extraction import AnswerKind, extract_answer, extract_cod
 from symphony.pipeline.planner import FINAL_FORMS, MAX_QUESTION_CHARS, MAX_STEP_CHARS, check_answer_kind, clip
 from symphony.pipeline.voting import MAX_ANSWER_CHARS
 
-#: Token budgets of an executor call. Intermediate steps get the final step's budget: at 256, 30%
-#: of a 0.5B model's steps were cut before their boxed result, and on dev items all such steps
-#: concluded within 512 (docs/results.md, GSM8K items 25-34). A step that loops still stops here.
+#: Token budget of every executor call, intermediate or final (and of the one-shot baselines). It
+#: was 256 for intermediate steps: then 30% of a 0.5B model's steps were cut before their boxed
+#: result, and on dev items all such steps concluded within 512 (docs/results.md, GSM8K items
+#: 25-34). A step that loops still stops here.
 STEP_MAX_TOKENS: Final = 512
-FINAL_MAX_TOKENS: Final = 512
 MAX_PREVIOUS_PAIRS: Final = 6
 MAX_PREVIOUS_QUESTION_CHARS: Final = 300
 MAX_PREVIOUS_ANSWER_CHARS: Final = 400
@@ -206,7 +206,6 @@ def parse_step_answer(text: str, *, kind: AnswerKind, is_final: bool = True, tru
 
 
 __all__ = [
-    "FINAL_MAX_TOKENS",
     "MAX_PREVIOUS_ANSWER_CHARS",
     "MAX_PREVIOUS_PAIRS",
     "MAX_PREVIOUS_QUESTION_CHARS",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from symphony.llm.base import ChatModel, ModelError
-from symphony.pipeline.executor import FINAL_MAX_TOKENS, STEP_MAX_TOKENS, execution_messages, parse_step_answer
+from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
 from symphony.pipeline.extraction import AnswerKind
 from symphony.pipeline.planner import (
     PlanError,
@@ -72,7 +72,7 @@ async def orchestrate(question: str, *, coordinator: ChatModel, workers: Sequenc
             try:
                 out = await worker.chat(execution_messages(step, question=question, previous=previous,
                                                            is_final=final, answer_kind=kind),
-                                        max_tokens=FINAL_MAX_TOKENS if final else STEP_MAX_TOKENS)
+                                        max_tokens=STEP_MAX_TOKENS)
             except ModelError as exc:
                 run.steps.append({"question": step, "worker": worker.name, "ok": False, "error": str(exc)[:200]})
                 continue

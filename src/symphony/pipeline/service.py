@@ -48,7 +48,7 @@ from symphony.errors import MalformedMessage, PeerError, SymphonyError, Transpor
 from symphony.ledger.reputation import Offence, ReputationTable
 from symphony.llm.base import ChatModel, Completion, ModelError
 from symphony.pipeline.crossvote import cross_vote
-from symphony.pipeline.executor import FINAL_MAX_TOKENS, STEP_MAX_TOKENS, execution_messages, parse_step_answer
+from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind, normalize_answer
 from symphony.pipeline.planner import (
     PlanError,
@@ -350,7 +350,7 @@ class TaskService:
         try:
             completion = await self._chat(execution_messages(
                 task.question, question=task.background, previous=list(task.previous), is_final=task.final,
-                answer_kind=task.answer_kind), max_tokens=FINAL_MAX_TOKENS if task.final else STEP_MAX_TOKENS)
+                answer_kind=task.answer_kind), max_tokens=STEP_MAX_TOKENS)
         except ModelError as exc:
             return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000])
         step = parse_step_answer(completion.text, kind=task.answer_kind, is_final=task.final,
