@@ -83,5 +83,5 @@ def test_dashboard_is_served_at_both_paths(tmp_path) -> None:
         for path in ("/", "/dashboard"):
             page = httpx.get(str(node.info["api"]) + path, timeout=5)
             assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-            assert "EventSource(\"/v1/events\")" in page.text
+            assert 'fetch("/v1/events"' in page.text
             assert "http://" not in page.text and "https://" not in page.text, "self-contained: no external URL"
