@@ -76,7 +76,8 @@ def test_foreign_origin_is_forbidden_for_posts_and_the_event_stream(swarm: Swarm
     before = own_record(target)
     evil = {"origin": "http://evil.example"}
     assert httpx.post(api + "/v1/node/record", json=HOSTILE_RECORD, headers=evil, timeout=5).status_code == 403
-    assert httpx.post(api + "/v1/tasks", json={"question": "What is 6 * 7?"}, headers=evil, timeout=5).status_code == 403
+    ask = {"question": "What is 6 * 7?"}
+    assert httpx.post(api + "/v1/tasks", json=ask, headers=evil, timeout=5).status_code == 403
     with httpx.stream("GET", api + "/v1/events", headers=evil, timeout=5) as events:
         assert events.status_code == 403 and "access-control-allow-origin" not in events.headers
     assert own_record(target) == before
@@ -124,8 +125,8 @@ def test_locked_node_token_file_is_private_and_the_page_is_public(swarm: Swarm) 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k != "SYMPHONY_API_TOKEN"}
-    return subprocess.run([sys.executable, "-m", "symphony", *args], capture_output=True, text=True, timeout=60,
-                          env={**clean, **(env or {})})
+    return subprocess.run([sys.executable, "-m", "symphony", *args], check=False, capture_output=True, text=True,
+                          timeout=60, env={**clean, **(env or {})})
 
 
 def test_cli_finds_the_token(swarm: Swarm) -> None:

@@ -9,7 +9,9 @@ on that LAN. ``ApiGuard`` wraps every route and refuses, in this order:
 
 1. **421 Misdirected Request** when ``Host`` is not the API's own address: the address the
    connection arrived on (ASGI ``scope["server"]``, so ``--api HOST:0`` and a ``0.0.0.0``
-   bind work), plus ``localhost``/``127.0.0.1``/``[::1]`` when that address is loopback.
+   bind work), plus ``localhost``/``127.0.0.1``/``[::1]`` (and the ``0.0.0.0``/``[::]`` a
+   wildcard bind prints) when that address is loopback. Names other than these are never
+   accepted: reach a LAN-bound node by its IP address.
    DNS rebinding points a hostile name at 127.0.0.1; the browser then sends
    ``Host: evil.example``, and is refused before anything is read. 421 rather than 403: it
    says "this server is not that host", which tells an honest user who typed a DNS name to
@@ -58,7 +60,8 @@ TOKEN_FILE = "api-token"
 TOKEN_ENV = "SYMPHONY_API_TOKEN"
 PUBLIC_PATHS = frozenset({"/", "/dashboard"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+#: what a client on this machine may call a loopback API (0.0.0.0 and :: reach loopback listeners on Linux)
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "::")
 #: what browsers send in ``Sec-Fetch-Site`` for a request this origin's own page (or the user) made
 OWN_FETCH_SITES = frozenset({"same-origin", "none"})
 
@@ -122,11 +125,14 @@ def read_token(path: Path) -> str:
 
 
 def _normal_host(host: str) -> str:
-    """``host`` as compared: IP addresses in compressed form, names lower-case."""
+    """``host`` as compared: IP addresses in compressed form (an IPv4 client of a dual-stack ``::``
+    bind shows up as ``::ffff:a.b.c.d``: its IPv4 form), names lower-case."""
     try:
-        return ipaddress.ip_address(host).compressed
+        address = ipaddress.ip_address(host)
     except ValueError:
         return host.lower()
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).compressed
 
 
 def _authority(text: str, *, default_port: int) -> tuple[str, int] | None:

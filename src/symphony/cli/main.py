@@ -39,7 +39,8 @@ ApiOption = Annotated[
 ]
 TokenOption = Annotated[
     str | None, typer.Option("--api-token", envvar=TOKEN_ENV, show_envvar=True,
-                             help=f"Bearer token of a node whose API requires one. \\[default: --data-dir's {TOKEN_FILE}]")
+                             help=f"Bearer token of a node whose API requires one. "
+                                  f"\\[default: --data-dir's {TOKEN_FILE}]")
 ]
 NodeDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Data dir of a node on this machine: its API address (node.json) "
@@ -55,8 +56,8 @@ def node(
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file with the same keys as these options (data_dir, name, listen, "
-                                       "bootstrap, api, api_auth, skills, model, roles, memory_gb, accelerator, heartbeat, "
-                                       "anti_entropy); options given here override it.")
+                                       "bootstrap, api, api_auth, skills, model, roles, memory_gb, accelerator, "
+                                       "heartbeat, anti_entropy); options given here override it.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Human-readable agent name. \\[default: agent]")] = None,
     listen: Annotated[
