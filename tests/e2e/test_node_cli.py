@@ -33,6 +33,15 @@ def test_bad_node_options_name_the_fix(tmp_path, args: list[str], fix: str) -> N
     assert fix in result.stdout + result.stderr
 
 
+def test_unsafe_api_token_file_stops_the_start_with_the_fix(tmp_path) -> None:
+    (tmp_path / "api-token").write_text("x" * 43)
+    (tmp_path / "api-token").chmod(0o644)
+    result = run_cli("node", "--data-dir", str(tmp_path), "--api", "127.0.0.1:0", "--api-auth", "token")
+    assert result.returncode == 2
+    assert f"run chmod 600 {tmp_path / 'api-token'}" in result.stdout
+    assert not (tmp_path / "node.json").exists()
+
+
 def test_api_port_in_use_is_reported(tmp_path) -> None:
     with open_swarm(tmp_path) as swarm:
         first = swarm.spawn("a").wait_ready()
