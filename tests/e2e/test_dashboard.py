@@ -4,6 +4,7 @@ real node processes: it shows the peers, then a task appearing and finishing, li
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -83,5 +84,31 @@ def test_dashboard_is_served_at_both_paths(tmp_path) -> None:
         for path in ("/", "/dashboard"):
             page = httpx.get(str(node.info["api"]) + path, timeout=5)
             assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-            assert "EventSource(\"/v1/events\")" in page.text
+            assert 'fetch("/v1/events"' in page.text
             assert "http://" not in page.text and "https://" not in page.text, "self-contained: no external URL"
+
+
+def test_dashboard_works_when_the_token_is_required(tmp_path) -> None:
+    """With ``--api-auth token``, the dashboard address the node prints (token in the fragment) goes live and
+    asks; the token leaves the address bar; opened without it, the page says it needs the token."""
+    with open_swarm(tmp_path) as swarm:
+        node = swarm.spawn("n0", args=("--model", "scripted:arith", "--api-auth", "token")).wait_ready()
+        found = wait_for(lambda: re.search(r"dashboard (\S+#token=\S+)", node.output()), timeout=30,
+                         what="the node to print its dashboard address")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+            try:
+                bare = browser.new_page()
+                bare.goto(str(node.info["api"]) + "/")
+                bare.wait_for_selector("#conn.down >> text=token needed", timeout=30_000)
+                page = browser.new_page()  # sessionStorage is per tab: this one gets the token from the address
+                page.goto(found.group(1))
+                page.wait_for_selector("#conn.live", timeout=30_000)
+                assert "token" not in page.url
+                page.fill("#question", "What is 6 * 7?")
+                page.click("#ask button")
+                asked = page.locator('.task[data-status="done"]', has_text="What is 6 * 7?")
+                asked.wait_for(timeout=60_000)
+                assert asked.locator(".answer").inner_text() == "42"
+            finally:
+                browser.close()

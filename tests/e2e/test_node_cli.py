@@ -24,12 +24,22 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--bootstrap", "127.0.0.1:4001"], "not a multiaddr"),
         (["--api", "localhost"], "127.0.0.1:8470"),
         (["--name", ""], "--name"),
+        (["--api-auth", "tokn"], "--api-auth must be auto or token"),
     ],
 )
 def test_bad_node_options_name_the_fix(tmp_path, args: list[str], fix: str) -> None:
     result = run_cli("node", "--data-dir", str(tmp_path), *args)
     assert result.returncode == 2
     assert fix in result.stdout + result.stderr
+
+
+def test_unsafe_api_token_file_stops_the_start_with_the_fix(tmp_path) -> None:
+    (tmp_path / "api-token").write_text("x" * 43)
+    (tmp_path / "api-token").chmod(0o644)
+    result = run_cli("node", "--data-dir", str(tmp_path), "--api", "127.0.0.1:0", "--api-auth", "token")
+    assert result.returncode == 2
+    assert f"run chmod 600 {tmp_path / 'api-token'}" in result.stdout
+    assert not (tmp_path / "node.json").exists()
 
 
 def test_api_port_in_use_is_reported(tmp_path) -> None:
@@ -67,7 +77,8 @@ def one_node(tmp_path_factory) -> Swarm:
 )
 def test_update_api_validates_requests(one_node: Swarm, body: bytes, status: int, message: str) -> None:
     node = one_node.nodes[0]
-    response = httpx.post(node.info["api"] + "/v1/node/record", content=body, timeout=5)
+    response = httpx.post(node.info["api"] + "/v1/node/record", content=body,
+                          headers={"content-type": "application/json"}, timeout=5)
     assert response.status_code == status, response.text
     assert message in response.text
     assert node.get("/v1/node")["agent_id"] == node.agent_id, "node must keep serving"

@@ -189,8 +189,8 @@ def test_client_leaving_a_plain_request_cancels_its_question(swarm: Swarm) -> No
     body = json.dumps({"model": "symphony", "messages": ask(QUESTION), "symphony": {"cots": 1}}).encode()
     host, port = api.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as raw:
-        raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (host.encode(), port.encode(), len(body), body))
         wait_for(lambda: moved(before, metrics(slow), "symphony_beacon_rounds_total", role="planning"), timeout=30,
                  what="the question to start")
     wait_for(lambda: moved(before, metrics(slow), "symphony_tasks_total", outcome="cancelled"), timeout=30,

@@ -46,7 +46,7 @@ def test_five_processes_answer_with_three_chains(tmp_path) -> None:
         bad = httpx.post(nodes[2].info["api"] + "/v1/tasks", json={"question": "   "}, timeout=10)
         assert bad.status_code == 422 and "empty" in bad.text
         huge = httpx.post(nodes[2].info["api"] + "/v1/tasks", content=b'{"question": "' + b"x" * 1_000_000 + b'"}',
-                          timeout=10)
+                          headers={"content-type": "application/json"}, timeout=10)
         assert huge.status_code == 400 and "exceeds" in huge.text
         assert nodes[2].get("/v1/node")["agent_id"] == nodes[2].agent_id
 

@@ -65,7 +65,8 @@ def test_node_survives_and_memory_is_bounded_after_the_fuzzing(node: NodeProcess
     before = _rss_kb(node.proc.pid)
     big = b'{"question": "' + b"x" * (2 * 1024 * 1024) + b'"}'
     for _ in range(5):
-        response = httpx.post(str(node.info["api"]) + "/v1/tasks", content=big, timeout=10)
+        response = httpx.post(str(node.info["api"]) + "/v1/tasks", content=big, timeout=10,
+                              headers={"content-type": "application/json"})
         assert response.status_code in (400, 413, 422)
     assert node.get("/v1/node")["agent_id"] == node.agent_id
     assert _rss_kb(node.proc.pid) - before < 64 * 1024, "5 oversized bodies must not be kept"

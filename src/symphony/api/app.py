@@ -1,4 +1,6 @@
-"""Local HTTP API of a node. Bound to 127.0.0.1 by default; JSON in and out.
+"""Local HTTP API of a node. Bound to 127.0.0.1 by default; JSON in and out. Every route is
+behind ``api.guard.ApiGuard``: own Host and Origin only, JSON bodies only, and a bearer token
+when ``--api`` binds a non-loopback address or the node runs with ``--api-auth token``.
 
 - ``GET  /v1/node``              this node: ID, addresses, lamport, traffic, rejection counters
 - ``GET  /v1/peers``             every agent in the ledger with connectivity and availability
@@ -28,9 +30,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from symphony.api.guard import ApiGuard, node_api_token
 from symphony.api.http import EventStreamResponse, OptionsBody, read_json, sse
 from symphony.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from symphony.api.openai_compat import openai_routes
+from symphony.api.openai_compat import is_openai_path, openai_routes
 from symphony.node.daemon import task_view
 from symphony.protocol.messages import Hardware, LedgerRecord
 
@@ -87,6 +90,9 @@ async def _event_stream(node: Node) -> AsyncIterator[str]:
 
 
 def create_app(node: Node) -> ASGIApp:
+    """The API of ``node``, every route behind ``ApiGuard`` (Host, Origin, token, JSON checks).
+
+    Raises ``ConfigError`` if the token is required and its file is unsafe or unreadable."""
     async def get_node(request: Request) -> JSONResponse:
         return JSONResponse(node.info())
 
@@ -160,7 +166,9 @@ def create_app(node: Node) -> ASGIApp:
         return HTMLResponse(dashboard, headers={"Cache-Control": "no-cache"})
 
     dashboard = _dashboard_html()
-    return node.metrics.count_http_errors(Starlette(
+    assert node.config.api is not None, "create_app is only called for a node with an API"
+    token = node_api_token(node.data_dir, node.config.api, node.config.api_auth)
+    routes = Starlette(
         routes=[
             Route("/", get_dashboard),
             Route("/dashboard", get_dashboard),
@@ -175,4 +183,6 @@ def create_app(node: Node) -> ASGIApp:
             Route("/v1/ledger/{agent_id}", get_record),
             Route("/v1/node/record", update_record, methods=["POST"]),
         ]
-    ))
+    )
+    guarded = ApiGuard(routes, token=token, is_openai_path=is_openai_path, registry=node.metrics.registry)
+    return node.metrics.count_http_errors(guarded)

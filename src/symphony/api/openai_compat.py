@@ -15,8 +15,10 @@ disconnects (mid-stream, or while waiting for a plain reply) cancels its questio
 ``cancelled``); the node keeps serving.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 bad JSON,
-fields or an empty question; 413 a body over the cap; 415 a body that is not declared JSON; 404 an unknown model; 503 no planner
-available; 504 the deadline passed; 502 the network returned no usable answer.
+fields or an empty question; 413 a body over the cap; 404 an unknown model; 503 no planner
+available; 504 the deadline passed; 502 the network returned no usable answer. The API's guard
+(``api.guard``) answers in the same shape here: 415 a body not declared JSON, 401 a missing or
+wrong token (the OpenAI client's ``api_key`` is sent as the bearer token), 403/421 cross-site use.
 """
 
 from __future__ import annotations
@@ -109,11 +111,12 @@ class ChatCompletionRequest(BaseModel):
         return text
 
 
+def is_openai_path(path: str) -> bool:
+    """Whether ``path`` is one of these routes, whose errors (the guard's too) take OpenAI's shape."""
+    return path in ("/v1/models", "/v1/chat/completions") or path.startswith("/v1/models/")
+
+
 async def _parse(request: Request) -> ChatCompletionRequest:
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        # OpenAI clients always send JSON; a web page of another origin can POST text/plain to a
-        # local node without a CORS preflight, so refusing it keeps drive-by pages from using the network
-        raise OpenAIError(415, "send the body as Content-Type: application/json", code="unsupported_media_type")
     try:
         body = await read_json(request)
     except BodyTooLarge as exc:

@@ -52,7 +52,7 @@ def _stall(api: str) -> socket.socket:
     host, port = api.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.sendall(b"GET /v1/events HTTP/1.1\r\nHost: bench\r\n\r\n")
+    sock.sendall(f"GET /v1/events HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())  # a foreign Host is refused
     return sock
 
 

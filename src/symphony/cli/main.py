@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from symphony.api.guard import TOKEN_ENV, TOKEN_FILE, node_api_token, read_token
 from symphony.bench.accuracy import bench_accuracy
 from symphony.bench.loopback import bench_systems_libp2p
 from symphony.bench.robustness import bench_robustness
@@ -32,7 +34,17 @@ bench_app.command("systems-libp2p")(bench_systems_libp2p)
 bench_app.command("sharding")(bench_sharding)
 
 ApiOption = Annotated[
-    str, typer.Option("--api", help="API address of the node to ask (HOST:PORT or http URL).")
+    str | None, typer.Option("--api", help=f"API address of the node to ask (HOST:PORT or http URL). \\[default: "
+                                           f"the one in --data-dir's node.json, else {DEFAULT_API}]")
+]
+TokenOption = Annotated[
+    str | None, typer.Option("--api-token", envvar=TOKEN_ENV, show_envvar=True,
+                             help=f"Bearer token of a node whose API requires one. "
+                                  f"\\[default: --data-dir's {TOKEN_FILE}]")
+]
+NodeDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data dir of a node on this machine: its API address (node.json) "
+                                                 f"and token ({TOKEN_FILE}) are read from there.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print raw JSON instead of a table.")]
 
@@ -44,8 +56,8 @@ def node(
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file with the same keys as these options (data_dir, name, listen, "
-                                       "bootstrap, api, skills, model, roles, memory_gb, accelerator, heartbeat, "
-                                       "anti_entropy); options given here override it.")
+                                       "bootstrap, api, api_auth, skills, model, roles, memory_gb, accelerator, "
+                                       "heartbeat, anti_entropy); options given here override it.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Human-readable agent name. \\[default: agent]")] = None,
     listen: Annotated[
@@ -58,6 +70,11 @@ def node(
     api: Annotated[
         str | None, typer.Option(help=f"HOST:PORT for the local HTTP API, port 0 = any, 'none' = off. "
                                       f"\\[default: {DEFAULT_API}]")
+    ] = None,
+    api_auth: Annotated[
+        str | None, typer.Option(help=f"auto: the API requires a bearer token (created in DATA_DIR/{TOKEN_FILE}, "
+                                      "mode 0600) only when --api binds a non-loopback address; token: always. "
+                                      "\\[default: auto]")
     ] = None,
     skills: Annotated[
         list[str] | None, typer.Option("--skills", "--tags", help='Declared skills, e.g. "math, logic".')
@@ -91,14 +108,16 @@ def node(
     from symphony.node.daemon import Node
 
     given = {"data_dir": data_dir, "name": name, "listen": listen, "bootstrap": bootstrap, "api": api,
-             "skills": skills, "model": model, "roles": roles, "memory_gb": memory_gb, "accelerator": accelerator,
-             "heartbeat": heartbeat, "anti_entropy": anti_entropy, "shards": shards}
+             "api_auth": api_auth, "skills": skills, "model": model, "roles": roles, "memory_gb": memory_gb,
+             "accelerator": accelerator, "heartbeat": heartbeat, "anti_entropy": anti_entropy, "shards": shards}
     try:
         values = load_node_file(config) if config else {}
         values.update({key: value for key, value in given.items() if value is not None and value != []})
         node_cfg = node_config(values)
         the_node = Node(node_cfg)  # checks the model spec and packages, binds the ports
         probe_model_server(node_cfg.model)
+        # made (or checked) now, so an unsafe token file stops the start with the fix
+        token = node_api_token(node_cfg.data_dir, node_cfg.api, node_cfg.api_auth) if node_cfg.api else None
     except (ConfigError, ValidationError) as exc:
         print_error(exc)
         raise typer.Exit(2) from exc
@@ -113,6 +132,7 @@ def node(
                 console.print(f"  listening {addr}", highlight=False)
             if info["api"]:
                 console.print(f"  api {info['api']}", highlight=False)
+                console.print(f"  dashboard {dashboard_url(info['api'], token)}", highlight=False, soft_wrap=True)
 
     try:
         trio.run(main)
@@ -128,19 +148,60 @@ async def _stop_on_signal(the_node: Any) -> None:
             return
 
 
-def _api_get(api: str, path: str) -> Any:
-    base = api if api.startswith("http") else f"http://{api}"
+def dashboard_url(api_url: str, token: str | None) -> str:
+    """The dashboard's address; the token rides in the fragment, which the browser never sends to a server."""
+    return f"{api_url}/" + (f"#token={token}" if token else "")
+
+
+@dataclass(frozen=True)
+class ApiTarget:
+    """The node API a client command talks to, and the headers that authenticate it."""
+
+    base: str
+    headers: dict[str, str]
+
+
+def api_target(api: str | None, token: str | None, data_dir: Path | None) -> ApiTarget:
+    """Resolve ``--api``, ``--api-token`` (or ``SYMPHONY_API_TOKEN``) and ``--data-dir`` into a target.
+
+    Explicit options win; ``--data-dir`` supplies the address from its ``node.json`` and the
+    token from its ``api-token`` file; the address defaults to ``DEFAULT_API``, the token to none."""
     try:
-        response = httpx.get(base + path, timeout=10)
+        if api is None and data_dir is not None:
+            api = _running_api(data_dir)
+        if token is None and data_dir is not None and (data_dir / TOKEN_FILE).exists():
+            token = read_token(data_dir / TOKEN_FILE)
+    except ConfigError as exc:
+        print_error(exc)
+        raise typer.Exit(1) from exc
+    api = api or DEFAULT_API
+    return ApiTarget(base=api if api.startswith("http") else f"http://{api}",
+                     headers={"Authorization": f"Bearer {token}"} if token else {})
+
+
+def _running_api(data_dir: Path) -> str:
+    try:
+        api = json.loads((data_dir / "node.json").read_text()).get("api")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"no running node in {data_dir} (cannot read node.json: {exc}); start it with "
+                          "`symphony node`, or pass --api") from exc
+    if not api:
+        raise ConfigError(f"the node in {data_dir} serves no API (it runs with --api none)")
+    return str(api)
+
+
+def _api_get(target: ApiTarget, path: str) -> Any:
+    try:
+        response = httpx.get(target.base + path, headers=target.headers, timeout=10)
     except httpx.TransportError as exc:
-        print_error(f"no node API at {base} ({exc}); start one with `symphony node` or pass --api")
+        print_error(f"no node API at {target.base} ({exc}); start one with `symphony node` or pass --api")
         raise typer.Exit(1) from exc
     if response.status_code >= 400:
         try:
             detail = response.json().get("error", response.text)
         except ValueError:
             detail = response.text
-        print_error(f"{base}{path}: HTTP {response.status_code}: {detail}")
+        print_error(f"{target.base}{path}: HTTP {response.status_code}: {detail}")
         raise typer.Exit(1)
     return response.json()
 
@@ -148,7 +209,9 @@ def _api_get(api: str, path: str) -> Any:
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question to put to the network.")],
-    api: ApiOption = DEFAULT_API,
+    api: ApiOption = None,
+    api_token: TokenOption = None,
+    data_dir: NodeDirOption = None,
     cots: Annotated[int, typer.Option(help="Number of planners / chains of thought (k).")] = 3,
     strategy: Annotated[str, typer.Option(help="Executor selection: cosine | random | linucb.")] = "cosine",
     max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.")] = 5,
@@ -159,17 +222,17 @@ def ask(
     as_json: JsonOption = False,
 ) -> None:
     """Ask the network a question through a node; print the answer, the vote and the trace."""
-    base = api if api.startswith("http") else f"http://{api}"
+    target = api_target(api, api_token, data_dir)
     body = {"question": question, "cots": cots, "strategy": strategy, "max_steps": max_steps, "deadline_s": deadline,
             "wait": True, **({"task_id": task_id} if task_id else {})}
     try:
-        response = httpx.post(base + "/v1/tasks", json=body, timeout=deadline + 30)
+        response = httpx.post(target.base + "/v1/tasks", json=body, headers=target.headers, timeout=deadline + 30)
         record = response.json()
     except httpx.TransportError as exc:
-        print_error(f"no node API at {base} ({exc}); start one with `symphony node` or pass --api")
+        print_error(f"no node API at {target.base} ({exc}); start one with `symphony node` or pass --api")
         raise typer.Exit(1) from exc
     except ValueError as exc:
-        print_error(f"{base} answered HTTP {response.status_code} without JSON: {response.text[:300]}")
+        print_error(f"{target.base} answered HTTP {response.status_code} without JSON: {response.text[:300]}")
         raise typer.Exit(1) from exc
     if as_json:
         console.print_json(data=record)
@@ -177,31 +240,35 @@ def ask(
     if response.status_code != 200 or record.get("status") != "done":
         print_error(record.get("error", response.text), label="no answer")
         raise typer.Exit(1)
-    print_trace(record["trace"], agent_names(api))
+    print_trace(record["trace"], agent_names(target))
 
 
-def agent_names(api: str) -> dict[str, str]:
+def agent_names(target: ApiTarget) -> dict[str, str]:
     """Agent ID -> declared name, from the node's ledger replica (for readable traces)."""
-    return {row["agent_id"]: row["name"] for row in _api_get(api, "/v1/ledger")["records"]}
+    return {row["agent_id"]: row["name"] for row in _api_get(target, "/v1/ledger")["records"]}
 
 
 @app.command()
 def status(
     task_id: Annotated[str, typer.Argument(help="Task ID printed by `symphony ask --json`.")],
-    api: ApiOption = DEFAULT_API,
+    api: ApiOption = None,
+    api_token: TokenOption = None,
+    data_dir: NodeDirOption = None,
 ) -> None:
     """Show a task this node initiated: running, done (with its trace) or failed."""
-    record = _api_get(api, f"/v1/tasks/{task_id}")
+    target = api_target(api, api_token, data_dir)
+    record = _api_get(target, f"/v1/tasks/{task_id}")
     if record["status"] == "done":
-        print_trace(record["trace"], agent_names(api))
+        print_trace(record["trace"], agent_names(target))
     else:
         console.print(f"{record['status']}: {record.get('error', '')}")
 
 
 @app.command()
-def peers(api: ApiOption = DEFAULT_API, as_json: JsonOption = False) -> None:
+def peers(api: ApiOption = None, api_token: TokenOption = None, data_dir: NodeDirOption = None,
+          as_json: JsonOption = False) -> None:
     """List the agents this node knows, with connectivity and availability."""
-    rows = _api_get(api, "/v1/peers")["peers"]
+    rows = _api_get(api_target(api, api_token, data_dir), "/v1/peers")["peers"]
     if as_json:
         console.print_json(data=rows)
         return
@@ -213,9 +280,10 @@ def peers(api: ApiOption = DEFAULT_API, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def ledger(api: ApiOption = DEFAULT_API, as_json: JsonOption = False) -> None:
+def ledger(api: ApiOption = None, api_token: TokenOption = None, data_dir: NodeDirOption = None,
+           as_json: JsonOption = False) -> None:
     """Print the node's replica of the capability ledger."""
-    data = _api_get(api, "/v1/ledger")
+    data = _api_get(api_target(api, api_token, data_dir), "/v1/ledger")
     if as_json:
         console.print_json(data=data)
         return

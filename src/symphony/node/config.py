@@ -74,6 +74,8 @@ class NodeConfig:
     listen: list[str] = field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
     bootstrap: list[str] = field(default_factory=list)
     api: str | None = DEFAULT_API
+    #: "auto": API token required only when ``api`` binds a non-loopback address; "token": always
+    api_auth: str = "auto"
     tags: list[str] = field(default_factory=list)
     model: str | None = None
     #: pipeline roles this node offers; None = both (planner and executor) when it has a model
@@ -93,6 +95,8 @@ class NodeConfig:
             _check_multiaddr(addr, option="--bootstrap", needs_peer=True)
         if self.api is not None:
             parse_host_port(self.api)
+        if self.api_auth not in ("auto", "token"):
+            raise ConfigError(f"--api-auth must be auto or token, not {self.api_auth!r}")
         if not 0 < len(self.name) <= 64:
             raise ConfigError(f"--name must be 1 to 64 characters, not {self.name!r}")
         if self.roles is not None:
@@ -109,7 +113,7 @@ class NodeConfig:
 #: Keys of a ``symphony node --config FILE`` TOML file: the command's flags ('-' or '_' both work),
 #: each with its type. List keys also take one string ("math, logic" for skills).
 FILE_KEYS: dict[str, type] = {
-    "data_dir": str, "name": str, "listen": list, "bootstrap": list, "api": str, "skills": list,
+    "data_dir": str, "name": str, "listen": list, "bootstrap": list, "api": str, "api_auth": str, "skills": list,
     "model": str, "roles": list, "memory_gb": float, "accelerator": str, "heartbeat": float, "anti_entropy": float,
     "shards": int,
 }
@@ -196,7 +200,8 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
     return NodeConfig(
         data_dir=Path(values["data_dir"]).expanduser(), name=values.get("name", "agent"),
         listen=values.get("listen") or ["/ip4/127.0.0.1/tcp/0"], bootstrap=values.get("bootstrap", []),
-        api=None if api.lower() == "none" else api, tags=split_list(values.get("skills", [])),
+        api=None if api.lower() == "none" else api, api_auth=values.get("api_auth", "auto"),
+        tags=split_list(values.get("skills", [])),
         model=values.get("model"), roles=tuple(split_list(values["roles"])) if values.get("roles") else None,
         hardware=hardware,
         heartbeat_interval_s=values.get("heartbeat", 60.0), anti_entropy_interval_s=values.get("anti_entropy", 30.0),

@@ -94,13 +94,18 @@ class NodeProcess:
     def addr(self) -> str:
         return str(self.info["addrs"][0])
 
+    def api_headers(self) -> dict[str, str]:
+        """The bearer token of a node whose API requires one (``--api-auth token``); none otherwise."""
+        path = self.data_dir / "api-token"
+        return {"Authorization": f"Bearer {path.read_text().strip()}"} if path.exists() else {}
+
     def get(self, path: str) -> Any:
-        response = httpx.get(str(self.info["api"]) + path, timeout=5)
+        response = httpx.get(str(self.info["api"]) + path, headers=self.api_headers(), timeout=5)
         response.raise_for_status()
         return response.json()
 
     def post(self, path: str, body: Any) -> httpx.Response:
-        return httpx.post(str(self.info["api"]) + path, json=body, timeout=5)
+        return httpx.post(str(self.info["api"]) + path, json=body, headers=self.api_headers(), timeout=5)
 
     def ledger(self) -> dict[str, dict[str, Any]]:
         return {row["agent_id"]: row for row in self.get("/v1/ledger")["records"]}
