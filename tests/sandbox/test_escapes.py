@@ -181,15 +181,15 @@ print(sorted(line.split(":")[0].strip() for line in open("/proc/net/dev").readli
 
 
 def test_writes_outside_the_private_tmp_never_reach_the_host(jail: Jail, tmp_path: Path) -> None:
-    """An existing host file keeps its content whatever the program tries; /usr and the program are
-    read-only; writes that work land in the sandbox's own tmpfs and vanish with it."""
+    """An existing host file keeps its content whatever the program tries; /usr, the program, the root and
+    /dev (unsized tmpfs mounts) are read-only; writes that work land in the sized /tmp and vanish with it."""
     tmp_path.chmod(0o777)
     victim = tmp_path / "victim.txt"
     victim.write_text("original")
     victim.chmod(0o666)
     result = jail(f"""
 import os
-for path in ({str(victim)!r}, "/usr/symphony-pwned", "/sandbox/program.py"):
+for path in ({str(victim)!r}, "/usr/symphony-pwned", "/sandbox/program.py", "/bomb", "/dev/shm/bomb"):
     try:
         open(path, "w").write("pwned")
         print("wrote", path)
@@ -199,8 +199,9 @@ os.makedirs({str(tmp_path)!r}, exist_ok=True)  # recreate the host's path in the
 open({str(victim)!r}, "w").write("pwned")
 print("private copy", open({str(victim)!r}).read())
 """)
-    assert result.output.splitlines() == [f"refused {victim} 2", "refused /usr/symphony-pwned 30",
-                                          "refused /sandbox/program.py 30", "private copy pwned"], result.output
+    read_only = ["/usr/symphony-pwned", "/sandbox/program.py", "/bomb", "/dev/shm/bomb"]
+    expected = [f"refused {victim} 2", *(f"refused {path} 30" for path in read_only), "private copy pwned"]
+    assert result.output.splitlines() == expected, result.output
     assert victim.read_text() == "original"
     assert not Path("/usr/symphony-pwned").exists()
 
@@ -226,7 +227,7 @@ print(sorted(os.listdir("/")))
     assert secret not in result.output
     lines = result.output.splitlines()
     assert lines[0::2][:6] == [f"{p} False" for p in (in_tmp, home_secret, "/root", "/home", "/etc/passwd", project)]
-    visible = eval(lines[-1])  # noqa: S307 (our own program printed a list of names)
+    visible = eval(lines[-1])
     assert not {"root", "home", "etc", "work"} & set(visible), visible
 
 

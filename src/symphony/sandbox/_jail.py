@@ -10,7 +10,7 @@ What the program gets (everything else does not exist for it):
 
 * its own user, network, pid, ipc, uts, mount and cgroup namespaces: no network at all (an
   empty namespace with only a loopback), no view of host processes, no new user namespaces;
-* a root holding ``/usr`` (and its merged-/usr links ``/bin``, ``/lib``, ...) read-only, the
+* a read-only root holding ``/usr`` (and its merged-/usr links ``/bin``, ``/lib``, ...) read-only, the
   interpreter's prefix read-only when it lives elsewhere, the program read-only at
   ``/sandbox/program.py``, and a private, size-limited tmpfs at ``/tmp`` (its working
   directory). No ``/etc``, ``/home``, ``/root``, data directories or keys;
@@ -161,6 +161,8 @@ def bwrap_argv(*, interp: Interpreter, limits: Limits, timeout_s: float, program
         "--size", str(limits.scratch_bytes), "--tmpfs", WORK_DIR,
         "--ro-bind-data", str(program_fd), PROGRAM_PATH,
         "--chdir", WORK_DIR, "--seccomp", str(seccomp_fd), "--json-status-fd", str(status_fd),
+        # bubblewrap's root and /dev are unsized tmpfs mounts: read-only, so /tmp is the only place to write.
+        "--remount-ro", "/dev", "--remount-ro", "/",
         "--",
     ]
     # -I: no user site, no PYTHON* variables, no script dir on sys.path; -B: no bytecode writes.

@@ -73,7 +73,7 @@ def seccomp_filter() -> bytes:
 
     Raises ``ImportError`` or ``OSError`` when libseccomp is missing (``_jail`` reports it).
     """
-    import pyseccomp  # loads libseccomp.so.2 with ctypes at import
+    import pyseccomp  # type: ignore[import-untyped]  # loads libseccomp.so.2 with ctypes at import
 
     rules = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
     for name in DENIED_SYSCALLS:

@@ -140,7 +140,7 @@ class _Watch:
 
     def _follow(self, deadline: float) -> bool:
         """Read output and status until the output's end of file (every sandbox process closed it)."""
-        assert self.proc.stdout is not None  # noqa: S101 (Popen was given stdout=PIPE)
+        assert self.proc.stdout is not None
         with selectors.DefaultSelector() as selector:
             selector.register(self.proc.stdout, selectors.EVENT_READ)
             selector.register(self.status, selectors.EVENT_READ)
@@ -173,7 +173,7 @@ class _Watch:
         program ended by itself, bubblewrap exits only after pid 1 did: nothing is left to wait for.)"""
         _kill_group(self.proc)
         self.proc.wait()
-        assert self.proc.stdout is not None  # noqa: S101
+        assert self.proc.stdout is not None
         self.proc.stdout.close()
         self._on_status(self.status.read(), running=False)  # what was not read yet (bubblewrap has exited)
         if self._pidfd is not None:
