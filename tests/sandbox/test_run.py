@@ -59,9 +59,11 @@ def test_signals_are_named_in_the_reason() -> None:
     assert _exit_reason(1) == "exited with 1"
 
 
-def test_limits_must_be_positive() -> None:
+def test_limits_and_the_timeout_must_be_positive() -> None:
     with pytest.raises(ConfigError, match=r"^sandbox limit memory_bytes must be a positive int, not 0$"):
         Limits(memory_bytes=0)
+    with pytest.raises(ConfigError, match=r"^timeout_s must be positive, not 0$"):
+        run_python("pass", timeout_s=0)
 
 
 def test_a_missing_tool_is_a_clear_error() -> None:

@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import IO, Final
 
+from symphony.errors import ConfigError
 from symphony.sandbox._jail import INSTALL_HINT, SandboxUnavailableError, bwrap_argv, host_user, interpreter
 from symphony.sandbox._policy import Limits, seccomp_filter
 
 DEFAULT_LIMITS: Final = Limits()
 _CHILD_PID: Final = re.compile(rb'"child-pid": *(\d+)')
+_SETUP_S: Final = 30.0  # building the jail takes ~20 ms; this bounds a bubblewrap that hangs
 _TEARDOWN_S: Final = 10.0  # SIGKILLed processes exit at once; only a task stuck in the kernel could take longer
 # Signals whose name explains the stop better than a number: the rlimits' own, and the usual crashes.
 _SIGNAL_REASONS: Final = {
@@ -67,10 +69,13 @@ class _Tail:
 def run_python(source: str, *, timeout_s: float = 10.0, limits: Limits = DEFAULT_LIMITS) -> SandboxResult:
     """Run ``source`` as ``__main__`` in the jail (see ``symphony.sandbox``) and say how it ended.
 
-    When it returns, no process of the sandbox is left. Never raises for what the program does.
+    ``timeout_s`` counts from the moment the jail is built. When it returns, no process of the sandbox
+    is left. Never raises for what the program does.
     Raises ``SandboxUnavailableError`` when this machine cannot isolate it (no bubblewrap, no user
     namespaces, no libseccomp): then nothing ran.
     """
+    if not timeout_s > 0:
+        raise ConfigError(f"timeout_s must be positive, not {timeout_s!r}")
     user = host_user()
     data_fds = [_data_fd("program", source.encode()), _data_fd("seccomp", _filter())]
     status_read, status_write = os.pipe()
@@ -85,10 +90,11 @@ def run_python(source: str, *, timeout_s: float = 10.0, limits: Limits = DEFAULT
         for fd in (*data_fds, status_write):
             os.close(fd)
     with os.fdopen(status_read, "rb") as status:
-        watch = _Watch(proc, status, _Tail(limits.output_bytes, bytearray()))
-        timed_out = watch.run(deadline=time.monotonic() + timeout_s)
+        watch = _Watch(proc, status, _Tail(limits.output_bytes, bytearray()), timeout_s)
+        timed_out = watch.run()
     if watch.sandbox_pid is None:
-        raise SandboxUnavailableError(f"bubblewrap could not build the sandbox ({_text(watch.tail.data).strip()}); "
+        raise SandboxUnavailableError(f"bubblewrap could not build the sandbox within {_SETUP_S:g} s "
+                                      f"({_text(watch.tail.data).strip()}); "
                                       "it needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0) "
                                       f"and {INSTALL_HINT}")
     return _result(proc.returncode, timed_out, watch.tail, timeout_s)
@@ -114,38 +120,43 @@ def _data_fd(name: str, data: bytes) -> int:
 class _Watch:
     """One sandbox from the outside: its output, bubblewrap's JSON status, and its pid namespace.
 
-    bubblewrap reports ``child-pid``, the host pid of the sandbox's pid 1; a pidfd on it becomes
-    readable only once pid 1 has exited, which the kernel lets happen only after every other
-    process of the namespace is gone. So waiting on it proves the whole tree is dead.
+    bubblewrap reports ``child-pid``, the host pid of the sandbox's pid 1, once the jail is built: the
+    program's ``timeout_s`` counts from then (building it gets ``_SETUP_S`` of its own). A pidfd on
+    that pid 1 becomes readable only once it has exited, which the kernel lets happen only after
+    every other process of the namespace is gone: waiting on it proves the whole tree is dead.
     """
 
     proc: subprocess.Popen[bytes]
     status: IO[bytes]
     tail: _Tail
+    timeout_s: float
     sandbox_pid: int | None = None
     _status_text: bytes = b""
     _pidfd: int | None = None
+    _deadline: float = 0.0
 
-    def run(self, *, deadline: float) -> bool:
-        """Follow the sandbox until it ends or ``deadline``; kill what is left; True when it timed out."""
+    def run(self) -> bool:
+        """Follow the sandbox until it ends or its deadline; kill what is left; True when it timed out."""
+        self._deadline = time.monotonic() + _SETUP_S
         try:
-            ended = self._follow(deadline)
+            ended = self._follow()
             if ended:
-                self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                self.proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             ended = False
         finally:
             self._finish()
         return not ended
 
-    def _follow(self, deadline: float) -> bool:
+    def _follow(self) -> bool:
         """Read output and status until the output's end of file (every sandbox process closed it)."""
         assert self.proc.stdout is not None
         with selectors.DefaultSelector() as selector:
             selector.register(self.proc.stdout, selectors.EVENT_READ)
             selector.register(self.status, selectors.EVENT_READ)
-            while (left := deadline - time.monotonic()) > 0:
-                for key, _ in selector.select(left):
+            while (left := self._deadline - time.monotonic()) > 0:
+                ready = selector.select(left)  # the status first: it starts the program's clock
+                for key, _ in sorted(ready, key=lambda event: event[0].fileobj is not self.status):
                     chunk = os.read(key.fd, 1 << 16)
                     if key.fileobj is not self.status:
                         if not chunk:
@@ -164,6 +175,7 @@ class _Watch:
             return
         self.sandbox_pid = int(found.group(1))
         if running:  # open it at once, before the pid could be reused
+            self._deadline = time.monotonic() + self.timeout_s
             with contextlib.suppress(ProcessLookupError):
                 self._pidfd = os.pidfd_open(self.sandbox_pid)
 
