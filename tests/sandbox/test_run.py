@@ -55,7 +55,7 @@ def test_asyncio_works_without_the_network(jail: Jail) -> None:
 def test_signals_are_named_in_the_reason() -> None:
     """bubblewrap reports 128 + N for signal N: the rlimits' own signals get their meaning."""
     assert _exit_reason(128 + 24) == "killed by SIGXCPU (CPU time limit)"
-    assert _exit_reason(137) == "killed by SIGKILL (killed)"
+    assert _exit_reason(137) == "killed by SIGKILL (CPU hard limit or out of memory)"
     assert _exit_reason(1) == "exited with 1"
 
 

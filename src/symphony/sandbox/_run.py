@@ -25,7 +25,7 @@ _TEARDOWN_S: Final = 10.0  # SIGKILLed processes exit at once; only a task stuck
 _SIGNAL_REASONS: Final = {
     signal.SIGXCPU: "CPU time limit",
     signal.SIGXFSZ: "file size limit",
-    signal.SIGKILL: "killed",
+    signal.SIGKILL: "CPU hard limit or out of memory",
     signal.SIGSEGV: "crashed",
     signal.SIGABRT: "aborted",
     signal.SIGSYS: "forbidden syscall",
