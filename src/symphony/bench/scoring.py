@@ -6,8 +6,8 @@ that by the value the answer states: small models box their working ("\\boxed{6 
 "\\boxed{x = 48}", "\\boxed{8\\text{servings}}"), which is right when the right-hand side of its last
 "=" equals the gold once a unit in ``\\text{}`` is dropped; option
 letters and yes/no by their normalised form; free text (BBH word sorting, Dyck completions) by
-normalised text; code (HumanEval) by running the item's tests on the completion in
-``bench.sandbox`` (pass@1: one completion, pass or fail).
+normalised text; code (HumanEval) by running the item's tests on the completion in the
+``symphony.sandbox`` jail (pass@1: one completion, pass or fail).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import re
 from typing import Final
 
 from symphony.bench.datasets import Item
-from symphony.bench.sandbox import humaneval_program, run_python
 from symphony.pipeline.extraction import AnswerKind, answers_equivalent, extract_answer
+from symphony.sandbox import run_python
 
 _UNIT: Final = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{[^{}]*\}")
 
@@ -35,8 +35,22 @@ def matches_gold(answer: str, gold: str, kind: AnswerKind) -> bool:
     return kind == "number" and bool(value) and value != answer.strip() and answers_equivalent(value, gold, kind)
 
 
+def humaneval_program(completion: str, *, prompt: str, test: str, entry_point: str) -> str:
+    """The program HumanEval runs for a completion: the prompt, the completion, the tests, a check.
+
+    A completion that defines ``entry_point`` itself replaces the prompt's stub (the prompt still
+    supplies its imports and helpers); otherwise it is taken as the stub's body.
+    """
+    if f"def {entry_point}" in completion:
+        body = f"{prompt}    pass\n\n{completion}"
+    else:
+        body = prompt + completion
+    return f"{body}\n\n{test}\n\ncheck({entry_point})\n"
+
+
 def score(item: Item, answer: str | None, *, timeout_s: float = 10.0) -> bool:
-    """Whether ``answer`` (already extracted, or None) is right for ``item``. Code runs sandboxed."""
+    """Whether ``answer`` (already extracted, or None) is right for ``item``. Code runs sandboxed; raises
+    ``SandboxUnavailableError`` when this machine cannot isolate it (it is never run unisolated)."""
     if answer is None or not answer.strip():
         return False
     if item.kind == "code":
@@ -49,4 +63,4 @@ def score(item: Item, answer: str | None, *, timeout_s: float = 10.0) -> bool:
     return matches_gold(answer, item.gold, item.kind)
 
 
-__all__ = ["matches_gold", "score", "stated_value"]
+__all__ = ["humaneval_program", "matches_gold", "score", "stated_value"]
