@@ -190,12 +190,16 @@ async def test_request_round_trip_counts_payload_bytes_on_both_sides() -> None:
             "bytes_received": {ECHO: 300},
             "messages_sent": {ECHO: 1},
             "messages_received": {ECHO: 1},
+            "offences": {},
+            "refused": {},
         }
         assert server.stats.snapshot() == {
             "bytes_sent": {ECHO: 300},
             "bytes_received": {ECHO: 1000},
             "messages_sent": {ECHO: 1},
             "messages_received": {ECHO: 1},
+            "offences": {},
+            "refused": {},
         }
 
 
