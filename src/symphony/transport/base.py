@@ -74,7 +74,8 @@ OFFENCE_REASONS = {
     "too_many_streams": "more concurrent inbound streams on one protocol than the per-peer cap",
     "slow_request": "a request not fully sent within the read deadline",
     "oversized_request": "a request length prefix above the size limit",
-    "truncated_request": "the stream ended in the middle of a request",
+    "truncated_request": "the stream ended (closed, or reset as yamux may report it) before a whole request came; "
+    "an honest peer causes it only when its connection breaks in the middle of sending",
     "malformed_request": "a request length prefix that is not a valid varint",
 }
 """Every ``TransportOffence.reason`` an engine reports, with what it means."""
