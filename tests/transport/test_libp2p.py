@@ -520,6 +520,19 @@ async def test_a_peer_cannot_hold_more_than_its_share_of_a_protocol() -> None:
         assert node.stats.offences["too_many_streams"] == 7
 
 
+async def test_requests_past_a_protocols_slots_are_refused_and_counted() -> None:
+    """When every slot of a protocol is taken, the next stream is reset and counted as refused
+    (local overload, not an offence of the peer)."""
+    config = Libp2pConfig(listen=LOOPBACK.listen, max_concurrent_inbound=2, request_read_timeout_s=3600)
+    async with open_libp2p_transport(Identity.generate(), config) as node, open_stranger() as stranger:
+        node.set_handler(ECHO, echo)
+        peer = await stranger.dial(node.listen_addrs()[0])
+        for _ in range(3):
+            await stranger.try_open(peer, ECHO)
+        await wait_until(lambda: node.stats.refused[ECHO] == 1)
+        assert node.stats.offences == {}
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
