@@ -50,6 +50,13 @@ cancels the service. ``_ContainedPubsub`` catches it. Each of these is an offenc
 peer (``TransportOffence``): counted in ``stats.offences`` and passed to ``on_offence``
 handlers, never an error of the node.
 
+Why not py-libp2p's resource manager (``libp2p.rcmgr``): the swarm consults it only once
+per inbound stream, before negotiation (``SwarmConn._handle_muxed_stream`` calls
+``acquire_stream(peer, INBOUND)``), so its per-protocol and per-peer-per-protocol limits
+(``acquire_scoped_stream``) are never applied to inbound streams; with it set, the swarm
+also queues every stream on one global semaphore, which a single peer can fill. It
+neither reads requests under a deadline nor tells us who offended.
+
 Shutdown runs in reverse: our pumps are cancelled, then gossipsub and pubsub stop, then
 ``_close_host`` closes every connection and listener (explicitly: see its docstring for
 the py-libp2p bug that makes this necessary). No peer events are delivered once closing
