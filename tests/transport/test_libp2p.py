@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 import trio
+from libp2p.network.stream.exceptions import StreamEOF, StreamReset
 
 from symphony.errors import ConfigError, PeerUnreachable, RequestTimeout, TransportError
 from symphony.protocol.identity import Identity
-from symphony.transport.base import PeerEvent, Transport
-from symphony.transport.libp2p import Libp2pConfig, Libp2pTransport, open_libp2p_transport
+from symphony.transport.base import PeerEvent, Transport, TransportOffence
+from symphony.transport.libp2p import Libp2pConfig, Libp2pTransport, check_port_free, open_libp2p_transport
+from tests.transport.stranger import (
+    GARBAGE,
+    NON_UTF8_PROTOCOL_LINE,
+    forged_publish,
+    frame,
+    open_stranger,
+    write_and_close,
+)
 
 LOOPBACK = Libp2pConfig(listen=["/ip4/127.0.0.1/tcp/0"])
 ECHO = "/symphony/test-echo/1.0.0"
@@ -190,12 +200,16 @@ async def test_request_round_trip_counts_payload_bytes_on_both_sides() -> None:
             "bytes_received": {ECHO: 300},
             "messages_sent": {ECHO: 1},
             "messages_received": {ECHO: 1},
+            "offences": {},
+            "refused": {},
         }
         assert server.stats.snapshot() == {
             "bytes_sent": {ECHO: 300},
             "bytes_received": {ECHO: 1000},
             "messages_sent": {ECHO: 1},
             "messages_received": {ECHO: 1},
+            "offences": {},
+            "refused": {},
         }
 
 
@@ -434,3 +448,135 @@ def test_heartbeat_backs_off_from_the_peers_it_prunes() -> None:
     router.mesh[TOPIC] = set()
     grafted, _ = router.mesh_heartbeat()
     assert grafted and not set(grafted) & set(pruned)
+
+
+# -- hostile peers -----------------------------------------------------------------
+
+
+async def wait_for_offences(node: Libp2pTransport, reason: str, count: int) -> None:
+    await wait_until(lambda: node.stats.offences[reason] >= count)
+
+
+async def test_every_served_protocol_survives_every_kind_of_garbage() -> None:
+    """A stranger writes each kind of garbage on every protocol the node serves (read from the
+    node's own handler table) and on an unnegotiated stream: the node resets what it cannot
+    parse, counts it against the stranger, and two honest nodes still talk through it."""
+    async with open_nodes(2) as [node, honest], open_stranger() as stranger:
+        node.set_handler(ECHO, echo)
+        await node.subscribe(TOPIC, Inbox())
+        offences: list[TransportOffence] = []
+        node.on_offence(offences.append)
+        peer = await stranger.dial(node.listen_addrs()[0])
+        protocols = node.served_protocols()
+        assert {ECHO, "/meshsub/1.0.0", "/meshsub/1.1.0", "/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"} <= set(protocols)
+        for protocol in protocols:
+            for data in GARBAGE.values():
+                await write_and_close(await stranger.open(peer, protocol), data)
+        await write_and_close(await stranger.open_unnegotiated(peer), NON_UTF8_PROTOCOL_LINE)
+        for seqno, protocol in enumerate(("/meshsub/1.0.0", "/meshsub/1.1.0")):
+            await write_and_close(await stranger.open(peer, protocol), forged_publish(TOPIC, seqno))
+
+        # Deterministic outcomes: protobuf parse errors on both gossipsub versions, the
+        # non-UTF-8 negotiation line, the two forged messages, and a too-large and a
+        # truncated request on ECHO.
+        await wait_for_offences(node, "protocol_error", 3)
+        await wait_for_offences(node, "invalid_message", 2)
+        await wait_for_offences(node, "oversized_request", 1)
+        await wait_for_offences(node, "truncated_request", 1)
+        assert {o.peer_id for o in offences} == {stranger.peer_id}
+        assert {"/meshsub/1.0.0", "/meshsub/1.1.0", "/multistream/1.0.0"} <= {o.protocol for o in offences}
+
+        inbox = Inbox()
+        await honest.subscribe(TOPIC, inbox)
+        await link(honest, node)
+        assert await honest.request(node.peer_id, ECHO, b"still here", timeout=5) == b"still here"
+        await wait_until(lambda: node.mesh_peers(TOPIC) == [honest.peer_id])
+        await node.publish(TOPIC, b"and gossiping")
+        await wait_until(lambda: inbox.data() == [b"and gossiping"])
+
+
+async def test_a_peer_cannot_hold_more_than_its_share_of_a_protocol() -> None:
+    """Silent streams beyond the per-peer cap are reset and counted; an honest request on the
+    same protocol is still served, and the stranger is served again once its streams end."""
+    config = Libp2pConfig(
+        listen=LOOPBACK.listen, max_inbound_streams_per_peer=3, max_concurrent_inbound=4, request_read_timeout_s=3600
+    )
+    async with open_libp2p_transport(Identity.generate(), config) as node, open_nodes(1) as [honest]:
+        node.set_handler(ECHO, echo)
+        async with open_stranger() as stranger:
+            peer = await stranger.dial(node.listen_addrs()[0])
+            # The node resets streams past the cap as soon as they are negotiated, which may
+            # be before the stranger's side has finished negotiating: such opens fail.
+            silent = [await stranger.try_open(peer, ECHO) for _ in range(10)]
+            await wait_for_offences(node, "too_many_streams", 7)
+            await link(honest, node)
+            assert await honest.request(node.peer_id, ECHO, b"mine", timeout=5) == b"mine"
+            for stream in silent:
+                if stream is not None:
+                    await stream.reset()
+            stream = await stranger.open(peer, ECHO)
+            await stream.write(frame(b"now polite"))
+            assert await stream.read() == frame(b"now polite")
+        assert node.stats.offences["too_many_streams"] == 7
+
+
+async def test_requests_past_a_protocols_slots_are_refused_and_counted() -> None:
+    """When every slot of a protocol is taken, the next stream is reset and counted as refused
+    (local overload, not an offence of the peer)."""
+    config = Libp2pConfig(listen=LOOPBACK.listen, max_concurrent_inbound=2, request_read_timeout_s=3600)
+    async with open_libp2p_transport(Identity.generate(), config) as node, open_stranger() as stranger:
+        node.set_handler(ECHO, echo)
+        peer = await stranger.dial(node.listen_addrs()[0])
+        for _ in range(3):
+            await stranger.try_open(peer, ECHO)
+        await wait_until(lambda: node.stats.refused[ECHO] == 1)
+        assert node.stats.offences == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (None, "slow_request"),
+        (b"", "truncated_request"),
+        (GARBAGE["truncated_frame"], "truncated_request"),
+        (GARBAGE["huge_length_prefix"], "oversized_request"),
+        (b"\xff" * 11, "malformed_request"),
+    ],
+)
+async def test_a_request_not_sent_in_time_and_in_shape_is_reset(data: bytes | None, reason: str) -> None:
+    """A silent, truncated, oversized or unparseable request never reaches the handler: the
+    stream is reset and the sender reported, within the short read deadline."""
+    config = Libp2pConfig(listen=LOOPBACK.listen, request_read_timeout_s=0.2)
+    async with open_libp2p_transport(Identity.generate(), config) as node, open_stranger() as stranger:
+        called: list[bytes] = []
+
+        async def handler(peer: str, payload: bytes) -> bytes:
+            called.append(payload)
+            return payload
+
+        node.set_handler(ECHO, handler)
+        offences: list[TransportOffence] = []
+        node.on_offence(offences.append)
+        stream = await stranger.open(await stranger.dial(node.listen_addrs()[0]), ECHO)
+        if data is not None:
+            await write_and_close(stream, data)
+        with pytest.raises((StreamReset, StreamEOF)):
+            while True:  # until the node resets the stream
+                if not await stream.read():
+                    raise StreamEOF
+        assert offences == [TransportOffence(stranger.peer_id, ECHO, reason)] and called == []
+
+
+def test_port_probe_sees_a_live_listener_but_not_time_wait() -> None:
+    """check_port_free refuses a port someone listens on, and accepts one whose only sockets
+    are connections in TIME_WAIT (what a crashed node leaves)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        with pytest.raises(ConfigError, match="another process holds the port"):
+            check_port_free(f"/ip4/127.0.0.1/tcp/{port}")
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+    accepted.close()  # the side that closes first keeps the port in TIME_WAIT
+    assert client.recv(1) == b""
+    client.close()
+    check_port_free(f"/ip4/127.0.0.1/tcp/{port}")

@@ -106,6 +106,8 @@ async def test_request_returns_reply_and_counts_payload_bytes() -> None:
             "bytes_received": {PROTO: 10},
             "messages_sent": {PROTO: 1},
             "messages_received": {PROTO: 1},
+            "offences": {},
+            "refused": {},
         }
         assert b.stats.bytes_received[PROTO] == 5 and b.stats.bytes_sent[PROTO] == 10
 

@@ -36,6 +36,7 @@ from symphony.protocol.limits import RateLimiter
 from symphony.protocol.messages import LedgerRecord
 from symphony.transport.base import (
     MessageHandler,
+    OffenceHandler,
     PeerEventHandler,
     RequestHandler,
     Transport,
@@ -173,3 +174,6 @@ class GuardedTransport:
 
     def on_peer_event(self, handler: PeerEventHandler) -> None:
         self.inner.on_peer_event(handler)
+
+    def on_offence(self, handler: OffenceHandler) -> None:
+        self.inner.on_offence(handler)

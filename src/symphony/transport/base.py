@@ -18,6 +18,13 @@ Semantics both engines share:
   when a direct connection opens or closes.
 - **Statistics**: payload bytes and message counts per protocol/topic, in both
   directions, so benchmarks count real serialized bytes.
+- **Offences**: misbehaviour of a remote peer that the transport itself sees (bytes no
+  protocol can parse, too many streams at once, a request not sent in time) never reaches
+  the handlers above. The offending stream is reset, the offence is counted in
+  ``TransportStats.offences`` by reason, and every ``on_offence`` handler is called with a
+  ``TransportOffence`` naming the peer, so the node's reputation table can hold it against
+  that peer. Rejections by the handlers themselves (``PeerError``) are not offences here:
+  the layer that rejects counts them.
 """
 
 from __future__ import annotations
@@ -43,14 +50,49 @@ class PeerEvent:
 PeerEventHandler = Callable[[PeerEvent], None]
 
 
+@dataclass(frozen=True)
+class TransportOffence:
+    """A remote peer broke a protocol's rules at the transport; its stream was reset.
+
+    Attributes:
+        peer_id: The authenticated peer that sent the stream.
+        protocol: The protocol ID the stream was opened for, or the multistream ID
+            when the peer broke protocol negotiation itself.
+        reason: A stable word (``OFFENCE_REASONS``).
+    """
+
+    peer_id: str
+    protocol: str
+    reason: str
+
+
+OffenceHandler = Callable[[TransportOffence], None]
+
+OFFENCE_REASONS = {
+    "protocol_error": "a protocol handler failed on the peer's bytes (a frame that does not parse)",
+    "invalid_message": "processing a pubsub message the peer forwarded failed",
+    "too_many_streams": "more concurrent inbound streams on one protocol than the per-peer cap",
+    "slow_request": "a request not fully sent within the read deadline",
+    "oversized_request": "a request length prefix above the size limit",
+    "truncated_request": "the stream ended (closed, or reset as yamux may report it) before a whole request came; "
+    "an honest peer causes it only when its connection breaks in the middle of sending",
+    "malformed_request": "a request length prefix that is not a valid varint",
+}
+"""Every ``TransportOffence.reason`` an engine reports, with what it means."""
+
+
 @dataclass
 class TransportStats:
-    """Application payload bytes and message counts, keyed by protocol ID or topic."""
+    """Application payload bytes and message counts, keyed by protocol ID or topic, and
+    inbound streams turned away: ``offences`` (the peer's fault) keyed by reason,
+    ``refused`` (local overload: every slot of a protocol busy) keyed by protocol."""
 
     bytes_sent: Counter[str] = field(default_factory=Counter)
     bytes_received: Counter[str] = field(default_factory=Counter)
     messages_sent: Counter[str] = field(default_factory=Counter)
     messages_received: Counter[str] = field(default_factory=Counter)
+    offences: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
 
     def record_sent(self, channel: str, size: int) -> None:
         self.bytes_sent[channel] += size
@@ -66,6 +108,8 @@ class TransportStats:
             "bytes_received": dict(self.bytes_received),
             "messages_sent": dict(self.messages_sent),
             "messages_received": dict(self.messages_received),
+            "offences": dict(self.offences),
+            "refused": dict(self.refused),
         }
 
 
@@ -102,3 +146,7 @@ class Transport(Protocol):
     async def publish(self, topic: str, data: bytes) -> None: ...
 
     def on_peer_event(self, handler: PeerEventHandler) -> None: ...
+
+    def on_offence(self, handler: OffenceHandler) -> None:
+        """Call ``handler`` with every ``TransportOffence`` from now on (errors are logged)."""
+        ...

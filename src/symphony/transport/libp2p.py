@@ -12,10 +12,14 @@ Theory of operation
   downgrade us to plaintext nor to secio) and yamux. The libp2p key is derived from the
   ``Identity`` seed, so ``peer_id == identity.agent_id`` and every connection is
   authenticated as that agent by the Noise handshake.
-- **Request/response**: py-libp2p's ``RequestResponse`` with ``BytesCodec``; one
-  length-prefixed request and one reply per stream. Our wrapper counts bytes, turns the
-  remote peer's ID into a string and logs handler failures; a failing handler resets the
-  stream, which the caller sees as ``PeerUnreachable``.
+- **Request/response**: the wire format of py-libp2p's ``RequestResponse``: one
+  varint-length-prefixed request and one reply per stream, then close. The client side is
+  ``RequestResponse.send_request``. The server side is ours (``_request_server``), because
+  py-libp2p's takes one of the protocol's slots before reading the request and reads it
+  under the handler's deadline: about 65 silent streams held every slot for an hour. Ours
+  reads the request under its own short deadline (``request_read_timeout_s``), then runs
+  the handler under the long one. A failing handler resets the stream, which the caller
+  sees as ``PeerUnreachable``.
 - **Publish/subscribe**: ``Pubsub`` over ``GossipSub`` with strict signing (the source
   handed to a handler is the verified original publisher). Each subscribed topic gets a
   pump task in our nursery that drains libp2p's subscription channel into the handler,
@@ -23,6 +27,35 @@ Theory of operation
 - **Peer events**: a network notifee (py-libp2p's ``INotifee``). The swarm removes a
   closed connection from its table *before* it notifies, so "leave" is emitted when the
   last connection to a peer closes and "join" when the first one opens.
+
+Hostile peers
+-------------
+Any peer that completes the Noise handshake can open streams on every protocol the host
+serves and write any bytes. py-libp2p lets an exception from a protocol handler escape
+into the connection's nursery (``SwarmConn._handle_muxed_stream``), which ends the whole
+process: one non-protobuf frame on ``/meshsub/1.1.0`` did (``Pubsub.stream_handler``
+catches only stream errors, not ``DecodeError``). So every inbound stream runs under a
+``_StreamGuard``, installed where py-libp2p hands a negotiated stream to its handler
+(``_GuardedMultiselect``, sharing the host's handler table, so protocols registered later
+are guarded too) and around negotiation itself (``BasicHost._swarm_stream_handler``, which
+lets a non-UTF-8 protocol line's ``UnicodeDecodeError`` escape). The guard
+
+- caps the streams one peer holds open on one protocol (``max_inbound_streams_per_peer``;
+  the next is reset), so one peer cannot take a protocol's shared slots, and
+- turns any exception from the handler into a reset of that stream.
+
+py-libp2p also runs work for a peer outside the stream's handler: ``Pubsub`` processes
+each received message in a task of its service (``push_msg``), and an exception there
+cancels the service. ``_ContainedPubsub`` catches it. Each of these is an offence of the
+peer (``TransportOffence``): counted in ``stats.offences`` and passed to ``on_offence``
+handlers, never an error of the node.
+
+Why not py-libp2p's resource manager (``libp2p.rcmgr``): the swarm consults it only once
+per inbound stream, before negotiation (``SwarmConn._handle_muxed_stream`` calls
+``acquire_stream(peer, INBOUND)``), so its per-protocol and per-peer-per-protocol limits
+(``acquire_scoped_stream``) are never applied to inbound streams; with it set, the swarm
+also queues every stream on one global semaphore, which a single peer can fill. It
+neither reads requests under a deadline nor tells us who offended.
 
 Shutdown runs in reverse: our pumps are cancelled, then gossipsub and pubsub stop, then
 ``_close_host`` closes every connection and listener (explicitly: see its docstring for
@@ -56,29 +89,33 @@ from __future__ import annotations
 
 import logging
 import socket as stdlib_socket
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee, ISubscriptionAPI
+from libp2p.abc import IHost, IMultiselectCommunicator, INetConn, INetStream, INetwork, INotifee, ISubscriptionAPI
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
-from libp2p.custom_types import TProtocol
-from libp2p.exceptions import BaseLibp2pError
+from libp2p.custom_types import StreamHandlerFn, TProtocol
+from libp2p.exceptions import BaseLibp2pError, ParseError
+from libp2p.host.basic_host import BasicHost
+from libp2p.io.exceptions import IncompleteReadError, IOException, MessageTooLarge
+from libp2p.io.msgio import VarIntLengthMsgReadWriter
 from libp2p.network.auto_connector import AutoConnector
+from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.protocol_muxer.multiselect import DEFAULT_NEGOTIATE_TIMEOUT, MULTISELECT_PROTOCOL_ID, Multiselect
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.request_response import (
     BytesCodec,
     ProtocolNotSupportedError,
-    RequestContext,
     RequestResponse,
     RequestResponseConfig,
     RequestResponseError,
@@ -93,9 +130,11 @@ from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTime
 from symphony.protocol.identity import Identity
 from symphony.transport.base import (
     MessageHandler,
+    OffenceHandler,
     PeerEvent,
     PeerEventHandler,
     RequestHandler,
+    TransportOffence,
     TransportStats,
 )
 
@@ -105,7 +144,6 @@ logger = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
 _CODEC = BytesCodec()
-_ServeFn = Callable[[bytes, RequestContext], Awaitable[bytes]]
 # /meshsub/1.1.0 brings prune backoff and scoring hooks; 1.0.0 for older peers.
 _GOSSIP_PROTOCOLS = [PROTOCOL_ID_V11, PROTOCOL_ID]
 # py-libp2p refuses inbound pubsub frames above 1 MiB and then drops the peer's stream;
@@ -128,12 +166,21 @@ class Libp2pConfig:
         max_reply_bytes: Largest reply payload sent or accepted.
         max_publish_bytes: Largest pubsub payload we publish (below 1 MiB, py-libp2p's
             inbound frame limit).
-        max_concurrent_inbound: Inbound requests served at once per protocol; more are
-            reset.
-        handler_timeout_s: Server-side limit to read a request, run the handler and
-            write the reply. It must outlast the longest legitimate request: a planner
-            runs its whole chain inside one Task request (minutes on CPU models), and
-            Task handlers already stop at the task's own deadline (at most an hour).
+        max_concurrent_inbound: Inbound requests served at once per protocol, from all
+            peers together; more are reset and counted in ``stats.refused``.
+        max_inbound_streams_per_peer: Inbound streams one peer may hold open at once on
+            one protocol (any protocol: ours, gossipsub, identify, ping); more are reset
+            and reported as a ``too_many_streams`` offence. An honest peer keeps one
+            gossipsub stream per connection and rarely has more than a few requests in
+            flight to one node.
+        request_read_timeout_s: Server-side limit to receive a whole request once its
+            stream is open; a slower peer is reset and reported (``slow_request``). At
+            the default, a 1 MiB request needs at least 100 KB/s.
+        handler_timeout_s: Server-side limit to run the handler and write the reply,
+            counted once the request is read. It must outlast the longest legitimate
+            request: a planner runs its whole chain inside one Task request (minutes on
+            CPU models), and Task handlers already stop at the task's own deadline (at
+            most an hour).
         dial_timeout_s: Limit for ``connect``.
     """
 
@@ -144,6 +191,8 @@ class Libp2pConfig:
     max_reply_bytes: int = 4 * _MIB
     max_publish_bytes: int = 512 * 1024
     max_concurrent_inbound: int = 64
+    max_inbound_streams_per_peer: int = 8
+    request_read_timeout_s: float = 10.0
     handler_timeout_s: float = 3600.0
     dial_timeout_s: float = 10.0
 
@@ -152,10 +201,10 @@ class Libp2pConfig:
         for addr in self.listen:
             _parse_listen(addr)
         _require(self.gossip_degree >= 1, f"gossip_degree must be >= 1, not {self.gossip_degree!r}")
-        for name in ("gossip_heartbeat_s", "handler_timeout_s", "dial_timeout_s"):
+        for name in ("gossip_heartbeat_s", "request_read_timeout_s", "handler_timeout_s", "dial_timeout_s"):
             value = getattr(self, name)
             _require(value > 0, f"{name} must be > 0, not {value!r}")
-        for name in ("max_request_bytes", "max_reply_bytes", "max_concurrent_inbound"):
+        for name in ("max_request_bytes", "max_reply_bytes", "max_concurrent_inbound", "max_inbound_streams_per_peer"):
             value = getattr(self, name)
             _require(value >= 1, f"{name} must be >= 1, not {value!r}")
         _require(
@@ -186,6 +235,11 @@ def check_port_free(addr: str) -> None:
     py-libp2p binds with SO_REUSEPORT (for hole punching), so on Linux a second node
     would silently *share* a port with the first and the kernel would split incoming
     connections between them. A probe bind without SO_REUSEPORT detects that.
+
+    The probe does set SO_REUSEADDR, as the listener itself does (trio sets it): without
+    it, the connections a crashed node left in TIME_WAIT on this port refused a restart
+    for a minute, though no process held the port. With it, only a socket still
+    listening on the port makes the bind fail.
     """
     maddr = _parse_listen(addr)
     port = int(maddr.value_for_protocol("tcp"))
@@ -197,6 +251,7 @@ def check_port_free(addr: str) -> None:
         else (stdlib_socket.AF_INET, maddr.value_for_protocol("ip4"))
     )
     with stdlib_socket.socket(family, stdlib_socket.SOCK_STREAM) as probe:
+        probe.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -254,6 +309,146 @@ class _NoPeerExchangeGossipSub(GossipSub):
         return peers_to_graft, peers_to_prune
 
 
+class _OffenceLog:
+    """Counts peers' offences in ``stats.offences`` and hands each to the ``on_offence``
+    handlers. Shared by the stream guard, the pubsub service and the request server."""
+
+    def __init__(self, stats: TransportStats) -> None:
+        self.stats = stats
+        self._handlers: list[OffenceHandler] = []
+
+    def subscribe(self, handler: OffenceHandler) -> None:
+        self._handlers.append(handler)
+
+    def report(self, peer: ID, protocol: str, reason: str, detail: str = "") -> None:
+        # Logged at debug only: a stranger can cause these at line rate, and the counters
+        # (API, metrics) already make them visible.
+        logger.debug("offence by %s on %s: %s %s", peer, protocol, reason, detail)
+        self.stats.offences[reason] += 1
+        offence = TransportOffence(peer.to_base58(), protocol, reason)
+        for handler in list(self._handlers):
+            try:
+                handler(offence)
+            except Exception:
+                logger.exception("offence handler failed on %s", offence)
+
+
+class _StreamGuard:
+    """Runs inbound streams' handlers so that no peer can stop the node or hog a protocol.
+
+    ``run`` caps the streams one peer holds open on one protocol, and ``contain`` turns
+    an exception from a handler into a reset of that stream and an offence of its peer.
+    Catching every ``Exception`` is the point here: py-libp2p's handlers raise whatever
+    their parsers raise (``DecodeError``, ``UnicodeDecodeError``, ``ValueError``, ...),
+    and anything that escapes ends the process (see the module docstring). Cancellation
+    is a ``BaseException`` and passes through.
+    """
+
+    def __init__(self, offences: _OffenceLog, per_peer: int) -> None:
+        self._offences = offences
+        self._per_peer = per_peer
+        self._open: Counter[tuple[ID, str]] = Counter()
+
+    async def run(self, protocol: str, handler: StreamHandlerFn, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id
+        key = (peer, protocol)
+        if self._open[key] >= self._per_peer:
+            self._offences.report(peer, protocol, "too_many_streams")
+            await _reset(stream)
+            return
+        self._open[key] += 1
+        try:
+            await self.contain(protocol, handler, stream)
+        finally:
+            self._open[key] -= 1
+            if not self._open[key]:
+                del self._open[key]
+
+    async def contain(self, protocol: str, handler: StreamHandlerFn, stream: INetStream) -> None:
+        try:
+            await handler(stream)
+        except Exception as exc:  # noqa: BLE001 - containing every error is the point (docstring)
+            self._offences.report(stream.muxed_conn.peer_id, protocol, "protocol_error", repr(exc))
+            await _reset(stream)
+
+    def negotiation(self, dispatch: StreamHandlerFn) -> StreamHandlerFn:
+        """Wrap the host's whole inbound dispatch (negotiation, then the handler) so a
+        peer that breaks multistream negotiation is contained too."""
+
+        async def contained(stream: INetStream) -> None:
+            await self.contain(MULTISELECT_PROTOCOL_ID, dispatch, stream)
+
+        return contained
+
+
+class _GuardedMultiselect(Multiselect):
+    """py-libp2p's ``Multiselect`` (protocol_muxer/multiselect.py) whose ``negotiate`` hands
+    ``BasicHost._swarm_stream_handler`` the chosen handler wrapped in ``_StreamGuard.run``.
+
+    It shares the host's handler table, so a protocol registered at any time (pubsub's,
+    ours, identify, ping, whatever a later py-libp2p adds) is guarded without listing it.
+    """
+
+    def __init__(self, handlers: dict[TProtocol | None, StreamHandlerFn | None], guard: _StreamGuard) -> None:
+        super().__init__()
+        self.handlers = handlers  # the same dict object: later set_stream_handler calls land here
+        self._guard = guard
+
+    async def negotiate(
+        self, communicator: IMultiselectCommunicator, negotiate_timeout: int = DEFAULT_NEGOTIATE_TIMEOUT
+    ) -> tuple[TProtocol | None, StreamHandlerFn | None]:
+        protocol, handler = await super().negotiate(communicator, negotiate_timeout)
+        if protocol is None or handler is None:
+            return protocol, handler
+        chosen, run = handler, self._guard.run
+
+        async def guarded(stream: INetStream) -> None:
+            await run(protocol, chosen, stream)
+
+        return protocol, guarded
+
+
+def _guard_inbound_streams(host: IHost, guard: _StreamGuard) -> None:
+    if not isinstance(host, BasicHost):
+        raise TypeError(f"new_host built a {type(host).__name__}, not a BasicHost; update _guard_inbound_streams")
+    host.multiselect = _GuardedMultiselect(host.multiselect.handlers, guard)
+    host.get_network().set_stream_handler(guard.negotiation(host._swarm_stream_handler))
+
+
+class _ContainedPubsub(Pubsub):
+    """``Pubsub`` whose per-message work cannot stop the service.
+
+    py-libp2p's read loop (``Pubsub.continuously_read_stream``) hands each received
+    message to ``push_msg`` as a task of the Pubsub service (``manager.run_task``); if that
+    task raises, the service manager cancels the whole service, and the node with it.
+    Here a failure on a message from another peer is that peer's ``invalid_message``
+    offence; a failure on our own message (``publish`` also goes through ``push_msg``)
+    still reaches our caller.
+    """
+
+    def __init__(self, host: IHost, router: GossipSub, offences: _OffenceLog) -> None:
+        super().__init__(host, router, strict_signing=True)
+        self._gossip = router
+        self._offences = offences
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        try:
+            await super().push_msg(msg_forwarder, msg)
+        except Exception as exc:
+            if msg_forwarder == self.my_id:
+                raise
+            protocol = self._gossip.peer_protocol.get(msg_forwarder, PROTOCOL_ID_V11)
+            self._offences.report(msg_forwarder, protocol, "invalid_message", repr(exc))
+
+
+async def _reset(stream: INetStream) -> None:
+    """Reset ``stream``, ignoring failure: the connection may already be gone."""
+    try:
+        await stream.reset()
+    except Exception:
+        logger.debug("resetting a stream failed", exc_info=True)
+
+
 class _PeerEventNotifee(INotifee):
     """Forwards swarm connection events to ``Libp2pTransport._on_connected/_on_closed``."""
 
@@ -291,24 +486,19 @@ class Libp2pTransport:
     Obtain one from ``open_libp2p_transport``; it is only usable inside that block.
     """
 
-    def __init__(self, host: IHost, pubsub: Pubsub, config: Libp2pConfig) -> None:
+    def __init__(self, host: IHost, pubsub: Pubsub, config: Libp2pConfig, offences: _OffenceLog) -> None:
         self._host = host
         self._pubsub = pubsub
         self._config = config
-        self._rr = RequestResponse(host)
+        self._rr = RequestResponse(host)  # client side only; we serve with _request_server
         self._peer_id = host.get_id().to_base58()
-        self._stats = TransportStats()
+        self._offences = offences
+        self._stats = offences.stats
         self._peer_handlers: list[PeerEventHandler] = []
         self._joined: set[ID] = set()
         self._topic_handlers: dict[str, MessageHandler] = {}
         self._nursery: trio.Nursery | None = None
         self._closing = False
-        self._server_config = RequestResponseConfig(
-            timeout=config.handler_timeout_s,
-            max_request_size=config.max_request_bytes,
-            max_response_size=config.max_reply_bytes,
-            max_concurrent_inbound=config.max_concurrent_inbound,
-        )
         host.get_network().register_notifee(_PeerEventNotifee(self))
 
     # -- identity, addresses, statistics -------------------------------------------
@@ -324,8 +514,13 @@ class Libp2pTransport:
 
         Requests count as sent once attempted, even if they then fail; a publish counts
         once, however many peers it reaches; only deliveries to our handlers count as
-        received."""
+        received. ``offences`` and ``refused`` count inbound streams turned away."""
         return self._stats
+
+    def served_protocols(self) -> list[str]:
+        """Every protocol ID the host answers now: ours, gossipsub's, identify, ping
+        (libp2p-specific; each one is guarded against hostile bytes)."""
+        return sorted(str(p) for p in self._host.get_mux().get_protocols() if p)
 
     def listen_addrs(self) -> list[str]:
         """The bound listen addresses (real ports) each ending in ``/p2p/<peer_id>``."""
@@ -378,6 +573,11 @@ class Libp2pTransport:
         self._joined.discard(peer)
         self._emit(PeerEvent("leave", peer.to_base58()))
 
+    def on_offence(self, handler: OffenceHandler) -> None:
+        """Call ``handler`` with every ``TransportOffence`` from now on (see the module
+        docstring and ``base.OFFENCE_REASONS``). Errors are logged, not raised."""
+        self._offences.subscribe(handler)
+
     def _emit(self, event: PeerEvent) -> None:
         for handler in list(self._peer_handlers):
             try:
@@ -395,17 +595,81 @@ class Libp2pTransport:
         fails; this node keeps serving.
         """
         _check_protocol(protocol)
-        self._rr.set_handler(TProtocol(protocol), self._serve(protocol, handler), _CODEC, self._server_config)
+        self._host.set_stream_handler(TProtocol(protocol), self._request_server(protocol, handler))
 
-    def _serve(self, protocol: str, handler: RequestHandler) -> _ServeFn:
-        async def serve(payload: bytes, ctx: RequestContext) -> bytes:
-            peer = ctx.peer_id.to_base58()
-            self._stats.record_received(protocol, len(payload))
-            reply = await _call_handler(protocol, handler, peer, payload)
-            self._stats.record_sent(protocol, len(reply))
-            return reply
+    def _request_server(self, protocol: str, handler: RequestHandler) -> StreamHandlerFn:
+        """The server side of ``RequestResponse``'s wire format for ``protocol``, taking at
+        most ``max_concurrent_inbound`` streams at once (the per-peer cap is the guard's)."""
+        slots = trio.Semaphore(self._config.max_concurrent_inbound)
+
+        async def serve(stream: INetStream) -> None:
+            try:
+                slots.acquire_nowait()
+            except trio.WouldBlock:
+                self._stats.refused[protocol] += 1
+                logger.warning(
+                    "all %d slots for %s busy: refusing a request", self._config.max_concurrent_inbound, protocol
+                )
+                await _reset(stream)
+                return
+            try:
+                await self._answer(protocol, handler, stream)
+            finally:
+                slots.release()
 
         return serve
+
+    async def _answer(self, protocol: str, handler: RequestHandler, stream: INetStream) -> None:
+        """Read the request, run the handler, write the reply and close; on any failure
+        reset the stream, which the caller sees as ``PeerUnreachable``."""
+        payload = await self._read_request(protocol, stream)
+        if payload is None:
+            return
+        peer = stream.muxed_conn.peer_id.to_base58()
+        self._stats.record_received(protocol, len(payload))
+        with trio.move_on_after(self._config.handler_timeout_s) as deadline:
+            reply = await _call_handler(protocol, handler, peer, payload)
+            if reply is not None and len(reply) > self._config.max_reply_bytes:
+                logger.error("%s reply of %d bytes exceeds max_reply_bytes", protocol, len(reply))
+                reply = None
+            if reply is None:
+                await _reset(stream)
+                return
+            try:
+                await VarIntLengthMsgReadWriter(stream, self._config.max_reply_bytes).write_msg(reply)
+                await stream.close()
+            except IOException as exc:  # the caller gave up or the connection broke
+                logger.debug("could not reply to %s on %s: %s", peer, protocol, exc)
+                await _reset(stream)
+                return
+            self._stats.record_sent(protocol, len(reply))
+        if deadline.cancelled_caught:
+            logger.warning("%s handler did not answer %s within %s s", protocol, peer, self._config.handler_timeout_s)
+            await _reset(stream)
+
+    async def _read_request(self, protocol: str, stream: INetStream) -> bytes | None:
+        """Read one length-prefixed request within ``request_read_timeout_s``. If the peer
+        does not send one in time and in shape, reset the stream, report the offence and
+        return None."""
+        peer = stream.muxed_conn.peer_id
+        reader = VarIntLengthMsgReadWriter(stream, self._config.max_request_bytes)
+        reason = "slow_request"
+        with trio.move_on_after(self._config.request_read_timeout_s):
+            try:
+                return await reader.read_msg()
+            except MessageTooLarge:
+                reason = "oversized_request"
+            except ParseError:
+                reason = "malformed_request"
+            except (IncompleteReadError, StreamEOF):
+                reason = "truncated_request"
+            except IOException as exc:  # reset by the peer or the connection closed: it gave up
+                logger.debug("%s request from %s abandoned: %s", protocol, peer, exc)
+                await _reset(stream)
+                return None
+        self._offences.report(peer, protocol, reason)
+        await _reset(stream)
+        return None
 
     async def request(self, peer: str, protocol: str, payload: bytes, *, timeout: float) -> bytes:
         """Send ``payload`` to ``peer`` on ``protocol`` and return the reply.
@@ -524,20 +788,20 @@ class Libp2pTransport:
         self._closing = True
 
 
-async def _call_handler(protocol: str, handler: RequestHandler, peer: str, payload: bytes) -> bytes:
-    """Run a request handler; log any failure and raise it as a libp2p error, which
-    makes ``RequestResponse`` reset the stream (the caller sees ``PeerUnreachable``)."""
+async def _call_handler(protocol: str, handler: RequestHandler, peer: str, payload: bytes) -> bytes | None:
+    """Run a request handler and return its reply, or log its failure and return None
+    (the stream is then reset: the caller sees ``PeerUnreachable``)."""
     try:
         reply = await handler(peer, payload)
     except PeerError as exc:
         logger.warning("rejected %s request from %s: %s (%s)", protocol, peer, exc, exc.reason)
-        raise RequestResponseError(f"request rejected: {exc.reason}") from exc
-    except Exception as exc:
+        return None
+    except Exception:
         logger.exception("%s handler failed on a request from %s", protocol, peer)
-        raise RequestResponseError("handler failed") from exc
+        return None
     if not isinstance(reply, bytes):
         logger.error("%s handler returned %s, not bytes", protocol, type(reply).__name__)
-        raise RequestResponseError("handler returned no bytes")
+        return None
     return reply
 
 
@@ -546,7 +810,7 @@ def _check_protocol(protocol: str) -> None:
         raise ConfigError(f"protocol must look like /name/version without spaces, not {protocol!r}")
 
 
-def _build_host(identity: Identity, config: Libp2pConfig, listen: list[Multiaddr]) -> IHost:
+def _build_host(identity: Identity, config: Libp2pConfig, listen: list[Multiaddr], offences: _OffenceLog) -> IHost:
     key_pair = create_new_key_pair(identity.seed)
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
     host = new_host(
@@ -556,6 +820,7 @@ def _build_host(identity: Identity, config: Libp2pConfig, listen: list[Multiaddr
         disable_identify_address_discovery=True,
     )
     _disable_auto_dial(host)
+    _guard_inbound_streams(host, _StreamGuard(offences, config.max_inbound_streams_per_peer))
     return host
 
 
@@ -593,10 +858,11 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
     listen = [_parse_listen(addr) for addr in config.listen]
     for addr in config.listen:
         check_port_free(addr)
-    host = _build_host(identity, config, listen)
+    offences = _OffenceLog(TransportStats())
+    host = _build_host(identity, config, listen, offences)
     router = _build_router(config)
-    pubsub = Pubsub(host, router, strict_signing=True)
-    transport = Libp2pTransport(host, pubsub, config)
+    pubsub = _ContainedPubsub(host, router, offences)
+    transport = Libp2pTransport(host, pubsub, config, offences)
     async with host.run(listen_addrs=listen):
         try:
             async with background_trio_service(pubsub), background_trio_service(router):

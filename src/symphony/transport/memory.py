@@ -75,6 +75,7 @@ from symphony.errors import ConfigError, PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
 from symphony.transport.base import (
     MessageHandler,
+    OffenceHandler,
     PeerEvent,
     PeerEventHandler,
     RequestHandler,
@@ -413,6 +414,11 @@ class MemoryTransport:
 
     def on_peer_event(self, handler: PeerEventHandler) -> None:
         self._peer_handlers.append(handler)
+
+    def on_offence(self, handler: OffenceHandler) -> None:
+        """Accepted for the ``Transport`` interface; never called. Messages here are Python
+        objects, not bytes, so there is no framing a peer could break, and requests are not
+        read from streams that a peer could hold open."""
 
     async def connect(self, addr: str) -> str:
         """Dial ``addr`` (``/memory/<index>/p2p/<peer_id>``); return the remote peer ID.
