@@ -533,6 +533,23 @@ async def test_requests_past_a_protocols_slots_are_refused_and_counted() -> None
         assert node.stats.offences == {}
 
 
+async def test_strangers_cannot_take_a_members_slot() -> None:
+    """Strangers that fill their own pool are refused, while a member's request is still served."""
+    config = Libp2pConfig(listen=LOOPBACK.listen, max_concurrent_inbound_strangers=2, request_read_timeout_s=3600)
+    member = Identity.generate()
+    async with (open_libp2p_transport(Identity.generate(), config) as node, open_stranger() as stranger,
+                open_libp2p_transport(member, LOOPBACK) as honest):
+        node.set_handler(ECHO, echo)
+        node.set_membership(lambda peer: peer == member.agent_id)
+        peer = await stranger.dial(node.listen_addrs()[0])
+        for _ in range(3):
+            await stranger.try_open(peer, ECHO)
+        await wait_until(lambda: node.stats.refused[f"{ECHO} (strangers)"] == 1)
+        await honest.connect(node.listen_addrs()[0])
+        assert await honest.request(node.peer_id, ECHO, b"member", timeout=10) == b"member"
+        assert node.stats.refused[ECHO] == 0
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [

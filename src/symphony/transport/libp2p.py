@@ -90,7 +90,7 @@ from __future__ import annotations
 import logging
 import socket as stdlib_socket
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -167,7 +167,12 @@ class Libp2pConfig:
         max_publish_bytes: Largest pubsub payload we publish (below 1 MiB, py-libp2p's
             inbound frame limit).
         max_concurrent_inbound: Inbound requests served at once per protocol, from all
-            peers together; more are reset and counted in ``stats.refused``.
+            members together; more are reset and counted in ``stats.refused``.
+        max_concurrent_inbound_strangers: Inbound requests served at once per protocol
+            from peers that are not members (see ``set_membership``), all of them
+            together, in a pool apart from the members' slots: however many keys a
+            stranger makes, it cannot take a member's slot. Newcomers' first syncs share
+            this pool; their records also arrive by gossip, which needs no slot.
         max_inbound_streams_per_peer: Inbound streams one peer may hold open at once on
             one protocol (any protocol: ours, gossipsub, identify, ping); more are reset
             and reported as a ``too_many_streams`` offence. An honest peer keeps one
@@ -191,6 +196,7 @@ class Libp2pConfig:
     max_reply_bytes: int = 4 * _MIB
     max_publish_bytes: int = 512 * 1024
     max_concurrent_inbound: int = 64
+    max_concurrent_inbound_strangers: int = 16
     max_inbound_streams_per_peer: int = 8
     request_read_timeout_s: float = 10.0
     handler_timeout_s: float = 3600.0
@@ -204,7 +210,8 @@ class Libp2pConfig:
         for name in ("gossip_heartbeat_s", "request_read_timeout_s", "handler_timeout_s", "dial_timeout_s"):
             value = getattr(self, name)
             _require(value > 0, f"{name} must be > 0, not {value!r}")
-        for name in ("max_request_bytes", "max_reply_bytes", "max_concurrent_inbound", "max_inbound_streams_per_peer"):
+        for name in ("max_request_bytes", "max_reply_bytes", "max_concurrent_inbound",
+                     "max_concurrent_inbound_strangers", "max_inbound_streams_per_peer"):
             value = getattr(self, name)
             _require(value >= 1, f"{name} must be >= 1, not {value!r}")
         _require(
@@ -499,6 +506,7 @@ class Libp2pTransport:
         self._topic_handlers: dict[str, MessageHandler] = {}
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        self._is_member: Callable[[str], bool] = lambda peer: True
         host.get_network().register_notifee(_PeerEventNotifee(self))
 
     # -- identity, addresses, statistics -------------------------------------------
@@ -597,19 +605,30 @@ class Libp2pTransport:
         _check_protocol(protocol)
         self._host.set_stream_handler(TProtocol(protocol), self._request_server(protocol, handler))
 
+    def set_membership(self, is_member: Callable[[str], bool]) -> None:
+        """Say which peers get the members' request slots (libp2p-specific).
+
+        ``is_member(peer_id)`` is asked once per inbound request stream, before the request
+        is read; peers it rejects share the ``max_concurrent_inbound_strangers`` pool. Until
+        this is called every peer counts as a member.
+        """
+        self._is_member = is_member
+
     def _request_server(self, protocol: str, handler: RequestHandler) -> StreamHandlerFn:
         """The server side of ``RequestResponse``'s wire format for ``protocol``, taking at
-        most ``max_concurrent_inbound`` streams at once (the per-peer cap is the guard's)."""
-        slots = trio.Semaphore(self._config.max_concurrent_inbound)
+        most ``max_concurrent_inbound`` member streams and ``max_concurrent_inbound_strangers``
+        others at once (the per-peer cap is the guard's)."""
+        pools = {"member": trio.Semaphore(self._config.max_concurrent_inbound),
+                 "stranger": trio.Semaphore(self._config.max_concurrent_inbound_strangers)}
 
         async def serve(stream: INetStream) -> None:
+            pool = "member" if self._is_member(stream.muxed_conn.peer_id.to_base58()) else "stranger"
+            slots = pools[pool]
             try:
                 slots.acquire_nowait()
             except trio.WouldBlock:
-                self._stats.refused[protocol] += 1
-                logger.warning(
-                    "all %d slots for %s busy: refusing a request", self._config.max_concurrent_inbound, protocol
-                )
+                self._stats.refused[protocol if pool == "member" else f"{protocol} (strangers)"] += 1
+                logger.warning("all %s slots for %s busy: refusing a request", pool, protocol)
                 await _reset(stream)
                 return
             try:
