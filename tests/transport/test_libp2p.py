@@ -14,7 +14,7 @@ from symphony.errors import ConfigError, PeerUnreachable, RequestTimeout, Transp
 from symphony.protocol.identity import Identity
 from symphony.transport.base import PeerEvent, Transport, TransportOffence
 from symphony.transport.libp2p import Libp2pConfig, Libp2pTransport, check_port_free, open_libp2p_transport
-from tests.transport.stranger import (
+from symphony.transport.stranger import (
     GARBAGE,
     NON_UTF8_PROTOCOL_LINE,
     forged_publish,

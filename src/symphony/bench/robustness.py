@@ -16,6 +16,8 @@ arithmetic expressions ("What is 12 + 7 * 3?") drawn from the seed.
   agent available again.
 - **network**: Table 7-style link conditions (latency, bandwidth) on every link; run on the
   real clock so protocol CPU counts; the model costs ~0, so wall time per task is the overhead.
+- **hostile**: a stranger attacks three real ``symphony node`` processes (``bench.hostile``): garbage
+  on every protocol, a signed task flood, slot holding, cross-site requests, sandbox escapes.
 - **byzantine**: a fraction of the agents runs one attack from ``node.byzantine``; accuracy loss
   against the clean run with the same seed, detection rate (Byzantine agents blacklisted by at
   least one honest node) and detection time (first offence seen by an honest node to the first
@@ -49,6 +51,8 @@ import trio.testing
 import typer
 from rich.console import Console
 
+from symphony.bench.hostile import hostile_scenario
+from symphony.bench.hostile import markdown as hostile_markdown
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.scripted import arith_model, evaluate
 from symphony.node.byzantine import Misdeeds, attack, corrupt
@@ -592,6 +596,9 @@ def run_robustness(*, scenarios: Sequence[str], setup: Setup, fractions: Mapping
     if "process-crash" in scenarios:
         with tempfile.TemporaryDirectory() as root:
             record(process_crash_scenario(Path(root), agents=10, tasks=16, kills=2, seed=setup.seed))
+    if "hostile" in scenarios:
+        with tempfile.TemporaryDirectory() as root:
+            record(hostile_scenario(Path(root)))
     if "byzantine" in scenarios:
         record({**_virtual(crash_scenario, setup, 0.0), "scenario": "byzantine", "attack": "none"})
         for name in attacks:
@@ -644,6 +651,8 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
             [f"| {r['agents']} | {r['killed']} ({', '.join(r['killed_roles'])}) | {r['completion']:.3f} | "
                 f"{r['accuracy']:.3f} | {_f(r['latency_p50_s'])} | {_f(r['recovery_p50_s'])} / "
                 f"{_f(r['recovery_max_s'])} | {r['re_asks']} |" for r in proc])
+    for hostile in (r for r in rows if r["scenario"] == "hostile"):
+        out += hostile_markdown(hostile)
     part = [r for r in rows if r["scenario"] == "partition"]
     if part:
         out += _table(
@@ -680,8 +689,8 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def bench_robustness(
     scenario: Annotated[list[str], typer.Option(
-        help="crash, churn, process-crash, partition, network, byzantine (repeat).")] = [
-        "crash", "churn", "process-crash", "partition", "network", "byzantine"],
+        help="crash, churn, process-crash, partition, network, byzantine, hostile (repeat).")] = [
+        "crash", "churn", "process-crash", "partition", "network", "byzantine", "hostile"],
     agents: Annotated[int, typer.Option(help="Agents in the simulated swarm.")] = 20,
     tasks: Annotated[int, typer.Option(help="Questions per run.")] = 60,
     seed: Annotated[int, typer.Option(help="Seed of the swarm, the questions and the faults.")] = 0,

@@ -2,7 +2,8 @@
 
 It dials a node like any peer (Noise, yamux) and then writes whatever bytes a test wants on
 any protocol, or on a stream that skips protocol negotiation, which Symphony's own transport
-never would. Used by the transport's unit tests and the wire fuzz test.
+never would. Used by the transport's unit tests, the wire fuzz test and the hostile-peers bench
+(``bench.hostile``); like ``libp2p``, only this package imports py-libp2p.
 """
 
 from __future__ import annotations
