@@ -106,9 +106,6 @@ class Node:
                 bootstrap=cfg.bootstrap, lamport=self._saved_lamport(),
                 on_event=self.emit, on_own_record=self._save_record, shards=cfg.shards,
             )
-            for protocol, handler in ((BEACON_PROTOCOL, self.runtime.responder.handle),
-                                      (TASK_PROTOCOL, self.runtime.tasks.handle)):
-                transport.set_handler(protocol, self._reporting_rejections(protocol, handler))
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -143,19 +140,6 @@ class Node:
             agent_id = fields.get("agent", self.agent_id)
             fields = {**fields, "record": self.record_view(agent_id), "peer": self.peer_row(agent_id)}
         self.bus.publish(kind, fields)
-
-    def _reporting_rejections(self, channel: str, handler: RequestHandler) -> RequestHandler:
-        """``handler``, plus a ``rejected`` event for each request it refuses (as the ledger
-        service reports its own), so every rejection is logged and counted."""
-        async def handle(peer: str, payload: bytes) -> bytes:
-            try:
-                return await handler(peer, payload)
-            except PeerError as exc:
-                self.emit("rejected", {"reason": exc.reason, "source": peer, "channel": channel,
-                                       "detail": str(exc)[:200]})
-                raise
-
-        return handle
 
     def _on_peer_event(self, event: PeerEvent) -> None:
         """A direct connection opened or closed: published once every transport handler (the
