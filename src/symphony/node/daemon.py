@@ -30,17 +30,16 @@ from hypercorn.trio import serve
 from symphony import __version__
 from symphony.api.events import EventBus
 from symphony.api.metrics import MeteredModel, NodeMetrics, NodeStateCollector
-from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.errors import ConfigError, PeerError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
 from symphony.llm.base import ModelError, parse_model_spec
 from symphony.node.config import NodeConfig, parse_host_port
 from symphony.node.eventlog import EventLog
 from symphony.node.runtime import AgentProfile, AgentRuntime
-from symphony.pipeline.service import TASK_PROTOCOL, AskOptions, TaskFailed
+from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import LedgerRecord
-from symphony.transport.base import PeerEvent, RequestHandler
+from symphony.transport.base import PeerEvent
 from symphony.transport.libp2p import Libp2pConfig, check_port_free, open_libp2p_transport
 
 
