@@ -20,6 +20,7 @@ traceback to stderr, with no way to undo a torn line or count what was lost.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -88,9 +89,8 @@ class EventLog:
             written = os.write(self._fd, data)
         except OSError as exc:
             return self._lost(exc.strerror or str(exc))
-        if written != len(data):  # a short write: the disk filled up in the middle of the line
-            self._size += written
-            return self._lost("short write (disk full?)")
+        if written != len(data):  # the disk filled up in the middle of the line: cut it off again
+            return self._lost(f"{os.strerror(errno.ENOSPC)} (short write)")
         self._size += written
         self._gap = 0
         self._torn = False
