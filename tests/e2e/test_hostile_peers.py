@@ -144,6 +144,7 @@ def test_a_blacklisted_member_is_refused_a_plan_task(swarm: Swarm) -> None:
 
 def test_sigterm_exits_cleanly_and_the_peer_sees_the_departure(swarm: Swarm) -> None:
     a, b = swarm.start(2)
+    wait_for(lambda: a.ledger()[b.agent_id]["available"], timeout=30, what="a holds b's record")
     assert b.terminate(timeout=20) == 0
     assert b.events()[-2:][0]["event"] == "leaving" and b.events()[-1]["event"] == "stopped"
     wait_for(lambda: a.ledger()[b.agent_id]["availability"] == "leaving", timeout=10, what="a sees b leaving")
