@@ -117,3 +117,17 @@ def test_a_full_disk_loses_counted_lines_and_the_log_resumes(tiny_disk: Path) ->
     lines = [json.loads(line) for line in (tiny_disk / "events.jsonl").read_text().splitlines()]
     assert [line["event"] for line in lines] == ["before", "log_gap", "after"]
     assert lines[1]["lost"] == 3
+
+
+def test_task_records_keep_the_last_finished_and_every_running_one(tmp_path: Path) -> None:
+    from symphony.node.config import NodeConfig
+    from symphony.node.daemon import Node
+
+    node = Node(NodeConfig(data_dir=tmp_path, api=None, max_task_records=2))
+    try:
+        for n, status in enumerate(["done", "running", "failed", "done", "running"]):
+            node._keep({"task_id": f"t{n}", "status": status})
+        assert list(node.task_records) == ["t1", "t2", "t3", "t4"]  # t1 and t4 run; t2, t3 the newest finished
+    finally:
+        node.events.close()
+        node.data.close()

@@ -202,13 +202,14 @@ class Node:
         return record
 
     def _keep(self, record: dict[str, Any]) -> None:
-        """Add a task record, forgetting the oldest finished ones past ``max_task_records``."""
+        """Add a task record; of the finished ones only the newest ``max_task_records`` stay."""
         self.task_records[record["task_id"]] = record
-        excess = len(self.task_records) - self.config.max_task_records
-        if excess > 0:
-            finished = [tid for tid, r in self.task_records.items() if r["status"] != "running"][:excess]
-            for tid in finished:
-                del self.task_records[tid]
+        self._prune()
+
+    def _prune(self) -> None:
+        finished = [tid for tid, r in self.task_records.items() if r["status"] != "running"]
+        for tid in finished[: max(0, len(finished) - self.config.max_task_records)]:
+            del self.task_records[tid]
 
     def cancel(self, task_id: str) -> None:
         """Stop working on a question (its client went away); its status becomes ``cancelled``."""
@@ -237,6 +238,7 @@ class Node:
             view = task_view(record)
             self.events.emit("task_record", view)
             self.bus.publish("task_record", view)
+            self._prune()
 
     async def _warm_up(self) -> None:
         """Load an embedded model now, not at the first question; log when it is ready."""
