@@ -55,15 +55,16 @@ async def test_metrics_move_with_tasks_and_rejections(tmp_path) -> None:
             assert bad.status_code == 422
             assert moved(after, await scrape(http), "symphony_api_errors_total", status="422") == 1
 
-            async with open_libp2p_transport(identity(7), Libp2pConfig(listen=["/ip4/127.0.0.1/tcp/0"])) as peer:
-                await peer.connect(node.runtime.transport.listen_addrs()[0])
-                for protocol in (SYNC_PROTOCOL, TASK_PROTOCOL):
+            for n, protocol in enumerate((SYNC_PROTOCOL, TASK_PROTOCOL)):  # one stranger each: a bad sync blacklists
+                async with open_libp2p_transport(identity(7 + n), Libp2pConfig(listen=["/ip4/127.0.0.1/tcp/0"])) as peer:
+                    await peer.connect(node.runtime.transport.listen_addrs()[0])
                     with pytest.raises(TransportError):
                         await peer.request(node.agent_id, protocol, b"not json", timeout=5)
-                hostile = await scrape(http)
+                    hostile = await scrape(http)
         node.stop()
-    for protocol in (SYNC_PROTOCOL, TASK_PROTOCOL):
-        assert moved(after, hostile, "symphony_rejected_messages_total", reason="malformed", channel=protocol) == 1
+    # a Task from a stranger is refused before it is read: it has no record in the node's ledger
+    for protocol, reason in ((SYNC_PROTOCOL, "malformed"), (TASK_PROTOCOL, "unknown_peer")):
+        assert moved(after, hostile, "symphony_rejected_messages_total", reason=reason, channel=protocol) == 1
         assert moved(after, hostile, "symphony_transport_messages_received_total", channel=protocol) == 1
         assert moved(after, hostile, "symphony_transport_bytes_received_total", channel=protocol) == len(b"not json")
-    assert hostile[("symphony_connected_peers", ())] == 1
+    assert hostile[("symphony_connected_peers", ())] >= 1

@@ -97,6 +97,8 @@ async def test_garbage_on_every_protocol_leaves_the_node_serving(pair: tuple[Nod
             lambda: all(offences(node).get(k, 0) >= v for k, v in expected.items()), what=f"offences {expected}"
         )
         assert_serving(node)
+        blacklisted = {e["agent"] for e in node.events() if e["event"] == "blacklisted"}
+        assert stranger.peer_id in blacklisted, "transport offences must reach the node's reputation table"
 
     honest.post("/v1/node/record", {"tags": ["after-fuzz"]}).raise_for_status()
     await wait_until(lambda: "after-fuzz" in node.ledger()[honest.agent_id]["tags"], what="a record update")

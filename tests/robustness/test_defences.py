@@ -8,6 +8,7 @@ from symphony.errors import BadSignature, StaleMessage, WrongVersion
 from symphony.ledger.reputation import Offence
 from symphony.node.defences import Defences
 from symphony.protocol.messages import LedgerRecord
+from symphony.transport.base import TransportOffence
 from tests.conftest import identity
 
 ME, BAD, HONEST = identity(0).agent_id, identity(1).agent_id, identity(2).agent_id
@@ -75,3 +76,14 @@ async def test_honest_mistakes_are_counted_but_forgeries_blacklist() -> None:
     with pytest.raises(BadSignature):
         await failing(BadSignature("forged"))(BAD, b"{}")
     assert defences.reputation.is_blacklisted(BAD, now=0)
+
+
+def test_transport_offences_reach_the_reputation_table() -> None:
+    """Unparseable bytes blacklist at once; a held stream or a cut-off request only counts like a flood."""
+    defences = Defences(clock=lambda: 1000.0)
+    defences.on_transport_offence(TransportOffence("slow", "/symphony/task/1", "too_many_streams"))
+    defences.on_transport_offence(TransportOffence("slow", "/symphony/task/1", "truncated_request"))
+    defences.on_transport_offence(TransportOffence("bad", "/meshsub/1.1.0", "protocol_error"))
+    assert defences.reputation.is_blacklisted("bad", now=1000.0)
+    assert not defences.reputation.is_blacklisted("slow", now=1000.0)
+    assert defences.rejected == {"too_many_streams": 1, "truncated_request": 1, "protocol_error": 1}

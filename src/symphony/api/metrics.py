@@ -9,7 +9,12 @@ several nodes in one process, as in tests, do not mix their numbers. Two kinds o
   latency (``MeteredModel`` wraps the node's backend), HTTP error responses by status;
 - **read at scrape time** from the live objects (``NodeStateCollector``): payload bytes and
   messages per protocol/topic in both directions (``TransportStats``), ledger size and
-  available agents, connected peers, and the event bus's subscribers.
+  available agents, connected peers, the event bus's subscribers, the event log's health
+  (lines lost to a failing disk, whether it writes now, rotations), Tasks in progress for
+  peers, and task records kept.
+
+Requests the node's defences refuse (blacklisted, rate-limited, not admitted: ``node.defences``)
+are ``rejected`` events too, so they count in ``symphony_rejected_messages`` by reason and channel.
 """
 
 from __future__ import annotations
@@ -143,3 +148,12 @@ class NodeStateCollector(Collector):
                                 value=node.bus.subscribers)
         yield CounterMetricFamily("symphony_event_subscribers_disconnected",
                                   "Event clients cut off for falling behind", value=node.bus.disconnected)
+        log = node.events
+        yield CounterMetricFamily("symphony_event_log_lost_lines", "Event log lines lost to failed writes (disk full)",
+                                  value=log.lost)
+        yield GaugeMetricFamily("symphony_event_log_ok", "1 if the event log's last write succeeded, else 0",
+                                value=int(log.ok))
+        yield CounterMetricFamily("symphony_event_log_rotations", "Event log rotations", value=log.rotations)
+        yield GaugeMetricFamily("symphony_peer_tasks_active", "Tasks in progress here for other peers",
+                                value=sum(node.runtime.defences.active.values()))
+        yield GaugeMetricFamily("symphony_task_records", "Task records kept in memory", value=len(node.task_records))

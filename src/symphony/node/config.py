@@ -11,6 +11,9 @@ with the same keys; flags given on the command line override the file::
     model = "openai:http://127.0.0.1:11434/v1#qwen2.5:0.5b"
     roles = ["planner", "executor"]
     shards = 0  # sharded mode: L >= 2 shards (every node the same L), architecture §9
+    max_task_records = 1000  # questions kept for GET /v1/tasks/ID: the last N finished (running ones always)
+    event_log_max_mb = 64  # events.jsonl is rotated at this size ...
+    event_log_keep = 3  # ... keeping this many old files (events.jsonl.1 .. .3)
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ class NodeConfig:
     target_degree: int = 6
     #: sharded mode (architecture §9): L shards, each node keeping its own shard's records; 0 = off
     shards: int = 0
+    #: task records kept in memory (GET /v1/tasks/ID): the last N finished ones; running ones always
+    max_task_records: int = 1000
+    #: events.jsonl is rotated at this size, keeping ``event_log_keep`` old files (node.eventlog)
+    event_log_max_mb: float = 64.0
+    event_log_keep: int = 3
 
     def __post_init__(self) -> None:
         for addr in self.listen:
@@ -108,6 +116,11 @@ class NodeConfig:
             raise ConfigError(f"--heartbeat must be > 0 seconds, not {self.heartbeat_interval_s}")
         if self.shards == 1 or not 0 <= self.shards <= MAX_SHARDS:
             raise ConfigError(f"--shards must be 0 (off) or 2 to {MAX_SHARDS}, the same on every node, not {self.shards}")
+        if self.max_task_records < 1:
+            raise ConfigError(f"--max-task-records must be >= 1, not {self.max_task_records}")
+        if not self.event_log_max_mb > 0 or self.event_log_keep < 0:
+            raise ConfigError(f"--event-log-max-mb must be > 0 and --event-log-keep >= 0, not "
+                              f"{self.event_log_max_mb} and {self.event_log_keep}")
 
 
 #: Keys of a ``symphony node --config FILE`` TOML file: the command's flags ('-' or '_' both work),
@@ -115,7 +128,7 @@ class NodeConfig:
 FILE_KEYS: dict[str, type] = {
     "data_dir": str, "name": str, "listen": list, "bootstrap": list, "api": str, "api_auth": str, "skills": list,
     "model": str, "roles": list, "memory_gb": float, "accelerator": str, "heartbeat": float, "anti_entropy": float,
-    "shards": int,
+    "shards": int, "max_task_records": int, "event_log_max_mb": float, "event_log_keep": int,
 }
 
 
@@ -181,6 +194,12 @@ def _check_file_value(name: str, value: Any) -> None:
         raise ConfigError(f"must be > 0 seconds, not {value}")
     elif name == "shards" and (value == 1 or not 0 <= value <= MAX_SHARDS):
         raise ConfigError(f"must be 0 (off) or 2 to {MAX_SHARDS}, not {value}")
+    elif name == "max_task_records" and value < 1:
+        raise ConfigError(f"must be >= 1, not {value}")
+    elif name == "event_log_keep" and value < 0:
+        raise ConfigError(f"must be >= 0, not {value}")
+    elif name == "event_log_max_mb" and not value > 0:
+        raise ConfigError(f"must be > 0, not {value}")
 
 
 def split_list(values: list[str]) -> list[str]:
@@ -206,6 +225,7 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         hardware=hardware,
         heartbeat_interval_s=values.get("heartbeat", 60.0), anti_entropy_interval_s=values.get("anti_entropy", 30.0),
         shards=values.get("shards", 0),
+        **{key: values[key] for key in ("max_task_records", "event_log_max_mb", "event_log_keep") if key in values},
     )
 
 

@@ -1,16 +1,22 @@
 """The node daemon: wires identity, transport, ledger gossip and the HTTP API.
 
-Data dir layout (all owned by the node):
+Data dir layout (all owned by the node; checked and locked by ``node.datadir``):
 
+- ``lock``         held (fcntl.flock) while the node runs: a second node on the dir is refused
 - ``key``          Ed25519 seed, mode 0600: a restarted node keeps its agent ID
 - ``record.json``  this agent's last signed record, so a restart continues its Lamport clock
 - ``node.json``    written once the node is serving (agent ID, addresses, API URL, pid),
                    removed on clean exit — scripts and tests wait for it
 - ``events.jsonl`` structured event log, including a ``task_record`` (status, answer, full
-                   trace) for every question this node initiated
+                   trace) for every question this node initiated; rotated at a size (``node.eventlog``)
 
 Every event also goes to the in-process ``EventBus`` (live ``GET /v1/events``, the dashboard)
 and to the node's Prometheus counters (``GET /metrics``).
+
+Faults degrade, they do not stop the node: when the disk fills up the event log counts the lines
+it loses (``/v1/node`` ``event_log``, ``symphony_event_log_lost_lines``), reads keep working, and a
+new question is refused with the reason (it could not be recorded) until space is freed. Task
+records kept in memory are bounded (``max_task_records`` finished ones; running ones always).
 """
 
 from __future__ import annotations
@@ -30,18 +36,22 @@ from hypercorn.trio import serve
 from symphony import __version__
 from symphony.api.events import EventBus
 from symphony.api.metrics import MeteredModel, NodeMetrics, NodeStateCollector
-from symphony.beacon.service import BEACON_PROTOCOL
-from symphony.errors import ConfigError, PeerError
+from symphony.errors import ConfigError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
 from symphony.llm.base import ModelError, parse_model_spec
 from symphony.node.config import NodeConfig, parse_host_port
+from symphony.node.datadir import DataDir, os_problem
 from symphony.node.eventlog import EventLog
 from symphony.node.runtime import AgentProfile, AgentRuntime
-from symphony.pipeline.service import TASK_PROTOCOL, AskOptions, TaskFailed
+from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import LedgerRecord
-from symphony.transport.base import PeerEvent, RequestHandler
+from symphony.transport.base import PeerEvent
 from symphony.transport.libp2p import Libp2pConfig, check_port_free, open_libp2p_transport
+
+#: Longest wait for peers to acknowledge our ``leaving`` record on shutdown (SIGTERM must exit
+#: within 2 s; honest peers answer in milliseconds, and the record is also published).
+LEAVE_TIMEOUT_S = 1.0
 
 
 class Node:
@@ -50,9 +60,23 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.data_dir = config.data_dir
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.identity = Identity.load_or_create(self.data_dir / "key")
-        self.events = EventLog(self.data_dir / "events.jsonl")
+        self.data = DataDir.open(config.data_dir)
+        try:
+            self.identity = Identity.load_or_create(self.data_dir / "key")
+            self._lamport = self.data.saved_lamport(self.identity.agent_id)
+            self.events = EventLog(self.data_dir / "events.jsonl", max_bytes=int(config.event_log_max_mb * 2**20),
+                                   keep=config.event_log_keep)
+        except ConfigError:
+            self.data.close()
+            raise
+        try:
+            self._set_up(config)
+        except ConfigError:
+            self.events.close()
+            self.data.close()
+            raise
+
+    def _set_up(self, config: NodeConfig) -> None:
         self.bus = EventBus()
         self.metrics = NodeMetrics()
         self.model: MeteredModel | None = (MeteredModel(parse_model_spec(config.model), self.metrics)
@@ -73,20 +97,16 @@ class Node:
     def agent_id(self) -> str:
         return self.identity.agent_id
 
-    def _saved_lamport(self) -> int:
-        path = self.data_dir / "record.json"
-        if not path.exists():
-            return 0
-        try:
-            return LedgerRecord.parse(path.read_bytes()).lamport
-        except (PeerError, OSError) as exc:  # a corrupt file must not keep the node down
-            self.events.emit("saved_record_unreadable", {"error": repr(exc)})
-            return 0
-
     def _save_record(self, record: LedgerRecord) -> None:
+        """Keep our newest record for a restart; a failure (disk full) is reported, not raised:
+        the record is already in the ledger and on its way to the network."""
         tmp = self.data_dir / "record.json.tmp"
-        tmp.write_bytes(record.to_bytes())
-        tmp.replace(self.data_dir / "record.json")
+        try:
+            tmp.write_bytes(record.to_bytes())
+            tmp.replace(self.data_dir / "record.json")
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            self.emit("record_save_failed", {"lamport": record.lamport, "error": exc.strerror or str(exc)})
 
     def stop(self) -> None:
         """Ask ``run`` to leave the network gracefully and return."""
@@ -103,12 +123,10 @@ class Node:
                                            ttl_heartbeats=cfg.ttl_heartbeats),
                 gossip_config=GossipConfig(anti_entropy_interval_s=cfg.anti_entropy_interval_s,
                                            target_degree=cfg.target_degree),
-                bootstrap=cfg.bootstrap, lamport=self._saved_lamport(),
+                bootstrap=cfg.bootstrap, lamport=self._lamport,
                 on_event=self.emit, on_own_record=self._save_record, shards=cfg.shards,
             )
-            for protocol, handler in ((BEACON_PROTOCOL, self.runtime.responder.handle),
-                                      (TASK_PROTOCOL, self.runtime.tasks.handle)):
-                transport.set_handler(protocol, self._reporting_rejections(protocol, handler))
+            transport.set_membership(self.runtime.holds_slots)
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -132,6 +150,7 @@ class Node:
         (self.data_dir / "node.json").unlink(missing_ok=True)
         self.events.emit("stopped", {})
         self.events.close()
+        self.data.close()
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -143,19 +162,6 @@ class Node:
             agent_id = fields.get("agent", self.agent_id)
             fields = {**fields, "record": self.record_view(agent_id), "peer": self.peer_row(agent_id)}
         self.bus.publish(kind, fields)
-
-    def _reporting_rejections(self, channel: str, handler: RequestHandler) -> RequestHandler:
-        """``handler``, plus a ``rejected`` event for each request it refuses (as the ledger
-        service reports its own), so every rejection is logged and counted."""
-        async def handle(peer: str, payload: bytes) -> bytes:
-            try:
-                return await handler(peer, payload)
-            except PeerError as exc:
-                self.emit("rejected", {"reason": exc.reason, "source": peer, "channel": channel,
-                                       "detail": str(exc)[:200]})
-                raise
-
-        return handle
 
     def _on_peer_event(self, event: PeerEvent) -> None:
         """A direct connection opened or closed: published once every transport handler (the
@@ -174,16 +180,37 @@ class Node:
     # ---- questions --------------------------------------------------------------------------
 
     def submit(self, question: str, options: AskOptions, *, task_id: str | None = None) -> dict[str, Any]:
-        """Start answering ``question`` in the background; returns its (running) task record."""
+        """Start answering ``question`` in the background; returns its (running) task record.
+
+        A question that cannot be recorded (the event log fails: disk full) is not started; its
+        record says why (``status: failed``, ``reason: storage``)."""
         assert self._nursery is not None
         task_id = task_id or uuid.uuid4().hex
         record: dict[str, Any] = {"task_id": task_id, "status": "running", "question": question,
                                   "submitted_at": round(time.time(), 3), "done": trio.Event()}
-        self.task_records[task_id] = record
+        self._keep(record)
+        if not self.events.emit("task_submitted", {"task_id": task_id}):
+            record.update(status="failed", reason="storage", error=(
+                f"this node cannot record new questions: writing {self.events.path} failed ({self.events.error}); "
+                f"free space under {self.data_dir}"))
+            record["done"].set()
+            self.metrics.task_done("failed", 0.0)
+            self.bus.publish("task_record", task_view(record))
+            return record
         self._task_scopes[task_id] = trio.CancelScope()
         self.bus.publish("task_submitted", task_view(record))
         self._nursery.start_soon(self._answer, record, options)
         return record
+
+    def _keep(self, record: dict[str, Any]) -> None:
+        """Add a task record; of the finished ones only the newest ``max_task_records`` stay."""
+        self.task_records[record["task_id"]] = record
+        self._prune()
+
+    def _prune(self) -> None:
+        finished = [tid for tid, r in self.task_records.items() if r["status"] != "running"]
+        for tid in finished[: max(0, len(finished) - self.config.max_task_records)]:
+            del self.task_records[tid]
 
     def cancel(self, task_id: str) -> None:
         """Stop working on a question (its client went away); its status becomes ``cancelled``."""
@@ -212,6 +239,7 @@ class Node:
             view = task_view(record)
             self.events.emit("task_record", view)
             self.bus.publish("task_record", view)
+            self._prune()
 
     async def _warm_up(self) -> None:
         """Load an embedded model now, not at the first question; log when it is ready."""
@@ -226,8 +254,10 @@ class Node:
             self.emit("model_loaded", {"model": self.model.name, "load_s": round(seconds, 2)})
 
     async def _leave(self) -> None:
+        """Announce the departure (published, and pushed to each direct peer), waiting at most
+        ``LEAVE_TIMEOUT_S`` for acknowledgements: a peer that holds the push must not hold the exit."""
         assert self.runtime is not None
-        with anyio.move_on_after(2):
+        with anyio.move_on_after(LEAVE_TIMEOUT_S):
             await self.runtime.gossip.leave()
         self.events.emit("leaving", {})
 
@@ -263,8 +293,12 @@ class Node:
         info = {"agent_id": self.agent_id, "name": self.config.name, "addrs": addrs,
                 "api": self.api_url, "pid": os.getpid()}
         tmp = self.data_dir / "node.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2))
-        tmp.replace(self.data_dir / "node.json")
+        try:
+            tmp.write_text(json.dumps(info, indent=2))
+            tmp.replace(self.data_dir / "node.json")
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise os_problem(self.data_dir / "node.json", exc, "write") from None
 
     # ---- views for the API --------------------------------------------------------------
 
@@ -288,6 +322,9 @@ class Node:
             "connected_peers": len(svc.transport.peers()),
             "ledger_size": len(self.ledger.records),
             "rejected": dict(self.ledger.rejected),
+            "refused": dict(self.runtime.defences.rejected),
+            "event_log": self.events.stats(),
+            "task_records": len(self.task_records),
             "traffic": svc.transport.stats.snapshot(),
         }
 

@@ -102,6 +102,7 @@ class AgentRuntime:
         self.defences = defences or Defences(clock=clock, on_event=on_event)
         on_event = _tee(on_event, self.defences.observe)
         guarded = GuardedTransport(transport, self.defences)
+        transport.on_offence(self.defences.on_transport_offence)
         self.identity = identity
         self.model = model
         self.encoder = encoder or HashingTagEncoder()
@@ -132,7 +133,7 @@ class AgentRuntime:
                                  encoder=self.encoder, clock=clock, on_event=on_event,
                                  reputation=self.defences.reputation, rng=rng or random.Random())
         guarded.set_handler(BEACON_PROTOCOL, self.responder.handle)
-        guarded.set_handler(TASK_PROTOCOL, self.tasks.handle)
+        guarded.set_handler(TASK_PROTOCOL, self.defences.admit(self.tasks.handle, is_member=self._is_member))
         self.gateway: Gateway | None = None
         self.summaries: SummaryService | None = None
         if self.book is not None:
@@ -153,6 +154,21 @@ class AgentRuntime:
                                         gossip=self.gossip, book=self.book, clock=clock, rng=random.Random(self.agent_id),
                                         config=config,
                                         on_event=on_event)
+
+    def holds_slots(self, peer: str) -> bool:
+        """Whether ``peer`` gets a member's request slots at the transport (``Libp2pTransport.set_membership``):
+        a member not blacklisted here; strangers share a small pool of their own."""
+        now = self.defences.clock()
+        return self._is_member(peer, now) and not self.defences.reputation.is_blacklisted(peer, now=now)
+
+    def _is_member(self, peer: str, now: float) -> bool:
+        """Whether ``peer`` may hand us a Task: it holds an available record in our ledger.
+
+        A sharded replica keeps only its own shard's records, so a member of another shard cannot
+        be checked here; only its standing and the per-peer bounds apply to it (``Defences.admit``)."""
+        if self.ledger.keeps is not None and not self.ledger.keeps(peer):
+            return True
+        return self.ledger.is_available(peer, now=now)
 
     def _vector(self, profile: AgentProfile, model: ChatModel | None) -> list[float]:
         """c_j from declared skills (+ model name), hardware and the skill EMA prior."""

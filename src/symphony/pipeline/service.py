@@ -88,6 +88,12 @@ def compact(entry: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _question_id(chain_task_id: str) -> str:
+    """The question's task ID of a chain's ``{task_id}/c{slot}`` (any other ID unchanged)."""
+    base, sep, slot = chain_task_id.rpartition("/c")
+    return base if sep and slot.isdigit() else chain_task_id
+
+
 class TaskFailed(SymphonyError):
     """The network could not produce an answer before the deadline; the message says why.
 
@@ -314,16 +320,18 @@ class TaskService:
     async def _serve(self, sender: str, task: Task) -> TaskResult:
         """Run a task once per (sender, task_id); concurrent or later repeats share the result.
 
-        A chain (``role="plan"``) is keyed by task ID and question, not sender: it is the durable
-        part of a task, so when the initiator dies and the client re-asks another node with the
-        same task ID, the planners hand over (or keep running) the chains they already have; a
-        peer sending another question under that ID cannot plant its chain in the re-ask."""
-        key = (sender, task.task_id, "") if task.role == "execute" else ("", task.task_id, task.question)
+        A chain (``role="plan"``) is keyed by the question's task ID (without its chain slot ``/cN``)
+        and the question, not by sender or slot: it is the durable part of a task, so when the
+        initiator dies and the client re-asks another node with the same task ID, the planners hand
+        over (or keep running) the chains they already have, whatever slot the new initiator gives
+        them; a peer sending another question under that ID cannot plant its chain in the re-ask."""
+        key = ((sender, task.task_id, "") if task.role == "execute"
+               else ("", _question_id(task.task_id), task.question))
         if key in self._done:
-            return self._done[key]
+            return self._done[key].model_copy(update={"task_id": task.task_id})
         if key in self._running:
             await self._running[key].wait()
-            return self._done[key]
+            return self._done[key].model_copy(update={"task_id": task.task_id})
         self._running[key] = anyio.Event()
         self.load.active += 1
         result = TaskResult(task_id=task.task_id, ok=False, error="cancelled")

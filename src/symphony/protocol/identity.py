@@ -10,6 +10,7 @@ so the pure layers never depend on the network engine.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
@@ -153,23 +154,73 @@ class Identity:
     def load_or_create(cls, path: Path) -> Identity:
         """Load the key at ``path``, or create it with file mode 0600.
 
-        A restarted node thus keeps its agent ID. A key file readable by others is
-        refused rather than silently trusted.
+        A restarted node thus keeps its agent ID. The key must be this data dir's own: a key
+        file that is a symbolic link or has other hard links (another data dir, hence another
+        node, would share the identity), that is readable by other users, or that is not a
+        32-byte regular file is refused with the fix rather than silently used.
+
+        Raises:
+            ConfigError: one line naming the file and the fix.
         """
-        if path.exists():
-            mode = stat.S_IMODE(path.stat().st_mode)
-            if mode & 0o077:
-                raise ConfigError(
-                    f"key file {path} has mode {mode:o}; run `chmod 600 {path}` (it must not be "
-                    "readable by other users)"
-                )
-            seed = path.read_bytes()
-            if len(seed) != 32:
-                raise ConfigError(f"key file {path} is corrupt ({len(seed)} bytes, expected 32)")
-            return cls(seed)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return cls._create(path)
+        except OSError as exc:
+            raise _key_problem(path, exc) from None
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            _check_key_file(path, info)
+            try:
+                seed = f.read(64)
+            except OSError as exc:
+                raise _key_problem(path, exc) from None
+        if len(seed) != 32:
+            raise ConfigError(f"key file {path} is corrupt ({len(seed)} bytes, expected 32): restore it from a "
+                              "backup, or remove it to start this node with a new identity")
+        return cls(seed)
+
+    @classmethod
+    def _create(cls, path: Path) -> Identity:
         identity = cls.generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(identity.seed)
+        fix = "check that the data dir is writable and its disk has space"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise ConfigError(f"cannot create key file {path} ({exc.strerror or exc}): {fix}") from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(identity.seed)
+        except OSError as exc:
+            path.unlink(missing_ok=True)  # a partial key would read as corrupt at the next start
+            raise ConfigError(f"cannot write key file {path} ({exc.strerror or exc}): {fix}") from None
         return identity
+
+
+_NOT_OWN = "each node needs a key of its own (remove {path} to start this node with a new identity)"
+
+
+def _key_problem(path: Path, exc: OSError) -> ConfigError:
+    if exc.errno == errno.ELOOP:
+        return ConfigError(f"key file {path} is a symbolic link (to {os.readlink(path)!r}): {_NOT_OWN.format(path=path)}"
+                           "; if this data dir is its only user, move the real file here instead")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return ConfigError(f"cannot read key file {path} (permission denied): run the node as the user who owns it")
+    if exc.errno == errno.EISDIR:
+        return ConfigError(f"key file {path} is a directory: move it away or remove it")
+    return ConfigError(f"cannot read key file {path} ({exc.strerror or exc})")
+
+
+def _check_key_file(path: Path, info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"key file {path} is a directory: move it away or remove it")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"key file {path} is not a regular file: move it away or remove it")
+    if info.st_nlink > 1:
+        raise ConfigError(f"key file {path} has {info.st_nlink} hard links, so another data dir shares this "
+                          f"identity: {_NOT_OWN.format(path=path)}")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"key file {path} has mode {mode:o}; run `chmod 600 {path}` (it must not be "
+                          "readable by other users)")

@@ -4,7 +4,9 @@ Both are pure (time and randomness are arguments), so the simulator and unit tes
 
 - ``RateLimiter``: one token bucket per (peer, protocol). A peer may burst ``burst`` requests
   and then ``rate_per_s`` on average; past that its requests are dropped before they are parsed
-  (no signature check, no model call) and counted in ``dropped``. Memory is bounded: at most
+  (no signature check, no model call) and counted in ``dropped``. A protocol may have a limit of
+  its own (``per_channel``): a Task costs model calls, a beacon reply microseconds, so the task
+  protocol's bucket is far tighter than the default one. Memory is bounded: at most
   ``max_peers`` buckets, the least recently used forgotten first (a forgotten peer starts with a
   full bucket again, which costs at most one burst).
 - ``backoff_delay``: "full jitter" exponential backoff (delay drawn uniformly from
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -31,10 +34,13 @@ class RateLimit:
 
 
 class RateLimiter:
-    """Token buckets keyed by (peer, channel); ``allow`` says whether to serve a request."""
+    """Token buckets keyed by (peer, channel); ``allow`` says whether to serve a request.
 
-    def __init__(self, limit: RateLimit = RateLimit()) -> None:
+    ``limit`` applies to every channel not named in ``per_channel``."""
+
+    def __init__(self, limit: RateLimit = RateLimit(), *, per_channel: Mapping[str, RateLimit] | None = None) -> None:
         self.limit = limit
+        self.per_channel = dict(per_channel or {})
         self.dropped: Counter[str] = Counter()
         self._buckets: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
 
@@ -44,8 +50,9 @@ class RateLimiter:
     def allow(self, peer: str, channel: str, *, now: float) -> bool:
         """Take one token from ``peer``'s bucket for ``channel``; False (and counted) if empty."""
         key = (peer, channel)
-        tokens, last = self._buckets.pop(key, (self.limit.burst, now))
-        tokens = min(self.limit.burst, tokens + max(0.0, now - last) * self.limit.rate_per_s)
+        limit = self.per_channel.get(channel, self.limit)
+        tokens, last = self._buckets.pop(key, (limit.burst, now))
+        tokens = min(limit.burst, tokens + max(0.0, now - last) * limit.rate_per_s)
         allowed = tokens >= 1.0
         self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
         if len(self._buckets) > self.limit.max_peers:
