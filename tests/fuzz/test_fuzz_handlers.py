@@ -63,7 +63,7 @@ async def _with_node(body: Callable[[AgentRuntime], Awaitable[None]]) -> None:
     async with net.open_node(identity(0)) as transport:
         runtime = AgentRuntime(transport=transport, identity=identity(0), profile=AgentProfile(tags=("math",)),
                                model=arith_model(), clock=clock)
-        runtime.gossip.transport.set_handler(SYNC_PROTOCOL, runtime.gossip._handle_sync)
+        runtime.gossip.transport.set_handler(SYNC_PROTOCOL, runtime.gossip.anti_entropy.handle)
         await body(runtime)
 
 

@@ -11,13 +11,14 @@ parts, concurrently:
 2. **Other shards** (``GatewayFanout.collect``): every fresh summary gives, per requirement, an
    upper bound on the score any member of that shard can reach (``summary_bound``) and a guess
    (``summary_estimate``, the best cluster centroid's cosine). Shards are ordered by bound + guess
-   (the bound alone orders poorly where it is loose); the first wave asks the ``first_wave`` best. Each gateway (``Gateway.handle``) runs QUERY
-   over its shard's records and relays the initiator's *own sealed beacon envelope* to its best
-   ``top_l`` members (``RelayResponder`` on the member), then returns their replies in a
-   ``GatewayBundle``. Later waves ask the next gateways while a shard's bound still beats the
-   ``want``-th best score found for some requirement (the threshold algorithm), and tell them that
-   score as a floor, so a gateway relays only to members that could improve on it. At most
-   ``max_gateways`` gateways are asked in all, whatever N.
+   (the bound alone orders poorly where it is loose); the first wave asks the ``first_wave`` best.
+   Each gateway (``Gateway.handle``) runs QUERY over its shard's records and relays the
+   initiator's *own sealed beacon envelope* to its best ``top_l`` members (``RelayResponder`` on
+   the member), then returns their replies in a ``GatewayBundle``. Later waves ask the next
+   gateways while a shard's bound still beats the ``want``-th best score found for some
+   requirement (the threshold algorithm), and tell them that score as a floor, so a gateway relays
+   only to members that could improve on it. At most ``max_gateways`` gateways are asked in all,
+   whatever N.
 3. **End-to-end verification**: a bundle entry is the member's own signed ledger record and its
    own sealed ``beacon.reply`` echoing the initiator's nonce; the initiator checks both against the
    member's key. A gateway can drop replies (bounded by asking several, and by standbys) but can
@@ -40,7 +41,7 @@ import anyio
 from pydantic import ValidationError
 
 from symphony.beacon.ranking import merge_by_rank
-from symphony.beacon.service import MAX_BEACON_BYTES, BeaconResponder
+from symphony.beacon.responder import MAX_BEACON_BYTES, BeaconResponder
 from symphony.errors import (
     BadSignature,
     ConfigError,

@@ -11,7 +11,8 @@ Theory of operation
 3. **Local scoring**: each candidate scores with its *private, exact* vector (the ledger
    copy may be coarsened or noised) and replies ``BeaconResponse{nonce, scores, queue,
    expected latency}``, one score per requirement, in its own signed envelope. Echoing the
-   nonce binds the reply to this beacon (attestation, no replay).
+   nonce binds the reply to this beacon (attestation, no replay). That side lives in
+   ``beacon.responder``; on a sharded network ``beacon.gateway`` asks the other shards.
 4. **Collect until the deadline**, then rank per requirement (``ranking.select``: score,
    then QoS) and return primaries and backups for each.
 
@@ -27,11 +28,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
+from symphony.beacon.gateway import GatewayFanout
 from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, merge_by_rank, select
+from symphony.beacon.responder import BEACON_PROTOCOL, MAX_BEACON_BYTES, BeaconResponder
 from symphony.errors import BadSignature, ConfigError, MalformedMessage, PeerError, TransportError
 from symphony.ledger.reputation import ReputationTable
 from symphony.ledger.store import Ledger, QueryFilter, unit_cosine, unit_vector
@@ -39,12 +42,6 @@ from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import MAX_BEACON_REQUIREMENTS, Beacon, BeaconResponse, encode_sparse
 from symphony.transport.base import Transport
-
-if TYPE_CHECKING:
-    from symphony.beacon.gateway import GatewayFanout
-
-BEACON_PROTOCOL = "/symphony/beacon/2.0.0"
-MAX_BEACON_BYTES = 8 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,44 +61,6 @@ class BeaconOutcome:
     elapsed_s: float = 0.0
     query_s: float = 0.0  # of which the local ledger QUERY (pre-filter), by the selector's clock
     rejected: dict[str, str] = field(default_factory=dict)
-
-
-class BeaconResponder:
-    """Answers beacons with this agent's private score and its current QoS."""
-
-    def __init__(
-        self,
-        *,
-        identity: Identity,
-        private_vector: Callable[[], list[float]],
-        qos: Callable[[], tuple[int, float]],
-        clock: Callable[[], float],
-        guard: ReplayGuard,
-    ) -> None:
-        self.identity = identity
-        self.private_vector = private_vector
-        self.qos = qos
-        self.clock = clock
-        self.guard = guard
-        self._unit: tuple[tuple[float, ...], list[float] | None] = ((), None)  # (c_j, c_j / |c_j|)
-
-    def score(self, beacon: Beacon, nonce: str) -> BeaconResponse:
-        """phi(c_j, r_i) (eq. 1) for every requirement of ``beacon``, in order, and this agent's QoS."""
-        mine = tuple(self.private_vector())
-        if mine != self._unit[0]:  # normalised once per change of our vector, not per beacon
-            self._unit = (mine, unit_vector(list(mine)))
-        # 4 decimals rank as well as 17 and take a third of the bytes on the wire
-        scores = [round(unit_cosine(self._unit[1], unit_vector(r)), 4) for r in beacon.vectors]
-        queue, latency_ms = self.qos()
-        return BeaconResponse(nonce=nonce, scores=scores, queue_length=queue, expected_latency_ms=round(latency_ms, 1))
-
-    async def handle(self, peer: str, payload: bytes) -> bytes:
-        """Transport handler for ``BEACON_PROTOCOL``. Raises PeerError on a bad beacon."""
-        env, beacon = open_body(payload, Beacon, sender=peer, kind="beacon", guard=self.guard,
-                                now_ms=int(self.clock() * 1000), limit=MAX_BEACON_BYTES)
-        reply = self.score(beacon, env.nonce)
-        return seal(self.identity, "beacon.reply", reply.wire(),
-                    now_ms=int(self.clock() * 1000)).to_bytes()
 
 
 class BeaconSelector:
@@ -217,8 +176,8 @@ class BeaconSelector:
                 if self.fanout is not None and self.fanout.active(self.clock()):
                     tg.start_soon(remote, self.fanout)
         outcomes = [BeaconOutcome(
-            selection=select([self._candidate(a, reply, reply.scores[i], invited[a][1][i]) for a, reply in replies.items()],
-                             m=m, strategy=strategy),
+            selection=select([self._candidate(a, reply, reply.scores[i], invited[a][1][i])
+                              for a, reply in replies.items()], m=m, strategy=strategy),
             contacted=len(invited), replied=len(replies), elapsed_s=0.0, query_s=query_s, rejected=rejected,
         ) for i in range(len(requirements))]
         if remote_ids:
@@ -285,3 +244,7 @@ class BeaconSelector:
             reputation=self.ledger.reputation(agent_id),
             available=True,
         )
+
+
+# BEACON_PROTOCOL, MAX_BEACON_BYTES and BeaconResponder live in ``beacon.responder``; re-exported for callers
+__all__ = ["BEACON_PROTOCOL", "MAX_BEACON_BYTES", "BeaconConfig", "BeaconOutcome", "BeaconResponder", "BeaconSelector"]

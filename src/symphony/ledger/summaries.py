@@ -33,11 +33,11 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
 from symphony.errors import ConfigError, MalformedMessage, PeerError, TransportError
+from symphony.ledger.context import EventSink
 from symphony.ledger.gossip import LedgerService
 from symphony.ledger.shard import DEFAULT_CONES, NotGateway, SummaryBook, gateway, issue_summary, shard_of
 from symphony.ledger.store import Ledger
@@ -51,8 +51,6 @@ SUMMARY_PROTOCOL = "/symphony/shard-summaries/1.0.0"
 MAX_PULL = 64  # summaries per pull reply
 MAX_DIGEST_BYTES = 32 * MAX_SHARDS
 MAX_PULL_BYTES = MAX_PULL * MAX_SUMMARY_BYTES + 1024
-
-EventSink = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Model backends behind one async interface (DESIGN §1, ``llm`` layer).
 
-``ChatModel`` is the interface; ``parse_model_spec`` turns a ``--model`` spec into a backend:
-``openai:`` (any OpenAI-compatible server), ``llama:`` (embedded llama.cpp), ``scripted:`` (test
-double) and ``timed:`` (stand-in with a fixed speed, for systems benchmarks). Backend modules are
-imported lazily, so ``import symphony.llm`` needs neither ``openai`` nor ``llama_cpp``.
+General layout: ``base`` holds the interface (``ChatModel``, ``Completion``) and its errors and
+imports no backend; each backend imports ``base``: ``openai_backend`` (any OpenAI-compatible
+server), ``llama_backend`` (embedded llama.cpp), ``scripted`` (test double), ``timed`` (stand-in
+with a fixed speed, for systems benchmarks). ``spec.parse_model_spec`` turns a ``--model`` spec
+into one of them, importing the openai and llama backends only when named, so
+``import symphony.llm`` needs neither ``openai`` nor ``llama_cpp``.
 """
 
 from symphony.llm.base import (
@@ -13,9 +15,9 @@ from symphony.llm.base import (
     ModelError,
     ModelSpecError,
     ModelTimeout,
-    parse_model_spec,
 )
 from symphony.llm.scripted import ScriptedModel
+from symphony.llm.spec import parse_model_spec
 from symphony.llm.timed import TimedModel
 
 __all__ = [

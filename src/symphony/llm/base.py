@@ -1,4 +1,4 @@
-"""The one async interface every model backend implements, its errors, and the spec parser.
+"""The one async interface every model backend implements, and its errors.
 
 A backend is anything with the ``ChatModel`` shape: a ``name``, whether it can constrain its
 output to a JSON Schema, ``chat(...) -> Completion`` and ``aclose()``. Token usage is always
@@ -13,21 +13,15 @@ Errors (added to the tree of ``symphony.errors``)::
         └── ConfigError
             └── ModelSpecError  a bad ``--model`` spec or a missing package; the message says the fix
 
-Specs (``parse_model_spec``)::
-
-    openai:http://HOST:PORT/v1#MODEL     any OpenAI-compatible server (vLLM, Ollama, llama.cpp, ...)
-    llama:qwen2.5-coder-0.5b             embedded llama.cpp, model from PyPI packages (see llama_backend)
-    llama:qwen2.5-coder-1.5b | llama:smollm2-135m | llama:/path/to/file.gguf
-    scripted:arith                       canned replies for protocol tests (a test double)
-    timed:20                             stand-in that takes 20 tokens/s, for systems benchmarks
+The backends (``openai_backend``, ``llama_backend``, ``scripted``, ``timed``) import this module;
+``llm.spec`` turns a ``--model`` spec into one of them.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
-from urllib.parse import urlsplit
 
 from symphony.errors import ConfigError, SymphonyError
 
@@ -135,64 +129,17 @@ def last_user_message(messages: list[dict[str, str]]) -> str:
     return ""
 
 
-_SPEC_HELP: Final = (
-    "use openai:http://HOST:PORT/v1#MODEL, llama:qwen2.5-coder-0.5b, llama:qwen2.5-coder-1.5b, "
-    "llama:smollm2-135m, llama:/path/to/file.gguf, scripted:arith or timed:TOKENS_PER_S"
-)
+def __getattr__(name: str) -> Callable[[str], ChatModel]:
+    """``parse_model_spec`` lives in ``llm.spec`` (it imports every backend; base imports none).
 
-
-def parse_model_spec(spec: str) -> ChatModel:
-    """The backend a ``--model`` spec names (see the module docstring for the forms).
-
-    Checks what can be checked without loading a model or opening a connection: the spec's
-    shape, and that the needed packages (and model files) are installed.
-
-    Raises ``ModelSpecError`` whose message names the fix (the right form, or a pip command).
+    Transitional, for callers that still import it from here (node/daemon.py, cli/demo.py,
+    bench/accuracy.py, bench/gsm8k.py): delete once they import it from ``symphony.llm``.
     """
-    kind, sep, rest = spec.strip().partition(":")
-    if not sep or not rest:
-        raise ModelSpecError(f"bad model spec {spec!r}: {_SPEC_HELP}")
-    kind = kind.lower()
-    if kind == "openai":
-        return _openai_from_spec(spec, rest)
-    if kind == "llama":
-        from symphony.llm.llama_backend import LlamaModel
+    if name == "parse_model_spec":
+        from symphony.llm.spec import parse_model_spec
 
-        return LlamaModel.from_spec(rest)
-    if kind == "scripted":
-        from symphony.llm.scripted import named_script
-
-        return named_script(rest)
-    if kind == "timed":
-        from symphony.llm.timed import TimedModel
-
-        try:
-            rate = float(rest)
-        except ValueError:
-            rate = float("nan")
-        if not rate > 0 or rate == float("inf"):
-            raise ModelSpecError(f"bad model spec {spec!r}: timed: needs a positive number of tokens per second, "
-                                 "e.g. timed:20")
-        return TimedModel(rate)
-    raise ModelSpecError(f"unknown model kind {kind!r} in {spec!r}: {_SPEC_HELP}")
-
-
-def _openai_from_spec(spec: str, rest: str) -> ChatModel:
-    url, sep, model = rest.partition("#")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ModelSpecError(f"bad model spec {spec!r}: the server URL must look like http://HOST:PORT/v1, "
-                             "e.g. openai:http://127.0.0.1:8080/v1#qwen2.5-coder")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise ModelSpecError(f"bad model spec {spec!r}: bad port in {url!r}") from None
-    if not sep or not model.strip():
-        raise ModelSpecError(f"bad model spec {spec!r}: add the model name after '#', "
-                             f"e.g. openai:{url}#qwen2.5-coder")
-    from symphony.llm.openai_backend import OpenAIModel
-
-    return OpenAIModel(base_url=url, model=model.strip(), api_key=os.environ.get("OPENAI_API_KEY") or "symphony")
+        return parse_model_spec
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -205,5 +152,4 @@ __all__ = [
     "approx_tokens",
     "check_chat_args",
     "last_user_message",
-    "parse_model_spec",
 ]
