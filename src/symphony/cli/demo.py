@@ -84,7 +84,7 @@ def lineup(agents: int, model: str | None) -> list[DemoAgent]:
 def prepare_models(specs: set[str]) -> None:
     """Check every model spec here, before any node starts (errors name the fix), and join
     split model files into the cache once, so nodes only load them."""
-    from symphony.llm.base import parse_model_spec
+    from symphony.llm import parse_model_spec
 
     for spec in sorted(specs):
         parse_model_spec(spec)  # raises ModelSpecError with the pip command when a package is missing

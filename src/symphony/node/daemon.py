@@ -41,7 +41,8 @@ from symphony import __version__
 from symphony.errors import ConfigError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
 from symphony.ledger.store import QueryFilter
-from symphony.llm.base import ModelError, parse_model_spec
+from symphony.llm import parse_model_spec
+from symphony.llm.base import ModelError
 from symphony.node.bus import EventBus
 from symphony.node.config import NodeConfig
 from symphony.node.datadir import DataDir, os_problem
