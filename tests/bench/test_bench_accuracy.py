@@ -60,7 +60,7 @@ async def test_each_baseline_answers_with_its_call_budget(system: str) -> None:
 async def test_orchestrator_assigns_steps_round_robin() -> None:
     """The coordinator plans; the two workers take the steps in turn."""
     coordinator, first, second = arith_model(), arith_model(), arith_model()
-    from symphony.pipeline.orchestrator import orchestrate
+    from symphony.bench.orchestrator import orchestrate
 
     run_ = await orchestrate(ARITH.question, coordinator=coordinator, workers=[first, second], kind="number")
     assert run_.answer == "11"

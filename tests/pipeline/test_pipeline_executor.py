@@ -222,3 +222,11 @@ def test_parse_rejects_unknown_kind() -> None:
     """An unknown kind is a caller bug."""
     with pytest.raises(ValueError, match=r"^unknown answer kind 'float'"):
         parse_step_answer("1", kind="float")  # type: ignore[arg-type]
+
+
+def test_final_question_step_shows_earlier_results_as_working() -> None:
+    """The anchored last step asks to solve the problem, checking the earlier steps."""
+    messages = execution_messages("Q?", question="Q?", previous=[("a?", "1")], is_final=True, answer_kind="number")
+    assert "Step: Solve the problem. Use the earlier steps' results, but check them" in messages[1]["content"]
+    alone = execution_messages("Q?", question="Q?", previous=[], is_final=True, answer_kind="number")
+    assert alone[1]["content"].endswith("Step: Solve the problem.")

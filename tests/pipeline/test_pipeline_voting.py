@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from symphony.pipeline import Ballot, Exclusion, chain_weight, weighted_vote
+from symphony.pipeline import Answer, Ballot, Exclusion, chain_weight, weighted_vote
 
 ballot_lists = st.lists(
     st.tuples(st.sampled_from(["1000", "1,000", "7", "0.5", "\\frac{1}{2}", "", None]),
@@ -63,8 +63,8 @@ def test_vote_ignores_chain_order(ballots: list[Ballot], rnd: random.Random) -> 
     assert weighted_vote(shuffled, "number") == weighted_vote(ballots, "number")
 
 
-def _within_one(a: str, b: str, kind: str) -> bool:
-    return abs(int(a) - int(b)) <= 1  # not transitive: 1~2 and 2~3, but not 1~3
+def _within_one(a: Answer, b: Answer) -> bool:
+    return abs(int(a.key) - int(b.key)) <= 1  # not transitive: 1~2 and 2~3, but not 1~3
 
 
 @given(st.lists(st.tuples(st.sampled_from("1234"), st.sampled_from([0.1, 0.5, 0.9])), max_size=8),

@@ -7,7 +7,7 @@ at the run's temperature with seeded calls) and the same prompts (``pipeline.pla
 - ``direct``: agent 0 solves the question in one call (the executor's one-step prompt);
 - ``sc``: self-consistency, ``samples`` direct solutions spread round-robin over the pool, plain
   majority (``voting.weighted_vote`` with weight 1 each); no decomposition;
-- ``orchestrator``: ``pipeline.orchestrator``: agent 0 plans, agents take the steps round-robin,
+- ``orchestrator``: ``bench.orchestrator``: agent 0 plans, agents take the steps round-robin,
   one chain, no beacon, no vote (AutoGen/CrewAI-style);
 - ``symphony``: the real stack: AgentRuntimes on the in-process memory network, beacon selection,
   ``cots`` chains and the weighted vote (``TaskService.ask``).
@@ -29,7 +29,7 @@ from symphony.bench.datasets import Item
 from symphony.llm.base import ChatModel, Completion, ModelError
 from symphony.node.runtime import AgentRuntime
 from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
-from symphony.pipeline.orchestrator import orchestrate
+from symphony.bench.orchestrator import orchestrate
 from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.pipeline.voting import Ballot, weighted_vote
 
@@ -130,7 +130,7 @@ async def solve_self_consistency(models: list[ChatModel], item: Item, samples: i
 
 
 async def solve_orchestrator(models: list[ChatModel], item: Item, max_steps: int) -> dict[str, Any]:
-    """Agent 0 coordinates, all agents work round-robin (``pipeline.orchestrator``)."""
+    """Agent 0 coordinates, all agents work round-robin (``bench.orchestrator``)."""
     started = time.perf_counter()
     run = await orchestrate(item.question, coordinator=models[0], workers=models, kind=item.kind, max_steps=max_steps)
     return {"answer": run.answer, "tokens": run.prompt_tokens + run.completion_tokens, "calls": run.calls,

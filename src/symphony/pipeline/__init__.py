@@ -1,9 +1,21 @@
-"""The Symphony algorithm's pure parts (paper Alg. 1): answer extraction and weighted voting.
+"""The Symphony pipeline (paper Alg. 1): a question's path from initiator to planners to executors.
 
-``extraction`` turns a model's output into a comparable final answer; ``voting`` pools
-equivalent answers across chains of thought and picks the weighted majority (eqs. 2-3).
+General layout (one module per concept; the pure ones never await, sleep or read a clock):
+
+- ``extraction``: a model output's final answer per kind, and answer normalisation;
+- ``answer``: ``Answer``, an answer normalised once where it arrives;
+- ``voting``: the weighted majority over chains (eqs. 2-3);
+- ``crossvote``: verdicts on planners and executors from the chains' evidence;
+- ``planner`` / ``executor``: the prompts and the parsing of plans and step answers;
+- ``trace``: frozen traces of attempts, steps, chains and the question, each with ``to_wire()``;
+- ``chain``: the planner's chain driver (next executor, redundancy settle, chain end);
+- ``initiator``: the initiator's driver (planners, consistency, vote, verdicts, trace);
+- ``service``: ``TaskService``, the I/O shells of the three roles over the transport.
+
+This package exports the pure algorithm; import the service and drivers from their modules.
 """
 
+from symphony.pipeline.answer import Answer
 from symphony.pipeline.extraction import (
     ANSWER_KINDS,
     AnswerKind,
@@ -31,6 +43,7 @@ from symphony.pipeline.voting import (
 __all__ = [
     "ANSWER_KINDS",
     "MAX_ANSWER_CHARS",
+    "Answer",
     "AnswerKind",
     "Ballot",
     "Exclusion",

@@ -248,7 +248,11 @@ def _math_verify_equal(a: str, b: str) -> bool:
 
 def answers_equivalent(a: str, b: str, kind: AnswerKind) -> bool:
     """Whether two extracted answers are the same vote (numbers exactly, latex via math-verify)."""
-    ka, kb = normalize_answer(a, kind), normalize_answer(b, kind)
+    return keys_equivalent(normalize_answer(a, kind), normalize_answer(b, kind), kind)
+
+
+def keys_equivalent(ka: str, kb: str, kind: AnswerKind) -> bool:
+    """``answers_equivalent`` on answers already normalised (``normalize_answer``) to ``ka`` and ``kb``."""
     if ka == kb:
         return True
     if kind != "number":

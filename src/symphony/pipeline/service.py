@@ -1,4 +1,4 @@
-"""The Symphony pipeline over the network (paper Alg. 1; DESIGN §4).
+"""The Symphony pipeline over the network (paper Alg. 1; DESIGN §4): the roles' I/O shells.
 
 Theory of operation
 -------------------
@@ -20,15 +20,18 @@ Three roles, any node can play each:
 So coordination is spread over planners: no node sees everything or is needed by
 everyone. Every hop carries the absolute deadline; ``task_id``s make retries
 idempotent (a repeated Task from the same sender gets the same result).
+
+This module holds only the I/O: beacon rounds, sending and serving Tasks, model calls, sleeps,
+events and the reputation table. Every decision is made by a pure driver the shells feed:
+``initiator.InitiatorDriver`` (planners, consistency, vote, verdicts) and ``chain.ChainDriver``
+(the planner's next executor, redundancy, chain end); what flows is typed (``trace``, ``answer``).
 """
 
 from __future__ import annotations
 
 import random
-import time
 import uuid
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,10 +50,13 @@ from symphony.capability.vector import TagEncoder, classify_task_type, requireme
 from symphony.errors import MalformedMessage, PeerError, SymphonyError, TransportError
 from symphony.ledger.reputation import Offence, ReputationTable
 from symphony.llm.base import ChatModel, Completion, ModelError
-from symphony.pipeline.crossvote import cross_vote
+from symphony.pipeline.chain import BeaconStep, ChainDone, ChainDriver, SendStep, StepSettled
+from symphony.pipeline.crossvote import Verdict
 from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
-from symphony.pipeline.extraction import AnswerKind, guess_answer_kind, normalize_answer
+from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
+from symphony.pipeline.initiator import PLANNER_ROUNDS, InitiatorDriver
 from symphony.pipeline.planner import (
+    Plan,
     PlanError,
     anchor_final_step,
     decomposition_messages,
@@ -58,7 +64,7 @@ from symphony.pipeline.planner import (
     parse_plan,
     single_step_plan,
 )
-from symphony.pipeline.voting import Ballot, chain_weight, weighted_vote
+from symphony.pipeline.trace import BeaconCost, ChainRecord, ChainTrace, QuestionSpans
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.limits import backoff_delay
@@ -69,23 +75,6 @@ TASK_PROTOCOL = "/symphony/task/1.0.0"
 MAX_TASK_BYTES = 512 * 1024
 PLANNER_TAG = "planner"
 EXECUTOR_TAG = "executor"
-
-
-_KEEP = frozenset({"question", "answer", "ok", "attempts", "executor", "score", "latency_ms"})
-
-
-def compact(entry: dict[str, Any]) -> dict[str, Any]:
-    """A step trace for the wire: empty and zero entries dropped (recursively), except the ones every
-    reader indexes (question, answer, ok, attempts and each attempt's executor, score, latency)."""
-    out: dict[str, Any] = {}
-    for key, value in entry.items():
-        if isinstance(value, dict):
-            value = compact(value)
-        elif isinstance(value, list):
-            value = [compact(v) if isinstance(v, dict) else v for v in value]
-        if key in _KEEP or not (value in (None, "", 0) or value == [] or value == {}):  # 0 covers 0.0 and False
-            out[key] = value
-    return out
 
 
 def _question_id(chain_task_id: str) -> str:
@@ -163,111 +152,90 @@ class TaskService:
 
     def _strategy(self, name: str) -> SelectionStrategy:
         if name == "random":
-            return RandomStrategy(random.Random())
+            return RandomStrategy(self.rng)
         return self.linucb if name == "linucb" else CosineStrategy()
+
+    def _beacon_event(self, task_id: str, role: str, outcome: BeaconOutcome, *, steps: int | None = None) -> None:
+        fields: dict[str, Any] = {"task": task_id, "role": role}
+        if steps is not None:
+            fields["steps"] = steps
+        self.on_event("beacon_round", {**fields, **BeaconCost.of(outcome).to_wire()})
 
     # ---- initiator ---------------------------------------------------------------------
 
     async def ask(self, question: str, options: AskOptions = AskOptions(), *, task_id: str | None = None) -> dict[str, Any]:
-        """Answer ``question`` with ``options.cots`` chains and a weighted vote. Returns the trace."""
+        """Answer ``question`` with ``options.cots`` chains and a weighted vote. Returns the trace.
+
+        Raises ``TaskFailed`` (with the trace so far) when no chain produced an answer."""
         task_id = task_id or uuid.uuid4().hex
-        kind = options.answer_kind or guess_answer_kind(question)
-        started = time.perf_counter()
-        begun = self.clock()  # spans below use the injected clock, so virtual time measures them exactly
-        deadline_ms = self._now_ms() + int(options.deadline_s * 1000)
-        r = list(requirement_vector(question, classify_task_type(question), self.encoder))
-        for attempt in range(3):  # an empty beacon (peers churning, partition) is retried with backoff
-            beacon = await self.selector.select(r, task_type="planning", m=1,
-                                                top_l=max(options.top_l, options.cots),
-                                                strategy=self._strategy(options.strategy),
-                                                tags_any=frozenset({PLANNER_TAG}))
-            self.on_event("beacon_round", {"task": task_id, "role": "planning", "contacted": beacon.contacted,
-                                           "replied": beacon.replied, "elapsed_ms": round(beacon.elapsed_s * 1000, 2)})
-            candidates = list(beacon.selection.ordered)
-            if candidates or self._now_ms() >= deadline_ms - 1000:
-                break
-            await anyio.sleep(backoff_delay(attempt, self.rng, base_s=0.5))
+        begun = self.clock()  # every span below uses the injected clock, so virtual time measures them exactly
+        driver = InitiatorDriver(task_id=task_id, question=question, kind=options.answer_kind or
+                                 guess_answer_kind(question), cots=options.cots,
+                                 deadline_ms=self._now_ms() + int(options.deadline_s * 1000))
+        beacon = await self._find_planners(driver, options)
         beacon_ms = self._span_ms(begun)
-        if not candidates:
+        planners = driver.first_planners()
+        if not planners:
             raise TaskFailed("no available planner answered the beacon; are other nodes running with --model?",
                              reason="no_agents")
-        self.on_event("task_started", {"task": task_id, "planners": [c.agent_id for c in candidates[: options.cots]]})
-        queue = candidates[options.cots:]
-        chains: list[dict[str, Any]] = []
-
-        async def run_chain(index: int, first: Candidate) -> None:
-            candidate: Candidate | None = first
-            while candidate is not None:
-                task = Task(task_id=f"{task_id}/c{index}", role="plan", question=question, answer_kind=kind,
-                            max_steps=options.max_steps, strategy=options.strategy,  # type: ignore[arg-type]
-                            top_l=options.top_l, deadline_ms=deadline_ms)
-                sent = self.clock()
-                result = await self._send(candidate.agent_id, task)
-                chains.append({"index": index, "planner": candidate.agent_id, "planner_score": candidate.score,
-                               "rtt_ms": self._span_ms(sent), **result.model_dump(mode="json", exclude={"task_id"})})
-                self.on_event("chain_finished", {"task": task_id, "chain": chains[-1]})
-                if result.ok:
-                    return
-                candidate = queue.pop(0) if queue and self._now_ms() < deadline_ms else None
-
+        self.on_event("task_started", {"task": task_id, "planners": [c.agent_id for c in planners]})
         async with anyio.create_task_group() as tg:
-            for index, candidate in enumerate(candidates[: options.cots]):
-                tg.start_soon(run_chain, index, candidate)
-        for chain in chains:
-            if chain["ok"] and not self._consistent(chain, kind):  # a planner that misreports its own chain
-                chain.update(ok=False, error="chain answer contradicts its own trace")
-                self._blame(chain["planner"], Offence.INVALID)
-        good = [c for c in chains if c["ok"]]
+            for index, candidate in enumerate(planners):
+                tg.start_soon(self._run_chain, driver, options, index, candidate)
+        self._judge(driver.check_consistency(), Offence.INVALID)
         voting = self.clock()
-        vote = weighted_vote([Ballot(f"c{c['index']}", c["answer"], self._trusted_weight(c)) for c in good], kind)
+        vote = driver.vote(trust=self._trust)
         vote_ms = self._span_ms(voting)
-        self._cross_vote(chains, vote.answer, kind)
-        trace = {
-            "task_id": task_id, "question": question, "answer": vote.answer, "answer_kind": kind,
-            "vote": [{"answer": t.answer, "weight": round(t.weight, 4), "count": t.count, "chains": list(t.chains)}
-                     for t in vote.tallies],
-            "chains": sorted(chains, key=lambda c: c["index"]),
-            "planner_beacon": {"contacted": beacon.contacted, "replied": beacon.replied,
-                               "elapsed_ms": round(beacon.elapsed_s * 1000, 2)},
-            "prompt_tokens": sum(c["prompt_tokens"] for c in chains),
-            "completion_tokens": sum(c["completion_tokens"] for c in chains),
-            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-            "spans": {"wall_ms": self._span_ms(begun), "beacon_ms": beacon_ms,
-                      "query_ms": round(beacon.query_s * 1000, 3), "vote_ms": vote_ms},
-        }
-        if vote.winner is None:
-            self.on_event("task_failed", {"task": task_id, "chains": len(chains)})
-            raise TaskFailed(f"no chain returned a usable answer ({len(chains)} attempts); see the trace",
-                             trace=trace, reason="timeout" if self._now_ms() >= deadline_ms else "no_answer")
+        self._judge(driver.cross_verdicts(), Offence.OUTVOTED)
+        spans = QuestionSpans(wall_ms=self._span_ms(begun), beacon_ms=beacon_ms,
+                              query_ms=round(beacon.query_s * 1000, 3), vote_ms=vote_ms)
+        trace = driver.trace(latency_ms=round((self.clock() - begun) * 1000, 1), spans=spans).to_wire()
+        if (reason := driver.failure(now_ms=self._now_ms())) is not None:
+            self.on_event("task_failed", {"task": task_id, "chains": len(driver.records)})
+            raise TaskFailed(f"no chain returned a usable answer ({len(driver.records)} attempts); see the trace",
+                             trace=trace, reason=reason)
         self.on_event("task_finished", {"task": task_id, "answer": vote.answer, "vote": trace["vote"],
                                         "latency_ms": trace["latency_ms"]})
         return trace
 
-    def _trusted_weight(self, chain: dict[str, Any]) -> float:
-        """A planner reports its own chain weight; scale it by how far we trust that planner."""
-        weight = max(0.0, float(chain["weight"]))
-        if self.reputation is None:
-            return weight
-        return weight * self.reputation.weight(chain["planner"], now=self.clock())
+    async def _find_planners(self, driver: InitiatorDriver, options: AskOptions) -> BeaconOutcome:
+        """BEACONSELECT among planners for r(q); an empty round (peers churning, partition) is retried
+        with backoff while the driver says so. Returns the last round."""
+        r = list(requirement_vector(driver.question, classify_task_type(driver.question), self.encoder))
+        for attempt in range(PLANNER_ROUNDS):
+            beacon = await self.selector.select(r, task_type="planning", m=1, top_l=max(options.top_l, options.cots),
+                                                strategy=self._strategy(options.strategy),
+                                                tags_any=frozenset({PLANNER_TAG}))
+            self._beacon_event(driver.task_id, "planning", beacon)
+            if driver.planners_found(beacon, now_ms=self._now_ms()):
+                break
+            await anyio.sleep(backoff_delay(attempt, self.rng, base_s=0.5))
+        return beacon
 
-    @staticmethod
-    def _consistent(chain: dict[str, Any], kind: AnswerKind) -> bool:
-        """The answer a planner reports is its chain's last step answer (when it shows its steps)."""
-        trace = chain.get("trace")
-        steps = trace.get("steps") if isinstance(trace, dict) else None
-        if not isinstance(steps, list) or not steps or not isinstance(steps[-1], dict):
-            return True
-        last = steps[-1].get("answer")
-        return not isinstance(last, str) or normalize_answer(last, kind) == normalize_answer(chain["answer"], kind)
+    async def _run_chain(self, driver: InitiatorDriver, options: AskOptions, index: int, first: Candidate) -> None:
+        """Chain slot ``index``: ask ``first``, then each backup planner the driver hands out."""
+        candidate: Candidate | None = first
+        while candidate is not None:
+            task = Task(task_id=f"{driver.task_id}/c{index}", role="plan", question=driver.question,
+                        answer_kind=driver.kind, max_steps=options.max_steps, strategy=options.strategy,  # type: ignore[arg-type]
+                        top_l=options.top_l, deadline_ms=driver.deadline_ms)
+            sent = self.clock()
+            result = await self._send(candidate.agent_id, task)
+            record = ChainRecord(index=index, planner=candidate.agent_id, planner_score=candidate.score,
+                                 rtt_ms=self._span_ms(sent), result=result)
+            self.on_event("chain_finished", {"task": driver.task_id, "chain": record.to_wire()})
+            candidate = driver.chain_returned(record, now_ms=self._now_ms())
 
-    def _cross_vote(self, chains: list[dict[str, Any]], winner: str | None, kind: AnswerKind) -> None:
-        """Feed each planner's and executor's agreement with the vote to the reputation table."""
-        if self.reputation is None:
-            return
-        for verdict in cross_vote(chains, winner, kind):
+    def _trust(self, agent_id: str) -> float:
+        """How far this node trusts ``agent_id`` (1.0 without a reputation table)."""
+        return 1.0 if self.reputation is None else self.reputation.weight(agent_id, now=self.clock())
+
+    def _judge(self, verdicts: Iterable[Verdict], offence: Offence, *, weight: float = 1.0) -> None:
+        """Apply verdicts to the reputation table: blame who disagreed for ``offence``, reward the others."""
+        for verdict in verdicts:
             if not verdict.agreed:
-                self._blame(verdict.agent_id, Offence.OUTVOTED)
-            elif verdict.agent_id != self.identity.agent_id:
+                self._blame(verdict.agent_id, offence, weight=weight)
+            elif self.reputation is not None and verdict.agent_id != self.identity.agent_id:
                 self.reputation.reward(verdict.agent_id, now=self.clock())
 
     # ---- sending and serving Tasks -------------------------------------------------------
@@ -374,159 +342,87 @@ class TaskService:
     # ---- planner role --------------------------------------------------------------------
 
     async def _plan(self, task: Task) -> TaskResult:
-        started = time.perf_counter()
+        """Decompose ``task.question`` and drive the chain (``chain.ChainDriver`` decides, this shell sends)."""
         begun = self.clock()
-        tokens = [0, 0]
-        spans = {"plan_model_ms": 0.0}
+        plan, plan_note, planning = await self._make_plan(task)
+        plan_tokens = (planning.prompt_tokens, planning.completion_tokens) if planning else (0, 0)
+        self.on_event("plan_made", {"task": task.task_id, "steps": list(plan.steps), "plan": plan_note})
+        driver = ChainDriver(plan.steps, kind=task.answer_kind, deadline_ms=task.deadline_ms,
+                             redundancy=self.redundancy)
+        selecting = self.clock()
+        rounds = await self._select_executors(task, plan.steps)  # one beacon round for the whole chain
+        driver.executors_selected(rounds, waited_ms=self._span_ms(selecting))
+        self._beacon_event(task.task_id, "execution", rounds[0], steps=len(plan.steps))
+        while not isinstance(action := driver.next_action(now_ms=self._now_ms()), ChainDone):
+            if isinstance(action, SendStep):
+                await self._send_step(task, action, driver)
+            elif isinstance(action, BeaconStep):
+                await self._beacon_step(task, action, driver)
+            else:
+                self._settled(action)
+        trace = ChainTrace(plan=plan_note, steps=action.steps, chain_ms=self._span_ms(begun),
+                           plan_model_ms=round(planning.latency_s * 1000, 3) if planning else 0.0)
+        return TaskResult(task_id=task.task_id, ok=action.ok, answer=action.answer, error=action.error,
+                          weight=action.weight, prompt_tokens=plan_tokens[0] + action.prompt_tokens,
+                          completion_tokens=plan_tokens[1] + action.completion_tokens,
+                          latency_ms=(self.clock() - begun) * 1000, trace=trace.to_wire())
+
+    async def _make_plan(self, task: Task) -> tuple[Plan, str, Completion | None]:
+        """The plan, its note for the trace, and the planning call (None when the model failed); a
+        model that fails or writes no usable plan leaves the question itself as the one step."""
         try:
             completion = await self._chat(
                 decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind),
                 max_tokens=400, json_schema=decomposition_schema(task.max_steps))
-            tokens = [completion.prompt_tokens, completion.completion_tokens]
-            spans["plan_model_ms"] = round(completion.latency_s * 1000, 3)
+        except ModelError as exc:
+            return single_step_plan(task.question), f"fallback: {str(exc)[:200]}", None
+        try:
             plan = anchor_final_step(parse_plan(completion.text, max_steps=task.max_steps), task.question)
-            plan_note = "repaired: " + ", ".join(plan.fixes) if plan.repaired else "ok"
-        except (ModelError, PlanError) as exc:
-            plan, plan_note = single_step_plan(task.question), f"fallback: {str(exc)[:200]}"
-        self.on_event("plan_made", {"task": task.task_id, "steps": list(plan.steps), "plan": plan_note})
-        steps: list[dict[str, Any]] = []
-        previous: list[tuple[str, str]] = []
-        scores: list[float] = []
+        except PlanError as exc:
+            return single_step_plan(task.question), f"fallback: {str(exc)[:200]}", completion
+        return plan, "repaired: " + ", ".join(plan.fixes) if plan.repaired else "ok", completion
+
+    async def _send_step(self, task: Task, action: SendStep, driver: ChainDriver) -> None:
+        """Send sub-task ``action.index`` to its candidate; LinUCB and the driver learn the outcome."""
+        candidate = action.candidate
+        sub = Task(task_id=f"{task.task_id}/s{action.index}", role="execute", question=action.question,
+                   background=task.question, previous=list(action.previous), answer_kind=task.answer_kind,
+                   final=action.final, deadline_ms=task.deadline_ms)
+        self.on_event("step_assigned", {"task": task.task_id, "step": action.index, "question": action.question,
+                                        "executor": candidate.agent_id, "score": round(candidate.score, 4)})
+        sent = self.clock()
+        result = await self._send(candidate.agent_id, sub)
+        rtt_ms = self._span_ms(sent)
+        self._learn(candidate, result)
+        self.on_event("step_finished", {"task": task.task_id, "step": action.index, "executor": candidate.agent_id,
+                                        "ok": result.ok, "answer": result.answer, "error": result.error,
+                                        "latency_ms": round(result.latency_ms, 1)})
+        driver.step_result(candidate, result, rtt_ms=rtt_ms)
+
+    async def _beacon_step(self, task: Task, action: BeaconStep, driver: ChainDriver) -> None:
+        """Every candidate of a step failed: after a backoff, a fresh single-requirement BEACONSELECT for
+        it alone, leaving out those already tried."""
+        await anyio.sleep(backoff_delay(action.attempt, self.rng, base_s=0.2))
         selecting = self.clock()
-        rounds = await self._select_executors(task, plan.steps)  # one beacon round for the whole chain
-        round_ms = self._span_ms(selecting)
-        self.on_event("beacon_round", {"task": task.task_id, "role": "execution", "steps": len(plan.steps),
-                                       "contacted": rounds[0].contacted, "replied": rounds[0].replied,
-                                       "elapsed_ms": round(rounds[0].elapsed_s * 1000, 2)})
-        for index, question in enumerate(plan.steps):
-            final = index == len(plan.steps) - 1
-            step = await self._run_step(task, index, question, previous, final, rounds[index],
-                                        round_ms if index == 0 else 0.0)
-            steps.append(step)
-            tokens[0] += step["prompt_tokens"]
-            tokens[1] += step["completion_tokens"]
-            if not step["ok"]:
-                return self._chain_result(task, False, "", 0.0, tokens, started, plan_note, steps,
-                                          error=f"step {index + 1} failed: {step['error']}",
-                                          spans={**spans, "chain_ms": self._span_ms(begun)})
-            scores.append(step["score"])
-            previous.append((question, step["answer"]))
-        return self._chain_result(task, True, previous[-1][1], chain_weight(scores), tokens, started, plan_note, steps,
-                                  spans={**spans, "chain_ms": self._span_ms(begun)})
+        task_type = classify_task_type(action.question)
+        r = list(requirement_vector(action.question, task_type, self.encoder))
+        beacon = await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
+                                            strategy=self._strategy(task.strategy),
+                                            tags_any=frozenset({EXECUTOR_TAG}), exclude=action.exclude)
+        waited_ms = self._span_ms(selecting)
+        self._beacon_event(task.task_id, "execution", beacon, steps=1)
+        driver.step_beaconed(beacon, waited_ms=waited_ms)
 
-    def _chain_result(self, task: Task, ok: bool, answer: str, weight: float, tokens: list[int], started: float,
-                      plan_note: str, steps: list[dict[str, Any]], error: str = "",
-                      spans: dict[str, float] | None = None) -> TaskResult:
-        return TaskResult(task_id=task.task_id, ok=ok, answer=answer, error=error, weight=weight,
-                          prompt_tokens=tokens[0], completion_tokens=tokens[1],
-                          latency_ms=(time.perf_counter() - started) * 1000,
-                          trace={"plan": plan_note, "steps": [compact(step) for step in steps], "spans": spans or {}})
+    def _settled(self, settled: StepSettled) -> None:
+        """A cross-checked step's majority: two executors agreed against the outvoted one, strong evidence."""
+        self._judge(settled.verdicts, Offence.OUTVOTED, weight=1.5)
 
-    async def _select_executors(self, task: Task, questions: tuple[str, ...] | list[str]) -> list[BeaconOutcome]:
+    async def _select_executors(self, task: Task, questions: Sequence[str]) -> list[BeaconOutcome]:
         """BEACONSELECT(r(sub-task), L, m=1) among executors for every sub-task of a chain, in one round."""
         rs = [list(requirement_vector(q, classify_task_type(q), self.encoder)) for q in questions]
         return await self.selector.select_many(rs, task_type="chain", m=1, top_l=task.top_l,
                                                strategy=self._strategy(task.strategy),
                                                tags_any=frozenset({EXECUTOR_TAG}))
-
-    async def _select_executor(self, task: Task, question: str, exclude: frozenset[str]) -> BeaconOutcome:
-        """A fresh single-requirement BEACONSELECT for a failed sub-task, leaving out those already tried."""
-        task_type = classify_task_type(question)
-        r = list(requirement_vector(question, task_type, self.encoder))
-        return await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
-                                          strategy=self._strategy(task.strategy), tags_any=frozenset({EXECUTOR_TAG}),
-                                          exclude=exclude)
-
-    async def _run_step(self, task: Task, index: int, question: str, previous: list[tuple[str, str]],
-                        final: bool, first: BeaconOutcome, first_ms: float) -> dict[str, Any]:
-        """Run one sub-task on the executor the chain's beacon round chose for it (``first``, which
-        took ``first_ms`` of this step's time), falling back to its backups; when every candidate
-        failed, beacon again for this sub-task alone without them, after a backoff.
-
-        With ``redundancy`` 2 the step is cross-checked: a second executor answers too, and if
-        the two disagree a third referees; the majority answer stands and the outvoted executor
-        loses reputation (cross-voting at the step, where the evidence is sharpest)."""
-        step: dict[str, Any] = {"question": question, "ok": False, "answer": "", "error": "no executor answered",
-                                "score": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "attempts": [],
-                                "beacon_ms": 0.0, "candidates": 0, "spans": {"beacon_ms": 0.0, "query_ms": 0.0}}
-        tried: set[str] = set()
-        answers: list[tuple[Candidate, str]] = []
-        for round_ in range(3):
-            if round_:
-                await anyio.sleep(backoff_delay(round_ - 1, self.rng, base_s=0.2))
-                selecting = self.clock()
-                beacon = await self._select_executor(task, question, frozenset(tried))
-                waited_ms = self._span_ms(selecting)
-                self.on_event("beacon_round", {"task": task.task_id, "role": "execution", "steps": 1,
-                                               "contacted": beacon.contacted, "replied": beacon.replied,
-                                               "elapsed_ms": round(beacon.elapsed_s * 1000, 2)})
-            else:
-                beacon, waited_ms = first, first_ms
-            if round_ or first_ms:  # the chain's shared round is charged to its first step only
-                step["beacon_ms"] += round(beacon.elapsed_s * 1000, 2)
-                step["spans"]["query_ms"] += round(beacon.query_s * 1000, 3)
-            step["candidates"] += beacon.replied
-            step["spans"]["beacon_ms"] += waited_ms
-            for candidate in beacon.selection.ordered:
-                if self._now_ms() >= task.deadline_ms:
-                    step["error"] = "deadline passed"
-                    return self._settle(step, answers, task.answer_kind)
-                if candidate.agent_id in tried:
-                    continue
-                tried.add(candidate.agent_id)
-                sub = Task(task_id=f"{task.task_id}/s{index}", role="execute", question=question,
-                           background=task.question, previous=previous, answer_kind=task.answer_kind, final=final,
-                           deadline_ms=task.deadline_ms)
-                self.on_event("step_assigned", {"task": task.task_id, "step": index, "question": question,
-                                                "executor": candidate.agent_id, "score": round(candidate.score, 4)})
-                sent = self.clock()
-                result = await self._send(candidate.agent_id, sub)
-                rtt_ms = self._span_ms(sent)
-                self._learn(candidate, result)
-                self.on_event("step_finished", {"task": task.task_id, "step": index, "executor": candidate.agent_id,
-                                                "ok": result.ok, "answer": result.answer, "error": result.error,
-                                                "latency_ms": round(result.latency_ms, 1)})
-                step["attempts"].append({"executor": candidate.agent_id, "score": round(candidate.score, 4),
-                                         "ok": result.ok, "error": result.error,
-                                         "latency_ms": round(result.latency_ms, 1), "rtt_ms": rtt_ms,
-                                         "model_ms": round(result.latency_ms, 3),
-                                         "model_wall_ms": result.trace.get("model_wall_ms", 0.0)})
-                step["prompt_tokens"] += result.prompt_tokens
-                step["completion_tokens"] += result.completion_tokens
-                if not result.ok:
-                    step["error"] = result.error
-                    continue
-                answers.append((candidate, result.answer))
-                if self._settled(answers, task.answer_kind):
-                    return self._settle(step, answers, task.answer_kind)
-            if self._now_ms() >= task.deadline_ms:
-                break
-        return self._settle(step, answers, task.answer_kind)
-
-    def _settled(self, answers: list[tuple[Candidate, str]], kind: AnswerKind) -> bool:
-        """Enough answers: one without redundancy; two that agree, or three, with it."""
-        if self.redundancy < 2 or len(answers) >= 3:
-            return True
-        return len(answers) == 2 and len({normalize_answer(a, kind) for _, a in answers}) == 1
-
-    def _settle(self, step: dict[str, Any], answers: list[tuple[Candidate, str]], kind: AnswerKind) -> dict[str, Any]:
-        """Take the majority answer (the first answer if there is none) and judge the executors."""
-        if not answers:
-            return step
-        counts = Counter(normalize_answer(a, kind) for _, a in answers)
-        top, count = counts.most_common(1)[0]
-        if len(answers) < 2 or count * 2 <= len(answers):
-            top = normalize_answer(answers[0][1], kind)
-        else:
-            for candidate, answer in answers:
-                if normalize_answer(answer, kind) != top:  # two executors agreed against it: strong evidence
-                    self._blame(candidate.agent_id, Offence.OUTVOTED, weight=1.5)
-                elif self.reputation is not None and candidate.agent_id != self.identity.agent_id:
-                    self.reputation.reward(candidate.agent_id, now=self.clock())
-        chosen, answer = next((c, a) for c, a in answers if normalize_answer(a, kind) == top)
-        step.update(ok=True, answer=answer, error="", score=chosen.score, executor=chosen.agent_id,
-                    checked_by=[c.agent_id for c, _ in answers if c is not chosen])
-        return step
 
     def _learn(self, candidate: Candidate, result: TaskResult) -> None:
         """Feed the outcome to LinUCB (Symphony-Coord); harmless for the other strategies."""

@@ -2,7 +2,7 @@
 
 Each CoT i returns a final answer a_i and a weight w_i, the mean beacon score of the executors
 that ran its sub-tasks (eq. 2, ``chain_weight``). The answer with the largest summed weight wins
-(eq. 3): a* = argmax_a sum_i w_i * [a_i == a], where "==" is ``answers_equivalent`` so that "1,000",
+(eq. 3): a* = argmax_a sum_i w_i * [a_i == a], where "==" is ``Answer.equivalent`` so that "1,000",
 "1000" and "\\boxed{1000}" pool their weights.
 
 Rules the paper leaves open, fixed here so every node reaches the same verdict:
@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from symphony.pipeline.extraction import AnswerKind, answers_equivalent, normalize_answer
+from symphony.pipeline.answer import Answer
+from symphony.pipeline.extraction import AnswerKind
 
 MAX_ANSWER_CHARS = 1_000
 
@@ -35,10 +36,13 @@ def chain_weight(scores: Sequence[float]) -> float:
 
 @dataclass(frozen=True)
 class Ballot:
-    """One chain's final answer (already extracted; None when there was none) and its weight."""
+    """One chain's final answer (already extracted; None when there was none) and its weight.
+
+    The answer is the raw text, or an ``Answer`` the caller already normalised where it arrived
+    (then its kind must be the vote's)."""
 
     chain_id: str
-    answer: str | None
+    answer: str | Answer | None
     weight: float
 
     def __post_init__(self) -> None:
@@ -80,10 +84,20 @@ class VoteResult:
         return self.winner.chains if self.winner else ()
 
 
+def _raw(ballot: Ballot) -> str | None:
+    return ballot.answer.raw if isinstance(ballot.answer, Answer) else ballot.answer
+
+
+def _answer(ballot: Ballot, kind: AnswerKind) -> Answer:
+    """The ballot's answer normalised (once: an ``Answer`` is taken as it is)."""
+    return ballot.answer if isinstance(ballot.answer, Answer) else Answer.of(ballot.answer or "", kind)
+
+
 def _exclusion(ballot: Ballot, kind: AnswerKind) -> Exclusion | None:
-    if ballot.answer is None or not ballot.answer.strip():
+    raw = _raw(ballot)
+    if raw is None or not raw.strip():
         return Exclusion(ballot.chain_id, "empty")
-    if kind != "code" and len(ballot.answer) > MAX_ANSWER_CHARS:
+    if kind != "code" and len(raw) > MAX_ANSWER_CHARS:
         return Exclusion(ballot.chain_id, "too_long")
     return None
 
@@ -92,7 +106,7 @@ def weighted_vote(
     ballots: Iterable[Ballot],
     kind: AnswerKind,
     *,
-    equivalent: Callable[[str, str, AnswerKind], bool] = answers_equivalent,
+    equivalent: Callable[[Answer, Answer], bool] = Answer.equivalent,
 ) -> VoteResult:
     """Pool equivalent answers, sum their weights and pick the winner (eq. 3; tie rules above).
 
@@ -106,29 +120,27 @@ def weighted_vote(
     # Canonical order first: grouping then never depends on arrival order, even if "equivalent"
     # is not transitive (math-verify need not be).
     valid = sorted(
-        ((normalize_answer(b.answer, kind), b) for b in ballots if b.chain_id not in skip and b.answer is not None),
-        key=lambda kb: (kb[0], kb[1].chain_id),
+        ((_answer(b, kind), b) for b in ballots if b.chain_id not in skip),
+        key=lambda ab: (ab[0].key, ab[1].chain_id),
     )
-    groups: list[tuple[str, list[tuple[str, Ballot]]]] = []
-    for key, ballot in valid:
-        answer = ballot.answer or ""
-        home = next((g for g in groups if g[0] == key or equivalent(answer, g[1][0][1].answer or "", kind)), None)
+    groups: list[tuple[Answer, list[Ballot]]] = []
+    for answer, ballot in valid:
+        home = next((g for g in groups if g[0].same(answer) or equivalent(answer, g[0])), None)
         if home is None:
-            groups.append((key, [(key, ballot)]))
+            groups.append((answer, [ballot]))
         else:
-            home[1].append((key, ballot))
-    tallies = [_tally(key, members) for key, members in groups]
-    best_single = {t.key: max(max(0.0, b.weight) for _, b in g) for t, (_, g) in zip(tallies, groups, strict=True)}
+            home[1].append(ballot)
+    tallies = [_tally(first.key, members) for first, members in groups]
+    best_single = {t.key: max(max(0.0, b.weight) for b in g) for t, (_, g) in zip(tallies, groups, strict=True)}
     tallies.sort(key=lambda t: (-t.weight, -t.count, -best_single[t.key], t.key))
     return VoteResult(tallies[0] if tallies else None, tuple(tallies), tuple(excluded))
 
 
-def _tally(key: str, members: list[tuple[str, Ballot]]) -> Tally:
-    ballots = [b for _, b in members]
+def _tally(key: str, ballots: list[Ballot]) -> Tally:
     heaviest = min(ballots, key=lambda b: (-b.weight, b.chain_id))
     return Tally(
         key=key,
-        answer=(heaviest.answer or "").strip(),
+        answer=(_raw(heaviest) or "").strip(),
         weight=math.fsum(max(0.0, b.weight) for b in ballots),
         count=len(ballots),
         chains=tuple(sorted(b.chain_id for b in ballots)),

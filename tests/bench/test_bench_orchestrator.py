@@ -1,10 +1,9 @@
-"""The centralized orchestrator baseline (scripted test doubles)."""
+"""The centralized orchestrator baseline (``bench.orchestrator``; scripted test doubles)."""
 
 from __future__ import annotations
 
+from symphony.bench.orchestrator import orchestrate
 from symphony.llm.scripted import ScriptedModel, arith_model
-from symphony.pipeline.executor import execution_messages
-from symphony.pipeline.orchestrator import orchestrate
 
 
 async def test_a_failing_worker_is_retried_on_the_next() -> None:
@@ -22,11 +21,3 @@ async def test_no_answer_when_every_worker_fails_a_step() -> None:
     run = await orchestrate("What is 6 * 7?", coordinator=arith_model(), workers=[silent], kind="number")
     assert run.answer is None
     assert [(s["ok"], s["error"]) for s in run.steps[-2:]] == [(False, "no_answer"), (False, "no_answer")]
-
-
-def test_final_question_step_shows_earlier_results_as_working() -> None:
-    """The anchored last step asks to solve the problem, checking the earlier steps."""
-    messages = execution_messages("Q?", question="Q?", previous=[("a?", "1")], is_final=True, answer_kind="number")
-    assert "Step: Solve the problem. Use the earlier steps' results, but check them" in messages[1]["content"]
-    alone = execution_messages("Q?", question="Q?", previous=[], is_final=True, answer_kind="number")
-    assert alone[1]["content"].endswith("Step: Solve the problem.")

@@ -1,0 +1,129 @@
+"""The initiator's decisions, sans I/O: which planner next, the checks, the vote, the verdicts, the trace.
+
+The initiator role (``service.TaskService.ask``) is a thin shell around ``InitiatorDriver``: the
+shell beacons for planners and sends the chains; the driver, fed what came back, decides:
+
+1. ``planners_found``: whether a planner beacon round is enough to start (some candidate, or the
+   deadline too near to try again);
+2. ``first_planners``: the top ``cots`` candidates, one per chain slot; the rest queue as backups;
+3. ``chain_returned``: record a planner's answer; a failed chain's slot moves to the next backup
+   planner while the deadline allows (shared by all slots, each planner used once);
+4. ``check_consistency``: a chain whose answer contradicts its own last step is failed and its
+   planner judged (``crossvote.ChainEvidence.consistent``);
+5. ``vote``: the weighted majority over the good chains (eqs. 2-3), each weight scaled by how far
+   this node trusts the planner that reported it;
+6. ``cross_verdicts``: every planner and executor judged against the winner (``crossvote.judge``);
+7. ``trace``: the question's ``QuestionTrace``.
+
+Each chain's answer is normalised once, when it arrives (``ChainEvidence``), for all of 4-6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from symphony.beacon.ranking import Candidate
+from symphony.beacon.service import BeaconOutcome
+from symphony.pipeline.answer import Answer
+from symphony.pipeline.crossvote import ChainEvidence, Verdict, judge
+from symphony.pipeline.extraction import AnswerKind
+from symphony.pipeline.trace import BeaconCost, ChainRecord, QuestionSpans, QuestionTrace
+from symphony.pipeline.voting import Ballot, VoteResult, weighted_vote
+
+#: Beacon rounds for planners before a question fails with ``no_agents`` (peers churning, partition).
+PLANNER_ROUNDS = 3
+#: No new planner round is started this close to the deadline.
+PLANNER_ROUND_MARGIN_MS = 1000
+INCONSISTENT = "chain answer contradicts its own trace"
+
+
+class InitiatorDriver:
+    """One question's chains from planner beacon to trace (steps 1-7 of the module docstring)."""
+
+    def __init__(self, *, task_id: str, question: str, kind: AnswerKind, cots: int, deadline_ms: int) -> None:
+        self.task_id = task_id
+        self.question = question
+        self.kind = kind
+        self._cots = cots
+        self.deadline_ms = deadline_ms
+        self._beacon: BeaconOutcome | None = None
+        self._queue: list[Candidate] = []
+        self._records: list[ChainRecord] = []
+        self._evidence: dict[int, ChainEvidence] = {}  # by position in _records, ok chains only
+        self._vote: VoteResult | None = None
+
+    def planners_found(self, outcome: BeaconOutcome, *, now_ms: int) -> bool:
+        """Take a planner round; True when it is enough to start (or no time is left to retry)."""
+        self._beacon = outcome
+        return bool(outcome.selection.ordered) or now_ms >= self.deadline_ms - PLANNER_ROUND_MARGIN_MS
+
+    def first_planners(self) -> list[Candidate]:
+        """The planners of chain slots 0..cots-1 (empty: none answered); the rest become backups."""
+        ordered = list(self._beacon.selection.ordered) if self._beacon else []
+        self._queue = ordered[self._cots:]
+        return ordered[: self._cots]
+
+    def chain_returned(self, record: ChainRecord, *, now_ms: int) -> Candidate | None:
+        """Record a planner's reply; for a failed chain, the backup planner to ask next (None: give up)."""
+        self._records.append(record)
+        if record.result.ok:
+            self._evidence[len(self._records) - 1] = ChainEvidence.of(
+                planner=record.planner, answer=record.result.answer, trace=record.result.trace, kind=self.kind)
+            return None
+        return self._queue.pop(0) if self._queue and now_ms < self.deadline_ms else None
+
+    def check_consistency(self) -> list[Verdict]:
+        """Fail each chain whose answer is not its own last step's; the verdicts against their planners."""
+        verdicts = []
+        for position, evidence in list(self._evidence.items()):
+            if not evidence.consistent:  # a planner that misreports its own chain
+                record = self._records[position]
+                result = record.result.model_copy(update={"ok": False, "error": INCONSISTENT})
+                self._records[position] = replace(record, result=result)
+                del self._evidence[position]
+                verdicts.append(Verdict(record.planner, False, "plan"))
+        return verdicts
+
+    def vote(self, *, trust: Callable[[str], float]) -> VoteResult:
+        """The weighted vote over the good chains; ``trust(planner)`` scales each reported weight."""
+        ballots = [Ballot(f"c{self._records[p].index}", e.answer, self._weight(self._records[p], trust))
+                   for p, e in self._evidence.items()]
+        self._vote = weighted_vote(ballots, self.kind)
+        return self._vote
+
+    def cross_verdicts(self) -> list[Verdict]:
+        """Each planner's and executor's agreement with the vote (after ``vote``)."""
+        winner = self._voted().answer
+        return judge(list(self._evidence.values()), None if winner is None else Answer.of(winner, self.kind))
+
+    def failure(self, *, now_ms: int) -> str | None:
+        """Why the question failed (``TaskFailed.reason``), or None when the vote has a winner."""
+        if self._voted().winner is not None:
+            return None
+        return "timeout" if now_ms >= self.deadline_ms else "no_answer"
+
+    def trace(self, *, latency_ms: float, spans: QuestionSpans) -> QuestionTrace:
+        """The question's trace (after ``vote``)."""
+        outcome = self._beacon
+        cost = BeaconCost.of(outcome) if outcome else BeaconCost(contacted=0, replied=0, elapsed_ms=0.0)
+        return QuestionTrace(task_id=self.task_id, question=self.question, answer_kind=self.kind, vote=self._voted(),
+                             chains=tuple(sorted(self._records, key=lambda r: r.index)), planner_beacon=cost,
+                             latency_ms=latency_ms, spans=spans)
+
+    @property
+    def records(self) -> Sequence[ChainRecord]:
+        return tuple(self._records)
+
+    def _voted(self) -> VoteResult:
+        if self._vote is None:
+            raise RuntimeError("vote must come first")
+        return self._vote
+
+    @staticmethod
+    def _weight(record: ChainRecord, trust: Callable[[str], float]) -> float:
+        """A planner reports its own chain weight; scale it by how far we trust that planner."""
+        return max(0.0, float(record.result.weight)) * trust(record.planner)
+
+
+__all__ = ["INCONSISTENT", "PLANNER_ROUNDS", "PLANNER_ROUND_MARGIN_MS", "InitiatorDriver"]

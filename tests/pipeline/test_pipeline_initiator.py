@@ -1,0 +1,112 @@
+"""The initiator's driver on its own: backup planners, consistency, the trusted vote, verdicts, trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from symphony.beacon.ranking import Candidate, Selection
+from symphony.beacon.service import BeaconOutcome
+from symphony.pipeline.initiator import INCONSISTENT, PLANNER_ROUND_MARGIN_MS, InitiatorDriver
+from symphony.pipeline.trace import ChainRecord, QuestionSpans
+from symphony.protocol.messages import TaskResult
+
+DEADLINE = 60_000
+SPANS = QuestionSpans(wall_ms=1.0, beacon_ms=0.5, query_ms=0.1, vote_ms=0.0)
+
+
+def planners(*agents: str) -> BeaconOutcome:
+    ranked = tuple(Candidate(agent, score=0.9) for agent in agents)
+    return BeaconOutcome(Selection(ranked[:1], ranked[1:]), contacted=len(agents), replied=len(agents), elapsed_s=0.01)
+
+
+def steps(*answers: str, executor: str = "x") -> dict[str, Any]:
+    return {"plan": "ok", "steps": [{"question": f"q{n}", "ok": True, "answer": a, "executor": f"{executor}{n}"}
+                                    for n, a in enumerate(answers)]}
+
+
+def record(index: int, planner: str, answer: str = "", *, weight: float = 0.5, trace: dict[str, Any] | None = None,
+           ok: bool = True) -> ChainRecord:
+    result = TaskResult(task_id=f"t/c{index}", ok=ok, answer=answer, weight=weight, prompt_tokens=3,
+                        error="" if ok else "step 1 failed: truncated", trace=trace or steps(answer))
+    return ChainRecord(index=index, planner=planner, planner_score=0.9, rtt_ms=5.0, result=result)
+
+
+def started(*agents: str, cots: int = 2) -> InitiatorDriver:
+    driver = InitiatorDriver(task_id="t", question="How many?", kind="number", cots=cots, deadline_ms=DEADLINE)
+    assert driver.planners_found(planners(*agents), now_ms=0)
+    return driver
+
+
+def test_an_empty_planner_round_is_retried_until_the_deadline_is_near() -> None:
+    driver = InitiatorDriver(task_id="t", question="q", kind="number", cots=3, deadline_ms=DEADLINE)
+    assert not driver.planners_found(planners(), now_ms=0)
+    assert driver.planners_found(planners(), now_ms=DEADLINE - PLANNER_ROUND_MARGIN_MS)
+    assert driver.first_planners() == []
+
+
+def test_failed_chains_take_the_backup_planners_in_order_each_once() -> None:
+    driver = started("p0", "p1", "p2", "p3")
+    assert [c.agent_id for c in driver.first_planners()] == ["p0", "p1"]
+    assert driver.chain_returned(record(0, "p0", ok=False), now_ms=0).agent_id == "p2"  # type: ignore[union-attr]
+    assert driver.chain_returned(record(1, "p1", ok=False), now_ms=0).agent_id == "p3"  # type: ignore[union-attr]
+    assert driver.chain_returned(record(0, "p2", ok=False), now_ms=0) is None, "no planner is asked twice"
+    assert driver.chain_returned(record(1, "p3", "10"), now_ms=0) is None, "an answered chain is done"
+
+
+def test_no_backup_planner_after_the_deadline() -> None:
+    driver = started("p0", "p1", cots=1)
+    driver.first_planners()
+    assert driver.chain_returned(record(0, "p0", ok=False), now_ms=DEADLINE) is None
+
+
+def test_a_chain_that_contradicts_its_own_last_step_is_failed_and_its_planner_judged() -> None:
+    driver = started("p0", "p1")
+    driver.first_planners()
+    driver.chain_returned(record(0, "p0", "10"), now_ms=0)
+    driver.chain_returned(record(1, "p1", "99", trace=steps("12", "10")), now_ms=0)
+    assert [(v.agent_id, v.agreed, v.role) for v in driver.check_consistency()] == [("p1", False, "plan")]
+    vote = driver.vote(trust=lambda planner: 1.0)
+    assert vote.answer == "10" and vote.winner is not None and vote.winner.chains == ("c0",)
+    chains = driver.trace(latency_ms=1.0, spans=SPANS).to_wire()["chains"]
+    assert (chains[1]["ok"], chains[1]["error"], chains[1]["answer"]) == (False, INCONSISTENT, "99")
+
+
+def test_trust_scales_each_planners_reported_weight() -> None:
+    """A distrusted planner's heavier chain loses to a trusted one."""
+    driver = started("p0", "p1")
+    driver.first_planners()
+    driver.chain_returned(record(0, "p0", "10", weight=0.9), now_ms=0)
+    driver.chain_returned(record(1, "p1", "11", weight=0.5), now_ms=0)
+    assert driver.vote(trust=lambda planner: 0.1 if planner == "p0" else 1.0).answer == "11"
+
+
+def test_cross_verdicts_judge_planners_and_executors_against_a_majority_winner() -> None:
+    driver = started("p0", "p1", "p2", cots=3)
+    driver.first_planners()
+    for n, answer in enumerate(("10", "10", "11")):
+        driver.chain_returned(record(n, f"p{n}", answer, trace=steps("12", answer, executor=f"e{n}-")), now_ms=0)
+    driver.check_consistency()
+    driver.vote(trust=lambda planner: 1.0)
+    verdicts = {(v.agent_id, v.role): v.agreed for v in driver.cross_verdicts()}
+    assert verdicts[("p2", "plan")] is False and verdicts[("p0", "plan")] is True
+    assert verdicts[("e2-1", "execute")] is False and verdicts[("e0-0", "execute")] is True
+
+
+def test_the_trace_lists_every_planner_attempt_by_chain_and_says_why_it_failed() -> None:
+    driver = started("p0", "p1", cots=1)
+    driver.first_planners()
+    driver.chain_returned(record(0, "p0", ok=False), now_ms=0)
+    driver.chain_returned(record(0, "p1", ok=False), now_ms=DEADLINE)
+    driver.check_consistency()
+    driver.vote(trust=lambda planner: 1.0)
+    trace = driver.trace(latency_ms=2.5, spans=SPANS).to_wire()
+    assert [c["planner"] for c in trace["chains"]] == ["p0", "p1"]
+    assert (trace["answer"], trace["vote"], trace["prompt_tokens"]) == (None, [], 6)
+    assert driver.failure(now_ms=DEADLINE) == "timeout" and driver.failure(now_ms=0) == "no_answer"
+
+
+def test_vote_comes_before_the_verdicts() -> None:
+    with pytest.raises(RuntimeError, match=r"^vote must come first$"):
+        started("p0").cross_verdicts()
