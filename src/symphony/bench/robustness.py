@@ -18,7 +18,7 @@ arithmetic expressions ("What is 12 + 7 * 3?") drawn from the seed.
   real clock so protocol CPU counts; the model costs ~0, so wall time per task is the overhead.
 - **hostile**: a stranger attacks three real ``symphony node`` processes (``bench.hostile``): garbage
   on every protocol, a signed task flood, slot holding, cross-site requests, sandbox escapes.
-- **byzantine**: a fraction of the agents runs one attack from ``node.byzantine``; accuracy loss
+- **byzantine**: a fraction of the agents runs one attack from ``bench.byzantine``; accuracy loss
   against the clean run with the same seed, detection rate (Byzantine agents blacklisted by at
   least one honest node) and detection time (first offence seen by an honest node to the first
   blacklisting), and honest agents wrongly blacklisted.
@@ -51,23 +51,23 @@ import trio.testing
 import typer
 from rich.console import Console
 
+from symphony.bench.byzantine import Misdeeds, attack, corrupt
 from symphony.bench.hostile import hostile_scenario
 from symphony.bench.hostile import markdown as hostile_markdown
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.scripted import arith_model, evaluate
-from symphony.node.byzantine import Misdeeds, attack, corrupt
 from symphony.node.runtime import (
     AgentProfile,
     AgentRuntime,
     SimulatedAgent,
     open_simulated_agents,
 )
-from symphony.node.swarm import NodeProcess, wait_for
-from symphony.node.swarm import open_swarm as open_process_swarm
 from symphony.pipeline.extraction import answers_equivalent
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, AskOptions, TaskFailed
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Hardware
+from symphony.testing import NodeProcess, wait_for
+from symphony.testing import open_swarm as open_process_swarm
 from symphony.transport.memory import LinkModel, MemoryNetwork
 
 EPOCH = 1_700_000_000.0

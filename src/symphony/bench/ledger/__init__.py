@@ -16,7 +16,7 @@ every node (p50/p95), join catch-up time, failure-detection time and steady-stat
 per agent per hour; targets: every node within 1 s at N=20 (real), <= 2 log2 N rounds
 (simulation), <= 0.1 MB per agent per hour (the paper reports 0.8).
 
-**Real processes** (``symphony.node.swarm``): N ``symphony node`` processes on 127.0.0.1
+**Real processes** (``symphony.testing``): N ``symphony node`` processes on 127.0.0.1
 with fast timers (``--heartbeat`` max(1 s, N/4 s), TTL 3 heartbeats, and the swarm's
 anti-entropy of 2 heartbeats), all on one machine, so every event log shares one clock
 (ms resolution). 20 py-libp2p processes beating every 1-2 s saturate 2 cores (records
