@@ -340,23 +340,4 @@ def run_systems_bench(cfg: SystemsConfig, out: Path, console: Console | None = N
     return results
 
 
-def bench_systems(
-    sizes: list[int] = [100, 1000, 10_000],  # noqa: B006 - typer reads the default
-    tasks: int = 6,
-    concurrency: int = 3,
-    latency_ms: float = 10.0,
-    tokens_per_s: float = 35.0,
-    beacon_candidates: int = 100,
-    beacon_rounds: int = 50,
-    group_size: int = 100,
-    seed: int = 0,
-    out: Path = Path("bench-results/systems"),
-) -> None:
-    """Overhead, latency, bytes/task and beacon cost vs N, against a centralized coordinator (issue #6)."""
-    cfg = SystemsConfig(sizes=tuple(sizes), tasks=tasks, concurrency=concurrency, latency_ms=latency_ms,
-                        tokens_per_s=tokens_per_s, beacon_candidates=beacon_candidates, beacon_rounds=beacon_rounds,
-                        group_size=group_size, seed=seed)
-    run_systems_bench(cfg, out)
-
-
-__all__ = ["SystemsConfig", "SystemsResults", "bench_systems", "markdown", "plot", "run_systems_bench"]
+__all__ = ["SystemsConfig", "SystemsResults", "markdown", "plot", "run_systems_bench"]
