@@ -37,10 +37,10 @@ from symphony.bench.datasets import DATASETS, Item, load_dataset
 from symphony.bench.report import render
 from symphony.bench.scoring import score
 from symphony.ledger import GossipConfig, LedgerConfig
-from symphony.llm.base import ChatModel, parse_model_spec
-from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
-from symphony.protocol.identity import Identity
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.llm import ChatModel, parse_model_spec
+from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
+from symphony.protocol import Identity
+from symphony.transport import LinkModel, MemoryNetwork
 
 RESULTS_FILE = "accuracy.jsonl"
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from symphony.node.config import NodeConfig
+from symphony.node import NodeConfig
 from symphony.node.daemon import Node
 
 QUESTION = "What is (17 + 25) * 2?"

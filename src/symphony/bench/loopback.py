@@ -54,8 +54,8 @@ from symphony.bench.systems import (
     table_rows,
 )
 from symphony.bench.workload import COTS, QUESTION, STEPS
-from symphony.capability.vector import classify_task_type, requirement_vector
-from symphony.node.runtime import AgentRuntime
+from symphony.capability import classify_task_type, requirement_vector
+from symphony.node import AgentRuntime
 from symphony.pipeline.service import EXECUTOR_TAG, TASK_PROTOCOL, TaskFailed
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 

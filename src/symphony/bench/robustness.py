@@ -55,19 +55,13 @@ from symphony.bench.hostile import hostile_scenario
 from symphony.bench.hostile import markdown as hostile_markdown
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.scripted import arith_model, evaluate
-from symphony.node.runtime import (
-    AgentProfile,
-    AgentRuntime,
-    SimulatedAgent,
-    open_simulated_agents,
-)
-from symphony.pipeline.extraction import answers_equivalent
+from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
+from symphony.pipeline import answers_equivalent
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, AskOptions, TaskFailed
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Hardware
+from symphony.protocol import Hardware, Identity
 from symphony.testing import NodeProcess, wait_for
 from symphony.testing import open_swarm as open_process_swarm
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.transport import LinkModel, MemoryNetwork
 
 EPOCH = 1_700_000_000.0
 SKILLS = ("arithmetic", "algebra", "reasoning", "code", "writing", "science", "finance", "logic")

@@ -31,12 +31,12 @@ from rich.console import Console
 
 from symphony.bench import shardnet
 from symphony.bench.accounting import traffic
-from symphony.ledger import GossipConfig, LedgerConfig
-from symphony.ledger.gossip import HEARTBEAT_TOPIC, LEDGER_TOPIC, LIVENESS_PROTOCOL, SHARD_TOPIC, SYNC_PROTOCOL
+from symphony.ledger import HEARTBEAT_TOPIC, LEDGER_TOPIC, SYNC_PROTOCOL, GossipConfig, LedgerConfig
+from symphony.ledger.gossip import LIVENESS_PROTOCOL, SHARD_TOPIC
 from symphony.ledger.shard import gateways, shard_of, shards_for
-from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
-from symphony.protocol.identity import Identity
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.node import AgentProfile, SimulatedAgent, open_simulated_agents
+from symphony.protocol import Identity
+from symphony.transport import LinkModel, MemoryNetwork
 
 CHANNELS = (LEDGER_TOPIC, HEARTBEAT_TOPIC, SHARD_TOPIC, LIVENESS_PROTOCOL, SYNC_PROTOCOL)
 EPOCH = 1_700_000_000.0

@@ -39,12 +39,12 @@ from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.bench.accounting import PARTS, KindMeter, mean_overhead, minus, task_overhead, traffic
 from symphony.bench.centralized import GROUPCHAT_PROTOCOL, GroupChatCoordinator, open_centralized
 from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
-from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
+from symphony.capability import HashingTagEncoder, classify_task_type, requirement_vector
 from symphony.ledger import Ledger, LedgerConfig
-from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent
+from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent
 from symphony.pipeline.service import EXECUTOR_TAG, TASK_PROTOCOL, AskOptions, TaskFailed
-from symphony.protocol.identity import Identity
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.protocol import Identity
+from symphony.transport import LinkModel, MemoryNetwork
 
 SKILLS = ("math", "arithmetic", "algebra", "finance", "statistics", "geometry", "code", "logic", "units", "retail")
 LONG_TTL = LedgerConfig(heartbeat_interval_s=24 * 3600.0)  # no gossip runs: records must stay available

@@ -69,6 +69,13 @@ infinitely fast nodes would see, so CPU costs are reported beside it (``cpu``).
     the other N-6 agents' heartbeats enter the mesh at their real aggregate rate (N per
     heartbeat interval, signed by their own keys, relayed by a peer), so heartbeats from
     unknown agents trigger pulls as they would in the full network.
+
+Assembly: where a simulated agent gossips, it runs the ``LedgerService`` and ``Ledger`` classes that
+``AgentRuntime`` builds, on the bare transport: the rest of the runtime (beacon, tasks, the
+defences' guard) is left out, as nothing here asks questions or misbehaves. The overlay set-up
+(failure detection) stops one step lower, at ``Ledger`` itself: every node feeds its own replica
+what reaches it over the overlay, as ``LedgerService`` would, with one signature check per
+distinct heartbeat (see "failure" above).
 """
 
 from symphony.bench.ledger.config import EPOCH, MB, LedgerBenchConfig

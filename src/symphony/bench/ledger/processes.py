@@ -25,7 +25,7 @@ from symphony.bench.ledger.config import (
 from symphony.bench.ledger.figures import _add_snapshot, _dist, _empty_totals, _minus, _row, _upkeep
 from symphony.bench.ledger.progress import _Budget, _Progress
 from symphony.errors import SymphonyError
-from symphony.node.config import NodeConfig
+from symphony.node import NodeConfig
 from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
 
 T = TypeVar("T")
