@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,7 +100,7 @@ def _exports(package: str) -> set[str]:
     return set(getattr(importlib.import_module(f"symphony.{package}"), "__all__", ()))
 
 
-def _maybe_xfail(package: str, reasons: dict[str, str]) -> pytest.param:
+def _maybe_xfail(package: str, reasons: dict[str, str]) -> Any:
     marks = [pytest.mark.xfail(reason=reasons[package], strict=False)] if package in reasons else []
     return pytest.param(package, marks=marks, id=package)
 
