@@ -12,14 +12,15 @@ import httpx
 import trio
 
 import symphony.api.app
-from symphony.api.events import EventBus
+from symphony.api.server import node_with_api
+from symphony.node.bus import EventBus
 from symphony.node.config import NodeConfig
 from symphony.node.daemon import Node
 
 
 @asynccontextmanager
 async def running(config: NodeConfig) -> AsyncIterator[Node]:
-    node = Node(config)
+    node = node_with_api(config)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
         yield node

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from symphony.api.events import EventBus
+from symphony.node.bus import EventBus
 
 
 def drain(stream) -> list[int]:

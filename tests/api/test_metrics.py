@@ -8,10 +8,10 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from symphony.api.server import node_with_api
 from symphony.errors import TransportError
 from symphony.ledger.gossip import SYNC_PROTOCOL
 from symphony.node.config import NodeConfig
-from symphony.node.daemon import Node
 from symphony.pipeline.service import TASK_PROTOCOL
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 from tests.conftest import identity
@@ -32,7 +32,7 @@ def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 
 async def test_metrics_move_with_tasks_and_rejections(tmp_path) -> None:
-    node = Node(NodeConfig(data_dir=tmp_path / "node", api="127.0.0.1:0", model="scripted:arith"))
+    node = node_with_api(NodeConfig(data_dir=tmp_path / "node", api="127.0.0.1:0", model="scripted:arith"))
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
         assert node.api_url is not None and node.runtime is not None

@@ -122,11 +122,12 @@ def test_a_full_disk_loses_counted_lines_and_the_log_resumes(tiny_disk: Path) ->
 def test_task_records_keep_the_last_finished_and_every_running_one(tmp_path: Path) -> None:
     from symphony.node.config import NodeConfig
     from symphony.node.daemon import Node
+    from symphony.node.tasks import TaskRecord
 
     node = Node(NodeConfig(data_dir=tmp_path, api=None, max_task_records=2))
     try:
         for n, status in enumerate(["done", "running", "failed", "done", "running"]):
-            node._keep({"task_id": f"t{n}", "status": status})
+            node.task_records.add(TaskRecord(task_id=f"t{n}", status=status, question="", submitted_at=0.0))
         assert list(node.task_records) == ["t1", "t2", "t3", "t4"]  # t1 and t4 run; t2, t3 the newest finished
     finally:
         node.events.close()

@@ -13,14 +13,14 @@ when ``--api`` binds a non-loopback address or the node runs with ``--api-auth t
 - ``GET  /`` or ``/dashboard``   the live dashboard (one self-contained page fed by ``/v1/events``)
 - ``GET  /metrics``              Prometheus text format (``api.metrics``)
 - ``GET  /v1/models``, ``POST /v1/chat/completions``  OpenAI-compatible (``api.openai_compat``)
+
+The app sees its node only through ``api.node_api.NodeApi``; ``api.server`` serves it.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import TYPE_CHECKING
 
 import anyio
 from pydantic import Field, ValidationError, field_validator
@@ -30,15 +30,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from symphony.api.guard import ApiGuard, node_api_token
+from symphony.api.guard import ApiGuard
 from symphony.api.http import EventStreamResponse, OptionsBody, read_json, sse
 from symphony.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from symphony.api.metrics import count_http_errors, render
+from symphony.api.node_api import NodeApi
 from symphony.api.openai_compat import is_openai_path, openai_routes
-from symphony.node.daemon import task_view
+from symphony.api.views import ledger_view, node_view, peers_view, snapshot
 from symphony.protocol.messages import Hardware, LedgerRecord
-
-if TYPE_CHECKING:
-    from symphony.node.daemon import Node
 
 KEEPALIVE_S = 5.0
 UPDATABLE_FIELDS = frozenset({"name", "tags", "models", "hardware", "availability", "capability"})
@@ -69,46 +68,45 @@ def _dashboard_html() -> str:
     return resources.files("symphony.api").joinpath("dashboard.html").read_text(encoding="utf-8")
 
 
-async def _event_stream(node: Node) -> AsyncIterator[str]:
+async def _event_stream(node: NodeApi) -> AsyncIterator[str]:
     """``GET /v1/events``: the snapshot, then every bus event; every ``KEEPALIVE_S`` of quiet a
     keep-alive comment and a fresh ``peers`` list (availability also changes by TTL expiry,
     which is no event). Ends when the bus cuts this client off for being too slow."""
     async with node.bus.subscribe() as events:
-        yield sse({"type": "snapshot", "seq": node.bus.seq, "data": node.snapshot()})
-        refresh_at = time.monotonic() + KEEPALIVE_S
+        yield sse({"type": "snapshot", "seq": node.bus.seq, "data": snapshot(node)})
+        refresh_at = anyio.current_time() + KEEPALIVE_S
         while True:
-            with anyio.move_on_after(max(0.0, refresh_at - time.monotonic())):
+            with anyio.move_on_after(max(0.0, refresh_at - anyio.current_time())):
                 try:
                     event = await events.receive()
                 except anyio.EndOfStream:
                     return
                 yield sse(event, event_id=event["seq"])
                 continue
-            refresh_at = time.monotonic() + KEEPALIVE_S
+            refresh_at = anyio.current_time() + KEEPALIVE_S
             yield ": keep-alive\n\n"
-            yield sse({"type": "peers", "seq": node.bus.seq, "data": {"peers": node.peers()}})
+            yield sse({"type": "peers", "seq": node.bus.seq, "data": {"peers": peers_view(node)}})
 
 
-def create_app(node: Node) -> ASGIApp:
-    """The API of ``node``, every route behind ``ApiGuard`` (Host, Origin, token, JSON checks).
-
-    Raises ``ConfigError`` if the token is required and its file is unsafe or unreadable."""
+def create_app(node: NodeApi, *, token: str | None) -> ASGIApp:
+    """The API of ``node``, every route behind ``ApiGuard`` (Host, Origin, JSON checks, and the bearer
+    ``token`` unless it is None)."""
     async def get_node(request: Request) -> JSONResponse:
-        return JSONResponse(node.info())
+        return JSONResponse(node_view(node.status()))
 
     async def get_peers(request: Request) -> JSONResponse:
-        return JSONResponse({"peers": node.peers()})
+        return JSONResponse({"peers": peers_view(node)})
 
     async def get_ledger(request: Request) -> JSONResponse:
-        records = node.ledger_view()
+        records = ledger_view(node)
         return JSONResponse({"count": len(records), "records": records})
 
     async def get_record(request: Request) -> JSONResponse:
         agent_id = request.path_params["agent_id"]
-        row = node.record_view(agent_id)
-        if row is None:
+        entry = node.ledger_entry(agent_id)
+        if entry is None:
             return _error(404, f"no record for agent {agent_id[:64]!r}")
-        return JSONResponse(row)
+        return JSONResponse(entry.to_wire())
 
     async def update_record(request: Request) -> JSONResponse:
         try:
@@ -126,8 +124,7 @@ def create_app(node: Node) -> ASGIApp:
             LedgerRecord.model_validate({"agent_id": node.agent_id, "lamport": 0, "issued_at": 0, **fields})
         except ValidationError as exc:
             return _error(422, f"invalid field value: {exc.errors()[0]['msg']}")
-        assert node.runtime is not None
-        record = await node.runtime.gossip.update(**fields)
+        record = await node.update_record(**fields)
         return JSONResponse({"lamport": record.lamport})
 
     async def create_task(request: Request) -> JSONResponse:
@@ -140,19 +137,19 @@ def create_app(node: Node) -> ASGIApp:
             return _error(422, f"invalid request: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
         except ValueError as exc:
             return _error(400, f"body must be a JSON object: {exc}")
-        existing = node.task_records.get(ask.task_id or "")
-        if existing is not None and existing["question"] != ask.question:
+        existing = node.task(ask.task_id or "")
+        if existing is not None and existing.question != ask.question:
             return _error(409, f"task {ask.task_id} exists on this node with another question")
         record = existing or node.submit(ask.question, ask.options(), task_id=ask.task_id)
         if ask.wait:
-            await record["done"].wait()
-        return JSONResponse(task_view(record), status_code=200 if ask.wait else 202)
+            record = await node.wait_task(record.task_id)
+        return JSONResponse(record.to_wire(), status_code=200 if ask.wait else 202)
 
     async def get_task(request: Request) -> JSONResponse:
-        record = node.task_records.get(request.path_params["task_id"])
+        record = node.task(request.path_params["task_id"])
         if record is None:
             return _error(404, "no such task on this node")
-        return JSONResponse(task_view(record))
+        return JSONResponse(record.to_wire())
 
     async def get_events(request: Request) -> Response:
         if node.bus.subscribers >= node.bus.max_subscribers:
@@ -160,14 +157,12 @@ def create_app(node: Node) -> ASGIApp:
         return EventStreamResponse(_event_stream(node))
 
     async def get_metrics(request: Request) -> Response:
-        return Response(node.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+        return Response(render(node.registry), media_type=METRICS_CONTENT_TYPE)
 
     async def get_dashboard(request: Request) -> HTMLResponse:
         return HTMLResponse(dashboard, headers={"Cache-Control": "no-cache"})
 
     dashboard = _dashboard_html()
-    assert node.config.api is not None, "create_app is only called for a node with an API"
-    token = node_api_token(node.data_dir, node.config.api, node.config.api_auth)
     routes = Starlette(
         routes=[
             Route("/", get_dashboard),
@@ -184,5 +179,5 @@ def create_app(node: Node) -> ASGIApp:
             Route("/v1/node/record", update_record, methods=["POST"]),
         ]
     )
-    guarded = ApiGuard(routes, token=token, is_openai_path=is_openai_path, registry=node.metrics.registry)
-    return node.metrics.count_http_errors(guarded)
+    guarded = ApiGuard(routes, token=token, is_openai_path=is_openai_path, registry=node.registry)
+    return count_http_errors(guarded, node.registry)

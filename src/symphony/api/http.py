@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal, TypeVar
 
 import anyio
-import trio
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -16,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from symphony.pipeline.service import AskOptions
 
 MAX_BODY_BYTES = 64 * 1024
+T = TypeVar("T")
 
 
 class BodyTooLarge(ValueError):
@@ -51,8 +51,9 @@ class EventStreamResponse(StreamingResponse):
             tg.cancel_scope.cancel()
 
 
-async def wait_unless_client_leaves(request: Request, done: trio.Event) -> bool:
-    """Wait for ``done`` (after the body was read); False as soon as the client disconnects."""
+async def wait_unless_client_leaves(request: Request, wait: Callable[[], Awaitable[T]]) -> T | None:
+    """What ``wait()`` returns (called after the body was read); None as soon as the client disconnects."""
+    result: T | None = None
     async with anyio.create_task_group() as tg:
         async def watch() -> None:
             while (await request.receive())["type"] != "http.disconnect":
@@ -60,9 +61,9 @@ async def wait_unless_client_leaves(request: Request, done: trio.Event) -> bool:
             tg.cancel_scope.cancel()
 
         tg.start_soon(watch)
-        await done.wait()
+        result = await wait()
         tg.cancel_scope.cancel()
-    return done.is_set()
+    return result
 
 
 def sse(data: Any, *, event_id: int | None = None) -> str:

@@ -23,9 +23,8 @@ wrong token (the OpenAI client's ``api_key`` is sent as the bearer token), 403/4
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
@@ -41,11 +40,10 @@ from symphony.api.http import (
     sse,
     wait_unless_client_leaves,
 )
+from symphony.api.node_api import NodeApi
 from symphony.ledger.store import QueryFilter
+from symphony.node.tasks import TaskRecord
 from symphony.pipeline.service import PLANNER_TAG
-
-if TYPE_CHECKING:
-    from symphony.node.daemon import Node
 
 MODEL_ID = "symphony"
 MAX_QUESTION_CHARS = 32_000
@@ -137,10 +135,9 @@ async def _parse(request: Request) -> ChatCompletionRequest:
     return chat
 
 
-def _failure(record: dict[str, Any]) -> OpenAIError:
-    status, code = _FAILURES.get(record.get("reason", ""), (502, "task_failed"))
-    return OpenAIError(status, f"task {record['task_id']}: {record.get('error', 'failed')}", type_="server_error",
-                       code=code)
+def _failure(record: TaskRecord) -> OpenAIError:
+    status, code = _FAILURES.get(record.reason or "", (502, "task_failed"))
+    return OpenAIError(status, f"task {record.task_id}: {record.error or 'failed'}", type_="server_error", code=code)
 
 
 def _usage(trace: dict[str, Any]) -> dict[str, int]:
@@ -148,13 +145,13 @@ def _usage(trace: dict[str, Any]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _extension(record: dict[str, Any]) -> dict[str, Any]:
-    return {"task_id": record["task_id"], "trace": record.get("trace", {})}
+def _extension(record: TaskRecord) -> dict[str, Any]:
+    return {"task_id": record.task_id, "trace": record.trace or {}}
 
 
-def openai_routes(node: Node) -> list[Route]:
+def openai_routes(node: NodeApi) -> list[Route]:
     def check_planners() -> None:
-        if not node.ledger.query(QueryFilter(tags_any=frozenset({PLANNER_TAG})), now=time.time()):
+        if not node.has_agents(QueryFilter(tags_any=frozenset({PLANNER_TAG}))):
             raise OpenAIError(503, "no agent in the network can plan a question yet: start nodes with --model",
                               type_="server_error", code="no_agents")
 
@@ -176,21 +173,22 @@ def openai_routes(node: Node) -> list[Route]:
             check_planners()
         except OpenAIError as exc:
             return exc.response()
-        record = node.submit(question, chat.symphony.options())
+        submitted = node.submit(question, chat.symphony.options())
         if chat.stream:
             include_usage = chat.stream_options is not None and chat.stream_options.include_usage
-            return EventStreamResponse(_stream(node, record, include_usage=include_usage))
-        if not await wait_unless_client_leaves(request, record["done"]):
-            node.cancel(record["task_id"])
+            return EventStreamResponse(_stream(node, submitted, include_usage=include_usage))
+        record = await wait_unless_client_leaves(request, lambda: node.wait_task(submitted.task_id))
+        if record is None:
+            node.cancel(submitted.task_id)
             return Response(status_code=499)  # nobody reads it; nginx's "client closed request"
-        if record["status"] != "done":
+        if record.status != "done":
             return _failure(record).response()
         return JSONResponse({
-            "id": f"chatcmpl-{record['task_id']}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{record.task_id}", "object": "chat.completion", "created": int(node.now()),
             "model": MODEL_ID,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": record["answer"]},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": record.answer},
                          "finish_reason": "stop", "logprobs": None}],
-            "usage": _usage(record["trace"]),
+            "usage": _usage(record.trace or {}),
             "symphony": _extension(record),
         })
 
@@ -198,30 +196,32 @@ def openai_routes(node: Node) -> list[Route]:
             Route("/v1/chat/completions", chat_completions, methods=["POST"])]
 
 
-async def _stream(node: Node, record: dict[str, Any], *, include_usage: bool) -> AsyncIterator[str]:
+async def _stream(node: NodeApi, submitted: TaskRecord, *, include_usage: bool) -> AsyncIterator[str]:
     """OpenAI's chunk sequence for one question; cancels the question if the client leaves."""
-    created = int(time.time())
+    created = int(node.now())
+    completion_id = f"chatcmpl-{submitted.task_id}"
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        return sse({"id": f"chatcmpl-{record['task_id']}", "object": "chat.completion.chunk", "created": created,
+        return sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
                     "model": MODEL_ID, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
 
+    record: TaskRecord | None = None
     try:
         yield chunk({"role": "assistant", "content": ""})
-        while not record["done"].is_set():
+        while record is None:
             with anyio.move_on_after(KEEPALIVE_S):
-                await record["done"].wait()
-            if not record["done"].is_set():
+                record = await node.wait_task(submitted.task_id)
+            if record is None:
                 yield ": symphony is working\n\n"
-        if record["status"] == "done":
-            yield chunk({"content": record["answer"]})
+        if record.status == "done":
+            yield chunk({"content": record.answer})
             yield chunk({}, "stop", symphony=_extension(record))
             if include_usage:
-                yield sse({"id": f"chatcmpl-{record['task_id']}", "object": "chat.completion.chunk",
-                           "created": created, "model": MODEL_ID, "choices": [], "usage": _usage(record["trace"])})
+                yield sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                           "model": MODEL_ID, "choices": [], "usage": _usage(record.trace or {})})
         else:
             yield sse(_failure(record).body)
         yield "data: [DONE]\n\n"
     finally:
-        if not record["done"].is_set():
-            node.cancel(record["task_id"])
+        if record is None:
+            node.cancel(submitted.task_id)

@@ -2,7 +2,7 @@
 
 What it answers: how much the OpenAI-compatible layer adds to a question over the plain REST
 call, and whether event-stream clients that never read slow the node down (they must not:
-``api.events`` cuts them off instead).
+``node.bus`` cuts them off instead).
 
 Theory of operation
 -------------------
@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 import trio
 
+from symphony.api.server import node_with_api
 from symphony.node import NodeConfig
 from symphony.node.daemon import Node
 
@@ -58,8 +59,8 @@ def _stall(api: str) -> socket.socket:
 
 async def run(n: int, stalled: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="symphony-bench-api-") as data_dir:
-        return await _run(Node(NodeConfig(data_dir=Path(data_dir), api="127.0.0.1:0", model="scripted:arith")),
-                          n, stalled)
+        config = NodeConfig(data_dir=Path(data_dir), api="127.0.0.1:0", model="scripted:arith")
+        return await _run(node_with_api(config), n, stalled)
 
 
 async def _run(node: Node, n: int, stalled: int) -> dict[str, list[float]]:

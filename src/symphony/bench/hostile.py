@@ -32,6 +32,7 @@ from symphony.pipeline.service import TASK_PROTOCOL
 from symphony.protocol import Identity, Task, seal
 from symphony.sandbox import run_python
 from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
+from symphony.transport import OFFENCE_REASONS
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 from symphony.transport.stranger import (
     GARBAGE,
@@ -55,17 +56,23 @@ def _counters(nodes: list[NodeProcess]) -> dict[str, int]:
     totals: dict[str, int] = {}
     for node in nodes:
         info = node.get("/v1/node")
-        rows = {**{f"offence {k}": v for k, v in info["traffic"].get("offences", {}).items()},
-                **{"slots busy": sum(info["traffic"].get("refused", {}).values())},
-                **{f"refused {k}": v for k, v in info.get("rejected", {}).items()}}
+        rows = [*((f"offence {k}", v) for k, v in info["traffic"].get("offences", {}).items()),
+                ("slots busy", sum(info["traffic"].get("refused", {}).values()))]
         metrics = httpx.get(str(node.info["api"]) + "/metrics", timeout=5).text
         for family in text_string_to_metric_families(metrics):
             for sample in family.samples:
                 if sample.name == "symphony_api_refused_total":
-                    rows[f"api refused {sample.labels.get('reason')}"] = int(sample.value)
-        for key, value in rows.items():
+                    rows.append((f"api refused {sample.labels.get('reason')}", sample.value))
+                elif (sample.name == "symphony_rejected_messages_total"
+                      and sample.labels.get("reason") not in _TRANSPORT):
+                    rows.append((f"refused {sample.labels.get('reason')}", sample.value))
+        for key, value in rows:
             totals[key] = totals.get(key, 0) + int(value)
     return totals
+
+
+# transport offences are also reported as rejected messages; count them once, as offences
+_TRANSPORT = frozenset(OFFENCE_REASONS)
 
 
 def _records(nodes: list[NodeProcess]) -> dict[str, dict[str, Any]]:
@@ -191,7 +198,8 @@ async def cross_site(nodes: list[NodeProcess]) -> AsyncIterator[Effort]:
             response = await client.request(method, api + path, headers=headers, content=content)
             statuses.append(response.status_code)
     yield {"attack": "cross-site requests to the local API",
-           "effort": f"{len(attempts)} requests, answered {'/'.join(map(str, statuses))}",
+           "effort": f"{len(attempts)} requests (text/plain POSTs, foreign Origin, rebound Host), answered "
+                     f"{'/'.join(map(str, statuses))}",
            "acted": sum(200 <= s < 300 for s in statuses)}
 
 
@@ -219,7 +227,8 @@ async def sandbox_escapes(nodes: list[NodeProcess]) -> AsyncIterator[Effort]:
         key_leaked = (node.data_dir / "key").read_bytes().hex() in result.output
         if key_leaked or "lamport" in result.output or (node.data_dir / "planted").exists():
             escaped.append(name)  # the record itself is compared after all attacks
-    yield {"attack": "sandbox escapes from generated code", "effort": f"{len(ESCAPES)} programs",
+    yield {"attack": "sandbox escapes from generated code",
+           "effort": f"{len(ESCAPES)} programs ({', '.join(ESCAPES)}), {len(escaped)} reached the node",
            "acted": len(escaped), "escaped": escaped}
 
 

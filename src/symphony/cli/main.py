@@ -106,7 +106,7 @@ def node(
 
     With an openai: model, the server is probed first (3 s), so a typo or a stopped server is reported at once.
     """
-    from symphony.node.daemon import Node
+    from symphony.api.server import node_with_api
 
     given = {"data_dir": data_dir, "name": name, "listen": listen, "bootstrap": bootstrap, "api": api,
              "api_auth": api_auth, "skills": skills, "model": model, "roles": roles, "memory_gb": memory_gb,
@@ -117,9 +117,10 @@ def node(
         values = load_node_file(config) if config else {}
         values.update({key: value for key, value in given.items() if value is not None and value != []})
         node_cfg = node_config(values)
-        the_node = Node(node_cfg)  # checks the model spec and packages, binds the ports
+        # checks the model spec and packages, binds the ports, makes (or checks) the API token, so an
+        # unsafe token file stops the start with the fix
+        the_node = node_with_api(node_cfg)
         probe_model_server(node_cfg.model)
-        # made (or checked) now, so an unsafe token file stops the start with the fix
         token = node_api_token(node_cfg.data_dir, node_cfg.api, node_cfg.api_auth) if node_cfg.api else None
     except (ConfigError, ValidationError) as exc:
         print_error(exc)

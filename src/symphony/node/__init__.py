@@ -5,20 +5,32 @@
   ``open_simulated_agents`` starts many of them on the memory engine; tests and benchmarks build
   agents this way, so the simulator measures the code nodes run.
 - ``config``: ``NodeConfig`` and how ``symphony node`` options and TOML files become one.
-- ``daemon``: ``Node``, the runtime on libp2p with a data dir, an event log and a task registry.
-  Import it from ``symphony.node.daemon``: it is kept out of this namespace so that importing the
-  runtime (as every simulation does) does not load the daemon and the layers it serves.
+- What a node shows its viewers (the API reads these): the live ``EventBus`` (``bus``), the
+  read-only ``PeerState`` / ``LedgerEntry`` / ``NodeStatus`` snapshots (``snapshots``) and the
+  frozen ``TaskRecord`` of each question it initiated, kept in a ``TaskBook`` (``tasks``).
+- ``daemon``: ``Node``, the runtime on libp2p with a data dir, an event log, metrics
+  (``metrics``) and its task book. Import it from ``symphony.node.daemon``: it is kept out of this
+  namespace so that importing the runtime, as every simulation does, does not load the daemon.
 - ``defences``, ``datadir``, ``eventlog``: what the daemon and the runtime are built from.
 """
 
+from symphony.node.bus import EventBus
 from symphony.node.config import NodeConfig, load_node_file, node_config
 from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
+from symphony.node.snapshots import LedgerEntry, NodeStatus, PeerState
+from symphony.node.tasks import TaskBook, TaskRecord
 
 __all__ = [
     "AgentProfile",
     "AgentRuntime",
+    "EventBus",
+    "LedgerEntry",
     "NodeConfig",
+    "NodeStatus",
+    "PeerState",
     "SimulatedAgent",
+    "TaskBook",
+    "TaskRecord",
     "load_node_file",
     "node_config",
     "open_simulated_agents",

@@ -1,4 +1,9 @@
-"""The node daemon: wires identity, transport, ledger gossip and the HTTP API.
+"""The node daemon: wires identity, transport, ledger gossip and the runtime, and serves its front.
+
+The node knows nothing of HTTP. It offers what a front end needs (``api.node_api.NodeApi``:
+questions, read-only snapshots, the event bus, its clock) and serves one ``Front`` beside
+itself, whose address it advertises in ``node.json``: ``api.server.HttpApi``, which
+``api.server.node_with_api`` (the assembly ``symphony node`` runs) gives it.
 
 Data dir layout (all owned by the node; checked and locked by ``node.datadir``):
 
@@ -10,8 +15,8 @@ Data dir layout (all owned by the node; checked and locked by ``node.datadir``):
 - ``events.jsonl`` structured event log, including a ``task_record`` (status, answer, full
                    trace) for every question this node initiated; rotated at a size (``node.eventlog``)
 
-Every event also goes to the in-process ``EventBus`` (live ``GET /v1/events``, the dashboard)
-and to the node's Prometheus counters (``GET /metrics``).
+Every event also goes to the in-process ``EventBus`` (``node.bus``: live ``GET /v1/events``, the
+dashboard) and to the node's Prometheus counters (``node.metrics``: ``GET /metrics``).
 
 Faults degrade, they do not stop the node: when the disk fills up the event log counts the lines
 it loses (``/v1/node`` ``event_log``, ``symphony_event_log_lost_lines``), reads keep working, and a
@@ -23,26 +28,28 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import anyio
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
+from prometheus_client import CollectorRegistry
 
 from symphony import __version__
-from symphony.api.events import EventBus
-from symphony.api.metrics import MeteredModel, NodeMetrics, NodeStateCollector
 from symphony.errors import ConfigError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
+from symphony.ledger.store import QueryFilter
 from symphony.llm.base import ModelError, parse_model_spec
-from symphony.node.config import NodeConfig, parse_host_port
+from symphony.node.bus import EventBus
+from symphony.node.config import NodeConfig
 from symphony.node.datadir import DataDir, os_problem
 from symphony.node.eventlog import EventLog
+from symphony.node.metrics import MeteredModel, NodeMetrics, NodeStateCollector
 from symphony.node.runtime import AgentProfile, AgentRuntime
+from symphony.node.snapshots import LedgerEntry, NodeStatus, PeerState
+from symphony.node.tasks import TaskBook, TaskRecord
 from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import LedgerRecord
@@ -54,48 +61,77 @@ from symphony.transport.libp2p import Libp2pConfig, check_port_free, open_libp2p
 LEAVE_TIMEOUT_S = 1.0
 
 
-class Node:
-    """One Symphony agent. ``await Node(config).run()`` serves until cancelled or ``stop()``."""
+class Front(Protocol):
+    """What a node serves beside itself and advertises (``node.json``'s ``api``): its HTTP API."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    async def serve(self, node: Node, *, task_status: trio.TaskStatus[str]) -> None:
+        """Serve ``node`` until cancelled; report the address served at through ``task_status``."""
+
+    def close(self) -> None:
+        """Release what was held for serving (a bound socket) if ``serve`` never ran."""
+
+
+#: makes the node's front once the node's own checks passed; ``ConfigError`` stops the start
+FrontFactory = Callable[[NodeConfig], Front]
+
+
+class Node:
+    """One Symphony agent. ``await Node(config).run()`` serves until cancelled or ``stop()``.
+
+    ``front`` makes what the node serves beside itself (``api.server.node_with_api`` gives the HTTP
+    API); it is called last, so a locked data dir or a taken port is reported before its errors.
+    ``clock`` is the node's one wall clock (records, events, liveness, the API's timestamps)."""
+
+    def __init__(self, config: NodeConfig, *, front: FrontFactory | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.data_dir = config.data_dir
+        self._clock = clock
         self.data = DataDir.open(config.data_dir)
         try:
             self.identity = Identity.load_or_create(self.data_dir / "key")
             self._lamport = self.data.saved_lamport(self.identity.agent_id)
             self.events = EventLog(self.data_dir / "events.jsonl", max_bytes=int(config.event_log_max_mb * 2**20),
-                                   keep=config.event_log_keep)
+                                   keep=config.event_log_keep, clock=clock)
         except ConfigError:
             self.data.close()
             raise
         try:
-            self._set_up(config)
+            self._set_up(config, front, clock)
         except ConfigError:
             self.events.close()
             self.data.close()
             raise
 
-    def _set_up(self, config: NodeConfig) -> None:
-        self.bus = EventBus()
+    def _set_up(self, config: NodeConfig, front: FrontFactory | None, clock: Callable[[], float]) -> None:
+        self.bus = EventBus(clock=clock)
         self.metrics = NodeMetrics()
         self.model: MeteredModel | None = (MeteredModel(parse_model_spec(config.model), self.metrics)
                                         if config.model else None)
         self.runtime: AgentRuntime | None = None
-        self.task_records: dict[str, dict[str, Any]] = {}
+        self.task_records = TaskBook(keep=config.max_task_records)
         self._task_scopes: dict[str, trio.CancelScope] = {}
         self.metrics.registry.register(NodeStateCollector(self))
         self._nursery: trio.Nursery | None = None
         self.api_url: str | None = None
-        self.started_at = time.time()
+        self.started_at = self.now()
         self._stop = anyio.Event()
         for addr in config.listen:
             check_port_free(addr)
-        self._api_socket = self._bind_api_socket()
+        self._front = None if front is None else front(config)
 
     @property
     def agent_id(self) -> str:
         return self.identity.agent_id
+
+    def now(self) -> float:
+        """The node's wall clock, in seconds since the epoch."""
+        return self._clock()
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The node's Prometheus registry (``node.metrics``); a front adds its own series to it."""
+        return self.metrics.registry
 
     def _save_record(self, record: LedgerRecord) -> None:
         """Keep our newest record for a restart; a failure (disk full) is reported, not raised:
@@ -117,7 +153,7 @@ class Node:
         self.events.emit("starting", {"agent": self.agent_id, "name": cfg.name, "version": __version__})
         async with open_libp2p_transport(self.identity, Libp2pConfig(listen=cfg.listen)) as transport:
             self.runtime = AgentRuntime(
-                transport=transport, identity=self.identity, model=self.model, clock=time.time,
+                transport=transport, identity=self.identity, model=self.model, clock=self._clock,
                 profile=AgentProfile(name=cfg.name, tags=tuple(cfg.tags), hardware=cfg.hardware, roles=cfg.roles),
                 ledger_config=LedgerConfig(heartbeat_interval_s=cfg.heartbeat_interval_s,
                                            ttl_heartbeats=cfg.ttl_heartbeats),
@@ -132,8 +168,8 @@ class Node:
                     self._nursery = nursery
                     await nursery.start(self.runtime.run)
                     transport.on_peer_event(self._on_peer_event)
-                    if self._api_socket is not None:
-                        await self._start_api(nursery, self._api_socket)
+                    if self._front is not None:
+                        self.api_url = await nursery.start(self._front.serve, self)
                     self._write_runtime_info(transport.listen_addrs())
                     self.events.emit("ready", {"addrs": transport.listen_addrs(), "api": self.api_url})
                     task_status.started()
@@ -145,8 +181,8 @@ class Node:
                 self._nursery = None  # peer events during shutdown have nowhere to go
         if self.model is not None:
             await self.model.aclose()
-        if self._api_socket is not None:
-            self._api_socket.close()
+        if self._front is not None:
+            self._front.close()
         (self.data_dir / "node.json").unlink(missing_ok=True)
         self.events.emit("stopped", {})
         self.events.close()
@@ -160,7 +196,7 @@ class Node:
         self.metrics.observe(kind, fields)
         if kind in ("record_merged", "record_issued") and self.bus.subscribers:
             agent_id = fields.get("agent", self.agent_id)
-            fields = {**fields, "record": self.record_view(agent_id), "peer": self.peer_row(agent_id)}
+            fields = {**fields, "record": _wire(self.ledger_entry(agent_id)), "peer": _wire(self.peer(agent_id))}
         self.bus.publish(kind, fields)
 
     def _on_peer_event(self, event: PeerEvent) -> None:
@@ -175,42 +211,43 @@ class Node:
         record = self.ledger.records.get(event.peer_id)
         if change == "leave" and (record is None or record.availability != "leaving"):
             change = "suspect"
-        self.bus.publish("peer", {"change": change, "agent_id": event.peer_id, "peer": self.peer_row(event.peer_id)})
+        self.bus.publish("peer", {"change": change, "agent_id": event.peer_id, "peer": _wire(self.peer(event.peer_id))})
 
     # ---- questions --------------------------------------------------------------------------
 
-    def submit(self, question: str, options: AskOptions, *, task_id: str | None = None) -> dict[str, Any]:
+    def submit(self, question: str, options: AskOptions, *, task_id: str | None = None) -> TaskRecord:
         """Start answering ``question`` in the background; returns its (running) task record.
 
         A question that cannot be recorded (the event log fails: disk full) is not started; its
         record says why (``status: failed``, ``reason: storage``)."""
-        assert self._nursery is not None
-        task_id = task_id or uuid.uuid4().hex
-        record: dict[str, Any] = {"task_id": task_id, "status": "running", "question": question,
-                                  "submitted_at": round(time.time(), 3), "done": trio.Event()}
-        self._keep(record)
-        if not self.events.emit("task_submitted", {"task_id": task_id}):
-            record.update(status="failed", reason="storage", error=(
+        assert self._nursery is not None, "submit() is for a running node"
+        record = TaskRecord(task_id=task_id or uuid.uuid4().hex, question=question,
+                            submitted_at=round(self.now(), 3))
+        self.task_records.add(record)
+        if not self.events.emit("task_submitted", {"task_id": record.task_id}):
+            refused = record.failed(reason="storage", error=(
                 f"this node cannot record new questions: writing {self.events.path} failed ({self.events.error}); "
                 f"free space under {self.data_dir}"))
-            record["done"].set()
+            self.task_records.finish(refused)
             self.metrics.task_done("failed", 0.0)
-            self.bus.publish("task_record", task_view(record))
-            return record
-        self._task_scopes[task_id] = trio.CancelScope()
-        self.bus.publish("task_submitted", task_view(record))
+            self.bus.publish("task_record", refused.to_wire())
+            return refused
+        self._task_scopes[record.task_id] = trio.CancelScope()
+        self.bus.publish("task_submitted", record.to_wire())
         self._nursery.start_soon(self._answer, record, options)
         return record
 
-    def _keep(self, record: dict[str, Any]) -> None:
-        """Add a task record; of the finished ones only the newest ``max_task_records`` stay."""
-        self.task_records[record["task_id"]] = record
-        self._prune()
+    def task(self, task_id: str) -> TaskRecord | None:
+        """The record of a question this node initiated, as it stands (None: unknown or dropped)."""
+        return self.task_records.get(task_id)
 
-    def _prune(self) -> None:
-        finished = [tid for tid, r in self.task_records.items() if r["status"] != "running"]
-        for tid in finished[: max(0, len(finished) - self.config.max_task_records)]:
-            del self.task_records[tid]
+    def tasks(self) -> list[TaskRecord]:
+        """The task records kept, oldest first."""
+        return list(self.task_records.values())
+
+    async def wait_task(self, task_id: str) -> TaskRecord:
+        """The final record of ``task_id`` once it is finished. ``KeyError`` if unknown."""
+        return await self.task_records.wait(task_id)
 
     def cancel(self, task_id: str) -> None:
         """Stop working on a question (its client went away); its status becomes ``cancelled``."""
@@ -218,28 +255,25 @@ class Node:
         if scope is not None:
             scope.cancel()
 
-    async def _answer(self, record: dict[str, Any], options: AskOptions) -> None:
+    async def _answer(self, record: TaskRecord, options: AskOptions) -> None:
         assert self.runtime is not None
         started = time.perf_counter()
+        final = record.cancelled("cancelled: the node is stopping")  # unless it ends otherwise below
         try:
-            with self._task_scopes[record["task_id"]] as scope:
-                record["trace"] = await self.runtime.tasks.ask(record["question"], options,
-                                                               task_id=record["task_id"])
-                record.update(status="done", answer=record["trace"]["answer"])
+            with self._task_scopes[record.task_id] as scope:
+                final = record.answered(await self.runtime.tasks.ask(record.question, options,
+                                                                     task_id=record.task_id))
             if scope.cancelled_caught:
-                record.update(status="cancelled", error="cancelled: the client went away")
+                final = record.cancelled("cancelled: the client went away")
         except TaskFailed as exc:
-            record.update(status="failed", error=str(exc), reason=exc.reason, trace=exc.trace)
+            final = record.failed(str(exc), reason=exc.reason, trace=exc.trace)
         finally:
-            del self._task_scopes[record["task_id"]]
-            if record["status"] == "running":  # cancelled from outside: the node is stopping
-                record.update(status="cancelled", error="cancelled: the node is stopping")
-            record["done"].set()
-            self.metrics.task_done(record["status"], time.perf_counter() - started)
-            view = task_view(record)
+            del self._task_scopes[record.task_id]
+            self.task_records.finish(final)
+            self.metrics.task_done(final.status, time.perf_counter() - started)
+            view = final.to_wire()
             self.events.emit("task_record", view)
             self.bus.publish("task_record", view)
-            self._prune()
 
     async def _warm_up(self) -> None:
         """Load an embedded model now, not at the first question; log when it is ready."""
@@ -261,34 +295,6 @@ class Node:
             await self.runtime.gossip.leave()
         self.events.emit("leaving", {})
 
-    def _bind_api_socket(self) -> socket.socket | None:
-        """Bind the API socket at construction, so "port in use" is a clear, early error."""
-        if self.config.api is None:
-            return None
-        host, port = parse_host_port(self.config.api)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(
-                f"cannot serve the API on {host}:{port} ({exc.strerror}); pick a free port with --api {host}:0 "
-                "or turn the API off with --api none"
-            ) from exc
-        return sock
-
-    async def _start_api(self, nursery: trio.Nursery, sock: socket.socket) -> None:
-        from symphony.api.app import create_app
-
-        hc = HypercornConfig()
-        hc.bind = [f"fd://{sock.detach()}"]  # hypercorn now owns (and will close) the fd
-        self._api_socket = None
-        hc.accesslog = None
-        hc.errorlog = None
-        binds = await nursery.start(serve, create_app(self), hc)
-        self.api_url = binds[0]
-
     def _write_runtime_info(self, addrs: list[str]) -> None:
         info = {"agent_id": self.agent_id, "name": self.config.name, "addrs": addrs,
                 "api": self.api_url, "pid": os.getpid()}
@@ -300,77 +306,59 @@ class Node:
             tmp.unlink(missing_ok=True)
             raise os_problem(self.data_dir / "node.json", exc, "write") from None
 
-    # ---- views for the API --------------------------------------------------------------
+    # ---- what the node shows: read-only snapshots (api.node_api.NodeApi) ------------------------
 
     @property
     def ledger(self) -> Ledger:
         assert self.runtime is not None
         return self.runtime.ledger
 
-    def info(self) -> dict[str, Any]:
+    def status(self) -> NodeStatus:
         assert self.runtime is not None
         svc = self.runtime.gossip
         record = svc.own_record
-        return {
-            "agent_id": self.agent_id,
-            "name": self.config.name,
-            "version": __version__,
-            "addrs": svc.transport.listen_addrs(),
-            "api": self.api_url,
-            "lamport": None if record is None else record.lamport,
-            "uptime_s": round(time.time() - self.started_at, 3),
-            "connected_peers": len(svc.transport.peers()),
-            "ledger_size": len(self.ledger.records),
-            "rejected": dict(self.ledger.rejected),
-            "refused": dict(self.runtime.defences.rejected),
-            "event_log": self.events.stats(),
-            "task_records": len(self.task_records),
-            "traffic": svc.transport.stats.snapshot(),
-        }
+        return NodeStatus(
+            agent_id=self.agent_id, name=self.config.name, addrs=svc.transport.listen_addrs(), api_url=self.api_url,
+            lamport=None if record is None else record.lamport, uptime_s=round(self.now() - self.started_at, 3),
+            connected_peers=len(svc.transport.peers()), ledger_size=len(self.ledger.records),
+            rejected=dict(self.ledger.rejected), refused=dict(self.runtime.defences.rejected),
+            event_log=self.events.stats(), task_records=len(self.task_records),
+            traffic=svc.transport.stats.snapshot(),
+        )
 
-    def peers(self) -> list[dict[str, Any]]:
+    def peers(self) -> list[PeerState]:
+        """Every other agent with a record here, by agent ID."""
         assert self.runtime is not None
-        now = time.time()
-        connected = set(self.runtime.transport.peers())
-        return [self._peer_row(agent_id, record, now, connected)
+        now, connected = self.now(), set(self.runtime.transport.peers())
+        return [PeerState.of(self.ledger, record, now=now, connected=connected)
                 for agent_id, record in sorted(self.ledger.records.items()) if agent_id != self.agent_id]
 
-    def peer_row(self, agent_id: str) -> dict[str, Any] | None:
-        """One row of ``peers()`` (None for this node itself or an agent without a record)."""
+    def peer(self, agent_id: str) -> PeerState | None:
+        """One of ``peers()`` (None for this node itself or an agent without a record)."""
         assert self.runtime is not None
         record = self.ledger.records.get(agent_id)
         if record is None or agent_id == self.agent_id:
             return None
-        return self._peer_row(agent_id, record, time.time(), set(self.runtime.transport.peers()))
+        return PeerState.of(self.ledger, record, now=self.now(), connected=set(self.runtime.transport.peers()))
 
-    def _peer_row(self, agent_id: str, record: LedgerRecord, now: float, connected: set[str]) -> dict[str, Any]:
-        seen = self.ledger.last_seen(agent_id)
-        return {
-            "agent_id": agent_id, "name": record.name, "connected": agent_id in connected,
-            "available": self.ledger.is_available(agent_id, now=now),
-            "last_seen_s_ago": None if seen is None else round(now - seen, 3),
-            "models": record.models, "tags": record.tags, "addrs": record.addrs,
-            "reputation": self.ledger.reputation(agent_id),
-        }
+    def ledger_entries(self) -> list[LedgerEntry]:
+        """Every record of the ledger replica (this node's own included), by agent ID."""
+        now = self.now()
+        return [LedgerEntry.of(self.ledger, record, now=now) for _, record in sorted(self.ledger.records.items())]
 
-    def snapshot(self, *, max_tasks: int = 50) -> dict[str, Any]:
-        """Everything a new ``/v1/events`` subscriber needs before the live events."""
-        return {"node": self.info(), "peers": self.peers(), "ledger": self.ledger_view(),
-                "tasks": [task_view(r) for r in list(self.task_records.values())[-max_tasks:]]}
-
-    def ledger_view(self) -> list[dict[str, Any]]:
-        now = time.time()
-        return [self._record_view(record, now) for _, record in sorted(self.ledger.records.items())]
-
-    def record_view(self, agent_id: str) -> dict[str, Any] | None:
+    def ledger_entry(self, agent_id: str) -> LedgerEntry | None:
         record = self.ledger.records.get(agent_id)
-        return None if record is None else self._record_view(record, time.time())
+        return None if record is None else LedgerEntry.of(self.ledger, record, now=self.now())
 
-    def _record_view(self, record: LedgerRecord, now: float) -> dict[str, Any]:
-        return {**record.model_dump(mode="json"), "vector": record.vector,
-                "available": self.ledger.is_available(record.agent_id, now=now)}
+    def has_agents(self, where: QueryFilter) -> bool:
+        """Whether any available agent matches ``where`` now."""
+        return bool(self.ledger.query(where, now=self.now()))
+
+    async def update_record(self, **fields: Any) -> LedgerRecord:
+        """Change fields of this node's own record; returns the new signed record (published)."""
+        assert self.runtime is not None
+        return await self.runtime.gossip.update(**fields)
 
 
-def task_view(record: dict[str, Any]) -> dict[str, Any]:
-    """A task record as JSON (without its completion event)."""
-    return {k: v for k, v in record.items() if k != "done"}
+def _wire(snapshot: PeerState | LedgerEntry | None) -> dict[str, Any] | None:
+    return None if snapshot is None else snapshot.to_wire()

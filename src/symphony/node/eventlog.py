@@ -24,6 +24,7 @@ import errno
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,12 @@ DEFAULT_KEEP = 3
 class EventLog:
     """Append-only JSON-lines log. Each line: ``{"ts": ..., "event": ..., **fields}``."""
 
-    def __init__(self, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP) -> None:
+    def __init__(self, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP,
+                 clock: Callable[[], float] = time.time) -> None:
         if max_bytes < 1 or keep < 0:
             raise ValueError(f"max_bytes must be >= 1 and keep >= 0, not {max_bytes!r}, {keep!r}")
         self.path = path
+        self._clock = clock
         self.max_bytes = max_bytes
         self.keep = keep
         self.lost = 0
@@ -58,12 +61,12 @@ class EventLog:
 
     def emit(self, event: str, fields: dict[str, Any]) -> bool:
         """Append one event; returns whether it was written (a failure is counted, never raised)."""
-        line = json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str) + "\n"
+        line = json.dumps({"ts": round(self._clock(), 3), "event": event, **fields}, default=str) + "\n"
         if self._size + len(line) > self.max_bytes and self._size:
             self._rotate()
         data = line.encode()
         if self._gap:
-            gap = {"ts": round(time.time(), 3), "event": "log_gap", "lost": self._gap, "error": self.error}
+            gap = {"ts": round(self._clock(), 3), "event": "log_gap", "lost": self._gap, "error": self.error}
             data = (json.dumps(gap) + "\n").encode() + data
         if self._torn:
             data = b"\n" + data

@@ -1,4 +1,5 @@
-"""The node's live event bus: fan-out of what happens on this node to ``GET /v1/events`` subscribers.
+"""The node's live event bus: fan-out of what happens on this node to any number of live viewers
+(the API's ``GET /v1/events`` and its dashboard).
 
 Theory of operation
 -------------------
@@ -18,7 +19,7 @@ grows by one per published event, so a client can tell whether it missed any.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,9 +32,11 @@ Event = dict[str, Any]
 class EventBus:
     """Bounded, non-blocking fan-out of node events to any number of subscribers."""
 
-    def __init__(self, *, max_queue: int = 512, max_subscribers: int = 64) -> None:
+    def __init__(self, *, max_queue: int = 512, max_subscribers: int = 64,
+                 clock: Callable[[], float] = time.time) -> None:
         if max_queue < 1 or max_subscribers < 1:
             raise ValueError("max_queue and max_subscribers must be >= 1")
+        self._clock = clock
         self.max_queue = max_queue
         self.max_subscribers = max_subscribers
         self.seq = 0
@@ -47,7 +50,7 @@ class EventBus:
     def publish(self, kind: str, data: dict[str, Any]) -> Event:
         """Queue ``{"type": kind, "data": data}`` for every subscriber, disconnecting the full ones."""
         self.seq += 1
-        event: Event = {"seq": self.seq, "ts": round(time.time(), 3), "type": kind, "data": data}
+        event: Event = {"seq": self.seq, "ts": round(self._clock(), 3), "type": kind, "data": data}
         for send in list(self._subscribers):
             try:
                 send.send_nowait(event)

@@ -1,0 +1,155 @@
+"""A node's counters, in a Prometheus registry of its own (the API renders it as ``GET /metrics``).
+
+Each node owns its own ``CollectorRegistry`` (never prometheus_client's global one), so
+several nodes in one process, as in tests, do not mix their numbers. Two kinds of series:
+
+- **counted as they happen**: tasks by outcome and their latency, BEACONSELECT rounds by
+  role (planning / execution), network messages rejected by reason and channel (ledger
+  gossip and sync, beacons, tasks: the node's ``rejected`` events), model calls, tokens and
+  latency (``MeteredModel`` wraps the node's backend);
+- **read at scrape time** from the live objects (``NodeStateCollector``): payload bytes and
+  messages per protocol/topic in both directions (``TransportStats``), ledger size and
+  available agents, connected peers, the event bus's subscribers, the event log's health
+  (lines lost to a failing disk, whether it writes now, rotations), Tasks in progress for
+  peers, and task records kept.
+
+Requests the node's defences refuse (blacklisted, rate-limited, not admitted: ``node.defences``)
+are ``rejected`` events too, so they count in ``symphony_rejected_messages`` by reason and channel.
+The HTTP API adds its own series to the same registry (``api.metrics``, ``api.guard``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sized
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from symphony.llm.base import ChatModel, Completion, ModelError
+from symphony.node.bus import EventBus
+from symphony.node.eventlog import EventLog
+from symphony.node.runtime import AgentRuntime
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class NodeMetrics:
+    """The event-driven series of one node, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.tasks = Counter("symphony_tasks", "Questions this node initiated, by outcome", ["outcome"], registry=r)
+        self.task_latency = Histogram("symphony_task_latency_seconds", "Time from a question's arrival to its answer",
+                                      buckets=_LATENCY_BUCKETS, registry=r)
+        self.beacon_rounds = Counter("symphony_beacon_rounds", "BEACONSELECT rounds run by this node", ["role"],
+                                     registry=r)
+        self.model_calls = Counter("symphony_model_calls", "Calls to this node's model, by outcome", ["outcome"],
+                                   registry=r)
+        self.model_tokens = Counter("symphony_model_tokens", "Tokens used by this node's model", ["kind"], registry=r)
+        self.model_latency = Histogram("symphony_model_latency_seconds", "Time of one model call",
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.rejected = Counter("symphony_rejected_messages", "Network messages rejected, by reason and protocol/topic",
+                                ["reason", "channel"], registry=r)
+
+    def observe(self, kind: str, fields: dict[str, Any]) -> None:
+        """Count a protocol event (the node's ``on_event`` sink)."""
+        if kind == "beacon_round":
+            self.beacon_rounds.labels(role=str(fields.get("role", ""))).inc()
+        elif kind == "rejected":
+            self.rejected.labels(reason=str(fields.get("reason", "")), channel=str(fields.get("channel", ""))).inc()
+
+    def task_done(self, outcome: str, elapsed_s: float) -> None:
+        self.tasks.labels(outcome=outcome).inc()
+        self.task_latency.observe(elapsed_s)
+
+
+class MeteredModel:
+    """A ``ChatModel`` that counts the calls, tokens and latency of the model it wraps."""
+
+    def __init__(self, inner: ChatModel, metrics: NodeMetrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self.name = inner.name
+        self.supports_json_schema = inner.supports_json_schema
+
+    async def chat(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
+        started = time.perf_counter()
+        try:
+            completion = await self.inner.chat(messages, **kwargs)
+        except ModelError:
+            self.metrics.model_calls.labels(outcome="error").inc()
+            raise
+        self.metrics.model_calls.labels(outcome="ok").inc()
+        self.metrics.model_tokens.labels(kind="prompt").inc(completion.prompt_tokens)
+        self.metrics.model_tokens.labels(kind="completion").inc(completion.completion_tokens)
+        self.metrics.model_latency.observe(time.perf_counter() - started)
+        return completion
+
+    async def load(self) -> float | None:
+        """Load the wrapped model now (embedded models load lazily); its seconds, or None when the
+        backend has nothing to load."""
+        load = getattr(self.inner, "load", None)
+        return None if load is None else float(await load())
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Observed(Protocol):
+    """What ``NodeStateCollector`` reads of a node (``node.daemon.Node``) at scrape time."""
+
+    @property
+    def runtime(self) -> AgentRuntime | None: ...
+    @property
+    def bus(self) -> EventBus: ...
+    @property
+    def events(self) -> EventLog: ...
+    @property
+    def task_records(self) -> Sized: ...
+
+    def now(self) -> float: ...
+
+
+class NodeStateCollector(Collector):
+    """Series read from the running node at scrape time (nothing to keep in sync)."""
+
+    def __init__(self, node: Observed) -> None:
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node = self._node
+        if node.runtime is None:  # not started yet
+            return
+        stats = node.runtime.transport.stats.snapshot()
+        for key, help_text in (("bytes_sent", "Payload bytes sent"), ("bytes_received", "Payload bytes received"),
+                               ("messages_sent", "Messages sent"), ("messages_received", "Messages received")):
+            family = CounterMetricFamily(f"symphony_transport_{key}", f"{help_text}, by protocol or topic",
+                                         labels=["channel"])
+            for channel, value in sorted(stats[key].items()):
+                family.add_metric([channel], value)
+            yield family
+        ledger = node.runtime.ledger
+        now = node.now()
+        yield GaugeMetricFamily("symphony_ledger_records", "Records in this replica of the ledger",
+                                value=len(ledger.records))
+        yield GaugeMetricFamily("symphony_ledger_available_agents", "Agents whose record is available here",
+                                value=sum(ledger.is_available(a, now=now) for a in ledger.records))
+        yield GaugeMetricFamily("symphony_connected_peers", "Direct connections",
+                                value=len(node.runtime.transport.peers()))
+        yield GaugeMetricFamily("symphony_event_subscribers", "Clients on GET /v1/events",
+                                value=node.bus.subscribers)
+        yield CounterMetricFamily("symphony_event_subscribers_disconnected",
+                                  "Event clients cut off for falling behind", value=node.bus.disconnected)
+        log = node.events
+        yield CounterMetricFamily("symphony_event_log_lost_lines", "Event log lines lost to failed writes (disk full)",
+                                  value=log.lost)
+        yield GaugeMetricFamily("symphony_event_log_ok", "1 if the event log's last write succeeded, else 0",
+                                value=int(log.ok))
+        yield CounterMetricFamily("symphony_event_log_rotations", "Event log rotations", value=log.rotations)
+        yield GaugeMetricFamily("symphony_peer_tasks_active", "Tasks in progress here for other peers",
+                                value=sum(node.runtime.defences.active.values()))
+        yield GaugeMetricFamily("symphony_task_records", "Task records kept in memory", value=len(node.task_records))
