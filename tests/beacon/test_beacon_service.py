@@ -11,9 +11,9 @@ import trio
 from pydantic import ValidationError
 
 from symphony.beacon.service import BEACON_PROTOCOL
+from symphony.bench.byzantine import corrupt
 from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
 from symphony.ledger import GossipConfig, LedgerConfig
-from symphony.node.byzantine import corrupt
 from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.protocol.envelope import ReplayGuard, open_envelope, seal
 from symphony.protocol.messages import MAX_BEACON_REQUIREMENTS, Beacon, BeaconResponse, encode_sparse

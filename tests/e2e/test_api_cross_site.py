@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
-from symphony.node.swarm import NodeProcess, Swarm, open_swarm
+from symphony.testing import NodeProcess, Swarm, open_swarm
 from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_FLAGS
 
 pytestmark = pytest.mark.e2e

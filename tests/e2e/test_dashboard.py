@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from symphony.node.swarm import open_swarm, wait_for
+from symphony.testing import open_swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 

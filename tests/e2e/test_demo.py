@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from symphony.node.swarm import wait_for
+from symphony.testing import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from symphony.bench.datasets import load_gsm8k
-from symphony.node.swarm import open_swarm, wait_for
 from symphony.pipeline.extraction import extract_number
+from symphony.testing import open_swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 pytest.importorskip("llama_cpp", reason="install with `make` (builds llama-cpp-python with safe CMAKE_ARGS)")

@@ -25,11 +25,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from symphony.errors import TransportError
 from symphony.ledger.gossip import SYNC_PROTOCOL
 from symphony.node.runtime import AgentProfile, AgentRuntime
-from symphony.node.swarm import NodeProcess, Swarm, open_swarm, wait_for
 from symphony.pipeline.service import TASK_PROTOCOL
 from symphony.protocol.envelope import seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Task
+from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 from tests.node.test_datadir import fill, needs_root
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from symphony.node.swarm import NodeProcess, Swarm, open_swarm, wait_for
+from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 

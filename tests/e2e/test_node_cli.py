@@ -8,7 +8,7 @@ import sys
 import httpx
 import pytest
 
-from symphony.node.swarm import Swarm, open_swarm
+from symphony.testing import Swarm, open_swarm
 
 pytestmark = pytest.mark.e2e
 

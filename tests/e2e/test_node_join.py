@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from symphony.node.swarm import NodeProcess, open_swarm
+from symphony.testing import NodeProcess, open_swarm
 
 pytestmark = pytest.mark.e2e
 

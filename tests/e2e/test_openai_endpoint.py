@@ -13,7 +13,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from symphony.node.swarm import NodeProcess, Swarm, open_swarm, wait_for
+from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 

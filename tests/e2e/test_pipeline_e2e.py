@@ -8,7 +8,7 @@ import sys
 import httpx
 import pytest
 
-from symphony.node.swarm import open_swarm, wait_for
+from symphony.testing import open_swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symphony.node.swarm import NodeProcess, open_swarm
+from symphony.testing import NodeProcess, open_swarm
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ import trio
 
 from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.ledger.gossip import LEDGER_TOPIC, SYNC_PROTOCOL
-from symphony.node.swarm import NodeProcess, open_swarm, wait_for
 from symphony.pipeline.service import TASK_PROTOCOL
+from symphony.testing import NodeProcess, open_swarm, wait_for
 from symphony.transport.stranger import GARBAGE, NON_UTF8_PROTOCOL_LINE, forged_publish, open_stranger, write_and_close
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from symphony.node.swarm import open_swarm
+from symphony.testing import open_swarm
 from tests.sandbox.conftest import Jail
 
 pytestmark = pytest.mark.e2e

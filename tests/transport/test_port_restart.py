@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from symphony.node.swarm import open_swarm, wait_for
+from symphony.testing import open_swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 

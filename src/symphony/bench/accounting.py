@@ -29,8 +29,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from symphony.protocol.envelope import peek_kind
-from symphony.transport.base import Transport, TransportStats
+from symphony.protocol import peek_kind
+from symphony.transport import Transport, TransportStats
 
 PARTS = ("model", "queue", "query", "beacon", "transfer", "vote", "other")
 

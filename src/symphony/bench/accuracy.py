@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 import trio
-import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -33,15 +32,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from symphony.bench.contenders import SampledModel, SystemSpec, parse_system, solve
+from symphony.bench.contenders import SampledModel, SystemSpec, solve
 from symphony.bench.datasets import DATASETS, Item, load_dataset
 from symphony.bench.report import render
 from symphony.bench.scoring import score
 from symphony.ledger import GossipConfig, LedgerConfig
-from symphony.llm.base import ChatModel, parse_model_spec
-from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
-from symphony.protocol.identity import Identity
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.llm import ChatModel, parse_model_spec
+from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
+from symphony.protocol import Identity
+from symphony.transport import LinkModel, MemoryNetwork
 
 RESULTS_FILE = "accuracy.jsonl"
 
@@ -98,6 +97,9 @@ class RunConfig:
             raise ValueError("the pool needs at least one agent model")
         if self.concurrency < 1 or self.limit < 1 or self.offset < 0:
             raise ValueError("concurrency and limit must be >= 1, offset >= 0")
+        for d in self.datasets:
+            if d not in DATASETS:
+                raise ValueError(f"unknown dataset {d!r}; expected one of {DATASETS}")
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -229,48 +231,19 @@ def write_report(config: RunConfig, rows: list[dict[str, Any]], item_ids: set[st
     return text
 
 
-def bench_accuracy(
-    dataset: Annotated[list[str], typer.Option("--dataset", help=f"Datasets (repeat): {', '.join(DATASETS)}.")] = ["gsm8k"],  # noqa: B006
-    system: Annotated[list[str], typer.Option("--system", help="Systems (repeat): direct, sc, orchestrator, "
-                                                               "symphony; variants like symphony:cots=1 or "
-                                                               "symphony:strategy=random or sc:samples=3.")]
-    = ["direct", "sc", "orchestrator", "symphony"],  # noqa: B006
-    agent_model: Annotated[list[str], typer.Option("--agent-model", help="One model spec per agent (repeat); "
-                                                                         "agent 0 also runs direct.")] = ["llama:qwen2.5-coder-0.5b"] * 3,
-    pool: Annotated[str, typer.Option(help="Name of this agent pool in the results (e.g. homogeneous).")] = "default",
-    limit: Annotated[int, typer.Option(help="Items per dataset (after --offset).")] = 20,
-    offset: Annotated[int, typer.Option(help="Skip this many items of each dataset first.")] = 0,
-    seeds: Annotated[list[int], typer.Option("--seed", help="Sampling seeds (repeat).")] = [0, 1],  # noqa: B006
-    per_task: Annotated[int, typer.Option(help="BBH examples per task (fixed-seed sample).")] = 6,
-    cots: Annotated[int, typer.Option(help="Default chains of thought for symphony.")] = 3,
-    max_steps: Annotated[int, typer.Option(help="Default most sub-tasks per chain.")] = 3,
-    samples: Annotated[int, typer.Option(help="Default samples for self-consistency (sc).")] = 5,
-    concurrency: Annotated[int, typer.Option(help="Items answered at once.")] = 1,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature of every agent.")] = 0.7,
-    out: Annotated[Path, typer.Option(help="Output directory (accuracy.jsonl resumes a run).")] = Path("bench-results/accuracy"),
-    report_only: Annotated[bool, typer.Option(help="Only rebuild the report from accuracy.jsonl.")] = False,
-) -> None:
-    """Direct, self-consistency, a central orchestrator and Symphony on packaged benchmarks (paper Table 2)."""
-    console = Console()
-    try:
-        config = RunConfig(
-            datasets=tuple(dataset), pool=pool, seeds=tuple(seeds), limit=limit, offset=offset, per_task=per_task,
-            systems=tuple(parse_system(s, cots=cots, max_steps=max_steps, samples=samples)
-                          for s in system),
-            agent_models=tuple(agent_model), concurrency=concurrency, temperature=temperature, out_dir=out)
-        for d in config.datasets:
-            if d not in DATASETS:
-                raise ValueError(f"unknown dataset {d!r}; expected one of {DATASETS}")
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    rows = read_rows(out / RESULTS_FILE) if report_only else trio.run(run, config, console)
+def run_accuracy_bench(config: RunConfig, *, report_only: bool = False, console: Console | None = None) -> str:
+    """Answer what ``accuracy.jsonl`` lacks (``report_only``: only re-score the stored answers), then
+    write ``accuracy.md``; prints and returns the report."""
+    console = console or Console()
+    rows = read_rows(config.out_dir / RESULTS_FILE) if report_only else trio.run(run, config, console)
     items = load_items(config, console.print)
     if report_only:
         console.print(f"re-scored the stored answers: {rescore(rows, items)} verdicts changed")
     ids = {item.id for its in items.values() for item in its}
-    console.print(write_report(config, rows, ids), markup=False, soft_wrap=True)
+    text = write_report(config, rows, ids)
+    console.print(text, markup=False, soft_wrap=True)
+    return text
 
 
-__all__ = ["DEFAULT_TAGS", "MODEL_TAGS", "RESULTS_FILE", "RunConfig", "agent_profile", "bench_accuracy", "load_items",
-           "pool_agents", "read_rows", "rescore", "run", "write_report"]
+__all__ = ["DEFAULT_TAGS", "MODEL_TAGS", "RESULTS_FILE", "RunConfig", "agent_profile", "load_items",
+           "pool_agents", "read_rows", "rescore", "run", "run_accuracy_bench", "write_report"]

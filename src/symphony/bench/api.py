@@ -31,7 +31,7 @@ import httpx
 import trio
 
 from symphony.api.server import node_with_api
-from symphony.node.config import NodeConfig
+from symphony.node import NodeConfig
 from symphony.node.daemon import Node
 
 QUESTION = "What is (17 + 25) * 2?"

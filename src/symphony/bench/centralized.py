@@ -26,6 +26,13 @@ to every member but its speaker, who acknowledge with an empty reply. Speakers a
 tasks relayed exactly as by the relay hub. A real GroupChat broadcasts each speaker's whole
 model reply; we broadcast the sub-task text and the extracted answer only, so this is a lower
 bound on its traffic.
+
+Assembly: each agent is built as an ``AgentRuntime`` (the node's assembly: its ledger record,
+capability vector and tag encoder), and answers tasks with a ``TaskService`` built the way the
+runtime builds its own, but with ``CoordinatorSelector`` in place of BEACONSELECT. That one part
+is assembled here because ``AgentRuntime`` builds its ``TaskService`` inside, with no seam for
+another selector; an ``AgentRuntime(selector=...)`` argument would let the runtime build it too.
+The runtime's ledger service and beacon handlers are built but never run or installed.
 """
 
 from __future__ import annotations
@@ -41,18 +48,26 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from symphony.beacon.ranking import Candidate, Selection, select
+from symphony.beacon import Candidate, Selection, select
 from symphony.beacon.service import BeaconOutcome
-from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
+from symphony.capability import HashingTagEncoder, classify_task_type, requirement_vector
 from symphony.errors import PeerError, TransportError
 from symphony.ledger.store import unit_cosine, unit_vector
-from symphony.node.runtime import AgentRuntime, SimulatedAgent
+from symphony.node import AgentRuntime, SimulatedAgent
 from symphony.pipeline.service import MAX_TASK_BYTES, TASK_PROTOCOL, TaskService
-from symphony.protocol.envelope import ReplayGuard, open_body, open_envelope, seal
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import MAX_RECORD_BYTES, LedgerRecord, Task, TaskResult, decode_vector
-from symphony.transport.base import Transport
-from symphony.transport.memory import MemoryNetwork
+from symphony.protocol import (
+    MAX_RECORD_BYTES,
+    Identity,
+    LedgerRecord,
+    ReplayGuard,
+    Task,
+    TaskResult,
+    decode_vector,
+    open_body,
+    open_envelope,
+    seal,
+)
+from symphony.transport import MemoryNetwork, Transport
 
 REGISTER_PROTOCOL = "/symphony-baseline/register/1.0.0"
 GROUPCHAT_PROTOCOL = "/symphony-baseline/groupchat/1.0.0"

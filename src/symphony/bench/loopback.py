@@ -54,8 +54,8 @@ from symphony.bench.systems import (
     table_rows,
 )
 from symphony.bench.workload import COTS, QUESTION, STEPS
-from symphony.capability.vector import classify_task_type, requirement_vector
-from symphony.node.runtime import AgentRuntime
+from symphony.capability import classify_task_type, requirement_vector
+from symphony.node import AgentRuntime
 from symphony.pipeline.service import EXECUTOR_TAG, TASK_PROTOCOL, TaskFailed
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 
@@ -459,31 +459,6 @@ def run_loopback_bench(cfg: LoopbackConfig, out: Path, console: Console | None =
     return results
 
 
-def bench_systems_libp2p(
-    agents: list[int] = [10, 25],  # noqa: B006 - typer reads the default
-    per_process: int = 5,
-    tasks: int = 6,
-    concurrency: int = 3,
-    tokens_per_s: float = 35.0,
-    beacon_rounds: int = 20,
-    seed: int = 0,
-    out: Path = Path("bench-results/systems-libp2p"),
-) -> None:
-    """The systems table on real py-libp2p node processes on 127.0.0.1 (issue #6)."""
-    if per_process < 1 or any(n < 2 for n in agents):
-        raise SystemExit("--per-process must be >= 1 and every --agents >= 2")
-    cfg = LoopbackConfig(
-        sizes=tuple(agents),
-        per_process=per_process,
-        tasks=tasks,
-        concurrency=concurrency,
-        tokens_per_s=tokens_per_s,
-        beacon_rounds=beacon_rounds,
-        seed=seed,
-    )
-    run_loopback_bench(cfg, out)
-
-
 def _worker_main(argv: list[str]) -> None:
     """Entry point of a worker process: the parent's channel keeps fd 1; stray prints go to stderr."""
     channel = os.dup(1)
@@ -495,4 +470,4 @@ if __name__ == "__main__":
     _worker_main(sys.argv[1:])
 
 
-__all__ = ["LoopbackConfig", "LoopbackResults", "bench_systems_libp2p", "markdown", "run_loopback_bench"]
+__all__ = ["LoopbackConfig", "LoopbackResults", "markdown", "run_loopback_bench"]

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from symphony.bench.scoring import matches_gold
+from symphony.pipeline import AnswerKind, normalize_answer
 from symphony.pipeline.executor import STEP_MAX_TOKENS
-from symphony.pipeline.extraction import AnswerKind, normalize_answer
 
 #: Below this many discordant pairs McNemar's test is the exact binomial one; from it on, chi-square.
 EXACT_BELOW: Final = 25

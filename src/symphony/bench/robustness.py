@@ -18,7 +18,7 @@ arithmetic expressions ("What is 12 + 7 * 3?") drawn from the seed.
   real clock so protocol CPU counts; the model costs ~0, so wall time per task is the overhead.
 - **hostile**: a stranger attacks three real ``symphony node`` processes (``bench.hostile``): garbage
   on every protocol, a signed task flood, slot holding, cross-site requests, sandbox escapes.
-- **byzantine**: a fraction of the agents runs one attack from ``node.byzantine``; accuracy loss
+- **byzantine**: a fraction of the agents runs one attack from ``bench.byzantine``; accuracy loss
   against the clean run with the same seed, detection rate (Byzantine agents blacklisted by at
   least one honest node) and detection time (first offence seen by an honest node to the first
   blacklisting), and honest agents wrongly blacklisted.
@@ -42,39 +42,36 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 import httpx
 import trio
 import trio.testing
-import typer
 from rich.console import Console
 
+from symphony.bench.byzantine import Misdeeds, attack, corrupt
 from symphony.bench.hostile import hostile_scenario
 from symphony.bench.hostile import markdown as hostile_markdown
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.scripted import arith_model, evaluate
-from symphony.node.byzantine import Misdeeds, attack, corrupt
-from symphony.node.runtime import (
-    AgentProfile,
-    AgentRuntime,
-    SimulatedAgent,
-    open_simulated_agents,
-)
-from symphony.node.swarm import NodeProcess, wait_for
-from symphony.node.swarm import open_swarm as open_process_swarm
-from symphony.pipeline.extraction import answers_equivalent
+from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
+from symphony.pipeline import answers_equivalent
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, AskOptions, TaskFailed
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Hardware
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.protocol import Hardware, Identity
+from symphony.testing import NodeProcess, wait_for
+from symphony.testing import open_swarm as open_process_swarm
+from symphony.transport import LinkModel, MemoryNetwork
 
 EPOCH = 1_700_000_000.0
 SKILLS = ("arithmetic", "algebra", "reasoning", "code", "writing", "science", "finance", "logic")
+SCENARIOS = ("crash", "churn", "process-crash", "partition", "network", "byzantine", "hostile")
 ATTACKS = ("wrong", "inflate", "squat", "replay", "forge", "records", "flood")
 # Table 7-style rows: (one-way latency ms, bandwidth Mbps)
 NETWORK_ROWS = ((0, 1000), (10, 100), (50, 100), (100, 10), (200, 10), (50, 2), (200, 2))
+#: the fractions of agents each scenario hits, one row per fraction (``symphony bench robustness``)
+FRACTIONS = {"crash": (0.05, 0.10, 0.20), "churn": (0.10, 0.20), "partition": (0.10, 0.25, 0.50),
+             "byzantine": (0.05, 0.10, 0.15)}
 
 
 def _clock() -> float:
@@ -685,20 +682,3 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
             "| attack | byzantine | accuracy (loss, points) | completion | detected / acted | detection p50 / max (s) | "
             "honest blacklisted |", lines)
     return "\n".join(out)
-
-
-def bench_robustness(
-    scenario: Annotated[list[str], typer.Option(
-        help="crash, churn, process-crash, partition, network, byzantine, hostile (repeat).")] = [
-        "crash", "churn", "process-crash", "partition", "network", "byzantine", "hostile"],
-    agents: Annotated[int, typer.Option(help="Agents in the simulated swarm.")] = 20,
-    tasks: Annotated[int, typer.Option(help="Questions per run.")] = 60,
-    seed: Annotated[int, typer.Option(help="Seed of the swarm, the questions and the faults.")] = 0,
-    attack_name: Annotated[list[str], typer.Option("--attack", help="Byzantine attacks (repeat).")] = list(ATTACKS),
-    out: Annotated[Path, typer.Option(help="Directory for robustness.json and robustness.md.")] = Path("bench-results"),
-) -> None:
-    """Robustness: node crashes, partitions, link conditions, Byzantine agents (memory engine)."""
-    fractions = {"crash": (0.05, 0.10, 0.20), "churn": (0.10, 0.20), "partition": (0.10, 0.25, 0.50), "byzantine": (0.05, 0.10, 0.15)}
-    run_robustness(scenarios=scenario, setup=Setup(agents=agents, tasks=tasks, seed=seed, entries=3),
-                   fractions=fractions, attacks=attack_name, network_rows=NETWORK_ROWS, out_dir=out,
-                   console=Console())

@@ -16,7 +16,7 @@ import re
 from typing import Final
 
 from symphony.bench.datasets import Item
-from symphony.pipeline.extraction import AnswerKind, answers_equivalent, extract_answer
+from symphony.pipeline import AnswerKind, answers_equivalent, extract_answer
 from symphony.sandbox import run_python
 
 _UNIT: Final = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{[^{}]*\}")

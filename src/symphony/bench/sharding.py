@@ -31,12 +31,12 @@ from rich.console import Console
 
 from symphony.bench import shardnet
 from symphony.bench.accounting import traffic
-from symphony.ledger import GossipConfig, LedgerConfig
-from symphony.ledger.gossip import HEARTBEAT_TOPIC, LEDGER_TOPIC, LIVENESS_PROTOCOL, SHARD_TOPIC, SYNC_PROTOCOL
-from symphony.ledger.shard import DEFAULT_CONES, gateways, shard_of, shards_for
-from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
-from symphony.protocol.identity import Identity
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.ledger import HEARTBEAT_TOPIC, LEDGER_TOPIC, SYNC_PROTOCOL, GossipConfig, LedgerConfig
+from symphony.ledger.gossip import LIVENESS_PROTOCOL, SHARD_TOPIC
+from symphony.ledger.shard import gateways, shard_of, shards_for
+from symphony.node import AgentProfile, SimulatedAgent, open_simulated_agents
+from symphony.protocol import Identity
+from symphony.transport import LinkModel, MemoryNetwork
 
 CHANNELS = (LEDGER_TOPIC, HEARTBEAT_TOPIC, SHARD_TOPIC, LIVENESS_PROTOCOL, SYNC_PROTOCOL)
 EPOCH = 1_700_000_000.0
@@ -145,28 +145,4 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bench_sharding(
-    sizes: list[int] = [100, 300],  # noqa: B006 - typer reads the default
-    window_s: float = 1800.0,
-    seed: int = 0,
-    out: Path = Path("bench-results/sharding"),
-    upkeep: bool = True,
-    beacon_sizes: list[int] = [],  # noqa: B006
-    beacons: int = 20,
-    cones: int = DEFAULT_CONES,
-    caps: list[int] = [8, 16, 0],  # noqa: B006
-    top_l: int = 8,
-    wave: int = 4,
-) -> None:
-    """Ledger upkeep (MB/agent/h) with flooded vs gateway-sharded liveness, and the sharding arithmetic.
-
-    ``--beacon-sizes 100 --beacon-sizes 1000 ...`` adds the sharded-ledger bench: per-node state and
-    per-beacon messages / recall, flooded vs sharded (``--caps``: most gateways a beacon asks, 0 = no
-    cap; ``--cones``: clusters per shard summary; ``--wave``: gateways per later wave, 0 = all at once).
-    ``--no-upkeep`` skips the upkeep runs."""
-    net = shardnet.ShardNetConfig(beacons=beacons, cones=cones, caps=tuple(caps), top_l=top_l, seed=seed, wave=wave)
-    run_sharding_bench(ShardingConfig(sizes=tuple(sizes), window_s=window_s, seed=seed, upkeep=upkeep,
-                                      beacon_sizes=tuple(beacon_sizes), shardnet=net), out)
-
-
-__all__ = ["ShardingConfig", "bench_sharding", "markdown", "run_sharding_bench", "shard_table"]
+__all__ = ["ShardingConfig", "markdown", "run_sharding_bench", "shard_table"]

@@ -16,6 +16,13 @@ Per-node state is measured from real objects: two sample nodes merge all N recor
 ``Ledger(keeps=...)`` and hold a ``SummaryBook``; their stored records and summaries are counted in
 wire bytes. Population: agents declare a specialty (a task type) and a model family; their skill
 EMAs favour the specialty; requirements are sub-task texts of a random task type.
+
+Assembly: each agent's beacon side is built with the constructors ``AgentRuntime`` uses for a
+sharded node (``BeaconResponder``, ``RelayResponder`` and ``Gateway`` sharing one replay guard,
+``GatewayFanout`` for the initiator), but not through ``AgentRuntime`` itself, for two reasons:
+the population's skill EMAs are drawn per agent, while the runtime starts every agent at the
+prior; and a runtime per agent would also build a ledger service, a task service and a shard
+summary service per agent (10,000 of each) that this bench never runs.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from symphony.beacon.gateway import (
     beacon_body,
 )
 from symphony.beacon.service import BEACON_PROTOCOL, BeaconResponder, BeaconSelector
-from symphony.capability.vector import (
+from symphony.capability import (
     TASK_TYPES,
     HashingTagEncoder,
     SkillScores,
@@ -53,12 +60,20 @@ from symphony.capability.vector import (
     requirement_vector,
 )
 from symphony.errors import PeerError, TransportError
+from symphony.ledger import Ledger, LedgerConfig, QueryFilter
 from symphony.ledger.shard import DEFAULT_CONES, SummaryBook, gateways, issue_summary, keeps_shard, shard_of
-from symphony.ledger.store import Ledger, LedgerConfig, QueryFilter, unit_cosine, unit_vector
-from symphony.protocol.envelope import ReplayGuard, open_body, seal
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import BeaconResponse, Hardware, LedgerRecord, encode_vector
-from symphony.transport.memory import LinkModel, MemoryNetwork, MemoryTransport
+from symphony.ledger.store import unit_cosine, unit_vector
+from symphony.protocol import (
+    BeaconResponse,
+    Hardware,
+    Identity,
+    LedgerRecord,
+    ReplayGuard,
+    encode_vector,
+    open_body,
+    seal,
+)
+from symphony.transport import LinkModel, MemoryNetwork, MemoryTransport
 
 EPOCH = 1_700_000_000.0
 FAMILIES = ("qwen", "llama", "mistral", "phi", "gemma", "deepseek")

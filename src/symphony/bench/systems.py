@@ -39,12 +39,12 @@ from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.bench.accounting import PARTS, KindMeter, mean_overhead, minus, task_overhead, traffic
 from symphony.bench.centralized import GROUPCHAT_PROTOCOL, GroupChatCoordinator, open_centralized
 from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
-from symphony.capability.vector import HashingTagEncoder, classify_task_type, requirement_vector
+from symphony.capability import HashingTagEncoder, classify_task_type, requirement_vector
 from symphony.ledger import Ledger, LedgerConfig
-from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent
+from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent
 from symphony.pipeline.service import EXECUTOR_TAG, TASK_PROTOCOL, AskOptions, TaskFailed
-from symphony.protocol.identity import Identity
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.protocol import Identity
+from symphony.transport import LinkModel, MemoryNetwork
 
 SKILLS = ("math", "arithmetic", "algebra", "finance", "statistics", "geometry", "code", "logic", "units", "retail")
 LONG_TTL = LedgerConfig(heartbeat_interval_s=24 * 3600.0)  # no gossip runs: records must stay available
@@ -340,23 +340,4 @@ def run_systems_bench(cfg: SystemsConfig, out: Path, console: Console | None = N
     return results
 
 
-def bench_systems(
-    sizes: list[int] = [100, 1000, 10_000],  # noqa: B006 - typer reads the default
-    tasks: int = 6,
-    concurrency: int = 3,
-    latency_ms: float = 10.0,
-    tokens_per_s: float = 35.0,
-    beacon_candidates: int = 100,
-    beacon_rounds: int = 50,
-    group_size: int = 100,
-    seed: int = 0,
-    out: Path = Path("bench-results/systems"),
-) -> None:
-    """Overhead, latency, bytes/task and beacon cost vs N, against a centralized coordinator (issue #6)."""
-    cfg = SystemsConfig(sizes=tuple(sizes), tasks=tasks, concurrency=concurrency, latency_ms=latency_ms,
-                        tokens_per_s=tokens_per_s, beacon_candidates=beacon_candidates, beacon_rounds=beacon_rounds,
-                        group_size=group_size, seed=seed)
-    run_systems_bench(cfg, out)
-
-
-__all__ = ["SystemsConfig", "SystemsResults", "bench_systems", "markdown", "plot", "run_systems_bench"]
+__all__ = ["SystemsConfig", "SystemsResults", "markdown", "plot", "run_systems_bench"]

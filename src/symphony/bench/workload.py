@@ -12,8 +12,7 @@ import dataclasses
 import json
 from typing import Any
 
-from symphony.llm.base import Completion
-from symphony.llm.timed import TimedModel
+from symphony.llm import Completion, TimedModel
 
 QUESTION = ("A bakery sells muffins for 3 dollars and cookies for 2 dollars. On Monday it sold 14 muffins and "
             "23 cookies; on Tuesday twice as many muffins and 5 fewer cookies. Rent and wages cost 61 dollars a "

@@ -39,8 +39,8 @@ from symphony.api.app import AskRequest
 from symphony.cli.render import agent_label, console, print_error, print_trace
 from symphony.errors import ConfigError
 from symphony.node.config import probe_model_server
-from symphony.node.swarm import NodeProcess, Swarm, open_swarm, wait_for
 from symphony.pipeline.extraction import answers_equivalent
+from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
 
 
 @dataclass(frozen=True)

@@ -17,23 +17,15 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from symphony.api.guard import TOKEN_ENV, TOKEN_FILE, node_api_token, read_token
-from symphony.bench.accuracy import bench_accuracy
-from symphony.bench.loopback import bench_systems_libp2p
-from symphony.bench.robustness import bench_robustness
-from symphony.bench.sharding import bench_sharding
-from symphony.bench.systems import bench_systems
+from symphony.cli.bench import bench_app
 from symphony.cli.demo import demo
 from symphony.cli.render import console, print_error, print_trace
 from symphony.errors import ConfigError
 from symphony.node.config import DEFAULT_API, load_node_file, node_config, probe_model_server
 
 app = typer.Typer(help="Symphony: a decentralized network of small language-model agents.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks (write tables to bench-results/).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.command()(demo)
-bench_app.command("systems")(bench_systems)
-bench_app.command("systems-libp2p")(bench_systems_libp2p)
-bench_app.command("sharding")(bench_sharding)
 
 ApiOption = Annotated[
     str | None, typer.Option("--api", help=f"API address of the node to ask (HOST:PORT or http URL). \\[default: "
@@ -332,39 +324,3 @@ def ledger(api: ApiOption = None, api_token: TokenOption = None, data_dir: NodeD
     console.print(table)
     console.print(f"{data['count']} records")
 
-
-bench_app.command("robustness")(bench_robustness)
-
-
-@bench_app.command("ledger")
-def bench_ledger(
-    real: Annotated[list[int], typer.Option(help="Real node-process swarm sizes.")] = [5, 10, 20],
-    sim: Annotated[list[int], typer.Option(help="Memory-engine (simulated) sizes.")] = [100, 1000, 10000],
-    out: Annotated[Path, typer.Option(help="Directory for ledger.json and ledger.md.")] = Path("bench-results"),
-    seed: Annotated[int, typer.Option(help="Random seed of the simulations.")] = 0,
-) -> None:
-    """Ledger gossip: update propagation (time, rounds), join catch-up, failure detection, upkeep bytes."""
-    from symphony.bench.ledger import run_ledger_bench
-
-    run_ledger_bench(real_sizes=real, sim_sizes=sim, out_dir=out, seed=seed, console=console)
-
-
-bench_app.command("accuracy")(bench_accuracy)
-
-
-@bench_app.command("gsm8k")
-def bench_gsm8k(
-    model: Annotated[str, typer.Option(help="Model spec every agent uses (also the direct baseline).")] = "llama:qwen2.5-coder-0.5b",
-    limit: Annotated[int, typer.Option(help="First N of the 100 packaged GSM8K questions.")] = 100,
-    seeds: Annotated[list[int], typer.Option("--seed", help="Sampling seeds (repeat).")] = [0, 1, 2],
-    agents: Annotated[int, typer.Option(help="Agents in the Symphony swarm.")] = 3,
-    cots: Annotated[int, typer.Option(help="Chains of thought (planners).")] = 3,
-    max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.")] = 4,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature for both systems.")] = 0.7,
-    out: Annotated[Path, typer.Option(help="Output directory (gsm8k.jsonl resumes an interrupted run).")] = Path("bench-results"),
-) -> None:
-    """Direct solving vs Symphony (k CoTs) on the packaged GSM8K questions, same model, several seeds."""
-    from symphony.bench.gsm8k import run_gsm8k_compare
-
-    run_gsm8k_compare(model=model, limit=limit, seeds=seeds, agents=agents, cots=cots, max_steps=max_steps,
-                      temperature=temperature, out_dir=out, console=console)

@@ -16,7 +16,7 @@ every node (p50/p95), join catch-up time, failure-detection time and steady-stat
 per agent per hour; targets: every node within 1 s at N=20 (real), <= 2 log2 N rounds
 (simulation), <= 0.1 MB per agent per hour (the paper reports 0.8).
 
-**Real processes** (``symphony.node.swarm``): N ``symphony node`` processes on 127.0.0.1
+**Real processes** (``symphony.testing``): N ``symphony node`` processes on 127.0.0.1
 with fast timers (``--heartbeat`` max(1 s, N/4 s), TTL 3 heartbeats, and the swarm's
 anti-entropy of 2 heartbeats), all on one machine, so every event log shares one clock
 (ms resolution). 20 py-libp2p processes beating every 1-2 s saturate 2 cores (records
@@ -69,6 +69,13 @@ infinitely fast nodes would see, so CPU costs are reported beside it (``cpu``).
     the other N-6 agents' heartbeats enter the mesh at their real aggregate rate (N per
     heartbeat interval, signed by their own keys, relayed by a peer), so heartbeats from
     unknown agents trigger pulls as they would in the full network.
+
+Assembly: where a simulated agent gossips, it runs the ``LedgerService`` and ``Ledger`` classes that
+``AgentRuntime`` builds, on the bare transport: the rest of the runtime (beacon, tasks, the
+defences' guard) is left out, as nothing here asks questions or misbehaves. The overlay set-up
+(failure detection) stops one step lower, at ``Ledger`` itself: every node feeds its own replica
+what reaches it over the overlay, as ``LedgerService`` would, with one signature check per
+distinct heartbeat (see "failure" above).
 """
 
 from symphony.bench.ledger.config import EPOCH, MB, LedgerBenchConfig

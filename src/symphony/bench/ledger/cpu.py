@@ -7,8 +7,7 @@ from typing import Any
 
 from symphony.bench.ledger.config import PRODUCTION
 from symphony.ledger import record_order
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Heartbeat, LedgerRecord
+from symphony.protocol import Heartbeat, Identity, LedgerRecord
 
 
 def _cpu_costs() -> dict[str, float]:

@@ -22,10 +22,8 @@ from symphony.bench.ledger.config import (
 from symphony.bench.ledger.figures import _dist, _empty_totals
 from symphony.bench.ledger.progress import _Budget
 from symphony.ledger import Ledger, LedgerService
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import LedgerRecord
-from symphony.transport.base import PeerEvent
-from symphony.transport.memory import LinkModel, MemoryNetwork, MemoryTransport
+from symphony.protocol import Identity, LedgerRecord
+from symphony.transport import LinkModel, MemoryNetwork, MemoryTransport, PeerEvent
 
 _SIM_WIRE = "payload bytes of every transmission (each pubsub hop, duplicate copies included; each request and reply)"
 

@@ -32,9 +32,8 @@ from symphony.bench.ledger.memory import (
 )
 from symphony.bench.ledger.progress import _Budget, _Progress
 from symphony.ledger import SYNC_PROTOCOL, Ledger
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import LedgerRecord
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.protocol import Identity, LedgerRecord
+from symphony.transport import LinkModel, MemoryNetwork
 
 
 async def _sim_full(

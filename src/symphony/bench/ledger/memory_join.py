@@ -24,9 +24,8 @@ from symphony.bench.ledger.memory import (
 from symphony.bench.ledger.progress import _Budget, _Progress
 from symphony.bench.ledger.report import _fmt
 from symphony.ledger import HEARTBEAT_TOPIC, SYNC_PROTOCOL, Ledger
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Heartbeat, LedgerRecord
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.protocol import Heartbeat, Identity, LedgerRecord
+from symphony.transport import LinkModel, MemoryNetwork
 
 
 async def _sim_join_reduced(

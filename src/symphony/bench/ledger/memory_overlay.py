@@ -28,10 +28,8 @@ from symphony.bench.ledger.memory_join import _sim_join_reduced
 from symphony.bench.ledger.progress import _Budget, _Progress
 from symphony.errors import StaleMessage
 from symphony.ledger import HEARTBEAT_TOPIC, LEDGER_TOPIC, Ledger
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Heartbeat, LedgerRecord
-from symphony.transport.base import MessageHandler, PeerEvent, PeerEventHandler
-from symphony.transport.memory import LinkModel, MemoryNetwork, MemoryTransport
+from symphony.protocol import Heartbeat, Identity, LedgerRecord
+from symphony.transport import LinkModel, MemoryNetwork, MemoryTransport, MessageHandler, PeerEvent, PeerEventHandler
 
 
 async def _ignore(source: str, data: bytes) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -26,8 +25,8 @@ from symphony.bench.ledger.config import (
 from symphony.bench.ledger.figures import _add_snapshot, _dist, _empty_totals, _minus, _row, _upkeep
 from symphony.bench.ledger.progress import _Budget, _Progress
 from symphony.errors import SymphonyError
-from symphony.node.config import NodeConfig
-from symphony.node.swarm import NodeProcess, Swarm, open_swarm, wait_for
+from symphony.node import NodeConfig
+from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
 
 T = TypeVar("T")
 
@@ -37,27 +36,6 @@ _REAL_WIRE = (
     "+ sync requests and replies sent; libp2p counts a publish once and no relays, and "
     "gossipsub duplicates, control messages, framing, Noise and TCP are not counted"
 )
-
-
-class _EventTail:
-    """Reads the complete lines appended to a node's events.jsonl since construction."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        data = path.read_bytes() if path.exists() else b""
-        self.offset = data.rfind(b"\n") + 1
-        self._partial = b""
-
-    def read(self) -> list[dict[str, Any]]:
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(data)
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        return [json.loads(line) for line in lines if line.strip()]
 
 
 def _cli_value(node: NodeProcess, option: str) -> float:
@@ -140,7 +118,7 @@ def _real_upkeep(
 
 
 def _real_updates(nodes: list[NodeProcess], *, count: int, rng: random.Random) -> dict[str, Any]:
-    tails = {node.name: _EventTail(node.data_dir / "events.jsonl") for node in nodes}
+    tails = {node.name: node.tail(skip_existing=True) for node in nodes}
     merged: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
     issued: dict[tuple[str, int], float] = {}
 

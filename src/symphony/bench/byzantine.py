@@ -29,12 +29,10 @@ import anyio
 
 from symphony.beacon.service import BEACON_PROTOCOL
 from symphony.errors import PeerError, TransportError
-from symphony.ledger.gossip import LEDGER_TOPIC
-from symphony.node.runtime import AgentRuntime
+from symphony.ledger import LEDGER_TOPIC
+from symphony.node import AgentRuntime
 from symphony.pipeline.service import TASK_PROTOCOL
-from symphony.protocol.envelope import b64, decode_envelope, seal
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Beacon, encode_sparse
+from symphony.protocol import Beacon, Identity, b64, decode_envelope, encode_sparse, seal
 
 BEHAVIOURS = frozenset({"wrong", "inflate", "squat", "replay", "forge", "records", "flood"})
 ACTIVE = frozenset({"replay", "forge", "records", "flood"})

@@ -1,9 +1,13 @@
-"""A local swarm of real ``symphony node`` processes on 127.0.0.1.
+"""Helpers for driving real nodes from tests, the demo and the benchmarks (as ``trio.testing`` is to trio).
 
-Used by ``symphony demo``, the end-to-end tests and the process benchmarks. Every
-process started here is tracked by its ``Swarm`` and killed (whole process group)
-when the swarm closes, whatever happened. Waiting is always on a condition with a
-deadline, never a fixed sleep.
+- ``open_swarm`` / ``Swarm`` / ``NodeProcess``: a local swarm of real ``symphony node``
+  processes on 127.0.0.1. Every process started here is tracked by its ``Swarm`` and killed
+  (whole process group) when the swarm closes, whatever happened.
+- ``wait_for``: waiting is always on a condition with a deadline, never a fixed sleep.
+- ``EventTail``: the one reader of a node's ``events.jsonl`` (``node.eventlog`` writes it).
+
+Used by ``symphony demo``, the end-to-end tests and the process benchmarks; nothing in a
+running node imports it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import httpx
 
 T = TypeVar("T")
 
+__all__ = ["EventTail", "NodeProcess", "Swarm", "open_swarm", "wait_for"]
+
 
 def wait_for(condition: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1) -> T:
     """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` s."""
@@ -37,6 +43,34 @@ def wait_for(condition: Callable[[], T | None], *, timeout: float, what: str, in
             last_error = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+
+
+class EventTail:
+    """Reads a node's ``events.jsonl`` as it grows: each ``read()`` returns the events whose lines
+    were completed since the previous one, so a line the node is still writing is never half-read.
+
+    ``skip_existing``: start after the lines already in the file (only what happens from now on).
+    A rotated log (``node.eventlog``) is not followed: the tail keeps reading the file at ``path``.
+    """
+
+    def __init__(self, path: Path, *, skip_existing: bool = False) -> None:
+        self.path = path
+        self.offset = 0
+        self._partial = b""
+        if skip_existing and path.exists():
+            self.offset = path.read_bytes().rfind(b"\n") + 1
+
+    def read(self) -> list[dict[str, Any]]:
+        """The events completed since the last call (oldest first); none if the file does not exist yet."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 class NodeProcess:
@@ -111,9 +145,12 @@ class NodeProcess:
         return {row["agent_id"]: row for row in self.get("/v1/ledger")["records"]}
 
     def events(self) -> list[dict[str, Any]]:
-        path = self.data_dir / "events.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [json.loads(line) for line in lines if line.strip()]
+        """Every event the node has logged so far (complete lines of its ``events.jsonl``)."""
+        return self.tail().read()
+
+    def tail(self, *, skip_existing: bool = False) -> EventTail:
+        """A reader of this node's events as they come (``skip_existing``: only those logged from now on)."""
+        return EventTail(self.data_dir / "events.jsonl", skip_existing=skip_existing)
 
     def kill(self) -> None:
         """SIGKILL: a crash, no goodbye."""
@@ -181,6 +218,7 @@ class Swarm:
 
 @contextmanager
 def open_swarm(root: Path, **kwargs: Any) -> Iterator[Swarm]:
+    """A ``Swarm`` rooted at ``root`` (``kwargs`` go to ``Swarm``) whose processes are all killed on exit."""
     swarm = Swarm(root, **kwargs)
     try:
         yield swarm

@@ -1,0 +1,176 @@
+"""``symphony bench ...``: the benchmark commands.
+
+Only the command line lives here (typer signatures, option help, exit codes); each command builds
+its config and calls a plain function of ``symphony.bench``, which can be called the same way from
+Python without typer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from symphony.bench.accuracy import RunConfig, run_accuracy_bench
+from symphony.bench.contenders import parse_system
+from symphony.bench.datasets import DATASETS
+from symphony.bench.loopback import LoopbackConfig, run_loopback_bench
+from symphony.bench.robustness import ATTACKS, FRACTIONS, NETWORK_ROWS, SCENARIOS, Setup, run_robustness
+from symphony.bench.sharding import ShardingConfig, run_sharding_bench
+from symphony.bench.shardnet import ShardNetConfig
+from symphony.bench.systems import SystemsConfig, run_systems_bench
+from symphony.cli.render import console
+from symphony.ledger.shard import DEFAULT_CONES
+
+bench_app = typer.Typer(help="Benchmarks (write tables to bench-results/).", no_args_is_help=True)
+
+
+@bench_app.command("systems")
+def bench_systems(
+    sizes: list[int] = [100, 1000, 10_000],  # noqa: B006 - typer reads the default
+    tasks: int = 6,
+    concurrency: int = 3,
+    latency_ms: float = 10.0,
+    tokens_per_s: float = 35.0,
+    beacon_candidates: int = 100,
+    beacon_rounds: int = 50,
+    group_size: int = 100,
+    seed: int = 0,
+    out: Path = Path("bench-results/systems"),
+) -> None:
+    """Overhead, latency, bytes/task and beacon cost vs N, against a centralized coordinator (issue #6)."""
+    cfg = SystemsConfig(sizes=tuple(sizes), tasks=tasks, concurrency=concurrency, latency_ms=latency_ms,
+                        tokens_per_s=tokens_per_s, beacon_candidates=beacon_candidates, beacon_rounds=beacon_rounds,
+                        group_size=group_size, seed=seed)
+    run_systems_bench(cfg, out)
+
+
+@bench_app.command("systems-libp2p")
+def bench_systems_libp2p(
+    agents: list[int] = [10, 25],  # noqa: B006 - typer reads the default
+    per_process: int = 5,
+    tasks: int = 6,
+    concurrency: int = 3,
+    tokens_per_s: float = 35.0,
+    beacon_rounds: int = 20,
+    seed: int = 0,
+    out: Path = Path("bench-results/systems-libp2p"),
+) -> None:
+    """The systems table on real py-libp2p node processes on 127.0.0.1 (issue #6)."""
+    if per_process < 1 or any(n < 2 for n in agents):
+        raise SystemExit("--per-process must be >= 1 and every --agents >= 2")
+    cfg = LoopbackConfig(sizes=tuple(agents), per_process=per_process, tasks=tasks, concurrency=concurrency,
+                         tokens_per_s=tokens_per_s, beacon_rounds=beacon_rounds, seed=seed)
+    run_loopback_bench(cfg, out)
+
+
+@bench_app.command("sharding")
+def bench_sharding(
+    sizes: list[int] = [100, 300],  # noqa: B006 - typer reads the default
+    window_s: float = 1800.0,
+    seed: int = 0,
+    out: Path = Path("bench-results/sharding"),
+    upkeep: bool = True,
+    beacon_sizes: list[int] = [],  # noqa: B006
+    beacons: int = 20,
+    cones: int = DEFAULT_CONES,
+    caps: list[int] = [8, 16, 0],  # noqa: B006
+    top_l: int = 8,
+    wave: int = 4,
+) -> None:
+    """Ledger upkeep (MB/agent/h) with flooded vs gateway-sharded liveness, and the sharding arithmetic.
+
+    ``--beacon-sizes 100 --beacon-sizes 1000 ...`` adds the sharded-ledger bench: per-node state and
+    per-beacon messages / recall, flooded vs sharded (``--caps``: most gateways a beacon asks, 0 = no
+    cap; ``--cones``: clusters per shard summary; ``--wave``: gateways per later wave, 0 = all at once).
+    ``--no-upkeep`` skips the upkeep runs."""
+    net = ShardNetConfig(beacons=beacons, cones=cones, caps=tuple(caps), top_l=top_l, seed=seed, wave=wave)
+    run_sharding_bench(ShardingConfig(sizes=tuple(sizes), window_s=window_s, seed=seed, upkeep=upkeep,
+                                      beacon_sizes=tuple(beacon_sizes), shardnet=net), out)
+
+
+@bench_app.command("robustness")
+def bench_robustness(
+    scenario: Annotated[list[str], typer.Option(
+        help="crash, churn, process-crash, partition, network, byzantine, hostile (repeat).")] = list(SCENARIOS),  # noqa: B006
+    agents: Annotated[int, typer.Option(help="Agents in the simulated swarm.")] = 20,
+    tasks: Annotated[int, typer.Option(help="Questions per run.")] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of the swarm, the questions and the faults.")] = 0,
+    attack_name: Annotated[list[str], typer.Option("--attack", help="Byzantine attacks (repeat).")] = list(ATTACKS),  # noqa: B006 - typer reads the default
+    out: Annotated[Path, typer.Option(help="Directory for robustness.json and robustness.md.")] = Path("bench-results"),
+) -> None:
+    """Robustness: node crashes, partitions, link conditions, Byzantine agents (memory engine)."""
+    run_robustness(scenarios=scenario, setup=Setup(agents=agents, tasks=tasks, seed=seed, entries=3),
+                   fractions=FRACTIONS, attacks=attack_name, network_rows=NETWORK_ROWS, out_dir=out,
+                   console=Console())
+
+
+@bench_app.command("ledger")
+def bench_ledger(
+    real: Annotated[list[int], typer.Option(help="Real node-process swarm sizes.")] = [5, 10, 20],  # noqa: B006 - typer reads the default
+    sim: Annotated[list[int], typer.Option(help="Memory-engine (simulated) sizes.")] = [100, 1000, 10000],  # noqa: B006 - typer reads the default
+    out: Annotated[Path, typer.Option(help="Directory for ledger.json and ledger.md.")] = Path("bench-results"),
+    seed: Annotated[int, typer.Option(help="Random seed of the simulations.")] = 0,
+) -> None:
+    """Ledger gossip: update propagation (time, rounds), join catch-up, failure detection, upkeep bytes."""
+    from symphony.bench.ledger import run_ledger_bench
+
+    run_ledger_bench(real_sizes=real, sim_sizes=sim, out_dir=out, seed=seed, console=console)
+
+
+@bench_app.command("accuracy")
+def bench_accuracy(
+    dataset: Annotated[list[str], typer.Option("--dataset", help=f"Datasets (repeat): {', '.join(DATASETS)}.")] = ["gsm8k"],  # noqa: B006
+    system: Annotated[list[str], typer.Option("--system", help="Systems (repeat): direct, sc, orchestrator, "
+                                                               "symphony; variants like symphony:cots=1 or "
+                                                               "symphony:strategy=random or sc:samples=3.")]
+    = ["direct", "sc", "orchestrator", "symphony"],  # noqa: B006
+    agent_model: Annotated[list[str], typer.Option("--agent-model", help="One model spec per agent (repeat); "
+                                                                         "agent 0 also runs direct.")] = ["llama:qwen2.5-coder-0.5b"] * 3,
+    pool: Annotated[str, typer.Option(help="Name of this agent pool in the results (e.g. homogeneous).")] = "default",
+    limit: Annotated[int, typer.Option(help="Items per dataset (after --offset).")] = 20,
+    offset: Annotated[int, typer.Option(help="Skip this many items of each dataset first.")] = 0,
+    seeds: Annotated[list[int], typer.Option("--seed", help="Sampling seeds (repeat).")] = [0, 1],  # noqa: B006
+    per_task: Annotated[int, typer.Option(help="BBH examples per task (fixed-seed sample).")] = 6,
+    cots: Annotated[int, typer.Option(help="Default chains of thought for symphony.")] = 3,
+    max_steps: Annotated[int, typer.Option(help="Default most sub-tasks per chain.")] = 3,
+    samples: Annotated[int, typer.Option(help="Default samples for self-consistency (sc).")] = 5,
+    concurrency: Annotated[int, typer.Option(help="Items answered at once.")] = 1,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of every agent.")] = 0.7,
+    out: Annotated[Path, typer.Option(help="Output directory (accuracy.jsonl resumes a run).")] = Path("bench-results/accuracy"),
+    report_only: Annotated[bool, typer.Option(help="Only rebuild the report from accuracy.jsonl.")] = False,
+) -> None:
+    """Direct, self-consistency, a central orchestrator and Symphony on packaged benchmarks (paper Table 2)."""
+    out_console = Console()
+    try:
+        config = RunConfig(
+            datasets=tuple(dataset), pool=pool, seeds=tuple(seeds), limit=limit, offset=offset, per_task=per_task,
+            systems=tuple(parse_system(s, cots=cots, max_steps=max_steps, samples=samples) for s in system),
+            agent_models=tuple(agent_model), concurrency=concurrency, temperature=temperature, out_dir=out)
+    except ValueError as exc:
+        out_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    run_accuracy_bench(config, report_only=report_only, console=out_console)
+
+
+@bench_app.command("gsm8k")
+def bench_gsm8k(
+    model: Annotated[str, typer.Option(help="Model spec every agent uses (also the direct baseline).")] = "llama:qwen2.5-coder-0.5b",
+    limit: Annotated[int, typer.Option(help="First N of the 100 packaged GSM8K questions.")] = 100,
+    seeds: Annotated[list[int], typer.Option("--seed", help="Sampling seeds (repeat).")] = [0, 1, 2],  # noqa: B006 - typer reads the default
+    agents: Annotated[int, typer.Option(help="Agents in the Symphony swarm.")] = 3,
+    cots: Annotated[int, typer.Option(help="Chains of thought (planners).")] = 3,
+    max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.")] = 4,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature for both systems.")] = 0.7,
+    out: Annotated[Path, typer.Option(help="Output directory (gsm8k.jsonl resumes an interrupted run).")] = Path("bench-results"),
+) -> None:
+    """Direct solving vs Symphony (k CoTs) on the packaged GSM8K questions, same model, several seeds."""
+    from symphony.bench.gsm8k import run_gsm8k_compare
+
+    run_gsm8k_compare(model=model, limit=limit, seeds=seeds, agents=agents, cots=cots, max_steps=max_steps,
+                      temperature=temperature, out_dir=out, console=console)
+
+
+__all__ = ["bench_app"]
