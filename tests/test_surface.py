@@ -52,7 +52,7 @@ PUBLIC_MODULES = frozenset({
     "symphony.node.bus", "symphony.node.snapshots", "symphony.node.tasks",  # to go: symphony.node exports them
     "symphony.pipeline.executor", "symphony.pipeline.extraction", "symphony.pipeline.service",
     "symphony.pipeline.voting",
-    "symphony.pipeline.orchestrator",  # bench-only: moves to bench/ in issue 15, then drop this line
+    "symphony.pipeline.planner",  # the orchestrator baseline (bench) plans with the same prompts
     "symphony.protocol.envelope", "symphony.protocol.identity", "symphony.protocol.limits",  # to go: see protocol
     "symphony.protocol.messages",
     "symphony.protocol.sharding",  # public: the shard summaries and gateway messages

@@ -17,7 +17,7 @@ module docstring says what it builds and why it stops there.
 - ``robustness``: crashes, churn, partitions, link conditions and Byzantine agents
   (``byzantine``: the simulated attackers), and ``hostile``: a stranger against real processes.
 - ``accuracy`` / ``gsm8k``: the paper's accuracy tables on packaged data: ``datasets``,
-  ``contenders`` (direct, self-consistency, an orchestrator, Symphony), ``scoring``, ``report``.
+  ``contenders`` (direct, self-consistency, an ``orchestrator``, Symphony), ``scoring``, ``report``.
 - ``api``: the local HTTP API's overhead (``python -m symphony.bench.api``).
 """
 
@@ -33,6 +33,7 @@ __all__ = [
     "hostile",
     "ledger",
     "loopback",
+    "orchestrator",
     "report",
     "robustness",
     "scoring",

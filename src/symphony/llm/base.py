@@ -19,7 +19,6 @@ The backends (``openai_backend``, ``llama_backend``, ``scripted``, ``timed``) im
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
@@ -127,19 +126,6 @@ def last_user_message(messages: list[dict[str, str]]) -> str:
         if m.get("role") == "user":
             return m.get("content", "")
     return ""
-
-
-def __getattr__(name: str) -> Callable[[str], ChatModel]:
-    """``parse_model_spec`` lives in ``llm.spec`` (it imports every backend; base imports none).
-
-    Transitional, for callers that still import it from here (node/daemon.py, cli/demo.py,
-    bench/accuracy.py, bench/gsm8k.py): delete once they import it from ``symphony.llm``.
-    """
-    if name == "parse_model_spec":
-        from symphony.llm.spec import parse_model_spec
-
-        return parse_model_spec
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
