@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from symphony.beacon.service import BEACON_PROTOCOL
+from symphony.beacon import BEACON_PROTOCOL
 from symphony.errors import PeerError, TransportError
 from symphony.ledger import LEDGER_TOPIC
 from symphony.node import AgentRuntime

@@ -49,7 +49,7 @@ import anyio
 import anyio.abc
 
 from symphony.beacon import Candidate, Selection, select
-from symphony.beacon.service import BeaconOutcome
+from symphony.beacon import BeaconOutcome
 from symphony.capability import HashingTagEncoder, classify_task_type, requirement_vector
 from symphony.errors import PeerError, TransportError
 from symphony.ledger.store import unit_cosine, unit_vector

@@ -25,7 +25,7 @@ import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from symphony.beacon.service import BEACON_PROTOCOL
+from symphony.beacon import BEACON_PROTOCOL
 from symphony.errors import TransportError
 from symphony.ledger import LEDGER_TOPIC
 from symphony.pipeline.service import TASK_PROTOCOL

@@ -41,7 +41,7 @@ from rich.console import Console
 from rich.table import Table
 
 import symphony
-from symphony.beacon.service import BEACON_PROTOCOL
+from symphony.beacon import BEACON_PROTOCOL
 from symphony.bench.accounting import Traffic
 from symphony.bench.systems import (
     HEADERS,

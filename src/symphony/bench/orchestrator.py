@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from symphony.llm.base import ChatModel, ModelError
+from symphony.llm import ChatModel, ModelError
 from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
-from symphony.pipeline.extraction import AnswerKind
+from symphony.pipeline import AnswerKind
 from symphony.pipeline.planner import (
     PlanError,
     anchor_final_step,

@@ -31,9 +31,18 @@ from rich.console import Console
 
 from symphony.bench import shardnet
 from symphony.bench.accounting import traffic
-from symphony.ledger import HEARTBEAT_TOPIC, LEDGER_TOPIC, SYNC_PROTOCOL, GossipConfig, LedgerConfig
-from symphony.ledger.gossip import LIVENESS_PROTOCOL, SHARD_TOPIC
-from symphony.ledger.shard import gateways, shard_of, shards_for
+from symphony.ledger import (
+    HEARTBEAT_TOPIC,
+    LEDGER_TOPIC,
+    LIVENESS_PROTOCOL,
+    SHARD_TOPIC,
+    SYNC_PROTOCOL,
+    GossipConfig,
+    LedgerConfig,
+    shard_of,
+    shards_for,
+)
+from symphony.ledger.shard import gateways
 from symphony.node import AgentProfile, SimulatedAgent, open_simulated_agents
 from symphony.protocol import Identity
 from symphony.transport import LinkModel, MemoryNetwork

@@ -41,16 +41,18 @@ import anyio
 import trio
 import trio.testing
 
-from symphony.beacon.gateway import (
+from symphony.beacon import (
+    BEACON_PROTOCOL,
     GATEWAY_PROTOCOL,
     RELAY_PROTOCOL,
+    BeaconResponder,
+    BeaconSelector,
     FanoutConfig,
     Gateway,
     GatewayFanout,
     RelayResponder,
-    beacon_body,
 )
-from symphony.beacon.service import BEACON_PROTOCOL, BeaconResponder, BeaconSelector
+from symphony.beacon.gateway import beacon_body
 from symphony.capability import (
     TASK_TYPES,
     HashingTagEncoder,
@@ -60,8 +62,8 @@ from symphony.capability import (
     requirement_vector,
 )
 from symphony.errors import PeerError, TransportError
-from symphony.ledger import Ledger, LedgerConfig, QueryFilter
-from symphony.ledger.shard import DEFAULT_CONES, SummaryBook, gateways, issue_summary, keeps_shard, shard_of
+from symphony.ledger import Ledger, LedgerConfig, QueryFilter, SummaryBook, keeps_shard, shard_of
+from symphony.ledger.shard import DEFAULT_CONES, gateways, issue_summary
 from symphony.ledger.store import unit_cosine, unit_vector
 from symphony.protocol import (
     BeaconResponse,

@@ -35,7 +35,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from symphony.beacon.service import BEACON_PROTOCOL
+from symphony.beacon import BEACON_PROTOCOL
 from symphony.bench.accounting import PARTS, KindMeter, mean_overhead, minus, task_overhead, traffic
 from symphony.bench.centralized import GROUPCHAT_PROTOCOL, GroupChatCoordinator, open_centralized
 from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
