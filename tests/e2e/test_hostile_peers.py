@@ -9,7 +9,9 @@ SIGTERM each end as documented (``node.daemon``, ``node.datadir``), never in a t
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -208,3 +210,25 @@ def test_a_full_disk_refuses_new_questions_and_the_node_keeps_serving(swarm: Swa
     finally:
         swarm.close()
         subprocess.run(["umount", "-l", str(root)], check=True)
+
+
+def test_a_node_whose_output_cannot_be_written_keeps_serving(tmp_path: Path) -> None:
+    """stdout on a full device (/dev/full: every write fails with ENOSPC): the node still starts, serves and
+    exits 0 on SIGTERM; its start-up lines are lost, not its life."""
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.Popen([sys.executable, "-m", "symphony", "node", "--data-dir", str(tmp_path), "--api",
+                                 "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0", "--model", "scripted:arith"],
+                                stdout=full, stderr=full, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        info = wait_for(lambda: (tmp_path / "node.json").exists() and (tmp_path / "node.json").read_text(),
+                        timeout=60, what="node.json")
+        api = json.loads(info)["api"]
+        answer = wait_for(lambda: httpx.post(api + "/v1/tasks", timeout=30, json={
+            "question": "What is 6 * 7?", "cots": 1, "wait": True}).json(), timeout=60, what="an answer")
+        assert answer["answer"] == "42" and proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

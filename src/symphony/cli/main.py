@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -130,13 +131,11 @@ def node(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, the_node)
             await nursery.start(the_node.run)
-            info = json.loads((node_cfg.data_dir / "node.json").read_text())
-            console.print(f"[bold green]node {node_cfg.name} up[/bold green] id={info['agent_id']}")
-            for addr in info["addrs"]:
-                console.print(f"  listening {addr}", highlight=False)
-            if info["api"]:
-                console.print(f"  api {info['api']}", highlight=False)
-                console.print(f"  dashboard {dashboard_url(info['api'], token)}", highlight=False, soft_wrap=True)
+            try:
+                _announce(node_cfg.name, json.loads((node_cfg.data_dir / "node.json").read_text()), token)
+            except OSError:
+                pass  # stdout is gone (a full disk, a closed pipe): the node serves on; node.json says the same
+
 
     try:
         trio.run(main)
@@ -158,6 +157,16 @@ def _config_error(exc: BaseException) -> ConfigError | None:
     return None
 
 
+def _announce(name: str, info: dict[str, Any], token: str | None) -> None:
+    """Print the running node's ID, addresses, API and dashboard URL."""
+    console.print(f"[bold green]node {name} up[/bold green] id={info['agent_id']}")
+    for addr in info["addrs"]:
+        console.print(f"  listening {addr}", highlight=False)
+    if info["api"]:
+        console.print(f"  api {info['api']}", highlight=False)
+        console.print(f"  dashboard {dashboard_url(info['api'], token)}", highlight=False, soft_wrap=True)
+
+
 def _exit_now() -> None:
     """End the process now that the node has left the network and closed its files.
 
@@ -166,8 +175,9 @@ def _exit_now() -> None:
     would wait for it to return to Python and free the model under it: measured 2.2-2.6 s after a
     SIGTERM during a generation, once ending in SIGSEGV. There is nothing left to finalize that
     matters, so flush the output and exit at once."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a full disk or a closed pipe must not change the exit status
+            stream.flush()
     os._exit(0)
 
 
