@@ -13,6 +13,7 @@ when ``--api`` binds a non-loopback address or the node runs with ``--api-auth t
 - ``GET  /`` or ``/dashboard``   the live dashboard (one self-contained page fed by ``/v1/events``)
 - ``GET  /metrics``              Prometheus text format (``api.metrics``)
 - ``GET  /v1/models``, ``POST /v1/chat/completions``  OpenAI-compatible (``api.openai_compat``)
+- ``GET  /.well-known/agent-card.json``  the A2A agent card (``api.a2a``; public, like the dashboard page)
 
 The app sees its node only through ``api.node_api.NodeApi``; ``api.server`` serves it.
 """
@@ -30,6 +31,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from symphony.api.a2a import a2a_routes
 from symphony.api.guard import ApiGuard
 from symphony.api.http import EventStreamResponse, OptionsBody, read_json, sse
 from symphony.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -170,6 +172,7 @@ def create_app(node: NodeApi, *, token: str | None) -> ASGIApp:
             Route("/metrics", get_metrics),
             Route("/v1/events", get_events),
             *openai_routes(node),
+            *a2a_routes(node, token_required=token is not None),
             Route("/v1/tasks", create_task, methods=["POST"]),
             Route("/v1/tasks/{task_id}", get_task),
             Route("/v1/node", get_node),

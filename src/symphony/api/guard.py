@@ -25,7 +25,7 @@ on that LAN. ``ApiGuard`` wraps every route and refuses, in this order:
    bind) and ``Authorization: Bearer <token>`` does not match, compared in constant time.
    The dashboard page itself (``/``, ``/dashboard``) is public: it is static, holds no
    data, and a browser cannot attach a header to a navigation; everything it fetches
-   needs the token.
+   needs the token. So is the A2A agent card (``api.a2a``), which is how a client learns it needs one.
 4. **415** when a request other than GET/HEAD/OPTIONS does not declare
    ``Content-Type: application/json``. The "simple requests" a page can send without a
    CORS preflight (``text/plain``, forms) therefore never reach a handler.
@@ -58,7 +58,8 @@ from symphony.node.config import parse_host_port
 
 TOKEN_FILE = "api-token"
 TOKEN_ENV = "SYMPHONY_API_TOKEN"
-PUBLIC_PATHS = frozenset({"/", "/dashboard"})
+#: the dashboard page and the A2A agent card (``api.a2a``: clients discover it before they have credentials)
+PUBLIC_PATHS = frozenset({"/", "/dashboard", "/.well-known/agent-card.json"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: what a client on this machine may call a loopback API (0.0.0.0 and :: reach loopback listeners on Linux)
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "::")

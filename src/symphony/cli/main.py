@@ -334,3 +334,15 @@ def ledger(api: ApiOption = None, api_token: TokenOption = None, data_dir: NodeD
     console.print(table)
     console.print(f"{data['count']} records")
 
+
+
+@app.command()
+def mcp(api: ApiOption = None, api_token: TokenOption = None, data_dir: NodeDirOption = None) -> None:
+    """Serve the network to MCP hosts (Claude Desktop, IDE agents) over stdio: an `ask` tool and the ledger."""
+    target = api_target(api, api_token, data_dir)
+    try:
+        from symphony.mcp_server import serve_stdio  # the mcp package is an optional extra
+    except ConfigError as exc:
+        print_error(exc)
+        raise typer.Exit(2) from exc
+    serve_stdio(target.base, target.headers)
