@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from symphony.api.app import create_app
 from symphony.api.node_api import NodeApi
 from symphony.ledger.store import QueryFilter
-from symphony.node.bus import EventBus
+from symphony.node.bus import Event, EventBus
 from symphony.node.snapshots import LedgerEntry, NodeStatus, PeerState
 from symphony.node.tasks import TaskBook, TaskRecord
 from symphony.pipeline.service import AskOptions
@@ -60,6 +60,9 @@ class FakeNode:
 
     def task(self, task_id: str) -> TaskRecord | None:
         return self.book.get(task_id)
+
+    def progress(self) -> list[Event]:
+        return []
 
     def submit(self, question: str, options: AskOptions, *, task_id: str | None = None) -> TaskRecord:
         record = TaskRecord(task_id=task_id or "task-0001", question=question, submitted_at=NOW)

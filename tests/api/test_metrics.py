@@ -1,5 +1,7 @@
 """``GET /metrics`` of a real node (libp2p + hypercorn, in this process): the output parses as
-Prometheus text, and its numbers move when a task runs and when bad messages are rejected."""
+Prometheus text, follows the naming conventions (no ``*_created`` series, the unit before ``_total``),
+carries the process's own series, and its numbers move when a task runs and when bad messages are
+rejected."""
 
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ async def scrape(http: httpx.AsyncClient) -> Samples:
             for family in text_string_to_metric_families(response.text) for s in family.samples}
 
 
+def names(samples: Samples) -> set[str]:
+    return {name for name, _ in samples}
+
+
 def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
     key = (name, tuple(sorted(labels.items())))
     return after.get(key, 0.0) - before.get(key, 0.0)
@@ -42,6 +48,12 @@ async def test_metrics_move_with_tasks_and_rejections(tmp_path) -> None:
             reply = await http.post("/v1/tasks", json={"question": "What is 6 * 7?", "cots": 1, "wait": True})
             assert reply.json()["answer"] == "42"
             after = await scrape(http)
+            assert not {n for n in names(after) if n.endswith("_created")}, "no *_created series"
+            assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds",
+                    "process_open_fds", "python_info"} <= names(after)
+            assert after[("process_resident_memory_bytes", ())] > 0
+            assert ("symphony_event_disconnected_subscribers_total", ()) in after
+            assert after[("symphony_progress_dropped_events_total", ())] == 0
             assert moved(before, after, "symphony_tasks_total", outcome="done") == 1
             assert moved(before, after, "symphony_task_latency_seconds_count") == 1
             assert moved(before, after, "symphony_beacon_rounds_total", role="planning") == 1
@@ -65,6 +77,10 @@ async def test_metrics_move_with_tasks_and_rejections(tmp_path) -> None:
     # a Task from a stranger is refused before it is read: it has no record in the node's ledger
     for protocol, reason in ((SYNC_PROTOCOL, "malformed"), (TASK_PROTOCOL, "unknown_peer")):
         assert moved(after, hostile, "symphony_rejected_messages_total", reason=reason, channel=protocol) == 1
-        assert moved(after, hostile, "symphony_transport_messages_received_total", channel=protocol) == 1
-        assert moved(after, hostile, "symphony_transport_bytes_received_total", channel=protocol) == len(b"not json")
+        assert moved(after, hostile, "symphony_transport_received_messages_total", channel=protocol) == 1
+        assert moved(after, hostile, "symphony_transport_received_bytes_total", channel=protocol) == len(b"not json")
     assert hostile[("symphony_connected_peers", ())] >= 1
+    # the unit before _total (renamed from symphony_transport_bytes_sent_total and the like)
+    assert {n for n in names(hostile) if n.startswith("symphony_transport_")} == {
+        "symphony_transport_sent_bytes_total", "symphony_transport_received_bytes_total",
+        "symphony_transport_sent_messages_total", "symphony_transport_received_messages_total"}

@@ -1,14 +1,18 @@
 """The dashboard in a real headless browser (Debian chromium driven by Playwright) against
-real node processes: it shows the peers, then a task appearing and finishing, live."""
+real node processes: it shows the peers (this node among them), then a task appearing and finishing,
+live; a question asked through the OpenAI endpoint shows too, and a reload mid-question keeps its
+running chains."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -20,6 +24,9 @@ CHROMIUM = "/usr/bin/chromium"  # `make system-deps` installs it; Playwright's o
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+#: slow enough to reload mid-question (a plan then a step, seconds each), fast enough for a short test:
+#: the stand-in writes 32 tokens at this rate and answers 0
+SLOW_MODEL = "timed:20"
 
 
 def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
@@ -74,6 +81,59 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                 page.wait_for_function("hostile => [...document.querySelectorAll('#peers .tag')]"
                                        ".some(t => t.textContent === hostile)", arg=hostile, timeout=30_000)
                 assert page.locator("#peers img").count() == 0 and page.evaluate("document.body.dataset.owned") is None
+            finally:
+                browser.close()
+
+
+def test_dashboard_reloaded_mid_question_keeps_its_running_chains(tmp_path) -> None:
+    """A question asked through the OpenAI endpoint shows on the dashboard; reloaded while the question
+    runs, the page shows the same running chains (planners, plans, steps assigned here) from the snapshot.
+    This node is in PEERS, marked; undeclared hardware reads "not declared", declared hardware as declared."""
+    question = "What is (17 + 25) * 2?"
+    with open_swarm(tmp_path) as swarm:
+        here = swarm.spawn("n0", args=("--model", SLOW_MODEL)).wait_ready()
+        other = swarm.spawn("n1", bootstrap=here, args=("--model", SLOW_MODEL, "--memory-gb", "16",
+                                                       "--accelerator", "cuda")).wait_ready()
+        api = str(here.info["api"])
+        wait_for(lambda: {here.agent_id, other.agent_id} <= {a for a, r in here.ledger().items() if r["available"]},
+                 timeout=60, what="the ledger of n0 to hold both nodes")
+        client = openai.OpenAI(base_url=api + "/v1", api_key="unused", max_retries=0, timeout=120)
+        with sync_playwright() as playwright, ThreadPoolExecutor(max_workers=1) as pool:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(api + "/")
+                me = page.wait_for_selector(f'#peers tr[data-agent="{here.agent_id}"][data-self="true"]',
+                                            timeout=30_000)
+                assert me is not None and "this node" in me.inner_text() and "n0" in me.inner_text()
+                page.wait_for_selector(f'#peers tr[data-agent="{other.agent_id}"]:not([data-self])', timeout=30_000)
+                assert page.locator("#peers tbody tr").first.get_attribute("data-agent") == here.agent_id
+                hardware = page.locator(f'#ledger tr[data-agent="{here.agent_id}"] .hardware')
+                assert hardware.inner_text() == "not declared"
+                assert page.locator(f'#ledger tr[data-agent="{other.agent_id}"] .hardware').inner_text() == \
+                    "16 GB · cuda"
+
+                asked = pool.submit(client.chat.completions.create, model="symphony",
+                                    messages=[{"role": "user", "content": question}],
+                                    extra_body={"symphony": {"cots": 2}})
+                card = page.locator(".task", has_text=question)
+                card.locator(".step", has_text="running…").wait_for(timeout=60_000)  # a step of a chain planned here
+                task_id = card.get_attribute("data-task")
+                assert card.locator(".chain").count() == 2
+                planners = card.locator(".chain b").first.inner_text()
+
+                page.reload()
+                page.wait_for_selector("#conn.live", timeout=30_000)
+                running = page.locator(f'.task[data-task="{task_id}"][data-status="running"]')
+                running.wait_for(timeout=5_000)  # from the snapshot: the question's record, still running...
+                assert running.locator(".chain").count() == 2  # ...with both chains, replayed from its progress
+                assert running.locator(".chain b").first.inner_text() == planners != "…"
+                assert running.locator(".step b").count() >= 1  # the step planned here, with its executor
+
+                reply = asked.result(timeout=120)
+                done = page.locator(f'.task[data-task="{task_id}"][data-status="done"]')
+                done.wait_for(timeout=30_000)
+                assert done.locator(".answer").inner_text() == reply.choices[0].message.content
             finally:
                 browser.close()
 

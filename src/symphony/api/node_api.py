@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from symphony.ledger.store import QueryFilter
-from symphony.node.bus import EventBus
+from symphony.node.bus import Event, EventBus
 from symphony.node.snapshots import LedgerEntry, NodeStatus, PeerState
 from symphony.node.tasks import TaskRecord
 from symphony.pipeline.service import AskOptions
@@ -56,6 +56,10 @@ class NodeApi(Protocol):
         """The task records kept, oldest first."""
 
     def task(self, task_id: str) -> TaskRecord | None: ...
+
+    def progress(self) -> list[Event]:
+        """The published progress events of the tasks in flight here, oldest first: a viewer that
+        connects mid-question replays them after the task records."""
 
     def submit(self, question: str, options: AskOptions, *, task_id: str | None = None) -> TaskRecord:
         """Start answering ``question``; its record, running (or failed at once: it could not be recorded)."""

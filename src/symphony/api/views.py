@@ -43,6 +43,8 @@ def ledger_view(node: NodeApi) -> list[dict[str, Any]]:
 
 
 def snapshot(node: NodeApi) -> dict[str, Any]:
-    """Everything a new ``/v1/events`` subscriber needs before the live events."""
+    """Everything a new ``/v1/events`` subscriber needs before the live events: the node, its peers and
+    ledger, the newest task records, and the progress events of the tasks in flight (``progress``,
+    as published: the viewer replays them to show the running chains as a live viewer saw them)."""
     return {"node": node_view(node.status()), "peers": peers_view(node), "ledger": ledger_view(node),
-            "tasks": [record.to_wire() for record in node.tasks()[-SNAPSHOT_TASKS:]]}
+            "tasks": [record.to_wire() for record in node.tasks()[-SNAPSHOT_TASKS:]], "progress": node.progress()}

@@ -43,13 +43,13 @@ from symphony.ledger import GossipConfig, Ledger, LedgerConfig
 from symphony.ledger.store import QueryFilter
 from symphony.llm import parse_model_spec
 from symphony.llm.base import ModelError
-from symphony.node.bus import EventBus
+from symphony.node.bus import Event, EventBus
 from symphony.node.config import NodeConfig
 from symphony.node.datadir import DataDir, os_problem
 from symphony.node.eventlog import EventLog
 from symphony.node.metrics import MeteredModel, NodeMetrics, NodeStateCollector
 from symphony.node.runtime import AgentProfile, AgentRuntime
-from symphony.node.snapshots import LedgerEntry, NodeStatus, PeerState
+from symphony.node.snapshots import LedgerEntry, NodeStatus, PeerState, TaskProgress
 from symphony.node.tasks import TaskBook, TaskRecord
 from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.protocol.identity import Identity
@@ -106,6 +106,7 @@ class Node:
 
     def _set_up(self, config: NodeConfig, front: FrontFactory | None, clock: Callable[[], float]) -> None:
         self.bus = EventBus(clock=clock)
+        self.task_progress = TaskProgress()  # what a viewer connecting mid-question replays
         self.metrics = NodeMetrics()
         self.model: MeteredModel | None = (MeteredModel(parse_model_spec(config.model), self.metrics)
                                         if config.model else None)
@@ -198,7 +199,7 @@ class Node:
         if kind in ("record_merged", "record_issued") and self.bus.subscribers:
             agent_id = fields.get("agent", self.agent_id)
             fields = {**fields, "record": _wire(self.ledger_entry(agent_id)), "peer": _wire(self.peer(agent_id))}
-        self.bus.publish(kind, fields)
+        self.task_progress.observe(self.bus.publish(kind, fields))
 
     def _on_peer_event(self, event: PeerEvent) -> None:
         """A direct connection opened or closed: published once every transport handler (the
@@ -246,6 +247,10 @@ class Node:
         """The task records kept, oldest first."""
         return list(self.task_records.values())
 
+    def progress(self) -> list[Event]:
+        """The progress events of the tasks in flight here, oldest first (``TaskProgress``)."""
+        return self.task_progress.events()
+
     async def wait_task(self, task_id: str) -> TaskRecord:
         """The final record of ``task_id`` once it is finished. ``KeyError`` if unknown."""
         return await self.task_records.wait(task_id)
@@ -274,7 +279,7 @@ class Node:
             self.metrics.task_done(final.status, time.perf_counter() - started)
             view = final.to_wire()
             self.events.emit("task_record", view)
-            self.bus.publish("task_record", view)
+            self.task_progress.observe(self.bus.publish("task_record", view))
 
     async def _warm_up(self) -> None:
         """Load an embedded model now, not at the first question; log when it is ready."""

@@ -11,7 +11,13 @@ several nodes in one process, as in tests, do not mix their numbers. Two kinds o
   messages per protocol/topic in both directions (``TransportStats``), ledger size and
   available agents, connected peers, the event bus's subscribers, the event log's health
   (lines lost to a failing disk, whether it writes now, rotations), Tasks in progress for
-  peers, and task records kept.
+  peers, task records kept, and task progress events not kept for late viewers (``TaskProgress``).
+
+- **the process** (prometheus_client's ``ProcessCollector`` and ``PlatformCollector``): CPU seconds,
+  resident memory, open file descriptors, start time, the Python version.
+
+Names follow Prometheus' conventions: the unit before ``_total`` (``symphony_transport_sent_bytes_total``),
+and no ``*_created`` series (a node is one process: its start time is ``process_start_time_seconds``).
 
 Requests the node's defences refuse (blacklisted, rate-limited, not admitted: ``node.defences``)
 are ``rejected`` events too, so they count in ``symphony_rejected_messages`` by reason and channel.
@@ -24,7 +30,14 @@ import time
 from collections.abc import Iterator, Sized
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -32,16 +45,29 @@ from symphony.llm.base import ChatModel, Completion, ModelError
 from symphony.node.bus import EventBus
 from symphony.node.eventlog import EventLog
 from symphony.node.runtime import AgentRuntime
+from symphony.node.snapshots import TaskProgress
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+#: ``TransportStats`` key, series name (``_total`` is added on export: the unit comes before it), help
+_TRANSPORT_SERIES = (
+    ("bytes_sent", "symphony_transport_sent_bytes", "Payload bytes sent"),
+    ("bytes_received", "symphony_transport_received_bytes", "Payload bytes received"),
+    ("messages_sent", "symphony_transport_sent_messages", "Messages sent"),
+    ("messages_received", "symphony_transport_received_messages", "Messages received"),
+)
 
 
 class NodeMetrics:
     """The event-driven series of one node, in a registry of its own."""
 
     def __init__(self) -> None:
+        # prometheus_client has no per-registry switch for the ``*_created`` series of counters and
+        # histograms (metrics.py reads one module flag at scrape time): turn them off process-wide.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.tasks = Counter("symphony_tasks", "Questions this node initiated, by outcome", ["outcome"], registry=r)
         self.task_latency = Histogram("symphony_task_latency_seconds", "Time from a question's arrival to its answer",
                                       buckets=_LATENCY_BUCKETS, registry=r)
@@ -110,6 +136,8 @@ class Observed(Protocol):
     def events(self) -> EventLog: ...
     @property
     def task_records(self) -> Sized: ...
+    @property
+    def task_progress(self) -> TaskProgress: ...
 
     def now(self) -> float: ...
 
@@ -125,10 +153,8 @@ class NodeStateCollector(Collector):
         if node.runtime is None:  # not started yet
             return
         stats = node.runtime.transport.stats.snapshot()
-        for key, help_text in (("bytes_sent", "Payload bytes sent"), ("bytes_received", "Payload bytes received"),
-                               ("messages_sent", "Messages sent"), ("messages_received", "Messages received")):
-            family = CounterMetricFamily(f"symphony_transport_{key}", f"{help_text}, by protocol or topic",
-                                         labels=["channel"])
+        for key, name, help_text in _TRANSPORT_SERIES:
+            family = CounterMetricFamily(name, f"{help_text}, by protocol or topic", labels=["channel"])
             for channel, value in sorted(stats[key].items()):
                 family.add_metric([channel], value)
             yield family
@@ -142,7 +168,7 @@ class NodeStateCollector(Collector):
                                 value=len(node.runtime.transport.peers()))
         yield GaugeMetricFamily("symphony_event_subscribers", "Clients on GET /v1/events",
                                 value=node.bus.subscribers)
-        yield CounterMetricFamily("symphony_event_subscribers_disconnected",
+        yield CounterMetricFamily("symphony_event_disconnected_subscribers",
                                   "Event clients cut off for falling behind", value=node.bus.disconnected)
         log = node.events
         yield CounterMetricFamily("symphony_event_log_lost_lines", "Event log lines lost to failed writes (disk full)",
@@ -153,3 +179,6 @@ class NodeStateCollector(Collector):
         yield GaugeMetricFamily("symphony_peer_tasks_active", "Tasks in progress here for other peers",
                                 value=sum(node.runtime.defences.active.values()))
         yield GaugeMetricFamily("symphony_task_records", "Task records kept in memory", value=len(node.task_records))
+        yield CounterMetricFamily("symphony_progress_dropped_events",
+                                  "Task progress events not kept for viewers that connect mid-question (over the cap)",
+                                  value=node.task_progress.dropped)

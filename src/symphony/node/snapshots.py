@@ -5,6 +5,10 @@ one ledger record with its availability here (``LedgerEntry``) and itself (``Nod
 a value built from the ledger replica, the direct connections and ``now``; ``PeerState`` and
 ``LedgerEntry`` have one JSON form, ``to_wire()``, the same in ``GET /v1/peers``, ``GET /v1/ledger``
 and the ``peer`` / ``record_merged`` events. How a status is shown is the API's (``api.views``).
+
+``TaskProgress`` keeps what a running question's records cannot say yet: the progress events
+(chains started, plans made, steps assigned and finished) of the tasks in flight here, so a viewer
+that connects mid-question (a reloaded dashboard) replays them after the snapshot.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from symphony.ledger import Ledger
+from symphony.node.bus import Event
 from symphony.protocol.messages import LedgerRecord
 
 
@@ -81,3 +86,46 @@ class NodeStatus:
     event_log: Mapping[str, Any]
     task_records: int
     traffic: Mapping[str, Mapping[str, int]]
+
+
+#: the events that tell how a question is progressing (``pipeline.service``), on the initiator
+#: (``task_started``, ``chain_finished``, ``task_finished``) or on a chain's planner (the rest)
+PROGRESS_EVENTS = frozenset({"task_started", "plan_made", "step_assigned", "step_finished", "chain_finished",
+                             "task_finished"})
+
+
+class TaskProgress:
+    """The progress events published for the tasks in flight here, by task, as the bus sent them.
+
+    An event's task is the root of its ``task`` ID (chains are ``<task>/c<i>``). A task's events are
+    forgotten when its final ``task_record`` is published (the record's trace then says it all). A
+    chain planned here for another node ends without a record here: its events stay until newer
+    tasks push them out. Bounded: ``max_tasks`` tasks of at most ``max_events`` events each; what
+    does not fit is counted in ``dropped`` (a viewer then shows less of that task, never a wrong one).
+    """
+
+    def __init__(self, *, max_tasks: int = 50, max_events: int = 500) -> None:
+        if max_tasks < 1 or max_events < 1:
+            raise ValueError("max_tasks and max_events must be >= 1")
+        self.max_tasks = max_tasks
+        self.max_events = max_events
+        self.dropped = 0
+        self._tasks: dict[str, list[Event]] = {}  # oldest task first
+
+    def observe(self, event: Event) -> None:
+        """Keep ``event`` if it tells a task's progress; forget a task once its record is final."""
+        data = event["data"]
+        if event["type"] == "task_record" and data.get("status") != "running":
+            self._tasks.pop(str(data.get("task_id")), None)
+        elif event["type"] in PROGRESS_EVENTS:
+            events = self._tasks.setdefault(str(data.get("task", "")).split("/")[0], [])
+            if len(events) < self.max_events:
+                events.append(event)
+            else:
+                self.dropped += 1
+            while len(self._tasks) > self.max_tasks:
+                self.dropped += len(self._tasks.pop(next(iter(self._tasks))))
+
+    def events(self) -> list[Event]:
+        """The events kept, in the order they were published."""
+        return sorted((event for events in self._tasks.values() for event in events), key=lambda e: e["seq"])
