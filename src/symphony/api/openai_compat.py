@@ -34,6 +34,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any
 
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -126,11 +127,11 @@ def _message(record: TaskRecord, form: Shape) -> tuple[dict[str, Any], str]:
 
 
 def _options(chat: ChatCompletionRequest, talk: Conversation, form: Shape) -> AskOptions:
+    """The question's options: the ``symphony`` extension's, the conversation and the temperature; a
+    typed JSON or tool slot asks for its kind of answer unless the extension names one."""
     options = chat.symphony.options()
-    kind = options.answer_kind or form.answer_kind
-    return AskOptions(cots=options.cots, strategy=options.strategy, top_l=options.top_l,
-                      max_steps=options.max_steps, deadline_s=options.deadline_s, answer_kind=kind,  # type: ignore[arg-type]
-                      context=talk.context, temperature=chat.temperature)
+    return replace(options, answer_kind=options.answer_kind or form.answer_kind, context=talk.context,
+                   temperature=chat.temperature)
 
 
 def openai_routes(node: NodeApi) -> list[Route]:

@@ -45,6 +45,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from symphony.api.http import OptionsBody
+from symphony.pipeline.extraction import AnswerKind
 
 MODEL_ID = "symphony"
 MAX_QUESTION_CHARS = 32_000
@@ -57,7 +58,7 @@ REFUSED_UNLESS_DEFAULT: dict[str, Any] = {
     "prediction": None, "reasoning_effort": None, "service_tier": None, "web_search_options": None,
     "functions": None, "function_call": None,
 }
-_SCALARS = {"integer": "number", "number": "number", "boolean": "yes_no", "string": None}
+_SCALARS: dict[str, AnswerKind | None] = {"integer": "number", "number": "number", "boolean": "yes_no", "string": None}
 
 
 class OpenAIError(Exception):
@@ -224,7 +225,7 @@ class Shape:
     tool: str | None = None  # the function called with the slot's JSON as its arguments
     stop: tuple[str, ...] = ()
     max_tokens: int | None = None
-    answer_kind: str | None = None  # what the slot's type asks of the network
+    answer_kind: AnswerKind | None = None  # what the slot's type asks of the network
 
     def output(self, answer: str) -> tuple[str, str]:
         """(the reply's text: content or tool arguments, finish_reason)."""
