@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -197,3 +199,46 @@ def test_client_leaving_a_plain_request_cancels_its_question(swarm: Swarm) -> No
              what="the abandoned question to be cancelled")
     assert moved(before, metrics(slow), "symphony_tasks_total", outcome="done") == 0
     assert client(slow).models.list().data
+
+
+def test_failed_question_runs_once_though_the_client_may_retry(swarm: Swarm) -> None:
+    """The official client's default 2 retries are not used on a failed question: one network run,
+    and the error carries the chains' summary."""
+    arith = node(swarm, "arith")
+    before = metrics(arith)
+    retrying = openai.OpenAI(base_url=str(arith.info["api"]) + "/v1", api_key="unused", timeout=120)
+    with pytest.raises(openai.APIStatusError) as failed:
+        retrying.chat.completions.create(model="symphony", messages=ask("Who wrote Hamlet?"),
+                                         extra_body={"symphony": NO_ANSWER})
+    assert failed.value.response.headers["x-should-retry"] == "false"
+    assert moved(before, metrics(arith), "symphony_tasks_total", outcome="failed") == 1
+    assert failed.value.body["symphony"]["trace"]["chains"], "the trace summary names the chains"
+
+
+def test_streaming_shows_the_chains_progress_before_the_answer(swarm: Swarm) -> None:
+    stream = client(node(swarm, "arith")).chat.completions.create(model="symphony", messages=ask(QUESTION),
+                                                                 stream=True, extra_body={"symphony": {"cots": 1}})
+    deltas = [c.choices[0].delta for c in stream if c.choices]
+    thinking = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+    first_content = next(i for i, d in enumerate(deltas) if d.content)
+    assert all(not (d.model_extra or {}).get("reasoning_content") for d in deltas[first_content:])
+    assert "plan made" in thinking and "step 2 answered '84'" in thinking and "Vote: '84'" in thinking
+
+
+def test_tool_call_from_the_network_answer(swarm: Swarm) -> None:
+    tool = {"type": "function", "function": {"name": "save", "parameters": {
+        "type": "object", "properties": {"total": {"type": "integer"}}, "required": ["total"]}}}
+    reply = client(node(swarm, "arith")).chat.completions.create(
+        model="symphony", messages=ask(QUESTION), tools=[tool], tool_choice="required",
+        extra_body={"symphony": {"cots": 1}})
+    assert json.loads(reply.choices[0].message.tool_calls[0].function.arguments) == {"total": 84}
+
+
+def test_symphony_ask_prints_task_id_and_progress(swarm: Swarm) -> None:
+    arith = node(swarm, "arith")
+    done = subprocess.run([sys.executable, "-m", "symphony", "ask", "--api", str(arith.info["api"]), "--cots", "1",
+                           QUESTION], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    task_id = done.stderr.split()[1]
+    assert arith.get(f"/v1/tasks/{task_id}")["answer"] == "84"
+    assert "plan made" in done.stderr and "Vote: '84'" in done.stderr

@@ -14,6 +14,10 @@ when ``--api`` binds a non-loopback address or the node runs with ``--api-auth t
 - ``GET  /metrics``              Prometheus text format (``api.metrics``)
 - ``GET  /v1/models``, ``POST /v1/chat/completions``  OpenAI-compatible (``api.openai_compat``)
 - ``GET  /.well-known/agent-card.json``  the A2A agent card (``api.a2a``; public, like the dashboard page)
+- ``GET  /health``               liveness (it answers) and readiness (``ready``: a planner is available)
+
+Any other path or method answers 404/405 in OpenAI's JSON error shape, which this API's own
+``{"error": message}`` readers also understand as an error.
 
 The app sees its node only through ``api.node_api.NodeApi``; ``api.server`` serves it.
 """
@@ -26,6 +30,7 @@ from importlib import resources
 import anyio
 from pydantic import Field, ValidationError, field_validator
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -37,8 +42,11 @@ from symphony.api.http import EventStreamResponse, OptionsBody, read_json, sse
 from symphony.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from symphony.api.metrics import count_http_errors, render
 from symphony.api.node_api import NodeApi
-from symphony.api.openai_compat import is_openai_path, openai_routes
+from symphony.api.openai_compat import error_response, is_openai_path, openai_routes
+from symphony.api.openai_request import OpenAIError
 from symphony.api.views import ledger_view, node_view, peers_view, snapshot
+from symphony.ledger.store import QueryFilter
+from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG
 from symphony.protocol.messages import Hardware, LedgerRecord
 
 KEEPALIVE_S = 5.0
@@ -164,6 +172,18 @@ def create_app(node: NodeApi, *, token: str | None) -> ASGIApp:
     async def get_dashboard(request: Request) -> HTMLResponse:
         return HTMLResponse(dashboard, headers={"Cache-Control": "no-cache"})
 
+    async def get_health(request: Request) -> JSONResponse:
+        planners = node.has_agents(QueryFilter(tags_any=frozenset({PLANNER_TAG})))
+        executors = node.has_agents(QueryFilter(tags_any=frozenset({EXECUTOR_TAG})))
+        return JSONResponse({"status": "ok", "ready": planners and executors,
+                             "agents": {"planners": planners, "executors": executors}})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "error"
+        return error_response(OpenAIError(status, f"{request.method} {request.url.path[:200]}: {detail}",
+                                          code="unknown_url" if status == 404 else None))
+
     dashboard = _dashboard_html()
     routes = Starlette(
         routes=[
@@ -180,7 +200,9 @@ def create_app(node: NodeApi, *, token: str | None) -> ASGIApp:
             Route("/v1/ledger", get_ledger),
             Route("/v1/ledger/{agent_id}", get_record),
             Route("/v1/node/record", update_record, methods=["POST"]),
-        ]
+            Route("/health", get_health),
+        ],
+        exception_handlers={404: not_found, 405: not_found},
     )
     guarded = ApiGuard(routes, token=token, is_openai_path=is_openai_path, registry=node.registry)
     return count_http_errors(guarded, node.registry)

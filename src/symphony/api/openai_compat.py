@@ -1,117 +1,80 @@
 """OpenAI-compatible endpoint: any OpenAI client can ask the whole network.
 
 - ``GET  /v1/models``            lists one model, ``symphony`` (``/v1/models/symphony`` describes it)
-- ``POST /v1/chat/completions``  the last user message is the question; it runs through the
-  network exactly as ``POST /v1/tasks`` does (planners, chains, weighted vote). The reply is a
-  standard ``chat.completion`` whose content is the voted answer and whose ``usage`` sums the
-  tokens of every model call made in the network for it (plans, steps, retries). Extensions:
-  the request may carry ``"symphony": {"cots": 3, "strategy": "cosine", ...}`` (``extra_body``
-  in the official clients); the reply carries ``"symphony": {"task_id", "trace"}``.
+- ``POST /v1/chat/completions``  the last user message is the question and the rest of the
+  conversation its context (``api.openai_request``: the field policy, the context budget and the
+  JSON / tool-call answers). It runs through the network exactly as ``POST /v1/tasks`` does
+  (planners, chains, weighted vote). The reply is a standard ``chat.completion`` whose ``usage``
+  sums the tokens of every model call made in the network for it (plans, steps, retries).
+  Extensions: the request may carry ``"symphony": {"cots": 3, "strategy": "cosine", ...}``
+  (``extra_body`` in the official clients); the reply carries ``"symphony": {"task_id", "trace",
+  "context"}`` (``context``: how much of the conversation went to the network, and what was cut).
+- ``POST /v1/completions``       404 in OpenAI's shape: the network serves chat completions only.
 
-``stream: true`` answers with OpenAI's SSE chunks: a role chunk at once, keep-alive comments
-while the network works, then the answer, a final chunk with ``finish_reason`` (and the trace),
-a usage chunk if ``stream_options.include_usage``, and ``data: [DONE]``. A client that
-disconnects (mid-stream, or while waiting for a plain reply) cancels its question (status
-``cancelled``); the node keeps serving.
+``stream: true`` answers with OpenAI's SSE chunks: a role chunk at once, then the network's
+progress as ``reasoning_content`` deltas (plan made, step assigned and answered, chain finished:
+this task's events from the node's bus; Open WebUI and other chat UIs show them as the model's
+thinking), keep-alive comments in quiet spells, then the answer, a final chunk with
+``finish_reason`` (and the trace), a usage chunk if ``stream_options.include_usage``, and
+``data: [DONE]``. A client that disconnects (mid-stream, or while waiting for a plain reply)
+cancels its question (status ``cancelled``); the node keeps serving.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 bad JSON,
-fields or an empty question; 413 a body over the cap; 404 an unknown model; 503 no planner
-available; 504 the deadline passed; 502 the network returned no usable answer. The API's guard
-(``api.guard``) answers in the same shape here: 415 a body not declared JSON, 401 a missing or
-wrong token (the OpenAI client's ``api_key`` is sent as the bearer token), 403/421 cross-site use.
+fields or an empty question, and every field the network cannot honour; 413 a body over the cap;
+404 an unknown model; 503 no planner available. A question the network ran and could not answer
+is 504 (deadline passed) or 502 (no usable answer, or an answer that does not fit the requested
+schema), sent with ``x-should-retry: false`` (the official clients then do not run it again:
+``openai._base_client.BaseClient._should_retry``) and with a summary of its trace in
+``error.symphony``. The API's guard (``api.guard``) answers in the same shape here: 415 a body not
+declared JSON, 401 a missing or wrong token, 403/421 cross-site use.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from typing import Any
+
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from symphony.api.http import (
-    BodyTooLarge,
-    EventStreamResponse,
-    OptionsBody,
-    read_json,
-    sse,
-    wait_unless_client_leaves,
-)
+from symphony.api.http import BodyTooLarge, EventStreamResponse, read_json, sse, wait_unless_client_leaves
 from symphony.api.node_api import NodeApi
+from symphony.api.progress import progress_line
+from symphony.api.openai_request import (
+    MODEL_ID,
+    ChatCompletionRequest,
+    Conversation,
+    OpenAIError,
+    Shape,
+    conversation,
+    parse_request,
+    shape,
+)
 from symphony.ledger.store import QueryFilter
+from symphony.node.bus import Event
 from symphony.node.tasks import TaskRecord
-from symphony.pipeline.service import PLANNER_TAG
+from symphony.pipeline.service import PLANNER_TAG, AskOptions
 
-MODEL_ID = "symphony"
-MAX_QUESTION_CHARS = 32_000
 KEEPALIVE_S = 10.0
 _FAILURES = {"no_agents": (503, "no_agents"), "timeout": (504, "timeout")}
 
 
-class OpenAIError(Exception):
-    """An error answered in OpenAI's JSON shape."""
-
-    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body, status_code=self.status)
-
-
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
-
-
-class Message(BaseModel):
-    model_config = ConfigDict(extra="allow")  # name, tool_call_id, ...: accepted, unused
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "\n".join(part.text for part in self.content)
-        return self.content or ""
-
-
-class StreamOptions(BaseModel):
-    include_usage: StrictBool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    """The fields Symphony reads; OpenAI's other sampling fields (temperature, ...) are ignored:
-    the network's agents choose their own."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str
-    messages: list[Message] = Field(min_length=1)
-    stream: StrictBool = False
-    stream_options: StreamOptions | None = None
-    n: int = Field(default=1, ge=1, le=1)
-    symphony: OptionsBody = Field(default_factory=OptionsBody)
-
-    def question(self) -> str:
-        users = [m for m in self.messages if m.role == "user"]
-        text = users[-1].text() if users else ""
-        if not text.strip():
-            raise OpenAIError(400, "the last user message is empty: it is the question", param="messages")
-        if len(text) > MAX_QUESTION_CHARS:
-            raise OpenAIError(400, f"the question is longer than {MAX_QUESTION_CHARS} characters",
-                              param="messages", code="question_too_long")
-        return text
+def error_response(error: OpenAIError) -> JSONResponse:
+    """``error`` as a response; one the client must not retry says so (``x-should-retry: false``)."""
+    headers = None if error.retry else {"x-should-retry": "false"}
+    return JSONResponse(error.body, status_code=error.status, headers=headers)
 
 
 def is_openai_path(path: str) -> bool:
     """Whether ``path`` is one of these routes, whose errors (the guard's too) take OpenAI's shape."""
-    return path in ("/v1/models", "/v1/chat/completions") or path.startswith("/v1/models/")
+    return path in ("/v1/models", "/v1/chat/completions", "/v1/completions") or path.startswith("/v1/models/")
 
 
 async def _parse(request: Request) -> ChatCompletionRequest:
@@ -121,23 +84,28 @@ async def _parse(request: Request) -> ChatCompletionRequest:
         raise OpenAIError(413, str(exc), code="request_too_large") from None
     except ValueError as exc:
         raise OpenAIError(400, f"body must be a JSON object: {exc}") from None
-    if not isinstance(body, dict):
-        raise OpenAIError(400, "body must be a JSON object")
-    try:
-        chat = ChatCompletionRequest.model_validate(body)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        param = ".".join(str(p) for p in error["loc"])
-        raise OpenAIError(400, f"invalid {param}: {error['msg']}", param=param) from None
-    if chat.model != MODEL_ID:
-        raise OpenAIError(404, f"the model {chat.model[:100]!r} does not exist; this network serves {MODEL_ID!r}",
-                          param="model", code="model_not_found")
-    return chat
+    return parse_request(body)
+
+
+def trace_summary(trace: dict[str, Any]) -> dict[str, Any]:
+    """What each chain did, in brief: enough to see why a question failed (the full trace is at
+    ``GET /v1/tasks/ID``)."""
+    chains = []
+    for chain in trace.get("chains", []):
+        steps = [{"question": str(s.get("question", ""))[:200], "ok": s.get("ok"),
+                  **({"answer": s.get("answer")} if s.get("ok") else {"error": str(s.get("error", ""))[:200]})}
+                 for s in (chain.get("trace") or {}).get("steps", [])]
+        chains.append({"planner": chain.get("planner"), "ok": chain.get("ok"), "answer": chain.get("answer"),
+                       "error": str(chain.get("error", ""))[:300], "steps": steps})
+    return {"chains": chains, "latency_ms": trace.get("latency_ms")}
 
 
 def _failure(record: TaskRecord) -> OpenAIError:
     status, code = _FAILURES.get(record.reason or "", (502, "task_failed"))
-    return OpenAIError(status, f"task {record.task_id}: {record.error or 'failed'}", type_="server_error", code=code)
+    summary = {"task_id": record.task_id, "trace": trace_summary(record.trace or {})}
+    return OpenAIError(status, f"task {record.task_id}: {record.error or 'failed'} "
+                       f"(trace: GET /v1/tasks/{record.task_id})", type_="server_error", code=code, retry=False,
+                       extra={"symphony": summary})
 
 
 def _usage(trace: dict[str, Any]) -> dict[str, int]:
@@ -145,8 +113,25 @@ def _usage(trace: dict[str, Any]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _extension(record: TaskRecord) -> dict[str, Any]:
-    return {"task_id": record.task_id, "trace": record.trace or {}}
+def _extension(record: TaskRecord, talk: Conversation) -> dict[str, Any]:
+    return {"task_id": record.task_id, "trace": record.trace or {}, "context": talk.report()}
+
+
+def _message(record: TaskRecord, form: Shape) -> tuple[dict[str, Any], str]:
+    """The reply's message and finish_reason; ``OpenAIError`` when the answer does not fit the schema."""
+    text, finish = form.output(record.answer or "")
+    if form.tool is None:
+        return {"role": "assistant", "content": text}, finish
+    call = {"id": f"call_{record.task_id[:24]}", "type": "function", "function": {"name": form.tool, "arguments": text}}
+    return {"role": "assistant", "content": None, "tool_calls": [call]}, finish
+
+
+def _options(chat: ChatCompletionRequest, talk: Conversation, form: Shape) -> AskOptions:
+    """The question's options: the ``symphony`` extension's, the conversation and the temperature; a
+    typed JSON or tool slot asks for its kind of answer unless the extension names one."""
+    options = chat.symphony.options()
+    return replace(options, answer_kind=options.answer_kind or form.answer_kind, context=talk.context,
+                   temperature=chat.temperature)
 
 
 def openai_routes(node: NodeApi) -> list[Route]:
@@ -162,44 +147,54 @@ def openai_routes(node: NodeApi) -> list[Route]:
 
     async def get_model(request: Request) -> JSONResponse:
         if request.path_params["model"] != MODEL_ID:
-            return OpenAIError(404, f"the model {request.path_params['model'][:100]!r} does not exist",
-                               param="model", code="model_not_found").response()
+            return error_response(OpenAIError(404, f"the model {request.path_params['model'][:100]!r} does not exist",
+                                              param="model", code="model_not_found"))
         return JSONResponse(model)
+
+    async def completions(request: Request) -> JSONResponse:
+        return error_response(OpenAIError(404, "this network serves chat completions only: "
+                                          "POST /v1/chat/completions", code="unknown_url"))
 
     async def chat_completions(request: Request) -> Response:
         try:
             chat = await _parse(request)
-            question = chat.question()
+            talk = conversation(chat.messages)
+            form = shape(chat)
             check_planners()
         except OpenAIError as exc:
-            return exc.response()
-        submitted = node.submit(question, chat.symphony.options())
+            return error_response(exc)
+        options = _options(chat, talk, form)
         if chat.stream:
             include_usage = chat.stream_options is not None and chat.stream_options.include_usage
-            return EventStreamResponse(_stream(node, submitted, include_usage=include_usage))
+            return EventStreamResponse(_stream(node, talk, options, form, include_usage=include_usage))
+        submitted = node.submit(talk.question, options)
         record = await wait_unless_client_leaves(request, lambda: node.wait_task(submitted.task_id))
         if record is None:
             node.cancel(submitted.task_id)
             return Response(status_code=499)  # nobody reads it; nginx's "client closed request"
-        if record.status != "done":
-            return _failure(record).response()
+        try:
+            if record.status != "done":
+                raise _failure(record)
+            message, finish = _message(record, form)
+        except OpenAIError as exc:
+            return error_response(exc)
         return JSONResponse({
             "id": f"chatcmpl-{record.task_id}", "object": "chat.completion", "created": int(node.now()),
-            "model": MODEL_ID,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": record.answer},
-                         "finish_reason": "stop", "logprobs": None}],
-            "usage": _usage(record.trace or {}),
-            "symphony": _extension(record),
+            "model": MODEL_ID, "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": _usage(record.trace or {}), "symphony": _extension(record, talk),
         })
 
     return [Route("/v1/models", list_models), Route("/v1/models/{model}", get_model),
-            Route("/v1/chat/completions", chat_completions, methods=["POST"])]
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"])]
 
 
-async def _stream(node: NodeApi, submitted: TaskRecord, *, include_usage: bool) -> AsyncIterator[str]:
-    """OpenAI's chunk sequence for one question; cancels the question if the client leaves."""
+async def _stream(node: NodeApi, talk: Conversation, options: AskOptions, form: Shape, *,
+                  include_usage: bool) -> AsyncIterator[str]:
+    """OpenAI's chunk sequence for one question, its progress first; cancels the question if the client leaves."""
+    task_id = uuid.uuid4().hex
     created = int(node.now())
-    completion_id = f"chatcmpl-{submitted.task_id}"
+    completion_id = f"chatcmpl-{task_id}"
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         return sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
@@ -207,21 +202,61 @@ async def _stream(node: NodeApi, submitted: TaskRecord, *, include_usage: bool) 
 
     record: TaskRecord | None = None
     try:
-        yield chunk({"role": "assistant", "content": ""})
-        while record is None:
-            with anyio.move_on_after(KEEPALIVE_S):
-                record = await node.wait_task(submitted.task_id)
-            if record is None:
-                yield ": symphony is working\n\n"
-        if record.status == "done":
-            yield chunk({"content": record.answer})
-            yield chunk({}, "stop", symphony=_extension(record))
-            if include_usage:
-                yield sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                           "model": MODEL_ID, "choices": [], "usage": _usage(record.trace or {})})
+        async with AsyncExitStack() as stack:
+            events = None  # subscribed before the question starts, so no event of it is missed
+            if node.bus.subscribers < node.bus.max_subscribers:
+                events = await stack.enter_async_context(node.bus.subscribe())
+            node.submit(talk.question, options, task_id=task_id)
+            yield chunk({"role": "assistant", "content": ""})
+            if events is None:
+                yield chunk({"reasoning_content": "(no live progress: this node has too many event subscribers)\n"})
+            async for line in _progress_lines(node, events, task_id):
+                yield line if line.startswith(":") else chunk({"reasoning_content": line})
+            record = await node.wait_task(task_id)
+        if record.status != "done":
+            raise _failure(record)
+        message, finish = _message(record, form)
+        if form.tool is not None:
+            call = {"index": 0, **message["tool_calls"][0]}
+            yield chunk({"tool_calls": [call]})
         else:
-            yield sse(_failure(record).body)
+            yield chunk({"content": message["content"]})
+        yield chunk({}, finish, symphony=_extension(record, talk))
+        if include_usage:
+            yield sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                       "model": MODEL_ID, "choices": [], "usage": _usage(record.trace or {})})
+        yield "data: [DONE]\n\n"
+    except OpenAIError as exc:
+        yield sse(exc.body)
         yield "data: [DONE]\n\n"
     finally:
         if record is None:
-            node.cancel(submitted.task_id)
+            node.cancel(task_id)
+
+
+async def _progress_lines(node: NodeApi, events: MemoryObjectReceiveStream[Event] | None,
+                          task_id: str) -> AsyncIterator[str]:
+    """Progress lines of ``task_id`` (and ``: keep-alive`` comments) until its final ``task_record``."""
+    while events is not None:
+        event = None
+        with anyio.move_on_after(KEEPALIVE_S):
+            try:
+                event = await events.receive()
+            except anyio.EndOfStream:  # the bus cut this slow client off: the answer still comes
+                yield "(live progress stopped: this client fell behind the node's events)\n"
+                events = None
+                break
+        if event is None:
+            if (current := node.task(task_id)) is None or current.status != "running":
+                return
+            yield ": symphony is working\n\n"
+        elif (line := progress_line(event, task_id)) is not None:
+            yield line
+        elif event["type"] == "task_record" and event["data"].get("task_id") == task_id \
+                and event["data"].get("status") != "running":
+            return
+    while (current := node.task(task_id)) is not None and current.status == "running":
+        with anyio.move_on_after(KEEPALIVE_S):
+            await node.wait_task(task_id)
+            return
+        yield ": symphony is working\n\n"

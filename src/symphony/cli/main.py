@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from symphony.api.guard import TOKEN_ENV, TOKEN_FILE, node_api_token, read_token
+from symphony.api.progress import progress_line
 from symphony.cli.bench import bench_app
 from symphony.cli.demo import demo
 from symphony.cli.render import console, print_error, print_trace
@@ -261,12 +263,18 @@ def ask(
              "after the first one died, reuses the chains its planners already finished.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Ask the network a question through a node; print the answer, the vote and the trace."""
+    """Ask the network a question through a node; print its task ID and live progress (stderr), then the
+    answer, the vote and the trace."""
     target = api_target(api, api_token, data_dir)
+    task_id = task_id or uuid.uuid4().hex  # known before the question starts, so its events can be followed
     body = {"question": question, "cots": cots, "strategy": strategy, "max_steps": max_steps, "deadline_s": deadline,
-            "wait": True, **({"task_id": task_id} if task_id else {})}
+            "task_id": task_id}
     try:
-        response = httpx.post(target.base + "/v1/tasks", json=body, headers=target.headers, timeout=deadline + 30)
+        if not as_json:
+            typer.echo(f"task {task_id} (`symphony status {task_id}`)", err=True)
+            _follow_progress(target, body, deadline)
+        response = httpx.post(target.base + "/v1/tasks", json={**body, "wait": True}, headers=target.headers,
+                              timeout=deadline + 30)  # the task exists by now: this only waits for its record
         record = response.json()
     except httpx.TransportError as exc:
         print_error(f"no node API at {target.base} ({exc}); start one with `symphony node` or pass --api")
@@ -278,9 +286,38 @@ def ask(
         console.print_json(data=record)
         return
     if response.status_code != 200 or record.get("status") != "done":
-        print_error(record.get("error", response.text), label="no answer")
+        print_error(f"task {task_id}: {record.get('error', response.text)}", label="no answer")
         raise typer.Exit(1)
     print_trace(record["trace"], agent_names(target))
+
+
+def _follow_progress(target: ApiTarget, body: dict[str, Any], deadline: float) -> None:
+    """Submit ``body`` and print its progress from ``GET /v1/events`` (to stderr) until it ends.
+
+    Subscribes before submitting so no event is missed. Without an event stream (the node has too
+    many subscribers, or cut this one off) it says so and returns: the caller then waits for the record."""
+    with httpx.stream("GET", target.base + "/v1/events", headers=target.headers,
+                      timeout=httpx.Timeout(30.0, read=60.0)) as events:
+        if events.status_code != 200:
+            typer.echo(f"(no live progress: {events.read().decode(errors='replace')[:200]})", err=True)
+            httpx.post(target.base + "/v1/tasks", json=body, headers=target.headers, timeout=30)
+            return
+        lines = events.iter_lines()
+        next(line for line in lines if line.startswith("data: "))  # the snapshot: subscribed from here on
+        submitted = httpx.post(target.base + "/v1/tasks", json=body, headers=target.headers, timeout=30)
+        if submitted.status_code != 202:
+            return  # refused: the caller's second POST shows why
+        for line in lines:
+            if not line.startswith("data: "):
+                continue
+            event = json.loads(line.removeprefix("data: "))
+            if (text := progress_line(event, body["task_id"])) is not None:
+                typer.echo(text.rstrip("\n"), err=True)
+            data = event.get("data") or {}
+            if event.get("type") == "task_record" and data.get("task_id") == body["task_id"] \
+                    and data.get("status") != "running":
+                return
+    typer.echo("(live progress stopped: the node closed its event stream)", err=True)
 
 
 def agent_names(target: ApiTarget) -> dict[str, str]:

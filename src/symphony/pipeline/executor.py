@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from symphony.pipeline.extraction import AnswerKind, extract_answer, extract_code, extract_text, last_boxed
-from symphony.pipeline.planner import FINAL_FORMS, MAX_QUESTION_CHARS, MAX_STEP_CHARS, check_answer_kind, clip
+from symphony.pipeline.planner import (
+    FINAL_FORMS,
+    MAX_QUESTION_CHARS,
+    MAX_STEP_CHARS,
+    check_answer_kind,
+    clip,
+    context_block,
+)
 from symphony.pipeline.voting import MAX_ANSWER_CHARS
 
 #: Token budget of every executor call, intermediate or final (and of the one-shot baselines). It
@@ -111,6 +118,7 @@ def execution_messages(
     previous: Sequence[tuple[str, str]],
     is_final: bool,
     answer_kind: str,
+    context: str = "",
 ) -> list[dict[str, str]]:
     """System and user chat messages asking an executor model to answer one sub-question.
 
@@ -122,6 +130,7 @@ def execution_messages(
             ``MAX_PREVIOUS_PAIRS`` are shown, each clipped.
         is_final: whether this step must give the final answer, in the form ``answer_kind`` needs.
         answer_kind: one of ``extraction.ANSWER_KINDS``.
+        context: the conversation before the question (``planner.context_block``).
 
     Raises ``ValueError`` for an unknown kind.
     """
@@ -141,7 +150,7 @@ def execution_messages(
         example = _FINAL_EXAMPLES[kind]
     system = (
         "You answer one step of a larger problem. Use the results of the earlier steps.\n"
-        f"{rule}\n\nExample\n{example}"
+        f"{rule}\n\nExample\n{example}{context_block(context)}"
     )
     if step.strip() != question.strip():
         step_line = f"Step: {clip(step.strip(), MAX_STEP_CHARS)}"

@@ -47,6 +47,9 @@ MAX_STEP_CHARS: Final = 500
 MAX_PLAN_INPUT_CHARS: Final = 32_000
 #: The original question is clipped (head and tail kept) to this many characters in prompts.
 MAX_QUESTION_CHARS: Final = 6_000
+#: The conversation before the question (``Task.context``) is clipped to this many characters in
+#: prompts, a bound for small models' windows whatever a peer sends (the API's own budget is smaller).
+MAX_CONTEXT_CHARS: Final = 8_000
 
 _MAX_BLOCKS_TRIED = 32
 _MAX_BLOCK_DEPTH = 8
@@ -60,6 +63,16 @@ def clip(text: str, limit: int) -> str:
     room = max(0, limit - len(_CLIP_MARKER))
     head = room * 2 // 3
     return text[:head].rstrip() + _CLIP_MARKER + text[len(text) - (room - head) :].lstrip()
+
+
+def context_block(context: str) -> str:
+    """The conversation before the question as a section of a system prompt ("" when there is none).
+
+    It goes into the system message, not the user message: the problem stays the one thing asked."""
+    if not context.strip():
+        return ""
+    return ("\n\nThe conversation before this problem, for context (it may define names or numbers the "
+            f"problem uses):\n{clip(context.strip(), MAX_CONTEXT_CHARS)}")
 
 
 # ---- schema and prompt ----------------------------------------------------------------------
@@ -135,7 +148,7 @@ def check_answer_kind(answer_kind: str) -> AnswerKind:
 
 
 def decomposition_messages(
-    question: str, *, max_steps: int = DEFAULT_MAX_STEPS, answer_kind: str
+    question: str, *, max_steps: int = DEFAULT_MAX_STEPS, answer_kind: str, context: str = ""
 ) -> list[dict[str, str]]:
     """System and user chat messages asking a planner model for a JSON plan of ``question``.
 
@@ -143,6 +156,7 @@ def decomposition_messages(
         question: the user's question (clipped to ``MAX_QUESTION_CHARS``, head and tail kept).
         max_steps: the most sub-questions allowed; the prompt asks for fewer when possible.
         answer_kind: one of ``ANSWER_KINDS``; the last step must ask for the answer in that form.
+        context: the conversation before the question (``context_block``), clipped to ``MAX_CONTEXT_CHARS``.
 
     Raises ``ValueError`` for an unknown kind or ``max_steps < 1``.
     """
@@ -161,6 +175,7 @@ def decomposition_messages(
         "Example\n"
         f"Problem: {example_q}\n"
         f"{example_plan}"
+        f"{context_block(context)}"
     )
     user = f"Problem: {clip(question.strip(), MAX_QUESTION_CHARS)}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -473,6 +488,7 @@ __all__ = [
     "DEFAULT_MAX_STEPS",
     "FINAL_FORMS",
     "MAX_PLAN_INPUT_CHARS",
+    "MAX_CONTEXT_CHARS",
     "MAX_QUESTION_CHARS",
     "MAX_STEP_CHARS",
     "Plan",
@@ -480,6 +496,7 @@ __all__ = [
     "anchor_final_step",
     "check_answer_kind",
     "clip",
+    "context_block",
     "decomposition_messages",
     "decomposition_schema",
     "parse_plan",

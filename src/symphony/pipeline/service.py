@@ -105,6 +105,10 @@ class AskOptions:
     max_steps: int = 5
     deadline_s: float = 300.0
     answer_kind: AnswerKind | None = None
+    #: the conversation before the question, shown to planners and executors as context; the caller
+    #: keeps it within ``Task.context``'s 32,000 characters (the OpenAI endpoint's budget is smaller)
+    context: str = ""
+    temperature: float | None = None  # the executors' sampling temperature; None: their default
 
 
 @dataclass
@@ -218,7 +222,8 @@ class TaskService:
         while candidate is not None:
             task = Task(task_id=f"{driver.task_id}/c{index}", role="plan", question=driver.question,
                         answer_kind=driver.kind, max_steps=options.max_steps, strategy=options.strategy,  # type: ignore[arg-type]
-                        top_l=options.top_l, deadline_ms=driver.deadline_ms)
+                        top_l=options.top_l, deadline_ms=driver.deadline_ms, context=options.context,
+                        temperature=options.temperature)
             sent = self.clock()
             result = await self._send(candidate.agent_id, task)
             record = ChainRecord(index=index, planner=candidate.agent_id, planner_score=candidate.score,
@@ -314,9 +319,12 @@ class TaskService:
         self.load.observe(result.latency_ms)
         return result
 
-    async def _chat(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
+    async def _chat(self, messages: list[dict[str, str]], *, temperature: float | None = None,
+                    **kwargs: Any) -> Completion:
         if self.model is None:
             raise ModelError("this node runs no model (start it with --model)")
+        if temperature is not None:  # else the backend's own default
+            kwargs["temperature"] = temperature
         return await self.model.chat(messages, **kwargs)
 
     # ---- executor role -------------------------------------------------------------------
@@ -326,7 +334,8 @@ class TaskService:
         try:
             completion = await self._chat(execution_messages(
                 task.question, question=task.background, previous=list(task.previous), is_final=task.final,
-                answer_kind=task.answer_kind), max_tokens=STEP_MAX_TOKENS)
+                answer_kind=task.answer_kind, context=task.context), max_tokens=STEP_MAX_TOKENS,
+                temperature=task.temperature)
         except ModelError as exc:
             return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000])
         step = parse_step_answer(completion.text, kind=task.answer_kind, is_final=task.final,
@@ -372,7 +381,8 @@ class TaskService:
         model that fails or writes no usable plan leaves the question itself as the one step."""
         try:
             completion = await self._chat(
-                decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind),
+                decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind,
+                                       context=task.context),
                 max_tokens=400, json_schema=decomposition_schema(task.max_steps))
         except ModelError as exc:
             return single_step_plan(task.question), f"fallback: {str(exc)[:200]}", None
@@ -387,7 +397,8 @@ class TaskService:
         candidate = action.candidate
         sub = Task(task_id=f"{task.task_id}/s{action.index}", role="execute", question=action.question,
                    background=task.question, previous=list(action.previous), answer_kind=task.answer_kind,
-                   final=action.final, deadline_ms=task.deadline_ms)
+                   final=action.final, deadline_ms=task.deadline_ms, context=task.context,
+                   temperature=task.temperature)
         self.on_event("step_assigned", {"task": task.task_id, "step": action.index, "question": action.question,
                                         "executor": candidate.agent_id, "score": round(candidate.score, 4)})
         sent = self.clock()

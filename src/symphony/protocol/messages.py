@@ -297,6 +297,10 @@ class Task(_Wire):
     # a question must say something: a blank one is malformed, not work (pattern: one non-space)
     question: Annotated[str, StringConstraints(max_length=32_000, pattern=r"\S")]
     background: TaskText = ""
+    # the conversation before the question (system text and earlier turns), for planner and executors
+    context: TaskText = ""
+    # the executors' sampling temperature (a client's choice); None: each executor's own default
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     previous: list[tuple[TaskText, TaskText]] = Field(default_factory=list, max_length=32)
     answer_kind: AnswerKindName = "text"
     final: bool = True
