@@ -13,6 +13,8 @@ when ``--api`` binds a non-loopback address or the node runs with ``--api-auth t
 - ``GET  /`` or ``/dashboard``   the live dashboard (one self-contained page fed by ``/v1/events``)
 - ``GET  /metrics``              Prometheus text format (``api.metrics``)
 - ``GET  /v1/models``, ``POST /v1/chat/completions``  OpenAI-compatible (``api.openai_compat``)
+- ``POST /api/chat``, ``GET /api/tags``, ...         Ollama-compatible (``api.ollama_compat``)
+- ``POST /v1/messages``                             Anthropic Messages (``api.anthropic_compat``)
 
 The app sees its node only through ``api.node_api.NodeApi``; ``api.server`` serves it.
 """
@@ -35,6 +37,8 @@ from symphony.api.http import EventStreamResponse, OptionsBody, read_json, sse
 from symphony.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from symphony.api.metrics import count_http_errors, render
 from symphony.api.node_api import NodeApi
+from symphony.api.anthropic_compat import anthropic_routes
+from symphony.api.ollama_compat import ollama_routes
 from symphony.api.openai_compat import is_openai_path, openai_routes
 from symphony.api.views import ledger_view, node_view, peers_view, snapshot
 from symphony.protocol.messages import Hardware, LedgerRecord
@@ -170,6 +174,8 @@ def create_app(node: NodeApi, *, token: str | None) -> ASGIApp:
             Route("/metrics", get_metrics),
             Route("/v1/events", get_events),
             *openai_routes(node),
+            *ollama_routes(node),
+            *anthropic_routes(node),
             Route("/v1/tasks", create_task, methods=["POST"]),
             Route("/v1/tasks/{task_id}", get_task),
             Route("/v1/node", get_node),
