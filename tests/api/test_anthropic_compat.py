@@ -101,7 +101,8 @@ def test_failed_question_is_not_retried(swarm: Swarm) -> None:
 )
 def test_bad_requests_get_anthropic_errors(swarm: Swarm, change: dict, status: int, words: str) -> None:
     with pytest.raises(anthropic.APIStatusError) as refused:
-        client(node(swarm, "arith"), max_retries=0).messages.create(**{**ask(QUESTION), **change})  # type: ignore[arg-type]
+        request = {**ask(QUESTION), **change}
+        client(node(swarm, "arith"), max_retries=0).messages.create(**request)  # type: ignore[arg-type]
     assert refused.value.status_code == status
     body = refused.value.body
     assert body["type"] == "error" and words in body["error"]["message"]  # type: ignore[index]

@@ -191,7 +191,8 @@ async def _stream(node: NodeApi, submitted: TaskRecord) -> AsyncIterator[str]:
         if record is None:
             yield _event("ping", {})
         elif record.status == "done":
-            yield _event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": str(record.answer)}})
+            delta = {"type": "text_delta", "text": str(record.answer)}
+            yield _event("content_block_delta", {"index": 0, "delta": delta})
             yield _event("content_block_stop", {"index": 0})
             yield _event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
                                            "usage": _usage(record), "symphony": extension(record)})

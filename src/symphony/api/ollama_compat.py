@@ -137,8 +137,12 @@ async def _parse(request: Request, kind: type[R]) -> R:
         hint = " (not supported by this network)" if error["type"] == "extra_forbidden" else ""
         raise OllamaError(400, f"invalid {where}: {error['msg']}{hint}") from None
     if not _known_model(parsed.model):
-        raise OllamaError(404, f"model {parsed.model[:100]!r} not found: this network serves {MODEL_NAME!r}")
+        raise _unknown_model(parsed.model)
     return parsed
+
+
+def _unknown_model(name: str) -> OllamaError:
+    return OllamaError(404, f"model {name[:100]!r} not found: this network serves {MODEL_NAME!r}")
 
 
 def _check_question(text: str) -> str:
@@ -174,7 +178,7 @@ def ollama_routes(node: NodeApi) -> list[Route]:
             return OllamaError(400, f"body must be a JSON object: {exc}").response()
         name = (body.get("model") or body.get("name")) if isinstance(body, dict) else None
         if not isinstance(name, str) or not _known_model(name):
-            return OllamaError(404, f"model {str(name)[:100]!r} not found: this network serves {MODEL_NAME!r}").response()
+            return _unknown_model(str(name)).response()
         return JSONResponse({"modelfile": "", "parameters": "", "template": "", "details": _DETAILS,
                              "model_info": {}, "capabilities": ["completion"], "modified_at": model["modified_at"]})
 
