@@ -17,8 +17,7 @@ from typer.testing import CliRunner
 
 from symphony.cli.main import app
 from symphony.errors import ConfigError
-from symphony.llm import parse_model_spec
-from symphony.llm.ollama import ollama_url, probe_ollama
+from symphony.llm import ollama_url, parse_model_spec, probe_ollama
 from symphony.node.config import probe_model_server
 
 TAGS = {"models": [{"name": "qwen2.5:0.5b", "model": "qwen2.5:0.5b", "size": 397821319,

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from symphony.cli.render import console, print_error
 from symphony.errors import ConfigError
-from symphony.llm.ollama import list_ollama_models, ollama_url
+from symphony.llm import list_ollama_models, ollama_url
 
 
 def _ollama_rows() -> list[dict[str, Any]]:

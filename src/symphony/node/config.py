@@ -238,7 +238,7 @@ def probe_model_server(spec: str | None, *, timeout: float = 3.0) -> None:
     in what ``GET /models`` returns); a refused key is reported too.
     """
     if spec and spec.lower().startswith("ollama:"):
-        from symphony.llm.ollama import probe_ollama
+        from symphony.llm import probe_ollama
 
         probe_ollama(spec.split(":", 1)[1], timeout=timeout)
         return
