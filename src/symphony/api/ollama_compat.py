@@ -22,7 +22,7 @@ the network's agents choose their own sampling, and nothing is loaded per client
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -236,7 +236,7 @@ def _final(parsed: _Request, created_at: str, record: TaskRecord, now: float, *,
 
 
 async def _stream(node: NodeApi, parsed: _Request, submitted: TaskRecord,
-                  now_text: Any) -> AsyncIterator[str]:
+                  now_text: Callable[[], str]) -> AsyncIterator[str]:
     """NDJSON lines of one question: empty ones while the network works, the answer, the ``done`` line."""
     yield _ndjson(_line(parsed, now_text(), "", done=False))
     async for record in wait_with_keepalives(node, submitted):
