@@ -15,6 +15,8 @@ when ``--api`` binds a non-loopback address or the node runs with ``--api-auth t
 - ``GET  /v1/models``, ``POST /v1/chat/completions``  OpenAI-compatible (``api.openai_compat``)
 - ``GET  /.well-known/agent-card.json``  the A2A agent card (``api.a2a``; public, like the dashboard page)
 - ``GET  /health``               liveness (it answers) and readiness (``ready``: a planner is available)
+- ``POST /api/chat``, ``GET /api/tags``, ...         Ollama-compatible (``api.ollama_compat``)
+- ``POST /v1/messages``                             Anthropic Messages (``api.anthropic_compat``)
 
 Any other path or method answers 404/405 in OpenAI's JSON error shape, which this API's own
 ``{"error": message}`` readers also understand as an error.
@@ -42,6 +44,8 @@ from symphony.api.http import EventStreamResponse, OptionsBody, read_json, sse
 from symphony.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from symphony.api.metrics import count_http_errors, render
 from symphony.api.node_api import NodeApi
+from symphony.api.anthropic_compat import anthropic_routes
+from symphony.api.ollama_compat import ollama_routes
 from symphony.api.openai_compat import error_response, is_openai_path, openai_routes
 from symphony.api.openai_request import OpenAIError
 from symphony.api.views import ledger_view, node_view, peers_view, snapshot
@@ -193,6 +197,8 @@ def create_app(node: NodeApi, *, token: str | None) -> ASGIApp:
             Route("/v1/events", get_events),
             *openai_routes(node),
             *a2a_routes(node, token_required=token is not None),
+            *ollama_routes(node),
+            *anthropic_routes(node),
             Route("/v1/tasks", create_task, methods=["POST"]),
             Route("/v1/tasks/{task_id}", get_task),
             Route("/v1/node", get_node),

@@ -22,7 +22,8 @@ on that LAN. ``ApiGuard`` wraps every route and refuses, in this order:
    every ``EventSource``; ``Sec-Fetch-Site`` also covers ``<img>``/``<script>`` GETs.
    No CORS header is ever sent, so no other origin can read a response either.
 3. **401** when a bearer token is required (``--api-auth token``, or any non-loopback
-   bind) and ``Authorization: Bearer <token>`` does not match, compared in constant time.
+   bind) and ``Authorization: Bearer <token>`` (or ``x-api-key: <token>``, as the anthropic
+   SDK sends it) does not match, compared in constant time.
    The dashboard page itself (``/``, ``/dashboard``) is public: it is static, holds no
    data, and a browser cannot attach a header to a navigation; everything it fetches
    needs the token. So is the A2A agent card (``api.a2a``), which is how a client learns it needs one.
@@ -212,6 +213,9 @@ class ApiGuard:
 
     def _token_ok(self, headers: Headers) -> bool:
         assert self._token is not None
+        api_key = headers.get("x-api-key")  # how the anthropic SDK sends its api_key
+        if api_key is not None:
+            return hmac.compare_digest(api_key.strip().encode(), self._token)
         scheme, _, given = headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
 

@@ -22,6 +22,7 @@ from symphony.api.guard import TOKEN_ENV, TOKEN_FILE, node_api_token, read_token
 from symphony.api.progress import progress_line
 from symphony.cli.bench import bench_app
 from symphony.cli.demo import demo
+from symphony.cli.models import models
 from symphony.cli.render import console, print_error, print_trace
 from symphony.errors import ConfigError
 from symphony.node.config import DEFAULT_API, load_node_file, node_config, probe_model_server
@@ -29,6 +30,7 @@ from symphony.node.config import DEFAULT_API, load_node_file, node_config, probe
 app = typer.Typer(help="Symphony: a decentralized network of small language-model agents.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.command()(demo)
+app.command()(models)
 
 ApiOption = Annotated[
     str | None, typer.Option("--api", help=f"API address of the node to ask (HOST:PORT or http URL). \\[default: "

@@ -3,7 +3,8 @@
 General layout: ``base`` holds the interface (``ChatModel``, ``Completion``) and its errors and
 imports no backend; each backend imports ``base``: ``openai_backend`` (any OpenAI-compatible
 server), ``llama_backend`` (embedded llama.cpp), ``scripted`` (test double), ``timed`` (stand-in
-with a fixed speed, for systems benchmarks). ``spec.parse_model_spec`` turns a ``--model`` spec
+with a fixed speed, for systems benchmarks); ``ollama`` knows where the local Ollama is and
+what it offers (the ``ollama:`` spec, its start-up probe, ``symphony models``). ``spec.parse_model_spec`` turns a ``--model`` spec
 into one of them, importing the openai and llama backends only when named, so
 ``import symphony.llm`` needs neither ``openai`` nor ``llama_cpp``.
 """
@@ -16,6 +17,7 @@ from symphony.llm.base import (
     ModelSpecError,
     ModelTimeout,
 )
+from symphony.llm.ollama import list_ollama_models, ollama_url, probe_ollama
 from symphony.llm.scripted import ScriptedModel
 from symphony.llm.spec import parse_model_spec
 from symphony.llm.timed import TimedModel
@@ -29,5 +31,8 @@ __all__ = [
     "ModelTimeout",
     "ScriptedModel",
     "TimedModel",
+    "list_ollama_models",
+    "ollama_url",
     "parse_model_spec",
+    "probe_ollama",
 ]

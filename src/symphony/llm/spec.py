@@ -3,6 +3,7 @@
 Specs (``parse_model_spec``)::
 
     openai:http://HOST:PORT/v1#MODEL     any OpenAI-compatible server (vLLM, Ollama, llama.cpp, ...)
+    ollama:qwen2.5:0.5b                  a model of the local Ollama (OLLAMA_HOST, default 127.0.0.1:11434)
     llama:qwen2.5-coder-0.5b             embedded llama.cpp, model from PyPI packages (see llama_backend)
     llama:qwen2.5-coder-1.5b | llama:smollm2-135m | llama:/path/to/file.gguf
     scripted:arith                       canned replies for protocol tests (a test double)
@@ -22,7 +23,7 @@ from symphony.llm.base import ChatModel, ModelSpecError
 
 _SPEC_HELP: Final = (
     "use openai:http://HOST:PORT/v1#MODEL, llama:qwen2.5-coder-0.5b, llama:qwen2.5-coder-1.5b, "
-    "llama:smollm2-135m, llama:/path/to/file.gguf, scripted:arith or timed:TOKENS_PER_S"
+    "llama:smollm2-135m, llama:/path/to/file.gguf, ollama:MODEL, scripted:arith or timed:TOKENS_PER_S"
 )
 
 
@@ -40,6 +41,10 @@ def parse_model_spec(spec: str) -> ChatModel:
     kind = kind.lower()
     if kind == "openai":
         return _openai_from_spec(spec, rest)
+    if kind == "ollama":
+        from symphony.llm.ollama import ollama_model
+
+        return ollama_model(rest)
     if kind == "llama":
         from symphony.llm.llama_backend import LlamaModel
 

@@ -230,12 +230,18 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
 
 
 def probe_model_server(spec: str | None, *, timeout: float = 3.0) -> None:
-    """For an ``openai:URL#MODEL`` spec, check that something answers at URL before the node joins.
+    """For an ``openai:URL#MODEL`` spec, check that something answers at URL before the node joins
+    (for ``ollama:MODEL``, that Ollama runs and has MODEL: ``llm.ollama.probe_ollama``).
 
     A node whose model server is down would register, get picked by the Beacon and fail every
     task; better to refuse at start with the fix. Any HTTP reply counts as "up" (servers differ
     in what ``GET /models`` returns); a refused key is reported too.
     """
+    if spec and spec.lower().startswith("ollama:"):
+        from symphony.llm import probe_ollama
+
+        probe_ollama(spec.split(":", 1)[1], timeout=timeout)
+        return
     if not spec or not spec.lower().startswith("openai:"):
         return
     url = spec.split(":", 1)[1].partition("#")[0].rstrip("/")

@@ -1,0 +1,66 @@
+"""Asking the network from a foreign API face (Ollama, Anthropic): the parts every face shares.
+
+Each face parses its own request shape and answers in its own shape; what a question does in
+between is the same as for ``POST /v1/tasks`` and the OpenAI endpoint: refuse when no planner is
+available, submit through ``NodeApi``, wait (keeping the connection alive while the network works),
+and cancel the question when the client leaves. The failure classes map a failed task to an HTTP
+status the same way for every face.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+
+from symphony.api.node_api import NodeApi
+from symphony.ledger.store import QueryFilter
+from symphony.node.tasks import TaskRecord
+from symphony.pipeline.service import PLANNER_TAG
+
+MODEL_ID = "symphony"
+MAX_QUESTION_CHARS = 32_000
+KEEPALIVE_S = 10.0
+#: task failure reason -> HTTP status; anything else is a 502 (the network returned no usable answer)
+FAILURE_STATUS = {"no_agents": 503, "timeout": 504}
+#: tells SDKs that retry 5xx (anthropic, openai) not to run a failed question again: it would fail the same way
+NO_RETRY = {"x-should-retry": "false"}
+
+
+def has_planners(node: NodeApi) -> bool:
+    """Whether some available agent can plan a question now (else asking is refused with a 503)."""
+    return node.has_agents(QueryFilter(tags_any=frozenset({PLANNER_TAG})))
+
+
+def failure_status(record: TaskRecord) -> int:
+    """The HTTP status of a task that finished without an answer."""
+    return FAILURE_STATUS.get(record.reason or "", 502)
+
+
+def usage(record: TaskRecord) -> tuple[int, int]:
+    """``(prompt, completion)`` tokens every model call in the network spent on ``record``."""
+    trace = record.trace or {}
+    return int(trace.get("prompt_tokens", 0)), int(trace.get("completion_tokens", 0))
+
+
+def extension(record: TaskRecord) -> dict[str, Any]:
+    """Symphony's extension field of a reply: the task ID (for ``GET /v1/tasks/{id}``) and the trace."""
+    return {"task_id": record.task_id, "trace": record.trace or {}}
+
+
+async def wait_with_keepalives(node: NodeApi, submitted: TaskRecord,
+                               keepalive_s: float = KEEPALIVE_S) -> AsyncIterator[TaskRecord | None]:
+    """Yields None every ``keepalive_s`` while the question runs, then its final record.
+
+    The caller turns each None into its protocol's keep-alive. If the consumer stops early (the
+    client disconnected and the response generator was closed) the question is cancelled."""
+    record: TaskRecord | None = None
+    try:
+        while record is None:
+            with anyio.move_on_after(keepalive_s):
+                record = await node.wait_task(submitted.task_id)
+            yield record
+    finally:
+        if record is None:
+            node.cancel(submitted.task_id)

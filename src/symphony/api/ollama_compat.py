@@ -1,0 +1,253 @@
+"""Ollama-compatible endpoint: Ollama clients (``ollama-python``, Open WebUI, ...) point at a node unchanged.
+
+- ``GET  /api/version``   the node's version
+- ``GET  /api/tags``      lists one model, ``symphony:latest`` (``GET /api/ps`` too: it is always "loaded")
+- ``POST /api/show``      describes it
+- ``POST /api/chat``      the last user message is the question; ``stream`` (Ollama's default: true)
+  answers in NDJSON: one empty-content line at once and every ``KEEPALIVE_S`` while the network
+  works, then the answer, then the ``done`` line with token counts and durations
+- ``POST /api/generate``  the same with ``prompt`` as the question (an empty prompt only "loads" the model)
+
+A question runs through the network exactly as ``POST /v1/tasks`` and the OpenAI endpoint run it
+(``api.asking``); ``"symphony": {"cots": 3, ...}`` in the body sets its options, and the final line
+carries ``"symphony": {"task_id", "trace"}``. A client that leaves cancels its question.
+
+Errors take Ollama's shape ``{"error": "..."}`` (the guard's too): 400 bad JSON or fields, 404 an
+unknown model, 503 no planner, 504 the deadline passed, 502 no usable answer (mid-stream: an
+``{"error"}`` line, as Ollama does). Not honoured, so refused with a 400: ``tools``, ``format``,
+``images``, ``raw``. Accepted and not applied: ``options`` (sampling), ``keep_alive``, ``think``:
+the network's agents choose their own sampling, and nothing is loaded per client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from symphony import __version__
+from symphony.api.asking import (
+    MAX_QUESTION_CHARS,
+    MODEL_ID,
+    extension,
+    failure_status,
+    has_planners,
+    usage,
+    wait_with_keepalives,
+)
+from symphony.api.http import BodyTooLarge, EventStreamResponse, OptionsBody, read_json, wait_unless_client_leaves
+from symphony.api.node_api import NodeApi
+from symphony.node.tasks import TaskRecord
+
+MODEL_NAME = f"{MODEL_ID}:latest"
+_DETAILS = {"parent_model": "", "format": "network", "family": MODEL_ID, "families": [MODEL_ID],
+            "parameter_size": "", "quantization_level": ""}
+
+
+class OllamaError(Exception):
+    """An error answered in Ollama's shape ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": str(self)}, status_code=self.status)
+
+
+class NdjsonResponse(EventStreamResponse):
+    """Ollama's streaming body: one JSON object per line; stops (and cancels the question) when the client leaves."""
+
+    media_type = "application/x-ndjson"
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    thinking: str | None = None  # an earlier assistant turn's reasoning, sent back by some clients
+
+
+class _Request(BaseModel):
+    """Fields every asking route shares; unknown fields are refused (``extra="forbid"``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    stream: StrictBool = True
+    options: dict[str, Any] | None = None
+    keep_alive: str | int | float | None = None
+    think: bool | str | None = None
+    symphony: OptionsBody = Field(default_factory=OptionsBody)
+    tools: list[Any] | None = None  # the ollama client always sends a (usually empty) list
+    format: None = None  # JSON mode / schemas: not honoured, so any value is refused
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, tools: list[Any] | None) -> list[Any] | None:
+        if tools:
+            raise ValueError("tool calls are not supported by this network")
+        return tools
+
+
+class ChatRequest(_Request):
+    messages: list[ChatMessage] = Field(default_factory=list)
+
+    def question(self) -> str:
+        users = [m.content for m in self.messages if m.role == "user"]
+        return users[-1] if users else ""
+
+
+class GenerateRequest(_Request):
+    prompt: str = ""
+    system: str | None = None
+
+    def question(self) -> str:
+        return self.prompt
+
+
+R = TypeVar("R", bound=_Request)
+
+
+def _known_model(name: str) -> bool:
+    return name in (MODEL_ID, MODEL_NAME)
+
+
+async def _parse(request: Request, kind: type[R]) -> R:
+    try:
+        body = await read_json(request)
+    except BodyTooLarge as exc:
+        raise OllamaError(413, str(exc)) from None
+    except ValueError as exc:
+        raise OllamaError(400, f"body must be a JSON object: {exc}") from None
+    if not isinstance(body, dict):
+        raise OllamaError(400, "body must be a JSON object")
+    try:
+        parsed = kind.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        hint = " (not supported by this network)" if error["type"] == "extra_forbidden" else ""
+        raise OllamaError(400, f"invalid {where}: {error['msg']}{hint}") from None
+    if not _known_model(parsed.model):
+        raise _unknown_model(parsed.model)
+    return parsed
+
+
+def _unknown_model(name: str) -> OllamaError:
+    return OllamaError(404, f"model {name[:100]!r} not found: this network serves {MODEL_NAME!r}")
+
+
+def _check_question(text: str) -> str:
+    if not text.strip():
+        raise OllamaError(400, "the question is empty: send a user message (chat) or a prompt (generate)")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise OllamaError(400, f"the question is longer than {MAX_QUESTION_CHARS} characters")
+    return text
+
+
+def ollama_routes(node: NodeApi) -> list[Route]:
+    """The Ollama API routes of ``node``."""
+
+    def now_text() -> str:
+        return datetime.fromtimestamp(node.now(), UTC).isoformat().replace("+00:00", "Z")
+
+    model = {"name": MODEL_NAME, "model": MODEL_NAME, "size": 0, "digest": "0" * 64, "details": _DETAILS,
+             "modified_at": datetime.fromtimestamp(node.started_at, UTC).isoformat().replace("+00:00", "Z")}
+
+    async def version(request: Request) -> JSONResponse:
+        return JSONResponse({"version": __version__})
+
+    async def tags(request: Request) -> JSONResponse:
+        return JSONResponse({"models": [model]})
+
+    async def running(request: Request) -> JSONResponse:
+        return JSONResponse({"models": [{**model, "size_vram": 0, "expires_at": "2999-01-01T00:00:00Z"}]})
+
+    async def show(request: Request) -> JSONResponse:
+        try:
+            body = await read_json(request)
+        except ValueError as exc:
+            return OllamaError(400, f"body must be a JSON object: {exc}").response()
+        name = (body.get("model") or body.get("name")) if isinstance(body, dict) else None
+        if not isinstance(name, str) or not _known_model(name):
+            return _unknown_model(str(name)).response()
+        return JSONResponse({"modelfile": "", "parameters": "", "template": "", "details": _DETAILS,
+                             "model_info": {}, "capabilities": ["completion"], "modified_at": model["modified_at"]})
+
+    async def ask(request: Request, kind: type[ChatRequest] | type[GenerateRequest]) -> Response:
+        try:
+            parsed = await _parse(request, kind)
+            if isinstance(parsed, GenerateRequest) and not parsed.prompt:  # Ollama: load the model, answer nothing
+                return JSONResponse(_line(parsed, now_text(), "", done=True))
+            question = _check_question(parsed.question())
+            if not has_planners(node):
+                raise OllamaError(503, "no agent in the network can plan a question yet: start nodes with --model")
+        except OllamaError as exc:
+            return exc.response()
+        submitted = node.submit(question, parsed.symphony.options())
+        if parsed.stream:
+            return NdjsonResponse(_stream(node, parsed, submitted, now_text))
+        record = await wait_unless_client_leaves(request, lambda: node.wait_task(submitted.task_id))
+        if record is None:
+            node.cancel(submitted.task_id)
+            return Response(status_code=499)  # nobody reads it; nginx's "client closed request"
+        if record.status != "done":
+            return OllamaError(failure_status(record), f"task {record.task_id}: {record.error or 'failed'}").response()
+        return JSONResponse(_final(parsed, now_text(), record, node.now(), text=str(record.answer)))
+
+    async def chat(request: Request) -> Response:
+        return await ask(request, ChatRequest)
+
+    async def generate(request: Request) -> Response:
+        return await ask(request, GenerateRequest)
+
+    return [Route("/api/version", version), Route("/api/tags", tags), Route("/api/ps", running),
+            Route("/api/show", show, methods=["POST"]), Route("/api/chat", chat, methods=["POST"]),
+            Route("/api/generate", generate, methods=["POST"])]
+
+
+def _line(parsed: _Request, created_at: str, text: str, *, done: bool) -> dict[str, Any]:
+    """One reply object of a chat (``message``) or generate (``response``) request."""
+    body: dict[str, Any] = {"model": parsed.model, "created_at": created_at, "done": done}
+    if isinstance(parsed, ChatRequest):
+        body["message"] = {"role": "assistant", "content": text}
+    else:
+        body["response"] = text
+    if done:
+        body["done_reason"] = "stop"
+    return body
+
+
+def _final(parsed: _Request, created_at: str, record: TaskRecord, now: float, *, text: str) -> dict[str, Any]:
+    """The ``done`` object: Ollama's token counts (summed over the network) and durations (ns)."""
+    prompt, completion = usage(record)
+    total_ns = int(max(0.0, now - record.submitted_at) * 1e9)
+    return {**_line(parsed, created_at, text, done=True), "total_duration": total_ns, "load_duration": 0,
+            "prompt_eval_count": prompt, "prompt_eval_duration": 0, "eval_count": completion,
+            "eval_duration": total_ns, "symphony": extension(record)}
+
+
+async def _stream(node: NodeApi, parsed: _Request, submitted: TaskRecord,
+                  now_text: Callable[[], str]) -> AsyncIterator[str]:
+    """NDJSON lines of one question: empty ones while the network works, the answer, the ``done`` line."""
+    yield _ndjson(_line(parsed, now_text(), "", done=False))
+    async for record in wait_with_keepalives(node, submitted):
+        if record is None:
+            yield _ndjson(_line(parsed, now_text(), "", done=False))  # keep-alive a JSON-per-line client can parse
+        elif record.status == "done":
+            yield _ndjson(_line(parsed, now_text(), str(record.answer), done=False))
+            yield _ndjson(_final(parsed, now_text(), record, node.now(), text=""))
+        else:
+            yield _ndjson({"error": f"task {record.task_id}: {record.error or 'failed'}"})
+
+
+def _ndjson(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=str) + "\n"
