@@ -28,7 +28,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -43,7 +43,7 @@ from symphony.api.asking import (
     usage,
     wait_with_keepalives,
 )
-from symphony.api.http import BodyTooLarge, EventStreamResponse, OptionsBody, read_json, wait_unless_client_leaves
+from symphony.api.http import BadBody, EventStreamResponse, OptionsBody, read_body, wait_unless_client_leaves
 from symphony.api.node_api import NodeApi
 from symphony.node.tasks import TaskRecord
 
@@ -116,20 +116,9 @@ class MessagesRequest(BaseModel):
 
 async def _parse(request: Request) -> MessagesRequest:
     try:
-        body = await read_json(request)
-    except BodyTooLarge as exc:
-        raise AnthropicError(413, str(exc)) from None
-    except ValueError as exc:
-        raise AnthropicError(400, f"body must be a JSON object: {exc}") from None
-    if not isinstance(body, dict):
-        raise AnthropicError(400, "body must be a JSON object")
-    try:
-        parsed = MessagesRequest.model_validate(body)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        hint = " (not supported by this network)" if error["type"] == "extra_forbidden" else ""
-        raise AnthropicError(400, f"{where}: {error['msg']}{hint}") from None
+        parsed = await read_body(request, MessagesRequest)
+    except BadBody as exc:
+        raise AnthropicError(exc.status, str(exc)) from None
     if parsed.model != MODEL_ID:
         raise AnthropicError(404, f"model: {parsed.model[:100]!r} does not exist; this network serves {MODEL_ID!r}")
     return parsed

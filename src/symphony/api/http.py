@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -15,11 +15,41 @@ from starlette.types import Receive, Scope, Send
 from symphony.pipeline.service import AskOptions
 
 MAX_BODY_BYTES = 64 * 1024
+M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 
 class BodyTooLarge(ValueError):
     """The request body is over ``MAX_BODY_BYTES`` (reading stops there)."""
+
+
+class BadBody(ValueError):
+    """A body that is not the JSON object a route takes; ``status`` is 400, or 413 when too large."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def read_body(request: Request, kind: type[M]) -> M:
+    """Read, parse and validate the body as ``kind``. Raises ``BadBody`` naming the field at fault
+    (and saying so when the field is one this network does not support), for each face to put in its
+    own error shape."""
+    try:
+        body = await read_json(request)
+    except BodyTooLarge as exc:
+        raise BadBody(413, str(exc)) from None
+    except ValueError as exc:
+        raise BadBody(400, f"body must be a JSON object: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadBody(400, "body must be a JSON object")
+    try:
+        return kind.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        hint = " (not supported by this network)" if error["type"] == "extra_forbidden" else ""
+        raise BadBody(400, f"invalid {where}: {error['msg']}{hint}") from None
 
 
 async def read_json(request: Request) -> Any:

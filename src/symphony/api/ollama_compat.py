@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -41,7 +41,14 @@ from symphony.api.asking import (
     usage,
     wait_with_keepalives,
 )
-from symphony.api.http import BodyTooLarge, EventStreamResponse, OptionsBody, read_json, wait_unless_client_leaves
+from symphony.api.http import (
+    BadBody,
+    EventStreamResponse,
+    OptionsBody,
+    read_body,
+    read_json,
+    wait_unless_client_leaves,
+)
 from symphony.api.node_api import NodeApi
 from symphony.node.tasks import TaskRecord
 
@@ -122,20 +129,9 @@ def _known_model(name: str) -> bool:
 
 async def _parse(request: Request, kind: type[R]) -> R:
     try:
-        body = await read_json(request)
-    except BodyTooLarge as exc:
-        raise OllamaError(413, str(exc)) from None
-    except ValueError as exc:
-        raise OllamaError(400, f"body must be a JSON object: {exc}") from None
-    if not isinstance(body, dict):
-        raise OllamaError(400, "body must be a JSON object")
-    try:
-        parsed = kind.model_validate(body)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        hint = " (not supported by this network)" if error["type"] == "extra_forbidden" else ""
-        raise OllamaError(400, f"invalid {where}: {error['msg']}{hint}") from None
+        parsed = await read_body(request, kind)
+    except BadBody as exc:
+        raise OllamaError(exc.status, str(exc)) from None
     if not _known_model(parsed.model):
         raise _unknown_model(parsed.model)
     return parsed
