@@ -19,8 +19,9 @@ LLAMA_WHEEL := $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-$(PL
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# --stay: the swarm and its dashboard stay up after the answer, until Ctrl-C.
 demo: $(STAMP) $(DEMO_STAMP)
-	$(BIN)/symphony demo
+	$(BIN)/symphony demo --stay
 
 bench-ledger: $(STAMP)
 	$(BIN)/symphony bench ledger

@@ -40,7 +40,7 @@ def bench_systems(
     seed: int = 0,
     out: Path = Path("bench-results/systems"),
 ) -> None:
-    """Overhead, latency, bytes/task and beacon cost vs N, against a centralized coordinator (issue #6)."""
+    """Overhead, latency, bytes/task and beacon cost vs N, against a centralized coordinator."""
     cfg = SystemsConfig(sizes=tuple(sizes), tasks=tasks, concurrency=concurrency, latency_ms=latency_ms,
                         tokens_per_s=tokens_per_s, beacon_candidates=beacon_candidates, beacon_rounds=beacon_rounds,
                         group_size=group_size, seed=seed)
@@ -58,7 +58,7 @@ def bench_systems_libp2p(
     seed: int = 0,
     out: Path = Path("bench-results/systems-libp2p"),
 ) -> None:
-    """The systems table on real py-libp2p node processes on 127.0.0.1 (issue #6)."""
+    """The systems table on real py-libp2p node processes on 127.0.0.1."""
     if per_process < 1 or any(n < 2 for n in agents):
         raise SystemExit("--per-process must be >= 1 and every --agents >= 2")
     cfg = LoopbackConfig(sizes=tuple(agents), per_process=per_process, tasks=tasks, concurrency=concurrency,
