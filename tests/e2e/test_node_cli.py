@@ -169,6 +169,17 @@ def test_node_defaults_to_the_xdg_data_dir_and_takes_a_host_name_for_its_api(tmp
             proc.wait()
 
 
+def test_bench_without_matplotlib_says_which_extra_to_install(tmp_path: Path) -> None:
+    """matplotlib is in the bench extra, not a dependency: a plotting bench stops at once with the pip command."""
+    (tmp_path / "matplotlib").mkdir()
+    (tmp_path / "matplotlib" / "__init__.py").write_text("raise ImportError('not installed (test shadow)')\n")
+    shadowed = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    result = run_cli("bench", "systems", "--sizes", "10", "--out", str(tmp_path / "out"), env=shadowed)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "pip install 'symphony-agents[bench]'" in result.stdout
+    assert not (tmp_path / "out").exists()
+
+
 def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("symphony 0."), result.stdout
