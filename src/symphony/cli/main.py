@@ -15,8 +15,7 @@ import trio
 import typer
 from pydantic import ValidationError
 from rich.table import Column, Table
-from typer import _click as click
-from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from symphony.api.guard import TOKEN_ENV, TOKEN_FILE, node_api_token, read_token
 from symphony.cli.bench import bench_app
@@ -26,20 +25,19 @@ from symphony.errors import ConfigError
 from symphony.node.config import DEFAULT_API, default_data_dir, load_node_file, node_config, probe_model_server
 from symphony.pipeline.service import AskOptions
 
-
 #: typer's type labels (``<str>``, ``<list[float]>``, ``<int range>``) -> the metavars the help shows
 METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH", "file": "PATH", "directory": "PATH"}
 
 
-def clean_metavars(command: TyperCommand | TyperGroup) -> None:
+def clean_metavars(command: Any) -> None:
     """Plain metavars in help (``TEXT``, ``INTEGER``, ``PATH``; nothing for a flag) where typer would show
     ``<str>``, ``<list[str]>``, ``<bool>``; recurses into sub-groups such as ``bench``."""
-    ctx = click.Context(command)
+    ctx = typer.Context(command)
     for param in [*command.params, command.get_help_option(ctx)]:
         if isinstance(param, TyperArgument):
             # typer.core._TyperParameter.display_type_rich ignores an argument's metavar: the name says enough
             param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
-        elif param is not None and param.metavar is None:
+        elif isinstance(param, TyperOption) and param.metavar is None:
             label = param.display_type(ctx).strip("<>").removeprefix("list[").rstrip("]")
             param.metavar = "" if param.is_flag else METAVARS.get(label.split()[0], label.upper())
     for sub in getattr(command, "commands", {}).values():
@@ -50,13 +48,13 @@ class SymphonyGroup(TyperGroup):
     """The ``symphony`` group: every command's help gets plain metavars (``clean_metavars``), including
     commands other modules register."""
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> TyperCommand | TyperGroup | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             clean_metavars(command)
         return command
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: Any) -> Any:
         clean_metavars(self)  # the group's own options: --version, --help
         return super().get_params(ctx)
 
