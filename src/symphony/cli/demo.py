@@ -309,7 +309,8 @@ def stop_swarm(swarm: Swarm) -> None:
 
 def demo(
     question: Annotated[
-        str | None, typer.Option(help="Your own question instead of a packaged GSM8K one.")
+        str | None, typer.Option(help="Your own question instead of a packaged GSM8K one (scripted: models, which "
+                                      "only compute arithmetic, get \"What is (17 + 25) * 2?\").")
     ] = None,
     agents: Annotated[int, typer.Option(help="Number of node processes (the lineup cycles beyond 5).", min=2,
                                         max=20)] = 5,
