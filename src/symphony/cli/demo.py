@@ -8,8 +8,8 @@ trace, and the URL of the asking node's dashboard (live while the swarm runs).
 The swarm is deliberately mixed: a Qwen2.5-Coder-1.5B planner, Qwen2.5-Coder-0.5B agents with
 different declared skills, and a SmolLM2-135M agent that can neither plan nor count, so the Beacon
 has real choices to make. On a small machine llama.cpp collapses when processes fight over cores,
-so each node gets ``cores // cots`` threads (``SYMPHONY_LLAMA_THREADS``) and the defaults keep
-the chains short (3 chains, at most 3 steps each).
+so each node gets ``cores // cots`` threads (``SYMPHONY_LLAMA_THREADS``). The question's defaults
+(chains, steps, deadline) are those of ``symphony ask`` and the API (``AskOptions``).
 
 Every node process is stopped on the way out, whatever the way out is: normal end, error,
 Ctrl-C (SIGINT) or SIGTERM. Nodes get SIGTERM first (they announce that they leave), and
@@ -40,6 +40,7 @@ from symphony.cli.render import agent_label, console, print_error, print_trace
 from symphony.errors import ConfigError
 from symphony.node.config import probe_model_server
 from symphony.pipeline.extraction import answers_equivalent
+from symphony.pipeline.service import AskOptions
 from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
 
 
@@ -98,6 +99,22 @@ def prepare_models(specs: set[str]) -> None:
                 with console.status(f"preparing {spec}: joining {len(packaged.parts)} packaged parts and "
                                     "checking the sha256 (first run only) ..."):
                     ensure_model_file(packaged)
+
+
+#: The defaults of one question, the same for ``demo``, ``ask`` and ``POST /v1/tasks``.
+ASK_DEFAULTS = AskOptions()
+
+#: The question a swarm of ``scripted:`` test doubles gets by default: they compute arithmetic
+#: expressions and cannot read a word problem (a GSM8K question would get no answer).
+SCRIPTED_QUESTION = ("scripted", "What is (17 + 25) * 2?", "84")
+
+
+def default_question(index: int, model: str | None) -> tuple[str, str, str]:
+    """(id, question, gold answer): packaged GSM8K question ``index``, or ``SCRIPTED_QUESTION`` for a
+    swarm of scripted test doubles."""
+    if model is not None and model.startswith("scripted:"):
+        return SCRIPTED_QUESTION
+    return sample_question(index)
 
 
 def sample_question(index: int) -> tuple[str, str, str]:
@@ -292,7 +309,8 @@ def stop_swarm(swarm: Swarm) -> None:
 
 def demo(
     question: Annotated[
-        str | None, typer.Option(help="Your own question instead of a packaged GSM8K one.")
+        str | None, typer.Option(help="Your own question instead of a packaged GSM8K one (scripted: models, which "
+                                      "only compute arithmetic, get \"What is (17 + 25) * 2?\").")
     ] = None,
     agents: Annotated[int, typer.Option(help="Number of node processes (the lineup cycles beyond 5).", min=2,
                                         max=20)] = 5,
@@ -300,9 +318,10 @@ def demo(
         str | None, typer.Option(help="One model spec for every node instead of the mixed lineup, e.g. "
                                       "llama:qwen2.5-coder-0.5b or scripted:arith (a test double).")
     ] = None,
-    cots: Annotated[int, typer.Option(help="Chains of thought (planners) k.", min=1, max=9)] = 3,
-    max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.", min=1, max=12)] = 3,
-    deadline: Annotated[float, typer.Option(help="Seconds before the network gives up on the question.")] = 600.0,
+    cots: Annotated[int, typer.Option(help="Chains of thought (planners) k.", min=1, max=9)] = ASK_DEFAULTS.cots,
+    max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.", min=1, max=12)] = ASK_DEFAULTS.max_steps,
+    deadline: Annotated[float, typer.Option(help="Seconds before the network gives up on the question.")
+                        ] = ASK_DEFAULTS.deadline_s,
     gsm8k_index: Annotated[int, typer.Option(help="Which packaged GSM8K test question (0-99).")] = 0,
     threads: Annotated[
         int | None, typer.Option(help="llama.cpp threads per node. \\[default: CPU cores // cots, at least 1]")
@@ -311,7 +330,8 @@ def demo(
         Path | None, typer.Option(help="Where the nodes keep their data (kept afterwards). \\[default: a temporary "
                                        "directory, removed afterwards]")
     ] = None,
-    stay: Annotated[bool, typer.Option(help="Keep the swarm running after the answer (Ctrl-C stops it).")] = False,
+    stay: Annotated[bool, typer.Option(help="Keep the swarm and its dashboard running after the answer, or after "
+                                            "a failed question, until Ctrl-C.")] = False,
 ) -> None:
     """Start a local swarm of mixed agents on 127.0.0.1, ask it a GSM8K question, and print the
     answer, the weighted vote and the trace (planners, executors, Beacon scores, times).
@@ -323,7 +343,7 @@ def demo(
     try:
         gold = ""
         if question is None:
-            item_id, question, gold = sample_question(gsm8k_index)
+            item_id, question, gold = default_question(gsm8k_index, model)
         AskRequest(question=question, cots=cots, max_steps=max_steps, deadline_s=deadline)  # the node's own checks
         prepare_models({a.model for a in chosen})
     except ValidationError as exc:
@@ -333,7 +353,7 @@ def demo(
     except ConfigError as exc:
         print_error(exc)
         raise typer.Exit(2) from exc
-    source = f" ({item_id}, packaged GSM8K test set)" if gold else ""
+    source = f" ({item_id}, packaged GSM8K test set)" if gold and item_id != SCRIPTED_QUESTION[0] else ""
     console.print(f"[bold]question[/bold]{source}: {question}", highlight=False)
     workdir = nullcontext(str(data_dir)) if data_dir else tempfile.TemporaryDirectory(prefix="symphony-demo-")
     with _sigterm_as_interrupt(), workdir as root_name:
@@ -367,17 +387,33 @@ def _run(swarm: Swarm, agents: list[DemoAgent], question: str, gold: str, *, cot
     record = ask_and_follow(asked, nodes, question, cots=cots, max_steps=max_steps, deadline=deadline)
     if record.get("trace"):
         print_trace(record["trace"], {n.agent_id: n.name for n in nodes})
+    code = 0
     if record["status"] != "done":
         print_error(record.get("error", ""), label="no answer")
-        return 1
-    if gold:
+        code = 1
+    elif gold:
         right = answers_equivalent(str(record["answer"]), gold, "number")
         verdict = "[green]correct[/green]" if right else "[red]wrong[/red]"
-        console.print(f"gold answer (GSM8K): {gold} -> {verdict}")
+        console.print(f"gold answer: {gold} -> {verdict}")
     console.print(f"[bold]dashboard:[/bold] {asked.info['api']}/", highlight=False)
     if stay:
-        console.print("the swarm keeps running; Ctrl-C stops it")
+        stay_up(nodes)
+    return code
+
+
+def stay_up(nodes: list[NodeProcess]) -> None:
+    """Keep the swarm (and its dashboards) running until Ctrl-C or SIGTERM (raised as KeyboardInterrupt: here
+    the expected end, so the demo's exit status stays the question's); a node that dies meanwhile is reported."""
+    console.print(f"[bold]the swarm of {len(nodes)} nodes and the dashboard stay up: press Ctrl-C to stop "
+                  "them[/bold]", highlight=False)
+    reported: set[str] = set()
+    try:
         while True:
-            time.sleep(3600)
-    return 0
+            time.sleep(1.0)
+            for node in nodes:
+                if node.name not in reported and node.proc is not None and node.proc.poll() is not None:
+                    reported.add(node.name)
+                    print_error(f"node {node.name} exited with {node.proc.returncode}", label="warning")
+    except KeyboardInterrupt:
+        console.print()  # after the ^C the terminal echoes
 

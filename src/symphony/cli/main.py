@@ -16,25 +16,97 @@ import httpx
 import trio
 import typer
 from pydantic import ValidationError
-from rich.table import Table
+from rich.table import Column, Table
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from symphony.api.guard import TOKEN_ENV, TOKEN_FILE, node_api_token, read_token
 from symphony.api.progress import progress_line
 from symphony.cli.bench import bench_app
 from symphony.cli.demo import demo
 from symphony.cli.models import models
-from symphony.cli.render import console, print_error, print_trace
+from symphony.cli.render import console, print_error, print_json, print_trace
 from symphony.errors import ConfigError
-from symphony.node.config import DEFAULT_API, load_node_file, node_config, probe_model_server
+from symphony.node.config import DEFAULT_API, default_data_dir, load_node_file, node_config, probe_model_server
+from symphony.pipeline.service import AskOptions
 
-app = typer.Typer(help="Symphony: a decentralized network of small language-model agents.", no_args_is_help=True)
+#: typer's type labels (``<str>``, ``<list[float]>``, ``<int range>``) -> the metavars the help shows
+METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH", "file": "PATH", "directory": "PATH"}
+
+
+def clean_metavars(command: Any) -> None:
+    """Plain metavars in help (``TEXT``, ``INTEGER``, ``PATH``; nothing for a flag) where typer would show
+    ``<str>``, ``<list[str]>``, ``<bool>``; recurses into sub-groups such as ``bench``."""
+    ctx = typer.Context(command)
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if isinstance(param, TyperArgument):
+            # typer.core._TyperParameter.display_type_rich ignores an argument's metavar: the name says enough
+            param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        elif isinstance(param, TyperOption) and param.metavar is None:
+            label = param.display_type(ctx).strip("<>").removeprefix("list[").rstrip("]")
+            param.metavar = "" if param.is_flag else METAVARS.get(label.split()[0], label.upper())
+    for sub in getattr(command, "commands", {}).values():
+        clean_metavars(sub)
+
+
+class SymphonyGroup(TyperGroup):
+    """The ``symphony`` group: every command's help gets plain metavars (``clean_metavars``), including
+    commands other modules register."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            clean_metavars(command)
+        return command
+
+    def get_params(self, ctx: Any) -> Any:
+        clean_metavars(self)  # the group's own options: --version, --help
+        return super().get_params(ctx)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"symphony {version()}", highlight=False)
+        raise typer.Exit()
+
+
+def version() -> str:
+    """The installed distribution's version (``symphony-agents``), else the package's own."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from symphony import __version__
+
+    try:
+        return dist_version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return __version__
+
+
+#: The name on PyPI (``symphony`` there is an unrelated project); the command and the import stay ``symphony``.
+DISTRIBUTION = "symphony-agents"
+
+app = typer.Typer(cls=SymphonyGroup, help="Symphony: a decentralized network of small language-model agents.",
+                  no_args_is_help=True)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="Print the version and exit.")] = False,
+) -> None:
+    """Symphony: a decentralized network of small language-model agents."""
+
+
 app.add_typer(bench_app, name="bench")
 app.command()(demo)
 app.command()(models)
+#: The defaults of one question, the same for ``ask``, ``demo`` and ``POST /v1/tasks``.
+ASK_DEFAULTS = AskOptions()
 
 ApiOption = Annotated[
-    str | None, typer.Option("--api", help=f"API address of the node to ask (HOST:PORT or http URL). \\[default: "
-                                           f"the one in --data-dir's node.json, else {DEFAULT_API}]")
+    str | None, typer.Option("--api", help=f"API address of the node to ask (HOST:PORT, e.g. localhost:8470, or an "
+                                           f"http URL). \\[default: the one in --data-dir's node.json, else "
+                                           f"{DEFAULT_API}]")
 ]
 TokenOption = Annotated[
     str | None, typer.Option("--api-token", envvar=TOKEN_ENV, show_envvar=True,
@@ -43,7 +115,8 @@ TokenOption = Annotated[
 ]
 NodeDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Data dir of a node on this machine: its API address (node.json) "
-                                                 f"and token ({TOKEN_FILE}) are read from there.")
+                                                 f"and token ({TOKEN_FILE}) are read from there. \\[default: "
+                                                 "`symphony node`'s default data dir, when a node runs there]")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print raw JSON instead of a table.")]
 
@@ -51,7 +124,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print raw JSON instead
 @app.command()
 def node(
     data_dir: Annotated[
-        Path | None, typer.Option(help="Directory for the key (0600), record and event log. \\[required]")
+        Path | None, typer.Option(help="Directory for the key (0600), record and event log. \\[default: "
+                                       "$XDG_DATA_HOME/symphony/node, or ~/.local/share/symphony/node]")
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file with the same keys as these options (data_dir, name, listen, "
@@ -68,7 +142,8 @@ def node(
                                             "(repeatable).")
     ] = None,
     api: Annotated[
-        str | None, typer.Option(help=f"HOST:PORT for the local HTTP API, port 0 = any, 'none' = off. "
+        str | None, typer.Option(help=f"HOST:PORT for the local HTTP API (a host name such as localhost is "
+                                      f"resolved), port 0 = any, 'none' = off. "
                                       f"\\[default: {DEFAULT_API}]")
     ] = None,
     api_auth: Annotated[
@@ -106,6 +181,8 @@ def node(
                                                                 "\\[default: 64]")] = None,
     event_log_keep: Annotated[int | None, typer.Option(help="Rotated event logs kept (events.jsonl.1 ..). "
                                                             "\\[default: 3]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the start-up line (ID, addresses, API, data dir) "
+                                                         "as one JSON object instead of text.")] = False,
 ) -> None:
     """Start a node: join through --bootstrap, register in the ledger, serve until Ctrl-C.
 
@@ -135,8 +212,9 @@ def node(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, the_node)
             await nursery.start(the_node.run)
+            info = json.loads((node_cfg.data_dir / "node.json").read_text())
             try:
-                _announce(node_cfg.name, json.loads((node_cfg.data_dir / "node.json").read_text()), token)
+                print_started(node_cfg.name, info, node_cfg.data_dir, token, as_json=as_json)
             except OSError:
                 pass  # stdout is gone (a full disk, a closed pipe): the node serves on; node.json says the same
 
@@ -152,6 +230,25 @@ def node(
     _exit_now()
 
 
+def print_started(name: str, info: dict[str, Any], data_dir: Path, token: str | None, *, as_json: bool) -> None:
+    """The node's start-up lines: its ID, every address to --bootstrap from, the API, the dashboard
+    and the data dir; each whole on its own line (or one JSON object), so it can be copied from a log."""
+    dashboard = dashboard_url(info["api"], token) if info["api"] else None
+    if as_json:
+        line = {"name": name, "agent_id": info["agent_id"], "addrs": info["addrs"], "api": info["api"],
+                "dashboard": dashboard, "data_dir": str(data_dir)}
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+        return
+    console.print(f"[bold green]node {name} up[/bold green] id={info['agent_id']}", soft_wrap=True)
+    for addr in info["addrs"]:
+        console.print(f"  listening {addr}", highlight=False, soft_wrap=True)
+    if info["api"]:
+        console.print(f"  api {info['api']}", highlight=False, soft_wrap=True)
+        console.print(f"  dashboard {dashboard}", highlight=False, soft_wrap=True)
+    console.print(f"  data dir {data_dir}", highlight=False, soft_wrap=True)
+
+
 def _config_error(exc: BaseException) -> ConfigError | None:
     """The ``ConfigError`` in ``exc``, looking inside exception groups; None if there is none."""
     if isinstance(exc, ConfigError):
@@ -159,16 +256,6 @@ def _config_error(exc: BaseException) -> ConfigError | None:
     if isinstance(exc, BaseExceptionGroup):
         return next((e for e in map(_config_error, exc.exceptions) if e is not None), None)
     return None
-
-
-def _announce(name: str, info: dict[str, Any], token: str | None) -> None:
-    """Print the running node's ID, addresses, API and dashboard URL."""
-    console.print(f"[bold green]node {name} up[/bold green] id={info['agent_id']}")
-    for addr in info["addrs"]:
-        console.print(f"  listening {addr}", highlight=False)
-    if info["api"]:
-        console.print(f"  api {info['api']}", highlight=False)
-        console.print(f"  dashboard {dashboard_url(info['api'], token)}", highlight=False, soft_wrap=True)
 
 
 def _exit_now() -> None:
@@ -209,7 +296,10 @@ def api_target(api: str | None, token: str | None, data_dir: Path | None) -> Api
     """Resolve ``--api``, ``--api-token`` (or ``SYMPHONY_API_TOKEN``) and ``--data-dir`` into a target.
 
     Explicit options win; ``--data-dir`` supplies the address from its ``node.json`` and the
-    token from its ``api-token`` file; the address defaults to ``DEFAULT_API``, the token to none."""
+    token from its ``api-token`` file; without either, the default data dir does when a node runs
+    there; else the address defaults to ``DEFAULT_API``, the token to none."""
+    if api is None and data_dir is None and (default_data_dir() / "node.json").exists():
+        data_dir = default_data_dir()
     try:
         if api is None and data_dir is not None:
             api = _running_api(data_dir)
@@ -256,10 +346,10 @@ def ask(
     api: ApiOption = None,
     api_token: TokenOption = None,
     data_dir: NodeDirOption = None,
-    cots: Annotated[int, typer.Option(help="Number of planners / chains of thought (k).")] = 3,
+    cots: Annotated[int, typer.Option(help="Number of planners / chains of thought (k).")] = ASK_DEFAULTS.cots,
     strategy: Annotated[str, typer.Option(help="Executor selection: cosine | random | linucb.")] = "cosine",
-    max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.")] = 5,
-    deadline: Annotated[float, typer.Option(help="Seconds before the network gives up.")] = 300.0,
+    max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.")] = ASK_DEFAULTS.max_steps,
+    deadline: Annotated[float, typer.Option(help="Seconds before the network gives up.")] = ASK_DEFAULTS.deadline_s,
     task_id: Annotated[str | None, typer.Option(
         help="Your own task ID (8-64 letters, digits, - or _). Re-asking another node under the same ID, "
              "after the first one died, reuses the chains its planners already finished.")] = None,
@@ -322,6 +412,11 @@ def _follow_progress(target: ApiTarget, body: dict[str, Any], deadline: float) -
     typer.echo("(live progress stopped: the node closed its event stream)", err=True)
 
 
+def id_column() -> Column:
+    """The agent ID column: whole IDs; on a narrow terminal they fold onto more lines, never cut."""
+    return Column("agent", overflow="fold")
+
+
 def agent_names(target: ApiTarget) -> dict[str, str]:
     """Agent ID -> declared name, from the node's ledger replica (for readable traces)."""
     return {row["agent_id"]: row["name"] for row in _api_get(target, "/v1/ledger")["records"]}
@@ -329,18 +424,21 @@ def agent_names(target: ApiTarget) -> dict[str, str]:
 
 @app.command()
 def status(
-    task_id: Annotated[str, typer.Argument(help="Task ID printed by `symphony ask --json`.")],
+    task_id: Annotated[str, typer.Argument(help="Task ID printed by `symphony ask`.")],
     api: ApiOption = None,
     api_token: TokenOption = None,
     data_dir: NodeDirOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a task this node initiated: running, done (with its trace) or failed."""
     target = api_target(api, api_token, data_dir)
     record = _api_get(target, f"/v1/tasks/{task_id}")
-    if record["status"] == "done":
+    if as_json:
+        print_json(record)
+    elif record["status"] == "done":
         print_trace(record["trace"], agent_names(target))
     else:
-        console.print(f"{record['status']}: {record.get('error', '')}")
+        console.print(f"{record['status']}: {record.get('error', '')}", highlight=False)
 
 
 @app.command()
@@ -349,11 +447,11 @@ def peers(api: ApiOption = None, api_token: TokenOption = None, data_dir: NodeDi
     """List the agents this node knows, with connectivity and availability."""
     rows = _api_get(api_target(api, api_token, data_dir), "/v1/peers")["peers"]
     if as_json:
-        console.print_json(data=rows)
+        print_json(rows)
         return
-    table = Table("agent", "name", "connected", "available", "last seen (s)", "models", "tags")
+    table = Table(id_column(), "name", "connected", "available", "last seen (s)", "models", "tags")
     for row in rows:
-        table.add_row(row["agent_id"][-12:], row["name"], str(row["connected"]), str(row["available"]),
+        table.add_row(row["agent_id"], row["name"], str(row["connected"]), str(row["available"]),
                       str(row["last_seen_s_ago"]), ", ".join(row["models"]), ", ".join(row["tags"]))
     console.print(table)
 
@@ -364,11 +462,11 @@ def ledger(api: ApiOption = None, api_token: TokenOption = None, data_dir: NodeD
     """Print the node's replica of the capability ledger."""
     data = _api_get(api_target(api, api_token, data_dir), "/v1/ledger")
     if as_json:
-        console.print_json(data=data)
+        print_json(data)
         return
-    table = Table("agent", "name", "lamport", "available", "tags", "addrs")
+    table = Table(id_column(), "name", "lamport", "available", "tags", Column("addrs", overflow="fold"))
     for row in data["records"]:
-        table.add_row(row["agent_id"][-12:], row["name"], str(row["lamport"]), str(row["available"]),
+        table.add_row(row["agent_id"], row["name"], str(row["lamport"]), str(row["available"]),
                       ", ".join(row["tags"]), "\n".join(row["addrs"]))
     console.print(table)
     console.print(f"{data['count']} records")

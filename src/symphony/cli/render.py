@@ -4,6 +4,8 @@ for every sub-task, match scores, latencies)."""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +13,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
+#: Width when the output is not a terminal: wide enough that Rich never hard-wraps a line or cuts a
+#: table cell (it would otherwise wrap at 80 columns, splitting multiaddrs and peer IDs in a log).
+UNWRAPPED_WIDTH = 100_000
+
+
+def make_console() -> Console:
+    """A console for stdout: Rich's defaults on a terminal; when piped or logged, no hard wrapping and no
+    cut cells, so every address and ID that is printed can be copied whole from one line."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=UNWRAPPED_WIDTH, soft_wrap=True)
+
+
+console = make_console()
+
+
+def print_json(data: object) -> None:
+    """``data`` as indented JSON on stdout, never wrapped or coloured (for scripts and ``jq``)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def print_error(message: object, *, label: str = "error") -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,18 +39,58 @@ from symphony.protocol.sharding import MAX_SHARDS
 DEFAULT_API = "127.0.0.1:8470"
 #: The pipeline roles a node with a model may offer (``--roles``); the tags its record carries.
 ROLES = (PLANNER_TAG, EXECUTOR_TAG)
+#: ``--api-auth``: "auto" requires the API token only on a non-loopback address, "token" always.
+API_AUTH = ("auto", "token")
+#: A DNS host name (RFC 1123 labels), checked before asking the resolver.
+HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
-    """Parse ``HOST:PORT`` for the HTTP API (port 0 picks a free one)."""
+    """Parse ``HOST:PORT`` for the HTTP API (port 0 picks a free one); a host name such as
+    ``localhost`` is resolved to its first address, which is what the API binds."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--api must look like 127.0.0.1:8470, not {text!r}")
+        raise ConfigError(f"--api must look like 127.0.0.1:8470 or localhost:8470, not {text!r}")
+    host = host.strip("[]")  # [::1]:8470
     try:
         ipaddress.ip_address(host)
-    except ValueError as exc:
-        raise ConfigError(f"--api host must be an IP address such as 127.0.0.1, not {host!r}") from exc
+    except ValueError:
+        host = _resolve(host)
     return host, int(port)
+
+
+def _resolve(host: str) -> str:
+    """The first address ``host`` resolves to (IPv4 preferred: ``localhost`` -> 127.0.0.1)."""
+    if not HOSTNAME.fullmatch(host):
+        raise ConfigError(f"--api host must be an IP address or a host name such as localhost, not {host!r}")
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--api host {host!r} is neither an IP address nor a name this machine resolves "
+                          f"({exc}); use e.g. 127.0.0.1 or localhost") from None
+    addresses = [str(info[4][0]) for info in found]
+    return next((a for a in addresses if ":" not in a), addresses[0])
+
+
+def normalize_api(text: str) -> str:
+    """``HOST:PORT`` with the host resolved to an IP address (what the node binds and advertises)."""
+    host, port = parse_host_port(text)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def default_data_dir() -> Path:
+    """Where ``symphony node`` keeps its data when given no ``--data-dir``: ``$XDG_DATA_HOME/symphony/node``,
+    or ``~/.local/share/symphony/node`` when XDG_DATA_HOME is unset (the XDG base directory spec)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "symphony" / "node"
+
+
+def choice_error(value: str, choices: tuple[str, ...], option: str = "") -> ConfigError:
+    """``[--option: ]'value' is not one of ...; did you mean ...?`` for a value outside ``choices``."""
+    close = difflib.get_close_matches(value, choices, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    prefix = f"{option}: " if option else ""
+    return ConfigError(f"{prefix}{value!r} is not one of {', '.join(choices)}{hint}")
 
 
 def _check_multiaddr(addr: str, *, option: str, needs_peer: bool) -> None:
@@ -103,15 +145,14 @@ class NodeConfig:
             _check_multiaddr(addr, option="--bootstrap", needs_peer=True)
         if self.api is not None:
             parse_host_port(self.api)
-        if self.api_auth not in ("auto", "token"):
-            raise ConfigError(f"--api-auth must be auto or token, not {self.api_auth!r}")
+        if self.api_auth not in API_AUTH:
+            raise choice_error(self.api_auth, API_AUTH, "--api-auth")
         if not 0 < len(self.name) <= 64:
             raise ConfigError(f"--name must be 1 to 64 characters, not {self.name!r}")
         if self.roles is not None:
             if self.model is None:
                 raise ConfigError("--roles needs a --model: a node without one can only route and ask")
-            if not self.roles or not set(self.roles) <= set(ROLES):
-                raise ConfigError(f"--roles must be one or both of {', '.join(ROLES)}, not {', '.join(self.roles)!r}")
+            _check_roles(self.roles)
         if self.heartbeat_interval_s <= 0:
             raise ConfigError(f"--heartbeat must be > 0 seconds, not {self.heartbeat_interval_s}")
         if self.shards == 1 or not 0 <= self.shards <= MAX_SHARDS:
@@ -190,6 +231,12 @@ def _check_file_value(name: str, value: Any) -> None:
             _check_multiaddr(addr, option=f"--{name}", needs_peer=name == "bootstrap")
     elif name == "api" and value.lower() != "none":
         parse_host_port(value)
+    elif name == "api_auth" and value not in API_AUTH:
+        raise choice_error(value, API_AUTH)
+    elif name == "roles":
+        _check_roles(tuple(value), option="")
+    elif name == "name" and not 0 < len(value) <= 64:
+        raise ConfigError(f"must be 1 to 64 characters, not {value!r}")
     elif name in ("heartbeat", "anti_entropy") and not value > 0:
         raise ConfigError(f"must be > 0 seconds, not {value}")
     elif name == "shards" and (value == 1 or not 0 <= value <= MAX_SHARDS):
@@ -202,6 +249,15 @@ def _check_file_value(name: str, value: Any) -> None:
         raise ConfigError(f"must be > 0, not {value}")
 
 
+def _check_roles(roles: tuple[str, ...], option: str = "--roles") -> None:
+    """Each role is a known one (``ROLES``), with a "did you mean" for a typo."""
+    if not roles:
+        raise ConfigError(f"{option or 'roles'} must be one or both of {', '.join(ROLES)}")
+    for role in roles:
+        if role not in ROLES:
+            raise choice_error(role, ROLES, option)
+
+
 def split_list(values: list[str]) -> list[str]:
     """Accept both repeated options and comma-separated lists: --skills "math, logic"."""
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
@@ -209,17 +265,16 @@ def split_list(values: list[str]) -> list[str]:
 
 def node_config(values: dict[str, Any]) -> NodeConfig:
     """Build a ``NodeConfig`` from flag-named values (the TOML file's, overridden by the command line)."""
-    if not values.get("data_dir"):
-        raise ConfigError("--data-dir is required (or data_dir in the --config file), e.g. --data-dir ~/.symphony/a")
+    data_dir = values.get("data_dir") or default_data_dir()
     api = values.get("api", DEFAULT_API)
     try:
         hardware = Hardware(memory_gb=values.get("memory_gb", 0.0), accelerator=values.get("accelerator", "cpu"))
     except ValidationError as exc:
         raise ConfigError(f"--memory-gb/--accelerator: {exc.errors()[0]['msg']}") from None
     return NodeConfig(
-        data_dir=Path(values["data_dir"]).expanduser(), name=values.get("name", "agent"),
+        data_dir=Path(data_dir).expanduser(), name=values.get("name", "agent"),
         listen=values.get("listen") or ["/ip4/127.0.0.1/tcp/0"], bootstrap=values.get("bootstrap", []),
-        api=None if api.lower() == "none" else api, api_auth=values.get("api_auth", "auto"),
+        api=None if api.lower() == "none" else normalize_api(api), api_auth=values.get("api_auth", "auto"),
         tags=split_list(values.get("skills", [])),
         model=values.get("model"), roles=tuple(split_list(values["roles"])) if values.get("roles") else None,
         hardware=hardware,
