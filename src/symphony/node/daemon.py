@@ -153,7 +153,9 @@ class Node:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
         self.events.emit("starting", {"agent": self.agent_id, "name": cfg.name, "version": __version__})
-        async with open_libp2p_transport(self.identity, Libp2pConfig(listen=cfg.listen)) as transport:
+        # every bootstrap peer is asked for a relay slot; one without --relay-service refuses
+        libp2p_config = Libp2pConfig(listen=cfg.listen, relay_service=cfg.relay_service, relays=tuple(cfg.bootstrap))
+        async with open_libp2p_transport(self.identity, libp2p_config) as transport:
             self.runtime = AgentRuntime(
                 transport=transport, identity=self.identity, model=self.model, clock=self._clock,
                 profile=AgentProfile(name=cfg.name, tags=tuple(cfg.tags), hardware=cfg.hardware, roles=cfg.roles),
