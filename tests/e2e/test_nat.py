@@ -167,3 +167,41 @@ def test_bed_lets_homes_out_but_nothing_in(nat_bed: NatBed) -> None:
     assert not nat_bed.tcp_ok("public", "home1", f"{HOMES['home1']}.2")
     assert not nat_bed.tcp_ok("home2", "home1", f"{HOMES['home1']}.2")
     assert not nat_bed.tcp_ok("home1", "home2", f"{HOMES['home2']}.2")
+
+
+def test_two_homes_behind_nat_work_together_through_a_relay(nat_bed: NatBed, tmp_path: Path) -> None:
+    """home1 (no model) and home2 (scripted:arith), each behind its own NAT, join through a
+    public --relay-service node: home2 holds a relay slot and publishes its /p2p-circuit
+    address in its signed record, home1 dials it, and a question asked at home1 is planned
+    by home2 over the relayed connection."""
+    nodes: list[NsNode] = []
+    try:
+        relay = NsNode(nat_bed, "public", f"{PUBLIC}.1", tmp_path / "relay", bootstrap=[], args=["--relay-service"])
+        nodes.append(relay.start())
+        relay.wait_ready()
+        homes = {}
+        for home, model in (("home2", ["--model", "scripted:arith"]), ("home1", [])):
+            node = NsNode(nat_bed, home, f"{HOMES[home]}.2", tmp_path / home, bootstrap=[relay.addr], args=model)
+            nodes.append(node.start())
+            homes[home] = node.wait_ready()
+        home1, home2 = homes["home1"], homes["home2"]
+
+        def home2_record_at_home1() -> dict[str, Any] | None:
+            records = {r["agent_id"]: r for r in home1.api("/v1/ledger")["body"]["records"]}
+            record = records.get(home2.agent_id)
+            return record if record and record["addrs"] and "/p2p-circuit" in record["addrs"][0] else None
+
+        record = wait_for(home2_record_at_home1, timeout=30, what="home2's relayed address in home1's ledger")
+        assert record["addrs"][0].startswith(f"{relay.addr}/p2p-circuit/p2p/")
+        wait_for(lambda: any(p["agent_id"] == home2.agent_id and p["connected"]
+                             for p in home1.api("/v1/peers")["body"]["peers"]),
+                 timeout=60, what="home1 connected to home2 through the relay")
+
+        answer = home1.api("/v1/tasks", {"question": "What is (17 + 25) * 2?", "cots": 1, "wait": True}, timeout=60)
+        assert answer["status"] == 200, answer
+        trace = answer["body"]["trace"]
+        assert trace["answer"] == "84"
+        assert {c["planner"] for c in trace["chains"] if c["ok"]} == {home2.agent_id}
+    finally:
+        for node in nodes:
+            node.kill()
