@@ -68,6 +68,9 @@ The network must contact nothing but the addresses passed to ``connect`` (DESIGN
 background discovery, no third-party servers). py-libp2p does more by default:
 
 - mDNS, UPnP and bootstrap: not enabled (``new_host`` defaults; no bootstrap list).
+- Relays: only the peers in ``config.relays`` are asked for a slot, once ``connect`` has
+  reached them; py-libp2p's ``RelayDiscovery`` (probing every peer) is not run. Circuit
+  relay v2 and DCUtR are wired in ``transport.reach``.
 - The swarm's *auto-connector* re-dials known peers from the peerstore whenever we have
   fewer than 100 connections, including addresses peers merely claimed via identify.
   It is replaced by ``_NoAutoDial``. No watermark setting turns it off: the target is
