@@ -40,6 +40,7 @@ system-deps:
 	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
 	command -v prlimit >/dev/null 2>&1 || missing="$$missing util-linux"; \
 	dpkg -s libseccomp2 >/dev/null 2>&1 || missing="$$missing libseccomp2"; \
+	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
 	[ -x /usr/bin/python3 ] || missing="$$missing python3"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (to build fastecdsa for py-libp2p and llama.cpp; chromium for the dashboard test; the code sandbox)"; \

@@ -183,6 +183,9 @@ def node(
                                                             "\\[default: 3]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the start-up line (ID, addresses, API, data dir) "
                                                          "as one JSON object instead of text.")] = False,
+    relay_service: Annotated[bool | None, typer.Option("--relay-service", help="Relay connections (circuit relay v2, "
+                                                       "with limits) for nodes behind NAT; for a node others can "
+                                                       "dial.")] = None,
 ) -> None:
     """Start a node: join through --bootstrap, register in the ledger, serve until Ctrl-C.
 
@@ -194,7 +197,7 @@ def node(
              "api_auth": api_auth, "skills": skills, "model": model, "roles": roles, "memory_gb": memory_gb,
              "accelerator": accelerator, "heartbeat": heartbeat, "anti_entropy": anti_entropy, "shards": shards,
              "max_task_records": max_task_records, "event_log_max_mb": event_log_max_mb,
-             "event_log_keep": event_log_keep}
+             "event_log_keep": event_log_keep, "relay_service": relay_service}
     try:
         values = load_node_file(config) if config else {}
         values.update({key: value for key, value in given.items() if value is not None and value != []})

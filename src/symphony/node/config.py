@@ -137,6 +137,8 @@ class NodeConfig:
     #: events.jsonl is rotated at this size, keeping ``event_log_keep`` old files (node.eventlog)
     event_log_max_mb: float = 64.0
     event_log_keep: int = 3
+    #: offer circuit relay v2 (with limits) to nodes behind NAT: for a node others can dial
+    relay_service: bool = False
 
     def __post_init__(self) -> None:
         for addr in self.listen:
@@ -170,6 +172,7 @@ FILE_KEYS: dict[str, type] = {
     "data_dir": str, "name": str, "listen": list, "bootstrap": list, "api": str, "api_auth": str, "skills": list,
     "model": str, "roles": list, "memory_gb": float, "accelerator": str, "heartbeat": float, "anti_entropy": float,
     "shards": int, "max_task_records": int, "event_log_max_mb": float, "event_log_keep": int,
+    "relay_service": bool,
 }
 
 
@@ -219,6 +222,10 @@ def _file_value(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"must be a number, e.g. {name} = 60, not {value!r}")
         return float(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"must be true or false, e.g. {name} = true, not {value!r}")
+        return value
     if not isinstance(value, str):
         raise ConfigError(f'must be a string, e.g. {name} = "...", not {value!r}')
     return value
@@ -280,7 +287,8 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         hardware=hardware,
         heartbeat_interval_s=values.get("heartbeat", 60.0), anti_entropy_interval_s=values.get("anti_entropy", 30.0),
         shards=values.get("shards", 0),
-        **{key: values[key] for key in ("max_task_records", "event_log_max_mb", "event_log_keep") if key in values},
+        **{key: values[key] for key in ("max_task_records", "event_log_max_mb", "event_log_keep", "relay_service")
+           if key in values},
     )
 
 

@@ -55,7 +55,7 @@ from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import LedgerRecord
 from symphony.transport.base import PeerEvent
-from symphony.transport.libp2p import Libp2pConfig, check_port_free, open_libp2p_transport
+from symphony.transport.libp2p import Libp2pConfig, Libp2pTransport, check_port_free, open_libp2p_transport
 
 #: Longest wait for peers to acknowledge our ``leaving`` record on shutdown (SIGTERM must exit
 #: within 2 s; honest peers answer in milliseconds, and the record is also published).
@@ -153,7 +153,9 @@ class Node:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
         self.events.emit("starting", {"agent": self.agent_id, "name": cfg.name, "version": __version__})
-        async with open_libp2p_transport(self.identity, Libp2pConfig(listen=cfg.listen)) as transport:
+        # every bootstrap peer is asked for a relay slot; one without --relay-service refuses
+        libp2p_config = Libp2pConfig(listen=cfg.listen, relay_service=cfg.relay_service, relays=tuple(cfg.bootstrap))
+        async with open_libp2p_transport(self.identity, libp2p_config) as transport:
             self.runtime = AgentRuntime(
                 transport=transport, identity=self.identity, model=self.model, clock=self._clock,
                 profile=AgentProfile(name=cfg.name, tags=tuple(cfg.tags), hardware=cfg.hardware, roles=cfg.roles),
@@ -176,6 +178,7 @@ class Node:
                     self.events.emit("ready", {"addrs": transport.listen_addrs(), "api": self.api_url})
                     task_status.started()
                     nursery.start_soon(self._warm_up)
+                    nursery.start_soon(self._publish_new_addrs, transport)
                     await self._stop.wait()
                     await self._leave()
                     nursery.cancel_scope.cancel()
@@ -280,6 +283,16 @@ class Node:
             view = final.to_wire()
             self.events.emit("task_record", view)
             self.task_progress.observe(self.bus.publish("task_record", view))
+
+    async def _publish_new_addrs(self, transport: Libp2pTransport) -> None:
+        """Re-issue our record when our addresses change (a relay slot granted or expired
+        adds or drops a /p2p-circuit address), checked once a heartbeat."""
+        while True:
+            await trio.sleep(self.config.heartbeat_interval_s)
+            addrs = transport.listen_addrs()[:8]
+            own = self.runtime.gossip.own_record
+            if own is not None and list(own.addrs) != addrs:
+                await self.runtime.gossip.update(addrs=addrs)
 
     async def _warm_up(self) -> None:
         """Load an embedded model now, not at the first question; log when it is ready."""

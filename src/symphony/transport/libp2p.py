@@ -68,6 +68,9 @@ The network must contact nothing but the addresses passed to ``connect`` (DESIGN
 background discovery, no third-party servers). py-libp2p does more by default:
 
 - mDNS, UPnP and bootstrap: not enabled (``new_host`` defaults; no bootstrap list).
+- Relays: only the peers in ``config.relays`` are asked for a slot, once ``connect`` has
+  reached them; py-libp2p's ``RelayDiscovery`` (probing every peer) is not run. Circuit
+  relay v2 and DCUtR are wired in ``transport.reach``.
 - The swarm's *auto-connector* re-dials known peers from the peerstore whenever we have
   fewer than 100 connections, including addresses peers merely claimed via identify.
   It is replaced by ``_NoAutoDial``. No watermark setting turns it off: the target is
@@ -128,6 +131,7 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
 from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
+from symphony.transport.reach import Reach, RelayServiceLimits
 from symphony.transport.base import (
     MessageHandler,
     OffenceHandler,
@@ -187,6 +191,11 @@ class Libp2pConfig:
             CPU models), and Task handlers already stop at the task's own deadline (at
             most an hour).
         dial_timeout_s: Limit for ``connect``.
+        relay_service: Offer circuit relay v2 to others within ``relay_limits`` (for a
+            node others can dial directly; see ``transport.reach``).
+        relay_limits: What a relay grants: slots, circuits, bytes and seconds per circuit.
+        relays: Peer addresses (``.../p2p/<id>``) to ask for a relay slot once ``connect``
+            reaches them; a granted slot adds a ``/p2p-circuit`` address to ``listen_addrs``.
     """
 
     listen: list[str]
@@ -201,6 +210,9 @@ class Libp2pConfig:
     request_read_timeout_s: float = 10.0
     handler_timeout_s: float = 3600.0
     dial_timeout_s: float = 10.0
+    relay_service: bool = False
+    relay_limits: RelayServiceLimits = RelayServiceLimits()
+    relays: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _require(bool(self.listen), "listen must name at least one multiaddr")
@@ -218,6 +230,8 @@ class Libp2pConfig:
             1 <= self.max_publish_bytes <= _MAX_PUBLISH_CEILING,
             f"max_publish_bytes must be in 1..{_MAX_PUBLISH_CEILING}, not {self.max_publish_bytes!r}",
         )
+        for addr in self.relays:
+            _parse_peer_addr(addr)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -493,8 +507,12 @@ class Libp2pTransport:
     Obtain one from ``open_libp2p_transport``; it is only usable inside that block.
     """
 
-    def __init__(self, host: IHost, pubsub: Pubsub, config: Libp2pConfig, offences: _OffenceLog) -> None:
+    def __init__(
+        self, host: IHost, pubsub: Pubsub, config: Libp2pConfig, offences: _OffenceLog, reach: Reach
+    ) -> None:
         self._host = host
+        self._reach = reach
+        self._relays = {_parse_peer_addr(addr).peer_id: addr for addr in config.relays}
         self._pubsub = pubsub
         self._config = config
         self._rr = RequestResponse(host)  # client side only; we serve with _request_server
@@ -531,9 +549,31 @@ class Libp2pTransport:
         return sorted(str(p) for p in self._host.get_mux().get_protocols() if p)
 
     def listen_addrs(self) -> list[str]:
-        """The bound listen addresses (real ports) each ending in ``/p2p/<peer_id>``."""
+        """Our addresses, each ending in ``/p2p/<peer_id>``: first one through each relay we
+        hold a slot on (a node that asked for slots may be unreachable otherwise, and peers
+        dial the first address of a record), then the bound listen addresses (real ports)."""
         suffix = f"/p2p/{self._peer_id}"
-        return [f"{addr}{suffix}" for addr in self._host.get_transport_addrs()]
+        direct = [f"{addr}{suffix}" for addr in self._host.get_transport_addrs()]
+        return self._reach.circuit_addrs(self._peer_id) + direct
+
+    def relay_slots(self) -> dict[str, str]:
+        """The last answer of each relay we asked for a slot: ``"granted"`` or ``"refused"``
+        (libp2p-specific)."""
+        return dict(self._reach.slots)
+
+    def connection_kinds(self) -> dict[str, str]:
+        """How we reach each connected peer (libp2p-specific): ``"relayed"`` when every
+        connection to it goes through a relay, ``"hole-punched"`` when DCUtR upgraded a
+        relayed one, else ``"direct"``."""
+        punched = set(self._reach.hole_punched())
+        kinds: dict[str, str] = {}
+        for peer, conns in self._host.get_network().get_connections_map().items():
+            name = peer.to_base58()
+            if all(_is_relayed(conn) for conn in conns):
+                kinds[name] = "relayed"
+            else:
+                kinds[name] = "hole-punched" if name in punched else "direct"
+        return kinds
 
     # -- connections and peer events -----------------------------------------------
 
@@ -552,12 +592,23 @@ class Libp2pTransport:
             raise ConfigError(f"refusing to connect to our own peer id: {addr!r}")
         try:
             with trio.fail_after(self._config.dial_timeout_s):
-                await self._host.connect(info)
+                if "/p2p-circuit" in addr:
+                    await self._dial_circuit(info.peer_id, Multiaddr(addr))
+                else:
+                    await self._host.connect(info)
         except trio.TooSlowError as exc:
             raise PeerUnreachable(f"dial to {addr} timed out after {self._config.dial_timeout_s} s") from exc
-        except (BaseLibp2pError, OSError, trio.BrokenResourceError) as exc:
+        except (BaseLibp2pError, OSError, trio.BrokenResourceError) as exc:  # ConnectionError is an OSError
             raise PeerUnreachable(f"dial to {addr} failed: {exc}") from exc
+        if info.peer_id in self._relays:
+            self._require_nursery().start_soon(self._reach.reserve, info.peer_id, self._relays[info.peer_id])
         return info.peer_id.to_base58()
+
+    async def _dial_circuit(self, peer: ID, maddr: Multiaddr) -> None:
+        """Connect through a relay, unless already connected (``CircuitV2Transport.dial``
+        would open a second connection)."""
+        if not self._host.get_network().get_connections(peer):
+            await self._reach.dial_circuit(maddr)
 
     def peers(self) -> list[str]:
         """Peer IDs with at least one open connection now."""
@@ -824,6 +875,15 @@ async def _call_handler(protocol: str, handler: RequestHandler, peer: str, paylo
     return reply
 
 
+def _is_relayed(conn: INetConn) -> bool:
+    """Whether ``conn`` runs through a relay (py-libp2p tags relayed connections with
+    their ``/p2p-circuit`` address)."""
+    try:
+        return any("/p2p-circuit" in str(addr) for addr in conn.get_transport_addresses())
+    except Exception:  # a connection closing under us
+        return False
+
+
 def _check_protocol(protocol: str) -> None:
     if not protocol.startswith("/") or any(c.isspace() for c in protocol):
         raise ConfigError(f"protocol must look like /name/version without spaces, not {protocol!r}")
@@ -881,12 +941,14 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
     host = _build_host(identity, config, listen, offences)
     router = _build_router(config)
     pubsub = _ContainedPubsub(host, router, offences)
-    transport = Libp2pTransport(host, pubsub, config, offences)
+    reach = Reach(host, relay_service=config.relay_service, limits=config.relay_limits)
+    transport = Libp2pTransport(host, pubsub, config, offences, reach)
     async with host.run(listen_addrs=listen):
         try:
             async with background_trio_service(pubsub), background_trio_service(router):
                 await pubsub.wait_until_ready()
                 async with trio.open_nursery() as nursery:
+                    await nursery.start(reach.run)
                     transport._start(nursery)
                     try:
                         yield transport

@@ -1,0 +1,133 @@
+"""Network reach for the libp2p transport: circuit relay v2 and DCUtR hole punching.
+
+Only ``symphony.transport.libp2p`` uses this module (nothing above the transport imports
+libp2p). It wires py-libp2p's ``libp2p.relay.circuit_v2`` into a host built by
+``_build_host``:
+
+- **Every node** runs ``CircuitV2Protocol`` without the hop role: it registers the STOP
+  protocol, so a peer behind NAT accepts connections a relay forwards to it
+  (``CircuitV2Protocol.handle_incoming_connection`` upgrades them into the swarm).
+- **A relay** (``relay_service``) also serves the HOP protocol, with ``RelayLimits``:
+  reservations held at once, circuits at once, bytes and seconds per circuit.
+- **Reservations**: after ``connect`` reaches a peer named in ``relays``, the node asks it
+  for a slot (``CircuitV2Transport.reserve``). A granted slot makes
+  ``<relay addr>/p2p-circuit/p2p/<us>`` one of our addresses.
+- **Dialing** a ``/p2p-circuit`` address goes through ``CircuitV2Transport.dial``: the
+  swarm skips such addresses (``Swarm.dial_peer``), so ``host.connect`` cannot.
+- **DCUtR** (``DCUtRProtocol``) runs on every node and tries to upgrade each relayed
+  connection to a direct one in the background (its ``_auto_drive_loop``).
+
+py-libp2p's ``RelayDiscovery`` (which probes every connected peer for the hop protocol)
+is not run: the node contacts only the relays it is told about.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.dcutr import DCUtRProtocol
+from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
+from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from libp2p.relay.circuit_v2.resources import RelayLimits
+from libp2p.relay.circuit_v2.transport import CircuitV2Transport
+from libp2p.tools.anyio_service import background_trio_service
+from multiaddr import Multiaddr  # type: ignore[import-untyped]
+
+logger = logging.getLogger(__name__)
+
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RelayServiceLimits:
+    """What a relay grants (``--relay-service``), so it cannot be abused as a free pipe.
+
+    Attributes:
+        max_reservations: Peers holding a slot at once.
+        max_circuits: Relayed connections open at once.
+        circuit_bytes: Bytes one relayed connection may carry before it is cut.
+        circuit_seconds: Lifetime of one relayed connection.
+        reservation_seconds: Lifetime of a slot (the holder refreshes it).
+    """
+
+    max_reservations: int = 64
+    max_circuits: int = 64
+    circuit_bytes: int = 64 * _MIB
+    circuit_seconds: int = 3600
+    reservation_seconds: int = 3600
+
+    def to_libp2p(self) -> RelayLimits:
+        return RelayLimits(duration=self.circuit_seconds, data=self.circuit_bytes,
+                           max_circuit_conns=self.max_circuits, max_reservations=self.max_reservations,
+                           reservation_ttl=self.reservation_seconds)
+
+
+class Reach:
+    """Relay (serve and use) and hole punching for one running host."""
+
+    def __init__(self, host: IHost, *, relay_service: bool, limits: RelayServiceLimits) -> None:
+        self._host = host
+        self.relay_service = relay_service
+        libp2p_limits = limits.to_libp2p()
+        self._protocol = CircuitV2Protocol(host, limits=libp2p_limits, allow_hop=relay_service)
+        roles = RelayRole.STOP | RelayRole.CLIENT | (RelayRole.HOP if relay_service else RelayRole(0))
+        self._circuits = CircuitV2Transport(host, self._protocol, RelayConfig(roles=roles, limits=libp2p_limits))
+        self._dcutr = DCUtRProtocol(host)
+        self._relay_addrs: dict[ID, str] = {}  # relay -> its address we dialed, for relays we hold a slot on
+        self.slots: dict[str, str] = {}  # relay peer id -> "granted" or "refused" (the last answer)
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve STOP (and HOP on a relay) and DCUtR until cancelled."""
+        async with background_trio_service(self._protocol), background_trio_service(self._dcutr):
+            await self._protocol.event_started.wait()
+            await self._dcutr.event_started.wait()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+
+    async def dial_circuit(self, maddr: Multiaddr) -> None:
+        """Connect through the relay named in ``maddr`` (``.../p2p/<relay>/p2p-circuit/p2p/<peer>``).
+
+        Raises ``ConnectionError`` (py-libp2p's) when the relay refuses or the peer is not there.
+        """
+        await self._circuits.dial(maddr)
+
+    async def reserve(self, relay: ID, relay_addr: str) -> bool:
+        """Ask ``relay`` (already connected) for a slot; True once granted. Failures are
+        logged and return False: a node without a slot is still a node."""
+        if self._nursery is None:
+            return False
+        granted = await self._ask_slot(relay)
+        self.slots[relay.to_base58()] = "granted" if granted else "refused"
+        if granted:
+            self._relay_addrs[relay] = relay_addr
+            logger.info("holding a relay slot on %s", relay)
+        return granted
+
+    async def _ask_slot(self, relay: ID) -> bool:
+        assert self._nursery is not None
+        try:
+            stream = await self._host.new_stream(relay, [HOP_PROTOCOL_ID])
+        except Exception as exc:  # py-libp2p raises several unrelated types here
+            logger.info("%s offers no relay: %s", relay, exc)
+            return False
+        try:
+            return await self._circuits.reserve(stream, relay, self._nursery)
+        finally:
+            await stream.close()
+
+    def circuit_addrs(self, me: str) -> list[str]:
+        """Our addresses through each relay we hold a live slot on."""
+        live = self._circuits._reservations  # py-libp2p keeps slots (and drops expired ones) only here
+        return [f"{addr}/p2p-circuit/p2p/{me}" for relay, addr in self._relay_addrs.items() if relay in live]
+
+    def hole_punched(self) -> list[str]:
+        """Peers DCUtR upgraded from relayed to direct."""
+        return sorted(peer.to_base58() for peer in self._dcutr._direct_connections)
