@@ -71,6 +71,14 @@ class AgentProfile:
     roles: tuple[str, ...] | None = None
 
 
+def noised(identity: Identity, *, exact: Sequence[float], coarse: Sequence[float], sigma: float) -> list[float]:
+    """``coarse`` (the vector of the coarsened hardware) plus ``privacy_noise`` seeded by our signature
+    over ``exact``: Ed25519 signing is deterministic and needs the private key, so the noise is fixed per
+    content and secret (``AgentRuntime.published_vector``; ``bench.privacy`` measures its cost)."""
+    seed = identity.sign(b"symphony-privacy-noise-v1" + encode_vector(list(exact)).encode())
+    return list(privacy_noise(coarse, sigma, seed))
+
+
 class AgentRuntime:
     """Ledger service + beacon responder/selector + task service for one identity.
 
@@ -210,8 +218,7 @@ class AgentRuntime:
         if not self.privacy_sigma:
             return list(self.vector)
         coarse = self._vector(replace(self.profile, hardware=self.published_hardware()), self.model)
-        seed = self.identity.sign(b"symphony-privacy-noise-v1" + encode_vector(self.vector).encode())
-        return list(privacy_noise(coarse, self.privacy_sigma, seed))
+        return noised(self.identity, exact=self.vector, coarse=coarse, sigma=self.privacy_sigma)
 
     async def _publish_throughput(self) -> None:
         """Republish hardware + vector (ledger UPDATE) when the measured tokens/s moves materially
