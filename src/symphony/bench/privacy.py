@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from symphony.beacon.ranking import Candidate, select
-from symphony.beacon.service import BeaconConfig
-from symphony.capability.vector import (
+from symphony.beacon import BeaconConfig, Candidate, select
+from symphony.capability import (
     TASK_TYPES,
     HashingTagEncoder,
     SkillScores,
@@ -39,16 +38,16 @@ from symphony.capability.vector import (
 )
 from symphony.ledger import Ledger, LedgerConfig
 from symphony.ledger.store import unit_cosine, unit_vector
-from symphony.node.hardware import coarsen_hardware
-from symphony.node.runtime import noised
-from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Hardware, LedgerRecord, encode_vector
+from symphony.node import coarsen_hardware, noised
+from symphony.protocol import Hardware, Identity, LedgerRecord, encode_vector
 
 SIGMAS = (0.0, 0.05, 0.1, 0.2, 0.5)
 WORDS = ("math", "arithmetic", "algebra", "finance", "statistics", "geometry", "code", "python", "logic", "units",
          "retail", "physics", "chemistry", "history", "law", "medicine", "translation", "french", "sql", "biology")
 TYPES = ("arithmetic", "algebra", "geometry", "code", "logic", "finance", "physics", "law", "medicine", "translation")
 EPOCH = 1_700_000_000.0
+__all__ = ["PrivacyConfig", "markdown", "run_privacy_bench"]
+
 LONG_TTL = LedgerConfig(heartbeat_interval_s=24 * 3600.0)  # no gossip runs: records must stay available
 
 

@@ -91,10 +91,12 @@ def node(
                                             'with a model), "planner" (it only decomposes questions and drives '
                                             'chains) or "executor" (it only answers sub-tasks).')
     ] = None,
-    memory_gb: Annotated[float | None, typer.Option(help="Memory available to the model, in GB. \\[default: "
-                                                          "detected: total GPU memory (nvidia-smi), else total RAM]")] = None,
-    accelerator: Annotated[str | None, typer.Option(help="cpu, cuda, metal, ... \\[default: detected: the GPU's "
-                                                         "name (nvidia-smi), apple on Apple silicon, else cpu]")] = None,
+    memory_gb: Annotated[float | None, typer.Option(
+        help="Memory available to the model, in GB. \\[default: detected: total GPU memory (nvidia-smi), "
+             "else total RAM]")] = None,
+    accelerator: Annotated[str | None, typer.Option(
+        help="cpu, cuda, metal, ... \\[default: detected: the GPU's name (nvidia-smi), apple on Apple "
+             "silicon, else cpu]")] = None,
     privacy_sigma: Annotated[float | None, typer.Option(
         help="Privacy (paper §privacy): publish the capability vector with Gaussian noise of sigma times each "
              "block's norm, and the hardware coarsened (powers of two); beacons are still scored with the exact "
