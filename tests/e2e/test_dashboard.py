@@ -16,6 +16,7 @@ import openai
 import pytest
 from playwright.sync_api import sync_playwright
 
+from symphony.node.hardware import detect_hardware
 from symphony.testing import open_swarm, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -88,7 +89,7 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
 def test_dashboard_reloaded_mid_question_keeps_its_running_chains(tmp_path) -> None:
     """A question asked through the OpenAI endpoint shows on the dashboard; reloaded while the question
     runs, the page shows the same running chains (planners, plans, steps assigned here) from the snapshot.
-    This node is in PEERS, marked; undeclared hardware reads "not declared", declared hardware as declared."""
+    This node is in PEERS, marked; undeclared hardware reads as detected, declared hardware as declared."""
     question = "What is (17 + 25) * 2?"
     with open_swarm(tmp_path) as swarm:
         here = swarm.spawn("n0", args=("--model", SLOW_MODEL)).wait_ready()
@@ -109,7 +110,8 @@ def test_dashboard_reloaded_mid_question_keeps_its_running_chains(tmp_path) -> N
                 page.wait_for_selector(f'#peers tr[data-agent="{other.agent_id}"]:not([data-self])', timeout=30_000)
                 assert page.locator("#peers tbody tr").first.get_attribute("data-agent") == here.agent_id
                 hardware = page.locator(f'#ledger tr[data-agent="{here.agent_id}"] .hardware')
-                assert hardware.inner_text() == "not declared"
+                found = detect_hardware()  # undeclared hardware is detected at start (issue 17)
+                assert hardware.inner_text() == f"{found.memory_gb:g} GB · {found.accelerator}"
                 assert page.locator(f'#ledger tr[data-agent="{other.agent_id}"] .hardware').inner_text() == \
                     "16 GB · cuda"
 

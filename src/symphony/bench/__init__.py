@@ -19,6 +19,7 @@ module docstring says what it builds and why it stops there.
 - ``accuracy`` / ``gsm8k``: the paper's accuracy tables on packaged data: ``datasets``,
   ``contenders`` (direct, self-consistency, an ``orchestrator``, Symphony), ``scoring``, ``report``.
 - ``api``: the local HTTP API's overhead (``python -m symphony.bench.api``).
+- ``privacy``: selection quality vs the privacy noise on published vectors (``--privacy-sigma``).
 """
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "ledger",
     "loopback",
     "orchestrator",
+    "privacy",
     "report",
     "robustness",
     "scoring",

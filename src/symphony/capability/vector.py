@@ -127,13 +127,18 @@ def gaussian_projection(in_dims: int, out_dims: int, seed: int) -> tuple[Vector,
     Box-Muller over ``random.Random(seed).random()``: Python guarantees ``random()``'s sequence
     for a given seed across versions, but not ``gauss()``'s, hence no ``gauss()``.
     """
-    rng = random.Random(seed)
+    flat = _normals(random.Random(seed), in_dims * out_dims)
+    return tuple(tuple(flat[i * in_dims : (i + 1) * in_dims]) for i in range(out_dims))
+
+
+def _normals(rng: random.Random, count: int) -> list[float]:
+    """``count`` N(0, 1) draws by Box-Muller over ``rng.random()`` (stable across Python versions)."""
     flat: list[float] = []
-    while len(flat) < in_dims * out_dims:
+    while len(flat) < count:
         u1, u2 = 1.0 - rng.random(), rng.random()
         r = math.sqrt(-2.0 * math.log(u1))
         flat += (r * math.cos(2 * math.pi * u2), r * math.sin(2 * math.pi * u2))
-    return tuple(tuple(flat[i * in_dims : (i + 1) * in_dims]) for i in range(out_dims))
+    return flat[:count]
 
 
 class Embedder(Protocol):
@@ -322,6 +327,43 @@ def add_privacy_noise(vec: Sequence[float], sigma: float, rng: random.Random) ->
     if not (math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be finite and >= 0, not {sigma!r}")
     return tuple(v + rng.gauss(0.0, sigma) if sigma else float(v) for v in vec)
+
+
+#: (block, dims) of a capability vector, in order: the unit ``privacy_noise`` calibrates against
+_BLOCKS = ((TAGS, TAG_DIMS), (HARDWARE, HARDWARE_DIMS), (SKILLS, SKILL_DIMS))
+
+
+def privacy_noise(vec: Sequence[float], sigma: float, seed: bytes) -> Vector:
+    """The published copy of a capability vector: calibrated Gaussian noise, the same for the same ``seed``.
+
+    Calibrated per block: a block of norm ``w`` over ``d`` dims gets N(0, (sigma * w)^2 / d) per dim,
+    so the noise has about ``sigma`` times the block's own norm (sigma = 0.1: 10 % noise on the tags,
+    the hardware and the skills alike, whatever their weights). A zero block (a requirement's hardware)
+    stays zero. ``seed`` fixes the draw: the node derives it from a secret and the vector's content,
+    so republishing unchanged content republishes the same noise and a watcher cannot average it away.
+    """
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be finite and >= 0, not {sigma!r}")
+    if len(vec) != VECTOR_DIMS:
+        raise ValueError(f"need a {VECTOR_DIMS}-dim capability vector, not {len(vec)}")
+    if sigma == 0:
+        return tuple(float(v) for v in vec)
+    draws = _normals(random.Random(hashlib.blake2b(seed, digest_size=16).digest()), VECTOR_DIMS)
+    out = [float(v) for v in vec]
+    for block, dims in _BLOCKS:
+        scale = sigma * math.sqrt(math.fsum(v * v for v in vec[block]) / dims)
+        for i in range(block.start, block.stop):
+            out[i] += scale * draws[i]
+    return tuple(out)
+
+
+def coarse_figure(value: float) -> float:
+    """A hardware figure rounded *down* to a power of two (0 below 1): 24 GB -> 16, 80 tok/s -> 64.
+
+    Down, so a coarsened record never promises more than the machine has (QUERY's memory filter)."""
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"hardware figure must be finite and >= 0, not {value!r}")
+    return 0.0 if value < 1 else float(2 ** math.floor(math.log2(value)))
 
 
 # ---- task types -----------------------------------------------------------------------------

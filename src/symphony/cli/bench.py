@@ -105,6 +105,20 @@ def bench_sharding(
                                       beacon_sizes=tuple(beacon_sizes), shardnet=net), out)
 
 
+@bench_app.command("privacy")
+def bench_privacy(
+    sigmas: list[float] = [0.0, 0.05, 0.1, 0.2, 0.5],  # noqa: B006 - typer reads the default
+    agents: int = 200,
+    rounds: int = 300,
+    seeds: int = 3,
+    out: Path = Path("bench-results/privacy"),
+) -> None:
+    """Selection quality vs --privacy-sigma: best agent chosen (% of rounds), score shortfall (issue #17)."""
+    from symphony.bench.privacy import PrivacyConfig, run_privacy_bench
+
+    run_privacy_bench(PrivacyConfig(sigmas=tuple(sigmas), agents=agents, rounds=rounds, seeds=seeds), out, console)
+
+
 @bench_app.command("robustness")
 def bench_robustness(
     scenario: Annotated[list[str], typer.Option(

@@ -131,7 +131,7 @@ def node(
         Path | None, typer.Option(help="TOML file with the same keys as these options (data_dir, name, listen, "
                                        "bootstrap, api, api_auth, skills, model, roles, memory_gb, accelerator, "
                                        "heartbeat, anti_entropy, shards, max_task_records, event_log_max_mb, "
-                                       "event_log_keep); options given here override it.")
+                                       "event_log_keep, privacy_sigma); options given here override it.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Human-readable agent name. \\[default: agent]")] = None,
     listen: Annotated[
@@ -166,8 +166,16 @@ def node(
                                             'with a model), "planner" (it only decomposes questions and drives '
                                             'chains) or "executor" (it only answers sub-tasks).')
     ] = None,
-    memory_gb: Annotated[float | None, typer.Option(help="Memory available to the model, in GB. \\[default: 0]")] = None,
-    accelerator: Annotated[str | None, typer.Option(help="cpu, cuda, metal, ... \\[default: cpu]")] = None,
+    memory_gb: Annotated[float | None, typer.Option(
+        help="Memory available to the model, in GB. \\[default: detected: total GPU memory (nvidia-smi), "
+             "else total RAM]")] = None,
+    accelerator: Annotated[str | None, typer.Option(
+        help="cpu, cuda, metal, ... \\[default: detected: the GPU's name (nvidia-smi), apple on Apple "
+             "silicon, else cpu]")] = None,
+    privacy_sigma: Annotated[float | None, typer.Option(
+        help="Privacy (paper §privacy): publish the capability vector with Gaussian noise of sigma times each "
+             "block's norm, and the hardware coarsened (powers of two); beacons are still scored with the exact "
+             "vector. \\[default: 0, off]")] = None,
     heartbeat: Annotated[
         float | None, typer.Option(help="Heartbeat interval in seconds (TTL = 3 heartbeats; neighbours notice a "
                                         "crash at once). \\[default: 60]")
@@ -197,7 +205,8 @@ def node(
              "api_auth": api_auth, "skills": skills, "model": model, "roles": roles, "memory_gb": memory_gb,
              "accelerator": accelerator, "heartbeat": heartbeat, "anti_entropy": anti_entropy, "shards": shards,
              "max_task_records": max_task_records, "event_log_max_mb": event_log_max_mb,
-             "event_log_keep": event_log_keep, "relay_service": relay_service}
+             "event_log_keep": event_log_keep, "relay_service": relay_service,
+             "privacy_sigma": privacy_sigma}
     try:
         values = load_node_file(config) if config else {}
         values.update({key: value for key, value in given.items() if value is not None and value != []})

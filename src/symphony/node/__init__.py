@@ -12,17 +12,21 @@
   (``metrics``) and its task book. Import it from ``symphony.node.daemon``: it is kept out of this
   namespace so that importing the runtime, as every simulation does, does not load the daemon.
 - ``defences``, ``datadir``, ``eventlog``: what the daemon and the runtime are built from.
+- ``hardware``: detected memory/cores/accelerator, the measured tokens/s (``ThroughputMeter``), and the
+  coarsened hardware a node publishes with privacy noise on (``noised`` in ``runtime``).
 """
 
 from symphony.node.bus import EventBus
 from symphony.node.config import NodeConfig, load_node_file, node_config
-from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
+from symphony.node.hardware import DetectedHardware, ThroughputMeter, coarsen_hardware, detect_hardware
+from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, noised, open_simulated_agents
 from symphony.node.snapshots import LedgerEntry, NodeStatus, PeerState
 from symphony.node.tasks import TaskBook, TaskRecord
 
 __all__ = [
     "AgentProfile",
     "AgentRuntime",
+    "DetectedHardware",
     "EventBus",
     "LedgerEntry",
     "NodeConfig",
@@ -31,7 +35,11 @@ __all__ = [
     "SimulatedAgent",
     "TaskBook",
     "TaskRecord",
+    "ThroughputMeter",
+    "coarsen_hardware",
+    "detect_hardware",
     "load_node_file",
     "node_config",
+    "noised",
     "open_simulated_agents",
 ]

@@ -14,6 +14,8 @@ with the same keys; flags given on the command line override the file::
     max_task_records = 1000  # questions kept for GET /v1/tasks/ID: the last N finished (running ones always)
     event_log_max_mb = 64  # events.jsonl is rotated at this size ...
     event_log_keep = 3  # ... keeping this many old files (events.jsonl.1 .. .3)
+    privacy_sigma = 0.1  # noise on the published capability vector, coarsened hardware; 0 = off
+    # memory_gb / accelerator: detected when not given (node.hardware)
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ import httpx
 from pydantic import ValidationError
 
 from symphony.errors import ConfigError
+from symphony.node.hardware import detect_hardware
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG
 from symphony.protocol.messages import Hardware
 from symphony.protocol.sharding import MAX_SHARDS
 
 DEFAULT_API = "127.0.0.1:8470"
+#: Beyond this the noise is several times the signal: ranking by the published vector is random
+MAX_PRIVACY_SIGMA = 10.0
 #: The pipeline roles a node with a model may offer (``--roles``); the tags its record carries.
 ROLES = (PLANNER_TAG, EXECUTOR_TAG)
 #: ``--api-auth``: "auto" requires the API token only on a non-loopback address, "token" always.
@@ -139,6 +144,8 @@ class NodeConfig:
     event_log_keep: int = 3
     #: offer circuit relay v2 (with limits) to nodes behind NAT: for a node others can dial
     relay_service: bool = False
+    #: DESIGN §2: published capability vector noised (sigma x each block's norm) and hardware coarsened; 0 = off
+    privacy_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         for addr in self.listen:
@@ -164,6 +171,8 @@ class NodeConfig:
         if not self.event_log_max_mb > 0 or self.event_log_keep < 0:
             raise ConfigError(f"--event-log-max-mb must be > 0 and --event-log-keep >= 0, not "
                               f"{self.event_log_max_mb} and {self.event_log_keep}")
+        if not 0 <= self.privacy_sigma <= MAX_PRIVACY_SIGMA:
+            raise ConfigError(f"--privacy-sigma must be 0 (off) to {MAX_PRIVACY_SIGMA}, not {self.privacy_sigma}")
 
 
 #: Keys of a ``symphony node --config FILE`` TOML file: the command's flags ('-' or '_' both work),
@@ -173,6 +182,7 @@ FILE_KEYS: dict[str, type] = {
     "model": str, "roles": list, "memory_gb": float, "accelerator": str, "heartbeat": float, "anti_entropy": float,
     "shards": int, "max_task_records": int, "event_log_max_mb": float, "event_log_keep": int,
     "relay_service": bool,
+    "privacy_sigma": float,
 }
 
 
@@ -254,6 +264,8 @@ def _check_file_value(name: str, value: Any) -> None:
         raise ConfigError(f"must be >= 0, not {value}")
     elif name == "event_log_max_mb" and not value > 0:
         raise ConfigError(f"must be > 0, not {value}")
+    elif name == "privacy_sigma" and not 0 <= value <= MAX_PRIVACY_SIGMA:
+        raise ConfigError(f"must be 0 (off) to {MAX_PRIVACY_SIGMA}, not {value}")
 
 
 def _check_roles(roles: tuple[str, ...], option: str = "--roles") -> None:
@@ -275,7 +287,7 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
     data_dir = values.get("data_dir") or default_data_dir()
     api = values.get("api", DEFAULT_API)
     try:
-        hardware = Hardware(memory_gb=values.get("memory_gb", 0.0), accelerator=values.get("accelerator", "cpu"))
+        hardware = declared_or_detected(values.get("memory_gb"), values.get("accelerator"))
     except ValidationError as exc:
         raise ConfigError(f"--memory-gb/--accelerator: {exc.errors()[0]['msg']}") from None
     return NodeConfig(
@@ -287,9 +299,19 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         hardware=hardware,
         heartbeat_interval_s=values.get("heartbeat", 60.0), anti_entropy_interval_s=values.get("anti_entropy", 30.0),
         shards=values.get("shards", 0),
-        **{key: values[key] for key in ("max_task_records", "event_log_max_mb", "event_log_keep", "relay_service")
+        **{key: values[key] for key in ("max_task_records", "event_log_max_mb", "event_log_keep", "relay_service",
+                                   "privacy_sigma")
            if key in values},
     )
+
+
+def declared_or_detected(memory_gb: float | None, accelerator: str | None) -> Hardware:
+    """``--memory-gb`` / ``--accelerator`` as given; what is not given is detected (``node.hardware``)."""
+    if memory_gb is None or accelerator is None:
+        found = detect_hardware()
+        memory_gb = found.memory_gb if memory_gb is None else memory_gb
+        accelerator = found.accelerator if accelerator is None else accelerator
+    return Hardware(memory_gb=memory_gb, accelerator=accelerator)
 
 
 def probe_model_server(spec: str | None, *, timeout: float = 3.0) -> None:

@@ -165,6 +165,7 @@ class Node:
                                            target_degree=cfg.target_degree),
                 bootstrap=cfg.bootstrap, lamport=self._lamport,
                 on_event=self.emit, on_own_record=self._save_record, shards=cfg.shards,
+                privacy_sigma=cfg.privacy_sigma, throughput=self.model.throughput if self.model else None,
             )
             transport.set_membership(self.runtime.holds_slots)
             try:

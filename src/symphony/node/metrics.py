@@ -44,6 +44,7 @@ from prometheus_client.registry import Collector
 from symphony.llm.base import ChatModel, Completion, ModelError
 from symphony.node.bus import EventBus
 from symphony.node.eventlog import EventLog
+from symphony.node.hardware import ThroughputMeter
 from symphony.node.runtime import AgentRuntime
 from symphony.node.snapshots import TaskProgress
 
@@ -94,11 +95,13 @@ class NodeMetrics:
 
 
 class MeteredModel:
-    """A ``ChatModel`` that counts the calls, tokens and latency of the model it wraps."""
+    """A ``ChatModel`` that counts the calls, tokens and latency of the model it wraps, and measures
+    its tokens/s (``throughput``: the runtime republishes the hardware block when it moves)."""
 
     def __init__(self, inner: ChatModel, metrics: NodeMetrics) -> None:
         self.inner = inner
         self.metrics = metrics
+        self.throughput = ThroughputMeter()
         self.name = inner.name
         self.supports_json_schema = inner.supports_json_schema
 
@@ -112,7 +115,9 @@ class MeteredModel:
         self.metrics.model_calls.labels(outcome="ok").inc()
         self.metrics.model_tokens.labels(kind="prompt").inc(completion.prompt_tokens)
         self.metrics.model_tokens.labels(kind="completion").inc(completion.completion_tokens)
-        self.metrics.model_latency.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.metrics.model_latency.observe(elapsed)
+        self.throughput.observe(completion.completion_tokens, elapsed)
         return completion
 
     async def load(self) -> float | None:

@@ -11,7 +11,7 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -25,12 +25,20 @@ from symphony.beacon.gateway import (
     RelayResponder,
 )
 from symphony.beacon.service import BEACON_PROTOCOL, BeaconConfig, BeaconResponder, BeaconSelector
-from symphony.capability.vector import HashingTagEncoder, SkillScores, TagEncoder, capability_vector, encode_hardware
+from symphony.capability.vector import (
+    HashingTagEncoder,
+    SkillScores,
+    TagEncoder,
+    capability_vector,
+    encode_hardware,
+    privacy_noise,
+)
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig, LedgerService
 from symphony.ledger.shard import SummaryBook, keeps_shard, shard_of
 from symphony.ledger.summaries import SummaryConfig, SummaryService
 from symphony.llm.base import ChatModel
 from symphony.node.defences import Defences, GuardedTransport
+from symphony.node.hardware import ThroughputMeter, coarsen_hardware
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, TASK_PROTOCOL, TaskService
 from symphony.protocol.envelope import ReplayGuard
 from symphony.protocol.identity import Identity
@@ -63,6 +71,14 @@ class AgentProfile:
     roles: tuple[str, ...] | None = None
 
 
+def noised(identity: Identity, *, exact: Sequence[float], coarse: Sequence[float], sigma: float) -> list[float]:
+    """``coarse`` (the vector of the coarsened hardware) plus ``privacy_noise`` seeded by our signature
+    over ``exact``: Ed25519 signing is deterministic and needs the private key, so the noise is fixed per
+    content and secret (``AgentRuntime.published_vector``; ``bench.privacy`` measures its cost)."""
+    seed = identity.sign(b"symphony-privacy-noise-v1" + encode_vector(list(exact)).encode())
+    return list(privacy_noise(coarse, sigma, seed))
+
+
 class AgentRuntime:
     """Ledger service + beacon responder/selector + task service for one identity.
 
@@ -93,6 +109,8 @@ class AgentRuntime:
         shards: int = 0,
         summary_config: SummaryConfig = SummaryConfig(),
         fanout_config: FanoutConfig = FanoutConfig(),
+        privacy_sigma: float = 0.0,
+        throughput: ThroughputMeter | None = None,
     ) -> None:
         if shards < 0:
             raise ValueError(f"shards must be 0 (off) or >= 2, not {shards!r}")
@@ -106,6 +124,9 @@ class AgentRuntime:
         self.identity = identity
         self.model = model
         self.encoder = encoder or HashingTagEncoder()
+        self.profile = profile
+        self.privacy_sigma = privacy_sigma
+        self.throughput = throughput
         self.vector = self._vector(profile, model)
         # a benchmark may hand many simulated agents one pre-filled replica (see bench.systems)
         keeps = keeps_shard(shard_of(identity.agent_id, shards), shards) if self.shards else None
@@ -114,7 +135,7 @@ class AgentRuntime:
         record = LedgerRecord(
             agent_id=identity.agent_id, lamport=0, issued_at=0, name=profile.name,
             tags=list(profile.tags + roles)[:32], models=[model.name[:128]] if model else [],
-            hardware=profile.hardware, capability=encode_vector(self.vector),
+            hardware=self.published_hardware(), capability=encode_vector(self.published_vector()),
         )
         self.gossip = LedgerService(
             transport=guarded, identity=identity, ledger=self.ledger, profile=record, clock=clock,
@@ -180,6 +201,37 @@ class AgentRuntime:
             skills=SkillScores(),
         ))
 
+    # ---- what the ledger sees (DESIGN §2: published vectors may be coarsened and noised) -------
+
+    def published_hardware(self) -> Hardware:
+        """The record's hardware: exact, or coarsened (``coarsen_hardware``) when privacy noise is on."""
+        return coarsen_hardware(self.profile.hardware) if self.privacy_sigma else self.profile.hardware
+
+    def published_vector(self) -> list[float]:
+        """The record's capability vector; the beacon responder keeps scoring with the exact ``self.vector``.
+
+        With ``privacy_sigma`` > 0: built from the coarsened hardware, plus calibrated Gaussian noise
+        (``privacy_noise``) drawn once per content: its seed is our signature (deterministic Ed25519,
+        secret to us) over the exact vector, so republishing the same content republishes the same
+        noise (a watcher cannot average it away), and nobody else can recompute it to test a guess.
+        """
+        if not self.privacy_sigma:
+            return list(self.vector)
+        coarse = self._vector(replace(self.profile, hardware=self.published_hardware()), self.model)
+        return noised(self.identity, exact=self.vector, coarse=coarse, sigma=self.privacy_sigma)
+
+    async def _publish_throughput(self) -> None:
+        """Republish hardware + vector (ledger UPDATE) when the measured tokens/s moves materially
+        (``ThroughputMeter``: > 25 %, at most once a minute by default)."""
+        assert self.throughput is not None
+        while True:
+            tokens_per_s = round(await self.throughput.next_publication(), 1)
+            hardware = self.profile.hardware.model_copy(update={"tokens_per_s": tokens_per_s})
+            self.profile = replace(self.profile, hardware=hardware)
+            self.vector = self._vector(self.profile, self.model)
+            await self.gossip.update(hardware=self.published_hardware(),
+                                     capability=encode_vector(self.published_vector()))
+
     @property
     def agent_id(self) -> str:
         return self.identity.agent_id
@@ -189,6 +241,8 @@ class AgentRuntime:
             tg.start_soon(self.gossip.run)
             await self.gossip.register()
             tg.start_soon(self._share_reputation)
+            if self.throughput is not None:
+                tg.start_soon(self._publish_throughput)
             if self.summaries is not None:
                 tg.start_soon(self.summaries.run)
             task_status.started()
