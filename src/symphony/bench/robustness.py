@@ -57,6 +57,7 @@ from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.scripted import arith_model, evaluate
 from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.pipeline import answers_equivalent
+from symphony.pipeline.chain import HopTimeout
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, AskOptions, TaskFailed
 from symphony.protocol import Hardware, Identity
 from symphony.testing import NodeProcess, wait_for
@@ -90,7 +91,7 @@ class Setup:
     latency_s: float = 0.005
     bandwidth_mbps: float | None = None
     deadline_s: float = 60.0
-    hop_timeout_s: float = 5.0
+    hop_timeout: HopTimeout = 5.0  # fixed seconds, "adaptive" or "off" (pipeline.chain.hop_timeout_s)
     plan_timeout_s: float = 10.0
     entries: int = 0  # initiators the clients use (0: any live node)
     redundancy: int = 2  # executors per sub-task (cross-checked)
@@ -150,7 +151,7 @@ async def open_swarm(setup: Setup, *, byzantine: dict[int, frozenset[str]] | Non
     async with open_simulated_agents(net, specs, clock=clock, ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
                                      gossip_config=gossip, converge_timeout_s=300) as nodes:
         for node in nodes:
-            node.tasks.hop_timeout_s = setup.hop_timeout_s
+            node.tasks.hop_timeout = setup.hop_timeout
             node.tasks.plan_timeout_s = setup.plan_timeout_s
             node.tasks.redundancy = setup.redundancy
             node.reputation_interval_s = 1.0
@@ -370,7 +371,7 @@ async def _rejoin(net: MemoryNetwork, old: AgentRuntime, others: Sequence[AgentR
                                  ledger_config=old.ledger.config, gossip_config=old.gossip.config,
                                  bootstrap=[a for o in others[:2] for a in o.transport.listen_addrs()],
                                  lamport=record.lamport)
-            for name in ("hop_timeout_s", "plan_timeout_s", "redundancy"):
+            for name in ("hop_timeout", "plan_timeout_s", "redundancy", "replans"):
                 setattr(fresh.tasks, name, getattr(old.tasks, name))
             fresh.reputation_interval_s = old.reputation_interval_s
             box.append(fresh)
