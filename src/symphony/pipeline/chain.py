@@ -108,6 +108,7 @@ class SendStep:
     previous: tuple[tuple[str, str], ...]
     final: bool
     timeout_s: float | None = None  # the hop limit (None: the task deadline)
+    revision: int = 0  # re-plans before this step: a re-planned step is new work, under a new task ID
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,8 +178,9 @@ class StepDriver:
 
     def __init__(self, *, index: int, question: str, previous: tuple[tuple[str, str], ...], final: bool,
                  kind: AnswerKind, deadline_ms: int, redundancy: int, hop_timeout: HopTimeout = "off",
-                 latencies: LatencyBook | None = None) -> None:
+                 latencies: LatencyBook | None = None, revision: int = 0) -> None:
         self.index = index
+        self._revision = revision
         self._hop_timeout = hop_timeout
         self._latencies = latencies or LatencyBook()
         self._strikes = 0  # hops of this step cut by their timeout
@@ -239,7 +241,8 @@ class StepDriver:
                 limit = hop_timeout_s(self._hop_timeout, candidate, strikes=self._strikes,
                                       observed_p95_ms=self._latencies.p95_ms(candidate.agent_id))
                 return SendStep(index=self.index, candidate=candidate, question=self.question,
-                                previous=self._previous, final=self._final, timeout_s=limit)
+                                previous=self._previous, final=self._final, timeout_s=limit,
+                                revision=self._revision)
         if now_ms >= self._deadline_ms or self._rounds >= MAX_STEP_ROUNDS:
             return self._settle()
         return BeaconStep(index=self.index, question=self.question, attempt=self._rounds - 1,
@@ -302,6 +305,7 @@ class ChainDriver:
         self._redundancy = redundancy
         self._hop_timeout = hop_timeout
         self._replans_left = replans
+        self._revision = 0
         self._latencies = latencies or LatencyBook()
         self._rounds: list[BeaconOutcome] = []
         self._round_ms = 0.0
@@ -342,6 +346,7 @@ class ChainDriver:
         self._questions[self._index:] = list(steps)
         self._rounds[self._index:] = list(rounds)
         self._round_ms = waited_ms
+        self._revision += 1
         self._replan = None
 
     def replan_failed(self, error: str) -> None:
@@ -370,7 +375,8 @@ class ChainDriver:
             self._step = StepDriver(index=self._index, question=self._questions[self._index],
                                     previous=tuple(self._previous), final=self._index == len(self._questions) - 1,
                                     kind=self._kind, deadline_ms=self._deadline_ms, redundancy=self._redundancy,
-                                    hop_timeout=self._hop_timeout, latencies=self._latencies)
+                                    hop_timeout=self._hop_timeout, latencies=self._latencies,
+                                    revision=self._revision)
             first_ms, self._round_ms = self._round_ms, 0.0  # a round's wait counts for the step it starts
             self._step.beaconed(self._rounds[self._index], waited_ms=first_ms, charged=bool(first_ms))
         return self._step

@@ -491,7 +491,8 @@ class TaskService:
         """Send sub-task ``action.index`` to its candidate, with the question and context only when
         ``disclose``; LinUCB and the driver learn the outcome."""
         candidate = action.candidate
-        sub = Task(task_id=f"{task.task_id}/s{action.index}", role="execute", question=action.question,
+        revision = f"r{action.revision}" if action.revision else ""
+        sub = Task(task_id=f"{task.task_id}/s{action.index}{revision}", role="execute", question=action.question,
                    background=task.question if disclose else "", previous=list(action.previous),
                    answer_kind=task.answer_kind, final=action.final, deadline_ms=task.deadline_ms,
                    context=task.context if disclose else "", temperature=task.temperature, knobs=task.knobs)
