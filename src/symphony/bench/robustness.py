@@ -57,8 +57,7 @@ from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.scripted import arith_model, evaluate
 from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.pipeline import answers_equivalent
-from symphony.pipeline.chain import HopTimeout
-from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, AskOptions, TaskFailed
+from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, AskOptions, HopTimeout, TaskFailed
 from symphony.protocol import Hardware, Identity
 from symphony.testing import NodeProcess, wait_for
 from symphony.testing import open_swarm as open_process_swarm

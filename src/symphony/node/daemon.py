@@ -163,6 +163,7 @@ class Node:
                                            target_degree=cfg.target_degree),
                 bootstrap=cfg.bootstrap, lamport=self._lamport,
                 on_event=self.emit, on_own_record=self._save_record, shards=cfg.shards,
+                task_defaults=cfg.task_defaults(),
             )
             transport.set_membership(self.runtime.holds_slots)
             try:

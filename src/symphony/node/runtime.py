@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +93,7 @@ class AgentRuntime:
         shards: int = 0,
         summary_config: SummaryConfig = SummaryConfig(),
         fanout_config: FanoutConfig = FanoutConfig(),
+        task_defaults: Mapping[str, Any] | None = None,
     ) -> None:
         if shards < 0:
             raise ValueError(f"shards must be 0 (off) or >= 2, not {shards!r}")
@@ -131,7 +132,8 @@ class AgentRuntime:
                                        on_event=on_event, reputation=self.defences.reputation, fanout=self.fanout)
         self.tasks = TaskService(transport=transport, identity=identity, selector=self.selector, model=model,
                                  encoder=self.encoder, clock=clock, on_event=on_event,
-                                 reputation=self.defences.reputation, rng=rng or random.Random())
+                                 reputation=self.defences.reputation, rng=rng or random.Random(),
+                                 **(task_defaults or {}))  # the node's fault knobs (NodeConfig.task_defaults)
         guarded.set_handler(BEACON_PROTOCOL, self.responder.handle)
         guarded.set_handler(TASK_PROTOCOL, self.defences.admit(self.tasks.handle, is_member=self._is_member))
         self.gateway: Gateway | None = None
