@@ -29,7 +29,16 @@ import trio
 import trio.testing
 from rich.console import Console
 
-from symphony.bench.robustness import Client, Setup, _options, _summary, crash_scenario, open_swarm, questions, run_workload
+from symphony.bench.robustness import (
+    Client,
+    Setup,
+    _options,
+    _summary,
+    crash_scenario,
+    open_swarm,
+    questions,
+    run_workload,
+)
 from symphony.llm import ChatModel, Completion
 from symphony.llm.scripted import arith_model
 from symphony.pipeline.service import HopTimeout

@@ -140,7 +140,8 @@ def _identity(seed: int, n: int) -> Identity:
 @asynccontextmanager
 async def open_swarm(setup: Setup, *, byzantine: dict[int, frozenset[str]] | None = None,
                      misdeeds: dict[int, Misdeeds] | None = None,
-                     clock: Callable[[], float] = _clock, model_for: Callable[[int], ChatModel] = lambda n: arith_model(),
+                     clock: Callable[[], float] = _clock,
+                     model_for: Callable[[int], ChatModel] = lambda n: arith_model(),
                      ) -> AsyncIterator[tuple[MemoryNetwork, list[AgentRuntime]]]:
     """Start ``setup.agents`` agents (index -> behaviours for the Byzantine ones, whose bad acts
     are counted in ``misdeeds``; ``model_for(index)`` their models) and yield them."""
