@@ -277,8 +277,9 @@ def ask(
                                                          "seconds. \\[default: each planner's]")] = None,
     replans: Annotated[int | None, typer.Option(help="Failed steps re-planned per chain (0-3). "
                                                      "\\[default: each planner's]")] = None,
-    disclosure: Annotated[str | None, typer.Option(help="full, or minimal: executors get their step and only the "
-                                                        "context the planner marks. \\[default: each planner's]")] = None,
+    disclosure: Annotated[str | None, typer.Option(help="full, or minimal: executors get their step and only "
+                                                        "the context the planner marks. "
+                                                        "\\[default: each planner's]")] = None,
     priority: Annotated[int, typer.Option(help="0-9: served before lower priorities where work queues.")] = 0,
     latency_budget: Annotated[float | None, typer.Option(help="Milliseconds: candidates expecting more are "
                                                               "tried last.")] = None,
