@@ -41,8 +41,9 @@ PUBLIC_MODULES = frozenset({
     "symphony.api.server",  # node_with_api: the CLI's (and the API bench's) assembly of node + API
     "symphony.beacon.gateway", "symphony.beacon.ranking", "symphony.beacon.service",  # beacon exports ranking only
     "symphony.bench.accuracy", "symphony.bench.contenders", "symphony.bench.datasets",  # one module per bench
-    "symphony.bench.gsm8k", "symphony.bench.ledger", "symphony.bench.loopback", "symphony.bench.robustness",
-    "symphony.bench.sharding", "symphony.bench.shardnet", "symphony.bench.systems", "symphony.bench.privacy",
+    "symphony.bench.gsm8k", "symphony.bench.knobs", "symphony.bench.ledger", "symphony.bench.loopback",
+    "symphony.bench.robustness", "symphony.bench.sharding", "symphony.bench.shardnet", "symphony.bench.systems",
+    "symphony.bench.privacy",
     "symphony.capability.vector",  # to go: capability exports every name used
     "symphony.cli.main",  # the entry point of [project.scripts]
     "symphony.ledger.gossip", "symphony.ledger.reputation", "symphony.ledger.shard",  # ledger exports store+gossip

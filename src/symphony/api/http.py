@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -114,7 +114,16 @@ class OptionsBody(BaseModel):
     max_steps: int = Field(default=AskOptions.max_steps, ge=1, le=12)
     deadline_s: float = Field(default=AskOptions.deadline_s, gt=0, le=3600)
     answer_kind: Literal["number", "option", "yes_no", "text", "code"] | None = None
+    # fault knobs (issue 17; README "Fault knobs"); None: each planner node's own default
+    redundancy: int | None = Field(default=None, ge=1, le=2)
+    hop_timeout: Literal["adaptive", "off"] | Annotated[float, Field(gt=0, le=3600)] | None = None
+    replans: int | None = Field(default=None, ge=0, le=3)
+    disclosure: Literal["full", "minimal"] | None = None
+    priority: int = Field(default=0, ge=0, le=9)
+    latency_budget_ms: float | None = Field(default=None, gt=0, le=3_600_000)
 
     def options(self) -> AskOptions:
         return AskOptions(cots=self.cots, strategy=self.strategy, top_l=self.top_l, max_steps=self.max_steps,
-                          deadline_s=self.deadline_s, answer_kind=self.answer_kind)
+                          deadline_s=self.deadline_s, answer_kind=self.answer_kind, redundancy=self.redundancy,
+                          hop_timeout=self.hop_timeout, replans=self.replans, disclosure=self.disclosure,
+                          priority=self.priority, latency_budget_ms=self.latency_budget_ms)

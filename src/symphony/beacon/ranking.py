@@ -12,6 +12,9 @@ Theory of operation (Symphony, arXiv:2508.20019, "Beacon-based selection"; DESIG
    the same order from the same replies whatever order they arrived in.
 5. The first m (1, or 2 for redundancy) are primaries; the rest are ordered backups, tried in turn
    when an executor times out or returns an invalid result.
+6. A latency budget (issue 17) moves the candidates whose expected latency exceeds it behind all
+   the others, keeping each group's order: over budget they are a last resort, not excluded, so a
+   tight budget on a slow network still gets an answer (late rather than none).
 
 Left out on purpose: checking a claimed score against the agent's ledger vector is the
 reputation system's job; the wire layer already bounds and authenticates each reply.
@@ -100,6 +103,7 @@ def select(
     m: int = 1,
     strategy: SelectionStrategy | None = None,
     exclude: Iterable[str] = (),
+    latency_budget_ms: float | None = None,
 ) -> Selection:
     """Pick ``m`` primaries and ordered backups from ``candidates``.
 
@@ -115,6 +119,8 @@ def select(
         if c.agent_id not in skip:
             best.setdefault(c.agent_id, c)
     ordered = (strategy or CosineStrategy()).order(list(best.values()))
+    if latency_budget_ms is not None:  # a stable sort: within each group the strategy's order stands
+        ordered = sorted(ordered, key=lambda c: c.expected_latency_ms > latency_budget_ms)
     return Selection(tuple(ordered[:m]), tuple(ordered[m:]))
 
 

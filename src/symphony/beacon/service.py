@@ -101,10 +101,13 @@ class BeaconSelector:
         exclude: frozenset[str] = frozenset(),
         tags_any: frozenset[str] = frozenset(),
         deadline_s: float | None = None,
+        priority: int = 0,
+        latency_budget_ms: float | None = None,
     ) -> BeaconOutcome:
         """BEACONSELECT(r, L, m) for one requirement (``select_many`` with one)."""
         outcomes = await self.select_many([requirement], task_type=task_type, m=m, top_l=top_l, strategy=strategy,
-                                          exclude=exclude, tags_any=tags_any, deadline_s=deadline_s)
+                                          exclude=exclude, tags_any=tags_any, deadline_s=deadline_s,
+                                          priority=priority, latency_budget_ms=latency_budget_ms)
         return outcomes[0]
 
     async def select_many(
@@ -118,10 +121,14 @@ class BeaconSelector:
         exclude: frozenset[str] = frozenset(),
         tags_any: frozenset[str] = frozenset(),
         deadline_s: float | None = None,
+        priority: int = 0,
+        latency_budget_ms: float | None = None,
     ) -> list[BeaconOutcome]:
         """BEACONSELECT for up to 12 requirements (a chain's sub-tasks) in ONE round: pre-filter,
         fan out one beacon, collect one signed multi-score reply per candidate until the deadline,
         then rank the candidates separately for each requirement. Returns one outcome per requirement.
+        ``priority`` (0-9) travels in the beacon; candidates whose expected latency exceeds
+        ``latency_budget_ms`` rank after all the others (``ranking.select``).
 
         Raises:
             ValueError: no requirement, or more than ``MAX_BEACON_REQUIREMENTS``.
@@ -138,7 +145,7 @@ class BeaconSelector:
         query_s = self.clock() - queried
         now_ms = int(self.clock() * 1000)
         beacon = Beacon(requirements=[encode_sparse(r) for r in requirements],
-                        deadline_ms=now_ms + int(deadline_s * 1000), task_type=task_type[:64])
+                        deadline_ms=now_ms + int(deadline_s * 1000), task_type=task_type[:64], priority=priority)
         envelope = seal(self.identity, "beacon", beacon.wire(), now_ms=now_ms)
         replies: dict[str, BeaconResponse] = {}
         rejected: dict[str, str] = {}
@@ -177,7 +184,8 @@ class BeaconSelector:
                     tg.start_soon(remote, self.fanout)
         outcomes = [BeaconOutcome(
             selection=select([self._candidate(a, reply, reply.scores[i], invited[a][1][i])
-                              for a, reply in replies.items()], m=m, strategy=strategy),
+                              for a, reply in replies.items()], m=m, strategy=strategy,
+                             latency_budget_ms=latency_budget_ms),
             contacted=len(invited), replied=len(replies), elapsed_s=0.0, query_s=query_s, rejected=rejected,
         ) for i in range(len(requirements))]
         if remote_ids:

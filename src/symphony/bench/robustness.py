@@ -54,10 +54,11 @@ from symphony.bench.byzantine import Misdeeds, attack, corrupt
 from symphony.bench.hostile import hostile_scenario
 from symphony.bench.hostile import markdown as hostile_markdown
 from symphony.ledger import GossipConfig, LedgerConfig
+from symphony.llm import ChatModel
 from symphony.llm.scripted import arith_model, evaluate
 from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.pipeline import answers_equivalent
-from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, AskOptions, TaskFailed
+from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, AskOptions, HopTimeout, TaskFailed
 from symphony.protocol import Hardware, Identity
 from symphony.testing import NodeProcess, wait_for
 from symphony.testing import open_swarm as open_process_swarm
@@ -90,10 +91,11 @@ class Setup:
     latency_s: float = 0.005
     bandwidth_mbps: float | None = None
     deadline_s: float = 60.0
-    hop_timeout_s: float = 5.0
-    plan_timeout_s: float = 10.0
+    hop_timeout: HopTimeout = 5.0  # fixed seconds, "adaptive" or "off" (pipeline.chain.hop_timeout_s)
+    plan_timeout_s: float | None = 10.0  # None: the deadline only, as on real nodes
     entries: int = 0  # initiators the clients use (0: any live node)
     redundancy: int = 2  # executors per sub-task (cross-checked)
+    replans: int = 1  # failed steps a chain may re-plan
     arrival_s: float = 0.5  # one new question every arrival_s (bounded by concurrency)
 
 
@@ -138,21 +140,24 @@ def _identity(seed: int, n: int) -> Identity:
 @asynccontextmanager
 async def open_swarm(setup: Setup, *, byzantine: dict[int, frozenset[str]] | None = None,
                      misdeeds: dict[int, Misdeeds] | None = None,
-                     clock: Callable[[], float] = _clock) -> AsyncIterator[tuple[MemoryNetwork, list[AgentRuntime]]]:
+                     clock: Callable[[], float] = _clock,
+                     model_for: Callable[[int], ChatModel] = lambda n: arith_model(),
+                     ) -> AsyncIterator[tuple[MemoryNetwork, list[AgentRuntime]]]:
     """Start ``setup.agents`` agents (index -> behaviours for the Byzantine ones, whose bad acts
-    are counted in ``misdeeds``) and yield them."""
+    are counted in ``misdeeds``; ``model_for(index)`` their models) and yield them."""
     bandwidth = None if setup.bandwidth_mbps is None else setup.bandwidth_mbps * 1e6
     net = MemoryNetwork(link=LinkModel(latency_s=setup.latency_s, bandwidth_bps=bandwidth),
                         rng=random.Random(setup.seed))
     rng = random.Random(f"profiles/{setup.seed}")
-    specs = [SimulatedAgent(_identity(setup.seed, n), arith_model(), _profile(n, rng)) for n in range(setup.agents)]
+    specs = [SimulatedAgent(_identity(setup.seed, n), model_for(n), _profile(n, rng)) for n in range(setup.agents)]
     gossip = GossipConfig(anti_entropy_interval_s=2.0, maintain_interval_s=0.5, target_degree=setup.agents - 1)
     async with open_simulated_agents(net, specs, clock=clock, ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
                                      gossip_config=gossip, converge_timeout_s=300) as nodes:
         for node in nodes:
-            node.tasks.hop_timeout_s = setup.hop_timeout_s
+            node.tasks.hop_timeout = setup.hop_timeout
             node.tasks.plan_timeout_s = setup.plan_timeout_s
             node.tasks.redundancy = setup.redundancy
+            node.tasks.replans = setup.replans
             node.reputation_interval_s = 1.0
         async with anyio.create_task_group() as tg:
             for index, behaviours in (byzantine or {}).items():
@@ -265,7 +270,8 @@ def _p95(values: Sequence[float]) -> float | None:
 # ---- scenarios ----------------------------------------------------------------------------------------
 
 
-async def crash_scenario(setup: Setup, fraction: float) -> dict[str, Any]:
+async def crash_scenario(setup: Setup, fraction: float,
+                         model_for: Callable[[int], ChatModel] = lambda n: arith_model()) -> dict[str, Any]:
     """Kill ``fraction`` of the agents at random moments during the workload, each while it works.
 
     A kill is scheduled at a random task's start plus a random delay within a typical task's
@@ -273,7 +279,7 @@ async def crash_scenario(setup: Setup, fraction: float) -> dict[str, Any]:
     questions, planners and executors with a task in hand), so every kill lands mid-task."""
     rng = random.Random(setup.seed)
     items = questions(setup.tasks, rng)
-    async with open_swarm(setup) as (net, nodes):
+    async with open_swarm(setup, model_for=model_for) as (net, nodes):
         client = Client(nodes, _options(setup), random.Random(setup.seed + 1))
         warm = await run_workload(client, items[:3], concurrency=1, prefix="warm")
         typical = statistics.median(o.latency_s for o in warm)
@@ -370,7 +376,7 @@ async def _rejoin(net: MemoryNetwork, old: AgentRuntime, others: Sequence[AgentR
                                  ledger_config=old.ledger.config, gossip_config=old.gossip.config,
                                  bootstrap=[a for o in others[:2] for a in o.transport.listen_addrs()],
                                  lamport=record.lamport)
-            for name in ("hop_timeout_s", "plan_timeout_s", "redundancy"):
+            for name in ("hop_timeout", "plan_timeout_s", "redundancy", "replans"):
                 setattr(fresh.tasks, name, getattr(old.tasks, name))
             fresh.reputation_interval_s = old.reputation_interval_s
             box.append(fresh)

@@ -135,6 +135,22 @@ def bench_robustness(
                    console=Console())
 
 
+@bench_app.command("knobs")
+def bench_knobs(
+    agents: Annotated[int, typer.Option(help="Agents in the simulated swarm.")] = 10,
+    tasks: Annotated[int, typer.Option(help="Questions per run.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the swarm, the questions and the faults.")] = 0,
+    step_s: Annotated[float, typer.Option(help="Model seconds per call (virtual time).")] = 2.0,
+    out: Annotated[Path, typer.Option(help="Directory for knobs.json and knobs.md.")] = Path("bench-results"),
+) -> None:
+    """Fault knobs: redundancy 1/2 x adaptive/fixed/no hop timeouts under hung executors and crashes."""
+    from symphony.bench.knobs import run_knobs_bench
+
+    setup = Setup(agents=agents, tasks=tasks, seed=seed, entries=3, concurrency=4, arrival_s=2.0,
+                  plan_timeout_s=None, deadline_s=300.0)  # plan_timeout_s None: as on real nodes
+    run_knobs_bench(setup, faults=[("slow", 0.3), ("crash", 0.2)], step_s=step_s, out_dir=out, console=Console())
+
+
 @bench_app.command("ledger")
 def bench_ledger(
     real: Annotated[list[int], typer.Option(help="Real node-process swarm sizes.")] = [5, 10, 20],  # noqa: B006 - typer reads the default

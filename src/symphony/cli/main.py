@@ -131,7 +131,8 @@ def node(
         Path | None, typer.Option(help="TOML file with the same keys as these options (data_dir, name, listen, "
                                        "bootstrap, api, api_auth, skills, model, roles, memory_gb, accelerator, "
                                        "heartbeat, anti_entropy, shards, max_task_records, event_log_max_mb, "
-                                       "event_log_keep, privacy_sigma); options given here override it.")
+                                       "event_log_keep, privacy_sigma, redundancy, hop_timeout, replans, disclosure); "
+                                       "options given here override it.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Human-readable agent name. \\[default: agent]")] = None,
     listen: Annotated[
@@ -194,6 +195,15 @@ def node(
     relay_service: Annotated[bool | None, typer.Option("--relay-service", help="Relay connections (circuit relay v2, "
                                                        "with limits) for nodes behind NAT; for a node others can "
                                                        "dial.")] = None,
+    redundancy: Annotated[int | None, typer.Option(help="As a planner: executors per step, 1 or 2 (cross-checked) "
+                                                        "when a question does not say. \\[default: 1]")] = None,
+    hop_timeout: Annotated[str | None, typer.Option(help="As a planner: how long one executor may hold a step: "
+                                                         "adaptive (4 x its latency, 15-120 s), off (the "
+                                                         "deadline) or seconds. \\[default: adaptive]")] = None,
+    replans: Annotated[int | None, typer.Option(help="As a planner: failed steps re-planned per chain, 0-3. "
+                                                     "\\[default: 1]")] = None,
+    disclosure: Annotated[str | None, typer.Option(help="As a planner: full, or minimal (executors get the step "
+                                                        "and only the context it needs). \\[default: full]")] = None,
 ) -> None:
     """Start a node: join through --bootstrap, register in the ledger, serve until Ctrl-C.
 
@@ -206,7 +216,9 @@ def node(
              "accelerator": accelerator, "heartbeat": heartbeat, "anti_entropy": anti_entropy, "shards": shards,
              "max_task_records": max_task_records, "event_log_max_mb": event_log_max_mb,
              "event_log_keep": event_log_keep, "relay_service": relay_service,
-             "privacy_sigma": privacy_sigma}
+             "privacy_sigma": privacy_sigma,
+             "redundancy": redundancy, "hop_timeout": hop_timeout,
+             "replans": replans, "disclosure": disclosure}
     try:
         values = load_node_file(config) if config else {}
         values.update({key: value for key, value in given.items() if value is not None and value != []})
@@ -362,6 +374,18 @@ def ask(
     strategy: Annotated[str, typer.Option(help="Executor selection: cosine | random | linucb.")] = "cosine",
     max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.")] = ASK_DEFAULTS.max_steps,
     deadline: Annotated[float, typer.Option(help="Seconds before the network gives up.")] = ASK_DEFAULTS.deadline_s,
+    redundancy: Annotated[int | None, typer.Option(help="Executors per step: 1, or 2 (cross-checked). "
+                                                        "\\[default: each planner's]")] = None,
+    hop_timeout: Annotated[str | None, typer.Option(help="How long one executor may hold a step: adaptive, off or "
+                                                         "seconds. \\[default: each planner's]")] = None,
+    replans: Annotated[int | None, typer.Option(help="Failed steps re-planned per chain (0-3). "
+                                                     "\\[default: each planner's]")] = None,
+    disclosure: Annotated[str | None, typer.Option(help="full, or minimal: executors get their step and only "
+                                                        "the context the planner marks. "
+                                                        "\\[default: each planner's]")] = None,
+    priority: Annotated[int, typer.Option(help="0-9: served before lower priorities where work queues.")] = 0,
+    latency_budget: Annotated[float | None, typer.Option(help="Milliseconds: candidates expecting more are "
+                                                              "tried last.")] = None,
     task_id: Annotated[str | None, typer.Option(
         help="Your own task ID (8-64 letters, digits, - or _). Re-asking another node under the same ID, "
              "after the first one died, reuses the chains its planners already finished.")] = None,
@@ -371,8 +395,10 @@ def ask(
     answer, the vote and the trace."""
     target = api_target(api, api_token, data_dir)
     task_id = task_id or uuid.uuid4().hex  # known before the question starts, so its events can be followed
+    knobs = {"redundancy": redundancy, "hop_timeout": _hop_option(hop_timeout), "replans": replans,
+             "disclosure": disclosure, "priority": priority, "latency_budget_ms": latency_budget}
     body = {"question": question, "cots": cots, "strategy": strategy, "max_steps": max_steps, "deadline_s": deadline,
-            "task_id": task_id}
+            "task_id": task_id, **{key: value for key, value in knobs.items() if value is not None}}
     try:
         if not as_json:
             typer.echo(f"task {task_id} (`symphony status {task_id}`)", err=True)
@@ -393,6 +419,17 @@ def ask(
         print_error(f"task {task_id}: {record.get('error', response.text)}", label="no answer")
         raise typer.Exit(1)
     print_trace(record["trace"], agent_names(target))
+
+
+def _hop_option(text: str | None) -> str | float | None:
+    """``--hop-timeout`` as the API takes it: adaptive, off or seconds (the node checks the range)."""
+    if text is None or text.strip().lower() in ("adaptive", "off"):
+        return None if text is None else text.strip().lower()
+    try:
+        return float(text)
+    except ValueError:
+        print_error(f"--hop-timeout must be adaptive, off or seconds, not {text!r}")
+        raise typer.Exit(2) from None
 
 
 def _follow_progress(target: ApiTarget, body: dict[str, Any], deadline: float) -> None:

@@ -16,6 +16,10 @@ with the same keys; flags given on the command line override the file::
     event_log_keep = 3  # ... keeping this many old files (events.jsonl.1 .. .3)
     privacy_sigma = 0.1  # noise on the published capability vector, coarsened hardware; 0 = off
     # memory_gb / accelerator: detected when not given (node.hardware)
+    redundancy = 1  # fault knobs (README "Fault knobs"): this node's defaults as a planner
+    hop_timeout = "adaptive"  # or "off", or seconds such as "30"
+    replans = 1
+    disclosure = "full"  # or "minimal"
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from pydantic import ValidationError
 
 from symphony.errors import ConfigError
 from symphony.node.hardware import detect_hardware
-from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG
+from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, HopTimeout
 from symphony.protocol.messages import Hardware
 from symphony.protocol.sharding import MAX_SHARDS
 
@@ -146,6 +150,11 @@ class NodeConfig:
     relay_service: bool = False
     #: DESIGN §2: published capability vector noised (sigma x each block's norm) and hardware coarsened; 0 = off
     privacy_sigma: float = 0.0
+    #: fault knobs: this node's defaults as a planner for what a question leaves open (README "Fault knobs")
+    redundancy: int = 1
+    hop_timeout: HopTimeout = "adaptive"
+    replans: int = 1
+    disclosure: str = "full"
 
     def __post_init__(self) -> None:
         for addr in self.listen:
@@ -168,11 +177,27 @@ class NodeConfig:
             raise ConfigError(f"--shards must be 0 (off) or 2 to {MAX_SHARDS}, the same on every node, not {self.shards}")
         if self.max_task_records < 1:
             raise ConfigError(f"--max-task-records must be >= 1, not {self.max_task_records}")
+        _check_knobs(self.redundancy, self.replans, self.disclosure)
         if not self.event_log_max_mb > 0 or self.event_log_keep < 0:
             raise ConfigError(f"--event-log-max-mb must be > 0 and --event-log-keep >= 0, not "
                               f"{self.event_log_max_mb} and {self.event_log_keep}")
         if not 0 <= self.privacy_sigma <= MAX_PRIVACY_SIGMA:
             raise ConfigError(f"--privacy-sigma must be 0 (off) to {MAX_PRIVACY_SIGMA}, not {self.privacy_sigma}")
+
+
+    def task_defaults(self) -> dict[str, Any]:
+        """The fault knobs as ``TaskService`` fields (``AgentRuntime(task_defaults=...)``)."""
+        return {"redundancy": self.redundancy, "hop_timeout": self.hop_timeout, "replans": self.replans,
+                "disclosure": self.disclosure}
+
+
+def _check_knobs(redundancy: int, replans: int, disclosure: str) -> None:
+    if redundancy not in (1, 2):
+        raise ConfigError(f"--redundancy must be 1 or 2 (executors per step), not {redundancy}")
+    if not 0 <= replans <= 3:
+        raise ConfigError(f"--replans must be 0 to 3, not {replans}")
+    if disclosure not in ("full", "minimal"):
+        raise ConfigError(f"--disclosure must be full or minimal, not {disclosure!r}")
 
 
 #: Keys of a ``symphony node --config FILE`` TOML file: the command's flags ('-' or '_' both work),
@@ -183,6 +208,7 @@ FILE_KEYS: dict[str, type] = {
     "shards": int, "max_task_records": int, "event_log_max_mb": float, "event_log_keep": int,
     "relay_service": bool,
     "privacy_sigma": float,
+    "redundancy": int, "hop_timeout": str, "replans": int, "disclosure": str,
 }
 
 
@@ -266,6 +292,8 @@ def _check_file_value(name: str, value: Any) -> None:
         raise ConfigError(f"must be > 0, not {value}")
     elif name == "privacy_sigma" and not 0 <= value <= MAX_PRIVACY_SIGMA:
         raise ConfigError(f"must be 0 (off) to {MAX_PRIVACY_SIGMA}, not {value}")
+    elif name == "hop_timeout":
+        _hop_timeout(value)
 
 
 def _check_roles(roles: tuple[str, ...], option: str = "--roles") -> None:
@@ -275,6 +303,20 @@ def _check_roles(roles: tuple[str, ...], option: str = "--roles") -> None:
     for role in roles:
         if role not in ROLES:
             raise choice_error(role, ROLES, option)
+
+
+def _hop_timeout(text: str) -> HopTimeout:
+    """``--hop-timeout``: ``adaptive``, ``off`` or a number of seconds in (0, 3600]."""
+    word = text.strip().lower()
+    if word in ("adaptive", "off"):
+        return "adaptive" if word == "adaptive" else "off"
+    try:
+        seconds = float(word)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= 3600:
+        raise ConfigError(f"--hop-timeout must be adaptive, off or seconds in (0, 3600], not {text!r}")
+    return seconds
 
 
 def split_list(values: list[str]) -> list[str]:
@@ -300,8 +342,8 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         heartbeat_interval_s=values.get("heartbeat", 60.0), anti_entropy_interval_s=values.get("anti_entropy", 30.0),
         shards=values.get("shards", 0),
         **{key: values[key] for key in ("max_task_records", "event_log_max_mb", "event_log_keep", "relay_service",
-                                   "privacy_sigma")
-           if key in values},
+                                         "privacy_sigma", "redundancy", "replans", "disclosure") if key in values},
+        **({"hop_timeout": _hop_timeout(values["hop_timeout"])} if "hop_timeout" in values else {}),
     )
 
 

@@ -166,6 +166,7 @@ class Node:
                 bootstrap=cfg.bootstrap, lamport=self._lamport,
                 on_event=self.emit, on_own_record=self._save_record, shards=cfg.shards,
                 privacy_sigma=cfg.privacy_sigma, throughput=self.model.throughput if self.model else None,
+                task_defaults=cfg.task_defaults(),
             )
             transport.set_membership(self.runtime.holds_slots)
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -111,6 +111,7 @@ class AgentRuntime:
         fanout_config: FanoutConfig = FanoutConfig(),
         privacy_sigma: float = 0.0,
         throughput: ThroughputMeter | None = None,
+        task_defaults: Mapping[str, Any] | None = None,
     ) -> None:
         if shards < 0:
             raise ValueError(f"shards must be 0 (off) or >= 2, not {shards!r}")
@@ -152,7 +153,8 @@ class AgentRuntime:
                                        on_event=on_event, reputation=self.defences.reputation, fanout=self.fanout)
         self.tasks = TaskService(transport=transport, identity=identity, selector=self.selector, model=model,
                                  encoder=self.encoder, clock=clock, on_event=on_event,
-                                 reputation=self.defences.reputation, rng=rng or random.Random())
+                                 reputation=self.defences.reputation, rng=rng or random.Random(),
+                                 **(task_defaults or {}))  # the node's fault knobs (NodeConfig.task_defaults)
         guarded.set_handler(BEACON_PROTOCOL, self.responder.handle)
         guarded.set_handler(TASK_PROTOCOL, self.defences.admit(self.tasks.handle, is_member=self._is_member))
         self.gateway: Gateway | None = None

@@ -21,13 +21,26 @@ there is none) and, given a majority, each executor is judged against it (blamed
 cross-voting: two executors agreed against it). Answers are normalised once, on arrival
 (``answer.Answer``). The laws the tests check: no executor is tried twice for one step, and a
 step never tries more executors than its rounds offered.
+
+Fault knobs (issue 17; paper §4 "fault tolerance", Alg. 1):
+
+- **Adaptive hop timeouts.** Each ``SendStep`` carries ``timeout_s``: how long that executor may
+  hold the step before the shell moves on. ``"adaptive"`` (the default) gives ``HOP_FACTOR`` x the
+  larger of its beacon-reported expected latency and this planner's own p95 of it
+  (``LatencyBook``), within ``[HOP_FLOOR_S, HOP_CAP_S]``, doubled for each hop of this step that
+  already timed out (so a uniformly slow network still gets through, a hung node costs one hop).
+  A number fixes it; ``"off"`` leaves only the task deadline (the old behaviour).
+- **Re-planning.** When a step fails on every executor and re-plans are left, the driver returns
+  ``Replan`` instead of failing the chain: the shell asks the planner model for the rest of the
+  chain given the failure and what is done, beacons for the new steps, and feeds ``replanned``.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from symphony.beacon.ranking import Candidate
 from symphony.beacon.service import BeaconOutcome
@@ -40,6 +53,49 @@ from symphony.protocol.messages import TaskResult
 
 #: Beacon rounds one sub-task may use: the chain's shared one, then fresh ones for it alone.
 MAX_STEP_ROUNDS = 3
+#: Adaptive hop timeout: this many times an executor's expected latency, within [floor, cap] seconds.
+#: The floor covers an executor with no history (it reports a 1 s guess); the cap bounds a hung hop.
+HOP_FACTOR = 4.0
+HOP_FLOOR_S = 15.0
+HOP_CAP_S = 120.0
+#: The error of an attempt cut by its hop timeout (not by the task deadline).
+HOP_TIMEOUT_ERROR = "hop timeout"
+#: A hop timeout setting: "adaptive", "off" (the task deadline only) or fixed seconds.
+HopTimeout = Literal["adaptive", "off"] | float
+
+
+@dataclass
+class LatencyBook:
+    """This planner's own observations of its executors' round trips (ms): the last ``keep`` per agent.
+
+    The beacon reply's expected latency is the executor's word; this is the planner's. A hop
+    timeout uses the larger, so neither a boastful executor nor a stale estimate cuts a live one short."""
+
+    keep: int = 32
+    _seen: dict[str, deque[float]] = field(default_factory=dict)
+
+    def observe(self, agent_id: str, rtt_ms: float) -> None:
+        self._seen.setdefault(agent_id, deque(maxlen=self.keep)).append(rtt_ms)
+        if len(self._seen) > 10_000:  # bounded whatever the network's size
+            self._seen.pop(next(iter(self._seen)))
+
+    def p95_ms(self, agent_id: str) -> float:
+        """The 95th percentile of ``agent_id``'s observed round trips (0.0 when never seen)."""
+        seen = sorted(self._seen.get(agent_id, ()))
+        return seen[min(len(seen) - 1, int(0.95 * len(seen)))] if seen else 0.0
+
+
+def hop_timeout_s(setting: HopTimeout, candidate: Candidate, *, observed_p95_ms: float = 0.0,
+                  strikes: int = 0) -> float | None:
+    """How long ``candidate`` may hold a step (None: until the task deadline); see the module docstring.
+
+    ``strikes``: hops of this step that already timed out (each doubles the adaptive limit, up to the cap)."""
+    if setting == "off":
+        return None
+    if not isinstance(setting, str):
+        return float(setting)
+    expected_s = max(candidate.expected_latency_ms, observed_p95_ms) / 1000
+    return min(HOP_CAP_S, max(HOP_FLOOR_S, HOP_FACTOR * expected_s) * 2 ** strikes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +107,8 @@ class SendStep:
     question: str
     previous: tuple[tuple[str, str], ...]
     final: bool
+    timeout_s: float | None = None  # the hop limit (None: the task deadline)
+    revision: int = 0  # re-plans before this step: a re-planned step is new work, under a new task ID
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,7 +149,19 @@ class ChainDone:
         return sum(s.completion_tokens for s in self.steps)
 
 
-ChainAction = SendStep | BeaconStep | StepSettled | ChainDone
+@dataclass(frozen=True, kw_only=True)
+class Replan:
+    """Step ``index`` (``failed``) failed with ``error``: plan the rest of the chain given ``done``
+    (the Q/A pairs so far), beacon without ``exclude``, then feed ``replanned`` (or ``replan_failed``)."""
+
+    index: int
+    failed: str
+    error: str
+    done: tuple[tuple[str, str], ...]
+    exclude: frozenset[str]
+
+
+ChainAction = SendStep | BeaconStep | StepSettled | Replan | ChainDone
 
 
 def attempt_of(candidate: Candidate, result: TaskResult, *, rtt_ms: float) -> Attempt:
@@ -107,8 +177,13 @@ class StepDriver:
     Feed ``beaconed`` with a round's outcome before asking ``next_action``."""
 
     def __init__(self, *, index: int, question: str, previous: tuple[tuple[str, str], ...], final: bool,
-                 kind: AnswerKind, deadline_ms: int, redundancy: int) -> None:
+                 kind: AnswerKind, deadline_ms: int, redundancy: int, hop_timeout: HopTimeout = "off",
+                 latencies: LatencyBook | None = None, revision: int = 0) -> None:
         self.index = index
+        self._revision = revision
+        self._hop_timeout = hop_timeout
+        self._latencies = latencies or LatencyBook()
+        self._strikes = 0  # hops of this step cut by their timeout
         self.question = question
         self._previous = previous
         self._final = final
@@ -146,7 +221,9 @@ class StepDriver:
         self._tokens[1] += result.completion_tokens
         if not result.ok:
             self._error = result.error
+            self._strikes += result.error.startswith(HOP_TIMEOUT_ERROR)
             return
+        self._latencies.observe(candidate.agent_id, rtt_ms)
         self._answers.append((candidate, Answer.of(result.answer, self._kind)))
         self._settled = self._enough()
 
@@ -161,12 +238,20 @@ class StepDriver:
             candidate = self._queue.popleft()
             if candidate.agent_id not in self._tried:
                 self._tried.add(candidate.agent_id)
+                limit = hop_timeout_s(self._hop_timeout, candidate, strikes=self._strikes,
+                                      observed_p95_ms=self._latencies.p95_ms(candidate.agent_id))
                 return SendStep(index=self.index, candidate=candidate, question=self.question,
-                                previous=self._previous, final=self._final)
+                                previous=self._previous, final=self._final, timeout_s=limit,
+                                revision=self._revision)
         if now_ms >= self._deadline_ms or self._rounds >= MAX_STEP_ROUNDS:
             return self._settle()
         return BeaconStep(index=self.index, question=self.question, attempt=self._rounds - 1,
                           exclude=frozenset(self._tried))
+
+    @property
+    def tried(self) -> frozenset[str]:
+        """The executors this step was sent to."""
+        return frozenset(self._tried)
 
     def _enough(self) -> bool:
         """One answer without redundancy; two that agree, or three, with it."""
@@ -204,30 +289,44 @@ class ChainDriver:
     """A planner's chain of sub-tasks, one after the other, each on beacon-chosen executors.
 
     Call ``executors_selected`` with the chain's beacon round, then loop on ``next_action`` until
-    it returns ``ChainDone``, feeding ``step_result`` after a ``SendStep`` and ``step_beaconed``
-    after a ``BeaconStep``."""
+    it returns ``ChainDone``, feeding ``step_result`` after a ``SendStep``, ``step_beaconed``
+    after a ``BeaconStep`` and ``replanned`` (or ``replan_failed``) after a ``Replan``.
 
-    def __init__(self, steps: Sequence[str], *, kind: AnswerKind, deadline_ms: int, redundancy: int = 1) -> None:
+    ``redundancy``: executors per step (2: cross-checked); ``hop_timeout``: see ``hop_timeout_s``;
+    ``replans``: how many failed steps may be re-planned before the chain fails."""
+
+    def __init__(self, steps: Sequence[str], *, kind: AnswerKind, deadline_ms: int, redundancy: int = 1,
+                 hop_timeout: HopTimeout = "off", replans: int = 0, latencies: LatencyBook | None = None) -> None:
         if not steps:
             raise ValueError("a chain needs at least one step")
-        self._questions = tuple(steps)
+        self._questions = list(steps)
         self._kind = kind
         self._deadline_ms = deadline_ms
         self._redundancy = redundancy
-        self._rounds: tuple[BeaconOutcome, ...] = ()
+        self._hop_timeout = hop_timeout
+        self._replans_left = replans
+        self._revision = 0
+        self._latencies = latencies or LatencyBook()
+        self._rounds: list[BeaconOutcome] = []
         self._round_ms = 0.0
         self._index = 0
         self._step: StepDriver | None = None
         self._steps: list[StepTrace] = []
         self._previous: list[tuple[str, str]] = []
         self._scores: list[float] = []
+        self._replan: Replan | None = None
         self._done: ChainDone | None = None
+
+    @property
+    def questions(self) -> tuple[str, ...]:
+        """The chain's steps as planned now (re-planning replaces those after a failed step)."""
+        return tuple(self._questions)
 
     def executors_selected(self, rounds: Sequence[BeaconOutcome], *, waited_ms: float) -> None:
         """The chain's one beacon round (one outcome per step) returned after ``waited_ms``."""
         if len(rounds) != len(self._questions):
             raise ValueError(f"one beacon outcome per step: {len(rounds)} for {len(self._questions)} steps")
-        self._rounds = tuple(rounds)
+        self._rounds = list(rounds)
         self._round_ms = waited_ms
 
     def step_result(self, candidate: Candidate, result: TaskResult, *, rtt_ms: float) -> None:
@@ -238,13 +337,35 @@ class ChainDriver:
         """The current step's fresh beacon round returned after ``waited_ms``."""
         self._current().beaconed(outcome, waited_ms=waited_ms, charged=True)
 
+    def replanned(self, steps: Sequence[str], rounds: Sequence[BeaconOutcome], *, waited_ms: float) -> None:
+        """The new steps after the failed one (with their beacon round, one outcome each) replace the rest."""
+        if self._replan is None:
+            raise RuntimeError("replanned without a Replan")
+        if not steps or len(rounds) != len(steps):
+            raise ValueError(f"a re-plan needs steps and one beacon outcome each: {len(rounds)} for {len(steps)}")
+        self._questions[self._index:] = list(steps)
+        self._rounds[self._index:] = list(rounds)
+        self._round_ms = waited_ms
+        self._revision += 1
+        self._replan = None
+
+    def replan_failed(self, error: str) -> None:
+        """The planner could not re-plan (its model failed): the chain fails on the step that did."""
+        if self._replan is None:
+            raise RuntimeError("replan_failed without a Replan")
+        failed, self._replan = self._replan, None
+        self._fail(f"step {failed.index + 1} failed: {failed.error}; re-plan failed: {error}")
+
     def next_action(self, *, now_ms: int) -> ChainAction:
         """What the shell does next (see the module docstring)."""
         if self._done is not None:
             return self._done
-        decision = self._current().next_action(now_ms=now_ms)
+        if self._replan is not None:
+            return self._replan
+        step = self._current()
+        decision = step.next_action(now_ms=now_ms)
         if isinstance(decision, StepSettled):
-            self._step_ended(decision.step)
+            self._step_ended(decision.step, tried=step.tried, now_ms=now_ms)
         return decision
 
     def _current(self) -> StepDriver:
@@ -253,34 +374,50 @@ class ChainDriver:
         if self._step is None:
             self._step = StepDriver(index=self._index, question=self._questions[self._index],
                                     previous=tuple(self._previous), final=self._index == len(self._questions) - 1,
-                                    kind=self._kind, deadline_ms=self._deadline_ms, redundancy=self._redundancy)
-            first_ms = self._round_ms if self._index == 0 else 0.0
+                                    kind=self._kind, deadline_ms=self._deadline_ms, redundancy=self._redundancy,
+                                    hop_timeout=self._hop_timeout, latencies=self._latencies,
+                                    revision=self._revision)
+            first_ms, self._round_ms = self._round_ms, 0.0  # a round's wait counts for the step it starts
             self._step.beaconed(self._rounds[self._index], waited_ms=first_ms, charged=bool(first_ms))
         return self._step
 
-    def _step_ended(self, step: StepTrace) -> None:
+    def _step_ended(self, step: StepTrace, *, tried: frozenset[str], now_ms: int) -> None:
         self._steps.append(step)
         self._step = None
-        if not step.ok:
-            self._done = ChainDone(ok=False, answer="", weight=0.0,
-                                   error=f"step {self._index + 1} failed: {step.error}", steps=tuple(self._steps))
-        else:
+        if step.ok:
             self._scores.append(step.score)
             self._previous.append((step.question, step.answer))
             self._index += 1
             if self._index == len(self._questions):
                 self._done = ChainDone(ok=True, answer=step.answer, weight=chain_weight(self._scores), error="",
                                        steps=tuple(self._steps))
+        elif self._replans_left > 0 and now_ms < self._deadline_ms:
+            self._replans_left -= 1
+            self._replan = Replan(index=self._index, failed=step.question, error=step.error,
+                                  done=tuple(self._previous), exclude=tried)
+        else:
+            self._fail(f"step {self._index + 1} failed: {step.error}")
+
+    def _fail(self, error: str) -> None:
+        self._done = ChainDone(ok=False, answer="", weight=0.0, error=error, steps=tuple(self._steps))
 
 
 __all__ = [
+    "HOP_CAP_S",
+    "HOP_FACTOR",
+    "HOP_FLOOR_S",
+    "HOP_TIMEOUT_ERROR",
     "MAX_STEP_ROUNDS",
     "BeaconStep",
     "ChainAction",
     "ChainDone",
     "ChainDriver",
+    "HopTimeout",
+    "LatencyBook",
+    "Replan",
     "SendStep",
     "StepDriver",
     "StepSettled",
     "attempt_of",
+    "hop_timeout_s",
 ]

@@ -125,7 +125,8 @@ def execution_messages(
     Args:
         step: the sub-question (clipped to ``MAX_STEP_CHARS``). A step equal to ``question`` (the
             ``single_step_plan`` fallback) is not repeated: the model is told to solve the problem.
-        question: the original question, as background (clipped to ``MAX_QUESTION_CHARS``).
+        question: the original question, as background (clipped to ``MAX_QUESTION_CHARS``); blank under
+            minimal disclosure, when the planner did not mark the step as needing it: no Problem line then.
         previous: the chain's earlier (sub-question, answer) pairs, oldest first; only the last
             ``MAX_PREVIOUS_PAIRS`` are shown, each clipped.
         is_final: whether this step must give the final answer, in the form ``answer_kind`` needs.
@@ -158,7 +159,8 @@ def execution_messages(
         step_line = "Step: Solve the problem. Use the earlier steps' results, but check them: they may be wrong."
     else:
         step_line = "Step: Solve the problem."
-    user = f"Problem: {clip(question.strip(), MAX_QUESTION_CHARS)}\n{_earlier(previous)}\n{step_line}"
+    problem = f"Problem: {clip(question.strip(), MAX_QUESTION_CHARS)}\n" if question.strip() else ""
+    user = f"{problem}{_earlier(previous)}\n{step_line}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

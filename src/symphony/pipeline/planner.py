@@ -147,8 +147,19 @@ def check_answer_kind(answer_kind: str) -> AnswerKind:
     raise ValueError(f"unknown answer kind {answer_kind!r}; expected one of {ANSWER_KINDS}")
 
 
+#: Minimal disclosure (Alg. 1 line 4, background extraction): a step the planner starts with this mark
+#: is sent with the problem and its context; every other step is sent alone (``split_marks``).
+NEEDS_PROBLEM_MARK: Final = "[problem]"
+_MINIMAL_RULE: Final = (
+    "\nEach sub-question is sent alone to a stranger who never sees the problem: copy into it every number "
+    f"and fact it needs. Start a sub-question with {NEEDS_PROBLEM_MARK} only if it cannot be answered "
+    "without the whole problem text."
+)
+
+
 def decomposition_messages(
-    question: str, *, max_steps: int = DEFAULT_MAX_STEPS, answer_kind: str, context: str = ""
+    question: str, *, max_steps: int = DEFAULT_MAX_STEPS, answer_kind: str, context: str = "",
+    minimal: bool = False,
 ) -> list[dict[str, str]]:
     """System and user chat messages asking a planner model for a JSON plan of ``question``.
 
@@ -157,6 +168,7 @@ def decomposition_messages(
         max_steps: the most sub-questions allowed; the prompt asks for fewer when possible.
         answer_kind: one of ``ANSWER_KINDS``; the last step must ask for the answer in that form.
         context: the conversation before the question (``context_block``), clipped to ``MAX_CONTEXT_CHARS``.
+        minimal: minimal disclosure: ask for self-contained steps, marking those that need the problem.
 
     Raises ``ValueError`` for an unknown kind or ``max_steps < 1``.
     """
@@ -171,6 +183,7 @@ def decomposition_messages(
         "calculation or one fact. Do not answer them.\n"
         'Reply with JSON only, in this form: {"steps": [{"question": "..."}]}\n'
         f"Use {count}. The last step must ask for the final answer to the problem as {FINAL_FORMS[kind]}.\n"
+        f"{_MINIMAL_RULE if minimal else ''}"
         "\n"
         "Example\n"
         f"Problem: {example_q}\n"
@@ -179,6 +192,33 @@ def decomposition_messages(
     )
     user = f"Problem: {clip(question.strip(), MAX_QUESTION_CHARS)}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def replan_messages(
+    question: str, *, failed: str, error: str, done: list[tuple[str, str]], max_steps: int = DEFAULT_MAX_STEPS,
+    answer_kind: str, context: str = "", minimal: bool = False,
+) -> list[dict[str, str]]:
+    """The decomposition prompt for the REST of a chain whose step ``failed`` with ``error``
+    (paper §4: the planner re-plans around a failure), given the ``done`` (step, answer) pairs.
+
+    Same schema and parsing as ``decomposition_messages``; the user message adds what is done and
+    what failed, and asks for different remaining steps that avoid the failed one."""
+    messages = decomposition_messages(question, max_steps=max_steps, answer_kind=answer_kind, context=context,
+                                      minimal=minimal)
+    lines = [f"{n}. {clip(q, MAX_STEP_CHARS)} -> {clip(a, 200)}" for n, (q, a) in enumerate(done, start=1)]
+    messages[1]["content"] += (
+        "\nSteps already done:\n" + ("\n".join(lines) or "none") +
+        f"\nThis step failed ({clip(error, 200)}): {clip(failed, MAX_STEP_CHARS)}\n"
+        "Plan only the remaining steps, worded differently or split smaller, so they avoid that failure."
+    )
+    return messages
+
+
+def split_marks(steps: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+    """``steps`` without their ``NEEDS_PROBLEM_MARK`` and, for each, whether it carried one."""
+    marked = tuple(s.lstrip().lower().startswith(NEEDS_PROBLEM_MARK) for s in steps)
+    bare = tuple(s.lstrip()[len(NEEDS_PROBLEM_MARK):].strip() if m else s for s, m in zip(steps, marked, strict=True))
+    return tuple(b or s for b, s in zip(bare, steps, strict=True)), marked
 
 
 # ---- plans --------------------------------------------------------------------------------
@@ -491,6 +531,7 @@ __all__ = [
     "MAX_CONTEXT_CHARS",
     "MAX_QUESTION_CHARS",
     "MAX_STEP_CHARS",
+    "NEEDS_PROBLEM_MARK",
     "Plan",
     "PlanError",
     "anchor_final_step",
@@ -501,5 +542,7 @@ __all__ = [
     "decomposition_schema",
     "parse_plan",
     "plan_json",
+    "replan_messages",
     "single_step_plan",
+    "split_marks",
 ]

@@ -50,10 +50,21 @@ from symphony.capability.vector import TagEncoder, classify_task_type, requireme
 from symphony.errors import MalformedMessage, PeerError, SymphonyError, TransportError
 from symphony.ledger.reputation import Offence, ReputationTable
 from symphony.llm.base import ChatModel, Completion, ModelError
-from symphony.pipeline.chain import BeaconStep, ChainDone, ChainDriver, SendStep, StepSettled
+from symphony.pipeline.chain import (
+    HOP_TIMEOUT_ERROR,
+    BeaconStep,
+    ChainDone,
+    ChainDriver,
+    HopTimeout,
+    LatencyBook,
+    Replan,
+    SendStep,
+    StepSettled,
+)
 from symphony.pipeline.crossvote import Verdict
 from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
+from symphony.pipeline.gate import PriorityGate
 from symphony.pipeline.initiator import PLANNER_ROUNDS, InitiatorDriver
 from symphony.pipeline.planner import (
     Plan,
@@ -62,13 +73,15 @@ from symphony.pipeline.planner import (
     decomposition_messages,
     decomposition_schema,
     parse_plan,
+    replan_messages,
     single_step_plan,
+    split_marks,
 )
 from symphony.pipeline.trace import BeaconCost, ChainRecord, ChainTrace, QuestionSpans
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.limits import backoff_delay
-from symphony.protocol.messages import Task, TaskResult
+from symphony.protocol.messages import Task, TaskKnobs, TaskResult
 from symphony.transport.base import Transport
 
 TASK_PROTOCOL = "/symphony/task/1.0.0"
@@ -109,6 +122,20 @@ class AskOptions:
     #: keeps it within ``Task.context``'s 32,000 characters (the OpenAI endpoint's budget is smaller)
     context: str = ""
     temperature: float | None = None  # the executors' sampling temperature; None: their default
+    # fault knobs (issue 17, ``pipeline.chain``); None: each planner node's own default
+    redundancy: int | None = None
+    hop_timeout: HopTimeout | None = None
+    replans: int | None = None
+    disclosure: str | None = None
+    priority: int = 0
+    latency_budget_ms: float | None = None
+
+    def knobs(self) -> TaskKnobs | None:
+        """The knobs that travel with this question's Tasks (None when all are left to the planners)."""
+        knobs = TaskKnobs(redundancy=self.redundancy, hop_timeout=self.hop_timeout, replans=self.replans,
+                          disclosure=self.disclosure, priority=self.priority,  # type: ignore[arg-type]
+                          latency_budget_ms=self.latency_budget_ms)
+        return knobs if knobs.wire() else None
 
 
 @dataclass
@@ -137,9 +164,14 @@ class TaskService:
     linucb: LinUCBStrategy = field(default_factory=LinUCBStrategy)
     _guard: ReplayGuard = field(default_factory=ReplayGuard)
     reputation: ReputationTable | None = None
-    hop_timeout_s: float | None = None  # per executor request; None = up to the task deadline
+    # this node's defaults as a planner for what a question's ``TaskKnobs`` leaves open (issue 17)
+    hop_timeout: HopTimeout = "adaptive"  # per executor request: adaptive, fixed seconds, or "off" (deadline)
     plan_timeout_s: float | None = None  # per planner request (a squatting planner); None = deadline
     redundancy: int = 1  # executors per sub-task (2: cross-checked, a third referees a disagreement)
+    replans: int = 1  # failed steps a chain may re-plan
+    disclosure: str = "full"  # "minimal": executors get the sub-task and only the context marked as needed
+    latencies: LatencyBook = field(default_factory=LatencyBook)
+    gate: PriorityGate = field(default_factory=PriorityGate)  # model calls at once; who waits goes by priority
     rng: random.Random = field(default_factory=random.Random)
     _done: dict[tuple[str, str, str], TaskResult] = field(default_factory=dict)
     _running: dict[tuple[str, str, str], anyio.Event] = field(default_factory=dict)
@@ -209,7 +241,8 @@ class TaskService:
         for attempt in range(PLANNER_ROUNDS):
             beacon = await self.selector.select(r, task_type="planning", m=1, top_l=max(options.top_l, options.cots),
                                                 strategy=self._strategy(options.strategy),
-                                                tags_any=frozenset({PLANNER_TAG}))
+                                                tags_any=frozenset({PLANNER_TAG}), priority=options.priority,
+                                                latency_budget_ms=options.latency_budget_ms)
             self._beacon_event(driver.task_id, "planning", beacon)
             if driver.planners_found(beacon, now_ms=self._now_ms()):
                 break
@@ -223,7 +256,7 @@ class TaskService:
             task = Task(task_id=f"{driver.task_id}/c{index}", role="plan", question=driver.question,
                         answer_kind=driver.kind, max_steps=options.max_steps, strategy=options.strategy,  # type: ignore[arg-type]
                         top_l=options.top_l, deadline_ms=driver.deadline_ms, context=options.context,
-                        temperature=options.temperature)
+                        temperature=options.temperature, knobs=options.knobs())
             sent = self.clock()
             result = await self._send(candidate.agent_id, task)
             record = ChainRecord(index=index, planner=candidate.agent_id, planner_score=candidate.score,
@@ -245,10 +278,11 @@ class TaskService:
 
     # ---- sending and serving Tasks -------------------------------------------------------
 
-    async def _send(self, agent_id: str, task: Task) -> TaskResult:
-        """Run ``task`` on ``agent_id`` (in-process if it is us); failures become ``ok=False``."""
+    async def _send(self, agent_id: str, task: Task, *, hop_s: float | None = None) -> TaskResult:
+        """Run ``task`` on ``agent_id`` (in-process if it is us) for at most ``hop_s`` (an execute
+        task's hop limit; a plan's is ``plan_timeout_s``) within the deadline; failures become ``ok=False``."""
         remaining = max(0.001, task.deadline_ms / 1000 - self.clock())
-        hop = self.hop_timeout_s if task.role == "execute" else self.plan_timeout_s
+        hop = hop_s if task.role == "execute" else self.plan_timeout_s
         timeout = remaining if hop is None else min(remaining, hop)
         try:
             if agent_id == self.identity.agent_id:
@@ -260,6 +294,7 @@ class TaskService:
         except TimeoutError:
             if timeout < remaining:  # the peer held a task past its hop limit, not just the deadline
                 self._blame(agent_id, Offence.TIMEOUT)
+                return TaskResult(task_id=task.task_id, ok=False, error=f"{HOP_TIMEOUT_ERROR} after {timeout:.1f} s")
             return TaskResult(task_id=task.task_id, ok=False, error="deadline passed")
         except (TransportError, PeerError) as exc:
             if isinstance(exc, PeerError):
@@ -320,12 +355,25 @@ class TaskService:
         return result
 
     async def _chat(self, messages: list[dict[str, str]], *, temperature: float | None = None,
-                    **kwargs: Any) -> Completion:
+                    priority: int = 0, **kwargs: Any) -> Completion:
+        """One model call, through the priority gate (``gate.PriorityGate``: who is served first when busy)."""
         if self.model is None:
             raise ModelError("this node runs no model (start it with --model)")
         if temperature is not None:  # else the backend's own default
             kwargs["temperature"] = temperature
-        return await self.model.chat(messages, **kwargs)
+        async with self.gate.slot(priority):
+            return await self.model.chat(messages, **kwargs)
+
+    @staticmethod
+    def _priority(task: Task) -> int:
+        return task.knobs.priority if task.knobs else 0
+
+    @staticmethod
+    def _beacon_knobs(task: Task) -> dict[str, Any]:
+        """The question's priority and latency budget, for its executors' beacon rounds."""
+        if task.knobs is None:
+            return {}
+        return {"priority": task.knobs.priority, "latency_budget_ms": task.knobs.latency_budget_ms}
 
     # ---- executor role -------------------------------------------------------------------
 
@@ -335,7 +383,7 @@ class TaskService:
             completion = await self._chat(execution_messages(
                 task.question, question=task.background, previous=list(task.previous), is_final=task.final,
                 answer_kind=task.answer_kind, context=task.context), max_tokens=STEP_MAX_TOKENS,
-                temperature=task.temperature)
+                temperature=task.temperature, priority=self._priority(task))
         except ModelError as exc:
             return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000])
         step = parse_step_answer(completion.text, kind=task.answer_kind, is_final=task.final,
@@ -350,23 +398,39 @@ class TaskService:
 
     # ---- planner role --------------------------------------------------------------------
 
+    def _knobs(self, task: Task) -> TaskKnobs:
+        """The question's knobs with what it leaves open filled from this node's defaults."""
+        asked = task.knobs or TaskKnobs()
+        return asked.model_copy(update={
+            "redundancy": asked.redundancy or self.redundancy,
+            "hop_timeout": self.hop_timeout if asked.hop_timeout is None else asked.hop_timeout,
+            "replans": self.replans if asked.replans is None else asked.replans,
+            "disclosure": asked.disclosure or self.disclosure})
+
     async def _plan(self, task: Task) -> TaskResult:
         """Decompose ``task.question`` and drive the chain (``chain.ChainDriver`` decides, this shell sends)."""
         begun = self.clock()
-        plan, plan_note, planning = await self._make_plan(task)
-        plan_tokens = (planning.prompt_tokens, planning.completion_tokens) if planning else (0, 0)
-        self.on_event("plan_made", {"task": task.task_id, "steps": list(plan.steps), "plan": plan_note})
-        driver = ChainDriver(plan.steps, kind=task.answer_kind, deadline_ms=task.deadline_ms,
-                             redundancy=self.redundancy)
+        knobs = self._knobs(task)
+        minimal = knobs.disclosure == "minimal"
+        plan, plan_note, planning = await self._make_plan(task, minimal=minimal)
+        steps, marks = split_marks(plan.steps) if minimal else (plan.steps, ())
+        needs_problem = {q for q, marked in zip(steps, marks, strict=False) if marked}
+        plan_tokens = [planning.prompt_tokens, planning.completion_tokens] if planning else [0, 0]
+        self.on_event("plan_made", {"task": task.task_id, "steps": list(steps), "plan": plan_note})
+        driver = ChainDriver(steps, kind=task.answer_kind, deadline_ms=task.deadline_ms,
+                             redundancy=knobs.redundancy or 1, hop_timeout=knobs.hop_timeout or "off",
+                             replans=knobs.replans or 0, latencies=self.latencies)
         selecting = self.clock()
-        rounds = await self._select_executors(task, plan.steps)  # one beacon round for the whole chain
+        rounds = await self._select_executors(task, steps)  # one beacon round for the whole chain
         driver.executors_selected(rounds, waited_ms=self._span_ms(selecting))
-        self._beacon_event(task.task_id, "execution", rounds[0], steps=len(plan.steps))
+        self._beacon_event(task.task_id, "execution", rounds[0], steps=len(steps))
         while not isinstance(action := driver.next_action(now_ms=self._now_ms()), ChainDone):
             if isinstance(action, SendStep):
-                await self._send_step(task, action, driver)
+                await self._send_step(task, action, driver, disclose=not minimal or action.question in needs_problem)
             elif isinstance(action, BeaconStep):
                 await self._beacon_step(task, action, driver)
+            elif isinstance(action, Replan):
+                needs_problem |= await self._replan(task, action, driver, plan_tokens, minimal=minimal)
             else:
                 self._settled(action)
         trace = ChainTrace(plan=plan_note, steps=action.steps, chain_ms=self._span_ms(begun),
@@ -376,33 +440,67 @@ class TaskService:
                           completion_tokens=plan_tokens[1] + action.completion_tokens,
                           latency_ms=(self.clock() - begun) * 1000, trace=trace.to_wire())
 
-    async def _make_plan(self, task: Task) -> tuple[Plan, str, Completion | None]:
+    async def _make_plan(self, task: Task, *, minimal: bool = False) -> tuple[Plan, str, Completion | None]:
         """The plan, its note for the trace, and the planning call (None when the model failed); a
-        model that fails or writes no usable plan leaves the question itself as the one step."""
+        model that fails or writes no usable plan leaves the question itself as the one step.
+
+        Under minimal disclosure the last step is not replaced by the question (``anchor_final_step``):
+        that would show the whole question to the final executor."""
         try:
             completion = await self._chat(
                 decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind,
-                                       context=task.context),
-                max_tokens=400, json_schema=decomposition_schema(task.max_steps))
+                                       context=task.context, minimal=minimal),
+                max_tokens=400, json_schema=decomposition_schema(task.max_steps), priority=self._priority(task))
         except ModelError as exc:
             return single_step_plan(task.question), f"fallback: {str(exc)[:200]}", None
         try:
-            plan = anchor_final_step(parse_plan(completion.text, max_steps=task.max_steps), task.question)
+            plan = parse_plan(completion.text, max_steps=task.max_steps)
         except PlanError as exc:
             return single_step_plan(task.question), f"fallback: {str(exc)[:200]}", completion
+        plan = plan if minimal else anchor_final_step(plan, task.question)
         return plan, "repaired: " + ", ".join(plan.fixes) if plan.repaired else "ok", completion
 
-    async def _send_step(self, task: Task, action: SendStep, driver: ChainDriver) -> None:
-        """Send sub-task ``action.index`` to its candidate; LinUCB and the driver learn the outcome."""
+    async def _replan(self, task: Task, action: Replan, driver: ChainDriver, tokens: list[int], *,
+                      minimal: bool) -> set[str]:
+        """Re-plan the rest of the chain after step ``action.index`` failed, beacon for the new steps
+        and feed them to the driver. Returns the new steps marked as needing the problem (minimal disclosure)."""
+        messages = replan_messages(task.question, failed=action.failed, error=action.error, done=list(action.done),
+                                   max_steps=max(1, task.max_steps - action.index), answer_kind=task.answer_kind,
+                                   context=task.context, minimal=minimal)
+        try:
+            completion = await self._chat(messages, max_tokens=400, priority=self._priority(task),
+                                          json_schema=decomposition_schema(max(1, task.max_steps - action.index)))
+            tokens[0] += completion.prompt_tokens
+            tokens[1] += completion.completion_tokens
+            plan = parse_plan(completion.text, max_steps=max(1, task.max_steps - action.index))
+        except (ModelError, PlanError) as exc:
+            self.on_event("replan_failed", {"task": task.task_id, "step": action.index, "error": str(exc)[:200]})
+            driver.replan_failed(str(exc)[:200])
+            return set()
+        plan = plan if minimal else anchor_final_step(plan, task.question)
+        steps, marks = split_marks(plan.steps) if minimal else (plan.steps, ())
+        self.on_event("replanned", {"task": task.task_id, "step": action.index, "error": action.error,
+                                    "steps": list(steps)})
+        selecting = self.clock()
+        rounds = await self._select_executors(task, steps, exclude=action.exclude)
+        driver.replanned(steps, rounds, waited_ms=self._span_ms(selecting))
+        self._beacon_event(task.task_id, "execution", rounds[0], steps=len(steps))
+        return {q for q, marked in zip(steps, marks, strict=False) if marked}
+
+    async def _send_step(self, task: Task, action: SendStep, driver: ChainDriver, *, disclose: bool) -> None:
+        """Send sub-task ``action.index`` to its candidate, with the question and context only when
+        ``disclose``; LinUCB and the driver learn the outcome."""
         candidate = action.candidate
-        sub = Task(task_id=f"{task.task_id}/s{action.index}", role="execute", question=action.question,
-                   background=task.question, previous=list(action.previous), answer_kind=task.answer_kind,
-                   final=action.final, deadline_ms=task.deadline_ms, context=task.context,
-                   temperature=task.temperature)
+        revision = f"r{action.revision}" if action.revision else ""
+        sub = Task(task_id=f"{task.task_id}/s{action.index}{revision}", role="execute", question=action.question,
+                   background=task.question if disclose else "", previous=list(action.previous),
+                   answer_kind=task.answer_kind, final=action.final, deadline_ms=task.deadline_ms,
+                   context=task.context if disclose else "", temperature=task.temperature, knobs=task.knobs)
         self.on_event("step_assigned", {"task": task.task_id, "step": action.index, "question": action.question,
-                                        "executor": candidate.agent_id, "score": round(candidate.score, 4)})
+                                        "executor": candidate.agent_id, "score": round(candidate.score, 4),
+                                        "timeout_s": action.timeout_s, "disclosed": disclose})
         sent = self.clock()
-        result = await self._send(candidate.agent_id, sub)
+        result = await self._send(candidate.agent_id, sub, hop_s=action.timeout_s)
         rtt_ms = self._span_ms(sent)
         self._learn(candidate, result)
         self.on_event("step_finished", {"task": task.task_id, "step": action.index, "executor": candidate.agent_id,
@@ -419,7 +517,8 @@ class TaskService:
         r = list(requirement_vector(action.question, task_type, self.encoder))
         beacon = await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
                                             strategy=self._strategy(task.strategy),
-                                            tags_any=frozenset({EXECUTOR_TAG}), exclude=action.exclude)
+                                            tags_any=frozenset({EXECUTOR_TAG}), exclude=action.exclude,
+                                            **self._beacon_knobs(task))
         waited_ms = self._span_ms(selecting)
         self._beacon_event(task.task_id, "execution", beacon, steps=1)
         driver.step_beaconed(beacon, waited_ms=waited_ms)
@@ -428,12 +527,14 @@ class TaskService:
         """A cross-checked step's majority: two executors agreed against the outvoted one, strong evidence."""
         self._judge(settled.verdicts, Offence.OUTVOTED, weight=1.5)
 
-    async def _select_executors(self, task: Task, questions: Sequence[str]) -> list[BeaconOutcome]:
+    async def _select_executors(self, task: Task, questions: Sequence[str],
+                                exclude: frozenset[str] = frozenset()) -> list[BeaconOutcome]:
         """BEACONSELECT(r(sub-task), L, m=1) among executors for every sub-task of a chain, in one round."""
         rs = [list(requirement_vector(q, classify_task_type(q), self.encoder)) for q in questions]
         return await self.selector.select_many(rs, task_type="chain", m=1, top_l=task.top_l,
                                                strategy=self._strategy(task.strategy),
-                                               tags_any=frozenset({EXECUTOR_TAG}))
+                                               tags_any=frozenset({EXECUTOR_TAG}), exclude=exclude,
+                                               **self._beacon_knobs(task))
 
     def _learn(self, candidate: Candidate, result: TaskResult) -> None:
         """Feed the outcome to LinUCB (Symphony-Coord); harmless for the other strategies."""

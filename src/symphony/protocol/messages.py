@@ -288,6 +288,18 @@ TaskText = Annotated[str, StringConstraints(max_length=32_000)]
 AnswerKindName = Literal["number", "option", "yes_no", "text", "code"]
 
 
+class TaskKnobs(_Wire):
+    """A question's fault knobs (issue 17; ``pipeline.chain``), from the initiator to its planners and
+    executors. A field left None takes the planner node's own default."""
+
+    redundancy: int | None = Field(default=None, ge=1, le=2)  # executors per step (2: cross-checked)
+    hop_timeout: Literal["adaptive", "off"] | Annotated[float, Field(gt=0, le=3600)] | None = None
+    replans: int | None = Field(default=None, ge=0, le=3)  # failed steps re-planned per chain
+    disclosure: Literal["full", "minimal"] | None = None  # minimal: executors get only marked context
+    priority: int = Field(default=0, ge=0, le=9)  # higher is served first where work queues
+    latency_budget_ms: float | None = Field(default=None, gt=0, le=3_600_000)  # executors over it rank last
+
+
 class Task(_Wire):
     """A unit of work for a remote agent: ``plan`` (decompose and drive a chain) or
     ``execute`` (solve one sub-task). ``task_id`` makes retries idempotent."""
@@ -308,6 +320,7 @@ class Task(_Wire):
     strategy: Literal["cosine", "random", "linucb"] = "cosine"
     top_l: int = Field(default=8, ge=1, le=256)
     deadline_ms: int = Field(ge=0)
+    knobs: TaskKnobs | None = None
 
 
 class TaskResult(_Wire):
@@ -334,6 +347,7 @@ __all__ = [
     "SyncReply",
     "SyncRequest",
     "Task",
+    "TaskKnobs",
     "TaskResult",
     "decode_sparse",
     "decode_vector",

@@ -1,0 +1,34 @@
+"""A node's fault-knob defaults: from flags or its TOML file to its TaskService, refused when unusable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from symphony.errors import ConfigError
+from symphony.node.config import load_node_file, node_config
+
+
+def test_file_keys_become_the_task_service_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text('data_dir = "d"\nredundancy = 2\nhop_timeout = "45"\nreplans = 0\ndisclosure = "minimal"\n')
+    config = node_config(load_node_file(path))
+    assert config.task_defaults() == {"redundancy": 2, "hop_timeout": 45.0, "replans": 0, "disclosure": "minimal"}
+
+
+def test_defaults_are_adaptive_hops_one_replan_no_redundancy_full_disclosure(tmp_path: Path) -> None:
+    config = node_config({"data_dir": str(tmp_path)})
+    assert config.task_defaults() == {"redundancy": 1, "hop_timeout": "adaptive", "replans": 1, "disclosure": "full"}
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("redundancy", 3, r"--redundancy must be 1 or 2"),
+    ("replans", 9, r"--replans must be 0 to 3"),
+    ("disclosure", "secret", r"--disclosure must be full or minimal"),
+    ("hop_timeout", "soon", r"--hop-timeout must be adaptive, off or seconds"),
+    ("hop_timeout", "0", r"--hop-timeout must be adaptive, off or seconds"),
+])
+def test_unusable_knobs_are_refused(tmp_path: Path, key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        node_config({"data_dir": str(tmp_path), key: value})

@@ -1,0 +1,167 @@
+"""Issue 17's fault knobs on the memory network in virtual time: adaptive hop timeouts, re-planning,
+per-question redundancy, priority at a busy node, minimal disclosure. Each test also runs (or
+states) the case without its mechanism, which must fail."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from symphony.ledger import GossipConfig, LedgerConfig
+from symphony.llm.base import Completion, ModelError
+from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
+from symphony.pipeline.chain import HOP_FLOOR_S, HOP_TIMEOUT_ERROR
+from symphony.pipeline.gate import PriorityGate
+from symphony.pipeline.service import AskOptions, TaskFailed
+from symphony.protocol.messages import Task, TaskKnobs
+from symphony.transport.memory import LinkModel, MemoryNetwork
+from tests.conftest import identity
+from tests.pipeline.test_pipeline_network import QUESTION, FakeModel, clock, swarm
+
+
+class HungExecutor(FakeModel):
+    """Plans like the others; never returns from an execution call (a hung executor)."""
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None):
+        if json_schema is None:
+            await trio.sleep_forever()
+        return await super().chat(messages, json_schema=json_schema)
+
+
+@asynccontextmanager
+async def tagged_swarm(models: list[FakeModel], tags: list[str]) -> AsyncIterator[list[AgentRuntime]]:
+    """``swarm`` with each agent's skill tag given (so beacon scores, hence the order tried, differ)."""
+    net = MemoryNetwork(link=LinkModel(latency_s=0.002), rng=random.Random(3))
+    specs = [SimulatedAgent(identity(n), model, AgentProfile(name=f"n{n}", tags=(tag,)))
+             for n, (model, tag) in enumerate(zip(models, tags, strict=True))]
+    async with open_simulated_agents(
+        net, specs, clock=clock, ledger_config=LedgerConfig(heartbeat_interval_s=1.0),
+        gossip_config=GossipConfig(anti_entropy_interval_s=1.0, target_degree=4),
+    ) as runtimes:
+        yield runtimes
+
+
+async def _ask_with_hung_executors(hop_timeout: str) -> tuple[dict | None, float]:
+    """Two hung executors and one working node; with these tags both hung ones outrank it for the
+    first step (the adaptive test checks that they were tried and cut)."""
+    models = [HungExecutor("h0"), HungExecutor("h1"), FakeModel("ok")]
+    async with tagged_swarm(models, ["cooking", "cooking", "math"]) as nodes:
+        begun = trio.current_time()
+        try:
+            trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=300, hop_timeout=hop_timeout))
+        except TaskFailed:
+            trace = None
+        return trace, trio.current_time() - begun
+
+
+async def test_hung_executor_costs_one_adaptive_hop_not_the_deadline(autojump_clock) -> None:
+    trace, took_s = await _ask_with_hung_executors("adaptive")
+    assert trace is not None and trace["answer"] == "10"
+    attempts = [a for s in trace["chains"][0]["trace"]["steps"] for a in s["attempts"]]
+    cut = [a for a in attempts if not a["ok"]]
+    assert cut and all(a["error"].startswith(HOP_TIMEOUT_ERROR) for a in cut)
+    assert cut[0]["rtt_ms"] == pytest.approx(HOP_FLOOR_S * 1000, rel=0.01), "an unknown executor gets the floor"
+    assert cut[1]["rtt_ms"] == pytest.approx(2 * HOP_FLOOR_S * 1000, rel=0.01), "each cut hop doubles the next"
+    assert took_s < 300 / 2, "hung hops cost their adaptive limits, far below the 300 s deadline"
+
+
+async def test_without_hop_timeouts_a_hung_executor_holds_the_step_to_the_deadline(autojump_clock) -> None:
+    trace, took_s = await _ask_with_hung_executors("off")
+    assert trace is None and took_s >= 300
+
+
+class BoxesStepFails(FakeModel):
+    """Every executor fails the "in the boxes" step; asked to re-plan, the planner words it differently."""
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None):
+        user = messages[-1]["content"]
+        if json_schema is not None and "This step failed" in user:
+            steps = [{"question": "How many apples do 3 boxes of 4 apples hold?"}, {"question": "How many are left?"}]
+            return Completion(text=json.dumps({"steps": steps}), prompt_tokens=50, completion_tokens=10,
+                              latency_s=0.1, model=self.name)
+        if json_schema is None and "in the boxes" in user.split("Step:")[-1]:
+            raise ModelError(f"{self.name} cannot do this step")
+        return await super().chat(messages, json_schema=json_schema)
+
+
+async def test_a_failed_step_is_replanned_and_the_chain_answers(autojump_clock) -> None:
+    async with swarm([BoxesStepFails(f"m{n}") for n in range(3)]) as (_, nodes):
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=120))
+        with pytest.raises(TaskFailed):
+            await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=120, replans=0))
+    steps = trace["chains"][0]["trace"]["steps"]
+    assert trace["answer"] == "10"
+    assert not steps[0]["ok"] and "in the boxes" in steps[0]["question"]
+    assert steps[1]["question"] == "How many apples do 3 boxes of 4 apples hold?" and steps[1]["ok"]
+    assert steps[-1]["ok"] and steps[-1]["question"] == QUESTION, "the re-plan still ends in the question"
+
+
+async def test_redundancy_two_per_question_cross_checks_every_step(autojump_clock) -> None:
+    async with swarm([FakeModel(f"m{n}") for n in range(4)]) as (_, nodes):
+        checked = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=60, redundancy=2))
+        single = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=60))
+    for step in checked["chains"][0]["trace"]["steps"]:
+        assert len(step["checked_by"]) == 1 and step["checked_by"][0] != step["executor"]
+    assert all(not s.get("checked_by") for s in single["chains"][0]["trace"]["steps"]), "the node default is 1"
+
+
+class Queued(FakeModel):
+    """Records the step each call serves, in the order calls reach the model."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, delay=10.0)
+        self.served: list[str] = []
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None):
+        self.served.append(messages[-1]["content"].split("Step:")[-1].strip())
+        return await super().chat(messages, json_schema=json_schema)
+
+
+async def test_priority_changes_the_order_of_service_at_a_busy_executor(autojump_clock) -> None:
+    busy = Queued("busy")
+    async with swarm([FakeModel("asker"), busy]) as (_, nodes):
+        nodes[1].tasks.gate = PriorityGate(slots=1)
+        deadline_ms = int((clock() + 120) * 1000)
+
+        async def send(name: str, priority: int) -> None:
+            task = Task(task_id=name, role="execute", question=f"What is {name}?", answer_kind="number",
+                        deadline_ms=deadline_ms, knobs=TaskKnobs(priority=priority))
+            assert (await nodes[0].tasks._send(nodes[1].agent_id, task)).ok
+
+        async with trio.open_nursery() as nursery:
+            for name in ("low1", "low2", "low3"):
+                nursery.start_soon(send, name, 0)
+                await trio.sleep(1)  # arrive in this order while the first holds the only slot
+            nursery.start_soon(send, "urgent", 9)
+    assert busy.served == ["What is low1?", "What is urgent?", "What is low2?", "What is low3?"]
+
+
+class Recording(FakeModel):
+    """Plans and answers like ``FakeModel``; keeps every (planning?, system, user) prompt."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.seen: list[tuple[bool, str, str]] = []
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None):
+        self.seen.append((json_schema is not None, messages[0]["content"], messages[-1]["content"]))
+        return await super().chat(messages, json_schema=json_schema)
+
+
+@pytest.mark.parametrize("disclosure", ["minimal", "full"])
+async def test_minimal_disclosure_keeps_the_question_out_of_executor_prompts(autojump_clock, disclosure) -> None:
+    models = [Recording(f"m{n}") for n in range(3)]
+    context = "User: my name is Ada and my boxes are secret."
+    async with swarm(models) as (_, nodes):
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=60, context=context,
+                                                              disclosure=disclosure))
+    assert trace["answer"] == "10"
+    executions = [(system, user) for m in models for planning, system, user in m.seen if not planning]
+    assert len(executions) == 2
+    leaked = [user for system, user in executions if "Tom has 3 boxes" in user or "Ada" in system]
+    assert leaked == ([] if disclosure == "minimal" else [u for _, u in executions])

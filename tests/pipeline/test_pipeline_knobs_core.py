@@ -1,0 +1,114 @@
+"""The fault knobs' pure parts: hop limits, latency book, disclosure marks, latency budget ranking,
+the priority gate, and the options' validation at the API edge and on the wire."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from pydantic import ValidationError
+
+from symphony.api.http import OptionsBody
+from symphony.beacon.ranking import Candidate, select
+from symphony.pipeline.chain import HOP_CAP_S, HOP_FACTOR, HOP_FLOOR_S, LatencyBook, hop_timeout_s
+from symphony.pipeline.gate import PriorityGate
+from symphony.pipeline.planner import NEEDS_PROBLEM_MARK, decomposition_messages, replan_messages, split_marks
+from symphony.protocol.messages import Task, TaskKnobs
+
+
+def _c(agent: str, latency_ms: float, score: float = 0.5) -> Candidate:
+    return Candidate(agent_id=agent, score=score, expected_latency_ms=latency_ms)
+
+
+def test_adaptive_hop_is_k_times_expected_latency_within_floor_and_cap() -> None:
+    assert hop_timeout_s("adaptive", _c("a", 1000)) == HOP_FLOOR_S
+    assert hop_timeout_s("adaptive", _c("a", 10_000)) == HOP_FACTOR * 10
+    assert hop_timeout_s("adaptive", _c("a", 1000), observed_p95_ms=8000) == HOP_FACTOR * 8, "own p95 when larger"
+    assert hop_timeout_s("adaptive", _c("a", 1e7)) == HOP_CAP_S
+
+
+def test_each_timed_out_hop_doubles_the_next_up_to_the_cap() -> None:
+    assert [hop_timeout_s("adaptive", _c("a", 0), strikes=n) for n in range(4)] == [15.0, 30.0, 60.0, HOP_CAP_S]
+
+
+def test_fixed_and_off_hop_settings() -> None:
+    assert hop_timeout_s(7.5, _c("a", 1e6)) == 7.5
+    assert hop_timeout_s("off", _c("a", 1000)) is None
+
+
+def test_latency_book_p95_of_recent_round_trips() -> None:
+    book = LatencyBook(keep=20)
+    for ms in range(1, 101):
+        book.observe("a", float(ms))
+    assert book.p95_ms("a") == 100.0 and book.p95_ms("never") == 0.0
+    book.observe("b", 5.0)
+    assert book.p95_ms("b") == 5.0
+
+
+def test_split_marks_strips_the_needs_problem_mark() -> None:
+    steps, marks = split_marks((f"{NEEDS_PROBLEM_MARK} Who is the subject?", "What is 3 * 4?"))
+    assert steps == ("Who is the subject?", "What is 3 * 4?") and marks == (True, False)
+
+
+def test_minimal_plan_prompt_asks_for_self_contained_marked_steps() -> None:
+    minimal = decomposition_messages("Q?", answer_kind="number", minimal=True)[0]["content"]
+    full = decomposition_messages("Q?", answer_kind="number")[0]["content"]
+    assert NEEDS_PROBLEM_MARK in minimal and NEEDS_PROBLEM_MARK not in full
+
+
+def test_replan_prompt_names_the_failure_and_what_is_done() -> None:
+    user = replan_messages("Q?", failed="Step two?", error="model down", done=[("Step one?", "12")],
+                           answer_kind="number")[1]["content"]
+    assert "Step one? -> 12" in user and "This step failed (model down): Step two?" in user
+
+
+def test_latency_budget_ranks_over_budget_candidates_last() -> None:
+    candidates = [_c("slow", 9000, score=0.9), _c("fast", 100, score=0.5), _c("mid", 900, score=0.7)]
+    assert [c.agent_id for c in select(candidates).ordered] == ["slow", "mid", "fast"]
+    assert [c.agent_id for c in select(candidates, latency_budget_ms=1000).ordered] == ["mid", "fast", "slow"]
+
+
+async def test_gate_serves_waiters_by_priority_then_arrival(autojump_clock) -> None:
+    gate, order = PriorityGate(slots=1), []
+
+    async def hold(name: str, priority: int) -> None:
+        async with gate.slot(priority):
+            order.append(name)
+            await trio.sleep(1)
+
+    async with trio.open_nursery() as nursery:
+        for name, priority in (("first", 0), ("low", 0), ("high", 5), ("low2", 0), ("top", 9)):
+            nursery.start_soon(hold, name, priority)
+            await trio.sleep(0.01)
+    assert order == ["first", "top", "high", "low", "low2"]
+
+
+async def test_a_cancelled_waiter_leaves_the_queue_and_loses_no_slot(autojump_clock) -> None:
+    gate = PriorityGate(slots=1)
+    async with gate.slot():
+        with trio.move_on_after(1):
+            async with gate.slot(9):
+                pytest.fail("admitted while the only slot was held")
+        assert gate.waiting == 0
+    with trio.fail_after(1):
+        async with gate.slot():
+            pass
+
+
+def test_options_body_refuses_what_no_node_can_honour() -> None:
+    with pytest.raises(ValidationError, match="redundancy"):
+        OptionsBody(redundancy=3)
+    with pytest.raises(ValidationError, match="hop_timeout"):
+        OptionsBody(hop_timeout="soon")
+    with pytest.raises(ValidationError, match="disclosure"):
+        OptionsBody(disclosure="none")
+    options = OptionsBody(hop_timeout=20, redundancy=2, priority=3, disclosure="minimal").options()
+    assert options.knobs() == TaskKnobs(hop_timeout=20.0, redundancy=2, priority=3, disclosure="minimal")
+    assert OptionsBody().options().knobs() is None, "defaults add nothing to the Task"
+
+
+def test_task_knobs_round_trip_on_the_wire() -> None:
+    task = Task(task_id="t", role="plan", question="Q?", deadline_ms=1,
+                knobs=TaskKnobs(hop_timeout="adaptive", replans=0, latency_budget_ms=500))
+    assert Task.model_validate(task.wire()) == task
+    with pytest.raises(ValidationError):
+        Task.model_validate({**task.wire(), "knobs": {"redundancy": 5}})
