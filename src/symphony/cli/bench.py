@@ -113,7 +113,7 @@ def bench_privacy(
     seeds: int = 3,
     out: Path = Path("bench-results/privacy"),
 ) -> None:
-    """Selection quality vs --privacy-sigma: best agent chosen (% of rounds), score shortfall (issue #17)."""
+    """Selection quality vs --privacy-sigma: best agent chosen (% of rounds), score shortfall."""
     from symphony.bench.privacy import PrivacyConfig, run_privacy_bench
 
     run_privacy_bench(PrivacyConfig(sigmas=tuple(sigmas), agents=agents, rounds=rounds, seeds=seeds), out, console)
