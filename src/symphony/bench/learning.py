@@ -36,12 +36,12 @@ import trio
 import trio.testing
 
 from symphony.ledger import GossipConfig, LedgerConfig
-from symphony.llm.base import Completion
+from symphony.llm import Completion
 from symphony.llm.scripted import arith_model
-from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
+from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.pipeline.service import AskOptions, TaskFailed
-from symphony.protocol.identity import Identity
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.protocol import Identity
+from symphony.transport import LinkModel, MemoryNetwork
 
 SYSTEMS = ("random", "cosine-static", "cosine-learned", "linucb")
 EPOCH = 1_700_000_000.0
