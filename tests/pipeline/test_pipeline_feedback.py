@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from symphony.beacon.ranking import Candidate, LinUCBConfig, LinUCBStrategy
-from symphony.capability.vector import SKILL_PRIOR, SKILLS, SkillScores
+from symphony.capability.vector import SKILL_PRIOR, SKILLS, SkillScores, task_type_index
 from symphony.errors import PeerError
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.base import Completion
@@ -80,34 +80,33 @@ class Liar(FakeModel):
 
 
 async def test_agreeing_agents_gain_the_outvoted_one_loses_and_peers_see_it(autojump_clock) -> None:
-    """Four agents, one answering every sub-task wrong, executors picked at random: after a few
+    """Six agents, one answering every sub-task wrong, executors picked at random: after a few
     questions the honest agents' word-problem skill is above the prior, the liar's below, and another
     node's ledger holds the liar's republished vector with that skill block."""
     net = MemoryNetwork(link=LinkModel(latency_s=0.002), rng=random.Random(3))
     specs = [SimulatedAgent(identity(n), FakeModel(f"m{n}"), AgentProfile(name=f"n{n}", tags=("math",)))
-             for n in range(3)]
-    specs.append(SimulatedAgent(identity(3), Liar("liar"), AgentProfile(name="liar", roles=("executor",))))
+             for n in range(5)]
+    specs.append(SimulatedAgent(identity(5), Liar("liar"), AgentProfile(name="liar", roles=("executor",))))
     async with open_simulated_agents(net, specs, clock=clock, ledger_config=LedgerConfig(heartbeat_interval_s=1.0),
                                      gossip_config=GossipConfig(anti_entropy_interval_s=1.0)) as nodes:
         for node in nodes:
             node.learning_interval_s = 1.0
-        initial = list(nodes[3].vector[SKILLS])
+        initial = list(nodes[5].vector[SKILLS])
         outcomes = []
-        for _ in range(6):
+        for _ in range(8):  # the liar wins a vote only when it ran 2 of the 3 final steps (p ~ 0.07 a question)
             trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=60, strategy="random"))
-            assert trace["answer"] == "10"
             outcomes += trace["outcomes"]
-        liar = nodes[3]
+        liar = nodes[5]
         assert liar.skills.score(WORD) < SKILL_PRIOR
-        assert max(n.skills.score(WORD) for n in nodes[:3]) > SKILL_PRIOR
-        assert all(n.skills.score(WORD) > liar.skills.score(WORD) for n in nodes[:3])
-        published = liar.vector[SKILLS]
-        assert list(published) != initial
+        assert max(n.skills.score(WORD) for n in nodes[:5]) > SKILL_PRIOR
+        assert all(n.skills.score(WORD) > liar.skills.score(WORD) for n in nodes[:5])
+        assert list(liar.vector[SKILLS]) != initial, "republished (and scored with) at once after the first outcome"
 
         def seen_by_peer() -> bool:
             record = nodes[1].ledger.records.get(liar.agent_id)
-            return record is not None and decode_vector(record.capability)[SKILLS] == pytest.approx(
-                published, abs=2e-3)
+            seen = None if record is None else decode_vector(record.capability)[SKILLS]
+            return seen is not None and seen == pytest.approx(liar.vector[SKILLS], abs=2e-3) and (
+                seen[task_type_index(WORD)] < seen[task_type_index("other")])
 
         with trio.fail_after(30):
             while not seen_by_peer():

@@ -247,11 +247,11 @@ class AgentRuntime:
                 self._emit("learning_load_failed", {"part": "linucb", "error": str(exc)[:200]})
 
     def learn_skill(self, task_type: str, outcome: float) -> None:
-        """Move the skill EMA of ``task_type`` toward ``outcome``; the private vector (beacon scoring)
-        changes at once, the published one at ``learning_interval_s`` at most (``_publish_learning``)."""
+        """Move the skill EMA of ``task_type`` toward ``outcome``. The vector this agent scores beacons
+        with changes when it is republished (``_publish_learning``), not before: a beacon's initiator
+        caps (and counts against us) a claimed score above phi(published vector, r) + tolerance."""
         before = self.skills.score(task_type)
         self.skills = self.skills.update(task_type, outcome)
-        self.vector = self._vector(self.profile, self.model)
         self._emit("skill_learned", {"task_type": task_type, "outcome": round(outcome, 4),
                                      "before": round(before, 4), "score": round(self.skills.score(task_type), 4)})
         self._mark_learned()
@@ -301,10 +301,12 @@ class AgentRuntime:
             while True:
                 await self._learned.wait()
                 self._learned = anyio.Event()
-                capability = encode_vector(self.vector)
+                vector = self._vector(self.profile, self.model)
+                capability = encode_vector(vector)
                 own = self.gossip.own_record
                 if own is not None and own.capability != capability:
                     record = await self.gossip.update(capability=capability)
+                    self.vector = vector  # scored with from now on, as peers will see it
                     self._emit("skills_published", {"lamport": record.lamport})
                 self._save_learning()
                 await anyio.sleep(self.learning_interval_s)
