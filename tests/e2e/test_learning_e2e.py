@@ -12,13 +12,13 @@ from symphony.capability import SKILLS, task_type_index
 from symphony.testing import open_swarm, wait_for
 
 pytestmark = pytest.mark.e2e
-ARITH = SKILLS.start + task_type_index("arithmetic")
+PLANNING = SKILLS.start + task_type_index("planning")
 OTHER = SKILLS.start + task_type_index("other")
 
 
 def _learned(vector: list[float]) -> bool:
-    """The arithmetic skill stands above the untouched prior slots (float16 on the wire: a margin)."""
-    return vector[ARITH] > vector[OTHER] + 0.005
+    """The planning skill stands above the untouched prior slots (float16 on the wire: a margin)."""
+    return vector[PLANNING] > vector[OTHER] + 0.005
 
 
 def test_skills_learned_from_a_vote_reach_peers_and_survive_a_restart(tmp_path) -> None:
@@ -42,7 +42,7 @@ def test_skills_learned_from_a_vote_reach_peers_and_survive_a_restart(tmp_path) 
 
         planner.terminate()
         saved = json.loads((planner.data_dir / "learned.json").read_text())
-        assert saved["skills"][task_type_index("arithmetic")] > 0.5
+        assert saved["skills"][task_type_index("planning")] > 0.5
         again = swarm.spawn(planner.name, bootstrap=boot, args=("--model", "scripted:arith"))
         assert again.data_dir == planner.data_dir
         again.wait_ready()

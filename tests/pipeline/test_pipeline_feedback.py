@@ -57,7 +57,7 @@ async def test_only_the_sender_of_the_work_can_move_skills(autojump_clock) -> No
         assert planner.skills == before and planner.feedback.refused == {"not_sender": 1, "unknown_task": 1}
         assert planner is not nodes[0], "the chain went to a peer (else this checks the in-process path)"
         taken = await _send_outcome(nodes[0], planner, Outcome(task_id=task_id, agreed=1.0))  # the real sender
-        assert taken.accepted and planner.skills.score(WORD) > before.score(WORD)
+        assert taken.accepted and planner.skills.score("planning") > before.score("planning"), "a chain is planning"
         again = await _send_outcome(nodes[0], planner, Outcome(task_id=task_id, agreed=1.0))
         assert (again.accepted, again.reason) == (False, "unknown_task"), "one outcome per piece of work"
 
@@ -215,4 +215,4 @@ async def test_the_end_to_end_reward_moves_the_planners_linucb() -> None:
         assert ack.accepted and ack.forwarded == 0
     bad, good = service.linucb.ucb(_candidate("bad")), service.linucb.ucb(_candidate("good"))
     assert bad < good and bad < prior, "same context and evidence count: only the reward tells them apart"
-    assert learned == [(WORD, 0.0), (WORD, 1.0)]
+    assert learned == [("planning", 0.0), ("planning", 1.0)]

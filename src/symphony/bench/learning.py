@@ -56,7 +56,8 @@ class LearningConfig:
     tasks: int = 60
     seeds: tuple[int, ...] = (0, 1, 2)
     cots: int = 3
-    gap_s: float = 2.0  # virtual seconds between questions (the republish interval is 10 s)
+    gap_s: float = 2.0  # virtual seconds between questions
+    republish_s: float = 10.0  # an agent's skill changes reach its record (and its beacon scores) this often at most
 
     def __post_init__(self) -> None:
         if len(self.error_rates) < 2 or not all(0.0 <= p <= 1.0 for p in self.error_rates):
@@ -117,6 +118,8 @@ async def _run(config: LearningConfig, system: str, seed: int) -> list[dict[str,
                                      gossip_config=GossipConfig(anti_entropy_interval_s=2.0)) as nodes:
         best = nodes[min(range(len(nodes)), key=lambda n: config.error_rates[n])].agent_id
         _set_feedback(nodes, on=system != "cosine-static")
+        for node in nodes:
+            node.learning_interval_s = config.republish_s
         strategy = "cosine" if system.startswith("cosine") else system
         for index, (question, truth) in enumerate(_questions(seed, config.tasks)):
             rows.append(await _ask(nodes[index % len(nodes)], question, truth, best,
@@ -172,7 +175,8 @@ def rows_of(run: Sequence[dict[str, Any]], part: str, half: int) -> Sequence[dic
 def markdown(result: dict[str, Any]) -> str:
     cfg = result["config"]
     lines = [f"Pool error rates {cfg['error_rates']}, {cfg['tasks']} questions x seeds {cfg['seeds']}, "
-             f"{cfg['cots']} chains; share of settled sub-tasks run by the strongest agent, and accuracy.", "",
+             f"{cfg['cots']} chains, a question every {cfg['gap_s']} s, skills republished every "
+             f"{cfg['republish_s']} s at most; share of settled sub-tasks run by the strongest agent, and accuracy.", "",
              "| system | to strongest, 1st half | 2nd half | accuracy, 1st half | 2nd half | accuracy, all |",
              "|---|---|---|---|---|---|"]
     for system, parts in result["systems"].items():

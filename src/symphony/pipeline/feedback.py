@@ -7,10 +7,10 @@ the cross-vote verdicts). It flows back along the path the work came, over ``OUT
 
 - the initiator sends each judged chain's planner a signed ``Outcome`` for the chain's task ID
   (``{task}/c{n}``): whether the chain's answer won, and each of its executors' share of upheld steps;
-- the planner moves its own skill EMA, gives its LinUCB the end-to-end reward (1.0 when its chain
+- the planner moves its own ``planning`` skill EMA, gives its LinUCB the end-to-end reward (1.0 when its chain
   agreed with the vote, 0.0 when not) for every executor it used in that chain, and forwards each
   executor's share to it under the sub-task ID it sent that executor (``{task}/c{n}/s{i}``);
-- an executor moves its skill EMA.
+- an executor moves its skill EMA for the sub-task's type.
 
 Who may move an agent's skills: only the node that sent it that piece of work. Every agent keeps
 its recent work (task ID -> sender, role, task type; bounded) and takes one outcome per piece:
@@ -45,6 +45,8 @@ WORK_MEMORY = 4096
 DELIVER_TIMEOUT_S = 3.0
 #: Planner -> executor.
 FORWARD_TIMEOUT_S = 1.5
+#: The skill slot a planner's outcomes move.
+PLANNING = "planning"
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,14 @@ class OutcomeService:
     # ---- what this agent did ---------------------------------------------------------------
 
     def remember(self, sender: str, task: Task) -> None:
-        """``sender`` handed us ``task``: its outcome may come, from ``sender`` only."""
-        _bounded_put(self._work, task.task_id, Work(sender, task.role, classify_task_type(task.question)))
+        """``sender`` handed us ``task``: its outcome may come, from ``sender`` only.
+
+        A chain's outcome moves the planner's ``planning`` skill, not the question's type: whether a
+        chain's answer won says mostly how its executors did, and an agent that plans well but
+        computes badly must not look good at arithmetic (measured: with the question's type, weak
+        executors gained from the chains they planned and the pool never learned who computes best)."""
+        task_type = PLANNING if task.role == "plan" else classify_task_type(task.question)
+        _bounded_put(self._work, task.task_id, Work(sender, task.role, task_type))
 
     def dispatched(self, chain_id: str, executor: str, task_id: str, context: Context) -> None:
         """As planner of ``chain_id`` we sent sub-task ``task_id`` to ``executor`` (LinUCB ``context``)."""
