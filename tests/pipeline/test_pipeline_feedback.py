@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -47,6 +48,8 @@ async def test_only_the_sender_of_the_work_can_move_skills(autojump_clock) -> No
         assert trace["outcomes"] == [], "one chain cannot be judged"
         chain = trace["chains"][0]
         planner = next(n for n in nodes if n.agent_id == chain["planner"])
+        seen: list[dict[str, Any]] = []
+        planner.feedback.on_event = lambda kind, fields: seen.append(fields) if kind == "rejected" else None
         stranger = next(n for n in nodes if n.agent_id not in (planner.agent_id, nodes[0].agent_id))
         before = planner.skills
         task_id = f"{trace['task_id']}/c0"
@@ -55,6 +58,8 @@ async def test_only_the_sender_of_the_work_can_move_skills(autojump_clock) -> No
         unknown = await _send_outcome(stranger, planner, Outcome(task_id="no-such-task/c0", agreed=0.0))
         assert (unknown.accepted, unknown.reason) == (False, "unknown_task")
         assert planner.skills == before and planner.feedback.refused == {"not_sender": 1, "unknown_task": 1}
+        assert [e["reason"] for e in seen if e["source"] == stranger.agent_id] == ["outcome_not_sender",
+                                                                                  "outcome_unknown_task"]
         assert planner is not nodes[0], "the chain went to a peer (else this checks the in-process path)"
         taken = await _send_outcome(nodes[0], planner, Outcome(task_id=task_id, agreed=1.0))  # the real sender
         assert taken.accepted and planner.skills.score("planning") > before.score("planning"), "a chain is planning"

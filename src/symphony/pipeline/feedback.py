@@ -15,7 +15,8 @@ the cross-vote verdicts). It flows back along the path the work came, over ``OUT
 Who may move an agent's skills: only the node that sent it that piece of work. Every agent keeps
 its recent work (task ID -> sender, role, task type; bounded) and takes one outcome per piece:
 an outcome for a task it never did, from anyone but the sender, or a second one, is refused,
-counted (``refused``) and reported (event ``outcome_refused``). The envelope is signed and
+counted (``refused``) and reported (a ``rejected`` event, reason ``outcome_unknown_task`` or
+``outcome_not_sender``: the node's ``symphony_rejected_total`` counts it). The envelope is signed and
 replay-checked; the handler sits behind the node's admission guard like the task handler.
 The task type is the agent's own classification of the work it did, never the sender's say.
 """
@@ -176,7 +177,8 @@ class OutcomeService:
         if work is None or work.sender != sender:
             reason = "unknown_task" if work is None else "not_sender"
             self.refused[reason] += 1
-            self.on_event("outcome_refused", {"peer": sender, "task": message.task_id, "reason": reason})
+            self.on_event("rejected", {"reason": f"outcome_{reason}", "source": sender, "channel": OUTCOME_PROTOCOL,
+                                       "detail": f"outcome for task {message.task_id[:128]!r}"})
             return OutcomeAck(task_id=message.task_id, accepted=False, reason=reason)
         del self._work[message.task_id]  # one outcome per piece of work
         if message.agreed is not None:
