@@ -174,9 +174,10 @@ def rows_of(run: Sequence[dict[str, Any]], part: str, half: int) -> Sequence[dic
 
 def markdown(result: dict[str, Any]) -> str:
     cfg = result["config"]
-    lines = [f"Pool error rates {cfg['error_rates']}, {cfg['tasks']} questions x seeds {cfg['seeds']}, "
-             f"{cfg['cots']} chains, a question every {cfg['gap_s']} s, skills republished every "
-             f"{cfg['republish_s']} s at most; share of settled sub-tasks run by the strongest agent, and accuracy.", "",
+    lines = [(f"Pool error rates {cfg['error_rates']}, {cfg['tasks']} questions x seeds {cfg['seeds']}, "
+              f"{cfg['cots']} chains, a question every {cfg['gap_s']} s, skills republished every "
+              f"{cfg['republish_s']} s at most; share of settled sub-tasks run by the strongest agent, and accuracy."),
+             "",
              "| system | to strongest, 1st half | 2nd half | accuracy, 1st half | 2nd half | accuracy, all |",
              "|---|---|---|---|---|---|"]
     for system, parts in result["systems"].items():

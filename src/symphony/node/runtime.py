@@ -70,7 +70,7 @@ class LearningFile:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"{self.path}: {exc}") from exc
         if not isinstance(state, dict):
-            raise ValueError(f"{self.path}: not a JSON object")
+            raise ValueError(f"{self.path}: not a JSON object")  # noqa: TRY004 - load's contract: ValueError
         return state
 
     def save(self, state: dict[str, Any]) -> None:
