@@ -43,7 +43,7 @@ PUBLIC_MODULES = frozenset({
     "symphony.bench.accuracy", "symphony.bench.contenders", "symphony.bench.datasets",  # one module per bench
     "symphony.bench.gsm8k", "symphony.bench.knobs", "symphony.bench.ledger", "symphony.bench.loopback",
     "symphony.bench.robustness", "symphony.bench.sharding", "symphony.bench.shardnet", "symphony.bench.systems",
-    "symphony.bench.privacy",
+    "symphony.bench.privacy", "symphony.bench.learning",
     "symphony.capability.vector",  # to go: capability exports every name used
     "symphony.cli.main",  # the entry point of [project.scripts]
     "symphony.ledger.gossip", "symphony.ledger.reputation", "symphony.ledger.shard",  # ledger exports store+gossip
@@ -53,6 +53,7 @@ PUBLIC_MODULES = frozenset({
     "symphony.node.bus", "symphony.node.snapshots", "symphony.node.tasks",  # to go: symphony.node exports them
     "symphony.pipeline.executor", "symphony.pipeline.extraction", "symphony.pipeline.service",
     "symphony.pipeline.voting",
+    "symphony.pipeline.feedback",  # the runtime serves the outcome protocol beside the task protocol
     "symphony.pipeline.planner",  # the orchestrator baseline (bench) plans with the same prompts
     "symphony.protocol.envelope", "symphony.protocol.identity", "symphony.protocol.limits",  # to go: see protocol
     "symphony.protocol.messages",

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -213,6 +213,10 @@ class _Arm:
         self.b = [bi + reward * v for bi, v in zip(self.b, x, strict=True)]
 
 
+#: Arms a planner keeps (one per executor it learned about); past it the least recently updated goes.
+MAX_ARMS = 4096
+
+
 class LinUCBStrategy:
     """Symphony-Coord: order candidates by LinUCB's upper confidence bound on the reward.
 
@@ -250,8 +254,36 @@ class LinUCBStrategy:
         """Fold one observed outcome into the arm's (or the shared) A and b."""
         if len(context) != len(CONTEXT_FEATURES) or not all(math.isfinite(v) for v in (*context, reward)):
             raise ValueError(f"context must be {len(CONTEXT_FEATURES)} finite floats and reward finite")
-        arm = self._arms.setdefault("" if self.config.shared else agent_id, _Arm(self.config.ridge))
+        key = "" if self.config.shared else agent_id
+        arm = self._arms.pop(key, None) or _Arm(self.config.ridge)
+        self._arms[key] = arm  # most recently updated last: the oldest arm goes first past MAX_ARMS
+        if len(self._arms) > MAX_ARMS:
+            del self._arms[next(iter(self._arms))]
         arm.update(context, reward)
+
+    def state(self) -> dict[str, Any]:
+        """The learned A^-1 and b of every arm, JSON-ready (kept in the node's data dir)."""
+        return {"features": list(CONTEXT_FEATURES), "shared": self.config.shared,
+                "arms": {key: {"a_inv": arm.a_inv, "b": arm.b} for key, arm in self._arms.items()}}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Replace the arms with ``state`` (from ``state()``); ValueError, changing nothing, when it does
+        not fit this model (other features or sharing, a malformed or non-finite matrix)."""
+        d = len(CONTEXT_FEATURES)
+        if state.get("features") != list(CONTEXT_FEATURES) or state.get("shared") != self.config.shared:
+            raise ValueError("LinUCB state was learned with other features or sharing")
+        arms: dict[str, _Arm] = {}
+        for key, saved in list(dict(state.get("arms", {})).items())[-MAX_ARMS:]:
+            saved = saved if isinstance(saved, dict) else {}
+            a_inv, b = saved.get("a_inv"), saved.get("b")
+            rows = a_inv if isinstance(a_inv, list) and len(a_inv) == d else []
+            values = [*(v for row in rows if isinstance(row, list) and len(row) == d for v in row),
+                      *(b if isinstance(b, list) and len(b) == d else [])]
+            if len(values) != d * d + d or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+                raise ValueError(f"LinUCB arm {str(key)[:64]!r} is malformed")
+            arm = arms[str(key)] = _Arm(self.config.ridge)
+            arm.a_inv, arm.b = [[float(v) for v in row] for row in rows], [float(v) for v in b]
+        self._arms = arms
 
 
 def merge_by_rank(ranked: Sequence[Sequence[T]], cap: int, key: Callable[[T], str]) -> list[T]:

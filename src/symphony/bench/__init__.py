@@ -18,6 +18,7 @@ module docstring says what it builds and why it stops there.
   (``byzantine``: the simulated attackers), and ``hostile``: a stranger against real processes.
 - ``accuracy`` / ``gsm8k``: the paper's accuracy tables on packaged data: ``datasets``,
   ``contenders`` (direct, self-consistency, an ``orchestrator``, Symphony), ``scoring``, ``report``.
+- ``learning``: routing that learns from outcome feedback (random, cosine static / learned, LinUCB).
 - ``api``: the local HTTP API's overhead (``python -m symphony.bench.api``).
 - ``privacy``: selection quality vs the privacy noise on published vectors (``--privacy-sigma``).
 """
@@ -32,6 +33,7 @@ __all__ = [
     "datasets",
     "gsm8k",
     "hostile",
+    "learning",
     "ledger",
     "loopback",
     "orchestrator",

@@ -218,4 +218,20 @@ def bench_gsm8k(
                       temperature=temperature, out_dir=out, console=console)
 
 
+@bench_app.command("learning")
+def bench_learning(
+    error_rate: Annotated[list[float], typer.Option("--error-rate", help="One execution error rate per agent (repeat).")]
+    = [0.6, 0.5, 0.05, 0.5, 0.35, 0.2],  # noqa: B006 - typer reads the default
+    tasks: Annotated[int, typer.Option(help="Questions per run (the first N a fresh pool answers).")] = 60,
+    seeds: Annotated[list[int], typer.Option("--seed", help="Seeds (repeat).")] = [0, 1, 2],  # noqa: B006
+    republish_s: Annotated[float, typer.Option(help="Most often an agent republishes its learned skills (s).")] = 10.0,
+    out: Annotated[Path, typer.Option(help="Directory for learning.json and learning.md.")] = Path("bench-results"),
+) -> None:
+    """Routing that learns: random vs cosine (static / learned skills) vs LinUCB on a heterogeneous pool (issue 17)."""
+    from symphony.bench.learning import LearningConfig, run_learning_bench
+
+    run_learning_bench(LearningConfig(error_rates=tuple(error_rate), tasks=tasks, seeds=tuple(seeds),
+                                      republish_s=republish_s), out)
+
+
 __all__ = ["bench_app"]

@@ -10,6 +10,8 @@ Data dir layout (all owned by the node; checked and locked by ``node.datadir``):
 - ``lock``         held (fcntl.flock) while the node runs: a second node on the dir is refused
 - ``key``          Ed25519 seed, mode 0600: a restarted node keeps its agent ID
 - ``record.json``  this agent's last signed record, so a restart continues its Lamport clock
+- ``learned.json`` what the agent learned from outcome feedback (skill EMA, LinUCB arms), saved at a
+                   bounded rate and loaded at start (``node.runtime.LearningFile``)
 - ``node.json``    written once the node is serving (agent ID, addresses, API URL, pid),
                    removed on clean exit — scripts and tests wait for it
 - ``events.jsonl`` structured event log, including a ``task_record`` (status, answer, full
@@ -48,7 +50,7 @@ from symphony.node.config import NodeConfig
 from symphony.node.datadir import DataDir, os_problem
 from symphony.node.eventlog import EventLog
 from symphony.node.metrics import MeteredModel, NodeMetrics, NodeStateCollector
-from symphony.node.runtime import AgentProfile, AgentRuntime
+from symphony.node.runtime import AgentProfile, AgentRuntime, LearningFile
 from symphony.node.snapshots import LedgerEntry, NodeStatus, PeerState, TaskProgress
 from symphony.node.tasks import TaskBook, TaskRecord
 from symphony.pipeline.service import AskOptions, TaskFailed
@@ -167,6 +169,7 @@ class Node:
                 on_event=self.emit, on_own_record=self._save_record, shards=cfg.shards,
                 privacy_sigma=cfg.privacy_sigma, throughput=self.model.throughput if self.model else None,
                 task_defaults=cfg.task_defaults(),
+                learning_store=LearningFile(self.data_dir / "learned.json"),
             )
             transport.set_membership(self.runtime.holds_slots)
             try:

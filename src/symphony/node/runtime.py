@@ -7,12 +7,14 @@ code real nodes run.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import anyio
 
@@ -39,6 +41,7 @@ from symphony.ledger.summaries import SummaryConfig, SummaryService
 from symphony.llm.base import ChatModel
 from symphony.node.defences import Defences, GuardedTransport
 from symphony.node.hardware import ThroughputMeter, coarsen_hardware
+from symphony.pipeline.feedback import OUTCOME_PROTOCOL, OutcomeService
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, TASK_PROTOCOL, TaskService
 from symphony.protocol.envelope import ReplayGuard
 from symphony.protocol.identity import Identity
@@ -47,6 +50,45 @@ from symphony.transport.base import Transport
 from symphony.transport.memory import MemoryNetwork
 
 EventSink = Callable[[str, dict[str, Any]], None]
+#: Version of the learned-state document (``LearningStore``).
+LEARNING_VERSION = 1
+
+
+class LearningStore(Protocol):
+    """Where an agent keeps what it learned (skill EMA, LinUCB) across restarts."""
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, None when none was saved; ValueError when it cannot be read back."""
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Keep ``state``; OSError when it cannot be written."""
+
+
+@dataclass(frozen=True)
+class LearningFile:
+    """A ``LearningStore`` in one JSON file (the data dir's ``learned.json``), replaced atomically."""
+
+    path: Path
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            state = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{self.path}: {exc}") from exc
+        if not isinstance(state, dict):
+            raise ValueError(f"{self.path}: not a JSON object")  # noqa: TRY004 - load's contract: ValueError
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(state))
+            tmp.replace(self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def _ignore(kind: str, fields: dict[str, Any]) -> None:
@@ -112,6 +154,8 @@ class AgentRuntime:
         privacy_sigma: float = 0.0,
         throughput: ThroughputMeter | None = None,
         task_defaults: Mapping[str, Any] | None = None,
+        learning_store: LearningStore | None = None,
+        learning_interval_s: float = 10.0,
     ) -> None:
         if shards < 0:
             raise ValueError(f"shards must be 0 (off) or >= 2, not {shards!r}")
@@ -125,9 +169,13 @@ class AgentRuntime:
         self.identity = identity
         self.model = model
         self.encoder = encoder or HashingTagEncoder()
-        self.profile = profile
+        self.profile, self._emit = profile, on_event
         self.privacy_sigma = privacy_sigma
         self.throughput = throughput
+        self.learning_store, self.learning_interval_s = learning_store, learning_interval_s
+        self._learned = anyio.Event()  # set when skills or LinUCB moved and are not yet published/saved
+        saved = self._load_learning()
+        self.skills = self._saved_skills(saved)
         self.vector = self._vector(profile, model)
         # a benchmark may hand many simulated agents one pre-filled replica (see bench.systems)
         keeps = keeps_shard(shard_of(identity.agent_id, shards), shards) if self.shards else None
@@ -157,6 +205,7 @@ class AgentRuntime:
                                  **(task_defaults or {}))  # the node's fault knobs (NodeConfig.task_defaults)
         guarded.set_handler(BEACON_PROTOCOL, self.responder.handle)
         guarded.set_handler(TASK_PROTOCOL, self.defences.admit(self.tasks.handle, is_member=self._is_member))
+        self._set_up_feedback(guarded, clock, on_event, saved)
         self.gateway: Gateway | None = None
         self.summaries: SummaryService | None = None
         if self.book is not None:
@@ -200,7 +249,7 @@ class AgentRuntime:
         return list(capability_vector(
             tags=self.encoder.encode(text),
             hardware=encode_hardware(memory_gb=hw.memory_gb, accelerator=hw.accelerator, tokens_per_s=hw.tokens_per_s),
-            skills=SkillScores(),
+            skills=self.skills,
         ))
 
     # ---- what the ledger sees (DESIGN §2: published vectors may be coarsened and noised) -------
@@ -209,18 +258,20 @@ class AgentRuntime:
         """The record's hardware: exact, or coarsened (``coarsen_hardware``) when privacy noise is on."""
         return coarsen_hardware(self.profile.hardware) if self.privacy_sigma else self.profile.hardware
 
-    def published_vector(self) -> list[float]:
-        """The record's capability vector; the beacon responder keeps scoring with the exact ``self.vector``.
+    def published_vector(self, exact: list[float] | None = None) -> list[float]:
+        """The record's capability vector for ``exact`` (default ``self.vector``, which the beacon responder
+        keeps scoring with).
 
         With ``privacy_sigma`` > 0: built from the coarsened hardware, plus calibrated Gaussian noise
         (``privacy_noise``) drawn once per content: its seed is our signature (deterministic Ed25519,
         secret to us) over the exact vector, so republishing the same content republishes the same
         noise (a watcher cannot average it away), and nobody else can recompute it to test a guess.
         """
+        exact = self.vector if exact is None else exact
         if not self.privacy_sigma:
-            return list(self.vector)
+            return list(exact)
         coarse = self._vector(replace(self.profile, hardware=self.published_hardware()), self.model)
-        return noised(self.identity, exact=self.vector, coarse=coarse, sigma=self.privacy_sigma)
+        return noised(self.identity, exact=exact, coarse=coarse, sigma=self.privacy_sigma)
 
     async def _publish_throughput(self) -> None:
         """Republish hardware + vector (ledger UPDATE) when the measured tokens/s moves materially
@@ -234,6 +285,90 @@ class AgentRuntime:
             await self.gossip.update(hardware=self.published_hardware(),
                                      capability=encode_vector(self.published_vector()))
 
+    # ---- outcome feedback: learned skills and LinUCB (pipeline.feedback) -----------------------
+
+    def _set_up_feedback(self, guarded: GuardedTransport, clock: Callable[[], float], on_event: EventSink,
+                         saved: dict[str, Any] | None) -> None:
+        """Serve ``OUTCOME_PROTOCOL`` behind the admission guard; restore the planner's saved LinUCB."""
+        self.feedback = OutcomeService(transport=self.transport, identity=self.identity, clock=clock,
+                                       linucb=self.tasks.linucb, learn=self.learn_skill, changed=self._mark_learned,
+                                       on_event=on_event)
+        self.tasks.feedback = self.feedback
+        guarded.set_handler(OUTCOME_PROTOCOL, self.defences.admit(self.feedback.handle, is_member=self._is_member))
+        if saved is not None and "linucb" in saved:
+            try:
+                self.tasks.linucb.load_state(saved["linucb"])
+            except (ValueError, TypeError, AttributeError) as exc:
+                self._emit("learning_load_failed", {"part": "linucb", "error": str(exc)[:200]})
+
+    def learn_skill(self, task_type: str, outcome: float) -> None:
+        """Move the skill EMA of ``task_type`` toward ``outcome``. The vector this agent scores beacons
+        with changes when it is republished (``_publish_learning``), not before: a beacon's initiator
+        caps (and counts against us) a claimed score above phi(published vector, r) + tolerance."""
+        before = self.skills.score(task_type)
+        self.skills = self.skills.update(task_type, outcome)
+        self._emit("skill_learned", {"task_type": task_type, "outcome": round(outcome, 4),
+                                     "before": round(before, 4), "score": round(self.skills.score(task_type), 4)})
+        self._mark_learned()
+
+    def _mark_learned(self) -> None:
+        self._learned.set()
+
+    def _load_learning(self) -> dict[str, Any] | None:
+        """The saved learned state; an unreadable one is reported and learning starts afresh."""
+        if self.learning_store is None:
+            return None
+        try:
+            saved = self.learning_store.load()
+        except ValueError as exc:
+            self._emit("learning_load_failed", {"part": "file", "error": str(exc)[:200]})
+            return None
+        if saved is not None and saved.get("version") != LEARNING_VERSION:
+            self._emit("learning_load_failed", {"part": "file", "error": f"version {saved.get('version')!r}"})
+            return None
+        return saved
+
+    def _saved_skills(self, saved: dict[str, Any] | None) -> SkillScores:
+        if saved is None or "skills" not in saved:
+            return SkillScores()
+        try:
+            return SkillScores(tuple(float(v) for v in saved["skills"]))
+        except (ValueError, TypeError) as exc:
+            self._emit("learning_load_failed", {"part": "skills", "error": str(exc)[:200]})
+            return SkillScores()
+
+    def learning_state(self) -> dict[str, Any]:
+        """What ``learning_store`` keeps: the skill EMA and the planner's LinUCB arms."""
+        return {"version": LEARNING_VERSION, "skills": list(self.skills.values), "linucb": self.tasks.linucb.state()}
+
+    def _save_learning(self) -> None:
+        if self.learning_store is None:
+            return
+        try:
+            self.learning_store.save(self.learning_state())
+        except OSError as exc:
+            self._emit("learning_save_failed", {"error": exc.strerror or str(exc)})
+
+    async def _publish_learning(self) -> None:
+        """Republish our record (UPDATE with the new capability vector) and save the learned state when
+        they moved, at most once per ``learning_interval_s``: outcomes arriving meanwhile coalesce."""
+        try:
+            while True:
+                await self._learned.wait()
+                self._learned = anyio.Event()
+                vector = self._vector(self.profile, self.model)
+                capability = encode_vector(self.published_vector(vector))  # noised when privacy is on
+                own = self.gossip.own_record
+                if own is not None and own.capability != capability:
+                    record = await self.gossip.update(capability=capability)
+                    self.vector = vector  # scored with from now on, as peers will see it
+                    self._emit("skills_published", {"lamport": record.lamport})
+                self._save_learning()
+                await anyio.sleep(self.learning_interval_s)
+        finally:
+            if self._learned.is_set():  # what moved since the last save survives a shutdown
+                self._save_learning()
+
     @property
     def agent_id(self) -> str:
         return self.identity.agent_id
@@ -245,6 +380,7 @@ class AgentRuntime:
             tg.start_soon(self._share_reputation)
             if self.throughput is not None:
                 tg.start_soon(self._publish_throughput)
+            tg.start_soon(self._publish_learning)
             if self.summaries is not None:
                 tg.start_soon(self.summaries.run)
             task_status.started()

@@ -9,7 +9,8 @@ General layout (one module per concept; the pure ones never await, sleep or read
 - ``planner`` / ``executor``: the prompts and the parsing of plans and step answers;
 - ``trace``: frozen traces of attempts, steps, chains and the question, each with ``to_wire()``;
 - ``chain``: the planner's chain driver (next executor, redundancy settle, chain end);
-- ``initiator``: the initiator's driver (planners, consistency, vote, verdicts, trace);
+- ``initiator``: the initiator's driver (planners, consistency, vote, verdicts, outcomes, trace);
+- ``feedback``: outcome feedback after the vote (skills, LinUCB), sender-checked, over its own protocol;
 - ``service``: ``TaskService``, the I/O shells of the three roles over the transport.
 
 This package exports the pure algorithm; import the service and drivers from their modules.

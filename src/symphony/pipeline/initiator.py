@@ -13,21 +13,25 @@ shell beacons for planners and sends the chains; the driver, fed what came back,
 5. ``vote``: the weighted majority over the good chains (eqs. 2-3), each weight scaled by how far
    this node trusts the planner that reported it;
 6. ``cross_verdicts``: every planner and executor judged against the winner (``crossvote.judge``);
-7. ``trace``: the question's ``QuestionTrace``.
+7. ``outcomes``: those verdicts grouped per chain, for its planner (``feedback``: outcome feedback);
+8. ``trace``: the question's ``QuestionTrace``.
 
-Each chain's answer is normalised once, when it arrives (``ChainEvidence``), for all of 4-6.
+Each chain's answer is normalised once, when it arrives (``ChainEvidence``), for all of 4-7.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from statistics import fmean
 
 from symphony.beacon.ranking import Candidate
 from symphony.beacon.service import BeaconOutcome
 from symphony.pipeline.answer import Answer
 from symphony.pipeline.crossvote import ChainEvidence, Verdict, judge
 from symphony.pipeline.extraction import AnswerKind
+from symphony.pipeline.feedback import ChainOutcome
 from symphony.pipeline.trace import BeaconCost, ChainRecord, QuestionSpans, QuestionTrace
 from symphony.pipeline.voting import Ballot, VoteResult, weighted_vote
 
@@ -96,6 +100,32 @@ class InitiatorDriver:
         """Each planner's and executor's agreement with the vote (after ``vote``)."""
         winner = self._voted().answer
         return judge(list(self._evidence.values()), None if winner is None else Answer.of(winner, self.kind))
+
+    def outcomes(self, verdicts: Sequence[Verdict]) -> list[ChainOutcome]:
+        """``cross_verdicts`` per chain, for its planner to learn from and pass on to its executors.
+
+        A planner's ``agreed`` is its verdict (None: not judged); an executor's is the share of its
+        verdicts in this question that agreed, told once, through the first chain (by index) it served,
+        so an executor used by several chains learns once per question."""
+        planners = {v.agent_id: float(v.agreed) for v in verdicts if v.role == "plan"}
+        steps: defaultdict[str, list[bool]] = defaultdict(list)
+        for verdict in verdicts:
+            if verdict.role == "execute":
+                steps[verdict.agent_id].append(verdict.agreed)
+        told: set[str] = set()
+        outcomes = []
+        for position, evidence in sorted(self._evidence.items(), key=lambda pe: self._records[pe[0]].index):
+            record = self._records[position]
+            executors = []
+            for step in evidence.steps:
+                if step.executor in steps and step.executor not in told:
+                    told.add(step.executor)
+                    executors.append((step.executor, fmean(steps[step.executor])))
+            agreed = planners.get(record.planner)
+            if agreed is not None or executors:
+                outcomes.append(ChainOutcome(task_id=f"{self.task_id}/c{record.index}", planner=record.planner,
+                                             agreed=agreed, executors=tuple(executors)))
+        return outcomes
 
     def failure(self, *, now_ms: int) -> str | None:
         """Why the question failed (``TaskFailed.reason``), or None when the vote has a winner."""

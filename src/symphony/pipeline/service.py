@@ -65,6 +65,7 @@ from symphony.pipeline.crossvote import Verdict
 from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
 from symphony.pipeline.gate import PriorityGate
+from symphony.pipeline.feedback import OutcomeService
 from symphony.pipeline.initiator import PLANNER_ROUNDS, InitiatorDriver
 from symphony.pipeline.planner import (
     Plan,
@@ -173,6 +174,7 @@ class TaskService:
     latencies: LatencyBook = field(default_factory=LatencyBook)
     gate: PriorityGate = field(default_factory=PriorityGate)  # model calls at once; who waits goes by priority
     rng: random.Random = field(default_factory=random.Random)
+    feedback: OutcomeService | None = None  # outcome feedback after the vote (skills, LinUCB); None: off
     _done: dict[tuple[str, str, str], TaskResult] = field(default_factory=dict)
     _running: dict[tuple[str, str, str], anyio.Event] = field(default_factory=dict)
 
@@ -222,7 +224,8 @@ class TaskService:
         voting = self.clock()
         vote = driver.vote(trust=self._trust)
         vote_ms = self._span_ms(voting)
-        self._judge(driver.cross_verdicts(), Offence.OUTVOTED)
+        verdicts = driver.cross_verdicts()
+        self._judge(verdicts, Offence.OUTVOTED)
         spans = QuestionSpans(wall_ms=self._span_ms(begun), beacon_ms=beacon_ms,
                               query_ms=round(beacon.query_s * 1000, 3), vote_ms=vote_ms)
         trace = driver.trace(latency_ms=round((self.clock() - begun) * 1000, 1), spans=spans).to_wire()
@@ -230,6 +233,8 @@ class TaskService:
             self.on_event("task_failed", {"task": task_id, "chains": len(driver.records)})
             raise TaskFailed(f"no chain returned a usable answer ({len(driver.records)} attempts); see the trace",
                              trace=trace, reason=reason)
+        if self.feedback is not None:  # each judged planner (and through it its executors) learns how it did
+            trace["outcomes"] = await self.feedback.deliver(driver.outcomes(verdicts))
         self.on_event("task_finished", {"task": task_id, "answer": vote.answer, "vote": trace["vote"],
                                         "latency_ms": trace["latency_ms"]})
         return trace
@@ -341,6 +346,8 @@ class TaskService:
             await self._running[key].wait()
             return self._done[key].model_copy(update={"task_id": task.task_id})
         self._running[key] = anyio.Event()
+        if self.feedback is not None:
+            self.feedback.remember(sender, task)
         self.load.active += 1
         result = TaskResult(task_id=task.task_id, ok=False, error="cancelled")
         try:
@@ -502,7 +509,7 @@ class TaskService:
         sent = self.clock()
         result = await self._send(candidate.agent_id, sub, hop_s=action.timeout_s)
         rtt_ms = self._span_ms(sent)
-        self._learn(candidate, result)
+        self._learn(candidate, result, chain_id=task.task_id, step_id=sub.task_id)
         self.on_event("step_finished", {"task": task.task_id, "step": action.index, "executor": candidate.agent_id,
                                         "ok": result.ok, "answer": result.answer, "error": result.error,
                                         "latency_ms": round(result.latency_ms, 1)})
@@ -536,7 +543,11 @@ class TaskService:
                                                tags_any=frozenset({EXECUTOR_TAG}), exclude=exclude,
                                                **self._beacon_knobs(task))
 
-    def _learn(self, candidate: Candidate, result: TaskResult) -> None:
-        """Feed the outcome to LinUCB (Symphony-Coord); harmless for the other strategies."""
+    def _learn(self, candidate: Candidate, result: TaskResult, *, chain_id: str, step_id: str) -> None:
+        """Feed the step's outcome to LinUCB (Symphony-Coord; harmless for the other strategies) and
+        note the dispatch, so the chain's end-to-end outcome can reward it too (``feedback``)."""
         reward = linucb_reward(success=result.ok, latency_ms=result.latency_ms)
-        self.linucb.update(candidate.agent_id, self.linucb.context(candidate), reward)
+        context = self.linucb.context(candidate)
+        self.linucb.update(candidate.agent_id, context, reward)
+        if self.feedback is not None:
+            self.feedback.dispatched(chain_id, candidate.agent_id, step_id, context)

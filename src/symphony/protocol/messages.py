@@ -337,6 +337,32 @@ class TaskResult(_Wire):
     trace: dict[str, Any] = Field(default_factory=dict)
 
 
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+MAX_OUTCOME_EXECUTORS = 64
+
+
+class Outcome(_Wire):
+    """After a question's vote, how far the work done for ``task_id`` agreed with the accepted answer.
+
+    The initiator sends one per chain to its planner (``task_id`` = the chain's ``{task}/c{n}``,
+    ``agreed`` = the chain's answer won, ``executors`` = each of the chain's executors' share of
+    upheld steps); the planner forwards each executor's share to it under the sub-task ID it sent
+    (``{task}/c{n}/s{i}``). ``agreed`` is None when only the executors were judged."""
+
+    task_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    agreed: Share | None = None
+    executors: list[tuple[AgentId, Share]] = Field(default_factory=list, max_length=MAX_OUTCOME_EXECUTORS)
+
+
+class OutcomeAck(_Wire):
+    """The reply to an ``Outcome``: whether it moved anything (``reason`` when not), how many forwarded."""
+
+    task_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    accepted: bool
+    reason: ShortText = ""
+    forwarded: int = Field(default=0, ge=0, le=MAX_OUTCOME_EXECUTORS)
+
+
 __all__ = [
     "MAX_BEACON_REQUIREMENTS",
     "Beacon",
@@ -344,6 +370,8 @@ __all__ = [
     "Hardware",
     "Heartbeat",
     "LedgerRecord",
+    "Outcome",
+    "OutcomeAck",
     "SyncReply",
     "SyncRequest",
     "Task",
