@@ -222,3 +222,24 @@ async def test_the_end_to_end_reward_moves_the_planners_linucb() -> None:
     bad, good = service.linucb.ucb(_candidate("bad")), service.linucb.ucb(_candidate("good"))
     assert bad < good and bad < prior, "same context and evidence count: only the reward tells them apart"
     assert learned == [("planning", 0.0), ("planning", 1.0)]
+
+
+
+async def test_a_learned_skill_is_republished_noised_when_privacy_is_on(autojump_clock) -> None:
+    """With privacy noise on, the republished skill block is the noised one, never the exact vector."""
+    net = MemoryNetwork(rng=random.Random(0))
+    async with net.open_node(identity(0)) as transport, trio.open_nursery() as nursery:
+        node = AgentRuntime(transport=transport, identity=identity(0), profile=AgentProfile(tags=("math",)),
+                            model=FakeModel("m0"), clock=clock, rng=random.Random(0), privacy_sigma=0.2,
+                            learning_interval_s=1.0)
+        await nursery.start(node.run)
+        before = node.gossip.own_record.lamport
+        node.learn_skill(WORD, 1.0)
+        with trio.fail_after(30):
+            while node.gossip.own_record.lamport == before:
+                await trio.sleep(0.5)
+        published = decode_vector(node.gossip.own_record.capability)
+        assert node.vector[SKILLS] != pytest.approx(SkillScores().values, abs=1e-6), "the skill was learned"
+        assert published == pytest.approx(node.published_vector(), abs=2e-3)
+        assert published[SKILLS] != pytest.approx(node.vector[SKILLS], abs=1e-2), "the exact skills leaked"
+        nursery.cancel_scope.cancel()
