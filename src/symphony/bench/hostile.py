@@ -44,8 +44,10 @@ from symphony.transport.stranger import (
 
 MODEL = ("--model", "scripted:arith")
 QUESTION, ANSWER = "What is (17 + 25) * 2?", "84"
-# fields of a record that only its owner decides (reputation, lamport and signature move on their own)
-RECORD_FIELDS = ("name", "tags", "models", "capability", "availability", "hardware", "addrs")
+# fields of a record that only its owner's operator decides; reputation, lamport and signature move on their own,
+# and so do the capability vector and hardware block (learned skills and measured tokens/s are republished by
+# the node itself after honest questions)
+RECORD_FIELDS = ("name", "tags", "models", "availability", "addrs")
 Effort = dict[str, Any]
 Attack = Callable[[list[NodeProcess]], AbstractAsyncContextManager[Effort]]
 

@@ -227,7 +227,7 @@ def bench_learning(
     republish_s: Annotated[float, typer.Option(help="Most often an agent republishes its learned skills (s).")] = 10.0,
     out: Annotated[Path, typer.Option(help="Directory for learning.json and learning.md.")] = Path("bench-results"),
 ) -> None:
-    """Routing that learns: random vs cosine (static / learned skills) vs LinUCB on a heterogeneous pool (issue 17)."""
+    """Routing that learns: random vs cosine (static / learned skills) vs LinUCB on a heterogeneous pool."""
     from symphony.bench.learning import LearningConfig, run_learning_bench
 
     run_learning_bench(LearningConfig(error_rates=tuple(error_rate), tasks=tasks, seeds=tuple(seeds),
