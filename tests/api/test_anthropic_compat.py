@@ -4,37 +4,17 @@ Anthropic's shape that the SDK does not retry."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import anthropic
 import httpx
 import pytest
 
-from symphony.testing import NodeProcess, Swarm, open_swarm
+from symphony.testing import NodeProcess, Swarm
+from tests.api.faces import node, swarm, token
 
 pytestmark = pytest.mark.e2e
 
 QUESTION = "What is (17 + 25) * 2?"
 NO_ANSWER = {"answer_kind": "number", "cots": 1}  # scripted:arith finds no number for a question without arithmetic
-
-
-@pytest.fixture(scope="module")
-def swarm(tmp_path_factory) -> Iterator[Swarm]:
-    """``arith`` (scripted test double, API behind a token) and ``empty`` (no model: nobody can plan)."""
-    with open_swarm(tmp_path_factory.mktemp("anthropic")) as swarm:
-        swarm.spawn("arith", args=("--model", "scripted:arith", "--api-auth", "token"))
-        swarm.spawn("empty")
-        for node in swarm.nodes:
-            node.wait_ready()
-        yield swarm
-
-
-def node(swarm: Swarm, name: str) -> NodeProcess:
-    return next(n for n in swarm.nodes if n.name == name)
-
-
-def token(target: NodeProcess) -> str:
-    return (target.data_dir / "api-token").read_text().strip()
 
 
 def client(target: NodeProcess, **kwargs: object) -> anthropic.Anthropic:

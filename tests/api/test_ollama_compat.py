@@ -3,37 +3,17 @@ chat (plain and streaming), generate, list, show, version, the token, and errors
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import ollama
 import pytest
 
-from symphony.testing import NodeProcess, Swarm, open_swarm
+from symphony.testing import NodeProcess, Swarm
+from tests.api.faces import node, swarm, token
 
 pytestmark = pytest.mark.e2e
 
 QUESTION = "What is (17 + 25) * 2?"
 FAST = {"cots": 1, "max_steps": 1}
-
-
-@pytest.fixture(scope="module")
-def swarm(tmp_path_factory) -> Iterator[Swarm]:
-    """``arith`` (scripted test double, API behind a token) and ``empty`` (no model: nobody can plan)."""
-    with open_swarm(tmp_path_factory.mktemp("ollama")) as swarm:
-        swarm.spawn("arith", args=("--model", "scripted:arith", "--api-auth", "token"))
-        swarm.spawn("empty")
-        for node in swarm.nodes:
-            node.wait_ready()
-        yield swarm
-
-
-def node(swarm: Swarm, name: str) -> NodeProcess:
-    return next(n for n in swarm.nodes if n.name == name)
-
-
-def token(target: NodeProcess) -> str:
-    return (target.data_dir / "api-token").read_text().strip()
 
 
 def client(target: NodeProcess, *, authorised: bool = True) -> ollama.Client:
