@@ -8,7 +8,7 @@ with the same keys; flags given on the command line override the file::
     listen = "/ip4/0.0.0.0/tcp/4001"
     api = "127.0.0.1:8470"
     skills = ["math", "logic"]
-    model = "openai:http://127.0.0.1:11434/v1#qwen2.5:0.5b"
+    model = "ollama:qwen2.5:0.5b"
     roles = ["planner", "executor"]
     shards = 0  # sharded mode: L >= 2 shards (every node the same L), architecture §9
     max_task_records = 1000  # questions kept for GET /v1/tasks/ID: the last N finished (running ones always)
