@@ -193,9 +193,10 @@ def test_two_homes_behind_nat_work_together_through_a_relay(nat_bed: NatBed, tmp
 
         record = wait_for(home2_record_at_home1, timeout=30, what="home2's relayed address in home1's ledger")
         assert record["addrs"][0].startswith(f"{relay.addr}/p2p-circuit/p2p/")
-        wait_for(lambda: any(p["agent_id"] == home2.agent_id and p["connected"]
-                             for p in home1.api("/v1/peers")["body"]["peers"]),
-                 timeout=60, what="home1 connected to home2 through the relay")
+        row = wait_for(lambda: next((p for p in home1.api("/v1/peers")["body"]["peers"]
+                                     if p["agent_id"] == home2.agent_id and p["connected"]), None),
+                       timeout=60, what="home1 connected to home2 through the relay")
+        assert row["connection"] in ("relayed", "hole-punched"), row  # never "direct": the homes cannot dial
 
         answer = home1.api("/v1/tasks", {"question": "What is (17 + 25) * 2?", "cots": 1, "wait": True}, timeout=60)
         assert answer["status"] == 200, answer

@@ -124,10 +124,12 @@ def test_piped_output_keeps_every_address_and_id_whole(tmp_path: Path) -> None:
         lines = first.output().splitlines()
         assert f"  listening {first.addr}" in lines, first.output()
         assert any(line.endswith(f"id={first.agent_id}") for line in lines), first.output()
-        wait_for(lambda: [p for p in first.get("/v1/peers")["peers"] if p["agent_id"] == second.agent_id],
-                 timeout=30, what="the second node among the first's peers")
+        wait_for(lambda: [p for p in first.get("/v1/peers")["peers"]
+                          if p["agent_id"] == second.agent_id and p["connection"] == "direct"],
+                 timeout=30, what="the second node among the first's peers, connected directly")
         peers = run_cli("peers", "--data-dir", str(first.data_dir))
-        assert any(second.agent_id in line and second.name in line for line in peers.stdout.splitlines()), peers
+        assert any(second.agent_id in line and second.name in line and "direct" in line
+                   for line in peers.stdout.splitlines()), peers
         ledger = run_cli("ledger", "--data-dir", str(first.data_dir)).stdout.splitlines()
         for node in (first, second):
             assert any(node.agent_id in line and node.addr in line for line in ledger), ledger

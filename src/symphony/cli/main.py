@@ -498,9 +498,9 @@ def peers(api: ApiOption = None, api_token: TokenOption = None, data_dir: NodeDi
     if as_json:
         print_json(rows)
         return
-    table = Table(id_column(), "name", "connected", "available", "last seen (s)", "models", "tags")
+    table = Table(id_column(), "name", "connection", "available", "last seen (s)", "models", "tags")
     for row in rows:
-        table.add_row(row["agent_id"], row["name"], str(row["connected"]), str(row["available"]),
+        table.add_row(row["agent_id"], row["name"], row.get("connection") or "no", str(row["available"]),
                       str(row["last_seen_s_ago"]), ", ".join(row["models"]), ", ".join(row["tags"]))
     console.print(table)
 

@@ -113,6 +113,7 @@ class Node:
         self.model: MeteredModel | None = (MeteredModel(parse_model_spec(config.model), self.metrics)
                                         if config.model else None)
         self.runtime: AgentRuntime | None = None
+        self._transport: Libp2pTransport | None = None  # while running: how each peer is reached
         self.task_records = TaskBook(keep=config.max_task_records)
         self._task_scopes: dict[str, trio.CancelScope] = {}
         self.metrics.registry.register(NodeStateCollector(self))
@@ -158,6 +159,7 @@ class Node:
         # every bootstrap peer is asked for a relay slot; one without --relay-service refuses
         libp2p_config = Libp2pConfig(listen=cfg.listen, relay_service=cfg.relay_service, relays=tuple(cfg.bootstrap))
         async with open_libp2p_transport(self.identity, libp2p_config) as transport:
+            self._transport = transport
             self.runtime = AgentRuntime(
                 transport=transport, identity=self.identity, model=self.model, clock=self._clock,
                 profile=AgentProfile(name=cfg.name, tags=tuple(cfg.tags), hardware=cfg.hardware, roles=cfg.roles),
@@ -353,7 +355,7 @@ class Node:
     def peers(self) -> list[PeerState]:
         """Every other agent with a record here, by agent ID."""
         assert self.runtime is not None
-        now, connected = self.now(), set(self.runtime.transport.peers())
+        now, connected = self.now(), self._connections()
         return [PeerState.of(self.ledger, record, now=now, connected=connected)
                 for agent_id, record in sorted(self.ledger.records.items()) if agent_id != self.agent_id]
 
@@ -363,7 +365,12 @@ class Node:
         record = self.ledger.records.get(agent_id)
         if record is None or agent_id == self.agent_id:
             return None
-        return PeerState.of(self.ledger, record, now=self.now(), connected=set(self.runtime.transport.peers()))
+        return PeerState.of(self.ledger, record, now=self.now(), connected=self._connections())
+
+    def _connections(self) -> dict[str, str]:
+        """Each connected peer and how it is reached: direct, relayed or hole-punched (issue 20)."""
+        assert self._transport is not None
+        return self._transport.connection_kinds()
 
     def ledger_entries(self) -> list[LedgerEntry]:
         """Every record of the ledger replica (this node's own included), by agent ID."""

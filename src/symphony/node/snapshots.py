@@ -14,7 +14,6 @@ that connects mid-question (a reloaded dashboard) replays them after the snapsho
 from __future__ import annotations
 
 from collections.abc import Mapping
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +35,16 @@ class PeerState:
     tags: list[str]
     addrs: list[str]
     reputation: float
+    #: how this node reaches the agent now: ``direct``, ``relayed`` or ``hole-punched``; None when not connected
+    connection: str | None = None
 
     @classmethod
-    def of(cls, ledger: Ledger, record: LedgerRecord, *, now: float, connected: AbstractSet[str]) -> PeerState:
-        """The state of ``record``'s agent in ``ledger`` at ``now``, ``connected`` being the direct peers."""
+    def of(cls, ledger: Ledger, record: LedgerRecord, *, now: float, connected: Mapping[str, str]) -> PeerState:
+        """The state of ``record``'s agent in ``ledger`` at ``now``; ``connected`` maps each connected peer to
+        how it is reached (``Libp2pTransport.connection_kinds``)."""
         seen = ledger.last_seen(record.agent_id)
         return cls(agent_id=record.agent_id, name=record.name, connected=record.agent_id in connected,
+                   connection=connected.get(record.agent_id),
                    available=ledger.is_available(record.agent_id, now=now),
                    last_seen_s_ago=None if seen is None else round(now - seen, 3),
                    models=list(record.models), tags=list(record.tags), addrs=list(record.addrs),
@@ -50,7 +53,7 @@ class PeerState:
     def to_wire(self) -> dict[str, Any]:
         return {"agent_id": self.agent_id, "name": self.name, "connected": self.connected,
                 "available": self.available, "last_seen_s_ago": self.last_seen_s_ago, "models": self.models,
-                "tags": self.tags, "addrs": self.addrs, "reputation": self.reputation}
+                "tags": self.tags, "addrs": self.addrs, "reputation": self.reputation, "connection": self.connection}
 
 
 @dataclass(frozen=True, kw_only=True)
