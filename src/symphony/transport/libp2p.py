@@ -679,7 +679,8 @@ class Libp2pTransport:
                 slots.acquire_nowait()
             except trio.WouldBlock:
                 self._stats.refused[protocol if pool == "member" else f"{protocol} (strangers)"] += 1
-                logger.warning("all %s slots for %s busy: refusing a request", pool, protocol)
+                # counted in stats.refused (metrics, /v1/node): a warning per refusal would let a flood flood the log
+                logger.debug("all %s slots for %s busy: refusing a request", pool, protocol)
                 await _reset(stream)
                 return
             try:
@@ -864,7 +865,9 @@ async def _call_handler(protocol: str, handler: RequestHandler, peer: str, paylo
     try:
         reply = await handler(peer, payload)
     except PeerError as exc:
-        logger.warning("rejected %s request from %s: %s (%s)", protocol, peer, exc, exc.reason)
+        # the guard counts and reports every rejection (a ``rejected`` event, metrics): debug only, so a flood of
+        # bad requests cannot flood the log as well
+        logger.debug("rejected %s request from %s: %s (%s)", protocol, peer, exc, exc.reason)
         return None
     except Exception:
         logger.exception("%s handler failed on a request from %s", protocol, peer)
