@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,21 @@ def processes_mentioning(text: str) -> list[str]:
 
 def demo_command(root: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "symphony", "demo", "--data-dir", str(root), *args]
+
+
+@contextmanager
+def running_demo(root: Path, log: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``symphony demo ARGS`` in its own session with its output in ``log``; killed (whole group) on exit if
+    the test left it running."""
+    with log.open("w") as out:
+        demo = subprocess.Popen(demo_command(root, *args), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
+    try:
+        yield demo
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
 
 
 def node_events(root: Path) -> dict[str, list[str]]:
@@ -62,20 +79,13 @@ def test_demo_ctrl_c_mid_question_stops_every_node(tmp_path: Path) -> None:
     """SIGINT while the chains are thinking (timed:1 stand-in: 30+ s per model call)."""
     root = tmp_path / "swarm"
     log = tmp_path / "demo.log"
-    with log.open("w") as out:
-        demo = subprocess.Popen(demo_command(root, "--model", "timed:1", "--agents", "3", "--question", "What is 2 + 2?"),
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with running_demo(root, log, "--model", "timed:1", "--agents", "3", "--question", "What is 2 + 2?") as demo:
         wait_for(lambda: "asking" in log.read_text(), timeout=120, what="the demo to ask its question")
         wait_for(lambda: any("task_started" in e for e in node_events(root).values()), timeout=60,
                  what="the question to reach the planners")
         assert len(processes_mentioning(str(root))) == 4, "the demo and its 3 nodes are running"
         demo.send_signal(signal.SIGINT)
         code = demo.wait(timeout=60)
-    finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
     text = log.read_text()
     assert code == 130, text
     assert "interrupted" in text and "stopped 3 nodes" in text
@@ -121,22 +131,14 @@ def test_demo_that_gets_no_answer_stays_up_with_stay_until_ctrl_c(tmp_path: Path
     --stay the swarm still stays up until Ctrl-C, then every node stops and the exit status is 1."""
     root = tmp_path / "swarm"
     log = tmp_path / "demo.log"
-    with log.open("w") as out:
-        demo = subprocess.Popen(
-            demo_command(root, "--model", "timed:1", "--agents", "2", "--question", "What is 2 + 2?", "--deadline", "2",
-                         "--stay"),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "COLUMNS": "200"})
-    try:
+    with running_demo(root, log, "--model", "timed:1", "--agents", "2", "--question", "What is 2 + 2?", "--deadline",
+                      "2", "--stay", env={**os.environ, "COLUMNS": "200"}) as demo:
         wait_for(lambda: "press Ctrl-C to stop" in log.read_text() or demo.poll() is not None, timeout=180,
                  what="the demo to answer and stay up")
         assert demo.poll() is None, log.read_text()
         assert len(processes_mentioning(str(root))) == 3, "the demo and its 2 nodes keep running"
         demo.send_signal(signal.SIGINT)
         code = demo.wait(timeout=60)
-    finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
     out = log.read_text()
     assert code == 1, out
     assert "no answer:" in out and "deadline passed" in out and "stopped 2 nodes" in out
