@@ -247,7 +247,8 @@ class ShardedLiveness:
         for agent_id in vouched(delta, me=ctx.agent_id):
             ctx.ledger.vouch(agent_id, now=now)
         self.anti_entropy.pull_if_unknown(delta.up)
-        if not may_withdraw(delta, source=source, available=self.available(now=ctx.clock())):
+        # most deltas withdraw nobody: only then is this replica's O(N) view of the shard needed
+        if delta.down and not may_withdraw(delta, source=source, available=self.available(now=now)):
             ctx.ledger.rejected["not_gateway"] += 1  # only the shard's gateway (in our view) may withdraw
             return
         for agent_id in withdrawn(delta, me=ctx.agent_id):

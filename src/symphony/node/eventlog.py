@@ -61,12 +61,13 @@ class EventLog:
 
     def emit(self, event: str, fields: dict[str, Any]) -> bool:
         """Append one event; returns whether it was written (a failure is counted, never raised)."""
-        line = json.dumps({"ts": round(self._clock(), 3), "event": event, **fields}, default=str) + "\n"
+        ts = round(self._clock(), 3)
+        line = json.dumps({"ts": ts, "event": event, **fields}, default=str) + "\n"
         if self._size + len(line) > self.max_bytes and self._size:
             self._rotate()
         data = line.encode()
         if self._gap:
-            gap = {"ts": round(self._clock(), 3), "event": "log_gap", "lost": self._gap, "error": self.error}
+            gap = {"ts": ts, "event": "log_gap", "lost": self._gap, "error": self.error}
             data = (json.dumps(gap) + "\n").encode() + data
         if self._torn:
             data = b"\n" + data

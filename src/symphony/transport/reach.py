@@ -72,7 +72,6 @@ class Reach:
 
     def __init__(self, host: IHost, *, relay_service: bool, limits: RelayServiceLimits) -> None:
         self._host = host
-        self.relay_service = relay_service
         libp2p_limits = limits.to_libp2p()
         self._protocol = CircuitV2Protocol(host, limits=libp2p_limits, allow_hop=relay_service)
         roles = RelayRole.STOP | RelayRole.CLIENT | (RelayRole.HOP if relay_service else RelayRole(0))
