@@ -34,6 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from symphony.api.asking import (
+    answer_or_cancel,
     MAX_QUESTION_CHARS,
     MODEL_ID,
     NO_RETRY,
@@ -43,7 +44,7 @@ from symphony.api.asking import (
     usage,
     wait_with_keepalives,
 )
-from symphony.api.http import BadBody, EventStreamResponse, OptionsBody, read_body, wait_unless_client_leaves
+from symphony.api.http import BadBody, EventStreamResponse, OptionsBody, read_body
 from symphony.api.node_api import NodeApi
 from symphony.node.tasks import TaskRecord
 
@@ -153,10 +154,9 @@ def anthropic_routes(node: NodeApi) -> list[Route]:
         submitted = node.submit(question, parsed.symphony.options())
         if parsed.stream:
             return EventStreamResponse(_stream(node, submitted))
-        record = await wait_unless_client_leaves(request, lambda: node.wait_task(submitted.task_id))
+        record = await answer_or_cancel(request, node, submitted)
         if record is None:
-            node.cancel(submitted.task_id)
-            return Response(status_code=499)  # nobody reads it; nginx's "client closed request"
+            return Response(status_code=499)
         if record.status != "done":
             return _failure(record).response()
         reply = _message(record, content=[{"type": "text", "text": str(record.answer)}], stop_reason="end_turn",

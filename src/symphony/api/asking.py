@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+from starlette.requests import Request
 
+from symphony.api.http import wait_unless_client_leaves
 from symphony.api.node_api import NodeApi
 from symphony.ledger.store import QueryFilter
 from symphony.node.tasks import TaskRecord
@@ -47,6 +49,15 @@ def usage(record: TaskRecord) -> tuple[int, int]:
 def extension(record: TaskRecord) -> dict[str, Any]:
     """Symphony's extension field of a reply: the task ID (for ``GET /v1/tasks/{id}``) and the trace."""
     return {"task_id": record.task_id, "trace": record.trace or {}}
+
+
+async def answer_or_cancel(request: Request, node: NodeApi, submitted: TaskRecord) -> TaskRecord | None:
+    """The question's final record; None when the client left first (the question is then cancelled, and the
+    caller answers 499, nginx's "client closed request", which nobody reads)."""
+    record = await wait_unless_client_leaves(request, lambda: node.wait_task(submitted.task_id))
+    if record is None:
+        node.cancel(submitted.task_id)
+    return record
 
 
 async def wait_with_keepalives(node: NodeApi, submitted: TaskRecord,

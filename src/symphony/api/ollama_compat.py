@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from symphony import __version__
 from symphony.api.asking import (
+    answer_or_cancel,
     MAX_QUESTION_CHARS,
     MODEL_ID,
     extension,
@@ -47,7 +48,6 @@ from symphony.api.http import (
     OptionsBody,
     read_body,
     read_json,
-    wait_unless_client_leaves,
 )
 from symphony.api.node_api import NodeApi
 from symphony.node.tasks import TaskRecord
@@ -191,10 +191,9 @@ def ollama_routes(node: NodeApi) -> list[Route]:
         submitted = node.submit(question, parsed.symphony.options())
         if parsed.stream:
             return NdjsonResponse(_stream(node, parsed, submitted, now_text))
-        record = await wait_unless_client_leaves(request, lambda: node.wait_task(submitted.task_id))
+        record = await answer_or_cancel(request, node, submitted)
         if record is None:
-            node.cancel(submitted.task_id)
-            return Response(status_code=499)  # nobody reads it; nginx's "client closed request"
+            return Response(status_code=499)
         if record.status != "done":
             return OllamaError(failure_status(record), f"task {record.task_id}: {record.error or 'failed'}").response()
         return JSONResponse(_final(parsed, now_text(), record, node.now(), text=str(record.answer)))

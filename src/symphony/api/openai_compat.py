@@ -44,11 +44,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from symphony.api.http import BodyTooLarge, EventStreamResponse, read_json, sse, wait_unless_client_leaves
+from symphony.api.asking import KEEPALIVE_S, MODEL_ID, answer_or_cancel, failure_status, has_planners, usage
+from symphony.api.http import BodyTooLarge, EventStreamResponse, read_json, sse
 from symphony.api.node_api import NodeApi
 from symphony.api.progress import progress_line
 from symphony.api.openai_request import (
-    MODEL_ID,
     ChatCompletionRequest,
     Conversation,
     OpenAIError,
@@ -57,13 +57,10 @@ from symphony.api.openai_request import (
     parse_request,
     shape,
 )
-from symphony.ledger.store import QueryFilter
 from symphony.node.bus import Event
 from symphony.node.tasks import TaskRecord
-from symphony.pipeline.service import PLANNER_TAG, AskOptions
+from symphony.pipeline.service import AskOptions
 
-KEEPALIVE_S = 10.0
-_FAILURES = {"no_agents": (503, "no_agents"), "timeout": (504, "timeout")}
 
 
 def error_response(error: OpenAIError) -> JSONResponse:
@@ -101,15 +98,16 @@ def trace_summary(trace: dict[str, Any]) -> dict[str, Any]:
 
 
 def _failure(record: TaskRecord) -> OpenAIError:
-    status, code = _FAILURES.get(record.reason or "", (502, "task_failed"))
+    status = failure_status(record)
+    code = record.reason if status != 502 else "task_failed"
     summary = {"task_id": record.task_id, "trace": trace_summary(record.trace or {})}
     return OpenAIError(status, f"task {record.task_id}: {record.error or 'failed'} "
                        f"(trace: GET /v1/tasks/{record.task_id})", type_="server_error", code=code, retry=False,
                        extra={"symphony": summary})
 
 
-def _usage(trace: dict[str, Any]) -> dict[str, int]:
-    prompt, completion = int(trace.get("prompt_tokens", 0)), int(trace.get("completion_tokens", 0))
+def _usage(record: TaskRecord) -> dict[str, int]:
+    prompt, completion = usage(record)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -136,7 +134,7 @@ def _options(chat: ChatCompletionRequest, talk: Conversation, form: Shape) -> As
 
 def openai_routes(node: NodeApi) -> list[Route]:
     def check_planners() -> None:
-        if not node.has_agents(QueryFilter(tags_any=frozenset({PLANNER_TAG}))):
+        if not has_planners(node):
             raise OpenAIError(503, "no agent in the network can plan a question yet: start nodes with --model",
                               type_="server_error", code="no_agents")
 
@@ -168,10 +166,9 @@ def openai_routes(node: NodeApi) -> list[Route]:
             include_usage = chat.stream_options is not None and chat.stream_options.include_usage
             return EventStreamResponse(_stream(node, talk, options, form, include_usage=include_usage))
         submitted = node.submit(talk.question, options)
-        record = await wait_unless_client_leaves(request, lambda: node.wait_task(submitted.task_id))
+        record = await answer_or_cancel(request, node, submitted)
         if record is None:
-            node.cancel(submitted.task_id)
-            return Response(status_code=499)  # nobody reads it; nginx's "client closed request"
+            return Response(status_code=499)
         try:
             if record.status != "done":
                 raise _failure(record)
@@ -181,7 +178,7 @@ def openai_routes(node: NodeApi) -> list[Route]:
         return JSONResponse({
             "id": f"chatcmpl-{record.task_id}", "object": "chat.completion", "created": int(node.now()),
             "model": MODEL_ID, "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-            "usage": _usage(record.trace or {}), "symphony": _extension(record, talk),
+            "usage": _usage(record), "symphony": _extension(record, talk),
         })
 
     return [Route("/v1/models", list_models), Route("/v1/models/{model}", get_model),
@@ -224,7 +221,7 @@ async def _stream(node: NodeApi, talk: Conversation, options: AskOptions, form: 
         yield chunk({}, finish, symphony=_extension(record, talk))
         if include_usage:
             yield sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                       "model": MODEL_ID, "choices": [], "usage": _usage(record.trace or {})})
+                       "model": MODEL_ID, "choices": [], "usage": _usage(record)})
         yield "data: [DONE]\n\n"
     except OpenAIError as exc:
         yield sse(exc.body)

@@ -44,11 +44,10 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from symphony.api.asking import MAX_QUESTION_CHARS, MODEL_ID
 from symphony.api.http import OptionsBody
 from symphony.pipeline.extraction import AnswerKind
 
-MODEL_ID = "symphony"
-MAX_QUESTION_CHARS = 32_000
 #: The conversation kept as context of one question (characters; ~4 per token).
 CONTEXT_BUDGET_CHARS = 6_000
 #: Fields OpenAI defines that the network cannot honour, with the only value it accepts for each.
