@@ -17,14 +17,16 @@ the guard accepts as it accepts ``Authorization: Bearer``). Errors take Anthropi
 413 a body over the cap, 503 no planner (``overloaded_error``), 504 the deadline passed, 502 no
 usable answer; a failed question carries ``x-should-retry: false`` so the SDK does not run it again.
 Not honoured, so refused with a 400: ``tools``/``tool_choice``, ``thinking``, image and document
-blocks, ``temperature`` outside [0, 1]. Accepted and not applied: ``max_tokens`` (required by the
-API; the network's answers are short), ``temperature``, ``top_p``, ``top_k``, ``stop_sequences``,
-``metadata``: the network's agents choose their own sampling.
+blocks, ``temperature`` outside [0, 1]. ``temperature`` becomes the executors' sampling temperature.
+Accepted and not applied: ``max_tokens`` (required by the API; the network's answers are short),
+``top_p``, ``top_k``, ``stop_sequences``, ``metadata``; and, unlike the OpenAI endpoint, ``system`` and
+the earlier turns do not reach the network yet: only the last user turn does.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -151,7 +153,8 @@ def anthropic_routes(node: NodeApi) -> list[Route]:
                 raise AnthropicError(503, "no agent in the network can plan a question yet: start nodes with --model")
         except AnthropicError as exc:
             return exc.response()
-        submitted = node.submit(question, parsed.symphony.options())
+        # the executors sample at the client's temperature, as on the OpenAI endpoint
+        submitted = node.submit(question, replace(parsed.symphony.options(), temperature=parsed.temperature))
         if parsed.stream:
             return EventStreamResponse(_stream(node, submitted))
         record = await answer_or_cancel(request, node, submitted)

@@ -15,13 +15,16 @@ carries ``"symphony": {"task_id", "trace"}``. A client that leaves cancels its q
 Errors take Ollama's shape ``{"error": "..."}`` (the guard's too): 400 bad JSON or fields, 404 an
 unknown model, 503 no planner, 504 the deadline passed, 502 no usable answer (mid-stream: an
 ``{"error"}`` line, as Ollama does). Not honoured, so refused with a 400: ``tools``, ``format``,
-``images``, ``raw``. Accepted and not applied: ``options`` (sampling), ``keep_alive``, ``think``:
-the network's agents choose their own sampling, and nothing is loaded per client.
+``images``, ``raw``, an ``options.temperature`` outside [0, 2]. ``options.temperature`` becomes the executors'
+sampling temperature. Accepted and not applied: the other ``options``, ``keep_alive``, ``think`` (nothing is
+loaded per client); and, unlike the OpenAI endpoint, ``system`` and the earlier turns do not reach the
+network yet: only the last user message (or the prompt) does.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -123,6 +126,16 @@ class GenerateRequest(_Request):
 R = TypeVar("R", bound=_Request)
 
 
+def _temperature(parsed: _Request) -> float | None:
+    """``options.temperature`` (None when not given); ``OllamaError`` 400 when it is not a number in [0, 2]."""
+    value = (parsed.options or {}).get("temperature")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2:
+        raise OllamaError(400, f"invalid options.temperature: {value!r} is not a number in [0, 2]")
+    return float(value)
+
+
 def _known_model(name: str) -> bool:
     return name in (MODEL_ID, MODEL_NAME)
 
@@ -184,11 +197,12 @@ def ollama_routes(node: NodeApi) -> list[Route]:
             if isinstance(parsed, GenerateRequest) and not parsed.prompt:  # Ollama: load the model, answer nothing
                 return JSONResponse(_line(parsed, now_text(), "", done=True))
             question = _check_question(parsed.question())
+            temperature = _temperature(parsed)
             if not has_planners(node):
                 raise OllamaError(503, "no agent in the network can plan a question yet: start nodes with --model")
         except OllamaError as exc:
             return exc.response()
-        submitted = node.submit(question, parsed.symphony.options())
+        submitted = node.submit(question, replace(parsed.symphony.options(), temperature=temperature))
         if parsed.stream:
             return NdjsonResponse(_stream(node, parsed, submitted, now_text))
         record = await answer_or_cancel(request, node, submitted)
