@@ -11,7 +11,14 @@ answers with a decision and never awaits, sleeps or reads a clock:
 - ``BeaconStep``: every candidate of the step failed: after backoff ``attempt``, beacon again
   for this sub-task alone, leaving out ``exclude`` (then feed ``step_beaconed``);
 - ``StepSettled``: a step ended; apply its ``verdicts`` to the reputation table;
+- ``Wait``: every ready step is out: feed one's result before asking again;
 - ``ChainDone``: the chain's answer and weight (eq. 2), or why it failed.
+
+A plan is a DAG (issue #21): each step names the earlier steps it ``depends_on`` (default: the one
+before it, the old linear chain). Every step whose dependencies have settled is offered at once, so
+the shell asks repeatedly and runs what it gets concurrently; a step is sent the Q/A pairs of
+everything it depends on, directly or not (``dag.ancestors``, in index order), which for a linear
+chain is every earlier step, as before.
 
 Each sub-task (``StepDriver``) starts on the candidates the chain's one beacon round chose for it
 (primary first, then backups); when all have failed it beacons again, at most ``MAX_STEP_ROUNDS``
