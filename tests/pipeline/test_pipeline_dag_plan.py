@@ -155,3 +155,11 @@ def test_topological_order_respects_every_dependency(raw: list[list[int]]) -> No
 def test_ancestors_are_transitive_in_index_order() -> None:
     assert ancestors(((), (0,), (), (1, 2)), 3) == (0, 1, 2)
     assert ancestors(linear(4), 3) == (0, 1, 2)
+
+
+def test_a_long_hostile_chain_is_capped_without_deep_recursion() -> None:
+    """700 steps, each needing the one before: the capped-away middle hands its needs down iteratively
+    (a recursive walk would pass Python's recursion limit), leaving the linear chain of max_steps."""
+    text = json.dumps({"steps": [{"question": f"task {i}", "depends_on": [i - 1] if i else []} for i in range(700)]})
+    plan = parse_plan(text)
+    assert plan.depends_on == linear(5) and plan.steps[-1] == "task 699"

@@ -533,16 +533,25 @@ def _raw_dependencies(steps: list[_RawStep], fixes: list[str]) -> list[list[int]
 def _merged(deps: list[list[int]], target: Sequence[int | None], count: int, fixes: list[str]) -> list[set[int]]:
     """``deps`` (over steps as written) over the ``count`` kept steps: a dropped step's dependents
     inherit what it depended on; a step that came to depend on itself (a duplicate) does not."""
-    def kept(step: int, seen: set[int]) -> set[int]:
-        if (into := target[step]) is not None:
-            return {into}
-        seen.add(step)
-        return set().union(*(kept(d, seen) for d in deps[step] if d not in seen))
+    def kept(step: int) -> set[int]:
+        """The kept steps ``step``'s dependencies stand for (iterative: a hostile plan can be long)."""
+        found: set[int] = set()
+        seen, todo = {step}, list(deps[step])
+        while todo:
+            need = todo.pop()
+            if need in seen:
+                continue
+            seen.add(need)
+            if (into := target[need]) is not None:
+                found.add(into)
+            else:
+                todo.extend(deps[need])
+        return found
 
     merged: list[set[int]] = [set() for _ in range(count)]
     for step, into in enumerate(target):
         if into is not None:
-            merged[into] |= set().union(*(kept(d, {step}) for d in deps[step]))
+            merged[into] |= kept(step)
     for step, needs in enumerate(merged):
         if step in needs:
             needs.discard(step)
