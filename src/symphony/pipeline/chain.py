@@ -491,7 +491,8 @@ class ChainDriver:
                 self._done = ChainDone(ok=True, answer=step.answer, weight=chain_weight(scores), error="",
                                        steps=tuple(self._steps))
         elif self._failures or (self._replans_left > 0 and now_ms < self._deadline_ms):
-            self._replans_left -= not self._failures
+            if not self._failures:  # one re-plan covers every step that fails while it is pending
+                self._replans_left -= 1
             self._failures.append((step, tried))
         else:
             self._fail(f"step {step.index + 1} failed: {step.error}")

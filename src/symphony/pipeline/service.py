@@ -14,7 +14,8 @@ Three roles, any node can play each:
   direct step as the last resort), then drives the chain: for each sub-task it runs
   BEACONSELECT with r(sub-task), sends ``Task(role="execute")`` with the question as
   background and the Q/A pairs of the steps it depends on (a DAG plan's independent
-  steps at the same time), and on a timeout or an invalid answer moves to the next backup. It returns the last step's answer, the chain weight and the trace.
+  steps at the same time), and on a timeout or an invalid answer moves to the next
+  backup. It returns the last step's answer, the chain weight and the trace.
 - **Executor**: answers one sub-task with its model and extracts the ``\\boxed{}`` answer.
 
 So coordination is spread over planners: no node sees everything or is needed by
