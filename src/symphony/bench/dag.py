@@ -25,8 +25,7 @@ import trio.testing
 from rich.console import Console
 
 from symphony.bench.robustness import Setup, open_swarm
-from symphony.llm import Completion
-from symphony.llm.timed import TimedModel
+from symphony.llm import Completion, TimedModel
 from symphony.pipeline.service import AskOptions
 
 MODES = ("linear", "dag")
@@ -45,7 +44,8 @@ def parts_plan(parts: int, *, dag: bool) -> str:
 
 @dataclass
 class PartsStandIn:
-    """The timed stand-in for every call; a planning call's text is ``parts_plan`` instead of filler."""
+    """The timed stand-in for every call; a planning call's (the one passing a JSON schema, as in
+    ``workload.PlanningStandIn``) text is ``parts_plan`` instead of filler."""
 
     parts: int
     dag: bool
@@ -56,12 +56,10 @@ class PartsStandIn:
         self.name = self._timed.name
         self.supports_json_schema = False
 
-    async def chat(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
+    async def chat(self, messages: list[dict[str, str]], *, json_schema: dict[str, Any] | None = None,
+                   **kwargs: Any) -> Completion:
         done = await self._timed.chat(messages, **kwargs)
-        prompt = messages[-1]["content"]
-        if not prompt.startswith("Problem:") or "\nStep:" in prompt:  # an execution prompt
-            return done
-        return replace(done, text=parts_plan(self.parts, dag=self.dag))
+        return done if json_schema is None else replace(done, text=parts_plan(self.parts, dag=self.dag))
 
     async def aclose(self) -> None:
         return None
