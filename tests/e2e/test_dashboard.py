@@ -32,8 +32,8 @@ SLOW_MODEL = "timed:20"
 
 def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
     with open_swarm(tmp_path) as swarm:
-        boot = swarm.spawn("n0", args=("--model", "scripted:arith")).wait_ready()
-        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--model", "scripted:arith", "--tags", tags))
+        boot = swarm.spawn("n0", args=("--model", "scripted:parts")).wait_ready()  # arith, with DAG plans
+        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--model", "scripted:parts", "--tags", tags))
                 for i, tags in ((1, "math, logic"), (2, "code"))]
         nodes = [boot] + [n.wait_ready() for n in rest]
         ids = {n.agent_id for n in nodes}
@@ -66,6 +66,18 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                 assert card.locator(".step").count() == sum(len(c["trace"].get("steps", [])) for c in trace["chains"])
                 assert "What is (17 + 25) * 2?" in card.inner_text()
                 assert card.locator("table.vote").inner_text().count("84") >= 1
+                assert card.locator('.dag[data-parallel="1"]').count() == len(trace["chains"])  # linear: 1 at once
+
+                dag_id = httpx.post(api + "/v1/tasks", json={"question": "What is (1 + 2) * (3 + 4)?", "cots": 1},
+                                    timeout=10).json()["task_id"]  # two independent parts, then the answer
+                dag_card = page.locator(f'.task[data-task="{dag_id}"][data-status="done"]')
+                dag_card.wait_for(timeout=60_000)
+                assert dag_card.locator(".answer").inner_text() == "21"
+                graph = dag_card.locator(".dag[data-parallel]")
+                assert graph.get_attribute("data-parallel") == "2", "the two parts ran at the same time"
+                assert [graph.locator(f'rect[data-step="{i}"]').get_attribute("data-deps") for i in range(3)] == \
+                    ["", "", "0,1"]
+                assert graph.locator("line.dep").count() == 2
                 assert page.locator("#ledger tbody tr").count() == len(nodes)
                 page.fill("#question", "What is 6 * 7?")  # the page's own form asks through POST /v1/tasks
                 page.click("#ask button")

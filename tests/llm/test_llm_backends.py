@@ -92,7 +92,7 @@ async def test_parse_openai_spec_reads_api_key(monkeypatch: pytest.MonkeyPatch) 
         ("timed:0", r"timed: needs a positive number of tokens per second, e\.g\. timed:20$"),
         ("timed:fast", r"timed: needs a positive number"),
         ("timed:inf", r"timed: needs a positive number"),
-        ("scripted:nope", r"^unknown script 'nope': use one of scripted:arith, scripted:echo$"),
+        ("scripted:nope", r"^unknown script 'nope': use one of scripted:arith, scripted:echo, scripted:parts$"),
     ],
 )
 async def test_bad_specs_name_the_fix(spec: str, message: str) -> None:

@@ -23,8 +23,8 @@ from symphony.pipeline.planner import (
 # ---- a minimal JSON Schema validator (jsonschema is not a dependency) -----------------------
 
 _SUPPORTED = {"type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-              "minLength", "maxLength"}  # fmt: skip
-_TYPES: dict[str, type | tuple[type, ...]] = {"object": dict, "array": list, "string": str}
+              "minLength", "maxLength", "minimum", "maximum"}  # fmt: skip
+_TYPES: dict[str, type | tuple[type, ...]] = {"object": dict, "array": list, "string": str, "integer": int}
 
 
 def _keywords(schema: dict[str, Any]) -> set[str]:
@@ -50,6 +50,9 @@ def _valid(instance: object, schema: dict[str, Any]) -> bool:
         if not schema.get("minItems", 0) <= len(instance) <= schema.get("maxItems", len(instance)):
             return False
         return all(_valid(i, schema["items"]) for i in instance)
+    if isinstance(instance, int):
+        return not isinstance(instance, bool) and schema.get("minimum", instance) <= instance <= schema.get(
+            "maximum", instance)
     assert isinstance(instance, str)
     low: int = schema.get("minLength", 0)
     high: int = schema.get("maxLength", len(instance))

@@ -21,6 +21,7 @@ module docstring says what it builds and why it stops there.
 - ``learning``: routing that learns from outcome feedback (random, cosine static / learned, LinUCB).
 - ``api``: the local HTTP API's overhead (``python -m symphony.bench.api``).
 - ``privacy``: selection quality vs the privacy noise on published vectors (``--privacy-sigma``).
+- ``dag``: k independent parts + a combining step, planned as a linear chain vs as a DAG (issue #21).
 """
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "byzantine",
     "centralized",
     "contenders",
+    "dag",
     "datasets",
     "gsm8k",
     "hostile",

@@ -234,4 +234,21 @@ def bench_learning(
                                       republish_s=republish_s), out)
 
 
+# ---- issue 21, part A: DAG plans --------------------------------------------------------------
+@bench_app.command("dag")
+def bench_dag(
+    parts: Annotated[list[int], typer.Option("--parts", help="Independent parts k per question (repeat).")]
+    = [2, 4],  # noqa: B006 - typer reads the default
+    agents: Annotated[int, typer.Option(help="Agents in the simulated swarm.")] = 6,
+    repeats: Annotated[int, typer.Option(help="Questions per (k, plan) cell.")] = 5,
+    tokens_per_s: Annotated[float, typer.Option(help="The timed stand-in's decoding speed.")] = 20.0,
+    out: Annotated[Path, typer.Option(help="Directory for dag.json and dag.md.")] = Path("bench-results"),
+) -> None:
+    """DAG plans: k independent parts + a combining step, linear chain vs DAG (timed stand-in, virtual time)."""
+    from symphony.bench.dag import run_dag_bench
+
+    run_dag_bench(parts=parts, agents=agents, repeats=repeats, tokens_per_s=tokens_per_s, out_dir=out,
+                  console=Console())
+
+
 __all__ = ["bench_app"]

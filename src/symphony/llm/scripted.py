@@ -187,12 +187,39 @@ def arith_model() -> ScriptedModel:
     )
 
 
+_GROUP: Final = re.compile(r"\(([^()]*)\)")
+
+
+def _parts_plan(match: re.Match[str]) -> str:
+    """Each parenthesised group of the problem's expression as an independent step, then the final
+    step needing them all: a DAG plan (issue #21); ``_arith_plan`` when there are fewer than two groups."""
+    groups = [g.strip() for g in _GROUP.findall(find_expression(match.group(1)) or "") if find_expression(g)]
+    if len(groups) < 2:
+        return _arith_plan(match)
+    parts = [{"question": f"Compute {g}.", "depends_on": []} for g in groups]
+    return json.dumps({"steps": [*parts, {"question": _FINAL_STEP, "depends_on": list(range(len(parts)))}]})
+
+
+def parts_model() -> ScriptedModel:
+    """``scripted:parts``: ``scripted:arith`` whose plans compute each parenthesised group of the
+    problem in parallel ("(1 + 2) * (3 + 4)": two independent steps, then the final one)."""
+    return ScriptedModel(
+        [
+            (re.compile(r"^Step:", re.M), _arith_step),
+            (re.compile(r"^Problem:\s*(.*)", re.S), _parts_plan),
+        ],
+        default="I cannot compute this.",
+        name="scripted:parts",
+    )
+
+
 def echo_model() -> ScriptedModel:
     """``scripted:echo``: replies with the last user message."""
     return ScriptedModel([(re.compile(r".*", re.S), lambda m: m.group(0))], name="scripted:echo")
 
 
-_SCRIPTS: Final[dict[str, Callable[[], ScriptedModel]]] = {"arith": arith_model, "echo": echo_model}
+_SCRIPTS: Final[dict[str, Callable[[], ScriptedModel]]] = {"arith": arith_model, "echo": echo_model,
+                                                           "parts": parts_model}
 
 
 def named_script(name: str) -> ScriptedModel:
@@ -205,4 +232,4 @@ def named_script(name: str) -> ScriptedModel:
 
 
 __all__ = ["Reply", "Rule", "ScriptedModel", "arith_model", "echo_model", "evaluate", "find_expression",
-           "named_script"]
+           "named_script", "parts_model"]

@@ -11,7 +11,14 @@ answers with a decision and never awaits, sleeps or reads a clock:
 - ``BeaconStep``: every candidate of the step failed: after backoff ``attempt``, beacon again
   for this sub-task alone, leaving out ``exclude`` (then feed ``step_beaconed``);
 - ``StepSettled``: a step ended; apply its ``verdicts`` to the reputation table;
+- ``Wait``: every ready step is out: feed one's result before asking again;
 - ``ChainDone``: the chain's answer and weight (eq. 2), or why it failed.
+
+A plan is a DAG (issue #21): each step names the earlier steps it ``depends_on`` (default: the one
+before it, the old linear chain). Every step whose dependencies have settled is offered at once, so
+the shell asks repeatedly and runs what it gets concurrently; a step is sent the Q/A pairs of
+everything it depends on, directly or not (``dag.ancestors``, in index order), which for a linear
+chain is every earlier step, as before.
 
 Each sub-task (``StepDriver``) starts on the candidates the chain's one beacon round chose for it
 (primary first, then backups); when all have failed it beacons again, at most ``MAX_STEP_ROUNDS``
@@ -46,6 +53,7 @@ from symphony.beacon.ranking import Candidate
 from symphony.beacon.service import BeaconOutcome
 from symphony.pipeline.answer import Answer
 from symphony.pipeline.crossvote import Verdict
+from symphony.pipeline.dag import Dependencies, ancestors, check_runnable, linear
 from symphony.pipeline.extraction import AnswerKind
 from symphony.pipeline.trace import Attempt, StepSpans, StepTrace, reported_ms
 from symphony.pipeline.voting import chain_weight
@@ -161,7 +169,14 @@ class Replan:
     exclude: frozenset[str]
 
 
-ChainAction = SendStep | BeaconStep | StepSettled | Replan | ChainDone
+@dataclass(frozen=True, kw_only=True)
+class Wait:
+    """Every ready step is ``out`` (sent or beaconing): feed one's result before asking again."""
+
+    out: tuple[int, ...]
+
+
+ChainAction = SendStep | BeaconStep | StepSettled | Replan | Wait | ChainDone
 
 
 def attempt_of(candidate: Candidate, result: TaskResult, *, rtt_ms: float) -> Attempt:
@@ -178,8 +193,12 @@ class StepDriver:
 
     def __init__(self, *, index: int, question: str, previous: tuple[tuple[str, str], ...], final: bool,
                  kind: AnswerKind, deadline_ms: int, redundancy: int, hop_timeout: HopTimeout = "off",
-                 latencies: LatencyBook | None = None, revision: int = 0) -> None:
+                 latencies: LatencyBook | None = None, revision: int = 0, depends_on: tuple[int, ...] = (),
+                 started_at: int = 0) -> None:
         self.index = index
+        self._depends_on = depends_on
+        self._started_at = started_at  # ms since the chain's origin (``ChainDriver``)
+        self._finished_at = started_at
         self._revision = revision
         self._hop_timeout = hop_timeout
         self._latencies = latencies or LatencyBook()
@@ -227,22 +246,27 @@ class StepDriver:
         self._answers.append((candidate, Answer.of(result.answer, self._kind)))
         self._settled = self._enough()
 
-    def next_action(self, *, now_ms: int) -> SendStep | BeaconStep | StepSettled:
-        """The candidate to try next, a fresh round after a backoff, or the settled step."""
+    def next_action(self, *, now_ms: int, busy: frozenset[str] = frozenset(),
+                    elapsed_ms: int = 0) -> SendStep | BeaconStep | StepSettled:
+        """The candidate to try next (the best ranked that is not ``busy`` with another step of the
+        chain, if any is not), a fresh round after a backoff, or the settled step (``elapsed_ms``:
+        ms since the chain's origin, its ``finished_at``)."""
+        self._finished_at = elapsed_ms
         if self._settled:
             return self._settle()
-        while self._queue:
-            if now_ms >= self._deadline_ms:
-                self._error = "deadline passed"
-                return self._settle()
-            candidate = self._queue.popleft()
-            if candidate.agent_id not in self._tried:
-                self._tried.add(candidate.agent_id)
-                limit = hop_timeout_s(self._hop_timeout, candidate, strikes=self._strikes,
-                                      observed_p95_ms=self._latencies.p95_ms(candidate.agent_id))
-                return SendStep(index=self.index, candidate=candidate, question=self.question,
-                                previous=self._previous, final=self._final, timeout_s=limit,
-                                revision=self._revision)
+        if self._queue and now_ms >= self._deadline_ms:
+            self._error = "deadline passed"
+            return self._settle()
+        self._queue = deque(c for c in self._queue if c.agent_id not in self._tried)
+        if self._queue:
+            candidate = next((c for c in self._queue if c.agent_id not in busy), self._queue[0])
+            self._queue.remove(candidate)
+            self._tried.add(candidate.agent_id)
+            limit = hop_timeout_s(self._hop_timeout, candidate, strikes=self._strikes,
+                                  observed_p95_ms=self._latencies.p95_ms(candidate.agent_id))
+            return SendStep(index=self.index, candidate=candidate, question=self.question,
+                            previous=self._previous, final=self._final, timeout_s=limit,
+                            revision=self._revision)
         if now_ms >= self._deadline_ms or self._rounds >= MAX_STEP_ROUNDS:
             return self._settle()
         return BeaconStep(index=self.index, question=self.question, attempt=self._rounds - 1,
@@ -281,25 +305,38 @@ class StepDriver:
             score=chosen.score if chosen else 0.0, prompt_tokens=self._tokens[0], completion_tokens=self._tokens[1],
             attempts=tuple(self._attempts), beacon_ms=self._beacon_ms, candidates=self._candidates,
             spans=StepSpans(beacon_ms=self._span_beacon_ms, query_ms=self._query_ms),
-            executor=chosen.agent_id if chosen else None, checked_by=checked_by,
+            executor=chosen.agent_id if chosen else None, checked_by=checked_by, index=self.index,
+            depends_on=self._depends_on, started_at=self._started_at, finished_at=self._finished_at,
         )
 
 
 class ChainDriver:
-    """A planner's chain of sub-tasks, one after the other, each on beacon-chosen executors.
+    """A planner's plan of sub-tasks, each on beacon-chosen executors, each as soon as what it
+    depends on has settled (issue #21: independent steps run at the same time).
 
     Call ``executors_selected`` with the chain's beacon round, then loop on ``next_action`` until
     it returns ``ChainDone``, feeding ``step_result`` after a ``SendStep``, ``step_beaconed``
-    after a ``BeaconStep`` and ``replanned`` (or ``replan_failed``) after a ``Replan``.
+    after a ``BeaconStep`` and ``replanned`` (or ``replan_failed``) after a ``Replan``. Several
+    ``SendStep``/``BeaconStep`` may be out at once (one per ready step); ``Wait`` says every
+    ready step is out: feed a result before asking again.
 
-    ``redundancy``: executors per step (2: cross-checked); ``hop_timeout``: see ``hop_timeout_s``;
-    ``replans``: how many failed steps may be re-planned before the chain fails."""
+    ``depends_on``: per step, the indices of the earlier steps it needs (``dag``; default: the
+    linear chain); a step is sent the results of its ``dag.ancestors``, in index order, so a linear
+    chain's step sees every earlier answer as before. ``redundancy``: executors per step (2:
+    cross-checked); ``hop_timeout``: see ``hop_timeout_s``; ``replans``: how many failed steps may
+    be re-planned before the chain fails. A failed step fails what depends on it, which is the
+    final step (every step leads there): without a re-plan left the chain fails at once; with
+    one, steps already out finish and their answers count as done for the re-plan.
+    ``origin_ms``: the zero of each step's ``started_at`` / ``finished_at`` (default: the first
+    ``now_ms`` seen)."""
 
     def __init__(self, steps: Sequence[str], *, kind: AnswerKind, deadline_ms: int, redundancy: int = 1,
-                 hop_timeout: HopTimeout = "off", replans: int = 0, latencies: LatencyBook | None = None) -> None:
+                 hop_timeout: HopTimeout = "off", replans: int = 0, latencies: LatencyBook | None = None,
+                 depends_on: Sequence[Sequence[int]] = (), origin_ms: int | None = None) -> None:
         if not steps:
             raise ValueError("a chain needs at least one step")
         self._questions = list(steps)
+        self._deps = self._graph(depends_on, len(steps))
         self._kind = kind
         self._deadline_ms = deadline_ms
         self._redundancy = redundancy
@@ -307,20 +344,35 @@ class ChainDriver:
         self._replans_left = replans
         self._revision = 0
         self._latencies = latencies or LatencyBook()
+        self._origin_ms = origin_ms
         self._rounds: list[BeaconOutcome] = []
         self._round_ms = 0.0
-        self._index = 0
-        self._step: StepDriver | None = None
+        self._started: set[int] = set()
+        self._active: dict[int, StepDriver] = {}  # started, not settled
+        self._out: dict[int, str] = {}  # step -> the executor it is out to ("" for a beacon round)
+        self._answers: dict[int, tuple[str, float]] = {}  # settled steps: answer, score
         self._steps: list[StepTrace] = []
-        self._previous: list[tuple[str, str]] = []
-        self._scores: list[float] = []
+        self._failures: list[tuple[StepTrace, frozenset[str]]] = []  # awaiting a re-plan
         self._replan: Replan | None = None
         self._done: ChainDone | None = None
 
+    @staticmethod
+    def _graph(depends_on: Sequence[Sequence[int]], count: int) -> Dependencies:
+        deps = tuple(tuple(d) for d in depends_on) or linear(count)
+        if len(deps) != count:
+            raise ValueError(f"one depends_on entry per step: {len(deps)} for {count} steps")
+        check_runnable(deps)
+        return deps
+
     @property
     def questions(self) -> tuple[str, ...]:
-        """The chain's steps as planned now (re-planning replaces those after a failed step)."""
+        """The chain's steps as planned now (re-planning replaces those not yet answered)."""
         return tuple(self._questions)
+
+    @property
+    def depends_on(self) -> Dependencies:
+        """What each step (of ``questions``) depends on."""
+        return self._deps
 
     def executors_selected(self, rounds: Sequence[BeaconOutcome], *, waited_ms: float) -> None:
         """The chain's one beacon round (one outcome per step) returned after ``waited_ms``."""
@@ -329,24 +381,49 @@ class ChainDriver:
         self._rounds = list(rounds)
         self._round_ms = waited_ms
 
-    def step_result(self, candidate: Candidate, result: TaskResult, *, rtt_ms: float) -> None:
-        """The current step's ``candidate`` returned ``result`` after ``rtt_ms``."""
-        self._current().result(candidate, result, rtt_ms=rtt_ms)
+    def step_result(self, candidate: Candidate, result: TaskResult, *, rtt_ms: float, index: int | None = None) -> None:
+        """Step ``index``'s ``candidate`` returned ``result`` after ``rtt_ms`` (``index`` may be
+        left out while only one step is out)."""
+        self._active[self._returned(index)].result(candidate, result, rtt_ms=rtt_ms)
 
-    def step_beaconed(self, outcome: BeaconOutcome, *, waited_ms: float) -> None:
-        """The current step's fresh beacon round returned after ``waited_ms``."""
-        self._current().beaconed(outcome, waited_ms=waited_ms, charged=True)
+    def step_beaconed(self, outcome: BeaconOutcome, *, waited_ms: float, index: int | None = None) -> None:
+        """Step ``index``'s fresh beacon round returned after ``waited_ms`` (``index`` as in ``step_result``)."""
+        self._active[self._returned(index)].beaconed(outcome, waited_ms=waited_ms, charged=True)
 
-    def replanned(self, steps: Sequence[str], rounds: Sequence[BeaconOutcome], *, waited_ms: float) -> None:
-        """The new steps after the failed one (with their beacon round, one outcome each) replace the rest."""
+    def _returned(self, index: int | None) -> int:
+        if index is None:
+            if len(self._out) != 1:
+                raise RuntimeError(f"say which step returned: {len(self._out)} are out")
+            index = next(iter(self._out))
+        if self._out.pop(index, None) is None:
+            raise RuntimeError(f"step {index} is not out")
+        return index
+
+    def replanned(self, steps: Sequence[str], rounds: Sequence[BeaconOutcome], *, waited_ms: float,
+                  depends_on: Sequence[Sequence[int]] = ()) -> None:
+        """The new ``steps`` (with their beacon round, one outcome each, and their own graph,
+        default linear) replace every step not answered. The answered steps keep their order and
+        come first; a new step that depends on none of the new ones depends on the answered steps
+        nothing else needed, so it sees every answer so far, as a re-planned linear chain did."""
         if self._replan is None:
             raise RuntimeError("replanned without a Replan")
         if not steps or len(rounds) != len(steps):
             raise ValueError(f"a re-plan needs steps and one beacon outcome each: {len(rounds)} for {len(steps)}")
-        self._questions[self._index:] = list(steps)
-        self._rounds[self._index:] = list(rounds)
+        new_deps = self._graph(depends_on, len(steps))
+        kept = sorted(self._answers)
+        position = {old: n for n, old in enumerate(kept)}
+        kept_deps = [tuple(position[d] for d in self._deps[old]) for old in kept]
+        needed = {d for needs in kept_deps for d in needs}
+        sinks = tuple(n for n in range(len(kept)) if n not in needed)
+        shifted = [tuple(len(kept) + d for d in needs) if needs else sinks for needs in new_deps]
+        self._deps = self._graph([*kept_deps, *shifted], len(kept) + len(steps))
+        self._questions = [self._questions[old] for old in kept] + list(steps)
+        self._rounds = [self._rounds[old] for old in kept] + list(rounds)
+        self._answers = {position[old]: value for old, value in self._answers.items()}
+        self._started = set(range(len(kept)))
         self._round_ms = waited_ms
         self._revision += 1
+        self._failures.clear()
         self._replan = None
 
     def replan_failed(self, error: str) -> None:
@@ -362,41 +439,71 @@ class ChainDriver:
             return self._done
         if self._replan is not None:
             return self._replan
-        step = self._current()
-        decision = step.next_action(now_ms=now_ms)
-        if isinstance(decision, StepSettled):
-            self._step_ended(decision.step, tried=step.tried, now_ms=now_ms)
-        return decision
+        if self._origin_ms is None:
+            self._origin_ms = now_ms
+        if not self._failures:  # a pending re-plan replaces the steps not started: start none
+            self._start_ready(now_ms)
+        for index in sorted(self._active):
+            if index not in self._out:
+                return self._advance(index, now_ms)
+        if self._out:
+            return Wait(out=tuple(sorted(self._out)))
+        if self._failures:
+            return self._ask_replan()
+        raise RuntimeError("no step is ready, out or failed: the graph cannot run")  # check_runnable forbids it
 
-    def _current(self) -> StepDriver:
+    def _start_ready(self, now_ms: int) -> None:
+        """Start every step whose dependencies have all been answered."""
         if not self._rounds:
             raise RuntimeError("executors_selected must come first")
-        if self._step is None:
-            self._step = StepDriver(index=self._index, question=self._questions[self._index],
-                                    previous=tuple(self._previous), final=self._index == len(self._questions) - 1,
-                                    kind=self._kind, deadline_ms=self._deadline_ms, redundancy=self._redundancy,
-                                    hop_timeout=self._hop_timeout, latencies=self._latencies,
-                                    revision=self._revision)
-            first_ms, self._round_ms = self._round_ms, 0.0  # a round's wait counts for the step it starts
-            self._step.beaconed(self._rounds[self._index], waited_ms=first_ms, charged=bool(first_ms))
-        return self._step
+        for index, needs in enumerate(self._deps):
+            if index in self._started or not all(d in self._answers for d in needs):
+                continue
+            self._started.add(index)
+            previous = tuple((self._questions[d], self._answers[d][0]) for d in ancestors(self._deps, index))
+            step = StepDriver(index=index, question=self._questions[index], previous=previous,
+                              final=index == len(self._questions) - 1, kind=self._kind,
+                              deadline_ms=self._deadline_ms, redundancy=self._redundancy,
+                              hop_timeout=self._hop_timeout, latencies=self._latencies, revision=self._revision,
+                              depends_on=needs, started_at=now_ms - (self._origin_ms or 0))
+            first_ms, self._round_ms = self._round_ms, 0.0  # a round's wait counts for the first step it starts
+            step.beaconed(self._rounds[index], waited_ms=first_ms, charged=bool(first_ms))
+            self._active[index] = step
+
+    def _advance(self, index: int, now_ms: int) -> SendStep | BeaconStep | StepSettled:
+        """Step ``index``'s next decision; two steps out at once prefer different executors."""
+        step = self._active[index]
+        decision = step.next_action(now_ms=now_ms, busy=frozenset(self._out.values()),
+                                    elapsed_ms=now_ms - (self._origin_ms or 0))
+        if isinstance(decision, StepSettled):
+            del self._active[index]
+            self._step_ended(decision.step, tried=step.tried, now_ms=now_ms)
+        else:
+            self._out[index] = decision.candidate.agent_id if isinstance(decision, SendStep) else ""
+        return decision
 
     def _step_ended(self, step: StepTrace, *, tried: frozenset[str], now_ms: int) -> None:
         self._steps.append(step)
-        self._step = None
         if step.ok:
-            self._scores.append(step.score)
-            self._previous.append((step.question, step.answer))
-            self._index += 1
-            if self._index == len(self._questions):
-                self._done = ChainDone(ok=True, answer=step.answer, weight=chain_weight(self._scores), error="",
+            self._answers[step.index] = (step.answer, step.score)
+            if step.index == len(self._questions) - 1:  # every step leads to the last: all are answered
+                scores = [score for _, (_, score) in sorted(self._answers.items())]
+                self._done = ChainDone(ok=True, answer=step.answer, weight=chain_weight(scores), error="",
                                        steps=tuple(self._steps))
-        elif self._replans_left > 0 and now_ms < self._deadline_ms:
-            self._replans_left -= 1
-            self._replan = Replan(index=self._index, failed=step.question, error=step.error,
-                                  done=tuple(self._previous), exclude=tried)
+        elif self._failures or (self._replans_left > 0 and now_ms < self._deadline_ms):
+            if not self._failures:  # one re-plan covers every step that fails while it is pending
+                self._replans_left -= 1
+            self._failures.append((step, tried))
         else:
-            self._fail(f"step {self._index + 1} failed: {step.error}")
+            self._fail(f"step {step.index + 1} failed: {step.error}")
+
+    def _ask_replan(self) -> Replan:
+        """Every step out has returned: re-plan around the first failure, excluding whoever failed."""
+        step = self._failures[0][0]
+        done = tuple((self._questions[i], answer) for i, (answer, _) in sorted(self._answers.items()))
+        self._replan = Replan(index=step.index, failed=step.question, error=step.error, done=done,
+                              exclude=frozenset().union(*(tried for _, tried in self._failures)))
+        return self._replan
 
     def _fail(self, error: str) -> None:
         self._done = ChainDone(ok=False, answer="", weight=0.0, error=error, steps=tuple(self._steps))
@@ -418,6 +525,7 @@ __all__ = [
     "SendStep",
     "StepDriver",
     "StepSettled",
+    "Wait",
     "attempt_of",
     "hop_timeout_s",
 ]

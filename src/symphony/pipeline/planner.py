@@ -34,11 +34,12 @@ import ast
 import json
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from symphony.errors import SymphonyError
+from symphony.pipeline.dag import Dependencies, check_runnable, is_linear, linear, topological_order, waits_for_cycle
 from symphony.pipeline.extraction import ANSWER_KINDS, AnswerKind
 
 DEFAULT_MAX_STEPS: Final = 5
@@ -79,15 +80,18 @@ def context_block(context: str) -> str:
 
 
 def decomposition_schema(max_steps: int = DEFAULT_MAX_STEPS) -> dict[str, Any]:
-    """A fresh JSON Schema for ``{"steps": [{"question": str}, ...]}`` with 1..max_steps items.
+    """A fresh JSON Schema for ``{"steps": [{"question": str, "depends_on": [int]}, ...]}`` with
+    1..max_steps items; ``depends_on`` (the indices of the steps it needs) is optional.
 
     Only keywords that grammar-constrained decoders (outlines, xgrammar, llama.cpp) support.
     """
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, not {max_steps!r}")
+    index = {"type": "integer", "minimum": 0, "maximum": max_steps - 1}
     step = {
         "type": "object",
-        "properties": {"question": {"type": "string", "minLength": 1, "maxLength": MAX_STEP_CHARS}},
+        "properties": {"question": {"type": "string", "minLength": 1, "maxLength": MAX_STEP_CHARS},
+                       "depends_on": {"type": "array", "items": index, "maxItems": max_steps}},
         "required": ["question"],
         "additionalProperties": False,
     }
@@ -157,6 +161,13 @@ _MINIMAL_RULE: Final = (
 )
 
 
+#: DAG plans (issue #21): independent steps run at the same time when the plan says so.
+_DEPENDS_RULE: Final = (
+    'A step may add "depends_on": [indices, from 0, of the earlier steps whose answers it needs]; '
+    "steps that need nothing from each other run at the same time.\n"
+)
+
+
 def decomposition_messages(
     question: str, *, max_steps: int = DEFAULT_MAX_STEPS, answer_kind: str, context: str = "",
     minimal: bool = False,
@@ -183,6 +194,7 @@ def decomposition_messages(
         "calculation or one fact. Do not answer them.\n"
         'Reply with JSON only, in this form: {"steps": [{"question": "..."}]}\n'
         f"Use {count}. The last step must ask for the final answer to the problem as {FINAL_FORMS[kind]}.\n"
+        f"{_DEPENDS_RULE}"
         f"{_MINIMAL_RULE if minimal else ''}"
         "\n"
         "Example\n"
@@ -237,21 +249,29 @@ class PlanError(SymphonyError, ValueError):
 
 @dataclass(frozen=True)
 class Plan:
-    """A chain's sub-questions in order (the last asks for the final answer).
+    """A chain's sub-questions in order (the last asks for the final answer) and what each needs.
 
     ``repaired`` is True when the model's output was not schema-conformant JSON or its steps had
     to be changed; ``fixes`` names each repair (e.g. ``"code_fence"``, ``"capped"``) for the trace.
+    ``depends_on`` holds, per step, the indices of the earlier steps it needs (``dag``); left empty
+    it is the old linear chain (each step after the one before it).
     """
 
     steps: tuple[str, ...]
     repaired: bool
     fixes: tuple[str, ...] = ()
+    depends_on: Dependencies = ()
 
     def __post_init__(self) -> None:
         if not self.steps:
             raise ValueError("a plan needs at least one step")
         if any(not isinstance(s, str) or not s.strip() for s in self.steps):
             raise ValueError(f"plan steps must be non-empty strings, not {self.steps!r}")
+        if not self.depends_on:  # frozen: the default graph is filled in once, here
+            object.__setattr__(self, "depends_on", linear(len(self.steps)))
+        if len(self.depends_on) != len(self.steps):
+            raise ValueError(f"one depends_on entry per step: {len(self.depends_on)} for {len(self.steps)} steps")
+        check_runnable(self.depends_on)
 
 
 def single_step_plan(question: str) -> Plan:
@@ -300,6 +320,10 @@ def _decoded(value: str) -> str:
     return _LATEX_CONTROL.sub(lambda m: _CONTROL_NAMES[m[0]], value)
 
 
+#: A step as the model wrote it: its text and its raw ``depends_on`` value (None when it has none).
+_RawStep = tuple[str, object]
+
+
 def _item_text(item: object) -> str | None:
     if isinstance(item, str):
         return _decoded(item)
@@ -311,7 +335,7 @@ def _item_text(item: object) -> str | None:
     return None
 
 
-def _raw_steps(value: object) -> tuple[list[str], bool] | None:
+def _raw_steps(value: object) -> tuple[list[_RawStep], bool] | None:
     """Step texts in ``value`` and whether it had the schema's shape; None when it holds none."""
     items: list[object] | None = None
     canonical = False
@@ -328,8 +352,9 @@ def _raw_steps(value: object) -> tuple[list[str], bool] | None:
             )
     if items is None:
         return None
-    texts = [t for t in map(_item_text, items) if t is not None and re.search(r"\w", t)]
-    return (texts, canonical) if texts else None
+    found = [(t, i.get("depends_on") if isinstance(i, dict) else None)
+             for i in items if (t := _item_text(i)) is not None and re.search(r"\w", t)]
+    return (found, canonical) if found else None
 
 
 def _balanced_blocks(text: str) -> Iterator[str]:
@@ -387,11 +412,11 @@ def _load_block(block: str) -> tuple[object, list[str]] | None:
         return None
 
 
-def _copied(steps: list[str]) -> bool:
-    return all(_key(s) in _EXAMPLE_KEYS for s in steps)
+def _copied(steps: list[_RawStep]) -> bool:
+    return all(_key(s) in _EXAMPLE_KEYS for s, _ in steps)
 
 
-def _structured(text: str, fixes: list[str]) -> tuple[tuple[list[str], bool] | None, bool]:
+def _structured(text: str, fixes: list[str]) -> tuple[tuple[list[_RawStep], bool] | None, bool]:
     """Steps from the first block that holds some (``fixes`` gets what that took), and whether a
     block was skipped as a copy of the worked example."""
     copied = False
@@ -418,12 +443,12 @@ def _unescape(value: str) -> str:
     return decoded if isinstance(decoded, str) else value
 
 
-def _salvaged(text: str) -> list[str]:
+def _salvaged(text: str) -> list[_RawStep]:
     fields = (_decoded(_unescape(dq)) if dq else sq for dq, sq in _QUESTION_FIELD.findall(text))
-    return [f for f in fields if re.search(r"\w", f)]
+    return [(f, None) for f in fields if re.search(r"\w", f)]
 
 
-def _find_steps(text: str, fixes: list[str]) -> list[str]:
+def _find_steps(text: str, fixes: list[str]) -> list[_RawStep]:
     try:
         strict = _raw_steps(json.loads(text))
     except (ValueError, RecursionError):  # json recurses once per nesting level
@@ -447,7 +472,7 @@ def _find_steps(text: str, fixes: list[str]) -> list[str]:
     if (salvaged := _salvaged(text)) and not _copied(salvaged):
         fixes.append("salvaged_fields")
         return salvaged
-    if (numbered := [m.strip() for m in _NUMBERED_LINE.findall(text)]) and not _copied(numbered):
+    if (numbered := [(m.strip(), None) for m in _NUMBERED_LINE.findall(text)]) and not _copied(numbered):
         fixes.append("numbered_lines")
         return numbered
     if copied or salvaged or numbered:
@@ -457,27 +482,101 @@ def _find_steps(text: str, fixes: list[str]) -> list[str]:
     )
 
 
-def _clean(steps: list[str], max_steps: int, fixes: list[str]) -> tuple[str, ...]:
+def _clean(steps: list[_RawStep], max_steps: int, fixes: list[str]) -> tuple[tuple[str, ...], list[int | None]]:
+    """The cleaned step texts and, for each step as written, the index of the step it became
+    (a duplicate: the first copy's; None when it was dropped or capped away)."""
     cleaned: list[str] = []
-    seen: set[str] = set()
-    for raw in steps:
+    seen: dict[str, int] = {}
+    target: list[int | None] = []
+    for raw, _ in steps:
         step = re.sub(r"\s+", " ", _ENUMERATOR.sub("", raw.strip())).strip()
         key = _key(step)
         if not key:
             fixes.append("dropped_empty")
+            target.append(None)
             continue
         if key in seen:
             fixes.append("deduplicated")
+            target.append(seen[key])
             continue
-        seen.add(key)
+        seen[key] = len(cleaned)
+        target.append(len(cleaned))
         if len(step) > MAX_STEP_CHARS:
             fixes.append("clipped_step")
             step = clip(step, MAX_STEP_CHARS)
         cleaned.append(step)
     if len(cleaned) > max_steps:
         fixes.append("capped")
+        last = len(cleaned) - 1
         cleaned = cleaned[: max_steps - 1] + cleaned[-1:]
-    return tuple(cleaned)
+        target = [None if t is None or max_steps - 1 <= t < last else (t if t < last else len(cleaned) - 1)
+                  for t in target]
+    return tuple(cleaned), target
+
+
+def _raw_dependencies(steps: list[_RawStep], fixes: list[str]) -> list[list[int]]:
+    """Each written step's ``depends_on`` as in-range indices of other written steps (what is not is
+    dropped and named in ``fixes``). A step without one depends on nothing when another step has
+    one, and on the step before it when none has (the old linear chain)."""
+    if all(raw is None for _, raw in steps):
+        return [[] if i == 0 else [i - 1] for i in range(len(steps))]
+    found: list[list[int]] = []
+    for index, (_, raw) in enumerate(steps):
+        values = raw if isinstance(raw, list) else ([] if raw is None else [raw])
+        valid = [v for v in values if type(v) is int and 0 <= v < len(steps) and v != index]
+        if len(valid) != len(values):
+            fixes.append("bad_dependency")
+        found.append(valid)
+    return found
+
+
+def _merged(deps: list[list[int]], target: Sequence[int | None], count: int, fixes: list[str]) -> list[set[int]]:
+    """``deps`` (over steps as written) over the ``count`` kept steps: a dropped step's dependents
+    inherit what it depended on; a step that came to depend on itself (a duplicate) does not."""
+    def kept(step: int) -> set[int]:
+        """The kept steps ``step``'s dependencies stand for (iterative: a hostile plan can be long)."""
+        found: set[int] = set()
+        seen, todo = {step}, list(deps[step])
+        while todo:
+            need = todo.pop()
+            if need in seen:
+                continue
+            seen.add(need)
+            if (into := target[need]) is not None:
+                found.add(into)
+            else:
+                todo.extend(deps[need])
+        return found
+
+    merged: list[set[int]] = [set() for _ in range(count)]
+    for step, into in enumerate(target):
+        if into is not None:
+            merged[into] |= kept(step)
+    for step, needs in enumerate(merged):
+        if step in needs:
+            needs.discard(step)
+            fixes.append("self_dependency")
+    return merged
+
+
+def _runnable(steps: tuple[str, ...], deps: list[set[int]], fixes: list[str]) -> tuple[tuple[str, ...], Dependencies]:
+    """``steps`` in an order the chain can run, and their graph; a plan whose steps wait for each
+    other in a cycle is refused (``PlanError`` ``cycle``: none of them could ever start)."""
+    if (cycle := waits_for_cycle([sorted(d) for d in deps])) is not None:
+        names = " -> ".join(str(i) for i in (*cycle, cycle[0]))
+        raise PlanError(f"the plan's steps wait for each other in a cycle ({names}): none could start",
+                        reason="cycle")
+    order = topological_order([sorted(d) for d in deps])
+    if order != sorted(order):
+        fixes.append("reordered")
+    position = {step: n for n, step in enumerate(order)}
+    graph = [sorted(position[d] for d in deps[step]) for step in order]
+    needed = {d for needs in graph for d in needs}
+    dangling = [i for i in range(len(graph) - 1) if i not in needed]
+    if dangling:  # a result nothing waits for would be computed and lost: the final step takes it
+        fixes.append("dangling")
+        graph[-1] = sorted({*graph[-1], *dangling})
+    return tuple(steps[i] for i in order), tuple(tuple(g) for g in graph)
 
 
 def parse_plan(text: str, *, max_steps: int = DEFAULT_MAX_STEPS) -> Plan:
@@ -496,10 +595,12 @@ def parse_plan(text: str, *, max_steps: int = DEFAULT_MAX_STEPS) -> Plan:
     text = text.strip()
     if not text:
         raise PlanError("the planner's output is empty", reason="empty")
-    steps = _clean(_find_steps(text, fixes), max_steps, fixes)
+    found = _find_steps(text, fixes)
+    steps, target = _clean(found, max_steps, fixes)
     if not steps:
         raise PlanError(f"the plan's steps are all empty in planner output starting {text[:80]!r}", reason="no_steps")
-    return Plan(steps=steps, repaired=bool(fixes), fixes=tuple(dict.fromkeys(fixes)))
+    steps, depends_on = _runnable(steps, _merged(_raw_dependencies(found, fixes), target, len(steps), fixes), fixes)
+    return Plan(steps=steps, repaired=bool(fixes), fixes=tuple(dict.fromkeys(fixes)), depends_on=depends_on)
 
 
 def anchor_final_step(plan: Plan, question: str) -> Plan:
@@ -514,13 +615,24 @@ def anchor_final_step(plan: Plan, question: str) -> Plan:
     """
     if plan.steps[-1].strip() == question.strip():
         return plan
-    kept = tuple(s for s in plan.steps[:-1] if _key(s) != _key(question))
-    return Plan(steps=(*kept, question.strip()), repaired=plan.repaired, fixes=plan.fixes)
+    target: list[int | None] = []
+    for step in plan.steps[:-1]:
+        target.append(None if _key(step) == _key(question) else sum(t is not None for t in target))
+    count = sum(t is not None for t in target) + 1
+    deps = _merged([list(d) for d in plan.depends_on], [*target, count - 1], count, [])
+    kept = tuple(s for s, t in zip(plan.steps, target, strict=False) if t is not None)
+    return Plan(steps=(*kept, question.strip()), repaired=plan.repaired, fixes=plan.fixes,
+                depends_on=tuple(tuple(sorted(d)) for d in deps))
 
 
 def plan_json(plan: Plan) -> str:
-    """``plan`` in the schema's shape, e.g. to record it in a trace or replay it as a model turn."""
-    return json.dumps({"steps": [{"question": s} for s in plan.steps]}, ensure_ascii=False)
+    """``plan`` in the schema's shape, e.g. to record it in a trace or replay it as a model turn
+    (``depends_on`` only when the plan is not the linear chain, so a linear plan reads as before)."""
+    if is_linear(plan.depends_on):
+        return json.dumps({"steps": [{"question": s} for s in plan.steps]}, ensure_ascii=False)
+    return json.dumps({"steps": [{"question": s, "depends_on": list(d)} for s, d in zip(plan.steps, plan.depends_on,
+                                                                                          strict=True)]},
+                      ensure_ascii=False)
 
 
 __all__ = [

@@ -13,8 +13,9 @@ Three roles, any node can play each:
   (JSON, schema-constrained where the backend supports it, repaired otherwise, one
   direct step as the last resort), then drives the chain: for each sub-task it runs
   BEACONSELECT with r(sub-task), sends ``Task(role="execute")`` with the question as
-  background and the previous Q/A pairs, and on a timeout or an invalid answer moves
-  to the next backup. It returns the last step's answer, the chain weight and the trace.
+  background and the Q/A pairs of the steps it depends on (a DAG plan's independent
+  steps at the same time), and on a timeout or an invalid answer moves to the next
+  backup. It returns the last step's answer, the chain weight and the trace.
 - **Executor**: answers one sub-task with its model and extracts the ``\\boxed{}`` answer.
 
 So coordination is spread over planners: no node sees everything or is needed by
@@ -29,13 +30,16 @@ events and the reputation table. Every decision is made by a pure driver the she
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 
 from symphony.beacon.ranking import (
     Candidate,
@@ -60,6 +64,7 @@ from symphony.pipeline.chain import (
     Replan,
     SendStep,
     StepSettled,
+    Wait,
 )
 from symphony.pipeline.crossvote import Verdict
 from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
@@ -426,26 +431,52 @@ class TaskService:
         self.on_event("plan_made", {"task": task.task_id, "steps": list(steps), "plan": plan_note})
         driver = ChainDriver(steps, kind=task.answer_kind, deadline_ms=task.deadline_ms,
                              redundancy=knobs.redundancy or 1, hop_timeout=knobs.hop_timeout or "off",
-                             replans=knobs.replans or 0, latencies=self.latencies)
+                             replans=knobs.replans or 0, latencies=self.latencies, depends_on=plan.depends_on,
+                             origin_ms=int(begun * 1000))
         selecting = self.clock()
         rounds = await self._select_executors(task, steps)  # one beacon round for the whole chain
         driver.executors_selected(rounds, waited_ms=self._span_ms(selecting))
         self._beacon_event(task.task_id, "execution", rounds[0], steps=len(steps))
-        while not isinstance(action := driver.next_action(now_ms=self._now_ms()), ChainDone):
-            if isinstance(action, SendStep):
-                await self._send_step(task, action, driver, disclose=not minimal or action.question in needs_problem)
-            elif isinstance(action, BeaconStep):
-                await self._beacon_step(task, action, driver)
-            elif isinstance(action, Replan):
-                needs_problem |= await self._replan(task, action, driver, plan_tokens, minimal=minimal)
-            else:
-                self._settled(action)
+        action = await self._drive(task, driver, needs_problem, plan_tokens, minimal=minimal)
         trace = ChainTrace(plan=plan_note, steps=action.steps, chain_ms=self._span_ms(begun),
                            plan_model_ms=round(planning.latency_s * 1000, 3) if planning else 0.0)
         return TaskResult(task_id=task.task_id, ok=action.ok, answer=action.answer, error=action.error,
                           weight=action.weight, prompt_tokens=plan_tokens[0] + action.prompt_tokens,
                           completion_tokens=plan_tokens[1] + action.completion_tokens,
                           latency_ms=(self.clock() - begun) * 1000, trace=trace.to_wire())
+
+    async def _drive(self, task: Task, driver: ChainDriver, needs_problem: set[str], plan_tokens: list[int], *,
+                     minimal: bool) -> ChainDone:
+        """Run the driver's actions until the chain is done: every ready step's send or beacon round
+        at once, in a task group (issue #21: a DAG plan's independent steps run in parallel); on
+        ``Wait``, until one of them returns. Steps still out when the chain fails are cancelled:
+        nothing can use their answers."""
+        returned, wake = anyio.create_memory_object_stream[None](math.inf)
+        with returned, wake:
+            async with anyio.create_task_group() as tg:
+                while not isinstance(action := driver.next_action(now_ms=self._now_ms()), ChainDone):
+                    if isinstance(action, Wait):
+                        await wake.receive()
+                    elif isinstance(action, SendStep):
+                        disclose = not minimal or action.question in needs_problem
+                        tg.start_soon(self._out, returned, partial(self._send_step, task, action, driver,
+                                                                   disclose=disclose))
+                    elif isinstance(action, BeaconStep):
+                        tg.start_soon(self._out, returned, partial(self._beacon_step, task, action, driver))
+                    elif isinstance(action, Replan):  # only once no step is out
+                        needs_problem |= await self._replan(task, action, driver, plan_tokens, minimal=minimal)
+                    else:
+                        self._settled(action)
+                tg.cancel_scope.cancel()
+        return action
+
+    @staticmethod
+    async def _out(returned: MemoryObjectSendStream[None], work: Callable[[], Awaitable[None]]) -> None:
+        """One step's send or beacon round; says so on ``returned`` when it is back (the driver has its result)."""
+        try:
+            await work()
+        finally:
+            returned.send_nowait(None)
 
     async def _make_plan(self, task: Task, *, minimal: bool = False) -> tuple[Plan, str, Completion | None]:
         """The plan, its note for the trace, and the planning call (None when the model failed); a
@@ -471,15 +502,16 @@ class TaskService:
                       minimal: bool) -> set[str]:
         """Re-plan the rest of the chain after step ``action.index`` failed, beacon for the new steps
         and feed them to the driver. Returns the new steps marked as needing the problem (minimal disclosure)."""
+        left = max(1, task.max_steps - len(action.done))  # the steps answered so far stay
         messages = replan_messages(task.question, failed=action.failed, error=action.error, done=list(action.done),
-                                   max_steps=max(1, task.max_steps - action.index), answer_kind=task.answer_kind,
-                                   context=task.context, minimal=minimal)
+                                   max_steps=left, answer_kind=task.answer_kind, context=task.context,
+                                   minimal=minimal)
         try:
             completion = await self._chat(messages, max_tokens=400, priority=self._priority(task),
-                                          json_schema=decomposition_schema(max(1, task.max_steps - action.index)))
+                                          json_schema=decomposition_schema(left))
             tokens[0] += completion.prompt_tokens
             tokens[1] += completion.completion_tokens
-            plan = parse_plan(completion.text, max_steps=max(1, task.max_steps - action.index))
+            plan = parse_plan(completion.text, max_steps=left)
         except (ModelError, PlanError) as exc:
             self.on_event("replan_failed", {"task": task.task_id, "step": action.index, "error": str(exc)[:200]})
             driver.replan_failed(str(exc)[:200])
@@ -490,7 +522,7 @@ class TaskService:
                                     "steps": list(steps)})
         selecting = self.clock()
         rounds = await self._select_executors(task, steps, exclude=action.exclude)
-        driver.replanned(steps, rounds, waited_ms=self._span_ms(selecting))
+        driver.replanned(steps, rounds, waited_ms=self._span_ms(selecting), depends_on=plan.depends_on)
         self._beacon_event(task.task_id, "execution", rounds[0], steps=len(steps))
         return {q for q, marked in zip(steps, marks, strict=False) if marked}
 
@@ -513,7 +545,7 @@ class TaskService:
         self.on_event("step_finished", {"task": task.task_id, "step": action.index, "executor": candidate.agent_id,
                                         "ok": result.ok, "answer": result.answer, "error": result.error,
                                         "latency_ms": round(result.latency_ms, 1)})
-        driver.step_result(candidate, result, rtt_ms=rtt_ms)
+        driver.step_result(candidate, result, rtt_ms=rtt_ms, index=action.index)
 
     async def _beacon_step(self, task: Task, action: BeaconStep, driver: ChainDriver) -> None:
         """Every candidate of a step failed: after a backoff, a fresh single-requirement BEACONSELECT for
@@ -528,7 +560,7 @@ class TaskService:
                                             **self._beacon_knobs(task))
         waited_ms = self._span_ms(selecting)
         self._beacon_event(task.task_id, "execution", beacon, steps=1)
-        driver.step_beaconed(beacon, waited_ms=waited_ms)
+        driver.step_beaconed(beacon, waited_ms=waited_ms, index=action.index)
 
     def _settled(self, settled: StepSettled) -> None:
         """A cross-checked step's majority: two executors agreed against the outvoted one, strong evidence."""

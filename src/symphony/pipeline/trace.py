@@ -94,7 +94,8 @@ class StepSpans:
         return _without_empty({"beacon_ms": self.beacon_ms, "query_ms": self.query_ms}, keep=frozenset())
 
 
-_STEP_KEEP = frozenset({"question", "answer", "ok", "attempts", "score"})
+_STEP_KEEP = frozenset({"question", "answer", "ok", "attempts", "score", "index", "depends_on", "started_at",
+                        "finished_at"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +103,10 @@ class StepTrace:
     """One sub-task as run: the answer that stands (``executor``'s, checked by ``checked_by``) or why none.
 
     ``beacon_ms`` is what the step's beacon rounds reported (the chain's shared round is charged to
-    its first step only); ``candidates`` counts the replies they got."""
+    its first step only); ``candidates`` counts the replies they got. ``index`` is the step's place
+    in the plan it ran in, ``depends_on`` the steps it waited for (issue #21: a DAG plan), and
+    ``started_at`` / ``finished_at`` the ms from the start of the planner's chain to the step's
+    start and its settling (steps with overlapping spans ran at the same time)."""
 
     question: str
     ok: bool
@@ -117,6 +121,10 @@ class StepTrace:
     spans: StepSpans
     executor: str | None = None  # set when the step settled on an answer
     checked_by: tuple[str, ...] = ()
+    index: int = 0
+    depends_on: tuple[int, ...] = ()
+    started_at: int = 0
+    finished_at: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -127,6 +135,8 @@ class StepTrace:
         }
         if self.executor is not None:
             entry.update(executor=self.executor, checked_by=list(self.checked_by))
+        entry.update(index=self.index, depends_on=list(self.depends_on), started_at=self.started_at,
+                     finished_at=self.finished_at)
         return _without_empty(entry, keep=_STEP_KEEP)
 
 
