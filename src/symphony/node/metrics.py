@@ -3,8 +3,9 @@
 Each node owns its own ``CollectorRegistry`` (never prometheus_client's global one), so
 several nodes in one process, as in tests, do not mix their numbers. Two kinds of series:
 
-- **counted as they happen**: tasks by outcome and their latency, BEACONSELECT rounds by
-  role (planning / execution), network messages rejected by reason and channel (ledger
+- **counted as they happen**: tasks by outcome and their latency, the kinds of degradation they
+  ran with (``symphony_degraded_total{kind}``: ``pipeline.trace.Degraded``, from the ``task_finished``
+  and ``task_failed`` events), BEACONSELECT rounds by role (planning / execution), network messages rejected by reason and channel (ledger
   gossip and sync, beacons, tasks: the node's ``rejected`` events), model calls, tokens and
   latency (``MeteredModel`` wraps the node's backend);
 - **read at scrape time** from the live objects (``NodeStateCollector``): payload bytes and
@@ -81,6 +82,8 @@ class NodeMetrics:
                                        buckets=_LATENCY_BUCKETS, registry=r)
         self.rejected = Counter("symphony_rejected_messages", "Network messages rejected, by reason and protocol/topic",
                                 ["reason", "channel"], registry=r)
+        self.degraded = Counter("symphony_degraded", "Questions this node initiated that ran degraded, by kind "
+                                "(pipeline.trace.Degraded)", ["kind"], registry=r)
 
     def observe(self, kind: str, fields: dict[str, Any]) -> None:
         """Count a protocol event (the node's ``on_event`` sink)."""
@@ -88,6 +91,9 @@ class NodeMetrics:
             self.beacon_rounds.labels(role=str(fields.get("role", ""))).inc()
         elif kind == "rejected":
             self.rejected.labels(reason=str(fields.get("reason", "")), channel=str(fields.get("channel", ""))).inc()
+        elif kind in ("task_finished", "task_failed"):  # each kind of degradation the question ran with, once
+            for degraded in sorted({str(k) for k in fields.get("degraded", ())}):
+                self.degraded.labels(kind=degraded).inc()
 
     def task_done(self, outcome: str, elapsed_s: float) -> None:
         self.tasks.labels(outcome=outcome).inc()
@@ -104,13 +110,22 @@ class MeteredModel:
         self.throughput = ThroughputMeter()
         self.name = inner.name
         self.supports_json_schema = inner.supports_json_schema
+        if hasattr(inner, "speed"):  # backends whose timeouts follow the measured speed (openai_backend)
+            inner.speed = lambda: self.throughput.tokens_per_s
+
+    def features(self) -> dict[str, str]:
+        """What the wrapped backend found its server supports ({} for backends that do not probe)."""
+        features = getattr(self.inner, "features", None)
+        return dict(features()) if callable(features) else {}
 
     async def chat(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
         started = time.perf_counter()
         try:
             completion = await self.inner.chat(messages, **kwargs)
-        except ModelError:
+        except ModelError as exc:  # what the failed call spent counts too
             self.metrics.model_calls.labels(outcome="error").inc()
+            self.metrics.model_tokens.labels(kind="prompt").inc(exc.prompt_tokens)
+            self.metrics.model_tokens.labels(kind="completion").inc(exc.completion_tokens)
             raise
         self.metrics.model_calls.labels(outcome="ok").inc()
         self.metrics.model_tokens.labels(kind="prompt").inc(completion.prompt_tokens)
