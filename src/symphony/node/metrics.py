@@ -5,14 +5,17 @@ several nodes in one process, as in tests, do not mix their numbers. Two kinds o
 
 - **counted as they happen**: tasks by outcome and their latency, the kinds of degradation they
   ran with (``symphony_degraded_total{kind}``: ``pipeline.trace.Degraded``, from the ``task_finished``
-  and ``task_failed`` events), BEACONSELECT rounds by role (planning / execution), network messages rejected by reason and channel (ledger
-  gossip and sync, beacons, tasks: the node's ``rejected`` events), model calls, tokens and
-  latency (``MeteredModel`` wraps the node's backend);
+  and ``task_failed`` events), BEACONSELECT rounds by role (planning / execution), network messages
+  rejected by reason and channel (ledger gossip and sync, beacons, tasks: the node's ``rejected``
+  events), model calls, tokens (failed calls' included) and latency (``MeteredModel`` wraps the
+  node's backend);
 - **read at scrape time** from the live objects (``NodeStateCollector``): payload bytes and
   messages per protocol/topic in both directions (``TransportStats``), ledger size and
   available agents, connected peers, the event bus's subscribers, the event log's health
   (lines lost to a failing disk, whether it writes now, rotations), Tasks in progress for
-  peers, task records kept, and task progress events not kept for late viewers (``TaskProgress``).
+  peers, task records kept, task progress events not kept for late viewers (``TaskProgress``), and
+  how the model's server gives JSON output (``symphony_model_json_output{mode}``: probed once, see
+  ``llm.openai_backend``).
 
 - **the process** (prometheus_client's ``ProcessCollector`` and ``PlatformCollector``): CPU seconds,
   resident memory, open file descriptors, start time, the Python version.
@@ -158,6 +161,8 @@ class Observed(Protocol):
     def task_records(self) -> Sized: ...
     @property
     def task_progress(self) -> TaskProgress: ...
+    @property
+    def model(self) -> MeteredModel | None: ...
 
     def now(self) -> float: ...
 
@@ -202,3 +207,10 @@ class NodeStateCollector(Collector):
         yield CounterMetricFamily("symphony_progress_dropped_events",
                                   "Task progress events not kept for viewers that connect mid-question (over the cap)",
                                   value=node.task_progress.dropped)
+        features = node.model.features() if node.model is not None else {}
+        if "json_output" in features:  # a backend that probes its server (llm.openai_backend)
+            family = GaugeMetricFamily("symphony_model_json_output", "How the model server gives JSON: 1 for the "
+                                       "mode in use (json_schema, json_object, prompt: unconstrained; unprobed)",
+                                       labels=["mode"])
+            family.add_metric([features["json_output"]], 1)
+            yield family
