@@ -228,3 +228,24 @@ async def test_executor_result_carries_raw_model_text_only_when_invalid(autojump
 class Unboxed(FakeModel):
     async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None) -> Completion:
         return Completion(text="I am not sure.", prompt_tokens=5, completion_tokens=5, latency_s=0.1, model=self.name)
+
+
+class PlanningFails(FakeModel):
+    """Answers steps like the others; every planning (JSON) call fails after spending 20 + 7 tokens,
+    as a server that rejects the request's shape after reading it would."""
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None) -> Completion:
+        if json_schema is not None:
+            raise ModelError(f"{self.name} cannot plan", prompt_tokens=20, completion_tokens=7)
+        return await super().chat(messages)
+
+
+async def test_failed_planning_is_in_usage_and_in_the_degraded_list(autojump_clock) -> None:
+    """Planners that could not plan fall back to one step: that is reported per chain, the identical
+    one-step solves are reported collapsed, and the failed planning calls' tokens are in the usage."""
+    async with swarm([PlanningFails(f"m{n}") for n in range(4)]) as (_, nodes):
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=2, deadline_s=60))
+    assert trace["answer"] == "10"
+    assert (trace["prompt_tokens"], trace["completion_tokens"]) == (2 * (20 + 50), 2 * (7 + 10))
+    kinds = sorted((d["kind"], d.get("chain")) for d in trace["degraded"])
+    assert kinds == [("chains_collapsed", None), ("plan_fallback", 0), ("plan_fallback", 1)]
