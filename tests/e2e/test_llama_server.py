@@ -116,7 +116,7 @@ def test_swarm_on_the_server_reports_degradation_and_all_usage(llama_server: str
                  timeout=30, what="three model nodes in the ledger")
         response = httpx.post(boot.info["api"] + "/v1/tasks", timeout=120, json={
             "question": "What is 2 + 3?", "cots": 2, "max_steps": 1, "answer_kind": "number", "wait": True,
-            "hop_timeout": "off"})  # no step abandoned: an abandoned one is charged an upper bound, not its cost
+            "hop_timeout": "off"})  # no step abandoned: an abandoned one is charged an estimate, not its cost
         assert response.status_code == 200, response.text
         record = response.json()
         spent = sum(_tokens(n) for n in nodes)

@@ -479,7 +479,7 @@ async def test_openai_timeout_follows_the_observed_speed() -> None:
 
 
 async def test_openai_timeout_reports_what_the_abandoned_call_may_spend(server: FakeServer) -> None:
-    """A call past its deadline is a ModelTimeout carrying an upper bound of its cost: the prompt and
+    """A call past its deadline is a ModelTimeout carrying an estimate of its cost that errs high: the prompt and
     max_tokens (the server may go on generating), so usage never leaves it out."""
     server.hang = True
     model = OpenAIModel(base_url=server.url, model="m", timeout_s=0.5)

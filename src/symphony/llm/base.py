@@ -35,7 +35,7 @@ class ModelError(SymphonyError):
 
     ``model`` is the backend's name when known (empty otherwise). ``prompt_tokens`` and
     ``completion_tokens`` are what the failed call spent as far as the backend can tell (0 when the
-    server refused it; for an abandoned call, an upper bound), so usage never leaves failures out.
+    server refused it; for an abandoned call, an estimate that errs high: a full answer), so usage never leaves failures out.
     """
 
     def __init__(self, message: str, *, model: str = "", prompt_tokens: int = 0, completion_tokens: int = 0) -> None:

@@ -22,8 +22,8 @@ request; it is logged once and shown by ``features()``.
 Timeouts follow the model's observed speed: ``max_tokens`` over the measured tokens/s (the node's
 ``ThroughputMeter`` EMA, wired in by ``node.metrics.MeteredModel`` through ``speed``), times a
 slack, within a floor and the ``timeout_s`` cap. A failed call's ``ModelError`` carries the
-tokens it spent: 0 when the server refused it; for a timed-out (abandoned) call an upper bound,
-the prompt plus ``max_tokens``: llama-cpp-python's server does not stop a non-streamed completion
+tokens it spent: 0 when the server refused it; for a timed-out (abandoned) call an estimate that
+errs high, the prompt (in words) plus ``max_tokens``: llama-cpp-python's server does not stop a non-streamed completion
 when the client disconnects (``llama_cpp/server/app.py`` runs it in a thread pool and checks for
 a disconnect only between streamed chunks), so the abandoned generation runs on.
 """

@@ -98,7 +98,7 @@ def _question_id(chain_task_id: str) -> str:
 
 
 def _abandoned_cost(task: Task) -> dict[str, int]:
-    """An upper bound of what an execute task we stopped waiting for spends anyway: its prompt and a full
+    """An estimate, erring high, of what an execute task we stopped waiting for spends anyway: its prompt and a full
     answer (the executor, and an HTTP model server behind it, may not stop: see ``llm.openai_backend``).
     A plan task's cost is unknown (its chain may have run any number of steps): 0, as before."""
     if task.role != "execute":
