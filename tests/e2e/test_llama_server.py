@@ -104,7 +104,7 @@ def _tokens(node: NodeProcess) -> int:
 def test_swarm_on_the_server_reports_degradation_and_all_usage(llama_server: str, tmp_path: Path) -> None:
     """Three nodes with ``--model openai:...`` sharing one server: every chain's own degradation (a
     plan that fell back to one step) is in the question's ``degraded`` list and counted in /metrics,
-    the probed JSON mode is shown there, and the task's usage is exactly the tokens the three nodes'
+    the probed JSON mode is shown there and logged, and the task's usage is exactly the tokens the three nodes'
     model calls spent (each node's ``symphony_model_tokens_total``, failed calls included)."""
     spec = f"openai:{llama_server}#smollm2"
     with open_swarm(tmp_path) as swarm:
@@ -121,6 +121,7 @@ def test_swarm_on_the_server_reports_degradation_and_all_usage(llama_server: str
         record = response.json()
         spent = sum(_tokens(n) for n in nodes)
         metrics = httpx.get(str(boot.info["api"]) + "/metrics", timeout=5).text
+        logged = [n.name for n in nodes if "structured output by json_object" in n.output()]
     trace = record["trace"]
     assert trace["prompt_tokens"] + trace["completion_tokens"] == spent > 0, "usage is every token spent"
     kinds = Counter(d["kind"] for d in trace["degraded"])
@@ -128,5 +129,6 @@ def test_swarm_on_the_server_reports_degradation_and_all_usage(llama_server: str
     assert kinds["plan_fallback"] == len(fell_back)
     assert {d["chain"] for d in trace["degraded"] if d["kind"] == "plan_fallback"} == set(fell_back)
     assert "symphony_model_json_output{mode=" in metrics
+    assert logged, "a planner node logs the JSON mode its server accepts"
     for kind in kinds:
         assert f'symphony_degraded_total{{kind="{kind}"}} 1.0' in metrics
