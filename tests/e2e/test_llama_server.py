@@ -121,6 +121,7 @@ def test_swarm_on_the_server_reports_degradation_and_all_usage(llama_server: str
         record = response.json()
         spent = sum(_tokens(n) for n in nodes)
         metrics = httpx.get(str(boot.info["api"]) + "/metrics", timeout=5).text
+        features = [n.get("/v1/node")["model_features"] for n in nodes]
         logged = [n.name for n in nodes if "structured output by json_object" in n.output()]
     trace = record["trace"]
     assert trace["prompt_tokens"] + trace["completion_tokens"] == spent > 0, "usage is every token spent"
@@ -130,5 +131,6 @@ def test_swarm_on_the_server_reports_degradation_and_all_usage(llama_server: str
     assert {d["chain"] for d in trace["degraded"] if d["kind"] == "plan_fallback"} == set(fell_back)
     assert "symphony_model_json_output{mode=" in metrics
     assert logged, "a planner node logs the JSON mode its server accepts"
+    assert {"json_output": "json_object"} in features, "and shows it in /v1/node"
     for kind in kinds:
         assert f'symphony_degraded_total{{kind="{kind}"}} 1.0' in metrics
