@@ -33,6 +33,7 @@ except ImportError as exc:  # an optional extra: say how to get it instead of a 
                       "(the project's `mcp` extra)") from exc
 
 from symphony import __version__
+from symphony.pipeline.service import AskOptions
 
 #: seconds added to the question's own deadline before the HTTP wait gives up
 WAIT_MARGIN_S = 30.0
@@ -126,7 +127,8 @@ def build_server(base: str, headers: dict[str, str]) -> MCPServer:
     server: MCPServer = MCPServer("symphony", instructions=INSTRUCTIONS, version=__version__)
 
     @server.tool()
-    async def ask(question: str, cots: int = 3, max_steps: int = 5, deadline_s: float = 300.0) -> AskResult:
+    async def ask(question: str, cots: int = AskOptions.cots, max_steps: int = AskOptions.max_steps,
+                  deadline_s: float = AskOptions.deadline_s) -> AskResult:
         """Ask the Symphony network a question; returns the voted answer, the vote and each chain.
 
         cots: chains of thought on different planners (1-9); max_steps: most sub-tasks per chain (1-12);

@@ -66,6 +66,10 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                 assert card.locator(".step").count() == sum(len(c["trace"].get("steps", [])) for c in trace["chains"])
                 assert "What is (17 + 25) * 2?" in card.inner_text()
                 assert card.locator("table.vote").inner_text().count("84") >= 1
+                kinds = list(dict.fromkeys(d["kind"] for d in trace["degraded"]))  # e.g. chains that were one solve
+                badge = card.locator(".degraded")
+                assert (badge.inner_text() if badge.count() else "") == (
+                    f"degraded: {', '.join(kinds)}" if kinds else ""), "the trace's degradation, as a badge"
                 assert card.locator('.dag[data-parallel="1"]').count() == len(trace["chains"])  # linear: 1 at once
 
                 dag_id = httpx.post(api + "/v1/tasks", json={"question": "What is (1 + 2) * (3 + 4)?", "cots": 1},

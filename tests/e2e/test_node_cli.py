@@ -208,3 +208,5 @@ def test_ask_demo_and_the_api_share_their_question_defaults() -> None:
         defaults = {p.name: p.default for p in group.commands[name].params}
         assert (defaults["cots"], defaults["max_steps"], defaults["deadline"]) == (
             api.cots, api.max_steps, api.deadline_s), name
+    accuracy = {p.name: p.default for p in group.commands["bench"].commands["accuracy"].params}
+    assert (accuracy["cots"], accuracy["max_steps"]) == (api.cots, api.max_steps), "bench accuracy"

@@ -65,3 +65,4 @@ def test_five_processes_answer_with_three_chains(tmp_path) -> None:
         assert shown.returncode == 0, shown.stdout + shown.stderr
         assert "answer: 42" in shown.stdout and shown.stdout.count("[ok]") == 3
         assert "Compute 6 * 7." in shown.stdout, "the trace lists each chain's sub-tasks"
+        assert "degraded: chains_collapsed: chains c0, c1, c2" in shown.stdout, "three scripted chains: one solve"

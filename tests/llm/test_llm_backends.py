@@ -29,11 +29,13 @@ from symphony.llm import (
     Completion,
     ModelError,
     ModelSpecError,
+    ModelTimeout,
     ScriptedModel,
     TimedModel,
     llama_backend,
     parse_model_spec,
 )
+from symphony.llm.base import approx_tokens
 from symphony.llm.llama_backend import PACKAGED_MODELS, LlamaModel, PackagedModel, Part, ensure_model_file
 from symphony.llm.openai_backend import OpenAIModel
 from symphony.llm.scripted import evaluate, find_expression
@@ -344,15 +346,20 @@ class FakeServer:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     status: int = 200
+    refuse_status: int = 400
     reply: str = "5"
     finish_reason: str = "stop"
+    hang: bool = False  # never answer (the client's timeout ends the request)
 
     async def completions(self, request: Request) -> JSONResponse:
         body = await request.json()
         self.bodies.append(body)
+        if self.hang:
+            await trio.Event().wait()
         kind = (body.get("response_format") or {}).get("type")
         if kind in self.refuse:
-            return JSONResponse({"error": {"message": f"response_format {kind} unsupported"}}, status_code=400)
+            return JSONResponse({"error": {"message": f"response_format {kind} unsupported"}},
+                                status_code=self.refuse_status)
         if self.status != 200:
             return JSONResponse({"error": {"message": "boom"}}, status_code=self.status)
         return JSONResponse({
@@ -433,6 +440,53 @@ async def test_openai_http_error_is_model_error(server: FakeServer) -> None:
                                          rf"{re.escape(server.url)}: boom$"):
         await model.chat(USER)
     await model.aclose()
+
+
+async def test_openai_500_naming_response_format_is_learned_once(server: FakeServer) -> None:
+    """llama-cpp-python's server answers json_schema with a 500 that names response_format: that is a
+    refusal, learned once per endpoint; a new model object of the same endpoint asks json_object at once."""
+    server.refuse, server.refuse_status = {"json_schema"}, 500
+    first, second = OpenAIModel(base_url=server.url, model="m"), OpenAIModel(base_url=server.url, model="m")
+    await first.chat(USER, json_schema={"type": "object"})
+    await second.chat(USER, json_schema={"type": "object"})
+    await first.aclose()
+    await second.aclose()
+    assert [b["response_format"]["type"] for b in server.bodies] == ["json_schema", "json_object", "json_object"]
+    assert server.bodies[1]["response_format"]["schema"] == {"type": "object"}, "llama.cpp constrains to it"
+    assert second.features() == {"json_output": "json_object"}
+
+
+async def test_openai_plain_500_is_a_failure_not_a_capability(server: FakeServer) -> None:
+    """A 5xx that does not name the response_format is the server failing: raised, nothing learned."""
+    server.status = 500
+    model = OpenAIModel(base_url=server.url, model="m")
+    with pytest.raises(ModelError, match="HTTP 500"):
+        await model.chat(USER, json_schema={"type": "object"})
+    await model.aclose()
+    assert len(server.bodies) == 1 and model.features() == {"json_output": "unprobed"}
+
+
+async def test_openai_timeout_follows_the_observed_speed() -> None:
+    """The cap until a speed is measured; then max_tokens at that speed times the slack, within floor and cap."""
+    model = OpenAIModel(base_url="http://127.0.0.1:9/v1", model="m", timeout_s=300)
+    assert model.request_timeout(512) == 300
+    model.speed = lambda: 20.0
+    assert model.request_timeout(512) == pytest.approx(3 * 512 / 20)
+    assert model.request_timeout(16) == 30.0
+    model.speed = lambda: 0.5
+    assert model.request_timeout(512) == 300
+    await model.aclose()
+
+
+async def test_openai_timeout_reports_what_the_abandoned_call_may_spend(server: FakeServer) -> None:
+    """A call past its deadline is a ModelTimeout carrying an estimate of its cost that errs high: the prompt and
+    max_tokens (the server may go on generating), so usage never leaves it out."""
+    server.hang = True
+    model = OpenAIModel(base_url=server.url, model="m", timeout_s=0.5)
+    with pytest.raises(ModelTimeout) as info:
+        await model.chat(USER, max_tokens=64)
+    await model.aclose()
+    assert (info.value.prompt_tokens, info.value.completion_tokens) == (approx_tokens(USER[0]["content"]), 64)
 
 
 def _free_port() -> int:

@@ -8,8 +8,8 @@ import pytest
 
 from symphony.beacon.ranking import Candidate, Selection
 from symphony.beacon.service import BeaconOutcome
-from symphony.pipeline.initiator import INCONSISTENT, PLANNER_ROUND_MARGIN_MS, InitiatorDriver
-from symphony.pipeline.trace import ChainRecord, QuestionSpans
+from symphony.pipeline.initiator import INCONSISTENT, PLANNER_ROUND_MARGIN_MS, InitiatorDriver, collapsed_chains
+from symphony.pipeline.trace import Attempt, ChainRecord, QuestionSpans, StepSpans, StepTrace, chain_degradations
 from symphony.protocol.messages import TaskResult
 
 DEADLINE = 60_000
@@ -110,3 +110,45 @@ def test_the_trace_lists_every_planner_attempt_by_chain_and_says_why_it_failed()
 def test_vote_comes_before_the_verdicts() -> None:
     with pytest.raises(RuntimeError, match=r"^vote must come first$"):
         started("p0").cross_verdicts()
+
+
+def _voted_trace(*records: ChainRecord) -> dict[str, Any]:
+    driver = started("p0", "p1", "p2", cots=len(records))
+    driver.first_planners()
+    for r in records:
+        driver.chain_returned(r, now_ms=0)
+    driver.check_consistency()
+    driver.vote(trust=lambda planner: 1.0)
+    return driver.trace(latency_ms=1.0, spans=SPANS).to_wire()
+
+
+def test_chains_that_were_the_same_solve_are_reported_collapsed() -> None:
+    """Same steps on the same executors (or with the same answers): the vote gains nothing from them."""
+    trace = _voted_trace(record(0, "p0", "5"), record(1, "p1", "5"),
+                         record(2, "p2", "5", trace=steps("5", executor="y")))
+    assert [d["kind"] for d in trace["degraded"]] == ["chains_collapsed"]
+    assert "chains c0, c1, c2 were the same solve" in trace["degraded"][0]["detail"], "same answers count too"
+    differ = record(1, "p1", "6", trace=steps("6", executor="y"))
+    assert collapsed_chains([record(0, "p0", "5"), differ]) is None, "other answers on other executors"
+    other_steps = {"plan": "ok", "steps": [{"question": "other", "ok": True, "answer": "5", "executor": "x0"}]}
+    assert collapsed_chains([record(0, "p0", "5"), record(1, "p1", "5", trace=other_steps)]) is None
+
+
+def test_each_chains_own_degradations_reach_the_question_and_unknown_kinds_are_dropped() -> None:
+    """A planner's report (fallback plan) is kept with its chain slot; an entry of an unknown kind is dropped."""
+    reported = {**steps("5"), "plan": "fallback: no JSON", "degraded": [
+        {"kind": "plan_fallback", "detail": "fallback: no JSON"}, {"kind": "made_up", "detail": "x"}, "junk"]}
+    trace = _voted_trace(record(0, "p0", "5", trace=reported), record(1, "p1", "6", trace=steps("6", executor="y")))
+    assert trace["degraded"] == [{"kind": "plan_fallback", "detail": "fallback: no JSON", "chain": 0}]
+
+
+def test_a_planner_reports_its_fallback_plan_its_unconstrained_json_and_its_retried_steps() -> None:
+    failed = Attempt(executor="a", score=0.5, ok=False, error="hop timeout", latency_ms=0.0, rtt_ms=0.0, model_ms=0.0,
+                     model_wall_ms=0.0)
+    answered = Attempt(executor="b", score=0.5, ok=True, error="", latency_ms=1.0, rtt_ms=1.0, model_ms=1.0,
+                       model_wall_ms=1.0)
+    step = StepTrace(question="q", ok=True, answer="5", error="", score=0.5, prompt_tokens=1, completion_tokens=1,
+                     attempts=(failed, answered), beacon_ms=0.0, candidates=2, spans=StepSpans(), executor="b")
+    found = chain_degradations("fallback: HTTP 500", [step], json_output="prompt")
+    assert [d.kind for d in found] == ["plan_fallback", "structured_output", "step_retried"]
+    assert chain_degradations("ok", [], json_output="json_object") == ()

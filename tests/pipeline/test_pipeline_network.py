@@ -15,6 +15,7 @@ from symphony.errors import PeerUnreachable
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.base import Completion, ModelError
 from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
+from symphony.pipeline.executor import STEP_MAX_TOKENS
 from symphony.pipeline.service import TASK_PROTOCOL, AskOptions, TaskFailed
 from symphony.protocol.envelope import seal
 from symphony.protocol.messages import Task
@@ -228,3 +229,38 @@ async def test_executor_result_carries_raw_model_text_only_when_invalid(autojump
 class Unboxed(FakeModel):
     async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None) -> Completion:
         return Completion(text="I am not sure.", prompt_tokens=5, completion_tokens=5, latency_s=0.1, model=self.name)
+
+
+class PlanningFails(FakeModel):
+    """Answers steps like the others; every planning (JSON) call fails after spending 20 + 7 tokens,
+    as a server that rejects the request's shape after reading it would."""
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None) -> Completion:
+        if json_schema is not None:
+            raise ModelError(f"{self.name} cannot plan", prompt_tokens=20, completion_tokens=7)
+        return await super().chat(messages)
+
+
+async def test_failed_planning_is_in_usage_and_in_the_degraded_list(autojump_clock) -> None:
+    """Planners that could not plan fall back to one step: that is reported per chain, the identical
+    one-step solves are reported collapsed, and the failed planning calls' tokens are in the usage."""
+    async with swarm([PlanningFails(f"m{n}") for n in range(4)]) as (_, nodes):
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=2, deadline_s=60))
+    assert trace["answer"] == "10"
+    assert (trace["prompt_tokens"], trace["completion_tokens"]) == (2 * (20 + 50), 2 * (7 + 10))
+    kinds = sorted((d["kind"], d.get("chain")) for d in trace["degraded"])
+    assert kinds == [("chains_collapsed", None), ("plan_fallback", 0), ("plan_fallback", 1)]
+
+
+async def test_a_step_abandoned_at_its_hop_timeout_is_still_charged(autojump_clock) -> None:
+    """An executor past its hop limit goes on spending (its model server may not stop): the attempt is
+    charged its prompt and a full answer, so the task's usage is not short of what the network spent."""
+    async with swarm([FakeModel(f"m{n}", delay=5.0) for n in range(3)]) as (_, nodes):
+        with pytest.raises(TaskFailed) as failed:
+            await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=60, hop_timeout=1.0, replans=0))
+    trace = failed.value.trace
+    attempts = [a for c in trace["chains"] for s in c["trace"].get("steps", []) for a in s["attempts"]]
+    abandoned = [a for a in attempts if a.get("error", "").startswith("hop timeout")]
+    assert abandoned, "the slow executors were cut at their hop limit"
+    plans = len(trace["chains"])  # each planner's 10 completion tokens
+    assert trace["completion_tokens"] == plans * 10 + len(abandoned) * STEP_MAX_TOKENS

@@ -8,7 +8,11 @@
   sums the tokens of every model call made in the network for it (plans, steps, retries).
   Extensions: the request may carry ``"symphony": {"cots": 3, "strategy": "cosine", ...}``
   (``extra_body`` in the official clients); the reply carries ``"symphony": {"task_id", "trace",
-  "context"}`` (``context``: how much of the conversation went to the network, and what was cut).
+  "context", "degraded"}`` (``context``: how much of the conversation went to the network, and what
+  was cut; ``degraded``: the trace's list of what ran worse than designed, e.g. planners that fell
+  back to one step, so a client sees it without reading the trace). An extra top-level object is
+  what OpenAI clients tolerate: the official SDKs keep unknown fields (``model_extra``) and
+  others ignore them; ``system_fingerprint`` is left alone (clients compare it for equality).
 - ``POST /v1/completions``       404 in OpenAI's shape: the network serves chat completions only.
 
 ``stream: true`` answers with OpenAI's SSE chunks: a role chunk at once, then the network's
@@ -94,7 +98,7 @@ def trace_summary(trace: dict[str, Any]) -> dict[str, Any]:
                  for s in (chain.get("trace") or {}).get("steps", [])]
         chains.append({"planner": chain.get("planner"), "ok": chain.get("ok"), "answer": chain.get("answer"),
                        "error": str(chain.get("error", ""))[:300], "steps": steps})
-    return {"chains": chains, "latency_ms": trace.get("latency_ms")}
+    return {"chains": chains, "latency_ms": trace.get("latency_ms"), "degraded": trace.get("degraded", [])}
 
 
 def _failure(record: TaskRecord) -> OpenAIError:
@@ -112,7 +116,8 @@ def _usage(record: TaskRecord) -> dict[str, int]:
 
 
 def _extension(record: TaskRecord, talk: Conversation) -> dict[str, Any]:
-    return {"task_id": record.task_id, "trace": record.trace or {}, "context": talk.report()}
+    trace = record.trace or {}
+    return {"task_id": record.task_id, "trace": trace, "context": talk.report(), "degraded": trace.get("degraded", [])}
 
 
 def _message(record: TaskRecord, form: Shape) -> tuple[dict[str, Any], str]:

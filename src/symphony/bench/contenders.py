@@ -64,11 +64,12 @@ class SystemSpec:
     system: str
     samples: int = 5
     cots: int = 3
-    max_steps: int = 3
+    max_steps: int = AskOptions.max_steps
     strategy: str = "cosine"
 
 
-def parse_system(spec: str, *, cots: int = 3, max_steps: int = 3, samples: int = 5) -> SystemSpec:
+def parse_system(spec: str, *, cots: int = 3, max_steps: int = AskOptions.max_steps,
+                 samples: int = 5) -> SystemSpec:
     """``direct`` | ``sc[:samples=K]`` | ``orchestrator[:max_steps=N]`` |
     ``symphony[:cots=N,strategy=cosine|random|linucb,max_steps=N]``; ``ValueError`` otherwise."""
     system, _, rest = spec.strip().partition(":")

@@ -26,6 +26,7 @@ from symphony.bench.systems import SystemsConfig, run_systems_bench
 from symphony.cli.render import console, print_error
 from symphony.errors import ConfigError
 from symphony.ledger.shard import DEFAULT_CONES
+from symphony.pipeline.service import AskOptions
 
 bench_app = typer.Typer(help="Benchmarks (write tables to bench-results/).", no_args_is_help=True)
 
@@ -179,7 +180,7 @@ def bench_accuracy(
     seeds: Annotated[list[int], typer.Option("--seed", help="Sampling seeds (repeat).")] = [0, 1],  # noqa: B006
     per_task: Annotated[int, typer.Option(help="BBH examples per task (fixed-seed sample).")] = 6,
     cots: Annotated[int, typer.Option(help="Default chains of thought for symphony.")] = 3,
-    max_steps: Annotated[int, typer.Option(help="Default most sub-tasks per chain.")] = 3,
+    max_steps: Annotated[int, typer.Option(help="Default most sub-tasks per chain.")] = AskOptions.max_steps,
     samples: Annotated[int, typer.Option(help="Default samples for self-consistency (sc).")] = 5,
     concurrency: Annotated[int, typer.Option(help="Items answered at once.")] = 1,
     temperature: Annotated[float, typer.Option(help="Sampling temperature of every agent.")] = 0.7,

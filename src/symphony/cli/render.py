@@ -50,6 +50,9 @@ def print_trace(trace: dict[str, Any], names: Mapping[str, str] = {}) -> None:
     """The vote, then each chain's planner and its steps; ``names`` maps agent IDs to names."""
     console.print(f"[bold]answer:[/bold] {escape(str(trace['answer']))}   ({trace['latency_ms'] / 1000:.1f} s, "
                   f"{trace['prompt_tokens'] + trace['completion_tokens']} tokens)")
+    for degraded in trace.get("degraded", []):  # never silent: what ran worse than designed (pipeline.trace)
+        chain = f" (c{degraded['chain']})" if degraded.get("chain") is not None else ""
+        console.print(f"[yellow]degraded{chain}:[/yellow] {escape(degraded['kind'])}: {escape(degraded['detail'])}")
     vote = Table("answer", "weight", "chains", title="weighted vote (weight = mean Beacon score of the chain)")
     for tally in trace["vote"]:
         vote.add_row(escape(str(tally["answer"])), f"{tally['weight']:.3f}", ", ".join(tally["chains"]))

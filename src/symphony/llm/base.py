@@ -33,12 +33,16 @@ _ROLES: Final = frozenset({"system", "user", "assistant"})
 class ModelError(SymphonyError):
     """A model backend failed or timed out. The message names the model and says why.
 
-    ``model`` is the backend's name when known (empty otherwise).
+    ``model`` is the backend's name when known (empty otherwise). ``prompt_tokens`` and
+    ``completion_tokens`` are what the failed call spent as far as the backend can tell (0 when the
+    server refused it; for an abandoned call, an estimate that errs high: a full answer), so usage never leaves failures out.
     """
 
-    def __init__(self, message: str, *, model: str = "") -> None:
+    def __init__(self, message: str, *, model: str = "", prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
         super().__init__(message)
         self.model = model
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
 
 
 class ModelTimeout(ModelError, TimeoutError):

@@ -350,6 +350,7 @@ class Node:
             rejected=dict(self.ledger.rejected), refused=dict(self.runtime.defences.rejected),
             event_log=self.events.stats(), task_records=len(self.task_records),
             traffic=svc.transport.stats.snapshot(),
+            model_features=self.model.features() if self.model is not None else {},
         )
 
     def peers(self) -> list[PeerState]:

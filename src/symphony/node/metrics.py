@@ -3,15 +3,19 @@
 Each node owns its own ``CollectorRegistry`` (never prometheus_client's global one), so
 several nodes in one process, as in tests, do not mix their numbers. Two kinds of series:
 
-- **counted as they happen**: tasks by outcome and their latency, BEACONSELECT rounds by
-  role (planning / execution), network messages rejected by reason and channel (ledger
-  gossip and sync, beacons, tasks: the node's ``rejected`` events), model calls, tokens and
-  latency (``MeteredModel`` wraps the node's backend);
+- **counted as they happen**: tasks by outcome and their latency, the kinds of degradation they
+  ran with (``symphony_degraded_total{kind}``: ``pipeline.trace.Degraded``, from the ``task_finished``
+  and ``task_failed`` events), BEACONSELECT rounds by role (planning / execution), network messages
+  rejected by reason and channel (ledger gossip and sync, beacons, tasks: the node's ``rejected``
+  events), model calls, tokens (failed calls' included) and latency (``MeteredModel`` wraps the
+  node's backend);
 - **read at scrape time** from the live objects (``NodeStateCollector``): payload bytes and
   messages per protocol/topic in both directions (``TransportStats``), ledger size and
   available agents, connected peers, the event bus's subscribers, the event log's health
   (lines lost to a failing disk, whether it writes now, rotations), Tasks in progress for
-  peers, task records kept, and task progress events not kept for late viewers (``TaskProgress``).
+  peers, task records kept, task progress events not kept for late viewers (``TaskProgress``), and
+  how the model's server gives JSON output (``symphony_model_json_output{mode}``: probed once, see
+  ``llm.openai_backend``).
 
 - **the process** (prometheus_client's ``ProcessCollector`` and ``PlatformCollector``): CPU seconds,
   resident memory, open file descriptors, start time, the Python version.
@@ -81,6 +85,8 @@ class NodeMetrics:
                                        buckets=_LATENCY_BUCKETS, registry=r)
         self.rejected = Counter("symphony_rejected_messages", "Network messages rejected, by reason and protocol/topic",
                                 ["reason", "channel"], registry=r)
+        self.degraded = Counter("symphony_degraded", "Questions this node initiated that ran degraded, by kind "
+                                "(pipeline.trace.Degraded)", ["kind"], registry=r)
 
     def observe(self, kind: str, fields: dict[str, Any]) -> None:
         """Count a protocol event (the node's ``on_event`` sink)."""
@@ -88,6 +94,9 @@ class NodeMetrics:
             self.beacon_rounds.labels(role=str(fields.get("role", ""))).inc()
         elif kind == "rejected":
             self.rejected.labels(reason=str(fields.get("reason", "")), channel=str(fields.get("channel", ""))).inc()
+        elif kind in ("task_finished", "task_failed"):  # each kind of degradation the question ran with, once
+            for degraded in sorted({str(k) for k in fields.get("degraded", ())}):
+                self.degraded.labels(kind=degraded).inc()
 
     def task_done(self, outcome: str, elapsed_s: float) -> None:
         self.tasks.labels(outcome=outcome).inc()
@@ -104,13 +113,22 @@ class MeteredModel:
         self.throughput = ThroughputMeter()
         self.name = inner.name
         self.supports_json_schema = inner.supports_json_schema
+        if hasattr(inner, "speed"):  # backends whose timeouts follow the measured speed (openai_backend)
+            inner.speed = lambda: self.throughput.tokens_per_s
+
+    def features(self) -> dict[str, str]:
+        """What the wrapped backend found its server supports ({} for backends that do not probe)."""
+        features = getattr(self.inner, "features", None)
+        return dict(features()) if callable(features) else {}
 
     async def chat(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
         started = time.perf_counter()
         try:
             completion = await self.inner.chat(messages, **kwargs)
-        except ModelError:
+        except ModelError as exc:  # what the failed call spent counts too
             self.metrics.model_calls.labels(outcome="error").inc()
+            self.metrics.model_tokens.labels(kind="prompt").inc(exc.prompt_tokens)
+            self.metrics.model_tokens.labels(kind="completion").inc(exc.completion_tokens)
             raise
         self.metrics.model_calls.labels(outcome="ok").inc()
         self.metrics.model_tokens.labels(kind="prompt").inc(completion.prompt_tokens)
@@ -143,6 +161,8 @@ class Observed(Protocol):
     def task_records(self) -> Sized: ...
     @property
     def task_progress(self) -> TaskProgress: ...
+    @property
+    def model(self) -> MeteredModel | None: ...
 
     def now(self) -> float: ...
 
@@ -187,3 +207,10 @@ class NodeStateCollector(Collector):
         yield CounterMetricFamily("symphony_progress_dropped_events",
                                   "Task progress events not kept for viewers that connect mid-question (over the cap)",
                                   value=node.task_progress.dropped)
+        features = node.model.features() if node.model is not None else {}
+        if "json_output" in features:  # a backend that probes its server (llm.openai_backend)
+            family = GaugeMetricFamily("symphony_model_json_output", "How the model server gives JSON: 1 for the "
+                                       "mode in use (json_schema, json_object, prompt: unconstrained; unprobed)",
+                                       labels=["mode"])
+            family.add_metric([features["json_output"]], 1)
+            yield family

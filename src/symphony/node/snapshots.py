@@ -14,7 +14,7 @@ that connects mid-question (a reloaded dashboard) replays them after the snapsho
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from symphony.ledger import Ledger
@@ -89,6 +89,8 @@ class NodeStatus:
     event_log: Mapping[str, Any]
     task_records: int
     traffic: Mapping[str, Mapping[str, int]]
+    #: what this node's model server was found to support (``OpenAIModel.features``); {} for other backends
+    model_features: Mapping[str, str] = field(default_factory=dict)
 
 
 #: the events that tell how a question is progressing (``pipeline.service``), on the initiator

@@ -14,7 +14,8 @@ shell beacons for planners and sends the chains; the driver, fed what came back,
    this node trusts the planner that reported it;
 6. ``cross_verdicts``: every planner and executor judged against the winner (``crossvote.judge``);
 7. ``outcomes``: those verdicts grouped per chain, for its planner (``feedback``: outcome feedback);
-8. ``trace``: the question's ``QuestionTrace``.
+8. ``trace``: the question's ``QuestionTrace``, with what ran degraded: each chain's own report
+   and chains that collapsed into the same solve (``collapsed_chains``).
 
 Each chain's answer is normalised once, when it arrives (``ChainEvidence``), for all of 4-7.
 """
@@ -32,7 +33,7 @@ from symphony.pipeline.answer import Answer
 from symphony.pipeline.crossvote import ChainEvidence, Verdict, judge
 from symphony.pipeline.extraction import AnswerKind
 from symphony.pipeline.feedback import ChainOutcome
-from symphony.pipeline.trace import BeaconCost, ChainRecord, QuestionSpans, QuestionTrace
+from symphony.pipeline.trace import BeaconCost, ChainRecord, Degraded, QuestionSpans, QuestionTrace
 from symphony.pipeline.voting import Ballot, VoteResult, weighted_vote
 
 #: Beacon rounds for planners before a question fails with ``no_agents`` (peers churning, partition).
@@ -137,9 +138,13 @@ class InitiatorDriver:
         """The question's trace (after ``vote``)."""
         outcome = self._beacon
         cost = BeaconCost.of(outcome) if outcome else BeaconCost(contacted=0, replied=0, elapsed_ms=0.0)
+        chains = tuple(sorted(self._records, key=lambda r: r.index))
+        reported = [d for r in chains for d in _reported_degradations(r)]
+        good = [self._records[p] for p in sorted(self._evidence)]
+        collapsed = collapsed_chains(good)
         return QuestionTrace(task_id=self.task_id, question=self.question, answer_kind=self.kind, vote=self._voted(),
-                             chains=tuple(sorted(self._records, key=lambda r: r.index)), planner_beacon=cost,
-                             latency_ms=latency_ms, spans=spans)
+                             chains=chains, planner_beacon=cost, latency_ms=latency_ms, spans=spans,
+                             degraded=(*reported, *((collapsed,) if collapsed else ())))
 
     @property
     def records(self) -> Sequence[ChainRecord]:
@@ -156,4 +161,41 @@ class InitiatorDriver:
         return max(0.0, float(record.result.weight)) * trust(record.planner)
 
 
-__all__ = ["INCONSISTENT", "PLANNER_ROUNDS", "PLANNER_ROUND_MARGIN_MS", "InitiatorDriver"]
+def _reported_degradations(record: ChainRecord) -> list[Degraded]:
+    """The degradations a planner reported in its chain trace (entries of unknown kinds are dropped)."""
+    entries = record.result.trace.get("degraded")
+    if not isinstance(entries, list):
+        return []
+    return [d for e in entries if (d := Degraded.from_wire(e, chain=record.index)) is not None]
+
+
+def _solve(record: ChainRecord) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """A chain's step questions, executors and step answers, as its planner reported them."""
+    steps = record.result.trace.get("steps")
+    rows = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
+
+    def column(key: str) -> tuple[str, ...]:
+        return tuple(str(s.get(key, "")) for s in rows)
+
+    return column("question"), column("executor"), column("answer")
+
+
+def collapsed_chains(records: Sequence[ChainRecord]) -> Degraded | None:
+    """The chains (of those that answered) that were the same solve as an earlier one: the same step
+    questions, and the same executors or the same step answers. The vote gains nothing from them."""
+    seen: list[tuple[ChainRecord, tuple[tuple[str, ...], ...]]] = []
+    same: set[int] = set()
+    for record in records:
+        questions, executors, answers = solve = _solve(record)
+        for other, (o_questions, o_executors, o_answers) in seen:
+            if questions and questions == o_questions and (executors == o_executors or answers == o_answers):
+                same |= {other.index, record.index}
+        seen.append((record, solve))
+    if not same:
+        return None
+    names = ", ".join(f"c{i}" for i in sorted(same))
+    return Degraded(kind="chains_collapsed", detail=f"chains {names} were the same solve: same steps, and the "
+                                                    "same executors or answers")
+
+
+__all__ = ["INCONSISTENT", "PLANNER_ROUNDS", "PLANNER_ROUND_MARGIN_MS", "InitiatorDriver", "collapsed_chains"]

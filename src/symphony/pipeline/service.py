@@ -53,7 +53,7 @@ from symphony.beacon.service import BeaconOutcome, BeaconSelector
 from symphony.capability.vector import TagEncoder, classify_task_type, requirement_vector
 from symphony.errors import MalformedMessage, PeerError, SymphonyError, TransportError
 from symphony.ledger.reputation import Offence, ReputationTable
-from symphony.llm.base import ChatModel, Completion, ModelError
+from symphony.llm.base import ChatModel, Completion, ModelError, approx_tokens
 from symphony.pipeline.chain import (
     HOP_TIMEOUT_ERROR,
     BeaconStep,
@@ -83,7 +83,7 @@ from symphony.pipeline.planner import (
     single_step_plan,
     split_marks,
 )
-from symphony.pipeline.trace import BeaconCost, ChainRecord, ChainTrace, QuestionSpans
+from symphony.pipeline.trace import BeaconCost, ChainRecord, ChainTrace, QuestionSpans, chain_degradations
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
 from symphony.protocol.limits import backoff_delay
@@ -100,6 +100,16 @@ def _question_id(chain_task_id: str) -> str:
     """The question's task ID of a chain's ``{task_id}/c{slot}`` (any other ID unchanged)."""
     base, sep, slot = chain_task_id.rpartition("/c")
     return base if sep and slot.isdigit() else chain_task_id
+
+
+def _abandoned_cost(task: Task) -> dict[str, int]:
+    """An estimate, erring high, of what an execute task we stopped waiting for spends anyway: its prompt and a full
+    answer (the executor, and an HTTP model server behind it, may not stop: see ``llm.openai_backend``).
+    A plan task's cost is unknown (its chain may have run any number of steps): 0, as before."""
+    if task.role != "execute":
+        return {}
+    shown = " ".join([task.question, task.background, task.context, *(f"{q} {a}" for q, a in task.previous)])
+    return {"prompt_tokens": approx_tokens(shown), "completion_tokens": STEP_MAX_TOKENS}
 
 
 class TaskFailed(SymphonyError):
@@ -121,7 +131,9 @@ class AskOptions:
     cots: int = 3
     strategy: str = "cosine"
     top_l: int = 8
-    max_steps: int = 5
+    #: the one default for every face (API, OpenAI endpoint, ``ask``, ``demo``, ``bench accuracy``); 3, not 5:
+    #: longer plans by a 0.5B planner lost accuracy and cost 3.4x the tokens (issue 16)
+    max_steps: int = 3
     deadline_s: float = 300.0
     answer_kind: AnswerKind | None = None
     #: the conversation before the question, shown to planners and executors as context; the caller
@@ -234,14 +246,15 @@ class TaskService:
         spans = QuestionSpans(wall_ms=self._span_ms(begun), beacon_ms=beacon_ms,
                               query_ms=round(beacon.query_s * 1000, 3), vote_ms=vote_ms)
         trace = driver.trace(latency_ms=round((self.clock() - begun) * 1000, 1), spans=spans).to_wire()
+        degraded = [d["kind"] for d in trace["degraded"]]  # counted in /metrics (symphony_degraded_total)
         if (reason := driver.failure(now_ms=self._now_ms())) is not None:
-            self.on_event("task_failed", {"task": task_id, "chains": len(driver.records)})
+            self.on_event("task_failed", {"task": task_id, "chains": len(driver.records), "degraded": degraded})
             raise TaskFailed(f"no chain returned a usable answer ({len(driver.records)} attempts); see the trace",
                              trace=trace, reason=reason)
         if self.feedback is not None:  # each judged planner (and through it its executors) learns how it did
             trace["outcomes"] = await self.feedback.deliver(driver.outcomes(verdicts))
         self.on_event("task_finished", {"task": task_id, "answer": vote.answer, "vote": trace["vote"],
-                                        "latency_ms": trace["latency_ms"]})
+                                        "latency_ms": trace["latency_ms"], "degraded": degraded})
         return trace
 
     async def _find_planners(self, driver: InitiatorDriver, options: AskOptions) -> BeaconOutcome:
@@ -302,10 +315,12 @@ class TaskService:
             raw = await self.transport.request(agent_id, TASK_PROTOCOL, envelope.to_bytes(), timeout=timeout)
             return self._check_result(raw, agent_id, task.task_id)
         except TimeoutError:
+            spent = _abandoned_cost(task)
             if timeout < remaining:  # the peer held a task past its hop limit, not just the deadline
                 self._blame(agent_id, Offence.TIMEOUT)
-                return TaskResult(task_id=task.task_id, ok=False, error=f"{HOP_TIMEOUT_ERROR} after {timeout:.1f} s")
-            return TaskResult(task_id=task.task_id, ok=False, error="deadline passed")
+                return TaskResult(task_id=task.task_id, ok=False, error=f"{HOP_TIMEOUT_ERROR} after {timeout:.1f} s",
+                                  **spent)
+            return TaskResult(task_id=task.task_id, ok=False, error="deadline passed", **spent)
         except (TransportError, PeerError) as exc:
             if isinstance(exc, PeerError):
                 self._blame(agent_id, Offence.INVALID)
@@ -376,6 +391,11 @@ class TaskService:
         async with self.gate.slot(priority):
             return await self.model.chat(messages, **kwargs)
 
+    def _json_output(self) -> str:
+        """How this node's model gives JSON (``OpenAIModel.features``); "" for backends that do not say."""
+        features = getattr(self.model, "features", None)
+        return str(features().get("json_output", "")) if callable(features) else ""
+
     @staticmethod
     def _priority(task: Task) -> int:
         return task.knobs.priority if task.knobs else 0
@@ -396,8 +416,9 @@ class TaskService:
                 task.question, question=task.background, previous=list(task.previous), is_final=task.final,
                 answer_kind=task.answer_kind, context=task.context), max_tokens=STEP_MAX_TOKENS,
                 temperature=task.temperature, priority=self._priority(task))
-        except ModelError as exc:
-            return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000])
+        except ModelError as exc:  # what the failed call spent still counts
+            return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000], prompt_tokens=exc.prompt_tokens,
+                              completion_tokens=exc.completion_tokens)
         step = parse_step_answer(completion.text, kind=task.answer_kind, is_final=task.final,
                                  truncated=completion.truncated)
         return TaskResult(
@@ -439,7 +460,8 @@ class TaskService:
         self._beacon_event(task.task_id, "execution", rounds[0], steps=len(steps))
         action = await self._drive(task, driver, needs_problem, plan_tokens, minimal=minimal)
         trace = ChainTrace(plan=plan_note, steps=action.steps, chain_ms=self._span_ms(begun),
-                           plan_model_ms=round(planning.latency_s * 1000, 3) if planning else 0.0)
+                           plan_model_ms=round(planning.latency_s * 1000, 3) if planning else 0.0,
+                           degraded=chain_degradations(plan_note, action.steps, json_output=self._json_output()))
         return TaskResult(task_id=task.task_id, ok=action.ok, answer=action.answer, error=action.error,
                           weight=action.weight, prompt_tokens=plan_tokens[0] + action.prompt_tokens,
                           completion_tokens=plan_tokens[1] + action.completion_tokens,
@@ -489,8 +511,10 @@ class TaskService:
                 decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind,
                                        context=task.context, minimal=minimal),
                 max_tokens=400, json_schema=decomposition_schema(task.max_steps), priority=self._priority(task))
-        except ModelError as exc:
-            return single_step_plan(task.question), f"fallback: {str(exc)[:200]}", None
+        except ModelError as exc:  # the failed call's cost, as a completion with no text
+            spent = Completion(text="", prompt_tokens=exc.prompt_tokens, completion_tokens=exc.completion_tokens,
+                               latency_s=0.0, model=exc.model)
+            return single_step_plan(task.question), f"fallback: {str(exc)[:200]}", spent
         try:
             plan = parse_plan(completion.text, max_steps=task.max_steps)
         except PlanError as exc:
@@ -513,6 +537,9 @@ class TaskService:
             tokens[1] += completion.completion_tokens
             plan = parse_plan(completion.text, max_steps=left)
         except (ModelError, PlanError) as exc:
+            if isinstance(exc, ModelError):  # what the failed call spent still counts
+                tokens[0] += exc.prompt_tokens
+                tokens[1] += exc.completion_tokens
             self.on_event("replan_failed", {"task": task.task_id, "step": action.index, "error": str(exc)[:200]})
             driver.replan_failed(str(exc)[:200])
             return set()

@@ -15,13 +15,20 @@ tests/pipeline/test_pipeline_trace_shape.py): key order, value types and the ste
 empty and zero entries are left out, except those every reader indexes (question, answer, ok,
 score, attempts and each attempt's executor, score, ok and latency). Durations come from the
 node's injected clock.
+
+Degradation is never silent: a chain trace lists what its planner knows went wrong
+(``chain_degradations``: the plan fell back to one step, the model had no constrained JSON, a step
+was answered only after failed attempts) and the question trace lists those of every chain plus
+what only the initiator sees (``collapsed_chains``: chains that were the same solve). Each entry is
+a ``Degraded``; a peer's entries are read back through ``Degraded.from_wire`` (known kinds only).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from symphony.beacon.service import BeaconOutcome
 from symphony.pipeline.extraction import AnswerKind
@@ -43,6 +50,37 @@ def reported_ms(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return 0.0
     return float(value)
+
+
+#: the kinds of degradation (``symphony_degraded_total{kind}``), and what each means
+DEGRADED_KINDS: Final = {
+    "plan_fallback": "the planner could not plan and ran the question as one step",
+    "structured_output": "the planner's model server has no constrained JSON output",
+    "step_retried": "a step was answered only after failed attempts",
+    "chains_collapsed": "chains were the same solve (same steps, and the same executors or answers)",
+}
+_DETAIL_CHARS: Final = 300
+
+
+@dataclass(frozen=True, kw_only=True)
+class Degraded:
+    """One way a question ran worse than designed: a ``DEGRADED_KINDS`` kind, a detail, and the chain
+    slot it happened in (None: the question as a whole)."""
+
+    kind: str
+    detail: str
+    chain: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"kind": self.kind, "detail": self.detail}
+        return entry if self.chain is None else {**entry, "chain": self.chain}
+
+    @classmethod
+    def from_wire(cls, entry: object, *, chain: int) -> Degraded | None:
+        """A peer's entry for chain slot ``chain``; None when it is not a known kind (dropped)."""
+        if not isinstance(entry, dict) or entry.get("kind") not in DEGRADED_KINDS:
+            return None
+        return cls(kind=str(entry["kind"]), detail=str(entry.get("detail", ""))[:_DETAIL_CHARS], chain=chain)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,10 +186,29 @@ class ChainTrace:
     steps: tuple[StepTrace, ...]
     plan_model_ms: float
     chain_ms: float
+    degraded: tuple[Degraded, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         return {"plan": self.plan, "steps": [s.to_wire() for s in self.steps],
-                "spans": {"plan_model_ms": self.plan_model_ms, "chain_ms": self.chain_ms}}
+                "spans": {"plan_model_ms": self.plan_model_ms, "chain_ms": self.chain_ms},
+                "degraded": [d.to_wire() for d in self.degraded]}
+
+
+def chain_degradations(plan: str, steps: Sequence[StepTrace], *, json_output: str) -> tuple[Degraded, ...]:
+    """What a planner knows went wrong in its chain: its plan note, its model's JSON output mode
+    (``prompt``: unconstrained) and each step answered after failed attempts."""
+    found = []
+    if plan.startswith("fallback"):
+        found.append(Degraded(kind="plan_fallback", detail=plan[:_DETAIL_CHARS]))
+    if json_output == "prompt":
+        found.append(Degraded(kind="structured_output", detail="the server refused json_schema and json_object: "
+                              "plans were asked for in the prompt only"))
+    for index, step in enumerate(steps):
+        failed = sum(not a.ok for a in step.attempts)
+        if step.ok and failed:
+            found.append(Degraded(kind="step_retried",
+                                  detail=f"step {index + 1} answered after {failed} failed attempt(s)"))
+    return tuple(found)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,6 +252,7 @@ class QuestionTrace:
     planner_beacon: BeaconCost
     latency_ms: float
     spans: QuestionSpans
+    degraded: tuple[Degraded, ...] = ()
 
     @property
     def answer(self) -> str | None:
@@ -212,6 +270,7 @@ class QuestionTrace:
             "prompt_tokens": sum(c.result.prompt_tokens for c in self.chains),
             "completion_tokens": sum(c.result.completion_tokens for c in self.chains),
             "latency_ms": self.latency_ms, "spans": self.spans.to_wire(),
+            "degraded": [d.to_wire() for d in self.degraded],
         }
 
 
@@ -220,9 +279,12 @@ __all__ = [
     "BeaconCost",
     "ChainRecord",
     "ChainTrace",
+    "DEGRADED_KINDS",
+    "Degraded",
     "QuestionSpans",
     "QuestionTrace",
     "StepSpans",
     "StepTrace",
+    "chain_degradations",
     "reported_ms",
 ]
