@@ -21,7 +21,7 @@ lease, pre-assignment cannot), ``straggler`` makes one agent 4x slower with hedg
 
 A real-model correctness run (not run here) would swap ``stand_in_executor`` for an executor that
 asks a coder model for the function from its spec and dependencies' code, put the code in the
-artifact, and score the finished library with ``tests_passed`` (sandboxed).
+artifact, and score the finished library with ``count_passing`` (sandboxed).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import json
 import logging
 import random
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
@@ -41,7 +42,7 @@ import trio
 import trio.testing
 from rich.console import Console
 
-from symphony.board import Board, Subtask, TaskGraph, merged
+from symphony.board import Artifact, Board, Subtask, TaskGraph, merged
 from symphony.board.replica import BoardReplica
 from symphony.board.team import Executor, Mode, TeamAgent, TeamConfig
 from symphony.llm import TimedModel
@@ -96,7 +97,7 @@ def amdahl(p: float, n: int) -> float:
     return 1.0 / ((1.0 - p) + p / n)
 
 
-def tests_passed(functions: Sequence[Function], code: dict[str, str], *, timeout_s: float = 10.0) -> int:
+def count_passing(functions: Sequence[Function], code: dict[str, str], *, timeout_s: float = 10.0) -> int:
     """How many functions' tests pass with ``code`` (name -> source), each run alone in the sandbox.
 
     The whole library is defined first, so a function may call the others it depends on.
@@ -145,7 +146,7 @@ class TeamRun:
     makespan_s: float
     conflicts: int
     conflict_ms: int
-    duplicates: int
+    extra_artifacts: int  # artifacts beyond a sub-task's first: posted, kept, never its result
     idle_s: float
     wasted: int
     hedges: int
@@ -232,15 +233,12 @@ def measure(board: Board, agents: list[TeamAgent], *, mode: str, n: int, p: floa
     results = [board.result(s) for s in board.current_graph().ids]
     finished = [r.ts_ms for r in results if r is not None]
     conflicts = board.conflicts()
-    per_subtask: dict[str, set[str]] = {}
-    for entry in board.entries.values():
-        if entry.kind == "artifact":
-            per_subtask.setdefault(entry.subtask, set()).add(entry.digest)
+    artifacts = Counter(e.subtask for e in board.entries.values() if isinstance(e, Artifact))
     return TeamRun(
         mode=mode, n=n, p=p, theme=theme, seed=seed, success=None not in results,
         lost=sum(r is None for r in results), makespan_s=(max(finished, default=started_ms) - started_ms) / 1000,
         conflicts=len(conflicts), conflict_ms=sum(c.overlap_ms for c in conflicts),
-        duplicates=sum(len(d) > 1 for d in per_subtask.values()),
+        extra_artifacts=sum(count - 1 for count in artifacts.values()),
         idle_s=round(sum(a.stats.idle_s for a in agents), 3), wasted=sum(a.stats.wasted for a in agents),
         hedges=sum(a.stats.hedges for a in agents), tokens=sum(a.stats.tokens for a in agents),
         rejected=sum(board.rejected.values()), killed=killed, stats=[asdict(a.stats) for a in agents])
@@ -307,7 +305,7 @@ def _cells(runs: list[TeamRun], cfg: TeamsConfig) -> list[dict[str, Any]]:
             "speedup": round(base / span, 3) if span else 0.0, "amdahl": round(amdahl(first.p, n), 3),
             "conflicts": statistics.median(r.conflicts for r in group),
             "conflict_ms": statistics.median(r.conflict_ms for r in group),
-            "duplicates": max(r.duplicates for r in group),
+            "extra_artifacts": max(r.extra_artifacts for r in group),
             "idle_share": round(statistics.median(r.idle_s / (n * r.makespan_s) if r.makespan_s else 0 for r in group), 3),
             "hedges": statistics.median(r.hedges for r in group), "wasted": statistics.median(r.wasted for r in group),
             "tokens": statistics.median(r.tokens for r in group)})
@@ -333,7 +331,7 @@ def fault_rows(cfg: TeamsConfig, *, n: int = 4, p: float = 0.9) -> list[dict[str
 def _fault_row(fault: str, mode: str, runs: list[TeamRun]) -> dict[str, Any]:
     return {"fault": fault, "mode": mode, "n": runs[0].n, "p": runs[0].p, "runs": len(runs),
             "success": sum(r.success for r in runs) / len(runs), "lost": sum(r.lost for r in runs),
-            "duplicates": max(r.duplicates for r in runs), "hedges": sum(r.hedges for r in runs),
+            "extra_artifacts": max(r.extra_artifacts for r in runs), "hedges": sum(r.hedges for r in runs),
             "makespan_s": round(statistics.median(r.makespan_s for r in runs), 2)}
 
 
@@ -343,19 +341,19 @@ def markdown(result: dict[str, Any]) -> str:
              f"model per agent, VIRTUAL time (each agent as if on its own machine), link {cfg['latency_ms']:g} ms; "
              f"medians of {cfg['repeats']} runs; speedup vs the same mode at N = 1.", "",
              "| theme | p | mode | N | success | makespan s | speedup | Amdahl | conflicts | conflict ms "
-             "| dup. artifacts | idle share | hedges | tokens |",
+             "| extra artifacts | idle share | hedges | tokens |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cells"]:
         lines.append(f"| {c['theme']} | {c['p']} | {c['mode']} | {c['n']} | {c['success']:.0%} | {c['makespan_s']} "
-                     f"| {c['speedup']} | {c['amdahl']} | {c['conflicts']} | {c['conflict_ms']} | {c['duplicates']} "
+                     f"| {c['speedup']} | {c['amdahl']} | {c['conflicts']} | {c['conflict_ms']} | {c['extra_artifacts']} "
                      f"| {c['idle_share']} | {c['hedges']} | {c['tokens']} |")
     if result["faults"]:
-        lines += ["", "| fault | mode | N | p | success | lost sub-tasks | dup. artifacts | hedges | makespan s |",
+        lines += ["", "| fault | mode | N | p | success | lost sub-tasks | extra artifacts | hedges | makespan s |",
                   "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {f['fault']} | {f['mode']} | {f['n']} | {f['p']} | {f['success']:.0%} | {f['lost']} "
-                  f"| {f['duplicates']} | {f['hedges']} | {f['makespan_s']} |" for f in result["faults"]]
+                  f"| {f['extra_artifacts']} | {f['hedges']} | {f['makespan_s']} |" for f in result["faults"]]
     return "\n".join(lines) + "\n"
 
 
 __all__ = ["Fault", "Function", "TeamRun", "TeamsConfig", "amdahl", "linearized", "load_library", "one_run",
-           "run_teams_bench", "simulate", "structure", "tests_passed"]
+           "run_teams_bench", "simulate", "structure", "count_passing"]
