@@ -121,6 +121,13 @@ def test_an_expired_lease_frees_the_subtask_and_a_beat_extends_it() -> None:
     assert b.holder("s1", LEASE + 500) is not None
 
 
+def test_a_heartbeat_from_the_future_holds_no_lease() -> None:
+    """A beat dated past now + MAX_SKEW_MS is ignored until now reaches it."""
+    b = of([claim(A, "s1", 0), beat(A, "s1", 10_000_000)])
+    assert b.holder("s1", LEASE) is None
+    assert b.holder("s1", 10_000_000) is not None
+
+
 def test_the_first_claimant_artifact_wins_and_a_stranger_artifact_is_marked() -> None:
     """C posts first without claiming: kept, marked, not chosen; B's earlier artifact beats A's later one."""
     b = of([claim(A, "s1", 0), claim(B, "s1", 5), artifact(C, "s1", 10), artifact(A, "s1", 950),

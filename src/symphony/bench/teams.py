@@ -27,6 +27,7 @@ artifact, and score the finished library with ``count_passing`` (sandboxed).
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import logging
 import random
@@ -67,13 +68,18 @@ class Function:
     test: str
 
 
-def load_library(theme: str) -> list[Function]:
+@functools.cache
+def load_library(theme: str) -> tuple[Function, ...]:
     """The 20 functions of ``teams_data/<theme>.py`` (each ``def f`` followed by its ``test_f``)."""
     source = (DATA / f"{theme}.py").read_text()
+    lines = source.splitlines()
     defs = {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
-    return [Function(name, ast.get_docstring(node) or "", ast.get_source_segment(source, node) or "",
-                     ast.get_source_segment(source, defs[f"test_{name}"]) or "")
-            for name, node in defs.items() if not name.startswith("test_")]
+
+    def text(node: ast.FunctionDef) -> str:
+        return "\n".join(lines[node.lineno - 1:node.end_lineno])
+
+    return tuple(Function(name, ast.get_docstring(node) or "", text(node), text(defs[f"test_{name}"]))
+                 for name, node in defs.items() if not name.startswith("test_"))
 
 
 def structure(functions: Sequence[Function], p: float) -> TaskGraph:
@@ -167,8 +173,10 @@ def stand_in_executor(model: TimedModel) -> Executor:
     return execute
 
 
-async def run_team(graph: TaskGraph, n: int, mode: Mode, *, cfg: TeamsConfig, seed: int,
-                   team: TeamConfig | None = None, fault: Fault | None = None) -> tuple[Board, list[TeamAgent], str | None]:
+async def run_team(
+    graph: TaskGraph, n: int, mode: Mode, *, cfg: TeamsConfig, seed: int, team: TeamConfig | None = None,
+    fault: Fault | None = None,
+) -> tuple[Board, list[TeamAgent], str | None]:
     """N agents on a full mesh of the memory engine work ``graph`` to the end (or to a virtual deadline).
 
     Returns the merged board of the survivors, the agents, and the killed agent's id (or None)."""
@@ -207,13 +215,9 @@ async def _work(agents: list[TeamAgent], net: MemoryNetwork, fault: Fault, *, de
         with scope:
             await agent.run()
 
-    async def killer() -> None:
-        assert fault.kill_after_s is not None
-        await trio.sleep(fault.kill_after_s)
-        now = agents[0].replica.now_ms()
-        victim = next((i for i, a in enumerate(agents) if i and any(
-            (h := a.replica.board.holder(s, now)) is not None and h.claimant == a.me for s in a.replica.board.graph.ids)),
-            len(agents) - 1)
+    async def killer(after_s: float) -> None:
+        await trio.sleep(after_s)
+        victim = next((i for i, a in enumerate(agents) if i and _holds_any(a)), len(agents) - 1)
         killed.append(agents[victim].me)
         scopes[victim].cancel()
         net.kill(agents[victim].me)
@@ -223,8 +227,14 @@ async def _work(agents: list[TeamAgent], net: MemoryNetwork, fault: Fault, *, de
             for agent, scope in zip(agents, scopes, strict=True):
                 nursery.start_soon(one, agent, scope)
             if fault.kill_after_s is not None and len(agents) > 1:
-                nursery.start_soon(killer)
+                nursery.start_soon(killer, fault.kill_after_s)
     return killed[0] if killed else None
+
+
+def _holds_any(agent: TeamAgent) -> bool:
+    """Whether ``agent`` holds a sub-task now, on its own board (the crash should cost a sub-task)."""
+    board, now = agent.replica.board, agent.replica.now_ms()
+    return any((h := board.holder(s, now)) is not None and h.claimant == agent.me for s in board.graph.ids)
 
 
 def measure(board: Board, agents: list[TeamAgent], *, mode: str, n: int, p: float, theme: str, seed: int,
@@ -306,10 +316,15 @@ def _cells(runs: list[TeamRun], cfg: TeamsConfig) -> list[dict[str, Any]]:
             "conflicts": statistics.median(r.conflicts for r in group),
             "conflict_ms": statistics.median(r.conflict_ms for r in group),
             "extra_artifacts": max(r.extra_artifacts for r in group),
-            "idle_share": round(statistics.median(r.idle_s / (n * r.makespan_s) if r.makespan_s else 0 for r in group), 3),
+            "idle_share": round(statistics.median(_idle_share(r) for r in group), 3),
             "hedges": statistics.median(r.hedges for r in group), "wasted": statistics.median(r.wasted for r in group),
             "tokens": statistics.median(r.tokens for r in group)})
     return out
+
+
+def _idle_share(run: TeamRun) -> float:
+    """Idle agent-seconds over all agent-seconds of the run."""
+    return run.idle_s / (run.n * run.makespan_s) if run.makespan_s else 0.0
 
 
 def fault_rows(cfg: TeamsConfig, *, n: int = 4, p: float = 0.9) -> list[dict[str, Any]]:
@@ -322,7 +337,8 @@ def fault_rows(cfg: TeamsConfig, *, n: int = 4, p: float = 0.9) -> list[dict[str
                 for r in range(cfg.repeats)]
         rows.append(_fault_row("kill", mode, runs))
     for hedge in (False, True):
-        runs = [simulate(theme, p, n, "claim", cfg=cfg, seed=cfg.seed + r, fault=Fault(slow_factor=4.0), hedge=hedge)
+        slow = Fault(slow_factor=4.0)
+        runs = [simulate(theme, p, n, "claim", cfg=cfg, seed=cfg.seed + r, fault=slow, hedge=hedge)
                 for r in range(cfg.repeats)]
         rows.append(_fault_row("straggler x4, hedge " + ("on" if hedge else "off"), "claim", runs))
     return rows

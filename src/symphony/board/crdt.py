@@ -19,8 +19,12 @@ that agree on entries agree on decisions:
 - Among claims whose lease is running, the holder is the one with the lowest
   ``(lease_start_ms, claimant)`` (hedge claims never hold). Two agents that claim the same ready
   sub-task before seeing each other therefore agree, once their claims cross, on one winner; the
-  loser stops and backs off with jitter (``backoff_s``). Claiming early with a forged old start
-  wins nothing a claimant could not win by claiming honestly first: the lease still needs beats.
+  loser stops and backs off with jitter (``backoff_s``). A claimant that backdates its start wins
+  contests, but must still beat and deliver, or ``stuck`` and hedging take the sub-task over;
+  refusing backdated claims would need the receiver's arrival time, which would make views depend
+  on arrival order, so it is left out. A heartbeat dated more than ``MAX_SKEW_MS`` after ``now``
+  is ignored by the views (not dropped: it counts once ``now`` reaches it), so a beat from the
+  future cannot hold a lease without further beats.
 - The first artifact, by ``(ts_ms, entry_key)``, whose producer had claimed the sub-task is its
   result. An artifact from a producer with no claim is kept, marked (``unclaimed_artifacts``) and
   never chosen, so a peer cannot overwrite work by posting unasked.
@@ -52,6 +56,7 @@ from symphony.board.graph import Subtask, TaskGraph, find_cycle
 from symphony.errors import PeerError
 
 MAX_ENTRIES = 50_000
+MAX_SKEW_MS = 30_000  # as the envelopes' skew window (protocol.envelope.DEFAULT_SKEW_MS)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class Board:
     entries: dict[str, Claim | Artifact | Gap] = field(default_factory=dict)
     beats: dict[tuple[str, str], Beat] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
+    _by_subtask: dict[str, list[Claim | Artifact | Gap]] = field(default_factory=dict, repr=False, compare=False)
 
     # -- the CRDT ------------------------------------------------------------------------
 
@@ -100,6 +106,7 @@ class Board:
             self.rejected["board_full"] += 1
             return False
         self.entries[key] = entry
+        self._by_subtask.setdefault(entry.subtask, []).append(entry)  # the views read one sub-task at a time
         return True
 
     def add_checked(self, entry: Entry) -> bool:
@@ -134,19 +141,22 @@ class Board:
     # -- views ---------------------------------------------------------------------------
 
     def claims(self, subtask: str) -> list[Claim]:
-        return sorted((e for e in self.entries.values() if isinstance(e, Claim) and e.subtask == subtask),
-                      key=lambda c: (c.lease_start_ms, c.claimant, c.attempt))
+        return sorted((e for e in self._by_subtask.get(subtask, ()) if isinstance(e, Claim)),
+                      key=lambda c: (c.lease_start_ms, c.claimant, c.attempt, entry_key(c)))
 
-    def last_beat_ms(self, claim: Claim) -> int:
+    def last_beat_ms(self, claim: Claim, now_ms: int | None = None) -> int:
+        """The claim's start or its claimant's newest beat on it, a beat past ``now + MAX_SKEW_MS`` aside."""
         beat = self.beats.get((claim.claimant, claim.subtask))
-        return max(claim.lease_start_ms, beat.ts_ms if beat else 0)
+        counted = beat is not None and (now_ms is None or beat.ts_ms <= now_ms + MAX_SKEW_MS)
+        return max(claim.lease_start_ms, beat.ts_ms if beat and counted else 0)
 
-    def lease_end_ms(self, claim: Claim) -> int:
-        return self.last_beat_ms(claim) + claim.lease_ms
+    def lease_end_ms(self, claim: Claim, now_ms: int | None = None) -> int:
+        return self.last_beat_ms(claim, now_ms) + claim.lease_ms
 
     def holder(self, subtask: str, now_ms: int) -> Claim | None:
         """The winning live claim on ``subtask`` at ``now_ms``, or None if it is free."""
-        live = [c for c in self.claims(subtask) if not c.hedge and c.lease_start_ms <= now_ms < self.lease_end_ms(c)]
+        live = [c for c in self.claims(subtask)
+                if not c.hedge and c.lease_start_ms <= now_ms < self.lease_end_ms(c, now_ms)]
         return live[0] if live else None
 
     def result(self, subtask: str) -> Artifact | None:
@@ -161,7 +171,7 @@ class Board:
                 if a.producer not in {c.claimant for c in self.claims(s)}]
 
     def _artifacts(self, subtask: str) -> list[Artifact]:
-        arts = [e for e in self.entries.values() if isinstance(e, Artifact) and e.subtask == subtask]
+        arts = [e for e in self._by_subtask.get(subtask, ()) if isinstance(e, Artifact)]
         return sorted(arts, key=lambda a: (a.ts_ms, entry_key(a)))
 
     def done(self) -> set[str]:
@@ -242,4 +252,4 @@ def merged(boards: Iterable[Board]) -> Board:
     return out
 
 
-__all__ = ["MAX_ENTRIES", "Board", "Conflict", "backoff_s", "merged"]
+__all__ = ["MAX_ENTRIES", "MAX_SKEW_MS", "Board", "Conflict", "backoff_s", "merged"]

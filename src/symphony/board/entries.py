@@ -30,7 +30,7 @@ Millis = Annotated[int, Field(ge=0, lt=MAX_MS)]
 
 
 class Claim(_Signed):
-    """"``claimant`` works on ``subtask`` from ``lease_start_ms``; the lease lasts ``lease_ms`` past the last heartbeat".
+    """``claimant`` works on ``subtask`` from ``lease_start_ms``; the lease lasts ``lease_ms`` past its last heartbeat.
 
     ``hedge`` marks a backup claim on a straggler (hedged re-execution): it does not compete for the
     sub-task, it only makes the hedger's artifact a claimant's artifact.
