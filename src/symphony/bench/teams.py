@@ -361,8 +361,8 @@ def markdown(result: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cells"]:
         lines.append(f"| {c['theme']} | {c['p']} | {c['mode']} | {c['n']} | {c['success']:.0%} | {c['makespan_s']} "
-                     f"| {c['speedup']} | {c['amdahl']} | {c['conflicts']} | {c['conflict_ms']} | {c['extra_artifacts']} "
-                     f"| {c['idle_share']} | {c['hedges']} | {c['tokens']} |")
+                     f"| {c['speedup']} | {c['amdahl']} | {c['conflicts']} | {c['conflict_ms']} "
+                     f"| {c['extra_artifacts']} | {c['idle_share']} | {c['hedges']} | {c['tokens']} |")
     if result["faults"]:
         lines += ["", "| fault | mode | N | p | success | lost sub-tasks | extra artifacts | hedges | makespan s |",
                   "|---|---|---|---|---|---|---|---|---|"]

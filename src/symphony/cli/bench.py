@@ -241,7 +241,7 @@ def bench_teams(
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Directory for teams.json and teams.md.")] = Path("bench-results"),
 ) -> None:
-    """Teams of N agents on a shared task board vs Amdahl: pre-assigned, claimed, contract net, chains (virtual time)."""
+    """Teams of N agents on a task board vs Amdahl: pre-assigned, claimed, contract net, chains (virtual time)."""
     from symphony.bench.teams import TeamsConfig, run_teams_bench
 
     run_teams_bench(TeamsConfig(sizes=tuple(sizes), repeats=repeats, seed=seed), out, console)
