@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 import trio
 
 from symphony.board import Board, Claim, Subtask, TaskGraph
-from symphony.board.replica import BoardReplica, pull_quietly, topic
+from symphony.board import BoardReplica, pull_quietly, topic
 from symphony.protocol import Identity
 from symphony.transport.memory import LinkModel, MemoryNetwork
 

@@ -43,13 +43,22 @@ import trio
 import trio.testing
 from rich.console import Console
 
-from symphony.board import Artifact, Board, Subtask, TaskGraph, merged
-from symphony.board.replica import BoardReplica
-from symphony.board.team import Executor, Mode, TeamAgent, TeamConfig
+from symphony.board import (
+    Artifact,
+    Board,
+    BoardReplica,
+    Executor,
+    Mode,
+    Subtask,
+    TaskGraph,
+    TeamAgent,
+    TeamConfig,
+    merged,
+)
 from symphony.llm import TimedModel
 from symphony.protocol import Identity
 from symphony.sandbox import run_python
-from symphony.transport.memory import LinkModel, MemoryNetwork
+from symphony.transport import LinkModel, MemoryNetwork
 
 DATA = Path(__file__).parent / "teams_data"
 THEMES = ("text_utils", "geometry")

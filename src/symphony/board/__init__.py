@@ -17,19 +17,27 @@ from symphony.board.contract import Announcement, Bid, Weights, utility
 from symphony.board.crdt import Board, Conflict, backoff_s, merged
 from symphony.board.entries import Artifact, Beat, Claim, Entry, Gap, decode_entry, entry_key, parse_entry
 from symphony.board.graph import Subtask, TaskGraph, find_cycle
+from symphony.board.replica import BoardReplica, pull_quietly, topic
+from symphony.board.team import AgentStats, Executor, Mode, TeamAgent, TeamConfig
 
 __all__ = [
+    "AgentStats",
     "Announcement",
     "Artifact",
     "Beat",
     "Bid",
     "Board",
+    "BoardReplica",
     "Claim",
     "Conflict",
     "Entry",
+    "Executor",
     "Gap",
+    "Mode",
     "Subtask",
     "TaskGraph",
+    "TeamAgent",
+    "TeamConfig",
     "Weights",
     "backoff_s",
     "decode_entry",
@@ -37,5 +45,7 @@ __all__ = [
     "find_cycle",
     "merged",
     "parse_entry",
+    "pull_quietly",
+    "topic",
     "utility",
 ]

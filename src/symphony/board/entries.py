@@ -16,11 +16,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 
 from symphony.errors import MalformedMessage
-from symphony.protocol.envelope import PROTOCOL_VERSION, parse_json
+from symphony.protocol import PROTOCOL_VERSION, AgentId, parse_json
 
 # The ledger's signed-model base: signing bytes, ``signed_by`` and ``verify`` exactly as records use
 # them. It is private to ``protocol.messages``; a public alias there would be the tidier home.
-from symphony.protocol.messages import AgentId, ShortText, _Signed
+from symphony.protocol.messages import ShortText, _Signed
 
 MAX_ENTRY_BYTES = 4 * 1024
 MAX_MS = 2**53

@@ -24,9 +24,8 @@ import trio
 from symphony.board.crdt import Board
 from symphony.board.entries import Entry, parse_entry
 from symphony.errors import PeerError, TransportError
-from symphony.protocol.envelope import Envelope, ReplayGuard, open_envelope, parse_json, seal
-from symphony.protocol.identity import Identity
-from symphony.transport.base import Transport
+from symphony.protocol import Envelope, Identity, ReplayGuard, open_envelope, parse_json, seal
+from symphony.transport import Transport
 
 SYNC_PROTOCOL = "/symphony/board-sync/1.0.0"
 MAX_SYNC_BYTES = 8 * 1024 * 1024

@@ -42,7 +42,7 @@ from symphony.board.crdt import backoff_s
 from symphony.board.entries import Artifact, Beat, Claim
 from symphony.board.graph import Subtask
 from symphony.board.replica import BoardReplica
-from symphony.protocol.envelope import Envelope
+from symphony.protocol import Envelope
 
 Mode = Literal["assigned", "claim", "cnet"]
 Executor = Callable[[Subtask], Awaitable[tuple[str, int]]]  # -> (content, tokens spent)
