@@ -88,9 +88,9 @@ class TeamAgent:
     assigned: tuple[str, ...] = ()
     initiator: bool = False
     stats: AgentStats = field(default_factory=AgentStats)
-    _awarded: list[str] = field(default_factory=list)
-    _awards: dict[str, float] = field(default_factory=dict)  # sub-task -> when its award was seen
-    _calls: dict[str, Announcement] = field(default_factory=dict)
+    _awarded: list[str] = field(default_factory=list, init=False)
+    _awards: dict[str, float] = field(default_factory=dict, init=False)  # sub-task -> when its award was seen
+    _calls: dict[str, Announcement] = field(default_factory=dict, init=False)
 
     @property
     def me(self) -> str:
