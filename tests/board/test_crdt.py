@@ -27,8 +27,8 @@ def claim(who: Identity, subtask: str, start: int, *, hedge: bool = False, attem
                  attempt=attempt, hedge=hedge).signed_by(who)
 
 
-def beat(who: Identity, subtask: str, ts: int) -> Beat:
-    return Beat(board="task-1", subtask=subtask, agent=who.agent_id, ts_ms=ts).signed_by(who)
+def beat(who: Identity, subtask: str, ts: int, *, released: bool = False) -> Beat:
+    return Beat(board="task-1", subtask=subtask, agent=who.agent_id, ts_ms=ts, released=released).signed_by(who)
 
 
 def artifact(who: Identity, subtask: str, ts: int, content: str = "x") -> Artifact:
@@ -105,11 +105,11 @@ def test_an_entry_for_another_board_is_refused_and_counted() -> None:
 
 
 def test_the_earliest_claim_wins_and_the_loser_overlap_is_measured() -> None:
-    """Two claims on one sub-task: the lower (start, claimant) holds; the conflict lasts until the loser's last beat."""
+    """Two claims on one sub-task: the lower (start, claimant) holds; it lasts until the loser's lease ends."""
     b = of([claim(B, "s1", 5), claim(A, "s1", 0), beat(B, "s1", 300), beat(A, "s1", 900)])
     assert b.holder("s1", 100).claimant == A.agent_id
     [conflict] = b.conflicts()
-    assert (conflict.winner, conflict.loser, conflict.overlap_ms) == (A.agent_id, B.agent_id, 295)
+    assert (conflict.winner, conflict.loser, conflict.overlap_ms) == (A.agent_id, B.agent_id, 300 + LEASE - 5)
 
 
 def test_an_expired_lease_frees_the_subtask_and_a_beat_extends_it() -> None:
@@ -126,6 +126,15 @@ def test_a_heartbeat_from_the_future_holds_no_lease() -> None:
     b = of([claim(A, "s1", 0), beat(A, "s1", 10_000_000)])
     assert b.holder("s1", LEASE) is None
     assert b.holder("s1", 10_000_000) is not None
+
+
+def test_a_released_claim_ends_at_once_and_bounds_the_conflict() -> None:
+    """The loser releases 50 ms after its claim: the conflict lasted 50 ms; a released holder frees the sub-task."""
+    b = of([claim(A, "s1", 0), claim(B, "s1", 10), beat(B, "s1", 60, released=True)])
+    [conflict] = b.conflicts()
+    assert (conflict.loser, conflict.overlap_ms) == (B.agent_id, 50)
+    b.add(beat(A, "s1", 100, released=True))
+    assert b.holder("s1", 99) is not None and b.holder("s1", 100) is None
 
 
 def test_the_first_claimant_artifact_wins_and_a_stranger_artifact_is_marked() -> None:

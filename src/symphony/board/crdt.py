@@ -14,7 +14,8 @@ claim with a higher ``attempt``.
 that agree on entries agree on decisions:
 
 - A claim's lease ends ``lease_ms`` after its start or its claimant's newest heartbeat on that
-  sub-task, whichever is later. A claimant that dies stops beating, its lease ends, and the
+  sub-task, whichever is later, or at once at a ``released`` heartbeat (a claimant that lost a
+  contest or gave up says so). A claimant that dies stops beating, its lease ends, and the
   sub-task is free again (no one has to notice the death).
 - Among claims whose lease is running, the holder is the one with the lowest
   ``(lease_start_ms, claimant)`` (hedge claims never hold). Two agents that claim the same ready
@@ -36,9 +37,10 @@ that agree on entries agree on decisions:
   beats but does not finish): ``stuck`` lists them, for a hedge or for the operator.
 
 *Measured in the structure.* A conflict is two claimants whose non-hedge claims on one sub-task
-were live at the same time; its length is how long both kept working (the overlap of their
-``[start, last beat]`` spans), the time one of them wasted. ``conflicts`` computes both from the
-entries, so every replica reports the same figures.
+were live at the same time; its length is how long both held it: the overlap of their
+``[start, lease end]`` spans. A loser that releases as soon as it sees the winner held it for about
+one gossip delay; one that just goes quiet holds it, on paper, until its lease runs out.
+``conflicts`` computes both from the entries, so every replica reports the same figures.
 
 Local bookkeeping that is not part of the CRDT state (why entries were refused) lives in
 ``rejected`` and is never merged.
@@ -61,7 +63,7 @@ MAX_SKEW_MS = 30_000  # as the envelopes' skew window (protocol.envelope.DEFAULT
 
 @dataclass(frozen=True)
 class Conflict:
-    """Two claimants live on one sub-task at once; ``overlap_ms`` of work was done twice."""
+    """Two claimants live on one sub-task at once, both holding it for ``overlap_ms``."""
 
     subtask: str
     winner: str
@@ -151,7 +153,9 @@ class Board:
         return max(claim.lease_start_ms, beat.ts_ms if beat and counted else 0)
 
     def lease_end_ms(self, claim: Claim, now_ms: int | None = None) -> int:
-        return self.last_beat_ms(claim, now_ms) + claim.lease_ms
+        last = self.last_beat_ms(claim, now_ms)
+        beat = self.beats.get((claim.claimant, claim.subtask))
+        return last if beat is not None and beat.released and beat.ts_ms == last else last + claim.lease_ms
 
     def holder(self, subtask: str, now_ms: int) -> Claim | None:
         """The winning live claim on ``subtask`` at ``now_ms``, or None if it is free."""
@@ -224,7 +228,7 @@ class Board:
         return find_cycle(trial) is None
 
     def conflicts(self) -> list[Conflict]:
-        """Every pair of claimants that held one sub-task at once, and for how long both worked."""
+        """Every pair of claimants that held one sub-task at once, and for how long both held it."""
         out = []
         for s in self.current_graph().ids:
             claims = [c for c in self.claims(s) if not c.hedge]
@@ -232,7 +236,7 @@ class Board:
                 for later in claims[i + 1:]:
                     if later.claimant == first.claimant or later.lease_start_ms >= self.lease_end_ms(first):
                         continue
-                    overlap = min(self.last_beat_ms(first), self.last_beat_ms(later)) - later.lease_start_ms
+                    overlap = min(self.lease_end_ms(first), self.lease_end_ms(later)) - later.lease_start_ms
                     out.append(Conflict(s, first.claimant, later.claimant, max(0, overlap)))
         return out
 

@@ -54,7 +54,7 @@ class Claim(_Signed):
 
 
 class Beat(_Signed):
-    """A lease renewal: "``agent`` is still working on ``subtask`` at ``ts_ms``"."""
+    """A lease renewal: "``agent`` still works on ``subtask`` at ``ts_ms``"; ``released``: "it stopped then"."""
 
     _domain = "board/beat"
 
@@ -64,6 +64,7 @@ class Beat(_Signed):
     subtask: SubtaskId
     agent: AgentId
     ts_ms: Millis
+    released: bool = False
 
     @property
     def author(self) -> str:

@@ -178,7 +178,10 @@ class TeamAgent:
             return True
         await self._idle(self.config.settle_s)
         holder = board.holder(subtask, self.replica.now_ms())
-        return holder is not None and holder.claimant == self.me
+        if holder is not None and holder.claimant == self.me:
+            return True
+        await self._post_beat(subtask, released=True)  # ends our claim now: the conflict's length is measured
+        return False
 
     async def _execute(self, subtask: str, *, hedge: bool) -> None:
         started = self.replica.clock()
@@ -209,9 +212,13 @@ class TeamAgent:
             displaced = not hedge and (holder is None or holder.claimant != self.me)
             if displaced or board.result(subtask) is not None:
                 scope.cancel()  # ``_execute`` counts the wasted run
+                await self._post_beat(subtask, released=True)
                 return
-            beat = Beat(board=self.board_id, subtask=subtask, agent=self.me, ts_ms=self.replica.now_ms())
-            await self.replica.post(beat.signed_by(self.replica.identity))
+            await self._post_beat(subtask)
+
+    async def _post_beat(self, subtask: str, *, released: bool = False) -> None:
+        beat = Beat(board=self.board_id, subtask=subtask, agent=self.me, ts_ms=self.replica.now_ms(), released=released)
+        await self.replica.post(beat.signed_by(self.replica.identity))
 
     async def _idle(self, seconds: float) -> None:
         started = self.replica.clock()
