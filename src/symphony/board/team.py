@@ -176,12 +176,23 @@ class TeamAgent:
         if hedge:
             self.stats.hedges += 1
             return True
-        await self._idle(self.config.settle_s)
-        holder = board.holder(subtask, self.replica.now_ms())
-        if holder is not None and holder.claimant == self.me:
+        if await self._settle(subtask):
             return True
         await self._post_beat(subtask, released=True)  # ends our claim now: the conflict's length is measured
         return False
+
+    def _holds(self, subtask: str) -> bool:
+        holder = self.replica.board.holder(subtask, self.replica.now_ms())
+        return holder is not None and holder.claimant == self.me
+
+    async def _settle(self, subtask: str) -> bool:
+        """Wait ``settle_s`` for rival claims in flight, or less once one wins; True if we hold ``subtask``."""
+        started = self.replica.clock()
+        with trio.move_on_after(self.config.settle_s):
+            while self._holds(subtask):
+                await self.replica.changed()
+        self.stats.idle_s += self.replica.clock() - started
+        return self._holds(subtask)
 
     async def _execute(self, subtask: str, *, hedge: bool) -> None:
         started = self.replica.clock()
