@@ -43,7 +43,7 @@ PUBLIC_MODULES = frozenset({
     "symphony.bench.accuracy", "symphony.bench.contenders", "symphony.bench.datasets",  # one module per bench
     "symphony.bench.gsm8k", "symphony.bench.knobs", "symphony.bench.ledger", "symphony.bench.loopback",
     "symphony.bench.robustness", "symphony.bench.sharding", "symphony.bench.shardnet", "symphony.bench.systems",
-    "symphony.bench.privacy", "symphony.bench.learning", "symphony.bench.dag",
+    "symphony.bench.privacy", "symphony.bench.learning", "symphony.bench.dag", "symphony.bench.teams",
     "symphony.capability.vector",  # to go: capability exports every name used
     "symphony.cli.main",  # the entry point of [project.scripts]
     "symphony.ledger.gossip", "symphony.ledger.reputation", "symphony.ledger.shard",  # ledger exports store+gossip

@@ -252,4 +252,17 @@ def bench_dag(
                   console=Console())
 
 
+@bench_app.command("teams")
+def bench_teams(
+    sizes: Annotated[list[int], typer.Option("--size", help="Team sizes N (repeat).")] = [1, 2, 3, 4, 5],  # noqa: B006
+    repeats: Annotated[int, typer.Option(help="Runs per cell (seeds seed .. seed + repeats - 1).")] = 5,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Directory for teams.json and teams.md.")] = Path("bench-results"),
+) -> None:
+    """Teams of N agents on a task board vs Amdahl: pre-assigned, claimed, contract net, chains (virtual time)."""
+    from symphony.bench.teams import TeamsConfig, run_teams_bench
+
+    run_teams_bench(TeamsConfig(sizes=tuple(sizes), repeats=repeats, seed=seed), out, console)
+
+
 __all__ = ["bench_app"]

@@ -1,0 +1,384 @@
+"""``symphony bench teams``: teams of N agents on a shared task board, against Amdahl's law (issue #21).
+
+After "Language model teams as distributed systems": a 20-sub-task coding library (one function per
+sub-task, ``teams_data/``: ``text_utils`` and ``geometry``, each function with a docstring spec and
+a test) in three dependency structures with parallel fraction p = 0.9 / 0.5 / 0.2: the first
+``round((1 - p) * 20)`` sub-tasks form a chain and the rest fan out from its end, so the serial share
+is exactly 1 - p and Amdahl's bound is ``1 / ((1 - p) + p / N)``. The structure is imposed on the
+library, as that paper imposes it: dependents receive their dependencies' results.
+
+Teams (``TeamAgent`` on ``BoardReplica``s, memory engine, ``trio.testing.MockClock``): ``assigned``
+(sub-task i pre-assigned to agent i mod N), ``claim`` (self-claimed on the board), ``cnet``
+(contract net, plain claiming as fallback) and ``chain`` (our linear chains: the same graph made a
+total order, claimed on the board). Each agent executes on its own ``timed:`` stand-in
+(``max_concurrent=1``) in VIRTUAL time: each agent as if on its own machine, so speedups are what
+the coordination allows, not what this 2-core machine does. Measured per run: success (every
+sub-task has a result), makespan and speedup against the same mode's N = 1 run, claim conflicts
+(count, ms of doubled work), idle seconds, hedged stragglers, wasted executions, tokens.
+
+Two fault rows: ``kill`` crashes one agent mid-sub-task (lost sub-tasks: the board re-issues its
+lease, pre-assignment cannot), ``straggler`` makes one agent 4x slower with hedging on and off.
+
+A real-model correctness run (not run here) would swap ``stand_in_executor`` for an executor that
+asks a coder model for the function from its spec and dependencies' code, put the code in the
+artifact, and score the finished library with ``count_passing`` (sandboxed).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import logging
+import random
+import statistics
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+from rich.console import Console
+
+from symphony.board import (
+    Artifact,
+    Board,
+    BoardReplica,
+    Executor,
+    Mode,
+    Subtask,
+    TaskGraph,
+    TeamAgent,
+    TeamConfig,
+    merged,
+)
+from symphony.llm import TimedModel
+from symphony.protocol import Identity
+from symphony.sandbox import run_python
+from symphony.transport import LinkModel, MemoryNetwork
+
+DATA = Path(__file__).parent / "teams_data"
+THEMES = ("text_utils", "geometry")
+STRUCTURES = (0.9, 0.5, 0.2)
+MODES: tuple[str, ...] = ("assigned", "claim", "cnet", "chain")
+SUBTASKS = 20
+
+
+@dataclass(frozen=True)
+class Function:
+    """One sub-task of a library: the spec an agent gets, our reference and the test."""
+
+    name: str
+    spec: str
+    reference: str
+    test: str
+
+
+@functools.cache
+def load_library(theme: str) -> tuple[Function, ...]:
+    """The 20 functions of ``teams_data/<theme>.py`` (each ``def f`` followed by its ``test_f``)."""
+    source = (DATA / f"{theme}.py").read_text()
+    lines = source.splitlines()
+    defs = {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+
+    def text(node: ast.FunctionDef) -> str:
+        return "\n".join(lines[node.lineno - 1:node.end_lineno])
+
+    return tuple(Function(name, ast.get_docstring(node) or "", text(node), text(defs[f"test_{name}"]))
+                 for name, node in defs.items() if not name.startswith("test_"))
+
+
+def structure(functions: Sequence[Function], p: float) -> TaskGraph:
+    """The library as a graph of parallel fraction ``p``: a chain of ``round((1 - p) * n)`` then a fan-out."""
+    serial = max(1, round((1 - p) * len(functions)))
+    subtasks = []
+    for i, f in enumerate(functions):
+        deps = (functions[i - 1].name,) if 0 < i < serial else (functions[serial - 1].name,) if i >= serial else ()
+        subtasks.append(Subtask(f.name, f.spec, deps))
+    return TaskGraph(tuple(subtasks))
+
+
+def linearized(graph: TaskGraph) -> TaskGraph:
+    """The same sub-tasks as one chain in plan order: what our linear chains run today."""
+    ids = graph.ids
+    return TaskGraph(tuple(Subtask(s.id, s.spec, (ids[i - 1],) if i else (), s.cost)
+                           for i, s in enumerate(graph.subtasks)))
+
+
+def amdahl(p: float, n: int) -> float:
+    return 1.0 / ((1.0 - p) + p / n)
+
+
+def count_passing(functions: Sequence[Function], code: dict[str, str], *, timeout_s: float = 10.0) -> int:
+    """How many functions' tests pass with ``code`` (name -> source), each run alone in the sandbox.
+
+    The whole library is defined first, so a function may call the others it depends on.
+    """
+    library = "import math\n\n" + "\n\n".join(code.get(f.name, "") for f in functions)
+    return sum(run_python(f"{library}\n\n{f.test}\n\ntest_{f.name}()\n", timeout_s=timeout_s).passed
+               for f in functions)
+
+
+# -- one run --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TeamsConfig:
+    """The grid and the stand-in's speed."""
+
+    sizes: tuple[int, ...] = (1, 2, 3, 4, 5)
+    structures: tuple[float, ...] = STRUCTURES
+    modes: tuple[str, ...] = MODES
+    themes: tuple[str, ...] = THEMES
+    repeats: int = 5
+    tokens_per_s: float = 35.0
+    reply_tokens: int = 200
+    latency_ms: float = 5.0
+    seed: int = 0
+    faults: bool = True
+
+
+@dataclass
+class Fault:
+    """A crash (``kill_after_s``: the agent that holds a sub-task then dies) or a slow agent."""
+
+    kill_after_s: float | None = None
+    slow_factor: float = 1.0
+
+
+@dataclass
+class TeamRun:
+    mode: str
+    n: int
+    p: float
+    theme: str
+    seed: int
+    success: bool
+    lost: int
+    makespan_s: float
+    conflicts: int
+    conflict_ms: int
+    extra_artifacts: int  # artifacts beyond a sub-task's first: posted, kept, never its result
+    idle_s: float
+    wasted: int
+    hedges: int
+    tokens: int
+    rejected: int
+    killed: str | None = None
+    stats: list[dict[str, Any]] = field(default_factory=list)
+
+
+def stand_in_executor(model: TimedModel) -> Executor:
+    """Execute a sub-task on the ``timed:`` stand-in: the model's time and tokens, no real code."""
+
+    async def execute(subtask: Subtask) -> tuple[str, int]:
+        prompt = f"Write the Python function {subtask.id}. Spec: {subtask.spec} Uses: {', '.join(subtask.depends_on)}"
+        done = await model.chat([{"role": "user", "content": prompt}], max_tokens=1024)
+        return f"# {subtask.id}\n{done.text}", done.prompt_tokens + done.completion_tokens
+
+    return execute
+
+
+async def run_team(
+    graph: TaskGraph, n: int, mode: Mode, *, cfg: TeamsConfig, seed: int, team: TeamConfig | None = None,
+    fault: Fault | None = None,
+) -> tuple[Board, list[TeamAgent], str | None]:
+    """N agents on a full mesh of the memory engine work ``graph`` to the end (or to a virtual deadline).
+
+    Returns the merged board of the survivors, the agents, and the killed agent's id (or None)."""
+    fault = fault or Fault()
+    team = team or TeamConfig(mode=mode)
+    net = MemoryNetwork(link=LinkModel(latency_s=cfg.latency_ms / 1000), rng=random.Random(seed))
+    idents = [Identity(bytes([seed % 256, i]) * 16) for i in range(n)]
+    models = [TimedModel(cfg.tokens_per_s / (fault.slow_factor if i == n - 1 else 1.0),
+                         reply_tokens=cfg.reply_tokens) for i in range(n)]
+    async with AsyncExitStack() as stack:
+        nodes = [await stack.enter_async_context(net.open_node(ident)) for ident in idents]
+        for i, node in enumerate(nodes):
+            for other in nodes[i + 1:]:
+                await node.connect(other.listen_addrs()[0])
+        agents = []
+        for i, (ident, node) in enumerate(zip(idents, nodes, strict=True)):
+            replica = BoardReplica(node, ident, Board(f"lib-{seed}", graph))
+            await replica.start()
+            agents.append(TeamAgent(replica, stand_in_executor(models[i]), team, random.Random(seed * 100 + i),
+                                    assigned=tuple(graph.ids[i::n]), initiator=i == 0))
+        killed = await _work(agents, net, fault, deadline_s=4 * _serial_s(graph, cfg))
+        survivors = [a.replica.board for a in agents if a.me != killed]
+        return merged(survivors), agents, killed
+
+
+def _serial_s(graph: TaskGraph, cfg: TeamsConfig) -> float:
+    return len(graph.ids) * (cfg.reply_tokens / cfg.tokens_per_s + 1.0)
+
+
+async def _work(agents: list[TeamAgent], net: MemoryNetwork, fault: Fault, *, deadline_s: float) -> str | None:
+    """Run every agent until all finish or the virtual deadline; crash one if ``fault`` says so."""
+    scopes = [trio.CancelScope() for _ in agents]
+    killed: list[str] = []
+
+    async def one(agent: TeamAgent, scope: trio.CancelScope) -> None:
+        with scope:
+            await agent.run()
+
+    async def killer(after_s: float) -> None:
+        await trio.sleep(after_s)
+        victim = next((i for i, a in enumerate(agents) if i and _holds_any(a)), len(agents) - 1)
+        killed.append(agents[victim].me)
+        scopes[victim].cancel()
+        net.kill(agents[victim].me)
+
+    with trio.move_on_after(deadline_s):
+        async with trio.open_nursery() as nursery:
+            for agent, scope in zip(agents, scopes, strict=True):
+                nursery.start_soon(one, agent, scope)
+            if fault.kill_after_s is not None and len(agents) > 1:
+                nursery.start_soon(killer, fault.kill_after_s)
+    return killed[0] if killed else None
+
+
+def _holds_any(agent: TeamAgent) -> bool:
+    """Whether ``agent`` holds a sub-task now, on its own board (the crash should cost a sub-task)."""
+    board, now = agent.replica.board, agent.replica.now_ms()
+    return any((h := board.holder(s, now)) is not None and h.claimant == agent.me for s in board.graph.ids)
+
+
+def measure(board: Board, agents: list[TeamAgent], *, mode: str, n: int, p: float, theme: str, seed: int,
+            started_ms: int, killed: str | None) -> TeamRun:
+    """A run's figures, from the merged board (every replica computes the same) and the agents' own counts."""
+    results = [board.result(s) for s in board.current_graph().ids]
+    finished = [r.ts_ms for r in results if r is not None]
+    conflicts = board.conflicts()
+    artifacts = Counter(e.subtask for e in board.entries.values() if isinstance(e, Artifact))
+    return TeamRun(
+        mode=mode, n=n, p=p, theme=theme, seed=seed, success=None not in results,
+        lost=sum(r is None for r in results), makespan_s=(max(finished, default=started_ms) - started_ms) / 1000,
+        conflicts=len(conflicts), conflict_ms=sum(c.overlap_ms for c in conflicts),
+        extra_artifacts=sum(count - 1 for count in artifacts.values()),
+        idle_s=round(sum(a.stats.idle_s for a in agents), 3), wasted=sum(a.stats.wasted for a in agents),
+        hedges=sum(a.stats.hedges for a in agents), tokens=sum(a.stats.tokens for a in agents),
+        rejected=sum(board.rejected.values()), killed=killed, stats=[asdict(a.stats) for a in agents])
+
+
+async def one_run(theme: str, p: float, n: int, mode: str, *, cfg: TeamsConfig, seed: int,
+                  fault: Fault | None = None, hedge: bool = True) -> TeamRun:
+    """One team on one library structure, from an empty board to the last artifact."""
+    graph = structure(load_library(theme), p)
+    if mode == "chain":
+        graph = linearized(graph)
+    board_mode: Mode = "claim" if mode == "chain" else mode  # type: ignore[assignment]
+    team = TeamConfig(mode=board_mode, hedge_after=2.0 if hedge else None,
+                      expected_s=cfg.reply_tokens / cfg.tokens_per_s)
+    started = int(trio.current_time() * 1000)
+    board, agents, killed = await run_team(graph, n, board_mode, cfg=cfg, seed=seed, team=team, fault=fault)
+    return measure(board, agents, mode=mode, n=n, p=p, theme=theme, seed=seed, started_ms=started, killed=killed)
+
+
+def simulate(theme: str, p: float, n: int, mode: str, *, cfg: TeamsConfig, seed: int,
+             fault: Fault | None = None, hedge: bool = True) -> TeamRun:
+    """``one_run`` in its own trio run on a fresh virtual clock."""
+    return trio.run(lambda: one_run(theme, p, n, mode, cfg=cfg, seed=seed, fault=fault, hedge=hedge),
+                    clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+# -- the grid ---------------------------------------------------------------------------------------
+
+
+def run_teams_bench(cfg: TeamsConfig, out_dir: Path, console: Console | None = None) -> dict[str, Any]:
+    """The whole grid plus the fault rows; writes ``teams.json`` and ``teams.md``."""
+    logging.getLogger("symphony.transport").setLevel(logging.CRITICAL)
+    say: Callable[[str], None] = console.print if console else print
+    cells = []
+    for theme in cfg.themes:
+        for p in cfg.structures:
+            for mode in cfg.modes:
+                runs = [simulate(theme, p, n, mode, cfg=cfg, seed=cfg.seed + r)
+                        for n in cfg.sizes for r in range(cfg.repeats)]
+                cells.extend(_cells(runs, cfg))
+                say(f"{theme} p={p} {mode}: done")
+    result: dict[str, Any] = {"config": asdict(cfg), "cells": cells,
+                              "faults": fault_rows(cfg) if cfg.faults else []}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "teams.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out_dir / "teams.md").write_text(markdown(result))
+    say(markdown(result))
+    return result
+
+
+def _cells(runs: list[TeamRun], cfg: TeamsConfig) -> list[dict[str, Any]]:
+    """Median per (N) over repeats; speedup against the same mode's N = 1 median makespan."""
+    by_n: dict[int, list[TeamRun]] = {}
+    for run in runs:
+        by_n.setdefault(run.n, []).append(run)
+    base = statistics.median(r.makespan_s for r in by_n[min(by_n)])
+    out = []
+    for n, group in sorted(by_n.items()):
+        span = statistics.median(r.makespan_s for r in group)
+        first = group[0]
+        out.append({
+            "theme": first.theme, "p": first.p, "mode": first.mode, "n": n, "runs": len(group),
+            "success": sum(r.success for r in group) / len(group), "makespan_s": round(span, 2),
+            "speedup": round(base / span, 3) if span else 0.0, "amdahl": round(amdahl(first.p, n), 3),
+            "conflicts": statistics.median(r.conflicts for r in group),
+            "conflict_ms": statistics.median(r.conflict_ms for r in group),
+            "extra_artifacts": max(r.extra_artifacts for r in group),
+            "idle_share": round(statistics.median(_idle_share(r) for r in group), 3),
+            "hedges": statistics.median(r.hedges for r in group), "wasted": statistics.median(r.wasted for r in group),
+            "tokens": statistics.median(r.tokens for r in group)})
+    return out
+
+
+def _idle_share(run: TeamRun) -> float:
+    """Idle agent-seconds over all agent-seconds of the run."""
+    return run.idle_s / (run.n * run.makespan_s) if run.makespan_s else 0.0
+
+
+def fault_rows(cfg: TeamsConfig, *, n: int = 4, p: float = 0.9) -> list[dict[str, Any]]:
+    """A claimant killed mid-sub-task (each mode), and a 4x straggler with hedging on and off."""
+    theme = cfg.themes[0]
+    step_s = cfg.reply_tokens / cfg.tokens_per_s
+    rows = []
+    for mode in ("assigned", "claim", "cnet"):
+        runs = [simulate(theme, p, n, mode, cfg=cfg, seed=cfg.seed + r, fault=Fault(kill_after_s=2.5 * step_s))
+                for r in range(cfg.repeats)]
+        rows.append(_fault_row("kill", mode, runs))
+    for hedge in (False, True):
+        slow = Fault(slow_factor=4.0)
+        runs = [simulate(theme, p, n, "claim", cfg=cfg, seed=cfg.seed + r, fault=slow, hedge=hedge)
+                for r in range(cfg.repeats)]
+        rows.append(_fault_row("straggler x4, hedge " + ("on" if hedge else "off"), "claim", runs))
+    return rows
+
+
+def _fault_row(fault: str, mode: str, runs: list[TeamRun]) -> dict[str, Any]:
+    return {"fault": fault, "mode": mode, "n": runs[0].n, "p": runs[0].p, "runs": len(runs),
+            "success": sum(r.success for r in runs) / len(runs), "lost": sum(r.lost for r in runs),
+            "extra_artifacts": max(r.extra_artifacts for r in runs), "hedges": sum(r.hedges for r in runs),
+            "makespan_s": round(statistics.median(r.makespan_s for r in runs), 2)}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    lines = [f"Timed stand-in at {cfg['tokens_per_s']:g} tokens/s, {cfg['reply_tokens']} tokens per sub-task, one "
+             f"model per agent, VIRTUAL time (each agent as if on its own machine), link {cfg['latency_ms']:g} ms; "
+             f"medians of {cfg['repeats']} runs; speedup vs the same mode at N = 1.", "",
+             "| theme | p | mode | N | success | makespan s | speedup | Amdahl | conflicts | conflict ms "
+             "| extra artifacts | idle share | hedges | tokens |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in result["cells"]:
+        lines.append(f"| {c['theme']} | {c['p']} | {c['mode']} | {c['n']} | {c['success']:.0%} | {c['makespan_s']} "
+                     f"| {c['speedup']} | {c['amdahl']} | {c['conflicts']} | {c['conflict_ms']} "
+                     f"| {c['extra_artifacts']} | {c['idle_share']} | {c['hedges']} | {c['tokens']} |")
+    if result["faults"]:
+        lines += ["", "| fault | mode | N | p | success | lost sub-tasks | extra artifacts | hedges | makespan s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {f['fault']} | {f['mode']} | {f['n']} | {f['p']} | {f['success']:.0%} | {f['lost']} "
+                  f"| {f['extra_artifacts']} | {f['hedges']} | {f['makespan_s']} |" for f in result["faults"]]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Fault", "Function", "TeamRun", "TeamsConfig", "amdahl", "linearized", "load_library", "one_run",
+           "run_teams_bench", "simulate", "structure", "count_passing"]

@@ -1,0 +1,51 @@
+"""The shared task board (issue #21): a task's sub-task graph, claimed by agents instead of assigned.
+
+General layout:
+
+- ``graph``: ``TaskGraph`` of sub-tasks with dependencies; ``find_cycle`` (the waits-for check).
+- ``entries``: the signed entries (``Claim``, ``Beat``, ``Artifact``, ``Gap``), checked like ledger records.
+- ``crdt``: ``Board``, the state-based CRDT of entries and the views agents decide on (holder, ready,
+  result, stuck, conflicts).
+- ``contract``: the contract net (announce, bid, award by a deadline, else plain claiming).
+- ``replica``: the trio shell that gossips a board's entries over a ``Transport``.
+- ``team``: an agent's observe -> claim -> execute -> post loop on a replica.
+
+``graph``, ``entries``, ``crdt`` and ``contract`` do no I/O: callers pass ``now``.
+"""
+
+from symphony.board.contract import Announcement, Bid, Weights, utility
+from symphony.board.crdt import Board, Conflict, backoff_s, merged
+from symphony.board.entries import Artifact, Beat, Claim, Entry, Gap, decode_entry, entry_key, parse_entry
+from symphony.board.graph import Subtask, TaskGraph, find_cycle
+from symphony.board.replica import BoardReplica, pull_quietly, topic
+from symphony.board.team import AgentStats, Executor, Mode, TeamAgent, TeamConfig
+
+__all__ = [
+    "AgentStats",
+    "Announcement",
+    "Artifact",
+    "Beat",
+    "Bid",
+    "Board",
+    "BoardReplica",
+    "Claim",
+    "Conflict",
+    "Entry",
+    "Executor",
+    "Gap",
+    "Mode",
+    "Subtask",
+    "TaskGraph",
+    "TeamAgent",
+    "TeamConfig",
+    "Weights",
+    "backoff_s",
+    "decode_entry",
+    "entry_key",
+    "find_cycle",
+    "merged",
+    "parse_entry",
+    "pull_quietly",
+    "topic",
+    "utility",
+]
