@@ -8,11 +8,13 @@ per call, so hop timeouts have a real latency to adapt to. Two faults:
   executor; they still plan, answer beacons and report their QoS);
 - **crash**: ``fraction`` of the agents are killed at random moments mid-task (``crash_scenario``).
 
-Nodes keep ``plan_timeout_s`` None, as real nodes do (the initiator-to-planner hop has no hop limit):
-a hung node that is picked as a *planner* holds its chain to the deadline whatever the knobs.
+A hung node picked as a *planner* holds its chain (its model calls queue behind its hung ones):
+the initiator's adaptive planner limit (``initiator.plan_timeout_s``, as on real nodes) moves the
+chain to a backup planner; one row per fault runs with that limit "off" (the deadline only, the
+behaviour before it) for comparison.
 
-Each fault runs under every knob setting (redundancy 1/2 x hop timeout adaptive / fixed / off) on
-the same seed, and the table gives completion, accuracy and latency per setting.
+Each fault runs under every knob setting (redundancy 1/2 x hop timeout adaptive / fixed / off x
+planner limit) on the same seed, and the table gives completion, accuracy and latency per setting.
 """
 
 from __future__ import annotations
@@ -43,8 +45,11 @@ from symphony.llm import ChatModel, Completion
 from symphony.llm.scripted import arith_model
 from symphony.pipeline.service import HopTimeout
 
-#: (redundancy, hop timeout) settings compared; 30 s is a fixed limit twice the adaptive floor.
-SETTINGS: tuple[tuple[int, HopTimeout], ...] = ((1, "adaptive"), (1, 30.0), (1, "off"), (2, "adaptive"), (2, "off"))
+#: (redundancy, executor hop timeout, planner limit) settings compared; 30 s is a fixed executor limit
+#: twice the adaptive floor; the first row is the one without the planner limit (before issue 17's fix).
+SETTINGS: tuple[tuple[int, HopTimeout, HopTimeout], ...] = (
+    (1, "adaptive", "off"), (1, "adaptive", "adaptive"), (1, 30.0, "adaptive"), (1, "off", "adaptive"),
+    (2, "adaptive", "adaptive"), (2, "off", "adaptive"))
 
 
 @dataclass
@@ -95,14 +100,15 @@ def _run(setup: Setup, scenario: str, fraction: float, step_s: float) -> dict[st
 
 
 def knobs_rows(setup: Setup, *, faults: Sequence[tuple[str, float]], step_s: float,
-               settings: Sequence[tuple[int, HopTimeout]] = SETTINGS, console: Console | None = None,
+               settings: Sequence[tuple[int, HopTimeout, HopTimeout]] = SETTINGS, console: Console | None = None,
                ) -> list[dict[str, Any]]:
     """One row per (fault, setting), on the same seed."""
     rows = []
     for scenario, fraction in faults:
-        for redundancy, hop in settings:
-            row = _run(replace(setup, redundancy=redundancy, hop_timeout=hop), scenario, fraction, step_s)
-            rows.append({"redundancy": redundancy, "hop_timeout": hop, **row})
+        for redundancy, hop, plan in settings:
+            row = _run(replace(setup, redundancy=redundancy, hop_timeout=hop, plan_timeout=plan), scenario, fraction,
+                       step_s)
+            rows.append({"redundancy": redundancy, "hop_timeout": hop, "plan_timeout": plan, **row})
             if console is not None:
                 console.print(markdown([rows[-1]]).splitlines()[-1])
     return rows
@@ -110,12 +116,12 @@ def knobs_rows(setup: Setup, *, faults: Sequence[tuple[str, float]], step_s: flo
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The comparison table (latencies in virtual seconds)."""
-    head = ("| fault | redundancy | hop timeout | completion | accuracy | p50 s | p95 s |\n"
-            "|---|---|---|---|---|---|---|")
+    head = ("| fault | redundancy | hop timeout | planner limit | completion | accuracy | p50 s | p95 s |\n"
+            "|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         p50, p95 = (f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("latency_p50_s", "latency_p95_s"))
-        lines.append(f"| {r['scenario']} {r['fraction']:.0%} | {r['redundancy']} | {r['hop_timeout']} | "
+        lines.append(f"| {r['scenario']} {r['fraction']:.0%} | {r['redundancy']} | {r['hop_timeout']} | {r['plan_timeout']} | "
                      f"{r['completion']:.2f} | {r['accuracy']:.2f} | {p50} | {p95} |")
     return "\n".join(lines)
 

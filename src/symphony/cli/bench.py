@@ -147,7 +147,7 @@ def bench_knobs(
     from symphony.bench.knobs import run_knobs_bench
 
     setup = Setup(agents=agents, tasks=tasks, seed=seed, entries=3, concurrency=4, arrival_s=2.0,
-                  plan_timeout_s=None, deadline_s=300.0)  # plan_timeout_s None: as on real nodes
+                  plan_timeout="adaptive", deadline_s=300.0)  # as on real nodes
     run_knobs_bench(setup, faults=[("slow", 0.3), ("crash", 0.2)], step_s=step_s, out_dir=out, console=Console())
 
 

@@ -66,7 +66,7 @@ from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, pars
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
 from symphony.pipeline.gate import PriorityGate
 from symphony.pipeline.feedback import OutcomeService
-from symphony.pipeline.initiator import PLANNER_ROUNDS, InitiatorDriver
+from symphony.pipeline.initiator import PLAN_TIMEOUT_ERROR, PLANNER_ROUNDS, InitiatorDriver
 from symphony.pipeline.planner import (
     Plan,
     PlanError,
@@ -139,6 +139,15 @@ class AskOptions:
         return knobs if knobs.wire() else None
 
 
+@dataclass(frozen=True)
+class _PlanHop:
+    """A chain slot's planner request in flight: its cancel scope (the limit), when it was sent, to whom."""
+
+    scope: anyio.CancelScope
+    sent: float
+    planner: str
+
+
 @dataclass
 class _Load:
     """This agent's queue and latency estimate, reported in beacon replies (QoS)."""
@@ -167,11 +176,12 @@ class TaskService:
     reputation: ReputationTable | None = None
     # this node's defaults as a planner for what a question's ``TaskKnobs`` leaves open (issue 17)
     hop_timeout: HopTimeout = "adaptive"  # per executor request: adaptive, fixed seconds, or "off" (deadline)
-    plan_timeout_s: float | None = None  # per planner request (a squatting planner); None = deadline
+    plan_timeout: HopTimeout = "adaptive"  # per planner request (``initiator.plan_timeout_s``); "off": deadline
     redundancy: int = 1  # executors per sub-task (2: cross-checked, a third referees a disagreement)
     replans: int = 1  # failed steps a chain may re-plan
     disclosure: str = "full"  # "minimal": executors get the sub-task and only the context marked as needed
     latencies: LatencyBook = field(default_factory=LatencyBook)
+    chain_latencies: LatencyBook = field(default_factory=LatencyBook)  # as initiator: planners' chain round trips
     gate: PriorityGate = field(default_factory=PriorityGate)  # model calls at once; who waits goes by priority
     rng: random.Random = field(default_factory=random.Random)
     feedback: OutcomeService | None = None  # outcome feedback after the vote (skills, LinUCB); None: off
@@ -209,7 +219,8 @@ class TaskService:
         begun = self.clock()  # every span below uses the injected clock, so virtual time measures them exactly
         driver = InitiatorDriver(task_id=task_id, question=question, kind=options.answer_kind or
                                  guess_answer_kind(question), cots=options.cots,
-                                 deadline_ms=self._now_ms() + int(options.deadline_s * 1000))
+                                 deadline_ms=self._now_ms() + int(options.deadline_s * 1000),
+                                 plan_timeout=self.plan_timeout, chain_latencies=self.chain_latencies)
         beacon = await self._find_planners(driver, options)
         beacon_ms = self._span_ms(begun)
         planners = driver.first_planners()
@@ -217,9 +228,10 @@ class TaskService:
             raise TaskFailed("no available planner answered the beacon; are other nodes running with --model?",
                              reason="no_agents")
         self.on_event("task_started", {"task": task_id, "planners": [c.agent_id for c in planners]})
+        hops: dict[int, _PlanHop] = {}
         async with anyio.create_task_group() as tg:
             for index, candidate in enumerate(planners):
-                tg.start_soon(self._run_chain, driver, options, index, candidate)
+                tg.start_soon(self._run_chain, driver, options, index, candidate, hops)
         self._judge(driver.check_consistency(), Offence.INVALID)
         voting = self.clock()
         vote = driver.vote(trust=self._trust)
@@ -254,20 +266,39 @@ class TaskService:
             await anyio.sleep(backoff_delay(attempt, self.rng, base_s=0.5))
         return beacon
 
-    async def _run_chain(self, driver: InitiatorDriver, options: AskOptions, index: int, first: Candidate) -> None:
-        """Chain slot ``index``: ask ``first``, then each backup planner the driver hands out."""
+    async def _run_chain(self, driver: InitiatorDriver, options: AskOptions, index: int, first: Candidate,
+                         hops: dict[int, _PlanHop]) -> None:
+        """Chain slot ``index``: ask ``first``, then each backup planner the driver hands out; each
+        planner may hold the chain for its ``plan_limit_s``, tightened as sibling chains come back."""
         candidate: Candidate | None = first
         while candidate is not None:
             task = Task(task_id=f"{driver.task_id}/c{index}", role="plan", question=driver.question,
                         answer_kind=driver.kind, max_steps=options.max_steps, strategy=options.strategy,  # type: ignore[arg-type]
                         top_l=options.top_l, deadline_ms=driver.deadline_ms, context=options.context,
                         temperature=options.temperature, knobs=options.knobs())
-            sent = self.clock()
-            result = await self._send(candidate.agent_id, task)
+            hop = hops[index] = _PlanHop(anyio.CancelScope(), self.clock(), candidate.agent_id)
+            self._limit_plan(driver, hop)
+            with hop.scope:
+                result = await self._send(candidate.agent_id, task)
+            del hops[index]
+            if hop.scope.cancelled_caught:  # the planner held the chain past its limit
+                self._blame(candidate.agent_id, Offence.TIMEOUT)
+                result = TaskResult(task_id=task.task_id, ok=False,
+                                    error=f"{PLAN_TIMEOUT_ERROR} after {self.clock() - hop.sent:.1f} s")
             record = ChainRecord(index=index, planner=candidate.agent_id, planner_score=candidate.score,
-                                 rtt_ms=self._span_ms(sent), result=result)
+                                 rtt_ms=self._span_ms(hop.sent), result=result)
             self.on_event("chain_finished", {"task": driver.task_id, "chain": record.to_wire()})
             candidate = driver.chain_returned(record, now_ms=self._now_ms())
+            if result.ok:  # a sibling's round trip may tighten the planners still running
+                for running in hops.values():
+                    self._limit_plan(driver, running)
+
+    def _limit_plan(self, driver: InitiatorDriver, hop: _PlanHop) -> None:
+        """Set (or tighten) ``hop``'s cancel deadline to its planner's current limit."""
+        limit = driver.plan_limit_s(hop.planner, now_ms=self._now_ms())
+        if limit is not None:
+            left = limit - (self.clock() - hop.sent)
+            hop.scope.deadline = min(hop.scope.deadline, anyio.current_time() + left)
 
     def _trust(self, agent_id: str) -> float:
         """How far this node trusts ``agent_id`` (1.0 without a reputation table)."""
@@ -285,10 +316,10 @@ class TaskService:
 
     async def _send(self, agent_id: str, task: Task, *, hop_s: float | None = None) -> TaskResult:
         """Run ``task`` on ``agent_id`` (in-process if it is us) for at most ``hop_s`` (an execute
-        task's hop limit; a plan's is ``plan_timeout_s``) within the deadline; failures become ``ok=False``."""
+        task's hop limit; a plan's is set by ``_run_chain``'s cancel scope) within the deadline; failures
+        become ``ok=False``."""
         remaining = max(0.001, task.deadline_ms / 1000 - self.clock())
-        hop = hop_s if task.role == "execute" else self.plan_timeout_s
-        timeout = remaining if hop is None else min(remaining, hop)
+        timeout = remaining if hop_s is None else min(remaining, hop_s)
         try:
             if agent_id == self.identity.agent_id:
                 with anyio.fail_after(timeout):
