@@ -34,7 +34,9 @@ def test_skills_learned_from_a_vote_reach_peers_and_survive_a_restart(tmp_path) 
         trace = response.json()["trace"]
         assert trace["answer"] == "84"
         outcomes = trace["outcomes"]
-        assert len(outcomes) == 3 and all(o["accepted"] and o["agreed"] == 1.0 for o in outcomes), outcomes
+        assert len(outcomes) == 3 and all(o["delivery"] == "queued" and o["agreed"] == 1.0 for o in outcomes), outcomes
+        wait_for(lambda: sum(e["event"] == "outcome_sent" and e["accepted"] for e in nodes[0].events()) == 3,
+                 timeout=30, what="the outcomes delivered after the answer")
         planner = next(n for n in nodes[1:] if n.agent_id in {o["planner"] for o in outcomes})
         wait_for(lambda: _learned(nodes[0].ledger()[planner.agent_id]["vector"]), timeout=30,
                  what="the planner's republished skill block at a peer")

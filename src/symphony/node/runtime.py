@@ -381,6 +381,7 @@ class AgentRuntime:
             if self.throughput is not None:
                 tg.start_soon(self._publish_throughput)
             tg.start_soon(self._publish_learning)
+            tg.start_soon(self.feedback.run)  # outcome delivery, off the answer path
             if self.summaries is not None:
                 tg.start_soon(self.summaries.run)
             task_status.started()

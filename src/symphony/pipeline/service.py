@@ -245,8 +245,8 @@ class TaskService:
             self.on_event("task_failed", {"task": task_id, "chains": len(driver.records)})
             raise TaskFailed(f"no chain returned a usable answer ({len(driver.records)} attempts); see the trace",
                              trace=trace, reason=reason)
-        if self.feedback is not None:  # each judged planner (and through it its executors) learns how it did
-            trace["outcomes"] = await self.feedback.deliver(driver.outcomes(verdicts))
+        if self.feedback is not None:  # each judged planner (and through it its executors) learns how it did,
+            trace["outcomes"] = self.feedback.queue(driver.outcomes(verdicts))  # after the answer is back
         self.on_event("task_finished", {"task": task_id, "answer": vote.answer, "vote": trace["vote"],
                                         "latency_ms": trace["latency_ms"]})
         return trace
