@@ -38,7 +38,7 @@ import httpx
 from pydantic import ValidationError
 
 from symphony.errors import ConfigError
-from symphony.node.hardware import detect_hardware
+from symphony.node.hardware import detect_hardware, detected_cores
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, HopTimeout
 from symphony.protocol.messages import Hardware
 from symphony.protocol.sharding import MAX_SHARDS
@@ -348,12 +348,12 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
 
 
 def declared_or_detected(memory_gb: float | None, accelerator: str | None) -> Hardware:
-    """``--memory-gb`` / ``--accelerator`` as given; what is not given is detected (``node.hardware``)."""
+    """``--memory-gb`` / ``--accelerator`` as given; what is not given is detected (``node.hardware``), cores always."""
     if memory_gb is None or accelerator is None:
         found = detect_hardware()
         memory_gb = found.memory_gb if memory_gb is None else memory_gb
         accelerator = found.accelerator if accelerator is None else accelerator
-    return Hardware(memory_gb=memory_gb, accelerator=accelerator)
+    return Hardware(memory_gb=memory_gb, accelerator=accelerator, cores=detected_cores())
 
 
 def probe_model_server(spec: str | None, *, timeout: float = 3.0) -> None:

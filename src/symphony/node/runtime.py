@@ -248,7 +248,8 @@ class AgentRuntime:
         text = " ".join(profile.tags + ((model.name,) if model else ()))
         return list(capability_vector(
             tags=self.encoder.encode(text),
-            hardware=encode_hardware(memory_gb=hw.memory_gb, accelerator=hw.accelerator, tokens_per_s=hw.tokens_per_s),
+            hardware=encode_hardware(memory_gb=hw.memory_gb, accelerator=hw.accelerator, tokens_per_s=hw.tokens_per_s,
+                                     cores=hw.cores),
             skills=self.skills,
         ))
 
