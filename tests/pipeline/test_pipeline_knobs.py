@@ -202,3 +202,41 @@ async def test_hung_planners_are_cut_at_their_adaptive_limit_not_the_deadline(au
 async def test_without_a_planner_limit_hung_planners_hold_the_question_to_the_deadline(autojump_clock) -> None:
     trace, took_s = await _ask_with_hung_planners("off")
     assert trace["answer"] == "10" and took_s >= 300
+
+
+class FirstPlanHangs(FakeModel):
+    """Its first planning call never returns (a planner stuck on one question); later ones work."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.plans = 0
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None):
+        if json_schema is not None:
+            self.plans += 1
+            if self.plans == 1:
+                await trio.sleep_forever()
+        return await super().chat(messages, json_schema=json_schema)
+
+
+async def test_a_chain_of_another_question_tightens_a_hung_planners_limit(autojump_clock) -> None:
+    """Question a's only planner hangs on it (limit: half the deadline, nothing observed yet); question
+    b, asked a second later at the same initiator, comes back at once, and its round trip cuts a at the floor."""
+    async with swarm([None, FirstPlanHangs("p")]) as (_, nodes):
+        begun = trio.current_time()
+        failed: list[TaskFailed] = []
+
+        async def ask_a() -> None:
+            with pytest.raises(TaskFailed) as raised:
+                await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=300), task_id="a")
+            failed.append(raised.value)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask_a)
+            await trio.sleep(1)
+            trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=300), task_id="b")
+            assert trace["answer"] == "10"
+        (chain,) = failed[0].trace["chains"]
+        assert chain["error"].startswith(PLAN_TIMEOUT_ERROR)
+        assert chain["rtt_ms"] == pytest.approx(PLAN_FLOOR_S * 1000, rel=0.01), "not half the deadline (150 s)"
+        assert trio.current_time() - begun < 300 / 4

@@ -139,13 +139,15 @@ class AskOptions:
         return knobs if knobs.wire() else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # each request is itself (hashed by identity, kept in a set)
 class _PlanHop:
-    """A chain slot's planner request in flight: its cancel scope (the limit), when it was sent, to whom."""
+    """A chain slot's planner request in flight: its cancel scope (the limit), when it was sent, to whom,
+    and its question's driver (which knows the limit)."""
 
     scope: anyio.CancelScope
     sent: float
     planner: str
+    driver: InitiatorDriver
 
 
 @dataclass
@@ -187,6 +189,7 @@ class TaskService:
     feedback: OutcomeService | None = None  # outcome feedback after the vote (skills, LinUCB); None: off
     _done: dict[tuple[str, str, str], TaskResult] = field(default_factory=dict)
     _running: dict[tuple[str, str, str], anyio.Event] = field(default_factory=dict)
+    _plan_hops: set[_PlanHop] = field(default_factory=set)  # as initiator: planner requests in flight
 
     def qos(self) -> tuple[int, float]:
         return self.load.active, self.load.latency_ema_ms * (self.load.active + 1)
@@ -228,10 +231,9 @@ class TaskService:
             raise TaskFailed("no available planner answered the beacon; are other nodes running with --model?",
                              reason="no_agents")
         self.on_event("task_started", {"task": task_id, "planners": [c.agent_id for c in planners]})
-        hops: dict[int, _PlanHop] = {}
         async with anyio.create_task_group() as tg:
             for index, candidate in enumerate(planners):
-                tg.start_soon(self._run_chain, driver, options, index, candidate, hops)
+                tg.start_soon(self._run_chain, driver, options, index, candidate)
         self._judge(driver.check_consistency(), Offence.INVALID)
         voting = self.clock()
         vote = driver.vote(trust=self._trust)
@@ -266,21 +268,21 @@ class TaskService:
             await anyio.sleep(backoff_delay(attempt, self.rng, base_s=0.5))
         return beacon
 
-    async def _run_chain(self, driver: InitiatorDriver, options: AskOptions, index: int, first: Candidate,
-                         hops: dict[int, _PlanHop]) -> None:
+    async def _run_chain(self, driver: InitiatorDriver, options: AskOptions, index: int, first: Candidate) -> None:
         """Chain slot ``index``: ask ``first``, then each backup planner the driver hands out; each
-        planner may hold the chain for its ``plan_limit_s``, tightened as sibling chains come back."""
+        planner may hold the chain for its ``plan_limit_s``, tightened as chains (of any question) come back."""
         candidate: Candidate | None = first
         while candidate is not None:
             task = Task(task_id=f"{driver.task_id}/c{index}", role="plan", question=driver.question,
                         answer_kind=driver.kind, max_steps=options.max_steps, strategy=options.strategy,  # type: ignore[arg-type]
                         top_l=options.top_l, deadline_ms=driver.deadline_ms, context=options.context,
                         temperature=options.temperature, knobs=options.knobs())
-            hop = hops[index] = _PlanHop(anyio.CancelScope(), self.clock(), candidate.agent_id)
-            self._limit_plan(driver, hop)
+            hop = _PlanHop(anyio.CancelScope(), self.clock(), candidate.agent_id, driver)
+            self._plan_hops.add(hop)
+            self._limit_plan(hop)
             with hop.scope:
                 result = await self._send(candidate.agent_id, task)
-            del hops[index]
+            self._plan_hops.discard(hop)
             if hop.scope.cancelled_caught:  # the planner held the chain past its limit
                 self._blame(candidate.agent_id, Offence.TIMEOUT)
                 result = TaskResult(task_id=task.task_id, ok=False,
@@ -289,13 +291,13 @@ class TaskService:
                                  rtt_ms=self._span_ms(hop.sent), result=result)
             self.on_event("chain_finished", {"task": driver.task_id, "chain": record.to_wire()})
             candidate = driver.chain_returned(record, now_ms=self._now_ms())
-            if result.ok:  # a sibling's round trip may tighten the planners still running
-                for running in hops.values():
-                    self._limit_plan(driver, running)
+            if result.ok:  # its round trip may tighten the planners still running, in this question or others
+                for running in list(self._plan_hops):
+                    self._limit_plan(running)
 
-    def _limit_plan(self, driver: InitiatorDriver, hop: _PlanHop) -> None:
+    def _limit_plan(self, hop: _PlanHop) -> None:
         """Set (or tighten) ``hop``'s cancel deadline to its planner's current limit."""
-        limit = driver.plan_limit_s(hop.planner, now_ms=self._now_ms())
+        limit = hop.driver.plan_limit_s(hop.planner, now_ms=self._now_ms())
         if limit is not None:
             left = limit - (self.clock() - hop.sent)
             hop.scope.deadline = min(hop.scope.deadline, anyio.current_time() + left)
