@@ -52,10 +52,10 @@ from symphony.bench.robustness import (
     run_workload,
 )
 from symphony.llm import ChatModel, Completion
-from symphony.testing import NodeProcess, wait_for
-from symphony.testing import open_swarm as open_process_swarm
 from symphony.llm.scripted import arith_model
 from symphony.pipeline.service import HopTimeout
+from symphony.testing import NodeProcess, wait_for
+from symphony.testing import open_swarm as open_process_swarm
 
 #: (redundancy, executor hop timeout, planner limit) settings compared; 30 s is a fixed executor limit
 #: twice the adaptive floor; the first row is the one without the planner limit (before issue 17's fix).
@@ -216,7 +216,8 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = [head]
     for r in rows:
         p50, p95 = (f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("latency_p50_s", "latency_p95_s"))
-        lines.append(f"| {r['scenario']} {r['fraction']:.0%} | {r['redundancy']} | {r['hop_timeout']} | {r['plan_timeout']} | "
+        lines.append(f"| {r['scenario']} {r['fraction']:.0%} | {r['redundancy']} | {r['hop_timeout']} | "
+                     f"{r['plan_timeout']} | "
                      f"{r['completion']:.2f} | {r['accuracy']:.2f} | {p50} | {p95} |")
     return "\n".join(lines)
 

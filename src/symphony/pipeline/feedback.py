@@ -253,4 +253,5 @@ class OutcomeService:
         return taken
 
 
-__all__ = ["DELIVERY_QUEUE", "DELIVERY_WORKERS", "OUTCOME_PROTOCOL", "ChainOutcome", "Dispatch", "OutcomeService", "Work"]
+__all__ = ["DELIVERY_QUEUE", "DELIVERY_WORKERS", "OUTCOME_PROTOCOL", "ChainOutcome", "Dispatch", "OutcomeService",
+           "Work"]
