@@ -146,7 +146,13 @@ def test_throughput_thermometer_counts_half_octaves() -> None:
 def test_accelerator_is_one_hot() -> None:
     """Exactly one accelerator slot is set, the kind's own."""
     hw = encode_hardware(memory_gb=0, accelerator="mps", tokens_per_s=0)
-    assert hw[24:40] == tuple(1.0 if i == 3 else 0.0 for i in range(16))
+    assert hw[24:36] == tuple(1.0 if i == 3 else 0.0 for i in range(12))
+
+
+def test_cores_thermometer_counts_octaves() -> None:
+    """12 cores set the 2, 4 and 8 core dims, not 16; unsaid cores (0) set none."""
+    assert encode_hardware(memory_gb=0, accelerator="cpu", tokens_per_s=0, cores=12)[36:40] == (1.0, 1.0, 1.0, 0.0)
+    assert encode_hardware(memory_gb=0, accelerator="cpu", tokens_per_s=0)[36:40] == (0.0,) * 4
 
 
 @pytest.mark.parametrize(

@@ -32,8 +32,9 @@ SLOW_MODEL = "timed:20"
 
 def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
     with open_swarm(tmp_path) as swarm:
-        boot = swarm.spawn("n0", args=("--model", "scripted:parts")).wait_ready()  # arith, with DAG plans
-        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--model", "scripted:parts", "--tags", tags))
+        learn = ("--learn-republish-s", "1")  # learned skills reach the records (and the skills view) quickly
+        boot = swarm.spawn("n0", args=("--model", "scripted:parts", *learn)).wait_ready()  # arith, with DAG plans
+        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--model", "scripted:parts", "--tags", tags, *learn))
                 for i, tags in ((1, "math, logic"), (2, "code"))]
         nodes = [boot] + [n.wait_ready() for n in rest]
         ids = {n.agent_id for n in nodes}
@@ -83,6 +84,11 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                     ["", "", "0,1"]
                 assert graph.locator("line.dep").count() == 2
                 assert page.locator("#ledger tbody tr").count() == len(nodes)
+                planner = trace["chains"][0]["planner"]  # its chain agreed with the vote: its planning skill rose
+                learned = page.locator(f'#skills tr[data-agent="{planner}"] td[data-type="planning"].ok')
+                learned.wait_for(timeout=30_000)
+                assert float(learned.inner_text()) > 0.5
+                assert float(page.locator(f'#skills tr[data-agent="{planner}"] td.tokens').inner_text()) > 0
                 page.fill("#question", "What is 6 * 7?")  # the page's own form asks through POST /v1/tasks
                 page.click("#ask button")
                 asked = page.locator('.task[data-status="done"]', has_text="What is 6 * 7?")

@@ -22,6 +22,8 @@ def test_a_node_publishes_detected_coarsened_hardware_and_its_measured_tokens_pe
         ram = detect_hardware().memory_gb
         assert 0 < hw["memory_gb"] <= ram < 2 * hw["memory_gb"]  # detected RAM, down to a power of two
         assert hw.get("tokens_per_s", 0) == 0  # nothing measured yet
+        cores = detect_hardware().cores
+        assert 0 < hw["cores"] <= cores < 2 * hw["cores"]  # detected cores, down to a power of two
         assert node.post("/v1/tasks", {"question": "What is (17 + 25) * 2?", "cots": 1}).status_code == 202
 
         def measured() -> float | None:

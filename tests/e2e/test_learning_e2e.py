@@ -23,8 +23,9 @@ def _learned(vector: list[float]) -> bool:
 
 def test_skills_learned_from_a_vote_reach_peers_and_survive_a_restart(tmp_path) -> None:
     with open_swarm(tmp_path) as swarm:
-        boot = swarm.spawn("n0", args=("--model", "scripted:arith")).wait_ready()
-        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--model", "scripted:arith")) for i in (1, 2)]
+        args = ("--model", "scripted:arith", "--learn-republish-s", "2")  # the option reaches the runtime
+        boot = swarm.spawn("n0", args=args).wait_ready()
+        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=args) for i in (1, 2)]
         nodes = [boot] + [n.wait_ready() for n in rest]
         ids = {n.agent_id for n in nodes}
         wait_for(lambda: all(ids <= {a for a, r in n.ledger().items() if r["available"]} for n in nodes),
@@ -34,7 +35,9 @@ def test_skills_learned_from_a_vote_reach_peers_and_survive_a_restart(tmp_path) 
         trace = response.json()["trace"]
         assert trace["answer"] == "84"
         outcomes = trace["outcomes"]
-        assert len(outcomes) == 3 and all(o["accepted"] and o["agreed"] == 1.0 for o in outcomes), outcomes
+        assert len(outcomes) == 3 and all(o["delivery"] == "queued" and o["agreed"] == 1.0 for o in outcomes), outcomes
+        wait_for(lambda: sum(e["event"] == "outcome_sent" and e["accepted"] for e in nodes[0].events()) == 3,
+                 timeout=30, what="the outcomes delivered after the answer")
         planner = next(n for n in nodes[1:] if n.agent_id in {o["planner"] for o in outcomes})
         wait_for(lambda: _learned(nodes[0].ledger()[planner.agent_id]["vector"]), timeout=30,
                  what="the planner's republished skill block at a peer")

@@ -81,6 +81,7 @@ def test_declared_hardware_wins_and_the_rest_is_detected(tmp_path: Path) -> None
     assert (declared.memory_gb, declared.accelerator) == (4.0, "metal")
     detected = node_config({"data_dir": str(tmp_path)}).hardware
     assert detected.memory_gb == detect_hardware().memory_gb > 0
+    assert declared.cores == detected.cores == os.cpu_count(), "cores are always detected and published"
 
 
 def test_privacy_sigma_is_checked(tmp_path: Path) -> None:
@@ -139,8 +140,8 @@ def test_privacy_noise_has_the_configured_scale_per_block_and_is_fixed_by_the_se
 
 def test_coarsening_rounds_down_to_powers_of_two_and_keeps_the_accelerator_kind() -> None:
     assert [coarse_figure(x) for x in (0, 0.5, 1, 24, 80, 1000)] == [0, 0, 1, 16, 64, 512]
-    assert coarsen_hardware(Hardware(memory_gb=24, accelerator="NVIDIA GeForce RTX 4090", tokens_per_s=37.5)) == \
-        Hardware(memory_gb=16, accelerator="nvidia", tokens_per_s=32)
+    exact = Hardware(memory_gb=24, accelerator="NVIDIA GeForce RTX 4090", tokens_per_s=37.5, cores=12)
+    assert coarsen_hardware(exact) == Hardware(memory_gb=16, accelerator="nvidia", tokens_per_s=32, cores=8)
 
 
 @asynccontextmanager

@@ -32,3 +32,22 @@ def test_defaults_are_adaptive_hops_one_replan_no_redundancy_full_disclosure(tmp
 def test_unusable_knobs_are_refused(tmp_path: Path, key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         node_config({"data_dir": str(tmp_path), key: value})
+
+
+def test_learning_republish_interval_from_the_file_or_flag_within_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text('data_dir = "d"\nlearn_republish_s = 2\n')
+    assert node_config(load_node_file(path)).learn_republish_s == 2.0
+    assert node_config({"data_dir": str(tmp_path)}).learn_republish_s == 10.0
+    for bad in (0.5, 7200):
+        with pytest.raises(ConfigError, match=r"--learn-republish-s must be 1.0 to 3600.0 seconds"):
+            node_config({"data_dir": str(tmp_path), "learn_republish_s": bad})
+
+
+def test_node_help_lists_the_learning_interval() -> None:
+    from typer.testing import CliRunner
+
+    from symphony.cli.main import app
+
+    result = CliRunner().invoke(app, ["node", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--learn-republish-s" in result.output

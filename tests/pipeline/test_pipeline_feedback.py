@@ -21,7 +21,7 @@ from symphony.errors import PeerError
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.base import Completion
 from symphony.node.runtime import AgentProfile, AgentRuntime, LearningFile, SimulatedAgent, open_simulated_agents
-from symphony.pipeline.feedback import OUTCOME_PROTOCOL, OutcomeService
+from symphony.pipeline.feedback import DELIVER_TIMEOUT_S, OUTCOME_PROTOCOL, OutcomeService
 from symphony.pipeline.service import AskOptions
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.messages import Outcome, OutcomeAck, Task, decode_vector
@@ -243,3 +243,25 @@ async def test_a_learned_skill_is_republished_noised_when_privacy_is_on(autojump
         assert published == pytest.approx(node.published_vector(), abs=2e-3)
         assert published[SKILLS] != pytest.approx(node.vector[SKILLS], abs=1e-2), "the exact skills leaked"
         nursery.cancel_scope.cancel()
+
+
+async def test_the_answer_returns_while_a_peers_outcome_handler_is_stalled(autojump_clock, monkeypatch) -> None:
+    """Outcomes go out after the answer: peers whose outcome handler never returns delay nothing;
+    their deliveries time out in the background and are counted as failed."""
+    async with swarm([FakeModel(f"m{n}") for n in range(3)]) as (_, nodes):
+        async def stalled(sender: str, message: Outcome) -> OutcomeAck:
+            await trio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        for peer in nodes[1:]:
+            monkeypatch.setattr(peer.feedback, "_apply", stalled)
+        begun = trio.current_time()
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=60))
+        took_s = trio.current_time() - begun
+        to_peers = [o for o in trace["outcomes"] if o["planner"] != nodes[0].agent_id]
+        assert to_peers and all(o["delivery"] == "queued" for o in trace["outcomes"])
+        assert took_s < DELIVER_TIMEOUT_S, "the answer did not wait for a stalled outcome handler"
+        with trio.fail_after(30):
+            while nodes[0].feedback.delivery["failed"] < len(to_peers):
+                await trio.sleep(0.1)
+        assert nodes[0].feedback.delivery["queued"] == len(trace["outcomes"])

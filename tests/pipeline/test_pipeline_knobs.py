@@ -17,6 +17,7 @@ from symphony.llm.base import Completion, ModelError
 from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.pipeline.chain import HOP_FLOOR_S, HOP_TIMEOUT_ERROR
 from symphony.pipeline.gate import PriorityGate
+from symphony.pipeline.initiator import PLAN_FLOOR_S, PLAN_TIMEOUT_ERROR
 from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.protocol.messages import Task, TaskKnobs
 from symphony.transport.memory import LinkModel, MemoryNetwork
@@ -51,6 +52,8 @@ async def _ask_with_hung_executors(hop_timeout: str) -> tuple[dict | None, float
     first step (the adaptive test checks that they were tried and cut)."""
     models = [HungExecutor("h0"), HungExecutor("h1"), FakeModel("ok")]
     async with tagged_swarm(models, ["cooking", "cooking", "math"]) as nodes:
+        for node in nodes:  # the executor hop alone: the planner hop waits for the deadline
+            node.tasks.plan_timeout = "off"
         begun = trio.current_time()
         try:
             trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=300, hop_timeout=hop_timeout))
@@ -165,3 +168,75 @@ async def test_minimal_disclosure_keeps_the_question_out_of_executor_prompts(aut
     assert len(executions) == 2
     leaked = [user for system, user in executions if "Tom has 3 boxes" in user or "Ada" in system]
     assert leaked == ([] if disclosure == "minimal" else [u for _, u in executions])
+
+
+class HungPlanner(FakeModel):
+    """Executes like the others; never returns from a planning call (a hung planner)."""
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None):
+        if json_schema is not None:
+            await trio.sleep_forever()
+        return await super().chat(messages, json_schema=json_schema)
+
+
+async def _ask_with_hung_planners(plan_timeout: str) -> tuple[dict, float]:
+    """Three chains on two hung planners and one working one."""
+    async with swarm([HungPlanner("h0"), HungPlanner("h1"), FakeModel("ok")]) as (_, nodes):
+        for node in nodes:
+            node.tasks.plan_timeout = plan_timeout
+        begun = trio.current_time()
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=300))
+        return trace, trio.current_time() - begun
+
+
+async def test_hung_planners_are_cut_at_their_adaptive_limit_not_the_deadline(autojump_clock) -> None:
+    trace, took_s = await _ask_with_hung_planners("adaptive")
+    assert trace["answer"] == "10"
+    cut = [c for c in trace["chains"] if not c["ok"]]
+    assert len(cut) == 2 and all(c["error"].startswith(PLAN_TIMEOUT_ERROR) for c in cut)
+    assert all(c["rtt_ms"] == pytest.approx(PLAN_FLOOR_S * 1000, rel=0.01) for c in cut), \
+        "the working chain's round trip tightened the hung ones to the floor"
+    assert took_s < 300 / 2
+
+
+async def test_without_a_planner_limit_hung_planners_hold_the_question_to_the_deadline(autojump_clock) -> None:
+    trace, took_s = await _ask_with_hung_planners("off")
+    assert trace["answer"] == "10" and took_s >= 300
+
+
+class FirstPlanHangs(FakeModel):
+    """Its first planning call never returns (a planner stuck on one question); later ones work."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.plans = 0
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None):
+        if json_schema is not None:
+            self.plans += 1
+            if self.plans == 1:
+                await trio.sleep_forever()
+        return await super().chat(messages, json_schema=json_schema)
+
+
+async def test_a_chain_of_another_question_tightens_a_hung_planners_limit(autojump_clock) -> None:
+    """Question a's only planner hangs on it (limit: half the deadline, nothing observed yet); question
+    b, asked a second later at the same initiator, comes back at once, and its round trip cuts a at the floor."""
+    async with swarm([None, FirstPlanHangs("p")]) as (_, nodes):
+        begun = trio.current_time()
+        failed: list[TaskFailed] = []
+
+        async def ask_a() -> None:
+            with pytest.raises(TaskFailed) as raised:
+                await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=300), task_id="a")
+            failed.append(raised.value)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask_a)
+            await trio.sleep(1)
+            trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=300), task_id="b")
+            assert trace["answer"] == "10"
+        (chain,) = failed[0].trace["chains"]
+        assert chain["error"].startswith(PLAN_TIMEOUT_ERROR)
+        assert chain["rtt_ms"] == pytest.approx(PLAN_FLOOR_S * 1000, rel=0.01), "not half the deadline (150 s)"
+        assert trio.current_time() - begun < 300 / 4

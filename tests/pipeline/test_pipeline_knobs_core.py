@@ -11,8 +11,10 @@ from symphony.api.http import OptionsBody
 from symphony.beacon.ranking import Candidate, select
 from symphony.pipeline.chain import HOP_CAP_S, HOP_FACTOR, HOP_FLOOR_S, LatencyBook, hop_timeout_s
 from symphony.pipeline.gate import PriorityGate
+from symphony.pipeline.initiator import PLAN_FACTOR, PLAN_FLOOR_S, PLAN_SHARE, InitiatorDriver, plan_timeout_s
 from symphony.pipeline.planner import NEEDS_PROBLEM_MARK, decomposition_messages, replan_messages, split_marks
-from symphony.protocol.messages import Task, TaskKnobs
+from symphony.pipeline.trace import ChainRecord
+from symphony.protocol.messages import Task, TaskKnobs, TaskResult
 
 
 def _c(agent: str, latency_ms: float, score: float = 0.5) -> Candidate:
@@ -112,3 +114,29 @@ def test_task_knobs_round_trip_on_the_wire() -> None:
     assert Task.model_validate(task.wire()) == task
     with pytest.raises(ValidationError):
         Task.model_validate({**task.wire(), "knobs": {"redundancy": 5}})
+
+
+def test_planner_limit_scales_observed_chains_within_the_floor() -> None:
+    assert plan_timeout_s("adaptive", observed_ms=20_000, remaining_s=300) == PLAN_FACTOR * 20
+    assert plan_timeout_s("adaptive", observed_ms=1_000, remaining_s=300) == PLAN_FLOOR_S
+    assert plan_timeout_s("adaptive", observed_ms=0, remaining_s=300) == PLAN_SHARE * 300, "no history: a share"
+    assert plan_timeout_s(45.0, observed_ms=20_000, remaining_s=300) == 45.0
+    assert plan_timeout_s("off", observed_ms=20_000, remaining_s=300) is None
+
+
+def _record(index: int, planner: str, rtt_ms: float, *, ok: bool = True) -> ChainRecord:
+    result = TaskResult(task_id=f"t/c{index}", ok=ok, answer="10" if ok else "", error="" if ok else "boom")
+    return ChainRecord(index=index, planner=planner, planner_score=0.5, rtt_ms=rtt_ms, result=result)
+
+
+def test_a_returned_chain_tightens_its_siblings_and_later_questions() -> None:
+    book = LatencyBook()
+    driver = InitiatorDriver(task_id="t", question="q", kind="number", cots=3, deadline_ms=300_000,
+                             plan_timeout="adaptive", chain_latencies=book)
+    assert driver.plan_limit_s("p1", now_ms=0) == 150.0
+    driver.chain_returned(_record(0, "p0", 10_000), now_ms=10_000)
+    assert driver.plan_limit_s("p1", now_ms=10_000) == PLAN_FACTOR * 10, "the sibling's round trip sets the limit"
+    driver.chain_returned(_record(1, "p1", 90_000, ok=False), now_ms=90_000)
+    later = InitiatorDriver(task_id="u", question="q", kind="number", cots=3, deadline_ms=300_000,
+                            plan_timeout="adaptive", chain_latencies=book)
+    assert later.plan_limit_s("p2", now_ms=0) == PLAN_FACTOR * 10, "failed chains are not observed; ok ones persist"

@@ -92,7 +92,7 @@ class Setup:
     bandwidth_mbps: float | None = None
     deadline_s: float = 60.0
     hop_timeout: HopTimeout = 5.0  # fixed seconds, "adaptive" or "off" (pipeline.chain.hop_timeout_s)
-    plan_timeout_s: float | None = 10.0  # None: the deadline only, as on real nodes
+    plan_timeout: HopTimeout = 10.0  # per planner request: seconds, "adaptive" (as on real nodes) or "off"
     entries: int = 0  # initiators the clients use (0: any live node)
     redundancy: int = 2  # executors per sub-task (cross-checked)
     replans: int = 1  # failed steps a chain may re-plan
@@ -155,7 +155,7 @@ async def open_swarm(setup: Setup, *, byzantine: dict[int, frozenset[str]] | Non
                                      gossip_config=gossip, converge_timeout_s=300) as nodes:
         for node in nodes:
             node.tasks.hop_timeout = setup.hop_timeout
-            node.tasks.plan_timeout_s = setup.plan_timeout_s
+            node.tasks.plan_timeout = setup.plan_timeout
             node.tasks.redundancy = setup.redundancy
             node.tasks.replans = setup.replans
             node.reputation_interval_s = 1.0
@@ -376,7 +376,7 @@ async def _rejoin(net: MemoryNetwork, old: AgentRuntime, others: Sequence[AgentR
                                  ledger_config=old.ledger.config, gossip_config=old.gossip.config,
                                  bootstrap=[a for o in others[:2] for a in o.transport.listen_addrs()],
                                  lamport=record.lamport)
-            for name in ("hop_timeout", "plan_timeout_s", "redundancy", "replans"):
+            for name in ("hop_timeout", "plan_timeout", "redundancy", "replans"):
                 setattr(fresh.tasks, name, getattr(old.tasks, name))
             fresh.reputation_interval_s = old.reputation_interval_s
             box.append(fresh)

@@ -7,7 +7,7 @@ same space; the agent's match score is s_j(t) = phi(c_j, r(t)), a cosine similar
 Layout of the 224 dims (under ``protocol.messages.MAX_VECTOR_DIMS``; they travel as float16)::
 
     [  0, 128)  tags      model card / declared skills through a ``TagEncoder``
-    [128, 192)  hardware  memory, accelerator kind, throughput (``encode_hardware``)
+    [128, 192)  hardware  memory, accelerator kind, CPU cores, throughput (``encode_hardware``)
     [192, 224)  skills    per-task-type success EMA (``SkillScores``), one slot per ``TASK_TYPES``
 
 Block weighting, and why: each block is scaled to unit L2 norm times a fixed weight before the
@@ -210,7 +210,8 @@ _ACCEL_WORDS: dict[str, tuple[str, ...]] = {
     "cpu": ("cpu", "none", "x86", "x86_64", "aarch64"),
 }  # fmt: skip
 MEMORY_BUCKETS = 24
-ACCELERATOR_SLOTS = 16  # 12 kinds used, 4 reserved (zero)
+ACCELERATOR_SLOTS = 12  # one per kind
+CORE_BUCKETS = 4  # cores >= 2, 4, 8, 16 (were 4 reserved accelerator slots)
 THROUGHPUT_BUCKETS = 24
 
 
@@ -234,16 +235,21 @@ def _thermometer(value: float, buckets: int) -> list[float]:
     return [1.0 if value >= 2 ** (k / 2) else 0.0 for k in range(buckets)]
 
 
-def encode_hardware(*, memory_gb: float, accelerator: str, tokens_per_s: float) -> Vector:
+def encode_hardware(*, memory_gb: float, accelerator: str, tokens_per_s: float, cores: int = 0) -> Vector:
     """The 64 raw hardware dims (``capability_vector`` normalises them).
 
     - dims 0-23: memory thermometer, dim k = 1 iff memory_gb >= 2**(k/2) (1 GB ... ~2.9 TB)
-    - dims 24-39: accelerator kind one-hot over ``ACCELERATOR_KINDS`` (last 4 slots reserved)
+    - dims 24-35: accelerator kind one-hot over ``ACCELERATOR_KINDS``
+    - dims 36-39: cores thermometer, dim k = 1 iff cores >= 2**(k+1) (2, 4, 8, 16; 0 = not said)
     - dims 40-63: throughput thermometer, dim k = 1 iff tokens_per_s >= 2**(k/2) (1 ... ~2,900 tok/s)
     """
+    if not (isinstance(cores, int) and cores >= 0):
+        raise ValueError(f"cores must be an int >= 0, not {cores!r}")
     accel = [0.0] * ACCELERATOR_SLOTS
     accel[ACCELERATOR_KINDS.index(accelerator_kind(accelerator))] = 1.0
-    return (*_thermometer(memory_gb, MEMORY_BUCKETS), *accel, *_thermometer(tokens_per_s, THROUGHPUT_BUCKETS))
+    core_dims = [1.0 if cores >= 2 ** (k + 1) else 0.0 for k in range(CORE_BUCKETS)]
+    return (*_thermometer(memory_gb, MEMORY_BUCKETS), *accel, *core_dims,
+            *_thermometer(tokens_per_s, THROUGHPUT_BUCKETS))
 
 
 # ---- skills ---------------------------------------------------------------------------------

@@ -143,12 +143,19 @@ def bench_knobs(
     seed: Annotated[int, typer.Option(help="Seed of the swarm, the questions and the faults.")] = 0,
     step_s: Annotated[float, typer.Option(help="Model seconds per call (virtual time).")] = 2.0,
     out: Annotated[Path, typer.Option(help="Directory for knobs.json and knobs.md.")] = Path("bench-results"),
+    processes: Annotated[bool, typer.Option("--processes", help="Real `symphony node` processes (timed stand-in "
+                                                                "models, 2 of 6 hung) instead of the memory engine: "
+                                                                "a few minutes.")] = False,
 ) -> None:
     """Fault knobs: redundancy 1/2 x adaptive/fixed/no hop timeouts under hung executors and crashes."""
-    from symphony.bench.knobs import run_knobs_bench
+    from symphony.bench.knobs import run_knobs_bench, run_process_knobs_bench
+
+    if processes:
+        run_process_knobs_bench(out_dir=out, console=Console(), seed=seed)
+        return
 
     setup = Setup(agents=agents, tasks=tasks, seed=seed, entries=3, concurrency=4, arrival_s=2.0,
-                  plan_timeout_s=None, deadline_s=300.0)  # plan_timeout_s None: as on real nodes
+                  plan_timeout="adaptive", deadline_s=300.0)  # as on real nodes
     run_knobs_bench(setup, faults=[("slow", 0.3), ("crash", 0.2)], step_s=step_s, out_dir=out, console=Console())
 
 

@@ -131,7 +131,8 @@ def node(
         Path | None, typer.Option(help="TOML file with the same keys as these options (data_dir, name, listen, "
                                        "bootstrap, api, api_auth, skills, model, roles, memory_gb, accelerator, "
                                        "heartbeat, anti_entropy, shards, max_task_records, event_log_max_mb, "
-                                       "event_log_keep, privacy_sigma, redundancy, hop_timeout, replans, disclosure); "
+                                       "event_log_keep, privacy_sigma, redundancy, hop_timeout, replans, disclosure, "
+                                       "learn_republish_s); "
                                        "options given here override it.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Human-readable agent name. \\[default: agent]")] = None,
@@ -204,6 +205,9 @@ def node(
                                                      "\\[default: 1]")] = None,
     disclosure: Annotated[str | None, typer.Option(help="As a planner: full, or minimal (executors get the step "
                                                         "and only the context it needs). \\[default: full]")] = None,
+    learn_republish_s: Annotated[float | None, typer.Option(
+        help="Outcome feedback: republish the learned skill scores in this node's record at most once per this "
+             "many seconds, 1-3600 (outcomes meanwhile coalesce). \\[default: 10]")] = None,
 ) -> None:
     """Start a node: join through --bootstrap, register in the ledger, serve until Ctrl-C.
 
@@ -218,7 +222,7 @@ def node(
              "event_log_keep": event_log_keep, "relay_service": relay_service,
              "privacy_sigma": privacy_sigma,
              "redundancy": redundancy, "hop_timeout": hop_timeout,
-             "replans": replans, "disclosure": disclosure}
+             "replans": replans, "disclosure": disclosure, "learn_republish_s": learn_republish_s}
     try:
         values = load_node_file(config) if config else {}
         values.update({key: value for key, value in given.items() if value is not None and value != []})

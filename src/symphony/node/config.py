@@ -20,6 +20,7 @@ with the same keys; flags given on the command line override the file::
     hop_timeout = "adaptive"  # or "off", or seconds such as "30"
     replans = 1
     disclosure = "full"  # or "minimal"
+    learn_republish_s = 10  # learned skills reach the record at most this often (s)
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import httpx
 from pydantic import ValidationError
 
 from symphony.errors import ConfigError
-from symphony.node.hardware import detect_hardware
+from symphony.node.hardware import detect_hardware, detected_cores
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, HopTimeout
 from symphony.protocol.messages import Hardware
 from symphony.protocol.sharding import MAX_SHARDS
@@ -46,6 +47,9 @@ from symphony.protocol.sharding import MAX_SHARDS
 DEFAULT_API = "127.0.0.1:8470"
 #: Beyond this the noise is several times the signal: ranking by the published vector is random
 MAX_PRIVACY_SIGMA = 10.0
+#: ``--learn-republish-s`` bounds: below 1 s a learning node would flood the gossip with UPDATEs.
+MIN_LEARN_REPUBLISH_S = 1.0
+MAX_LEARN_REPUBLISH_S = 3600.0
 #: The pipeline roles a node with a model may offer (``--roles``); the tags its record carries.
 ROLES = (PLANNER_TAG, EXECUTOR_TAG)
 #: ``--api-auth``: "auto" requires the API token only on a non-loopback address, "token" always.
@@ -155,6 +159,8 @@ class NodeConfig:
     hop_timeout: HopTimeout = "adaptive"
     replans: int = 1
     disclosure: str = "full"
+    #: outcome feedback: learned skills are republished in the record at most once per this many seconds
+    learn_republish_s: float = 10.0
 
     def __post_init__(self) -> None:
         for addr in self.listen:
@@ -183,6 +189,9 @@ class NodeConfig:
                               f"{self.event_log_max_mb} and {self.event_log_keep}")
         if not 0 <= self.privacy_sigma <= MAX_PRIVACY_SIGMA:
             raise ConfigError(f"--privacy-sigma must be 0 (off) to {MAX_PRIVACY_SIGMA}, not {self.privacy_sigma}")
+        if not MIN_LEARN_REPUBLISH_S <= self.learn_republish_s <= MAX_LEARN_REPUBLISH_S:
+            raise ConfigError(f"--learn-republish-s must be {MIN_LEARN_REPUBLISH_S} to {MAX_LEARN_REPUBLISH_S} "
+                              f"seconds, not {self.learn_republish_s}")
 
 
     def task_defaults(self) -> dict[str, Any]:
@@ -209,6 +218,7 @@ FILE_KEYS: dict[str, type] = {
     "relay_service": bool,
     "privacy_sigma": float,
     "redundancy": int, "hop_timeout": str, "replans": int, "disclosure": str,
+    "learn_republish_s": float,
 }
 
 
@@ -294,6 +304,8 @@ def _check_file_value(name: str, value: Any) -> None:
         raise ConfigError(f"must be 0 (off) to {MAX_PRIVACY_SIGMA}, not {value}")
     elif name == "hop_timeout":
         _hop_timeout(value)
+    elif name == "learn_republish_s" and not MIN_LEARN_REPUBLISH_S <= value <= MAX_LEARN_REPUBLISH_S:
+        raise ConfigError(f"must be {MIN_LEARN_REPUBLISH_S} to {MAX_LEARN_REPUBLISH_S} seconds, not {value}")
 
 
 def _check_roles(roles: tuple[str, ...], option: str = "--roles") -> None:
@@ -342,18 +354,19 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         heartbeat_interval_s=values.get("heartbeat", 60.0), anti_entropy_interval_s=values.get("anti_entropy", 30.0),
         shards=values.get("shards", 0),
         **{key: values[key] for key in ("max_task_records", "event_log_max_mb", "event_log_keep", "relay_service",
-                                         "privacy_sigma", "redundancy", "replans", "disclosure") if key in values},
+                                         "privacy_sigma", "redundancy", "replans", "disclosure", "learn_republish_s")
+           if key in values},
         **({"hop_timeout": _hop_timeout(values["hop_timeout"])} if "hop_timeout" in values else {}),
     )
 
 
 def declared_or_detected(memory_gb: float | None, accelerator: str | None) -> Hardware:
-    """``--memory-gb`` / ``--accelerator`` as given; what is not given is detected (``node.hardware``)."""
+    """``--memory-gb`` / ``--accelerator`` as given; what is not given is detected (``node.hardware``), cores always."""
     if memory_gb is None or accelerator is None:
         found = detect_hardware()
         memory_gb = found.memory_gb if memory_gb is None else memory_gb
         accelerator = found.accelerator if accelerator is None else accelerator
-    return Hardware(memory_gb=memory_gb, accelerator=accelerator)
+    return Hardware(memory_gb=memory_gb, accelerator=accelerator, cores=detected_cores())
 
 
 def probe_model_server(spec: str | None, *, timeout: float = 3.0) -> None:

@@ -172,6 +172,7 @@ class Node:
                 privacy_sigma=cfg.privacy_sigma, throughput=self.model.throughput if self.model else None,
                 task_defaults=cfg.task_defaults(),
                 learning_store=LearningFile(self.data_dir / "learned.json"),
+                learning_interval_s=cfg.learn_republish_s,
             )
             transport.set_membership(self.runtime.holds_slots)
             try:

@@ -4,7 +4,7 @@
   given: with an NVIDIA GPU (``nvidia-smi`` on PATH and answering) the memory is the GPUs' total memory
   (what bounds the model) and the accelerator is the first GPU's name; otherwise the memory is the
   machine's total RAM and the accelerator ``apple`` on Apple silicon (unified memory, Metal) or ``cpu``.
-  Cores are ``os.cpu_count()``.
+  Cores are ``os.cpu_count()`` (``detected_cores``), always detected and published (``Hardware.cores``).
 - **Measured**: tokens/s is an EMA of completion_tokens / latency over the node's own model calls
   (``ThroughputMeter``, fed by ``node.metrics.MeteredModel``); the runtime republishes its record
   (hardware + vector, a ledger UPDATE) when the EMA moves more than ``threshold`` from the published
@@ -69,9 +69,14 @@ def nvidia_gpus(run: Callable[..., subprocess.CompletedProcess[str]] = subproces
     return [(name, gb) for name, gb in gpus if name and math.isfinite(gb) and gb > 0]
 
 
+def detected_cores() -> int:
+    """The machine's logical CPU cores (1 where the platform does not say)."""
+    return os.cpu_count() or 1
+
+
 def detect_hardware(run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run) -> DetectedHardware:
     """The machine's memory, cores and accelerator (see the module docstring for which memory)."""
-    cores = os.cpu_count() or 1
+    cores = detected_cores()
     gpus = nvidia_gpus(run)
     if gpus:
         return DetectedHardware(round(sum(gb for _, gb in gpus), 1), cores, gpus[0][0][:64], "gpu")
@@ -80,10 +85,10 @@ def detect_hardware(run: Callable[..., subprocess.CompletedProcess[str]] = subpr
 
 
 def coarsen_hardware(hw: Hardware) -> Hardware:
-    """The published hardware when privacy noise is on: figures down to powers of two, the accelerator
-    to its kind ("NVIDIA H100 80GB HBM3" -> "nvidia"), so the record does not single out a machine."""
+    """The published hardware when privacy noise is on: figures (cores too) down to powers of two, the
+    accelerator to its kind ("NVIDIA H100 80GB HBM3" -> "nvidia"), so the record does not single out a machine."""
     return Hardware(memory_gb=coarse_figure(hw.memory_gb), accelerator=accelerator_kind(hw.accelerator),
-                    tokens_per_s=coarse_figure(hw.tokens_per_s))
+                    tokens_per_s=coarse_figure(hw.tokens_per_s), cores=int(coarse_figure(hw.cores)))
 
 
 class ThroughputMeter:

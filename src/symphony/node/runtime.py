@@ -248,7 +248,8 @@ class AgentRuntime:
         text = " ".join(profile.tags + ((model.name,) if model else ()))
         return list(capability_vector(
             tags=self.encoder.encode(text),
-            hardware=encode_hardware(memory_gb=hw.memory_gb, accelerator=hw.accelerator, tokens_per_s=hw.tokens_per_s),
+            hardware=encode_hardware(memory_gb=hw.memory_gb, accelerator=hw.accelerator, tokens_per_s=hw.tokens_per_s,
+                                     cores=hw.cores),
             skills=self.skills,
         ))
 
@@ -381,6 +382,7 @@ class AgentRuntime:
             if self.throughput is not None:
                 tg.start_soon(self._publish_throughput)
             tg.start_soon(self._publish_learning)
+            tg.start_soon(self.feedback.run)  # outcome delivery, off the answer path
             if self.summaries is not None:
                 tg.start_soon(self.summaries.run)
             task_status.started()

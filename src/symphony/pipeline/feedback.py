@@ -19,6 +19,12 @@ counted (``refused``) and reported (a ``rejected`` event, reason ``outcome_unkno
 ``outcome_not_sender``: the node's ``symphony_rejected_total`` counts it). The envelope is signed and
 replay-checked; the handler sits behind the node's admission guard like the task handler.
 The task type is the agent's own classification of the work it did, never the sender's say.
+
+Delivery is off the answer path: the initiator queues a question's outcomes (``queue``, never
+blocks) and returns its answer; ``run`` (started by the node, its own nursery) delivers them with
+``DELIVERY_WORKERS`` at once, each bounded by ``DELIVER_TIMEOUT_S``. A full queue drops the batch; a
+planner that refuses or does not answer fails it; both are counted (``delivery``) and reported
+(``outcome_dropped`` / ``outcome_sent`` events), so a stalled planner costs learning, never latency.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from symphony.beacon.ranking import Context, LinUCBStrategy
 from symphony.capability.vector import classify_task_type
@@ -46,6 +53,9 @@ WORK_MEMORY = 4096
 DELIVER_TIMEOUT_S = 3.0
 #: Planner -> executor.
 FORWARD_TIMEOUT_S = 1.5
+#: Questions' outcome batches waiting for delivery (more are dropped and counted), and deliveries at once.
+DELIVERY_QUEUE = 64
+DELIVERY_WORKERS = 4
 #: The skill slot a planner's outcomes move.
 PLANNING = "planning"
 
@@ -107,6 +117,10 @@ class OutcomeService:
     _work: OrderedDict[str, Work] = field(default_factory=OrderedDict)
     _dispatches: OrderedDict[str, list[Dispatch]] = field(default_factory=OrderedDict)
     _guard: ReplayGuard = field(default_factory=ReplayGuard)
+    delivery: Counter[str] = field(default_factory=Counter)  # queued, dropped, delivered, failed (outcomes)
+
+    def __post_init__(self) -> None:
+        self._outbox, self._inbox = anyio.create_memory_object_stream[Sequence[ChainOutcome]](DELIVERY_QUEUE)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -130,6 +144,30 @@ class OutcomeService:
         self.changed()  # the per-step LinUCB update just made
 
     # ---- initiator: deliver ----------------------------------------------------------------
+
+    def queue(self, outcomes: Sequence[ChainOutcome]) -> list[dict[str, Any]]:
+        """Hand a question's outcomes to ``run`` without waiting; what was queued (or dropped), for the trace."""
+        status = "queued"
+        if outcomes:
+            try:
+                self._outbox.send_nowait(tuple(outcomes))
+            except anyio.WouldBlock:  # deliveries are stalled: drop, count and say so
+                status = "dropped"
+                self.on_event("outcome_dropped", {"outcomes": len(outcomes), "queue": DELIVERY_QUEUE})
+            self.delivery[status] += len(outcomes)
+        return [{**o.to_wire(), "delivery": status} for o in outcomes]
+
+    async def run(self) -> None:
+        """Deliver queued outcomes, ``DELIVERY_WORKERS`` batches at once, until cancelled."""
+        async with anyio.create_task_group() as tg:
+            for _ in range(DELIVERY_WORKERS):
+                tg.start_soon(self._deliver_queued, self._inbox.clone())
+
+    async def _deliver_queued(self, inbox: anyio.abc.ObjectReceiveStream[Sequence[ChainOutcome]]) -> None:
+        async with inbox:
+            async for outcomes in inbox:
+                for entry in await self.deliver(outcomes):
+                    self.delivery["delivered" if entry["accepted"] else "failed"] += 1
 
     async def deliver(self, outcomes: Sequence[ChainOutcome]) -> list[dict[str, Any]]:
         """Send every chain's outcome to its planner, concurrently; what each planner answered."""
@@ -215,4 +253,5 @@ class OutcomeService:
         return taken
 
 
-__all__ = ["OUTCOME_PROTOCOL", "ChainOutcome", "Dispatch", "OutcomeService", "Work"]
+__all__ = ["DELIVERY_QUEUE", "DELIVERY_WORKERS", "OUTCOME_PROTOCOL", "ChainOutcome", "Dispatch", "OutcomeService",
+           "Work"]

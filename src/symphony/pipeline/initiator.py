@@ -8,6 +8,8 @@ shell beacons for planners and sends the chains; the driver, fed what came back,
 2. ``first_planners``: the top ``cots`` candidates, one per chain slot; the rest queue as backups;
 3. ``chain_returned``: record a planner's answer; a failed chain's slot moves to the next backup
    planner while the deadline allows (shared by all slots, each planner used once);
+   ``plan_limit_s``: how long a planner may hold its chain before its slot moves on (adaptive
+   planner hop, below);
 4. ``check_consistency``: a chain whose answer contradicts its own last step is failed and its
    planner judged (``crossvote.ChainEvidence.consistent``);
 5. ``vote``: the weighted majority over the good chains (eqs. 2-3), each weight scaled by how far
@@ -18,6 +20,13 @@ shell beacons for planners and sends the chains; the driver, fed what came back,
    and chains that collapsed into the same solve (``collapsed_chains``).
 
 Each chain's answer is normalised once, when it arrives (``ChainEvidence``), for all of 4-7.
+
+Adaptive planner hop (issue 17; like ``chain.hop_timeout_s`` one hop up): a planner gets
+``PLAN_FACTOR`` x the largest of its own p95 chain round trip, the p95 of all recent chains and the
+fastest chain of this question so far, at least ``PLAN_FLOOR_S``; with nothing observed yet, half
+the time left to the deadline (``PLAN_SHARE``), so a hung planner still leaves a backup planner the
+other half. The shell re-asks ``plan_limit_s`` whenever a chain comes back, so the first answer of a
+question tightens its siblings' limits: a hung planner costs a few chain-lengths, not the deadline.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from statistics import fmean
 from symphony.beacon.ranking import Candidate
 from symphony.beacon.service import BeaconOutcome
 from symphony.pipeline.answer import Answer
+from symphony.pipeline.chain import HopTimeout, LatencyBook
 from symphony.pipeline.crossvote import ChainEvidence, Verdict, judge
 from symphony.pipeline.extraction import AnswerKind
 from symphony.pipeline.feedback import ChainOutcome
@@ -41,12 +51,36 @@ PLANNER_ROUNDS = 3
 #: No new planner round is started this close to the deadline.
 PLANNER_ROUND_MARGIN_MS = 1000
 INCONSISTENT = "chain answer contradicts its own trace"
+#: Adaptive planner hop: this many times the observed chain round trip, at least the floor (seconds);
+#: with nothing observed, this share of the time left. A chain is several model calls and may lose an
+#: executor hop (``chain.HOP_FLOOR_S``) on the way, hence a higher floor than an executor's.
+PLAN_FACTOR = 4.0
+PLAN_FLOOR_S = 30.0
+PLAN_SHARE = 0.5
+#: The error of a chain cut by its planner limit (not by the task deadline).
+PLAN_TIMEOUT_ERROR = "plan timeout"
+#: ``LatencyBook`` key of every planner's chains together.
+ALL_PLANNERS = "*"
+
+
+def plan_timeout_s(setting: HopTimeout, *, observed_ms: float, remaining_s: float) -> float | None:
+    """How long a planner may hold its chain (None: until the deadline); see the module docstring.
+
+    ``observed_ms``: the chain round trip to scale (0: nothing observed yet)."""
+    if setting == "off":
+        return None
+    if not isinstance(setting, str):
+        return float(setting)
+    if observed_ms <= 0:
+        return PLAN_SHARE * max(0.0, remaining_s)
+    return max(PLAN_FLOOR_S, PLAN_FACTOR * observed_ms / 1000)
 
 
 class InitiatorDriver:
     """One question's chains from planner beacon to trace (steps 1-7 of the module docstring)."""
 
-    def __init__(self, *, task_id: str, question: str, kind: AnswerKind, cots: int, deadline_ms: int) -> None:
+    def __init__(self, *, task_id: str, question: str, kind: AnswerKind, cots: int, deadline_ms: int,
+                 plan_timeout: HopTimeout = "off", chain_latencies: LatencyBook | None = None) -> None:
         self.task_id = task_id
         self.question = question
         self.kind = kind
@@ -57,6 +91,9 @@ class InitiatorDriver:
         self._records: list[ChainRecord] = []
         self._evidence: dict[int, ChainEvidence] = {}  # by position in _records, ok chains only
         self._vote: VoteResult | None = None
+        self._plan_timeout = plan_timeout
+        self._chains = chain_latencies or LatencyBook()  # ok chains' round trips (ms), shared across questions
+        self._fastest_ms = 0.0  # this question's fastest ok chain so far
 
     def planners_found(self, outcome: BeaconOutcome, *, now_ms: int) -> bool:
         """Take a planner round; True when it is enough to start (or no time is left to retry)."""
@@ -73,10 +110,22 @@ class InitiatorDriver:
         """Record a planner's reply; for a failed chain, the backup planner to ask next (None: give up)."""
         self._records.append(record)
         if record.result.ok:
+            self._observe(record)
             self._evidence[len(self._records) - 1] = ChainEvidence.of(
                 planner=record.planner, answer=record.result.answer, trace=record.result.trace, kind=self.kind)
             return None
         return self._queue.pop(0) if self._queue and now_ms < self.deadline_ms else None
+
+    def plan_limit_s(self, planner: str, *, now_ms: int) -> float | None:
+        """How long ``planner`` may hold its chain, from when it was asked (None: the deadline only)."""
+        observed = max(self._chains.p95_ms(planner), self._chains.p95_ms(ALL_PLANNERS), self._fastest_ms)
+        return plan_timeout_s(self._plan_timeout, observed_ms=observed, remaining_s=(self.deadline_ms - now_ms) / 1000)
+
+    def _observe(self, record: ChainRecord) -> None:
+        """An ok chain's round trip: for its planner, for all planners, and for this question's siblings."""
+        self._chains.observe(record.planner, record.rtt_ms)
+        self._chains.observe(ALL_PLANNERS, record.rtt_ms)
+        self._fastest_ms = min(self._fastest_ms or record.rtt_ms, record.rtt_ms)
 
     def check_consistency(self) -> list[Verdict]:
         """Fail each chain whose answer is not its own last step's; the verdicts against their planners."""
@@ -198,4 +247,5 @@ def collapsed_chains(records: Sequence[ChainRecord]) -> Degraded | None:
                                                     "same executors or answers")
 
 
-__all__ = ["INCONSISTENT", "PLANNER_ROUNDS", "PLANNER_ROUND_MARGIN_MS", "InitiatorDriver", "collapsed_chains"]
+__all__ = ["INCONSISTENT", "PLANNER_ROUNDS", "PLANNER_ROUND_MARGIN_MS", "PLAN_TIMEOUT_ERROR", "InitiatorDriver",
+           "collapsed_chains", "plan_timeout_s"]

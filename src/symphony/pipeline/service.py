@@ -71,7 +71,7 @@ from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, pars
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
 from symphony.pipeline.gate import PriorityGate
 from symphony.pipeline.feedback import OutcomeService
-from symphony.pipeline.initiator import PLANNER_ROUNDS, InitiatorDriver
+from symphony.pipeline.initiator import PLAN_TIMEOUT_ERROR, PLANNER_ROUNDS, InitiatorDriver
 from symphony.pipeline.planner import (
     Plan,
     PlanError,
@@ -156,6 +156,17 @@ class AskOptions:
         return knobs if knobs.wire() else None
 
 
+@dataclass(frozen=True, eq=False)  # each request is itself (hashed by identity, kept in a set)
+class _PlanHop:
+    """A chain slot's planner request in flight: its cancel scope (the limit), when it was sent, to whom,
+    and its question's driver (which knows the limit)."""
+
+    scope: anyio.CancelScope
+    sent: float
+    planner: str
+    driver: InitiatorDriver
+
+
 @dataclass
 class _Load:
     """This agent's queue and latency estimate, reported in beacon replies (QoS)."""
@@ -184,16 +195,18 @@ class TaskService:
     reputation: ReputationTable | None = None
     # this node's defaults as a planner for what a question's ``TaskKnobs`` leaves open (issue 17)
     hop_timeout: HopTimeout = "adaptive"  # per executor request: adaptive, fixed seconds, or "off" (deadline)
-    plan_timeout_s: float | None = None  # per planner request (a squatting planner); None = deadline
+    plan_timeout: HopTimeout = "adaptive"  # per planner request (``initiator.plan_timeout_s``); "off": deadline
     redundancy: int = 1  # executors per sub-task (2: cross-checked, a third referees a disagreement)
     replans: int = 1  # failed steps a chain may re-plan
     disclosure: str = "full"  # "minimal": executors get the sub-task and only the context marked as needed
     latencies: LatencyBook = field(default_factory=LatencyBook)
+    chain_latencies: LatencyBook = field(default_factory=LatencyBook)  # as initiator: planners' chain round trips
     gate: PriorityGate = field(default_factory=PriorityGate)  # model calls at once; who waits goes by priority
     rng: random.Random = field(default_factory=random.Random)
     feedback: OutcomeService | None = None  # outcome feedback after the vote (skills, LinUCB); None: off
     _done: dict[tuple[str, str, str], TaskResult] = field(default_factory=dict)
     _running: dict[tuple[str, str, str], anyio.Event] = field(default_factory=dict)
+    _plan_hops: set[_PlanHop] = field(default_factory=set)  # as initiator: planner requests in flight
 
     def qos(self) -> tuple[int, float]:
         return self.load.active, self.load.latency_ema_ms * (self.load.active + 1)
@@ -226,7 +239,8 @@ class TaskService:
         begun = self.clock()  # every span below uses the injected clock, so virtual time measures them exactly
         driver = InitiatorDriver(task_id=task_id, question=question, kind=options.answer_kind or
                                  guess_answer_kind(question), cots=options.cots,
-                                 deadline_ms=self._now_ms() + int(options.deadline_s * 1000))
+                                 deadline_ms=self._now_ms() + int(options.deadline_s * 1000),
+                                 plan_timeout=self.plan_timeout, chain_latencies=self.chain_latencies)
         beacon = await self._find_planners(driver, options)
         beacon_ms = self._span_ms(begun)
         planners = driver.first_planners()
@@ -251,8 +265,8 @@ class TaskService:
             self.on_event("task_failed", {"task": task_id, "chains": len(driver.records), "degraded": degraded})
             raise TaskFailed(f"no chain returned a usable answer ({len(driver.records)} attempts); see the trace",
                              trace=trace, reason=reason)
-        if self.feedback is not None:  # each judged planner (and through it its executors) learns how it did
-            trace["outcomes"] = await self.feedback.deliver(driver.outcomes(verdicts))
+        if self.feedback is not None:  # each judged planner (and through it its executors) learns how it did,
+            trace["outcomes"] = self.feedback.queue(driver.outcomes(verdicts))  # after the answer is back
         self.on_event("task_finished", {"task": task_id, "answer": vote.answer, "vote": trace["vote"],
                                         "latency_ms": trace["latency_ms"], "degraded": degraded})
         return trace
@@ -273,19 +287,38 @@ class TaskService:
         return beacon
 
     async def _run_chain(self, driver: InitiatorDriver, options: AskOptions, index: int, first: Candidate) -> None:
-        """Chain slot ``index``: ask ``first``, then each backup planner the driver hands out."""
+        """Chain slot ``index``: ask ``first``, then each backup planner the driver hands out; each
+        planner may hold the chain for its ``plan_limit_s``, tightened as chains (of any question) come back."""
         candidate: Candidate | None = first
         while candidate is not None:
             task = Task(task_id=f"{driver.task_id}/c{index}", role="plan", question=driver.question,
                         answer_kind=driver.kind, max_steps=options.max_steps, strategy=options.strategy,  # type: ignore[arg-type]
                         top_l=options.top_l, deadline_ms=driver.deadline_ms, context=options.context,
                         temperature=options.temperature, knobs=options.knobs())
-            sent = self.clock()
-            result = await self._send(candidate.agent_id, task)
+            hop = _PlanHop(anyio.CancelScope(), self.clock(), candidate.agent_id, driver)
+            self._plan_hops.add(hop)
+            self._limit_plan(hop)
+            with hop.scope:
+                result = await self._send(candidate.agent_id, task)
+            self._plan_hops.discard(hop)
+            if hop.scope.cancelled_caught:  # the planner held the chain past its limit
+                self._blame(candidate.agent_id, Offence.TIMEOUT)
+                result = TaskResult(task_id=task.task_id, ok=False,
+                                    error=f"{PLAN_TIMEOUT_ERROR} after {self.clock() - hop.sent:.1f} s")
             record = ChainRecord(index=index, planner=candidate.agent_id, planner_score=candidate.score,
-                                 rtt_ms=self._span_ms(sent), result=result)
+                                 rtt_ms=self._span_ms(hop.sent), result=result)
             self.on_event("chain_finished", {"task": driver.task_id, "chain": record.to_wire()})
             candidate = driver.chain_returned(record, now_ms=self._now_ms())
+            if result.ok:  # its round trip may tighten the planners still running, in this question or others
+                for running in list(self._plan_hops):
+                    self._limit_plan(running)
+
+    def _limit_plan(self, hop: _PlanHop) -> None:
+        """Set (or tighten) ``hop``'s cancel deadline to its planner's current limit."""
+        limit = hop.driver.plan_limit_s(hop.planner, now_ms=self._now_ms())
+        if limit is not None:
+            left = limit - (self.clock() - hop.sent)
+            hop.scope.deadline = min(hop.scope.deadline, anyio.current_time() + left)
 
     def _trust(self, agent_id: str) -> float:
         """How far this node trusts ``agent_id`` (1.0 without a reputation table)."""
@@ -303,10 +336,10 @@ class TaskService:
 
     async def _send(self, agent_id: str, task: Task, *, hop_s: float | None = None) -> TaskResult:
         """Run ``task`` on ``agent_id`` (in-process if it is us) for at most ``hop_s`` (an execute
-        task's hop limit; a plan's is ``plan_timeout_s``) within the deadline; failures become ``ok=False``."""
+        task's hop limit; a plan's is set by ``_run_chain``'s cancel scope) within the deadline; failures
+        become ``ok=False``."""
         remaining = max(0.001, task.deadline_ms / 1000 - self.clock())
-        hop = hop_s if task.role == "execute" else self.plan_timeout_s
-        timeout = remaining if hop is None else min(remaining, hop)
+        timeout = remaining if hop_s is None else min(remaining, hop_s)
         try:
             if agent_id == self.identity.agent_id:
                 with anyio.fail_after(timeout):

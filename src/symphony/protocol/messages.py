@@ -118,6 +118,7 @@ class Hardware(_Wire):
     memory_gb: float = Field(default=0.0, ge=0, le=1e6)
     accelerator: ShortText = "cpu"
     tokens_per_s: float = Field(default=0.0, ge=0, le=1e7)
+    cores: int = Field(default=0, ge=0, le=65536)  # CPU cores (0: not said)
 
 
 class _Signed(_Wire):
