@@ -76,6 +76,7 @@ class LoopbackConfig:
     converge_timeout_s: float = 240.0  # enforced by each worker; the parent allows start_timeout_s more
     task_timeout_s: float = 600.0
     exit_timeout_s: float = 30.0
+    profile: bool = False  # each worker runs under pyinstrument and writes its profile beside its log
 
 
 # ---- the worker: several agents in one process --------------------------------------------------
@@ -272,6 +273,7 @@ async def _spawn(n: int, first: int, count: int, cfg: LoopbackConfig, log: Path)
         "tokens_per_s": cfg.tokens_per_s,
         "seed": cfg.seed,
         "converge_timeout_s": cfg.converge_timeout_s,
+        "profile": str(log.with_suffix(".profile.txt")) if cfg.profile else None,
     }
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_src_path(), os.environ.get("PYTHONPATH")]))}
     with log.open("wb") as err:
@@ -463,7 +465,32 @@ def _worker_main(argv: list[str]) -> None:
     """Entry point of a worker process: the parent's channel keeps fd 1; stray prints go to stderr."""
     channel = os.dup(1)
     os.dup2(2, 1)
-    trio.run(_Worker(**json.loads(argv[0]), channel_fd=channel).main)
+    spec = json.loads(argv[0])
+    profile = spec.pop("profile", None)
+    worker = _Worker(**spec, channel_fd=channel)
+    if profile is None:
+        trio.run(worker.main)
+    else:
+        _profiled(lambda: trio.run(worker.main), Path(profile))
+
+
+def _profiled(run: Callable[[], None], out: Path) -> None:
+    """Run ``run`` under pyinstrument (the ``bench`` extra) and write its call tree to ``out``.
+
+    Sampling every 1 ms, all threads' Python frames; ``async_mode="disabled"`` because trio's
+    tasks interleave on one thread and the profile is meant to say where the CPU goes, not which
+    task waited."""
+    from pyinstrument import Profiler  # the bench extra; only a profiled run needs it
+
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    profiler.start()
+    try:
+        run()
+    finally:
+        profiler.stop()
+        tree = profiler.output_text(unicode=False, color=False, show_all=False)
+        flat = profiler.output_text(unicode=False, color=False, show_all=True, flat=True, flat_time="self")
+        out.write_text(f"{tree}\n\n# self time per function (flat)\n{flat}")
 
 
 if __name__ == "__main__":
