@@ -18,7 +18,8 @@ Frames are py-libp2p's varint-length-prefixed messages (``VarIntLengthMsgReadWri
 The server keeps every defence of the per-request path (``libp2p.py``), per request rather than
 per stream: a request takes a member's or a stranger's slot only while its handler runs, so a
 peer holding its stream open takes none; a peer has at most ``max_in_flight`` requests running
-(more are refused and reported as ``too_many_streams``); once a frame's first byte has arrived,
+per protocol, as it may hold that many streams per protocol on the other path (more are refused
+and reported as ``too_many_streams``); once a frame's first byte has arrived,
 the rest must arrive within ``read_timeout_s`` (``slow_request``); a malformed, oversized or
 truncated frame is that peer's offence and ends its stream. Idle time between frames is not an
 offence: a persistent stream is idle most of the time.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -139,7 +141,7 @@ class MuxServer:
         (then finish what runs and close) or offends (then report it and reset the stream)."""
         peer = stream.muxed_conn.peer_id
         writer = _Writer(stream, self.max_reply_bytes + _HEAD.size)
-        in_flight = [0]
+        in_flight: Counter[str] = Counter()  # per protocol, as the guard caps per-protocol streams
         async with trio.open_nursery() as nursery:
             try:
                 while (frame := await self._next_frame(stream)) is not None:
@@ -152,7 +154,7 @@ class MuxServer:
         await stream.close()
 
     async def _dispatch(
-        self, nursery: trio.Nursery, writer: _Writer, peer: ID, frame: bytes, in_flight: list[int]
+        self, nursery: trio.Nursery, writer: _Writer, peer: ID, frame: bytes, in_flight: Counter[str]
     ) -> None:
         try:
             rid, protocol, payload = decode_request(frame)
@@ -160,7 +162,7 @@ class MuxServer:
             raise _Offence("malformed_request") from exc
         if len(payload) > self.max_request_bytes:
             raise _Offence("oversized_request")
-        if in_flight[0] >= self.max_in_flight:
+        if in_flight[protocol] >= self.max_in_flight:
             self.report(peer, protocol, "too_many_streams")
             await writer.send(encode_reply(rid, None, "too many requests in flight"))
             return
@@ -168,15 +170,15 @@ class MuxServer:
         if slot is None:
             await writer.send(encode_reply(rid, None, "busy"))
             return
-        in_flight[0] += 1
+        in_flight[protocol] += 1
         nursery.start_soon(self._run, writer, peer, rid, protocol, payload, slot, in_flight)
 
     async def _run(
         self, writer: _Writer, peer: ID, rid: int, protocol: str, payload: bytes,
-        slot: trio.Semaphore, in_flight: list[int],
+        slot: trio.Semaphore, in_flight: Counter[str],
     ) -> None:
         """One request: the handler under its slot, then the reply; the request counts against
-        ``max_in_flight`` until its reply is written, so a peer that stops reading holds at most
+        ``max_in_flight`` (per protocol) until its reply is written, so a peer that stops reading holds at most
         that many replies here, each for at most ``write_timeout_s``."""
         try:
             try:
@@ -188,7 +190,7 @@ class MuxServer:
         except IOException as exc:  # the peer went away: nobody to tell
             logger.debug("could not reply to %s on %s: %s", peer, protocol, exc)
         finally:
-            in_flight[0] -= 1
+            in_flight[protocol] -= 1
 
     async def _next_frame(self, stream: INetStream) -> bytes | None:
         """The next request frame, or None once the peer has closed its side or the stream broke.
