@@ -76,7 +76,7 @@ class LoopbackConfig:
     tokens_per_s: float = 35.0
     beacon_rounds: int = 20
     seed: int = 0
-    start_timeout_s: float = 60.0  # workers up and listening
+    start_timeout_s: float = 180.0  # workers up and listening (10 processes importing at load 20 took over 60 s)
     converge_timeout_s: float = 240.0  # enforced by each worker; the parent allows start_timeout_s more
     task_timeout_s: float = 600.0
     exit_timeout_s: float = 30.0
