@@ -58,8 +58,8 @@ from symphony.bench.systems import (
 from symphony.bench.workload import COTS, QUESTION, STEPS
 from symphony.capability import classify_task_type, requirement_vector
 from symphony.node import AgentRuntime, SimulatedAgent
-from symphony.protocol import Identity
 from symphony.pipeline.service import EXECUTOR_TAG, TASK_PROTOCOL, TaskFailed, TaskService
+from symphony.protocol import Identity
 from symphony.transport.libp2p import Libp2pConfig, Libp2pTransport, open_libp2p_transport
 
 CHANNELS = (TASK_PROTOCOL, BEACON_PROTOCOL)
@@ -82,7 +82,8 @@ class LoopbackConfig:
     exit_timeout_s: float = 30.0
     profile: bool = False  # each worker runs under pyinstrument and writes its profile beside its log
     stress: bool = False  # run the join phase with 2 busy processes per core (bounded by join_timeout_s)
-    join_timeout_s: float = 120.0
+    join_timeout_s: float = 120.0  # per joiner
+    joiners: int = 3  # agents that join the running network one after another
     centralized: bool = True  # also run the centralized hub baseline on real processes, after each size
 
 
@@ -477,32 +478,46 @@ async def _measure(
 async def _join(
     n: int, procs: list[_Process], cfg: LoopbackConfig, root: Path, nursery: trio.Nursery, say: Callable[[str], None]
 ) -> dict[str, Any]:
-    """One more agent (index ``n``, in a process of its own) joins the running network. Times from
-    the moment its runtime is up: until it holds all n + 1 records, and until every other replica
-    holds its record (each worker stamps the time it saw it, on the machine's one clock). With
-    ``cfg.stress``, 2 busy processes per core run meanwhile."""
+    """``cfg.joiners`` more agents join the running network one after another, each in a process of
+    its own (the k-th has index n + k). Times from the moment a joiner's runtime is up: until it
+    holds every record, and until every other replica holds its record (each worker stamps the time
+    it saw it, on the machine's one clock). With ``cfg.stress``, 2 busy processes per core run
+    throughout."""
+    stress = 2 * (os.cpu_count() or 1) if cfg.stress else 0
+    at_new: list[float] = []
+    everywhere: list[float] = []
+    with _stress(stress, cfg.join_timeout_s * cfg.joiners):
+        for k in range(cfg.joiners):
+            new, took = await _one_join(n + k, procs, cfg, root, nursery)
+            at_new.append(new)
+            everywhere.append(took)
+    join = {"stress_processes": stress, "at_new_s": at_new, "everywhere_s": everywhere,
+            "max_s": round(max(at_new + everywhere), 3), "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    say(f"libp2p N={n}: {cfg.joiners} joiners held every record after {at_new} s; their records were everywhere "
+        f"after {everywhere} s (stress processes: {stress})")
+    return join
+
+
+async def _one_join(index: int, procs: list[_Process], cfg: LoopbackConfig, root: Path,
+                    nursery: trio.Nursery) -> tuple[float, float]:
+    """Agent ``index`` joins the ``index`` agents running in ``procs``; returns (seconds until it held
+    all index + 1 records, seconds until every other replica held its record)."""
     waits: list[float] = []
 
     async def wait_for_joiner(p: _Process) -> None:
-        waits.append((await p.call("records", cfg.join_timeout_s, count=n + 1))["at"])
+        waits.append((await p.call("records", cfg.join_timeout_s, count=index + 1))["at"])
 
-    with _stress(2 * (os.cpu_count() or 1) if cfg.stress else 0, cfg.join_timeout_s):
-        joiner = await _spawn(n + 1, n, 1, cfg, root / f"n{n}-joiner.log")
-        procs.append(joiner)  # stopped with the others
-        nursery.start_soon(joiner.read_all)
-        await _wait_all([joiner], "opened", cfg.start_timeout_s, "joiner listening")
-        async with trio.open_nursery() as watchers:
-            for p in procs[:-1]:
-                watchers.start_soon(wait_for_joiner, p)
-            await joiner.lines.write({"op": "start", "bootstrap": [procs[0].received["opened"]["addrs"][0]]})
-            await _wait_all([joiner], "converged", cfg.join_timeout_s, "joiner convergence")
-    up, at_new = joiner.received["converged"]["up"], joiner.received["converged"]["at"]
-    join = {"stress_processes": 2 * (os.cpu_count() or 1) if cfg.stress else 0,
-            "at_new_s": round(at_new - up, 3), "everywhere_s": round(max(waits) - up, 3),
-            "load_avg": [round(x, 2) for x in os.getloadavg()]}
-    say(f"libp2p N={n}: a joiner held all {n + 1} records {join['at_new_s']} s after it was up; its record was "
-        f"everywhere after {join['everywhere_s']} s (stress processes: {join['stress_processes']})")
-    return join
+    joiner = await _spawn(index + 1, index, 1, cfg, root / f"joiner{index}.log")
+    procs.append(joiner)  # stopped with the others
+    nursery.start_soon(joiner.read_all)
+    await _wait_all([joiner], "opened", cfg.start_timeout_s, "joiner listening")
+    async with trio.open_nursery() as watchers:
+        for p in procs[:-1]:
+            watchers.start_soon(wait_for_joiner, p)
+        await joiner.lines.write({"op": "start", "bootstrap": [procs[0].received["opened"]["addrs"][0]]})
+        await _wait_all([joiner], "converged", cfg.join_timeout_s, "joiner convergence")
+    up, held = joiner.received["converged"]["up"], joiner.received["converged"]["at"]
+    return round(held - up, 3), round(max(waits) - up, 3)
 
 
 @contextmanager
@@ -541,9 +556,9 @@ def markdown(results: LoopbackResults) -> str:
             j = r.get("join")
             if j:
                 lines.append(
-                    f"- N = {r['n']}, one more agent joins ({j['stress_processes']} stress processes): it holds all "
-                    f"records {j['at_new_s']} s after it is up, its record is everywhere after {j['everywhere_s']} s; "
-                    f"load {j['load_avg']}"
+                    f"- N = {r['n']}, {len(j['at_new_s'])} agents join one by one ({j['stress_processes']} stress "
+                    f"processes): each holds every record {j['at_new_s']} s after it is up, its record is everywhere "
+                    f"after {j['everywhere_s']} s (worst {j['max_s']} s); load {j['load_avg']}"
                 )
         elif r.get("errors"):
             lines.append(f"- {r['arch']} N = {r['n']}: {r.get('errors')}; exit codes {r['exit_codes']}")
