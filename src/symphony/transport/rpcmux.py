@@ -163,7 +163,8 @@ class MuxServer:
         if len(payload) > self.max_request_bytes:
             raise _Offence("oversized_request")
         if in_flight[protocol] >= self.max_in_flight:
-            self.report(peer, protocol, "too_many_streams")
+            # reported under the mux's id: the protocol named in the frame is the peer's to choose
+            self.report(peer, MUX_PROTOCOL, "too_many_streams")
             await writer.send(encode_reply(rid, None, "too many requests in flight"))
             return
         slot = self.admit(peer.to_base58(), protocol)
@@ -191,6 +192,8 @@ class MuxServer:
             logger.debug("could not reply to %s on %s: %s", peer, protocol, exc)
         finally:
             in_flight[protocol] -= 1
+            if not in_flight[protocol]:
+                del in_flight[protocol]  # a peer naming ever new protocols must not grow the counter
 
     async def _next_frame(self, stream: INetStream) -> bytes | None:
         """The next request frame, or None once the peer has closed its side or the stream broke.
