@@ -16,7 +16,7 @@ def _gone(pid: int) -> bool:
     return False
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)  # two networks and a joiner: ~2 min alone, 3 at load 15
 def test_small_real_process_run_counts_bytes_and_leaves_no_process(tmp_path) -> None:
     """4 agents in 2 processes answer one task; the counters saw its bytes; a fifth agent joins; then the
     centralized hub baseline (a coordinator process and the same 2 worker processes) answers it too;
