@@ -52,7 +52,8 @@ class SimNode:
 
 @asynccontextmanager
 async def sim(
-    count: int, *, link: LinkModel = LinkModel(latency_s=0.005), ledger_config: LedgerConfig = CFG
+    count: int, *, link: LinkModel = LinkModel(latency_s=0.005), ledger_config: LedgerConfig = CFG,
+    gossip: GossipConfig = GOSSIP,
 ) -> AsyncIterator[tuple[MemoryNetwork, list[SimNode], Callable[[int, list[str]], Awaitable[SimNode]]]]:
     net = MemoryNetwork(link=link, rng=random.Random(7))
     async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
@@ -64,7 +65,7 @@ async def sim(
             service = LedgerService(
                 transport=transport, identity=ident, ledger=Ledger(ledger_config),
                 profile=LedgerRecord(agent_id=ident.agent_id, lamport=0, issued_at=0, name=f"n{n}"),
-                clock=clock, rng=random.Random(n), config=GOSSIP, bootstrap=bootstrap,
+                clock=clock, rng=random.Random(n), config=gossip, bootstrap=bootstrap,
             )
             scope = trio.CancelScope()
 
@@ -140,6 +141,19 @@ async def test_late_joiner_catches_up_by_anti_entropy(autojump_clock) -> None:
         await until(lambda: converged(nodes))
         late = await start(9, nodes[1].service.transport.listen_addrs())
         await until(lambda: set(late.ledger.records) >= {n.agent_id for n in nodes})
+
+
+async def test_a_joiner_and_the_network_meet_within_a_second_not_an_anti_entropy_round(autojump_clock) -> None:
+    """With anti-entropy and heartbeats 10 minutes apart, a joiner still holds every record, and
+    a node it never connected to holds its record, within a second (virtual): the two sides sync
+    when they first meet, and the bootstrap relays the joiner's record into the mesh."""
+    slow = GossipConfig(anti_entropy_interval_s=600.0, target_degree=3)
+    async with sim(4, ledger_config=LedgerConfig(heartbeat_interval_s=600.0), gossip=slow) as (_, nodes, start):
+        await until(lambda: all(len(n.ledger.records) == 4 for n in nodes), timeout=1800)
+        late = await start(9, nodes[1].service.transport.listen_addrs())
+        everyone = {n.agent_id for n in nodes} | {late.agent_id}
+        took = await until(lambda: all(set(n.ledger.records) >= everyone for n in [*nodes, late]), timeout=60)
+        assert took <= 1.0
 
 
 async def test_crashed_node_becomes_unavailable(autojump_clock) -> None:

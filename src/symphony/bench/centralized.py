@@ -241,6 +241,28 @@ class CentralizedSystem:
         return [self.coordinator.transport, *(a.transport for a in self.agents)]
 
 
+def centralized_agent(
+    transport: Transport, spec: SimulatedAgent, index: int, coordinator: str, *, clock: Callable[[], float],
+) -> tuple[CentralizedAgent, bytes]:
+    """One agent of the baseline on ``transport``, serving tasks, and its signed record to register
+    with ``coordinator`` (``REGISTER_PROTOCOL``). Used here and by ``bench.loopback`` on real processes."""
+    # AgentRuntime's record and vector, without its ledger service or beacon
+    runtime = AgentRuntime(transport=transport, identity=spec.identity, profile=spec.profile,
+                           model=spec.model, clock=clock, rng=random.Random(index))
+    tasks = TaskService(transport=transport, identity=spec.identity,
+                        selector=CoordinatorSelector(coordinator),  # type: ignore[arg-type]
+                        model=spec.model, encoder=runtime.encoder, clock=clock)
+    transport.set_handler(TASK_PROTOCOL, tasks.handle)
+    record = runtime.gossip._profile.model_copy(update={"issued_at": int(clock() * 1000)})
+    return CentralizedAgent(transport, tasks), record.signed_by(spec.identity).to_bytes()
+
+
+async def register_with(agent: CentralizedAgent, coordinator: str, hub_addr: str, signed: bytes) -> None:
+    """Connect ``agent`` to the coordinator at ``hub_addr`` and register its record."""
+    await agent.transport.connect(hub_addr)
+    await agent.transport.request(coordinator, REGISTER_PROTOCOL, signed, timeout=600)
+
+
 @asynccontextmanager
 async def open_centralized(
     net: MemoryNetwork, coordinator: Identity, agents: Sequence[SimulatedAgent], *, clock: Callable[[], float],
@@ -253,33 +275,23 @@ async def open_centralized(
         hub = (GroupChatCoordinator(hub_transport, coordinator, clock, group_size=group_size) if groupchat
                else Coordinator(hub_transport, coordinator, clock))
         members: list[CentralizedAgent] = []
-        registrations: list[tuple[Transport, bytes]] = []
+        registrations: list[bytes] = []
         for n, spec in enumerate(agents):
             transport = await stack.enter_async_context(net.open_node(spec.identity))
-            # AgentRuntime's record and vector, without its ledger service or beacon
-            runtime = AgentRuntime(transport=transport, identity=spec.identity, profile=spec.profile,
-                                   model=spec.model, clock=clock, rng=random.Random(n))
-            tasks = TaskService(transport=transport, identity=spec.identity,
-                                selector=CoordinatorSelector(coordinator.agent_id),  # type: ignore[arg-type]
-                                model=spec.model, encoder=runtime.encoder, clock=clock)
-            transport.set_handler(TASK_PROTOCOL, tasks.handle)
+            member, signed = centralized_agent(transport, spec, n, coordinator.agent_id, clock=clock)
             if groupchat:
                 transport.set_handler(GROUPCHAT_PROTOCOL, GroupChatMember(coordinator.agent_id, clock).handle)
-            record = runtime.gossip._profile.model_copy(update={"issued_at": int(clock() * 1000)})
-            registrations.append((transport, record.signed_by(spec.identity).to_bytes()))
-            members.append(CentralizedAgent(transport, tasks))
-
-        async def register(member: Transport, signed: bytes) -> None:
-            await member.connect(hub_transport.listen_addrs()[0])
-            await member.request(coordinator.agent_id, REGISTER_PROTOCOL, signed, timeout=600)
+            members.append(member)
+            registrations.append(signed)
 
         async with anyio.create_task_group() as tg:
-            for member, signed in registrations:
-                tg.start_soon(register, member, signed)
+            for member, signed in zip(members, registrations, strict=True):
+                tg.start_soon(register_with, member, coordinator.agent_id, hub_transport.listen_addrs()[0], signed)
         if isinstance(hub, GroupChatCoordinator):
             await stack.enter_async_context(hub.serve())
         yield CentralizedSystem(hub, members)
 
 
 __all__ = ["GROUPCHAT_KIND", "GROUPCHAT_PROTOCOL", "REGISTER_PROTOCOL", "CentralizedAgent", "CentralizedSystem",
-           "Coordinator", "CoordinatorSelector", "GroupChatCoordinator", "GroupChatMember", "open_centralized"]
+           "Coordinator", "CoordinatorSelector", "GroupChatCoordinator", "GroupChatMember", "centralized_agent",
+           "open_centralized", "register_with"]

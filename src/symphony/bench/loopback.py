@@ -21,6 +21,7 @@ task batch. Every wait has a deadline, and every worker is killed if it has not 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -28,8 +29,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from rich.table import Table
 import symphony
 from symphony.beacon import BEACON_PROTOCOL
 from symphony.bench.accounting import Traffic
+from symphony.bench.centralized import Coordinator, centralized_agent, register_with
 from symphony.bench.systems import (
     HEADERS,
     SystemsConfig,
@@ -55,12 +57,14 @@ from symphony.bench.systems import (
 )
 from symphony.bench.workload import COTS, QUESTION, STEPS
 from symphony.capability import classify_task_type, requirement_vector
-from symphony.node import AgentRuntime
-from symphony.pipeline.service import EXECUTOR_TAG, TASK_PROTOCOL, TaskFailed
-from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
+from symphony.node import AgentRuntime, SimulatedAgent
+from symphony.pipeline.service import EXECUTOR_TAG, TASK_PROTOCOL, TaskFailed, TaskService
+from symphony.protocol import Identity
+from symphony.transport.libp2p import Libp2pConfig, Libp2pTransport, open_libp2p_transport
 
 CHANNELS = (TASK_PROTOCOL, BEACON_PROTOCOL)
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+HUB_IDENTITY = Identity(hashlib.sha256(b"systems-libp2p/coordinator").digest())
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,15 @@ class LoopbackConfig:
     tokens_per_s: float = 35.0
     beacon_rounds: int = 20
     seed: int = 0
-    start_timeout_s: float = 60.0  # workers up and listening
+    start_timeout_s: float = 180.0  # workers up and listening (10 processes importing at load 20 took over 60 s)
     converge_timeout_s: float = 240.0  # enforced by each worker; the parent allows start_timeout_s more
     task_timeout_s: float = 600.0
     exit_timeout_s: float = 30.0
+    profile: bool = False  # each worker runs under pyinstrument and writes its profile beside its log
+    stress: bool = False  # run the join phase with 2 busy processes per core (bounded by join_timeout_s)
+    join_timeout_s: float = 120.0  # per joiner
+    joiners: int = 3  # agents that join the running network one after another
+    centralized: bool = True  # also run the centralized hub baseline on real processes, after each size
 
 
 # ---- the worker: several agents in one process --------------------------------------------------
@@ -108,7 +117,11 @@ class _Lines:
 
 @dataclass
 class _Worker:
-    """Agents ``first .. first + count - 1`` of an N-agent network, run in this process."""
+    """Agents ``first .. first + count - 1`` of an N-agent network, run in this process.
+
+    ``role`` is ``symphony`` (each agent an ``AgentRuntime``), ``hub-agents`` (the centralized
+    baseline's agents: ``bench.centralized``, registered with the hub the parent names) or ``hub``
+    (the baseline's coordinator alone; ``count`` is 0)."""
 
     n: int
     first: int
@@ -116,48 +129,77 @@ class _Worker:
     tokens_per_s: float
     seed: int
     converge_timeout_s: float
+    role: str = "symphony"
     channel_fd: int = 1
     runtimes: list[AgentRuntime] = field(default_factory=list)
+    transports: list[Libp2pTransport] = field(default_factory=list)
+    tasks: list[TaskService] = field(default_factory=list)
 
     async def main(self) -> None:
         lines = _Lines(trio.lowlevel.FdStream(os.dup(0)), trio.lowlevel.FdStream(self.channel_fd))
         agents = _agents(self.n, self.tokens_per_s, self.seed)[self.first : self.first + self.count]
+        identities = [HUB_IDENTITY] if self.role == "hub" else [a.identity for a in agents]
         async with AsyncExitStack() as stack:
-            transports = [
-                await stack.enter_async_context(open_libp2p_transport(a.identity, Libp2pConfig([LOOPBACK])))
-                for a in agents
+            self.transports = [
+                await stack.enter_async_context(open_libp2p_transport(identity, Libp2pConfig([LOOPBACK])))
+                for identity in identities
             ]
-            await lines.write({"ev": "opened", "addrs": [t.listen_addrs()[0] for t in transports]})
+            await lines.write({"ev": "opened", "addrs": [t.listen_addrs()[0] for t in self.transports]})
             start = await lines.read()
             if start is None or start.get("op") != "start":
                 return
-            for i, (agent, transport) in enumerate(zip(agents, transports, strict=True)):
-                index = self.first + i
-                self.runtimes.append(
-                    AgentRuntime(
-                        transport=transport,
-                        identity=agent.identity,
-                        profile=agent.profile,
-                        model=agent.model,
-                        clock=time.time,
-                        rng=random.Random(index),
-                        bootstrap=[] if index == 0 else start["bootstrap"],
-                    )
-                )
-            async with anyio.create_task_group() as tg:
-                for runtime in self.runtimes:
-                    await tg.start(runtime.run)
-                await self._converge()
-                await lines.write({"ev": "converged"})
-                await self._serve(lines, tg)
-                tg.cancel_scope.cancel()
+            if self.role == "symphony":
+                await self._run_symphony(lines, agents, start["bootstrap"])
+            else:
+                await self._run_centralized(lines, agents, start["bootstrap"][0])
         await lines.write({"ev": "exit", "stats": self._stats()})
 
-    async def _converge(self) -> None:
-        """Wait (with a deadline) until every local replica holds all N available records."""
+    async def _run_centralized(self, lines: _Lines, agents: list[SimulatedAgent], hub_addr: str) -> None:
+        """The hub's coordinator, or agents registered with it; then serve the parent."""
+        if self.role == "hub":
+            Coordinator(self.transports[0], HUB_IDENTITY, time.time)
+        else:
+            for i, (agent, transport) in enumerate(zip(agents, self.transports, strict=True)):
+                member, signed = centralized_agent(transport, agent, self.first + i, HUB_IDENTITY.agent_id,
+                                                   clock=time.time)
+                await register_with(member, HUB_IDENTITY.agent_id, hub_addr, signed)
+                self.tasks.append(member.tasks)
+        await lines.write({"ev": "converged", "up": time.time(), "at": time.time()})
+        async with anyio.create_task_group() as tg:
+            await self._serve(lines, tg)
+            tg.cancel_scope.cancel()
+
+    async def _run_symphony(self, lines: _Lines, agents: list[SimulatedAgent], bootstrap: list[str]) -> None:
+        """Every agent an ``AgentRuntime`` gossiping its ledger; converge, then serve the parent."""
+        for i, (agent, transport) in enumerate(zip(agents, self.transports, strict=True)):
+            index = self.first + i
+            self.runtimes.append(
+                AgentRuntime(
+                    transport=transport,
+                    identity=agent.identity,
+                    profile=agent.profile,
+                    model=agent.model,
+                    clock=time.time,
+                    rng=random.Random(index),
+                    bootstrap=[] if index == 0 else bootstrap,
+                )
+            )
+        self.tasks = [runtime.tasks for runtime in self.runtimes]
+        async with anyio.create_task_group() as tg:
+            for runtime in self.runtimes:
+                await tg.start(runtime.run)
+            up = time.time()
+            await self._converge(self.n)
+            await lines.write({"ev": "converged", "up": up, "at": time.time()})
+            await self._serve(lines, tg)
+            tg.cancel_scope.cancel()
+
+    async def _converge(self, count: int) -> None:
+        """Wait (with a deadline) until every local replica holds ``count`` available records;
+        polled every 10 ms, the resolution of the join phase's figures."""
         with trio.fail_after(self.converge_timeout_s):
-            while not all(len(r.ledger.query(now=time.time())) >= self.n for r in self.runtimes):
-                await trio.sleep(0.1)
+            while not all(len(r.ledger.query(now=time.time())) >= count for r in self.runtimes):
+                await trio.sleep(0.01)
 
     async def _serve(self, lines: _Lines, tg: anyio.abc.TaskGroup) -> None:
         """Answer the parent's requests, each in its own task, until ``exit`` or end of input."""
@@ -172,6 +214,9 @@ class _Worker:
                 reply = await self._ask(msg["agent"])
             elif op == "beacon":
                 reply = await self._beacon(msg["agent"], msg["rounds"])
+            elif op == "records":
+                await self._converge(msg["count"])
+                reply = {"at": time.time()}
             else:
                 reply = {"stats": self._stats()}
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the run
@@ -183,7 +228,7 @@ class _Worker:
 
     async def _ask(self, agent: int) -> dict[str, Any]:
         try:
-            return {"trace": await self._runtime(agent).tasks.ask(QUESTION, _options())}
+            return {"trace": await self.tasks[agent - self.first].ask(QUESTION, _options())}
         except TaskFailed as exc:
             return {"trace": exc.trace, "failed": str(exc)}
 
@@ -203,8 +248,8 @@ class _Worker:
     def _stats(self) -> dict[str, Any]:
         """This process's counters: every local node's bytes and messages sent, by channel, and CPU seconds."""
         sent: dict[str, list[int]] = {}
-        for runtime in self.runtimes:
-            stats = runtime.transport.stats
+        for transport in self.transports:
+            stats = transport.stats
             for channel, size in stats.bytes_sent.items():
                 total = sent.setdefault(channel, [0, 0])
                 total[0] += size
@@ -264,14 +309,16 @@ def _src_path() -> str:
     return str(Path(symphony.__file__).resolve().parents[1])
 
 
-async def _spawn(n: int, first: int, count: int, cfg: LoopbackConfig, log: Path) -> _Process:
+async def _spawn(n: int, first: int, count: int, cfg: LoopbackConfig, log: Path, role: str = "symphony") -> _Process:
     spec = {
+        "role": role,
         "n": n,
         "first": first,
         "count": count,
         "tokens_per_s": cfg.tokens_per_s,
         "seed": cfg.seed,
         "converge_timeout_s": cfg.converge_timeout_s,
+        "profile": str(log.with_suffix(".profile.txt")) if cfg.profile else None,
     }
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_src_path(), os.environ.get("PYTHONPATH")]))}
     with log.open("wb") as err:
@@ -338,16 +385,27 @@ def _beacon_summary(reply: dict[str, Any], n: int) -> dict[str, Any]:
     }
 
 
-async def _run_size(n: int, cfg: LoopbackConfig, root: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    """One network of ``n`` agents in ceil(n / per_process) processes: beacon rounds, then the task batch."""
+async def _run_size(
+    n: int, cfg: LoopbackConfig, root: Path, say: Callable[[str], None], *, centralized: bool = False
+) -> dict[str, Any]:
+    """One network of ``n`` agents in ceil(n / per_process) processes: beacon rounds, the task batch,
+    then one more agent joins. With ``centralized``, the hub baseline instead: a coordinator process
+    first (whose address stands in for the bootstrap) and the same agents registered with it; the
+    same task batch, no beacon, no ledger."""
     counts = [min(cfg.per_process, n - first) for first in range(0, n, cfg.per_process)]
+    role = "hub-agents" if centralized else "symphony"
+    specs = [(k * cfg.per_process, count, role, f"n{n}-{'hub-agents' if centralized else 'worker'}{k}.log")
+             for k, count in enumerate(counts)]
+    if centralized:
+        specs.insert(0, (0, 0, "hub", f"n{n}-hub.log"))
     started = time.perf_counter()
     procs: list[_Process] = []
-    row: dict[str, Any] = {"arch": "symphony-libp2p", "n": n, "processes": len(counts)}
+    arch = "centralized-libp2p" if centralized else "symphony-libp2p"
+    row: dict[str, Any] = {"arch": arch, "n": n, "processes": len(specs)}
     async with trio.open_nursery() as nursery:
         try:
-            for k, count in enumerate(counts):
-                procs.append(await _spawn(n, k * cfg.per_process, count, cfg, root / f"n{n}-worker{k}.log"))
+            for first, count, worker_role, log in specs:
+                procs.append(await _spawn(n, first, count, cfg, root / log, worker_role))
                 nursery.start_soon(procs[-1].read_all)
             await _wait_all(procs, "opened", cfg.start_timeout_s, "listening")
             bootstrap = [procs[0].received["opened"]["addrs"][0]]
@@ -355,8 +413,11 @@ async def _run_size(n: int, cfg: LoopbackConfig, root: Path, say: Callable[[str]
                 await p.lines.write({"op": "start", "bootstrap": bootstrap})
             await _wait_all(procs, "converged", cfg.converge_timeout_s + cfg.start_timeout_s, "ledger convergence")
             setup = time.perf_counter() - started
-            say(f"libp2p N={n}: {len(procs)} processes, every replica holds {n} records after {setup:.1f} s")
-            row.update(await _measure(n, procs, cfg, setup, say))
+            say(f"{arch} N={n}: {len(procs)} processes up and {'registered' if centralized else 'converged'} "
+                f"after {setup:.1f} s")
+            row.update(await _measure(n, procs, cfg, setup, say, arch=arch))
+            if not centralized:
+                row["join"] = await _join(n, procs, cfg, root, nursery, say)
         except (TimeoutError, trio.TooSlowError, WorkerError) as exc:
             row.update({"tasks": cfg.tasks, "failed": cfg.tasks, "errors": [str(exc) or type(exc).__name__]})
             say(f"libp2p N={n}: {exc}")
@@ -370,11 +431,15 @@ async def _run_size(n: int, cfg: LoopbackConfig, root: Path, say: Callable[[str]
 
 
 async def _measure(
-    n: int, procs: list[_Process], cfg: LoopbackConfig, setup: float, say: Callable[[str], None]
+    n: int, procs: list[_Process], cfg: LoopbackConfig, setup: float, say: Callable[[str], None], *, arch: str
 ) -> dict[str, Any]:
-    """Beacon rounds from agent 0 to all N, then the task batch between two reads of the counters."""
-    beacon = _beacon_summary(await procs[0].call("beacon", cfg.task_timeout_s, agent=0, rounds=cfg.beacon_rounds), n)
-    say(f"libp2p N={n}: beacon round to {n} candidates P50 {beacon['p50_ms']} ms, P95 {beacon['p95_ms']} ms")
+    """Beacon rounds from agent 0 to all N (Symphony only), then the task batch between two reads of
+    the counters (every process's, the hub's included)."""
+    beacon = None
+    if arch == "symphony-libp2p":
+        reply = await procs[0].call("beacon", cfg.task_timeout_s, agent=0, rounds=cfg.beacon_rounds)
+        beacon = _beacon_summary(reply, n)
+        say(f"libp2p N={n}: beacon round to {n} candidates P50 {beacon['p50_ms']} ms, P95 {beacon['p95_ms']} ms")
     rng = random.Random(cfg.seed)
     initiators = [rng.randrange(n) for _ in range(cfg.tasks)]
     owner = {a: p for p in procs for a in range(p.first, p.first + p.count)}
@@ -390,7 +455,7 @@ async def _measure(
     traces, batch = await _run_tasks(ask, SystemsConfig(tasks=cfg.tasks, concurrency=cfg.concurrency))
     after = _traffic(await _gather_stats(procs, cfg.task_timeout_s))
     row = _summary(
-        "symphony-libp2p",
+        arch,
         n,
         traces,
         batch,
@@ -405,8 +470,68 @@ async def _measure(
         if "beacon_ms" in s.get("spans", {})
     ]
     row["beacon_ms_p95"] = round(_quantile(rounds, 0.95), 2) if rounds else None
-    row["beacon"] = beacon
+    if beacon is not None:
+        row["beacon"] = beacon
     return row
+
+
+async def _join(
+    n: int, procs: list[_Process], cfg: LoopbackConfig, root: Path, nursery: trio.Nursery, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """``cfg.joiners`` more agents join the running network one after another, each in a process of
+    its own (the k-th has index n + k). Times from the moment a joiner's runtime is up: until it
+    holds every record, and until every other replica holds its record (each worker stamps the time
+    it saw it, on the machine's one clock). With ``cfg.stress``, 2 busy processes per core run
+    throughout."""
+    stress = 2 * (os.cpu_count() or 1) if cfg.stress else 0
+    at_new: list[float] = []
+    everywhere: list[float] = []
+    with _stress(stress, cfg.join_timeout_s * cfg.joiners):
+        for k in range(cfg.joiners):
+            new, took = await _one_join(n + k, procs, cfg, root, nursery)
+            at_new.append(new)
+            everywhere.append(took)
+    join = {"stress_processes": stress, "at_new_s": at_new, "everywhere_s": everywhere,
+            "max_s": round(max(at_new + everywhere), 3), "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    say(f"libp2p N={n}: {cfg.joiners} joiners held every record after {at_new} s; their records were everywhere "
+        f"after {everywhere} s (stress processes: {stress})")
+    return join
+
+
+async def _one_join(index: int, procs: list[_Process], cfg: LoopbackConfig, root: Path,
+                    nursery: trio.Nursery) -> tuple[float, float]:
+    """Agent ``index`` joins the ``index`` agents running in ``procs``; returns (seconds until it held
+    all index + 1 records, seconds until every other replica held its record)."""
+    waits: list[float] = []
+
+    async def wait_for_joiner(p: _Process) -> None:
+        waits.append((await p.call("records", cfg.join_timeout_s, count=index + 1))["at"])
+
+    joiner = await _spawn(index + 1, index, 1, cfg, root / f"joiner{index}.log")
+    procs.append(joiner)  # stopped with the others
+    nursery.start_soon(joiner.read_all)
+    await _wait_all([joiner], "opened", cfg.start_timeout_s, "joiner listening")
+    async with trio.open_nursery() as watchers:
+        for p in procs[:-1]:
+            watchers.start_soon(wait_for_joiner, p)
+        await joiner.lines.write({"op": "start", "bootstrap": [procs[0].received["opened"]["addrs"][0]]})
+        await _wait_all([joiner], "converged", cfg.join_timeout_s, "joiner convergence")
+    up, held = joiner.received["converged"]["up"], joiner.received["converged"]["at"]
+    return round(held - up, 3), round(max(waits) - up, 3)
+
+
+@contextmanager
+def _stress(count: int, limit_s: float) -> Iterator[None]:
+    """``count`` busy-looping processes, each ending by itself after ``limit_s`` and killed on exit."""
+    loop = f"import time\nend = time.monotonic() + {limit_s}\nwhile time.monotonic() < end: pass"
+    busy = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for p in busy:
+            p.kill()
+        for p in busy:
+            p.wait()
 
 
 @dataclass
@@ -428,8 +553,18 @@ def markdown(results: LoopbackResults) -> str:
                 f"{b['replied_min']}); in-task beacon rounds P95 {r.get('beacon_ms_p95')} ms; worker CPU "
                 f"{r['cpu_s']} s; exit codes {r['exit_codes']}; load {r['load_avg']}"
             )
+            j = r.get("join")
+            if j:
+                lines.append(
+                    f"- N = {r['n']}, {len(j['at_new_s'])} agents join one by one ({j['stress_processes']} stress "
+                    f"processes): each holds every record {j['at_new_s']} s after it is up, its record is everywhere "
+                    f"after {j['everywhere_s']} s (worst {j['max_s']} s); load {j['load_avg']}"
+                )
+        elif r.get("errors"):
+            lines.append(f"- {r['arch']} N = {r['n']}: {r.get('errors')}; exit codes {r['exit_codes']}")
         else:
-            lines.append(f"- N = {r['n']}: {r.get('errors')}; exit codes {r['exit_codes']}")
+            lines.append(f"- {r['arch']} N = {r['n']} in {r['processes']} processes: worker CPU {r['cpu_s']} s; "
+                         f"exit codes {r['exit_codes']}; load {r['load_avg']}")
     return "\n".join(lines) + "\n"
 
 
@@ -437,6 +572,8 @@ async def _run(cfg: LoopbackConfig, root: Path, say: Callable[[str], None]) -> L
     results = LoopbackResults(config=asdict(cfg))
     for n in cfg.sizes:
         results.rows.append(await _run_size(n, cfg, root, say))
+        if cfg.centralized:
+            results.rows.append(await _run_size(n, cfg, root, say, centralized=True))
     return results
 
 
@@ -463,7 +600,32 @@ def _worker_main(argv: list[str]) -> None:
     """Entry point of a worker process: the parent's channel keeps fd 1; stray prints go to stderr."""
     channel = os.dup(1)
     os.dup2(2, 1)
-    trio.run(_Worker(**json.loads(argv[0]), channel_fd=channel).main)
+    spec = json.loads(argv[0])
+    profile = spec.pop("profile", None)
+    worker = _Worker(**spec, channel_fd=channel)
+    if profile is None:
+        trio.run(worker.main)
+    else:
+        _profiled(lambda: trio.run(worker.main), Path(profile))
+
+
+def _profiled(run: Callable[[], None], out: Path) -> None:
+    """Run ``run`` under pyinstrument (the ``bench`` extra) and write its call tree to ``out``.
+
+    Sampling every 1 ms, all threads' Python frames; ``async_mode="disabled"`` because trio's
+    tasks interleave on one thread and the profile is meant to say where the CPU goes, not which
+    task waited."""
+    from pyinstrument import Profiler  # the bench extra; only a profiled run needs it
+
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    profiler.start()
+    try:
+        run()
+    finally:
+        profiler.stop()
+        tree = profiler.output_text(unicode=False, color=False, show_all=False)
+        flat = profiler.output_text(unicode=False, color=False, show_all=True, flat=True, flat_time="self")
+        out.write_text(f"{tree}\n\n# self time per function (flat)\n{flat}")
 
 
 if __name__ == "__main__":

@@ -72,12 +72,17 @@ def bench_systems_libp2p(
     beacon_rounds: int = 20,
     seed: int = 0,
     out: Path = Path("bench-results/systems-libp2p"),
+    profile: Annotated[bool, typer.Option(help="Run each worker under pyinstrument (bench extra); "
+                                                "profiles are written beside the worker logs.")] = False,
+    stress: Annotated[bool, typer.Option(help="Time the join phase with 2 busy processes per core.")] = False,
+    centralized: Annotated[bool, typer.Option(help="Also run the centralized hub baseline on real processes.")] = True,
 ) -> None:
     """The systems table on real py-libp2p node processes on 127.0.0.1."""
     if per_process < 1 or any(n < 2 for n in agents):
         raise SystemExit("--per-process must be >= 1 and every --agents >= 2")
     cfg = LoopbackConfig(sizes=tuple(agents), per_process=per_process, tasks=tasks, concurrency=concurrency,
-                         tokens_per_s=tokens_per_s, beacon_rounds=beacon_rounds, seed=seed)
+                         tokens_per_s=tokens_per_s, beacon_rounds=beacon_rounds, seed=seed, profile=profile, stress=stress,
+                         centralized=centralized)
     run_loopback_bench(cfg, out)
 
 

@@ -179,16 +179,24 @@ class LedgerService:
         if isinstance(outcome, PeerError):
             self.ctx.reject(outcome, source=source, channel=LEDGER_TOPIC, counted=True)
             return
-        await self._after_merge(payload, outcome)
+        await self._after_merge(payload, outcome, "")
 
-    async def _after_merge(self, payload: dict[str, Any], outcome: Merge) -> None:
-        """Report a merged record (pushed or pulled); supersede a newer copy of our own."""
+    async def _after_merge(self, payload: dict[str, Any], outcome: Merge, synced_from: str) -> None:
+        """Report a merged record (pushed, or pulled from ``synced_from``); supersede a newer copy of
+        our own; relay a newcomer's first record that it synced to us itself.
+
+        A joiner issues its record before its first connection is up, so its own publish reaches
+        nobody; the peer it syncs with first pushes the record into the mesh for it, once (only an
+        ADDED record from its owner is relayed), and everyone holds it within a gossip hop instead of
+        at their next anti-entropy round (issue #19: join latency)."""
         agent_id = payload["agent_id"]
         if outcome in (Merge.ADDED, Merge.UPDATED):
             self.on_event("record_merged", {"agent": agent_id, "lamport": payload["lamport"], "outcome": outcome.value})
             if agent_id == self.agent_id and self.own_record is not None and self.own_record.sig != self._profile.sig:
                 # someone holds a newer record of ours (we lost state): supersede it
                 await self._publish_own()
+        if outcome is Merge.ADDED and agent_id == synced_from and agent_id != self.agent_id:
+            await self.transport.publish(LEDGER_TOPIC, self.ledger.records[agent_id].to_bytes())
 
     # ---- heartbeats -------------------------------------------------------------------
 
@@ -215,6 +223,8 @@ class LedgerService:
             self.ledger.observe_contact(event.peer_id, now=self.clock())
             if returning:  # a healed partition or a restart: tell the far side we live, and sync now
                 self.anti_entropy.wake(announce=True)
+            elif event.peer_id not in self.ledger.records:  # we just met: a joiner, or we are one
+                self.anti_entropy.wake(peer=event.peer_id)
 
     async def _send_heartbeat(self) -> None:
         """Our signed heartbeat: flooded, or on a sharded network sent to our shard's gateway only."""

@@ -36,8 +36,9 @@ SYNC_PROTOCOL = "/symphony/ledger-sync/1.0.0"
 SYNC_KIND = "ledger.sync"
 MAX_SYNC_BYTES = 4 * 1024 * 1024
 
-#: ``after_merge(payload, outcome)``: what push gossip does with a merged record (``LedgerService``).
-AfterMerge = Callable[[dict[str, Any], Merge], Awaitable[None]]
+#: ``after_merge(payload, outcome, source)``: what push gossip does with a record merged from a sync
+#: with ``source`` (``LedgerService``).
+AfterMerge = Callable[[dict[str, Any], Merge, str], Awaitable[None]]
 
 
 def answer(ledger: Ledger, request: SyncRequest, *, limit: int) -> SyncReply:
@@ -72,10 +73,14 @@ class AntiEntropy:
         self._heartbeat = heartbeat
         self._wanted = anyio.Event()
         self._announce = False
+        self._first: list[str] = []  # peers to sync with at the next wake, before a random one
 
-    def wake(self, *, announce: bool = False) -> None:
-        """Pull at once; with ``announce``, heartbeat first (a peer came back: tell the far side we live)."""
+    def wake(self, *, announce: bool = False, peer: str | None = None) -> None:
+        """Pull at once; with ``announce``, heartbeat first (a peer came back: tell the far side we live);
+        with ``peer``, sync with that peer (one we just met and hold no record of)."""
         self._announce = self._announce or announce
+        if peer is not None and peer not in self._first:
+            self._first.append(peer)
         self._wanted.set()
 
     def pull_if_unknown(self, agent_ids: list[str]) -> None:
@@ -94,7 +99,10 @@ class AntiEntropy:
                 self._announce = False
                 await self._heartbeat()
             peers = ctx.kept_peers()
-            if peers:
+            first, self._first = [p for p in self._first if p in peers], []
+            for peer in first:
+                await self.sync_with(peer)
+            if peers and not first:
                 await self.sync_with(ctx.rng.choice(peers))
 
     async def sync_with(self, peer: str) -> bool:
@@ -147,4 +155,4 @@ class AntiEntropy:
             if isinstance(outcome, PeerError):
                 self.ctx.reject(outcome, source=source, channel=SYNC_PROTOCOL, counted=True)
             else:
-                await self._after_merge(data, outcome)
+                await self._after_merge(data, outcome, source)

@@ -93,7 +93,7 @@ from __future__ import annotations
 import logging
 import socket as stdlib_socket
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -105,6 +105,7 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import StreamHandlerFn, TProtocol
 from libp2p.exceptions import BaseLibp2pError, ParseError
 from libp2p.host.basic_host import BasicHost
+from libp2p.host.exceptions import StreamFailure
 from libp2p.io.exceptions import IncompleteReadError, IOException, MessageTooLarge
 from libp2p.io.msgio import VarIntLengthMsgReadWriter
 from libp2p.network.auto_connector import AutoConnector
@@ -112,6 +113,7 @@ from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.protocol_muxer.exceptions import ProtocolNotSupportedError as MultiselectProtocolNotSupportedError
 from libp2p.protocol_muxer.multiselect import DEFAULT_NEGOTIATE_TIMEOUT, MULTISELECT_PROTOCOL_ID, Multiselect
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
@@ -132,6 +134,7 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
 from symphony.transport.reach import Reach, RelayServiceLimits
+from symphony.transport.rpcmux import MUX_PROTOCOL, MuxClient, MuxFailure, MuxServer
 from symphony.transport.base import (
     MessageHandler,
     OffenceHandler,
@@ -525,6 +528,10 @@ class Libp2pTransport:
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._is_member: Callable[[str], bool] = lambda peer: True
+        self._handlers: dict[str, RequestHandler] = {}
+        self._pools: dict[str, dict[str, trio.Semaphore]] = {}
+        self._mux_client = MuxClient(self._open_mux_stream, self._spawn, config.max_reply_bytes)
+        self._no_mux: set[ID] = set()  # connected peers that do not serve MUX_PROTOCOL
         host.get_network().register_notifee(_PeerEventNotifee(self))
 
     # -- identity, addresses, statistics -------------------------------------------
@@ -630,6 +637,8 @@ class Libp2pTransport:
         if self._host.get_network().get_connections(peer):
             return  # another connection to this peer is still open
         self._joined.discard(peer)
+        self._mux_client.forget(peer)
+        self._no_mux.discard(peer)
         self._emit(PeerEvent("leave", peer.to_base58()))
 
     def on_offence(self, handler: OffenceHandler) -> None:
@@ -654,7 +663,15 @@ class Libp2pTransport:
         fails; this node keeps serving.
         """
         _check_protocol(protocol)
-        self._host.set_stream_handler(TProtocol(protocol), self._request_server(protocol, handler))
+        _require(len(protocol.encode()) <= 255, f"protocol id longer than 255 bytes: {protocol!r}")
+        if not self._handlers:
+            self._host.set_stream_handler(TProtocol(MUX_PROTOCOL), self._mux_server().serve)
+        self._handlers[protocol] = handler
+        self._pools.setdefault(protocol, {
+            "member": trio.Semaphore(self._config.max_concurrent_inbound),
+            "stranger": trio.Semaphore(self._config.max_concurrent_inbound_strangers),
+        })
+        self._host.set_stream_handler(TProtocol(protocol), self._request_server(protocol))
 
     def set_membership(self, is_member: Callable[[str], bool]) -> None:
         """Say which peers get the members' request slots (libp2p-specific).
@@ -665,58 +682,96 @@ class Libp2pTransport:
         """
         self._is_member = is_member
 
-    def _request_server(self, protocol: str, handler: RequestHandler) -> StreamHandlerFn:
-        """The server side of ``RequestResponse``'s wire format for ``protocol``, taking at
-        most ``max_concurrent_inbound`` member streams and ``max_concurrent_inbound_strangers``
-        others at once (the per-peer cap is the guard's)."""
-        pools = {"member": trio.Semaphore(self._config.max_concurrent_inbound),
-                 "stranger": trio.Semaphore(self._config.max_concurrent_inbound_strangers)}
+    def _mux_server(self) -> MuxServer:
+        """The server of ``MUX_PROTOCOL``: the same handlers, slots and offences as the
+        per-request streams, applied per request (see ``transport.rpcmux``)."""
+        return MuxServer(
+            answer=self._run_handler,
+            admit=self._admit,
+            report=self._offences.report,
+            max_request_bytes=self._config.max_request_bytes,
+            max_reply_bytes=self._config.max_reply_bytes,
+            read_timeout_s=self._config.request_read_timeout_s,
+            max_in_flight=self._config.max_inbound_streams_per_peer,
+            write_timeout_s=self._config.handler_timeout_s,
+        )
+
+    def _admit(self, peer: str, protocol: str) -> trio.Semaphore | None:
+        """Take a member's or a stranger's slot for one request on ``protocol``, or count the
+        refusal and return None. The caller releases the slot when the handler is done."""
+        pools = self._pools.get(protocol)
+        if pools is None:  # not served: ``_run_handler`` refuses it at once, within a pool of its own
+            pools = self._pools.setdefault("", {"member": trio.Semaphore(self._config.max_concurrent_inbound_strangers)})
+            protocol, pool = "", "member"
+        else:
+            pool = "member" if self._is_member(peer) else "stranger"
+        slots = pools[pool]
+        try:
+            slots.acquire_nowait()
+        except trio.WouldBlock:
+            self._stats.refused[protocol if pool == "member" else f"{protocol} (strangers)"] += 1
+            # counted in stats.refused (metrics, /v1/node): a warning per refusal would let a flood flood the log
+            logger.debug("all %s slots for %s busy: refusing a request", pool, protocol)
+            return None
+        return slots
+
+    def _request_server(self, protocol: str) -> StreamHandlerFn:
+        """The server side of ``RequestResponse``'s wire format for ``protocol``: one request per
+        stream, within the slots ``_admit`` gives (the per-peer cap is the guard's)."""
 
         async def serve(stream: INetStream) -> None:
-            pool = "member" if self._is_member(stream.muxed_conn.peer_id.to_base58()) else "stranger"
-            slots = pools[pool]
-            try:
-                slots.acquire_nowait()
-            except trio.WouldBlock:
-                self._stats.refused[protocol if pool == "member" else f"{protocol} (strangers)"] += 1
-                # counted in stats.refused (metrics, /v1/node): a warning per refusal would let a flood flood the log
-                logger.debug("all %s slots for %s busy: refusing a request", pool, protocol)
+            slot = self._admit(stream.muxed_conn.peer_id.to_base58(), protocol)
+            if slot is None:
                 await _reset(stream)
                 return
             try:
-                await self._answer(protocol, handler, stream)
+                await self._answer(protocol, stream)
             finally:
-                slots.release()
+                slot.release()
 
         return serve
 
-    async def _answer(self, protocol: str, handler: RequestHandler, stream: INetStream) -> None:
+    async def _answer(self, protocol: str, stream: INetStream) -> None:
         """Read the request, run the handler, write the reply and close; on any failure
         reset the stream, which the caller sees as ``PeerUnreachable``."""
         payload = await self._read_request(protocol, stream)
         if payload is None:
             return
         peer = stream.muxed_conn.peer_id.to_base58()
-        self._stats.record_received(protocol, len(payload))
-        with trio.move_on_after(self._config.handler_timeout_s) as deadline:
-            reply = await _call_handler(protocol, handler, peer, payload)
-            if reply is not None and len(reply) > self._config.max_reply_bytes:
-                logger.error("%s reply of %d bytes exceeds max_reply_bytes", protocol, len(reply))
-                reply = None
-            if reply is None:
-                await _reset(stream)
-                return
+        reply = await self._run_handler(peer, protocol, payload)
+        if reply is None:
+            await _reset(stream)
+            return
+        with trio.move_on_after(self._config.handler_timeout_s) as deadline:  # a caller that never reads
             try:
                 await VarIntLengthMsgReadWriter(stream, self._config.max_reply_bytes).write_msg(reply)
                 await stream.close()
+                return
             except IOException as exc:  # the caller gave up or the connection broke
                 logger.debug("could not reply to %s on %s: %s", peer, protocol, exc)
-                await _reset(stream)
-                return
-            self._stats.record_sent(protocol, len(reply))
+        if deadline.cancelled_caught:
+            logger.debug("%s did not read its reply on %s within %s s", peer, protocol, self._config.handler_timeout_s)
+        await _reset(stream)
+
+    async def _run_handler(self, peer: str, protocol: str, payload: bytes) -> bytes | None:
+        """Run ``protocol``'s handler on a request within ``handler_timeout_s``; the reply, or
+        None when there is no handler, it failed, timed out or its reply is too large."""
+        handler = self._handlers.get(protocol)
+        if handler is None:
+            logger.debug("request from %s for %s, which we do not serve", peer, protocol)
+            return None
+        self._stats.record_received(protocol, len(payload))
+        reply = None
+        with trio.move_on_after(self._config.handler_timeout_s) as deadline:
+            reply = await _call_handler(protocol, handler, peer, payload)
         if deadline.cancelled_caught:
             logger.warning("%s handler did not answer %s within %s s", protocol, peer, self._config.handler_timeout_s)
-            await _reset(stream)
+        if reply is not None and len(reply) > self._config.max_reply_bytes:
+            logger.error("%s reply of %d bytes exceeds max_reply_bytes", protocol, len(reply))
+            reply = None
+        if reply is not None:
+            self._stats.record_sent(protocol, len(reply))
+        return reply
 
     async def _read_request(self, protocol: str, stream: INetStream) -> bytes | None:
         """Read one length-prefixed request within ``request_read_timeout_s``. If the peer
@@ -760,22 +815,56 @@ class Libp2pTransport:
             f"request of {len(payload)} bytes exceeds max_request_bytes={self._config.max_request_bytes}",
         )
         target = self._connected_peer(peer)
+        self._stats.record_sent(protocol, len(payload))
+        reply = await self._request_on_mux(target, protocol, payload, timeout)
+        if reply is None:
+            reply = await self._request_on_new_stream(target, protocol, payload, timeout)
+        self._stats.record_received(protocol, len(reply))
+        return reply
+
+    async def _request_on_mux(self, target: ID, protocol: str, payload: bytes, timeout: float) -> bytes | None:
+        """Ask on our persistent ``MUX_PROTOCOL`` stream to ``target``; None if it does not serve one."""
+        if target in self._no_mux:
+            return None
+        peer = target.to_base58()
+        try:
+            with trio.fail_after(timeout):
+                return await self._mux_client.request(target, protocol, payload)
+        except trio.TooSlowError as exc:
+            raise RequestTimeout(f"no reply from {peer} on {protocol} within {timeout} s") from exc
+        except MuxFailure as exc:
+            raise PeerUnreachable(f"request to {peer} on {protocol} failed: {exc}") from exc
+        except StreamFailure as exc:
+            if not isinstance(exc.__cause__, MultiselectProtocolNotSupportedError) and \
+                    "protocol not supported" not in str(exc.__cause__):
+                raise PeerUnreachable(f"cannot open a stream to {peer}: {exc}") from exc
+            self._no_mux.add(target)  # an older node: one stream per request, until it leaves
+            return None
+        except BaseLibp2pError as exc:  # the connection closed under us
+            raise PeerUnreachable(f"request to {peer} on {protocol} failed: {exc}") from exc
+
+    async def _open_mux_stream(self, target: ID) -> INetStream:
+        return await self._host.new_stream(target, [TProtocol(MUX_PROTOCOL)])
+
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: object) -> None:
+        self._require_nursery().start_soon(fn, *args)
+
+    async def _request_on_new_stream(self, target: ID, protocol: str, payload: bytes, timeout: float) -> bytes:
+        """Ask in ``RequestResponse``'s format: a new stream and a negotiation for this request alone."""
+        peer = target.to_base58()
         client_config = RequestResponseConfig(
             timeout=timeout,
             max_request_size=self._config.max_request_bytes,
             max_response_size=self._config.max_reply_bytes,
         )
-        self._stats.record_sent(protocol, len(payload))
         try:
-            reply = await self._rr.send_request(target, [TProtocol(protocol)], payload, _CODEC, client_config)
+            return await self._rr.send_request(target, [TProtocol(protocol)], payload, _CODEC, client_config)
         except RequestTimeoutError as exc:
             raise RequestTimeout(f"no reply from {peer} on {protocol} within {timeout} s") from exc
         except ProtocolNotSupportedError as exc:
             raise PeerUnreachable(f"{peer} does not serve {protocol}") from exc
         except RequestResponseError as exc:
             raise PeerUnreachable(f"request to {peer} on {protocol} failed: {exc}") from exc
-        self._stats.record_received(protocol, len(reply))
-        return reply
 
     def _connected_peer(self, peer: str) -> ID:
         try:
