@@ -91,7 +91,11 @@ class NatBed:
         for rule in (["-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"],
                      ["-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
                       "-j", "ACCEPT"],
-                     ["-A", "FORWARD", "-i", "wan", "-j", "DROP"]):
+                     ["-A", "FORWARD", "-i", "wan", "-j", "DROP"],
+                     # like a home router, answer nothing unsolicited on the WAN side: a RST from the router's
+                     # own stack would kill a TCP hole punch's simultaneous open
+                     ["-A", "INPUT", "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+                     ["-A", "INPUT", "-i", "wan", "-j", "DROP"]):
             result = self.run(router, "iptables", *rule)
             assert result.returncode == 0, result.stderr
         assert self.run(router, "sysctl", "-w", "net.ipv4.ip_forward=1").returncode == 0
@@ -173,7 +177,8 @@ def test_two_homes_behind_nat_work_together_through_a_relay(nat_bed: NatBed, tmp
     """home1 (no model) and home2 (scripted:arith), each behind its own NAT, join through a
     public --relay-service node: home2 holds a relay slot and publishes its /p2p-circuit
     address in its signed record, home1 dials it, and a question asked at home1 is planned
-    by home2 over the relayed connection."""
+    by home2; DCUtR then upgrades the relayed connection to a hole-punched direct one, and
+    the next question is planned by home2 as well."""
     nodes: list[NsNode] = []
     try:
         relay = NsNode(nat_bed, "public", f"{PUBLIC}.1", tmp_path / "relay", bootstrap=[], args=["--relay-service"])
@@ -198,11 +203,28 @@ def test_two_homes_behind_nat_work_together_through_a_relay(nat_bed: NatBed, tmp
                        timeout=60, what="home1 connected to home2 through the relay")
         assert row["connection"] in ("relayed", "hole-punched"), row  # never "direct": the homes cannot dial
 
-        answer = home1.api("/v1/tasks", {"question": "What is (17 + 25) * 2?", "cots": 1, "wait": True}, timeout=60)
-        assert answer["status"] == 200, answer
-        trace = answer["body"]["trace"]
-        assert trace["answer"] == "84"
-        assert {c["planner"] for c in trace["chains"] if c["ok"]} == {home2.agent_id}
+        _ask_planned_by(home1, home2)
+
+        # DCUtR: both homes dial each other's router from their listen port at once (TCP simultaneous
+        # open through both NATs), and the relayed connection is upgraded to a direct one
+        wait_for(lambda: _connection(home1, home2) == "hole-punched", timeout=45, what="home1-home2 hole-punched")
+        assert _connection(home2, home1) == "hole-punched"
+        _ask_planned_by(home1, home2)
     finally:
         for node in nodes:
             node.kill()
+
+
+def _connection(node: NsNode, peer: NsNode) -> str | None:
+    """How ``node`` reaches ``peer`` now ("direct", "relayed", "hole-punched"), per /v1/peers."""
+    rows = [p for p in node.api("/v1/peers")["body"]["peers"] if p["agent_id"] == peer.agent_id and p["connected"]]
+    return rows[0]["connection"] if rows else None
+
+
+def _ask_planned_by(asker: NsNode, planner: NsNode) -> None:
+    """A question asked at ``asker`` is answered, planned by ``planner`` alone."""
+    answer = asker.api("/v1/tasks", {"question": "What is (17 + 25) * 2?", "cots": 1, "wait": True}, timeout=60)
+    assert answer["status"] == 200, answer
+    trace = answer["body"]["trace"]
+    assert trace["answer"] == "84"
+    assert {c["planner"] for c in trace["chains"] if c["ok"]} == {planner.agent_id}

@@ -71,6 +71,8 @@ background discovery, no third-party servers). py-libp2p does more by default:
 - Relays: only the peers in ``config.relays`` are asked for a slot, once ``connect`` has
   reached them; py-libp2p's ``RelayDiscovery`` (probing every peer) is not run. Circuit
   relay v2 and DCUtR are wired in ``transport.reach``.
+- Identify's observed addresses are recorded (DCUtR needs them) but never advertised:
+  ``_BoundAddrsOnly``.
 - The swarm's *auto-connector* re-dials known peers from the peerstore whenever we have
   fewer than 100 connections, including addresses peers merely claimed via identify.
   It is replaced by ``_NoAutoDial``. No watermark setting turns it off: the target is
@@ -895,15 +897,36 @@ def _check_protocol(protocol: str) -> None:
 def _build_host(identity: Identity, config: Libp2pConfig, listen: list[Multiaddr], offences: _OffenceLog) -> IHost:
     key_pair = create_new_key_pair(identity.seed)
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    bound = _BoundAddrsOnly()
     host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_ID: noise},
         listen_addrs=listen,
-        disable_identify_address_discovery=True,
+        # identify's observed addresses feed DCUtR hole punching (see ``transport.reach``) ...
+        disable_identify_address_discovery=False,
+        # ... but are never advertised as ours
+        addrs_factory=bound,
     )
+    bound.host = host
     _disable_auto_dial(host)
     _guard_inbound_streams(host, _StreamGuard(offences, config.max_inbound_streams_per_peer))
     return host
+
+
+class _BoundAddrsOnly:
+    """The addresses the host advertises (identify's ``listen_addrs``, ``host.get_addrs``):
+    only those it is bound to, never the ones peers claim to observe.
+
+    With identify address discovery on, ``BasicHost.get_addrs`` adds every observed address
+    that four peers reported; four colluding peers could then make us advertise any address.
+    DCUtR reads the observations directly (``DCUtRProtocol._get_observed_addrs``), so hole
+    punching still sees them.
+    """
+
+    host: IHost | None = None
+
+    def __call__(self, candidates: list[Multiaddr]) -> list[Multiaddr]:
+        return list(self.host.get_transport_addrs()) if self.host is not None else []
 
 
 def _disable_auto_dial(host: IHost) -> None:

@@ -15,7 +15,20 @@ libp2p). It wires py-libp2p's ``libp2p.relay.circuit_v2`` into a host built by
 - **Dialing** a ``/p2p-circuit`` address goes through ``CircuitV2Transport.dial``: the
   swarm skips such addresses (``Swarm.dial_peer``), so ``host.connect`` cannot.
 - **DCUtR** (``DCUtRProtocol``) runs on every node and tries to upgrade each relayed
-  connection to a direct one in the background (its ``_auto_drive_loop``).
+  connection to a direct one in the background (its ``_auto_drive_loop``). Both sides
+  send the other an address to dial: the IP a peer saw us at over a *direct* connection
+  (identify's observed address, recorded by the host's ``ObservedAddrManager``; identify
+  ignores observations over relayed connections) with our own listen port, then both
+  dial at once from that port (TCP simultaneous open through both NATs). Without
+  observations (``disable_identify_address_discovery=True``, as before issue 20) each
+  side only offered its private listen address and no punch could succeed.
+
+Trust: one directly connected peer's observation is enough for DCUtR
+(``manager.addrs(min_observers=1)``), so a lying peer can make us tell hole-punch
+partners a wrong IP (they dial it at our listen port, at most 3 rounds, and fail). A
+DCUtR partner can likewise make us dial the addresses it sends (the protocol's nature).
+Observed addresses never enter our signed ledger record nor what identify advertises
+(``_BoundAddrsOnly`` in ``transport.libp2p``).
 
 py-libp2p's ``RelayDiscovery`` (which probes every connected peer for the hop protocol)
 is not run: the node contacts only the relays it is told about.
