@@ -175,7 +175,8 @@ def test_bed_lets_homes_out_but_nothing_in(nat_bed: NatBed) -> None:
 
 def test_two_homes_behind_nat_work_together_through_a_relay(nat_bed: NatBed, tmp_path: Path) -> None:
     """home1 (no model) and home2 (scripted:arith), each behind its own NAT, join through a
-    public --relay-service node: home2 holds a relay slot and publishes its /p2p-circuit
+    public --relay-service node: home2 learns it is private (AutoNAT: the relay cannot dial
+    it back), holds a relay slot and publishes its /p2p-circuit
     address in its signed record, home1 dials it, and a question asked at home1 is planned
     by home2; DCUtR then upgrades the relayed connection to a hole-punched direct one, and
     the next question is planned by home2 as well."""
@@ -198,6 +199,10 @@ def test_two_homes_behind_nat_work_together_through_a_relay(nat_bed: NatBed, tmp
 
         record = wait_for(home2_record_at_home1, timeout=30, what="home2's relayed address in home1's ledger")
         assert record["addrs"][0].startswith(f"{relay.addr}/p2p-circuit/p2p/")
+        # AutoNAT: the relay could not dial home2 back, so home2 knows it is private and took the slot
+        reach = home2.api("/v1/node")["body"]["reach"]
+        assert reach["reachability"] == "private", reach
+        assert reach["relay_slots"] == {relay.agent_id: "granted"}, reach
         row = wait_for(lambda: next((p for p in home1.api("/v1/peers")["body"]["peers"]
                                      if p["agent_id"] == home2.agent_id and p["connected"]), None),
                        timeout=60, what="home1 connected to home2 through the relay")

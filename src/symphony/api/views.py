@@ -29,6 +29,7 @@ def node_view(status: NodeStatus) -> dict[str, Any]:
         "event_log": dict(status.event_log),
         "task_records": status.task_records,
         "traffic": {kind: dict(counts) for kind, counts in status.traffic.items()},
+        "reach": dict(status.reach),
     }
 
 

@@ -14,7 +14,7 @@ that connects mid-question (a reloaded dashboard) replays them after the snapsho
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from symphony.ledger import Ledger
@@ -89,6 +89,9 @@ class NodeStatus:
     event_log: Mapping[str, Any]
     task_records: int
     traffic: Mapping[str, Mapping[str, int]]
+    #: how others reach this node (issue 20): ``reachability`` (AutoNAT: public, private, unknown),
+    #: ``relay_slots`` (relay -> granted, refused, not needed), the peers ``hole_punched``
+    reach: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: the events that tell how a question is progressing (``pipeline.service``), on the initiator

@@ -68,8 +68,8 @@ The network must contact nothing but the addresses passed to ``connect`` (DESIGN
 background discovery, no third-party servers). py-libp2p does more by default:
 
 - mDNS, UPnP and bootstrap: not enabled (``new_host`` defaults; no bootstrap list).
-- Relays: only the peers in ``config.relays`` are asked for a slot, once ``connect`` has
-  reached them; py-libp2p's ``RelayDiscovery`` (probing every peer) is not run. Circuit
+- Relays: only the peers in ``config.relays`` are asked to dial us back (AutoNAT) and
+  for a slot, once ``connect`` has reached them; py-libp2p's ``RelayDiscovery`` (probing every peer) is not run. Circuit
   relay v2 and DCUtR are wired in ``transport.reach``.
 - Identify's observed addresses are recorded (DCUtR needs them) but never advertised:
   ``_BoundAddrsOnly``.
@@ -133,7 +133,7 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
 from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
-from symphony.transport.reach import Reach, RelayServiceLimits
+from symphony.transport.reach import REACHABILITY_SETTINGS, Reach, RelayServiceLimits
 from symphony.transport.base import (
     MessageHandler,
     OffenceHandler,
@@ -196,8 +196,11 @@ class Libp2pConfig:
         relay_service: Offer circuit relay v2 to others within ``relay_limits`` (for a
             node others can dial directly; see ``transport.reach``).
         relay_limits: What a relay grants: slots, circuits, bytes and seconds per circuit.
-        relays: Peer addresses (``.../p2p/<id>``) to ask for a relay slot once ``connect``
-            reaches them; a granted slot adds a ``/p2p-circuit`` address to ``listen_addrs``.
+        relays: Peer addresses (``.../p2p/<id>``) to join once ``connect`` reaches them:
+            each is asked to dial us back (AutoNAT) and, unless it could, for a relay slot;
+            a granted slot adds a ``/p2p-circuit`` address to ``listen_addrs``.
+        reachability: ``"auto"`` (ask AutoNAT), or what we know we are: ``"public"``
+            (take no slot) or ``"private"`` (take a slot on every relay, unasked).
     """
 
     listen: list[str]
@@ -215,6 +218,7 @@ class Libp2pConfig:
     relay_service: bool = False
     relay_limits: RelayServiceLimits = RelayServiceLimits()
     relays: tuple[str, ...] = ()
+    reachability: str = "auto"
 
     def __post_init__(self) -> None:
         _require(bool(self.listen), "listen must name at least one multiaddr")
@@ -234,6 +238,8 @@ class Libp2pConfig:
         )
         for addr in self.relays:
             _parse_peer_addr(addr)
+        _require(self.reachability in REACHABILITY_SETTINGS,
+                 f"reachability must be one of {', '.join(REACHABILITY_SETTINGS)}, not {self.reachability!r}")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -559,9 +565,16 @@ class Libp2pTransport:
         return self._reach.circuit_addrs(self._peer_id) + direct
 
     def relay_slots(self) -> dict[str, str]:
-        """The last answer of each relay we asked for a slot: ``"granted"`` or ``"refused"``
-        (libp2p-specific)."""
+        """Each relay we joined: ``"granted"`` or ``"refused"`` (its last answer to our slot
+        request), or ``"not needed"`` (it dialed us back: we are public) (libp2p-specific)."""
         return dict(self._reach.slots)
+
+    def reach_status(self) -> dict[str, object]:
+        """How others reach us (libp2p-specific, for ``/v1/node``): AutoNAT's
+        ``reachability`` (public, private, unknown), our ``relay_slots``, and the peers
+        DCUtR ``hole_punched``."""
+        return {"reachability": self._reach.reachability, "relay_slots": self.relay_slots(),
+                "hole_punched": self._reach.hole_punched()}
 
     def connection_kinds(self) -> dict[str, str]:
         """How we reach each connected peer (libp2p-specific): ``"relayed"`` when every
@@ -603,7 +616,7 @@ class Libp2pTransport:
         except (BaseLibp2pError, OSError, trio.BrokenResourceError) as exc:  # ConnectionError is an OSError
             raise PeerUnreachable(f"dial to {addr} failed: {exc}") from exc
         if info.peer_id in self._relays:
-            self._require_nursery().start_soon(self._reach.reserve, info.peer_id, self._relays[info.peer_id])
+            self._require_nursery().start_soon(self._reach.join_relay, info.peer_id, self._relays[info.peer_id])
         return info.peer_id.to_base58()
 
     async def _dial_circuit(self, peer: ID, maddr: Multiaddr) -> None:
@@ -967,7 +980,8 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
     host = _build_host(identity, config, listen, offences)
     router = _build_router(config)
     pubsub = _ContainedPubsub(host, router, offences)
-    reach = Reach(host, relay_service=config.relay_service, limits=config.relay_limits)
+    reach = Reach(host, relay_service=config.relay_service, limits=config.relay_limits,
+                  reachability=config.reachability)
     transport = Libp2pTransport(host, pubsub, config, offences, reach)
     async with host.run(listen_addrs=listen):
         try:

@@ -9,8 +9,15 @@ libp2p). It wires py-libp2p's ``libp2p.relay.circuit_v2`` into a host built by
   (``CircuitV2Protocol.handle_incoming_connection`` upgrades them into the swarm).
 - **A relay** (``relay_service``) also serves the HOP protocol, with ``RelayLimits``:
   reservations held at once, circuits at once, bytes and seconds per circuit.
-- **Reservations**: after ``connect`` reaches a peer named in ``relays``, the node asks it
-  for a slot (``CircuitV2Transport.reserve``). A granted slot makes
+- **AutoNAT** (``libp2p.host.autonat``, every node serves it): after ``connect`` reaches a
+  peer named in ``relays``, the node first asks it to dial us back. Reached: we are
+  ``public`` and take no slot. Not reached: ``private``. No answer (a peer that does not
+  serve AutoNAT): ``unknown``, and we take a slot anyway (being reachable matters more
+  than one slot). One relay's word is enough (``confirmations=1``; the spec asks for more
+  than three servers, but a node knows only its few bootstrap peers and trusts them to
+  relay already). ``_DialBack`` fixes py-libp2p's server, which never dialed.
+- **Reservations**: a node not found ``public`` asks the relay for a slot
+  (``CircuitV2Transport.reserve``). A granted slot makes
   ``<relay addr>/p2p-circuit/p2p/<us>`` one of our addresses.
 - **Dialing** a ``/p2p-circuit`` address goes through ``CircuitV2Transport.dial``: the
   swarm skips such addresses (``Swarm.dial_peer``), so ``host.connect`` cannot.
@@ -41,6 +48,8 @@ from dataclasses import dataclass
 
 import trio
 from libp2p.abc import IHost
+from libp2p.host.autonat.autonat import AutoNATService, AutoNATStatus
+from libp2p.host.basic_host import BasicHost
 from libp2p.peer.id import ID
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.dcutr import DCUtRProtocol
@@ -54,6 +63,11 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 logger = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
+#: how long an AutoNAT dial-back (and the wait for its verdict) may take
+DIAL_BACK_TIMEOUT_S = 5.0
+#: ``Libp2pConfig.reachability``: ask AutoNAT, or what the node knows it is
+REACHABILITY_SETTINGS = ("auto", "public", "private")
+_REACHABILITY = {AutoNATStatus.UNKNOWN: "unknown", AutoNATStatus.PUBLIC: "public", AutoNATStatus.PRIVATE: "private"}
 
 
 @dataclass(frozen=True)
@@ -80,16 +94,42 @@ class RelayServiceLimits:
                            reservation_ttl=self.reservation_seconds)
 
 
+class _DialBack(AutoNATService):
+    """py-libp2p's AutoNAT server with a dial-back that dials.
+
+    ``AutoNATService._try_dial`` calls ``host.connect``, which returns at once when the peer
+    is connected (``BasicHost.connect``), and the requester always is: it asked over a
+    stream. So every requester whose address matched its observed IP was told "reached"
+    without a dial, a node behind a firewall included. This one opens a fresh connection
+    (``Swarm.dial_addr``, as DCUtR's ``_dial_peer`` does) and closes it again.
+    """
+
+    async def _try_dial(self, peer_id: ID, addrs: list[bytes]) -> bytes | None:
+        for addr in addrs:  # already limited to the requester's observed IP by the caller
+            try:
+                with trio.fail_after(DIAL_BACK_TIMEOUT_S):
+                    conn = await self.host.get_network().dial_addr(Multiaddr(addr), peer_id)
+            except Exception:  # py-libp2p raises several unrelated types here; unreachable is the answer
+                continue
+            await conn.close()
+            return addr
+        return None
+
+
 class Reach:
     """Relay (serve and use) and hole punching for one running host."""
 
-    def __init__(self, host: IHost, *, relay_service: bool, limits: RelayServiceLimits) -> None:
+    def __init__(self, host: IHost, *, relay_service: bool, limits: RelayServiceLimits, reachability: str) -> None:
         self._host = host
+        self._forced = None if reachability == "auto" else reachability
         libp2p_limits = limits.to_libp2p()
         self._protocol = CircuitV2Protocol(host, limits=libp2p_limits, allow_hop=relay_service)
         roles = RelayRole.STOP | RelayRole.CLIENT | (RelayRole.HOP if relay_service else RelayRole(0))
         self._circuits = CircuitV2Transport(host, self._protocol, RelayConfig(roles=roles, limits=libp2p_limits))
         self._dcutr = DCUtRProtocol(host)
+        if not isinstance(host, BasicHost):
+            raise TypeError(f"new_host built a {type(host).__name__}, not a BasicHost; update Reach")
+        self._autonat = _DialBack(host, serve=True, confirmations=1)
         self._relay_addrs: dict[ID, str] = {}  # relay -> its address we dialed, for relays we hold a slot on
         self.slots: dict[str, str] = {}  # relay peer id -> "granted" or "refused" (the last answer)
         self._nursery: trio.Nursery | None = None
@@ -110,6 +150,38 @@ class Reach:
         Raises ``ConnectionError`` (py-libp2p's) when the relay refuses or the peer is not there.
         """
         await self._circuits.dial(maddr)
+
+    @property
+    def reachability(self) -> str:
+        """What AutoNAT found: ``public``, ``private`` or ``unknown`` (not asked, or no answer);
+        or what the node was told it is."""
+        if self._forced is not None:
+            return self._forced
+        return _REACHABILITY.get(self._autonat.get_status(), "unknown")
+
+    async def join_relay(self, relay: ID, relay_addr: str) -> None:
+        """Ask ``relay`` (already connected) whether it can dial us back, and take a slot
+        on it unless it could: a public node needs none."""
+        found = self._forced or await self._ask_dial_back(relay)
+        if found == "public":
+            self.slots[relay.to_base58()] = "not needed"
+            return
+        await self.reserve(relay, relay_addr)
+
+    async def _ask_dial_back(self, relay: ID) -> str:
+        """One AutoNAT query; the new reachability, or ``unknown`` when ``relay`` did not answer."""
+        # offer our listen ports on the IPs peers observed us at (DCUtR's NAT port prediction), so a
+        # forwarded port counts; the server dials only addresses on the IP it sees us at
+        addrs = [a.to_bytes() for a in self._host.get_addrs()] + await self._dcutr._get_observed_addrs()
+        try:
+            with trio.fail_after(2 * DIAL_BACK_TIMEOUT_S):
+                await self._autonat.query_server(relay, addrs=addrs)
+        except Exception as exc:  # py-libp2p raises several unrelated types here
+            logger.info("%s gave no AutoNAT answer: %s", relay, exc)
+            return "unknown"
+        self._autonat.update_status()
+        logger.info("AutoNAT via %s: %s", relay, self.reachability)
+        return self.reachability
 
     async def reserve(self, relay: ID, relay_addr: str) -> bool:
         """Ask ``relay`` (already connected) for a slot; True once granted. Failures are
