@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 PUBLIC = "10.77.0"  # the "internet": relay .1, router1 .2, router2 .3
 HOMES = {"home1": "10.78.1", "home2": "10.78.2"}  # each home's LAN: router .1, machine .2
+LAN = "10.79.0"  # the mDNS pair's link: lan1 .1, lan2 .2
 
 
 def _missing() -> str | None:
@@ -100,6 +101,21 @@ class NatBed:
             assert result.returncode == 0, result.stderr
         assert self.run(router, "sysctl", "-w", "net.ipv4.ip_forward=1").returncode == 0
 
+    def build_lan(self) -> None:
+        """Two machines on one link (a bridge in namespace ``lan``) and nothing else: no router, no
+        route anywhere, so whatever they find they found on the link."""
+        self.add_ns("lan")
+        self.ip("lan", "link", "add", "br0", "type", "bridge")
+        self.ip("lan", "link", "set", "br0", "up")
+        for index, machine in enumerate(("lan1", "lan2"), start=1):
+            self.add_ns(machine)
+            self.ip(machine, "link", "add", "eth0", "type", "veth", "peer", "name", f"to{machine}", "netns",
+                    self.ns("lan"))
+            self.ip("lan", "link", "set", f"to{machine}", "master", "br0", "up")
+            self.ip(machine, "addr", "add", f"{LAN}.{index}/24", "dev", "eth0")
+            self.ip(machine, "link", "set", "eth0", "up")
+            self.ip(machine, "route", "add", "224.0.0.0/4", "dev", "eth0")  # mDNS multicast leaves by the link
+
     def remove(self) -> None:
         for name in reversed(self.created):
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
@@ -128,6 +144,19 @@ def nat_bed() -> Iterator[NatBed]:
     bed = NatBed(uuid.uuid4().hex[:6])
     try:
         bed.build()
+        yield bed
+    finally:
+        bed.remove()
+
+
+@pytest.fixture
+def lan_bed() -> Iterator[NatBed]:
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    bed = NatBed(uuid.uuid4().hex[:6])
+    try:
+        bed.build_lan()
         yield bed
     finally:
         bed.remove()
@@ -233,3 +262,24 @@ def _ask_planned_by(asker: NsNode, planner: NsNode) -> None:
     trace = answer["body"]["trace"]
     assert trace["answer"] == "84"
     assert {c["planner"] for c in trace["chains"] if c["ok"]} == {planner.agent_id}
+
+
+def test_mdns_finds_the_other_node_on_the_link_without_bootstrap(lan_bed: NatBed, tmp_path: Path) -> None:
+    """lan1 (no model) and lan2 (scripted:arith) start with --mdns and no --bootstrap on one link:
+    each hears the other's announcement, they connect, sync ledgers, and lan2 plans lan1's question."""
+    nodes: list[NsNode] = []
+    try:
+        for machine, model in (("lan2", ["--model", "scripted:arith"]), ("lan1", [])):
+            node = NsNode(lan_bed, machine, f"{LAN}.{machine[-1]}", tmp_path / machine, bootstrap=[],
+                          args=["--mdns", *model])
+            nodes.append(node.start())
+        lan1, lan2 = (node.wait_ready() for node in reversed(nodes))
+        wait_for(lambda: _connection(lan1, lan2) == "direct", timeout=30, what="lan1 connected to lan2 by mDNS")
+        wait_for(lambda: any(r["agent_id"] == lan2.agent_id for r in lan1.api("/v1/ledger")["body"]["records"]),
+                 timeout=30, what="lan2's record in lan1's ledger")
+        found = [node.api("/v1/node")["body"]["reach"]["mdns"]["found"] for node in (lan1, lan2)]
+        assert sum(found) >= 1, found  # one of them dialed; the other may have found the connection open
+        _ask_planned_by(lan1, lan2)
+    finally:
+        for node in nodes:
+            node.kill()

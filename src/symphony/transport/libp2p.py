@@ -67,7 +67,8 @@ What is switched off, and why
 The network must contact nothing but the addresses passed to ``connect`` (DESIGN: no
 background discovery, no third-party servers). py-libp2p does more by default:
 
-- mDNS, UPnP and bootstrap: not enabled (``new_host`` defaults; no bootstrap list).
+- UPnP and bootstrap: not enabled (``new_host`` defaults; no bootstrap list). mDNS only
+  with ``config.mdns`` (``transport.reach.LanDiscovery``): it dials whom it hears of.
 - Relays: only the peers in ``config.relays`` are asked to dial us back (AutoNAT) and
   for a slot, once ``connect`` has reached them; py-libp2p's ``RelayDiscovery`` (probing every peer) is not run. Circuit
   relay v2 and DCUtR are wired in ``transport.reach``.
@@ -133,7 +134,7 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
 from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
-from symphony.transport.reach import REACHABILITY_SETTINGS, Reach, RelayServiceLimits
+from symphony.transport.reach import REACHABILITY_SETTINGS, LanDiscovery, Reach, RelayServiceLimits
 from symphony.transport.base import (
     MessageHandler,
     OffenceHandler,
@@ -201,6 +202,8 @@ class Libp2pConfig:
             a granted slot adds a ``/p2p-circuit`` address to ``listen_addrs``.
         reachability: ``"auto"`` (ask AutoNAT), or what we know we are: ``"public"``
             (take no slot) or ``"private"`` (take a slot on every relay, unasked).
+        mdns: Announce us on the LAN by mDNS and dial the Symphony nodes heard of
+            (``transport.reach.LanDiscovery``).
     """
 
     listen: list[str]
@@ -219,6 +222,7 @@ class Libp2pConfig:
     relay_limits: RelayServiceLimits = RelayServiceLimits()
     relays: tuple[str, ...] = ()
     reachability: str = "auto"
+    mdns: bool = False
 
     def __post_init__(self) -> None:
         _require(bool(self.listen), "listen must name at least one multiaddr")
@@ -520,6 +524,7 @@ class Libp2pTransport:
     ) -> None:
         self._host = host
         self._reach = reach
+        self._lan = LanDiscovery(host) if config.mdns else None
         self._relays = {_parse_peer_addr(addr).peer_id: addr for addr in config.relays}
         self._pubsub = pubsub
         self._config = config
@@ -572,9 +577,23 @@ class Libp2pTransport:
     def reach_status(self) -> dict[str, object]:
         """How others reach us (libp2p-specific, for ``/v1/node``): AutoNAT's
         ``reachability`` (public, private, unknown), our ``relay_slots``, and the peers
-        DCUtR ``hole_punched``."""
-        return {"reachability": self._reach.reachability, "relay_slots": self.relay_slots(),
-                "hole_punched": self._reach.hole_punched()}
+        DCUtR ``hole_punched``; with ``mdns``, the LAN peers it connected to and the
+        announcements it dropped."""
+        status: dict[str, object] = {"reachability": self._reach.reachability, "relay_slots": self.relay_slots(),
+                                     "hole_punched": self._reach.hole_punched()}
+        if self._lan is not None:
+            status["mdns"] = {"found": self._lan.found, "dropped": self._lan.dropped}
+        return status
+
+    async def _dial_lan_peer(self, addr: str) -> bool:
+        """``connect`` for a peer mDNS heard of: True once connected; a failure is only logged
+        (anyone on the LAN may announce an address that does not answer)."""
+        try:
+            await self.connect(addr)
+        except (ConfigError, PeerUnreachable) as exc:
+            logger.info("mDNS: could not connect to %s: %s", addr, exc)
+            return False
+        return True
 
     def connection_kinds(self) -> dict[str, str]:
         """How we reach each connected peer (libp2p-specific): ``"relayed"`` when every
@@ -990,6 +1009,8 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
                 async with trio.open_nursery() as nursery:
                     await nursery.start(reach.run)
                     transport._start(nursery)
+                    if transport._lan is not None:
+                        nursery.start_soon(transport._lan.run, transport._dial_lan_peer)
                     try:
                         yield transport
                     finally:

@@ -37,6 +37,10 @@ DCUtR partner can likewise make us dial the addresses it sends (the protocol's n
 Observed addresses never enter our signed ledger record nor what identify advertises
 (``_BoundAddrsOnly`` in ``transport.libp2p``).
 
+- **mDNS** (``mdns``, off by default: it announces us on the LAN): ``LanDiscovery`` runs
+  py-libp2p's ``MDNSDiscovery`` under the service ``_p2p-symphony._udp.local.``, so only
+  Symphony nodes answer, and dials each peer it hears of once (``discover_lan``).
+
 py-libp2p's ``RelayDiscovery`` (which probes every connected peer for the hop protocol)
 is not run: the node contacts only the relays it is told about.
 """
@@ -44,13 +48,17 @@ is not run: the node contacts only the relays it is told about.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
 from libp2p.abc import IHost
+from libp2p.discovery.events.peerDiscovery import peerDiscovery
+from libp2p.discovery.mdns.mdns import MDNSDiscovery, create_mdns_discovery
 from libp2p.host.autonat.autonat import AutoNATService, AutoNATStatus
 from libp2p.host.basic_host import BasicHost
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.dcutr import DCUtRProtocol
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
@@ -67,6 +75,8 @@ _MIB = 1024 * 1024
 DIAL_BACK_TIMEOUT_S = 5.0
 #: ``Libp2pConfig.reachability``: ask AutoNAT, or what the node knows it is
 REACHABILITY_SETTINGS = ("auto", "public", "private")
+#: LAN peers heard of by mDNS and not dialed yet; more are dropped (and counted)
+_LAN_QUEUE = 16
 _REACHABILITY = {AutoNATStatus.UNKNOWN: "unknown", AutoNATStatus.PUBLIC: "public", AutoNATStatus.PRIVATE: "private"}
 
 
@@ -215,3 +225,71 @@ class Reach:
     def hole_punched(self) -> list[str]:
         """Peers DCUtR upgraded from relayed to direct."""
         return sorted(peer.to_base58() for peer in self._dcutr._direct_connections)
+
+
+class LanDiscovery:
+    """mDNS on the LAN (``symphony node --mdns``): announce us, dial the Symphony nodes heard of.
+
+    py-libp2p's mDNS runs in zeroconf's own thread and reports each peer through a
+    process-wide callback list (``peerDiscovery``); the callback hands the peer to our trio
+    loop through a bounded queue. Anyone on the LAN can announce anything: a peer is dialed
+    only once it passed py-libp2p's checks (a valid peer ID, ``PeerListener._extract_peer_info``),
+    one at a time, and peers beyond the queue are dropped and counted.
+    """
+
+    def __init__(self, host: IHost) -> None:
+        self._host = host
+        self.found = 0  # LAN peers dialed
+        self.dropped = 0  # announcements beyond the queue
+
+    async def run(self, dial: Callable[[str], Awaitable[bool]]) -> None:
+        """Announce and listen until cancelled; ``dial`` each peer heard of (True once connected)."""
+        send, receive = trio.open_memory_channel[PeerInfo](_LAN_QUEUE)
+        token = trio.lowlevel.current_trio_token()
+
+        def heard(info: PeerInfo) -> None:  # in zeroconf's thread
+            try:
+                token.run_sync_soon(self._queue, send, info)
+            except trio.RunFinishedError:
+                pass
+
+        # before the browser starts (in MDNSDiscovery's constructor), or its first answers are lost
+        peerDiscovery.register_peer_discovered_handler(heard)
+        try:
+            # zeroconf binds its sockets and probes the LAN before registering: seconds of blocking calls
+            discovery = await trio.to_thread.run_sync(self._start)
+        except BaseException:
+            peerDiscovery.unregister_peer_discovered_handler(heard)
+            raise
+        try:
+            async for info in receive:
+                await self._dial(info, dial)
+        finally:
+            peerDiscovery.unregister_peer_discovered_handler(heard)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(discovery.stop)
+
+    def _start(self) -> MDNSDiscovery:
+        """Start announcing our bound addresses (``MDNSDiscovery.start`` would also spawn a
+        cleanup task from this thread; the peerstore entries it cleans expire anyway)."""
+        ports = [int(a.value_for_protocol("tcp")) for a in self._host.get_transport_addrs() if "/tcp/" in str(a)]
+        discovery = create_mdns_discovery(self._host.get_network(), port=ports[0] if ports else 0,
+                                          private_network_fingerprint="symphony", host=self._host)
+        discovery.broadcaster.register()
+        return discovery
+
+    def _queue(self, send: trio.MemorySendChannel[PeerInfo], info: PeerInfo) -> None:
+        try:
+            send.send_nowait(info)
+        except trio.WouldBlock:
+            self.dropped += 1
+            logger.info("mDNS: %s dropped, %d LAN peers already waiting to be dialed", info.peer_id, _LAN_QUEUE)
+
+    async def _dial(self, info: PeerInfo, dial: Callable[[str], Awaitable[bool]]) -> None:
+        if info.peer_id == self._host.get_id() or self._host.get_network().get_connections(info.peer_id):
+            return
+        for addr in info.addrs:
+            if "/p2p-circuit" not in str(addr) and await dial(f"{addr}/p2p/{info.peer_id}"):
+                self.found += 1
+                logger.info("mDNS: connected to %s at %s", info.peer_id, addr)
+                return
