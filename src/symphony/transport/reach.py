@@ -1,4 +1,4 @@
-"""Network reach for the libp2p transport: circuit relay v2 and DCUtR hole punching.
+"""Network reach for the libp2p transport: circuit relay v2, AutoNAT, DCUtR hole punching, mDNS.
 
 Only ``symphony.transport.libp2p`` uses this module (nothing above the transport imports
 libp2p). It wires py-libp2p's ``libp2p.relay.circuit_v2`` into a host built by
@@ -127,7 +127,7 @@ class _DialBack(AutoNATService):
 
 
 class Reach:
-    """Relay (serve and use) and hole punching for one running host."""
+    """Relay (serve and use), AutoNAT and hole punching for one running host."""
 
     def __init__(self, host: IHost, *, relay_service: bool, limits: RelayServiceLimits, reachability: str) -> None:
         self._host = host
