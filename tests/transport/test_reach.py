@@ -99,3 +99,20 @@ def test_relays_must_be_peer_addresses() -> None:
     with pytest.raises(ConfigError):
         _config(reachability="behind a NAT")
     assert RelayServiceLimits().to_libp2p().max_reservations == 64
+
+
+async def test_observed_addresses_feed_hole_punching_but_are_never_advertised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An address peers claim to see us at (identify's observations, here as if four peers had
+    confirmed it) reaches DCUtR's address offer, with our listen port, but not what the host
+    advertises (``_BoundAddrsOnly``). The address is a documentation one and is never dialed."""
+    async with open_libp2p_transport(Identity.generate(), LOOPBACK) as node:
+        host = node._host
+        claimed = Multiaddr("/ip4/203.0.113.9/tcp/40404")
+        manager = host._observed_addr_manager
+        assert manager is not None  # identify address discovery is on
+        monkeypatch.setattr(manager, "addrs", lambda min_observers=4: [claimed])
+        port = host.get_transport_addrs()[0].value_for_protocol("tcp")
+        offered = [Multiaddr(raw) for raw in await node._reach._dcutr._get_observed_addrs()]
+        assert offered == [Multiaddr(f"/ip4/203.0.113.9/tcp/{port}")]
+        assert all("203.0.113.9" not in str(addr) for addr in host.get_addrs())
+        assert [str(a) for a in host.get_addrs()] == [f"{a}/p2p/{node.peer_id}" for a in host.get_transport_addrs()]
