@@ -10,12 +10,17 @@ deletes them all (the bench calls it also on failure).
 Measured, over ``tries`` fresh home1 nodes joining a running relay and home2 (scripted:arith):
 
 - **first task**: from starting home1 to the first question asked at home1 that home2 planned;
-- **hole punch**: whether DCUtR upgraded the home1-home2 connection within ``punch_timeout_s``,
-  and after how long (from home1's start);
+- **hole punch**: whether DCUtR upgraded the home1-home2 connection within ``punch_timeout_s`` of
+  that first task, and when (from home1's start);
 - **task latency**: the initiator's ``latency_ms`` of questions while the connection was relayed
   (before and after the question) and once it was hole-punched;
 - **relay bytes per task**: bytes on router1's WAN link (home1's whole uplink, all through the
   relay while relayed) during relayed questions, less the same link's idle rate, per question.
+
+The punch usually lands within seconds of the first task, so few questions run relayed. Then
+``relayed_tries`` more tries run with router1 mapping ports at random (``MASQUERADE
+--random-fully``, as a port-randomizing NAT does): the port prediction DCUtR relies on fails,
+the connection stays relayed, and its questions give the relayed latency and bytes.
 """
 
 from __future__ import annotations
@@ -191,6 +196,7 @@ class NatBenchConfig:
     """How much to measure: ``tries`` fresh home1 nodes, ``tasks`` questions on each connection kind."""
 
     tries: int = 20
+    relayed_tries: int = 5
     tasks: int = 3
     punch_timeout_s: float = 30.0
 
@@ -199,6 +205,7 @@ class NatBenchConfig:
 class Try:
     """One fresh home1: what it took to join, and its questions' latencies by connection kind."""
 
+    nat: str  # router1's port mapping: "port-keeping" or "port-randomizing"
     first_task_s: float
     punched_after_s: float | None
     relayed_ms: list[float] = field(default_factory=list)
@@ -229,7 +236,7 @@ def wan_bytes(bed: NatBed, router: str) -> int:
     return int(stats["rx"]["bytes"]) + int(stats["tx"]["bytes"])
 
 
-def one_try(bed: NatBed, relay: NsNode, home2: NsNode, data_dir: Path, cfg: NatBenchConfig) -> Try:
+def one_try(bed: NatBed, relay: NsNode, home2: NsNode, data_dir: Path, cfg: NatBenchConfig, nat: str) -> Try:
     """Start a fresh home1, time its first task served by home2, its relayed questions, the hole punch,
     and its direct questions; home1 is killed at the end."""
     started = time.monotonic()
@@ -237,9 +244,9 @@ def one_try(bed: NatBed, relay: NsNode, home2: NsNode, data_dir: Path, cfg: NatB
     try:
         home1.wait_ready()
         wait_for(lambda: ask(home1, home2), timeout=120, what="a first task served by home2", interval=0.2)
-        result = Try(first_task_s=round(time.monotonic() - started, 2), punched_after_s=None)
+        result = Try(nat=nat, first_task_s=round(time.monotonic() - started, 2), punched_after_s=None)
         _relayed_tasks(bed, home1, home2, result, cfg)
-        deadline = started + cfg.punch_timeout_s
+        deadline = time.monotonic() + cfg.punch_timeout_s
         while time.monotonic() < deadline and connection(home1, home2) != "hole-punched":
             time.sleep(0.2)
         if connection(home1, home2) == "hole-punched":
@@ -254,7 +261,7 @@ def _relayed_tasks(bed: NatBed, home1: NsNode, home2: NsNode, result: Try, cfg: 
     """Questions while the connection stays relayed (checked before and after each), and the bytes on
     home1's uplink they cost beyond an idle window of the same length."""
     idle_start, idle_bytes = time.monotonic(), wan_bytes(bed, "router1")
-    time.sleep(1.0)
+    time.sleep(2.0)
     idle_rate = (wan_bytes(bed, "router1") - idle_bytes) / (time.monotonic() - idle_start)
     busy_start, busy_bytes, relayed = time.monotonic(), wan_bytes(bed, "router1"), 0
     for _ in range(cfg.tasks):
@@ -270,6 +277,14 @@ def _relayed_tasks(bed: NatBed, home1: NsNode, home2: NsNode, result: Try, cfg: 
         result.relay_bytes_per_task = round(spent / relayed)
 
 
+def _randomize_ports(bed: NatBed, router: str) -> None:
+    """Make ``router`` a port-randomizing NAT (its MASQUERADE rule is the first of POSTROUTING)."""
+    result = bed.run(router, "iptables", "-t", "nat", "-R", "POSTROUTING", "1", "-o", "wan", "-j", "MASQUERADE",
+                     "--random-fully")
+    if result.returncode != 0:
+        raise RuntimeError(f"cannot randomize {router}'s ports: {result.stderr}")
+
+
 @contextmanager
 def running_bed() -> Iterator[NatBed]:
     """A built bed, removed on the way out whatever happened."""
@@ -282,7 +297,8 @@ def running_bed() -> Iterator[NatBed]:
 
 
 def run_nat_bench(cfg: NatBenchConfig, out_dir: Path, console: Console) -> dict[str, Any]:
-    """Run ``cfg.tries`` tries in a fresh bed; print the summary and write nat.json and nat.md under ``out_dir``.
+    """Run ``cfg.tries`` tries, then ``cfg.relayed_tries`` behind a port-randomizing router1, in a fresh bed;
+    print the summary and write nat.json and nat.md under ``out_dir``.
 
     Raises:
         ConfigError: not root, or ``ip``/``iptables`` missing.
@@ -302,13 +318,16 @@ def run_nat_bench(cfg: NatBenchConfig, out_dir: Path, console: Console) -> dict[
                            args=["--model", "scripted:arith"])
             nodes.append(home2.start())
             home2.wait_ready()
-            for index in range(cfg.tries):
-                tries.append(one_try(bed, relay, home2, root / f"home1-{index}", cfg))
-                console.print(f"try {index + 1}/{cfg.tries}: {asdict(tries[-1])}")
+            for index in range(cfg.tries + cfg.relayed_tries):
+                if index == cfg.tries:
+                    _randomize_ports(bed, "router1")
+                nat = "port-keeping" if index < cfg.tries else "port-randomizing"
+                tries.append(one_try(bed, relay, home2, root / f"home1-{index}", cfg, nat))
+                console.print(f"try {index + 1}/{cfg.tries + cfg.relayed_tries}: {asdict(tries[-1])}")
         finally:
             for node in nodes:
                 node.kill()
-    summary = summarize(tries)
+    summary = {nat: summarize([t for t in tries if t.nat == nat]) for nat in ("port-keeping", "port-randomizing")}
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"config": asdict(cfg), "load": os.getloadavg(), "summary": summary, "tries": [asdict(t) for t in tries]}
     (out_dir / "nat.json").write_text(json.dumps(report, indent=1))
@@ -338,12 +357,24 @@ def summarize(tries: list[Try]) -> dict[str, Any]:
     }
 
 
-def markdown(summary: dict[str, Any]) -> str:
-    rows = [("tries (fresh home1 joining relay + home2)", summary["tries"]),
+def markdown(summaries: dict[str, dict[str, Any]]) -> str:
+    """One column per router1 NAT kind."""
+    names = list(summaries)
+    table = ["| measure | " + " | ".join(f"router1 {name}" for name in names) + " |",
+             "|---|" + "---|" * len(names)]
+    rows = _rows(summaries[names[0]])
+    for index, (label, _) in enumerate(rows):
+        table.append(f"| {label} | " + " | ".join(str(_rows(summaries[n])[index][1]) for n in names) + " |")
+    return "\n".join(table)
+
+
+def _rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [("tries (fresh home1 joining relay + home2)", summary["tries"]),
             ("start to first task served across the two NATs, median (s)", summary["first_task_s_median"]),
             ("hole punched (DCUtR) within the timeout", f"{summary['hole_punched']}/{summary['tries']}"),
             ("start to hole-punched, median (s)", summary["punched_after_s_median"]),
-            (f"task latency relayed, median of {summary['relayed_tasks']} (ms)", summary["relayed_task_ms_median"]),
-            (f"task latency hole-punched, median of {summary['direct_tasks']} (ms)", summary["direct_task_ms_median"]),
-            ("uplink bytes per relayed task beyond idle, median", summary["relay_bytes_per_task_median"])]
-    return "\n".join(["| measure | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)])
+            ("questions relayed", summary["relayed_tasks"]),
+            ("task latency relayed, median (ms)", summary["relayed_task_ms_median"]),
+            ("questions hole-punched", summary["direct_tasks"]),
+            ("task latency hole-punched, median (ms)", summary["direct_task_ms_median"]),
+            ("uplink bytes per relayed question beyond idle, median", summary["relay_bytes_per_task_median"])]
