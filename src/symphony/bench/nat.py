@@ -208,6 +208,7 @@ class Try:
     nat: str  # router1's port mapping: "port-keeping" or "port-randomizing"
     first_task_s: float
     punched_after_s: float | None
+    connection_at_end: str | None = None  # how home1 reached home2 when the punch wait ended
     relayed_ms: list[float] = field(default_factory=list)
     direct_ms: list[float] = field(default_factory=list)
     relay_bytes_per_task: float | None = None
@@ -249,7 +250,8 @@ def one_try(bed: NatBed, relay: NsNode, home2: NsNode, data_dir: Path, cfg: NatB
         deadline = time.monotonic() + cfg.punch_timeout_s
         while time.monotonic() < deadline and connection(home1, home2) != "hole-punched":
             time.sleep(0.2)
-        if connection(home1, home2) == "hole-punched":
+        result.connection_at_end = connection(home1, home2)
+        if result.connection_at_end == "hole-punched":
             result.punched_after_s = round(time.monotonic() - started, 2)
             result.direct_ms = [ms for ms in (ask(home1, home2) for _ in range(cfg.tasks)) if ms is not None]
         return result

@@ -126,6 +126,31 @@ class _DialBack(AutoNATService):
         return None
 
 
+class _PunchMemory(DCUtRProtocol):
+    """py-libp2p's DCUtR, remembering which peers it hole-punched while we stay connected.
+
+    ``DCUtRProtocol._direct_connections`` forgets a peer whenever *any* connection to it closes
+    (``on_peer_disconnected``), including the relayed one DCUtR itself closes once the direct one
+    works (``_close_relayed_conns_after_grace``): a punched peer then looked merely "direct"
+    seconds after the punch. ``punched`` keeps it until the last connection to the peer closes.
+    """
+
+    def __init__(self, host: IHost) -> None:
+        super().__init__(host)
+        self.punched: set[ID] = set()
+
+    async def _perform_hole_punch(self, peer_id: ID, addrs: list[Multiaddr], as_responder: bool = False) -> bool:
+        succeeded = await super()._perform_hole_punch(peer_id, addrs, as_responder)
+        if succeeded:
+            self.punched.add(peer_id)
+        return succeeded
+
+    def on_peer_disconnected(self, peer_id: ID) -> None:
+        super().on_peer_disconnected(peer_id)
+        if not self.host.get_network().get_connections(peer_id):  # the swarm drops a closed one before notifying
+            self.punched.discard(peer_id)
+
+
 class Reach:
     """Relay (serve and use), AutoNAT and hole punching for one running host."""
 
@@ -136,7 +161,7 @@ class Reach:
         self._protocol = CircuitV2Protocol(host, limits=libp2p_limits, allow_hop=relay_service)
         roles = RelayRole.STOP | RelayRole.CLIENT | (RelayRole.HOP if relay_service else RelayRole(0))
         self._circuits = CircuitV2Transport(host, self._protocol, RelayConfig(roles=roles, limits=libp2p_limits))
-        self._dcutr = DCUtRProtocol(host)
+        self._dcutr = _PunchMemory(host)
         if not isinstance(host, BasicHost):
             raise TypeError(f"new_host built a {type(host).__name__}, not a BasicHost; update Reach")
         self._autonat = _DialBack(host, serve=True, confirmations=1)
@@ -224,7 +249,7 @@ class Reach:
 
     def hole_punched(self) -> list[str]:
         """Peers DCUtR upgraded from relayed to direct."""
-        return sorted(peer.to_base58() for peer in self._dcutr._direct_connections)
+        return sorted(peer.to_base58() for peer in self._dcutr.punched)
 
 
 class LanDiscovery:
