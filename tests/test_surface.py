@@ -44,6 +44,8 @@ PUBLIC_MODULES = frozenset({
     "symphony.bench.gsm8k", "symphony.bench.knobs", "symphony.bench.ledger", "symphony.bench.loopback",
     "symphony.bench.robustness", "symphony.bench.sharding", "symphony.bench.shardnet", "symphony.bench.systems",
     "symphony.bench.privacy", "symphony.bench.learning", "symphony.bench.dag", "symphony.bench.teams",
+    "symphony.bench.privacy", "symphony.bench.learning",
+    "symphony.bench.nat",  # cli/bench.py runs it; tests/e2e/test_nat.py builds its test bed with it
     "symphony.capability.vector",  # to go: capability exports every name used
     "symphony.cli.main",  # the entry point of [project.scripts]
     "symphony.ledger.gossip", "symphony.ledger.reputation", "symphony.ledger.shard",  # ledger exports store+gossip
@@ -60,6 +62,7 @@ PUBLIC_MODULES = frozenset({
     "symphony.protocol.sharding",  # public: the shard summaries and gateway messages
     "symphony.transport.base",  # to go: transport exports the interface
     "symphony.transport.libp2p", "symphony.transport.stranger",  # public: kept out of the package (py-libp2p)
+    "symphony.transport.reach",  # public: the daemon builds RelayServiceLimits from its config (py-libp2p)
     "symphony.transport.memory",  # to go: transport exports the memory engine
 })
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
+from libp2p.host.autonat.pb.autonat_pb2 import Message
+from libp2p.peer.id import ID
+from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
 from symphony.errors import ConfigError, PeerUnreachable
 from symphony.protocol.identity import Identity
@@ -25,7 +30,7 @@ async def test_a_peer_reached_only_through_a_relay_answers_requests() -> None:
     async with open_libp2p_transport(Identity.generate(), _config(relay_service=True)) as relay:
         relay_addr = relay.listen_addrs()[0]
         async with (
-            open_libp2p_transport(Identity.generate(), _config(relays=(relay_addr,))) as dest,
+            open_libp2p_transport(Identity.generate(), _config(relays=(relay_addr,), reachability="private")) as dest,
             open_libp2p_transport(Identity.generate(), LOOPBACK) as source,
         ):
             dest.set_handler(ECHO, _echo)
@@ -44,7 +49,8 @@ async def test_a_peer_reached_only_through_a_relay_answers_requests() -> None:
 async def test_a_node_without_relay_service_grants_no_slot() -> None:
     """Asking an ordinary node for a slot fails quietly: no circuit address appears."""
     async with open_libp2p_transport(Identity.generate(), LOOPBACK) as plain:
-        async with open_libp2p_transport(Identity.generate(), _config(relays=(plain.listen_addrs()[0],))) as dest:
+        config = _config(relays=(plain.listen_addrs()[0],), reachability="private")
+        async with open_libp2p_transport(Identity.generate(), config) as dest:
             await link(dest, plain)
             await wait_until(lambda: dest.relay_slots() == {plain.peer_id: "refused"})
             assert all("/p2p-circuit" not in addr for addr in dest.listen_addrs())
@@ -60,7 +66,53 @@ async def test_dialing_a_circuit_to_a_peer_without_a_slot_fails() -> None:
                 await source.connect(f"{relay.listen_addrs()[0]}/p2p-circuit/p2p/{ghost}")
 
 
+async def test_a_node_the_relay_dials_back_is_public_and_takes_no_slot() -> None:
+    """AutoNAT: the relay dials our listen address back, so we are public and need no slot."""
+    async with open_libp2p_transport(Identity.generate(), _config(relay_service=True)) as relay:
+        async with open_libp2p_transport(Identity.generate(), _config(relays=(relay.listen_addrs()[0],))) as node:
+            assert node.reach_status()["reachability"] == "unknown"
+            await link(node, relay)
+            await wait_until(lambda: node.relay_slots() == {relay.peer_id: "not needed"})
+            assert node.reach_status()["reachability"] == "public"
+            assert all("/p2p-circuit" not in addr for addr in node.listen_addrs())
+
+
+async def test_autonat_dial_back_really_dials() -> None:
+    """An address nobody listens on is reported unreachable. py-libp2p's own server answered
+    OK without dialing, because the asker is always connected already (``_DialBack``)."""
+    async with open_libp2p_transport(Identity.generate(), LOOPBACK) as server:
+        async with open_libp2p_transport(Identity.generate(), LOOPBACK) as asker:
+            await link(asker, server)
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                closed = Multiaddr(f"/ip4/127.0.0.1/tcp/{sock.getsockname()[1]}")
+            autonat = asker._reach._autonat  # the edge under test: one AutoNAT query with a chosen address
+            status, _ = await autonat.query_server(ID.from_base58(server.peer_id), addrs=[closed.to_bytes()])
+            assert status == Message.E_DIAL_ERROR
+            status, _ = await autonat.query_server(ID.from_base58(server.peer_id))
+            assert status == Message.OK
+
+
 def test_relays_must_be_peer_addresses() -> None:
     with pytest.raises(ConfigError):
         _config(relays=("/ip4/127.0.0.1/tcp/1",))
+    with pytest.raises(ConfigError):
+        _config(reachability="behind a NAT")
     assert RelayServiceLimits().to_libp2p().max_reservations == 64
+
+
+async def test_observed_addresses_feed_hole_punching_but_are_never_advertised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An address peers claim to see us at (identify's observations, here as if four peers had
+    confirmed it) reaches DCUtR's address offer, with our listen port, but not what the host
+    advertises (``_BoundAddrsOnly``). The address is a documentation one and is never dialed."""
+    async with open_libp2p_transport(Identity.generate(), LOOPBACK) as node:
+        host = node._host
+        claimed = Multiaddr("/ip4/203.0.113.9/tcp/40404")
+        manager = host._observed_addr_manager
+        assert manager is not None  # identify address discovery is on
+        monkeypatch.setattr(manager, "addrs", lambda min_observers=4: [claimed])
+        port = host.get_transport_addrs()[0].value_for_protocol("tcp")
+        offered = [Multiaddr(raw) for raw in await node._reach._dcutr._get_observed_addrs()]
+        assert offered == [Multiaddr(f"/ip4/203.0.113.9/tcp/{port}")]
+        assert all("203.0.113.9" not in str(addr) for addr in host.get_addrs())
+        assert [str(a) for a in host.get_addrs()] == [f"{a}/p2p/{node.peer_id}" for a in host.get_transport_addrs()]

@@ -30,6 +30,7 @@ def node_view(status: NodeStatus) -> dict[str, Any]:
         "task_records": status.task_records,
         "traffic": {kind: dict(counts) for kind, counts in status.traffic.items()},
         "model_features": dict(status.model_features),  # e.g. {"json_output": "json_object"}: how it gives JSON
+        "reach": dict(status.reach),
     }
 
 

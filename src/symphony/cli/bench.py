@@ -164,6 +164,25 @@ def bench_knobs(
     run_knobs_bench(setup, faults=[("slow", 0.3), ("crash", 0.2)], step_s=step_s, out_dir=out, console=Console())
 
 
+@bench_app.command("nat")
+def bench_nat(
+    tries: Annotated[int, typer.Option(help="Fresh home1 nodes joining (each: first task, hole punch).")] = 20,
+    relayed_tries: Annotated[int, typer.Option(help="Then fresh home1 nodes behind a port-randomizing NAT (no "
+                                                    "punch: relayed latency and bytes).")] = 5,
+    tasks: Annotated[int, typer.Option(help="Questions per try on each connection kind.")] = 3,
+    punch_timeout: Annotated[float, typer.Option(help="Seconds after home1's first task to wait for the "
+                                                      "hole punch.")] = 30.0,
+    out: Annotated[Path, typer.Option(help="Directory for nat.json and nat.md.")] = Path("bench-results"),
+) -> None:
+    """Join from home (root only): network namespaces with two NATs and a relay; time to the first task,
+    hole-punch success rate, task latency relayed vs hole-punched, relay bytes per task."""
+    from symphony.bench.nat import NatBenchConfig, run_nat_bench
+
+    with config_errors_exit():
+        run_nat_bench(NatBenchConfig(tries=tries, relayed_tries=relayed_tries, tasks=tasks,
+                                     punch_timeout_s=punch_timeout), out, console)
+
+
 @bench_app.command("ledger")
 def bench_ledger(
     real: Annotated[list[int], typer.Option(help="Real node-process swarm sizes.")] = [5, 10, 20],  # noqa: B006 - typer reads the default

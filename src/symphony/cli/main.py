@@ -196,6 +196,12 @@ def node(
     relay_service: Annotated[bool | None, typer.Option("--relay-service", help="Relay connections (circuit relay v2, "
                                                        "with limits) for nodes behind NAT; for a node others can "
                                                        "dial.")] = None,
+    reachability: Annotated[str | None, typer.Option(help="auto: ask the bootstrap peers to dial back (AutoNAT) "
+                                                          "and take relay slots on them only if they cannot; "
+                                                          "public or private: tell. \\[default: auto]")] = None,
+    mdns: Annotated[bool | None, typer.Option("--mdns", help="Find the Symphony nodes on the same link by mDNS, "
+                                                             "with no --bootstrap (announces this node on the "
+                                                             "LAN).")] = None,
     redundancy: Annotated[int | None, typer.Option(help="As a planner: executors per step, 1 or 2 (cross-checked) "
                                                         "when a question does not say. \\[default: 1]")] = None,
     hop_timeout: Annotated[str | None, typer.Option(help="As a planner: how long one executor may hold a step: "
@@ -220,6 +226,7 @@ def node(
              "accelerator": accelerator, "heartbeat": heartbeat, "anti_entropy": anti_entropy, "shards": shards,
              "max_task_records": max_task_records, "event_log_max_mb": event_log_max_mb,
              "event_log_keep": event_log_keep, "relay_service": relay_service,
+             "reachability": reachability, "mdns": mdns,
              "privacy_sigma": privacy_sigma,
              "redundancy": redundancy, "hop_timeout": hop_timeout,
              "replans": replans, "disclosure": disclosure, "learn_republish_s": learn_republish_s}

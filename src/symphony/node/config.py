@@ -123,6 +123,12 @@ def _check_multiaddr(addr: str, *, option: str, needs_peer: bool) -> None:
             raise ConfigError(f"{option}: {exc}; use the full address a node prints, ending in /p2p/12D3KooW...") from None
 
 
+#: node config keys bounding what a ``relay_service`` node grants (NodeConfig)
+RELAY_LIMIT_KEYS = ("relay_max_reservations", "relay_max_circuits", "relay_circuit_mb", "relay_circuit_seconds")
+#: ``--reachability``: ask (AutoNAT) or tell
+REACHABILITY = ("auto", "public", "private")
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything ``symphony node`` needs; the CLI and tests build one of these."""
@@ -152,6 +158,18 @@ class NodeConfig:
     event_log_keep: int = 3
     #: offer circuit relay v2 (with limits) to nodes behind NAT: for a node others can dial
     relay_service: bool = False
+    #: what a relay grants (``relay_*`` keys, README "Two machines on two home networks"): peers holding a
+    #: slot at once, relayed connections at once, MiB and seconds per relayed connection; None = the
+    #: transport's default (``transport.reach.RelayServiceLimits``: 64, 64, 64 MiB, 3600 s)
+    relay_max_reservations: int | None = None
+    relay_max_circuits: int | None = None
+    relay_circuit_mb: int | None = None
+    relay_circuit_seconds: int | None = None
+    #: "auto": ask the bootstrap peers whether they can dial us back (AutoNAT) and take relay slots only
+    #: if not; "public"/"private": what this node knows it is
+    reachability: str = "auto"
+    #: find the Symphony nodes on the same link by mDNS (announces this node on the LAN)
+    mdns: bool = False
     #: DESIGN §2: published capability vector noised (sigma x each block's norm) and hardware coarsened; 0 = off
     privacy_sigma: float = 0.0
     #: fault knobs: this node's defaults as a planner for what a question leaves open (README "Fault knobs")
@@ -192,6 +210,12 @@ class NodeConfig:
         if not MIN_LEARN_REPUBLISH_S <= self.learn_republish_s <= MAX_LEARN_REPUBLISH_S:
             raise ConfigError(f"--learn-republish-s must be {MIN_LEARN_REPUBLISH_S} to {MAX_LEARN_REPUBLISH_S} "
                               f"seconds, not {self.learn_republish_s}")
+        for key in RELAY_LIMIT_KEYS:
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{key} must be >= 1, not {value}")
+        if self.reachability not in REACHABILITY:
+            raise choice_error(self.reachability, REACHABILITY, "--reachability")
 
 
     def task_defaults(self) -> dict[str, Any]:
@@ -215,7 +239,8 @@ FILE_KEYS: dict[str, type] = {
     "data_dir": str, "name": str, "listen": list, "bootstrap": list, "api": str, "api_auth": str, "skills": list,
     "model": str, "roles": list, "memory_gb": float, "accelerator": str, "heartbeat": float, "anti_entropy": float,
     "shards": int, "max_task_records": int, "event_log_max_mb": float, "event_log_keep": int,
-    "relay_service": bool,
+    "relay_service": bool, "relay_max_reservations": int, "relay_max_circuits": int, "relay_circuit_mb": int,
+    "relay_circuit_seconds": int, "reachability": str, "mdns": bool,
     "privacy_sigma": float,
     "redundancy": int, "hop_timeout": str, "replans": int, "disclosure": str,
     "learn_republish_s": float,
@@ -306,6 +331,10 @@ def _check_file_value(name: str, value: Any) -> None:
         _hop_timeout(value)
     elif name == "learn_republish_s" and not MIN_LEARN_REPUBLISH_S <= value <= MAX_LEARN_REPUBLISH_S:
         raise ConfigError(f"must be {MIN_LEARN_REPUBLISH_S} to {MAX_LEARN_REPUBLISH_S} seconds, not {value}")
+    elif name in RELAY_LIMIT_KEYS and value < 1:
+        raise ConfigError(f"must be >= 1, not {value}")
+    elif name == "reachability" and value not in REACHABILITY:
+        raise choice_error(value, REACHABILITY)
 
 
 def _check_roles(roles: tuple[str, ...], option: str = "--roles") -> None:
@@ -356,6 +385,7 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         **{key: values[key] for key in ("max_task_records", "event_log_max_mb", "event_log_keep", "relay_service",
                                          "privacy_sigma", "redundancy", "replans", "disclosure", "learn_republish_s")
            if key in values},
+        **{key: values[key] for key in (*RELAY_LIMIT_KEYS, "reachability", "mdns") if key in values},
         **({"hop_timeout": _hop_timeout(values["hop_timeout"])} if "hop_timeout" in values else {}),
     )
 

@@ -58,6 +58,7 @@ from symphony.protocol.identity import Identity
 from symphony.protocol.messages import LedgerRecord
 from symphony.transport.base import PeerEvent
 from symphony.transport.libp2p import Libp2pConfig, Libp2pTransport, check_port_free, open_libp2p_transport
+from symphony.transport.reach import RelayServiceLimits
 
 #: Longest wait for peers to acknowledge our ``leaving`` record on shutdown (SIGTERM must exit
 #: within 2 s; honest peers answer in milliseconds, and the record is also published).
@@ -156,8 +157,10 @@ class Node:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
         self.events.emit("starting", {"agent": self.agent_id, "name": cfg.name, "version": __version__})
-        # every bootstrap peer is asked for a relay slot; one without --relay-service refuses
-        libp2p_config = Libp2pConfig(listen=cfg.listen, relay_service=cfg.relay_service, relays=tuple(cfg.bootstrap))
+        # every bootstrap peer is asked to dial us back and, unless it could, for a relay slot; one
+        # without --relay-service refuses
+        libp2p_config = Libp2pConfig(listen=cfg.listen, relay_service=cfg.relay_service, relays=tuple(cfg.bootstrap),
+                                     relay_limits=relay_limits(cfg), reachability=cfg.reachability, mdns=cfg.mdns)
         async with open_libp2p_transport(self.identity, libp2p_config) as transport:
             self._transport = transport
             self.runtime = AgentRuntime(
@@ -350,7 +353,7 @@ class Node:
             connected_peers=len(svc.transport.peers()), ledger_size=len(self.ledger.records),
             rejected=dict(self.ledger.rejected), refused=dict(self.runtime.defences.rejected),
             event_log=self.events.stats(), task_records=len(self.task_records),
-            traffic=svc.transport.stats.snapshot(),
+            traffic=svc.transport.stats.snapshot(), reach=self._transport_now().reach_status(),
             model_features=self.model.features() if self.model is not None else {},
         )
 
@@ -371,8 +374,11 @@ class Node:
 
     def _connections(self) -> dict[str, str]:
         """Each connected peer and how it is reached: direct, relayed or hole-punched (issue 20)."""
+        return self._transport_now().connection_kinds()
+
+    def _transport_now(self) -> Libp2pTransport:
         assert self._transport is not None
-        return self._transport.connection_kinds()
+        return self._transport
 
     def ledger_entries(self) -> list[LedgerEntry]:
         """Every record of the ledger replica (this node's own included), by agent ID."""
@@ -391,6 +397,14 @@ class Node:
         """Change fields of this node's own record; returns the new signed record (published)."""
         assert self.runtime is not None
         return await self.runtime.gossip.update(**fields)
+
+
+def relay_limits(cfg: NodeConfig) -> RelayServiceLimits:
+    """What a ``relay_service`` node grants: the config's ``relay_*`` keys over the transport's defaults."""
+    given = {"max_reservations": cfg.relay_max_reservations, "max_circuits": cfg.relay_max_circuits,
+             "circuit_bytes": None if cfg.relay_circuit_mb is None else cfg.relay_circuit_mb * 1024 * 1024,
+             "circuit_seconds": cfg.relay_circuit_seconds}
+    return RelayServiceLimits(**{key: value for key, value in given.items() if value is not None})
 
 
 def _wire(snapshot: PeerState | LedgerEntry | None) -> dict[str, Any] | None:

@@ -91,6 +91,9 @@ class NodeStatus:
     traffic: Mapping[str, Mapping[str, int]]
     #: what this node's model server was found to support (``OpenAIModel.features``); {} for other backends
     model_features: Mapping[str, str] = field(default_factory=dict)
+    #: how others reach this node (issue 20): ``reachability`` (AutoNAT: public, private, unknown),
+    #: ``relay_slots`` (relay -> granted, refused, not needed), the peers ``hole_punched``
+    reach: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: the events that tell how a question is progressing (``pipeline.service``), on the initiator

@@ -67,10 +67,13 @@ What is switched off, and why
 The network must contact nothing but the addresses passed to ``connect`` (DESIGN: no
 background discovery, no third-party servers). py-libp2p does more by default:
 
-- mDNS, UPnP and bootstrap: not enabled (``new_host`` defaults; no bootstrap list).
-- Relays: only the peers in ``config.relays`` are asked for a slot, once ``connect`` has
-  reached them; py-libp2p's ``RelayDiscovery`` (probing every peer) is not run. Circuit
+- UPnP and bootstrap: not enabled (``new_host`` defaults; no bootstrap list). mDNS only
+  with ``config.mdns`` (``transport.reach.LanDiscovery``): it dials whom it hears of.
+- Relays: only the peers in ``config.relays`` are asked to dial us back (AutoNAT) and
+  for a slot, once ``connect`` has reached them; py-libp2p's ``RelayDiscovery`` (probing every peer) is not run. Circuit
   relay v2 and DCUtR are wired in ``transport.reach``.
+- Identify's observed addresses are recorded (DCUtR needs them) but never advertised:
+  ``_BoundAddrsOnly``.
 - The swarm's *auto-connector* re-dials known peers from the peerstore whenever we have
   fewer than 100 connections, including addresses peers merely claimed via identify.
   It is replaced by ``_NoAutoDial``. No watermark setting turns it off: the target is
@@ -133,7 +136,7 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
 from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
-from symphony.transport.reach import Reach, RelayServiceLimits
+from symphony.transport.reach import REACHABILITY_SETTINGS, LanDiscovery, Reach, RelayServiceLimits
 from symphony.transport.rpcmux import MUX_PROTOCOL, MuxClient, MuxFailure, MuxServer
 from symphony.transport.base import (
     MessageHandler,
@@ -197,8 +200,13 @@ class Libp2pConfig:
         relay_service: Offer circuit relay v2 to others within ``relay_limits`` (for a
             node others can dial directly; see ``transport.reach``).
         relay_limits: What a relay grants: slots, circuits, bytes and seconds per circuit.
-        relays: Peer addresses (``.../p2p/<id>``) to ask for a relay slot once ``connect``
-            reaches them; a granted slot adds a ``/p2p-circuit`` address to ``listen_addrs``.
+        relays: Peer addresses (``.../p2p/<id>``) to join once ``connect`` reaches them:
+            each is asked to dial us back (AutoNAT) and, unless it could, for a relay slot;
+            a granted slot adds a ``/p2p-circuit`` address to ``listen_addrs``.
+        reachability: ``"auto"`` (ask AutoNAT), or what we know we are: ``"public"``
+            (take no slot) or ``"private"`` (take a slot on every relay, unasked).
+        mdns: Announce us on the LAN by mDNS and dial the Symphony nodes heard of
+            (``transport.reach.LanDiscovery``).
     """
 
     listen: list[str]
@@ -216,6 +224,8 @@ class Libp2pConfig:
     relay_service: bool = False
     relay_limits: RelayServiceLimits = RelayServiceLimits()
     relays: tuple[str, ...] = ()
+    reachability: str = "auto"
+    mdns: bool = False
 
     def __post_init__(self) -> None:
         _require(bool(self.listen), "listen must name at least one multiaddr")
@@ -235,6 +245,8 @@ class Libp2pConfig:
         )
         for addr in self.relays:
             _parse_peer_addr(addr)
+        _require(self.reachability in REACHABILITY_SETTINGS,
+                 f"reachability must be one of {', '.join(REACHABILITY_SETTINGS)}, not {self.reachability!r}")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -515,6 +527,7 @@ class Libp2pTransport:
     ) -> None:
         self._host = host
         self._reach = reach
+        self._lan = LanDiscovery(host) if config.mdns else None
         self._relays = {_parse_peer_addr(addr).peer_id: addr for addr in config.relays}
         self._pubsub = pubsub
         self._config = config
@@ -564,9 +577,30 @@ class Libp2pTransport:
         return self._reach.circuit_addrs(self._peer_id) + direct
 
     def relay_slots(self) -> dict[str, str]:
-        """The last answer of each relay we asked for a slot: ``"granted"`` or ``"refused"``
-        (libp2p-specific)."""
+        """Each relay we joined: ``"granted"`` or ``"refused"`` (its last answer to our slot
+        request), or ``"not needed"`` (it dialed us back: we are public) (libp2p-specific)."""
         return dict(self._reach.slots)
+
+    def reach_status(self) -> dict[str, object]:
+        """How others reach us (libp2p-specific, for ``/v1/node``): AutoNAT's
+        ``reachability`` (public, private, unknown), our ``relay_slots``, and the peers
+        DCUtR ``hole_punched``; with ``mdns``, the LAN peers it connected to and the
+        announcements it dropped."""
+        status: dict[str, object] = {"reachability": self._reach.reachability, "relay_slots": self.relay_slots(),
+                                     "hole_punched": self._reach.hole_punched()}
+        if self._lan is not None:
+            status["mdns"] = {"found": self._lan.found, "dropped": self._lan.dropped}
+        return status
+
+    async def _dial_lan_peer(self, addr: str) -> bool:
+        """``connect`` for a peer mDNS heard of: True once connected; a failure is only logged
+        (anyone on the LAN may announce an address that does not answer)."""
+        try:
+            await self.connect(addr)
+        except (ConfigError, PeerUnreachable) as exc:
+            logger.info("mDNS: could not connect to %s: %s", addr, exc)
+            return False
+        return True
 
     def connection_kinds(self) -> dict[str, str]:
         """How we reach each connected peer (libp2p-specific): ``"relayed"`` when every
@@ -608,7 +642,7 @@ class Libp2pTransport:
         except (BaseLibp2pError, OSError, trio.BrokenResourceError) as exc:  # ConnectionError is an OSError
             raise PeerUnreachable(f"dial to {addr} failed: {exc}") from exc
         if info.peer_id in self._relays:
-            self._require_nursery().start_soon(self._reach.reserve, info.peer_id, self._relays[info.peer_id])
+            self._require_nursery().start_soon(self._reach.join_relay, info.peer_id, self._relays[info.peer_id])
         return info.peer_id.to_base58()
 
     async def _dial_circuit(self, peer: ID, maddr: Multiaddr) -> None:
@@ -984,15 +1018,36 @@ def _check_protocol(protocol: str) -> None:
 def _build_host(identity: Identity, config: Libp2pConfig, listen: list[Multiaddr], offences: _OffenceLog) -> IHost:
     key_pair = create_new_key_pair(identity.seed)
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    bound = _BoundAddrsOnly()
     host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_ID: noise},
         listen_addrs=listen,
-        disable_identify_address_discovery=True,
+        # identify's observed addresses feed DCUtR hole punching (see ``transport.reach``) ...
+        disable_identify_address_discovery=False,
+        # ... but are never advertised as ours
+        addrs_factory=bound,
     )
+    bound.host = host
     _disable_auto_dial(host)
     _guard_inbound_streams(host, _StreamGuard(offences, config.max_inbound_streams_per_peer))
     return host
+
+
+class _BoundAddrsOnly:
+    """The addresses the host advertises (identify's ``listen_addrs``, ``host.get_addrs``):
+    only those it is bound to, never the ones peers claim to observe.
+
+    With identify address discovery on, ``BasicHost.get_addrs`` adds every observed address
+    that four peers reported; four colluding peers could then make us advertise any address.
+    DCUtR reads the observations directly (``DCUtRProtocol._get_observed_addrs``), so hole
+    punching still sees them.
+    """
+
+    host: IHost | None = None
+
+    def __call__(self, candidates: list[Multiaddr]) -> list[Multiaddr]:
+        return list(self.host.get_transport_addrs()) if self.host is not None else []
 
 
 def _disable_auto_dial(host: IHost) -> None:
@@ -1033,7 +1088,8 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
     host = _build_host(identity, config, listen, offences)
     router = _build_router(config)
     pubsub = _ContainedPubsub(host, router, offences)
-    reach = Reach(host, relay_service=config.relay_service, limits=config.relay_limits)
+    reach = Reach(host, relay_service=config.relay_service, limits=config.relay_limits,
+                  reachability=config.reachability)
     transport = Libp2pTransport(host, pubsub, config, offences, reach)
     async with host.run(listen_addrs=listen):
         try:
@@ -1042,6 +1098,8 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
                 async with trio.open_nursery() as nursery:
                     await nursery.start(reach.run)
                     transport._start(nursery)
+                    if transport._lan is not None:
+                        nursery.start_soon(transport._lan.run, transport._dial_lan_peer)
                     try:
                         yield transport
                     finally:

@@ -1,4 +1,4 @@
-"""Network reach for the libp2p transport: circuit relay v2 and DCUtR hole punching.
+"""Network reach for the libp2p transport: circuit relay v2, AutoNAT, DCUtR hole punching, mDNS.
 
 Only ``symphony.transport.libp2p`` uses this module (nothing above the transport imports
 libp2p). It wires py-libp2p's ``libp2p.relay.circuit_v2`` into a host built by
@@ -9,13 +9,37 @@ libp2p). It wires py-libp2p's ``libp2p.relay.circuit_v2`` into a host built by
   (``CircuitV2Protocol.handle_incoming_connection`` upgrades them into the swarm).
 - **A relay** (``relay_service``) also serves the HOP protocol, with ``RelayLimits``:
   reservations held at once, circuits at once, bytes and seconds per circuit.
-- **Reservations**: after ``connect`` reaches a peer named in ``relays``, the node asks it
-  for a slot (``CircuitV2Transport.reserve``). A granted slot makes
+- **AutoNAT** (``libp2p.host.autonat``, every node serves it): after ``connect`` reaches a
+  peer named in ``relays``, the node first asks it to dial us back. Reached: we are
+  ``public`` and take no slot. Not reached: ``private``. No answer (a peer that does not
+  serve AutoNAT): ``unknown``, and we take a slot anyway (being reachable matters more
+  than one slot). One relay's word is enough (``confirmations=1``; the spec asks for more
+  than three servers, but a node knows only its few bootstrap peers and trusts them to
+  relay already). ``_DialBack`` fixes py-libp2p's server, which never dialed.
+- **Reservations**: a node not found ``public`` asks the relay for a slot
+  (``CircuitV2Transport.reserve``). A granted slot makes
   ``<relay addr>/p2p-circuit/p2p/<us>`` one of our addresses.
 - **Dialing** a ``/p2p-circuit`` address goes through ``CircuitV2Transport.dial``: the
   swarm skips such addresses (``Swarm.dial_peer``), so ``host.connect`` cannot.
 - **DCUtR** (``DCUtRProtocol``) runs on every node and tries to upgrade each relayed
-  connection to a direct one in the background (its ``_auto_drive_loop``).
+  connection to a direct one in the background (its ``_auto_drive_loop``). Both sides
+  send the other an address to dial: the IP a peer saw us at over a *direct* connection
+  (identify's observed address, recorded by the host's ``ObservedAddrManager``; identify
+  ignores observations over relayed connections) with our own listen port, then both
+  dial at once from that port (TCP simultaneous open through both NATs). Without
+  observations (``disable_identify_address_discovery=True``, as before issue 20) each
+  side only offered its private listen address and no punch could succeed.
+
+Trust: one directly connected peer's observation is enough for DCUtR
+(``manager.addrs(min_observers=1)``), so a lying peer can make us tell hole-punch
+partners a wrong IP (they dial it at our listen port, at most 3 rounds, and fail). A
+DCUtR partner can likewise make us dial the addresses it sends (the protocol's nature).
+Observed addresses never enter our signed ledger record nor what identify advertises
+(``_BoundAddrsOnly`` in ``transport.libp2p``).
+
+- **mDNS** (``mdns``, off by default: it announces us on the LAN): ``LanDiscovery`` runs
+  py-libp2p's ``MDNSDiscovery`` under the service ``_p2p-symphony._udp.local.``, so only
+  Symphony nodes answer, and dials each peer it hears of once (``discover_lan``).
 
 py-libp2p's ``RelayDiscovery`` (which probes every connected peer for the hop protocol)
 is not run: the node contacts only the relays it is told about.
@@ -24,11 +48,17 @@ is not run: the node contacts only the relays it is told about.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
 from libp2p.abc import IHost
+from libp2p.discovery.events.peerDiscovery import peerDiscovery
+from libp2p.discovery.mdns.mdns import MDNSDiscovery, create_mdns_discovery
+from libp2p.host.autonat.autonat import AutoNATService, AutoNATStatus
+from libp2p.host.basic_host import BasicHost
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.dcutr import DCUtRProtocol
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
@@ -41,6 +71,13 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 logger = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
+#: how long an AutoNAT dial-back (and the wait for its verdict) may take
+DIAL_BACK_TIMEOUT_S = 5.0
+#: ``Libp2pConfig.reachability``: ask AutoNAT, or what the node knows it is
+REACHABILITY_SETTINGS = ("auto", "public", "private")
+#: LAN peers heard of by mDNS and not dialed yet; more are dropped (and counted)
+_LAN_QUEUE = 16
+_REACHABILITY = {AutoNATStatus.UNKNOWN: "unknown", AutoNATStatus.PUBLIC: "public", AutoNATStatus.PRIVATE: "private"}
 
 
 @dataclass(frozen=True)
@@ -67,16 +104,67 @@ class RelayServiceLimits:
                            reservation_ttl=self.reservation_seconds)
 
 
-class Reach:
-    """Relay (serve and use) and hole punching for one running host."""
+class _DialBack(AutoNATService):
+    """py-libp2p's AutoNAT server with a dial-back that dials.
 
-    def __init__(self, host: IHost, *, relay_service: bool, limits: RelayServiceLimits) -> None:
+    ``AutoNATService._try_dial`` calls ``host.connect``, which returns at once when the peer
+    is connected (``BasicHost.connect``), and the requester always is: it asked over a
+    stream. So every requester whose address matched its observed IP was told "reached"
+    without a dial, a node behind a firewall included. This one opens a fresh connection
+    (``Swarm.dial_addr``, as DCUtR's ``_dial_peer`` does) and closes it again.
+    """
+
+    async def _try_dial(self, peer_id: ID, addrs: list[bytes]) -> bytes | None:
+        for addr in addrs:  # already limited to the requester's observed IP by the caller
+            try:
+                with trio.fail_after(DIAL_BACK_TIMEOUT_S):
+                    conn = await self.host.get_network().dial_addr(Multiaddr(addr), peer_id)
+            except Exception:  # py-libp2p raises several unrelated types here; unreachable is the answer
+                continue
+            await conn.close()
+            return addr
+        return None
+
+
+class _PunchMemory(DCUtRProtocol):
+    """py-libp2p's DCUtR, remembering which peers it hole-punched while we stay connected.
+
+    ``DCUtRProtocol._direct_connections`` forgets a peer whenever *any* connection to it closes
+    (``on_peer_disconnected``), including the relayed one DCUtR itself closes once the direct one
+    works (``_close_relayed_conns_after_grace``): a punched peer then looked merely "direct"
+    seconds after the punch. ``punched`` keeps it until the last connection to the peer closes.
+    """
+
+    def __init__(self, host: IHost) -> None:
+        super().__init__(host)
+        self.punched: set[ID] = set()
+
+    async def _perform_hole_punch(self, peer_id: ID, addrs: list[Multiaddr], as_responder: bool = False) -> bool:
+        succeeded = await super()._perform_hole_punch(peer_id, addrs, as_responder)
+        if succeeded:
+            self.punched.add(peer_id)
+        return succeeded
+
+    def on_peer_disconnected(self, peer_id: ID) -> None:
+        super().on_peer_disconnected(peer_id)
+        if not self.host.get_network().get_connections(peer_id):  # the swarm drops a closed one before notifying
+            self.punched.discard(peer_id)
+
+
+class Reach:
+    """Relay (serve and use), AutoNAT and hole punching for one running host."""
+
+    def __init__(self, host: IHost, *, relay_service: bool, limits: RelayServiceLimits, reachability: str) -> None:
         self._host = host
+        self._forced = None if reachability == "auto" else reachability
         libp2p_limits = limits.to_libp2p()
         self._protocol = CircuitV2Protocol(host, limits=libp2p_limits, allow_hop=relay_service)
         roles = RelayRole.STOP | RelayRole.CLIENT | (RelayRole.HOP if relay_service else RelayRole(0))
         self._circuits = CircuitV2Transport(host, self._protocol, RelayConfig(roles=roles, limits=libp2p_limits))
-        self._dcutr = DCUtRProtocol(host)
+        self._dcutr = _PunchMemory(host)
+        if not isinstance(host, BasicHost):
+            raise TypeError(f"new_host built a {type(host).__name__}, not a BasicHost; update Reach")
+        self._autonat = _DialBack(host, serve=True, confirmations=1)
         self._relay_addrs: dict[ID, str] = {}  # relay -> its address we dialed, for relays we hold a slot on
         self.slots: dict[str, str] = {}  # relay peer id -> "granted" or "refused" (the last answer)
         self._nursery: trio.Nursery | None = None
@@ -97,6 +185,38 @@ class Reach:
         Raises ``ConnectionError`` (py-libp2p's) when the relay refuses or the peer is not there.
         """
         await self._circuits.dial(maddr)
+
+    @property
+    def reachability(self) -> str:
+        """What AutoNAT found: ``public``, ``private`` or ``unknown`` (not asked, or no answer);
+        or what the node was told it is."""
+        if self._forced is not None:
+            return self._forced
+        return _REACHABILITY.get(self._autonat.get_status(), "unknown")
+
+    async def join_relay(self, relay: ID, relay_addr: str) -> None:
+        """Ask ``relay`` (already connected) whether it can dial us back, and take a slot
+        on it unless it could: a public node needs none."""
+        found = self._forced or await self._ask_dial_back(relay)
+        if found == "public":
+            self.slots[relay.to_base58()] = "not needed"
+            return
+        await self.reserve(relay, relay_addr)
+
+    async def _ask_dial_back(self, relay: ID) -> str:
+        """One AutoNAT query; the new reachability, or ``unknown`` when ``relay`` did not answer."""
+        # offer our listen ports on the IPs peers observed us at (DCUtR's NAT port prediction), so a
+        # forwarded port counts; the server dials only addresses on the IP it sees us at
+        addrs = [a.to_bytes() for a in self._host.get_addrs()] + await self._dcutr._get_observed_addrs()
+        try:
+            with trio.fail_after(2 * DIAL_BACK_TIMEOUT_S):
+                await self._autonat.query_server(relay, addrs=addrs)
+        except Exception as exc:  # py-libp2p raises several unrelated types here
+            logger.info("%s gave no AutoNAT answer: %s", relay, exc)
+            return "unknown"
+        self._autonat.update_status()
+        logger.info("AutoNAT via %s: %s", relay, self.reachability)
+        return self.reachability
 
     async def reserve(self, relay: ID, relay_addr: str) -> bool:
         """Ask ``relay`` (already connected) for a slot; True once granted. Failures are
@@ -129,4 +249,72 @@ class Reach:
 
     def hole_punched(self) -> list[str]:
         """Peers DCUtR upgraded from relayed to direct."""
-        return sorted(peer.to_base58() for peer in self._dcutr._direct_connections)
+        return sorted(peer.to_base58() for peer in self._dcutr.punched)
+
+
+class LanDiscovery:
+    """mDNS on the LAN (``symphony node --mdns``): announce us, dial the Symphony nodes heard of.
+
+    py-libp2p's mDNS runs in zeroconf's own thread and reports each peer through a
+    process-wide callback list (``peerDiscovery``); the callback hands the peer to our trio
+    loop through a bounded queue. Anyone on the LAN can announce anything: a peer is dialed
+    only once it passed py-libp2p's checks (a valid peer ID, ``PeerListener._extract_peer_info``),
+    one at a time, and peers beyond the queue are dropped and counted.
+    """
+
+    def __init__(self, host: IHost) -> None:
+        self._host = host
+        self.found = 0  # LAN peers dialed
+        self.dropped = 0  # announcements beyond the queue
+
+    async def run(self, dial: Callable[[str], Awaitable[bool]]) -> None:
+        """Announce and listen until cancelled; ``dial`` each peer heard of (True once connected)."""
+        send, receive = trio.open_memory_channel[PeerInfo](_LAN_QUEUE)
+        token = trio.lowlevel.current_trio_token()
+
+        def heard(info: PeerInfo) -> None:  # in zeroconf's thread
+            try:
+                token.run_sync_soon(self._queue, send, info)
+            except trio.RunFinishedError:
+                pass
+
+        # before the browser starts (in MDNSDiscovery's constructor), or its first answers are lost
+        peerDiscovery.register_peer_discovered_handler(heard)
+        try:
+            # zeroconf binds its sockets and probes the LAN before registering: seconds of blocking calls
+            discovery = await trio.to_thread.run_sync(self._start)
+        except BaseException:
+            peerDiscovery.unregister_peer_discovered_handler(heard)
+            raise
+        try:
+            async for info in receive:
+                await self._dial(info, dial)
+        finally:
+            peerDiscovery.unregister_peer_discovered_handler(heard)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(discovery.stop)
+
+    def _start(self) -> MDNSDiscovery:
+        """Start announcing our bound addresses (``MDNSDiscovery.start`` would also spawn a
+        cleanup task from this thread; the peerstore entries it cleans expire anyway)."""
+        ports = [int(a.value_for_protocol("tcp")) for a in self._host.get_transport_addrs() if "/tcp/" in str(a)]
+        discovery = create_mdns_discovery(self._host.get_network(), port=ports[0] if ports else 0,
+                                          private_network_fingerprint="symphony", host=self._host)
+        discovery.broadcaster.register()
+        return discovery
+
+    def _queue(self, send: trio.MemorySendChannel[PeerInfo], info: PeerInfo) -> None:
+        try:
+            send.send_nowait(info)
+        except trio.WouldBlock:
+            self.dropped += 1
+            logger.info("mDNS: %s dropped, %d LAN peers already waiting to be dialed", info.peer_id, _LAN_QUEUE)
+
+    async def _dial(self, info: PeerInfo, dial: Callable[[str], Awaitable[bool]]) -> None:
+        if info.peer_id == self._host.get_id() or self._host.get_network().get_connections(info.peer_id):
+            return
+        for addr in info.addrs:
+            if "/p2p-circuit" not in str(addr) and await dial(f"{addr}/p2p/{info.peer_id}"):
+                self.found += 1
+                logger.info("mDNS: connected to %s at %s", info.peer_id, addr)
+                return
