@@ -204,6 +204,9 @@ def node(
                                                      "\\[default: 1]")] = None,
     disclosure: Annotated[str | None, typer.Option(help="As a planner: full, or minimal (executors get the step "
                                                         "and only the context it needs). \\[default: full]")] = None,
+    no_tools: Annotated[bool, typer.Option("--no-tools", help="As an executor: answer in text only, no python "
+                                                              "programs (on by default where the code sandbox "
+                                                              "works).")] = False,
 ) -> None:
     """Start a node: join through --bootstrap, register in the ledger, serve until Ctrl-C.
 
@@ -218,7 +221,7 @@ def node(
              "event_log_keep": event_log_keep, "relay_service": relay_service,
              "privacy_sigma": privacy_sigma,
              "redundancy": redundancy, "hop_timeout": hop_timeout,
-             "replans": replans, "disclosure": disclosure}
+             "replans": replans, "disclosure": disclosure, "no_tools": no_tools or None}
     try:
         values = load_node_file(config) if config else {}
         values.update({key: value for key, value in given.items() if value is not None and value != []})

@@ -20,6 +20,7 @@ with the same keys; flags given on the command line override the file::
     hop_timeout = "adaptive"  # or "off", or seconds such as "30"
     replans = 1
     disclosure = "full"  # or "minimal"
+    tools = ["python"]  # tools its executor uses; default: python when the code sandbox works here; [] = off
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import httpx
 from pydantic import ValidationError
 
 from symphony.errors import ConfigError
+from symphony.pipeline.tools import resolve_tools
 from symphony.node.hardware import detect_hardware
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, HopTimeout
 from symphony.protocol.messages import Hardware
@@ -155,6 +157,8 @@ class NodeConfig:
     hop_timeout: HopTimeout = "adaptive"
     replans: int = 1
     disclosure: str = "full"
+    #: tools the executor uses (pipeline.tools): None = python when the code sandbox works here; () = none
+    tools: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for addr in self.listen:
@@ -178,6 +182,8 @@ class NodeConfig:
         if self.max_task_records < 1:
             raise ConfigError(f"--max-task-records must be >= 1, not {self.max_task_records}")
         _check_knobs(self.redundancy, self.replans, self.disclosure)
+        if self.tools is not None:
+            resolve_tools(self.tools)  # unknown names, or python asked for without a sandbox
         if not self.event_log_max_mb > 0 or self.event_log_keep < 0:
             raise ConfigError(f"--event-log-max-mb must be > 0 and --event-log-keep >= 0, not "
                               f"{self.event_log_max_mb} and {self.event_log_keep}")
@@ -186,9 +192,9 @@ class NodeConfig:
 
 
     def task_defaults(self) -> dict[str, Any]:
-        """The fault knobs as ``TaskService`` fields (``AgentRuntime(task_defaults=...)``)."""
+        """The fault knobs and tools as ``TaskService`` fields (``AgentRuntime(task_defaults=...)``)."""
         return {"redundancy": self.redundancy, "hop_timeout": self.hop_timeout, "replans": self.replans,
-                "disclosure": self.disclosure}
+                "disclosure": self.disclosure, "tools": resolve_tools(self.tools) if self.model else ()}
 
 
 def _check_knobs(redundancy: int, replans: int, disclosure: str) -> None:
@@ -209,6 +215,7 @@ FILE_KEYS: dict[str, type] = {
     "relay_service": bool,
     "privacy_sigma": float,
     "redundancy": int, "hop_timeout": str, "replans": int, "disclosure": str,
+    "tools": list,
 }
 
 
@@ -344,6 +351,7 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         **{key: values[key] for key in ("max_task_records", "event_log_max_mb", "event_log_keep", "relay_service",
                                          "privacy_sigma", "redundancy", "replans", "disclosure") if key in values},
         **({"hop_timeout": _hop_timeout(values["hop_timeout"])} if "hop_timeout" in values else {}),
+        tools=() if values.get("no_tools") else tuple(split_list(values["tools"])) if "tools" in values else None,
     )
 
 
