@@ -479,7 +479,10 @@ class TaskService:
         model that fails or writes no usable plan leaves the question itself as the one step.
 
         Under minimal disclosure the last step is not replaced by the question (``anchor_final_step``):
-        that would show the whole question to the final executor."""
+        that would show the whole question to the final executor. With ``max_steps`` 1 (and full
+        disclosure) no planner is called: anchoring would replace its one step by the question anyway."""
+        if task.max_steps == 1 and not minimal:
+            return single_step_plan(task.question), "one step: max_steps is 1", None
         try:
             completion = await self._chat(
                 decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind,
