@@ -11,6 +11,14 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from symphony.capability.vector import (
+    HashingTagEncoder,
+    SkillScores,
+    capability_vector,
+    classify_task_type,
+    encode_hardware,
+    requirement_vector,
+)
 from symphony.errors import ConfigError
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.base import Completion
@@ -155,3 +163,18 @@ def test_resolve_tools_refuses_unknown_names() -> None:
         resolve_tools(["shell"])
     assert resolve_tools([]) == ()
     assert resolve_tools(None) == ((PYTHON_TOOL,) if sandbox_works() else ())
+
+
+def test_the_tool_tag_raises_an_agents_score_for_computational_steps() -> None:
+    """The beacon's cosine (eq. 1) between a computational step and an agent's tag block is higher
+    with the tool's tag declared: the beacon leans to agents that compute exactly."""
+    encoder = HashingTagEncoder()
+    hardware = encode_hardware(memory_gb=8, accelerator="cpu", tokens_per_s=10)
+
+    def score(tags: str, step: str) -> float:
+        c = capability_vector(tags=encoder.encode(tags), hardware=hardware, skills=SkillScores())
+        r = requirement_vector(step, classify_task_type(step), encoder)
+        return sum(a * b for a, b in zip(c, r, strict=True))
+
+    step = "Calculate the total cost of 4 pens at $3 each."
+    assert score(f"maths reasoning {TOOL_TAGS[PYTHON_TOOL]}", step) > score("maths reasoning", step)
