@@ -29,6 +29,7 @@ from symphony.pipeline.tools import (
     PYTHON_TOOL,
     TOOL_TAGS,
     program_answer,
+    reported_tool,
     resolve_tools,
     run_program,
     sandbox_works,
@@ -178,3 +179,30 @@ def test_the_tool_tag_raises_an_agents_score_for_computational_steps() -> None:
 
     step = "Calculate the total cost of 4 pens at $3 each."
     assert score(f"maths reasoning {TOOL_TAGS[PYTHON_TOOL]}", step) > score("maths reasoning", step)
+
+
+def test_node_options_switch_the_tool_off_or_ask_for_it(tmp_path) -> None:
+    """--no-tools and ``tools = []`` in the node file mean none; the default is python where the sandbox works."""
+    from symphony.node.config import node_config
+
+    base = {"data_dir": str(tmp_path), "model": "scripted:arith"}
+    assert node_config({**base, "no_tools": True}).task_defaults()["tools"] == ()
+    assert node_config({**base, "tools": []}).task_defaults()["tools"] == ()
+    assert node_config(base).task_defaults()["tools"] == resolve_tools(None)
+    with pytest.raises(ConfigError, match="unknown tool"):
+        node_config({**base, "tools": ["shell"]})
+
+
+def test_a_peers_tool_report_is_kept_only_in_its_known_shape() -> None:
+    report = {"program": "x" * 5000, "output": "12\n", "ok": True, "reason": "ok", "fallback": 3, "evil": {"a": 1}}
+    kept = reported_tool(report)
+    assert kept == {"program": "x" * 1500, "output": "12\n", "ok": True, "reason": "ok"}
+    assert reported_tool("not a report") == {} and reported_tool(None) == {}
+
+
+@needs_sandbox
+async def test_a_chains_trace_keeps_each_steps_program() -> None:
+    async with swarm([Coder(), Coder()], (PYTHON_TOOL,)) as nodes:
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=1, answer_kind="number"))
+    (attempt,) = trace["chains"][0]["trace"]["steps"][0]["attempts"]
+    assert trace["answer"] == "10" and attempt["tool"]["program"].endswith("print(apples - 2)")

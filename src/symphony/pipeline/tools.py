@@ -73,6 +73,25 @@ class ProgramRun:
                 "reason": self.reason}
 
 
+#: What a step's trace keeps of an executor's tool report, each field's type and bound: the report
+#: comes from a peer, so anything else in it is dropped.
+_REPORT_FIELDS: Final[dict[str, tuple[type, int]]] = {
+    "program": (str, 1500), "output": (str, 300), "ok": (bool, 0), "reason": (str, 200), "fallback": (str, 20)}
+
+
+def reported_tool(value: object) -> dict[str, Any]:
+    """A peer's tool report (``ProgramRun.trace``, plus ``fallback``) as a step's trace keeps it: only
+    the known fields, of the right type, strings clipped; {} for anything that is not a report."""
+    if not isinstance(value, dict):
+        return {}
+    kept: dict[str, Any] = {}
+    for key, (kind, limit) in _REPORT_FIELDS.items():
+        field_value = value.get(key)
+        if type(field_value) is kind:
+            kept[key] = field_value[-limit:] if isinstance(field_value, str) else field_value
+    return kept
+
+
 def program_answer(output: str, kind: AnswerKind, *, is_final: bool) -> str | None:
     """The answer in what a program printed: its last non-empty line, read as ``kind`` on the
     final step (a number for ``number``), as text on an intermediate one."""
@@ -125,4 +144,4 @@ async def run_program(reply: str, kind: AnswerKind, *, is_final: bool) -> Progra
 
 
 __all__ = ["KNOWN_TOOLS", "PROGRAM_KINDS", "PROGRAM_LIMITS", "PROGRAM_TIMEOUT_S", "PYTHON_TOOL", "TOOL_TAGS",
-           "ProgramRun", "Style", "program_answer", "resolve_tools", "run_program", "sandbox_works", "solving_style"]
+           "ProgramRun", "Style", "program_answer", "reported_tool", "resolve_tools", "run_program", "sandbox_works", "solving_style"]
