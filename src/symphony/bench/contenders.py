@@ -33,7 +33,7 @@ from symphony.pipeline import Ballot, weighted_vote
 from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer, program_messages
 from symphony.pipeline.tools import run_program
 from symphony.bench.orchestrator import orchestrate
-from symphony.pipeline.service import AskOptions, TaskFailed
+from symphony.pipeline.service import ONE_STEP_NOTE, AskOptions, TaskFailed
 
 SYSTEMS: Final = ("direct", "direct-pot", "sc", "orchestrator", "symphony")
 _INT_OPTIONS: Final = {"samples", "cots", "max_steps"}
@@ -157,8 +157,15 @@ async def solve_orchestrator(models: list[ChatModel], item: Item, max_steps: int
 
 
 def symphony_calls(trace: dict[str, Any]) -> int:
-    """Model calls a Symphony trace made: one plan per chain plus every executor attempt."""
-    return sum(1 + sum(len(s["attempts"]) for s in c["trace"].get("steps", [])) for c in trace.get("chains", []))
+    """Model calls a Symphony trace made: one plan per chain (none for a one-step plan, which calls no
+    planner) plus every executor attempt (two for a program that fell back to a text answer)."""
+    return sum(_chain_calls(c["trace"]) for c in trace.get("chains", []))
+
+
+def _chain_calls(chain: dict[str, Any]) -> int:
+    attempts = [a for s in chain.get("steps", []) for a in s["attempts"]]
+    planned = not str(chain.get("plan", "")).startswith(ONE_STEP_NOTE)
+    return planned + sum(1 + ("fallback" in a.get("tool", {})) for a in attempts)
 
 
 def blacklists(nodes: Sequence[AgentRuntime]) -> dict[str, list[str]]:

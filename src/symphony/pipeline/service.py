@@ -90,6 +90,8 @@ TASK_PROTOCOL = "/symphony/task/1.0.0"
 MAX_TASK_BYTES = 512 * 1024
 PLANNER_TAG = "planner"
 EXECUTOR_TAG = "executor"
+#: The plan note of a chain whose one-step plan called no planner (``TaskService._make_plan``).
+ONE_STEP_NOTE = "one step: max_steps is 1"
 
 
 def _question_id(chain_task_id: str) -> str:
@@ -482,7 +484,7 @@ class TaskService:
         that would show the whole question to the final executor. With ``max_steps`` 1 (and full
         disclosure) no planner is called: anchoring would replace its one step by the question anyway."""
         if task.max_steps == 1 and not minimal:
-            return single_step_plan(task.question), "one step: max_steps is 1", None
+            return single_step_plan(task.question), ONE_STEP_NOTE, None
         try:
             completion = await self._chat(
                 decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind,
