@@ -413,9 +413,10 @@ class TaskService:
                                  truncated=completion.truncated)
         return TaskResult(
             task_id=task.task_id, ok=step.valid, answer=step.answer or "", error="" if step.valid else step.reason,
-            prompt_tokens=spent[0] + completion.prompt_tokens, completion_tokens=spent[1] + completion.completion_tokens,
-            latency_ms=completion.latency_s * 1000,
-            trace={"model": completion.model, "model_wall_ms": self._span_ms(called), **({"tool": tool} if tool else {}),
+            prompt_tokens=spent[0] + completion.prompt_tokens,
+            completion_tokens=spent[1] + completion.completion_tokens, latency_ms=completion.latency_s * 1000,
+            trace={"model": completion.model, "model_wall_ms": self._span_ms(called),
+                   **({"tool": tool} if tool else {}),
                    **({} if step.valid else {"raw": completion.text[-2000:]})},  # the raw text explains a failure only
         )
 

@@ -144,4 +144,5 @@ async def run_program(reply: str, kind: AnswerKind, *, is_final: bool) -> Progra
 
 
 __all__ = ["KNOWN_TOOLS", "PROGRAM_KINDS", "PROGRAM_LIMITS", "PROGRAM_TIMEOUT_S", "PYTHON_TOOL", "TOOL_TAGS",
-           "ProgramRun", "Style", "program_answer", "reported_tool", "resolve_tools", "run_program", "sandbox_works", "solving_style"]
+           "ProgramRun", "Style", "program_answer", "reported_tool", "resolve_tools", "run_program", "sandbox_works",
+           "solving_style"]
