@@ -208,8 +208,11 @@ async def solve(spec: SystemSpec, item: Item, *, models: list[ChatModel], nodes:
         return await solve_orchestrator(models, item, spec.max_steps)
     if nodes is None:
         raise ValueError("symphony needs the pool's nodes")
+    # hop_timeout off: the pool's agents share this machine's cores (and one model per spec), so a hop's
+    # time is the queue's, not the executor's; an adaptive timeout cut honest executors, retried the step on
+    # backups behind the same queue and made them suspects (NotAdmitted) at load 15-20 (session 7)
     options = AskOptions(cots=spec.cots, strategy=spec.strategy, max_steps=spec.max_steps, deadline_s=deadline_s,
-                         answer_kind=item.kind)
+                         answer_kind=item.kind, hop_timeout="off")
     with tools_off(nodes, spec.tools == "off"):
         return await solve_symphony(nodes, item, options)
 
