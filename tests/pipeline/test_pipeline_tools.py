@@ -206,3 +206,11 @@ async def test_a_chains_trace_keeps_each_steps_program() -> None:
         trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=1, answer_kind="number"))
     (attempt,) = trace["chains"][0]["trace"]["steps"][0]["attempts"]
     assert trace["answer"] == "10" and attempt["tool"]["program"].endswith("print(apples - 2)")
+
+
+def test_float_noise_in_a_printed_answer_is_rounded_away() -> None:
+    """2.2 * 100 prints 220.00000000000003: read as 220, so it pools in the vote with an exact 220."""
+    assert program_answer("220.00000000000003\n", "number", is_final=True) == "220"
+    assert program_answer("0.30000000000000004\n", "number", is_final=True) == "0.3"
+    assert program_answer("54.54545454545454\n", "number", is_final=True) == "54.545455"
+    assert program_answer("total 12.5 dollars\n", "number", is_final=True) == "12.5"

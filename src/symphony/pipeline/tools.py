@@ -98,7 +98,19 @@ def program_answer(output: str, kind: AnswerKind, *, is_final: bool) -> str | No
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     if not lines:
         return None
-    return extract_answer(lines[-1], kind) if is_final else lines[-1][:200]
+    last = _FLOAT_NOISE.sub(_rounded, lines[-1])
+    return extract_answer(last, kind) if is_final else last[:200]
+
+
+#: A float a program printed with binary noise (0.1 + 0.2 prints 0.30000000000000004; 2.2 * 100 prints
+#: 220.00000000000003): rounded to ``_DECIMALS`` places before it is read, so that such answers pool in
+#: the vote with the exact ones.
+_DECIMALS: Final = 6
+_FLOAT_NOISE: Final = re.compile(r"(?<![\w.])-?\d+\.\d{%d,}(?![\w.])" % (_DECIMALS + 1))
+
+
+def _rounded(match: re.Match[str]) -> str:
+    return f"{round(float(match[0]), _DECIMALS):.{_DECIMALS}f}".rstrip("0").rstrip(".")
 
 
 @functools.cache
