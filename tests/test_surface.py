@@ -56,6 +56,7 @@ PUBLIC_MODULES = frozenset({
     "symphony.pipeline.voting",
     "symphony.pipeline.feedback",  # the runtime serves the outcome protocol beside the task protocol
     "symphony.pipeline.planner",  # the orchestrator baseline (bench) plans with the same prompts
+    "symphony.pipeline.tools",  # the node declares and configures its executor's tools (issue 16)
     "symphony.protocol.envelope", "symphony.protocol.identity", "symphony.protocol.limits",  # to go: see protocol
     "symphony.protocol.messages",
     "symphony.protocol.sharding",  # public: the shard summaries and gateway messages

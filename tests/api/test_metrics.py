@@ -38,7 +38,8 @@ def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 
 async def test_metrics_move_with_tasks_and_rejections(tmp_path) -> None:
-    node = node_with_api(NodeConfig(data_dir=tmp_path / "node", api="127.0.0.1:0", model="scripted:arith"))
+    node = node_with_api(NodeConfig(data_dir=tmp_path / "node", api="127.0.0.1:0", model="scripted:arith",
+                                    tools=()))  # the scripted model writes no programs: count text calls
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
         assert node.api_url is not None and node.runtime is not None

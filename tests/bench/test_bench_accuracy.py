@@ -141,3 +141,21 @@ def test_rescore_applies_the_current_scorer_but_keeps_code_verdicts() -> None:
             {"dataset": "humaneval", "id": "HumanEval-0", "answer": "def f(): return 1", "correct": True}]
     assert rescore(rows, {"gsm8k": [ARITH], "humaneval": [code]}) == 1
     assert [r["correct"] for r in rows] == [True, False, True]
+
+
+def test_tool_systems_parse_and_count_their_calls() -> None:
+    """direct-pot and symphony:tools=off are systems; a one-step chain makes no plan call, and a
+    program that fell back to text is two calls."""
+    from symphony.bench.contenders import symphony_calls
+    from symphony.pipeline.service import ONE_STEP_NOTE
+
+    assert parse_system("direct-pot").system == "direct-pot"
+    assert parse_system("symphony:max_steps=1,tools=off").tools == "off"
+    with pytest.raises(ValueError, match="tools must be one of on, off"):
+        parse_system("symphony:tools=maybe")
+    with pytest.raises(ValueError, match="--concurrency 1"):
+        RunConfig(datasets=("gsm8k",), systems=(parse_system("symphony"), parse_system("symphony:tools=off")),
+                  agent_models=("scripted:arith",), pool="p", seeds=(0,), limit=1, concurrency=2)
+    one_step = {"plan": ONE_STEP_NOTE, "steps": [{"attempts": [{"tool": {"fallback": "text"}}]}]}
+    planned = {"plan": "ok", "steps": [{"attempts": [{}]}, {"attempts": [{"tool": {"ok": True}}, {}]}]}
+    assert symphony_calls({"chains": [{"trace": one_step}, {"trace": planned}]}) == 2 + 4

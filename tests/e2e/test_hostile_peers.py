@@ -37,7 +37,7 @@ from tests.node.test_datadir import fill, needs_root
 
 pytestmark = pytest.mark.e2e
 
-MODEL = ("--model", "scripted:arith")
+MODEL = ("--model", "scripted:arith", "--no-tools")  # the model writes no programs: count text calls
 LOCAL = Libp2pConfig(listen=["/ip4/127.0.0.1/tcp/0"])
 
 

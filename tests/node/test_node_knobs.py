@@ -14,12 +14,14 @@ def test_file_keys_become_the_task_service_defaults(tmp_path: Path) -> None:
     path = tmp_path / "node.toml"
     path.write_text('data_dir = "d"\nredundancy = 2\nhop_timeout = "45"\nreplans = 0\ndisclosure = "minimal"\n')
     config = node_config(load_node_file(path))
-    assert config.task_defaults() == {"redundancy": 2, "hop_timeout": 45.0, "replans": 0, "disclosure": "minimal"}
+    assert config.task_defaults() == {"redundancy": 2, "hop_timeout": 45.0, "replans": 0, "disclosure": "minimal",
+                                      "tools": ()}  # no model, no tools
 
 
 def test_defaults_are_adaptive_hops_one_replan_no_redundancy_full_disclosure(tmp_path: Path) -> None:
     config = node_config({"data_dir": str(tmp_path)})
-    assert config.task_defaults() == {"redundancy": 1, "hop_timeout": "adaptive", "replans": 1, "disclosure": "full"}
+    assert config.task_defaults() == {"redundancy": 1, "hop_timeout": "adaptive", "replans": 1, "disclosure": "full",
+                                      "tools": ()}  # no model, no tools
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [

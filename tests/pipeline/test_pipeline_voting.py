@@ -125,3 +125,11 @@ def test_winner_spelling_comes_from_its_heaviest_chain() -> None:
     """The reported answer is the pooled group's most trusted spelling."""
     result = weighted_vote([Ballot("a", "1,000", 0.2), Ballot("b", "1000", 0.7)], "number")
     assert result.answer == "1000"
+
+
+def test_number_spellings_of_one_value_pool_their_weight() -> None:
+    """18.0, $18 and a still-boxed 18 are one vote (issue 16: normalise before the vote), which beats
+    a single heavier 20."""
+    vote = weighted_vote([Ballot("a", "18.0", 0.3), Ballot("b", "$18", 0.3), Ballot("c", "\\boxed{18}", 0.3),
+                          Ballot("d", "20", 0.8)], "number")
+    assert vote.winner is not None and vote.winner.count == 3 and vote.winner.key == "18"

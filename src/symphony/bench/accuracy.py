@@ -38,6 +38,7 @@ from symphony.bench.report import pyplot, render
 from symphony.bench.scoring import score
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm import ChatModel, parse_model_spec
+from symphony.pipeline.tools import resolve_tools
 from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.protocol import Identity
 from symphony.transport import LinkModel, MemoryNetwork
@@ -97,6 +98,9 @@ class RunConfig:
             raise ValueError("the pool needs at least one agent model")
         if self.concurrency < 1 or self.limit < 1 or self.offset < 0:
             raise ValueError("concurrency and limit must be >= 1, offset >= 0")
+        if self.concurrency > 1 and len({s.tools for s in self.systems if s.system == "symphony"}) > 1:
+            # tools=off switches the pool's tools off for its question (contenders.tools_off): one at a time
+            raise ValueError("symphony systems with tools=on and tools=off need --concurrency 1")
         for d in self.datasets:
             if d not in DATASETS:
                 raise ValueError(f"unknown dataset {d!r}; expected one of {DATASETS}")
@@ -180,7 +184,8 @@ async def _run_seed(config: RunConfig, seed: int, todo: Sequence[tuple[int, str,
             net = MemoryNetwork(link=LinkModel(latency_s=0.001), rng=random.Random(seed))
             nodes = await stack.enter_async_context(open_simulated_agents(
                 net, pool_agents(seed, config.agent_models, models), clock=time.time, ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
-                gossip_config=GossipConfig(anti_entropy_interval_s=2.0)))
+                gossip_config=GossipConfig(anti_entropy_interval_s=2.0),
+                task_defaults={"tools": resolve_tools(None)}))  # the python tool wherever the sandbox works
         by_item: dict[tuple[str, str], list[tuple[int, str, Item, SystemSpec]]] = {}
         for entry in todo:
             by_item.setdefault((entry[1], entry[2].id), []).append(entry)

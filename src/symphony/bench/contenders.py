@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,13 +30,15 @@ from symphony.bench.datasets import Item
 from symphony.llm import ChatModel, Completion, ModelError
 from symphony.node import AgentRuntime
 from symphony.pipeline import Ballot, weighted_vote
-from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
+from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer, program_messages
+from symphony.pipeline.tools import run_program
 from symphony.bench.orchestrator import orchestrate
-from symphony.pipeline.service import AskOptions, TaskFailed
+from symphony.pipeline.service import ONE_STEP_NOTE, AskOptions, TaskFailed
 
-SYSTEMS: Final = ("direct", "sc", "orchestrator", "symphony")
+SYSTEMS: Final = ("direct", "direct-pot", "sc", "orchestrator", "symphony")
 _INT_OPTIONS: Final = {"samples", "cots", "max_steps"}
-_STR_OPTIONS: Final = {"strategy"}
+_STR_OPTIONS: Final = {"strategy", "tools"}
+_STR_VALUES: Final = {"strategy": ("cosine", "random", "linucb"), "tools": ("on", "off")}
 
 
 class SampledModel:
@@ -66,12 +69,14 @@ class SystemSpec:
     cots: int = 3
     max_steps: int = AskOptions.max_steps
     strategy: str = "cosine"
+    tools: str = "on"
 
 
 def parse_system(spec: str, *, cots: int = 3, max_steps: int = AskOptions.max_steps,
                  samples: int = 5) -> SystemSpec:
-    """``direct`` | ``sc[:samples=K]`` | ``orchestrator[:max_steps=N]`` |
-    ``symphony[:cots=N,strategy=cosine|random|linucb,max_steps=N]``; ``ValueError`` otherwise."""
+    """``direct`` | ``direct-pot`` | ``sc[:samples=K]`` | ``orchestrator[:max_steps=N]`` |
+    ``symphony[:cots=N,strategy=cosine|random|linucb,max_steps=N,tools=on|off]``; ``ValueError`` otherwise.
+    ``tools=off`` runs the question with the executors' python tool switched off (an ablation)."""
     system, _, rest = spec.strip().partition(":")
     if system not in SYSTEMS:
         raise ValueError(f"unknown system {system!r} in {spec!r}; expected one of {SYSTEMS}")
@@ -85,8 +90,8 @@ def parse_system(spec: str, *, cots: int = 3, max_steps: int = AskOptions.max_st
             if not value.isdigit() or int(value) < 1:
                 raise ValueError(f"{key} must be a positive integer in {spec!r}")
             values[key] = int(value)
-        elif value not in ("cosine", "random", "linucb"):
-            raise ValueError(f"strategy must be cosine, random or linucb in {spec!r}")
+        elif value not in _STR_VALUES[key]:
+            raise ValueError(f"{key} must be one of {', '.join(_STR_VALUES[key])} in {spec!r}")
         else:
             values[key] = value
     return SystemSpec(name=spec.strip(), system=system, **values)
@@ -114,6 +119,20 @@ async def solve_direct(model: ChatModel, item: Item) -> dict[str, Any]:
             "trace": {"raw": raw[-2000:]}}
 
 
+async def solve_direct_program(model: ChatModel, item: Item) -> dict[str, Any]:
+    """One program-of-thought call to one agent: its program run in the sandbox, the printed value
+    the answer (none when the program fails: no second call). The honest baseline for tool use."""
+    started = time.perf_counter()
+    messages = program_messages(item.question, question=item.question, previous=[])
+    try:
+        completion = await model.chat(messages, max_tokens=STEP_MAX_TOKENS)
+    except ModelError as exc:
+        return {"answer": None, "error": str(exc), "tokens": 0, "calls": 1, "latency_s": time.perf_counter() - started}
+    run = await run_program(completion.text, item.kind, is_final=True)
+    return {"answer": run.answer, "tokens": _tokens(completion), "calls": 1,
+            "latency_s": time.perf_counter() - started, "trace": {"tool": run.trace()}}
+
+
 async def solve_self_consistency(models: list[ChatModel], item: Item, samples: int) -> dict[str, Any]:
     """``samples`` one-shot solutions, round-robin over the pool, plain majority vote."""
     started = time.perf_counter()
@@ -139,8 +158,15 @@ async def solve_orchestrator(models: list[ChatModel], item: Item, max_steps: int
 
 
 def symphony_calls(trace: dict[str, Any]) -> int:
-    """Model calls a Symphony trace made: one plan per chain plus every executor attempt."""
-    return sum(1 + sum(len(s["attempts"]) for s in c["trace"].get("steps", [])) for c in trace.get("chains", []))
+    """Model calls a Symphony trace made: one plan per chain (none for a one-step plan, which calls no
+    planner) plus every executor attempt (two for a program that fell back to a text answer)."""
+    return sum(_chain_calls(c["trace"]) for c in trace.get("chains", []))
+
+
+def _chain_calls(chain: dict[str, Any]) -> int:
+    attempts = [a for s in chain.get("steps", []) for a in s["attempts"]]
+    planned = not str(chain.get("plan", "")).startswith(ONE_STEP_NOTE)
+    return planned + sum(1 + ("fallback" in a.get("tool", {})) for a in attempts)
 
 
 def blacklists(nodes: Sequence[AgentRuntime]) -> dict[str, list[str]]:
@@ -175,16 +201,38 @@ async def solve(spec: SystemSpec, item: Item, *, models: list[ChatModel], nodes:
     """Answer ``item`` with the system ``spec`` names, on the pool's ``models`` / ``nodes``."""
     if spec.system == "direct":
         return await solve_direct(models[0], item)
+    if spec.system == "direct-pot":
+        return await solve_direct_program(models[0], item)
     if spec.system == "sc":
         return await solve_self_consistency(models, item, spec.samples)
     if spec.system == "orchestrator":
         return await solve_orchestrator(models, item, spec.max_steps)
     if nodes is None:
         raise ValueError("symphony needs the pool's nodes")
+    # hop_timeout off: the pool's agents share this machine's cores (and one model per spec), so a hop's
+    # time is the queue's, not the executor's; an adaptive timeout cut honest executors, retried the step on
+    # backups behind the same queue and made them suspects (NotAdmitted) at load 15-20 (session 7)
     options = AskOptions(cots=spec.cots, strategy=spec.strategy, max_steps=spec.max_steps, deadline_s=deadline_s,
-                         answer_kind=item.kind)
-    return await solve_symphony(nodes, item, options)
+                         answer_kind=item.kind, hop_timeout="off")
+    with tools_off(nodes, spec.tools == "off"):
+        return await solve_symphony(nodes, item, options)
+
+
+@contextmanager
+def tools_off(nodes: Sequence[AgentRuntime], off: bool) -> Iterator[None]:
+    """The ``tools=off`` ablation: the pool's executors answer in text while the block runs (their
+    records keep declaring the tool; only how they solve changes). Not for concurrent questions."""
+    saved = [node.tasks.tools for node in nodes]
+    if off:
+        for node in nodes:
+            node.tasks.tools = ()
+    try:
+        yield
+    finally:
+        for node, tools in zip(nodes, saved, strict=True):
+            node.tasks.tools = tools
 
 
 __all__ = ["SYSTEMS", "SampledModel", "SystemSpec", "blacklists", "parse_system", "solve", "solve_direct",
+           "solve_direct_program", "tools_off",
            "solve_orchestrator", "solve_self_consistency", "solve_symphony", "symphony_calls"]

@@ -214,6 +214,9 @@ def node(
     learn_republish_s: Annotated[float | None, typer.Option(
         help="Outcome feedback: republish the learned skill scores in this node's record at most once per this "
              "many seconds, 1-3600 (outcomes meanwhile coalesce). \\[default: 10]")] = None,
+    no_tools: Annotated[bool, typer.Option("--no-tools", help="As an executor: answer in text only, no python "
+                                                              "programs (on by default where the code sandbox "
+                                                              "works).")] = False,
 ) -> None:
     """Start a node: join through --bootstrap, register in the ledger, serve until Ctrl-C.
 
@@ -229,7 +232,8 @@ def node(
              "reachability": reachability, "mdns": mdns,
              "privacy_sigma": privacy_sigma,
              "redundancy": redundancy, "hop_timeout": hop_timeout,
-             "replans": replans, "disclosure": disclosure, "learn_republish_s": learn_republish_s}
+             "replans": replans, "disclosure": disclosure, "learn_republish_s": learn_republish_s,
+             "no_tools": no_tools or None}
     try:
         values = load_node_file(config) if config else {}
         values.update({key: value for key, value in given.items() if value is not None and value != []})

@@ -21,6 +21,7 @@ with the same keys; flags given on the command line override the file::
     replans = 1
     disclosure = "full"  # or "minimal"
     learn_republish_s = 10  # learned skills reach the record at most this often (s)
+    tools = ["python"]  # tools its executor uses; default: python when the code sandbox works here; [] = off
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pydantic import ValidationError
 
 from symphony.errors import ConfigError
 from symphony.node.hardware import detect_hardware, detected_cores
+from symphony.pipeline.tools import resolve_tools
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, HopTimeout
 from symphony.protocol.messages import Hardware
 from symphony.protocol.sharding import MAX_SHARDS
@@ -179,6 +181,8 @@ class NodeConfig:
     disclosure: str = "full"
     #: outcome feedback: learned skills are republished in the record at most once per this many seconds
     learn_republish_s: float = 10.0
+    #: tools the executor uses (pipeline.tools): None = python when the code sandbox works here; () = none
+    tools: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for addr in self.listen:
@@ -202,6 +206,8 @@ class NodeConfig:
         if self.max_task_records < 1:
             raise ConfigError(f"--max-task-records must be >= 1, not {self.max_task_records}")
         _check_knobs(self.redundancy, self.replans, self.disclosure)
+        if self.tools is not None:
+            resolve_tools(self.tools)  # unknown names, or python asked for without a sandbox
         if not self.event_log_max_mb > 0 or self.event_log_keep < 0:
             raise ConfigError(f"--event-log-max-mb must be > 0 and --event-log-keep >= 0, not "
                               f"{self.event_log_max_mb} and {self.event_log_keep}")
@@ -219,9 +225,9 @@ class NodeConfig:
 
 
     def task_defaults(self) -> dict[str, Any]:
-        """The fault knobs as ``TaskService`` fields (``AgentRuntime(task_defaults=...)``)."""
+        """The fault knobs and tools as ``TaskService`` fields (``AgentRuntime(task_defaults=...)``)."""
         return {"redundancy": self.redundancy, "hop_timeout": self.hop_timeout, "replans": self.replans,
-                "disclosure": self.disclosure}
+                "disclosure": self.disclosure, "tools": resolve_tools(self.tools) if self.model else ()}
 
 
 def _check_knobs(redundancy: int, replans: int, disclosure: str) -> None:
@@ -244,6 +250,7 @@ FILE_KEYS: dict[str, type] = {
     "privacy_sigma": float,
     "redundancy": int, "hop_timeout": str, "replans": int, "disclosure": str,
     "learn_republish_s": float,
+    "tools": list,
 }
 
 
@@ -387,6 +394,7 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
            if key in values},
         **{key: values[key] for key in (*RELAY_LIMIT_KEYS, "reachability", "mdns") if key in values},
         **({"hop_timeout": _hop_timeout(values["hop_timeout"])} if "hop_timeout" in values else {}),
+        tools=() if values.get("no_tools") else tuple(split_list(values["tools"])) if "tools" in values else None,
     )
 
 

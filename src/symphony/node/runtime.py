@@ -43,6 +43,7 @@ from symphony.node.defences import Defences, GuardedTransport
 from symphony.node.hardware import ThroughputMeter, coarsen_hardware
 from symphony.pipeline.feedback import OUTCOME_PROTOCOL, OutcomeService
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, TASK_PROTOCOL, TaskService
+from symphony.pipeline.tools import TOOL_TAGS
 from symphony.protocol.envelope import ReplayGuard
 from symphony.protocol.identity import Identity
 from symphony.protocol.messages import Hardware, LedgerRecord, encode_vector
@@ -169,6 +170,9 @@ class AgentRuntime:
         self.identity = identity
         self.model = model
         self.encoder = encoder or HashingTagEncoder()
+        # a tool the executor uses is declared in the record's tags and capability vector (pipeline.tools)
+        tools = tuple((task_defaults or {}).get("tools", ()))
+        profile = replace(profile, tags=profile.tags + tuple(TOOL_TAGS[t] for t in tools if t in TOOL_TAGS))
         self.profile, self._emit = profile, on_event
         self.privacy_sigma = privacy_sigma
         self.throughput = throughput
@@ -427,6 +431,7 @@ async def open_simulated_agents(
     gossip_config: GossipConfig = GossipConfig(),
     converge_timeout_s: float = 60.0,
     shards: int = 0,
+    task_defaults: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[list[AgentRuntime]]:
     """Start one ``AgentRuntime`` per agent on ``net``, each joining through the first, and
     yield them once every replica holds every agent's available record (sharded, ``shards`` >= 2:
@@ -440,6 +445,7 @@ async def open_simulated_agents(
                 transport=transport, identity=agent.identity, model=agent.model, profile=agent.profile,
                 clock=clock, rng=random.Random(n), ledger_config=ledger_config, gossip_config=gossip_config,
                 bootstrap=runtimes[0].transport.listen_addrs() if runtimes else [], shards=shards,
+                task_defaults=task_defaults,
             )
             await tg.start(runtime.run)
             runtimes.append(runtime)

@@ -11,6 +11,7 @@ General layout (one module per concept; the pure ones never await, sleep or read
 - ``chain``: the planner's chain driver (next executor, redundancy settle, chain end);
 - ``initiator``: the initiator's driver (planners, consistency, vote, verdicts, outcomes, trace);
 - ``feedback``: outcome feedback after the vote (skills, LinUCB), sender-checked, over its own protocol;
+- ``tools``: tool-using executors (a step answered by a program run in ``symphony.sandbox``);
 - ``service``: ``TaskService``, the I/O shells of the three roles over the transport.
 
 This package exports the pure algorithm; import the service and drivers from their modules.

@@ -55,6 +55,7 @@ from symphony.pipeline.answer import Answer
 from symphony.pipeline.crossvote import Verdict
 from symphony.pipeline.dag import Dependencies, ancestors, check_runnable, linear
 from symphony.pipeline.extraction import AnswerKind
+from symphony.pipeline.tools import reported_tool
 from symphony.pipeline.trace import Attempt, StepSpans, StepTrace, reported_ms
 from symphony.pipeline.voting import chain_weight
 from symphony.protocol.messages import TaskResult
@@ -183,7 +184,8 @@ def attempt_of(candidate: Candidate, result: TaskResult, *, rtt_ms: float) -> At
     """The trace of ``candidate``'s try: its score and what its result reported."""
     return Attempt(executor=candidate.agent_id, score=round(candidate.score, 4), ok=result.ok, error=result.error,
                    latency_ms=round(result.latency_ms, 1), rtt_ms=rtt_ms, model_ms=round(result.latency_ms, 3),
-                   model_wall_ms=reported_ms(result.trace.get("model_wall_ms", 0.0)))
+                   model_wall_ms=reported_ms(result.trace.get("model_wall_ms", 0.0)),
+                   tool=reported_tool(result.trace.get("tool")))
 
 
 class StepDriver:

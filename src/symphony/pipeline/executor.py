@@ -23,6 +23,7 @@ last line), since their answers need not have the final answer's form.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -164,6 +165,45 @@ def execution_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+#: The worked example of a program-of-thought step (``program_messages``): variables named after
+#: the problem's quantities, one ``print`` of the result. It prints, never boxes: a program's answer is
+#: what the sandbox saw it print (``tools.run_program``), not a value the model claims.
+_PROGRAM_EXAMPLE: Final = (
+    "Problem: Tom buys 4 pens at $3 each and pays with a $20 bill. How much change does he get?\n"
+    "Step: Solve the problem.\n"
+    "```python\npens_cost = 4 * 3\nchange = 20 - pens_cost\nprint(change)\n```"
+)
+_FENCED: Final = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.S | re.I)
+
+
+def program_messages(
+    step: str, *, question: str, previous: Sequence[tuple[str, str]], context: str = "",
+) -> list[dict[str, str]]:
+    """System and user messages asking an executor model for a short Python program that prints
+    the step's result (program of thought: the sandbox computes, the model only writes the
+    arithmetic down). Same background as ``execution_messages``: the problem, the earlier steps."""
+    system = (
+        "You solve one step of a problem by writing a short Python program. Name a variable for each "
+        "quantity in the problem, compute the result, and print only the result with one print(). "
+        "Reply with one ```python block and nothing else.\n\n"
+        f"Example\n{_PROGRAM_EXAMPLE}{context_block(context)}"
+    )
+    step_line = (f"Step: {clip(step.strip(), MAX_STEP_CHARS)}" if step.strip() != question.strip()
+                 else "Step: Solve the problem.")
+    problem = f"Problem: {clip(question.strip(), MAX_QUESTION_CHARS)}\n" if question.strip() else ""
+    earlier = f"{_earlier(previous)}\n" if previous else ""
+    return [{"role": "system", "content": system}, {"role": "user", "content": f"{problem}{earlier}{step_line}"}]
+
+
+def extract_program(text: str) -> str | None:
+    """The program in a model's program-of-thought reply: its last ```python block (a cut block
+    counts: the sandbox then reports the syntax error), else the whole reply when it calls print."""
+    blocks = [b for b in _FENCED.findall(text) if b.strip()]
+    if blocks:
+        return str(blocks[-1]).strip("\n")
+    return text.strip() if "print(" in text and "```" not in text else None
+
+
 StepReason = Literal["ok", "empty", "no_answer", "too_long", "looping", "truncated"]
 
 
@@ -224,5 +264,7 @@ __all__ = [
     "StepAnswer",
     "StepReason",
     "execution_messages",
+    "extract_program",
     "parse_step_answer",
+    "program_messages",
 ]

@@ -210,8 +210,9 @@ def guess_answer_kind(question: str) -> AnswerKind:
 
 def normalize_answer(answer: str, kind: AnswerKind) -> str:
     """The comparison key of an extracted answer: equal keys are the same vote."""
-    if kind == "number":
-        return _clean_math(answer)
+    if kind == "number":  # a peer's answer may come still boxed: "\\boxed{18}" is the vote of "18"
+        boxed = last_boxed(answer)
+        return _clean_math(answer if boxed is None else boxed)
     if kind in ("option", "yes_no"):
         return answer.strip().strip("()").strip().casefold()
     if kind == "code":

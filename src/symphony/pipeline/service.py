@@ -67,7 +67,7 @@ from symphony.pipeline.chain import (
     Wait,
 )
 from symphony.pipeline.crossvote import Verdict
-from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer
+from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer, program_messages
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
 from symphony.pipeline.gate import PriorityGate
 from symphony.pipeline.feedback import OutcomeService
@@ -83,6 +83,7 @@ from symphony.pipeline.planner import (
     single_step_plan,
     split_marks,
 )
+from symphony.pipeline.tools import run_program, solving_style
 from symphony.pipeline.trace import BeaconCost, ChainRecord, ChainTrace, QuestionSpans, chain_degradations
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
@@ -94,6 +95,8 @@ TASK_PROTOCOL = "/symphony/task/1.0.0"
 MAX_TASK_BYTES = 512 * 1024
 PLANNER_TAG = "planner"
 EXECUTOR_TAG = "executor"
+#: The plan note of a chain whose one-step plan called no planner (``TaskService._make_plan``).
+ONE_STEP_NOTE = "one step: max_steps is 1"
 
 
 def _question_id(chain_task_id: str) -> str:
@@ -204,6 +207,7 @@ class TaskService:
     gate: PriorityGate = field(default_factory=PriorityGate)  # model calls at once; who waits goes by priority
     rng: random.Random = field(default_factory=random.Random)
     feedback: OutcomeService | None = None  # outcome feedback after the vote (skills, LinUCB); None: off
+    tools: tuple[str, ...] = ()  # tools its executor uses (``pipeline.tools``; "python" only where the sandbox works)
     _done: dict[tuple[str, str, str], TaskResult] = field(default_factory=dict)
     _running: dict[tuple[str, str, str], anyio.Event] = field(default_factory=dict)
     _plan_hops: set[_PlanHop] = field(default_factory=set)  # as initiator: planner requests in flight
@@ -443,7 +447,19 @@ class TaskService:
     # ---- executor role -------------------------------------------------------------------
 
     async def _execute(self, task: Task) -> TaskResult:
+        """Answer one step: with a program run in the sandbox when ``tools.solving_style`` says so,
+        else (and when the program fails, with its tokens and outcome kept in the trace) in text."""
         called = self.clock()
+        tool: dict[str, Any] = {}
+        spent = [0, 0]
+        if solving_style(task.task_id, task.answer_kind, self.tools) == "program":
+            try:
+                result = await self._execute_program(task, called)
+            except ModelError as exc:
+                return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000])
+            if result.ok:
+                return result
+            tool, spent = {**result.trace["tool"], "fallback": "text"}, [result.prompt_tokens, result.completion_tokens]
         try:
             completion = await self._chat(execution_messages(
                 task.question, question=task.background, previous=list(task.previous), is_final=task.final,
@@ -456,11 +472,25 @@ class TaskService:
                                  truncated=completion.truncated)
         return TaskResult(
             task_id=task.task_id, ok=step.valid, answer=step.answer or "", error="" if step.valid else step.reason,
-            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-            latency_ms=completion.latency_s * 1000,
+            prompt_tokens=spent[0] + completion.prompt_tokens,
+            completion_tokens=spent[1] + completion.completion_tokens, latency_ms=completion.latency_s * 1000,
             trace={"model": completion.model, "model_wall_ms": self._span_ms(called),
+                   **({"tool": tool} if tool else {}),
                    **({} if step.valid else {"raw": completion.text[-2000:]})},  # the raw text explains a failure only
         )
+
+    async def _execute_program(self, task: Task, called: float) -> TaskResult:
+        """One program-of-thought attempt (``tools.run_program``): ok when the program printed an answer."""
+        completion = await self._chat(program_messages(
+            task.question, question=task.background, previous=list(task.previous), context=task.context),
+            max_tokens=STEP_MAX_TOKENS, temperature=task.temperature, priority=self._priority(task))
+        run = await run_program(completion.text, task.answer_kind, is_final=task.final)
+        return TaskResult(
+            task_id=task.task_id, ok=run.answer is not None, answer=run.answer or "",
+            error="" if run.answer is not None else run.reason[:1000],
+            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+            latency_ms=completion.latency_s * 1000,
+            trace={"model": completion.model, "model_wall_ms": self._span_ms(called), "tool": run.trace()})
 
     # ---- planner role --------------------------------------------------------------------
 
@@ -538,7 +568,10 @@ class TaskService:
         model that fails or writes no usable plan leaves the question itself as the one step.
 
         Under minimal disclosure the last step is not replaced by the question (``anchor_final_step``):
-        that would show the whole question to the final executor."""
+        that would show the whole question to the final executor. With ``max_steps`` 1 (and full
+        disclosure) no planner is called: anchoring would replace its one step by the question anyway."""
+        if task.max_steps == 1 and not minimal:
+            return single_step_plan(task.question), ONE_STEP_NOTE, None
         try:
             completion = await self._chat(
                 decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind,

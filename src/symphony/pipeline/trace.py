@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from symphony.beacon.service import BeaconOutcome
@@ -114,11 +114,12 @@ class Attempt:
     rtt_ms: float  # request to reply, by the planner's clock
     model_ms: float  # the same reported latency, 1 us (the accounting's "model" part)
     model_wall_ms: float  # the executor's own clock around its model call ("queue" = this - model_ms)
+    tool: dict[str, Any] = field(default_factory=dict)  # its program and how it ran (pipeline.tools.reported_tool)
 
     def to_wire(self) -> dict[str, Any]:
         return _without_empty({"executor": self.executor, "score": self.score, "ok": self.ok, "error": self.error,
                                "latency_ms": self.latency_ms, "rtt_ms": self.rtt_ms, "model_ms": self.model_ms,
-                               "model_wall_ms": self.model_wall_ms}, keep=_ATTEMPT_KEEP)
+                               "model_wall_ms": self.model_wall_ms, "tool": self.tool}, keep=_ATTEMPT_KEEP)
 
 
 @dataclass(frozen=True, kw_only=True)
