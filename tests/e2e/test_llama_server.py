@@ -115,8 +115,9 @@ def test_swarm_on_the_server_reports_degradation_and_all_usage(llama_server: str
         wait_for(lambda: agents <= {a for a, r in boot.ledger().items() if "planner" in r["tags"]},
                  timeout=30, what="three model nodes in the ledger")
         response = httpx.post(boot.info["api"] + "/v1/tasks", timeout=120, json={
-            "question": "What is 2 + 3?", "cots": 2, "max_steps": 1, "answer_kind": "number", "wait": True,
-            "hop_timeout": "off"})  # no step abandoned: an abandoned one is charged an estimate, not its cost
+            "question": "What is 2 + 3?", "cots": 2, "max_steps": 2, "answer_kind": "number", "wait": True,
+            "hop_timeout": "off"})  # no step abandoned: an abandoned one is charged an estimate, not its cost;
+        # max_steps 2: a one-step chain calls no planner (service._make_plan), so it would never probe JSON
         assert response.status_code == 200, response.text
         record = response.json()
         spent = sum(_tokens(n) for n in nodes)

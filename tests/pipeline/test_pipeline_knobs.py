@@ -220,7 +220,7 @@ class FirstPlanHangs(FakeModel):
 
 
 async def test_a_chain_of_another_question_tightens_a_hung_planners_limit(autojump_clock) -> None:
-    """Question a's only planner hangs on it (limit: half the deadline, nothing observed yet); question
+    """Question a's only planner hangs on it (no limit: nothing observed yet and no backup planner); question
     b, asked a second later at the same initiator, comes back at once, and its round trip cuts a at the floor."""
     async with swarm([None, FirstPlanHangs("p")]) as (_, nodes):
         begun = trio.current_time()

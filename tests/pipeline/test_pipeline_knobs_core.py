@@ -8,7 +8,8 @@ import trio
 from pydantic import ValidationError
 
 from symphony.api.http import OptionsBody
-from symphony.beacon.ranking import Candidate, select
+from symphony.beacon.ranking import Candidate, Selection, select
+from symphony.beacon.service import BeaconOutcome
 from symphony.pipeline.chain import HOP_CAP_S, HOP_FACTOR, HOP_FLOOR_S, LatencyBook, hop_timeout_s
 from symphony.pipeline.gate import PriorityGate
 from symphony.pipeline.initiator import PLAN_FACTOR, PLAN_FLOOR_S, PLAN_SHARE, InitiatorDriver, plan_timeout_s
@@ -120,6 +121,8 @@ def test_planner_limit_scales_observed_chains_within_the_floor() -> None:
     assert plan_timeout_s("adaptive", observed_ms=20_000, remaining_s=300) == PLAN_FACTOR * 20
     assert plan_timeout_s("adaptive", observed_ms=1_000, remaining_s=300) == PLAN_FLOOR_S
     assert plan_timeout_s("adaptive", observed_ms=0, remaining_s=300) == PLAN_SHARE * 300, "no history: a share"
+    assert plan_timeout_s("adaptive", observed_ms=0, remaining_s=300, backup=False) is None, "a share for nobody"
+    assert plan_timeout_s("adaptive", observed_ms=20_000, remaining_s=300, backup=False) == PLAN_FACTOR * 20
     assert plan_timeout_s(45.0, observed_ms=20_000, remaining_s=300) == 45.0
     assert plan_timeout_s("off", observed_ms=20_000, remaining_s=300) is None
 
@@ -129,14 +132,33 @@ def _record(index: int, planner: str, rtt_ms: float, *, ok: bool = True) -> Chai
     return ChainRecord(index=index, planner=planner, planner_score=0.5, rtt_ms=rtt_ms, result=result)
 
 
+def _planners(driver: InitiatorDriver, count: int) -> None:
+    """Feed ``driver`` a planner round of ``count`` candidates and take its first chains."""
+    ranked = tuple(Candidate(agent_id=f"p{n}", score=0.5) for n in range(count))
+    driver.planners_found(BeaconOutcome(Selection(ranked[:1], ranked[1:])), now_ms=0)
+    driver.first_planners()
+
+
 def test_a_returned_chain_tightens_its_siblings_and_later_questions() -> None:
     book = LatencyBook()
     driver = InitiatorDriver(task_id="t", question="q", kind="number", cots=3, deadline_ms=300_000,
                              plan_timeout="adaptive", chain_latencies=book)
-    assert driver.plan_limit_s("p1", now_ms=0) == 150.0
+    _planners(driver, 4)
+    assert driver.plan_limit_s("p1", now_ms=0) == 150.0, "half the time left, for the backup planner p3"
     driver.chain_returned(_record(0, "p0", 10_000), now_ms=10_000)
     assert driver.plan_limit_s("p1", now_ms=10_000) == PLAN_FACTOR * 10, "the sibling's round trip sets the limit"
     driver.chain_returned(_record(1, "p1", 90_000, ok=False), now_ms=90_000)
     later = InitiatorDriver(task_id="u", question="q", kind="number", cots=3, deadline_ms=300_000,
                             plan_timeout="adaptive", chain_latencies=book)
     assert later.plan_limit_s("p2", now_ms=0) == PLAN_FACTOR * 10, "failed chains are not observed; ok ones persist"
+
+
+def test_with_no_backup_planner_an_unobserved_chain_keeps_the_deadline() -> None:
+    """Cutting a chain at half the time left only helps a backup planner; with none queued the chain
+    keeps its time (the demo's 2-node swarm: both planners cut at 1 s of a 2 s deadline, then nothing)."""
+    driver = InitiatorDriver(task_id="t", question="q", kind="number", cots=3, deadline_ms=300_000,
+                             plan_timeout="adaptive", chain_latencies=LatencyBook())
+    _planners(driver, 2)
+    assert driver.plan_limit_s("p0", now_ms=0) is None
+    driver.chain_returned(_record(0, "p0", 10_000), now_ms=10_000)
+    assert driver.plan_limit_s("p1", now_ms=10_000) == PLAN_FACTOR * 10, "an observed sibling still limits a hung one"
