@@ -8,7 +8,8 @@ import trio
 from pydantic import ValidationError
 
 from symphony.api.http import OptionsBody
-from symphony.beacon.ranking import Candidate, select
+from symphony.beacon.ranking import Candidate, Selection, select
+from symphony.beacon.service import BeaconOutcome
 from symphony.pipeline.chain import HOP_CAP_S, HOP_FACTOR, HOP_FLOOR_S, LatencyBook, hop_timeout_s
 from symphony.pipeline.gate import PriorityGate
 from symphony.pipeline.initiator import PLAN_FACTOR, PLAN_FLOOR_S, PLAN_SHARE, InitiatorDriver, plan_timeout_s
@@ -120,6 +121,8 @@ def test_planner_limit_scales_observed_chains_within_the_floor() -> None:
     assert plan_timeout_s("adaptive", observed_ms=20_000, remaining_s=300) == PLAN_FACTOR * 20
     assert plan_timeout_s("adaptive", observed_ms=1_000, remaining_s=300) == PLAN_FLOOR_S
     assert plan_timeout_s("adaptive", observed_ms=0, remaining_s=300) == PLAN_SHARE * 300, "no history: a share"
+    assert plan_timeout_s("adaptive", observed_ms=0, remaining_s=300, backup=False) is None, "no backup: no share"
+    assert plan_timeout_s("adaptive", observed_ms=1_000, remaining_s=300, backup=False) == PLAN_FLOOR_S
     assert plan_timeout_s(45.0, observed_ms=20_000, remaining_s=300) == 45.0
     assert plan_timeout_s("off", observed_ms=20_000, remaining_s=300) is None
 
@@ -133,7 +136,12 @@ def test_a_returned_chain_tightens_its_siblings_and_later_questions() -> None:
     book = LatencyBook()
     driver = InitiatorDriver(task_id="t", question="q", kind="number", cots=3, deadline_ms=300_000,
                              plan_timeout="adaptive", chain_latencies=book)
-    assert driver.plan_limit_s("p1", now_ms=0) == 150.0
+    assert driver.plan_limit_s("p1", now_ms=0) is None, "no backup planner queued: nobody to leave a share to"
+    driver.planners_found(BeaconOutcome(Selection((Candidate("p0", 0.9),), tuple(Candidate(p, 0.8) for p in
+                                                                             ("p1", "p2", "p3"))),
+                                        contacted=4, replied=4, elapsed_s=0.0), now_ms=0)
+    assert [c.agent_id for c in driver.first_planners()] == ["p0", "p1", "p2"]
+    assert driver.plan_limit_s("p1", now_ms=0) == 150.0, "p3 is queued: half the time is left to it"
     driver.chain_returned(_record(0, "p0", 10_000), now_ms=10_000)
     assert driver.plan_limit_s("p1", now_ms=10_000) == PLAN_FACTOR * 10, "the sibling's round trip sets the limit"
     driver.chain_returned(_record(1, "p1", 90_000, ok=False), now_ms=90_000)

@@ -25,8 +25,9 @@ Adaptive planner hop (issue 17; like ``chain.hop_timeout_s`` one hop up): a plan
 ``PLAN_FACTOR`` x the largest of its own p95 chain round trip, the p95 of all recent chains and the
 fastest chain of this question so far, at least ``PLAN_FLOOR_S``; with nothing observed yet, half
 the time left to the deadline (``PLAN_SHARE``), so a hung planner still leaves a backup planner the
-other half. The shell re-asks ``plan_limit_s`` whenever a chain comes back, so the first answer of a
-question tightens its siblings' limits: a hung planner costs a few chain-lengths, not the deadline.
+other half (no backup queued: no limit, the deadline decides). The shell re-asks ``plan_limit_s``
+whenever a chain comes back, so the first answer of a question tightens its siblings' limits: a hung
+planner costs a few chain-lengths, not the deadline.
 """
 
 from __future__ import annotations
@@ -63,16 +64,19 @@ PLAN_TIMEOUT_ERROR = "plan timeout"
 ALL_PLANNERS = "*"
 
 
-def plan_timeout_s(setting: HopTimeout, *, observed_ms: float, remaining_s: float) -> float | None:
+def plan_timeout_s(setting: HopTimeout, *, observed_ms: float, remaining_s: float,
+                   backup: bool = True) -> float | None:
     """How long a planner may hold its chain (None: until the deadline); see the module docstring.
 
-    ``observed_ms``: the chain round trip to scale (0: nothing observed yet)."""
+    ``observed_ms``: the chain round trip to scale (0: nothing observed yet). ``backup``: a backup
+    planner is queued; without one and with nothing observed there is no share to leave, so no limit
+    (a cut could only turn a late answer, or the deadline's timeout, into a failed chain)."""
     if setting == "off":
         return None
     if not isinstance(setting, str):
         return float(setting)
     if observed_ms <= 0:
-        return PLAN_SHARE * max(0.0, remaining_s)
+        return PLAN_SHARE * max(0.0, remaining_s) if backup else None
     return max(PLAN_FLOOR_S, PLAN_FACTOR * observed_ms / 1000)
 
 
@@ -119,7 +123,8 @@ class InitiatorDriver:
     def plan_limit_s(self, planner: str, *, now_ms: int) -> float | None:
         """How long ``planner`` may hold its chain, from when it was asked (None: the deadline only)."""
         observed = max(self._chains.p95_ms(planner), self._chains.p95_ms(ALL_PLANNERS), self._fastest_ms)
-        return plan_timeout_s(self._plan_timeout, observed_ms=observed, remaining_s=(self.deadline_ms - now_ms) / 1000)
+        return plan_timeout_s(self._plan_timeout, observed_ms=observed, remaining_s=(self.deadline_ms - now_ms) / 1000,
+                              backup=bool(self._queue))
 
     def _observe(self, record: ChainRecord) -> None:
         """An ok chain's round trip: for its planner, for all planners, and for this question's siblings."""
