@@ -11,7 +11,7 @@ from symphony.bench.accounting import KindMeter, Overhead, mean_overhead, task_o
 from symphony.bench.centralized import GROUPCHAT_KIND, GROUPCHAT_PROTOCOL, GroupChatCoordinator, open_centralized
 from symphony.bench.workload import COTS, QUESTION, STEPS, stand_in
 from symphony.ledger import GossipConfig, LedgerConfig
-from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
+from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
 from symphony.pipeline.service import TASK_PROTOCOL, AskOptions
 from symphony.protocol.envelope import seal
 from symphony.protocol.messages import Task
@@ -46,6 +46,15 @@ async def test_a_sealed_task_is_counted_byte_for_byte(autojump_clock) -> None:
         assert traffic([a.stats, b.stats], ["other"]).bytes == 0
 
 
+async def _full_mesh(nodes: list[AgentRuntime]) -> None:
+    """Wait (virtual time) until every node is connected to every other, as a settled network of 5 with
+    gossip degree 4 is. The ledger converges first (a joiner syncs with the node it meets at once), while
+    the joins still form a star; a beacon to a peer not yet connected would add a dial's round trip."""
+    with trio.fail_after(60):
+        while any(len(n.transport.peers()) < len(nodes) - 1 for n in nodes):
+            await trio.sleep(0.05)
+
+
 async def test_overhead_breakdown_is_exact_in_virtual_time(autojump_clock) -> None:
     """With a 5 ms link and the timed stand-in, the non-model time is exactly the network's:
     one round trip per beacon round waited for and per remote request on the slowest chain, nothing else."""
@@ -54,6 +63,7 @@ async def test_overhead_breakdown_is_exact_in_virtual_time(autojump_clock) -> No
     net = MemoryNetwork(link=LinkModel(latency_s=LATENCY), rng=random.Random(1))
     async with open_simulated_agents(net, agents, clock=clock, ledger_config=LedgerConfig(heartbeat_interval_s=60),
                                      gossip_config=GossipConfig(target_degree=4)) as nodes:
+        await _full_mesh(nodes)
         trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=COTS, max_steps=STEPS, deadline_s=600))
     assert all(len(c["trace"]["steps"]) == STEPS for c in trace["chains"])
     ov = task_overhead(trace)

@@ -123,6 +123,7 @@ def test_planner_limit_scales_observed_chains_within_the_floor() -> None:
     assert plan_timeout_s("adaptive", observed_ms=0, remaining_s=300) == PLAN_SHARE * 300, "no history: a share"
     assert plan_timeout_s("adaptive", observed_ms=0, remaining_s=300, backup=False) is None, "a share for nobody"
     assert plan_timeout_s("adaptive", observed_ms=20_000, remaining_s=300, backup=False) == PLAN_FACTOR * 20
+    assert plan_timeout_s("adaptive", observed_ms=1_000, remaining_s=300, backup=False) == PLAN_FLOOR_S
     assert plan_timeout_s(45.0, observed_ms=20_000, remaining_s=300) == 45.0
     assert plan_timeout_s("off", observed_ms=20_000, remaining_s=300) is None
 
