@@ -185,7 +185,9 @@ async def _run_seed(config: RunConfig, seed: int, todo: Sequence[tuple[int, str,
             nodes = await stack.enter_async_context(open_simulated_agents(
                 net, pool_agents(seed, config.agent_models, models), clock=time.time, ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
                 gossip_config=GossipConfig(anti_entropy_interval_s=2.0),
-                task_defaults={"tools": resolve_tools(None)}))  # the python tool wherever the sandbox works
+                # the python tool wherever the sandbox works; no planner limit, as hop_timeout in contenders.solve:
+                # a chain's time here is the shared cores' queue, and the limit cut honest planners (session 7)
+                task_defaults={"tools": resolve_tools(None), "plan_timeout": "off"}))
         by_item: dict[tuple[str, str], list[tuple[int, str, Item, SystemSpec]]] = {}
         for entry in todo:
             by_item.setdefault((entry[1], entry[2].id), []).append(entry)
