@@ -598,7 +598,9 @@ def spread_line(row: dict[str, Any]) -> str:
     s = row.get("spread") or {}
     counts = ", ".join(f"{int(v['calls'])}" for v in s.get("per_executor", {}).values())
     queue = ", ".join(f"{v['queue_ms'] / max(1, v['calls']):.0f}" for v in s.get("per_executor", {}).values())
-    return (f"- {row['arch']} N = {row['n']}: {s.get('calls', 0)} executor calls on {s.get('executors', 0)} agents "
+    on = "the hub (it forwards each to an agent)" if row["arch"].startswith("centralized") else \
+        f"{s.get('executors', 0)} agents"
+    return (f"- {row['arch']} N = {row['n']}: {s.get('calls', 0)} executor calls on {on} "
             f"(calls each, busiest first: {counts}; mean wait per call, ms: {queue}); model-slot wait per call "
             f"P50 {s.get('queue_ms_p50')} ms, P95 {s.get('queue_ms_p95')} ms")
 
