@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from symphony.beacon import BeaconRound, Candidate, CosineStrategy, RandomStrategy, Selection, select
-from symphony.beacon.ranking import LOAD_WEIGHT, load_discount, merge_by_rank, rank_key, requeue
+from symphony.beacon.ranking import LOAD_WEIGHT, load_discount, merge_by_rank, rank_key
 
 candidates = st.lists(
     st.builds(
@@ -220,13 +220,3 @@ def test_concurrent_chains_spread_over_the_fit_agents() -> None:
         first = select([Candidate(x, s, queue_length=queue[x]) for x, s in scores.items()]).primaries[0]
         queue[first.agent_id] += 1
     assert queue == {"a": 3, "b": 3, "c": 3, "d": 0}
-
-
-def test_requeue_moves_work_off_a_busy_agent_but_keeps_the_candidates_and_scores() -> None:
-    """A look-ahead round's replies update the load only: a stranger in them is not added, an agent
-    missing from them keeps its queue, scores stay the chain round's."""
-    planned = select([Candidate("a", 0.80), Candidate("b", 0.75), Candidate("c", 0.1)])
-    fresh = [Candidate("a", 0.0, queue_length=4), Candidate("z", 1.0)]
-    assert requeue(planned, fresh).ordered == (Candidate("b", 0.75), Candidate("a", 0.80, queue_length=4),
-                                               Candidate("c", 0.1))
-    assert requeue(planned, []) == planned

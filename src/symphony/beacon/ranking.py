@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -147,17 +147,6 @@ def select(
     if latency_budget_ms is not None:  # a stable sort: within each group the strategy's order stands
         ordered = sorted(ordered, key=lambda c: c.expected_latency_ms > latency_budget_ms)
     return Selection(tuple(ordered[:m]), tuple(ordered[m:]))
-
-
-def requeue(selection: Selection, fresh: Iterable[Candidate]) -> Selection:
-    """``selection`` re-ranked with the queues and latencies of ``fresh`` replies (a look-ahead round):
-    the same candidates with their scores, only their load updated (an agent ``fresh`` lacks keeps
-    its own), so a partial or late round can move work off a busy agent but never add or drop one."""
-    load = {c.agent_id: c for c in fresh}
-    updated = [replace(c, queue_length=load[c.agent_id].queue_length,
-                       expected_latency_ms=load[c.agent_id].expected_latency_ms) if c.agent_id in load else c
-               for c in selection.ordered]
-    return select(updated, m=max(1, len(selection.primaries)))
 
 
 class BeaconRound:

@@ -104,13 +104,12 @@ class BeaconSelector:
         priority: int = 0,
         latency_budget_ms: float | None = None,
         outstanding: Mapping[str, int] | None = None,
-        finishing: Mapping[str, int] | None = None,
     ) -> BeaconOutcome:
         """BEACONSELECT(r, L, m) for one requirement (``select_many`` with one)."""
         outcomes = await self.select_many([requirement], task_type=task_type, m=m, top_l=top_l, strategy=strategy,
                                           exclude=exclude, tags_any=tags_any, deadline_s=deadline_s,
                                           priority=priority, latency_budget_ms=latency_budget_ms,
-                                          outstanding=outstanding, finishing=finishing)
+                                          outstanding=outstanding)
         return outcomes[0]
 
     async def select_many(
@@ -127,7 +126,6 @@ class BeaconSelector:
         priority: int = 0,
         latency_budget_ms: float | None = None,
         outstanding: Mapping[str, int] | None = None,
-        finishing: Mapping[str, int] | None = None,
     ) -> list[BeaconOutcome]:
         """BEACONSELECT for up to 12 requirements (a chain's sub-tasks) in ONE round: pre-filter,
         fan out one beacon, collect one signed multi-score reply per candidate until the deadline,
@@ -136,8 +134,6 @@ class BeaconSelector:
         ``latency_budget_ms`` rank after all the others (``ranking.select``). ``outstanding``: requests
         this node has out to each agent, unanswered; an agent's queue counts as at least that many
         (its reply may predate them), so a planner does not pile its own chains on one executor.
-        ``finishing``: of those, the requests that will have returned before the ranked work starts
-        (a look-ahead round's own chain's step in flight), not counted against their agent.
 
         Raises:
             ValueError: no requirement, or more than ``MAX_BEACON_REQUIREMENTS``.
@@ -193,8 +189,7 @@ class BeaconSelector:
                     tg.start_soon(remote, self.fanout)
         outcomes = [BeaconOutcome(
             selection=select([self._candidate(a, reply, reply.scores[i], invited[a][1][i],
-                                              sent=(outstanding or {}).get(a, 0),
-                                              finishing=(finishing or {}).get(a, 0))
+                                              sent=(outstanding or {}).get(a, 0))
                               for a, reply in replies.items()], m=m, strategy=strategy,
                              latency_budget_ms=latency_budget_ms),
             contacted=len(invited), replied=len(replies), elapsed_s=0.0, query_s=query_s, rejected=rejected,
@@ -250,7 +245,7 @@ class BeaconSelector:
         return reply
 
     def _candidate(self, agent_id: str, reply: BeaconResponse, score: float, published: float,
-                   *, sent: int = 0, finishing: int = 0) -> Candidate:
+                   *, sent: int = 0) -> Candidate:
         if agent_id != self.identity.agent_id and score > published + self.config.claim_tolerance:
             self.on_event("score_claim_capped", {"agent": agent_id, "claimed": score, "published": published})
             score = published
@@ -259,7 +254,7 @@ class BeaconSelector:
         return Candidate(
             agent_id=agent_id,
             score=score if math.isfinite(score) else 0.0,
-            queue_length=max(0, max(reply.queue_length, sent) - finishing),  # ours are in its queue, or about to be
+            queue_length=max(reply.queue_length, sent),  # ours are in its queue, or about to be
             expected_latency_ms=reply.expected_latency_ms,
             reputation=self.ledger.reputation(agent_id),
             available=True,

@@ -46,10 +46,10 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
-from symphony.beacon.ranking import Candidate, requeue
+from symphony.beacon.ranking import Candidate
 from symphony.beacon.service import BeaconOutcome
 from symphony.pipeline.answer import Answer
 from symphony.pipeline.crossvote import Verdict
@@ -385,14 +385,12 @@ class ChainDriver:
                      if i not in self._started and all(d in self._started for d in needs))
 
     def reranked(self, index: int, outcome: BeaconOutcome, *, revision: int) -> bool:
-        """A look-ahead round for step ``index``, not yet started, re-ranks the chain round's candidates
-        for it with their fresh queues (``ranking.requeue``: executors' load has moved since the chain
-        began, issue 19). Ignored (False) once the step has started, after a re-plan (``revision``
-        changed) or when nobody replied."""
+        """A look-ahead round for step ``index``, not yet started, replaces the chain round's ranking
+        for it: executors' queues have moved since the chain began (issue 19). Ignored (False) once
+        the step has started, after a re-plan (``revision`` changed) or when nobody replied."""
         if revision != self._revision or index in self._started or not outcome.selection.ordered:
             return False
-        planned = self._rounds[index]
-        self._rounds[index] = replace(planned, selection=requeue(planned.selection, outcome.selection.ordered))
+        self._rounds[index] = outcome
         return True
 
     def executors_selected(self, rounds: Sequence[BeaconOutcome], *, waited_ms: float) -> None:

@@ -526,7 +526,7 @@ class TaskService:
                         for index in driver.upcoming():
                             if (driver.revision, index) not in looked:
                                 looked.add((driver.revision, index))
-                                tg.start_soon(self._look_ahead, task, driver, index, action.candidate.agent_id)
+                                tg.start_soon(self._look_ahead, task, driver, index)
                     elif isinstance(action, BeaconStep):
                         tg.start_soon(self._out, returned, partial(self._beacon_step, task, action, driver))
                     elif isinstance(action, Replan):  # only once no step is out
@@ -647,22 +647,19 @@ class TaskService:
         self._beacon_event(task.task_id, "execution", beacon, steps=1)
         driver.step_beaconed(beacon, waited_ms=waited_ms, index=action.index)
 
-    async def _look_ahead(self, task: Task, driver: ChainDriver, index: int, running: str) -> None:
+    async def _look_ahead(self, task: Task, driver: ChainDriver, index: int) -> None:
         """Re-rank step ``index`` with a fresh beacon round while the steps before it run (off the
         critical path): the chain's round ranked every step when the chain began, and by the time a
         later step starts the executors' queues have moved (issue 19: concurrent chains piled on the
         executors that were idle at their plan time). The driver keeps the plan-time ranking if the
-        step started first or nobody replied. ``running``: the executor of the step just sent, which
-        will have answered it before step ``index`` starts, so that call does not count against it."""
-        if task.strategy in ("random", "linucb") or getattr(self.selector, "fanout", None) is not None:
-            return  # those strategies order by their own rules; sharded rounds go through gateways (not measured)
+        step started first or nobody replied."""
         revision, question = driver.revision, driver.questions[index]
         task_type = classify_task_type(question)
         outcome = await self.selector.select(list(requirement_vector(question, task_type, self.encoder)),
                                              task_type=task_type, m=1, top_l=task.top_l,
                                              strategy=self._strategy(task.strategy),
                                              tags_any=frozenset({EXECUTOR_TAG}), outstanding=self._outstanding,
-                                             finishing={running: 1}, **self._beacon_knobs(task))
+                                             **self._beacon_knobs(task))
         if driver.reranked(index, outcome, revision=revision):
             self._beacon_event(task.task_id, "look-ahead", outcome, steps=1)
 
