@@ -190,19 +190,3 @@ def test_a_step_never_repeats_an_executor_nor_exceeds_its_candidates(
         assert beacons[index] <= MAX_STEP_ROUNDS
         assert len(step.attempts) <= (3 if redundancy == 2 else 1) + sum(not a.ok for a in step.attempts)
     assert action.ok == (len(action.steps) == len(STEPS) and all(s.ok for s in action.steps))
-
-
-def test_a_look_ahead_round_reranks_the_next_step_until_it_starts() -> None:
-    """Issue 19: while step 1 runs, a fresh round re-ranks step 2 (queues moved since the chain's round);
-    once step 2 has started, or after a re-plan, or with no reply, the round is ignored."""
-    chain = driver(outcome("a", "b"), outcome("a", "b"))
-    assert chain.upcoming() == (0,)
-    assert send(chain).candidate.agent_id == "a"
-    assert chain.upcoming() == (1,)
-    assert not chain.reranked(1, outcome(), revision=0), "nobody replied: keep the chain's ranking"
-    assert not chain.reranked(1, outcome("c"), revision=1), "ranked for another plan"
-    assert chain.reranked(1, outcome("b", "a"), revision=chain.revision)
-    chain.step_result(Candidate("a", 0.9), ok("4"), rtt_ms=10.0)
-    settled(chain)
-    assert send(chain).candidate.agent_id == "b"
-    assert chain.upcoming() == () and not chain.reranked(1, outcome("c"), revision=0)

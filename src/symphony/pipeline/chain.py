@@ -374,25 +374,6 @@ class ChainDriver:
         """What each step (of ``questions``) depends on."""
         return self._deps
 
-    @property
-    def revision(self) -> int:
-        """How many times the chain was re-planned: a look-ahead round names the plan it ranked for."""
-        return self._revision
-
-    def upcoming(self) -> tuple[int, ...]:
-        """Steps not started whose every dependency has started: the next to run, worth a look-ahead round."""
-        return tuple(i for i, needs in enumerate(self._deps)
-                     if i not in self._started and all(d in self._started for d in needs))
-
-    def reranked(self, index: int, outcome: BeaconOutcome, *, revision: int) -> bool:
-        """A look-ahead round for step ``index``, not yet started, replaces the chain round's ranking
-        for it: executors' queues have moved since the chain began (issue 19). Ignored (False) once
-        the step has started, after a re-plan (``revision`` changed) or when nobody replied."""
-        if revision != self._revision or index in self._started or not outcome.selection.ordered:
-            return False
-        self._rounds[index] = outcome
-        return True
-
     def executors_selected(self, rounds: Sequence[BeaconOutcome], *, waited_ms: float) -> None:
         """The chain's one beacon round (one outcome per step) returned after ``waited_ms``."""
         if len(rounds) != len(self._questions):

@@ -513,7 +513,6 @@ class TaskService:
         ``Wait``, until one of them returns. Steps still out when the chain fails are cancelled:
         nothing can use their answers."""
         returned, wake = anyio.create_memory_object_stream[None](math.inf)
-        looked: set[tuple[int, int]] = set()  # (revision, step) already given a look-ahead round
         with returned, wake:
             async with anyio.create_task_group() as tg:
                 while not isinstance(action := driver.next_action(now_ms=self._now_ms()), ChainDone):
@@ -523,10 +522,6 @@ class TaskService:
                         disclose = not minimal or action.question in needs_problem
                         tg.start_soon(self._out, returned, partial(self._send_step, task, action, driver,
                                                                    disclose=disclose))
-                        for index in driver.upcoming():
-                            if (driver.revision, index) not in looked:
-                                looked.add((driver.revision, index))
-                                tg.start_soon(self._look_ahead, task, driver, index)
                     elif isinstance(action, BeaconStep):
                         tg.start_soon(self._out, returned, partial(self._beacon_step, task, action, driver))
                     elif isinstance(action, Replan):  # only once no step is out
@@ -646,22 +641,6 @@ class TaskService:
         waited_ms = self._span_ms(selecting)
         self._beacon_event(task.task_id, "execution", beacon, steps=1)
         driver.step_beaconed(beacon, waited_ms=waited_ms, index=action.index)
-
-    async def _look_ahead(self, task: Task, driver: ChainDriver, index: int) -> None:
-        """Re-rank step ``index`` with a fresh beacon round while the steps before it run (off the
-        critical path): the chain's round ranked every step when the chain began, and by the time a
-        later step starts the executors' queues have moved (issue 19: concurrent chains piled on the
-        executors that were idle at their plan time). The driver keeps the plan-time ranking if the
-        step started first or nobody replied."""
-        revision, question = driver.revision, driver.questions[index]
-        task_type = classify_task_type(question)
-        outcome = await self.selector.select(list(requirement_vector(question, task_type, self.encoder)),
-                                             task_type=task_type, m=1, top_l=task.top_l,
-                                             strategy=self._strategy(task.strategy),
-                                             tags_any=frozenset({EXECUTOR_TAG}), outstanding=self._outstanding,
-                                             **self._beacon_knobs(task))
-        if driver.reranked(index, outcome, revision=revision):
-            self._beacon_event(task.task_id, "look-ahead", outcome, steps=1)
 
     def _settled(self, settled: StepSettled) -> None:
         """A cross-checked step's majority: two executors agreed against the outvoted one, strong evidence."""
