@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from symphony.beacon import BeaconRound, Candidate, CosineStrategy, RandomStrategy, Selection, select
-from symphony.beacon.ranking import merge_by_rank
+from symphony.beacon.ranking import LOAD_WEIGHT, load_discount, merge_by_rank, rank_key
 
 candidates = st.lists(
     st.builds(
@@ -169,3 +169,54 @@ def test_merge_by_rank_keeps_each_requirements_top_share(ranked: list[list[str]]
     assert set(merged) <= {a for rows in ranked for a in rows}
     for rows in ranked:
         assert set(rows[: cap // len(ranked)]) <= set(merged)
+
+
+# ---- load-aware ranking (issue 19: concurrent chains spread instead of queueing at one executor) ----
+
+idle = st.lists(
+    st.builds(Candidate, agent_id=st.sampled_from("abcdefgh"), score=st.floats(-1, 1),
+              expected_latency_ms=st.sampled_from([0.0, 10.0, 250.5])),
+    max_size=12,
+)
+
+
+@given(idle, st.sampled_from([1, 2]))
+def test_an_idle_network_ranks_exactly_by_the_papers_rule(cs: list[Candidate], m: int) -> None:
+    """With every queue empty the load discount is 0: the order is score, latency, agent id as before."""
+    best: dict[str, Candidate] = {}
+    for c in sorted(cs, key=rank_key):
+        best.setdefault(c.agent_id, c)
+    assert select(cs, m=m).ordered == tuple(sorted(best.values(), key=rank_key))
+
+
+@given(st.floats(-1, 1), st.integers(0, 50), st.integers(0, 50))
+def test_a_longer_queue_never_ranks_higher(score: float, q1: int, q2: int) -> None:
+    """The discount grows with the queue and stays below LOAD_WEIGHT."""
+    low, high = sorted((q1, q2))
+    assert 0 <= load_discount(low) <= load_discount(high) < LOAD_WEIGHT
+    rival = Candidate("b", score - load_discount(low))
+    if low != high:
+        assert _ids(select([Candidate("a", score, queue_length=high), rival]).ordered)[0] == "b"
+
+
+def test_a_busy_best_match_yields_to_a_nearly_as_good_idle_agent() -> None:
+    """Four calls queued at the best (0.80) cost it 0.25: the idle 0.75 goes first."""
+    sel = select([Candidate("a", 0.80, queue_length=4), Candidate("b", 0.75)])
+    assert _ids(sel.ordered) == ["b", "a"]
+
+
+def test_a_busy_expert_still_beats_an_idle_poor_match() -> None:
+    """Load spreads work among fit agents; it does not hand it to one that does not fit."""
+    sel = select([Candidate("a", 0.9, queue_length=20), Candidate("b", 0.3)])
+    assert _ids(sel.ordered) == ["a", "b"]
+
+
+def test_concurrent_chains_spread_over_the_fit_agents() -> None:
+    """Nine chains ranking one after another, each pick queueing at its executor (as the replies
+    report): the picks spread over the three good agents, none goes to the poor one."""
+    scores = {"a": 0.82, "b": 0.80, "c": 0.78, "d": 0.2}
+    queue = dict.fromkeys(scores, 0)
+    for _ in range(9):
+        first = select([Candidate(x, s, queue_length=queue[x]) for x, s in scores.items()]).primaries[0]
+        queue[first.agent_id] += 1
+    assert queue == {"a": 3, "b": 3, "c": 3, "d": 0}

@@ -157,3 +157,27 @@ async def test_a_chain_beacon_invites_at_most_l_agents(autojump_clock) -> None:
     assert all(o.contacted == 2 for o in outcomes)
     assert outcomes[0].selection.primaries[0].agent_id == nodes[1].agent_id
     assert outcomes[1].selection.primaries[0].agent_id == nodes[2].agent_id
+
+
+async def test_a_replys_queue_is_its_model_calls_and_ranks_a_busy_twin_second(autojump_clock) -> None:
+    """Two agents declare python (n1, n5): whichever wins when idle reports the model call it is
+    running (its gate's queue) and so ranks behind its idle twin (issue 19: chains spread)."""
+    async with agents(8) as (_, nodes):
+        sub_task = need("write python code to sort a list")
+        idle = await nodes[0].selector.select(sub_task)
+        first, twin = (c.agent_id for c in idle.selection.ordered[:2])
+        assert {first, twin} == {nodes[1].agent_id, nodes[5].agent_id}
+        busy = next(n for n in nodes if n.agent_id == first)
+        async with busy.tasks.gate.slot():
+            loaded = await nodes[0].selector.select(sub_task)
+    assert [(c.agent_id, c.queue_length) for c in loaded.selection.ordered[:2]] == [(twin, 0), (first, 1)]
+
+
+async def test_steps_a_planner_has_out_count_against_the_executor(autojump_clock) -> None:
+    """Requests this node has out to an agent, unanswered, count as its queue even when its reply
+    says idle (sent after it replied): the planner's next chain picks the twin."""
+    async with agents(8) as (_, nodes):
+        sub_task = need("write python code to sort a list")
+        first, twin = (c.agent_id for c in (await nodes[0].selector.select(sub_task)).selection.ordered[:2])
+        outcome = await nodes[0].selector.select(sub_task, outstanding={first: 2})
+    assert [(c.agent_id, c.queue_length) for c in outcome.selection.ordered[:2]] == [(twin, 0), (first, 2)]

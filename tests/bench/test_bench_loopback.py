@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from symphony.bench.loopback import LoopbackConfig, run_loopback_bench
+from symphony.bench.loopback import LoopbackConfig, executor_spread, run_loopback_bench, spread_line
 
 
 def _gone(pid: int) -> bool:
@@ -60,3 +60,19 @@ def test_a_worker_that_fails_is_reported_and_every_process_is_reaped(tmp_path) -
     assert row["failed"] == 1 and row["errors"] == ["ledger convergence: a worker exited early (see its log)"]
     assert row["exit_codes"] == [1, 1]
     assert all(_gone(pid) for pid in row["pids"])
+
+
+def test_executor_spread_counts_calls_and_slot_waits_per_executor() -> None:
+    """Calls and model-slot wait (wall beyond the nominal model time) per executor, busiest first:
+    what showed concurrent chains piling on a few executors (issue 19)."""
+    def attempt(executor: str, wall_ms: float) -> dict[str, object]:
+        return {"executor": executor, "model_ms": 100.0, "model_wall_ms": wall_ms}
+
+    traces = [{"chains": [{"trace": {"steps": [{"attempts": [attempt("b", 100.0), attempt("a", 700.0)]},
+                                               {"attempts": [attempt("a", 300.0)]}]}},
+                          {"trace": None}]}]
+    spread = executor_spread(traces)
+    assert spread["calls"] == 3 and spread["executors"] == 2
+    assert spread["per_executor"] == {"a": {"calls": 2, "queue_ms": 800.0}, "b": {"calls": 1, "queue_ms": 0.0}}
+    line = spread_line({"arch": "symphony-libp2p", "n": 2, "spread": spread})
+    assert "3 executor calls on 2 agents (calls each, busiest first: 2, 1; mean wait per call, ms: 400, 0)" in line

@@ -97,6 +97,22 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_loses_no_slot(autojump_cl
             pass
 
 
+async def test_gate_queue_counts_calls_holding_and_awaiting_a_slot(autojump_clock) -> None:
+    """What a beacon reply reports as this node's queue (issue 19): held slots plus waiters, back to 0."""
+    gate, seen = PriorityGate(slots=2), []
+
+    async def hold() -> None:
+        async with gate.slot():
+            await trio.sleep(1)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(hold)
+        await trio.sleep(0.5)
+        seen.append((gate.queue, gate.waiting))
+    assert seen == [(3, 1)] and gate.queue == 0
+
+
 def test_options_body_refuses_what_no_node_can_honour() -> None:
     with pytest.raises(ValidationError, match="redundancy"):
         OptionsBody(redundancy=3)

@@ -7,9 +7,13 @@ Theory of operation (Symphony, arXiv:2508.20019, "Beacon-based selection"; DESIG
    replies with that score and its QoS (queue length, expected latency).
 3. ``BeaconRound`` keeps the first reply of each invited agent that arrives before the deadline;
    late, uninvited and repeated replies are dropped (the shell counts them).
-4. A ``SelectionStrategy`` orders the replies. The paper picks the highest score; we break score
-   ties by QoS (shorter queue, then lower latency) and finally by agent id, so every node derives
-   the same order from the same replies whatever order they arrived in.
+4. A ``SelectionStrategy`` orders the replies. The paper picks the highest score; we discount a
+   busy agent's score by its queue (``load_discount``: 0 for an idle agent, so an idle network
+   ranks exactly by score) so that concurrent chains spread over comparably fit agents instead of
+   all queueing at the single best one (issue 19: on real processes steps waited ~5 s per task
+   for a model slot on a few executors while others idled). Ties then go to QoS (shorter queue,
+   then lower latency) and finally to the agent id, so every node derives the same order from
+   the same replies whatever order they arrived in.
 5. The first m (1, or 2 for redundancy) are primaries; the rest are ordered backups, tried in turn
    when an executor times out or returns an invalid result.
 6. A latency budget (issue 17) moves the candidates whose expected latency exceeds it behind all
@@ -60,6 +64,26 @@ def rank_key(c: Candidate) -> tuple[float, int, float, str]:
     return (-c.score, c.queue_length, c.expected_latency_ms, c.agent_id)
 
 
+#: Score points a saturated agent loses (``load_discount``'s ceiling) and the queue length at which
+#: it loses half of them (a node runs 4 model calls at once: ``pipeline.gate.PriorityGate``).
+LOAD_WEIGHT = 0.5
+LOAD_HALF = 4.0
+
+
+def load_discount(queue_length: int, *, weight: float = LOAD_WEIGHT, half: float = LOAD_HALF) -> float:
+    """What a queue of ``queue_length`` model calls costs a candidate's score: weight * q / (q + half).
+
+    0 when idle, increasing, below ``weight``: one queued call (0.1) reorders near-equal matches,
+    a long queue (0.33 at 8) still loses to nothing fitting much worse, so a busy expert beats an
+    idle stranger."""
+    return weight * queue_length / (queue_length + half)
+
+
+def load_rank_key(c: Candidate) -> tuple[float, int, float, str]:
+    """``rank_key`` on the load-discounted score: equal to it whenever every queue is empty."""
+    return (-(c.score - load_discount(c.queue_length)), c.queue_length, c.expected_latency_ms, c.agent_id)
+
+
 class SelectionStrategy(Protocol):
     """Orders deduplicated candidates, best first. Must not depend on the input order."""
 
@@ -67,10 +91,11 @@ class SelectionStrategy(Protocol):
 
 
 class CosineStrategy:
-    """The paper's rule: highest self-reported match score first (``rank_key``)."""
+    """The paper's rule, load-aware: highest self-reported match score, less ``load_discount``,
+    first (``load_rank_key``)."""
 
     def order(self, candidates: Sequence[Candidate]) -> list[Candidate]:
-        return sorted(candidates, key=rank_key)
+        return sorted(candidates, key=load_rank_key)
 
 
 class RandomStrategy:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,11 +103,13 @@ class BeaconSelector:
         deadline_s: float | None = None,
         priority: int = 0,
         latency_budget_ms: float | None = None,
+        outstanding: Mapping[str, int] | None = None,
     ) -> BeaconOutcome:
         """BEACONSELECT(r, L, m) for one requirement (``select_many`` with one)."""
         outcomes = await self.select_many([requirement], task_type=task_type, m=m, top_l=top_l, strategy=strategy,
                                           exclude=exclude, tags_any=tags_any, deadline_s=deadline_s,
-                                          priority=priority, latency_budget_ms=latency_budget_ms)
+                                          priority=priority, latency_budget_ms=latency_budget_ms,
+                                          outstanding=outstanding)
         return outcomes[0]
 
     async def select_many(
@@ -123,12 +125,15 @@ class BeaconSelector:
         deadline_s: float | None = None,
         priority: int = 0,
         latency_budget_ms: float | None = None,
+        outstanding: Mapping[str, int] | None = None,
     ) -> list[BeaconOutcome]:
         """BEACONSELECT for up to 12 requirements (a chain's sub-tasks) in ONE round: pre-filter,
         fan out one beacon, collect one signed multi-score reply per candidate until the deadline,
         then rank the candidates separately for each requirement. Returns one outcome per requirement.
         ``priority`` (0-9) travels in the beacon; candidates whose expected latency exceeds
-        ``latency_budget_ms`` rank after all the others (``ranking.select``).
+        ``latency_budget_ms`` rank after all the others (``ranking.select``). ``outstanding``: requests
+        this node has out to each agent, unanswered; an agent's queue counts as at least that many
+        (its reply may predate them), so a planner does not pile its own chains on one executor.
 
         Raises:
             ValueError: no requirement, or more than ``MAX_BEACON_REQUIREMENTS``.
@@ -183,7 +188,8 @@ class BeaconSelector:
                 if self.fanout is not None and self.fanout.active(self.clock()):
                     tg.start_soon(remote, self.fanout)
         outcomes = [BeaconOutcome(
-            selection=select([self._candidate(a, reply, reply.scores[i], invited[a][1][i])
+            selection=select([self._candidate(a, reply, reply.scores[i], invited[a][1][i],
+                                              sent=(outstanding or {}).get(a, 0))
                               for a, reply in replies.items()], m=m, strategy=strategy,
                              latency_budget_ms=latency_budget_ms),
             contacted=len(invited), replied=len(replies), elapsed_s=0.0, query_s=query_s, rejected=rejected,
@@ -238,7 +244,8 @@ class BeaconSelector:
             raise MalformedMessage(f"beacon reply has {len(reply.scores)} scores for {count} requirements")
         return reply
 
-    def _candidate(self, agent_id: str, reply: BeaconResponse, score: float, published: float) -> Candidate:
+    def _candidate(self, agent_id: str, reply: BeaconResponse, score: float, published: float,
+                   *, sent: int = 0) -> Candidate:
         if agent_id != self.identity.agent_id and score > published + self.config.claim_tolerance:
             self.on_event("score_claim_capped", {"agent": agent_id, "claimed": score, "published": published})
             score = published
@@ -247,7 +254,7 @@ class BeaconSelector:
         return Candidate(
             agent_id=agent_id,
             score=score if math.isfinite(score) else 0.0,
-            queue_length=reply.queue_length,
+            queue_length=max(reply.queue_length, sent),  # ours are in its queue, or about to be
             expected_latency_ms=reply.expected_latency_ms,
             reputation=self.ledger.reputation(agent_id),
             available=True,

@@ -470,9 +470,32 @@ async def _measure(
         if "beacon_ms" in s.get("spans", {})
     ]
     row["beacon_ms_p95"] = round(_quantile(rounds, 0.95), 2) if rounds else None
+    row["spread"] = executor_spread(traces)
     if beacon is not None:
         row["beacon"] = beacon
     return row
+
+
+def executor_spread(traces: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the batch's executor calls spread over the agents: calls and model-slot wait ("queue":
+    the executor's wall time around its model call beyond the stand-in's nominal time) per agent,
+    busiest first, and the wait per call. Shows whether concurrent chains piled on a few executors."""
+    per: dict[str, dict[str, float]] = {}
+    waits: list[float] = []
+    for t in traces:
+        for c in t.get("chains", []):
+            for s in (c.get("trace") or {}).get("steps", []):
+                for a in s.get("attempts", []):
+                    model = float(a.get("model_ms", 0.0))
+                    wait = max(0.0, float(a.get("model_wall_ms", model)) - model)
+                    agent = per.setdefault(str(a.get("executor", ""))[:12], {"calls": 0, "queue_ms": 0.0})
+                    agent["calls"] += 1
+                    agent["queue_ms"] = round(agent["queue_ms"] + wait, 1)
+                    waits.append(wait)
+    busiest = dict(sorted(per.items(), key=lambda kv: (-kv[1]["calls"], kv[0])))
+    return {"calls": len(waits), "executors": len(per), "per_executor": busiest,
+            "queue_ms_p50": round(_quantile(waits, 0.5), 1) if waits else None,
+            "queue_ms_p95": round(_quantile(waits, 0.95), 1) if waits else None}
 
 
 async def _join(
@@ -553,6 +576,7 @@ def markdown(results: LoopbackResults) -> str:
                 f"{b['replied_min']}); in-task beacon rounds P95 {r.get('beacon_ms_p95')} ms; worker CPU "
                 f"{r['cpu_s']} s; exit codes {r['exit_codes']}; load {r['load_avg']}"
             )
+            lines.append(spread_line(r))
             j = r.get("join")
             if j:
                 lines.append(
@@ -565,7 +589,20 @@ def markdown(results: LoopbackResults) -> str:
         else:
             lines.append(f"- {r['arch']} N = {r['n']} in {r['processes']} processes: worker CPU {r['cpu_s']} s; "
                          f"exit codes {r['exit_codes']}; load {r['load_avg']}")
+            lines.append(spread_line(r))
     return "\n".join(lines) + "\n"
+
+
+def spread_line(row: dict[str, Any]) -> str:
+    """One line of ``executor_spread``: calls per executor (busiest first) and the wait per call."""
+    s = row.get("spread") or {}
+    counts = ", ".join(f"{int(v['calls'])}" for v in s.get("per_executor", {}).values())
+    queue = ", ".join(f"{v['queue_ms'] / max(1, v['calls']):.0f}" for v in s.get("per_executor", {}).values())
+    on = "the hub (it forwards each to an agent)" if row["arch"].startswith("centralized") else \
+        f"{s.get('executors', 0)} agents"
+    return (f"- {row['arch']} N = {row['n']}: {s.get('calls', 0)} executor calls on {on} "
+            f"(calls each, busiest first: {counts}; mean wait per call, ms: {queue}); model-slot wait per call "
+            f"P50 {s.get('queue_ms_p50')} ms, P95 {s.get('queue_ms_p95')} ms")
 
 
 async def _run(cfg: LoopbackConfig, root: Path, say: Callable[[str], None]) -> LoopbackResults:

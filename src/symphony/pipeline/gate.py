@@ -34,6 +34,11 @@ class PriorityGate:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    @property
+    def queue(self) -> int:
+        """Calls holding a slot plus calls waiting for one: this node's load as beacon replies report it."""
+        return self._busy + len(self._waiting)
+
     @asynccontextmanager
     async def slot(self, priority: int = 0) -> AsyncIterator[None]:
         """Hold one slot for the ``async with`` body, waiting behind higher priorities when full."""

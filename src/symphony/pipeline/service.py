@@ -33,7 +33,9 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -211,9 +213,13 @@ class TaskService:
     _done: dict[tuple[str, str, str], TaskResult] = field(default_factory=dict)
     _running: dict[tuple[str, str, str], anyio.Event] = field(default_factory=dict)
     _plan_hops: set[_PlanHop] = field(default_factory=set)  # as initiator: planner requests in flight
+    _outstanding: Counter[str] = field(default_factory=Counter)  # as planner: steps out per executor
 
     def qos(self) -> tuple[int, float]:
-        return self.load.active, self.load.latency_ema_ms * (self.load.active + 1)
+        """(queue, expected latency ms) for beacon replies. The queue is this node's model calls in
+        flight plus queued at its gate, not its tasks: a planner driving chains mostly waits on
+        others, and ranking discounts the queue (``ranking.load_discount``) to spread concurrent chains."""
+        return self.gate.queue, self.load.latency_ema_ms * (self.load.active + 1)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -632,13 +638,27 @@ class TaskService:
                                         "executor": candidate.agent_id, "score": round(candidate.score, 4),
                                         "timeout_s": action.timeout_s, "disclosed": disclose})
         sent = self.clock()
-        result = await self._send(candidate.agent_id, sub, hop_s=action.timeout_s)
+        with self._sending(candidate.agent_id):
+            result = await self._send(candidate.agent_id, sub, hop_s=action.timeout_s)
         rtt_ms = self._span_ms(sent)
         self._learn(candidate, result, chain_id=task.task_id, step_id=sub.task_id)
         self.on_event("step_finished", {"task": task.task_id, "step": action.index, "executor": candidate.agent_id,
                                         "ok": result.ok, "answer": result.answer, "error": result.error,
                                         "latency_ms": round(result.latency_ms, 1)})
         driver.step_result(candidate, result, rtt_ms=rtt_ms, index=action.index)
+
+    @contextmanager
+    def _sending(self, agent_id: str) -> Iterator[None]:
+        """A step out to ``agent_id``: until it answers it counts as queued there in this planner's
+        next beacon rankings (``BeaconSelector.select_many(outstanding=...)``), so chains this node
+        plans meanwhile do not all pick the executor its replies said was idle a moment ago."""
+        self._outstanding[agent_id] += 1
+        try:
+            yield
+        finally:
+            self._outstanding[agent_id] -= 1
+            if not self._outstanding[agent_id]:
+                del self._outstanding[agent_id]
 
     async def _beacon_step(self, task: Task, action: BeaconStep, driver: ChainDriver) -> None:
         """Every candidate of a step failed: after a backoff, a fresh single-requirement BEACONSELECT for
@@ -650,7 +670,7 @@ class TaskService:
         beacon = await self.selector.select(r, task_type=task_type, m=1, top_l=task.top_l,
                                             strategy=self._strategy(task.strategy),
                                             tags_any=frozenset({EXECUTOR_TAG}), exclude=action.exclude,
-                                            **self._beacon_knobs(task))
+                                            outstanding=self._outstanding, **self._beacon_knobs(task))
         waited_ms = self._span_ms(selecting)
         self._beacon_event(task.task_id, "execution", beacon, steps=1)
         driver.step_beaconed(beacon, waited_ms=waited_ms, index=action.index)
@@ -666,7 +686,7 @@ class TaskService:
         return await self.selector.select_many(rs, task_type="chain", m=1, top_l=task.top_l,
                                                strategy=self._strategy(task.strategy),
                                                tags_any=frozenset({EXECUTOR_TAG}), exclude=exclude,
-                                               **self._beacon_knobs(task))
+                                               outstanding=self._outstanding, **self._beacon_knobs(task))
 
     def _learn(self, candidate: Candidate, result: TaskResult, *, chain_id: str, step_id: str) -> None:
         """Feed the step's outcome to LinUCB (Symphony-Coord; harmless for the other strategies) and
