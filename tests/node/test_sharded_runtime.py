@@ -98,8 +98,10 @@ async def test_sub_tasks_reach_the_best_executor_in_another_shard(autojump_clock
         gateways = sum(n.gateway.stats.forwards for n in nodes)
     assert trace["answer"] == "10"
     assert all(shard_of(c["planner"], SHARDS) == PLANNER_SHARD for c in trace["chains"])
-    executors = {s["executor"] for c in trace["chains"] for s in c["trace"]["steps"]}
-    assert executors == {IDS[SPECIALIST]}
+    executors = [s["executor"] for c in trace["chains"] for s in c["trace"]["steps"]]
+    # the specialist serves steps across the shard boundary; a concurrent chain may yield to an idle agent while the
+    # specialist's queue is busy (load-aware ranking, issue 19), so not every step need be its
+    assert IDS[SPECIALIST] in executors, executors
     assert gateways >= 2, "each chain's one beacon round reached the specialist's shard through its gateway"
 
 
