@@ -71,7 +71,8 @@ def test_demo_prints_answer_vote_trace_and_stops_every_node(tmp_path: Path) -> N
     assert "dashboard: http://127.0.0.1:" in out
     assert "stopped 3 nodes" in out
     events = node_events(root)
-    assert len(events) == 3 and all(e[-2:] == ["leaving", "stopped"] for e in events.values()), events
+    # each node announced its leave and stopped last (a peer's leave may still merge in between)
+    assert len(events) == 3 and all(e[-1] == "stopped" and "leaving" in e for e in events.values()), events
     assert processes_mentioning(str(root)) == []
 
 
