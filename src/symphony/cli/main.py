@@ -141,7 +141,8 @@ def node(
     ] = None,
     bootstrap: Annotated[
         list[str] | None, typer.Option(help="Full multiaddr (/ip4/HOST/tcp/PORT/p2p/ID) of a node to join through "
-                                            "(repeatable).")
+                                            "(repeatable; all are dialed at once, the node joins through any that "
+                                            "answers and reports the rest).")
     ] = None,
     api: Annotated[
         str | None, typer.Option(help=f"HOST:PORT for the local HTTP API (a host name such as localhost is "
