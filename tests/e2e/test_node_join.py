@@ -154,3 +154,22 @@ def test_node_joins_through_the_live_one_of_two_bootstrap_peers_and_reports_the_
         assert [e["addr"] for e in failed] == [dead]
         metrics = httpx.get(str(joiner.info["api"]) + "/metrics", timeout=5).text
         assert 'symphony_dial_failures_total{source="bootstrap"} 1.0' in metrics
+
+
+def test_nodes_find_each_other_at_a_rendezvous_point(tmp_path: Path) -> None:
+    """point serves rendezvous; a and b (--rendezvous) register there and b finds a by
+    discovery; c (--rendezvous) bootstraps through a, which does not serve it: counted, not fatal."""
+    with open_swarm(tmp_path) as swarm:
+        point = swarm.spawn("point", args=("--rendezvous-service",)).wait_ready()
+        a = swarm.spawn("a", bootstrap=point, args=("--rendezvous",)).wait_ready()
+        wait_for(lambda: a.get("/v1/node")["reach"]["rendezvous"]["registered"] == [point.agent_id], timeout=30,
+                 what="a to register at the point")
+        b = swarm.spawn("b", bootstrap=point, args=("--rendezvous",)).wait_ready()
+        found = wait_for(lambda: (r := b.get("/v1/node")["reach"]["rendezvous"])["discovered"] and r, timeout=30,
+                         what="b to discover a at the point")
+        assert found["registered"] == [point.agent_id] and found["discovered"] == 1 and found["failed"] == 0
+        assert point.get("/v1/node")["reach"]["rendezvous"]["service"] is True
+        c = swarm.spawn("c", bootstrap=a, args=("--rendezvous",)).wait_ready()
+        wait_for(lambda: c.get("/v1/node")["reach"]["rendezvous"]["failed"] >= 1, timeout=30,
+                 what="c to count the rendezvous that a does not serve")
+        wait_for(lambda: a.agent_id in c.ledger(), timeout=30, what="c to join through a all the same")
