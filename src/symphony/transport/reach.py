@@ -62,6 +62,8 @@ from libp2p.abc import IHost
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
 from libp2p.discovery.rendezvous import RendezvousClient, RendezvousService
 from libp2p.discovery.rendezvous.config import MIN_TTL
+from libp2p.discovery.rendezvous.messages import create_register_response_message
+from libp2p.discovery.rendezvous.pb.rendezvous_pb2 import Message as RendezvousMessage
 from libp2p.discovery.mdns.mdns import MDNSDiscovery, create_mdns_discovery
 from libp2p.host.autonat.autonat import AutoNATService, AutoNATStatus
 from libp2p.host.basic_host import BasicHost
@@ -338,6 +340,23 @@ class LanDiscovery:
                 return
 
 
+class _SymphonyRendezvous(RendezvousService):
+    """``RendezvousService`` for ``RENDEZVOUS_NAMESPACE`` only: py-libp2p's caps registrations
+    per namespace (1000) but not the namespaces, so one peer could fill our memory by
+    registering itself under endless names; those are refused (``E_INVALID_NAMESPACE``)."""
+
+    def __init__(self, host: IHost) -> None:
+        super().__init__(host)
+        self.refused = 0  # registrations under another namespace
+
+    def _handle_register(self, peer_id: ID, register_msg: RendezvousMessage.Register) -> RendezvousMessage:
+        if register_msg.ns != RENDEZVOUS_NAMESPACE:
+            self.refused += 1
+            return create_register_response_message(RendezvousMessage.ResponseStatus.E_INVALID_NAMESPACE,
+                                                    f"only namespace {RENDEZVOUS_NAMESPACE!r} is served here")
+        return super()._handle_register(peer_id, register_msg)
+
+
 class Rendezvous:
     """Rendezvous (``symphony node --rendezvous-service`` / ``--rendezvous``): serve it, and
     register at and discover from the rendezvous points we connect to.
@@ -350,7 +369,7 @@ class Rendezvous:
 
     def __init__(self, host: IHost, *, service: bool) -> None:
         self._host = host
-        self._service = RendezvousService(host) if service else None
+        self._service = _SymphonyRendezvous(host) if service else None
         self._points: set[ID] = set()  # points with a running registration loop
         self.registered: list[str] = []  # points that accepted our registration
         self.discovered: set[str] = set()  # peers the points told us of
@@ -359,7 +378,8 @@ class Rendezvous:
 
     def status(self) -> dict[str, object]:
         """What ``reach_status`` shows: serving, points, peers discovered, dialed, failed rounds."""
-        return {"service": self._service is not None, "registered": sorted(self.registered),
+        return {"service": self._service is not None, "refused": self._service.refused if self._service else 0,
+                "registered": sorted(self.registered),
                 "discovered": len(self.discovered), "dialed": self.dialed, "failed": self.failed}
 
     async def join(self, point: ID, dial: Callable[[str], Awaitable[bool]]) -> None:
