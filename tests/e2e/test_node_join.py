@@ -10,9 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
-from symphony.testing import NodeProcess, open_swarm
+from symphony.testing import NodeProcess, open_swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -130,3 +131,45 @@ def test_ask_and_status_with_bad_input_get_a_clear_error(tmp_path: Path) -> None
     assert empty.returncode == 1 and "question is empty" in empty.stdout
     assert huge.returncode == 1 and "exceeds 65536 bytes" in huge.stdout
     assert fine.returncode == 0 and "answer: 42" in fine.stdout, fine.stdout
+
+
+def test_node_joins_through_the_live_one_of_two_bootstrap_peers_and_reports_the_dead(tmp_path: Path) -> None:
+    """``bootstrap = [...]`` in the config file: the node dials all of them at once; the dead one
+    (nothing listens on its port) is reported and counted, and the node joins through the other."""
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.id import ID
+
+    dead = f"/ip4/127.0.0.1/tcp/{free_port()}/p2p/{ID.from_pubkey(create_new_key_pair().public_key)}"
+    with open_swarm(tmp_path) as swarm:
+        live = swarm.spawn("live").wait_ready()
+        config = tmp_path / "joiner.toml"
+        config.write_text(f'bootstrap = ["{dead}", "{live.addr}"]\n')
+        joiner = swarm.spawn("joiner", args=("--config", str(config))).wait_ready()
+        wait_for(lambda: live.agent_id in joiner.ledger() and joiner.agent_id in live.ledger(), timeout=30,
+                 what="the joiner and the live bootstrap peer to hold each other's records")
+        dialed = wait_for(lambda: [e for e in joiner.events() if e["event"] == "bootstrap_dialed"], timeout=30,
+                          what="the joiner to report its bootstrap dials")[0]
+        assert dialed["connected"] == 1 and dialed["failed"] == [dead]
+        failed = [e for e in joiner.events() if e["event"] == "dial_failed" and e.get("source") == "bootstrap"]
+        assert [e["addr"] for e in failed] == [dead]
+        metrics = httpx.get(str(joiner.info["api"]) + "/metrics", timeout=5).text
+        assert 'symphony_dial_failures_total{source="bootstrap"} 1.0' in metrics
+
+
+def test_nodes_find_each_other_at_a_rendezvous_point(tmp_path: Path) -> None:
+    """point serves rendezvous; a and b (--rendezvous) register there and b finds a by
+    discovery; c (--rendezvous) bootstraps through a, which does not serve it: counted, not fatal."""
+    with open_swarm(tmp_path) as swarm:
+        point = swarm.spawn("point", args=("--rendezvous-service",)).wait_ready()
+        a = swarm.spawn("a", bootstrap=point, args=("--rendezvous",)).wait_ready()
+        wait_for(lambda: a.get("/v1/node")["reach"]["rendezvous"]["registered"] == [point.agent_id], timeout=30,
+                 what="a to register at the point")
+        b = swarm.spawn("b", bootstrap=point, args=("--rendezvous",)).wait_ready()
+        found = wait_for(lambda: (r := b.get("/v1/node")["reach"]["rendezvous"])["discovered"] and r, timeout=30,
+                         what="b to discover a at the point")
+        assert found["registered"] == [point.agent_id] and found["discovered"] == 1 and found["failed"] == 0
+        assert point.get("/v1/node")["reach"]["rendezvous"]["service"] is True
+        c = swarm.spawn("c", bootstrap=a, args=("--rendezvous",)).wait_ready()
+        wait_for(lambda: c.get("/v1/node")["reach"]["rendezvous"]["failed"] >= 1, timeout=30,
+                 what="c to count the rendezvous that a does not serve")
+        wait_for(lambda: a.agent_id in c.ledger(), timeout=30, what="c to join through a all the same")

@@ -116,3 +116,20 @@ async def test_observed_addresses_feed_hole_punching_but_are_never_advertised(mo
         assert offered == [Multiaddr(f"/ip4/203.0.113.9/tcp/{port}")]
         assert all("203.0.113.9" not in str(addr) for addr in host.get_addrs())
         assert [str(a) for a in host.get_addrs()] == [f"{a}/p2p/{node.peer_id}" for a in host.get_transport_addrs()]
+
+
+async def test_a_rendezvous_point_serves_only_the_symphony_namespace() -> None:
+    """Registering under any other namespace is refused and counted (py-libp2p's service does
+    not bound the namespaces); under ``symphony`` the peer is registered and discovered."""
+    from libp2p.discovery.rendezvous import InvalidNamespaceError, RendezvousClient
+
+    async with open_libp2p_transport(Identity.generate(), _config(rendezvous_service=True)) as point:
+        async with open_libp2p_transport(Identity.generate(), LOOPBACK) as peer:
+            await link(peer, point)
+            client = RendezvousClient(peer._host, ID.from_base58(point.peer_id))
+            with pytest.raises(InvalidNamespaceError):
+                await client.register("spam-0001")
+            await client.register("symphony")
+            found, _ = await client.discover("symphony")
+            assert [info.peer_id.to_base58() for info in found] == [peer.peer_id]
+            assert point.reach_status()["rendezvous"]["refused"] == 1

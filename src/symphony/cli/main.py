@@ -141,7 +141,8 @@ def node(
     ] = None,
     bootstrap: Annotated[
         list[str] | None, typer.Option(help="Full multiaddr (/ip4/HOST/tcp/PORT/p2p/ID) of a node to join through "
-                                            "(repeatable).")
+                                            "(repeatable; all are dialed at once, the node joins through any that "
+                                            "answers and reports the rest).")
     ] = None,
     api: Annotated[
         str | None, typer.Option(help=f"HOST:PORT for the local HTTP API (a host name such as localhost is "
@@ -202,6 +203,12 @@ def node(
     mdns: Annotated[bool | None, typer.Option("--mdns", help="Find the Symphony nodes on the same link by mDNS, "
                                                              "with no --bootstrap (announces this node on the "
                                                              "LAN).")] = None,
+    rendezvous_service: Annotated[bool | None, typer.Option("--rendezvous-service", help="Serve rendezvous: the "
+                                                            "nodes that bootstrap through this one register here "
+                                                            "and find each other.")] = None,
+    rendezvous: Annotated[bool | None, typer.Option("--rendezvous", help="Register at the --bootstrap peers that "
+                                                    "serve rendezvous and dial the Symphony nodes registered "
+                                                    "there.")] = None,
     redundancy: Annotated[int | None, typer.Option(help="As a planner: executors per step, 1 or 2 (cross-checked) "
                                                         "when a question does not say. \\[default: 1]")] = None,
     hop_timeout: Annotated[str | None, typer.Option(help="As a planner: how long one executor may hold a step: "
@@ -230,6 +237,7 @@ def node(
              "max_task_records": max_task_records, "event_log_max_mb": event_log_max_mb,
              "event_log_keep": event_log_keep, "relay_service": relay_service,
              "reachability": reachability, "mdns": mdns,
+             "rendezvous_service": rendezvous_service, "rendezvous": rendezvous,
              "privacy_sigma": privacy_sigma,
              "redundancy": redundancy, "hop_timeout": hop_timeout,
              "replans": replans, "disclosure": disclosure, "learn_republish_s": learn_republish_s,

@@ -22,6 +22,9 @@ from symphony.errors import TransportError
 from symphony.ledger.context import GossipContext
 from symphony.ledger.store import Ledger
 
+#: bootstrap peers dialed at once: a long list must not open hundreds of sockets in one go
+BOOTSTRAP_DIALS = 8
+
 
 def dial_candidates(ledger: Ledger, *, me: str, connected: set[str], now: float) -> list[str]:
     """Available agents with an address that we are not connected to, sorted (to sample from)."""
@@ -50,8 +53,23 @@ class Upkeep:
         self.bootstrap = list(bootstrap)
 
     async def dial_bootstrap(self) -> None:
-        for addr in self.bootstrap:
-            await self.dial(addr)
+        """Dial every bootstrap peer at once (at most ``BOOTSTRAP_DIALS`` in flight), so a dead or
+        black-holed one costs one timeout, not one per address; report how many answered
+        (``bootstrap_dialed``: a node with none is alone, and says so)."""
+        if not self.bootstrap:
+            return
+        limiter = anyio.CapacityLimiter(BOOTSTRAP_DIALS)
+        failed: list[str] = []
+
+        async def one(addr: str) -> None:
+            async with limiter:
+                if not await self.dial(addr, source="bootstrap"):
+                    failed.append(addr)
+
+        async with anyio.create_task_group() as tg:
+            for addr in self.bootstrap:
+                tg.start_soon(one, addr)
+        self.ctx.on_event("bootstrap_dialed", {"connected": len(self.bootstrap) - len(failed), "failed": failed})
 
     async def maintain(self) -> None:
         """Keep ``target_degree`` direct connections, dialing agents learned from the ledger."""
@@ -78,14 +96,17 @@ class Upkeep:
         for agent_id in ctx.rng.sample(unavailable, min(count, len(unavailable))):
             await self.dial(ctx.ledger.records[agent_id].addrs[0])
 
-    async def dial(self, addr: str) -> None:
-        """Connect to ``addr``; a failure is reported (``dial_failed``), never raised."""
+    async def dial(self, addr: str, *, source: str = "ledger") -> bool:
+        """Connect to ``addr`` (learned from ``source``: the ledger or the bootstrap list); a failure
+        is reported (``dial_failed``), never raised. Returns whether it connected."""
         try:
             with anyio.fail_after(self.ctx.config.request_timeout_s):
                 peer = await self.ctx.transport.connect(addr)
-            self.ctx.on_event("connected", {"peer": peer, "addr": addr})
         except (TransportError, TimeoutError) as exc:
-            self.ctx.on_event("dial_failed", {"addr": addr, "error": type(exc).__name__})
+            self.ctx.on_event("dial_failed", {"addr": addr, "error": type(exc).__name__, "source": source})
+            return False
+        self.ctx.on_event("connected", {"peer": peer, "addr": addr})
+        return True
 
     async def collect_garbage(self) -> None:
         """Drop records silent for long (``Ledger.collect_garbage``), never our own."""

@@ -160,7 +160,8 @@ class Node:
         # every bootstrap peer is asked to dial us back and, unless it could, for a relay slot; one
         # without --relay-service refuses
         libp2p_config = Libp2pConfig(listen=cfg.listen, relay_service=cfg.relay_service, relays=tuple(cfg.bootstrap),
-                                     relay_limits=relay_limits(cfg), reachability=cfg.reachability, mdns=cfg.mdns)
+                                     relay_limits=relay_limits(cfg), reachability=cfg.reachability, mdns=cfg.mdns,
+                                     rendezvous_service=cfg.rendezvous_service, rendezvous=cfg.rendezvous)
         async with open_libp2p_transport(self.identity, libp2p_config) as transport:
             self._transport = transport
             self.runtime = AgentRuntime(

@@ -69,6 +69,8 @@ background discovery, no third-party servers). py-libp2p does more by default:
 
 - UPnP and bootstrap: not enabled (``new_host`` defaults; no bootstrap list). mDNS only
   with ``config.mdns`` (``transport.reach.LanDiscovery``): it dials whom it hears of.
+  Rendezvous only with ``config.rendezvous``: it dials whom our relays (bootstrap peers)
+  have registered (``transport.reach.Rendezvous``).
 - Relays: only the peers in ``config.relays`` are asked to dial us back (AutoNAT) and
   for a slot, once ``connect`` has reached them; py-libp2p's ``RelayDiscovery`` (probing every peer) is not run. Circuit
   relay v2 and DCUtR are wired in ``transport.reach``.
@@ -136,7 +138,7 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
 from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
-from symphony.transport.reach import REACHABILITY_SETTINGS, LanDiscovery, Reach, RelayServiceLimits
+from symphony.transport.reach import REACHABILITY_SETTINGS, LanDiscovery, Reach, RelayServiceLimits, Rendezvous
 from symphony.transport.rpcmux import MUX_PROTOCOL, MuxClient, MuxFailure, MuxServer
 from symphony.transport.base import (
     MessageHandler,
@@ -207,6 +209,9 @@ class Libp2pConfig:
             (take no slot) or ``"private"`` (take a slot on every relay, unasked).
         mdns: Announce us on the LAN by mDNS and dial the Symphony nodes heard of
             (``transport.reach.LanDiscovery``).
+        rendezvous_service: Serve rendezvous (``transport.reach.Rendezvous``).
+        rendezvous: Register at each of ``relays`` once ``connect`` reaches it and dial
+            the Symphony nodes registered there (``transport.reach.Rendezvous``).
     """
 
     listen: list[str]
@@ -226,6 +231,8 @@ class Libp2pConfig:
     relays: tuple[str, ...] = ()
     reachability: str = "auto"
     mdns: bool = False
+    rendezvous_service: bool = False
+    rendezvous: bool = False
 
     def __post_init__(self) -> None:
         _require(bool(self.listen), "listen must name at least one multiaddr")
@@ -528,6 +535,7 @@ class Libp2pTransport:
         self._host = host
         self._reach = reach
         self._lan = LanDiscovery(host) if config.mdns else None
+        self._rendezvous = Rendezvous(host, service=config.rendezvous_service)
         self._relays = {_parse_peer_addr(addr).peer_id: addr for addr in config.relays}
         self._pubsub = pubsub
         self._config = config
@@ -590,15 +598,17 @@ class Libp2pTransport:
                                      "hole_punched": self._reach.hole_punched()}
         if self._lan is not None:
             status["mdns"] = {"found": self._lan.found, "dropped": self._lan.dropped}
+        if self._config.rendezvous or self._config.rendezvous_service:
+            status["rendezvous"] = self._rendezvous.status()
         return status
 
-    async def _dial_lan_peer(self, addr: str) -> bool:
-        """``connect`` for a peer mDNS heard of: True once connected; a failure is only logged
-        (anyone on the LAN may announce an address that does not answer)."""
+    async def _dial_found_peer(self, addr: str) -> bool:
+        """``connect`` for a peer mDNS or a rendezvous point told us of: True once connected; a
+        failure is only logged (anyone may announce an address that does not answer)."""
         try:
             await self.connect(addr)
         except (ConfigError, PeerUnreachable) as exc:
-            logger.info("mDNS: could not connect to %s: %s", addr, exc)
+            logger.info("could not connect to discovered peer %s: %s", addr, exc)
             return False
         return True
 
@@ -643,6 +653,8 @@ class Libp2pTransport:
             raise PeerUnreachable(f"dial to {addr} failed: {exc}") from exc
         if info.peer_id in self._relays:
             self._require_nursery().start_soon(self._reach.join_relay, info.peer_id, self._relays[info.peer_id])
+            if self._config.rendezvous:
+                self._require_nursery().start_soon(self._rendezvous.join, info.peer_id, self._dial_found_peer)
         return info.peer_id.to_base58()
 
     async def _dial_circuit(self, peer: ID, maddr: Multiaddr) -> None:
@@ -1099,7 +1111,7 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
                     await nursery.start(reach.run)
                     transport._start(nursery)
                     if transport._lan is not None:
-                        nursery.start_soon(transport._lan.run, transport._dial_lan_peer)
+                        nursery.start_soon(transport._lan.run, transport._dial_found_peer)
                     try:
                         yield transport
                     finally:

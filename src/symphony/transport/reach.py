@@ -41,6 +41,12 @@ Observed addresses never enter our signed ledger record nor what identify advert
   py-libp2p's ``MDNSDiscovery`` under the service ``_p2p-symphony._udp.local.``, so only
   Symphony nodes answer, and dials each peer it hears of once (``discover_lan``).
 
+- **Rendezvous** (``libp2p.discovery.rendezvous``): a node with ``rendezvous_service``
+  serves it; a node with ``rendezvous`` registers under ``RENDEZVOUS_NAMESPACE`` at each
+  of its relays (its bootstrap peers) once ``connect`` reaches it, every
+  ``RENDEZVOUS_INTERVAL_S`` after, and dials the peers registered there (``Rendezvous``):
+  peers beyond what one ledger holds (sharded ledgers, other bootstrap nodes' networks).
+
 py-libp2p's ``RelayDiscovery`` (which probes every connected peer for the hop protocol)
 is not run: the node contacts only the relays it is told about.
 """
@@ -54,6 +60,10 @@ from dataclasses import dataclass
 import trio
 from libp2p.abc import IHost
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
+from libp2p.discovery.rendezvous import RendezvousClient, RendezvousService
+from libp2p.discovery.rendezvous.config import MIN_TTL
+from libp2p.discovery.rendezvous.messages import create_register_response_message
+from libp2p.discovery.rendezvous.pb.rendezvous_pb2 import Message as RendezvousMessage
 from libp2p.discovery.mdns.mdns import MDNSDiscovery, create_mdns_discovery
 from libp2p.host.autonat.autonat import AutoNATService, AutoNATStatus
 from libp2p.host.basic_host import BasicHost
@@ -77,6 +87,16 @@ DIAL_BACK_TIMEOUT_S = 5.0
 REACHABILITY_SETTINGS = ("auto", "public", "private")
 #: LAN peers heard of by mDNS and not dialed yet; more are dropped (and counted)
 _LAN_QUEUE = 16
+#: the rendezvous namespace Symphony nodes register under
+RENDEZVOUS_NAMESPACE = "symphony"
+#: seconds between two registrations (and discoveries) at one rendezvous point
+RENDEZVOUS_INTERVAL_S = 60.0
+#: a registration lives twice the interval (py-libp2p's server refuses less than MIN_TTL)
+_RENDEZVOUS_TTL = max(MIN_TTL, int(2 * RENDEZVOUS_INTERVAL_S))
+#: how long one registration plus discovery may take (py-libp2p's own is 30 s per message)
+_RENDEZVOUS_TIMEOUT_S = 10.0
+#: peers taken from one discovery answer; a point may answer up to 1000
+_RENDEZVOUS_LIMIT = 50
 _REACHABILITY = {AutoNATStatus.UNKNOWN: "unknown", AutoNATStatus.PUBLIC: "public", AutoNATStatus.PRIVATE: "private"}
 
 
@@ -317,4 +337,90 @@ class LanDiscovery:
             if "/p2p-circuit" not in str(addr) and await dial(f"{addr}/p2p/{info.peer_id}"):
                 self.found += 1
                 logger.info("mDNS: connected to %s at %s", info.peer_id, addr)
+                return
+
+
+class _SymphonyRendezvous(RendezvousService):
+    """``RendezvousService`` for ``RENDEZVOUS_NAMESPACE`` only: py-libp2p's caps registrations
+    per namespace (1000) but not the namespaces, so one peer could fill our memory by
+    registering itself under endless names; those are refused (``E_INVALID_NAMESPACE``)."""
+
+    def __init__(self, host: IHost) -> None:
+        super().__init__(host)
+        self.refused = 0  # registrations under another namespace
+
+    def _handle_register(self, peer_id: ID, register_msg: RendezvousMessage.Register) -> RendezvousMessage:
+        if register_msg.ns != RENDEZVOUS_NAMESPACE:
+            self.refused += 1
+            return create_register_response_message(RendezvousMessage.ResponseStatus.E_INVALID_NAMESPACE,
+                                                    f"only namespace {RENDEZVOUS_NAMESPACE!r} is served here")
+        return super()._handle_register(peer_id, register_msg)
+
+
+class Rendezvous:
+    """Rendezvous (``symphony node --rendezvous-service`` / ``--rendezvous``): serve it, and
+    register at and discover from the rendezvous points we connect to.
+
+    A point is a peer we trust already (a bootstrap peer); what it answers is still hostile
+    input: at most ``_RENDEZVOUS_LIMIT`` peers per answer are dialed, one at a time, each
+    through ``connect`` (the Noise handshake proves the peer ID). A point that does not serve
+    rendezvous or answers garbage is counted (``failed``) and asked again next round.
+    """
+
+    def __init__(self, host: IHost, *, service: bool) -> None:
+        self._host = host
+        self._service = _SymphonyRendezvous(host) if service else None
+        self._points: set[ID] = set()  # points with a running registration loop
+        self.registered: list[str] = []  # points that accepted our registration
+        self.discovered: set[str] = set()  # peers the points told us of
+        self.dialed = 0  # of those, connected to by us
+        self.failed = 0  # rounds a point did not serve or answered badly
+
+    def status(self) -> dict[str, object]:
+        """What ``reach_status`` shows: serving, points, peers discovered, dialed, failed rounds."""
+        return {"service": self._service is not None, "refused": self._service.refused if self._service else 0,
+                "registered": sorted(self.registered),
+                "discovered": len(self.discovered), "dialed": self.dialed, "failed": self.failed}
+
+    async def join(self, point: ID, dial: Callable[[str], Awaitable[bool]]) -> None:
+        """Register at ``point`` and dial whom it knows, every ``RENDEZVOUS_INTERVAL_S``, until
+        cancelled (one loop per point, however often ``connect`` reaches it)."""
+        if point in self._points:
+            return
+        self._points.add(point)
+        try:
+            while True:
+                await self._round(point, dial)
+                await trio.sleep(RENDEZVOUS_INTERVAL_S)
+        finally:
+            self._points.discard(point)
+
+    async def _round(self, point: ID, dial: Callable[[str], Awaitable[bool]]) -> None:
+        client = RendezvousClient(self._host, point)
+        try:
+            with trio.fail_after(_RENDEZVOUS_TIMEOUT_S):
+                await client.register(RENDEZVOUS_NAMESPACE, ttl=_RENDEZVOUS_TTL)
+                peers, _ = await client.discover(RENDEZVOUS_NAMESPACE, limit=_RENDEZVOUS_LIMIT)
+        # a point without the protocol fails stream negotiation; a hostile one can make
+        # RendezvousClient.discover's parse_peer_info raise on bad bytes (ValueError and others)
+        except Exception as exc:  # noqa: BLE001
+            self.failed += 1
+            logger.info("rendezvous at %s failed: %s: %s", point, type(exc).__name__, exc)
+            return
+        name = point.to_base58()
+        if name not in self.registered:
+            self.registered.append(name)
+        for info in peers[:_RENDEZVOUS_LIMIT]:
+            if info.peer_id != self._host.get_id():
+                self.discovered.add(info.peer_id.to_base58())
+                await self._dial(info, dial)
+
+    async def _dial(self, info: PeerInfo, dial: Callable[[str], Awaitable[bool]]) -> None:
+        if self._host.get_network().get_connections(info.peer_id):
+            return
+        for addr in info.addrs:
+            text = str(addr)
+            target = text if "/p2p/" in text else f"{text}/p2p/{info.peer_id}"
+            if await dial(target):
+                self.dialed += 1
                 return
