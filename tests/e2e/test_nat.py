@@ -10,43 +10,34 @@ Needs root and ``ip``/``iptables``; skipped otherwise.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from symphony.bench.nat import HOMES, LAN, PUBLIC, NatBed, NsNode, missing_tools
+from symphony.bench.nat import HOMES, LAN, PUBLIC, NatBed, NsNode, missing_tools, running_bed
 from symphony.testing import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def nat_bed() -> Iterator[NatBed]:
+def _bed(*, lan: bool) -> Iterator[NatBed]:
     reason = missing_tools()
     if reason:
         pytest.skip(reason)
-    bed = NatBed(uuid.uuid4().hex[:6])
-    try:
-        bed.build()
+    with running_bed(lan=lan) as bed:
         yield bed
-    finally:
-        bed.remove()
+
+
+@pytest.fixture
+def nat_bed() -> Iterator[NatBed]:
+    yield from _bed(lan=False)
 
 
 @pytest.fixture
 def lan_bed() -> Iterator[NatBed]:
-    reason = missing_tools()
-    if reason:
-        pytest.skip(reason)
-    bed = NatBed(uuid.uuid4().hex[:6])
-    try:
-        bed.build_lan()
-        yield bed
-    finally:
-        bed.remove()
+    yield from _bed(lan=True)
 
 
 def test_bed_lets_homes_out_but_nothing_in(nat_bed: NatBed) -> None:

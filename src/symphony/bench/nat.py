@@ -288,11 +288,11 @@ def _randomize_ports(bed: NatBed, router: str) -> None:
 
 
 @contextmanager
-def running_bed() -> Iterator[NatBed]:
-    """A built bed, removed on the way out whatever happened."""
+def running_bed(*, lan: bool = False) -> Iterator[NatBed]:
+    """A built bed (the two homes, or with ``lan`` the mDNS pair), removed on the way out whatever happened."""
     bed = NatBed(uuid.uuid4().hex[:6])
     try:
-        bed.build()
+        bed.build_lan() if lan else bed.build()
         yield bed
     finally:
         bed.remove()
