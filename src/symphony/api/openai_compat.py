@@ -48,7 +48,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from symphony.api.asking import KEEPALIVE_S, MODEL_ID, answer_or_cancel, failure_status, has_planners, usage
+from symphony.api.asking import (
+    KEEPALIVE_S,
+    MODEL_ID,
+    NO_RETRY,
+    answer_or_cancel,
+    extension,
+    failure_status,
+    has_planners,
+    usage,
+)
 from symphony.api.http import BodyTooLarge, EventStreamResponse, read_json, sse
 from symphony.api.node_api import NodeApi
 from symphony.api.progress import progress_line
@@ -69,8 +78,7 @@ from symphony.pipeline.service import AskOptions
 
 def error_response(error: OpenAIError) -> JSONResponse:
     """``error`` as a response; one the client must not retry says so (``x-should-retry: false``)."""
-    headers = None if error.retry else {"x-should-retry": "false"}
-    return JSONResponse(error.body, status_code=error.status, headers=headers)
+    return JSONResponse(error.body, status_code=error.status, headers=None if error.retry else NO_RETRY)
 
 
 def is_openai_path(path: str) -> bool:
@@ -116,8 +124,7 @@ def _usage(record: TaskRecord) -> dict[str, int]:
 
 
 def _extension(record: TaskRecord, talk: Conversation) -> dict[str, Any]:
-    trace = record.trace or {}
-    return {"task_id": record.task_id, "trace": trace, "context": talk.report(), "degraded": trace.get("degraded", [])}
+    return {**extension(record), "context": talk.report(), "degraded": (record.trace or {}).get("degraded", [])}
 
 
 def _message(record: TaskRecord, form: Shape) -> tuple[dict[str, Any], str]:
