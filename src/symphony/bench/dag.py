@@ -20,11 +20,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import trio
-import trio.testing
 from rich.console import Console
 
-from symphony.bench.robustness import Setup, open_swarm
+from symphony.bench.robustness import Setup, open_swarm, run_virtual
 from symphony.llm import Completion, TimedModel
 from symphony.pipeline.service import AskOptions
 
@@ -86,8 +84,7 @@ def dag_rows(*, parts: Sequence[int], agents: int, repeats: int, tokens_per_s: f
     for k in parts:
         medians = {}
         for mode in MODES:
-            runs = trio.run(lambda: _latencies(setup, k, mode, tokens_per_s=tokens_per_s, repeats=repeats),
-                            clock=trio.testing.MockClock(autojump_threshold=0))
+            runs = run_virtual(lambda: _latencies(setup, k, mode, tokens_per_s=tokens_per_s, repeats=repeats))
             medians[mode] = statistics.median(runs)
             rows.append({"parts": k, "mode": mode, "median_s": round(medians[mode], 3),
                          "runs_s": [round(r, 3) for r in runs]})

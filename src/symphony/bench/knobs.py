@@ -37,18 +37,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import trio
-import trio.testing
 from rich.console import Console
 
 from symphony.bench.robustness import (
     Client,
     Setup,
     _options,
+    _p95,
     _summary,
     crash_scenario,
     open_swarm,
     questions,
+    run_virtual,
     run_workload,
 )
 from symphony.llm import ChatModel, Completion
@@ -108,7 +108,7 @@ def _run(setup: Setup, scenario: str, fraction: float, step_s: float) -> dict[st
             return await slow_scenario(setup, fraction, step_s=step_s)
         return await crash_scenario(setup, fraction, model_for=lambda n: SlowArith(step_s))
 
-    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return run_virtual(main)
 
 
 #: Real-process mode: the settings compared, per question, on one swarm.
@@ -165,11 +165,6 @@ def _await_all(asked: Sequence[tuple[NodeProcess, str]], *, timeout: float) -> d
                 ended[task_id] = (status, time.monotonic())
         time.sleep(0.1)
     return ended
-
-
-def _p95(values: Sequence[float]) -> float | None:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else None
 
 
 def process_markdown(rows: Sequence[dict[str, Any]]) -> str:

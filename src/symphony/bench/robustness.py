@@ -570,7 +570,8 @@ def _poll_task(nodes: list[NodeProcess], initiator: int, task_id: str, question:
 # ---- driver ------------------------------------------------------------------------------------------
 
 
-def _virtual(fn: Callable[..., Any], *args: Any) -> Any:
+def run_virtual(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in its own trio run on a virtual clock that jumps whenever every task waits."""
     return trio.run(fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
@@ -586,16 +587,16 @@ def run_robustness(*, scenarios: Sequence[str], setup: Setup, fractions: Mapping
 
     if "crash" in scenarios:
         for fraction in (0.0, *fractions["crash"]):
-            record(_virtual(crash_scenario, setup, fraction))
+            record(run_virtual(crash_scenario, setup, fraction))
     if "partition" in scenarios:
         for fraction in fractions["partition"]:
-            record(_virtual(partition_scenario, setup, fraction))
+            record(run_virtual(partition_scenario, setup, fraction))
     if "network" in scenarios:
         for latency_ms, mbps in network_rows:
             record(trio.run(network_scenario, replace(setup, tasks=max(5, setup.tasks // 3)), latency_ms, mbps))
     if "churn" in scenarios:
         for fraction in fractions.get("churn", (0.1, 0.2)):
-            record(_virtual(churn_scenario, setup, fraction))
+            record(run_virtual(churn_scenario, setup, fraction))
     if "process-crash" in scenarios:
         with tempfile.TemporaryDirectory() as root:
             record(process_crash_scenario(Path(root), agents=10, tasks=16, kills=2, seed=setup.seed))
@@ -603,10 +604,10 @@ def run_robustness(*, scenarios: Sequence[str], setup: Setup, fractions: Mapping
         with tempfile.TemporaryDirectory() as root:
             record(hostile_scenario(Path(root)))
     if "byzantine" in scenarios:
-        record({**_virtual(crash_scenario, setup, 0.0), "scenario": "byzantine", "attack": "none"})
+        record({**run_virtual(crash_scenario, setup, 0.0), "scenario": "byzantine", "attack": "none"})
         for name in attacks:
             for fraction in fractions["byzantine"]:
-                record(_virtual(byzantine_scenario, setup, name, fraction))
+                record(run_virtual(byzantine_scenario, setup, name, fraction))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "robustness.json").write_text(json.dumps({"setup": asdict(setup), "rows": rows}, indent=1))
     (out_dir / "robustness.md").write_text(markdown(rows))

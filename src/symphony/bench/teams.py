@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
-import trio.testing
 from rich.console import Console
 
+from symphony.bench.robustness import run_virtual
 from symphony.board import (
     Artifact,
     Board,
@@ -242,8 +242,7 @@ async def _work(agents: list[TeamAgent], net: MemoryNetwork, fault: Fault, *, de
 
 def _holds_any(agent: TeamAgent) -> bool:
     """Whether ``agent`` holds a sub-task now, on its own board (the crash should cost a sub-task)."""
-    board, now = agent.replica.board, agent.replica.now_ms()
-    return any((h := board.holder(s, now)) is not None and h.claimant == agent.me for s in board.graph.ids)
+    return any(agent.holds(s) for s in agent.replica.board.graph.ids)
 
 
 def measure(board: Board, agents: list[TeamAgent], *, mode: str, n: int, p: float, theme: str, seed: int,
@@ -280,8 +279,7 @@ async def one_run(theme: str, p: float, n: int, mode: str, *, cfg: TeamsConfig, 
 def simulate(theme: str, p: float, n: int, mode: str, *, cfg: TeamsConfig, seed: int,
              fault: Fault | None = None, hedge: bool = True) -> TeamRun:
     """``one_run`` in its own trio run on a fresh virtual clock."""
-    return trio.run(lambda: one_run(theme, p, n, mode, cfg=cfg, seed=seed, fault=fault, hedge=hedge),
-                    clock=trio.testing.MockClock(autojump_threshold=0))
+    return run_virtual(lambda: one_run(theme, p, n, mode, cfg=cfg, seed=seed, fault=fault, hedge=hedge))
 
 
 # -- the grid ---------------------------------------------------------------------------------------

@@ -181,7 +181,8 @@ class TeamAgent:
         await self._post_beat(subtask, released=True)  # ends our claim now: the conflict's length is measured
         return False
 
-    def _holds(self, subtask: str) -> bool:
+    def holds(self, subtask: str) -> bool:
+        """Whether this agent holds ``subtask`` now, on its own board."""
         holder = self.replica.board.holder(subtask, self.replica.now_ms())
         return holder is not None and holder.claimant == self.me
 
@@ -189,10 +190,10 @@ class TeamAgent:
         """Wait ``settle_s`` for rival claims in flight, or less once one wins; True if we hold ``subtask``."""
         started = self.replica.clock()
         with trio.move_on_after(self.config.settle_s):
-            while self._holds(subtask):
+            while self.holds(subtask):
                 await self.replica.changed()
         self.stats.idle_s += self.replica.clock() - started
-        return self._holds(subtask)
+        return self.holds(subtask)
 
     async def _execute(self, subtask: str, *, hedge: bool) -> None:
         started = self.replica.clock()

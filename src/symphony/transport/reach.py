@@ -241,7 +241,8 @@ class Reach:
     async def reserve(self, relay: ID, relay_addr: str) -> bool:
         """Ask ``relay`` (already connected) for a slot; True once granted. Failures are
         logged and return False: a node without a slot is still a node."""
-        if self._nursery is None:
+        if self._nursery is None:  # not reached by the transport, which runs ``run`` first; said if it ever is
+            logger.warning("no relay slot asked of %s: the reach service is not running yet", relay)
             return False
         granted = await self._ask_slot(relay)
         self.slots[relay.to_base58()] = "granted" if granted else "refused"
