@@ -144,3 +144,14 @@ async def test_without_the_check_the_bloc_wins_and_nothing_was_checked():
     trace = await ask(verify=False)
     assert "set(xs)" not in trace["answer"]
     assert trace["checks"] == []
+
+
+@needs_sandbox
+async def test_symphony_ask_prints_which_chains_passed_the_examples():
+    from symphony.cli import render
+
+    trace = await ask(verify=True)
+    with render.console.capture() as captured:
+        render.print_trace(trace)
+    line = next(line for line in captured.get().splitlines() if line.startswith("examples passed:"))
+    assert line.count("/2") == 3 and line.count("(not voting)") == 2
