@@ -144,8 +144,12 @@ def test_extract_program_takes_the_last_python_block() -> None:
 
 
 def test_program_prompt_carries_the_problem_and_earlier_steps() -> None:
-    system, user = program_messages("How many are left?", question=QUESTION, previous=[("How many?", "12")])
+    system, asked, answered, user = program_messages("How many are left?", question=QUESTION,
+                                                     previous=[("How many?", "12")])
     assert "print" in system["content"] and "\\boxed" not in system["content"]
+    # the worked example is an earlier exchange, so the reply copies its form (a code block), not its "Step:" line
+    assert [asked["role"], answered["role"]] == ["user", "assistant"]
+    assert answered["content"].startswith("```python\n") and "Step:" not in answered["content"]
     assert user["content"].startswith(f"Problem: {QUESTION}") and "1. How many? -> 12" in user["content"]
     assert user["content"].endswith("Step: How many are left?")
 

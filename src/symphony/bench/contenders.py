@@ -37,8 +37,8 @@ from symphony.pipeline.service import ONE_STEP_NOTE, AskOptions, TaskFailed
 
 SYSTEMS: Final = ("direct", "direct-pot", "sc", "orchestrator", "symphony")
 _INT_OPTIONS: Final = {"samples", "cots", "max_steps"}
-_STR_OPTIONS: Final = {"strategy", "tools"}
-_STR_VALUES: Final = {"strategy": ("cosine", "random", "linucb"), "tools": ("on", "off")}
+_STR_OPTIONS: Final = {"strategy", "tools", "verify"}
+_STR_VALUES: Final = {"strategy": ("cosine", "random", "linucb"), "tools": ("on", "off"), "verify": ("on", "off")}
 
 
 class SampledModel:
@@ -70,13 +70,15 @@ class SystemSpec:
     max_steps: int = AskOptions.max_steps
     strategy: str = "cosine"
     tools: str = "on"
+    verify: str = "on"
 
 
 def parse_system(spec: str, *, cots: int = 3, max_steps: int = AskOptions.max_steps,
                  samples: int = 5) -> SystemSpec:
     """``direct`` | ``direct-pot`` | ``sc[:samples=K]`` | ``orchestrator[:max_steps=N]`` |
-    ``symphony[:cots=N,strategy=cosine|random|linucb,max_steps=N,tools=on|off]``; ``ValueError`` otherwise.
-    ``tools=off`` runs the question with the executors' python tool switched off (an ablation)."""
+    ``symphony[:cots=N,strategy=cosine|random|linucb,max_steps=N,tools=on|off,verify=on|off]``; ``ValueError``
+    otherwise. ``tools=off`` runs the question with the executors' python tool switched off, ``verify=off``
+    without checking code answers on the question's examples before the vote (ablations)."""
     system, _, rest = spec.strip().partition(":")
     if system not in SYSTEMS:
         raise ValueError(f"unknown system {system!r} in {spec!r}; expected one of {SYSTEMS}")
@@ -213,7 +215,7 @@ async def solve(spec: SystemSpec, item: Item, *, models: list[ChatModel], nodes:
     # time is the queue's, not the executor's; an adaptive timeout cut honest executors, retried the step on
     # backups behind the same queue and made them suspects (NotAdmitted) at load 15-20 (session 7)
     options = AskOptions(cots=spec.cots, strategy=spec.strategy, max_steps=spec.max_steps, deadline_s=deadline_s,
-                         answer_kind=item.kind, hop_timeout="off")
+                         answer_kind=item.kind, hop_timeout="off", verify=spec.verify == "on")
     with tools_off(nodes, spec.tools == "off"):
         return await solve_symphony(nodes, item, options)
 

@@ -53,6 +53,10 @@ def print_trace(trace: dict[str, Any], names: Mapping[str, str] = {}) -> None:
     for degraded in trace.get("degraded", []):  # never silent: what ran worse than designed (pipeline.trace)
         chain = f" (c{degraded['chain']})" if degraded.get("chain") is not None else ""
         console.print(f"[yellow]degraded{chain}:[/yellow] {escape(degraded['kind'])}: {escape(degraded['detail'])}")
+    if checks := trace.get("checks"):  # verification before the vote (pipeline.verification)
+        console.print("[bold]examples passed:[/bold] " + ", ".join(
+            f"{c['chain']} {'?' if c['passed'] is None else c['passed']}/{c['total']}{'' if c['voted'] else ' (not voting)'}"
+            for c in checks))
     vote = Table("answer", "weight", "chains", title="weighted vote (weight = mean Beacon score of the chain)")
     for tally in trace["vote"]:
         vote.add_row(escape(str(tally["answer"])), f"{tally['weight']:.3f}", ", ".join(tally["chains"]))

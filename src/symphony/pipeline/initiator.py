@@ -12,7 +12,10 @@ shell beacons for planners and sends the chains; the driver, fed what came back,
    planner hop, below);
 4. ``check_consistency``: a chain whose answer contradicts its own last step is failed and its
    planner judged (``crossvote.ChainEvidence.consistent``);
-5. ``vote``: the weighted majority over the good chains (eqs. 2-3), each weight scaled by how far
+5. ``code_checks`` / ``checked``: for a code question that states examples, each good chain's code
+   is run on them (by the shell, in the sandbox) and only the chains with the most examples passed
+   go on to vote (``verification``: verification before the vote);
+   ``vote``: the weighted majority over the good chains (eqs. 2-3), each weight scaled by how far
    this node trusts the planner that reported it;
 6. ``cross_verdicts``: every planner and executor judged against the winner (``crossvote.judge``);
 7. ``outcomes``: those verdicts grouped per chain, for its planner (``feedback``: outcome feedback);
@@ -34,7 +37,7 @@ its siblings' limits: a hung planner costs a few chain-lengths, not the deadline
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from statistics import fmean
 
@@ -45,7 +48,8 @@ from symphony.pipeline.chain import HopTimeout, LatencyBook
 from symphony.pipeline.crossvote import ChainEvidence, Verdict, judge
 from symphony.pipeline.extraction import AnswerKind
 from symphony.pipeline.feedback import ChainOutcome
-from symphony.pipeline.trace import BeaconCost, ChainRecord, Degraded, QuestionSpans, QuestionTrace
+from symphony.pipeline.trace import BeaconCost, ChainRecord, CodeCheck, Degraded, QuestionSpans, QuestionTrace
+from symphony.pipeline.verification import check_program, examples_in, survivors
 from symphony.pipeline.voting import Ballot, VoteResult, weighted_vote
 
 #: Beacon rounds for planners before a question fails with ``no_agents`` (peers churning, partition).
@@ -98,6 +102,9 @@ class InitiatorDriver:
         self._plan_timeout = plan_timeout
         self._chains = chain_latencies or LatencyBook()  # ok chains' round trips (ms), shared across questions
         self._fastest_ms = 0.0  # this question's fastest ok chain so far
+        self._examples = examples_in(question) if kind == "code" else ()
+        self._passed: dict[str, int | None] = {}  # examples each checked chain passed (by chain id)
+        self._degraded: list[Degraded] = []  # what this node itself ran degraded (a check it could not run)
 
     def planners_found(self, outcome: BeaconOutcome, *, now_ms: int) -> bool:
         """Take a planner round; True when it is enough to start (or no time is left to retry)."""
@@ -144,10 +151,32 @@ class InitiatorDriver:
                 verdicts.append(Verdict(record.planner, False, "plan"))
         return verdicts
 
+    def code_checks(self, nonce: str) -> dict[str, str]:
+        """The check program of each good chain's code, by chain id (``verification.check_program``):
+        empty unless the question asks for code and states examples."""
+        if not self._examples:
+            return {}
+        return {f"c{self._records[p].index}": check_program(e.answer.raw, self.question, self._examples, nonce)
+                for p, e in self._evidence.items()}
+
+    @property
+    def example_count(self) -> int:
+        return len(self._examples)
+
+    def checked(self, passed: Mapping[str, int | None]) -> None:
+        """The examples each chain's code passed (None: its check gave no report); ``vote`` keeps the best."""
+        self._passed = dict(passed)
+
+    def check_skipped(self, why: str) -> None:
+        """The question states examples but this node could not check the chains' code against them."""
+        self._degraded.append(Degraded(kind="check_skipped", detail=why))
+
     def vote(self, *, trust: Callable[[str], float]) -> VoteResult:
-        """The weighted vote over the good chains; ``trust(planner)`` scales each reported weight."""
+        """The weighted vote over the good chains (those whose code passed the most examples, after
+        ``checked``); ``trust(planner)`` scales each reported weight."""
+        voting = survivors(self._passed) if self._passed else None
         ballots = [Ballot(f"c{self._records[p].index}", e.answer, self._weight(self._records[p], trust))
-                   for p, e in self._evidence.items()]
+                   for p, e in self._evidence.items() if voting is None or f"c{self._records[p].index}" in voting]
         self._vote = weighted_vote(ballots, self.kind)
         return self._vote
 
@@ -196,9 +225,13 @@ class InitiatorDriver:
         reported = [d for r in chains for d in _reported_degradations(r)]
         good = [self._records[p] for p in sorted(self._evidence)]
         collapsed = collapsed_chains(good)
+        voting = survivors(self._passed) if self._passed else set()
+        checks = tuple(CodeCheck(chain=chain, passed=passed, total=len(self._examples), voted=chain in voting)
+                       for chain, passed in sorted(self._passed.items()))
         return QuestionTrace(task_id=self.task_id, question=self.question, answer_kind=self.kind, vote=self._voted(),
                              chains=chains, planner_beacon=cost, latency_ms=latency_ms, spans=spans,
-                             degraded=(*reported, *((collapsed,) if collapsed else ())))
+                             degraded=(*reported, *((collapsed,) if collapsed else ()), *self._degraded),
+                             checks=checks)
 
     @property
     def records(self) -> Sequence[ChainRecord]:

@@ -85,7 +85,9 @@ from symphony.pipeline.planner import (
     single_step_plan,
     split_marks,
 )
-from symphony.pipeline.tools import run_program, solving_style
+from symphony.pipeline.tools import PROGRAM_LIMITS, run_program, sandbox_works, solving_style
+from symphony.pipeline.verification import CHECK_TIMEOUT_S, passed_count
+from symphony.sandbox import SandboxUnavailableError, run_python
 from symphony.pipeline.trace import BeaconCost, ChainRecord, ChainTrace, QuestionSpans, chain_degradations
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
@@ -152,6 +154,9 @@ class AskOptions:
     disclosure: str | None = None
     priority: int = 0
     latency_budget_ms: float | None = None
+    #: verification before the vote: a code question's chains checked on the examples it states
+    #: (``pipeline.verification``); False only for ablations
+    verify: bool = True
 
     def knobs(self) -> TaskKnobs | None:
         """The knobs that travel with this question's Tasks (None when all are left to the planners)."""
@@ -262,6 +267,8 @@ class TaskService:
             for index, candidate in enumerate(planners):
                 tg.start_soon(self._run_chain, driver, options, index, candidate)
         self._judge(driver.check_consistency(), Offence.INVALID)
+        if options.verify:
+            await self._check_code(driver)
         voting = self.clock()
         vote = driver.vote(trust=self._trust)
         vote_ms = self._span_ms(voting)
@@ -280,6 +287,32 @@ class TaskService:
         self.on_event("task_finished", {"task": task_id, "answer": vote.answer, "vote": trace["vote"],
                                         "latency_ms": trace["latency_ms"], "degraded": degraded})
         return trace
+
+    async def _check_code(self, driver: InitiatorDriver) -> None:
+        """Verification before the vote (``pipeline.verification``): each chain's code, when the question
+        asks for code and states examples, run on those examples in the sandbox, all chains at once."""
+        nonce = uuid.uuid4().hex
+        programs = driver.code_checks(nonce)
+        if not programs:
+            return
+        if not sandbox_works():
+            driver.check_skipped("this node cannot build the code sandbox (docs/sandbox.md)")
+            return
+        passed: dict[str, int | None] = {}
+
+        async def check(chain: str, program: str) -> None:
+            try:
+                result = await anyio.to_thread.run_sync(
+                    partial(run_python, program, timeout_s=CHECK_TIMEOUT_S, limits=PROGRAM_LIMITS))
+            except SandboxUnavailableError:
+                passed[chain] = None
+                return
+            passed[chain] = passed_count(result.output, nonce, driver.example_count)
+
+        async with anyio.create_task_group() as tg:
+            for chain, program in programs.items():
+                tg.start_soon(check, chain, program)
+        driver.checked(passed)
 
     async def _find_planners(self, driver: InitiatorDriver, options: AskOptions) -> BeaconOutcome:
         """BEACONSELECT among planners for r(q); an empty round (peers churning, partition) is retried

@@ -58,6 +58,7 @@ DEGRADED_KINDS: Final = {
     "structured_output": "the planner's model server has no constrained JSON output",
     "step_retried": "a step was answered only after failed attempts",
     "chains_collapsed": "chains were the same solve (same steps, and the same executors or answers)",
+    "check_skipped": "the question states examples, but the chains' code could not be checked against them",
 }
 _DETAIL_CHARS: Final = 300
 
@@ -81,6 +82,20 @@ class Degraded:
         if not isinstance(entry, dict) or entry.get("kind") not in DEGRADED_KINDS:
             return None
         return cls(kind=str(entry["kind"]), detail=str(entry.get("detail", ""))[:_DETAIL_CHARS], chain=chain)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeCheck:
+    """A chain's code run on the examples its question states (``pipeline.verification``): how many
+    of ``total`` it passed (None: the run gave no report) and whether it went on to vote."""
+
+    chain: str
+    passed: int | None
+    total: int
+    voted: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"chain": self.chain, "passed": self.passed, "total": self.total, "voted": self.voted}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,6 +269,7 @@ class QuestionTrace:
     latency_ms: float
     spans: QuestionSpans
     degraded: tuple[Degraded, ...] = ()
+    checks: tuple[CodeCheck, ...] = ()
 
     @property
     def answer(self) -> str | None:
@@ -271,7 +287,7 @@ class QuestionTrace:
             "prompt_tokens": sum(c.result.prompt_tokens for c in self.chains),
             "completion_tokens": sum(c.result.completion_tokens for c in self.chains),
             "latency_ms": self.latency_ms, "spans": self.spans.to_wire(),
-            "degraded": [d.to_wire() for d in self.degraded],
+            "degraded": [d.to_wire() for d in self.degraded], "checks": [c.to_wire() for c in self.checks],
         }
 
 
@@ -280,6 +296,7 @@ __all__ = [
     "BeaconCost",
     "ChainRecord",
     "ChainTrace",
+    "CodeCheck",
     "DEGRADED_KINDS",
     "Degraded",
     "QuestionSpans",
