@@ -40,10 +40,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import trio
 from rich.console import Console
 
 from symphony.errors import ConfigError
+from symphony.protocol.identity import Identity
 from symphony.testing import NodeProcess, wait_for
+from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 
 PUBLIC = "10.77.0"  # the "internet": relay .1, router1 .2, router2 .3
 HOMES = {"home1": "10.78.1", "home2": "10.78.2"}  # each home's LAN: router .1, machine .2
@@ -164,28 +167,51 @@ class NsNode(NodeProcess):
                  args: list[str]) -> None:
         super().__init__(data_dir, role, bootstrap=bootstrap, heartbeat=0.5, args=args)
         self.bed, self.role, self.host = bed, role, host
+        self.listen, self.api_addr = f"/ip4/{host}/tcp/4001", "127.0.0.1:8080"
+
+    def command(self) -> list[str]:
+        return ["ip", "netns", "exec", self.bed.ns(self.role), *super().command()]
 
     def start(self) -> NsNode:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = ["ip", "netns", "exec", self.bed.ns(self.role), sys.executable, "-m", "symphony", "node",
-               "--data-dir", str(self.data_dir), "--name", self.role, "--listen", f"/ip4/{self.host}/tcp/4001",
-               "--api", "127.0.0.1:8080", "--heartbeat", "0.5", "--anti-entropy", "1", *self.args]
-        for addr in self.bootstrap:
-            cmd += ["--bootstrap", addr]
-        log = (self.data_dir / "stdout.log").open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        super().start()
         return self
 
     def api(self, path: str, body: Any = None, timeout: float = 10) -> Any:
         code = ("import httpx,json,sys; a=sys.argv; b=json.loads(a[2]);"
                 "r=httpx.post(a[1],json=b,timeout=float(a[3])) if b is not None else httpx.get(a[1],timeout=5);"
                 "print(json.dumps({'status': r.status_code, 'body': r.json()}))")
-        result = self.bed.run(self.role, sys.executable, "-c", code, f"http://127.0.0.1:8080{path}",
+        result = self.bed.run(self.role, sys.executable, "-c", code, f"http://{self.api_addr}{path}",
                               json.dumps(body), str(timeout), timeout=timeout + 10)
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
+
+class PointNode(NsNode):
+    """A bare relay and rendezvous point: a libp2p host with ``relay_service`` and
+    ``rendezvous_service`` and nothing else (no ledger, no API), as a community-run meeting point
+    could be. Nodes that share only this point share no ledger path: what they learn of each
+    other they learn by rendezvous. Writes ``node.json`` (pid, agent_id, addrs) like a node."""
+
+    def __init__(self, bed: NatBed, role: str, host: str, data_dir: Path) -> None:
+        super().__init__(bed, role, host, data_dir, bootstrap=[], args=[])
+
+    def command(self) -> list[str]:
+        code = "import sys; from symphony.bench.nat import serve_point; serve_point(*sys.argv[1:])"
+        return ["ip", "netns", "exec", self.bed.ns(self.role), sys.executable, "-c", code, self.listen,
+                str(self.data_dir / "node.json")]
+
+
+def serve_point(listen: str, info_path: str) -> None:
+    """Run ``PointNode``'s host until killed."""
+
+    async def serve() -> None:
+        config = Libp2pConfig(listen=[listen], relay_service=True, rendezvous_service=True)
+        async with open_libp2p_transport(Identity.generate(), config) as transport:
+            info = {"pid": os.getpid(), "agent_id": transport.peer_id, "addrs": transport.listen_addrs()}
+            Path(info_path).write_text(json.dumps(info))
+            await trio.sleep_forever()
+
+    trio.run(serve)
 
 
 QUESTION = "What is (17 + 25) * 2?"

@@ -55,7 +55,7 @@ from symphony.node.snapshots import LedgerEntry, NodeStatus, PeerState, TaskProg
 from symphony.node.tasks import TaskBook, TaskRecord
 from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.protocol.identity import Identity
-from symphony.protocol.messages import LedgerRecord
+from symphony.protocol.messages import LedgerRecord, record_addrs
 from symphony.transport.base import PeerEvent
 from symphony.transport.libp2p import Libp2pConfig, Libp2pTransport, check_port_free, open_libp2p_transport
 from symphony.transport.reach import RelayServiceLimits
@@ -301,7 +301,7 @@ class Node:
         adds or drops a /p2p-circuit address), checked once a heartbeat."""
         while True:
             await trio.sleep(self.config.heartbeat_interval_s)
-            addrs = transport.listen_addrs()[:8]
+            addrs = record_addrs(transport.listen_addrs())
             own = self.runtime.gossip.own_record
             if own is not None and list(own.addrs) != addrs:
                 await self.runtime.gossip.update(addrs=addrs)

@@ -535,7 +535,7 @@ class Libp2pTransport:
         self._host = host
         self._reach = reach
         self._lan = LanDiscovery(host) if config.mdns else None
-        self._rendezvous = Rendezvous(host, service=config.rendezvous_service)
+        self._rendezvous = Rendezvous(host, service=config.rendezvous_service, addrs=self.listen_addrs)
         self._relays = {_parse_peer_addr(addr).peer_id: addr for addr in config.relays}
         self._pubsub = pubsub
         self._config = config
@@ -652,10 +652,15 @@ class Libp2pTransport:
         except (BaseLibp2pError, OSError, trio.BrokenResourceError) as exc:  # ConnectionError is an OSError
             raise PeerUnreachable(f"dial to {addr} failed: {exc}") from exc
         if info.peer_id in self._relays:
-            self._require_nursery().start_soon(self._reach.join_relay, info.peer_id, self._relays[info.peer_id])
-            if self._config.rendezvous:
-                self._require_nursery().start_soon(self._rendezvous.join, info.peer_id, self._dial_found_peer)
+            self._require_nursery().start_soon(self._join_relay, info.peer_id)
         return info.peer_id.to_base58()
+
+    async def _join_relay(self, relay: ID) -> None:
+        """Take a slot on ``relay`` if we need one, then (with ``rendezvous``) register there:
+        in this order, so the registration carries the ``/p2p-circuit`` address the slot gives."""
+        await self._reach.join_relay(relay, self._relays[relay])
+        if self._config.rendezvous:
+            await self._rendezvous.join(relay, self._dial_found_peer)
 
     async def _dial_circuit(self, peer: ID, maddr: Multiaddr) -> None:
         """Connect through a relay, unless already connected (``CircuitV2Transport.dial``

@@ -62,7 +62,8 @@ from libp2p.abc import IHost
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
 from libp2p.discovery.rendezvous import RendezvousClient, RendezvousService
 from libp2p.discovery.rendezvous.config import MIN_TTL
-from libp2p.discovery.rendezvous.messages import create_register_response_message
+from libp2p.discovery.rendezvous.errors import RendezvousError
+from libp2p.discovery.rendezvous.messages import create_register_message, create_register_response_message
 from libp2p.discovery.rendezvous.pb.rendezvous_pb2 import Message as RendezvousMessage
 from libp2p.discovery.mdns.mdns import MDNSDiscovery, create_mdns_discovery
 from libp2p.host.autonat.autonat import AutoNATService, AutoNATStatus
@@ -77,6 +78,8 @@ from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr  # type: ignore[import-untyped]
+
+from symphony.protocol.messages import MAX_ADDRS, record_addrs
 
 logger = logging.getLogger(__name__)
 
@@ -348,13 +351,17 @@ class _SymphonyRendezvous(RendezvousService):
 
     def __init__(self, host: IHost) -> None:
         super().__init__(host)
-        self.refused = 0  # registrations under another namespace
+        self.refused = 0  # registrations under another namespace, or with more than MAX_ADDRS addresses
 
     def _handle_register(self, peer_id: ID, register_msg: RendezvousMessage.Register) -> RendezvousMessage:
+        status = RendezvousMessage.ResponseStatus
         if register_msg.ns != RENDEZVOUS_NAMESPACE:
             self.refused += 1
-            return create_register_response_message(RendezvousMessage.ResponseStatus.E_INVALID_NAMESPACE,
+            return create_register_response_message(status.E_INVALID_NAMESPACE,
                                                     f"only namespace {RENDEZVOUS_NAMESPACE!r} is served here")
+        if len(register_msg.peer.addrs) > MAX_ADDRS:  # py-libp2p bounds each address's length, not their number
+            self.refused += 1
+            return create_register_response_message(status.E_INVALID_PEER_INFO, f"more than {MAX_ADDRS} addresses")
         return super()._handle_register(peer_id, register_msg)
 
 
@@ -368,8 +375,9 @@ class Rendezvous:
     rendezvous or answers garbage is counted (``failed``) and asked again next round.
     """
 
-    def __init__(self, host: IHost, *, service: bool) -> None:
+    def __init__(self, host: IHost, *, service: bool, addrs: Callable[[], list[str]]) -> None:
         self._host = host
+        self._addrs = addrs
         self._service = _SymphonyRendezvous(host) if service else None
         self._points: set[ID] = set()  # points with a running registration loop
         self.registered: list[str] = []  # points that accepted our registration
@@ -400,7 +408,7 @@ class Rendezvous:
         client = RendezvousClient(self._host, point)
         try:
             with trio.fail_after(_RENDEZVOUS_TIMEOUT_S):
-                await client.register(RENDEZVOUS_NAMESPACE, ttl=_RENDEZVOUS_TTL)
+                await self._register(client)
                 peers, _ = await client.discover(RENDEZVOUS_NAMESPACE, limit=_RENDEZVOUS_LIMIT)
         # a point without the protocol fails stream negotiation; a hostile one can make
         # RendezvousClient.discover's parse_peer_info raise on bad bytes (ValueError and others)
@@ -416,12 +424,29 @@ class Rendezvous:
                 self.discovered.add(info.peer_id.to_base58())
                 await self._dial(info, dial)
 
+    async def _register(self, client: RendezvousClient) -> None:
+        """Register the addresses of our record, reachable ones (``/p2p-circuit``) first.
+
+        ``RendezvousClient.register`` would send ``host.get_addrs()``: the bound addresses only,
+        which nobody can dial when we are behind NAT. ``create_register_message`` strips the
+        last ``/p2p/<us>`` of each (a circuit address keeps its relay's ``/p2p/<relay>``)."""
+        addrs = [Multiaddr(addr) for addr in record_addrs(self._addrs())]
+        message = create_register_message(RENDEZVOUS_NAMESPACE, self._host.get_id(), addrs, _RENDEZVOUS_TTL)
+        response = await client._send_message(message)  # what RendezvousClient.register sends with
+        status = RendezvousMessage.ResponseStatus
+        if response is None or response.type != RendezvousMessage.REGISTER_RESPONSE:
+            raise RendezvousError(status.E_INTERNAL_ERROR, "no registration answer")
+        if response.registerResponse.status != status.OK:
+            raise RendezvousError(response.registerResponse.status, response.registerResponse.statusText)
+
     async def _dial(self, info: PeerInfo, dial: Callable[[str], Awaitable[bool]]) -> None:
+        """Dial the first of ``info``'s addresses (at most ``MAX_ADDRS``) that connects."""
         if self._host.get_network().get_connections(info.peer_id):
             return
-        for addr in info.addrs:
+        suffix = f"/p2p/{info.peer_id}"
+        for addr in info.addrs[:MAX_ADDRS]:
             text = str(addr)
-            target = text if "/p2p/" in text else f"{text}/p2p/{info.peer_id}"
-            if await dial(target):
+            # registrations carry addresses without the peer's own /p2p (a circuit one still names its relay)
+            if await dial(text if text.endswith(suffix) else text + suffix):
                 self.dialed += 1
                 return
