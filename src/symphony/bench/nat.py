@@ -44,7 +44,7 @@ import trio
 from rich.console import Console
 
 from symphony.errors import ConfigError
-from symphony.protocol.identity import Identity
+from symphony.protocol import Identity
 from symphony.testing import NodeProcess, wait_for
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 
@@ -187,25 +187,29 @@ class NsNode(NodeProcess):
 
 
 class PointNode(NsNode):
-    """A bare relay and rendezvous point: a libp2p host with ``relay_service`` and
-    ``rendezvous_service`` and nothing else (no ledger, no API), as a community-run meeting point
-    could be. Nodes that share only this point share no ledger path: what they learn of each
-    other they learn by rendezvous. Writes ``node.json`` (pid, agent_id, addrs) like a node."""
+    """A bare meeting point in a namespace (``point_command``). Nodes that share only this point
+    share no ledger path: what they learn of each other they learn by rendezvous or the DHT."""
 
     def __init__(self, bed: NatBed, role: str, host: str, data_dir: Path) -> None:
         super().__init__(bed, role, host, data_dir, bootstrap=[], args=[])
 
     def command(self) -> list[str]:
-        code = "import sys; from symphony.bench.nat import serve_point; serve_point(*sys.argv[1:])"
-        return ["ip", "netns", "exec", self.bed.ns(self.role), sys.executable, "-c", code, self.listen,
-                str(self.data_dir / "node.json")]
+        return ["ip", "netns", "exec", self.bed.ns(self.role), *point_command(self.listen, self.data_dir)]
+
+
+def point_command(listen: str, data_dir: Path) -> list[str]:
+    """A bare meeting point: a libp2p host with ``relay_service``, ``rendezvous_service`` and the
+    DHT and nothing else (no ledger, no API), as a community-run point could be. It writes
+    ``data_dir/node.json`` (pid, agent_id, addrs) like a node, so ``NodeProcess`` can run it."""
+    code = "import sys; from symphony.bench.nat import serve_point; serve_point(*sys.argv[1:])"
+    return [sys.executable, "-c", code, listen, str(data_dir / "node.json")]
 
 
 def serve_point(listen: str, info_path: str) -> None:
-    """Run ``PointNode``'s host until killed."""
+    """Run ``point_command``'s host until killed."""
 
     async def serve() -> None:
-        config = Libp2pConfig(listen=[listen], relay_service=True, rendezvous_service=True)
+        config = Libp2pConfig(listen=[listen], relay_service=True, rendezvous_service=True, dht=True)
         async with open_libp2p_transport(Identity.generate(), config) as transport:
             info = {"pid": os.getpid(), "agent_id": transport.peer_id, "addrs": transport.listen_addrs()}
             Path(info_path).write_text(json.dumps(info))

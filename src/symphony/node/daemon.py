@@ -161,7 +161,8 @@ class Node:
         # without --relay-service refuses
         libp2p_config = Libp2pConfig(listen=cfg.listen, relay_service=cfg.relay_service, relays=tuple(cfg.bootstrap),
                                      relay_limits=relay_limits(cfg), reachability=cfg.reachability, mdns=cfg.mdns,
-                                     rendezvous_service=cfg.rendezvous_service, rendezvous=cfg.rendezvous)
+                                     rendezvous_service=cfg.rendezvous_service, rendezvous=cfg.rendezvous,
+                                     dht=cfg.dht)
         async with open_libp2p_transport(self.identity, libp2p_config) as transport:
             self._transport = transport
             self.runtime = AgentRuntime(

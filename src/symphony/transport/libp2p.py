@@ -70,7 +70,8 @@ background discovery, no third-party servers). py-libp2p does more by default:
 - UPnP and bootstrap: not enabled (``new_host`` defaults; no bootstrap list). mDNS only
   with ``config.mdns`` (``transport.reach.LanDiscovery``): it dials whom it hears of.
   Rendezvous only with ``config.rendezvous``: it dials whom our relays (bootstrap peers)
-  have registered (``transport.reach.Rendezvous``).
+  have registered (``transport.reach.Rendezvous``). The Kademlia DHT only with
+  ``config.dht`` (``transport.dht``): its lookups dial the peers other DHT nodes name.
 - Relays: only the peers in ``config.relays`` are asked to dial us back (AutoNAT) and
   for a slot, once ``connect`` has reached them; py-libp2p's ``RelayDiscovery`` (probing every peer) is not run. Circuit
   relay v2 and DCUtR are wired in ``transport.reach``.
@@ -138,6 +139,7 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
 from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
+from symphony.transport.dht import Dht
 from symphony.transport.reach import REACHABILITY_SETTINGS, LanDiscovery, Reach, RelayServiceLimits, Rendezvous
 from symphony.transport.rpcmux import MUX_PROTOCOL, MuxClient, MuxFailure, MuxServer
 from symphony.transport.base import (
@@ -212,6 +214,8 @@ class Libp2pConfig:
         rendezvous_service: Serve rendezvous (``transport.reach.Rendezvous``).
         rendezvous: Register at each of ``relays`` once ``connect`` reaches it and dial
             the Symphony nodes registered there (``transport.reach.Rendezvous``).
+        dht: Serve the Kademlia DHT, add every peer ``connect`` reaches to it, announce us
+            there and dial the other Symphony nodes it names (``transport.dht``).
     """
 
     listen: list[str]
@@ -233,6 +237,7 @@ class Libp2pConfig:
     mdns: bool = False
     rendezvous_service: bool = False
     rendezvous: bool = False
+    dht: bool = False
 
     def __post_init__(self) -> None:
         _require(bool(self.listen), "listen must name at least one multiaddr")
@@ -536,6 +541,7 @@ class Libp2pTransport:
         self._reach = reach
         self._lan = LanDiscovery(host) if config.mdns else None
         self._rendezvous = Rendezvous(host, service=config.rendezvous_service, addrs=self.listen_addrs)
+        self._dht = Dht(host, addrs=self.listen_addrs) if config.dht else None
         self._relays = {_parse_peer_addr(addr).peer_id: addr for addr in config.relays}
         self._pubsub = pubsub
         self._config = config
@@ -600,10 +606,12 @@ class Libp2pTransport:
             status["mdns"] = {"found": self._lan.found, "dropped": self._lan.dropped}
         if self._config.rendezvous or self._config.rendezvous_service:
             status["rendezvous"] = self._rendezvous.status()
+        if self._dht is not None:
+            status["dht"] = self._dht.status()
         return status
 
     async def _dial_found_peer(self, addr: str) -> bool:
-        """``connect`` for a peer mDNS or a rendezvous point told us of: True once connected; a
+        """``connect`` for a peer mDNS, a rendezvous point or the DHT told us of: True once connected; a
         failure is only logged (anyone may announce an address that does not answer)."""
         try:
             await self.connect(addr)
@@ -653,6 +661,8 @@ class Libp2pTransport:
             raise PeerUnreachable(f"dial to {addr} failed: {exc}") from exc
         if info.peer_id in self._relays:
             self._require_nursery().start_soon(self._join_relay, info.peer_id)
+        if self._dht is not None:
+            self._require_nursery().start_soon(self._dht.join, info.peer_id, self._dial_found_peer)
         return info.peer_id.to_base58()
 
     async def _join_relay(self, relay: ID) -> None:
@@ -1114,6 +1124,8 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
                 await pubsub.wait_until_ready()
                 async with trio.open_nursery() as nursery:
                     await nursery.start(reach.run)
+                    if transport._dht is not None:
+                        await nursery.start(transport._dht.run)
                     transport._start(nursery)
                     if transport._lan is not None:
                         nursery.start_soon(transport._lan.run, transport._dial_found_peer)

@@ -312,7 +312,9 @@ class LanDiscovery:
             raise
         try:
             async for info in receive:
-                await self._dial(info, dial)
+                if await dial_announced(self._host, info, dial):
+                    self.found += 1
+                    logger.info("mDNS: connected to %s", info.peer_id)
         finally:
             peerDiscovery.unregister_peer_discovered_handler(heard)
             with trio.CancelScope(shield=True):
@@ -333,15 +335,6 @@ class LanDiscovery:
         except trio.WouldBlock:
             self.dropped += 1
             logger.info("mDNS: %s dropped, %d LAN peers already waiting to be dialed", info.peer_id, _LAN_QUEUE)
-
-    async def _dial(self, info: PeerInfo, dial: Callable[[str], Awaitable[bool]]) -> None:
-        if info.peer_id == self._host.get_id() or self._host.get_network().get_connections(info.peer_id):
-            return
-        for addr in info.addrs:
-            if "/p2p-circuit" not in str(addr) and await dial(f"{addr}/p2p/{info.peer_id}"):
-                self.found += 1
-                logger.info("mDNS: connected to %s at %s", info.peer_id, addr)
-                return
 
 
 class _SymphonyRendezvous(RendezvousService):
@@ -422,7 +415,8 @@ class Rendezvous:
         for info in peers[:_RENDEZVOUS_LIMIT]:
             if info.peer_id != self._host.get_id():
                 self.discovered.add(info.peer_id.to_base58())
-                await self._dial(info, dial)
+                if await dial_announced(self._host, info, dial):
+                    self.dialed += 1
 
     async def _register(self, client: RendezvousClient) -> None:
         """Register the addresses of our record, reachable ones (``/p2p-circuit``) first.
@@ -439,14 +433,17 @@ class Rendezvous:
         if response.registerResponse.status != status.OK:
             raise RendezvousError(response.registerResponse.status, response.registerResponse.statusText)
 
-    async def _dial(self, info: PeerInfo, dial: Callable[[str], Awaitable[bool]]) -> None:
-        """Dial the first of ``info``'s addresses (at most ``MAX_ADDRS``) that connects."""
-        if self._host.get_network().get_connections(info.peer_id):
-            return
-        suffix = f"/p2p/{info.peer_id}"
-        for addr in info.addrs[:MAX_ADDRS]:
-            text = str(addr)
-            # registrations carry addresses without the peer's own /p2p (a circuit one still names its relay)
-            if await dial(text if text.endswith(suffix) else text + suffix):
-                self.dialed += 1
-                return
+
+async def dial_announced(host: IHost, info: PeerInfo, dial: Callable[[str], Awaitable[bool]]) -> bool:
+    """Dial a peer someone announced (mDNS, a rendezvous point, the DHT) at the first of its
+    addresses, at most ``MAX_ADDRS``, that connects; True once connected by us. Ourselves and
+    peers already connected are skipped. Announced addresses may lack the peer's own
+    ``/p2p/<id>`` (a circuit one still names its relay's)."""
+    if info.peer_id == host.get_id() or host.get_network().get_connections(info.peer_id):
+        return False
+    suffix = f"/p2p/{info.peer_id}"
+    for addr in info.addrs[:MAX_ADDRS]:
+        text = str(addr)
+        if await dial(text if text.endswith(suffix) else text + suffix):
+            return True
+    return False
