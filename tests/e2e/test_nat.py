@@ -22,11 +22,11 @@ from symphony.testing import wait_for
 pytestmark = pytest.mark.e2e
 
 
-def _bed(*, lan: bool) -> Iterator[NatBed]:
-    reason = missing_tools()
+def _bed(*, lan: bool = False, upnp: bool = False) -> Iterator[NatBed]:
+    reason = missing_tools(upnp=upnp)
     if reason:
         pytest.skip(reason)
-    with running_bed(lan=lan) as bed:
+    with running_bed(lan=lan, upnp=upnp) as bed:
         yield bed
 
 
@@ -38,6 +38,11 @@ def nat_bed() -> Iterator[NatBed]:
 @pytest.fixture
 def lan_bed() -> Iterator[NatBed]:
     yield from _bed(lan=True)
+
+
+@pytest.fixture
+def upnp_bed() -> Iterator[NatBed]:
+    yield from _bed(upnp=True)
 
 
 def test_bed_lets_homes_out_but_nothing_in(nat_bed: NatBed) -> None:
@@ -121,6 +126,38 @@ def test_two_homes_that_share_only_a_rendezvous_point_find_each_other_there(nat_
         assert home2.api("/v1/node")["body"]["reach"]["rendezvous"]["dialed"] == 1
         wait_for(lambda: any(r["agent_id"] == home1.agent_id for r in home2.api("/v1/ledger")["body"]["records"]),
                  timeout=30, what="home1's record in home2's ledger")
+        _ask_planned_by(home2, home1)
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def test_a_home_node_with_upnp_is_reached_directly_at_its_routers_address(upnp_bed: NatBed, tmp_path: Path) -> None:
+    """router1 is a UPnP gateway (miniupnpd). home1 (--upnp, scripted:arith) has it forward its port and
+    publishes router1's external address first; the relay then dials it back (AutoNAT: public, no relay
+    slot), home2 behind its own NAT connects to that address directly, and home2's question is planned
+    by home1. Without the published address home2 could only have gone through a relay."""
+    bed, public = upnp_bed, upnp_bed.public
+    nodes: list[NsNode] = []
+    try:
+        relay = NsNode(bed, "public", f"{public}.1", tmp_path / "relay", bootstrap=[], args=["--relay-service"])
+        nodes.append(relay.start())
+        relay.wait_ready()
+        home1 = NsNode(bed, "home1", f"{HOMES['home1']}.2", tmp_path / "home1", bootstrap=[relay.addr],
+                       args=["--upnp", "--model", "scripted:arith"])
+        nodes.append(home1.start())
+        home1.wait_ready()
+        assert home1.addr == f"/ip4/{public}.2/tcp/4001/p2p/{home1.agent_id}"  # router1's WAN address
+        reach = wait_for(lambda: (r := home1.api("/v1/node")["body"]["reach"])["relay_slots"] and r, timeout=30,
+                         what="home1's AutoNAT answer")
+        assert reach["upnp"] == {"state": "mapped", "external": [f"/ip4/{public}.2/tcp/4001"]}, reach
+        assert reach["reachability"] == "public" and reach["relay_slots"] == {relay.agent_id: "not needed"}, reach
+        home2 = NsNode(bed, "home2", f"{HOMES['home2']}.2", tmp_path / "home2", bootstrap=[relay.addr], args=[])
+        nodes.append(home2.start())
+        home2.wait_ready()
+        wait_for(lambda: any(r["agent_id"] == home1.agent_id for r in home2.api("/v1/ledger")["body"]["records"]),
+                 timeout=30, what="home1's record at home2")
+        wait_for(lambda: _connection(home2, home1) == "direct", timeout=30, what="home2 connected to home1 directly")
         _ask_planned_by(home2, home1)
     finally:
         for node in nodes:

@@ -49,16 +49,21 @@ from symphony.testing import NodeProcess, wait_for
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 
 PUBLIC = "10.77.0"  # the "internet": relay .1, router1 .2, router2 .3
+#: the "internet" of a bed whose router1 runs a UPnP gateway: a publicly routable /24, because
+#: miniupnpd maps nothing behind a reserved or private WAN address (that would be double NAT). It
+#: exists only inside the bed's namespaces, which have no link to the root namespace or beyond.
+UPNP_PUBLIC = "44.77.0"
 HOMES = {"home1": "10.78.1", "home2": "10.78.2"}  # each home's LAN: router .1, machine .2
 LAN = "10.79.0"  # the mDNS pair's link: lan1 .1, lan2 .2
 
 
-def missing_tools() -> str | None:
-    """Why the bed cannot be built here (None: it can)."""
+def missing_tools(*, upnp: bool = False) -> str | None:
+    """Why the bed (with ``upnp``, the one whose router1 is a UPnP gateway) cannot be built here
+    (None: it can)."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
+    for tool in ("ip", "iptables", *(("nft", "miniupnpd") if upnp else ())):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             return f"{tool} is not installed (make system-deps)"
     return None
 
@@ -73,7 +78,10 @@ class NatBed:
     ``router1``, ``home1``, ``router2``, ``home2``."""
 
     tag: str
+    public: str = PUBLIC
     created: list[str] = field(default_factory=list)
+    daemons: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    scratch: Path | None = None
 
     def ns(self, role: str) -> str:
         return f"sy{self.tag}{role}"
@@ -93,10 +101,10 @@ class NatBed:
     def build(self) -> None:
         self.add_ns("public")
         self.ip("public", "link", "add", "br0", "type", "bridge")
-        self.ip("public", "addr", "add", f"{PUBLIC}.1/24", "dev", "br0")
+        self.ip("public", "addr", "add", f"{self.public}.1/24", "dev", "br0")
         self.ip("public", "link", "set", "br0", "up")
         for index, (home, lan) in enumerate(HOMES.items(), start=1):
-            self._home(f"router{index}", home, wan=f"{PUBLIC}.{index + 1}", lan=lan)
+            self._home(f"router{index}", home, wan=f"{self.public}.{index + 1}", lan=lan)
 
     def _home(self, router: str, home: str, *, wan: str, lan: str) -> None:
         self.add_ns(router)
@@ -139,7 +147,30 @@ class NatBed:
             self.ip(machine, "link", "set", "eth0", "up")
             self.ip(machine, "route", "add", "224.0.0.0/4", "dev", "eth0")  # mDNS multicast leaves by the link
 
+    def start_upnp(self, router: str, home: str) -> None:
+        """Make ``router`` a UPnP gateway for ``home`` (miniupnpd, nftables backend): it forwards the
+        ports ``home`` asks for (and only to ``home``), as a home router with UPnP on does."""
+        lan = HOMES[home]
+        self.scratch = Path(tempfile.mkdtemp(prefix="symphony-upnp-"))
+        config = self.scratch / "miniupnpd.conf"
+        config.write_text(_MINIUPNPD_CONF.format(lan=lan, uuid=uuid.uuid4()))
+        # connections the gateway forwards (DNAT) pass the router's "no inbound" FORWARD rules
+        assert self.run(router, "iptables", "-I", "FORWARD", "1", "-i", "wan", "-m", "conntrack", "--ctstate",
+                        "DNAT", "-j", "ACCEPT").returncode == 0
+        result = self.run(router, "nft", "-f", "-", input=_MINIUPNPD_NFT)
+        assert result.returncode == 0, result.stderr
+        self.ip(router, "route", "add", "224.0.0.0/4", "dev", "lan")  # SSDP's multicast stays on the LAN
+        log = (self.scratch / "miniupnpd.log").open("ab")
+        self.daemons.append(subprocess.Popen(["ip", "netns", "exec", self.ns(router), "miniupnpd", "-d", "-f",
+                                              str(config), "-P", str(self.scratch / "miniupnpd.pid")],
+                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+
     def remove(self) -> None:
+        for daemon in self.daemons:
+            daemon.kill()
+            daemon.wait(timeout=10)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
         for name in reversed(self.created):
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
 
@@ -157,6 +188,36 @@ class NatBed:
         finally:
             listener.kill()
             listener.wait(timeout=10)
+
+
+#: miniupnpd's configuration in ``NatBed.start_upnp``: UPnP IGD on the LAN side only, maps only
+#: for the home machine's own address (secure mode), unprivileged ports, rules in our own table
+_MINIUPNPD_CONF = """ext_ifname=wan
+listening_ip=lan
+port=5000
+enable_upnp=yes
+enable_natpmp=no
+secure_mode=yes
+system_uptime=yes
+uuid={uuid}
+upnp_table_name=miniupnpd
+upnp_nat_table_name=miniupnpd
+upnp_forward_chain=forward_upnp
+upnp_nat_chain=prerouting_upnp
+upnp_nat_postrouting_chain=postrouting_upnp
+allow 1024-65535 {lan}.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+"""
+#: the nftables table whose chains miniupnpd fills (what its nft_init.sh sets up, with our names)
+_MINIUPNPD_NFT = """table inet miniupnpd {
+  chain forward { type filter hook forward priority 0; policy accept; jump forward_upnp; }
+  chain forward_upnp { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_upnp; }
+  chain prerouting_upnp { }
+  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_upnp; }
+  chain postrouting_upnp { }
+}
+"""
 
 
 class NsNode(NodeProcess):
@@ -318,11 +379,14 @@ def _randomize_ports(bed: NatBed, router: str) -> None:
 
 
 @contextmanager
-def running_bed(*, lan: bool = False) -> Iterator[NatBed]:
-    """A built bed (the two homes, or with ``lan`` the mDNS pair), removed on the way out whatever happened."""
-    bed = NatBed(uuid.uuid4().hex[:6])
+def running_bed(*, lan: bool = False, upnp: bool = False) -> Iterator[NatBed]:
+    """A built bed (the two homes, or with ``lan`` the mDNS pair; with ``upnp``, router1 is a UPnP
+    gateway on ``UPNP_PUBLIC``), removed on the way out whatever happened."""
+    bed = NatBed(uuid.uuid4().hex[:6], public=UPNP_PUBLIC if upnp else PUBLIC)
     try:
         bed.build_lan() if lan else bed.build()
+        if upnp:
+            bed.start_upnp("router1", "home1")
         yield bed
     finally:
         bed.remove()

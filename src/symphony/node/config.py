@@ -178,6 +178,8 @@ class NodeConfig:
     rendezvous: bool = False
     #: serve the Kademlia DHT and find Symphony nodes through it (transport.dht): announces this node to DHT peers
     dht: bool = False
+    #: ask the router (UPnP IGD) to forward the listen port and publish its external address first
+    upnp: bool = False
     #: DESIGN §2: published capability vector noised (sigma x each block's norm) and hardware coarsened; 0 = off
     privacy_sigma: float = 0.0
     #: fault knobs: this node's defaults as a planner for what a question leaves open (README "Fault knobs")
@@ -253,7 +255,7 @@ FILE_KEYS: dict[str, type] = {
     "shards": int, "max_task_records": int, "event_log_max_mb": float, "event_log_keep": int,
     "relay_service": bool, "relay_max_reservations": int, "relay_max_circuits": int, "relay_circuit_mb": int,
     "relay_circuit_seconds": int, "reachability": str, "mdns": bool,
-    "rendezvous_service": bool, "rendezvous": bool, "dht": bool,
+    "rendezvous_service": bool, "rendezvous": bool, "dht": bool, "upnp": bool,
     "privacy_sigma": float,
     "redundancy": int, "hop_timeout": str, "replans": int, "disclosure": str,
     "learn_republish_s": float,
@@ -400,7 +402,7 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
                                          "privacy_sigma", "redundancy", "replans", "disclosure", "learn_republish_s")
            if key in values},
         **{key: values[key] for key in (*RELAY_LIMIT_KEYS, "reachability", "mdns", "rendezvous_service", "rendezvous",
-                                         "dht")
+                                         "dht", "upnp")
            if key in values},
         **({"hop_timeout": _hop_timeout(values["hop_timeout"])} if "hop_timeout" in values else {}),
         tools=() if values.get("no_tools") else tuple(split_list(values["tools"])) if "tools" in values else None,

@@ -162,7 +162,7 @@ class Node:
         libp2p_config = Libp2pConfig(listen=cfg.listen, relay_service=cfg.relay_service, relays=tuple(cfg.bootstrap),
                                      relay_limits=relay_limits(cfg), reachability=cfg.reachability, mdns=cfg.mdns,
                                      rendezvous_service=cfg.rendezvous_service, rendezvous=cfg.rendezvous,
-                                     dht=cfg.dht)
+                                     dht=cfg.dht, upnp=cfg.upnp)
         async with open_libp2p_transport(self.identity, libp2p_config) as transport:
             self._transport = transport
             self.runtime = AgentRuntime(

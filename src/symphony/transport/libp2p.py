@@ -140,7 +140,14 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
 from symphony.transport.dht import Dht
-from symphony.transport.reach import REACHABILITY_SETTINGS, LanDiscovery, Reach, RelayServiceLimits, Rendezvous
+from symphony.transport.reach import (
+    REACHABILITY_SETTINGS,
+    LanDiscovery,
+    PortMapping,
+    Reach,
+    RelayServiceLimits,
+    Rendezvous,
+)
 from symphony.transport.rpcmux import MUX_PROTOCOL, MuxClient, MuxFailure, MuxServer
 from symphony.transport.base import (
     MessageHandler,
@@ -216,6 +223,8 @@ class Libp2pConfig:
             the Symphony nodes registered there (``transport.reach.Rendezvous``).
         dht: Serve the Kademlia DHT, add every peer ``connect`` reaches to it, announce us
             there and dial the other Symphony nodes it names (``transport.dht``).
+        upnp: Ask the router (UPnP IGD) to forward our listen ports at start and list the
+            external address first (``transport.reach.PortMapping``).
     """
 
     listen: list[str]
@@ -238,6 +247,7 @@ class Libp2pConfig:
     rendezvous_service: bool = False
     rendezvous: bool = False
     dht: bool = False
+    upnp: bool = False
 
     def __post_init__(self) -> None:
         _require(bool(self.listen), "listen must name at least one multiaddr")
@@ -542,6 +552,7 @@ class Libp2pTransport:
         self._lan = LanDiscovery(host) if config.mdns else None
         self._rendezvous = Rendezvous(host, service=config.rendezvous_service, addrs=self.listen_addrs)
         self._dht = Dht(host, addrs=self.listen_addrs) if config.dht else None
+        self._upnp = PortMapping() if config.upnp else None
         self._relays = {_parse_peer_addr(addr).peer_id: addr for addr in config.relays}
         self._pubsub = pubsub
         self._config = config
@@ -583,12 +594,14 @@ class Libp2pTransport:
         return sorted(str(p) for p in self._host.get_mux().get_protocols() if p)
 
     def listen_addrs(self) -> list[str]:
-        """Our addresses, each ending in ``/p2p/<peer_id>``: first one through each relay we
-        hold a slot on (a node that asked for slots may be unreachable otherwise, and peers
-        dial the first address of a record), then the bound listen addresses (real ports)."""
+        """Our addresses, each ending in ``/p2p/<peer_id>``: first the router's external address
+        of each port UPnP mapped, then one through each relay we hold a slot on (a node that
+        asked for slots may be unreachable otherwise, and peers dial the first address of a
+        record), then the bound listen addresses (real ports)."""
         suffix = f"/p2p/{self._peer_id}"
+        mapped = [f"{addr}{suffix}" for addr in self._upnp.addrs()] if self._upnp is not None else []
         direct = [f"{addr}{suffix}" for addr in self._host.get_transport_addrs()]
-        return self._reach.circuit_addrs(self._peer_id) + direct
+        return mapped + self._reach.circuit_addrs(self._peer_id) + direct
 
     def relay_slots(self) -> dict[str, str]:
         """Each relay we joined: ``"granted"`` or ``"refused"`` (its last answer to our slot
@@ -608,6 +621,8 @@ class Libp2pTransport:
             status["rendezvous"] = self._rendezvous.status()
         if self._dht is not None:
             status["dht"] = self._dht.status()
+        if self._upnp is not None:
+            status["upnp"] = self._upnp.status()
         return status
 
     async def _dial_found_peer(self, addr: str) -> bool:
@@ -1126,6 +1141,9 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
                     await nursery.start(reach.run)
                     if transport._dht is not None:
                         await nursery.start(transport._dht.run)
+                    if transport._upnp is not None:  # before the first connect: AutoNAT then finds us public
+                        ports = [int(addr.value_for_protocol("tcp")) for addr in host.get_transport_addrs()]
+                        await transport._upnp.start(ports)
                     transport._start(nursery)
                     if transport._lan is not None:
                         nursery.start_soon(transport._lan.run, transport._dial_found_peer)
@@ -1134,6 +1152,9 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
                     finally:
                         transport._begin_close()
                         nursery.cancel_scope.cancel()
+                        if transport._upnp is not None:
+                            with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT_S):
+                                await transport._upnp.stop()
         finally:
             await _close_host(host)
 

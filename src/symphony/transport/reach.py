@@ -47,6 +47,10 @@ Observed addresses never enter our signed ledger record nor what identify advert
   ``RENDEZVOUS_INTERVAL_S`` after, and dials the peers registered there (``Rendezvous``):
   peers beyond what one ledger holds (sharded ledgers, other bootstrap nodes' networks).
 
+- **UPnP** (``upnp``, off by default: it asks the router on the LAN): ``PortMapping`` asks the
+  home router (an Internet Gateway Device) to forward our listen port and publishes the
+  router's external address first, so peers dial us directly and AutoNAT finds us public.
+
 py-libp2p's ``RelayDiscovery`` (which probes every connected peer for the hop protocol)
 is not run: the node contacts only the relays it is told about.
 """
@@ -66,6 +70,7 @@ from libp2p.discovery.rendezvous.errors import RendezvousError
 from libp2p.discovery.rendezvous.messages import create_register_message, create_register_response_message
 from libp2p.discovery.rendezvous.pb.rendezvous_pb2 import Message as RendezvousMessage
 from libp2p.discovery.mdns.mdns import MDNSDiscovery, create_mdns_discovery
+from libp2p.discovery.upnp.upnp import UpnpManager
 from libp2p.host.autonat.autonat import AutoNATService, AutoNATStatus
 from libp2p.host.basic_host import BasicHost
 from libp2p.peer.id import ID
@@ -274,6 +279,49 @@ class Reach:
     def hole_punched(self) -> list[str]:
         """Peers DCUtR upgraded from relayed to direct."""
         return sorted(peer.to_base58() for peer in self._dcutr.punched)
+
+
+class PortMapping:
+    """UPnP port mapping (``symphony node --upnp``), with the external address published.
+
+    py-libp2p's ``enable_upnp`` (``BasicHost.run``) maps the listen port through ``UpnpManager``
+    but never adds the router's external address to the host's addresses: the mapping is there
+    and nobody learns of it. Here the same ``UpnpManager`` finds the gateway and maps each TCP
+    listen port (external port = internal port, as py-libp2p does), and ``addrs`` gives
+    ``/ip4/<external IP>/tcp/<port>``, which ``Libp2pTransport.listen_addrs`` puts first.
+    ``UpnpManager.discover`` refuses a gateway whose external address is private or reserved
+    (double NAT: that mapping reaches no one outside). ``state`` says what happened:
+    ``mapped``, ``no gateway`` (none answered, or only a double-NAT one) or ``refused`` (the
+    gateway said no to every port).
+    """
+
+    def __init__(self) -> None:
+        self._manager = UpnpManager()
+        self._ports: list[int] = []
+        self.state = "not started"
+
+    async def start(self, ports: list[int]) -> None:
+        """Find the gateway and map ``ports``; never raises (a node without a mapping is a node)."""
+        if not await self._manager.discover():
+            self.state = "no gateway"
+            return
+        self._ports = [port for port in ports if await self._manager.add_port_mapping(port, "TCP")]
+        self.state = "mapped" if self._ports else "refused"
+        logger.info("UPnP: %s, external address %s", self.state, self._manager.get_external_ip())
+
+    def addrs(self) -> list[str]:
+        """Our addresses on the router's external side, one per mapped port."""
+        external = self._manager.get_external_ip()
+        return [f"/ip4/{external}/tcp/{port}" for port in self._ports] if external else []
+
+    def status(self) -> dict[str, object]:
+        return {"state": self.state, "external": self.addrs()}
+
+    async def stop(self) -> None:
+        """Remove our mappings (a crashed node's expire with the router's lease)."""
+        ports, self._ports = self._ports, []
+        for port in ports:
+            await self._manager.remove_port_mapping(port, "TCP")
 
 
 class LanDiscovery:
