@@ -7,9 +7,10 @@ between the homes), and, apart, a LAN pair on a bridge for mDNS. Every address l
 namespaces the bed creates, every process runs inside one (``ip netns exec``), and ``remove``
 deletes them all (the bench calls it also on failure).
 
-Measured, over ``tries`` fresh home1 nodes joining a running relay and home2 (scripted:arith):
+Measured, over ``tries`` fresh home1 nodes (the asker, no model) joining a running relay and home2
+(scripted:arith), or with ``fresh="planner"`` fresh home2 nodes joining a running relay and home1:
 
-- **first task**: from starting home1 to the first question asked at home1 that home2 planned;
+- **first task**: from starting the fresh node to the first question asked at home1 that home2 planned;
 - **hole punch**: whether DCUtR upgraded the home1-home2 connection within ``punch_timeout_s`` of
   that first task, and when (from home1's start);
 - **task latency**: the initiator's ``latency_ms`` of questions while the connection was relayed
@@ -284,17 +285,23 @@ QUESTION = "What is (17 + 25) * 2?"
 
 @dataclass(frozen=True)
 class NatBenchConfig:
-    """How much to measure: ``tries`` fresh home1 nodes, ``tasks`` questions on each connection kind."""
+    """How much to measure: ``tries`` fresh nodes (``fresh``: ``asker``, home1, or ``planner``, home2),
+    ``tasks`` questions on each connection kind."""
 
     tries: int = 20
     relayed_tries: int = 5
     tasks: int = 3
     punch_timeout_s: float = 30.0
+    fresh: str = "asker"
+
+    def __post_init__(self) -> None:
+        if self.fresh not in ("asker", "planner"):
+            raise ConfigError(f"fresh must be asker or planner, not {self.fresh!r}")
 
 
 @dataclass
 class Try:
-    """One fresh home1: what it took to join, and its questions' latencies by connection kind."""
+    """One fresh node: what it took to join, and its questions' latencies by connection kind."""
 
     nat: str  # router1's port mapping: "port-keeping" or "port-randomizing"
     first_task_s: float
@@ -328,13 +335,21 @@ def wan_bytes(bed: NatBed, router: str) -> int:
     return int(stats["rx"]["bytes"]) + int(stats["tx"]["bytes"])
 
 
-def one_try(bed: NatBed, relay: NsNode, home2: NsNode, data_dir: Path, cfg: NatBenchConfig, nat: str) -> Try:
-    """Start a fresh home1, time its first task served by home2, its relayed questions, the hole punch,
-    and its direct questions; home1 is killed at the end."""
+def home_node(bed: NatBed, role: str, relay: NsNode, data_dir: Path) -> NsNode:
+    """home1, the asker (no model), or home2, the planner (scripted:arith), bootstrapping to ``relay``."""
+    args = ["--model", "scripted:arith"] if role == "home2" else []
+    return NsNode(bed, role, f"{HOMES[role]}.2", data_dir, bootstrap=[relay.addr], args=args)
+
+
+def one_try(bed: NatBed, relay: NsNode, steady: NsNode, data_dir: Path, cfg: NatBenchConfig, nat: str) -> Try:
+    """Start a fresh node (``cfg.fresh``) beside the ``steady`` other home; time the first task asked at
+    home1 and planned by home2, the relayed questions, the hole punch, and the direct questions; the
+    fresh node is killed at the end."""
     started = time.monotonic()
-    home1 = NsNode(bed, "home1", f"{HOMES['home1']}.2", data_dir, bootstrap=[relay.addr], args=[]).start()
+    fresh = home_node(bed, "home1" if cfg.fresh == "asker" else "home2", relay, data_dir).start()
+    home1, home2 = (fresh, steady) if cfg.fresh == "asker" else (steady, fresh)
     try:
-        home1.wait_ready()
+        fresh.wait_ready()
         wait_for(lambda: ask(home1, home2), timeout=120, what="a first task served by home2", interval=0.2)
         result = Try(nat=nat, first_task_s=round(time.monotonic() - started, 2), punched_after_s=None)
         _relayed_tasks(bed, home1, home2, result, cfg)
@@ -347,7 +362,7 @@ def one_try(bed: NatBed, relay: NsNode, home2: NsNode, data_dir: Path, cfg: NatB
             result.direct_ms = [ms for ms in (ask(home1, home2) for _ in range(cfg.tasks)) if ms is not None]
         return result
     finally:
-        home1.kill()
+        fresh.kill()
 
 
 def _relayed_tasks(bed: NatBed, home1: NsNode, home2: NsNode, result: Try, cfg: NatBenchConfig) -> None:
@@ -410,15 +425,14 @@ def run_nat_bench(cfg: NatBenchConfig, out_dir: Path, console: Console) -> dict[
             relay = NsNode(bed, "public", f"{PUBLIC}.1", root / "relay", bootstrap=[], args=["--relay-service"])
             nodes.append(relay.start())
             relay.wait_ready()
-            home2 = NsNode(bed, "home2", f"{HOMES['home2']}.2", root / "home2", bootstrap=[relay.addr],
-                           args=["--model", "scripted:arith"])
-            nodes.append(home2.start())
-            home2.wait_ready()
+            steady = home_node(bed, "home2" if cfg.fresh == "asker" else "home1", relay, root / "steady")
+            nodes.append(steady.start())
+            steady.wait_ready()
             for index in range(cfg.tries + cfg.relayed_tries):
                 if index == cfg.tries:
                     _randomize_ports(bed, "router1")
                 nat = "port-keeping" if index < cfg.tries else "port-randomizing"
-                tries.append(one_try(bed, relay, home2, root / f"home1-{index}", cfg, nat))
+                tries.append(one_try(bed, relay, steady, root / f"fresh-{index}", cfg, nat))
                 console.print(f"try {index + 1}/{cfg.tries + cfg.relayed_tries}: {asdict(tries[-1])}")
         finally:
             for node in nodes:
@@ -455,7 +469,7 @@ def summarize(tries: list[Try]) -> dict[str, Any]:
 
 def markdown(summaries: dict[str, dict[str, Any]]) -> str:
     """One column per router1 NAT kind."""
-    names = list(summaries)
+    names = [name for name in summaries if summaries[name]["tries"]]
     table = ["| measure | " + " | ".join(f"router1 {name}" for name in names) + " |",
              "|---|" + "---|" * len(names)]
     rows = _rows(summaries[names[0]])
@@ -465,7 +479,7 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
 
 
 def _rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
-    return [("tries (fresh home1 joining relay + home2)", summary["tries"]),
+    return [("tries (a fresh node joining the relay and the other home)", summary["tries"]),
             ("start to first task served across the two NATs, median (s)", summary["first_task_s_median"]),
             ("hole punched (DCUtR) within the timeout", f"{summary['hole_punched']}/{summary['tries']}"),
             ("start to hole-punched, median (s)", summary["punched_after_s_median"]),

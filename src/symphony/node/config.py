@@ -45,6 +45,7 @@ from symphony.pipeline.tools import resolve_tools
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, HopTimeout
 from symphony.protocol.messages import Hardware
 from symphony.protocol.sharding import MAX_SHARDS
+from symphony.transport import REACHABILITY
 
 DEFAULT_API = "127.0.0.1:8470"
 #: Beyond this the noise is several times the signal: ranking by the published vector is random
@@ -127,8 +128,6 @@ def _check_multiaddr(addr: str, *, option: str, needs_peer: bool) -> None:
 
 #: node config keys bounding what a ``relay_service`` node grants (NodeConfig)
 RELAY_LIMIT_KEYS = ("relay_max_reservations", "relay_max_circuits", "relay_circuit_mb", "relay_circuit_seconds")
-#: ``--reachability``: ask (AutoNAT) or tell
-REACHABILITY = ("auto", "public", "private")
 
 
 @dataclass(frozen=True)

@@ -298,10 +298,13 @@ class Node:
             self.task_progress.observe(self.bus.publish("task_record", view))
 
     async def _publish_new_addrs(self, transport: Libp2pTransport) -> None:
-        """Re-issue our record when our addresses change (a relay slot granted or expired
-        adds or drops a /p2p-circuit address), checked once a heartbeat."""
+        """Re-issue our record when our addresses change: at once when a relay slot is granted
+        (a node behind NAT is unreachable until its record carries the /p2p-circuit address; at
+        the default 60 s heartbeat that wait was up to a minute), and checked once a heartbeat
+        (a slot expired)."""
         while True:
-            await trio.sleep(self.config.heartbeat_interval_s)
+            with trio.move_on_after(self.config.heartbeat_interval_s):
+                await transport.wait_addrs_changed()
             addrs = record_addrs(transport.listen_addrs())
             own = self.runtime.gossip.own_record
             if own is not None and list(own.addrs) != addrs:

@@ -141,15 +141,15 @@ from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTime
 from symphony.protocol.identity import Identity
 from symphony.transport.dht import Dht
 from symphony.transport.reach import (
-    REACHABILITY_SETTINGS,
     LanDiscovery,
     PortMapping,
     Reach,
     RelayServiceLimits,
     Rendezvous,
 )
-from symphony.transport.rpcmux import MUX_PROTOCOL, MuxClient, MuxFailure, MuxServer
+from symphony.transport.rpcmux import MAX_PROTOCOL, MUX_PROTOCOL, MuxClient, MuxFailure, MuxServer
 from symphony.transport.base import (
+    REACHABILITY,
     MessageHandler,
     OffenceHandler,
     PeerEvent,
@@ -267,8 +267,8 @@ class Libp2pConfig:
         )
         for addr in self.relays:
             _parse_peer_addr(addr)
-        _require(self.reachability in REACHABILITY_SETTINGS,
-                 f"reachability must be one of {', '.join(REACHABILITY_SETTINGS)}, not {self.reachability!r}")
+        _require(self.reachability in REACHABILITY,
+                 f"reachability must be one of {', '.join(REACHABILITY)}, not {self.reachability!r}")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -603,6 +603,11 @@ class Libp2pTransport:
         direct = [f"{addr}{suffix}" for addr in self._host.get_transport_addrs()]
         return mapped + self._reach.circuit_addrs(self._peer_id) + direct
 
+    async def wait_addrs_changed(self) -> None:
+        """Return once ``listen_addrs`` gained an address (a relay slot granted), so the ledger
+        record can carry it at once rather than at the next heartbeat (libp2p-specific)."""
+        await self._reach.wait_addrs_changed()
+
     def relay_slots(self) -> dict[str, str]:
         """Each relay we joined: ``"granted"`` or ``"refused"`` (its last answer to our slot
         request), or ``"not needed"`` (it dialed us back: we are public) (libp2p-specific)."""
@@ -739,7 +744,7 @@ class Libp2pTransport:
         fails; this node keeps serving.
         """
         _check_protocol(protocol)
-        _require(len(protocol.encode()) <= 255, f"protocol id longer than 255 bytes: {protocol!r}")
+        _require(len(protocol.encode()) <= MAX_PROTOCOL, f"protocol id longer than {MAX_PROTOCOL} bytes: {protocol!r}")
         if not self._handlers:
             self._host.set_stream_handler(TProtocol(MUX_PROTOCOL), self._mux_server().serve)
         self._handlers[protocol] = handler

@@ -89,10 +89,11 @@ from symphony.protocol.messages import MAX_ADDRS, record_addrs
 logger = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
-#: how long an AutoNAT dial-back (and the wait for its verdict) may take
-DIAL_BACK_TIMEOUT_S = 5.0
-#: ``Libp2pConfig.reachability``: ask AutoNAT, or what the node knows it is
-REACHABILITY_SETTINGS = ("auto", "public", "private")
+#: how long an AutoNAT dial-back may take (the asker waits twice that for the verdict). A NAT drops
+#: the dial-back's SYN without a word, so a node behind one learns it is private only when this runs
+#: out, and only then asks for the relay slot that makes it reachable: kept short. A dial-back over
+#: a slow link that takes longer makes a public node take a slot it did not need, no worse.
+DIAL_BACK_TIMEOUT_S = 2.0
 #: LAN peers heard of by mDNS and not dialed yet; more are dropped (and counted)
 _LAN_QUEUE = 16
 #: the rendezvous namespace Symphony nodes register under
@@ -196,6 +197,7 @@ class Reach:
         self._relay_addrs: dict[ID, str] = {}  # relay -> its address we dialed, for relays we hold a slot on
         self.slots: dict[str, str] = {}  # relay peer id -> "granted" or "refused" (the last answer)
         self._nursery: trio.Nursery | None = None
+        self._addrs_changed = trio.Event()  # set (and replaced) when a slot adds a circuit address
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve STOP (and HOP on a relay) and DCUtR until cancelled."""
@@ -257,7 +259,14 @@ class Reach:
         if granted:
             self._relay_addrs[relay] = relay_addr
             logger.info("holding a relay slot on %s", relay)
+            changed, self._addrs_changed = self._addrs_changed, trio.Event()
+            changed.set()
         return granted
+
+    async def wait_addrs_changed(self) -> None:
+        """Return once a relay slot adds a circuit address (an expired slot is not announced:
+        the caller also looks on its own schedule)."""
+        await self._addrs_changed.wait()
 
     async def _ask_slot(self, relay: ID) -> bool:
         assert self._nursery is not None
