@@ -240,7 +240,7 @@ class NsNode(NodeProcess):
 
     def api(self, path: str, body: Any = None, timeout: float = 10) -> Any:
         code = ("import httpx,json,sys; a=sys.argv; b=json.loads(a[2]);"
-                "r=httpx.post(a[1],json=b,timeout=float(a[3])) if b is not None else httpx.get(a[1],timeout=5);"
+                "r=httpx.post(a[1],json=b,timeout=float(a[3])) if b is not None else httpx.get(a[1],timeout=float(a[3]));"
                 "print(json.dumps({'status': r.status_code, 'body': r.json()}))")
         result = self.bed.run(self.role, sys.executable, "-c", code, f"http://{self.api_addr}{path}",
                               json.dumps(body), str(timeout), timeout=timeout + 10)
