@@ -95,7 +95,6 @@ def test_a_strangers_raw_dht_frames_are_refused_and_counted(swarm: Swarm) -> Non
                 stream = await stranger.try_open(peer, str(PROTOCOL_ID))
                 if stream is not None:
                     await write_and_close(stream, data)
-            await trio.sleep(0)
 
     trio.run(attack)
     wait_for(lambda: _dht(node)["refused"] == 1, timeout=10, what="the foreign provider record refused")

@@ -112,8 +112,14 @@ class Dht:
     def __init__(self, host: IHost, *, addrs: Callable[[], list[str]]) -> None:
         self._host = host
         # strict, with no namespace: every PUT_VALUE is refused (module docstring)
-        self._kad = KadDHT(host, DHTMode.SERVER, validator=NamespacedValidator({}, strict_validation=True),
-                           validator_changed=True, strict_validation=True, enable_values=False)
+        self._kad = KadDHT(
+            host,
+            DHTMode.SERVER,
+            validator=NamespacedValidator({}, strict_validation=True),
+            validator_changed=True,
+            strict_validation=True,
+            enable_values=False,
+        )
         self._providers = _SymphonyProviders(_RecordAddrsHost(host, addrs), self._kad.peer_routing)
         self._kad.provider_store = self._providers
         self._running = False
@@ -125,9 +131,14 @@ class Dht:
     def status(self) -> dict[str, object]:
         """What ``reach_status`` shows: routing table size, rounds announced, peers found and
         connected, failed rounds, provider records refused."""
-        return {"routing_table": self._kad.get_routing_table_size(), "announced": self.announced,
-                "discovered": len(self.discovered), "connected": self.connected, "failed": self.failed,
-                "refused": self._providers.refused}
+        return {
+            "routing_table": self._kad.get_routing_table_size(),
+            "announced": self.announced,
+            "discovered": len(self.discovered),
+            "connected": self.connected,
+            "failed": self.failed,
+            "refused": self._providers.refused,
+        }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the DHT protocol until cancelled."""
@@ -175,4 +186,3 @@ class Dht:
                 if info.peer_id != me:
                     found.setdefault(info.peer_id, info)
         return list(found.values())
-
