@@ -41,9 +41,11 @@ system-deps:
 	command -v prlimit >/dev/null 2>&1 || missing="$$missing util-linux"; \
 	dpkg -s libseccomp2 >/dev/null 2>&1 || missing="$$missing libseccomp2"; \
 	command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
+	[ -x /usr/sbin/miniupnpd ] || missing="$$missing miniupnpd-nftables"; \
+	[ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
 	[ -x /usr/bin/python3 ] || missing="$$missing python3"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing$$missing (to build fastecdsa for py-libp2p and llama.cpp; chromium for the dashboard test; the code sandbox)"; \
+		echo "installing$$missing (to build fastecdsa for py-libp2p and llama.cpp; chromium for the dashboard test; the code sandbox; the NAT test bed)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; \
 	fi

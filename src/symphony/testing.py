@@ -88,17 +88,23 @@ class NodeProcess:
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
+        self.listen = "/ip4/127.0.0.1/tcp/0"
+        self.api_addr = "127.0.0.1:0"
+
+    def command(self) -> list[str]:
+        """The ``symphony node`` command line (``bench.nat.NsNode`` runs it inside a namespace)."""
+        cmd = [sys.executable, "-m", "symphony", "node", "--data-dir", str(self.data_dir), "--name", self.name,
+               "--listen", self.listen, "--api", self.api_addr, "--heartbeat", str(self.heartbeat),
+               "--anti-entropy", str(self.heartbeat * 2), *self.args]
+        for addr in self.bootstrap:
+            cmd += ["--bootstrap", addr]
+        return cmd
 
     def start(self) -> NodeProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "node.json").unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "symphony", "node", "--data-dir", str(self.data_dir), "--name", self.name,
-               "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--heartbeat", str(self.heartbeat),
-               "--anti-entropy", str(self.heartbeat * 2), *self.args]
-        for addr in self.bootstrap:
-            cmd += ["--bootstrap", addr]
         log = (self.data_dir / "stdout.log").open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         return self
 

@@ -16,17 +16,17 @@ from typing import Any
 
 import pytest
 
-from symphony.bench.nat import HOMES, LAN, PUBLIC, NatBed, NsNode, missing_tools, running_bed
+from symphony.bench.nat import HOMES, LAN, PUBLIC, NatBed, NsNode, PointNode, missing_tools, running_bed
 from symphony.testing import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def _bed(*, lan: bool) -> Iterator[NatBed]:
-    reason = missing_tools()
+def _bed(*, lan: bool = False, upnp: bool = False) -> Iterator[NatBed]:
+    reason = missing_tools(upnp=upnp)
     if reason:
         pytest.skip(reason)
-    with running_bed(lan=lan) as bed:
+    with running_bed(lan=lan, upnp=upnp) as bed:
         yield bed
 
 
@@ -38,6 +38,11 @@ def nat_bed() -> Iterator[NatBed]:
 @pytest.fixture
 def lan_bed() -> Iterator[NatBed]:
     yield from _bed(lan=True)
+
+
+@pytest.fixture
+def upnp_bed() -> Iterator[NatBed]:
+    yield from _bed(upnp=True)
 
 
 def test_bed_lets_homes_out_but_nothing_in(nat_bed: NatBed) -> None:
@@ -91,6 +96,69 @@ def test_two_homes_behind_nat_work_together_through_a_relay(nat_bed: NatBed, tmp
         wait_for(lambda: _connection(home1, home2) == "hole-punched", timeout=45, what="home1-home2 hole-punched")
         assert _connection(home2, home1) == "hole-punched"
         _ask_planned_by(home1, home2)
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def test_two_homes_that_share_only_a_rendezvous_point_find_each_other_there(nat_bed: NatBed, tmp_path: Path) -> None:
+    """home1 (scripted:arith) and home2 (no model) bootstrap only to a bare relay + rendezvous point
+    (no ledger: no record can pass from one home to the other through it). home1 takes a relay slot
+    and registers its /p2p-circuit address; home2 discovers it at the point, dials it through the
+    relay, their ledgers sync over that connection, and a question asked at home2 is planned by home1."""
+    nodes: list[NsNode] = []
+    try:
+        point = PointNode(nat_bed, "public", f"{PUBLIC}.1", tmp_path / "point")
+        nodes.append(point.start())
+        point.wait_ready()
+        home1 = NsNode(nat_bed, "home1", f"{HOMES['home1']}.2", tmp_path / "home1", bootstrap=[point.addr],
+                       args=["--rendezvous", "--model", "scripted:arith"])
+        nodes.append(home1.start())
+        home1.wait_ready()
+        wait_for(lambda: home1.api("/v1/node")["body"]["reach"]["rendezvous"]["registered"] == [point.agent_id],
+                 timeout=30, what="home1 registered at the point")
+        assert home1.api("/v1/node")["body"]["reach"]["relay_slots"] == {point.agent_id: "granted"}
+        home2 = NsNode(nat_bed, "home2", f"{HOMES['home2']}.2", tmp_path / "home2", bootstrap=[point.addr],
+                       args=["--rendezvous"])
+        nodes.append(home2.start())
+        home2.wait_ready()
+        wait_for(lambda: _connection(home2, home1), timeout=30, what="home2 connected to home1")
+        assert home2.api("/v1/node")["body"]["reach"]["rendezvous"]["dialed"] == 1
+        wait_for(lambda: any(r["agent_id"] == home1.agent_id for r in home2.api("/v1/ledger")["body"]["records"]),
+                 timeout=30, what="home1's record in home2's ledger")
+        _ask_planned_by(home2, home1)
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def test_a_home_node_with_upnp_is_reached_directly_at_its_routers_address(upnp_bed: NatBed, tmp_path: Path) -> None:
+    """router1 is a UPnP gateway (miniupnpd). home1 (--upnp, scripted:arith) has it forward its port and
+    publishes router1's external address first; the relay then dials it back (AutoNAT: public, no relay
+    slot), home2 behind its own NAT connects to that address directly, and home2's question is planned
+    by home1. Without the published address home2 could only have gone through a relay."""
+    bed, public = upnp_bed, upnp_bed.public
+    nodes: list[NsNode] = []
+    try:
+        relay = NsNode(bed, "public", f"{public}.1", tmp_path / "relay", bootstrap=[], args=["--relay-service"])
+        nodes.append(relay.start())
+        relay.wait_ready()
+        home1 = NsNode(bed, "home1", f"{HOMES['home1']}.2", tmp_path / "home1", bootstrap=[relay.addr],
+                       args=["--upnp", "--model", "scripted:arith"])
+        nodes.append(home1.start())
+        home1.wait_ready()
+        assert home1.addr == f"/ip4/{public}.2/tcp/4001/p2p/{home1.agent_id}"  # router1's WAN address
+        reach = wait_for(lambda: (r := home1.api("/v1/node")["body"]["reach"])["relay_slots"] and r, timeout=30,
+                         what="home1's AutoNAT answer")
+        assert reach["upnp"] == {"state": "mapped", "external": [f"/ip4/{public}.2/tcp/4001"]}, reach
+        assert reach["reachability"] == "public" and reach["relay_slots"] == {relay.agent_id: "not needed"}, reach
+        home2 = NsNode(bed, "home2", f"{HOMES['home2']}.2", tmp_path / "home2", bootstrap=[relay.addr], args=[])
+        nodes.append(home2.start())
+        home2.wait_ready()
+        wait_for(lambda: any(r["agent_id"] == home1.agent_id for r in home2.api("/v1/ledger")["body"]["records"]),
+                 timeout=30, what="home1's record at home2")
+        wait_for(lambda: _connection(home2, home1) == "direct", timeout=30, what="home2 connected to home1 directly")
+        _ask_planned_by(home2, home1)
     finally:
         for node in nodes:
             node.kill()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import socket
 
 import pytest
+from libp2p.discovery.rendezvous import RendezvousClient
 from libp2p.host.autonat.pb.autonat_pb2 import Message
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
 from symphony.errors import ConfigError, PeerUnreachable
 from symphony.protocol.identity import Identity
+from symphony.protocol.messages import MAX_ADDRS
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 from symphony.transport.reach import RelayServiceLimits
 from tests.transport.test_libp2p import ECHO, LOOPBACK, link, wait_until
@@ -121,7 +123,7 @@ async def test_observed_addresses_feed_hole_punching_but_are_never_advertised(mo
 async def test_a_rendezvous_point_serves_only_the_symphony_namespace() -> None:
     """Registering under any other namespace is refused and counted (py-libp2p's service does
     not bound the namespaces); under ``symphony`` the peer is registered and discovered."""
-    from libp2p.discovery.rendezvous import InvalidNamespaceError, RendezvousClient
+    from libp2p.discovery.rendezvous import InvalidNamespaceError
 
     async with open_libp2p_transport(Identity.generate(), _config(rendezvous_service=True)) as point:
         async with open_libp2p_transport(Identity.generate(), LOOPBACK) as peer:
@@ -133,3 +135,42 @@ async def test_a_rendezvous_point_serves_only_the_symphony_namespace() -> None:
             found, _ = await client.discover("symphony")
             assert [info.peer_id.to_base58() for info in found] == [peer.peer_id]
             assert point.reach_status()["rendezvous"]["refused"] == 1
+
+
+async def test_rendezvous_registers_the_relayed_address_first_and_a_finder_dials_it() -> None:
+    """A node holding a relay slot registers what its record publishes, the ``/p2p-circuit``
+    address first (py-libp2p's client would register only the bound ones); a node that knows
+    only the point discovers it there and connects through the relay."""
+    serving = _config(relay_service=True, rendezvous_service=True)
+    async with open_libp2p_transport(Identity.generate(), serving) as point:
+        point_addr = point.listen_addrs()[0]
+        joining = _config(relays=(point_addr,), rendezvous=True, reachability="private")
+        async with open_libp2p_transport(Identity.generate(), joining) as hidden:
+            await link(hidden, point)
+            await wait_until(lambda: hidden.reach_status()["rendezvous"]["registered"] == [point.peer_id], timeout=30)
+            registered = point._rendezvous._service.registrations["symphony"][ID.from_base58(hidden.peer_id)]
+            assert str(Multiaddr(registered.addrs[0])) == f"{point_addr}/p2p-circuit"
+            async with open_libp2p_transport(Identity.generate(), joining) as finder:
+                await link(finder, point)
+                await wait_until(lambda: hidden.peer_id in finder.peers(), timeout=30)
+                assert finder.reach_status()["rendezvous"]["dialed"] == 1
+                assert finder.connection_kinds()[hidden.peer_id] == "relayed"
+
+
+async def test_a_rendezvous_point_refuses_a_registration_with_too_many_addresses() -> None:
+    """More addresses than a record holds are refused and counted (py-libp2p bounds only each one's length)."""
+    from libp2p.discovery.rendezvous.messages import create_register_message
+
+    async with (
+        open_libp2p_transport(Identity.generate(), _config(rendezvous_service=True)) as point,
+        open_libp2p_transport(Identity.generate(), LOOPBACK) as peer,
+    ):
+        await link(peer, point)
+        client = RendezvousClient(peer._host, ID.from_base58(point.peer_id))
+        addrs = [Multiaddr(f"/ip4/127.0.0.1/tcp/{port}") for port in range(1000, 1000 + MAX_ADDRS + 1)]
+        message = create_register_message("symphony", peer._host.get_id(), addrs, 7200)
+        answer = await client._send_message(message)
+        assert answer is not None
+        assert answer.registerResponse.status == answer.ResponseStatus.E_INVALID_PEER_INFO
+        assert point.reach_status()["rendezvous"]["refused"] == 1
+        assert not point._rendezvous._service.registrations.get("symphony")

@@ -7,9 +7,10 @@ between the homes), and, apart, a LAN pair on a bridge for mDNS. Every address l
 namespaces the bed creates, every process runs inside one (``ip netns exec``), and ``remove``
 deletes them all (the bench calls it also on failure).
 
-Measured, over ``tries`` fresh home1 nodes joining a running relay and home2 (scripted:arith):
+Measured, over ``tries`` fresh home1 nodes (the asker, no model) joining a running relay and home2
+(scripted:arith), or with ``fresh="planner"`` fresh home2 nodes joining a running relay and home1:
 
-- **first task**: from starting home1 to the first question asked at home1 that home2 planned;
+- **first task**: from starting the fresh node to the first question asked at home1 that home2 planned;
 - **hole punch**: whether DCUtR upgraded the home1-home2 connection within ``punch_timeout_s`` of
   that first task, and when (from home1's start);
 - **task latency**: the initiator's ``latency_ms`` of questions while the connection was relayed
@@ -40,22 +41,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import trio
 from rich.console import Console
 
 from symphony.errors import ConfigError
+from symphony.protocol import Identity
 from symphony.testing import NodeProcess, wait_for
+from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 
 PUBLIC = "10.77.0"  # the "internet": relay .1, router1 .2, router2 .3
+#: the "internet" of a bed whose router1 runs a UPnP gateway: a publicly routable /24, because
+#: miniupnpd maps nothing behind a reserved or private WAN address (that would be double NAT). It
+#: exists only inside the bed's namespaces, which have no link to the root namespace or beyond.
+UPNP_PUBLIC = "44.77.0"
 HOMES = {"home1": "10.78.1", "home2": "10.78.2"}  # each home's LAN: router .1, machine .2
 LAN = "10.79.0"  # the mDNS pair's link: lan1 .1, lan2 .2
 
 
-def missing_tools() -> str | None:
-    """Why the bed cannot be built here (None: it can)."""
+def missing_tools(*, upnp: bool = False) -> str | None:
+    """Why the bed (with ``upnp``, the one whose router1 is a UPnP gateway) cannot be built here
+    (None: it can)."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
+    for tool in ("ip", "iptables", *(("nft", "miniupnpd") if upnp else ())):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             return f"{tool} is not installed (make system-deps)"
     return None
 
@@ -70,7 +79,10 @@ class NatBed:
     ``router1``, ``home1``, ``router2``, ``home2``."""
 
     tag: str
+    public: str = PUBLIC
     created: list[str] = field(default_factory=list)
+    daemons: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    scratch: Path | None = None
 
     def ns(self, role: str) -> str:
         return f"sy{self.tag}{role}"
@@ -90,10 +102,10 @@ class NatBed:
     def build(self) -> None:
         self.add_ns("public")
         self.ip("public", "link", "add", "br0", "type", "bridge")
-        self.ip("public", "addr", "add", f"{PUBLIC}.1/24", "dev", "br0")
+        self.ip("public", "addr", "add", f"{self.public}.1/24", "dev", "br0")
         self.ip("public", "link", "set", "br0", "up")
         for index, (home, lan) in enumerate(HOMES.items(), start=1):
-            self._home(f"router{index}", home, wan=f"{PUBLIC}.{index + 1}", lan=lan)
+            self._home(f"router{index}", home, wan=f"{self.public}.{index + 1}", lan=lan)
 
     def _home(self, router: str, home: str, *, wan: str, lan: str) -> None:
         self.add_ns(router)
@@ -136,7 +148,30 @@ class NatBed:
             self.ip(machine, "link", "set", "eth0", "up")
             self.ip(machine, "route", "add", "224.0.0.0/4", "dev", "eth0")  # mDNS multicast leaves by the link
 
+    def start_upnp(self, router: str, home: str) -> None:
+        """Make ``router`` a UPnP gateway for ``home`` (miniupnpd, nftables backend): it forwards the
+        ports ``home`` asks for (and only to ``home``), as a home router with UPnP on does."""
+        lan = HOMES[home]
+        self.scratch = Path(tempfile.mkdtemp(prefix="symphony-upnp-"))
+        config = self.scratch / "miniupnpd.conf"
+        config.write_text(_MINIUPNPD_CONF.format(lan=lan, uuid=uuid.uuid4()))
+        # connections the gateway forwards (DNAT) pass the router's "no inbound" FORWARD rules
+        assert self.run(router, "iptables", "-I", "FORWARD", "1", "-i", "wan", "-m", "conntrack", "--ctstate",
+                        "DNAT", "-j", "ACCEPT").returncode == 0
+        result = self.run(router, "nft", "-f", "-", input=_MINIUPNPD_NFT)
+        assert result.returncode == 0, result.stderr
+        self.ip(router, "route", "add", "224.0.0.0/4", "dev", "lan")  # SSDP's multicast stays on the LAN
+        log = (self.scratch / "miniupnpd.log").open("ab")
+        self.daemons.append(subprocess.Popen(["ip", "netns", "exec", self.ns(router), "miniupnpd", "-d", "-f",
+                                              str(config), "-P", str(self.scratch / "miniupnpd.pid")],
+                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+
     def remove(self) -> None:
+        for daemon in self.daemons:
+            daemon.kill()
+            daemon.wait(timeout=10)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
         for name in reversed(self.created):
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
 
@@ -156,6 +191,36 @@ class NatBed:
             listener.wait(timeout=10)
 
 
+#: miniupnpd's configuration in ``NatBed.start_upnp``: UPnP IGD on the LAN side only, maps only
+#: for the home machine's own address (secure mode), unprivileged ports, rules in our own table
+_MINIUPNPD_CONF = """ext_ifname=wan
+listening_ip=lan
+port=5000
+enable_upnp=yes
+enable_natpmp=no
+secure_mode=yes
+system_uptime=yes
+uuid={uuid}
+upnp_table_name=miniupnpd
+upnp_nat_table_name=miniupnpd
+upnp_forward_chain=forward_upnp
+upnp_nat_chain=prerouting_upnp
+upnp_nat_postrouting_chain=postrouting_upnp
+allow 1024-65535 {lan}.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+"""
+#: the nftables table whose chains miniupnpd fills (what its nft_init.sh sets up, with our names)
+_MINIUPNPD_NFT = """table inet miniupnpd {
+  chain forward { type filter hook forward priority 0; policy accept; jump forward_upnp; }
+  chain forward_upnp { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_upnp; }
+  chain prerouting_upnp { }
+  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_upnp; }
+  chain postrouting_upnp { }
+}
+"""
+
+
 class NsNode(NodeProcess):
     """A ``symphony node`` inside a namespace, listening on ``host`` there; its API (on the
     namespace's own loopback) is asked from inside the namespace too."""
@@ -164,28 +229,55 @@ class NsNode(NodeProcess):
                  args: list[str]) -> None:
         super().__init__(data_dir, role, bootstrap=bootstrap, heartbeat=0.5, args=args)
         self.bed, self.role, self.host = bed, role, host
+        self.listen, self.api_addr = f"/ip4/{host}/tcp/4001", "127.0.0.1:8080"
+
+    def command(self) -> list[str]:
+        return ["ip", "netns", "exec", self.bed.ns(self.role), *super().command()]
 
     def start(self) -> NsNode:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = ["ip", "netns", "exec", self.bed.ns(self.role), sys.executable, "-m", "symphony", "node",
-               "--data-dir", str(self.data_dir), "--name", self.role, "--listen", f"/ip4/{self.host}/tcp/4001",
-               "--api", "127.0.0.1:8080", "--heartbeat", "0.5", "--anti-entropy", "1", *self.args]
-        for addr in self.bootstrap:
-            cmd += ["--bootstrap", addr]
-        log = (self.data_dir / "stdout.log").open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        super().start()
         return self
 
     def api(self, path: str, body: Any = None, timeout: float = 10) -> Any:
         code = ("import httpx,json,sys; a=sys.argv; b=json.loads(a[2]);"
-                "r=httpx.post(a[1],json=b,timeout=float(a[3])) if b is not None else httpx.get(a[1],timeout=5);"
+                "r=httpx.post(a[1],json=b,timeout=float(a[3])) if b is not None else httpx.get(a[1],timeout=float(a[3]));"
                 "print(json.dumps({'status': r.status_code, 'body': r.json()}))")
-        result = self.bed.run(self.role, sys.executable, "-c", code, f"http://127.0.0.1:8080{path}",
+        result = self.bed.run(self.role, sys.executable, "-c", code, f"http://{self.api_addr}{path}",
                               json.dumps(body), str(timeout), timeout=timeout + 10)
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
+
+class PointNode(NsNode):
+    """A bare meeting point in a namespace (``point_command``). Nodes that share only this point
+    share no ledger path: what they learn of each other they learn by rendezvous or the DHT."""
+
+    def __init__(self, bed: NatBed, role: str, host: str, data_dir: Path) -> None:
+        super().__init__(bed, role, host, data_dir, bootstrap=[], args=[])
+
+    def command(self) -> list[str]:
+        return ["ip", "netns", "exec", self.bed.ns(self.role), *point_command(self.listen, self.data_dir)]
+
+
+def point_command(listen: str, data_dir: Path) -> list[str]:
+    """A bare meeting point: a libp2p host with ``relay_service``, ``rendezvous_service`` and the
+    DHT and nothing else (no ledger, no API), as a community-run point could be. It writes
+    ``data_dir/node.json`` (pid, agent_id, addrs) like a node, so ``NodeProcess`` can run it."""
+    code = "import sys; from symphony.bench.nat import serve_point; serve_point(*sys.argv[1:])"
+    return [sys.executable, "-c", code, listen, str(data_dir / "node.json")]
+
+
+def serve_point(listen: str, info_path: str) -> None:
+    """Run ``point_command``'s host until killed."""
+
+    async def serve() -> None:
+        config = Libp2pConfig(listen=[listen], relay_service=True, rendezvous_service=True, dht=True)
+        async with open_libp2p_transport(Identity.generate(), config) as transport:
+            info = {"pid": os.getpid(), "agent_id": transport.peer_id, "addrs": transport.listen_addrs()}
+            Path(info_path).write_text(json.dumps(info))
+            await trio.sleep_forever()
+
+    trio.run(serve)
 
 
 QUESTION = "What is (17 + 25) * 2?"
@@ -193,17 +285,23 @@ QUESTION = "What is (17 + 25) * 2?"
 
 @dataclass(frozen=True)
 class NatBenchConfig:
-    """How much to measure: ``tries`` fresh home1 nodes, ``tasks`` questions on each connection kind."""
+    """How much to measure: ``tries`` fresh nodes (``fresh``: ``asker``, home1, or ``planner``, home2),
+    ``tasks`` questions on each connection kind."""
 
     tries: int = 20
     relayed_tries: int = 5
     tasks: int = 3
     punch_timeout_s: float = 30.0
+    fresh: str = "asker"
+
+    def __post_init__(self) -> None:
+        if self.fresh not in ("asker", "planner"):
+            raise ConfigError(f"fresh must be asker or planner, not {self.fresh!r}")
 
 
 @dataclass
 class Try:
-    """One fresh home1: what it took to join, and its questions' latencies by connection kind."""
+    """One fresh node: what it took to join, and its questions' latencies by connection kind."""
 
     nat: str  # router1's port mapping: "port-keeping" or "port-randomizing"
     first_task_s: float
@@ -237,13 +335,21 @@ def wan_bytes(bed: NatBed, router: str) -> int:
     return int(stats["rx"]["bytes"]) + int(stats["tx"]["bytes"])
 
 
-def one_try(bed: NatBed, relay: NsNode, home2: NsNode, data_dir: Path, cfg: NatBenchConfig, nat: str) -> Try:
-    """Start a fresh home1, time its first task served by home2, its relayed questions, the hole punch,
-    and its direct questions; home1 is killed at the end."""
+def home_node(bed: NatBed, role: str, relay: NsNode, data_dir: Path) -> NsNode:
+    """home1, the asker (no model), or home2, the planner (scripted:arith), bootstrapping to ``relay``."""
+    args = ["--model", "scripted:arith"] if role == "home2" else []
+    return NsNode(bed, role, f"{HOMES[role]}.2", data_dir, bootstrap=[relay.addr], args=args)
+
+
+def one_try(bed: NatBed, relay: NsNode, steady: NsNode, data_dir: Path, cfg: NatBenchConfig, nat: str) -> Try:
+    """Start a fresh node (``cfg.fresh``) beside the ``steady`` other home; time the first task asked at
+    home1 and planned by home2, the relayed questions, the hole punch, and the direct questions; the
+    fresh node is killed at the end."""
     started = time.monotonic()
-    home1 = NsNode(bed, "home1", f"{HOMES['home1']}.2", data_dir, bootstrap=[relay.addr], args=[]).start()
+    fresh = home_node(bed, "home1" if cfg.fresh == "asker" else "home2", relay, data_dir).start()
+    home1, home2 = (fresh, steady) if cfg.fresh == "asker" else (steady, fresh)
     try:
-        home1.wait_ready()
+        fresh.wait_ready()
         wait_for(lambda: ask(home1, home2), timeout=120, what="a first task served by home2", interval=0.2)
         result = Try(nat=nat, first_task_s=round(time.monotonic() - started, 2), punched_after_s=None)
         _relayed_tasks(bed, home1, home2, result, cfg)
@@ -256,7 +362,7 @@ def one_try(bed: NatBed, relay: NsNode, home2: NsNode, data_dir: Path, cfg: NatB
             result.direct_ms = [ms for ms in (ask(home1, home2) for _ in range(cfg.tasks)) if ms is not None]
         return result
     finally:
-        home1.kill()
+        fresh.kill()
 
 
 def _relayed_tasks(bed: NatBed, home1: NsNode, home2: NsNode, result: Try, cfg: NatBenchConfig) -> None:
@@ -288,11 +394,14 @@ def _randomize_ports(bed: NatBed, router: str) -> None:
 
 
 @contextmanager
-def running_bed(*, lan: bool = False) -> Iterator[NatBed]:
-    """A built bed (the two homes, or with ``lan`` the mDNS pair), removed on the way out whatever happened."""
-    bed = NatBed(uuid.uuid4().hex[:6])
+def running_bed(*, lan: bool = False, upnp: bool = False) -> Iterator[NatBed]:
+    """A built bed (the two homes, or with ``lan`` the mDNS pair; with ``upnp``, router1 is a UPnP
+    gateway on ``UPNP_PUBLIC``), removed on the way out whatever happened."""
+    bed = NatBed(uuid.uuid4().hex[:6], public=UPNP_PUBLIC if upnp else PUBLIC)
     try:
         bed.build_lan() if lan else bed.build()
+        if upnp:
+            bed.start_upnp("router1", "home1")
         yield bed
     finally:
         bed.remove()
@@ -316,15 +425,14 @@ def run_nat_bench(cfg: NatBenchConfig, out_dir: Path, console: Console) -> dict[
             relay = NsNode(bed, "public", f"{PUBLIC}.1", root / "relay", bootstrap=[], args=["--relay-service"])
             nodes.append(relay.start())
             relay.wait_ready()
-            home2 = NsNode(bed, "home2", f"{HOMES['home2']}.2", root / "home2", bootstrap=[relay.addr],
-                           args=["--model", "scripted:arith"])
-            nodes.append(home2.start())
-            home2.wait_ready()
+            steady = home_node(bed, "home2" if cfg.fresh == "asker" else "home1", relay, root / "steady")
+            nodes.append(steady.start())
+            steady.wait_ready()
             for index in range(cfg.tries + cfg.relayed_tries):
                 if index == cfg.tries:
                     _randomize_ports(bed, "router1")
                 nat = "port-keeping" if index < cfg.tries else "port-randomizing"
-                tries.append(one_try(bed, relay, home2, root / f"home1-{index}", cfg, nat))
+                tries.append(one_try(bed, relay, steady, root / f"fresh-{index}", cfg, nat))
                 console.print(f"try {index + 1}/{cfg.tries + cfg.relayed_tries}: {asdict(tries[-1])}")
         finally:
             for node in nodes:
@@ -361,7 +469,7 @@ def summarize(tries: list[Try]) -> dict[str, Any]:
 
 def markdown(summaries: dict[str, dict[str, Any]]) -> str:
     """One column per router1 NAT kind."""
-    names = list(summaries)
+    names = [name for name in summaries if summaries[name]["tries"]]
     table = ["| measure | " + " | ".join(f"router1 {name}" for name in names) + " |",
              "|---|" + "---|" * len(names)]
     rows = _rows(summaries[names[0]])
@@ -371,7 +479,7 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
 
 
 def _rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
-    return [("tries (fresh home1 joining relay + home2)", summary["tries"]),
+    return [("tries (a fresh node joining the relay and the other home)", summary["tries"]),
             ("start to first task served across the two NATs, median (s)", summary["first_task_s_median"]),
             ("hole punched (DCUtR) within the timeout", f"{summary['hole_punched']}/{summary['tries']}"),
             ("start to hole-punched, median (s)", summary["punched_after_s_median"]),

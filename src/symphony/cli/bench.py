@@ -172,6 +172,8 @@ def bench_nat(
     tasks: Annotated[int, typer.Option(help="Questions per try on each connection kind.")] = 3,
     punch_timeout: Annotated[float, typer.Option(help="Seconds after home1's first task to wait for the "
                                                       "hole punch.")] = 30.0,
+    fresh: Annotated[str, typer.Option(help="Which home starts fresh each try: asker (home1, no model) or "
+                                            "planner (home2, scripted:arith).")] = "asker",
     out: Annotated[Path, typer.Option(help="Directory for nat.json and nat.md.")] = Path("bench-results"),
 ) -> None:
     """Join from home (root only): network namespaces with two NATs and a relay; time to the first task,
@@ -180,7 +182,7 @@ def bench_nat(
 
     with config_errors_exit():
         run_nat_bench(NatBenchConfig(tries=tries, relayed_tries=relayed_tries, tasks=tasks,
-                                     punch_timeout_s=punch_timeout), out, console)
+                                     punch_timeout_s=punch_timeout, fresh=fresh), out, console)
 
 
 @bench_app.command("ledger")

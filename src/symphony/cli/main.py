@@ -209,6 +209,11 @@ def node(
     rendezvous: Annotated[bool | None, typer.Option("--rendezvous", help="Register at the --bootstrap peers that "
                                                     "serve rendezvous and dial the Symphony nodes registered "
                                                     "there.")] = None,
+    dht: Annotated[bool | None, typer.Option("--dht", help="Serve the Kademlia DHT with the peers this node "
+                                                           "connects to, announce this node there and dial the "
+                                                           "Symphony nodes it names.")] = None,
+    upnp: Annotated[bool | None, typer.Option("--upnp", help="Ask the home router (UPnP) to forward the listen "
+                                                             "port and publish its external address.")] = None,
     redundancy: Annotated[int | None, typer.Option(help="As a planner: executors per step, 1 or 2 (cross-checked) "
                                                         "when a question does not say. \\[default: 1]")] = None,
     hop_timeout: Annotated[str | None, typer.Option(help="As a planner: how long one executor may hold a step: "
@@ -237,7 +242,7 @@ def node(
              "max_task_records": max_task_records, "event_log_max_mb": event_log_max_mb,
              "event_log_keep": event_log_keep, "relay_service": relay_service,
              "reachability": reachability, "mdns": mdns,
-             "rendezvous_service": rendezvous_service, "rendezvous": rendezvous,
+             "rendezvous_service": rendezvous_service, "rendezvous": rendezvous, "dht": dht, "upnp": upnp,
              "privacy_sigma": privacy_sigma,
              "redundancy": redundancy, "hop_timeout": hop_timeout,
              "replans": replans, "disclosure": disclosure, "learn_republish_s": learn_republish_s,

@@ -37,7 +37,7 @@ from symphony.ledger.sync import MAX_SYNC_BYTES, SYNC_KIND, SYNC_PROTOCOL, AntiE
 from symphony.ledger.upkeep import Upkeep
 from symphony.protocol.envelope import ReplayGuard, parse_json
 from symphony.protocol.identity import Identity
-from symphony.protocol.messages import MAX_RECORD_BYTES, Heartbeat, LedgerRecord, SyncRequest
+from symphony.protocol.messages import MAX_RECORD_BYTES, Heartbeat, LedgerRecord, SyncRequest, record_addrs
 from symphony.transport.base import PeerEvent, Transport
 
 LEDGER_TOPIC = "symphony/ledger/1"
@@ -129,7 +129,7 @@ class LedgerService:
 
     async def register(self) -> LedgerRecord:
         """REGISTER: publish this agent's record with its current addresses."""
-        return await self._publish_own(addrs=self.transport.listen_addrs()[:8])
+        return await self._publish_own(addrs=record_addrs(self.transport.listen_addrs()))
 
     async def update(self, **fields: Any) -> LedgerRecord:
         """UPDATE(field, value): re-issue the record with new field values and push it."""

@@ -82,8 +82,9 @@ class Upkeep:
         if missing <= 0:
             return
         candidates = dial_candidates(ctx.ledger, me=ctx.agent_id, connected=connected, now=now)
-        for agent_id in ctx.rng.sample(candidates, min(missing, len(candidates))):
-            await self.dial(ctx.ledger.records[agent_id].addrs[0])
+        async with anyio.create_task_group() as tg:  # at once: one dead record must not hold up the live ones
+            for agent_id in ctx.rng.sample(candidates, min(missing, len(candidates))):
+                tg.start_soon(self.dial, ctx.ledger.records[agent_id].addrs[0])
         if len(candidates) < missing:
             await self._probe(connected, now, count=missing - len(candidates))
         if not ctx.transport.peers():

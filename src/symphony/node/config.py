@@ -45,6 +45,7 @@ from symphony.pipeline.tools import resolve_tools
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, HopTimeout
 from symphony.protocol.messages import Hardware
 from symphony.protocol.sharding import MAX_SHARDS
+from symphony.transport import REACHABILITY
 
 DEFAULT_API = "127.0.0.1:8470"
 #: Beyond this the noise is several times the signal: ranking by the published vector is random
@@ -127,8 +128,6 @@ def _check_multiaddr(addr: str, *, option: str, needs_peer: bool) -> None:
 
 #: node config keys bounding what a ``relay_service`` node grants (NodeConfig)
 RELAY_LIMIT_KEYS = ("relay_max_reservations", "relay_max_circuits", "relay_circuit_mb", "relay_circuit_seconds")
-#: ``--reachability``: ask (AutoNAT) or tell
-REACHABILITY = ("auto", "public", "private")
 
 
 @dataclass(frozen=True)
@@ -176,6 +175,10 @@ class NodeConfig:
     rendezvous_service: bool = False
     #: register at the bootstrap peers that serve rendezvous and dial the Symphony nodes registered there
     rendezvous: bool = False
+    #: serve the Kademlia DHT and find Symphony nodes through it (transport.dht): announces this node to DHT peers
+    dht: bool = False
+    #: ask the router (UPnP IGD) to forward the listen port and publish its external address first
+    upnp: bool = False
     #: DESIGN §2: published capability vector noised (sigma x each block's norm) and hardware coarsened; 0 = off
     privacy_sigma: float = 0.0
     #: fault knobs: this node's defaults as a planner for what a question leaves open (README "Fault knobs")
@@ -251,7 +254,7 @@ FILE_KEYS: dict[str, type] = {
     "shards": int, "max_task_records": int, "event_log_max_mb": float, "event_log_keep": int,
     "relay_service": bool, "relay_max_reservations": int, "relay_max_circuits": int, "relay_circuit_mb": int,
     "relay_circuit_seconds": int, "reachability": str, "mdns": bool,
-    "rendezvous_service": bool, "rendezvous": bool,
+    "rendezvous_service": bool, "rendezvous": bool, "dht": bool, "upnp": bool,
     "privacy_sigma": float,
     "redundancy": int, "hop_timeout": str, "replans": int, "disclosure": str,
     "learn_republish_s": float,
@@ -397,7 +400,8 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         **{key: values[key] for key in ("max_task_records", "event_log_max_mb", "event_log_keep", "relay_service",
                                          "privacy_sigma", "redundancy", "replans", "disclosure", "learn_republish_s")
            if key in values},
-        **{key: values[key] for key in (*RELAY_LIMIT_KEYS, "reachability", "mdns", "rendezvous_service", "rendezvous")
+        **{key: values[key] for key in (*RELAY_LIMIT_KEYS, "reachability", "mdns", "rendezvous_service", "rendezvous",
+                                         "dht", "upnp")
            if key in values},
         **({"hop_timeout": _hop_timeout(values["hop_timeout"])} if "hop_timeout" in values else {}),
         tools=() if values.get("no_tools") else tuple(split_list(values["tools"])) if "tools" in values else None,

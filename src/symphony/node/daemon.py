@@ -55,7 +55,7 @@ from symphony.node.snapshots import LedgerEntry, NodeStatus, PeerState, TaskProg
 from symphony.node.tasks import TaskBook, TaskRecord
 from symphony.pipeline.service import AskOptions, TaskFailed
 from symphony.protocol.identity import Identity
-from symphony.protocol.messages import LedgerRecord
+from symphony.protocol.messages import LedgerRecord, record_addrs
 from symphony.transport.base import PeerEvent
 from symphony.transport.libp2p import Libp2pConfig, Libp2pTransport, check_port_free, open_libp2p_transport
 from symphony.transport.reach import RelayServiceLimits
@@ -161,7 +161,8 @@ class Node:
         # without --relay-service refuses
         libp2p_config = Libp2pConfig(listen=cfg.listen, relay_service=cfg.relay_service, relays=tuple(cfg.bootstrap),
                                      relay_limits=relay_limits(cfg), reachability=cfg.reachability, mdns=cfg.mdns,
-                                     rendezvous_service=cfg.rendezvous_service, rendezvous=cfg.rendezvous)
+                                     rendezvous_service=cfg.rendezvous_service, rendezvous=cfg.rendezvous,
+                                     dht=cfg.dht, upnp=cfg.upnp)
         async with open_libp2p_transport(self.identity, libp2p_config) as transport:
             self._transport = transport
             self.runtime = AgentRuntime(
@@ -297,11 +298,14 @@ class Node:
             self.task_progress.observe(self.bus.publish("task_record", view))
 
     async def _publish_new_addrs(self, transport: Libp2pTransport) -> None:
-        """Re-issue our record when our addresses change (a relay slot granted or expired
-        adds or drops a /p2p-circuit address), checked once a heartbeat."""
+        """Re-issue our record when our addresses change: at once when a relay slot is granted
+        (a node behind NAT is unreachable until its record carries the /p2p-circuit address; at
+        the default 60 s heartbeat that wait was up to a minute), and checked once a heartbeat
+        (a slot expired)."""
         while True:
-            await trio.sleep(self.config.heartbeat_interval_s)
-            addrs = transport.listen_addrs()[:8]
+            with trio.move_on_after(self.config.heartbeat_interval_s):
+                await transport.wait_addrs_changed()
+            addrs = record_addrs(transport.listen_addrs())
             own = self.runtime.gossip.own_record
             if own is not None and list(own.addrs) != addrs:
                 await self.runtime.gossip.update(addrs=addrs)

@@ -27,11 +27,21 @@ MAX_RECORD_BYTES = 16 * 1024
 MAX_HEARTBEAT_BYTES = 1024
 MAX_VECTOR_DIMS = 256
 MAX_LAMPORT = 2**53
+#: addresses in one agent record (also what a node registers at a rendezvous point or in the DHT)
+MAX_ADDRS = 8
+#: characters in one multiaddr of a record
+MAX_ADDR_LEN = 256
 
 AgentId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_AGENT_ID_LEN)]
 ShortText = Annotated[str, StringConstraints(max_length=64)]
-Multiaddr = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^/")]
+Multiaddr = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ADDR_LEN, pattern=r"^/")]
 Availability = Literal["online", "busy", "leaving"]
+
+
+def record_addrs(addrs: list[str]) -> list[str]:
+    """The addresses a node publishes (its record, a rendezvous registration): the first
+    ``MAX_ADDRS`` of ``addrs`` that fit ``MAX_ADDR_LEN``, in order (reachable ones come first)."""
+    return [addr for addr in addrs if len(addr) <= MAX_ADDR_LEN][:MAX_ADDRS]
 
 
 def encode_vector(values: list[float]) -> str:
@@ -175,7 +185,7 @@ class LedgerRecord(_Signed):
     hardware: Hardware = Field(default_factory=Hardware)
     availability: Availability = "online"
     reputation: dict[AgentId, float] = Field(default_factory=dict, max_length=64)
-    addrs: list[Multiaddr] = Field(default_factory=list, max_length=8)
+    addrs: list[Multiaddr] = Field(default_factory=list, max_length=MAX_ADDRS)
     issued_at: int = Field(ge=0)
 
     @property

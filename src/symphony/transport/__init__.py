@@ -13,6 +13,7 @@
 
 from symphony.transport.base import (
     OFFENCE_REASONS,
+    REACHABILITY,
     MessageHandler,
     OffenceHandler,
     PeerEvent,
@@ -26,6 +27,7 @@ from symphony.transport.memory import LinkModel, MemoryNetwork, MemoryTransport
 
 __all__ = [
     "OFFENCE_REASONS",
+    "REACHABILITY",
     "LinkModel",
     "MemoryNetwork",
     "MemoryTransport",

@@ -68,6 +68,10 @@ class TransportOffence:
 
 OffenceHandler = Callable[[TransportOffence], None]
 
+#: how a node learns whether others can dial it (``--reachability``): ``auto`` asks (AutoNAT, in the
+#: libp2p engine), ``public`` and ``private`` tell
+REACHABILITY = ("auto", "public", "private")
+
 OFFENCE_REASONS = {
     "protocol_error": "a protocol handler failed on the peer's bytes (a frame that does not parse)",
     "invalid_message": "processing a pubsub message the peer forwarded failed",

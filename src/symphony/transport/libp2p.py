@@ -70,7 +70,8 @@ background discovery, no third-party servers). py-libp2p does more by default:
 - UPnP and bootstrap: not enabled (``new_host`` defaults; no bootstrap list). mDNS only
   with ``config.mdns`` (``transport.reach.LanDiscovery``): it dials whom it hears of.
   Rendezvous only with ``config.rendezvous``: it dials whom our relays (bootstrap peers)
-  have registered (``transport.reach.Rendezvous``).
+  have registered (``transport.reach.Rendezvous``). The Kademlia DHT only with
+  ``config.dht`` (``transport.dht``): its lookups dial the peers other DHT nodes name.
 - Relays: only the peers in ``config.relays`` are asked to dial us back (AutoNAT) and
   for a slot, once ``connect`` has reached them; py-libp2p's ``RelayDiscovery`` (probing every peer) is not run. Circuit
   relay v2 and DCUtR are wired in ``transport.reach``.
@@ -138,9 +139,17 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
 from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
-from symphony.transport.reach import REACHABILITY_SETTINGS, LanDiscovery, Reach, RelayServiceLimits, Rendezvous
-from symphony.transport.rpcmux import MUX_PROTOCOL, MuxClient, MuxFailure, MuxServer
+from symphony.transport.dht import Dht
+from symphony.transport.reach import (
+    LanDiscovery,
+    PortMapping,
+    Reach,
+    RelayServiceLimits,
+    Rendezvous,
+)
+from symphony.transport.rpcmux import MAX_PROTOCOL, MUX_PROTOCOL, MuxClient, MuxFailure, MuxServer
 from symphony.transport.base import (
+    REACHABILITY,
     MessageHandler,
     OffenceHandler,
     PeerEvent,
@@ -212,6 +221,10 @@ class Libp2pConfig:
         rendezvous_service: Serve rendezvous (``transport.reach.Rendezvous``).
         rendezvous: Register at each of ``relays`` once ``connect`` reaches it and dial
             the Symphony nodes registered there (``transport.reach.Rendezvous``).
+        dht: Serve the Kademlia DHT, add every peer ``connect`` reaches to it, announce us
+            there and dial the other Symphony nodes it names (``transport.dht``).
+        upnp: Ask the router (UPnP IGD) to forward our listen ports at start and list the
+            external address first (``transport.reach.PortMapping``).
     """
 
     listen: list[str]
@@ -233,6 +246,8 @@ class Libp2pConfig:
     mdns: bool = False
     rendezvous_service: bool = False
     rendezvous: bool = False
+    dht: bool = False
+    upnp: bool = False
 
     def __post_init__(self) -> None:
         _require(bool(self.listen), "listen must name at least one multiaddr")
@@ -252,8 +267,8 @@ class Libp2pConfig:
         )
         for addr in self.relays:
             _parse_peer_addr(addr)
-        _require(self.reachability in REACHABILITY_SETTINGS,
-                 f"reachability must be one of {', '.join(REACHABILITY_SETTINGS)}, not {self.reachability!r}")
+        _require(self.reachability in REACHABILITY,
+                 f"reachability must be one of {', '.join(REACHABILITY)}, not {self.reachability!r}")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -535,7 +550,9 @@ class Libp2pTransport:
         self._host = host
         self._reach = reach
         self._lan = LanDiscovery(host) if config.mdns else None
-        self._rendezvous = Rendezvous(host, service=config.rendezvous_service)
+        self._rendezvous = Rendezvous(host, service=config.rendezvous_service, addrs=self.listen_addrs)
+        self._dht = Dht(host, addrs=self.listen_addrs) if config.dht else None
+        self._upnp = PortMapping() if config.upnp else None
         self._relays = {_parse_peer_addr(addr).peer_id: addr for addr in config.relays}
         self._pubsub = pubsub
         self._config = config
@@ -577,12 +594,19 @@ class Libp2pTransport:
         return sorted(str(p) for p in self._host.get_mux().get_protocols() if p)
 
     def listen_addrs(self) -> list[str]:
-        """Our addresses, each ending in ``/p2p/<peer_id>``: first one through each relay we
-        hold a slot on (a node that asked for slots may be unreachable otherwise, and peers
-        dial the first address of a record), then the bound listen addresses (real ports)."""
+        """Our addresses, each ending in ``/p2p/<peer_id>``: first the router's external address
+        of each port UPnP mapped, then one through each relay we hold a slot on (a node that
+        asked for slots may be unreachable otherwise, and peers dial the first address of a
+        record), then the bound listen addresses (real ports)."""
         suffix = f"/p2p/{self._peer_id}"
+        mapped = [f"{addr}{suffix}" for addr in self._upnp.addrs()] if self._upnp is not None else []
         direct = [f"{addr}{suffix}" for addr in self._host.get_transport_addrs()]
-        return self._reach.circuit_addrs(self._peer_id) + direct
+        return mapped + self._reach.circuit_addrs(self._peer_id) + direct
+
+    async def wait_addrs_changed(self) -> None:
+        """Return once ``listen_addrs`` gained an address (a relay slot granted), so the ledger
+        record can carry it at once rather than at the next heartbeat (libp2p-specific)."""
+        await self._reach.wait_addrs_changed()
 
     def relay_slots(self) -> dict[str, str]:
         """Each relay we joined: ``"granted"`` or ``"refused"`` (its last answer to our slot
@@ -600,10 +624,14 @@ class Libp2pTransport:
             status["mdns"] = {"found": self._lan.found, "dropped": self._lan.dropped}
         if self._config.rendezvous or self._config.rendezvous_service:
             status["rendezvous"] = self._rendezvous.status()
+        if self._dht is not None:
+            status["dht"] = self._dht.status()
+        if self._upnp is not None:
+            status["upnp"] = self._upnp.status()
         return status
 
     async def _dial_found_peer(self, addr: str) -> bool:
-        """``connect`` for a peer mDNS or a rendezvous point told us of: True once connected; a
+        """``connect`` for a peer mDNS, a rendezvous point or the DHT told us of: True once connected; a
         failure is only logged (anyone may announce an address that does not answer)."""
         try:
             await self.connect(addr)
@@ -652,10 +680,17 @@ class Libp2pTransport:
         except (BaseLibp2pError, OSError, trio.BrokenResourceError) as exc:  # ConnectionError is an OSError
             raise PeerUnreachable(f"dial to {addr} failed: {exc}") from exc
         if info.peer_id in self._relays:
-            self._require_nursery().start_soon(self._reach.join_relay, info.peer_id, self._relays[info.peer_id])
-            if self._config.rendezvous:
-                self._require_nursery().start_soon(self._rendezvous.join, info.peer_id, self._dial_found_peer)
+            self._require_nursery().start_soon(self._join_relay, info.peer_id)
+        if self._dht is not None:
+            self._require_nursery().start_soon(self._dht.join, info.peer_id, self._dial_found_peer)
         return info.peer_id.to_base58()
+
+    async def _join_relay(self, relay: ID) -> None:
+        """Take a slot on ``relay`` if we need one, then (with ``rendezvous``) register there:
+        in this order, so the registration carries the ``/p2p-circuit`` address the slot gives."""
+        await self._reach.join_relay(relay, self._relays[relay])
+        if self._config.rendezvous:
+            await self._rendezvous.join(relay, self._dial_found_peer)
 
     async def _dial_circuit(self, peer: ID, maddr: Multiaddr) -> None:
         """Connect through a relay, unless already connected (``CircuitV2Transport.dial``
@@ -709,7 +744,7 @@ class Libp2pTransport:
         fails; this node keeps serving.
         """
         _check_protocol(protocol)
-        _require(len(protocol.encode()) <= 255, f"protocol id longer than 255 bytes: {protocol!r}")
+        _require(len(protocol.encode()) <= MAX_PROTOCOL, f"protocol id longer than {MAX_PROTOCOL} bytes: {protocol!r}")
         if not self._handlers:
             self._host.set_stream_handler(TProtocol(MUX_PROTOCOL), self._mux_server().serve)
         self._handlers[protocol] = handler
@@ -1109,6 +1144,11 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
                 await pubsub.wait_until_ready()
                 async with trio.open_nursery() as nursery:
                     await nursery.start(reach.run)
+                    if transport._dht is not None:
+                        await nursery.start(transport._dht.run)
+                    if transport._upnp is not None:  # before the first connect: AutoNAT then finds us public
+                        ports = [int(addr.value_for_protocol("tcp")) for addr in host.get_transport_addrs()]
+                        await transport._upnp.start(ports)
                     transport._start(nursery)
                     if transport._lan is not None:
                         nursery.start_soon(transport._lan.run, transport._dial_found_peer)
@@ -1117,6 +1157,9 @@ async def open_libp2p_transport(identity: Identity, config: Libp2pConfig) -> Asy
                     finally:
                         transport._begin_close()
                         nursery.cancel_scope.cancel()
+                        if transport._upnp is not None:
+                            with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT_S):
+                                await transport._upnp.stop()
         finally:
             await _close_host(host)
 

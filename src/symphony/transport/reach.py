@@ -47,6 +47,10 @@ Observed addresses never enter our signed ledger record nor what identify advert
   ``RENDEZVOUS_INTERVAL_S`` after, and dials the peers registered there (``Rendezvous``):
   peers beyond what one ledger holds (sharded ledgers, other bootstrap nodes' networks).
 
+- **UPnP** (``upnp``, off by default: it asks the router on the LAN): ``PortMapping`` asks the
+  home router (an Internet Gateway Device) to forward our listen port and publishes the
+  router's external address first, so peers dial us directly and AutoNAT finds us public.
+
 py-libp2p's ``RelayDiscovery`` (which probes every connected peer for the hop protocol)
 is not run: the node contacts only the relays it is told about.
 """
@@ -62,9 +66,11 @@ from libp2p.abc import IHost
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
 from libp2p.discovery.rendezvous import RendezvousClient, RendezvousService
 from libp2p.discovery.rendezvous.config import MIN_TTL
-from libp2p.discovery.rendezvous.messages import create_register_response_message
+from libp2p.discovery.rendezvous.errors import RendezvousError
+from libp2p.discovery.rendezvous.messages import create_register_message, create_register_response_message
 from libp2p.discovery.rendezvous.pb.rendezvous_pb2 import Message as RendezvousMessage
 from libp2p.discovery.mdns.mdns import MDNSDiscovery, create_mdns_discovery
+from libp2p.discovery.upnp.upnp import UpnpManager
 from libp2p.host.autonat.autonat import AutoNATService, AutoNATStatus
 from libp2p.host.basic_host import BasicHost
 from libp2p.peer.id import ID
@@ -78,13 +84,16 @@ from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
+from symphony.protocol.messages import MAX_ADDRS, record_addrs
+
 logger = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
-#: how long an AutoNAT dial-back (and the wait for its verdict) may take
-DIAL_BACK_TIMEOUT_S = 5.0
-#: ``Libp2pConfig.reachability``: ask AutoNAT, or what the node knows it is
-REACHABILITY_SETTINGS = ("auto", "public", "private")
+#: how long an AutoNAT dial-back may take (the asker waits twice that for the verdict). A NAT drops
+#: the dial-back's SYN without a word, so a node behind one learns it is private only when this runs
+#: out, and only then asks for the relay slot that makes it reachable: kept short. A dial-back over
+#: a slow link that takes longer makes a public node take a slot it did not need, no worse.
+DIAL_BACK_TIMEOUT_S = 2.0
 #: LAN peers heard of by mDNS and not dialed yet; more are dropped (and counted)
 _LAN_QUEUE = 16
 #: the rendezvous namespace Symphony nodes register under
@@ -188,6 +197,7 @@ class Reach:
         self._relay_addrs: dict[ID, str] = {}  # relay -> its address we dialed, for relays we hold a slot on
         self.slots: dict[str, str] = {}  # relay peer id -> "granted" or "refused" (the last answer)
         self._nursery: trio.Nursery | None = None
+        self._addrs_changed = trio.Event()  # set (and replaced) when a slot adds a circuit address
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve STOP (and HOP on a relay) and DCUtR until cancelled."""
@@ -249,7 +259,14 @@ class Reach:
         if granted:
             self._relay_addrs[relay] = relay_addr
             logger.info("holding a relay slot on %s", relay)
+            changed, self._addrs_changed = self._addrs_changed, trio.Event()
+            changed.set()
         return granted
+
+    async def wait_addrs_changed(self) -> None:
+        """Return once a relay slot adds a circuit address (an expired slot is not announced:
+        the caller also looks on its own schedule)."""
+        await self._addrs_changed.wait()
 
     async def _ask_slot(self, relay: ID) -> bool:
         assert self._nursery is not None
@@ -271,6 +288,49 @@ class Reach:
     def hole_punched(self) -> list[str]:
         """Peers DCUtR upgraded from relayed to direct."""
         return sorted(peer.to_base58() for peer in self._dcutr.punched)
+
+
+class PortMapping:
+    """UPnP port mapping (``symphony node --upnp``), with the external address published.
+
+    py-libp2p's ``enable_upnp`` (``BasicHost.run``) maps the listen port through ``UpnpManager``
+    but never adds the router's external address to the host's addresses: the mapping is there
+    and nobody learns of it. Here the same ``UpnpManager`` finds the gateway and maps each TCP
+    listen port (external port = internal port, as py-libp2p does), and ``addrs`` gives
+    ``/ip4/<external IP>/tcp/<port>``, which ``Libp2pTransport.listen_addrs`` puts first.
+    ``UpnpManager.discover`` refuses a gateway whose external address is private or reserved
+    (double NAT: that mapping reaches no one outside). ``state`` says what happened:
+    ``mapped``, ``no gateway`` (none answered, or only a double-NAT one) or ``refused`` (the
+    gateway said no to every port).
+    """
+
+    def __init__(self) -> None:
+        self._manager = UpnpManager()
+        self._ports: list[int] = []
+        self.state = "not started"
+
+    async def start(self, ports: list[int]) -> None:
+        """Find the gateway and map ``ports``; never raises (a node without a mapping is a node)."""
+        if not await self._manager.discover():
+            self.state = "no gateway"
+            return
+        self._ports = [port for port in ports if await self._manager.add_port_mapping(port, "TCP")]
+        self.state = "mapped" if self._ports else "refused"
+        logger.info("UPnP: %s, external address %s", self.state, self._manager.get_external_ip())
+
+    def addrs(self) -> list[str]:
+        """Our addresses on the router's external side, one per mapped port."""
+        external = self._manager.get_external_ip()
+        return [f"/ip4/{external}/tcp/{port}" for port in self._ports] if external else []
+
+    def status(self) -> dict[str, object]:
+        return {"state": self.state, "external": self.addrs()}
+
+    async def stop(self) -> None:
+        """Remove our mappings (a crashed node's expire with the router's lease)."""
+        ports, self._ports = self._ports, []
+        for port in ports:
+            await self._manager.remove_port_mapping(port, "TCP")
 
 
 class LanDiscovery:
@@ -309,7 +369,9 @@ class LanDiscovery:
             raise
         try:
             async for info in receive:
-                await self._dial(info, dial)
+                if await dial_announced(self._host, info, dial):
+                    self.found += 1
+                    logger.info("mDNS: connected to %s", info.peer_id)
         finally:
             peerDiscovery.unregister_peer_discovered_handler(heard)
             with trio.CancelScope(shield=True):
@@ -331,15 +393,6 @@ class LanDiscovery:
             self.dropped += 1
             logger.info("mDNS: %s dropped, %d LAN peers already waiting to be dialed", info.peer_id, _LAN_QUEUE)
 
-    async def _dial(self, info: PeerInfo, dial: Callable[[str], Awaitable[bool]]) -> None:
-        if info.peer_id == self._host.get_id() or self._host.get_network().get_connections(info.peer_id):
-            return
-        for addr in info.addrs:
-            if "/p2p-circuit" not in str(addr) and await dial(f"{addr}/p2p/{info.peer_id}"):
-                self.found += 1
-                logger.info("mDNS: connected to %s at %s", info.peer_id, addr)
-                return
-
 
 class _SymphonyRendezvous(RendezvousService):
     """``RendezvousService`` for ``RENDEZVOUS_NAMESPACE`` only: py-libp2p's caps registrations
@@ -348,13 +401,17 @@ class _SymphonyRendezvous(RendezvousService):
 
     def __init__(self, host: IHost) -> None:
         super().__init__(host)
-        self.refused = 0  # registrations under another namespace
+        self.refused = 0  # registrations under another namespace, or with more than MAX_ADDRS addresses
 
     def _handle_register(self, peer_id: ID, register_msg: RendezvousMessage.Register) -> RendezvousMessage:
+        status = RendezvousMessage.ResponseStatus
         if register_msg.ns != RENDEZVOUS_NAMESPACE:
             self.refused += 1
-            return create_register_response_message(RendezvousMessage.ResponseStatus.E_INVALID_NAMESPACE,
+            return create_register_response_message(status.E_INVALID_NAMESPACE,
                                                     f"only namespace {RENDEZVOUS_NAMESPACE!r} is served here")
+        if len(register_msg.peer.addrs) > MAX_ADDRS:  # py-libp2p bounds each address's length, not their number
+            self.refused += 1
+            return create_register_response_message(status.E_INVALID_PEER_INFO, f"more than {MAX_ADDRS} addresses")
         return super()._handle_register(peer_id, register_msg)
 
 
@@ -368,8 +425,9 @@ class Rendezvous:
     rendezvous or answers garbage is counted (``failed``) and asked again next round.
     """
 
-    def __init__(self, host: IHost, *, service: bool) -> None:
+    def __init__(self, host: IHost, *, service: bool, addrs: Callable[[], list[str]]) -> None:
         self._host = host
+        self._addrs = addrs
         self._service = _SymphonyRendezvous(host) if service else None
         self._points: set[ID] = set()  # points with a running registration loop
         self.registered: list[str] = []  # points that accepted our registration
@@ -400,7 +458,7 @@ class Rendezvous:
         client = RendezvousClient(self._host, point)
         try:
             with trio.fail_after(_RENDEZVOUS_TIMEOUT_S):
-                await client.register(RENDEZVOUS_NAMESPACE, ttl=_RENDEZVOUS_TTL)
+                await self._register(client)
                 peers, _ = await client.discover(RENDEZVOUS_NAMESPACE, limit=_RENDEZVOUS_LIMIT)
         # a point without the protocol fails stream negotiation; a hostile one can make
         # RendezvousClient.discover's parse_peer_info raise on bad bytes (ValueError and others)
@@ -414,14 +472,35 @@ class Rendezvous:
         for info in peers[:_RENDEZVOUS_LIMIT]:
             if info.peer_id != self._host.get_id():
                 self.discovered.add(info.peer_id.to_base58())
-                await self._dial(info, dial)
+                if await dial_announced(self._host, info, dial):
+                    self.dialed += 1
 
-    async def _dial(self, info: PeerInfo, dial: Callable[[str], Awaitable[bool]]) -> None:
-        if self._host.get_network().get_connections(info.peer_id):
-            return
-        for addr in info.addrs:
-            text = str(addr)
-            target = text if "/p2p/" in text else f"{text}/p2p/{info.peer_id}"
-            if await dial(target):
-                self.dialed += 1
-                return
+    async def _register(self, client: RendezvousClient) -> None:
+        """Register the addresses of our record, reachable ones (``/p2p-circuit``) first.
+
+        ``RendezvousClient.register`` would send ``host.get_addrs()``: the bound addresses only,
+        which nobody can dial when we are behind NAT. ``create_register_message`` strips the
+        last ``/p2p/<us>`` of each (a circuit address keeps its relay's ``/p2p/<relay>``)."""
+        addrs = [Multiaddr(addr) for addr in record_addrs(self._addrs())]
+        message = create_register_message(RENDEZVOUS_NAMESPACE, self._host.get_id(), addrs, _RENDEZVOUS_TTL)
+        response = await client._send_message(message)  # what RendezvousClient.register sends with
+        status = RendezvousMessage.ResponseStatus
+        if response is None or response.type != RendezvousMessage.REGISTER_RESPONSE:
+            raise RendezvousError(status.E_INTERNAL_ERROR, "no registration answer")
+        if response.registerResponse.status != status.OK:
+            raise RendezvousError(response.registerResponse.status, response.registerResponse.statusText)
+
+
+async def dial_announced(host: IHost, info: PeerInfo, dial: Callable[[str], Awaitable[bool]]) -> bool:
+    """Dial a peer someone announced (mDNS, a rendezvous point, the DHT) at the first of its
+    addresses, at most ``MAX_ADDRS``, that connects; True once connected by us. Ourselves and
+    peers already connected are skipped. Announced addresses may lack the peer's own
+    ``/p2p/<id>`` (a circuit one still names its relay's)."""
+    if info.peer_id == host.get_id() or host.get_network().get_connections(info.peer_id):
+        return False
+    suffix = f"/p2p/{info.peer_id}"
+    for addr in info.addrs[:MAX_ADDRS]:
+        text = str(addr)
+        if await dial(text if text.endswith(suffix) else text + suffix):
+            return True
+    return False

@@ -50,9 +50,10 @@ logger = logging.getLogger(__name__)
 MUX_PROTOCOL = "/symphony/rpc/1.0.0"
 _REQUEST, _REPLY, _FAILURE = 0, 1, 2
 _HEAD = struct.Struct(">BI")
-_MAX_PROTOCOL = 255
+#: bytes in a protocol id (one length byte on the wire; also what ``Libp2pTransport.set_handler`` accepts)
+MAX_PROTOCOL = 255
 # a frame's bytes beyond its payload: head, protocol length and the longest protocol
-FRAME_OVERHEAD = _HEAD.size + 1 + _MAX_PROTOCOL
+FRAME_OVERHEAD = _HEAD.size + 1 + MAX_PROTOCOL
 
 Answer = Callable[[str, str, bytes], Awaitable[bytes | None]]
 """``(peer, protocol, payload)`` -> the reply, or None when the handler failed (it logs why)."""
@@ -75,8 +76,8 @@ class _Offence(Exception):
 
 def encode_request(rid: int, protocol: str, payload: bytes) -> bytes:
     name = protocol.encode()
-    if len(name) > _MAX_PROTOCOL:
-        raise ValueError(f"protocol id longer than {_MAX_PROTOCOL} bytes: {protocol!r}")
+    if len(name) > MAX_PROTOCOL:
+        raise ValueError(f"protocol id longer than {MAX_PROTOCOL} bytes: {protocol!r}")
     return _HEAD.pack(_REQUEST, rid) + bytes([len(name)]) + name + payload
 
 
