@@ -54,10 +54,11 @@ from symphony.board import (
     TeamAgent,
     TeamConfig,
     merged,
+    passing,
 )
+from symphony.errors import ConfigError
 from symphony.llm import TimedModel
 from symphony.protocol import Identity
-from symphony.sandbox import run_python
 from symphony.transport import LinkModel, MemoryNetwork
 
 DATA = Path(__file__).parent / "teams_data"
@@ -101,6 +102,22 @@ def structure(functions: Sequence[Function], p: float) -> TaskGraph:
     return TaskGraph(tuple(subtasks))
 
 
+def library_task(theme: str, p: float) -> tuple[TaskGraph, dict[str, str]]:
+    """A library as a team task for real nodes: each spec is the function's signature and docstring (an
+    agent must know the arguments), each test ``test_<name>`` keyed by the sub-task it scores.
+
+    Raises:
+        ConfigError: ``theme`` is not one of ``THEMES``.
+    """
+    if theme not in THEMES:
+        raise ConfigError(f"unknown library {theme!r}; one of {list(THEMES)}")
+    functions = load_library(theme)
+    graph = structure(functions, p)
+    specs = {f.name: f"{f.reference.splitlines()[0]}\n    \"\"\"{f.spec}\"\"\"" for f in functions}
+    subtasks = tuple(Subtask(s.id, specs[s.id], s.depends_on, s.cost) for s in graph.subtasks)
+    return TaskGraph(subtasks), {f.name: f.test for f in functions}
+
+
 def linearized(graph: TaskGraph) -> TaskGraph:
     """The same sub-tasks as one chain in plan order: what our linear chains run today."""
     ids = graph.ids
@@ -117,9 +134,8 @@ def count_passing(functions: Sequence[Function], code: dict[str, str], *, timeou
 
     The whole library is defined first, so a function may call the others it depends on.
     """
-    library = "import math\n\n" + "\n\n".join(code.get(f.name, "") for f in functions)
-    return sum(run_python(f"{library}\n\n{f.test}\n\ntest_{f.name}()\n", timeout_s=timeout_s).passed
-               for f in functions)
+    return sum(passing([f.name for f in functions], code, {f.name: f.test for f in functions},
+                       timeout_s=timeout_s).values())
 
 
 # -- one run --------------------------------------------------------------------------------------
@@ -378,5 +394,5 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Fault", "Function", "TeamRun", "TeamsConfig", "amdahl", "linearized", "load_library", "one_run",
-           "run_teams_bench", "simulate", "structure", "count_passing"]
+__all__ = ["Fault", "Function", "TeamRun", "TeamsConfig", "amdahl", "library_task", "linearized", "load_library",
+           "one_run", "run_teams_bench", "simulate", "structure", "count_passing"]
