@@ -213,9 +213,18 @@ class TeamService:
         if self.model is not None:
             team.agent = TeamAgent(replica, self._executor(team), self.timings.team_config(),
                                    random.Random(self.rng.random()))
-            self._nursery.start_soon(team.agent.run)
-        self._nursery.start_soon(self._watch, team)
+        self._nursery.start_soon(self._work, team)
         return team
+
+    async def _work(self, team: Team) -> None:
+        """A joiner first pulls the poster's board: entries posted before the announcement reached us were
+        dropped as ``entry_unknown_board``, and an agent blind to a claim would claim the same sub-task."""
+        if team.poster != self.me:
+            await self._pull(team, team.poster)
+        if team.agent is not None:
+            assert self._nursery is not None
+            self._nursery.start_soon(team.agent.run)
+        await self._watch(team)
 
     def _may_post(self, author: str) -> bool:
         return author == self.me or self.is_member(author)
@@ -311,21 +320,27 @@ class TeamService:
                 while not team.complete():
                     await team.replica.changed()
             if not team.complete():
-                await self._pull(team)
-        team.finished_at = self.clock()  # the agent's loop ends by itself once it sees the board complete
+                await self._pull(team, self._random_author(team))
+        finished_at = self.clock()  # the agent's loop ends by itself once it sees the board complete
         if team.poster == self.me and team.tests:
             await self._score(team)
+        team.finished_at = finished_at  # "done" once the score is in
         self.emit("team_done", {"board": team.board.board_id, "seconds": round(team.finished_at - team.posted_at, 3),
                                 "passed": None if team.passed is None else sum(team.passed.values())})
 
-    async def _pull(self, team: Team) -> None:
+    def _random_author(self, team: Team) -> str | None:
+        """A connected peer that wrote on the board (or posted it): one that holds its entries."""
         authors = {e.author for e in team.board.all_entries()} | {team.poster}
         peers = [p for p in self.transport.peers() if p in authors]
-        if peers:
-            try:
-                await team.replica.pull(self.rng.choice(peers))
-            except TransportError:
-                self.rejected["sync_failed"] += 1
+        return self.rng.choice(peers) if peers else None
+
+    async def _pull(self, team: Team, peer: str | None) -> None:
+        if peer is None:
+            return
+        try:
+            await team.replica.pull(peer)
+        except TransportError:
+            self.rejected["sync_failed"] += 1
 
     async def _score(self, team: Team) -> None:
         order = team.board.current_graph().ids
