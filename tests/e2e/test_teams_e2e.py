@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
+from symphony.bench.teams import word_problems
 from symphony.board.entries import MAX_ENTRY_BYTES, Claim
 from symphony.board.service import ANNOUNCE_KIND, ENTRIES_TOPIC, TEAMS_TOPIC
 from symphony.protocol.envelope import seal
@@ -153,3 +155,25 @@ def test_symphony_team_posts_a_graph_and_prints_the_sandboxed_test_score(swarm: 
     assert view["status"] == "done" and view["subtasks_done"] == 3
     assert view["tests"]["by_subtask"] == {"f0": True, "f1": True, "f2": False}, view
     assert view["agent"]["executed"] == 3 and view["conflicts"] == 0
+
+
+def test_multi_part_word_problems_run_their_parts_at_once_on_different_nodes(swarm: Swarm) -> None:
+    """Our multi-part word problems on 3 ``scripted:parts`` nodes: each plan is a DAG, its independent parts are
+    all sent before any returns (overlapping spans) to different executors, and the combining step waits for all."""
+    nodes = [swarm.spawn("w0", args=("--model", "scripted:parts")).wait_ready()]
+    nodes += [swarm.spawn(f"w{i}", bootstrap=nodes[0], args=("--model", "scripted:parts")) for i in (1, 2)]
+    for node in nodes:
+        node.wait_ready()
+    wait_for(lambda: all(len(n.ledger()) == 3 for n in nodes), timeout=30, what="every node holds 3 records")
+    for problem in word_problems():
+        question = f"{problem.question} Work it out as {problem.expression}."
+        response = httpx.post(str(nodes[0].info["api"]) + "/v1/tasks", timeout=60,
+                              json={"question": question, "cots": 1, "max_steps": 6, "wait": True, "deadline_s": 50})
+        record = response.json()
+        assert record["status"] == "done" and record["answer"] == problem.answer, (problem.id, record)
+        steps = record["trace"]["chains"][0]["trace"]["steps"]
+        parts, final = [s for s in steps if not s["depends_on"]], steps[-1]
+        assert len(parts) == len(problem.parts) and final["depends_on"] == sorted(s["index"] for s in parts)
+        assert max(s["started_at"] for s in parts) < min(s["finished_at"] for s in parts), "parts ran one by one"
+        assert final["started_at"] >= max(s["finished_at"] for s in parts)
+        assert len({s["executor"] for s in parts}) >= 2, "parts out at once prefer different executors"

@@ -121,6 +121,24 @@ def library_task(theme: str, p: float) -> tuple[TaskGraph, dict[str, str]]:
     return TaskGraph(subtasks), {f.name: f.test for f in functions}
 
 
+@dataclass(frozen=True)
+class WordProblem:
+    """A multi-part word problem (``teams_data/word_problems.json``): independent ``parts``, one combining step."""
+
+    id: str
+    question: str
+    parts: tuple[str, ...]
+    expression: str  # the same problem, parenthesised: what the ``scripted:parts`` test double plans from
+    answer: str
+
+
+@functools.cache
+def word_problems() -> tuple[WordProblem, ...]:
+    """Our multi-part word problems for the question path (written for issue #21, not from a public set)."""
+    data = json.loads((DATA / "word_problems.json").read_text())
+    return tuple(WordProblem(p["id"], p["question"], tuple(p["parts"]), p["expression"], p["answer"])
+                 for p in data["problems"])
+
 def linearized(graph: TaskGraph) -> TaskGraph:
     """The same sub-tasks as one chain in plan order: what our linear chains run today."""
     ids = graph.ids
@@ -460,5 +478,7 @@ def real_markdown(result: dict[str, Any]) -> str:
               for r in result["rows"]]
     return "\n".join(lines) + "\n"
 
-__all__ = ["Fault", "Function", "TeamRun", "TeamsConfig", "amdahl", "library_task", "linearized", "load_library",
-           "one_run", "real_markdown", "run_real_teams", "run_teams_bench", "simulate", "structure", "count_passing"]
+
+__all__ = ["Fault", "Function", "TeamRun", "TeamsConfig", "WordProblem", "amdahl", "count_passing", "library_task",
+           "linearized", "load_library", "one_run", "real_markdown", "run_real_teams", "run_teams_bench", "simulate",
+           "structure", "word_problems"]
