@@ -223,8 +223,16 @@ class TeamService:
             await self._pull(team, team.poster)
         if team.agent is not None:
             assert self._nursery is not None
-            self._nursery.start_soon(team.agent.run)
+            self._nursery.start_soon(self._run_agent, team, team.agent)
         await self._watch(team)
+
+    async def _run_agent(self, team: Team, agent: TeamAgent) -> None:
+        """The agent's loop; if it fails, the board goes on without this node's work, and the node goes on."""
+        try:
+            await agent.run()
+        except Exception as exc:  # a model backend's unexpected error must not take the node down
+            logger.exception("team agent on board %s failed", team.board.board_id)
+            self.emit("team_agent_failed", {"board": team.board.board_id, "error": str(exc)[:300]})
 
     def _may_post(self, author: str) -> bool:
         return author == self.me or self.is_member(author)
@@ -370,7 +378,10 @@ class TeamService:
         else:
             team.replica.offer(entry)
 
-    async def _on_blob(self, _source: str, data: bytes) -> None:
+    async def _on_blob(self, source: str, data: bytes) -> None:
+        if not self._may_post(source):
+            self.rejected["blob_not_member"] += 1
+            return
         try:
             blob = parse_json(data, limit=MAX_BLOB_BYTES)
         except PeerError as exc:
