@@ -420,10 +420,11 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def run_real_teams(model: str, theme: str, p: float, sizes: Sequence[int], out_dir: Path, *,
-                   timeout_s: float = 1800.0, console: Console | None = None) -> dict[str, Any]:
+                   timeout_s: float = 3600.0, console: Console | None = None) -> dict[str, Any]:
     """For each N: N ``symphony node`` processes with ``model`` build library ``theme`` (posted to the
     first), and the poster scores it in the sandbox. All nodes share this machine's cores, each llama
-    model with ``cores // N`` threads (at least 1), so this measures correctness, not speed.
+    model with ``$SYMPHONY_LLAMA_THREADS`` threads, else ``cores // N`` (at least 1), so this measures
+    correctness, not speed.
 
     Writes ``teams-real.json`` and ``teams-real.md`` under ``out_dir``."""
     say: Callable[[str], None] = console.print if console else print
@@ -440,7 +441,7 @@ def run_real_teams(model: str, theme: str, p: float, sizes: Sequence[int], out_d
 
 
 def _real_run(model: str, theme: str, p: float, n: int, root: Path, *, timeout_s: float) -> dict[str, Any]:
-    threads = str(max(1, (os.cpu_count() or 1) // n))
+    threads = os.environ.get("SYMPHONY_LLAMA_THREADS") or str(max(1, (os.cpu_count() or 1) // n))
     with open_process_swarm(root) as swarm:
         nodes = [swarm.spawn("t0", args=("--model", model), env={"SYMPHONY_LLAMA_THREADS": threads}).wait_ready()]
         nodes += [swarm.spawn(f"t{i}", bootstrap=nodes[0], args=("--model", model),
