@@ -182,3 +182,15 @@ def test_backoff_is_jittered_and_capped() -> None:
     draws = [backoff_s(3, random.Random(s)) for s in range(20)]
     assert all(0 <= d <= 0.4 for d in draws) and len(set(draws)) > 1
     assert backoff_s(30, random.Random(0)) <= 2.0
+
+
+def test_a_gap_that_arrives_after_the_graph_was_read_changes_the_graph() -> None:
+    """The gap-applied graph is cached per set of gaps: a new gap must still show (the cache is cleared)."""
+    b = board()
+    assert b.current_graph() is b.current_graph()  # computed once while no gap arrives
+    b.add(claim(A, "s1", 0))
+    assert b.current_graph().ids == ["s1", "s2", "s3"]
+    b.add(gap(B, "g1", "s2", 20))
+    assert b.current_graph().ids == ["s1", "s2", "s3", "g1"] and "g1" in b.current_graph()["s2"].depends_on
+    b.add(gap(C, "g9", "nope", 30))
+    assert [g.subtask for g in b.refused_gaps()] == ["g9"]

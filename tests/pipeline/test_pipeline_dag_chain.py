@@ -195,3 +195,25 @@ async def test_independent_steps_run_at_the_same_time_on_different_executors(aut
     assert steps[0]["executor"] != steps[1]["executor"]
     final_prompt = seen[-1]
     assert "How many apples are in the boxes?" in final_prompt and "How many apples does Tom eat?" in final_prompt
+
+
+def test_a_replan_in_a_dag_never_shows_one_step_index_twice() -> None:
+    """Step 0 fails, step 1 stands (renumbered 0 in the new plan): the trace keeps step 1 as 1, the failed
+    step as 0, and the re-planned steps take fresh indices 2 and 3, their depends_on in the same numbering."""
+    chain = dag(outcome("a"), outcome("b"), outcome("c"), replans=1)
+    first, second = chain.next_action(now_ms=0), chain.next_action(now_ms=0)
+    chain.step_result(first.candidate, failed(), rtt_ms=1.0, index=0)
+    while isinstance(chain.next_action(now_ms=0), BeaconStep):
+        chain.step_beaconed(outcome(), waited_ms=0.0, index=0)
+    chain.step_result(second.candidate, ok("11"), rtt_ms=1.0, index=1)
+    while not isinstance(chain.next_action(now_ms=0), Replan):
+        pass
+    chain.replanned(("What is 3 * 4?", PARTS[2]), (outcome("d"), outcome("e")), waited_ms=1.0, depends_on=((), (0,)))
+    while not isinstance(action := chain.next_action(now_ms=0), ChainDone):
+        if isinstance(action, SendStep):
+            chain.step_result(action.candidate, ok("12" if action.index == 1 else "23"), rtt_ms=1.0,
+                              index=action.index)
+    assert action.ok and action.answer == "23"
+    traced = [(s.index, s.ok, s.depends_on) for s in action.steps]
+    assert traced == [(0, False, ()), (1, True, ()), (2, True, (1,)), (3, True, (2,))], traced
+    assert len({s.index for s in action.steps}) == len(action.steps)

@@ -9,6 +9,7 @@ when ``--api`` binds a non-loopback address or the node runs with ``--api-auth t
 - ``POST /v1/node/record``       UPDATE(field, value) of this node's own record
 - ``POST /v1/tasks``             ask the network a question (``wait: true`` blocks until answered)
 - ``GET  /v1/tasks/{task_id}``   a question's status, answer and trace
+- ``POST /v1/teams``, ``GET /v1/teams[/{board}]``  team tasks on the shared task board (``api.teams``)
 - ``GET  /v1/events``            Server-Sent Events: a ``snapshot`` first, then live events (``api.events``)
 - ``GET  /`` or ``/dashboard``   the live dashboard (one self-contained page fed by ``/v1/events``)
 - ``GET  /metrics``              Prometheus text format (``api.metrics``)
@@ -48,6 +49,7 @@ from symphony.api.anthropic_compat import anthropic_routes
 from symphony.api.ollama_compat import ollama_routes
 from symphony.api.openai_compat import error_response, is_openai_path, openai_routes
 from symphony.api.openai_request import OpenAIError
+from symphony.api.teams import team_routes
 from symphony.api.views import ledger_view, node_view, peers_view, snapshot
 from symphony.ledger.store import QueryFilter
 from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG
@@ -201,6 +203,7 @@ def create_app(node: NodeApi, *, token: str | None) -> ASGIApp:
             *anthropic_routes(node),
             Route("/v1/tasks", create_task, methods=["POST"]),
             Route("/v1/tasks/{task_id}", get_task),
+            *team_routes(node),
             Route("/v1/node", get_node),
             Route("/v1/peers", get_peers),
             Route("/v1/ledger", get_ledger),

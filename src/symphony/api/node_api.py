@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from symphony.board import TeamService
 from symphony.ledger.store import QueryFilter
 from symphony.node.bus import Event, EventBus
 from symphony.node.snapshots import LedgerEntry, NodeStatus, PeerState
@@ -37,6 +38,10 @@ class NodeApi(Protocol):
     @property
     def registry(self) -> CollectorRegistry:
         """The node's Prometheus series; the API adds its own (``GET /metrics`` renders it)."""
+
+    @property
+    def teams(self) -> TeamService | None:
+        """The node's shared task boards (``/v1/teams``); None until the node runs."""
 
     def now(self) -> float:
         """The node's wall clock: the only time the API reads."""

@@ -30,6 +30,7 @@ import ast
 import functools
 import json
 import logging
+import os
 import random
 import statistics
 from collections import Counter
@@ -54,10 +55,13 @@ from symphony.board import (
     TeamAgent,
     TeamConfig,
     merged,
+    passing,
 )
+from symphony.errors import ConfigError
 from symphony.llm import TimedModel
 from symphony.protocol import Identity
-from symphony.sandbox import run_python
+from symphony.testing import open_swarm as open_process_swarm
+from symphony.testing import wait_for
 from symphony.transport import LinkModel, MemoryNetwork
 
 DATA = Path(__file__).parent / "teams_data"
@@ -101,6 +105,40 @@ def structure(functions: Sequence[Function], p: float) -> TaskGraph:
     return TaskGraph(tuple(subtasks))
 
 
+def library_task(theme: str, p: float) -> tuple[TaskGraph, dict[str, str]]:
+    """A library as a team task for real nodes: each spec is the function's signature and docstring (an
+    agent must know the arguments), each test ``test_<name>`` keyed by the sub-task it scores.
+
+    Raises:
+        ConfigError: ``theme`` is not one of ``THEMES``.
+    """
+    if theme not in THEMES:
+        raise ConfigError(f"unknown library {theme!r}; one of {list(THEMES)}")
+    functions = load_library(theme)
+    graph = structure(functions, p)
+    specs = {f.name: f"{f.reference.splitlines()[0]}\n    \"\"\"{f.spec}\"\"\"" for f in functions}
+    subtasks = tuple(Subtask(s.id, specs[s.id], s.depends_on, s.cost) for s in graph.subtasks)
+    return TaskGraph(subtasks), {f.name: f.test for f in functions}
+
+
+@dataclass(frozen=True)
+class WordProblem:
+    """A multi-part word problem (``teams_data/word_problems.json``): independent ``parts``, one combining step."""
+
+    id: str
+    question: str
+    parts: tuple[str, ...]
+    expression: str  # the same problem, parenthesised: what the ``scripted:parts`` test double plans from
+    answer: str
+
+
+@functools.cache
+def word_problems() -> tuple[WordProblem, ...]:
+    """Our multi-part word problems for the question path (written for issue #21, not from a public set)."""
+    data = json.loads((DATA / "word_problems.json").read_text())
+    return tuple(WordProblem(p["id"], p["question"], tuple(p["parts"]), p["expression"], p["answer"])
+                 for p in data["problems"])
+
 def linearized(graph: TaskGraph) -> TaskGraph:
     """The same sub-tasks as one chain in plan order: what our linear chains run today."""
     ids = graph.ids
@@ -117,9 +155,8 @@ def count_passing(functions: Sequence[Function], code: dict[str, str], *, timeou
 
     The whole library is defined first, so a function may call the others it depends on.
     """
-    library = "import math\n\n" + "\n\n".join(code.get(f.name, "") for f in functions)
-    return sum(run_python(f"{library}\n\n{f.test}\n\ntest_{f.name}()\n", timeout_s=timeout_s).passed
-               for f in functions)
+    return sum(passing([f.name for f in functions], code, {f.name: f.test for f in functions},
+                       timeout_s=timeout_s).values())
 
 
 # -- one run --------------------------------------------------------------------------------------
@@ -378,5 +415,71 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Fault", "Function", "TeamRun", "TeamsConfig", "amdahl", "linearized", "load_library", "one_run",
-           "run_teams_bench", "simulate", "structure", "count_passing"]
+
+# -- a real-model correctness run on real nodes ------------------------------------------------------
+
+
+def run_real_teams(model: str, theme: str, p: float, sizes: Sequence[int], out_dir: Path, *,
+                   timeout_s: float = 3600.0, console: Console | None = None) -> dict[str, Any]:
+    """For each N: N ``symphony node`` processes with ``model`` build library ``theme`` (posted to the
+    first), and the poster scores it in the sandbox. All nodes share this machine's cores, each llama
+    model with ``$SYMPHONY_LLAMA_THREADS`` threads, else ``cores // N`` (at least 1), so this measures
+    correctness, not speed.
+
+    Writes ``teams-real.json`` and ``teams-real.md`` under ``out_dir``."""
+    say: Callable[[str], None] = console.print if console else print
+    rows = []
+    for n in sizes:
+        rows.append(_real_run(model, theme, p, n, out_dir / f"nodes-{n}", timeout_s=timeout_s))
+        say(f"N={n}: {rows[-1]}")
+    result = {"model": model, "theme": theme, "p": p, "cores": os.cpu_count(), "rows": rows}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "teams-real.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out_dir / "teams-real.md").write_text(real_markdown(result))
+    say(real_markdown(result))
+    return result
+
+
+def _real_run(model: str, theme: str, p: float, n: int, root: Path, *, timeout_s: float) -> dict[str, Any]:
+    threads = os.environ.get("SYMPHONY_LLAMA_THREADS") or str(max(1, (os.cpu_count() or 1) // n))
+    with open_process_swarm(root) as swarm:
+        nodes = [swarm.spawn("t0", args=("--model", model), env={"SYMPHONY_LLAMA_THREADS": threads}).wait_ready()]
+        nodes += [swarm.spawn(f"t{i}", bootstrap=nodes[0], args=("--model", model),
+                              env={"SYMPHONY_LLAMA_THREADS": threads}) for i in range(1, n)]
+        for node in nodes:
+            node.wait_ready(timeout=120)
+        wait_for(lambda: all(len(x.ledger()) == n for x in nodes), timeout=60, what=f"{n} nodes to know each other")
+        posted = nodes[0].post("/v1/teams", {"library": theme, "p": p})
+        posted.raise_for_status()
+        board = posted.json()["board"]
+        done = wait_for(lambda: (v := nodes[0].get(f"/v1/teams/{board}"))["status"] == "done" and v,
+                        timeout=timeout_s, what="the team to finish", interval=2.0)
+        agents = [x.get(f"/v1/teams/{board}")["agent"] for x in nodes]
+        swarm.stop()
+    return {"n": n, "threads_each": int(threads), "seconds": done["seconds"],
+            "tests_passed": done["tests"]["passed"] if done["tests"] else None,
+            "tests_total": done["tests"]["total"] if done["tests"] else None,
+            "conflicts": done["conflicts"], "conflict_ms": done["conflict_ms"],
+            "extra_artifacts": done["extra_artifacts"], "executed": sum(a["executed"] for a in agents),
+            "wasted": sum(a["wasted"] for a in agents), "hedges": sum(a["hedges"] for a in agents),
+            "tokens": sum(a["tokens"] for a in agents), "idle_s": round(sum(a["idle_s"] for a in agents), 1),
+            "busy_s": round(sum(a["busy_s"] for a in agents), 1),
+            "by_agent": [a["executed"] for a in agents]}
+
+
+def real_markdown(result: dict[str, Any]) -> str:
+    lines = [f"{result['model']}, library {result['theme']} (20 functions, p = {result['p']}), every node on this "
+             f"machine's {result['cores']} cores (no speedup expected); real `symphony node` processes.", "",
+             "| N | threads each | tests passed | seconds | conflicts | conflict ms | extra artifacts | executed "
+             "| wasted | hedges | idle s | busy s | tokens | sub-tasks by agent |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['n']} | {r['threads_each']} | {r['tests_passed']}/{r['tests_total']} | {r['seconds']} "
+              f"| {r['conflicts']} | {r['conflict_ms']} | {r['extra_artifacts']} | {r['executed']} | {r['wasted']} "
+              f"| {r['hedges']} | {r['idle_s']} | {r['busy_s']} | {r['tokens']} | {r['by_agent']} |"
+              for r in result["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Fault", "Function", "TeamRun", "TeamsConfig", "WordProblem", "amdahl", "count_passing", "library_task",
+           "linearized", "load_library", "one_run", "real_markdown", "run_real_teams", "run_teams_bench", "simulate",
+           "structure", "word_problems"]

@@ -9,15 +9,19 @@ General layout:
 - ``contract``: the contract net (announce, bid, award by a deadline, else plain claiming).
 - ``replica``: the trio shell that gossips a board's entries over a ``Transport``.
 - ``team``: an agent's observe -> claim -> execute -> post loop on a replica.
+- ``coder``: a sub-task done by a model (one Python function), and sandboxed scoring of a library.
+- ``service``: the boards of a running node (``TeamService``: announce, join, replicate, serve).
 
 ``graph``, ``entries``, ``crdt`` and ``contract`` do no I/O: callers pass ``now``.
 """
 
+from symphony.board.coder import passing, write_function
 from symphony.board.contract import Announcement, Bid, Weights, utility
 from symphony.board.crdt import Board, Conflict, backoff_s, merged
 from symphony.board.entries import Artifact, Beat, Claim, Entry, Gap, decode_entry, entry_key, parse_entry
 from symphony.board.graph import Subtask, TaskGraph, find_cycle
 from symphony.board.replica import BoardReplica, pull_quietly, topic
+from symphony.board.service import MAX_SUBTASKS, Team, TeamService, TeamTimings, parse_graph
 from symphony.board.team import AgentStats, Executor, Mode, TeamAgent, TeamConfig
 
 __all__ = [
@@ -33,11 +37,15 @@ __all__ = [
     "Entry",
     "Executor",
     "Gap",
+    "MAX_SUBTASKS",
     "Mode",
     "Subtask",
     "TaskGraph",
+    "Team",
     "TeamAgent",
     "TeamConfig",
+    "TeamService",
+    "TeamTimings",
     "Weights",
     "backoff_s",
     "decode_entry",
@@ -45,7 +53,10 @@ __all__ = [
     "find_cycle",
     "merged",
     "parse_entry",
+    "parse_graph",
+    "passing",
     "pull_quietly",
     "topic",
     "utility",
+    "write_function",
 ]

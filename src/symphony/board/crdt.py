@@ -88,6 +88,7 @@ class Board:
     beats: dict[tuple[str, str], Beat] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
     _by_subtask: dict[str, list[Claim | Artifact | Gap]] = field(default_factory=dict, repr=False, compare=False)
+    _graph_now: tuple[TaskGraph, list[Gap]] | None = field(default=None, repr=False, compare=False)
 
     # -- the CRDT ------------------------------------------------------------------------
 
@@ -109,6 +110,8 @@ class Board:
             return False
         self.entries[key] = entry
         self._by_subtask.setdefault(entry.subtask, []).append(entry)  # the views read one sub-task at a time
+        if isinstance(entry, Gap):
+            self._graph_now = None  # only a gap changes the graph
         return True
 
     def add_checked(self, entry: Entry) -> bool:
@@ -204,6 +207,12 @@ class Board:
         return self._apply_gaps()[1]
 
     def _apply_gaps(self) -> tuple[TaskGraph, list[Gap]]:
+        """The graph with the gaps applied, computed once per set of gaps (every view reads it, every loop pass)."""
+        if self._graph_now is None:
+            self._graph_now = self._compute_gaps()
+        return self._graph_now
+
+    def _compute_gaps(self) -> tuple[TaskGraph, list[Gap]]:
         gaps = sorted((e for e in self.entries.values() if isinstance(e, Gap)), key=lambda g: (g.ts_ms, entry_key(g)))
         if not gaps:
             return self.graph, []

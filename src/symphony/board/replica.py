@@ -22,7 +22,7 @@ from typing import Any
 import trio
 
 from symphony.board.crdt import Board
-from symphony.board.entries import Entry, parse_entry
+from symphony.board.entries import Entry, decode_entry, parse_entry
 from symphony.errors import PeerError, TransportError
 from symphony.protocol import Envelope, Identity, ReplayGuard, open_envelope, parse_json, seal
 from symphony.transport import Transport
@@ -44,15 +44,24 @@ class BoardReplica:
         transport: the node's network (memory engine or py-libp2p).
         identity: signs this agent's entries and envelopes.
         board: the replica's state (its ``board_id`` names the topics).
-        clock: seconds; virtual under ``trio.testing.MockClock``.
+        clock: seconds; virtual under ``trio.testing.MockClock``; on real nodes their wall clock, since
+            entry times are compared across replicas.
+        topic_name: where entries are published; default ``topic(board_id)``. A node that holds many
+            boards publishes all of them on one topic and routes what arrives by ``board`` itself
+            (``service.TeamService``), so it never needs to leave a topic.
+        is_member: whether an entry's author may post to this board (default: anyone whose signature
+            verifies); an entry by another author is refused and counted as ``not_member``.
     """
 
     def __init__(self, transport: Transport, identity: Identity, board: Board, *,
-                 clock: Callable[[], float] = trio.current_time) -> None:
+                 clock: Callable[[], float] = trio.current_time, topic_name: str | None = None,
+                 is_member: Callable[[str], bool] | None = None) -> None:
         self.transport = transport
         self.identity = identity
         self.board = board
         self.clock = clock
+        self.topic_name = topic_name or topic(board.board_id)
+        self.is_member = is_member
         self.on_cnet: CnetHandler | None = None
         self._changed = trio.Event()
         self._guard = ReplayGuard()
@@ -69,7 +78,7 @@ class BoardReplica:
     async def post(self, entry: Entry) -> None:
         """Apply one of our entries here and gossip it."""
         self._apply(entry)
-        await self.transport.publish(topic(self.board.board_id), entry.to_bytes())
+        await self.transport.publish(self.topic_name, entry.to_bytes())
 
     async def changed(self) -> None:
         """Return when the next new entry is merged."""
@@ -102,19 +111,29 @@ class BoardReplica:
             self._changed = trio.Event()
         return new
 
+    def offer(self, entry: Entry) -> bool:
+        """Merge an entry from the network whose signature was checked (``parse_entry``), if its author
+        may post here; True if it was new."""
+        if self.is_member is not None and not self.is_member(entry.author):
+            self.board.rejected["not_member"] += 1
+            return False
+        return self._apply(entry)
+
     def _merge_untrusted(self, data: Any) -> bool:
         try:
             entry = parse_entry(data)
         except PeerError as exc:
             self.board.rejected[exc.reason] += 1
             return False
-        return self._apply(entry)
+        return self.offer(entry)
 
     async def _on_entry(self, _sender: str, data: bytes) -> None:
         try:
-            self._merge_untrusted(parse_json(data, limit=16 * 1024))
+            entry = decode_entry(data)  # capped at entries.MAX_ENTRY_BYTES, the one limit of an entry
         except PeerError as exc:
             self.board.rejected[exc.reason] += 1
+            return
+        self.offer(entry)
 
     async def _on_cnet(self, _sender: str, data: bytes) -> None:
         try:
@@ -128,8 +147,10 @@ class BoardReplica:
             await self.on_cnet(env)
 
     async def _serve_sync(self, _peer: str, payload: bytes) -> bytes:
-        if payload.decode(errors="replace") != self.board.board_id:
-            return b"[]"
+        return self.sync_reply() if payload.decode(errors="replace") == self.board.board_id else b"[]"
+
+    def sync_reply(self) -> bytes:
+        """The whole board, as ``pull`` reads it."""
         return json.dumps([e.model_dump(mode="json") for e in self.board.all_entries()]).encode()
 
 

@@ -291,10 +291,18 @@ def bench_teams(
     repeats: Annotated[int, typer.Option(help="Runs per cell (seeds seed .. seed + repeats - 1).")] = 5,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Directory for teams.json and teams.md.")] = Path("bench-results"),
+    real: Annotated[str | None, typer.Option(help="A model spec (llama:qwen2.5-coder-0.5b): instead, real nodes "
+                                                  "with it build one library per size, scored by its tests.")] = None,
+    theme: Annotated[str, typer.Option(help="With --real: the library (text_utils or geometry).")] = "text_utils",
+    p: Annotated[float, typer.Option(help="With --real: the library's parallel fraction.")] = 0.9,
 ) -> None:
-    """Teams of N agents on a task board vs Amdahl: pre-assigned, claimed, contract net, chains (virtual time)."""
-    from symphony.bench.teams import TeamsConfig, run_teams_bench
+    """Teams of N agents on a task board vs Amdahl: pre-assigned, claimed, contract net, chains (virtual time);
+    with --real, a correctness run on real nodes."""
+    from symphony.bench.teams import TeamsConfig, run_real_teams, run_teams_bench
 
+    if real is not None:
+        run_real_teams(real, theme, p, sizes, out, console=console)
+        return
     run_teams_bench(TeamsConfig(sizes=tuple(sizes), repeats=repeats, seed=seed), out, console)
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -548,6 +549,62 @@ def ledger(api: ApiOption = None, api_token: TokenOption = None, data_dir: NodeD
     console.print(table)
     console.print(f"{data['count']} records")
 
+
+
+# ---- team tasks on the shared task board (issue #21) ----------------------------------------------
+
+
+@app.command()
+def team(
+    library: Annotated[str | None, typer.Argument(help="A bench library to build: text_utils or geometry.")] = None,
+    p: Annotated[float, typer.Option(help="The library's parallel fraction (0.9, 0.5, 0.2, ...).")] = 0.9,
+    graph: Annotated[Path | None, typer.Option(help="A JSON file of your own: {\"subtasks\": [...], "
+                                                    "\"tests\": {...}} as POST /v1/teams takes it.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the team to finish.")] = 1800.0,
+    api: ApiOption = None,
+    api_token: TokenOption = None,
+    data_dir: NodeDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Post a team task (a graph of sub-tasks) to a node's shared task board and wait for the team to finish it."""
+    target = api_target(api, api_token, data_dir)
+    body: dict[str, Any] = {"library": library, "p": p} if graph is None else json.loads(graph.read_text())
+    try:
+        response = httpx.post(target.base + "/v1/teams", json=body, headers=target.headers, timeout=30)
+    except httpx.TransportError as exc:
+        print_error(f"no node API at {target.base} ({exc}); start one with `symphony node` or pass --api")
+        raise typer.Exit(1) from exc
+    if response.status_code != 202:
+        print_error(f"HTTP {response.status_code}: {response.json().get('error', response.text)}")
+        raise typer.Exit(1)
+    board = response.json()["board"]
+    typer.echo(f"team task {board} (GET /v1/teams/{board})", err=True)
+    deadline = time.monotonic() + timeout
+    view = response.json()
+    while view["status"] != "done" and time.monotonic() < deadline:
+        time.sleep(2.0)
+        view = _api_get(target, f"/v1/teams/{board}")
+        typer.echo(f"{view['subtasks_done']}/{view['subtasks_total']} sub-tasks done", err=True)
+    if as_json:
+        print_json(view)
+        return
+    _print_team(view)
+    if view["status"] != "done":
+        raise typer.Exit(1)
+
+
+def _print_team(view: dict[str, Any]) -> None:
+    table = Table("sub-task", "depends on", Column("producer", overflow="fold"), "claimants", "test")
+    passed = (view.get("tests") or {}).get("by_subtask", {})
+    for row in view["subtasks"]:
+        table.add_row(row["id"], ", ".join(row["depends_on"]), row["producer"] or "-", str(len(row["claimants"])),
+                      {True: "pass", False: "FAIL"}.get(passed.get(row["id"]), "-"))
+    console.print(table)
+    tests = view.get("tests")
+    console.print(f"{view['status']}: {view['subtasks_done']}/{view['subtasks_total']} sub-tasks in "
+                  f"{view['seconds']} s; conflicts {view['conflicts']} ({view['conflict_ms']} ms); "
+                  f"extra artifacts {view['extra_artifacts']}"
+                  + (f"; tests passed {tests['passed']}/{tests['total']}" if tests else ""), highlight=False)
 
 
 @app.command()

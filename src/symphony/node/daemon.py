@@ -40,6 +40,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from symphony import __version__
+from symphony.board import TeamService
 from symphony.errors import ConfigError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
 from symphony.ledger.store import QueryFilter
@@ -48,6 +49,7 @@ from symphony.llm.base import ModelError
 from symphony.node.bus import Event, EventBus
 from symphony.node.config import NodeConfig
 from symphony.node.datadir import DataDir, os_problem
+from symphony.node.defences import GuardedTransport
 from symphony.node.eventlog import EventLog
 from symphony.node.metrics import MeteredModel, NodeMetrics, NodeStateCollector
 from symphony.node.runtime import AgentProfile, AgentRuntime, LearningFile
@@ -114,6 +116,7 @@ class Node:
         self.model: MeteredModel | None = (MeteredModel(parse_model_spec(config.model), self.metrics)
                                         if config.model else None)
         self.runtime: AgentRuntime | None = None
+        self.teams: TeamService | None = None  # the shared task boards (issue #21), while running
         self._transport: Libp2pTransport | None = None  # while running: how each peer is reached
         self.task_records = TaskBook(keep=config.max_task_records)
         self._task_scopes: dict[str, trio.CancelScope] = {}
@@ -184,6 +187,10 @@ class Node:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     await nursery.start(self.runtime.run)
+                    self.teams = TeamService(GuardedTransport(transport, self.runtime.defences), self.identity,
+                                             self.model, clock=self._clock, is_member=self.runtime.holds_slots,
+                                             emit=self.emit)
+                    await nursery.start(self.teams.run)
                     transport.on_peer_event(self._on_peer_event)
                     if self._front is not None:
                         self.api_url = await nursery.start(self._front.serve, self)

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from symphony.beacon.ranking import Candidate
@@ -354,6 +354,9 @@ class ChainDriver:
         self._out: dict[int, str] = {}  # step -> the executor it is out to ("" for a beacon round)
         self._answers: dict[int, tuple[str, float]] = {}  # settled steps: answer, score
         self._steps: list[StepTrace] = []
+        # step -> its index in the trace: a re-plan renumbers the steps it keeps, but a trace index, once
+        # shown, names one step for good (the dashboard draws the graph by it)
+        self._traced: list[int] = list(range(len(steps)))
         self._failures: list[tuple[StepTrace, frozenset[str]]] = []  # awaiting a re-plan
         self._replan: Replan | None = None
         self._done: ChainDone | None = None
@@ -420,6 +423,9 @@ class ChainDriver:
         shifted = [tuple(len(kept) + d for d in needs) if needs else sinks for needs in new_deps]
         self._deps = self._graph([*kept_deps, *shifted], len(kept) + len(steps))
         self._questions = [self._questions[old] for old in kept] + list(steps)
+        kept_ids = [self._traced[old] for old in kept]
+        fresh = 1 + max([*kept_ids, *(s.index for s in self._steps)], default=-1)
+        self._traced = kept_ids + list(range(fresh, fresh + len(steps)))
         self._rounds = [self._rounds[old] for old in kept] + list(rounds)
         self._answers = {position[old]: value for old, value in self._answers.items()}
         self._started = set(range(len(kept)))
@@ -485,7 +491,8 @@ class ChainDriver:
         return decision
 
     def _step_ended(self, step: StepTrace, *, tried: frozenset[str], now_ms: int) -> None:
-        self._steps.append(step)
+        self._steps.append(replace(step, index=self._traced[step.index],
+                                   depends_on=tuple(self._traced[d] for d in step.depends_on)))
         if step.ok:
             self._answers[step.index] = (step.answer, step.score)
             if step.index == len(self._questions) - 1:  # every step leads to the last: all are answered

@@ -551,7 +551,8 @@ class TaskService:
         steps, marks = split_marks(plan.steps) if minimal else (plan.steps, ())
         needs_problem = {q for q, marked in zip(steps, marks, strict=False) if marked}
         plan_tokens = [planning.prompt_tokens, planning.completion_tokens] if planning else [0, 0]
-        self.on_event("plan_made", {"task": task.task_id, "steps": list(steps), "plan": plan_note})
+        self.on_event("plan_made", {"task": task.task_id, "steps": list(steps), "plan": plan_note,
+                                    "depends_on": [list(d) for d in plan.depends_on]})  # the dashboard's live graph
         driver = ChainDriver(steps, kind=task.answer_kind, deadline_ms=task.deadline_ms,
                              redundancy=knobs.redundancy or 1, hop_timeout=knobs.hop_timeout or "off",
                              replans=knobs.replans or 0, latencies=self.latencies, depends_on=plan.depends_on,

@@ -1,0 +1,90 @@
+"""Team tasks through the node's API (issue #21): post a graph of sub-tasks, read how the team did.
+
+- ``POST /v1/teams``          ``{"library": "text_utils", "p": 0.9}`` (a bench library with its tests), or
+                              ``{"subtasks": [{"id", "spec", "depends_on"}], "tests": {"id": "def test_id(): ..."}}``;
+                              202 with the team's view (its ``board`` ID). The graph is checked as the
+                              network checks an announcement (``board.service.parse_graph``: caps, ids,
+                              no cycle); the body is capped like every body (``api.http.MAX_BODY_BYTES``).
+- ``GET  /v1/teams``          every board this node holds, without the per-sub-task rows, and what the
+                              node refused from the network before it reached a board (``rejected``)
+- ``GET  /v1/teams/{board}``  one board: sub-tasks (claimants, holder, producer, content), conflicts,
+                              extra artifacts, this node's agent (executed, wasted, tokens, idle s), and on
+                              the poster the sandboxed test score once the board is complete
+
+The routes sit behind the same ``ApiGuard`` as the rest of the API (``api.app``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from symphony.api.http import BadBody, read_body
+from symphony.api.node_api import NodeApi
+from symphony.board import MAX_SUBTASKS, TaskGraph, parse_graph
+from symphony.errors import ConfigError
+
+MAX_TEST_CHARS = 4_000
+
+
+class TeamRequest(BaseModel):
+    """Body of ``POST /v1/teams``: a bench library, or sub-tasks of one's own (with optional tests)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    library: str | None = Field(default=None, max_length=64)
+    p: float = Field(default=0.9, ge=0.0, le=1.0)
+    subtasks: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_SUBTASKS)
+    tests: dict[str, str] = Field(default_factory=dict, max_length=MAX_SUBTASKS)
+
+    def graph(self) -> tuple[TaskGraph, dict[str, str]]:
+        """The graph and tests asked for. Raises ``ConfigError`` for a bad graph or a test of no sub-task."""
+        if (self.library is None) == (self.subtasks is None):
+            raise ConfigError("give either library (with p) or subtasks")
+        if self.library is not None:
+            from symphony.bench.teams import library_task  # the bench's libraries: loaded only when asked for
+
+            return library_task(self.library, self.p)
+        graph = parse_graph(self.subtasks)
+        unknown = sorted(set(self.tests) - set(graph.ids))
+        if unknown or any(len(t) > MAX_TEST_CHARS for t in self.tests.values()):
+            raise ConfigError(f"tests must name sub-tasks and be at most {MAX_TEST_CHARS} characters: {unknown[:5]}")
+        return graph, dict(self.tests)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def team_routes(node: NodeApi) -> list[Route]:
+    """The ``/v1/teams`` routes of ``node``."""
+
+    async def post_team(request: Request) -> JSONResponse:
+        if node.teams is None:
+            return _error(503, "this node's task boards are not running")
+        try:
+            body = await read_body(request, TeamRequest)
+            graph, tests = body.graph()
+            team = node.teams.post(graph, tests=tests, library=body.library)
+        except BadBody as exc:
+            return _error(exc.status, str(exc))
+        except ConfigError as exc:
+            return _error(422, str(exc))
+        view = node.teams.view(team.board.board_id)
+        return JSONResponse(view, status_code=202)
+
+    async def list_teams(request: Request) -> JSONResponse:
+        if node.teams is None:
+            return JSONResponse({"teams": [], "rejected": {}})
+        return JSONResponse({"teams": node.teams.views(), "rejected": dict(node.teams.rejected)})
+
+    async def get_team(request: Request) -> JSONResponse:
+        view = None if node.teams is None else node.teams.view(request.path_params["board"])
+        return _error(404, "no such team task on this node") if view is None else JSONResponse(view)
+
+    return [Route("/v1/teams", post_team, methods=["POST"]), Route("/v1/teams", list_teams, methods=["GET"]),
+            Route("/v1/teams/{board}", get_team)]

@@ -1,0 +1,456 @@
+"""Team tasks on a running node: the board service that ``symphony node`` runs (issue #21).
+
+Theory of operation
+-------------------
+A user posts a *team task* (a graph of sub-tasks, e.g. one of the bench libraries) to any node
+(``POST /v1/teams``, ``symphony team``). That node becomes its *poster*: it makes a board for it
+and announces it on ``TEAMS_TOPIC`` in a sealed envelope (``protocol.envelope``: signature, skew,
+replay), again every ``announce_s`` until the board is complete, so a node that joins late still
+hears of it. Every node that hears an announcement from a member (an available ledger record,
+not blacklisted) makes a replica of the board and, if it has a model, a ``TeamAgent`` that
+observes, claims, executes, heartbeats and posts like any other; nobody assigns work, and the
+poster is an agent like the rest.
+
+What travels, all on fixed topics so a node holds no per-board subscription:
+
+- board entries (``entries``: claims, beats, artifacts, gaps) on ``ENTRIES_TOPIC``, each routed to
+  its replica by its ``board`` field, with the replica's checks (signature, author is a member);
+- artifact contents on ``BLOBS_TOPIC`` as ``{"board", "digest", "content"}``: an artifact entry
+  carries only the sha256 of its content, so a content is kept only if it hashes to its digest;
+- anti-entropy: every ``sync_s`` a replica of an unfinished board pulls the whole board from the
+  poster or an author (``replica.SYNC_PROTOCOL``, one handler for every board), and a missing
+  content is fetched by digest from its producer or any peer (``BLOB_PROTOCOL``).
+
+Everything from the network is hostile input: each message is size-capped before parsing, and
+what is refused is counted in ``rejected`` by reason (``/v1/teams`` shows it), never raised.
+Generated code is run only in the sandbox: the poster scores the finished library against the
+tests it was given (``coder.passing``) in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from symphony.board.coder import passing, write_function
+from symphony.board.crdt import Board
+from symphony.board.entries import Artifact, decode_entry
+from symphony.board.graph import Subtask, TaskGraph
+from symphony.board.replica import SYNC_PROTOCOL, BoardReplica
+from symphony.board.team import TeamAgent, TeamConfig
+from symphony.errors import ConfigError, PeerError, TransportError
+from symphony.llm import ChatModel, ModelError
+from symphony.protocol import Identity, ReplayGuard, open_envelope, parse_json, seal
+from symphony.transport import Transport
+
+logger = logging.getLogger(__name__)
+
+TEAMS_TOPIC = "symphony/teams"
+ENTRIES_TOPIC = "symphony/teams/entries"
+BLOBS_TOPIC = "symphony/teams/blobs"
+BLOB_PROTOCOL = "/symphony/board-blob/1.0.0"
+ANNOUNCE_KIND = "board.team"
+MAX_SUBTASKS = 64
+MAX_SPEC_CHARS = 2_000
+MAX_ANNOUNCE_BYTES = 256 * 1024  # 64 sub-tasks of 2,000 characters plus their ids and edges
+MAX_CONTENT_BYTES = 32 * 1024
+MAX_BLOB_BYTES = MAX_CONTENT_BYTES * 2 + 512  # the content JSON-escaped, plus board and digest
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TeamTimings:
+    """How a node's agent works a board: real seconds (a real model takes seconds per sub-task)."""
+
+    lease_s: float = 10.0
+    beat_s: float = 2.0
+    settle_s: float = 0.5
+    idle_poll_s: float = 1.0
+    expected_s: float = 60.0  # a sub-task held 2x this long without a result is hedged
+    announce_s: float = 3.0
+    sync_s: float = 5.0
+
+    def team_config(self) -> TeamConfig:
+        return TeamConfig(mode="claim", lease_s=self.lease_s, beat_s=self.beat_s, settle_s=self.settle_s,
+                          idle_poll_s=self.idle_poll_s, expected_s=self.expected_s)
+
+
+@dataclass
+class Team:
+    """One board this node holds: the replica, contents by digest, and (on the poster) tests and score."""
+
+    poster: str
+    replica: BoardReplica
+    posted_at: float
+    library: str | None = None
+    tests: dict[str, str] = field(default_factory=dict)
+    contents: dict[str, str] = field(default_factory=dict)
+    agent: TeamAgent | None = None
+    finished_at: float | None = None
+    passed: dict[str, bool] | None = None
+    scoring_error: str | None = None
+
+    @property
+    def board(self) -> Board:
+        return self.replica.board
+
+    def complete(self) -> bool:
+        return set(self.board.current_graph().ids) <= self.board.done()
+
+
+def parse_graph(items: Any) -> TaskGraph:
+    """A team task's graph from untrusted JSON (``[{"id", "spec", "depends_on"}]``), capped.
+
+    Raises:
+        ConfigError: not a list of at most ``MAX_SUBTASKS`` sub-tasks with string ids and specs, an
+            id the board refuses (``entries.SubtaskId``), a duplicate, an unknown dependency or a cycle.
+    """
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_SUBTASKS:
+        raise ConfigError(f"a team task has 1 to {MAX_SUBTASKS} sub-tasks")
+    subtasks = []
+    for item in items:
+        sid, spec = (item.get("id"), item.get("spec", "")) if isinstance(item, dict) else (None, None)
+        deps = item.get("depends_on", []) if isinstance(item, dict) else None
+        if not (isinstance(sid, str) and _valid_id(sid) and isinstance(spec, str) and len(spec) <= MAX_SPEC_CHARS
+                and isinstance(deps, list) and len(deps) <= 16 and all(isinstance(d, str) for d in deps)):
+            raise ConfigError(f"bad sub-task {str(item)[:120]!r}: id of 1-64 [A-Za-z0-9_.:-], spec of at most "
+                              f"{MAX_SPEC_CHARS} characters, at most 16 depends_on ids")
+        subtasks.append(Subtask(sid, spec, tuple(deps)))
+    return TaskGraph(tuple(subtasks))
+
+
+def _valid_id(text: str) -> bool:
+    """What ``entries.SubtaskId`` accepts: 1-64 of ``[A-Za-z0-9_.:-]``."""
+    return 0 < len(text) <= 64 and all(c.isascii() and (c.isalnum() or c in "_.:-") for c in text)
+
+
+def graph_wire(graph: TaskGraph) -> list[dict[str, Any]]:
+    return [{"id": s.id, "spec": s.spec, "depends_on": list(s.depends_on)} for s in graph.subtasks]
+
+
+class TeamService:
+    """The boards of one node (see the module docstring).
+
+    Args:
+        transport: the node's network (pass the guarded one: request handlers go through the defences).
+        identity: signs this node's announcements and board entries.
+        model: executes sub-tasks; None: the node replicates boards but works none.
+        clock: the node's wall clock in seconds (board times are compared across nodes).
+        is_member: whether an agent may post to our boards (an available, not blacklisted member).
+        emit: the node's event sink (``team_posted``, ``team_joined``, ``team_done``).
+    """
+
+    def __init__(self, transport: Transport, identity: Identity, model: ChatModel | None, *,
+                 clock: Callable[[], float], is_member: Callable[[str], bool], emit: EventSink,
+                 timings: TeamTimings = TeamTimings(), max_teams: int = 32, rng: random.Random | None = None) -> None:
+        self.transport = transport
+        self.identity = identity
+        self.model = model
+        self.clock = clock
+        self.is_member = is_member
+        self.emit = emit
+        self.timings = timings
+        self.max_teams = max_teams
+        self.rng = rng or random.Random()
+        self.teams: dict[str, Team] = {}
+        self.rejected: Counter[str] = Counter()
+        self._guard = ReplayGuard()
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def me(self) -> str:
+        return self.identity.agent_id
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the boards until cancelled."""
+        await self.transport.subscribe(TEAMS_TOPIC, self._on_announce)
+        await self.transport.subscribe(ENTRIES_TOPIC, self._on_entry)
+        await self.transport.subscribe(BLOBS_TOPIC, self._on_blob)
+        self.transport.set_handler(SYNC_PROTOCOL, self._serve_sync)
+        self.transport.set_handler(BLOB_PROTOCOL, self._serve_blob)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- posting and joining ------------------------------------------------------------------
+
+    def post(self, graph: TaskGraph, *, tests: Mapping[str, str] | None = None, library: str | None = None) -> Team:
+        """Start a team task here as its poster; returns its (running) team. Raises ``ConfigError`` when full."""
+        self._make_room()
+        board_id = uuid.uuid4().hex
+        team = self._open(board_id, graph, poster=self.me)
+        team.library, team.tests = library, dict(tests or {})
+        self.emit("team_posted", {"board": board_id, "subtasks": len(graph.ids), "library": library})
+        assert self._nursery is not None, "post() is for a running service"
+        self._nursery.start_soon(self._announce, team)
+        return team
+
+    def _make_room(self) -> None:
+        """Forget the oldest finished board when full; refuse (``ConfigError``) when every board is running."""
+        if len(self.teams) < self.max_teams:
+            return
+        finished = [bid for bid, t in self.teams.items() if t.finished_at is not None]
+        if not finished:
+            raise ConfigError(f"this node already works {self.max_teams} unfinished team tasks")
+        del self.teams[finished[0]]
+
+    def _open(self, board_id: str, graph: TaskGraph, *, poster: str) -> Team:
+        replica = BoardReplica(self.transport, self.identity, Board(board_id, graph), clock=self.clock,
+                               topic_name=ENTRIES_TOPIC, is_member=self._may_post)
+        team = Team(poster=poster, replica=replica, posted_at=self.clock())
+        self.teams[board_id] = team
+        assert self._nursery is not None
+        if self.model is not None:
+            team.agent = TeamAgent(replica, self._executor(team), self.timings.team_config(),
+                                   random.Random(self.rng.random()))
+        self._nursery.start_soon(self._work, team)
+        return team
+
+    async def _work(self, team: Team) -> None:
+        """A joiner first pulls the poster's board: entries posted before the announcement reached us were
+        dropped as ``entry_unknown_board``, and an agent blind to a claim would claim the same sub-task."""
+        if team.poster != self.me:
+            await self._pull(team, team.poster)
+        if team.agent is not None:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._run_agent, team, team.agent)
+        await self._watch(team)
+
+    async def _run_agent(self, team: Team, agent: TeamAgent) -> None:
+        """The agent's loop; if it fails, the board goes on without this node's work, and the node goes on."""
+        try:
+            await agent.run()
+        except Exception as exc:  # a model backend's unexpected error must not take the node down
+            logger.exception("team agent on board %s failed", team.board.board_id)
+            self.emit("team_agent_failed", {"board": team.board.board_id, "error": str(exc)[:300]})
+
+    def _may_post(self, author: str) -> bool:
+        return author == self.me or self.is_member(author)
+
+    async def _announce(self, team: Team) -> None:
+        """Announce the board now and every ``announce_s`` until it is complete."""
+        body = {"board": team.board.board_id, "subtasks": graph_wire(team.board.graph)}
+        while not team.complete():
+            env = seal(self.identity, ANNOUNCE_KIND, body, now_ms=int(self.clock() * 1000))
+            await self._publish(TEAMS_TOPIC, env.to_bytes())
+            with trio.move_on_after(self.timings.announce_s):
+                while not team.complete():
+                    await team.replica.changed()
+
+    async def _on_announce(self, _source: str, data: bytes) -> None:
+        try:
+            env = open_envelope(data, guard=self._guard, now_ms=int(self.clock() * 1000), limit=MAX_ANNOUNCE_BYTES)
+        except PeerError as exc:
+            self.rejected[f"announce_{exc.reason}"] += 1
+            return
+        board_id = env.body.get("board")
+        if env.kind != ANNOUNCE_KIND or not isinstance(board_id, str) or not 0 < len(board_id) <= 64:
+            self.rejected["announce_malformed"] += 1
+        elif board_id in self.teams:
+            return  # a re-announcement
+        elif not self.is_member(env.sender):
+            self.rejected["announce_not_member"] += 1
+        else:
+            self._join(board_id, env.sender, env.body.get("subtasks"))
+
+    def _join(self, board_id: str, poster: str, subtasks: Any) -> None:
+        try:
+            graph = parse_graph(subtasks)
+            self._make_room()
+        except ConfigError as exc:
+            self.rejected["announce_refused"] += 1
+            logger.info("team task %s from %s refused: %s", board_id, poster, exc)
+            return
+        self._open(board_id, graph, poster=poster)
+        self.emit("team_joined", {"board": board_id, "poster": poster, "subtasks": len(graph.ids)})
+
+    # -- executing --------------------------------------------------------------------------------
+
+    def _executor(self, team: Team) -> Callable[[Subtask], Any]:
+        async def execute(subtask: Subtask) -> tuple[str, int]:
+            assert self.model is not None
+            deps = {d: await self.content(team, d) or "" for d in subtask.depends_on}
+            try:
+                content, tokens = await write_function(self.model, subtask, deps)
+            except ModelError as exc:
+                content, tokens = f"# the model failed: {str(exc)[:200]}", exc.prompt_tokens + exc.completion_tokens
+            content = content.encode()[:MAX_CONTENT_BYTES].decode(errors="ignore")
+            await self._share(team, content)
+            return content, tokens
+
+        return execute
+
+    async def _share(self, team: Team, content: str) -> None:
+        digest = hashlib.sha256(content.encode()).hexdigest()
+        team.contents[digest] = content
+        blob = {"board": team.board.board_id, "digest": digest, "content": content}
+        await self._publish(BLOBS_TOPIC, json.dumps(blob, ensure_ascii=False).encode())
+
+    async def content(self, team: Team, subtask: str) -> str | None:
+        """The content of ``subtask``'s result: held here, else fetched from its producer or a peer."""
+        result = team.board.result(subtask)
+        if result is None:
+            return None
+        if result.digest not in team.contents:
+            await self._fetch(team, result)
+        return team.contents.get(result.digest)
+
+    async def _fetch(self, team: Team, artifact: Artifact) -> None:
+        peers = [artifact.producer, *[p for p in self.transport.peers() if p != artifact.producer]][:4]
+        ask = json.dumps({"board": team.board.board_id, "digest": artifact.digest}).encode()
+        for peer in peers:
+            try:
+                raw = await self.transport.request(peer, BLOB_PROTOCOL, ask, timeout=5.0)
+            except TransportError:
+                continue
+            if len(raw) <= MAX_CONTENT_BYTES and hashlib.sha256(raw).hexdigest() == artifact.digest:
+                team.contents[artifact.digest] = raw.decode(errors="replace")
+                return
+            self.rejected["blob_mismatch"] += 1
+        self.rejected["blob_missing"] += 1
+
+    # -- watching a board to its end -----------------------------------------------------------------
+
+    async def _watch(self, team: Team) -> None:
+        """Pull the board now and then until it is complete; then record the end (and score, as poster)."""
+        while not team.complete():
+            with trio.move_on_after(self.timings.sync_s):
+                while not team.complete():
+                    await team.replica.changed()
+            if not team.complete():
+                await self._pull(team, self._random_author(team))
+        finished_at = self.clock()  # the agent's loop ends by itself once it sees the board complete
+        if team.poster == self.me and team.tests:
+            await self._score(team)
+        team.finished_at = finished_at  # "done" once the score is in
+        self.emit("team_done", {"board": team.board.board_id, "seconds": round(team.finished_at - team.posted_at, 3),
+                                "passed": None if team.passed is None else sum(team.passed.values())})
+
+    def _random_author(self, team: Team) -> str | None:
+        """A connected peer that wrote on the board (or posted it): one that holds its entries."""
+        authors = {e.author for e in team.board.all_entries()} | {team.poster}
+        peers = [p for p in self.transport.peers() if p in authors]
+        return self.rng.choice(peers) if peers else None
+
+    async def _pull(self, team: Team, peer: str | None) -> None:
+        if peer is None:
+            return
+        try:
+            await team.replica.pull(peer)
+        except TransportError:
+            self.rejected["sync_failed"] += 1
+
+    async def _score(self, team: Team) -> None:
+        order = team.board.current_graph().ids
+        code = {s: await self.content(team, s) or "" for s in order}
+        try:
+            team.passed = await trio.to_thread.run_sync(lambda: passing(order, code, team.tests))
+        except ConfigError as exc:  # SandboxUnavailableError: this machine cannot isolate code
+            team.scoring_error = str(exc)
+
+    # -- serving peers ----------------------------------------------------------------------------------
+
+    async def _publish(self, topic: str, data: bytes) -> None:
+        try:
+            await self.transport.publish(topic, data)
+        except TransportError:
+            self.rejected["publish_failed"] += 1
+
+    async def _on_entry(self, _source: str, data: bytes) -> None:
+        try:
+            entry = decode_entry(data)
+        except PeerError as exc:
+            self.rejected[f"entry_{exc.reason}"] += 1
+            return
+        team = self.teams.get(entry.board)
+        if team is None:
+            self.rejected["entry_unknown_board"] += 1  # not announced yet: the next pull brings it
+        else:
+            team.replica.offer(entry)
+
+    async def _on_blob(self, source: str, data: bytes) -> None:
+        if not self._may_post(source):
+            self.rejected["blob_not_member"] += 1
+            return
+        try:
+            blob = parse_json(data, limit=MAX_BLOB_BYTES)
+        except PeerError as exc:
+            self.rejected[f"blob_{exc.reason}"] += 1
+            return
+        fields = blob if isinstance(blob, dict) else {}
+        team, content = self.teams.get(str(fields.get("board"))), fields.get("content")
+        if team is None or not isinstance(content, str) or len(team.contents) >= 4 * MAX_SUBTASKS:
+            self.rejected["blob_refused"] += 1
+        elif hashlib.sha256(content.encode()).hexdigest() != fields.get("digest"):
+            self.rejected["blob_mismatch"] += 1
+        else:
+            team.contents[fields["digest"]] = content
+
+    async def _serve_sync(self, _peer: str, payload: bytes) -> bytes:
+        team = self.teams.get(payload.decode(errors="replace"))
+        return b"[]" if team is None else team.replica.sync_reply()
+
+    async def _serve_blob(self, _peer: str, payload: bytes) -> bytes:
+        ask = parse_json(payload, limit=512)  # a PeerError fails the request and is counted by the defences
+        team = self.teams.get(str(ask.get("board"))) if isinstance(ask, dict) else None
+        content = None if team is None else team.contents.get(str(ask.get("digest")))
+        return b"" if content is None else content.encode()
+
+    # -- what the API shows --------------------------------------------------------------------------------
+
+    def view(self, board_id: str) -> dict[str, Any] | None:
+        team = self.teams.get(board_id)
+        return None if team is None else team_view(team, self.clock())
+
+    def views(self) -> list[dict[str, Any]]:
+        return [team_view(t, self.clock(), subtasks=False) for t in self.teams.values()]
+
+
+def team_view(team: Team, now: float, *, subtasks: bool = True) -> dict[str, Any]:
+    """A board as the API shows it: the shared figures every replica agrees on, and this node's agent's own."""
+    board, now_ms = team.board, int(now * 1000)
+    graph, conflicts = board.current_graph(), board.conflicts()
+    arts = Counter(e.subtask for e in board.entries.values() if isinstance(e, Artifact))
+    done = board.done()
+    view: dict[str, Any] = {
+        "board": board.board_id, "poster": team.poster, "library": team.library,
+        "status": "done" if team.finished_at is not None else "running", "subtasks_total": len(graph.ids),
+        "subtasks_done": len(done), "posted_at": round(team.posted_at, 3),
+        "seconds": round((team.finished_at or now) - team.posted_at, 3),
+        "conflicts": len(conflicts), "conflict_ms": sum(c.overlap_ms for c in conflicts),
+        "extra_artifacts": sum(n - 1 for n in arts.values()), "unclaimed_artifacts": len(board.unclaimed_artifacts()),
+        "stuck": [c.subtask for c in board.stuck(now_ms)], "refused_gaps": len(board.refused_gaps()),
+        "rejected": dict(board.rejected),
+        "tests": None if team.passed is None else {"passed": sum(team.passed.values()), "total": len(team.passed),
+                                                   "by_subtask": team.passed},
+        "scoring_error": team.scoring_error,
+        "agent": None if team.agent is None else {"agent": team.agent.me, **vars(team.agent.stats)},
+    }
+    if subtasks:
+        view["subtasks"] = [_subtask_view(team, s, now_ms) for s in graph.subtasks]
+    return view
+
+
+def _subtask_view(team: Team, subtask: Subtask, now_ms: int) -> dict[str, Any]:
+    board = team.board
+    result, holder = board.result(subtask.id), board.holder(subtask.id, now_ms)
+    return {"id": subtask.id, "depends_on": list(subtask.depends_on),
+            "claimants": sorted({c.claimant for c in board.claims(subtask.id)}),
+            "holder": None if holder is None else holder.claimant,
+            "producer": None if result is None else result.producer,
+            "digest": None if result is None else result.digest,
+            "content": None if result is None else team.contents.get(result.digest)}
+
+
+__all__ = ["ANNOUNCE_KIND", "BLOBS_TOPIC", "BLOB_PROTOCOL", "ENTRIES_TOPIC", "MAX_SUBTASKS", "TEAMS_TOPIC", "Team",
+           "TeamService", "TeamTimings", "graph_wire", "parse_graph", "team_view"]

@@ -1,0 +1,180 @@
+"""Team tasks on real ``symphony node`` processes (issue #21): posted through the API, worked on the board.
+
+The nodes run the ``timed:`` stand-in (a few seconds per sub-task), so a claimant can be killed
+mid-sub-task; the board's lease then ends and another node finishes its sub-task: nothing is lost,
+and each sub-task has one result. A stranger speaking libp2p from this test process sends raw board
+frames (oversized, unsigned, forged, a validly signed claim and announcement of its own): each is
+refused and counted, and the board is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from symphony.bench.teams import word_problems
+from symphony.board.entries import MAX_ENTRY_BYTES, Claim
+from symphony.board.service import ANNOUNCE_KIND, BLOBS_TOPIC, ENTRIES_TOPIC, TEAMS_TOPIC
+from symphony.protocol.envelope import seal
+from symphony.protocol.identity import Identity
+from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
+from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
+
+pytestmark = pytest.mark.e2e
+
+MODEL = ("--model", "timed:20")  # about 3 s a sub-task: long enough to be killed in the middle of one
+GRAPH = [{"id": f"f{i}", "spec": f"def f{i}(x): return x + {i}", "depends_on": ["f0"] if i == 5 else []}
+         for i in range(6)]
+
+
+@pytest.fixture
+def swarm(tmp_path: Path) -> Iterator[Swarm]:
+    with open_swarm(tmp_path) as swarm:
+        yield swarm
+
+
+def post_team(node: NodeProcess, body: dict[str, Any]) -> dict[str, Any]:
+    response = node.post("/v1/teams", body)
+    assert response.status_code == 202, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def team(node: NodeProcess, board: str) -> dict[str, Any] | None:
+    views = {t["board"]: t for t in node.get("/v1/teams")["teams"]}
+    return node.get(f"/v1/teams/{board}") if board in views else None
+
+
+def holding(node: NodeProcess, board: str) -> list[str]:
+    """The sub-tasks ``node`` holds now, unfinished, by its own board."""
+    view = team(node, board)
+    return [] if view is None else [s["id"] for s in view["subtasks"]
+                                    if s["holder"] == node.agent_id and s["producer"] is None]
+
+
+def test_a_killed_claimant_loses_no_subtask_and_the_poster_reads_the_result(swarm: Swarm) -> None:
+    """3 nodes work a 6-sub-task board posted to n0; n2 is SIGKILLed holding one; the others finish all 6."""
+    nodes = [swarm.spawn("n0", args=MODEL).wait_ready()]
+    nodes += [swarm.spawn(f"n{i}", bootstrap=nodes[0], args=MODEL) for i in (1, 2)]
+    for node in nodes:
+        node.wait_ready()
+    wait_for(lambda: all(len(n.ledger()) == 3 for n in nodes), timeout=30, what="every node holds 3 records")
+    board = post_team(nodes[0], {"subtasks": GRAPH})["board"]
+    victim = nodes[2]
+    held = wait_for(lambda: holding(victim, board), timeout=60, what="n2 to hold a sub-task")
+    victim.kill()
+    poster = wait_for(lambda: (v := team(nodes[0], board)) and v["status"] == "done" and v, timeout=90,
+                      what="the board to complete without n2")
+    rows = {s["id"]: s for s in poster["subtasks"]}
+    assert poster["subtasks_done"] == len(GRAPH), poster
+    assert all(rows[s]["producer"] != victim.agent_id for s in held), "n2 died before it could deliver"
+    assert all(victim.agent_id in rows[s]["claimants"] for s in held)
+    assert all(r["content"] for r in rows.values()), "the poster holds every artifact's content"
+    assert poster["extra_artifacts"] == 0, "a sub-task was delivered twice"
+    survivors = [team(n, board) for n in nodes[:2]]
+    assert all(v is not None and v["subtasks_done"] == len(GRAPH) for v in survivors)
+    assert sum(v["agent"]["executed"] for v in survivors) >= len(GRAPH) - sum(  # type: ignore[index]
+        r["producer"] == victim.agent_id for r in rows.values())
+    assert all(v["agent"]["tokens"] > 0 for v in survivors)  # type: ignore[index]
+
+
+def test_raw_board_frames_from_a_stranger_are_refused_and_counted(swarm: Swarm) -> None:
+    """Oversized, garbage, forged and stranger-signed board frames: each refused by reason, the board unchanged."""
+    node = swarm.spawn("h0", args=MODEL).wait_ready()
+    cycle = [{"id": "a", "depends_on": ["b"]}, {"id": "b", "depends_on": ["a"]}]
+    assert node.post("/v1/teams", {"subtasks": cycle}).status_code == 422  # the API checks as the network does
+    assert node.post("/v1/teams", {"library": "nope"}).status_code == 422
+    assert node.post("/v1/teams", {"subtasks": GRAPH, "extra": 1}).status_code == 400
+    board = post_team(node, {"subtasks": GRAPH[:2]})["board"]
+    before = team(node, board)
+    assert before is not None
+    stranger, other = Identity.generate(), Identity.generate()
+    now_ms = int(time.time() * 1000)
+    claim = Claim(board=board, subtask="f0", claimant=stranger.agent_id, lease_start_ms=now_ms - 60_000,
+                  lease_ms=3_600_000)
+    by_other = claim.model_copy(update={"claimant": other.agent_id}).signed_by(other)
+    forged = {**by_other.model_dump(mode="json"), "claimant": stranger.agent_id}  # signed by other, not the claimant
+    frames = {
+        ENTRIES_TOPIC: [b"x" * (MAX_ENTRY_BYTES + 1), b"\xff{not json", json.dumps(forged).encode(),
+                        claim.signed_by(stranger).to_bytes()],
+        TEAMS_TOPIC: [seal(stranger, ANNOUNCE_KIND, {"board": "b" * 32, "subtasks": GRAPH}, now_ms=now_ms).to_bytes(),
+                      b"\x00" * 64],
+        BLOBS_TOPIC: [json.dumps({"board": board, "digest": "0" * 64, "content": "x"}).encode()],
+    }
+    expected = {"entry_too_large", "entry_malformed", "entry_bad_signature", "announce_not_member",
+                "announce_malformed", "blob_not_member"}
+
+    def counted() -> tuple[dict[str, int], dict[str, int]] | None:
+        listing = node.get("/v1/teams")
+        view = team(node, board)
+        assert view is not None
+        ready = expected <= set(listing["rejected"]) and "not_member" in view["rejected"]
+        return (listing["rejected"], view["rejected"]) if ready else None
+
+    async def send() -> tuple[dict[str, int], dict[str, int]]:
+        async with open_libp2p_transport(stranger, Libp2pConfig(listen=["/ip4/127.0.0.1/tcp/0"])) as transport:
+            await transport.connect(node.addr)
+            with trio.fail_after(60):
+                while True:  # gossip is best effort until the mesh forms: send again until each frame is counted
+                    for topic, items in frames.items():
+                        for frame in items:
+                            await transport.publish(topic, frame)
+                    if found := await trio.to_thread.run_sync(counted):
+                        return found
+                    await trio.sleep(0.5)
+
+    node_refused, board_refused = trio.run(send)
+    assert set(node_refused) >= expected, node_refused
+    assert "not_member" in board_refused, board_refused  # the stranger's own, validly signed claim
+    after = team(node, board)
+    assert after is not None and all(s["claimants"] in ([], [node.agent_id]) for s in after["subtasks"])
+    assert "b" * 32 not in {t["board"] for t in node.get("/v1/teams")["teams"]}
+
+
+def test_symphony_team_posts_a_graph_and_prints_the_sandboxed_test_score(swarm: Swarm, tmp_path: Path) -> None:
+    """``symphony team --graph``: a node whose model echoes each stub builds the library; 2 of 3 tests pass."""
+    node = swarm.spawn("c0", args=("--model", "scripted:echo")).wait_ready()
+    graph = {"subtasks": [{"id": "f0", "spec": "def f0(x):\n    return x * 2"},
+                          {"id": "f1", "spec": "def f1(x):\n    return f0(x) + 1", "depends_on": ["f0"]},
+                          {"id": "f2", "spec": "def f2(x):\n    return x - 1", "depends_on": []}],
+             "tests": {"f0": "def test_f0():\n    assert f0(3) == 6", "f1": "def test_f1():\n    assert f1(3) == 7",
+                       "f2": "def test_f2():\n    assert f2(3) == 3"}}  # f2's spec is wrong: its test fails
+    path = tmp_path / "graph.json"
+    path.write_text(json.dumps(graph))
+    done = subprocess.run([sys.executable, "-m", "symphony", "team", "--graph", str(path), "--api", node.info["api"],
+                           "--json", "--timeout", "60"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    view = json.loads(done.stdout)
+    assert view["status"] == "done" and view["subtasks_done"] == 3
+    assert view["tests"]["by_subtask"] == {"f0": True, "f1": True, "f2": False}, view
+    assert view["agent"]["executed"] == 3 and view["conflicts"] == 0
+
+
+def test_multi_part_word_problems_run_their_parts_at_once_on_different_nodes(swarm: Swarm) -> None:
+    """Our multi-part word problems on 3 ``scripted:parts`` nodes: each plan is a DAG, its independent parts are
+    all sent before any returns (overlapping spans) to different executors, and the combining step waits for all."""
+    nodes = [swarm.spawn("w0", args=("--model", "scripted:parts")).wait_ready()]
+    nodes += [swarm.spawn(f"w{i}", bootstrap=nodes[0], args=("--model", "scripted:parts")) for i in (1, 2)]
+    for node in nodes:
+        node.wait_ready()
+    wait_for(lambda: all(len(n.ledger()) == 3 for n in nodes), timeout=30, what="every node holds 3 records")
+    for problem in word_problems():
+        question = f"{problem.question} Work it out as {problem.expression}."
+        response = httpx.post(str(nodes[0].info["api"]) + "/v1/tasks", timeout=60,
+                              json={"question": question, "cots": 1, "max_steps": 6, "wait": True, "deadline_s": 50})
+        record = response.json()
+        assert record["status"] == "done" and record["answer"] == problem.answer, (problem.id, record)
+        steps = record["trace"]["chains"][0]["trace"]["steps"]
+        parts, final = [s for s in steps if not s["depends_on"]], steps[-1]
+        assert len(parts) == len(problem.parts) and final["depends_on"] == sorted(s["index"] for s in parts)
+        assert max(s["started_at"] for s in parts) < min(s["finished_at"] for s in parts), "parts ran one by one"
+        assert final["started_at"] >= max(s["finished_at"] for s in parts)
+        assert len({s["executor"] for s in parts}) >= 2, "parts out at once prefer different executors"
