@@ -181,3 +181,14 @@ async def test_steps_a_planner_has_out_count_against_the_executor(autojump_clock
         first, twin = (c.agent_id for c in (await nodes[0].selector.select(sub_task)).selection.ordered[:2])
         outcome = await nodes[0].selector.select(sub_task, outstanding={first: 2})
     assert [(c.agent_id, c.queue_length) for c in outcome.selection.ordered[:2]] == [(twin, 0), (first, 2)]
+
+
+async def test_preconnect_opens_the_connections_a_round_would_dial_so_the_round_dials_none(autojump_clock) -> None:
+    """A node that knows the others only from its ledger (it joined through one bootstrap) connects to
+    the candidates of a requirement ahead of the round; a repeat finds nothing left to dial."""
+    async with agents(5) as (_, nodes):
+        planner = nodes[1]
+        assert set(planner.transport.peers()) == {nodes[0].agent_id}
+        assert await planner.selector.preconnect(need("write python code to sort a list")) == 3
+        assert set(planner.transport.peers()) == {n.agent_id for n in nodes if n is not planner}
+        assert await planner.selector.preconnect(need("write python code to sort a list")) == 0

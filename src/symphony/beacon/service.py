@@ -201,6 +201,30 @@ class BeaconSelector:
             outcome.elapsed_s = elapsed_s
         return outcomes
 
+    async def preconnect(self, requirement: list[float], *, tags_any: frozenset[str] = frozenset(),
+                         top_l: int | None = None) -> int:
+        """Open connections to the candidates a round for ``requirement`` would invite and that we
+        have none to yet, so the round does not wait for their dials (a planner calls this while its
+        model plans: issue #19, in-task rounds were 10-20x a warm round when a dial sat in them).
+        Failures are left to the round (it dials again and counts them). Returns the dials tried."""
+        exclude = self.reputation.blacklisted(now=self.clock()) if self.reputation is not None else frozenset()
+        invited = self._invite([requirement], QueryFilter(exclude=exclude, tags_any=tags_any),
+                               top_l or self.config.top_l, now=self.clock())
+        connected = set(self.transport.peers()) | {self.identity.agent_id}
+        cold = [addrs[0] for agent_id, (addrs, _) in invited.items() if agent_id not in connected and addrs]
+
+        async def dial(addr: str) -> None:
+            try:
+                await self.transport.connect(addr)
+            except (TransportError, ConfigError):
+                pass  # the round dials it again, and counts the failure there
+
+        with anyio.move_on_after(self.config.deadline_s):
+            async with anyio.create_task_group() as tg:
+                for addr in cold:
+                    tg.start_soon(dial, addr)
+        return len(cold)
+
     async def _reach(self, outcomes: list[BeaconOutcome], remote: set[str], addrs: dict[str, list[str]]) -> None:
         """Connect to the selected agents of other shards (found through their gateways, so not yet
         connected): the pipeline sends them Tasks next. Failures are left to the pipeline's failover."""

@@ -518,6 +518,7 @@ def process_crash_scenario(root: Path, *, agents: int = 6, tasks: int = 12, kill
             record, asks = _poll_task(nodes, initiator, task_id, question, alive, rng)
             finished = time.monotonic()
             outcomes.append({"ok": record is not None and record.get("status") == "done",
+                             "killed": roles[-1] if killed is not None else None,
                              "correct": record is not None and answers_equivalent(str(record.get("answer")), truth,
                                                                                   "number"),
                              "latency_s": finished - started, "asks": asks,
@@ -533,7 +534,108 @@ def process_crash_scenario(root: Path, *, agents: int = 6, tasks: int = 12, kill
             "latency_p50_s": statistics.median(calm) if calm else None,
             "recovery_p50_s": statistics.median(recovery) if recovery else None,
             "recovery_max_s": max(recovery) if recovery else None,
-            "re_asks": sum(o["asks"] - 1 for o in outcomes)}
+            "re_asks": sum(o["asks"] - 1 for o in outcomes),
+            "kill_rows": [{"role": o["killed"], "ok": o["ok"], "recovery_s": o["recovery_s"], "asks": o["asks"]}
+                          for o in outcomes if o["killed"] is not None]}
+
+
+#: The stand-in of the targeted kills: each model call sleeps about a second (``llm.timed``), so a
+#: step is still running when the victim is chosen and killed; it plans no JSON, so a chain is one step.
+TARGETED_MODEL = "timed:100"
+
+
+def targeted_kill_scenario(root: Path, *, agents: int = 8, kills: int = 10, role: str = "executor",
+                           seed: int = 0) -> dict[str, Any]:
+    """SIGKILL, ``kills`` times, the node holding a running step of a question in flight: its
+    executor (``role="executor"``) or the planner driving its chain (``"planner"``), never the
+    initiator. The victim is read from the nodes' event logs (``step_assigned`` without its
+    ``step_finished``). Per kill: ``detect_s``, kill to the node that depended on the victim
+    (the planner, or the initiator for a planner) logging the failure; ``backup_s``, kill to the
+    step being sent to another executor (executor kills; for a planner, detection is the hand-over:
+    the initiator asks its next planner at once); ``answer_s``, kill to the question's answer."""
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    with open_process_swarm(root, heartbeat=1.0) as swarm:
+        model = ("--model", TARGETED_MODEL)
+        boot = swarm.spawn("n0", args=model).wait_ready()
+        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=model) for i in range(1, agents + kills)]
+        nodes = [boot] + [n.wait_ready() for n in rest]
+        wait_for(lambda: all(len(n.ledger()) == len(nodes) for n in nodes), timeout=120, what="every ledger complete")
+        alive = list(range(len(nodes)))
+        for _ in range(kills * 5):  # a question whose running step sits on its initiator is skipped
+            if len(rows) == kills:
+                break
+            row = _one_targeted_kill(nodes, alive, role, rng)
+            if row is not None:
+                rows.append(row)
+    worst = {key: max((r[key] for r in rows if r.get(key) is not None), default=None)
+             for key in ("detect_s", "backup_s", "answer_s")}
+    return {"scenario": f"targeted-kill-{role}", "agents": len(alive) + len(rows), "kills": len(rows),
+            "answered": sum(r["ok"] for r in rows), "worst": worst, "rows": rows}
+
+
+def _one_targeted_kill(nodes: list[NodeProcess], alive: list[int], role: str,
+                       rng: random.Random) -> dict[str, Any] | None:
+    """Ask one question, kill the ``role`` holding its running step, time the recovery (None: skipped)."""
+    initiator = rng.choice(alive)
+    tails = {i: nodes[i].tail(skip_existing=True) for i in alive}
+    seen: list[tuple[int, dict[str, Any]]] = []  # (node, event), this question's, in order read
+    response = nodes[initiator].post("/v1/tasks", {"question": "What is 6 * 7?", "answer_kind": "number",
+                                                   "cots": 1, "max_steps": 1, "deadline_s": 60})
+    response.raise_for_status()
+    task_id = str(response.json()["task_id"])
+
+    def read() -> None:
+        for i, tail in tails.items():
+            seen.extend((i, e) for e in tail.read() if str(e["data"].get("task", "")).startswith(task_id))
+
+    def running() -> tuple[int, int, str] | None:
+        """(planner node, step, executor id) of a step sent and not yet back."""
+        read()
+        out = {(i, e["data"]["step"]): e["data"]["executor"] for i, e in seen if e["type"] == "step_assigned"}
+        for i, e in seen:
+            if e["type"] == "step_finished":
+                out.pop((i, e["data"]["step"]), None)
+        return next(((i, step, executor) for (i, step), executor in out.items()), None)
+
+    planner, step, executor = wait_for(running, timeout=30, what="a step running")
+    by_id = {nodes[i].agent_id: i for i in alive}
+    victim = planner if role == "planner" else by_id.get(executor, initiator)
+    if victim == initiator or (role == "executor" and victim == planner):  # not the kill asked for
+        _wait_done(nodes[initiator], task_id)
+        return None
+    nodes[victim].kill()
+    killed = time.time()
+    alive.remove(victim)
+    tails.pop(victim)
+    record = _wait_done(nodes[initiator], task_id)
+    answered = time.time()
+    read()
+    return {"role": role, "ok": record.get("status") == "done", "answer_s": round(answered - killed, 3),
+            **_recovery(seen, role, planner, step, executor, initiator, killed)}
+
+
+def _recovery(seen: list[tuple[int, dict[str, Any]]], role: str, planner: int, step: int, executor: str,
+              initiator: int, killed: float) -> dict[str, Any]:
+    """``detect_s`` and ``backup_s`` of one kill, from the event logs' timestamps (None: not seen)."""
+    def first(match: Callable[[int, dict[str, Any]], bool]) -> float | None:
+        return next((round(e["ts"] - killed, 3) for i, e in seen if match(i, e)), None)
+
+    if role == "planner":
+        detect = first(lambda i, e: i == initiator and e["type"] == "chain_finished" and not e["data"]["chain"]["ok"])
+        return {"detect_s": detect, "backup_s": detect}
+    mine = lambda i, e: i == planner and e["data"].get("step") == step  # noqa: E731
+    detect = first(lambda i, e: mine(i, e) and e["type"] == "step_finished" and e["data"]["executor"] == executor)
+    backup = first(lambda i, e: mine(i, e) and e["type"] == "step_assigned" and e["data"]["executor"] != executor)
+    return {"detect_s": detect, "backup_s": backup}
+
+
+def _wait_done(node: NodeProcess, task_id: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        record: dict[str, Any] = node.get(f"/v1/tasks/{task_id}")
+        return None if record.get("status") == "running" else record
+
+    return wait_for(done, timeout=90, interval=0.02, what=f"task {task_id} to end")
 
 
 def _post_task(node: NodeProcess, question: str, task_id: str) -> str:

@@ -536,7 +536,9 @@ class TaskService:
         begun = self.clock()
         knobs = self._knobs(task)
         minimal = knobs.disclosure == "minimal"
-        plan, plan_note, planning = await self._make_plan(task, minimal=minimal)
+        async with anyio.create_task_group() as tg:  # dial the likely executors while the model plans
+            tg.start_soon(self._preconnect, task)
+            plan, plan_note, planning = await self._make_plan(task, minimal=minimal)
         steps, marks = split_marks(plan.steps) if minimal else (plan.steps, ())
         needs_problem = {q for q, marked in zip(steps, marks, strict=False) if marked}
         plan_tokens = [planning.prompt_tokens, planning.completion_tokens] if planning else [0, 0]
@@ -557,6 +559,12 @@ class TaskService:
                           weight=action.weight, prompt_tokens=plan_tokens[0] + action.prompt_tokens,
                           completion_tokens=plan_tokens[1] + action.completion_tokens,
                           latency_ms=(self.clock() - begun) * 1000, trace=trace.to_wire())
+
+    async def _preconnect(self, task: Task) -> None:
+        """Connect to the executors a round for the whole question would invite (its sub-tasks mostly
+        want the same agents), so the chain's beacon round and its steps find the connections open."""
+        r = list(requirement_vector(task.question, classify_task_type(task.question), self.encoder))
+        await self.selector.preconnect(r, tags_any=frozenset({EXECUTOR_TAG}), top_l=task.top_l)
 
     async def _drive(self, task: Task, driver: ChainDriver, needs_problem: set[str], plan_tokens: list[int], *,
                      minimal: bool) -> ChainDone:
