@@ -587,15 +587,15 @@ def _one_targeted_kill(nodes: list[NodeProcess], alive: list[int], role: str,
 
     def read() -> None:
         for i, tail in tails.items():
-            seen.extend((i, e) for e in tail.read() if str(e["data"].get("task", "")).startswith(task_id))
+            seen.extend((i, e) for e in tail.read() if str(e.get("task", "")).startswith(task_id))
 
     def running() -> tuple[int, int, str] | None:
         """(planner node, step, executor id) of a step sent and not yet back."""
         read()
-        out = {(i, e["data"]["step"]): e["data"]["executor"] for i, e in seen if e["type"] == "step_assigned"}
+        out = {(i, e["step"]): e["executor"] for i, e in seen if e["event"] == "step_assigned"}
         for i, e in seen:
-            if e["type"] == "step_finished":
-                out.pop((i, e["data"]["step"]), None)
+            if e["event"] == "step_finished":
+                out.pop((i, e["step"]), None)
         return next(((i, step, executor) for (i, step), executor in out.items()), None)
 
     planner, step, executor = wait_for(running, timeout=30, what="a step running")
@@ -604,8 +604,8 @@ def _one_targeted_kill(nodes: list[NodeProcess], alive: list[int], role: str,
     if victim == initiator or (role == "executor" and victim == planner):  # not the kill asked for
         _wait_done(nodes[initiator], task_id)
         return None
+    killed = time.time()  # before the kill: ``kill`` returns only once the process is reaped
     nodes[victim].kill()
-    killed = time.time()
     alive.remove(victim)
     tails.pop(victim)
     record = _wait_done(nodes[initiator], task_id)
@@ -622,11 +622,11 @@ def _recovery(seen: list[tuple[int, dict[str, Any]]], role: str, planner: int, s
         return next((round(e["ts"] - killed, 3) for i, e in seen if match(i, e)), None)
 
     if role == "planner":
-        detect = first(lambda i, e: i == initiator and e["type"] == "chain_finished" and not e["data"]["chain"]["ok"])
+        detect = first(lambda i, e: i == initiator and e["event"] == "chain_finished" and not e["chain"]["ok"])
         return {"detect_s": detect, "backup_s": detect}
-    mine = lambda i, e: i == planner and e["data"].get("step") == step  # noqa: E731
-    detect = first(lambda i, e: mine(i, e) and e["type"] == "step_finished" and e["data"]["executor"] == executor)
-    backup = first(lambda i, e: mine(i, e) and e["type"] == "step_assigned" and e["data"]["executor"] != executor)
+    mine = lambda i, e: i == planner and e.get("step") == step  # noqa: E731
+    detect = first(lambda i, e: mine(i, e) and e["event"] == "step_finished" and e["executor"] == executor)
+    backup = first(lambda i, e: mine(i, e) and e["event"] == "step_assigned" and e["executor"] != executor)
     return {"detect_s": detect, "backup_s": backup}
 
 
