@@ -66,7 +66,7 @@ from symphony.transport import LinkModel, MemoryNetwork
 
 EPOCH = 1_700_000_000.0
 SKILLS = ("arithmetic", "algebra", "reasoning", "code", "writing", "science", "finance", "logic")
-SCENARIOS = ("crash", "churn", "process-crash", "partition", "network", "byzantine", "hostile")
+SCENARIOS = ("crash", "churn", "process-crash", "targeted-kill", "partition", "network", "byzantine", "hostile")
 ATTACKS = ("wrong", "inflate", "squat", "replay", "forge", "records", "flood")
 # Table 7-style rows: (one-way latency ms, bandwidth Mbps)
 NETWORK_ROWS = ((0, 1000), (10, 100), (50, 100), (100, 10), (200, 10), (50, 2), (200, 2))
@@ -702,6 +702,10 @@ def run_robustness(*, scenarios: Sequence[str], setup: Setup, fractions: Mapping
     if "process-crash" in scenarios:
         with tempfile.TemporaryDirectory() as root:
             record(process_crash_scenario(Path(root), agents=10, tasks=16, kills=2, seed=setup.seed))
+    if "targeted-kill" in scenarios:
+        for role in ("executor", "planner"):
+            with tempfile.TemporaryDirectory() as root:
+                record(targeted_kill_scenario(Path(root), agents=6, kills=10, role=role, seed=setup.seed))
     if "hostile" in scenarios:
         with tempfile.TemporaryDirectory() as root:
             record(hostile_scenario(Path(root)))
@@ -757,6 +761,14 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
             [f"| {r['agents']} | {r['killed']} ({', '.join(r['killed_roles'])}) | {r['completion']:.3f} | "
                 f"{r['accuracy']:.3f} | {_f(r['latency_p50_s'])} | {_f(r['recovery_p50_s'])} / "
                 f"{_f(r['recovery_max_s'])} | {r['re_asks']} |" for r in proc])
+    targeted = [r for r in rows if r["scenario"].startswith("targeted-kill")]
+    if targeted:
+        out += _table(
+            "| SIGKILL of the node holding a running step | kills | answered | kill to failure seen, max (s) | "
+            "kill to backup sent, max (s) | kill to answer, max (s) |",
+            [f"| {r['scenario'].removeprefix('targeted-kill-')} | {r['kills']} | {r['answered']} | "
+                f"{_f(r['worst']['detect_s'])} | {_f(r['worst']['backup_s'])} | {_f(r['worst']['answer_s'])} |"
+                for r in targeted])
     for hostile in (r for r in rows if r["scenario"] == "hostile"):
         out += hostile_markdown(hostile)
     part = [r for r in rows if r["scenario"] == "partition"]
