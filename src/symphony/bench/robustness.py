@@ -541,7 +541,7 @@ def process_crash_scenario(root: Path, *, agents: int = 6, tasks: int = 12, kill
 
 #: The stand-in of the targeted kills: each model call sleeps about a second (``llm.timed``), so a
 #: step is still running when the victim is chosen and killed; it plans no JSON, so a chain is one step.
-TARGETED_MODEL = "timed:100"
+TARGETED_MODEL = "timed:50"
 
 
 def targeted_kill_scenario(root: Path, *, agents: int = 8, kills: int = 10, role: str = "executor",
@@ -598,7 +598,16 @@ def _one_targeted_kill(nodes: list[NodeProcess], alive: list[int], role: str,
                 out.pop((i, e["step"]), None)
         return next(((i, step, executor) for (i, step), executor in out.items()), None)
 
-    planner, step, executor = wait_for(running, timeout=30, what="a step running")
+    def running_or_over() -> tuple[int, int, str] | str | None:
+        found = running()
+        if found is None and nodes[initiator].get(f"/v1/tasks/{task_id}").get("status") != "running":
+            return "over"  # answered (or failed) before we saw a step out: nothing to kill
+        return found
+
+    found = wait_for(running_or_over, timeout=60, interval=0.02, what="a step running")
+    if isinstance(found, str):
+        return None
+    planner, step, executor = found
     by_id = {nodes[i].agent_id: i for i in alive}
     victim = planner if role == "planner" else by_id.get(executor, initiator)
     if victim == initiator or (role == "executor" and victim == planner):  # not the kill asked for
