@@ -576,43 +576,44 @@ def targeted_kill_scenario(root: Path, *, agents: int = 8, kills: int = 10, role
 
 def _one_targeted_kill(nodes: list[NodeProcess], alive: list[int], role: str,
                        rng: random.Random) -> dict[str, Any] | None:
-    """Ask one question, kill the ``role`` holding its running step, time the recovery (None: skipped)."""
+    """Ask one question of one-step chains (3 when a planner is to die, so that one is likely not the
+    initiator; 1 for an executor, whom a lone chain's planner less often keeps for itself), kill the
+    ``role`` holding one of its running steps and time the recovery (None: skipped, no running step
+    had a victim other than the initiator or, for an executor, its planner)."""
     initiator = rng.choice(alive)
     tails = {i: nodes[i].tail(skip_existing=True) for i in alive}
     seen: list[tuple[int, dict[str, Any]]] = []  # (node, event), this question's, in order read
     response = nodes[initiator].post("/v1/tasks", {"question": "What is 6 * 7?", "answer_kind": "number",
-                                                   "cots": 1, "max_steps": 1, "deadline_s": 60})
+                                                   "cots": 3 if role == "planner" else 1, "max_steps": 1,
+                                                   "deadline_s": 60})
     response.raise_for_status()
     task_id = str(response.json()["task_id"])
+    by_id = {nodes[i].agent_id: i for i in alive}
 
     def read() -> None:
         for i, tail in tails.items():
             seen.extend((i, e) for e in tail.read() if str(e.get("task", "")).startswith(task_id))
 
-    def running() -> tuple[int, int, str] | None:
-        """(planner node, step, executor id) of a step sent and not yet back."""
+    def target() -> tuple[int, tuple[int, str, int], str] | str | None:
+        """(victim, (planner node, chain, step), executor id) of a step out whose ``role`` is neither the
+        initiator nor (for an executor) its own planner; "over" once the question has ended."""
         read()
-        out = {(i, e["step"]): e["executor"] for i, e in seen if e["event"] == "step_assigned"}
+        out = {(i, e["task"], e["step"]): e["executor"] for i, e in seen if e["event"] == "step_assigned"}
         for i, e in seen:
             if e["event"] == "step_finished":
-                out.pop((i, e["step"]), None)
-        return next(((i, step, executor) for (i, step), executor in out.items()), None)
+                out.pop((i, e["task"], e["step"]), None)
+        for key, executor in out.items():
+            victim = key[0] if role == "planner" else by_id.get(executor, initiator)
+            if victim != initiator and (role == "planner" or victim != key[0]):
+                return victim, key, executor
+        if nodes[initiator].get(f"/v1/tasks/{task_id}").get("status") != "running":
+            return "over"
+        return None
 
-    def running_or_over() -> tuple[int, int, str] | str | None:
-        found = running()
-        if found is None and nodes[initiator].get(f"/v1/tasks/{task_id}").get("status") != "running":
-            return "over"  # answered (or failed) before we saw a step out: nothing to kill
-        return found
-
-    found = wait_for(running_or_over, timeout=60, interval=0.02, what="a step running")
+    found = wait_for(target, timeout=60, interval=0.02, what="a step running")
     if isinstance(found, str):
         return None
-    planner, step, executor = found
-    by_id = {nodes[i].agent_id: i for i in alive}
-    victim = planner if role == "planner" else by_id.get(executor, initiator)
-    if victim == initiator or (role == "executor" and victim == planner):  # not the kill asked for
-        _wait_done(nodes[initiator], task_id)
-        return None
+    victim, step, executor = found
     killed = time.time()  # before the kill: ``kill`` returns only once the process is reaped
     nodes[victim].kill()
     alive.remove(victim)
@@ -621,19 +622,20 @@ def _one_targeted_kill(nodes: list[NodeProcess], alive: list[int], role: str,
     answered = time.time()
     read()
     return {"role": role, "ok": record.get("status") == "done", "answer_s": round(answered - killed, 3),
-            **_recovery(seen, role, planner, step, executor, initiator, killed)}
+            **_recovery(seen, role, step, executor, initiator, killed)}
 
 
-def _recovery(seen: list[tuple[int, dict[str, Any]]], role: str, planner: int, step: int, executor: str,
+def _recovery(seen: list[tuple[int, dict[str, Any]]], role: str, step: tuple[int, str, int], executor: str,
               initiator: int, killed: float) -> dict[str, Any]:
     """``detect_s`` and ``backup_s`` of one kill, from the event logs' timestamps (None: not seen)."""
     def first(match: Callable[[int, dict[str, Any]], bool]) -> float | None:
         return next((round(e["ts"] - killed, 3) for i, e in seen if match(i, e)), None)
 
+    planner, chain, index = step
     if role == "planner":
         detect = first(lambda i, e: i == initiator and e["event"] == "chain_finished" and not e["chain"]["ok"])
         return {"detect_s": detect, "backup_s": detect}
-    mine = lambda i, e: i == planner and e.get("step") == step  # noqa: E731
+    mine = lambda i, e: i == planner and e.get("task") == chain and e.get("step") == index  # noqa: E731
     detect = first(lambda i, e: mine(i, e) and e["event"] == "step_finished" and e["executor"] == executor)
     backup = first(lambda i, e: mine(i, e) and e["event"] == "step_assigned" and e["executor"] != executor)
     return {"detect_s": detect, "backup_s": backup}
