@@ -562,7 +562,7 @@ def targeted_kill_scenario(root: Path, *, agents: int = 8, kills: int = 10, role
         nodes = [boot] + [n.wait_ready() for n in rest]
         wait_for(lambda: all(len(n.ledger()) == len(nodes) for n in nodes), timeout=120, what="every ledger complete")
         alive = list(range(len(nodes)))
-        for _ in range(kills * 5):  # a question whose running step sits on its initiator is skipped
+        for _ in range(kills * 10):  # a question with no running step to kill (see below) is skipped
             if len(rows) == kills:
                 break
             row = _one_targeted_kill(nodes, alive, role, rng)
@@ -622,18 +622,19 @@ def _one_targeted_kill(nodes: list[NodeProcess], alive: list[int], role: str,
     answered = time.time()
     read()
     return {"role": role, "ok": record.get("status") == "done", "answer_s": round(answered - killed, 3),
-            **_recovery(seen, role, step, executor, initiator, killed)}
+            **_recovery(seen, role, step, executor, initiator, killed, victim=nodes[victim].agent_id)}
 
 
 def _recovery(seen: list[tuple[int, dict[str, Any]]], role: str, step: tuple[int, str, int], executor: str,
-              initiator: int, killed: float) -> dict[str, Any]:
+              initiator: int, killed: float, *, victim: str) -> dict[str, Any]:
     """``detect_s`` and ``backup_s`` of one kill, from the event logs' timestamps (None: not seen)."""
     def first(match: Callable[[int, dict[str, Any]], bool]) -> float | None:
         return next((round(e["ts"] - killed, 3) for i, e in seen if match(i, e)), None)
 
     planner, chain, index = step
     if role == "planner":
-        detect = first(lambda i, e: i == initiator and e["event"] == "chain_finished" and not e["chain"]["ok"])
+        detect = first(lambda i, e: i == initiator and e["event"] == "chain_finished" and not e["chain"]["ok"]
+                       and e["chain"].get("planner") == victim)
         return {"detect_s": detect, "backup_s": detect}
     mine = lambda i, e: i == planner and e.get("task") == chain and e.get("step") == index  # noqa: E731
     detect = first(lambda i, e: mine(i, e) and e["event"] == "step_finished" and e["executor"] == executor)
