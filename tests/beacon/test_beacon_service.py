@@ -181,3 +181,31 @@ async def test_steps_a_planner_has_out_count_against_the_executor(autojump_clock
         first, twin = (c.agent_id for c in (await nodes[0].selector.select(sub_task)).selection.ordered[:2])
         outcome = await nodes[0].selector.select(sub_task, outstanding={first: 2})
     assert [(c.agent_id, c.queue_length) for c in outcome.selection.ordered[:2]] == [(twin, 0), (first, 2)]
+
+
+async def test_preconnect_opens_the_connections_a_round_would_dial_so_the_round_dials_none(autojump_clock) -> None:
+    """A node that knows the others only from its ledger (it joined through one bootstrap) connects to
+    the candidates of a requirement ahead of the round; a repeat finds nothing left to dial."""
+    async with agents(5) as (_, nodes):
+        planner = nodes[1]
+        assert set(planner.transport.peers()) == {nodes[0].agent_id}
+        assert await planner.selector.preconnect(need("write python code to sort a list")) == 3
+        assert set(planner.transport.peers()) == {n.agent_id for n in nodes if n is not planner}
+        assert await planner.selector.preconnect(need("write python code to sort a list")) == 0
+
+
+async def test_a_candidate_that_cannot_be_dialled_is_suspected_and_left_out_of_the_next_round(autojump_clock) -> None:
+    """An agent dies; a node that never had a connection to it gets no leave event and still lists it.
+    Its first round's dial fails: counted, and the agent suspected, so the next round does not invite
+    it (without this, every round waited for the dead dial)."""
+    async with agents(5) as (net, nodes):
+        asker, dead = nodes[2], nodes[3]
+        assert dead.agent_id not in asker.transport.peers()
+        events: list[tuple[str, dict]] = []
+        asker.selector.on_event = lambda kind, fields: events.append((kind, fields))
+        net.kill(dead.agent_id)
+        first = await asker.selector.select(need("write python code"), m=1)
+        second = await asker.selector.select(need("write python code"), m=1)
+    assert dead.agent_id in first.rejected and first.contacted == 5
+    assert ("dial_failed", {"agent": dead.agent_id, "error": "PeerUnreachable", "source": "ledger"}) in events
+    assert second.contacted == 4 and dead.agent_id not in second.rejected

@@ -74,6 +74,7 @@ async def test_a_member_gets_a_bounded_number_of_tasks_at_once(autojump_clock) -
     models = [CountingModel(f"m{n}", delay=50.0) for n in range(3)]
     async with swarm(models) as (_, nodes):
         target, member = nodes[0], nodes[1]
+        target.tasks.decline_busy = False  # the admission bound alone: a busy executor would decline at once
         bound = target.defences.admission.max_active_per_peer
         outcomes: list[bool] = []
 

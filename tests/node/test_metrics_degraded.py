@@ -34,6 +34,12 @@ class Backend:
         return None
 
 
+def test_a_declined_step_is_counted() -> None:
+    metrics = NodeMetrics()
+    metrics.observe("task_declined", {"task": "t/c0/s1", "queue": 4})
+    assert sample(metrics, "symphony_declined_steps_total") == 1
+
+
 def test_each_kind_of_degradation_counts_once_per_question() -> None:
     metrics = NodeMetrics()
     metrics.observe("task_finished", {"degraded": ["step_retried", "step_retried", "chains_collapsed"]})

@@ -7,7 +7,15 @@ from hypothesis import strategies as st
 
 from symphony.beacon.ranking import Candidate, Selection
 from symphony.beacon.service import BeaconOutcome
-from symphony.pipeline.chain import MAX_STEP_ROUNDS, BeaconStep, ChainDone, ChainDriver, SendStep, StepSettled
+from symphony.pipeline.chain import (
+    DECLINED_ERROR,
+    MAX_STEP_ROUNDS,
+    BeaconStep,
+    ChainDone,
+    ChainDriver,
+    SendStep,
+    StepSettled,
+)
 from symphony.protocol.messages import TaskResult
 
 STEPS = ("How many apples are in the boxes?", "How many are left?")
@@ -94,6 +102,40 @@ def test_a_failed_candidate_hands_the_step_to_the_next_backup() -> None:
     assert (step.ok, step.executor, step.error, [a.ok for a in step.attempts]) == (True, "b", "", [False, True])
 
 
+def declined() -> TaskResult:
+    return failed(f"{DECLINED_ERROR}: 4 model calls for 4 slots")
+
+
+def test_a_busy_executors_decline_moves_the_step_on_and_it_is_asked_again_only_when_no_one_else_is_left() -> None:
+    """a and b decline (every slot taken): the step goes to c at once; when c fails too it insists on
+    a, the best ranked of those that declined, before any fresh beacon round, and a's answer settles it."""
+    chain = driver(outcome("a", "b", "c"), steps=STEPS[:1])
+    for agent in ("a", "b"):
+        action = send(chain)
+        assert action.candidate.agent_id == agent
+        chain.step_result(action.candidate, declined(), rtt_ms=1.0)
+    third = send(chain)
+    assert third.candidate.agent_id == "c"
+    chain.step_result(third.candidate, failed(), rtt_ms=1.0)
+    insisted = send(chain)
+    assert insisted.candidate.agent_id == "a"
+    chain.step_result(insisted.candidate, ok("12"), rtt_ms=1.0)
+    step = settled(chain).step
+    assert (step.ok, step.executor) == (True, "a")
+    assert [(a.executor, a.ok) for a in step.attempts] == [("a", False), ("b", False), ("c", False), ("a", True)]
+
+
+def test_an_executor_that_declines_again_after_we_insisted_has_failed_the_step() -> None:
+    """A second decline (it should have taken the step) is a failure: the step does not loop on it."""
+    chain = driver(outcome("a"), steps=STEPS[:1])
+    chain.step_result(send(chain).candidate, declined(), rtt_ms=1.0)
+    insisted = send(chain)
+    assert insisted.candidate.agent_id == "a"
+    chain.step_result(insisted.candidate, declined(), rtt_ms=1.0)
+    again = chain.next_action(now_ms=0)
+    assert isinstance(again, BeaconStep) and "a" in again.exclude
+
+
 def test_exhausted_candidates_beacon_again_without_those_tried_then_give_up() -> None:
     """All candidates failed: a fresh round leaves them out; after the last round the chain fails."""
     chain = driver(outcome("a"), steps=STEPS[:1])
@@ -148,19 +190,22 @@ def test_redundancy_with_no_majority_keeps_the_first_answer_and_judges_nobody() 
 
 
 @st.composite
-def runs(draw: st.DrawFn) -> tuple[int, list[list[str]], list[tuple[bool, str]]]:
-    """A redundancy, the candidate lists beacon rounds return (repeats allowed), and executor outcomes."""
+def runs(draw: st.DrawFn) -> tuple[int, list[list[str]], list[tuple[str, str]]]:
+    """A redundancy, the candidate lists beacon rounds return (repeats allowed), and executor outcomes
+    (an answer, a failure or a busy executor's decline)."""
     agents = st.sampled_from("abcdef")
     rounds = draw(st.lists(st.lists(agents, max_size=5), min_size=8, max_size=8))
-    results = draw(st.lists(st.tuples(st.booleans(), st.sampled_from(["1", "2", "1.0"])), min_size=40, max_size=40))
+    kinds = st.sampled_from(["ok", "failed", "declined"])
+    results = draw(st.lists(st.tuples(kinds, st.sampled_from(["1", "2", "1.0"])), min_size=40, max_size=40))
     return draw(st.sampled_from([1, 2])), rounds, results
 
 
 @given(runs())
 def test_a_step_never_repeats_an_executor_nor_exceeds_its_candidates(
-    run: tuple[int, list[list[str]], list[tuple[bool, str]]],
+    run: tuple[int, list[list[str]], list[tuple[str, str]]],
 ) -> None:
-    """Whatever the beacons return and the executors answer, each step tries an executor at most once,
+    """Whatever the beacons return and the executors answer, each step tries an executor at most once
+    (twice when the first time it declined),
     tries no more executors than its rounds offered, uses at most MAX_STEP_ROUNDS rounds, stops asking once
     settled (one answer, or with redundancy two agreeing or three), and the chain ends."""
     redundancy, rounds, results = run
@@ -174,8 +219,9 @@ def test_a_step_never_repeats_an_executor_nor_exceeds_its_candidates(
         if isinstance(action, ChainDone):
             break
         if isinstance(action, SendStep):
-            answered, answer = next(outcomes)
-            chain.step_result(action.candidate, ok(answer) if answered else failed(), rtt_ms=1.0)
+            kind, answer = next(outcomes)
+            result = ok(answer) if kind == "ok" else declined() if kind == "declined" else failed()
+            chain.step_result(action.candidate, result, rtt_ms=1.0)
         elif isinstance(action, BeaconStep):
             fresh = next(pending, [])
             offered[action.index] |= set(fresh) - action.exclude
@@ -185,7 +231,9 @@ def test_a_step_never_repeats_an_executor_nor_exceeds_its_candidates(
         raise AssertionError("the chain did not end")
     for index, step in enumerate(action.steps):
         executors = [a.executor for a in step.attempts]
-        assert len(executors) == len(set(executors))
+        for executor in set(executors):
+            mine = [a for a in step.attempts if a.executor == executor]
+            assert len(mine) == 1 or (len(mine) == 2 and mine[0].error.startswith(DECLINED_ERROR))
         assert set(executors) <= offered[index]
         assert beacons[index] <= MAX_STEP_ROUNDS
         assert len(step.attempts) <= (3 if redundancy == 2 else 1) + sum(not a.ok for a in step.attempts)

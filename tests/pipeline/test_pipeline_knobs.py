@@ -15,7 +15,7 @@ import trio
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.base import Completion, ModelError
 from symphony.node.runtime import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
-from symphony.pipeline.chain import HOP_FLOOR_S, HOP_TIMEOUT_ERROR
+from symphony.pipeline.chain import DECLINED_ERROR, HOP_FLOOR_S, HOP_TIMEOUT_ERROR
 from symphony.pipeline.gate import PriorityGate
 from symphony.pipeline.initiator import PLAN_FLOOR_S, PLAN_TIMEOUT_ERROR
 from symphony.pipeline.service import AskOptions, TaskFailed
@@ -129,6 +129,7 @@ async def test_priority_changes_the_order_of_service_at_a_busy_executor(autojump
     busy = Queued("busy")
     async with swarm([FakeModel("asker"), busy]) as (_, nodes):
         nodes[1].tasks.gate = PriorityGate(slots=1)
+        nodes[1].tasks.decline_busy = False  # a node that queues steps (by default a busy one declines them)
         deadline_ms = int((clock() + 120) * 1000)
 
         async def send(name: str, priority: int) -> None:
@@ -142,6 +143,39 @@ async def test_priority_changes_the_order_of_service_at_a_busy_executor(autojump
                 await trio.sleep(1)  # arrive in this order while the first holds the only slot
             nursery.start_soon(send, "urgent", 9)
     assert busy.served == ["What is low1?", "What is urgent?", "What is low2?", "What is low3?"]
+
+
+async def test_a_busy_executor_declines_a_step_at_once_and_takes_it_when_the_planner_insists(autojump_clock) -> None:
+    """With its only model slot taken, an executor declines a second step at once (no queueing, no
+    model call) and counts it; the same step sent again by the same planner is taken and answered."""
+    busy = Queued("busy")
+    async with swarm([FakeModel("asker"), busy]) as (_, nodes):
+        nodes[1].tasks.gate = PriorityGate(slots=1)
+        events: list[str] = []
+        served = nodes[1].tasks.on_event
+        nodes[1].tasks.on_event = lambda kind, fields: (events.append(kind), served(kind, fields))
+        deadline_ms = int((clock() + 120) * 1000)
+
+        def task(name: str) -> Task:
+            return Task(task_id=name, role="execute", question=f"What is {name}?", answer_kind="number",
+                        deadline_ms=deadline_ms)
+
+        results = {}
+
+        async def send(name: str) -> None:
+            results[name] = await nodes[0].tasks._send(nodes[1].agent_id, task(name))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send, "first")
+            await trio.sleep(1)
+            asked = clock()
+            second = await nodes[0].tasks._send(nodes[1].agent_id, task("second"))
+            assert not second.ok and second.error.startswith(DECLINED_ERROR)
+            assert clock() - asked < 1, "declined at once, not after the first call's 10 s"
+            insisted = await nodes[0].tasks._send(nodes[1].agent_id, task("second"))
+        assert results["first"].ok and insisted.ok
+    assert busy.served == ["What is first?", "What is second?"]
+    assert events.count("task_declined") == 1
 
 
 class Recording(FakeModel):

@@ -20,6 +20,7 @@ from symphony.bench.robustness import (
     open_swarm,
     partition_scenario,
     process_crash_scenario,
+    targeted_kill_scenario,
     questions,
     run_robustness,
 )
@@ -137,3 +138,15 @@ def test_real_processes_survive_sigkill_of_the_initiator(tmp_path) -> None:
     row = process_crash_scenario(tmp_path, agents=4, tasks=3, kills=1, seed=1)
     assert row["killed_roles"] == ["initiator"]
     assert row["completion"] == 1.0 and row["accuracy"] == 1.0 and row["re_asks"] >= 1
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("role", ["executor", "planner"])
+def test_killing_the_node_that_holds_a_running_step_hands_it_to_a_backup(tmp_path, role) -> None:
+    """SIGKILL the executor running a step (or the planner driving it): the node that depended on it
+    logs the failure, the work goes to a backup, and the question is answered."""
+    row = targeted_kill_scenario(tmp_path, agents=3, kills=1, role=role)
+    assert row["kills"] == 1 and row["answered"] == 1
+    kill = row["rows"][0]
+    assert kill["detect_s"] is not None and kill["backup_s"] is not None
+    assert kill["detect_s"] <= kill["answer_s"]

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from symphony.ledger.store import unit_cosine, unit_vector
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
-from symphony.protocol.messages import Beacon, BeaconResponse
+from symphony.protocol.messages import Beacon, BeaconResponse, decode_sparse
 
 BEACON_PROTOCOL = "/symphony/beacon/2.0.0"
 MAX_BEACON_BYTES = 8 * 1024
+#: Requirements whose score a responder remembers (oldest forgotten first).
+MAX_CACHED_SCORES = 1024
 
 
 class BeaconResponder:
@@ -38,16 +40,33 @@ class BeaconResponder:
         self.clock = clock
         self.guard = guard
         self._unit: tuple[tuple[float, ...], list[float] | None] = ((), None)  # (c_j, c_j / |c_j|)
+        self._scores: dict[str, float] = {}  # requirement as sent -> our score, for the vector in _unit
+        self.score_hits = 0  # requirements answered from ``_scores``
 
     def score(self, beacon: Beacon, nonce: str) -> BeaconResponse:
         """phi(c_j, r_i) (eq. 1) for every requirement of ``beacon``, in order, and this agent's QoS."""
         mine = tuple(self.private_vector())
         if mine != self._unit[0]:  # normalised once per change of our vector, not per beacon
             self._unit = (mine, unit_vector(list(mine)))
-        # 4 decimals rank as well as 17 and take a third of the bytes on the wire
-        scores = [round(unit_cosine(self._unit[1], unit_vector(r)), 4) for r in beacon.vectors]
+            self._scores.clear()
+        scores = [self._score(r) for r in beacon.requirements]
         queue, latency_ms = self.qos()
         return BeaconResponse(nonce=nonce, scores=scores, queue_length=queue, expected_latency_ms=round(latency_ms, 1))
+
+    def _score(self, requirement: str) -> float:
+        """Our score for ``requirement`` (``encode_sparse``d, as the beacon carries it), remembered
+        while our vector stays the same: the private vector changes rarely and planners beacon the
+        same sub-task requirements again and again, so a hit skips decoding and scoring."""
+        score = self._scores.get(requirement)
+        if score is not None:
+            self.score_hits += 1
+            return score
+        # 4 decimals rank as well as 17 and take a third of the bytes on the wire
+        phi = unit_cosine(self._unit[1], unit_vector(decode_sparse(requirement)))
+        score = self._scores[requirement] = round(phi, 4)
+        if len(self._scores) > MAX_CACHED_SCORES:  # bounded whatever requirements peers send
+            del self._scores[next(iter(self._scores))]
+        return score
 
     async def handle(self, peer: str, payload: bytes) -> bytes:
         """Transport handler for ``BEACON_PROTOCOL``. Raises PeerError on a bad beacon."""

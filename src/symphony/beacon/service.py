@@ -162,7 +162,7 @@ class BeaconSelector:
                     reply = self.responder.score(beacon, envelope.nonce)
                 else:
                     if agent_id not in connected and addrs:  # a top-L candidate we have no connection to yet
-                        await self.transport.connect(addrs[0])
+                        await self._dial(agent_id, addrs[0])
                     raw = await self.transport.request(agent_id, BEACON_PROTOCOL, envelope.to_bytes(),
                                                        timeout=deadline_s)
                     reply = self._check_reply(raw, agent_id, envelope.nonce, len(requirements))
@@ -200,6 +200,43 @@ class BeaconSelector:
         for outcome in outcomes:
             outcome.elapsed_s = elapsed_s
         return outcomes
+
+    async def preconnect(self, requirement: list[float], *, tags_any: frozenset[str] = frozenset(),
+                         top_l: int | None = None) -> int:
+        """Open connections to the candidates a round for ``requirement`` would invite and that we
+        have none to yet, so the round does not wait for their dials (a planner calls this while its
+        model plans: issue #19, in-task rounds were 10-20x a warm round when a dial sat in them).
+        Failures are left to the round (it dials again and counts them). Returns the dials tried."""
+        exclude = self.reputation.blacklisted(now=self.clock()) if self.reputation is not None else frozenset()
+        invited = self._invite([requirement], QueryFilter(exclude=exclude, tags_any=tags_any),
+                               top_l or self.config.top_l, now=self.clock())
+        connected = set(self.transport.peers()) | {self.identity.agent_id}
+        cold = [(agent_id, addrs[0]) for agent_id, (addrs, _) in invited.items() if agent_id not in connected and addrs]
+
+        async def dial(agent_id: str, addr: str) -> None:
+            try:
+                await self._dial(agent_id, addr)
+            except (TransportError, ConfigError):
+                pass  # counted and suspected by ``_dial``: the round will not invite it
+
+        with anyio.move_on_after(self.config.deadline_s):
+            async with anyio.create_task_group() as tg:
+                for agent_id, addr in cold:
+                    tg.start_soon(dial, agent_id, addr)
+        return len(cold)
+
+    async def _dial(self, agent_id: str, addr: str) -> None:
+        """Connect to a candidate known from the ledger only. A failed dial suspects it here, as a
+        dropped connection does (``Ledger.suspect``, until we hear from it again): a node that never had
+        a connection to a crashed agent gets no leave event, and without this every round it ran kept
+        inviting it and waited for py-libp2p's dial retries (issue #19: up to the 2 s round deadline,
+        twice per question). Counted as ``dial_failed`` (source: ledger). Re-raises the failure."""
+        try:
+            await self.transport.connect(addr)
+        except (TransportError, ConfigError) as exc:
+            self.ledger.suspect(agent_id, now=self.clock())
+            self.on_event("dial_failed", {"agent": agent_id, "error": type(exc).__name__, "source": "ledger"})
+            raise
 
     async def _reach(self, outcomes: list[BeaconOutcome], remote: set[str], addrs: dict[str, list[str]]) -> None:
         """Connect to the selected agents of other shards (found through their gateways, so not yet

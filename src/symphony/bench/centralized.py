@@ -219,6 +219,10 @@ class CoordinatorSelector:
     async def select_many(self, requirements: list[list[float]], **options: Any) -> list[BeaconOutcome]:
         return [await self.select(r, **options) for r in requirements]
 
+    async def preconnect(self, requirement: list[float], **_: Any) -> int:
+        """Nothing to dial: an agent talks to the coordinator only, connected since it registered."""
+        return 0
+
 
 @dataclass
 class CentralizedAgent:

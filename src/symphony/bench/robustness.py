@@ -66,7 +66,7 @@ from symphony.transport import LinkModel, MemoryNetwork
 
 EPOCH = 1_700_000_000.0
 SKILLS = ("arithmetic", "algebra", "reasoning", "code", "writing", "science", "finance", "logic")
-SCENARIOS = ("crash", "churn", "process-crash", "partition", "network", "byzantine", "hostile")
+SCENARIOS = ("crash", "churn", "process-crash", "targeted-kill", "partition", "network", "byzantine", "hostile")
 ATTACKS = ("wrong", "inflate", "squat", "replay", "forge", "records", "flood")
 # Table 7-style rows: (one-way latency ms, bandwidth Mbps)
 NETWORK_ROWS = ((0, 1000), (10, 100), (50, 100), (100, 10), (200, 10), (50, 2), (200, 2))
@@ -518,6 +518,7 @@ def process_crash_scenario(root: Path, *, agents: int = 6, tasks: int = 12, kill
             record, asks = _poll_task(nodes, initiator, task_id, question, alive, rng)
             finished = time.monotonic()
             outcomes.append({"ok": record is not None and record.get("status") == "done",
+                             "killed": roles[-1] if killed is not None else None,
                              "correct": record is not None and answers_equivalent(str(record.get("answer")), truth,
                                                                                   "number"),
                              "latency_s": finished - started, "asks": asks,
@@ -533,7 +534,120 @@ def process_crash_scenario(root: Path, *, agents: int = 6, tasks: int = 12, kill
             "latency_p50_s": statistics.median(calm) if calm else None,
             "recovery_p50_s": statistics.median(recovery) if recovery else None,
             "recovery_max_s": max(recovery) if recovery else None,
-            "re_asks": sum(o["asks"] - 1 for o in outcomes)}
+            "re_asks": sum(o["asks"] - 1 for o in outcomes),
+            "kill_rows": [{"role": o["killed"], "ok": o["ok"], "recovery_s": o["recovery_s"], "asks": o["asks"]}
+                          for o in outcomes if o["killed"] is not None]}
+
+
+#: The stand-in of the targeted kills: each model call sleeps about a second (``llm.timed``), so a
+#: step is still running when the victim is chosen and killed; it plans no JSON, so a chain is one step.
+TARGETED_MODEL = "timed:50"
+
+
+def targeted_kill_scenario(root: Path, *, agents: int = 8, kills: int = 10, role: str = "executor",
+                           seed: int = 0) -> dict[str, Any]:
+    """SIGKILL, ``kills`` times, the node holding a running step of a question in flight: its
+    executor (``role="executor"``) or the planner driving its chain (``"planner"``), never the
+    initiator. The victim is read from the nodes' event logs (``step_assigned`` without its
+    ``step_finished``). Per kill: ``detect_s``, kill to the node that depended on the victim
+    (the planner, or the initiator for a planner) logging the failure; ``backup_s``, kill to the
+    step being sent to another executor (executor kills; for a planner, detection is the hand-over:
+    the initiator asks its next planner at once); ``answer_s``, kill to the question's answer."""
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    with open_process_swarm(root, heartbeat=1.0) as swarm:
+        model = ("--model", TARGETED_MODEL)
+        boot = swarm.spawn("n0", args=model).wait_ready()
+        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=model) for i in range(1, agents + kills)]
+        nodes = [boot] + [n.wait_ready() for n in rest]
+        wait_for(lambda: all(len(n.ledger()) == len(nodes) for n in nodes), timeout=120, what="every ledger complete")
+        alive = list(range(len(nodes)))
+        for _ in range(kills * 10):  # a question with no running step to kill (see below) is skipped
+            if len(rows) == kills:
+                break
+            row = _one_targeted_kill(nodes, alive, role, rng)
+            if row is not None:
+                rows.append(row)
+    worst = {key: max((r[key] for r in rows if r.get(key) is not None), default=None)
+             for key in ("detect_s", "backup_s", "answer_s")}
+    return {"scenario": f"targeted-kill-{role}", "agents": len(alive) + len(rows), "kills": len(rows),
+            "answered": sum(r["ok"] for r in rows), "worst": worst, "rows": rows}
+
+
+def _one_targeted_kill(nodes: list[NodeProcess], alive: list[int], role: str,
+                       rng: random.Random) -> dict[str, Any] | None:
+    """Ask one question of one-step chains (3 when a planner is to die, so that one is likely not the
+    initiator; 1 for an executor, whom a lone chain's planner less often keeps for itself), kill the
+    ``role`` holding one of its running steps and time the recovery (None: skipped, no running step
+    had a victim other than the initiator or, for an executor, its planner)."""
+    initiator = rng.choice(alive)
+    tails = {i: nodes[i].tail(skip_existing=True) for i in alive}
+    seen: list[tuple[int, dict[str, Any]]] = []  # (node, event), this question's, in order read
+    response = nodes[initiator].post("/v1/tasks", {"question": "What is 6 * 7?", "answer_kind": "number",
+                                                   "cots": 3 if role == "planner" else 1, "max_steps": 1,
+                                                   "deadline_s": 60})
+    response.raise_for_status()
+    task_id = str(response.json()["task_id"])
+    by_id = {nodes[i].agent_id: i for i in alive}
+
+    def read() -> None:
+        for i, tail in tails.items():
+            seen.extend((i, e) for e in tail.read() if str(e.get("task", "")).startswith(task_id))
+
+    def target() -> tuple[int, tuple[int, str, int], str] | str | None:
+        """(victim, (planner node, chain, step), executor id) of a step out whose ``role`` is neither the
+        initiator nor (for an executor) its own planner; "over" once the question has ended."""
+        read()
+        out = {(i, e["task"], e["step"]): e["executor"] for i, e in seen if e["event"] == "step_assigned"}
+        for i, e in seen:
+            if e["event"] == "step_finished":
+                out.pop((i, e["task"], e["step"]), None)
+        for key, executor in out.items():
+            victim = key[0] if role == "planner" else by_id.get(executor, initiator)
+            if victim != initiator and (role == "planner" or victim != key[0]):
+                return victim, key, executor
+        if nodes[initiator].get(f"/v1/tasks/{task_id}").get("status") != "running":
+            return "over"
+        return None
+
+    found = wait_for(target, timeout=60, interval=0.02, what="a step running")
+    if isinstance(found, str):
+        return None
+    victim, step, executor = found
+    killed = time.time()  # before the kill: ``kill`` returns only once the process is reaped
+    nodes[victim].kill()
+    alive.remove(victim)
+    tails.pop(victim)
+    record = _wait_done(nodes[initiator], task_id)
+    answered = time.time()
+    read()
+    return {"role": role, "ok": record.get("status") == "done", "answer_s": round(answered - killed, 3),
+            **_recovery(seen, role, step, executor, initiator, killed, victim=nodes[victim].agent_id)}
+
+
+def _recovery(seen: list[tuple[int, dict[str, Any]]], role: str, step: tuple[int, str, int], executor: str,
+              initiator: int, killed: float, *, victim: str) -> dict[str, Any]:
+    """``detect_s`` and ``backup_s`` of one kill, from the event logs' timestamps (None: not seen)."""
+    def first(match: Callable[[int, dict[str, Any]], bool]) -> float | None:
+        return next((round(e["ts"] - killed, 3) for i, e in seen if match(i, e)), None)
+
+    planner, chain, index = step
+    if role == "planner":
+        detect = first(lambda i, e: i == initiator and e["event"] == "chain_finished" and not e["chain"]["ok"]
+                       and e["chain"].get("planner") == victim)
+        return {"detect_s": detect, "backup_s": detect}
+    mine = lambda i, e: i == planner and e.get("task") == chain and e.get("step") == index  # noqa: E731
+    detect = first(lambda i, e: mine(i, e) and e["event"] == "step_finished" and e["executor"] == executor)
+    backup = first(lambda i, e: mine(i, e) and e["event"] == "step_assigned" and e["executor"] != executor)
+    return {"detect_s": detect, "backup_s": backup}
+
+
+def _wait_done(node: NodeProcess, task_id: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        record: dict[str, Any] = node.get(f"/v1/tasks/{task_id}")
+        return None if record.get("status") == "running" else record
+
+    return wait_for(done, timeout=90, interval=0.02, what=f"task {task_id} to end")
 
 
 def _post_task(node: NodeProcess, question: str, task_id: str) -> str:
@@ -600,6 +714,10 @@ def run_robustness(*, scenarios: Sequence[str], setup: Setup, fractions: Mapping
     if "process-crash" in scenarios:
         with tempfile.TemporaryDirectory() as root:
             record(process_crash_scenario(Path(root), agents=10, tasks=16, kills=2, seed=setup.seed))
+    if "targeted-kill" in scenarios:
+        for role in ("executor", "planner"):
+            with tempfile.TemporaryDirectory() as root:
+                record(targeted_kill_scenario(Path(root), agents=6, kills=10, role=role, seed=setup.seed))
     if "hostile" in scenarios:
         with tempfile.TemporaryDirectory() as root:
             record(hostile_scenario(Path(root)))
@@ -655,6 +773,14 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
             [f"| {r['agents']} | {r['killed']} ({', '.join(r['killed_roles'])}) | {r['completion']:.3f} | "
                 f"{r['accuracy']:.3f} | {_f(r['latency_p50_s'])} | {_f(r['recovery_p50_s'])} / "
                 f"{_f(r['recovery_max_s'])} | {r['re_asks']} |" for r in proc])
+    targeted = [r for r in rows if r["scenario"].startswith("targeted-kill")]
+    if targeted:
+        out += _table(
+            "| SIGKILL of the node holding a running step | kills | answered | kill to failure seen, max (s) | "
+            "kill to backup sent, max (s) | kill to answer, max (s) |",
+            [f"| {r['scenario'].removeprefix('targeted-kill-')} | {r['kills']} | {r['answered']} | "
+                f"{_f(r['worst']['detect_s'])} | {_f(r['worst']['backup_s'])} | {_f(r['worst']['answer_s'])} |"
+                for r in targeted])
     for hostile in (r for r in rows if r["scenario"] == "hostile"):
         out += hostile_markdown(hostile)
     part = [r for r in rows if r["scenario"] == "partition"]

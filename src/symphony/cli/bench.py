@@ -128,7 +128,7 @@ def bench_privacy(
 @bench_app.command("robustness")
 def bench_robustness(
     scenario: Annotated[list[str], typer.Option(
-        help="crash, churn, process-crash, partition, network, byzantine, hostile (repeat).")] = list(SCENARIOS),  # noqa: B006
+        help="crash, churn, process-crash, targeted-kill, partition, network, byzantine, hostile (repeat).")] = list(SCENARIOS),  # noqa: B006
     agents: Annotated[int, typer.Option(help="Agents in the simulated swarm.")] = 20,
     tasks: Annotated[int, typer.Option(help="Questions per run.")] = 60,
     seed: Annotated[int, typer.Option(help="Seed of the swarm, the questions and the faults.")] = 0,

@@ -89,6 +89,8 @@ class NodeMetrics:
                                 "(pipeline.trace.Degraded)", ["kind"], registry=r)
         self.dial_failures = Counter("symphony_dial_failures", "Dials to a peer that failed, by where its address "
                                      "came from (bootstrap list, ledger)", ["source"], registry=r)
+        self.declined = Counter("symphony_declined_steps", "Steps this node declined as executor because every "
+                                "model slot was taken (the planner tried a backup)", registry=r)
 
     def observe(self, kind: str, fields: dict[str, Any]) -> None:
         """Count a protocol event (the node's ``on_event`` sink)."""
@@ -96,6 +98,8 @@ class NodeMetrics:
             self.beacon_rounds.labels(role=str(fields.get("role", ""))).inc()
         elif kind == "rejected":
             self.rejected.labels(reason=str(fields.get("reason", "")), channel=str(fields.get("channel", ""))).inc()
+        elif kind == "task_declined":
+            self.declined.inc()
         elif kind == "dial_failed" and "source" in fields:
             self.dial_failures.labels(source=str(fields["source"])).inc()
         elif kind in ("task_finished", "task_failed"):  # each kind of degradation the question ran with, once

@@ -27,7 +27,10 @@ settles on two agreeing answers or on three answers; the majority stands (the fi
 there is none) and, given a majority, each executor is judged against it (blamed harder than by
 cross-voting: two executors agreed against it). Answers are normalised once, on arrival
 (``answer.Answer``). The laws the tests check: no executor is tried twice for one step, and a
-step never tries more executors than its rounds offered.
+step never tries more executors than its rounds offered, with one exception: an executor whose
+model slots were all taken declines a step at once (``DECLINED_ERROR``, no fault) and the step
+moves to its next candidate; only when none is left is the step sent again to the best-ranked
+one that declined, which then takes it (it queues there, as before declines existed).
 
 Fault knobs (issue 17; paper §4 "fault tolerance", Alg. 1):
 
@@ -69,6 +72,8 @@ HOP_FLOOR_S = 15.0
 HOP_CAP_S = 120.0
 #: The error of an attempt cut by its hop timeout (not by the task deadline).
 HOP_TIMEOUT_ERROR = "hop timeout"
+#: The error an executor declines a step with while every model slot is taken (``TaskService._declines``).
+DECLINED_ERROR = "declined: busy"
 #: A hop timeout setting: "adaptive", "off" (the task deadline only) or fixed seconds.
 HopTimeout = Literal["adaptive", "off"] | float
 
@@ -215,6 +220,8 @@ class StepDriver:
         self._rounds = 0
         self._tried: set[str] = set()
         self._answers: list[tuple[Candidate, Answer]] = []
+        self._declined: deque[Candidate] = deque()  # declined while busy: sent again if no one else is left
+        self._insisted: set[str] = set()  # sent again after declining
         self._attempts: list[Attempt] = []
         self._error = "no executor answered"
         self._tokens = [0, 0]
@@ -240,7 +247,10 @@ class StepDriver:
         self._attempts.append(attempt_of(candidate, result, rtt_ms=rtt_ms))
         self._tokens[0] += result.prompt_tokens
         self._tokens[1] += result.completion_tokens
-        if not result.ok:
+        if not result.ok and result.error.startswith(DECLINED_ERROR) and candidate.agent_id not in self._insisted:
+            self._declined.append(candidate)
+            return
+        if not result.ok:  # a second decline, after we insisted, is a failure like any other
             self._error = result.error
             self._strikes += result.error.startswith(HOP_TIMEOUT_ERROR)
             return
@@ -260,6 +270,9 @@ class StepDriver:
             self._error = "deadline passed"
             return self._settle()
         self._queue = deque(c for c in self._queue if c.agent_id not in self._tried)
+        if not self._queue and self._declined:  # everyone left declined: insist on the best ranked of them
+            self._queue.append(self._declined.popleft())
+            self._insisted.add(self._queue[0].agent_id)
         if self._queue:
             candidate = next((c for c in self._queue if c.agent_id not in busy), self._queue[0])
             self._queue.remove(candidate)
@@ -519,6 +532,7 @@ class ChainDriver:
 
 
 __all__ = [
+    "DECLINED_ERROR",
     "HOP_CAP_S",
     "HOP_FACTOR",
     "HOP_FLOOR_S",

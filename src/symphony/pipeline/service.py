@@ -57,6 +57,7 @@ from symphony.errors import MalformedMessage, PeerError, SymphonyError, Transpor
 from symphony.ledger.reputation import Offence, ReputationTable
 from symphony.llm.base import ChatModel, Completion, ModelError, approx_tokens
 from symphony.pipeline.chain import (
+    DECLINED_ERROR,
     HOP_TIMEOUT_ERROR,
     BeaconStep,
     ChainDone,
@@ -215,10 +216,12 @@ class TaskService:
     rng: random.Random = field(default_factory=random.Random)
     feedback: OutcomeService | None = None  # outcome feedback after the vote (skills, LinUCB); None: off
     tools: tuple[str, ...] = ()  # tools its executor uses (``pipeline.tools``; "python" only where the sandbox works)
+    decline_busy: bool = True  # as executor: decline a step while every model slot is taken (``_declines``)
     _done: dict[tuple[str, str, str], TaskResult] = field(default_factory=dict)
     _running: dict[tuple[str, str, str], anyio.Event] = field(default_factory=dict)
     _plan_hops: set[_PlanHop] = field(default_factory=set)  # as initiator: planner requests in flight
     _outstanding: Counter[str] = field(default_factory=Counter)  # as planner: steps out per executor
+    _declined: dict[tuple[str, str, str], None] = field(default_factory=dict)  # as executor: steps declined once
 
     def qos(self) -> tuple[int, float]:
         """(queue, expected latency ms) for beacon replies. The queue is this node's model calls in
@@ -441,6 +444,10 @@ class TaskService:
         if key in self._running:
             await self._running[key].wait()
             return self._done[key].model_copy(update={"task_id": task.task_id})
+        if task.role == "execute" and self._declines(key):
+            self.on_event("task_declined", {"task": task.task_id, "sender": sender, "queue": self.gate.queue})
+            return TaskResult(task_id=task.task_id, ok=False,
+                              error=f"{DECLINED_ERROR}: {self.gate.queue} model calls for {self.gate.slots} slots")
         self._running[key] = anyio.Event()
         if self.feedback is not None:
             self.feedback.remember(sender, task)
@@ -456,6 +463,21 @@ class TaskService:
                 self._done.pop(next(iter(self._done)))
         self.load.observe(result.latency_ms)
         return result
+
+    def _declines(self, key: tuple[str, str, str]) -> bool:
+        """Whether to decline the step ``key`` at once instead of queueing it (paper: the Beacon's
+        deadline discipline): every model slot is taken, so it would wait while other executors may
+        idle, and the planner has backups. A step sent again by the same planner (it found no free
+        backup: ``chain.StepDriver``) is taken whatever the queue, so a busy network still gets through."""
+        if key in self._declined:
+            del self._declined[key]
+            return False
+        if not self.decline_busy or self.gate.queue < self.gate.slots:
+            return False
+        self._declined[key] = None
+        if len(self._declined) > 10_000:  # a planner that never insists must not grow this
+            self._declined.pop(next(iter(self._declined)))
+        return True
 
     async def _chat(self, messages: list[dict[str, str]], *, temperature: float | None = None,
                     priority: int = 0, **kwargs: Any) -> Completion:
@@ -547,7 +569,9 @@ class TaskService:
         begun = self.clock()
         knobs = self._knobs(task)
         minimal = knobs.disclosure == "minimal"
-        plan, plan_note, planning = await self._make_plan(task, minimal=minimal)
+        async with anyio.create_task_group() as tg:  # dial the likely executors while the model plans
+            tg.start_soon(self._preconnect, task)
+            plan, plan_note, planning = await self._make_plan(task, minimal=minimal)
         steps, marks = split_marks(plan.steps) if minimal else (plan.steps, ())
         needs_problem = {q for q, marked in zip(steps, marks, strict=False) if marked}
         plan_tokens = [planning.prompt_tokens, planning.completion_tokens] if planning else [0, 0]
@@ -569,6 +593,12 @@ class TaskService:
                           weight=action.weight, prompt_tokens=plan_tokens[0] + action.prompt_tokens,
                           completion_tokens=plan_tokens[1] + action.completion_tokens,
                           latency_ms=(self.clock() - begun) * 1000, trace=trace.to_wire())
+
+    async def _preconnect(self, task: Task) -> None:
+        """Connect to the executors a round for the whole question would invite (its sub-tasks mostly
+        want the same agents), so the chain's beacon round and its steps find the connections open."""
+        r = list(requirement_vector(task.question, classify_task_type(task.question), self.encoder))
+        await self.selector.preconnect(r, tags_any=frozenset({EXECUTOR_TAG}), top_l=task.top_l)
 
     async def _drive(self, task: Task, driver: ChainDriver, needs_problem: set[str], plan_tokens: list[int], *,
                      minimal: bool) -> ChainDone:
@@ -675,7 +705,8 @@ class TaskService:
         with self._sending(candidate.agent_id):
             result = await self._send(candidate.agent_id, sub, hop_s=action.timeout_s)
         rtt_ms = self._span_ms(sent)
-        self._learn(candidate, result, chain_id=task.task_id, step_id=sub.task_id)
+        if not result.error.startswith(DECLINED_ERROR):  # a busy executor's decline says nothing of its skill
+            self._learn(candidate, result, chain_id=task.task_id, step_id=sub.task_id)
         self.on_event("step_finished", {"task": task.task_id, "step": action.index, "executor": candidate.agent_id,
                                         "ok": result.ok, "answer": result.answer, "error": result.error,
                                         "latency_ms": round(result.latency_ms, 1)})
