@@ -155,3 +155,60 @@ async def test_symphony_ask_prints_which_chains_passed_the_examples():
         render.print_trace(trace)
     line = next(line for line in captured.get().splitlines() if line.startswith("examples passed:"))
     assert line.count("/2") == 3 and line.count("(not voting)") == 2
+
+
+def test_a_repair_request_shows_each_failed_call():
+    from symphony.pipeline.executor import repair_messages
+
+    asked = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    messages = repair_messages(asked, "```python\nx\n```", ["f(3) returned 6, expected 9"])
+    assert messages[:2] == asked and messages[2] == {"role": "assistant", "content": "```python\nx\n```"}
+    assert "- f(3) returned 6, expected 9" in messages[3]["content"]
+    assert "does not load" in repair_messages(asked, "x", [])[3]["content"]
+
+
+class Fixer:
+    """A test double: writes ``WRONG``, and ``RIGHT`` when told which examples its code failed."""
+
+    supports_json_schema = True
+
+    def __init__(self) -> None:
+        self.name, self.told = "fixer", []
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None) -> Completion:
+        told = "fails examples" in messages[-1]["content"]
+        self.told.append(messages[-1]["content"] if told else None)
+        code = RIGHT if told else WRONG
+        return Completion(text=f"```python\n{code}```", prompt_tokens=40, completion_tokens=10, latency_s=0.0,
+                          model=self.name)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def ask_one(tools: tuple[str, ...]) -> tuple[dict, Fixer]:
+    model = Fixer()
+    net = MemoryNetwork(link=LinkModel(latency_s=0.001), rng=random.Random(1))
+    specs = [SimulatedAgent(identity(n), model, AgentProfile(name=f"n{n}", tags=("python code",))) for n in range(2)]
+    async with open_simulated_agents(net, specs, clock=time.time, ledger_config=LedgerConfig(heartbeat_interval_s=1.0),
+                                     gossip_config=GossipConfig(anti_entropy_interval_s=1.0),
+                                     task_defaults={"tools": tools}) as nodes:
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=1, answer_kind="code"))
+    return trace, model
+
+
+@needs_sandbox
+async def test_an_executor_with_the_python_tool_repairs_code_that_fails_the_examples():
+    trace, model = await ask_one(("python",))
+    assert "set(xs)" in trace["answer"]
+    told = [t for t in model.told if t]
+    assert len(told) == 1 and "second_largest([7, 7, 2]) returned 7, expected 2" in told[0]
+    step = trace["chains"][0]["trace"]["steps"][0]["attempts"][0]
+    assert step["tool"] == {"ok": True, "repaired": True, "reason": "examples 1/2; after one repair 2/2"}
+    assert trace["prompt_tokens"] + trace["completion_tokens"] == 2 * (40 + 10)  # the repair call is counted
+
+
+@needs_sandbox
+async def test_without_the_tool_code_is_not_run_or_repaired():
+    trace, model = await ask_one(())
+    assert "set(xs)" not in trace["answer"] and model.told == [None]
