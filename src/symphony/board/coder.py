@@ -13,6 +13,8 @@ function may call the ones it depends on.
 
 from __future__ import annotations
 
+import ast
+
 from collections.abc import Mapping, Sequence
 
 from symphony.board.graph import Subtask
@@ -46,8 +48,20 @@ async def write_function(model: ChatModel, subtask: Subtask, dependencies: Mappi
 
 
 def library(order: Sequence[str], code: Mapping[str, str]) -> str:
-    """Every function of ``code`` in plan ``order``, as one module (``math`` imported, as specs may need it)."""
-    return "import math\n\n" + "\n\n".join(code.get(name, "") for name in order)
+    """Every function of ``code`` in plan ``order``, as one module (``math`` imported, as specs may need it).
+
+    A content that is not Python (a model that wrote prose) is left out, as a file that fails to import
+    would be in the paper's one-function-per-file layout: its own test fails, the other functions still load.
+    """
+    return "import math\n\n" + "\n\n".join(c for c in (code.get(name, "") for name in order) if _parses(c))
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # a NUL byte, hostile nesting
+        return False
+    return True
 
 
 def passing(order: Sequence[str], code: Mapping[str, str], tests: Mapping[str, str], *,
