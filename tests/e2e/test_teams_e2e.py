@@ -215,3 +215,24 @@ def test_a_function_that_fails_its_test_becomes_a_gap_another_node_closes(swarm:
     rows = {s["id"]: s for s in done["subtasks"]}
     assert rows["f0"]["depends_on"] == ["f0.fix", "helper"] and rows["f0"]["content"] == rows["f0.fix"]["content"]
     assert bad.post(f"/v1/teams/{board}/gaps", {"subtask": "late", "need": "x", "blocks": "f0"}).status_code == 409
+
+
+def test_a_contract_net_board_awards_its_subtasks_by_bids_across_nodes(swarm: Swarm) -> None:
+    """``"mode": "cnet"``: the poster announces f0, f0's producer announces f1 and f2 once they are ready, both
+    nodes bid, and each sub-task is awarded (and done once) before anyone claims it plainly."""
+    nodes = [swarm.spawn("k0", args=MODEL).wait_ready()]
+    nodes.append(swarm.spawn("k1", bootstrap=nodes[0], args=MODEL).wait_ready())
+    wait_for(lambda: all(len(n.ledger()) == 2 for n in nodes), timeout=30, what="both nodes hold 2 records")
+    graph = [{"id": "f0", "spec": "def f0(): ..."}, *[{"id": f"f{i}", "spec": f"def f{i}(): ...",
+                                                      "depends_on": ["f0"]} for i in (1, 2)]]
+    posted = post_team(nodes[0], {"subtasks": graph, "mode": "cnet"})
+    assert posted["mode"] == "cnet"
+    board = posted["board"]
+    views = wait_for(lambda: (vs := [team(n, board) for n in nodes]) and all(v and v["status"] == "done" for v in vs)
+                     and vs, timeout=90, what="both nodes to see the board done")
+    agents = [v["agent"] for v in views]
+    assert views[1]["mode"] == "cnet", "the mode travels in the announcement"
+    assert sum(a["awards_won"] for a in agents) == len(graph), agents  # every sub-task went by award
+    assert agents[1]["bids"] >= 2, "k1 heard the calls for f1 and f2 and bid"
+    assert views[0]["extra_artifacts"] == 0 and views[0]["subtasks_done"] == len(graph)
+    assert sum(a["executed"] for a in agents) == len(graph)

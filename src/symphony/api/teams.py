@@ -2,6 +2,8 @@
 
 - ``POST /v1/teams``          ``{"library": "text_utils", "p": 0.9}`` (a bench library with its tests), or
                               ``{"subtasks": [{"id", "spec", "depends_on"}], "tests": {"id": "def test_id(): ..."}}``;
+                              options: ``"mode": "cnet"`` (award sub-tasks by contract net before plain
+                              claiming), ``"gap_grace_s"`` (how long a fix gap excludes the agent that posted it);
                               202 with the team's view (its ``board`` ID). The graph is checked as the
                               network checks an announcement (``board.service.parse_graph``: caps, ids,
                               no cycle); the body is capped like every body (``api.http.MAX_BODY_BYTES``).
@@ -21,7 +23,7 @@ The routes sit behind the same ``ApiGuard`` as the rest of the API (``api.app``)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -46,6 +48,7 @@ class TeamRequest(BaseModel):
     subtasks: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_SUBTASKS)
     tests: dict[str, str] = Field(default_factory=dict, max_length=MAX_SUBTASKS)
     gap_grace_s: float | None = Field(default=None, ge=0.0, le=MAX_GAP_GRACE_S)  # None: the node's default
+    mode: Literal["claim", "cnet"] = "claim"  # cnet: sub-tasks awarded by announce/bid/award first
 
     def graph(self) -> tuple[TaskGraph, dict[str, str]]:
         """The graph and tests asked for. Raises ``ConfigError`` for a bad graph or a test of no sub-task."""
@@ -83,7 +86,8 @@ def team_routes(node: NodeApi) -> list[Route]:
         try:
             body = await read_body(request, TeamRequest)
             graph, tests = body.graph()
-            team = node.teams.post(graph, tests=tests, library=body.library, gap_grace_s=body.gap_grace_s)
+            team = node.teams.post(graph, tests=tests, library=body.library, gap_grace_s=body.gap_grace_s,
+                                   mode=body.mode)
         except BadBody as exc:
             return _error(exc.status, str(exc))
         except ConfigError as exc:

@@ -17,6 +17,8 @@ What travels, all on fixed topics so a node holds no per-board subscription:
   its replica by its ``board`` field, with the replica's checks (signature, author is a member);
 - artifact contents on ``BLOBS_TOPIC`` as ``{"board", "digest", "content"}``: an artifact entry
   carries only the sha256 of its content, so a content is kept only if it hashes to its digest;
+- contract-net envelopes (announce, bid, award; boards posted with ``mode="cnet"``) on ``CNET_TOPIC``,
+  sealed and checked like announcements, routed by the ``board`` in their body;
 - anti-entropy: every ``sync_s`` a replica of an unfinished board pulls the whole board from the
   poster or an author (``replica.SYNC_PROTOCOL``, one handler for every board), and a missing
   content is fetched by digest from its producer or any peer (``BLOB_PROTOCOL``).
@@ -56,7 +58,7 @@ from symphony.board.crdt import Board
 from symphony.board.entries import MAX_ENTRY_BYTES, Artifact, Gap, decode_entry, fix_id
 from symphony.board.graph import Subtask, TaskGraph
 from symphony.board.replica import SYNC_PROTOCOL, BoardReplica
-from symphony.board.team import CapabilityGap, TeamAgent, TeamConfig
+from symphony.board.team import CapabilityGap, Mode, TeamAgent, TeamConfig
 from symphony.errors import ConfigError, PeerError, TransportError
 from symphony.llm import ChatModel, ModelError
 from symphony.protocol import Identity, ReplayGuard, open_envelope, parse_json, seal
@@ -67,6 +69,8 @@ logger = logging.getLogger(__name__)
 TEAMS_TOPIC = "symphony/teams"
 ENTRIES_TOPIC = "symphony/teams/entries"
 BLOBS_TOPIC = "symphony/teams/blobs"
+CNET_TOPIC = "symphony/teams/cnet"
+MAX_CNET_BYTES = 2 * 1024
 BLOB_PROTOCOL = "/symphony/board-blob/1.0.0"
 ANNOUNCE_KIND = "board.team"
 MAX_SUBTASKS = 64
@@ -92,10 +96,12 @@ class TeamTimings:
     sync_s: float = 5.0
 
     gap_grace_s: float = 30.0  # a board's default: how long a fix gap excludes its poster
+    bid_window_s: float = 1.0  # contract net: a few gossip delays for bids to arrive
 
-    def team_config(self, gap_grace_s: float) -> TeamConfig:
-        return TeamConfig(mode="claim", lease_s=self.lease_s, beat_s=self.beat_s, settle_s=self.settle_s,
-                          idle_poll_s=self.idle_poll_s, expected_s=self.expected_s, gap_grace_s=gap_grace_s)
+    def team_config(self, gap_grace_s: float, mode: Mode) -> TeamConfig:
+        return TeamConfig(mode=mode, lease_s=self.lease_s, beat_s=self.beat_s, settle_s=self.settle_s,
+                          idle_poll_s=self.idle_poll_s, expected_s=self.expected_s, gap_grace_s=gap_grace_s,
+                          bid_window_s=self.bid_window_s)
 
 
 @dataclass
@@ -107,6 +113,7 @@ class Team:
     posted_at: float
     tests: dict[str, str] = field(default_factory=dict)  # every replica's: agents check their functions
     gap_grace_s: float = 30.0
+    mode: Mode = "claim"  # how agents take sub-tasks: plain claiming, or contract net first
     library: str | None = None
     checks: Counter[str] = field(default_factory=Counter)  # this node's sandbox checks: passed, failed, unavailable
     contents: dict[str, str] = field(default_factory=dict)
@@ -165,6 +172,17 @@ def parse_grace(value: Any) -> float:
     return float(value)
 
 
+def parse_mode(value: Any) -> Mode:
+    """A board's ``mode`` from untrusted JSON: ``claim`` or ``cnet`` (``assigned`` is the bench's alone).
+
+    Raises:
+        ConfigError: any other value.
+    """
+    if value not in ("claim", "cnet"):
+        raise ConfigError("mode is claim (plain claiming) or cnet (contract net: announce, bid, award)")
+    return value  # type: ignore[no-any-return]
+
+
 def _valid_id(text: str) -> bool:
     """What ``entries.SubtaskId`` accepts: 1-64 of ``[A-Za-z0-9_.:-]``."""
     return 0 < len(text) <= 64 and all(c.isascii() and (c.isalnum() or c in "_.:-") for c in text)
@@ -212,6 +230,7 @@ class TeamService:
         await self.transport.subscribe(TEAMS_TOPIC, self._on_announce)
         await self.transport.subscribe(ENTRIES_TOPIC, self._on_entry)
         await self.transport.subscribe(BLOBS_TOPIC, self._on_blob)
+        await self.transport.subscribe(CNET_TOPIC, self._on_cnet)
         self.transport.set_handler(SYNC_PROTOCOL, self._serve_sync)
         self.transport.set_handler(BLOB_PROTOCOL, self._serve_blob)
         async with trio.open_nursery() as nursery:
@@ -222,12 +241,13 @@ class TeamService:
     # -- posting and joining ------------------------------------------------------------------
 
     def post(self, graph: TaskGraph, *, tests: Mapping[str, str] | None = None, library: str | None = None,
-             gap_grace_s: float | None = None) -> Team:
+             gap_grace_s: float | None = None, mode: Mode = "claim") -> Team:
         """Start a team task here as its poster; returns its (running) team. Raises ``ConfigError`` when full."""
         self._make_room()
         board_id = uuid.uuid4().hex
         grace = self.timings.gap_grace_s if gap_grace_s is None else gap_grace_s
-        team = self._open(board_id, graph, poster=self.me, tests=dict(tests or {}), gap_grace_s=grace)
+        team = self._open(board_id, graph, poster=self.me, tests=dict(tests or {}), gap_grace_s=grace,
+                          mode=parse_mode(mode))
         team.library = library
         self.emit("team_posted", {"board": board_id, "subtasks": len(graph.ids), "library": library})
         assert self._nursery is not None, "post() is for a running service"
@@ -244,15 +264,16 @@ class TeamService:
         del self.teams[finished[0]]
 
     def _open(self, board_id: str, graph: TaskGraph, *, poster: str, tests: dict[str, str],
-              gap_grace_s: float) -> Team:
+              gap_grace_s: float, mode: Mode) -> Team:
         replica = BoardReplica(self.transport, self.identity, Board(board_id, graph), clock=self.clock,
-                               topic_name=ENTRIES_TOPIC, is_member=self._may_post)
-        team = Team(poster=poster, replica=replica, posted_at=self.clock(), tests=tests, gap_grace_s=gap_grace_s)
+                               topic_name=ENTRIES_TOPIC, is_member=self._may_post, cnet_topic=CNET_TOPIC)
+        team = Team(poster=poster, replica=replica, posted_at=self.clock(), tests=tests, gap_grace_s=gap_grace_s,
+                    mode=mode)
         self.teams[board_id] = team
         assert self._nursery is not None
-        if self.model is not None:
-            team.agent = TeamAgent(replica, self._executor(team), self.timings.team_config(gap_grace_s),
-                                   random.Random(self.rng.random()))
+        if self.model is not None:  # in cnet mode the poster's agent announces the first ready sub-tasks
+            team.agent = TeamAgent(replica, self._executor(team), self.timings.team_config(gap_grace_s, mode),
+                                   random.Random(self.rng.random()), initiator=poster == self.me)
         self._nursery.start_soon(self._work, team)
         return team
 
@@ -280,7 +301,7 @@ class TeamService:
     async def _announce(self, team: Team) -> None:
         """Announce the board now and every ``announce_s`` until it is complete."""
         body = {"board": team.board.board_id, "subtasks": graph_wire(team.board.graph), "tests": team.tests,
-                "gap_grace_s": team.gap_grace_s}
+                "gap_grace_s": team.gap_grace_s, "mode": team.mode}
         while not team.complete():
             env = seal(self.identity, ANNOUNCE_KIND, body, now_ms=int(self.clock() * 1000))
             await self._publish(TEAMS_TOPIC, env.to_bytes())
@@ -309,12 +330,13 @@ class TeamService:
             graph = parse_graph(body.get("subtasks"))
             tests = parse_tests(body.get("tests", {}), graph)
             grace = parse_grace(body.get("gap_grace_s", self.timings.gap_grace_s))
+            mode = parse_mode(body.get("mode", "claim"))
             self._make_room()
         except ConfigError as exc:
             self.rejected["announce_refused"] += 1
             logger.info("team task %s from %s refused: %s", board_id, poster, exc)
             return
-        self._open(board_id, graph, poster=poster, tests=tests, gap_grace_s=grace)
+        self._open(board_id, graph, poster=poster, tests=tests, gap_grace_s=grace, mode=mode)
         self.emit("team_joined", {"board": board_id, "poster": poster, "subtasks": len(graph.ids)})
 
     # -- executing --------------------------------------------------------------------------------
@@ -455,6 +477,18 @@ class TeamService:
         else:
             team.replica.offer(entry)
 
+    async def _on_cnet(self, _source: str, data: bytes) -> None:
+        try:
+            env = open_envelope(data, guard=self._guard, now_ms=int(self.clock() * 1000), limit=MAX_CNET_BYTES)
+        except PeerError as exc:
+            self.rejected[f"cnet_{exc.reason}"] += 1
+            return
+        team = self.teams.get(str(env.body.get("board")))
+        if team is None:
+            self.rejected["cnet_unknown_board"] += 1
+        else:
+            await team.replica.deliver_cnet(env)  # checks the kind and the sender's membership
+
     async def _on_blob(self, source: str, data: bytes) -> None:
         if not self._may_post(source):
             self.rejected["blob_not_member"] += 1
@@ -534,7 +568,7 @@ def team_view(team: Team, now: float, *, subtasks: bool = True) -> dict[str, Any
     arts = Counter(e.subtask for e in board.entries.values() if isinstance(e, Artifact))
     done = board.done()
     view: dict[str, Any] = {
-        "board": board.board_id, "poster": team.poster, "library": team.library,
+        "board": board.board_id, "poster": team.poster, "library": team.library, "mode": team.mode,
         "status": "done" if team.finished_at is not None else "running", "subtasks_total": len(graph.ids),
         "subtasks_done": len(done), "posted_at": round(team.posted_at, 3),
         "seconds": round((team.finished_at or now) - team.posted_at, 3),
@@ -575,6 +609,6 @@ def _subtask_view(team: Team, subtask: Subtask, now_ms: int) -> dict[str, Any]:
             "content": None if result is None else team.contents.get(result.digest)}
 
 
-__all__ = ["ANNOUNCE_KIND", "BLOBS_TOPIC", "BLOB_PROTOCOL", "ENTRIES_TOPIC", "MAX_GAP_GRACE_S", "MAX_SUBTASKS",
+__all__ = ["ANNOUNCE_KIND", "BLOBS_TOPIC", "BLOB_PROTOCOL", "CNET_TOPIC", "ENTRIES_TOPIC", "MAX_GAP_GRACE_S", "MAX_SUBTASKS",
            "MAX_TEST_CHARS", "TEAMS_TOPIC", "Team", "TeamService", "TeamTimings", "graph_wire", "parse_grace",
-           "parse_graph", "parse_tests", "team_view"]
+           "parse_graph", "parse_mode", "parse_tests", "team_view"]

@@ -306,7 +306,8 @@ class TeamAgent:
         for s in subtasks:
             self._calls[s] = Announcement(s, self.me, deadline)
             await self.replica.send_cnet("board.announce", {"subtask": s, "deadline_ms": int(deadline * 1000)})
-        await trio.sleep(self.config.bid_window_s)
+        while self.replica.clock() < deadline:  # ``award`` refuses an early call: sleep to the clock's deadline
+            await trio.sleep(deadline - self.replica.clock())
         for s in subtasks:
             won = self._calls[s].award(self.replica.clock())
             if won is not None:
