@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -47,7 +48,7 @@ import trio
 
 from symphony.board.contract import Announcement, Bid
 from symphony.board.crdt import backoff_s
-from symphony.board.entries import Artifact, Beat, Claim, Gap, fix_id
+from symphony.board.entries import MAX_NEED_CHARS, Artifact, Beat, Claim, Gap, fix_id
 from symphony.board.graph import Subtask
 from symphony.board.replica import BoardReplica
 from symphony.protocol import Envelope
@@ -250,17 +251,18 @@ class TeamAgent:
         if self.config.mode == "cnet":
             await self._announce(self._newly_ready(subtask))
 
-    def may_post_gap(self, subtask: str) -> bool:
-        """Only for a planned sub-task, and only one gap ever for it (applied or refused)."""
+    def _may_post_gap(self, subtask: str) -> bool:
+        """Only for a planned sub-task we still hold, with no result yet, and only one gap ever for it."""
         board = self.replica.board
-        return subtask in board.graph and not any(g.blocks == subtask for g in board.gaps())
+        return (subtask in board.graph and self.holds(subtask) and board.result(subtask) is None
+                and not any(g.blocks == subtask for g in board.gaps()))
 
     async def _post_gap(self, subtask: str, gap: CapabilityGap) -> bool:
         """Post the fix gap for ``subtask`` and release it; False (nothing posted) where no gap may be posted."""
-        if not self.may_post_gap(subtask):
+        if not self._may_post_gap(subtask):
             return False
         board = self.replica.board
-        entry = Gap(board=self.board_id, subtask=fix_id(subtask), poster=self.me, need=gap.need[:1000],
+        entry = Gap(board=self.board_id, subtask=fix_id(subtask), poster=self.me, need=gap.need[:MAX_NEED_CHARS],
                     blocks=subtask, depends_on=list(board.graph[subtask].depends_on), ts_ms=self.replica.now_ms())
         if not board.gap_fits(entry):
             return False
@@ -308,9 +310,11 @@ class TeamAgent:
             await self.replica.send_cnet("board.announce", {"subtask": s, "deadline_ms": int(deadline * 1000)})
         while self.replica.clock() < deadline:  # ``award`` refuses an early call: sleep to the clock's deadline
             await trio.sleep(deadline - self.replica.clock())
+        load_s: Counter[str] = Counter()  # spread one round's awards: each win adds to its bidder's latency
         for s in subtasks:
-            won = self._calls[s].award(self.replica.clock())
+            won = self._calls[s].award(self.replica.clock(), load_s=load_s)
             if won is not None:
+                load_s[won.bidder] += won.latency_s
                 await self.replica.send_cnet("board.award", {"subtask": s, "winner": won.bidder})
 
     async def _on_cnet(self, env: Envelope) -> None:
