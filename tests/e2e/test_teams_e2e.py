@@ -23,7 +23,7 @@ import trio
 
 from symphony.bench.teams import word_problems
 from symphony.board.entries import MAX_ENTRY_BYTES, Claim
-from symphony.board.service import ANNOUNCE_KIND, BLOBS_TOPIC, ENTRIES_TOPIC, TEAMS_TOPIC
+from symphony.board.service import ANNOUNCE_KIND, BLOBS_TOPIC, CNET_TOPIC, ENTRIES_TOPIC, TEAMS_TOPIC
 from symphony.protocol.envelope import seal
 from symphony.protocol.identity import Identity
 from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
@@ -108,9 +108,10 @@ def test_raw_board_frames_from_a_stranger_are_refused_and_counted(swarm: Swarm) 
         TEAMS_TOPIC: [seal(stranger, ANNOUNCE_KIND, {"board": "b" * 32, "subtasks": GRAPH}, now_ms=now_ms).to_bytes(),
                       b"\x00" * 64],
         BLOBS_TOPIC: [json.dumps({"board": board, "digest": "0" * 64, "content": "x"}).encode()],
+        CNET_TOPIC: [b"\x00" * 64, seal(stranger, "board.bid", {"board": "b" * 32}, now_ms=now_ms).to_bytes()],
     }
     expected = {"entry_too_large", "entry_malformed", "entry_bad_signature", "announce_not_member",
-                "announce_malformed", "blob_not_member"}
+                "announce_malformed", "blob_not_member", "cnet_malformed", "cnet_unknown_board"}
 
     def counted() -> tuple[dict[str, int], dict[str, int]] | None:
         listing = node.get("/v1/teams")
