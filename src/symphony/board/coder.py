@@ -27,10 +27,13 @@ SYSTEM = ("You write one small Python function at a time for a shared library. R
           "in one ```python block: no tests, no examples, no explanation.")
 
 
-def prompt(subtask: Subtask, dependencies: Mapping[str, str]) -> str:
+def prompt(subtask: Subtask, dependencies: Mapping[str, str], *, failed: str | None = None) -> str:
     """The user message for ``subtask``: the code of the functions it may call, then its spec as a stub to complete
-    (last, so the stub is the last fenced block of the prompt, as in HumanEval-style completion prompts)."""
-    lines = []
+    (last, so the stub is the last fenced block of the prompt, as in HumanEval-style completion prompts).
+
+    ``failed``: why an earlier attempt (another agent's, behind a fix gap) failed, so this one is not the same prompt.
+    """
+    lines = [f"An earlier attempt at this function failed: {failed}. Write it afresh, carefully.", ""] if failed else []
     if any(code.strip() for code in dependencies.values()):
         lines += ["These functions already exist in the library and you may call them:", ""]
         lines += [f"```python\n{code.strip()}\n```" for code in dependencies.values() if code.strip()]
@@ -40,9 +43,11 @@ def prompt(subtask: Subtask, dependencies: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-async def write_function(model: ChatModel, subtask: Subtask, dependencies: Mapping[str, str]) -> tuple[str, int]:
+async def write_function(model: ChatModel, subtask: Subtask, dependencies: Mapping[str, str], *,
+                         failed: str | None = None) -> tuple[str, int]:
     """Ask ``model`` for ``subtask``'s function; returns (the code, or the whole reply; tokens spent)."""
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt(subtask, dependencies)}]
+    messages = [{"role": "system", "content": SYSTEM},
+                {"role": "user", "content": prompt(subtask, dependencies, failed=failed)}]
     done = await model.chat(messages, max_tokens=MAX_REPLY_TOKENS, temperature=0.0)
     return extract_code(done.text) or done.text, done.prompt_tokens + done.completion_tokens
 

@@ -349,10 +349,11 @@ class TeamService:
                 content = await self.content(team, fix.subtask) or ""  # a peer did it for us: take its result
                 await self._share(team, content)
                 return content, 0
-            target = self._target(team, subtask)
+            target, gap = self._target(team, subtask), team.board.gap(subtask.id)
             deps = {d: await self.content(team, d) or "" for d in target.depends_on}
             try:
-                content, tokens = await write_function(self.model, target, deps)
+                content, tokens = await write_function(self.model, target, deps,
+                                                       failed=gap.need if gap and target is not subtask else None)
                 problem = None
             except ModelError as exc:
                 content, tokens = f"# the model failed: {str(exc)[:200]}", exc.prompt_tokens + exc.completion_tokens
