@@ -46,3 +46,21 @@ def test_no_bids_award_nothing_and_early_award_is_a_bug() -> None:
     with pytest.raises(ConfigError, match="before the deadline"):
         call.award(now_s=5)
     assert call.award(now_s=10) is None
+
+
+def test_one_rounds_equal_bids_are_spread_by_the_load_already_awarded() -> None:
+    """Two bidders that bid alike on 4 calls of one round: with the round's load counted each wins 2, not 4 to 0."""
+    load: dict[str, float] = {}
+    winners = []
+    for s in ("f1", "f2", "f3", "f4"):
+        call = Announcement(s, "me", deadline_s=1.0)
+        for bidder in ("a", "b"):
+            call.offer(Bid(s, bidder, cost=100, quality=1.0, latency_s=6.0), now_s=0.5)
+        won = call.award(1.0, load_s=load)
+        assert won is not None
+        load[won.bidder] = load.get(won.bidder, 0.0) + won.latency_s
+        winners.append(won.bidder)
+    assert winners == ["a", "b", "a", "b"]
+    call = Announcement("f5", "me", deadline_s=1.0)
+    call.offer(Bid("f5", "b", cost=100, quality=1.0, latency_s=6.0), now_s=0.5)
+    assert call.award(1.0, load_s={"b": 60.0}).bidder == "b"  # type: ignore[union-attr]  # load never drops a bid

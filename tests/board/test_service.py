@@ -43,3 +43,11 @@ def test_an_entry_by_a_non_member_is_refused_and_counted() -> None:
 def test_the_prompt_ends_with_the_stub_after_the_dependencies_code() -> None:
     text = prompt(Subtask("b", "def b(x):\n    ..."), {"a": "def a(x):\n    return x"})
     assert text.index("def a(x)") < text.index("Complete the Python function `b`") < text.index("def b(x)")
+
+
+def test_a_fix_gaps_prompt_says_the_earlier_attempt_failed_and_still_ends_with_the_stub() -> None:
+    """Another agent behind a fix gap gets a different prompt from the one that failed (same model, temperature 0)."""
+    plain = prompt(Subtask("b", "def b(x):\n    ..."), {})
+    fix = prompt(Subtask("b", "def b(x):\n    ..."), {}, failed="b: the function written fails its test")
+    assert fix != plain and "fails its test" in fix and fix.endswith(plain)
+    assert fix.rstrip().endswith("def b(x):\n    ...\n```")

@@ -23,7 +23,7 @@ import trio
 
 from symphony.bench.teams import word_problems
 from symphony.board.entries import MAX_ENTRY_BYTES, Claim
-from symphony.board.service import ANNOUNCE_KIND, BLOBS_TOPIC, ENTRIES_TOPIC, TEAMS_TOPIC
+from symphony.board.service import ANNOUNCE_KIND, BLOBS_TOPIC, CNET_TOPIC, ENTRIES_TOPIC, TEAMS_TOPIC
 from symphony.protocol.envelope import seal
 from symphony.protocol.identity import Identity
 from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
@@ -108,9 +108,10 @@ def test_raw_board_frames_from_a_stranger_are_refused_and_counted(swarm: Swarm) 
         TEAMS_TOPIC: [seal(stranger, ANNOUNCE_KIND, {"board": "b" * 32, "subtasks": GRAPH}, now_ms=now_ms).to_bytes(),
                       b"\x00" * 64],
         BLOBS_TOPIC: [json.dumps({"board": board, "digest": "0" * 64, "content": "x"}).encode()],
+        CNET_TOPIC: [b"\x00" * 64, seal(stranger, "board.bid", {"board": "b" * 32}, now_ms=now_ms).to_bytes()],
     }
     expected = {"entry_too_large", "entry_malformed", "entry_bad_signature", "announce_not_member",
-                "announce_malformed", "blob_not_member"}
+                "announce_malformed", "blob_not_member", "cnet_malformed", "cnet_unknown_board"}
 
     def counted() -> tuple[dict[str, int], dict[str, int]] | None:
         listing = node.get("/v1/teams")
@@ -140,22 +141,27 @@ def test_raw_board_frames_from_a_stranger_are_refused_and_counted(swarm: Swarm) 
 
 
 def test_symphony_team_posts_a_graph_and_prints_the_sandboxed_test_score(swarm: Swarm, tmp_path: Path) -> None:
-    """``symphony team --graph``: a node whose model echoes each stub builds the library; 2 of 3 tests pass."""
+    """``symphony team --graph``: a node whose model echoes each stub builds the library; 2 of 3 tests pass, and the
+    failing one was tried twice (its fix gap, which no other node is there to take)."""
     node = swarm.spawn("c0", args=("--model", "scripted:echo")).wait_ready()
     graph = {"subtasks": [{"id": "f0", "spec": "def f0(x):\n    return x * 2"},
                           {"id": "f1", "spec": "def f1(x):\n    return f0(x) + 1", "depends_on": ["f0"]},
                           {"id": "f2", "spec": "def f2(x):\n    return x - 1", "depends_on": []}],
              "tests": {"f0": "def test_f0():\n    assert f0(3) == 6", "f1": "def test_f1():\n    assert f1(3) == 7",
-                       "f2": "def test_f2():\n    assert f2(3) == 3"}}  # f2's spec is wrong: its test fails
+                       "f2": "def test_f2():\n    assert f2(3) == 3"},  # f2's spec is wrong: its test fails
+             "gap_grace_s": 0}  # alone, the node takes its own gap at once
     path = tmp_path / "graph.json"
     path.write_text(json.dumps(graph))
     done = subprocess.run([sys.executable, "-m", "symphony", "team", "--graph", str(path), "--api", node.info["api"],
                            "--json", "--timeout", "60"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     view = json.loads(done.stdout)
-    assert view["status"] == "done" and view["subtasks_done"] == 3
+    assert view["status"] == "done" and view["subtasks_done"] == 4  # the 3 planned and the gap
     assert view["tests"]["by_subtask"] == {"f0": True, "f1": True, "f2": False}, view
-    assert view["agent"]["executed"] == 3 and view["conflicts"] == 0
+    assert view["conflicts"] == 0
+    # f2 failed its test: its fix gap, taken by the node itself (no one else), failed too and was posted as is
+    assert [(g["subtask"], g["closed_by"]) for g in view["gaps"]] == [("f2.fix", node.agent_id)]
+    assert view["agent"]["executed"] == 4 and view["agent"]["gaps_posted"] == 1  # f0, f1, f2.fix, f2 (adopted)
 
 
 def test_multi_part_word_problems_run_their_parts_at_once_on_different_nodes(swarm: Swarm) -> None:
@@ -178,3 +184,56 @@ def test_multi_part_word_problems_run_their_parts_at_once_on_different_nodes(swa
         assert max(s["started_at"] for s in parts) < min(s["finished_at"] for s in parts), "parts ran one by one"
         assert final["started_at"] >= max(s["finished_at"] for s in parts)
         assert len({s["executor"] for s in parts}) >= 2, "parts out at once prefer different executors"
+
+
+def test_a_function_that_fails_its_test_becomes_a_gap_another_node_closes(swarm: Swarm) -> None:
+    """g0's model writes no function (``scripted:arith``): its f0 fails f0's test in the sandbox, so g0 posts a fix
+    gap and steps aside; g1 (``scripted:echo``, joining later) claims the gap, writes f0, and the library passes.
+    A user adds a gap through the API on the way; a gap that does not fit, or comes too late, is refused."""
+    bad = swarm.spawn("g0", args=("--model", "scripted:arith")).wait_ready()
+    graph = {"subtasks": [{"id": "f0", "spec": "def f0(x):\n    return x * 2"}],
+             "tests": {"f0": "def test_f0():\n    assert f0(3) == 6"}, "gap_grace_s": 120}
+    board = post_team(bad, graph)["board"]
+    gaps = wait_for(lambda: (v := team(bad, board)) and v["gaps"], timeout=30, what="g0 to post a gap")
+    assert [(g["subtask"], g["blocks"], g["poster"], g["status"]) for g in gaps] == [
+        ("f0.fix", "f0", bad.agent_id, "open")]
+    assert "fails its test" in gaps[0]["need"]
+    cycle = {"subtask": "h", "need": "def h(): ...", "blocks": "f0", "depends_on": ["f0"]}
+    assert bad.post(f"/v1/teams/{board}/gaps", cycle).status_code == 422
+    assert bad.post("/v1/teams/nope/gaps", {**cycle, "depends_on": []}).status_code == 404
+    assert bad.post(f"/v1/teams/{board}/gaps", {**cycle, "extra": 1}).status_code == 400
+    user_gap = bad.post(f"/v1/teams/{board}/gaps", {"subtask": "helper", "need": "def helper(x):\n    return x",
+                                                    "blocks": "f0"})
+    assert user_gap.status_code == 201 and user_gap.json()["poster"] == bad.agent_id, user_gap.text
+    good = swarm.spawn("g1", bootstrap=bad, args=("--model", "scripted:echo")).wait_ready()
+    done = wait_for(lambda: (v := team(bad, board)) and v["status"] == "done" and v, timeout=90,
+                    what="the board to complete once g1 closes the gap")
+    by_id = {g["subtask"]: g for g in done["gaps"]}
+    assert by_id["f0.fix"]["status"] == "closed" and by_id["f0.fix"]["closed_by"] == good.agent_id, done["gaps"]
+    assert by_id["helper"]["status"] == "closed" and not by_id["helper"]["fix"]
+    assert done["tests"]["by_subtask"] == {"f0": True}, done
+    assert done["agent"]["gaps_posted"] == 1 and done["checks"].get("failed", 0) >= 1
+    rows = {s["id"]: s for s in done["subtasks"]}
+    assert rows["f0"]["depends_on"] == ["f0.fix", "helper"] and rows["f0"]["content"] == rows["f0.fix"]["content"]
+    assert bad.post(f"/v1/teams/{board}/gaps", {"subtask": "late", "need": "x", "blocks": "f0"}).status_code == 409
+
+
+def test_a_contract_net_board_awards_its_subtasks_by_bids_across_nodes(swarm: Swarm) -> None:
+    """``"mode": "cnet"``: the poster announces f0, f0's producer announces f1 and f2 once they are ready, both
+    nodes bid, and each sub-task is awarded (and done once) before anyone claims it plainly."""
+    nodes = [swarm.spawn("k0", args=MODEL).wait_ready()]
+    nodes.append(swarm.spawn("k1", bootstrap=nodes[0], args=MODEL).wait_ready())
+    wait_for(lambda: all(len(n.ledger()) == 2 for n in nodes), timeout=30, what="both nodes hold 2 records")
+    graph = [{"id": "f0", "spec": "def f0(): ..."}, *[{"id": f"f{i}", "spec": f"def f{i}(): ...",
+                                                      "depends_on": ["f0"]} for i in (1, 2)]]
+    posted = post_team(nodes[0], {"subtasks": graph, "mode": "cnet"})
+    assert posted["mode"] == "cnet"
+    board = posted["board"]
+    views = wait_for(lambda: (vs := [team(n, board) for n in nodes]) and all(v and v["status"] == "done" for v in vs)
+                     and vs, timeout=90, what="both nodes to see the board done")
+    agents = [v["agent"] for v in views]
+    assert views[1]["mode"] == "cnet", "the mode travels in the announcement"
+    assert sum(a["awards_won"] for a in agents) == len(graph), agents  # every sub-task went by award
+    assert agents[1]["bids"] >= 2, "k1 heard the calls for f1 and f2 and bid"
+    assert views[0]["extra_artifacts"] == 0 and views[0]["subtasks_done"] == len(graph)
+    assert sum(a["executed"] for a in agents) == len(graph)

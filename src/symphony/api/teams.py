@@ -2,6 +2,8 @@
 
 - ``POST /v1/teams``          ``{"library": "text_utils", "p": 0.9}`` (a bench library with its tests), or
                               ``{"subtasks": [{"id", "spec", "depends_on"}], "tests": {"id": "def test_id(): ..."}}``;
+                              options: ``"mode": "cnet"`` (award sub-tasks by contract net before plain
+                              claiming), ``"gap_grace_s"`` (how long a fix gap excludes the agent that posted it);
                               202 with the team's view (its ``board`` ID). The graph is checked as the
                               network checks an announcement (``board.service.parse_graph``: caps, ids,
                               no cycle); the body is capped like every body (``api.http.MAX_BODY_BYTES``).
@@ -9,14 +11,19 @@
                               node refused from the network before it reached a board (``rejected``)
 - ``GET  /v1/teams/{board}``  one board: sub-tasks (claimants, holder, producer, content), conflicts,
                               extra artifacts, this node's agent (executed, wasted, tokens, idle s), and on
-                              the poster the sandboxed test score once the board is complete
+                              the poster the sandboxed test score once the board is complete; ``gaps``:
+                              each capability gap, who posted it and why, who closed it
+- ``POST /v1/teams/{board}/gaps``  ``{"subtask", "need", "blocks", "depends_on"}``: a gap signed by this
+                              node, posted to a running board: a new sub-task (spec ``need``) that the
+                              unfinished sub-task ``blocks`` now waits for; 201 with the gap's row, 404
+                              no such board, 409 the board is finished, 422 a gap that does not fit
 
 The routes sit behind the same ``ApiGuard`` as the rest of the API (``api.app``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -25,10 +32,9 @@ from starlette.routing import Route
 
 from symphony.api.http import BadBody, read_body
 from symphony.api.node_api import NodeApi
-from symphony.board import MAX_SUBTASKS, TaskGraph, parse_graph
+from symphony.board import (MAX_GAP_GRACE_S, MAX_NEED_CHARS, MAX_SUBTASKS, SubtaskId, TaskGraph, parse_graph,
+                            parse_tests)
 from symphony.errors import ConfigError
-
-MAX_TEST_CHARS = 4_000
 
 
 class TeamRequest(BaseModel):
@@ -40,6 +46,8 @@ class TeamRequest(BaseModel):
     p: float = Field(default=0.9, ge=0.0, le=1.0)
     subtasks: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_SUBTASKS)
     tests: dict[str, str] = Field(default_factory=dict, max_length=MAX_SUBTASKS)
+    gap_grace_s: float | None = Field(default=None, ge=0.0, le=MAX_GAP_GRACE_S)  # None: the node's default
+    mode: Literal["claim", "cnet"] = "claim"  # cnet: sub-tasks awarded by announce/bid/award first
 
     def graph(self) -> tuple[TaskGraph, dict[str, str]]:
         """The graph and tests asked for. Raises ``ConfigError`` for a bad graph or a test of no sub-task."""
@@ -50,10 +58,18 @@ class TeamRequest(BaseModel):
 
             return library_task(self.library, self.p)
         graph = parse_graph(self.subtasks)
-        unknown = sorted(set(self.tests) - set(graph.ids))
-        if unknown or any(len(t) > MAX_TEST_CHARS for t in self.tests.values()):
-            raise ConfigError(f"tests must name sub-tasks and be at most {MAX_TEST_CHARS} characters: {unknown[:5]}")
-        return graph, dict(self.tests)
+        return graph, parse_tests(self.tests, graph)
+
+
+class GapRequest(BaseModel):
+    """Body of ``POST /v1/teams/{board}/gaps``: the new sub-task, its spec, and the sub-task that waits for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subtask: SubtaskId
+    need: str = Field(min_length=1, max_length=MAX_NEED_CHARS)
+    blocks: SubtaskId
+    depends_on: list[SubtaskId] = Field(default_factory=list, max_length=16)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -69,7 +85,8 @@ def team_routes(node: NodeApi) -> list[Route]:
         try:
             body = await read_body(request, TeamRequest)
             graph, tests = body.graph()
-            team = node.teams.post(graph, tests=tests, library=body.library)
+            team = node.teams.post(graph, tests=tests, library=body.library, gap_grace_s=body.gap_grace_s,
+                                   mode=body.mode)
         except BadBody as exc:
             return _error(exc.status, str(exc))
         except ConfigError as exc:
@@ -86,5 +103,22 @@ def team_routes(node: NodeApi) -> list[Route]:
         view = None if node.teams is None else node.teams.view(request.path_params["board"])
         return _error(404, "no such team task on this node") if view is None else JSONResponse(view)
 
+    async def post_gap(request: Request) -> JSONResponse:
+        board_id = request.path_params["board"]
+        if node.teams is None or board_id not in node.teams.teams:
+            return _error(404, "no such team task on this node")
+        try:
+            body = await read_body(request, GapRequest)
+            if node.teams.teams[board_id].complete():
+                return _error(409, "this team task is finished: its agents have stopped")
+            await node.teams.post_gap(board_id, body.subtask, body.need, body.blocks, body.depends_on)
+        except BadBody as exc:
+            return _error(exc.status, str(exc))
+        except ConfigError as exc:
+            return _error(422, str(exc))
+        view = node.teams.view(board_id) or {}
+        row = next(g for g in view["gaps"] if g["subtask"] == body.subtask and g["poster"] == node.teams.me)
+        return JSONResponse(row, status_code=201)
+
     return [Route("/v1/teams", post_team, methods=["POST"]), Route("/v1/teams", list_teams, methods=["GET"]),
-            Route("/v1/teams/{board}", get_team)]
+            Route("/v1/teams/{board}", get_team), Route("/v1/teams/{board}/gaps", post_gap, methods=["POST"])]

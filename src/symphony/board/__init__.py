@@ -18,11 +18,13 @@ General layout:
 from symphony.board.coder import passing, write_function
 from symphony.board.contract import Announcement, Bid, Weights, utility
 from symphony.board.crdt import Board, Conflict, backoff_s, merged
-from symphony.board.entries import Artifact, Beat, Claim, Entry, Gap, decode_entry, entry_key, parse_entry
+from symphony.board.entries import (MAX_NEED_CHARS, Artifact, Beat, Claim, Entry, Gap, SubtaskId, decode_entry, entry_key,
+                                    fix_id, parse_entry)
 from symphony.board.graph import Subtask, TaskGraph, find_cycle
 from symphony.board.replica import BoardReplica, pull_quietly, topic
-from symphony.board.service import MAX_SUBTASKS, Team, TeamService, TeamTimings, parse_graph
-from symphony.board.team import AgentStats, Executor, Mode, TeamAgent, TeamConfig
+from symphony.board.service import (MAX_GAP_GRACE_S, MAX_SUBTASKS, Team, TeamService, TeamTimings, parse_graph,
+                                    parse_tests)
+from symphony.board.team import AgentStats, CapabilityGap, Executor, Mode, TeamAgent, TeamConfig
 
 __all__ = [
     "AgentStats",
@@ -32,14 +34,18 @@ __all__ = [
     "Bid",
     "Board",
     "BoardReplica",
+    "CapabilityGap",
     "Claim",
     "Conflict",
     "Entry",
     "Executor",
     "Gap",
+    "MAX_GAP_GRACE_S",
+    "MAX_NEED_CHARS",
     "MAX_SUBTASKS",
     "Mode",
     "Subtask",
+    "SubtaskId",
     "TaskGraph",
     "Team",
     "TeamAgent",
@@ -51,9 +57,11 @@ __all__ = [
     "decode_entry",
     "entry_key",
     "find_cycle",
+    "fix_id",
     "merged",
     "parse_entry",
     "parse_graph",
+    "parse_tests",
     "passing",
     "pull_quietly",
     "topic",

@@ -13,6 +13,8 @@ function may call the ones it depends on.
 
 from __future__ import annotations
 
+import ast
+
 from collections.abc import Mapping, Sequence
 
 from symphony.board.graph import Subtask
@@ -25,10 +27,13 @@ SYSTEM = ("You write one small Python function at a time for a shared library. R
           "in one ```python block: no tests, no examples, no explanation.")
 
 
-def prompt(subtask: Subtask, dependencies: Mapping[str, str]) -> str:
+def prompt(subtask: Subtask, dependencies: Mapping[str, str], *, failed: str | None = None) -> str:
     """The user message for ``subtask``: the code of the functions it may call, then its spec as a stub to complete
-    (last, so the stub is the last fenced block of the prompt, as in HumanEval-style completion prompts)."""
-    lines = []
+    (last, so the stub is the last fenced block of the prompt, as in HumanEval-style completion prompts).
+
+    ``failed``: why an earlier attempt (another agent's, behind a fix gap) failed, so this one is not the same prompt.
+    """
+    lines = [f"An earlier attempt at this function failed: {failed}. Write it afresh, carefully.", ""] if failed else []
     if any(code.strip() for code in dependencies.values()):
         lines += ["These functions already exist in the library and you may call them:", ""]
         lines += [f"```python\n{code.strip()}\n```" for code in dependencies.values() if code.strip()]
@@ -38,16 +43,30 @@ def prompt(subtask: Subtask, dependencies: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-async def write_function(model: ChatModel, subtask: Subtask, dependencies: Mapping[str, str]) -> tuple[str, int]:
+async def write_function(model: ChatModel, subtask: Subtask, dependencies: Mapping[str, str], *,
+                         failed: str | None = None) -> tuple[str, int]:
     """Ask ``model`` for ``subtask``'s function; returns (the code, or the whole reply; tokens spent)."""
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt(subtask, dependencies)}]
+    messages = [{"role": "system", "content": SYSTEM},
+                {"role": "user", "content": prompt(subtask, dependencies, failed=failed)}]
     done = await model.chat(messages, max_tokens=MAX_REPLY_TOKENS, temperature=0.0)
     return extract_code(done.text) or done.text, done.prompt_tokens + done.completion_tokens
 
 
 def library(order: Sequence[str], code: Mapping[str, str]) -> str:
-    """Every function of ``code`` in plan ``order``, as one module (``math`` imported, as specs may need it)."""
-    return "import math\n\n" + "\n\n".join(code.get(name, "") for name in order)
+    """Every function of ``code`` in plan ``order``, as one module (``math`` imported, as specs may need it).
+
+    A content that is not Python (a model that wrote prose) is left out, as a file that fails to import
+    would be in the paper's one-function-per-file layout: its own test fails, the other functions still load.
+    """
+    return "import math\n\n" + "\n\n".join(c for c in (code.get(name, "") for name in order) if _parses(c))
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # a NUL byte, hostile nesting
+        return False
+    return True
 
 
 def passing(order: Sequence[str], code: Mapping[str, str], tests: Mapping[str, str], *,

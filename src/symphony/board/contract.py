@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from symphony.errors import ConfigError
 
@@ -80,8 +81,12 @@ class Announcement:
         self.bids[bid.bidder] = bid
         return True
 
-    def award(self, now_s: float, weights: Weights = Weights()) -> Bid | None:
+    def award(self, now_s: float, weights: Weights = Weights(), *,
+              load_s: Mapping[str, float] | None = None) -> Bid | None:
         """The winning bid, or None: no bid came (fall back to plain claiming).
+
+        ``load_s`` adds seconds to a bidder's latency: the work it was awarded earlier in the same round.
+        Bidders estimate each call alone, so without it every call of a round goes to the same best bidder.
 
         Raises:
             ConfigError: called before the deadline (the caller's bug: it would cut bidders off).
@@ -90,7 +95,13 @@ class Announcement:
             raise ConfigError(f"award at {now_s} is before the deadline {self.deadline_s}")
         if not self.bids:
             return None
-        return max(self.bids.values(), key=lambda b: (utility(b, weights), _reverse(b.bidder)))
+        load_s = load_s or {}
+
+        def rank(b: Bid) -> tuple[float, tuple[int, ...]]:
+            loaded = replace(b, latency_s=b.latency_s + load_s.get(b.bidder, 0.0))
+            return utility(loaded, weights), _reverse(b.bidder)
+
+        return max(self.bids.values(), key=rank)
 
 
 def _reverse(text: str) -> tuple[int, ...]:

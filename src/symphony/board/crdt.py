@@ -206,6 +206,19 @@ class Board:
     def refused_gaps(self) -> list[Gap]:
         return self._apply_gaps()[1]
 
+    def gaps(self) -> list[Gap]:
+        """Every gap held, applied or refused, in the order they are applied."""
+        return sorted((e for e in self.entries.values() if isinstance(e, Gap)), key=lambda g: (g.ts_ms, entry_key(g)))
+
+    def gap(self, subtask: str) -> Gap | None:
+        """The applied gap that added ``subtask``, or None (a planned sub-task, or unknown)."""
+        refused = self.refused_gaps()
+        return next((g for g in self.gaps() if g.subtask == subtask and g not in refused), None)
+
+    def gap_fits(self, gap: Gap) -> bool:
+        """Whether ``gap`` would be applied now: a new sub-task, known ``blocks`` and dependencies, no cycle."""
+        return self._gap_fits(gap, {s.id: list(s.depends_on) for s in self.current_graph().subtasks})
+
     def _apply_gaps(self) -> tuple[TaskGraph, list[Gap]]:
         """The graph with the gaps applied, computed once per set of gaps (every view reads it, every loop pass)."""
         if self._graph_now is None:
@@ -213,7 +226,7 @@ class Board:
         return self._graph_now
 
     def _compute_gaps(self) -> tuple[TaskGraph, list[Gap]]:
-        gaps = sorted((e for e in self.entries.values() if isinstance(e, Gap)), key=lambda g: (g.ts_ms, entry_key(g)))
+        gaps = self.gaps()
         if not gaps:
             return self.graph, []
         deps = {s.id: list(s.depends_on) for s in self.graph.subtasks}

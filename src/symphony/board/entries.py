@@ -20,13 +20,14 @@ from symphony.protocol import PROTOCOL_VERSION, AgentId, parse_json
 
 # The ledger's signed-model base: signing bytes, ``signed_by`` and ``verify`` exactly as records use
 # them. It is private to ``protocol.messages``; a public alias there would be the tidier home.
-from symphony.protocol.messages import ShortText, _Signed
+from symphony.protocol.messages import _Signed
 
 MAX_ENTRY_BYTES = 4 * 1024
 MAX_MS = 2**53
 BoardId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 SubtaskId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Millis = Annotated[int, Field(ge=0, lt=MAX_MS)]
+MAX_NEED_CHARS = 1_000  # a gap's ``need`` is the spec of the sub-task it adds; the entry stays under 4 KiB
 
 
 class Claim(_Signed):
@@ -90,7 +91,12 @@ class Artifact(_Signed):
 
 
 class Gap(_Signed):
-    """A capability gap: a new sub-task ``subtask`` that ``blocks`` an existing one, for others to claim."""
+    """A capability gap: a new sub-task ``subtask`` that ``blocks`` an existing one, for others to claim.
+
+    ``need`` says what is missing; it is the new sub-task's spec. A *fix gap* (``fix_id(blocks)``) is
+    posted by an agent that could not do ``blocks`` itself: its sub-task is ``blocks`` done again by
+    another agent, and ``blocks`` then takes that result (``service``).
+    """
 
     _domain = "board/gap"
 
@@ -99,7 +105,7 @@ class Gap(_Signed):
     board: BoardId
     subtask: SubtaskId
     poster: AgentId
-    need: ShortText
+    need: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NEED_CHARS)]
     blocks: SubtaskId
     depends_on: list[SubtaskId] = Field(default_factory=list, max_length=16)
     ts_ms: Millis
@@ -112,6 +118,11 @@ class Gap(_Signed):
 Entry = Claim | Beat | Artifact | Gap
 _KINDS: dict[str, type[Claim] | type[Beat] | type[Artifact] | type[Gap]] = {
     "claim": Claim, "beat": Beat, "artifact": Artifact, "gap": Gap}
+
+
+def fix_id(subtask: str) -> str:
+    """The sub-task of the fix gap for ``subtask``: one per sub-task, so an agent can post at most one."""
+    return f"{subtask[:60]}.fix"
 
 
 def entry_key(entry: Entry) -> str:
@@ -140,4 +151,5 @@ def decode_entry(raw: bytes) -> Entry:
     return parse_entry(parse_json(raw, limit=MAX_ENTRY_BYTES))
 
 
-__all__ = ["MAX_ENTRY_BYTES", "Artifact", "Beat", "Claim", "Entry", "Gap", "decode_entry", "entry_key", "parse_entry"]
+__all__ = ["MAX_ENTRY_BYTES", "MAX_NEED_CHARS", "Artifact", "Beat", "Claim", "Entry", "Gap", "decode_entry", "entry_key",
+           "fix_id", "parse_entry"]

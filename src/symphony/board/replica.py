@@ -51,17 +51,20 @@ class BoardReplica:
             (``service.TeamService``), so it never needs to leave a topic.
         is_member: whether an entry's author may post to this board (default: anyone whose signature
             verifies); an entry by another author is refused and counted as ``not_member``.
+        cnet_topic: where contract-net envelopes are published; default ``topic(board_id) + "/cnet"``. Each
+            carries ``board`` in its body, so a node that holds many boards routes them (``deliver_cnet``).
     """
 
     def __init__(self, transport: Transport, identity: Identity, board: Board, *,
                  clock: Callable[[], float] = trio.current_time, topic_name: str | None = None,
-                 is_member: Callable[[str], bool] | None = None) -> None:
+                 is_member: Callable[[str], bool] | None = None, cnet_topic: str | None = None) -> None:
         self.transport = transport
         self.identity = identity
         self.board = board
         self.clock = clock
         self.topic_name = topic_name or topic(board.board_id)
         self.is_member = is_member
+        self.cnet_topic = cnet_topic or topic(board.board_id) + "/cnet"
         self.on_cnet: CnetHandler | None = None
         self._changed = trio.Event()
         self._guard = ReplayGuard()
@@ -72,7 +75,7 @@ class BoardReplica:
     async def start(self) -> None:
         """Subscribe to the board's topics and serve pulls."""
         await self.transport.subscribe(topic(self.board.board_id), self._on_entry)
-        await self.transport.subscribe(topic(self.board.board_id) + "/cnet", self._on_cnet)
+        await self.transport.subscribe(self.cnet_topic, self._on_cnet)
         self.transport.set_handler(SYNC_PROTOCOL, self._serve_sync)
 
     async def post(self, entry: Entry) -> None:
@@ -99,8 +102,8 @@ class BoardReplica:
 
     async def send_cnet(self, kind: str, body: dict[str, Any]) -> None:
         """Seal and gossip a contract-net message; it is handled here too, as peers handle it."""
-        env = seal(self.identity, kind, body, now_ms=self.now_ms())
-        await self.transport.publish(topic(self.board.board_id) + "/cnet", env.to_bytes())
+        env = seal(self.identity, kind, {**body, "board": self.board.board_id}, now_ms=self.now_ms())
+        await self.transport.publish(self.cnet_topic, env.to_bytes())
         if self.on_cnet is not None:
             await self.on_cnet(env)
 
@@ -141,9 +144,17 @@ class BoardReplica:
         except PeerError as exc:
             self.board.rejected[f"cnet_{exc.reason}"] += 1
             return
+        await self.deliver_cnet(env)
+
+    async def deliver_cnet(self, env: Envelope) -> None:
+        """Hand an opened contract-net envelope to ``on_cnet``; another kind, or a non-member sender, is counted."""
         if env.kind not in CNET_KINDS:
             self.board.rejected["cnet_kind"] += 1
-        elif self.on_cnet is not None:
+        elif self.is_member is not None and not self.is_member(env.sender):
+            self.board.rejected["cnet_not_member"] += 1
+        elif self.on_cnet is None:
+            self.board.rejected["cnet_unused"] += 1  # a board in claim mode, or no agent here
+        else:
             await self.on_cnet(env)
 
     async def _serve_sync(self, _peer: str, payload: bytes) -> bytes:

@@ -18,6 +18,14 @@ Each agent runs ``TeamAgent.run`` on its own ``BoardReplica``; nobody orchestrat
    ready again for anyone.
 5. *Post* the artifact (its content's sha256, signed).
 
+Capability gaps: an executor that cannot do a sub-task (its model fails, or its function fails the
+sub-task's own test) raises ``CapabilityGap``. If the sub-task is a planned one with no gap yet,
+the agent posts a signed *fix gap* (``entries.fix_id``: a new sub-task that the failed one now waits
+for), releases its claim and posts nothing; else it posts the content it has (no gap of a gap, and
+one per sub-task, so a team whose every model fails still finishes). The gap excludes its poster
+for ``gap_grace_s`` (board time from the gap's ``ts_ms``), so another agent claims it; after that the
+poster may take it too, so a team of one is not stuck.
+
 Stragglers: an idle agent with nothing ready may hedge a sub-task held ``hedge_after`` times its
 expected time without a result: it posts a ``hedge`` claim (which never displaces the holder) and
 runs the sub-task too; whichever artifact comes first wins (``Board.result``).
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,7 +48,7 @@ import trio
 
 from symphony.board.contract import Announcement, Bid
 from symphony.board.crdt import backoff_s
-from symphony.board.entries import Artifact, Beat, Claim
+from symphony.board.entries import MAX_NEED_CHARS, Artifact, Beat, Claim, Gap, fix_id
 from symphony.board.graph import Subtask
 from symphony.board.replica import BoardReplica
 from symphony.protocol import Envelope
@@ -60,6 +69,16 @@ class TeamConfig:
     expected_s: float = 6.0  # expected execution time of a cost-1 sub-task (bids, hedging)
     hedge_after: float | None = 2.0  # None: never hedge
     bid_window_s: float = 0.05
+    gap_grace_s: float = 30.0  # how long a fix gap excludes the agent that posted it
+
+
+class CapabilityGap(Exception):
+    """Raised by an executor that could not do a sub-task: ``need`` says what is missing; ``content`` and
+    ``tokens`` are what it has, posted as the result when no gap may be posted (see the module docstring)."""
+
+    def __init__(self, need: str, content: str, tokens: int) -> None:
+        super().__init__(need)
+        self.need, self.content, self.tokens = need, content, tokens
 
 
 @dataclass
@@ -75,6 +94,7 @@ class AgentStats:
     hedges: int = 0
     bids: int = 0
     awards_won: int = 0
+    gaps_posted: int = 0
 
 
 @dataclass
@@ -139,6 +159,7 @@ class TeamAgent:
             if mine:
                 return mine[0], False
             ready = [s for s in ready if self._open_to_all(s)]
+        ready = [s for s in ready if not self._excluded(s, now_ms)]
         if ready:
             return self.rng.choice(ready), False
         straggler = self._straggler(now_ms)
@@ -151,6 +172,12 @@ class TeamAgent:
             return False
         seen = self._awards.get(subtask)
         return seen is None or self.replica.clock() - seen > self.config.lease_s
+
+    def _excluded(self, subtask: str, now_ms: int) -> bool:
+        """A fix gap this agent posted, within its grace: it failed this work, so another agent should do it."""
+        gap = self.replica.board.gap(subtask)
+        return (gap is not None and gap.poster == self.me and subtask == fix_id(gap.blocks)
+                and now_ms < gap.ts_ms + self.config.gap_grace_s * 1000)
 
     def _straggler(self, now_ms: int) -> str | None:
         if self.config.hedge_after is None:
@@ -198,10 +225,19 @@ class TeamAgent:
     async def _execute(self, subtask: str, *, hedge: bool) -> None:
         started = self.replica.clock()
         outcome: list[tuple[str, int]] = []
+        missing: CapabilityGap | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._beat, subtask, hedge, nursery.cancel_scope)
-            outcome.append(await self.executor(self.replica.board.current_graph()[subtask]))
-            nursery.cancel_scope.cancel()
+            try:
+                outcome.append(await self.executor(self.replica.board.current_graph()[subtask]))
+            except CapabilityGap as exc:
+                missing = exc
+            nursery.cancel_scope.cancel()  # no beat may follow the release that a gap posts
+        if missing is not None and not hedge and await self._post_gap(subtask, missing):
+            self.stats.busy_s += self.replica.clock() - started
+            return  # given up to the gap: not wasted work
+        if missing is not None:
+            outcome.append((missing.content, missing.tokens))
         self.stats.busy_s += self.replica.clock() - started
         if not outcome or self.replica.board.result(subtask) is not None:
             self.stats.wasted += 1
@@ -214,6 +250,27 @@ class TeamAgent:
         await self.replica.post(artifact.signed_by(self.replica.identity))
         if self.config.mode == "cnet":
             await self._announce(self._newly_ready(subtask))
+
+    def _may_post_gap(self, subtask: str) -> bool:
+        """Only for a planned sub-task we still hold, with no result yet, and only one gap ever for it."""
+        board = self.replica.board
+        return (subtask in board.graph and self.holds(subtask) and board.result(subtask) is None
+                and not any(g.blocks == subtask for g in board.gaps()))
+
+    async def _post_gap(self, subtask: str, gap: CapabilityGap) -> bool:
+        """Post the fix gap for ``subtask`` and release it; False (nothing posted) where no gap may be posted."""
+        if not self._may_post_gap(subtask):
+            return False
+        board = self.replica.board
+        entry = Gap(board=self.board_id, subtask=fix_id(subtask), poster=self.me, need=gap.need[:MAX_NEED_CHARS],
+                    blocks=subtask, depends_on=list(board.graph[subtask].depends_on), ts_ms=self.replica.now_ms())
+        if not board.gap_fits(entry):
+            return False
+        await self.replica.post(entry.signed_by(self.replica.identity))
+        await self._post_beat(subtask, released=True)
+        self.stats.gaps_posted += 1
+        self.stats.tokens += gap.tokens
+        return True
 
     async def _beat(self, subtask: str, hedge: bool, scope: trio.CancelScope) -> None:
         """Renew the lease every ``beat_s``; stop the work once it can no longer win."""
@@ -251,10 +308,13 @@ class TeamAgent:
         for s in subtasks:
             self._calls[s] = Announcement(s, self.me, deadline)
             await self.replica.send_cnet("board.announce", {"subtask": s, "deadline_ms": int(deadline * 1000)})
-        await trio.sleep(self.config.bid_window_s)
+        while self.replica.clock() < deadline:  # ``award`` refuses an early call: sleep to the clock's deadline
+            await trio.sleep(deadline - self.replica.clock())
+        load_s: Counter[str] = Counter()  # spread one round's awards: each win adds to its bidder's latency
         for s in subtasks:
-            won = self._calls[s].award(self.replica.clock())
+            won = self._calls[s].award(self.replica.clock(), load_s=load_s)
             if won is not None:
+                load_s[won.bidder] += won.latency_s
                 await self.replica.send_cnet("board.award", {"subtask": s, "winner": won.bidder})
 
     async def _on_cnet(self, env: Envelope) -> None:
@@ -305,4 +365,4 @@ class TeamAgent:
             self._awarded.append(subtask)
 
 
-__all__ = ["AgentStats", "Executor", "Mode", "TeamAgent", "TeamConfig"]
+__all__ = ["AgentStats", "CapabilityGap", "Executor", "Mode", "TeamAgent", "TeamConfig"]
