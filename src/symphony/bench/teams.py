@@ -449,7 +449,8 @@ def _real_run(model: str, theme: str, p: float, n: int, root: Path, *, timeout_s
         for node in nodes:
             node.wait_ready(timeout=120)
         wait_for(lambda: all(len(x.ledger()) == n for x in nodes), timeout=60, what=f"{n} nodes to know each other")
-        posted = nodes[0].post("/v1/teams", {"library": theme, "p": p})
+        # a lone agent must close its own fix gaps: no grace period for a poster that has no one to wait for
+        posted = nodes[0].post("/v1/teams", {"library": theme, "p": p, **({"gap_grace_s": 0} if n == 1 else {})})
         posted.raise_for_status()
         board = posted.json()["board"]
         done = wait_for(lambda: (v := nodes[0].get(f"/v1/teams/{board}"))["status"] == "done" and v,
