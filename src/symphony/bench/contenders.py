@@ -161,15 +161,14 @@ async def solve_orchestrator(models: list[ChatModel], item: Item, max_steps: int
 
 def symphony_calls(trace: dict[str, Any]) -> int:
     """Model calls a Symphony trace made: one plan per chain (none for a one-step plan, which calls no
-    planner) plus every executor attempt (two for a program that fell back to a text answer, or for
-    code that was repaired after failing its question's examples)."""
+    planner) plus every executor attempt (two for a program that fell back to a text answer)."""
     return sum(_chain_calls(c["trace"]) for c in trace.get("chains", []))
 
 
 def _chain_calls(chain: dict[str, Any]) -> int:
     attempts = [a for s in chain.get("steps", []) for a in s["attempts"]]
     planned = not str(chain.get("plan", "")).startswith(ONE_STEP_NOTE)
-    return planned + sum(1 + ("fallback" in a.get("tool", {})) + ("repaired" in a.get("tool", {})) for a in attempts)
+    return planned + sum(1 + ("fallback" in a.get("tool", {})) for a in attempts)
 
 
 def blacklists(nodes: Sequence[AgentRuntime]) -> dict[str, list[str]]:

@@ -200,15 +200,6 @@ def program_messages(
             {"role": "user", "content": f"{problem}{earlier}{step_line}"}]
 
 
-def repair_messages(messages: Sequence[dict[str, str]], reply: str, failed: Sequence[str]) -> list[dict[str, str]]:
-    """The conversation that asks a model to fix the code it wrote (``reply``, to ``messages``) after it
-    failed examples the problem states: each ``failed`` line says what a call returned or raised."""
-    told = "\n".join(f"- {line}" for line in failed) or "- the code does not load or run"
-    ask = (f"Your code fails examples stated in the problem:\n{told}\nFix it. Reply with the whole corrected "
-           "code in one ```python block.")
-    return [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": ask}]
-
-
 def extract_program(text: str) -> str | None:
     """The program in a model's program-of-thought reply: its last ```python block (a cut block
     counts: the sandbox then reports the syntax error), else the whole reply when it calls print."""
@@ -281,5 +272,4 @@ __all__ = [
     "extract_program",
     "parse_step_answer",
     "program_messages",
-    "repair_messages",
 ]

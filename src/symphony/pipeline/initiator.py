@@ -12,7 +12,7 @@ shell beacons for planners and sends the chains; the driver, fed what came back,
    planner hop, below);
 4. ``check_consistency``: a chain whose answer contradicts its own last step is failed and its
    planner judged (``crossvote.ChainEvidence.consistent``);
-5. ``code_to_check`` / ``checked``: for a code question that states examples, each good chain's code
+5. ``code_checks`` / ``checked``: for a code question that states examples, each good chain's code
    is run on them (by the shell, in the sandbox) and only the chains with the most examples passed
    go on to vote (``verification``: verification before the vote);
    ``vote``: the weighted majority over the good chains (eqs. 2-3), each weight scaled by how far
@@ -49,7 +49,7 @@ from symphony.pipeline.crossvote import ChainEvidence, Verdict, judge
 from symphony.pipeline.extraction import AnswerKind
 from symphony.pipeline.feedback import ChainOutcome
 from symphony.pipeline.trace import BeaconCost, ChainRecord, CodeCheck, Degraded, QuestionSpans, QuestionTrace
-from symphony.pipeline.verification import Example, examples_in, survivors
+from symphony.pipeline.verification import check_program, examples_in, survivors
 from symphony.pipeline.voting import Ballot, VoteResult, weighted_vote
 
 #: Beacon rounds for planners before a question fails with ``no_agents`` (peers churning, partition).
@@ -151,17 +151,17 @@ class InitiatorDriver:
                 verdicts.append(Verdict(record.planner, False, "plan"))
         return verdicts
 
-    def code_to_check(self) -> dict[str, str]:
-        """Each good chain's code, by chain id, to run on ``examples``: empty unless the question asks
-        for code and states examples."""
+    def code_checks(self, nonce: str) -> dict[str, str]:
+        """The check program of each good chain's code, by chain id (``verification.check_program``):
+        empty unless the question asks for code and states examples."""
         if not self._examples:
             return {}
-        return {f"c{self._records[p].index}": e.answer.raw for p, e in self._evidence.items()}
+        return {f"c{self._records[p].index}": check_program(e.answer.raw, self.question, self._examples, nonce)
+                for p, e in self._evidence.items()}
 
     @property
-    def examples(self) -> tuple[Example, ...]:
-        """The examples the question states (``verification.examples_in``; none unless it asks for code)."""
-        return self._examples
+    def example_count(self) -> int:
+        return len(self._examples)
 
     def checked(self, passed: Mapping[str, int | None]) -> None:
         """The examples each chain's code passed (None: its check gave no report); ``vote`` keeps the best."""

@@ -70,14 +70,7 @@ from symphony.pipeline.chain import (
     Wait,
 )
 from symphony.pipeline.crossvote import Verdict
-from symphony.pipeline.executor import (
-    STEP_MAX_TOKENS,
-    StepAnswer,
-    execution_messages,
-    parse_step_answer,
-    program_messages,
-    repair_messages,
-)
+from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer, program_messages
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
 from symphony.pipeline.gate import PriorityGate
 from symphony.pipeline.feedback import OutcomeService
@@ -93,8 +86,9 @@ from symphony.pipeline.planner import (
     single_step_plan,
     split_marks,
 )
-from symphony.pipeline.tools import PYTHON_TOOL, ExampleRun, run_examples, run_program, sandbox_works, solving_style
-from symphony.pipeline.verification import Example, examples_in
+from symphony.pipeline.tools import PROGRAM_LIMITS, run_program, sandbox_works, solving_style
+from symphony.pipeline.verification import CHECK_TIMEOUT_S, passed_count
+from symphony.sandbox import SandboxUnavailableError, run_python
 from symphony.pipeline.trace import BeaconCost, ChainRecord, ChainTrace, QuestionSpans, chain_degradations
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
@@ -171,11 +165,6 @@ class AskOptions:
                           disclosure=self.disclosure, priority=self.priority,  # type: ignore[arg-type]
                           latency_budget_ms=self.latency_budget_ms)
         return knobs if knobs.wire() else None
-
-
-def _passed(run: ExampleRun) -> str:
-    """``passed/total`` of an example run, ``?`` for a run that gave no report."""
-    return f"{'?' if run.passed is None else run.passed}/{run.total}"
 
 
 @dataclass(frozen=True, eq=False)  # each request is itself (hashed by identity, kept in a set)
@@ -305,20 +294,27 @@ class TaskService:
     async def _check_code(self, driver: InitiatorDriver) -> None:
         """Verification before the vote (``pipeline.verification``): each chain's code, when the question
         asks for code and states examples, run on those examples in the sandbox, all chains at once."""
-        codes = driver.code_to_check()
-        if not codes:
+        nonce = uuid.uuid4().hex
+        programs = driver.code_checks(nonce)
+        if not programs:
             return
         if not sandbox_works():
             driver.check_skipped("this node cannot build the code sandbox (docs/sandbox.md)")
             return
         passed: dict[str, int | None] = {}
 
-        async def check(chain: str, code: str) -> None:
-            passed[chain] = (await run_examples(code, driver.question, driver.examples)).passed
+        async def check(chain: str, program: str) -> None:
+            try:
+                result = await anyio.to_thread.run_sync(
+                    partial(run_python, program, timeout_s=CHECK_TIMEOUT_S, limits=PROGRAM_LIMITS))
+            except SandboxUnavailableError:
+                passed[chain] = None
+                return
+            passed[chain] = passed_count(result.output, nonce, driver.example_count)
 
         async with anyio.create_task_group() as tg:
-            for chain, code in codes.items():
-                tg.start_soon(check, chain, code)
+            for chain, program in programs.items():
+                tg.start_soon(check, chain, program)
         driver.checked(passed)
 
     async def _find_planners(self, driver: InitiatorDriver, options: AskOptions) -> BeaconOutcome:
@@ -513,9 +509,7 @@ class TaskService:
 
     async def _execute(self, task: Task) -> TaskResult:
         """Answer one step: with a program run in the sandbox when ``tools.solving_style`` says so,
-        else (and when the program fails, with its tokens and outcome kept in the trace) in text. With
-        the python tool, a final code step is checked on its problem's examples and repaired once
-        when it fails some (``_repair_code``)."""
+        else (and when the program fails, with its tokens and outcome kept in the trace) in text."""
         called = self.clock()
         tool: dict[str, Any] = {}
         spent = [0, 0]
@@ -527,20 +521,16 @@ class TaskService:
             if result.ok:
                 return result
             tool, spent = {**result.trace["tool"], "fallback": "text"}, [result.prompt_tokens, result.completion_tokens]
-        messages = execution_messages(task.question, question=task.background, previous=list(task.previous),
-                                      is_final=task.final, answer_kind=task.answer_kind, context=task.context)
         try:
-            completion = await self._chat(messages, max_tokens=STEP_MAX_TOKENS, temperature=task.temperature,
-                                          priority=self._priority(task))
+            completion = await self._chat(execution_messages(
+                task.question, question=task.background, previous=list(task.previous), is_final=task.final,
+                answer_kind=task.answer_kind, context=task.context), max_tokens=STEP_MAX_TOKENS,
+                temperature=task.temperature, priority=self._priority(task))
         except ModelError as exc:  # what the failed call spent still counts
             return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000], prompt_tokens=exc.prompt_tokens,
                               completion_tokens=exc.completion_tokens)
         step = parse_step_answer(completion.text, kind=task.answer_kind, is_final=task.final,
                                  truncated=completion.truncated)
-        examples = examples_in(task.background or task.question) if task.answer_kind == "code" and task.final else ()
-        if step.valid and examples and PYTHON_TOOL in self.tools:
-            step, repair_tokens, tool = await self._repair_code(task, messages, completion.text, step, examples)
-            spent = [spent[0] + repair_tokens[0], spent[1] + repair_tokens[1]]
         return TaskResult(
             task_id=task.task_id, ok=step.valid, answer=step.answer or "", error="" if step.valid else step.reason,
             prompt_tokens=spent[0] + completion.prompt_tokens,
@@ -549,30 +539,6 @@ class TaskService:
                    **({"tool": tool} if tool else {}),
                    **({} if step.valid else {"raw": completion.text[-2000:]})},  # the raw text explains a failure only
         )
-
-    async def _repair_code(self, task: Task, messages: list[dict[str, str]], reply: str, step: StepAnswer,
-                           examples: tuple[Example, ...]) -> tuple[StepAnswer, list[int], dict[str, Any]]:
-        """A tool-using executor's code step: the code run on the examples its problem states; when it
-        fails some, the model is shown what each failed call returned and gets one try to fix it
-        (execution feedback, as in self-debugging). The version passing more examples is the answer.
-        Returns it, the repair call's tokens and the step's tool report."""
-        question = task.background or task.question
-        first = await run_examples(step.answer or "", question, examples)
-        if first.all_passed or first.passed is None and not sandbox_works():
-            return step, [0, 0], {"ok": first.all_passed, "reason": f"examples {_passed(first)}"}
-        try:
-            fix = await self._chat(repair_messages(messages, reply, first.failures), max_tokens=STEP_MAX_TOKENS,
-                                   temperature=task.temperature, priority=self._priority(task))
-        except ModelError as exc:
-            return step, [exc.prompt_tokens, exc.completion_tokens], {
-                "ok": False, "reason": f"examples {_passed(first)}; repair failed", "repaired": False}
-        fixed = parse_step_answer(fix.text, kind=task.answer_kind, is_final=True, truncated=fix.truncated)
-        second = await run_examples(fixed.answer or "", question, examples) if fixed.valid else None
-        better = second is not None and (second.passed or 0) > (first.passed or 0)
-        kept = second if better and second else first
-        return (fixed if better else step), [fix.prompt_tokens, fix.completion_tokens], {
-            "ok": kept.all_passed, "repaired": better,
-            "reason": f"examples {_passed(first)}; after one repair {_passed(second) if second else 'no code'}"}
 
     async def _execute_program(self, task: Task, called: float) -> TaskResult:
         """One program-of-thought attempt (``tools.run_program``): ok when the program printed an answer."""

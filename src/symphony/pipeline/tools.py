@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -25,7 +24,6 @@ import anyio
 from symphony.errors import ConfigError
 from symphony.pipeline.extraction import AnswerKind, extract_answer
 from symphony.pipeline.executor import extract_program
-from symphony.pipeline.verification import CHECK_TIMEOUT_S, Example, check_program, failures, passed_count
 from symphony.sandbox import Limits, SandboxUnavailableError, run_python
 
 #: The tool names a node may offer (``TaskService.tools``, ``--no-tools``).
@@ -78,8 +76,7 @@ class ProgramRun:
 #: What a step's trace keeps of an executor's tool report, each field's type and bound: the report
 #: comes from a peer, so anything else in it is dropped.
 _REPORT_FIELDS: Final[dict[str, tuple[type, int]]] = {
-    "program": (str, 1500), "output": (str, 300), "ok": (bool, 0), "reason": (str, 200), "fallback": (str, 20),
-    "repaired": (bool, 0)}
+    "program": (str, 1500), "output": (str, 300), "ok": (bool, 0), "reason": (str, 200), "fallback": (str, 20)}
 
 
 def reported_tool(value: object) -> dict[str, Any]:
@@ -158,33 +155,6 @@ async def run_program(reply: str, kind: AnswerKind, *, is_final: bool) -> Progra
     return ProgramRun(program, result.output, answer, "ok" if answer is not None else "printed no answer")
 
 
-@dataclass(frozen=True)
-class ExampleRun:
-    """Code run on the examples its question states (``verification``): how many of ``total`` it passed
-    (None: the run gave no report, e.g. the code does not even load) and what each failure said."""
-
-    passed: int | None
-    total: int
-    failures: tuple[str, ...]
-
-    @property
-    def all_passed(self) -> bool:
-        return self.passed == self.total
-
-
-async def run_examples(code: str, question: str, examples: tuple[Example, ...]) -> ExampleRun:
-    """Run ``code`` on ``examples`` in the sandbox (in a worker thread: it blocks for the run)."""
-    nonce = uuid.uuid4().hex
-    program = check_program(code, question, examples, nonce)
-    try:
-        result = await anyio.to_thread.run_sync(
-            functools.partial(run_python, program, timeout_s=CHECK_TIMEOUT_S, limits=PROGRAM_LIMITS))
-    except SandboxUnavailableError:
-        return ExampleRun(None, len(examples), ())
-    return ExampleRun(passed_count(result.output, nonce, len(examples)), len(examples),
-                      tuple(failures(result.output, nonce, examples)))
-
-
 __all__ = ["KNOWN_TOOLS", "PROGRAM_KINDS", "PROGRAM_LIMITS", "PROGRAM_TIMEOUT_S", "PYTHON_TOOL", "TOOL_TAGS",
-           "ExampleRun", "ProgramRun", "Style", "program_answer", "reported_tool", "resolve_tools", "run_examples", "run_program", "sandbox_works",
+           "ProgramRun", "Style", "program_answer", "reported_tool", "resolve_tools", "run_program", "sandbox_works",
            "solving_style"]
