@@ -47,7 +47,7 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (to build fastecdsa for py-libp2p and llama.cpp; chromium for the dashboard test; the code sandbox; the NAT test bed)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; \
+		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 
 $(BIN)/python:
