@@ -111,13 +111,9 @@ class HashingTagEncoder:
         acc = [0.0] * TAG_DIMS
         for feature in _features(text):
             digest = hashlib.blake2b(feature.encode(), digest_size=8, person=b"symphony-tag-v1").digest()
-            first, second = (int.from_bytes(half, "little") for half in (digest[:4], digest[4:]))
-            slot = (first >> 1) % TAG_DIMS
-            # two distinct slots: when both halves picked one slot with opposite signs, a one-word text
-            # ("sss") encoded to the zero vector (found by hypothesis; 1 feature in 256)
-            other = (second >> 1) % TAG_DIMS
-            acc[slot] += 1.0 if first & 1 else -1.0
-            acc[other if other != slot else (slot + 1) % TAG_DIMS] += 1.0 if second & 1 else -1.0
+            for half in (digest[:4], digest[4:]):
+                n = int.from_bytes(half, "little")
+                acc[(n >> 1) % TAG_DIMS] += 1.0 if n & 1 else -1.0
         return _unit(acc)
 
 
