@@ -16,16 +16,8 @@ from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm.base import Completion
 from symphony.node.runtime import AgentProfile, SimulatedAgent, open_simulated_agents
 from symphony.pipeline.service import AskOptions
-from symphony.pipeline.tools import PROGRAM_LIMITS, sandbox_works
-from symphony.pipeline.verification import (
-    CHECK_TIMEOUT_S,
-    Example,
-    check_program,
-    examples_in,
-    passed_count,
-    survivors,
-)
-from symphony.sandbox import run_python
+from symphony.pipeline.tools import examples_passed, sandbox_works
+from symphony.pipeline.verification import Example, examples_in, passed_count, survivors
 from symphony.transport.memory import LinkModel, MemoryNetwork
 from tests.conftest import identity
 
@@ -64,25 +56,22 @@ def test_a_question_without_a_function_states_no_examples():
     assert examples_in("What is 2 + 3? f(2) == 5") == ()
 
 
-def run(code: str, question: str = QUESTION, nonce: str = "n0") -> int | None:
-    examples = examples_in(question)
-    result = run_python(check_program(code, question, examples, nonce), timeout_s=CHECK_TIMEOUT_S,
-                        limits=PROGRAM_LIMITS)
-    return passed_count(result.output, nonce, len(examples))
+async def run(code: str, question: str = QUESTION) -> int | None:
+    return await examples_passed(code, question, examples_in(question))
 
 
 @needs_sandbox
-def test_the_check_counts_the_examples_each_code_passes():
-    assert run(RIGHT) == 2
-    assert run(WRONG) == 1
-    assert run("def second_largest(xs):\n    raise ValueError\n") == 0
-    assert run("this is not python") is None  # the whole program fails: no report
+async def test_the_check_counts_the_examples_each_code_passes():
+    assert await run(RIGHT) == 2
+    assert await run(WRONG) == 1
+    assert await run("def second_largest(xs):\n    raise ValueError\n") == 0
+    assert await run("this is not python") is None  # the whole program fails: no report
 
 
 @needs_sandbox
-def test_an_example_that_is_no_python_fails_alone_and_words_compare_as_printed():
+async def test_an_example_that_is_no_python_fails_alone_and_words_compare_as_printed():
     question = 'def hi(n):\n    """\n    hi(2) => hi hi\n    hi(1) == "hi"\n    hi(0) => )(\n    """'
-    assert run("def hi(n):\n    return ' '.join(['hi'] * n)\n", question) == 2
+    assert await run("def hi(n):\n    return ' '.join(['hi'] * n)\n", question) == 2
 
 
 def test_a_report_must_carry_the_nonce_and_the_total():

@@ -12,7 +12,7 @@ shell beacons for planners and sends the chains; the driver, fed what came back,
    planner hop, below);
 4. ``check_consistency``: a chain whose answer contradicts its own last step is failed and its
    planner judged (``crossvote.ChainEvidence.consistent``);
-5. ``code_checks`` / ``checked``: for a code question that states examples, each good chain's code
+5. ``code_to_check`` / ``checked``: for a code question that states examples, each good chain's code
    is run on them (by the shell, in the sandbox) and only the chains with the most examples passed
    go on to vote (``verification``: verification before the vote);
    ``vote``: the weighted majority over the good chains (eqs. 2-3), each weight scaled by how far
@@ -49,7 +49,7 @@ from symphony.pipeline.crossvote import ChainEvidence, Verdict, judge
 from symphony.pipeline.extraction import AnswerKind
 from symphony.pipeline.feedback import ChainOutcome
 from symphony.pipeline.trace import BeaconCost, ChainRecord, CodeCheck, Degraded, QuestionSpans, QuestionTrace
-from symphony.pipeline.verification import check_program, examples_in, survivors
+from symphony.pipeline.verification import Example, examples_in, survivors
 from symphony.pipeline.voting import Ballot, VoteResult, weighted_vote
 
 #: Beacon rounds for planners before a question fails with ``no_agents`` (peers churning, partition).
@@ -104,6 +104,7 @@ class InitiatorDriver:
         self._fastest_ms = 0.0  # this question's fastest ok chain so far
         self._examples = examples_in(question) if kind == "code" else ()
         self._passed: dict[str, int | None] = {}  # examples each checked chain passed (by chain id)
+        self._voting: set[str] | None = None  # the chains left to vote after the check (None: not checked)
         self._degraded: list[Degraded] = []  # what this node itself ran degraded (a check it could not run)
 
     def planners_found(self, outcome: BeaconOutcome, *, now_ms: int) -> bool:
@@ -151,21 +152,23 @@ class InitiatorDriver:
                 verdicts.append(Verdict(record.planner, False, "plan"))
         return verdicts
 
-    def code_checks(self, nonce: str) -> dict[str, str]:
-        """The check program of each good chain's code, by chain id (``verification.check_program``):
-        empty unless the question asks for code and states examples."""
+    def code_to_check(self) -> dict[str, str]:
+        """Each good chain's code by chain id, to run on ``examples``: empty unless the question asks
+        for code and states examples."""
         if not self._examples:
             return {}
-        return {f"c{self._records[p].index}": check_program(e.answer.raw, self.question, self._examples, nonce)
-                for p, e in self._evidence.items()}
+        return {f"c{self._records[p].index}": e.answer.raw for p, e in self._evidence.items()}
 
     @property
-    def example_count(self) -> int:
-        return len(self._examples)
+    def examples(self) -> tuple[Example, ...]:
+        """The examples the question states (``verification.examples_in``; none unless it asks for code)."""
+        return self._examples
 
     def checked(self, passed: Mapping[str, int | None]) -> None:
-        """The examples each chain's code passed (None: its check gave no report); ``vote`` keeps the best."""
+        """The examples each chain's code passed (None: its check gave no report); only the chains
+        passing the most (``verification.survivors``) vote."""
         self._passed = dict(passed)
+        self._voting = survivors(passed)
 
     def check_skipped(self, why: str) -> None:
         """The question states examples but this node could not check the chains' code against them."""
@@ -174,9 +177,9 @@ class InitiatorDriver:
     def vote(self, *, trust: Callable[[str], float]) -> VoteResult:
         """The weighted vote over the good chains (those whose code passed the most examples, after
         ``checked``); ``trust(planner)`` scales each reported weight."""
-        voting = survivors(self._passed) if self._passed else None
-        ballots = [Ballot(f"c{self._records[p].index}", e.answer, self._weight(self._records[p], trust))
-                   for p, e in self._evidence.items() if voting is None or f"c{self._records[p].index}" in voting]
+        chains = {f"c{self._records[p].index}": p for p in self._evidence}
+        ballots = [Ballot(chain, self._evidence[p].answer, self._weight(self._records[p], trust))
+                   for chain, p in chains.items() if self._voting is None or chain in self._voting]
         self._vote = weighted_vote(ballots, self.kind)
         return self._vote
 
@@ -225,9 +228,8 @@ class InitiatorDriver:
         reported = [d for r in chains for d in _reported_degradations(r)]
         good = [self._records[p] for p in sorted(self._evidence)]
         collapsed = collapsed_chains(good)
-        voting = survivors(self._passed) if self._passed else set()
-        checks = tuple(CodeCheck(chain=chain, passed=passed, total=len(self._examples), voted=chain in voting)
-                       for chain, passed in sorted(self._passed.items()))
+        checks = tuple(CodeCheck(chain=chain, passed=passed, total=len(self._examples),
+                                 voted=chain in (self._voting or ())) for chain, passed in sorted(self._passed.items()))
         return QuestionTrace(task_id=self.task_id, question=self.question, answer_kind=self.kind, vote=self._voted(),
                              chains=chains, planner_beacon=cost, latency_ms=latency_ms, spans=spans,
                              degraded=(*reported, *((collapsed,) if collapsed else ()), *self._degraded),

@@ -86,9 +86,7 @@ from symphony.pipeline.planner import (
     single_step_plan,
     split_marks,
 )
-from symphony.pipeline.tools import PROGRAM_LIMITS, run_program, sandbox_works, solving_style
-from symphony.pipeline.verification import CHECK_TIMEOUT_S, passed_count
-from symphony.sandbox import SandboxUnavailableError, run_python
+from symphony.pipeline.tools import examples_passed, run_program, sandbox_works, solving_style
 from symphony.pipeline.trace import BeaconCost, ChainRecord, ChainTrace, QuestionSpans, chain_degradations
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
@@ -294,27 +292,20 @@ class TaskService:
     async def _check_code(self, driver: InitiatorDriver) -> None:
         """Verification before the vote (``pipeline.verification``): each chain's code, when the question
         asks for code and states examples, run on those examples in the sandbox, all chains at once."""
-        nonce = uuid.uuid4().hex
-        programs = driver.code_checks(nonce)
-        if not programs:
+        codes = driver.code_to_check()
+        if not codes:
             return
         if not sandbox_works():
             driver.check_skipped("this node cannot build the code sandbox (docs/sandbox.md)")
             return
         passed: dict[str, int | None] = {}
 
-        async def check(chain: str, program: str) -> None:
-            try:
-                result = await anyio.to_thread.run_sync(
-                    partial(run_python, program, timeout_s=CHECK_TIMEOUT_S, limits=PROGRAM_LIMITS))
-            except SandboxUnavailableError:
-                passed[chain] = None
-                return
-            passed[chain] = passed_count(result.output, nonce, driver.example_count)
+        async def check(chain: str, code: str) -> None:
+            passed[chain] = await examples_passed(code, driver.question, driver.examples)
 
         async with anyio.create_task_group() as tg:
-            for chain, program in programs.items():
-                tg.start_soon(check, chain, program)
+            for chain, code in codes.items():
+                tg.start_soon(check, chain, code)
         driver.checked(passed)
 
     async def _find_planners(self, driver: InitiatorDriver, options: AskOptions) -> BeaconOutcome:

@@ -8,13 +8,15 @@ arithmetic is exact. The program and its outcome go into the step's trace; a pro
 times out or prints nothing usable leaves the step to a plain answer, and the trace says so.
 
 This is the pipeline's one I/O edge for tools: ``sandbox_works`` and ``run_program`` touch the
-sandbox; ``solving_style`` and ``program_answer`` are pure.
+sandbox, and so does ``examples_passed`` (verification before the vote); ``solving_style`` and
+``program_answer`` are pure.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -24,6 +26,7 @@ import anyio
 from symphony.errors import ConfigError
 from symphony.pipeline.extraction import AnswerKind, extract_answer
 from symphony.pipeline.executor import extract_program
+from symphony.pipeline.verification import CHECK_TIMEOUT_S, Example, check_program, passed_count
 from symphony.sandbox import Limits, SandboxUnavailableError, run_python
 
 #: The tool names a node may offer (``TaskService.tools``, ``--no-tools``).
@@ -155,6 +158,19 @@ async def run_program(reply: str, kind: AnswerKind, *, is_final: bool) -> Progra
     return ProgramRun(program, result.output, answer, "ok" if answer is not None else "printed no answer")
 
 
+async def examples_passed(code: str, question: str, examples: tuple[Example, ...]) -> int | None:
+    """How many of ``examples`` (stated in ``question``) ``code`` passes, run in the sandbox in a worker
+    thread (``verification.check_program``); None when the run gave no report or the sandbox is unavailable."""
+    nonce = uuid.uuid4().hex
+    program = check_program(code, question, examples, nonce)
+    try:
+        result = await anyio.to_thread.run_sync(
+            functools.partial(run_python, program, timeout_s=CHECK_TIMEOUT_S, limits=PROGRAM_LIMITS))
+    except SandboxUnavailableError:
+        return None
+    return passed_count(result.output, nonce, len(examples))
+
+
 __all__ = ["KNOWN_TOOLS", "PROGRAM_KINDS", "PROGRAM_LIMITS", "PROGRAM_TIMEOUT_S", "PYTHON_TOOL", "TOOL_TAGS",
-           "ProgramRun", "Style", "program_answer", "reported_tool", "resolve_tools", "run_program", "sandbox_works",
+           "ProgramRun", "Style", "examples_passed", "program_answer", "reported_tool", "resolve_tools", "run_program", "sandbox_works",
            "solving_style"]
