@@ -45,6 +45,12 @@ def upnp_bed() -> Iterator[NatBed]:
     yield from _bed(upnp=True)
 
 
+def _up(nodes: list[NsNode], node: NsNode) -> None:
+    """Start ``node``, list it for the test's cleanup, and wait until its API answers."""
+    nodes.append(node.start())
+    node.wait_ready()
+
+
 def test_bed_lets_homes_out_but_nothing_in(nat_bed: NatBed) -> None:
     """Each home reaches the public relay address; neither the public side nor the other home reaches a home."""
     assert nat_bed.tcp_ok("home1", "public", f"{PUBLIC}.1")
@@ -64,8 +70,7 @@ def test_two_homes_behind_nat_work_together_through_a_relay(nat_bed: NatBed, tmp
     nodes: list[NsNode] = []
     try:
         relay = NsNode(nat_bed, "public", f"{PUBLIC}.1", tmp_path / "relay", bootstrap=[], args=["--relay-service"])
-        nodes.append(relay.start())
-        relay.wait_ready()
+        _up(nodes, relay)
         homes = {}
         for home, model in (("home2", ["--model", "scripted:arith"]), ("home1", [])):
             node = NsNode(nat_bed, home, f"{HOMES[home]}.2", tmp_path / home, bootstrap=[relay.addr], args=model)
@@ -109,19 +114,16 @@ def test_two_homes_that_share_only_a_rendezvous_point_find_each_other_there(nat_
     nodes: list[NsNode] = []
     try:
         point = PointNode(nat_bed, "public", f"{PUBLIC}.1", tmp_path / "point")
-        nodes.append(point.start())
-        point.wait_ready()
+        _up(nodes, point)
         home1 = NsNode(nat_bed, "home1", f"{HOMES['home1']}.2", tmp_path / "home1", bootstrap=[point.addr],
                        args=["--rendezvous", "--model", "scripted:arith"])
-        nodes.append(home1.start())
-        home1.wait_ready()
+        _up(nodes, home1)
         wait_for(lambda: home1.api("/v1/node")["body"]["reach"]["rendezvous"]["registered"] == [point.agent_id],
                  timeout=30, what="home1 registered at the point")
         assert home1.api("/v1/node")["body"]["reach"]["relay_slots"] == {point.agent_id: "granted"}
         home2 = NsNode(nat_bed, "home2", f"{HOMES['home2']}.2", tmp_path / "home2", bootstrap=[point.addr],
                        args=["--rendezvous"])
-        nodes.append(home2.start())
-        home2.wait_ready()
+        _up(nodes, home2)
         wait_for(lambda: _connection(home2, home1), timeout=30, what="home2 connected to home1")
         assert home2.api("/v1/node")["body"]["reach"]["rendezvous"]["dialed"] == 1
         wait_for(lambda: any(r["agent_id"] == home1.agent_id for r in home2.api("/v1/ledger")["body"]["records"]),
@@ -141,20 +143,17 @@ def test_a_home_node_with_upnp_is_reached_directly_at_its_routers_address(upnp_b
     nodes: list[NsNode] = []
     try:
         relay = NsNode(bed, "public", f"{public}.1", tmp_path / "relay", bootstrap=[], args=["--relay-service"])
-        nodes.append(relay.start())
-        relay.wait_ready()
+        _up(nodes, relay)
         home1 = NsNode(bed, "home1", f"{HOMES['home1']}.2", tmp_path / "home1", bootstrap=[relay.addr],
                        args=["--upnp", "--model", "scripted:arith"])
-        nodes.append(home1.start())
-        home1.wait_ready()
+        _up(nodes, home1)
         assert home1.addr == f"/ip4/{public}.2/tcp/4001/p2p/{home1.agent_id}"  # router1's WAN address
         reach = wait_for(lambda: (r := home1.api("/v1/node")["body"]["reach"])["relay_slots"] and r, timeout=30,
                          what="home1's AutoNAT answer")
         assert reach["upnp"] == {"state": "mapped", "external": [f"/ip4/{public}.2/tcp/4001"]}, reach
         assert reach["reachability"] == "public" and reach["relay_slots"] == {relay.agent_id: "not needed"}, reach
         home2 = NsNode(bed, "home2", f"{HOMES['home2']}.2", tmp_path / "home2", bootstrap=[relay.addr], args=[])
-        nodes.append(home2.start())
-        home2.wait_ready()
+        _up(nodes, home2)
         wait_for(lambda: any(r["agent_id"] == home1.agent_id for r in home2.api("/v1/ledger")["body"]["records"]),
                  timeout=30, what="home1's record at home2")
         wait_for(lambda: _connection(home2, home1) == "direct", timeout=30, what="home2 connected to home1 directly")
