@@ -136,6 +136,14 @@ def test_an_executor_that_declines_again_after_we_insisted_has_failed_the_step()
     assert isinstance(again, BeaconStep) and "a" in again.exclude
 
 
+def test_a_declined_step_is_not_sent_again_past_the_deadline() -> None:
+    """Insisting on a decliner is for a step that still has time: past the deadline it settles as failed."""
+    chain = driver(outcome("a"), steps=STEPS[:1])
+    chain.step_result(send(chain).candidate, declined(), rtt_ms=1.0)
+    step = settled(chain, now_ms=DEADLINE).step
+    assert not step.ok and [a.executor for a in step.attempts] == ["a"]
+
+
 def test_exhausted_candidates_beacon_again_without_those_tried_then_give_up() -> None:
     """All candidates failed: a fresh round leaves them out; after the last round the chain fails."""
     chain = driver(outcome("a"), steps=STEPS[:1])

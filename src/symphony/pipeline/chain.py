@@ -270,7 +270,8 @@ class StepDriver:
             self._error = "deadline passed"
             return self._settle()
         self._queue = deque(c for c in self._queue if c.agent_id not in self._tried)
-        if not self._queue and self._declined:  # everyone left declined: insist on the best ranked of them
+        if not self._queue and self._declined and now_ms < self._deadline_ms:  # everyone left declined: insist
+            # on the best ranked of them (past the deadline the step settles below, as it does without declines)
             self._queue.append(self._declined.popleft())
             self._insisted.add(self._queue[0].agent_id)
         if self._queue:
