@@ -212,8 +212,8 @@ class Board:
 
     def gap(self, subtask: str) -> Gap | None:
         """The applied gap that added ``subtask``, or None (a planned sub-task, or unknown)."""
-        refused = self.refused_gaps()
-        return next((g for g in self.gaps() if g.subtask == subtask and g not in refused), None)
+        refused = self.refused_gaps()  # at most one applied gap adds a sub-task (``gap_fits``: a new id)
+        return next((g for g in self._by_subtask.get(subtask, ()) if isinstance(g, Gap) and g not in refused), None)
 
     def gap_fits(self, gap: Gap) -> bool:
         """Whether ``gap`` would be applied now: a new sub-task, known ``blocks`` and dependencies, no cycle."""

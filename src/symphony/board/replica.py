@@ -74,7 +74,7 @@ class BoardReplica:
 
     async def start(self) -> None:
         """Subscribe to the board's topics and serve pulls."""
-        await self.transport.subscribe(topic(self.board.board_id), self._on_entry)
+        await self.transport.subscribe(self.topic_name, self._on_entry)
         await self.transport.subscribe(self.cnet_topic, self._on_cnet)
         self.transport.set_handler(SYNC_PROTOCOL, self._serve_sync)
 
