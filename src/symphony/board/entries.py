@@ -11,7 +11,8 @@ in the sense that a lying clock hurts its own author: see ``crdt``).
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -25,7 +26,8 @@ from symphony.protocol.messages import _Signed
 MAX_ENTRY_BYTES = 4 * 1024
 MAX_MS = 2**53
 BoardId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-SubtaskId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+SUBTASK_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+SubtaskId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=rf"^{SUBTASK_ID.pattern}$")]
 Millis = Annotated[int, Field(ge=0, lt=MAX_MS)]
 MAX_NEED_CHARS = 1_000  # a gap's ``need`` is the spec of the sub-task it adds; the entry stays under 4 KiB
 

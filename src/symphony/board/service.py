@@ -55,7 +55,7 @@ import trio
 
 from symphony.board.coder import passing, write_function
 from symphony.board.crdt import Board
-from symphony.board.entries import MAX_ENTRY_BYTES, Artifact, Gap, decode_entry, fix_id
+from symphony.board.entries import MAX_ENTRY_BYTES, SUBTASK_ID, Artifact, Gap, decode_entry, fix_id
 from symphony.board.graph import Subtask, TaskGraph
 from symphony.board.replica import SYNC_PROTOCOL, BoardReplica
 from symphony.board.team import CapabilityGap, Mode, TeamAgent, TeamConfig
@@ -184,8 +184,8 @@ def parse_mode(value: Any) -> Mode:
 
 
 def _valid_id(text: str) -> bool:
-    """What ``entries.SubtaskId`` accepts: 1-64 of ``[A-Za-z0-9_.:-]``."""
-    return 0 < len(text) <= 64 and all(c.isascii() and (c.isalnum() or c in "_.:-") for c in text)
+    """What ``entries.SubtaskId`` accepts."""
+    return SUBTASK_ID.fullmatch(text) is not None
 
 
 def graph_wire(graph: TaskGraph) -> list[dict[str, Any]]:
