@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
 import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.io.msgio import VarIntLengthMsgReadWriter
-from libp2p.network.stream.exceptions import StreamEOF, StreamReset
 from libp2p.peer.id import ID
 
-from symphony.errors import PeerUnreachable, RequestTimeout
+from symphony.errors import PeerUnreachable
 from symphony.protocol.identity import Identity
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 from symphony.transport.rpcmux import (
@@ -154,31 +152,3 @@ async def test_held_mux_streams_cannot_starve_others() -> None:
             assert await honest.request(node.peer_id, ECHO, b"still served", timeout=5) == b"still served"
             release.set()
             assert sorted([decode_reply(await msgio.read_msg())[0] for _ in range(2)]) == [1, 2]
-
-
-async def test_a_mux_stream_silent_through_a_timeout_is_replaced() -> None:
-    """The first stream to the peer swallows requests and never answers (a connection that
-    stopped forwarding, issue #20): the request on it times out, and the next one travels on a
-    new stream and is answered, instead of timing out on the dead one too."""
-    opened: list[ID] = []
-    seen: list[bytes] = []
-    answering: list[Callable[[INetStream], Awaitable[None]]] = []
-    async with open_nodes(1) as [node], open_stranger() as stranger:
-        serve_mux_on(lambda protocol, handler: answering.append(handler), opened, seen)
-
-        async def swallow_first(stream: INetStream) -> None:
-            if opened:
-                await answering[0](stream)
-                return
-            opened.append(stream.muxed_conn.peer_id)
-            # an exception out of a handler would end the stranger's whole connection
-            with contextlib.suppress(StreamEOF, StreamReset):  # the node resets the stream it gave up on
-                while await stream.read(1024):  # read and drop every request, answer nothing
-                    pass
-
-        stranger.host.set_stream_handler(TProtocol(MUX_PROTOCOL), swallow_first)
-        await node.connect(stranger_addr(stranger))
-        with pytest.raises(RequestTimeout):
-            await node.request(stranger.peer_id, ECHO, b"lost", timeout=0.5)
-        assert await node.request(stranger.peer_id, ECHO, b"found", timeout=5) == b"found"
-        assert len(opened) == 2 and seen == [b"found"]

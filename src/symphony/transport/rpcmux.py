@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 MUX_PROTOCOL = "/symphony/rpc/1.0.0"
 _REQUEST, _REPLY, _FAILURE = 0, 1, 2
 _HEAD = struct.Struct(">BI")
+#: how long resetting an abandoned stream may hold up the request that gave up on it
+_RESET_TIMEOUT_S = 1.0
 #: bytes in a protocol id (one length byte on the wire; also what ``Libp2pTransport.set_handler`` accepts)
 MAX_PROTOCOL = 255
 # a frame's bytes beyond its payload: head, protocol length and the longest protocol
@@ -236,7 +238,6 @@ class _Channel:
     next_id: int = 0
     broken: str = ""
     heard_at: float = float("-inf")  # trio time of the last frame read from the peer
-    reader: trio.CancelScope = field(default_factory=trio.CancelScope)  # its _read_replies
 
 
 class MuxClient:
@@ -274,7 +275,9 @@ class MuxClient:
             self._break(peer, channel, f"stream broke: {exc}")
             raise MuxFailure(channel.broken) from exc
         except trio.Cancelled:  # the caller's deadline (or shutdown)
-            self._abandon_if_silent(peer, channel, sent_at)
+            if self._abandon_if_silent(peer, channel, sent_at):
+                with trio.CancelScope(shield=True), trio.move_on_after(_RESET_TIMEOUT_S):
+                    await _reset(channel.stream)  # ends its _read_replies too
             raise
         finally:
             channel.pending.pop(rid, None)  # a late reply to a request given up on is dropped
@@ -294,7 +297,7 @@ class MuxClient:
                 self._spawn(self._read_replies, peer, channel)
             return channel
 
-    def _abandon_if_silent(self, peer: ID, channel: _Channel, sent_at: float) -> None:
+    def _abandon_if_silent(self, peer: ID, channel: _Channel, sent_at: float) -> bool:
         """Give up on ``channel`` when nothing came back on it since ``sent_at``: a request
         timed out on a stream that also answered no other request meanwhile.
 
@@ -305,20 +308,24 @@ class MuxClient:
         answered nothing while a request waited out its whole timeout is given up, and the
         next request opens a new one on the swarm's best connection: a slow handler costs one
         new stream, a dead connection would cost every request. A stream that answered other
-        requests meanwhile is kept. Its reader stops and resets it (not here: a reset cut
-        short by the caller's cancellation leaves a half-written yamux frame on the connection)."""
+        requests meanwhile is kept. True when abandoned (the caller resets the stream)."""
         if channel.heard_at >= sent_at or channel.broken:
-            return
+            return False
         self.abandoned += 1
         logger.info("mux stream to %s silent through a request's timeout: opening a new one", peer)
         self._break(peer, channel, "silent through a request's timeout")
-        channel.reader.cancel()
+        return True
 
     async def _read_replies(self, peer: ID, channel: _Channel) -> None:
         reader = VarIntLengthMsgReadWriter(channel.stream, self._max_reply_bytes + _HEAD.size)
         try:
-            with channel.reader:  # cancelled when the stream is abandoned
-                await self._read_frames(reader, channel)
+            while True:
+                rid, reply, reason = decode_reply(await reader.read_msg())
+                channel.heard_at = trio.current_time()
+                waiting = channel.pending.get(rid)
+                if waiting is not None:
+                    waiting[1].append((reply, reason))
+                    waiting[0].set()
         except MessageTooLarge:
             self._break(peer, channel, "reply exceeds max_reply_bytes")
         except (ValueError, ParseError):
@@ -327,17 +334,6 @@ class MuxClient:
             self._break(peer, channel, f"stream closed: {exc}")
         if channel.broken:
             await _reset(channel.stream)
-
-    @staticmethod
-    async def _read_frames(reader: VarIntLengthMsgReadWriter, channel: _Channel) -> None:
-        """Hand each reply to the request waiting for it, until the stream fails."""
-        while True:
-            rid, reply, reason = decode_reply(await reader.read_msg())
-            channel.heard_at = trio.current_time()
-            waiting = channel.pending.get(rid)
-            if waiting is not None:
-                waiting[1].append((reply, reason))
-                waiting[0].set()
 
     def _break(self, peer: ID, channel: _Channel, reason: str) -> None:
         """Fail every request waiting on ``channel`` and forget it; the next request opens a new one."""
