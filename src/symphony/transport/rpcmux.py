@@ -50,8 +50,6 @@ logger = logging.getLogger(__name__)
 MUX_PROTOCOL = "/symphony/rpc/1.0.0"
 _REQUEST, _REPLY, _FAILURE = 0, 1, 2
 _HEAD = struct.Struct(">BI")
-#: how long resetting an abandoned stream may hold up the request that gave up on it
-_RESET_TIMEOUT_S = 1.0
 #: bytes in a protocol id (one length byte on the wire; also what ``Libp2pTransport.set_handler`` accepts)
 MAX_PROTOCOL = 255
 # a frame's bytes beyond its payload: head, protocol length and the longest protocol
@@ -237,7 +235,6 @@ class _Channel:
     pending: dict[int, tuple[trio.Event, list[tuple[bytes | None, str]]]] = field(default_factory=dict)
     next_id: int = 0
     broken: str = ""
-    heard_at: float = float("-inf")  # trio time of the last frame read from the peer
 
 
 class MuxClient:
@@ -254,7 +251,6 @@ class MuxClient:
         self._max_reply_bytes = max_reply_bytes
         self._channels: dict[ID, _Channel] = {}
         self._opening: dict[ID, trio.Lock] = {}
-        self.abandoned = 0  # streams given up on because they stayed silent through a request's timeout
 
     async def request(self, peer: ID, protocol: str, payload: bytes) -> bytes:
         """Send one request and wait for its reply (the caller bounds the wait).
@@ -267,18 +263,12 @@ class MuxClient:
         rid = channel.next_id = (channel.next_id + 1) % (1 << 32)
         done, box = trio.Event(), list[tuple[bytes | None, str]]()
         channel.pending[rid] = (done, box)
-        sent_at = trio.current_time()
         try:
             await channel.writer.send(encode_request(rid, protocol, payload))
             await done.wait()
         except IOException as exc:
             self._break(peer, channel, f"stream broke: {exc}")
             raise MuxFailure(channel.broken) from exc
-        except trio.Cancelled:  # the caller's deadline (or shutdown)
-            if self._abandon_if_silent(peer, channel, sent_at):
-                with trio.CancelScope(shield=True), trio.move_on_after(_RESET_TIMEOUT_S):
-                    await _reset(channel.stream)  # ends its _read_replies too
-            raise
         finally:
             channel.pending.pop(rid, None)  # a late reply to a request given up on is dropped
         reply, reason = box[0]
@@ -297,31 +287,11 @@ class MuxClient:
                 self._spawn(self._read_replies, peer, channel)
             return channel
 
-    def _abandon_if_silent(self, peer: ID, channel: _Channel, sent_at: float) -> bool:
-        """Give up on ``channel`` when nothing came back on it since ``sent_at``: a request
-        timed out on a stream that also answered no other request meanwhile.
-
-        A persistent stream lives on one connection, and a connection can be dead without
-        being closed: e.g. one of several relayed connections two peers opened to each other
-        at once, whose relay circuit stopped forwarding (issue #20: every request to a fresh
-        home node timed out for 10-70 s until that circuit was torn down). A stream that
-        answered nothing while a request waited out its whole timeout is given up, and the
-        next request opens a new one on the swarm's best connection: a slow handler costs one
-        new stream, a dead connection would cost every request. A stream that answered other
-        requests meanwhile is kept. True when abandoned (the caller resets the stream)."""
-        if channel.heard_at >= sent_at or channel.broken:
-            return False
-        self.abandoned += 1
-        logger.info("mux stream to %s silent through a request's timeout: opening a new one", peer)
-        self._break(peer, channel, "silent through a request's timeout")
-        return True
-
     async def _read_replies(self, peer: ID, channel: _Channel) -> None:
         reader = VarIntLengthMsgReadWriter(channel.stream, self._max_reply_bytes + _HEAD.size)
         try:
             while True:
                 rid, reply, reason = decode_reply(await reader.read_msg())
-                channel.heard_at = trio.current_time()
                 waiting = channel.pending.get(rid)
                 if waiting is not None:
                     waiting[1].append((reply, reason))
