@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -100,7 +100,7 @@ class NodeProcess:
             cmd += ["--bootstrap", addr]
         return cmd
 
-    def start(self) -> NodeProcess:
+    def start(self) -> Self:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "node.json").unlink(missing_ok=True)
         log = (self.data_dir / "stdout.log").open("ab")

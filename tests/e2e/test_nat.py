@@ -125,7 +125,9 @@ def test_two_homes_that_share_only_a_rendezvous_point_find_each_other_there(nat_
                        args=["--rendezvous"])
         _up(nodes, home2)
         wait_for(lambda: _connection(home2, home1), timeout=30, what="home2 connected to home1")
-        assert home2.api("/v1/node")["body"]["reach"]["rendezvous"]["dialed"] == 1
+        # the connection can show before dial_announced returns and counts it: wait for the count too
+        wait_for(lambda: home2.api("/v1/node")["body"]["reach"]["rendezvous"]["dialed"] == 1, timeout=10,
+                 what="home2's rendezvous dial counted")
         wait_for(lambda: any(r["agent_id"] == home1.agent_id for r in home2.api("/v1/ledger")["body"]["records"]),
                  timeout=30, what="home1's record in home2's ledger")
         _ask_planned_by(home2, home1)

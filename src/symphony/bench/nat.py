@@ -234,10 +234,6 @@ class NsNode(NodeProcess):
     def command(self) -> list[str]:
         return ["ip", "netns", "exec", self.bed.ns(self.role), *super().command()]
 
-    def start(self) -> NsNode:
-        super().start()
-        return self
-
     def api(self, path: str, body: Any = None, timeout: float = 10) -> Any:
         code = ("import httpx,json,sys; a=sys.argv; b=json.loads(a[2]);"
                 "r=httpx.post(a[1],json=b,timeout=float(a[3])) if b is not None else httpx.get(a[1],timeout=float(a[3]));"

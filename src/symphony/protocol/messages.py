@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Annotated, Any, Literal, Self
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
@@ -31,6 +32,7 @@ MAX_LAMPORT = 2**53
 MAX_ADDRS = 8
 #: characters in one multiaddr of a record
 MAX_ADDR_LEN = 256
+_Addr = TypeVar("_Addr")
 
 AgentId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_AGENT_ID_LEN)]
 ShortText = Annotated[str, StringConstraints(max_length=64)]
@@ -38,10 +40,11 @@ Multiaddr = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ADDR_L
 Availability = Literal["online", "busy", "leaving"]
 
 
-def record_addrs(addrs: list[str]) -> list[str]:
-    """The addresses a node publishes (its record, a rendezvous registration): the first
-    ``MAX_ADDRS`` of ``addrs`` that fit ``MAX_ADDR_LEN``, in order (reachable ones come first)."""
-    return [addr for addr in addrs if len(addr) <= MAX_ADDR_LEN][:MAX_ADDRS]
+def record_addrs(addrs: Sequence[_Addr]) -> list[_Addr]:
+    """The addresses a node publishes (its record, a rendezvous registration, a DHT provider record):
+    the first ``MAX_ADDRS`` of ``addrs`` whose text fits ``MAX_ADDR_LEN``, in order (reachable ones
+    come first). ``addrs`` are strings or multiaddrs."""
+    return [addr for addr in addrs if len(str(addr)) <= MAX_ADDR_LEN][:MAX_ADDRS]
 
 
 def encode_vector(values: list[float]) -> str:

@@ -57,7 +57,7 @@ from libp2p.records.validator import NamespacedValidator
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
-from symphony.protocol.messages import MAX_ADDR_LEN, MAX_ADDRS, record_addrs
+from symphony.protocol.messages import MAX_ADDRS, record_addrs
 from symphony.transport.reach import dial_announced
 
 logger = logging.getLogger(__name__)
@@ -102,8 +102,7 @@ class _SymphonyProviders(ProviderStore):
             self.refused += 1
             logger.debug("refused a provider record of %s under a foreign key", provider.peer_id)
             return
-        addrs = [addr for addr in provider.addrs if len(str(addr)) <= MAX_ADDR_LEN][:MAX_ADDRS]
-        super().add_provider(key, PeerInfo(provider.peer_id, addrs))
+        super().add_provider(key, PeerInfo(provider.peer_id, record_addrs(provider.addrs)))
 
 
 class Dht:
@@ -125,7 +124,7 @@ class Dht:
         self._running = False
         self.announced = 0  # rounds in which at least one peer took our provider record
         self.discovered: set[str] = set()  # Symphony peers the DHT told us of
-        self.connected = 0  # of those, connected once their round ended (the lookup itself may have dialed them)
+        self.connected: set[str] = set()  # of those, connected once a round ended (the lookup itself may dial them)
         self.failed = 0  # rounds that raised or timed out
 
     def status(self) -> dict[str, object]:
@@ -135,7 +134,7 @@ class Dht:
             "routing_table": self._kad.get_routing_table_size(),
             "announced": self.announced,
             "discovered": len(self.discovered),
-            "connected": self.connected,
+            "connected": len(self.connected),
             "failed": self.failed,
             "refused": self._providers.refused,
         }
@@ -170,9 +169,10 @@ class Dht:
             return
         network = self._host.get_network()
         for info in found[:_FOUND_LIMIT]:
-            self.discovered.add(info.peer_id.to_base58())
+            peer = info.peer_id.to_base58()
+            self.discovered.add(peer)
             if await dial_announced(self._host, info, dial) or network.get_connections(info.peer_id):
-                self.connected += 1
+                self.connected.add(peer)
 
     async def _find(self) -> list[PeerInfo]:
         """Providers of ``SYMPHONY_KEY`` other than us, asked of the peers closest to the key."""

@@ -313,10 +313,13 @@ class PortMapping:
         """Find the gateway and map ``ports``; never raises (a node without a mapping is a node)."""
         if not await self._manager.discover():
             self.state = "no gateway"
+            logger.warning("UPnP: no gateway answered; peers reach this node by relay only")
             return
         self._ports = [port for port in ports if await self._manager.add_port_mapping(port, "TCP")]
         self.state = "mapped" if self._ports else "refused"
         logger.info("UPnP: %s, external address %s", self.state, self._manager.get_external_ip())
+        if self.state != "mapped":  # --upnp was asked for: say so beside /v1/node's reach.upnp
+            logger.warning("UPnP: the gateway refused to map %s; peers reach this node by relay only", ports)
 
     def addrs(self) -> list[str]:
         """Our addresses on the router's external side, one per mapped port."""
@@ -327,7 +330,8 @@ class PortMapping:
         return {"state": self.state, "external": self.addrs()}
 
     async def stop(self) -> None:
-        """Remove our mappings (a crashed node's expire with the router's lease)."""
+        """Remove our mappings. py-libp2p's ``UpnpManager.add_port_mapping`` asks for no lease, so a
+        crashed node's mappings stay on the router until it reboots."""
         ports, self._ports = self._ports, []
         for port in ports:
             await self._manager.remove_port_mapping(port, "TCP")
