@@ -206,7 +206,8 @@ class BeaconSelector:
         """Open connections to the candidates a round for ``requirement`` would invite and that we
         have none to yet, so the round does not wait for their dials (a planner calls this while its
         model plans: issue #19, in-task rounds were 10-20x a warm round when a dial sat in them).
-        Failures are left to the round (it dials again and counts them). Returns the dials tried."""
+        A failed dial is counted and suspects the agent (``_dial``), so the round does not invite it.
+        Returns the dials tried."""
         exclude = self.reputation.blacklisted(now=self.clock()) if self.reputation is not None else frozenset()
         invited = self._invite([requirement], QueryFilter(exclude=exclude, tags_any=tags_any),
                                top_l or self.config.top_l, now=self.clock())
