@@ -636,7 +636,9 @@ def _recovery(seen: list[tuple[int, dict[str, Any]]], role: str, step: tuple[int
         detect = first(lambda i, e: i == initiator and e["event"] == "chain_finished" and not e["chain"]["ok"]
                        and e["chain"].get("planner") == victim)
         return {"detect_s": detect, "backup_s": detect}
-    mine = lambda i, e: i == planner and e.get("task") == chain and e.get("step") == index  # noqa: E731
+    def mine(i: int, e: dict[str, Any]) -> bool:
+        return i == planner and e.get("task") == chain and e.get("step") == index
+
     detect = first(lambda i, e: mine(i, e) and e["event"] == "step_finished" and e["executor"] == executor)
     backup = first(lambda i, e: mine(i, e) and e["event"] == "step_assigned" and e["executor"] != executor)
     return {"detect_s": detect, "backup_s": backup}
