@@ -34,6 +34,7 @@ from symphony.api.http import BadBody, read_body
 from symphony.api.node_api import NodeApi
 from symphony.board import (MAX_GAP_GRACE_S, MAX_NEED_CHARS, MAX_SUBTASKS, SubtaskId, TaskGraph, parse_graph,
                             parse_tests)
+from symphony.board.service import gap_view
 from symphony.errors import ConfigError
 
 
@@ -111,14 +112,12 @@ def team_routes(node: NodeApi) -> list[Route]:
             body = await read_body(request, GapRequest)
             if node.teams.teams[board_id].complete():
                 return _error(409, "this team task is finished: its agents have stopped")
-            await node.teams.post_gap(board_id, body.subtask, body.need, body.blocks, body.depends_on)
+            gap = await node.teams.post_gap(board_id, body.subtask, body.need, body.blocks, body.depends_on)
         except BadBody as exc:
             return _error(exc.status, str(exc))
         except ConfigError as exc:
             return _error(422, str(exc))
-        view = node.teams.view(board_id) or {}
-        row = next(g for g in view["gaps"] if g["subtask"] == body.subtask and g["poster"] == node.teams.me)
-        return JSONResponse(row, status_code=201)
+        return JSONResponse(gap_view(node.teams.teams[board_id].replica.board, gap), status_code=201)
 
     return [Route("/v1/teams", post_team, methods=["POST"]), Route("/v1/teams", list_teams, methods=["GET"]),
             Route("/v1/teams/{board}", get_team), Route("/v1/teams/{board}/gaps", post_gap, methods=["POST"])]

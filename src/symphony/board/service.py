@@ -576,7 +576,7 @@ def team_view(team: Team, now: float, *, subtasks: bool = True) -> dict[str, Any
         "conflicts": len(conflicts), "conflict_ms": sum(c.overlap_ms for c in conflicts),
         "extra_artifacts": sum(n - 1 for n in arts.values()), "unclaimed_artifacts": len(board.unclaimed_artifacts()),
         "stuck": [c.subtask for c in board.stuck(now_ms)], "refused_gaps": len(board.refused_gaps()),
-        "gaps": [_gap_view(board, g) for g in board.gaps()], "gap_grace_s": team.gap_grace_s,
+        "gaps": [gap_view(board, g) for g in board.gaps()], "gap_grace_s": team.gap_grace_s,
         "checks": dict(team.checks),
         "rejected": dict(board.rejected),
         "tests": None if team.passed is None else {"passed": sum(team.passed.values()), "total": len(team.passed),
@@ -589,7 +589,7 @@ def team_view(team: Team, now: float, *, subtasks: bool = True) -> dict[str, Any
     return view
 
 
-def _gap_view(board: Board, gap: Gap) -> dict[str, Any]:
+def gap_view(board: Board, gap: Gap) -> dict[str, Any]:
     """A gap as the API shows it: who posted it and why, and who closed it (the producer of its result)."""
     applied = gap not in board.refused_gaps()
     result = board.result(gap.subtask) if applied else None
