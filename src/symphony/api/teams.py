@@ -32,9 +32,8 @@ from starlette.routing import Route
 
 from symphony.api.http import BadBody, read_body
 from symphony.api.node_api import NodeApi
-from symphony.board import (MAX_GAP_GRACE_S, MAX_NEED_CHARS, MAX_SUBTASKS, SubtaskId, TaskGraph, parse_graph,
-                            parse_tests)
-from symphony.board.service import gap_view
+from symphony.board import (MAX_GAP_GRACE_S, MAX_NEED_CHARS, MAX_SUBTASKS, SubtaskId, TaskGraph, gap_view,
+                            parse_graph, parse_tests)
 from symphony.errors import ConfigError
 
 

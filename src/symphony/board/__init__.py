@@ -22,8 +22,8 @@ from symphony.board.entries import (MAX_NEED_CHARS, Artifact, Beat, Claim, Entry
                                     fix_id, parse_entry)
 from symphony.board.graph import Subtask, TaskGraph, find_cycle
 from symphony.board.replica import BoardReplica, pull_quietly, topic
-from symphony.board.service import (MAX_GAP_GRACE_S, MAX_SUBTASKS, Team, TeamService, TeamTimings, parse_graph,
-                                    parse_tests)
+from symphony.board.service import (MAX_GAP_GRACE_S, MAX_SUBTASKS, Team, TeamService, TeamTimings, gap_view,
+                                    parse_graph, parse_tests)
 from symphony.board.team import AgentStats, CapabilityGap, Executor, Mode, TeamAgent, TeamConfig
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "entry_key",
     "find_cycle",
     "fix_id",
+    "gap_view",
     "merged",
     "parse_entry",
     "parse_graph",
