@@ -9,7 +9,7 @@ import trio
 
 from symphony.board import Board, Subtask, TaskGraph
 from symphony.board.replica import BoardReplica
-from symphony.board.team import TeamAgent, TeamConfig
+from symphony.board.team import Executor, TeamAgent, TeamConfig
 from symphony.protocol import Identity
 from symphony.transport.libp2p import Libp2pConfig, Libp2pTransport, open_libp2p_transport
 
@@ -23,6 +23,13 @@ async def work(subtask: Subtask) -> tuple[str, int]:
     return f"done {subtask.id}", 1
 
 
+async def never_finish(subtask: Subtask) -> tuple[str, int]:
+    """The victim's executor: it holds whatever it claims until it is closed, so no result of its own can
+    race the close (a finished artifact already on the wire would make the take-over look absent)."""
+    await trio.sleep_forever()
+    raise AssertionError("unreachable")
+
+
 async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     with trio.fail_after(timeout):
         while not condition():
@@ -32,9 +39,10 @@ async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 class Member:
     """One agent on its own libp2p host, run in its own task so that closing it closes the host."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, executor: Executor = work) -> None:
         self.identity = Identity.generate()
         self.index = index
+        self.executor = executor
         self.node: Libp2pTransport | None = None
         self.agent: TeamAgent | None = None
         self.scope = trio.CancelScope()
@@ -44,7 +52,7 @@ class Member:
             async with open_libp2p_transport(self.identity, LOOPBACK) as node:
                 replica = BoardReplica(node, self.identity, Board("t", GRAPH))
                 await replica.start()
-                self.agent = TeamAgent(replica, work, TEAM, random.Random(self.index))
+                self.agent = TeamAgent(replica, self.executor, TEAM, random.Random(self.index))
                 self.node = node
                 await go.wait()
                 await self.agent.run()
@@ -60,7 +68,7 @@ class Member:
 
 async def test_a_closed_claimant_lease_expires_and_the_team_finishes_everything() -> None:
     """3 agents on real hosts; the third is closed while it holds a sub-task; the other two finish all 6."""
-    members = [Member(i) for i in range(3)]
+    members = [Member(0), Member(1), Member(2, never_finish)]
     go, end = trio.Event(), trio.Event()
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:

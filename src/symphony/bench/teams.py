@@ -402,7 +402,7 @@ def markdown(result: dict[str, Any]) -> str:
              f"medians of {cfg['repeats']} runs; speedup vs the same mode at N = 1.", "",
              "| theme | p | mode | N | success | makespan s | speedup | Amdahl | conflicts | conflict ms "
              "| extra artifacts | idle share | hedges | tokens |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cells"]:
         lines.append(f"| {c['theme']} | {c['p']} | {c['mode']} | {c['n']} | {c['success']:.0%} | {c['makespan_s']} "
                      f"| {c['speedup']} | {c['amdahl']} | {c['conflicts']} | {c['conflict_ms']} "
@@ -457,7 +457,7 @@ def _real_run(model: str, theme: str, p: float, n: int, root: Path, *, timeout_s
                         timeout=timeout_s, what="the team to finish", interval=2.0)
         agents = [x.get(f"/v1/teams/{board}")["agent"] for x in nodes]
         swarm.stop()
-    return {"n": n, "threads_each": int(threads), "seconds": done["seconds"],
+    return {"n": n, "threads_each": int(threads), "gap_grace_s": done["gap_grace_s"], "seconds": done["seconds"],
             "tests_passed": done["tests"]["passed"] if done["tests"] else None,
             "tests_total": done["tests"]["total"] if done["tests"] else None,
             "conflicts": done["conflicts"], "conflict_ms": done["conflict_ms"],
@@ -471,10 +471,10 @@ def _real_run(model: str, theme: str, p: float, n: int, root: Path, *, timeout_s
 def real_markdown(result: dict[str, Any]) -> str:
     lines = [f"{result['model']}, library {result['theme']} (20 functions, p = {result['p']}), every node on this "
              f"machine's {result['cores']} cores (no speedup expected); real `symphony node` processes.", "",
-             "| N | threads each | tests passed | seconds | conflicts | conflict ms | extra artifacts | executed "
+             "| N | threads each | gap grace s | tests passed | seconds | conflicts | conflict ms | extra artifacts | executed "
              "| wasted | hedges | idle s | busy s | tokens | sub-tasks by agent |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['n']} | {r['threads_each']} | {r['tests_passed']}/{r['tests_total']} | {r['seconds']} "
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['n']} | {r['threads_each']} | {r['gap_grace_s']} | {r['tests_passed']}/{r['tests_total']} | {r['seconds']} "
               f"| {r['conflicts']} | {r['conflict_ms']} | {r['extra_artifacts']} | {r['executed']} | {r['wasted']} "
               f"| {r['hedges']} | {r['idle_s']} | {r['busy_s']} | {r['tokens']} | {r['by_agent']} |"
               for r in result["rows"]]

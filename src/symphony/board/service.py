@@ -58,7 +58,7 @@ from symphony.board.crdt import Board
 from symphony.board.entries import MAX_ENTRY_BYTES, SUBTASK_ID, Artifact, Gap, decode_entry, fix_id
 from symphony.board.graph import Subtask, TaskGraph
 from symphony.board.replica import SYNC_PROTOCOL, BoardReplica
-from symphony.board.team import CapabilityGap, Mode, TeamAgent, TeamConfig
+from symphony.board.team import DEFAULT_GAP_GRACE_S, CapabilityGap, Mode, TeamAgent, TeamConfig
 from symphony.errors import ConfigError, PeerError, TransportError
 from symphony.llm import ChatModel, ModelError
 from symphony.protocol import Identity, ReplayGuard, open_envelope, parse_json, seal
@@ -95,7 +95,7 @@ class TeamTimings:
     announce_s: float = 3.0
     sync_s: float = 5.0
 
-    gap_grace_s: float = 30.0  # a board's default: how long a fix gap excludes its poster
+    gap_grace_s: float = DEFAULT_GAP_GRACE_S  # a board's default
     bid_window_s: float = 1.0  # contract net: a few gossip delays for bids to arrive
 
     def team_config(self, gap_grace_s: float, mode: Mode) -> TeamConfig:
@@ -112,7 +112,7 @@ class Team:
     replica: BoardReplica
     posted_at: float
     tests: dict[str, str] = field(default_factory=dict)  # every replica's: agents check their functions
-    gap_grace_s: float = 30.0
+    gap_grace_s: float = DEFAULT_GAP_GRACE_S
     mode: Mode = "claim"  # how agents take sub-tasks: plain claiming, or contract net first
     library: str | None = None
     checks: Counter[str] = field(default_factory=Counter)  # this node's sandbox checks: passed, failed, unavailable

@@ -42,7 +42,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 import trio
 
@@ -54,6 +54,9 @@ from symphony.board.replica import BoardReplica
 from symphony.protocol import Envelope
 
 Mode = Literal["assigned", "claim", "cnet"]
+#: How long a fix gap excludes the agent that posted it: every board's default (``TeamConfig``,
+#: ``service.TeamTimings``, ``service.Team``).
+DEFAULT_GAP_GRACE_S: Final = 30.0
 Executor = Callable[[Subtask], Awaitable[tuple[str, int]]]  # -> (content, tokens spent)
 
 
@@ -69,7 +72,7 @@ class TeamConfig:
     expected_s: float = 6.0  # expected execution time of a cost-1 sub-task (bids, hedging)
     hedge_after: float | None = 2.0  # None: never hedge
     bid_window_s: float = 0.05
-    gap_grace_s: float = 30.0  # how long a fix gap excludes the agent that posted it
+    gap_grace_s: float = DEFAULT_GAP_GRACE_S
 
 
 class CapabilityGap(Exception):
