@@ -37,6 +37,7 @@ def test_message_answers_with_usage_and_trace(swarm: Swarm) -> None:
     task_id = reply.model_extra["symphony"]["task_id"]  # type: ignore[index]
     task = httpx.get(f"{arith.info['api']}/v1/tasks/{task_id}", headers={"x-api-key": token(arith)}, timeout=10).json()
     assert task["status"] == "done" and task["question"] == QUESTION, "the last user turn was the question"
+    assert reply.model_extra["symphony"]["context"]["messages"] == 3, "system and the earlier turns: its context"  # type: ignore[index]
 
 
 def test_stream_sends_anthropics_events(swarm: Swarm) -> None:

@@ -71,6 +71,7 @@ def test_options_reach_the_network_and_the_question_is_the_last_user_message(swa
     task = httpx.get(f"{arith.info['api']}/v1/tasks/{reply['symphony']['task_id']}",
                      headers={"Authorization": f"Bearer {token(arith)}"}, timeout=10).json()
     assert task["status"] == "done" and task["question"] == QUESTION
+    assert reply["symphony"]["context"]["messages"] == 1, "the system message went as the question's context"
 
 
 def test_token_is_required(swarm: Swarm) -> None:

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from symphony.api.app import create_app
-from symphony.api.openai_request import CONTEXT_BUDGET_CHARS
+from symphony.api.asking import CONTEXT_BUDGET_CHARS
 from symphony.node.tasks import TaskRecord
 from symphony.pipeline.service import AskOptions
 from tests.api.test_fake_node import BASE, FakeNode

@@ -52,6 +52,11 @@ def test_hashing_encoder_output_is_unit_length(text: str) -> None:
     assert len(v) == TAG_DIMS and _norm(v) == pytest.approx(1.0)
 
 
+def test_a_word_whose_two_slots_coincide_still_has_unit_length() -> None:
+    """"Sß" folds to "sss", whose digest halves pick one slot with opposite signs."""
+    assert _norm(ENC.encode("Sß")) == pytest.approx(1.0)
+
+
 def test_text_without_words_encodes_to_zero() -> None:
     """Empty or punctuation-only text is the zero vector, not NaN."""
     assert ENC.encode(" ,;! ") == (0.0,) * TAG_DIMS

@@ -48,10 +48,11 @@ async def tagged_swarm(models: list[FakeModel], tags: list[str]) -> AsyncIterato
 
 
 async def _ask_with_hung_executors(hop_timeout: str) -> tuple[dict | None, float]:
-    """Two hung executors and one working node; with these tags both hung ones outrank it for the
-    first step (the adaptive test checks that they were tried and cut)."""
+    """Two hung executors and one working node; the hung ones are tagged with the question's word
+    ("apples"), so both outrank the "math" node for the first step (the adaptive test checks that they
+    were tried and cut)."""
     models = [HungExecutor("h0"), HungExecutor("h1"), FakeModel("ok")]
-    async with tagged_swarm(models, ["cooking", "cooking", "math"]) as nodes:
+    async with tagged_swarm(models, ["apples", "apples", "math"]) as nodes:
         for node in nodes:  # the executor hop alone: the planner hop waits for the deadline
             node.tasks.plan_timeout = "off"
         begun = trio.current_time()

@@ -1,10 +1,12 @@
 """Anthropic Messages endpoint: clients built on the ``anthropic`` SDK can ask the network.
 
-``POST /v1/messages``: the last user turn is the question; it runs through the network exactly as
+``POST /v1/messages``: the last user turn is the question, ``system`` and the earlier turns its
+context (as on the OpenAI endpoint, within ``asking.CONTEXT_BUDGET_CHARS``: the oldest turns past it
+are dropped, and the reply's ``symphony.context`` counts them); it runs through the network exactly as
 ``POST /v1/tasks`` and the OpenAI endpoint run it (``api.asking``). The reply is a ``message``
 whose one text block is the voted answer and whose ``usage`` sums the tokens of every model call
 made in the network for it. ``"symphony": {"cots": 3, ...}`` in the body (``extra_body`` in the
-SDK) sets the question's options; the reply carries ``"symphony": {"task_id", "trace"}``.
+SDK) sets the question's options; the reply carries ``"symphony": {"task_id", "trace", "context"}``.
 
 ``stream: true`` answers with Anthropic's SSE events: ``message_start`` and ``content_block_start``
 at once, ``ping`` every ``KEEPALIVE_S`` while the network works, then ``content_block_delta``
@@ -19,15 +21,14 @@ usable answer; a failed question carries ``x-should-retry: false`` so the SDK do
 Not honoured, so refused with a 400: ``tools``/``tool_choice``, ``thinking``, image and document
 blocks, ``temperature`` outside [0, 1]. ``temperature`` becomes the executors' sampling temperature.
 Accepted and not applied: ``max_tokens`` (required by the API; the network's answers are short),
-``top_p``, ``top_k``, ``stop_sequences``, ``metadata``; and, unlike the OpenAI endpoint, ``system`` and
-the earlier turns do not reach the network yet: only the last user turn does.
+``top_p``, ``top_k``, ``stop_sequences``, ``metadata``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
@@ -36,12 +37,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from symphony.api.asking import (
-    answer_or_cancel,
     MAX_QUESTION_CHARS,
     MODEL_ID,
     NO_RETRY,
+    Conversation,
+    answer_or_cancel,
     extension,
     failure_status,
+    fit_conversation,
     has_planners,
     usage,
     wait_with_keepalives,
@@ -78,6 +81,10 @@ class TextBlock(BaseModel):
     text: str
 
 
+def _text(content: str | list[TextBlock]) -> str:
+    return "\n".join(block.text for block in content) if isinstance(content, list) else content
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -85,9 +92,7 @@ class Message(BaseModel):
     content: str | list[TextBlock]
 
     def text(self) -> str:
-        if isinstance(self.content, list):
-            return "\n".join(block.text for block in self.content)
-        return self.content
+        return _text(self.content)
 
 
 class MessagesRequest(BaseModel):
@@ -107,14 +112,17 @@ class MessagesRequest(BaseModel):
     metadata: dict[str, Any] | None = None
     symphony: OptionsBody = Field(default_factory=OptionsBody)
 
-    def question(self) -> str:
-        users = [m for m in self.messages if m.role == "user"]
-        text = users[-1].text() if users else ""
+    def conversation(self) -> Conversation:
+        """The last user turn is the question; ``system``, then the other turns, its context."""
+        last = max((i for i, m in enumerate(self.messages) if m.role == "user"), default=None)
+        text = self.messages[last].text() if last is not None else ""
         if not text.strip():
             raise AnthropicError(400, "messages: the last user turn is empty: it is the question")
         if len(text) > MAX_QUESTION_CHARS:
             raise AnthropicError(400, f"messages: the question is longer than {MAX_QUESTION_CHARS} characters")
-        return text
+        system = [f"System: {_text(self.system)}"] if self.system else []
+        turns = [f"{m.role.capitalize()}: {m.text()}" for i, m in enumerate(self.messages) if i != last]
+        return fit_conversation(text, system, turns)
 
 
 async def _parse(request: Request) -> MessagesRequest:
@@ -142,21 +150,27 @@ def _usage(record: TaskRecord) -> dict[str, int]:
     return {"input_tokens": prompt, "output_tokens": completion}
 
 
+def _extension(record: TaskRecord, talk: Conversation) -> dict[str, Any]:
+    """Symphony's extension of a reply: the task, its trace, and what of the conversation went to the network."""
+    return {**extension(record), "context": talk.report()}
+
+
 def anthropic_routes(node: NodeApi) -> list[Route]:
     """The Anthropic Messages route of ``node``."""
 
     async def messages(request: Request) -> Response:
         try:
             parsed = await _parse(request)
-            question = parsed.question()
+            talk = parsed.conversation()
             if not has_planners(node):
                 raise AnthropicError(503, "no agent in the network can plan a question yet: start nodes with --model")
         except AnthropicError as exc:
             return exc.response()
         # the executors sample at the client's temperature, as on the OpenAI endpoint
-        submitted = node.submit(question, replace(parsed.symphony.options(), temperature=parsed.temperature))
+        options = replace(parsed.symphony.options(), context=talk.context, temperature=parsed.temperature)
+        submitted = node.submit(talk.question, options)
         if parsed.stream:
-            return EventStreamResponse(_stream(node, submitted))
+            return EventStreamResponse(_stream(node, talk, submitted))
         record = await answer_or_cancel(request, node, submitted)
         if record is None:
             return Response(status_code=499)
@@ -164,7 +178,7 @@ def anthropic_routes(node: NodeApi) -> list[Route]:
             return _failure(record).response()
         reply = _message(record, content=[{"type": "text", "text": str(record.answer)}], stop_reason="end_turn",
                          usage_=_usage(record))
-        return JSONResponse({**reply, "symphony": extension(record)})
+        return JSONResponse({**reply, "symphony": _extension(record, talk)})
 
     return [Route("/v1/messages", messages, methods=["POST"])]
 
@@ -174,7 +188,7 @@ def _event(kind: str, data: dict[str, Any]) -> str:
     return f"event: {kind}\ndata: {json.dumps({'type': kind, **data}, separators=(',', ':'), default=str)}\n\n"
 
 
-async def _stream(node: NodeApi, submitted: TaskRecord) -> AsyncIterator[str]:
+async def _stream(node: NodeApi, talk: Conversation, submitted: TaskRecord) -> AsyncIterator[str]:
     """Anthropic's event sequence for one question."""
     start = _message(submitted, content=[], stop_reason=None, usage_={"input_tokens": 0, "output_tokens": 0})
     yield _event("message_start", {"message": start})
@@ -187,7 +201,7 @@ async def _stream(node: NodeApi, submitted: TaskRecord) -> AsyncIterator[str]:
             yield _event("content_block_delta", {"index": 0, "delta": delta})
             yield _event("content_block_stop", {"index": 0})
             yield _event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                           "usage": _usage(record), "symphony": extension(record)})
+                                           "usage": _usage(record), "symphony": _extension(record, talk)})
             yield _event("message_stop", {})
         else:
             yield _event("error", {"error": _failure(record).body["error"]})

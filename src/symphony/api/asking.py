@@ -4,12 +4,14 @@ Each face parses its own request shape and answers in its own shape; what a ques
 between is the same as for ``POST /v1/tasks`` and the OpenAI endpoint: refuse when no planner is
 available, submit through ``NodeApi``, wait (keeping the connection alive while the network works),
 and cancel the question when the client leaves. The failure classes map a failed task to an HTTP
-status the same way for every face.
+status the same way for every face, and ``fit_conversation`` makes every face's conversation (system
+text, earlier turns) the question's context within one budget.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -28,6 +30,43 @@ KEEPALIVE_S = 10.0
 FAILURE_STATUS = {"no_agents": 503, "timeout": 504}
 #: tells SDKs that retry 5xx (anthropic, openai) not to run a failed question again: it would fail the same way
 NO_RETRY = {"x-should-retry": "false"}
+#: The conversation kept as context of one question (characters; ~4 per token).
+CONTEXT_BUDGET_CHARS = 6_000
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The question, its context and what the context budget left out."""
+
+    question: str
+    context: str
+    messages: int  # messages before/around the question
+    dropped: int  # oldest turns left out by the budget
+    clipped_system: bool
+
+    def report(self) -> dict[str, Any]:
+        """The reply's ``symphony.context``: what of the conversation went to the network."""
+        return {"messages": self.messages, "dropped_turns": self.dropped, "chars": len(self.context),
+                "budget_chars": CONTEXT_BUDGET_CHARS, "truncated": self.dropped > 0 or self.clipped_system}
+
+
+def fit_conversation(question: str, system: list[str], turns: list[str]) -> Conversation:
+    """``question`` with its context: the ``system`` lines first (clipped to half of
+    ``CONTEXT_BUDGET_CHARS``), then the newest ``turns`` (``Role: text`` lines, oldest first) that fit;
+    older turns are dropped whole and counted, so the reply can say so."""
+    text = "\n".join(system)
+    clipped = len(text) > CONTEXT_BUDGET_CHARS // 2
+    text = text[: CONTEXT_BUDGET_CHARS // 2]
+    kept: list[str] = []
+    room = CONTEXT_BUDGET_CHARS - len(text)
+    for line in reversed(turns):  # newest first: the oldest turns are the ones dropped
+        if len(line) + 1 > room:
+            break
+        kept.insert(0, line)
+        room -= len(line) + 1
+    context = "\n".join(part for part in (text, *kept) if part)
+    return Conversation(question=question, context=context, messages=len(system) + len(turns),
+                        dropped=len(turns) - len(kept), clipped_system=clipped)
 
 
 def has_planners(node: NodeApi) -> bool:

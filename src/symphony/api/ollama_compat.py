@@ -3,29 +3,33 @@
 - ``GET  /api/version``   the node's version
 - ``GET  /api/tags``      lists one model, ``symphony:latest`` (``GET /api/ps`` too: it is always "loaded")
 - ``POST /api/show``      describes it
-- ``POST /api/chat``      the last user message is the question; ``stream`` (Ollama's default: true)
+- ``POST /api/chat``      the last user message is the question, the system messages and the other
+  turns its context (as on the OpenAI endpoint); ``stream`` (Ollama's default: true)
   answers in NDJSON: one empty-content line at once and every ``KEEPALIVE_S`` while the network
   works, then the answer, then the ``done`` line with token counts and durations
-- ``POST /api/generate``  the same with ``prompt`` as the question (an empty prompt only "loads" the model)
+- ``POST /api/generate``  the same with ``prompt`` as the question and ``system`` as its context (an empty
+  prompt only "loads" the model)
 
 A question runs through the network exactly as ``POST /v1/tasks`` and the OpenAI endpoint run it
 (``api.asking``); ``"symphony": {"cots": 3, ...}`` in the body sets its options, and the final line
-carries ``"symphony": {"task_id", "trace"}``. A client that leaves cancels its question.
+carries ``"symphony": {"task_id", "trace", "context"}`` (``context``: how much of the conversation went
+to the network, within ``asking.CONTEXT_BUDGET_CHARS``; the oldest turns past it are dropped and counted
+there). A client that leaves cancels its question.
 
 Errors take Ollama's shape ``{"error": "..."}`` (the guard's too): 400 bad JSON or fields, 404 an
 unknown model, 503 no planner, 504 the deadline passed, 502 no usable answer (mid-stream: an
 ``{"error"}`` line, as Ollama does). Not honoured, so refused with a 400: ``tools``, ``format``,
 ``images``, ``raw``, an ``options.temperature`` outside [0, 2]. ``options.temperature`` becomes the executors'
 sampling temperature. Accepted and not applied: the other ``options``, ``keep_alive``, ``think`` (nothing is
-loaded per client); and, unlike the OpenAI endpoint, ``system`` and the earlier turns do not reach the
-network yet: only the last user message (or the prompt) does.
+loaded per client), and an earlier assistant turn's ``thinking`` (its reasoning: the context carries
+what it said, as the OpenAI endpoint carries no ``reasoning_content``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -36,11 +40,13 @@ from starlette.routing import Route
 
 from symphony import __version__
 from symphony.api.asking import (
-    answer_or_cancel,
     MAX_QUESTION_CHARS,
     MODEL_ID,
+    Conversation,
+    answer_or_cancel,
     extension,
     failure_status,
+    fit_conversation,
     has_planners,
     usage,
     wait_with_keepalives,
@@ -84,6 +90,10 @@ class ChatMessage(BaseModel):
     content: str = ""
     thinking: str | None = None  # an earlier assistant turn's reasoning, sent back by some clients
 
+    def line(self) -> str:
+        """The message as a line of the question's context: ``Role: text``."""
+        return f"{self.role.capitalize()}: {self.content}"
+
 
 class _Request(BaseModel):
     """Fields every asking route shares; unknown fields are refused (``extra="forbid"``)."""
@@ -110,17 +120,22 @@ class _Request(BaseModel):
 class ChatRequest(_Request):
     messages: list[ChatMessage] = Field(default_factory=list)
 
-    def question(self) -> str:
-        users = [m.content for m in self.messages if m.role == "user"]
-        return users[-1] if users else ""
+    def conversation(self) -> Conversation:
+        """The last user message is the question; the system messages, then the other turns, its context."""
+        last = max((i for i, m in enumerate(self.messages) if m.role == "user"), default=None)
+        question = self.messages[last].content if last is not None else ""
+        others = [m for i, m in enumerate(self.messages) if i != last]
+        return fit_conversation(question, [m.line() for m in others if m.role == "system"],
+                                [m.line() for m in others if m.role != "system"])
 
 
 class GenerateRequest(_Request):
     prompt: str = ""
     system: str | None = None
 
-    def question(self) -> str:
-        return self.prompt
+    def conversation(self) -> Conversation:
+        """``prompt`` is the question, ``system`` its context."""
+        return fit_conversation(self.prompt, [f"System: {self.system}"] if self.system else [], [])
 
 
 R = TypeVar("R", bound=_Request)
@@ -154,12 +169,11 @@ def _unknown_model(name: str) -> OllamaError:
     return OllamaError(404, f"model {name[:100]!r} not found: this network serves {MODEL_NAME!r}")
 
 
-def _check_question(text: str) -> str:
+def _check_question(text: str) -> None:
     if not text.strip():
         raise OllamaError(400, "the question is empty: send a user message (chat) or a prompt (generate)")
     if len(text) > MAX_QUESTION_CHARS:
         raise OllamaError(400, f"the question is longer than {MAX_QUESTION_CHARS} characters")
-    return text
 
 
 def ollama_routes(node: NodeApi) -> list[Route]:
@@ -196,21 +210,23 @@ def ollama_routes(node: NodeApi) -> list[Route]:
             parsed = await _parse(request, kind)
             if isinstance(parsed, GenerateRequest) and not parsed.prompt:  # Ollama: load the model, answer nothing
                 return JSONResponse(_line(parsed, now_text(), "", done=True))
-            question = _check_question(parsed.question())
+            talk = parsed.conversation()
+            _check_question(talk.question)
             temperature = _temperature(parsed)
             if not has_planners(node):
                 raise OllamaError(503, "no agent in the network can plan a question yet: start nodes with --model")
         except OllamaError as exc:
             return exc.response()
-        submitted = node.submit(question, replace(parsed.symphony.options(), temperature=temperature))
+        options = replace(parsed.symphony.options(), context=talk.context, temperature=temperature)
+        submitted = node.submit(talk.question, options)
         if parsed.stream:
-            return NdjsonResponse(_stream(node, parsed, submitted, now_text))
+            return NdjsonResponse(_stream(node, parsed, talk, submitted, now_text))
         record = await answer_or_cancel(request, node, submitted)
         if record is None:
             return Response(status_code=499)
         if record.status != "done":
             return OllamaError(failure_status(record), f"task {record.task_id}: {record.error or 'failed'}").response()
-        return JSONResponse(_final(parsed, now_text(), record, node.now(), text=str(record.answer)))
+        return JSONResponse(_final(parsed, talk, now_text(), record, node.now(), text=str(record.answer)))
 
     async def chat(request: Request) -> Response:
         return await ask(request, ChatRequest)
@@ -235,16 +251,18 @@ def _line(parsed: _Request, created_at: str, text: str, *, done: bool) -> dict[s
     return body
 
 
-def _final(parsed: _Request, created_at: str, record: TaskRecord, now: float, *, text: str) -> dict[str, Any]:
-    """The ``done`` object: Ollama's token counts (summed over the network) and durations (ns)."""
+def _final(parsed: _Request, talk: Conversation, created_at: str, record: TaskRecord, now: float, *,
+           text: str) -> dict[str, Any]:
+    """The ``done`` object: Ollama's token counts (summed over the network), durations (ns), and
+    Symphony's extension with what of the conversation went to the network."""
     prompt, completion = usage(record)
     total_ns = int(max(0.0, now - record.submitted_at) * 1e9)
     return {**_line(parsed, created_at, text, done=True), "total_duration": total_ns, "load_duration": 0,
             "prompt_eval_count": prompt, "prompt_eval_duration": 0, "eval_count": completion,
-            "eval_duration": total_ns, "symphony": extension(record)}
+            "eval_duration": total_ns, "symphony": {**extension(record), "context": talk.report()}}
 
 
-async def _stream(node: NodeApi, parsed: _Request, submitted: TaskRecord,
+async def _stream(node: NodeApi, parsed: _Request, talk: Conversation, submitted: TaskRecord,
                   now_text: Callable[[], str]) -> AsyncIterator[str]:
     """NDJSON lines of one question: empty ones while the network works, the answer, the ``done`` line."""
     yield _ndjson(_line(parsed, now_text(), "", done=False))
@@ -253,7 +271,7 @@ async def _stream(node: NodeApi, parsed: _Request, submitted: TaskRecord,
             yield _ndjson(_line(parsed, now_text(), "", done=False))  # keep-alive a JSON-per-line client can parse
         elif record.status == "done":
             yield _ndjson(_line(parsed, now_text(), str(record.answer), done=False))
-            yield _ndjson(_final(parsed, now_text(), record, node.now(), text=""))
+            yield _ndjson(_final(parsed, talk, now_text(), record, node.now(), text=""))
         else:
             yield _ndjson({"error": f"task {record.task_id}: {record.error or 'failed'}"})
 

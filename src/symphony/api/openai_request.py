@@ -21,7 +21,7 @@ argument supplied"). ``symphony`` is this network's extension (``extra_body`` in
 
 Conversation: the last user message is the question; every other message (system and developer
 text first, then the turns in order) is its context for planners and executors, within
-``CONTEXT_BUDGET_CHARS`` (about 1,500 tokens, for 0.5B models' small windows): system text is kept
+``asking.CONTEXT_BUDGET_CHARS`` (about 1,500 tokens, for 0.5B models' small windows): system text is kept
 first (clipped to half the budget), then the newest turns that fit; older turns are dropped whole,
 and the reply's ``symphony.context`` says how many (never silently).
 
@@ -44,12 +44,10 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from symphony.api.asking import MAX_QUESTION_CHARS, MODEL_ID
+from symphony.api.asking import MAX_QUESTION_CHARS, MODEL_ID, Conversation, fit_conversation
 from symphony.api.http import OptionsBody
 from symphony.pipeline.extraction import AnswerKind
 
-#: The conversation kept as context of one question (characters; ~4 per token).
-CONTEXT_BUDGET_CHARS = 6_000
 #: Fields OpenAI defines that the network cannot honour, with the only value it accepts for each.
 REFUSED_UNLESS_DEFAULT: dict[str, Any] = {
     "top_p": 1, "presence_penalty": 0, "frequency_penalty": 0, "logit_bias": {}, "logprobs": False,
@@ -202,21 +200,6 @@ class Slot:
 
 
 @dataclass(frozen=True)
-class Conversation:
-    """The question, its context and what the context budget left out."""
-
-    question: str
-    context: str
-    messages: int  # messages before/around the question
-    dropped: int  # oldest turns left out by the budget
-    clipped_system: bool
-
-    def report(self) -> dict[str, Any]:
-        return {"messages": self.messages, "dropped_turns": self.dropped, "chars": len(self.context),
-                "budget_chars": CONTEXT_BUDGET_CHARS, "truncated": self.dropped > 0 or self.clipped_system}
-
-
-@dataclass(frozen=True)
 class Shape:
     """What the reply must look like: a tool call, JSON, or text; cut at ``stop`` or ``max_tokens``."""
 
@@ -286,7 +269,7 @@ def _check_content(messages: list[Message]) -> None:
 
 
 def conversation(messages: list[Message]) -> Conversation:
-    """The last user message as the question, the rest as its context within ``CONTEXT_BUDGET_CHARS``."""
+    """The last user message as the question, the rest as its context (``asking.fit_conversation``)."""
     last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
     question = messages[last].text() if last is not None else ""
     if not question.strip():
@@ -295,20 +278,8 @@ def conversation(messages: list[Message]) -> Conversation:
         raise OpenAIError(400, f"the question is longer than {MAX_QUESTION_CHARS} characters",
                           param="messages", code="question_too_long")
     others = [m for i, m in enumerate(messages) if i != last]
-    system = "\n".join(_line(m) for m in others if m.role in ("system", "developer"))
-    clipped = len(system) > CONTEXT_BUDGET_CHARS // 2
-    system = system[: CONTEXT_BUDGET_CHARS // 2]
-    turns = [_line(m) for m in others if m.role not in ("system", "developer")]
-    kept: list[str] = []
-    room = CONTEXT_BUDGET_CHARS - len(system)
-    for line in reversed(turns):  # newest first: the oldest turns are the ones dropped
-        if len(line) + 1 > room:
-            break
-        kept.insert(0, line)
-        room -= len(line) + 1
-    context = "\n".join(part for part in (system, *kept) if part)
-    return Conversation(question=question, context=context, messages=len(others),
-                        dropped=len(turns) - len(kept), clipped_system=clipped)
+    system = [_line(m) for m in others if m.role in ("system", "developer")]
+    return fit_conversation(question, system, [_line(m) for m in others if m.role not in ("system", "developer")])
 
 
 def _line(message: Message) -> str:

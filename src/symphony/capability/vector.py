@@ -105,15 +105,19 @@ class HashingTagEncoder:
     process and every node computes the same vector. Empty text gives the zero vector.
     """
 
-    name: str = "hash-v1"
+    name: str = "hash-v2"  # v2: a feature's two slots are distinct (v1 could cancel a word to zero)
 
     def encode(self, text: str) -> Vector:
         acc = [0.0] * TAG_DIMS
         for feature in _features(text):
             digest = hashlib.blake2b(feature.encode(), digest_size=8, person=b"symphony-tag-v1").digest()
-            for half in (digest[:4], digest[4:]):
-                n = int.from_bytes(half, "little")
-                acc[(n >> 1) % TAG_DIMS] += 1.0 if n & 1 else -1.0
+            first, second = (int.from_bytes(half, "little") for half in (digest[:4], digest[4:]))
+            slot = (first >> 1) % TAG_DIMS
+            # two distinct slots: when both halves picked one slot with opposite signs, a one-word text
+            # ("sss") encoded to the zero vector (found by hypothesis; 1 feature in 256)
+            other = (second >> 1) % TAG_DIMS
+            acc[slot] += 1.0 if first & 1 else -1.0
+            acc[other if other != slot else (slot + 1) % TAG_DIMS] += 1.0 if second & 1 else -1.0
         return _unit(acc)
 
 

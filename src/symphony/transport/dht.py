@@ -12,7 +12,7 @@ What py-libp2p does not do, done here:
 
 - **Our record's addresses.** ``ProviderStore.provide`` and ``_send_add_provider`` announce
   ``host.get_addrs()``: the bound addresses only (``_BoundAddrsOnly``), which nobody can dial
-  when we are behind NAT. ``_RecordAddrsHost`` hands the provider store our record's
+  when we are behind NAT. ``reach.RecordAddrsHost`` hands the provider store our record's
   addresses instead, the ``/p2p-circuit`` ones first.
 - **Finding others, not ourselves.** ``ProviderStore.find_providers`` answers from the local
   store whenever it holds any provider, and ``provide`` has just put us there: it never asked
@@ -55,10 +55,9 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.records.validator import NamespacedValidator
 from libp2p.tools.anyio_service import background_trio_service
-from multiaddr import Multiaddr  # type: ignore[import-untyped]
 
-from symphony.protocol.messages import MAX_ADDRS, record_addrs
-from symphony.transport.reach import dial_announced
+from symphony.protocol.messages import record_addrs
+from symphony.transport.reach import RecordAddrsHost, dial_announced
 
 logger = logging.getLogger(__name__)
 
@@ -70,23 +69,6 @@ DHT_INTERVAL_S = 60.0
 _ROUND_TIMEOUT_S = 30.0
 #: providers dialed from one lookup
 _FOUND_LIMIT = 20
-
-
-class _RecordAddrsHost:
-    """The host as the provider store sees it: ``get_addrs`` gives our record's addresses.
-
-    ``ProviderStore.provide`` and ``_send_add_provider`` read ``host.get_addrs()`` for the
-    addresses they announce; everything else is the real host."""
-
-    def __init__(self, host: IHost, addrs: Callable[[], list[str]]) -> None:
-        self._host = host
-        self._addrs = addrs
-
-    def get_addrs(self) -> list[Multiaddr]:
-        return [Multiaddr(addr) for addr in record_addrs(self._addrs())]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._host, name)
 
 
 class _SymphonyProviders(ProviderStore):
@@ -119,7 +101,7 @@ class Dht:
             strict_validation=True,
             enable_values=False,
         )
-        self._providers = _SymphonyProviders(_RecordAddrsHost(host, addrs), self._kad.peer_routing)
+        self._providers = _SymphonyProviders(RecordAddrsHost(host, addrs), self._kad.peer_routing)
         self._kad.provider_store = self._providers
         self._running = False
         self.announced = 0  # rounds in which at least one peer took our provider record

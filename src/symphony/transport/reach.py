@@ -60,16 +60,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 from libp2p.abc import IHost
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
+from libp2p.discovery.mdns.mdns import MDNSDiscovery, create_mdns_discovery
 from libp2p.discovery.rendezvous import RendezvousClient, RendezvousService
 from libp2p.discovery.rendezvous.config import MIN_TTL
-from libp2p.discovery.rendezvous.errors import RendezvousError
-from libp2p.discovery.rendezvous.messages import create_register_message, create_register_response_message
+from libp2p.discovery.rendezvous.messages import create_register_response_message
 from libp2p.discovery.rendezvous.pb.rendezvous_pb2 import Message as RendezvousMessage
-from libp2p.discovery.mdns.mdns import MDNSDiscovery, create_mdns_discovery
 from libp2p.discovery.upnp.upnp import UpnpManager
 from libp2p.host.autonat.autonat import AutoNATService, AutoNATStatus
 from libp2p.host.basic_host import BasicHost
@@ -398,6 +398,26 @@ class LanDiscovery:
             logger.info("mDNS: %s dropped, %d LAN peers already waiting to be dialed", info.peer_id, _LAN_QUEUE)
 
 
+class RecordAddrsHost:
+    """The host as a py-libp2p announcer sees it: ``get_addrs`` gives our record's addresses,
+    reachable ones (``/p2p-circuit``) first; everything else is the real host.
+
+    ``RendezvousClient.register`` (``libp2p.discovery.rendezvous.client``) and the DHT's
+    ``ProviderStore.provide`` / ``_send_add_provider`` announce ``host.get_addrs()``: the bound
+    addresses only (``_BoundAddrsOnly`` in ``transport.libp2p``), which nobody can dial when we
+    are behind NAT."""
+
+    def __init__(self, host: IHost, addrs: Callable[[], list[str]]) -> None:
+        self._host = host
+        self._addrs = addrs
+
+    def get_addrs(self) -> list[Multiaddr]:
+        return [Multiaddr(addr) for addr in record_addrs(self._addrs())]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._host, name)
+
+
 class _SymphonyRendezvous(RendezvousService):
     """``RendezvousService`` for ``RENDEZVOUS_NAMESPACE`` only: py-libp2p's caps registrations
     per namespace (1000) but not the namespaces, so one peer could fill our memory by
@@ -431,7 +451,7 @@ class Rendezvous:
 
     def __init__(self, host: IHost, *, service: bool, addrs: Callable[[], list[str]]) -> None:
         self._host = host
-        self._addrs = addrs
+        self._announcer = RecordAddrsHost(host, addrs)  # registers our record's addresses, not the bound ones
         self._service = _SymphonyRendezvous(host) if service else None
         self._points: set[ID] = set()  # points with a running registration loop
         self.registered: list[str] = []  # points that accepted our registration
@@ -459,13 +479,16 @@ class Rendezvous:
             self._points.discard(point)
 
     async def _round(self, point: ID, dial: Callable[[str], Awaitable[bool]]) -> None:
-        client = RendezvousClient(self._host, point)
+        client = RendezvousClient(self._announcer, point)  # type: ignore[arg-type]  # an IHost in all it reads
         try:
             with trio.fail_after(_RENDEZVOUS_TIMEOUT_S):
-                await self._register(client)
+                # create_register_message strips the last /p2p/<us> of each address (a circuit
+                # address keeps its relay's /p2p/<relay>); no address at all is a ValueError
+                await client.register(RENDEZVOUS_NAMESPACE, _RENDEZVOUS_TTL)
                 peers, _ = await client.discover(RENDEZVOUS_NAMESPACE, limit=_RENDEZVOUS_LIMIT)
-        # a point without the protocol fails stream negotiation; a hostile one can make
-        # RendezvousClient.discover's parse_peer_info raise on bad bytes (ValueError and others)
+        # a point without the protocol fails stream negotiation; a refused registration is a
+        # RendezvousError; a hostile point can make RendezvousClient.discover's parse_peer_info
+        # raise on bad bytes (ValueError and others)
         except Exception as exc:  # noqa: BLE001
             self.failed += 1
             logger.info("rendezvous at %s failed: %s: %s", point, type(exc).__name__, exc)
@@ -478,21 +501,6 @@ class Rendezvous:
                 self.discovered.add(info.peer_id.to_base58())
                 if await dial_announced(self._host, info, dial):
                     self.dialed += 1
-
-    async def _register(self, client: RendezvousClient) -> None:
-        """Register the addresses of our record, reachable ones (``/p2p-circuit``) first.
-
-        ``RendezvousClient.register`` would send ``host.get_addrs()``: the bound addresses only,
-        which nobody can dial when we are behind NAT. ``create_register_message`` strips the
-        last ``/p2p/<us>`` of each (a circuit address keeps its relay's ``/p2p/<relay>``)."""
-        addrs = [Multiaddr(addr) for addr in record_addrs(self._addrs())]
-        message = create_register_message(RENDEZVOUS_NAMESPACE, self._host.get_id(), addrs, _RENDEZVOUS_TTL)
-        response = await client._send_message(message)  # what RendezvousClient.register sends with
-        status = RendezvousMessage.ResponseStatus
-        if response is None or response.type != RendezvousMessage.REGISTER_RESPONSE:
-            raise RendezvousError(status.E_INTERNAL_ERROR, "no registration answer")
-        if response.registerResponse.status != status.OK:
-            raise RendezvousError(response.registerResponse.status, response.registerResponse.statusText)
 
 
 async def dial_announced(host: IHost, info: PeerInfo, dial: Callable[[str], Awaitable[bool]]) -> bool:
