@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from symphony.api.http import OptionsBody
+from symphony.api.progress import progress_line
 from symphony.bench.contenders import parse_system
 from symphony.cli.render import adaptive_line
 from symphony.pipeline.adaptive import AGREE, FIRST_COTS, next_move, rule_for
@@ -167,6 +168,11 @@ def test_the_options_reach_every_face_with_one_set_of_defaults() -> None:
     assert (spec.adaptive, spec.first_cots, spec.agree) == ("off", 1, 3)
     with pytest.raises(ValueError):
         parse_system("symphony:adaptive=maybe")
+
+
+def test_a_launched_chain_is_a_progress_line() -> None:
+    line = progress_line({"type": "chain_launched", "data": {"task": "t", "chain": 2, "planner": "p" * 20}}, "t")
+    assert line is not None and "chain c2" in line
 
 
 def test_symphony_ask_says_how_many_chains_ran_and_why() -> None:
