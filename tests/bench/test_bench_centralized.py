@@ -27,7 +27,8 @@ async def test_every_task_message_is_relayed_by_the_coordinator(autojump_clock) 
     net = MemoryNetwork(link=LinkModel(latency_s=0.005), rng=random.Random(1))
     async with open_centralized(net, identity(0), agents, clock=clock) as system:
         before = traffic([t.stats for t in system.transports()], [TASK_PROTOCOL])
-        trace = await system.agents[0].tasks.ask(QUESTION, AskOptions(cots=COTS, max_steps=STEPS, deadline_s=600))
+        trace = await system.agents[0].tasks.ask(QUESTION, AskOptions(cots=COTS, adaptive=False, max_steps=STEPS,
+                                                                      deadline_s=600))
         after = traffic([t.stats for t in system.transports()], [TASK_PROTOCOL])
         hub = system.coordinator.transport.stats
     assert trace["answer"] == "0" and all(len(c["trace"]["steps"]) == STEPS for c in trace["chains"])
@@ -45,7 +46,8 @@ async def test_groupchat_sends_every_conversation_message_to_every_other_member(
               for n in range(1, 6)]
     net = MemoryNetwork(link=LinkModel(latency_s=0.005), rng=random.Random(1))
     async with open_centralized(net, identity(0), agents, clock=clock, groupchat=True) as system:
-        trace = await system.agents[0].tasks.ask(QUESTION, AskOptions(cots=COTS, max_steps=STEPS, deadline_s=600))
+        trace = await system.agents[0].tasks.ask(QUESTION, AskOptions(cots=COTS, adaptive=False, max_steps=STEPS,
+                                                                      deadline_s=600))
         await trio.sleep(1)  # the last answers' broadcasts
         hub = system.coordinator
         members = [a.transport.stats.messages_received[GROUPCHAT_PROTOCOL] for a in system.agents]

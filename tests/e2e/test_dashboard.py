@@ -64,6 +64,8 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                 assert card.locator(".answer").inner_text() == "84"
                 trace = nodes[0].get(f"/v1/tasks/{task_id}")["trace"]
                 assert card.locator(".chain").count() == len(trace["chains"]) >= 1  # every chain, as traced
+                launched = f"chains: {trace['adaptive']['launched']} of at most 3 launched"  # and how many, why
+                assert card.locator(".adaptive").inner_text().startswith(launched)
                 assert card.locator(".step").count() == sum(len(c["trace"].get("steps", [])) for c in trace["chains"])
                 assert "What is (17 + 25) * 2?" in card.inner_text()
                 assert card.locator("table.vote").inner_text().count("84") >= 1

@@ -31,7 +31,7 @@ def test_skills_learned_from_a_vote_reach_peers_and_survive_a_restart(tmp_path) 
         wait_for(lambda: all(ids <= {a for a, r in n.ledger().items() if r["available"]} for n in nodes),
                  timeout=60, what="ledger convergence")
         response = httpx.post(nodes[0].info["api"] + "/v1/tasks", headers=nodes[0].api_headers(), timeout=120,
-                              json={"question": "What is (17 + 25) * 2?", "cots": 3, "wait": True})
+                              json={"question": "What is (17 + 25) * 2?", "cots": 3, "adaptive": False, "wait": True})
         trace = response.json()["trace"]
         assert trace["answer"] == "84"
         outcomes = trace["outcomes"]

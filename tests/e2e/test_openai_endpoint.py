@@ -78,7 +78,10 @@ def test_chat_completion_answers_with_usage_and_trace(swarm: Swarm) -> None:
     assert reply.object == "chat.completion" and reply.choices[0].message.content == "84"
     assert reply.choices[0].finish_reason == "stop"
     trace = reply.model_extra["symphony"]["trace"]
-    assert trace["answer"] == "84" and len(trace["chains"]) == 1  # one node: one planner
+    # one node, one planner: its first chain alone settles nothing, so (adaptive chains) it plans a second,
+    # which agrees
+    assert trace["answer"] == "84" and [c["index"] for c in trace["chains"]] == [0, 1]
+    assert trace["adaptive"]["stopped"] == "agreed" and trace["adaptive"]["launched"] == 2
     assert len(trace["chains"][0]["trace"]["steps"]) == 1, "the extension's max_steps reached the planner"
     assert reply.usage is not None and reply.usage.total_tokens > 0
     assert reply.usage.prompt_tokens == sum(c["prompt_tokens"] for c in trace["chains"])

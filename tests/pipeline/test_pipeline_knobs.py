@@ -220,7 +220,7 @@ async def _ask_with_hung_planners(plan_timeout: str) -> tuple[dict, float]:
         for node in nodes:
             node.tasks.plan_timeout = plan_timeout
         begun = trio.current_time()
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=300))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, adaptive=False, deadline_s=300))
         return trace, trio.current_time() - begun
 
 

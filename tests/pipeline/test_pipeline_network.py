@@ -100,9 +100,10 @@ async def swarm(models: list[FakeModel | None]) -> AsyncIterator[tuple[MemoryNet
 
 
 async def test_three_chains_vote_the_answer(autojump_clock) -> None:
-    """3 CoTs over 5 agents: every chain plans 2 steps on beacon-chosen executors; the vote says 10."""
+    """3 CoTs over 5 agents (all at once: adaptive chains off): every chain plans 2 steps on beacon-chosen
+    executors; the vote says 10."""
     async with swarm([FakeModel(f"m{n}") for n in range(5)]) as (_, nodes):
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=60))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, adaptive=False, deadline_s=60))
     assert trace["answer"] == "10"
     assert len(trace["chains"]) == 3 and all(c["ok"] for c in trace["chains"])
     assert len({c["planner"] for c in trace["chains"]}) == 3, "k distinct planners"

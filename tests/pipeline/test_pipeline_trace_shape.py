@@ -58,8 +58,8 @@ class Garbled(FakeModel):
         return Completion(text="I am not sure.", prompt_tokens=5, completion_tokens=5, latency_s=0.1, model=self.name)
 
 
-async def test_trace_of_three_agreeing_chains_keeps_its_shape(autojump_clock) -> None:
-    """The trace and events of a plain three-chain question."""
+async def test_trace_of_agreeing_chains_keeps_its_shape(autojump_clock) -> None:
+    """The trace and events of a plain question: two chains agree, so (adaptive chains) no third starts."""
     async with swarm([FakeModel(f"m{n}") for n in range(5)]) as (_, nodes):
         seen = _events(nodes)
         trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=60))

@@ -109,13 +109,18 @@ class Bloc:
         pass
 
 
-async def ask(*, verify: bool) -> dict:
-    model = Bloc([WRONG, WRONG, RIGHT])
+async def ask_with(model: Bloc, options: AskOptions) -> dict:
+    """``options``' question on three agents sharing ``model``."""
     net = MemoryNetwork(link=LinkModel(latency_s=0.001), rng=random.Random(1))
     specs = [SimulatedAgent(identity(n), model, AgentProfile(name=f"n{n}", tags=("python code",))) for n in range(3)]
     async with open_simulated_agents(net, specs, clock=time.time, ledger_config=LedgerConfig(heartbeat_interval_s=1.0),
                                      gossip_config=GossipConfig(anti_entropy_interval_s=1.0)) as nodes:
-        return await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, max_steps=1, answer_kind="code", verify=verify))
+        return await nodes[0].tasks.ask(QUESTION, options)
+
+
+async def ask(*, verify: bool) -> dict:
+    return await ask_with(Bloc([WRONG, WRONG, RIGHT]), AskOptions(cots=3, max_steps=1, answer_kind="code",
+                                                                  verify=verify))
 
 
 @needs_sandbox

@@ -108,7 +108,11 @@ class OptionsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # defaults: AskOptions', the same for `symphony ask` and `symphony demo`
-    cots: int = Field(default=AskOptions.cots, ge=1, le=9)
+    cots: int = Field(default=AskOptions.cots, ge=1, le=9)  # the most chains
+    # adaptive chains (``pipeline.adaptive``): start first_cots, grow to cots while fewer than agree agree
+    adaptive: bool = AskOptions.adaptive
+    first_cots: int = Field(default=AskOptions.first_cots, ge=1, le=9)
+    agree: int = Field(default=AskOptions.agree, ge=1, le=9)
     strategy: Literal["cosine", "random", "linucb"] = "cosine"
     top_l: int = Field(default=AskOptions.top_l, ge=1, le=256)
     max_steps: int = Field(default=AskOptions.max_steps, ge=1, le=12)
@@ -123,7 +127,8 @@ class OptionsBody(BaseModel):
     latency_budget_ms: float | None = Field(default=None, gt=0, le=3_600_000)
 
     def options(self) -> AskOptions:
-        return AskOptions(cots=self.cots, strategy=self.strategy, top_l=self.top_l, max_steps=self.max_steps,
+        return AskOptions(cots=self.cots, adaptive=self.adaptive, first_cots=self.first_cots, agree=self.agree,
+                          strategy=self.strategy, top_l=self.top_l, max_steps=self.max_steps,
                           deadline_s=self.deadline_s, answer_kind=self.answer_kind, redundancy=self.redundancy,
                           hop_timeout=self.hop_timeout, replans=self.replans, disclosure=self.disclosure,
                           priority=self.priority, latency_budget_ms=self.latency_budget_ms)

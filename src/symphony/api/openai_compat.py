@@ -106,7 +106,8 @@ def trace_summary(trace: dict[str, Any]) -> dict[str, Any]:
                  for s in (chain.get("trace") or {}).get("steps", [])]
         chains.append({"planner": chain.get("planner"), "ok": chain.get("ok"), "answer": chain.get("answer"),
                        "error": str(chain.get("error", ""))[:300], "steps": steps})
-    return {"chains": chains, "latency_ms": trace.get("latency_ms"), "degraded": trace.get("degraded", [])}
+    return {"chains": chains, "latency_ms": trace.get("latency_ms"), "degraded": trace.get("degraded", []),
+            "adaptive": trace.get("adaptive")}
 
 
 def _failure(record: TaskRecord) -> OpenAIError:

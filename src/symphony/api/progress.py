@@ -48,6 +48,9 @@ def progress_line(event: dict[str, Any], task_id: str) -> str | None:
         return f"{slot}: step {int(data.get('step', 0)) + 1} {verdict}\n"
     if kind == "chain_finished":
         return _chain_lines(data.get("chain") or {})
+    if kind == "chain_launched":  # adaptive chains (pipeline.adaptive): the chains so far settled nothing
+        planner = _short(data.get("planner"))
+        return f"The chains so far do not settle it: chain c{data.get('chain')} → planner {planner}\n"
     if kind == "task_finished":
         return f"Vote: {str(data.get('answer', ''))[:200]!r}.\n"
     if kind == "task_failed":

@@ -36,9 +36,10 @@ from symphony.bench.orchestrator import orchestrate
 from symphony.pipeline.service import ONE_STEP_NOTE, AskOptions, TaskFailed
 
 SYSTEMS: Final = ("direct", "direct-pot", "sc", "orchestrator", "symphony")
-_INT_OPTIONS: Final = {"samples", "cots", "max_steps"}
-_STR_OPTIONS: Final = {"strategy", "tools", "verify"}
-_STR_VALUES: Final = {"strategy": ("cosine", "random", "linucb"), "tools": ("on", "off"), "verify": ("on", "off")}
+_INT_OPTIONS: Final = {"samples", "cots", "max_steps", "first_cots", "agree"}
+_STR_OPTIONS: Final = {"strategy", "tools", "verify", "adaptive"}
+_STR_VALUES: Final = {"strategy": ("cosine", "random", "linucb"), "tools": ("on", "off"), "verify": ("on", "off"),
+                      "adaptive": ("on", "off")}
 
 
 class SampledModel:
@@ -71,14 +72,19 @@ class SystemSpec:
     strategy: str = "cosine"
     tools: str = "on"
     verify: str = "on"
+    adaptive: str = "on" if AskOptions.adaptive else "off"
+    first_cots: int = AskOptions.first_cots
+    agree: int = AskOptions.agree
 
 
 def parse_system(spec: str, *, cots: int = 3, max_steps: int = AskOptions.max_steps,
                  samples: int = 5) -> SystemSpec:
     """``direct`` | ``direct-pot`` | ``sc[:samples=K]`` | ``orchestrator[:max_steps=N]`` |
-    ``symphony[:cots=N,strategy=cosine|random|linucb,max_steps=N,tools=on|off,verify=on|off]``; ``ValueError``
-    otherwise. ``tools=off`` runs the question with the executors' python tool switched off, ``verify=off``
-    without checking code answers on the question's examples before the vote (ablations)."""
+    ``symphony[:cots=N,strategy=cosine|random|linucb,max_steps=N,tools=on|off,verify=on|off,adaptive=on|off,
+    first_cots=N,agree=N]``; ``ValueError`` otherwise. ``tools=off`` runs the question with the executors' python
+    tool switched off, ``verify=off`` without checking code answers on the question's examples before the vote
+    (ablations); ``adaptive=off`` launches all ``cots`` chains at once, else ``first_cots`` start and more follow
+    while fewer than ``agree`` agree (``pipeline.adaptive``)."""
     system, _, rest = spec.strip().partition(":")
     if system not in SYSTEMS:
         raise ValueError(f"unknown system {system!r} in {spec!r}; expected one of {SYSTEMS}")
@@ -215,7 +221,8 @@ async def solve(spec: SystemSpec, item: Item, *, models: list[ChatModel], nodes:
     # time is the queue's, not the executor's; an adaptive timeout cut honest executors, retried the step on
     # backups behind the same queue and made them suspects (NotAdmitted) at load 15-20 (session 7)
     options = AskOptions(cots=spec.cots, strategy=spec.strategy, max_steps=spec.max_steps, deadline_s=deadline_s,
-                         answer_kind=item.kind, hop_timeout="off", verify=spec.verify == "on")
+                         answer_kind=item.kind, hop_timeout="off", verify=spec.verify == "on",
+                         adaptive=spec.adaptive == "on", first_cots=spec.first_cots, agree=spec.agree)
     with tools_off(nodes, spec.tools == "off"):
         return await solve_symphony(nodes, item, options)
 

@@ -93,7 +93,8 @@ def _serving(nodes: list[NodeProcess]) -> bool:
 
 def _honest_ask(node: NodeProcess) -> dict[str, Any]:
     response = httpx.post(str(node.info["api"]) + "/v1/tasks", timeout=120,
-                          json={"question": QUESTION, "cots": 3, "wait": True, "deadline_s": 90})
+                          json={"question": QUESTION, "cots": 3, "adaptive": False,  # all 3 chains beside the attack
+                                "wait": True, "deadline_s": 90})
     return dict(response.json())
 
 

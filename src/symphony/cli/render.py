@@ -46,6 +46,16 @@ def agent_label(agent_id: str, names: Mapping[str, str]) -> str:
     return f"{name}(…{agent_id[-6:]})" if name else f"…{agent_id[-8:]}"
 
 
+def adaptive_line(adaptive: Mapping[str, Any]) -> str:
+    """The trace's ``adaptive`` record in words: ``2 of at most 3 launched (2 at once): stopped, agreed``."""
+    line = f"{adaptive['launched']} of at most {adaptive['max']} launched ({adaptive['first']} at once)"
+    stopped = adaptive.get("stopped") or "undecided"
+    why = {"agreed": f"{adaptive['agree']} chains agreed", "passed": "a chain passed every example",
+           "max_chains": "no agreement within the most chains", "deadline": "no time left for another chain",
+           "off": adaptive.get("detail") or "adaptive chains off"}.get(stopped, stopped)
+    return f"{line}: stopped, {why}"
+
+
 def print_trace(trace: dict[str, Any], names: Mapping[str, str] = {}) -> None:
     """The vote, then each chain's planner and its steps; ``names`` maps agent IDs to names."""
     console.print(f"[bold]answer:[/bold] {escape(str(trace['answer']))}   ({trace['latency_ms'] / 1000:.1f} s, "
@@ -57,6 +67,8 @@ def print_trace(trace: dict[str, Any], names: Mapping[str, str] = {}) -> None:
         console.print("[bold]examples passed:[/bold] " + ", ".join(
             f"{c['chain']} {'?' if c['passed'] is None else c['passed']}/{c['total']}{'' if c['voted'] else ' (not voting)'}"
             for c in checks))
+    if adaptive := trace.get("adaptive"):  # adaptive chains (pipeline.adaptive): how many ran, and why no more
+        console.print(f"[bold]chains:[/bold] {escape(adaptive_line(adaptive))}")
     vote = Table("answer", "weight", "chains", title="weighted vote (weight = mean Beacon score of the chain)")
     for tally in trace["vote"]:
         vote.add_row(escape(str(tally["answer"])), f"{tally['weight']:.3f}", ", ".join(tally["chains"]))

@@ -99,7 +99,7 @@ class NodeStatus:
 #: the events that tell how a question is progressing (``pipeline.service``), on the initiator
 #: (``task_started``, ``chain_finished``, ``task_finished``) or on a chain's planner (the rest)
 PROGRESS_EVENTS = frozenset({"task_started", "plan_made", "step_assigned", "step_finished", "chain_finished",
-                             "task_finished"})
+                             "chain_launched", "task_finished"})
 
 
 class TaskProgress:

@@ -5,16 +5,19 @@ shell beacons for planners and sends the chains; the driver, fed what came back,
 
 1. ``planners_found``: whether a planner beacon round is enough to start (some candidate, or the
    deadline too near to try again);
-2. ``first_planners``: the top ``cots`` candidates, one per chain slot; the rest queue as backups;
+2. ``first_planners``: the top candidates, one per chain slot launched at once (``cots``, or with
+   adaptive chains ``first_cots``); the rest queue as backups;
 3. ``chain_returned``: record a planner's answer; a failed chain's slot moves to the next backup
    planner while the deadline allows (shared by all slots, each planner used once);
    ``plan_limit_s``: how long a planner may hold its chain before its slot moves on (adaptive
    planner hop, below);
 4. ``check_consistency``: a chain whose answer contradicts its own last step is failed and its
    planner judged (``crossvote.ChainEvidence.consistent``);
-5. ``code_to_check`` / ``checked``: for a code question that states examples, each good chain's code
-   is run on them (by the shell, in the sandbox) and only the chains with the most examples passed
-   go on to vote (``verification``: verification before the vote);
+   ``slot_finished``: a slot is done (its chain and its check): adaptive chains (``adaptive``) say
+   whether to launch the next slot, and on which planner (a backup, else one planning again);
+5. ``code_to_check`` / ``chain_checked``: for a code question that states examples, each good chain's
+   code is run on them as it returns (by the shell, in the sandbox) and only the chains with the most
+   examples passed go on to vote (``verification``: verification before the vote);
    ``vote``: the weighted majority over the good chains (eqs. 2-3), each weight scaled by how far
    this node trusts the planner that reported it;
 6. ``cross_verdicts``: every planner and executor judged against the winner (``crossvote.judge``);
@@ -36,12 +39,13 @@ its siblings' limits: a hung planner costs a few chain-lengths, not the deadline
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from statistics import fmean
 
 from symphony.beacon.ranking import Candidate
+from symphony.pipeline.adaptive import AGREE, FIRST_COTS, AdaptiveRecord, Stop, next_move, rule_for
 from symphony.beacon.service import BeaconOutcome
 from symphony.pipeline.answer import Answer
 from symphony.pipeline.chain import HopTimeout, LatencyBook
@@ -50,7 +54,7 @@ from symphony.pipeline.extraction import AnswerKind
 from symphony.pipeline.feedback import ChainOutcome
 from symphony.pipeline.trace import BeaconCost, ChainRecord, CodeCheck, Degraded, QuestionSpans, QuestionTrace
 from symphony.pipeline.verification import Example, examples_in, survivors
-from symphony.pipeline.voting import Ballot, VoteResult, weighted_vote
+from symphony.pipeline.voting import Ballot, VoteResult, largest_agreement, weighted_vote
 
 #: Beacon rounds for planners before a question fails with ``no_agents`` (peers churning, partition).
 PLANNER_ROUNDS = 3
@@ -88,7 +92,11 @@ class InitiatorDriver:
     """One question's chains from planner beacon to trace (steps 1-7 of the module docstring)."""
 
     def __init__(self, *, task_id: str, question: str, kind: AnswerKind, cots: int, deadline_ms: int,
-                 plan_timeout: HopTimeout = "off", chain_latencies: LatencyBook | None = None) -> None:
+                 plan_timeout: HopTimeout = "off", chain_latencies: LatencyBook | None = None,
+                 adaptive: bool = False, first_cots: int = FIRST_COTS, agree: int = AGREE,
+                 checkable: bool = True) -> None:
+        """``cots``: the most chains; ``adaptive``: start ``first_cots`` and grow while fewer than ``agree``
+        chains agree (``pipeline.adaptive``); ``checkable``: code chains can be checked on their examples."""
         self.task_id = task_id
         self.question = question
         self.kind = kind
@@ -106,6 +114,16 @@ class InitiatorDriver:
         self._passed: dict[str, int | None] = {}  # examples each checked chain passed (by chain id)
         self._voting: set[str] | None = None  # the chains left to vote after the check (None: not checked)
         self._degraded: list[Degraded] = []  # what this node itself ran degraded (a check it could not run)
+        self._rule, self._rule_detail = rule_for(kind, adaptive=adaptive, examples=len(self._examples),
+                                                 checkable=checkable)
+        self._first = cots if self._rule == "off" else max(1, min(first_cots, cots))
+        self._agree = agree
+        self._ordered: list[Candidate] = []
+        self._launched = 0  # chain slots launched
+        self._finished = 0  # of them, done (chain and check)
+        self._stopped: Stop | None = None
+        self._asks: Counter[str] = Counter()  # chains handed to each planner (first, backup or later slots)
+        self._chain_ids: dict[tuple[int, str], str] = {}  # (slot, planner) -> the chain's task ID
 
     def planners_found(self, outcome: BeaconOutcome, *, now_ms: int) -> bool:
         """Take a planner round; True when it is enough to start (or no time is left to retry)."""
@@ -113,10 +131,58 @@ class InitiatorDriver:
         return bool(outcome.selection.ordered) or now_ms >= self.deadline_ms - PLANNER_ROUND_MARGIN_MS
 
     def first_planners(self) -> list[Candidate]:
-        """The planners of chain slots 0..cots-1 (empty: none answered); the rest become backups."""
-        ordered = list(self._beacon.selection.ordered) if self._beacon else []
-        self._queue = ordered[self._cots:]
-        return ordered[: self._cots]
+        """The planners of the chain slots launched at once (empty: none answered); the rest become
+        backups (and, with adaptive chains, the planners of later slots)."""
+        self._ordered = list(self._beacon.selection.ordered) if self._beacon else []
+        self._queue = self._ordered[self._first:]
+        first = [self._hand_out(slot, c) for slot, c in enumerate(self._ordered[: self._first])]
+        self._launched = len(first)
+        if self._rule == "off" and first:
+            self._stopped = "off"
+        return first
+
+    def slot_finished(self, *, now_ms: int) -> list[tuple[int, Candidate]]:
+        """A chain slot is done (its last planner returned, its code checked): the slot to launch next
+        and its planner (``pipeline.adaptive.next_move``), or none. A later slot takes the next backup
+        planner, else the planner ranked ``slot`` places down (mod their count) plans another chain."""
+        self._finished += 1
+        if self._stopped is not None:
+            return []
+        move = next_move(rule=self._rule, launched=self._launched, running=self._launched - self._finished,
+                         most=self._cots, agreeing=self._agreeing(), agree=self._agree, passed=self._passed_all(),
+                         time_left_ms=self.deadline_ms - now_ms, chain_ms=self._chains.p95_ms(ALL_PLANNERS))
+        if move == "wait":
+            return []
+        if move != "launch":
+            self._stopped = move
+            return []
+        slot = self._launched
+        self._launched += 1
+        planner = self._queue.pop(0) if self._queue else self._ordered[slot % len(self._ordered)]
+        return [(slot, self._hand_out(slot, planner))]
+
+    def _hand_out(self, slot: int, planner: Candidate) -> Candidate:
+        """Give chain slot ``slot`` to ``planner`` under its chain task ID (``chain_task_id``)."""
+        repeat = self._asks[planner.agent_id]
+        self._asks[planner.agent_id] += 1
+        prefix = f"{self.task_id}/r{repeat}" if repeat else self.task_id
+        self._chain_ids[(slot, planner.agent_id)] = f"{prefix}/c{slot}"
+        return planner
+
+    def chain_task_id(self, slot: int, planner: str) -> str:
+        """The task ID ``planner`` gets for chain slot ``slot``: ``{task}/c{slot}``, or ``{task}/r{n}/c{slot}``
+        for its n-th further chain of this question. A planner serves one chain per question's task ID and
+        question (``service.TaskService._serve``: durable across re-asks); a planner asked again must be
+        asked for a new chain. The slot stays last: it picks the chain's solving style (``tools.solving_style``)."""
+        return self._chain_ids[(slot, planner)]
+
+    def _agreeing(self) -> int:
+        """The most returned (self-consistent) chains that give one answer."""
+        return largest_agreement((e.answer for e in self._evidence.values() if e.consistent), self.kind)
+
+    def _passed_all(self) -> bool:
+        total = len(self._examples)
+        return bool(total) and any(p == total for p in self._passed.values())
 
     def chain_returned(self, record: ChainRecord, *, now_ms: int) -> Candidate | None:
         """Record a planner's reply; for a failed chain, the backup planner to ask next (None: give up)."""
@@ -126,7 +192,9 @@ class InitiatorDriver:
             self._evidence[len(self._records) - 1] = ChainEvidence.of(
                 planner=record.planner, answer=record.result.answer, trace=record.result.trace, kind=self.kind)
             return None
-        return self._queue.pop(0) if self._queue and now_ms < self.deadline_ms else None
+        if self._queue and now_ms < self.deadline_ms:
+            return self._hand_out(record.index, self._queue.pop(0))
+        return None
 
     def plan_limit_s(self, planner: str, *, now_ms: int) -> float | None:
         """How long ``planner`` may hold its chain, from when it was asked (None: the deadline only)."""
@@ -152,23 +220,24 @@ class InitiatorDriver:
                 verdicts.append(Verdict(record.planner, False, "plan"))
         return verdicts
 
-    def code_to_check(self) -> dict[str, str]:
-        """Each good chain's code by chain id, to run on ``examples``: empty unless the question asks
-        for code and states examples."""
-        if not self._examples:
-            return {}
-        return {f"c{self._records[p].index}": e.answer.raw for p, e in self._evidence.items()}
+    def code_to_check(self, record: ChainRecord) -> str | None:
+        """The code of a just returned chain to run on ``examples``: None unless the question asks for
+        code and states examples, and the chain answered consistently."""
+        if not self._examples or not record.result.ok:
+            return None
+        position = max(p for p, r in enumerate(self._records) if r is record)
+        evidence = self._evidence.get(position)
+        return evidence.answer.raw if evidence is not None and evidence.consistent else None
 
     @property
     def examples(self) -> tuple[Example, ...]:
         """The examples the question states (``verification.examples_in``; none unless it asks for code)."""
         return self._examples
 
-    def checked(self, passed: Mapping[str, int | None]) -> None:
-        """The examples each chain's code passed (None: its check gave no report); only the chains
-        passing the most (``verification.survivors``) vote."""
-        self._passed = dict(passed)
-        self._voting = survivors(passed)
+    def chain_checked(self, record: ChainRecord, passed: int | None) -> None:
+        """The examples ``record``'s code passed (None: its check gave no report); after every chain,
+        only the chains passing the most (``verification.survivors``) vote."""
+        self._passed[f"c{record.index}"] = passed
 
     def check_skipped(self, why: str) -> None:
         """The question states examples but this node could not check the chains' code against them."""
@@ -177,6 +246,8 @@ class InitiatorDriver:
     def vote(self, *, trust: Callable[[str], float]) -> VoteResult:
         """The weighted vote over the good chains (those whose code passed the most examples, after
         ``checked``); ``trust(planner)`` scales each reported weight."""
+        if self._passed:
+            self._voting = survivors(self._passed)
         chains = {f"c{self._records[p].index}": p for p in self._evidence}
         ballots = [Ballot(chain, self._evidence[p].answer, self._weight(self._records[p], trust))
                    for chain, p in chains.items() if self._voting is None or chain in self._voting]
@@ -210,7 +281,7 @@ class InitiatorDriver:
                     executors.append((step.executor, fmean(steps[step.executor])))
             agreed = planners.get(record.planner)
             if agreed is not None or executors:
-                outcomes.append(ChainOutcome(task_id=f"{self.task_id}/c{record.index}", planner=record.planner,
+                outcomes.append(ChainOutcome(task_id=record.result.task_id, planner=record.planner,
                                              agreed=agreed, executors=tuple(executors)))
         return outcomes
 
@@ -233,7 +304,11 @@ class InitiatorDriver:
         return QuestionTrace(task_id=self.task_id, question=self.question, answer_kind=self.kind, vote=self._voted(),
                              chains=chains, planner_beacon=cost, latency_ms=latency_ms, spans=spans,
                              degraded=(*reported, *((collapsed,) if collapsed else ()), *self._degraded),
-                             checks=checks)
+                             checks=checks, adaptive=self._adaptive_record())
+
+    def _adaptive_record(self) -> AdaptiveRecord:
+        return AdaptiveRecord(rule=self._rule, launched=self._launched, first=self._first, most=self._cots,
+                              agree=self._agree, stopped=self._stopped, detail=self._rule_detail)
 
     @property
     def records(self) -> Sequence[ChainRecord]:

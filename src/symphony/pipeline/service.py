@@ -41,6 +41,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
 from symphony.beacon.ranking import (
@@ -69,6 +70,7 @@ from symphony.pipeline.chain import (
     StepSettled,
     Wait,
 )
+from symphony.pipeline.adaptive import ADAPTIVE, AGREE, FIRST_COTS
 from symphony.pipeline.crossvote import Verdict
 from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer, program_messages
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
@@ -103,7 +105,8 @@ ONE_STEP_NOTE = "one step: max_steps is 1"
 
 
 def _question_id(chain_task_id: str) -> str:
-    """The question's task ID of a chain's ``{task_id}/c{slot}`` (any other ID unchanged)."""
+    """The question's task ID of a chain's ``{task_id}/c{slot}`` (any other ID unchanged; a planner's further
+    chain of one question, ``{task_id}/r{n}/c{slot}``, keeps its ``/r{n}``: it is another chain)."""
     base, sep, slot = chain_task_id.rpartition("/c")
     return base if sep and slot.isdigit() else chain_task_id
 
@@ -134,7 +137,12 @@ class TaskFailed(SymphonyError):
 class AskOptions:
     """Options of one question (``POST /v1/tasks``)."""
 
-    cots: int = 3
+    cots: int = 3  # the most chains (all at once without adaptive chains)
+    #: adaptive chains (``pipeline.adaptive``; defaults there): start ``first_cots`` chains, launch the next
+    #: slot only while fewer than ``agree`` returned chains agree (code: none passed every example)
+    adaptive: bool = ADAPTIVE
+    first_cots: int = FIRST_COTS
+    agree: int = AGREE
     strategy: str = "cosine"
     top_l: int = 8
     #: the one default for every face (API, OpenAI endpoint, ``ask``, ``demo``, ``bench accuracy``); 3, not 5:
@@ -248,7 +256,8 @@ class TaskService:
     # ---- initiator ---------------------------------------------------------------------
 
     async def ask(self, question: str, options: AskOptions = AskOptions(), *, task_id: str | None = None) -> dict[str, Any]:
-        """Answer ``question`` with ``options.cots`` chains and a weighted vote. Returns the trace.
+        """Answer ``question`` with up to ``options.cots`` chains (adaptive chains: only as many as it
+        takes to settle it) and a weighted vote. Returns the trace.
 
         Raises ``TaskFailed`` (with the trace so far) when no chain produced an answer."""
         task_id = task_id or uuid.uuid4().hex
@@ -256,7 +265,11 @@ class TaskService:
         driver = InitiatorDriver(task_id=task_id, question=question, kind=options.answer_kind or
                                  guess_answer_kind(question), cots=options.cots,
                                  deadline_ms=self._now_ms() + int(options.deadline_s * 1000),
-                                 plan_timeout=self.plan_timeout, chain_latencies=self.chain_latencies)
+                                 plan_timeout=self.plan_timeout, chain_latencies=self.chain_latencies,
+                                 adaptive=options.adaptive, first_cots=options.first_cots, agree=options.agree,
+                                 checkable=options.verify and sandbox_works())
+        if options.verify and driver.examples and not sandbox_works():
+            driver.check_skipped("this node cannot build the code sandbox (docs/sandbox.md)")
         beacon = await self._find_planners(driver, options)
         beacon_ms = self._span_ms(begun)
         planners = driver.first_planners()
@@ -266,10 +279,8 @@ class TaskService:
         self.on_event("task_started", {"task": task_id, "planners": [c.agent_id for c in planners]})
         async with anyio.create_task_group() as tg:
             for index, candidate in enumerate(planners):
-                tg.start_soon(self._run_chain, driver, options, index, candidate)
+                tg.start_soon(self._run_slot, tg, driver, options, index, candidate)
         self._judge(driver.check_consistency(), Offence.INVALID)
-        if options.verify:
-            await self._check_code(driver)
         voting = self.clock()
         vote = driver.vote(trust=self._trust)
         vote_ms = self._span_ms(voting)
@@ -289,24 +300,18 @@ class TaskService:
                                         "latency_ms": trace["latency_ms"], "degraded": degraded})
         return trace
 
-    async def _check_code(self, driver: InitiatorDriver) -> None:
-        """Verification before the vote (``pipeline.verification``): each chain's code, when the question
-        asks for code and states examples, run on those examples in the sandbox, all chains at once."""
-        codes = driver.code_to_check()
-        if not codes:
-            return
-        if not sandbox_works():
-            driver.check_skipped("this node cannot build the code sandbox (docs/sandbox.md)")
-            return
-        passed: dict[str, int | None] = {}
-
-        async def check(chain: str, code: str) -> None:
-            passed[chain] = await examples_passed(code, driver.question, driver.examples)
-
-        async with anyio.create_task_group() as tg:
-            for chain, code in codes.items():
-                tg.start_soon(check, chain, code)
-        driver.checked(passed)
+    async def _run_slot(self, tg: TaskGroup, driver: InitiatorDriver, options: AskOptions, index: int,
+                        first: Candidate) -> None:
+        """Chain slot ``index``: its chain, then its code checked on the question's examples (verification
+        before the vote, ``pipeline.verification``: as each chain returns, so that adaptive chains can stop
+        at the first that passes), then the next slot the driver launches, if any, in ``tg``."""
+        record = await self._run_chain(driver, options, index, first)
+        code = driver.code_to_check(record) if options.verify and sandbox_works() else None
+        if code is not None:
+            driver.chain_checked(record, await examples_passed(code, driver.question, driver.examples))
+        for slot, planner in driver.slot_finished(now_ms=self._now_ms()):
+            self.on_event("chain_launched", {"task": driver.task_id, "chain": slot, "planner": planner.agent_id})
+            tg.start_soon(self._run_slot, tg, driver, options, slot, planner)
 
     async def _find_planners(self, driver: InitiatorDriver, options: AskOptions) -> BeaconOutcome:
         """BEACONSELECT among planners for r(q); an empty round (peers churning, partition) is retried
@@ -323,12 +328,14 @@ class TaskService:
             await anyio.sleep(backoff_delay(attempt, self.rng, base_s=0.5))
         return beacon
 
-    async def _run_chain(self, driver: InitiatorDriver, options: AskOptions, index: int, first: Candidate) -> None:
+    async def _run_chain(self, driver: InitiatorDriver, options: AskOptions, index: int,
+                         first: Candidate) -> ChainRecord:
         """Chain slot ``index``: ask ``first``, then each backup planner the driver hands out; each
-        planner may hold the chain for its ``plan_limit_s``, tightened as chains (of any question) come back."""
+        planner may hold the chain for its ``plan_limit_s``, tightened as chains (of any question) come back.
+        Returns the last planner's record."""
         candidate: Candidate | None = first
         while candidate is not None:
-            task = Task(task_id=f"{driver.task_id}/c{index}", role="plan", question=driver.question,
+            task = Task(task_id=driver.chain_task_id(index, candidate.agent_id), role="plan", question=driver.question,
                         answer_kind=driver.kind, max_steps=options.max_steps, strategy=options.strategy,  # type: ignore[arg-type]
                         top_l=options.top_l, deadline_ms=driver.deadline_ms, context=options.context,
                         temperature=options.temperature, knobs=options.knobs())
@@ -349,6 +356,7 @@ class TaskService:
             if result.ok:  # its round trip may tighten the planners still running, in this question or others
                 for running in list(self._plan_hops):
                     self._limit_plan(running)
+        return record
 
     def _limit_plan(self, hop: _PlanHop) -> None:
         """Set (or tighten) ``hop``'s cancel deadline to its planner's current limit."""

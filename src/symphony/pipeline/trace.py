@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from symphony.beacon.service import BeaconOutcome
+from symphony.pipeline.adaptive import AdaptiveRecord
 from symphony.pipeline.extraction import AnswerKind
 from symphony.pipeline.voting import VoteResult
 from symphony.protocol.messages import TaskResult
@@ -270,6 +271,7 @@ class QuestionTrace:
     spans: QuestionSpans
     degraded: tuple[Degraded, ...] = ()
     checks: tuple[CodeCheck, ...] = ()
+    adaptive: AdaptiveRecord | None = None  # adaptive chains: launched, and why launching stopped
 
     @property
     def answer(self) -> str | None:
@@ -288,6 +290,7 @@ class QuestionTrace:
             "completion_tokens": sum(c.result.completion_tokens for c in self.chains),
             "latency_ms": self.latency_ms, "spans": self.spans.to_wire(),
             "degraded": [d.to_wire() for d in self.degraded], "checks": [c.to_wire() for c in self.checks],
+            "adaptive": None if self.adaptive is None else self.adaptive.to_wire(),
         }
 
 

@@ -136,6 +136,14 @@ def weighted_vote(
     return VoteResult(tallies[0] if tallies else None, tuple(tallies), tuple(excluded))
 
 
+def largest_agreement(answers: Iterable[str | Answer], kind: AnswerKind) -> int:
+    """How many of ``answers`` give the most common answer, pooled as ``weighted_vote`` pools them
+    (its normalisation, equivalence and exclusions: empty or over-long answers agree with nothing).
+    The adaptive-chains stop rule reads it (``pipeline.adaptive``)."""
+    ballots = [Ballot(f"a{n}", answer, 1.0) for n, answer in enumerate(answers)]
+    return max((t.count for t in weighted_vote(ballots, kind).tallies), default=0)
+
+
 def _tally(key: str, ballots: list[Ballot]) -> Tally:
     heaviest = min(ballots, key=lambda b: (-b.weight, b.chain_id))
     return Tally(
