@@ -209,3 +209,25 @@ async def test_a_candidate_that_cannot_be_dialled_is_suspected_and_left_out_of_t
     assert dead.agent_id in first.rejected and first.contacted == 5
     assert ("dial_failed", {"agent": dead.agent_id, "error": "PeerUnreachable", "source": "ledger"}) in events
     assert second.contacted == 4 and dead.agent_id not in second.rejected
+
+
+async def test_a_round_ends_once_half_replied_and_the_rest_had_half_that_again(autojump_clock) -> None:
+    """One candidate answers 1.5 s late (within the 2 s deadline): the round does not wait for it once
+    half the remote candidates replied and the rest had the grace; it is counted unanswered, not
+    rejected. A round that asks for every reply (quorum 1.0) waits for it."""
+    async with agents(5) as (_, nodes):
+        slow = nodes[4]
+
+        async def late(peer: str, payload: bytes) -> bytes:
+            await trio.sleep(1.5)
+            return await slow.responder.handle(peer, payload)
+
+        slow.transport.set_handler(BEACON_PROTOCOL, late)
+        asker = nodes[0].selector
+        started = trio.current_time()
+        early = await asker.select(need("write python code"), m=1)
+        took = trio.current_time() - started
+        full = await asker.select(need("write python code"), m=1, quorum=1.0)
+    assert took < 0.5 and early.replied == 4 and early.timing.unanswered == 1
+    assert slow.agent_id not in early.rejected
+    assert full.replied == 5 and full.timing.unanswered == 0

@@ -13,8 +13,10 @@ Theory of operation
    expected latency}``, one score per requirement, in its own signed envelope. Echoing the
    nonce binds the reply to this beacon (attestation, no replay). That side lives in
    ``beacon.responder``; on a sharded network ``beacon.gateway`` asks the other shards.
-4. **Collect until the deadline**, then rank per requirement (``ranking.select``: score,
-   then QoS) and return primaries and backups for each.
+4. **Collect until every candidate answered, or the deadline**, or (issue #19) once half the
+   remote candidates answered and the rest had half that time again (``BeaconConfig.quorum`` /
+   ``grace``: a loaded host's slowest responders set a round's length), then rank per
+   requirement (``ranking.select``: score, then QoS) and return primaries and backups for each.
 
 Replies are checked: signature, sender = the agent asked, nonce echoed, and the
 claimed score against the agent's published vector — a claim more than
@@ -49,6 +51,47 @@ class BeaconConfig:
     top_l: int = 8
     deadline_s: float = 2.0
     claim_tolerance: float = 0.05
+    # A round ends early once this share of its remote candidates (rounded up) has replied and the
+    # rest have had ``grace`` x the time that took (``_Quorum``); 1.0 waits for every one, up to the deadline.
+    quorum: float = 0.5
+    grace: float = 0.5
+
+
+@dataclass
+class RoundTiming:
+    """Where a round's time went (issue #19: in-task rounds took 10x a standalone one): dials made
+    inside the round and the longest of them, when the last reply came (ms after the fan-out),
+    and the candidates still silent when the deadline cut the round. The ``beacon_round`` event's
+    extra fields."""
+
+    dials: int = 0
+    dial_ms: float = 0.0
+    last_reply_ms: float = 0.0
+    unanswered: int = 0
+
+    def to_wire(self) -> dict[str, float | int]:
+        return {"dials": self.dials, "dial_ms": round(self.dial_ms, 2),
+                "last_reply_ms": round(self.last_reply_ms, 2), "unanswered": self.unanswered}
+
+
+@dataclass
+class _Quorum:
+    """Ends a round once ``need`` remote replies are in and the others have had ``grace`` x the time
+    those took (issue #19: on a loaded host a round waited for its slowest of L responders, 3-10x
+    its median one; a candidate that cannot answer within 1.5x the time of the first half is the one
+    a step should not wait for either). The late are left out of the selection, not blamed."""
+
+    scope: anyio.CancelScope
+    need: int
+    grace: float
+    started: float = field(default_factory=anyio.current_time)
+    got: int = 0
+
+    def replied(self) -> None:
+        self.got += 1
+        if self.got == self.need:
+            now = anyio.current_time()
+            self.scope.deadline = min(self.scope.deadline, now + self.grace * (now - self.started))
 
 
 @dataclass
@@ -61,6 +104,7 @@ class BeaconOutcome:
     elapsed_s: float = 0.0
     query_s: float = 0.0  # of which the local ledger QUERY (pre-filter), by the selector's clock
     rejected: dict[str, str] = field(default_factory=dict)
+    timing: RoundTiming = field(default_factory=RoundTiming)
 
 
 class BeaconSelector:
@@ -104,12 +148,13 @@ class BeaconSelector:
         priority: int = 0,
         latency_budget_ms: float | None = None,
         outstanding: Mapping[str, int] | None = None,
+        quorum: float | None = None,
     ) -> BeaconOutcome:
         """BEACONSELECT(r, L, m) for one requirement (``select_many`` with one)."""
         outcomes = await self.select_many([requirement], task_type=task_type, m=m, top_l=top_l, strategy=strategy,
                                           exclude=exclude, tags_any=tags_any, deadline_s=deadline_s,
                                           priority=priority, latency_budget_ms=latency_budget_ms,
-                                          outstanding=outstanding)
+                                          outstanding=outstanding, quorum=quorum)
         return outcomes[0]
 
     async def select_many(
@@ -126,10 +171,13 @@ class BeaconSelector:
         priority: int = 0,
         latency_budget_ms: float | None = None,
         outstanding: Mapping[str, int] | None = None,
+        quorum: float | None = None,
     ) -> list[BeaconOutcome]:
         """BEACONSELECT for up to 12 requirements (a chain's sub-tasks) in ONE round: pre-filter,
-        fan out one beacon, collect one signed multi-score reply per candidate until the deadline,
-        then rank the candidates separately for each requirement. Returns one outcome per requirement.
+        fan out one beacon, collect one signed multi-score reply per candidate until the deadline or
+        the quorum's grace (``BeaconConfig.quorum``, overridden by ``quorum``; not on a sharded round,
+        whose gateways answer later), then rank the candidates separately for each requirement.
+        Returns one outcome per requirement.
         ``priority`` (0-9) travels in the beacon; candidates whose expected latency exceeds
         ``latency_budget_ms`` rank after all the others (``ranking.select``). ``outstanding``: requests
         this node has out to each agent, unanswered; an agent's queue counts as at least that many
@@ -155,6 +203,8 @@ class BeaconSelector:
         replies: dict[str, BeaconResponse] = {}
         rejected: dict[str, str] = {}
         connected = set(self.transport.peers())
+        timing = RoundTiming()
+        fanned_out = time.perf_counter()
 
         async def ask(agent_id: str, addrs: list[str]) -> None:
             try:
@@ -162,7 +212,12 @@ class BeaconSelector:
                     reply = self.responder.score(beacon, envelope.nonce)
                 else:
                     if agent_id not in connected and addrs:  # a top-L candidate we have no connection to yet
-                        await self._dial(agent_id, addrs[0])
+                        dialling = time.perf_counter()
+                        timing.dials += 1
+                        try:
+                            await self._dial(agent_id, addrs[0])
+                        finally:
+                            timing.dial_ms = max(timing.dial_ms, (time.perf_counter() - dialling) * 1000)
                     raw = await self.transport.request(agent_id, BEACON_PROTOCOL, envelope.to_bytes(),
                                                        timeout=deadline_s)
                     reply = self._check_reply(raw, agent_id, envelope.nonce, len(requirements))
@@ -170,6 +225,9 @@ class BeaconSelector:
                 rejected[agent_id] = type(exc).__name__
                 return
             replies[agent_id] = reply
+            timing.last_reply_ms = (time.perf_counter() - fanned_out) * 1000
+            if agent_id != self.identity.agent_id:
+                early.replied()
 
         async def remote(fanout: GatewayFanout) -> None:
             verified = await fanout.collect(requirements, envelope, top_l=top_l or self.config.top_l,
@@ -181,18 +239,23 @@ class BeaconSelector:
                     remote_ids.add(v.agent_id)
 
         remote_ids: set[str] = set()
-        with anyio.move_on_after(deadline_s):
+        sharded = self.fanout is not None and self.fanout.active(self.clock())
+        share = 1.0 if sharded else self.config.quorum if quorum is None else quorum
+        with anyio.move_on_after(deadline_s) as scope:
+            early = _Quorum(scope, math.ceil(share * len(set(invited) - {self.identity.agent_id})), self.config.grace)
             async with anyio.create_task_group() as tg:
                 for agent_id, (addrs, _) in list(invited.items()):
                     tg.start_soon(ask, agent_id, addrs)
-                if self.fanout is not None and self.fanout.active(self.clock()):
+                if sharded and self.fanout is not None:
                     tg.start_soon(remote, self.fanout)
+        timing.unanswered = len(invited) - len(replies) - len(rejected)
         outcomes = [BeaconOutcome(
             selection=select([self._candidate(a, reply, reply.scores[i], invited[a][1][i],
                                               sent=(outstanding or {}).get(a, 0))
                               for a, reply in replies.items()], m=m, strategy=strategy,
                              latency_budget_ms=latency_budget_ms),
             contacted=len(invited), replied=len(replies), elapsed_s=0.0, query_s=query_s, rejected=rejected,
+            timing=timing,
         ) for i in range(len(requirements))]
         if remote_ids:
             await self._reach(outcomes, remote_ids, {a: invited[a][0] for a in remote_ids})

@@ -243,7 +243,7 @@ class TaskService:
         fields: dict[str, Any] = {"task": task_id, "role": role}
         if steps is not None:
             fields["steps"] = steps
-        self.on_event("beacon_round", {**fields, **BeaconCost.of(outcome).to_wire()})
+        self.on_event("beacon_round", {**fields, **BeaconCost.of(outcome).to_wire(), **outcome.timing.to_wire()})
 
     # ---- initiator ---------------------------------------------------------------------
 
