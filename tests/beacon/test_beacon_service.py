@@ -231,3 +231,25 @@ async def test_a_round_ends_once_half_replied_and_the_rest_had_half_that_again(a
     assert took < 0.5 and early.replied == 4 and early.timing.unanswered == 1
     assert slow.agent_id not in early.rejected
     assert full.replied == 5 and full.timing.unanswered == 0
+
+
+async def test_a_round_started_during_a_pre_dial_joins_its_dials_instead_of_dialling_again(autojump_clock) -> None:
+    """A planner's round may start before its pre-dial is done (a one-step plan calls no model): the
+    round waits for the dials under way, so each candidate is dialled once, and gets every reply."""
+    async with agents(5) as (_, nodes):
+        planner = nodes[1]
+        dialled: list[str] = []
+        connect = planner.transport.connect
+
+        async def counted(addr: str) -> str:
+            dialled.append(addr)
+            return await connect(addr)
+
+        planner.transport.connect = counted  # type: ignore[method-assign]
+        outcomes: list = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(planner.selector.preconnect, need("write python code to sort a list"))
+            await trio.lowlevel.checkpoint()
+            outcomes.append(await planner.selector.select(need("write python code to sort a list"), m=1, quorum=1.0))
+    assert len(dialled) == 3 == len(set(dialled))
+    assert outcomes[0].replied == 5 and outcomes[0].timing.dials == 3

@@ -37,7 +37,7 @@ import anyio
 from symphony.beacon.gateway import GatewayFanout
 from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, merge_by_rank, select
 from symphony.beacon.responder import BEACON_PROTOCOL, MAX_BEACON_BYTES, BeaconResponder
-from symphony.errors import BadSignature, ConfigError, MalformedMessage, PeerError, TransportError
+from symphony.errors import BadSignature, ConfigError, MalformedMessage, PeerError, PeerUnreachable, TransportError
 from symphony.ledger.reputation import ReputationTable
 from symphony.ledger.store import Ledger, QueryFilter, unit_cosine, unit_vector
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
@@ -133,6 +133,7 @@ class BeaconSelector:
         self.config = config
         self.on_event = on_event
         self._guard = ReplayGuard()
+        self._dialling: dict[str, anyio.Event] = {}  # agent -> its dial under way (``_dial``)
 
     async def select(
         self,
@@ -268,57 +269,62 @@ class BeaconSelector:
                          top_l: int | None = None) -> int:
         """Open connections to the candidates a round for ``requirement`` would invite and that we
         have none to yet, so the round does not wait for their dials (a planner calls this while its
-        model plans: issue #19, in-task rounds were 10-20x a warm round when a dial sat in them).
+        model plans: issue #19, in-task rounds were 10-20x a warm round when a dial sat in them). A
+        round that starts meanwhile joins a dial still under way instead of dialling again (``_dial``).
         A failed dial is counted and suspects the agent (``_dial``), so the round does not invite it.
         Returns the dials tried."""
         exclude = self.reputation.blacklisted(now=self.clock()) if self.reputation is not None else frozenset()
         invited = self._invite([requirement], QueryFilter(exclude=exclude, tags_any=tags_any),
                                top_l or self.config.top_l, now=self.clock())
+        return await self._dial_each({agent_id: addrs for agent_id, (addrs, _) in invited.items()}, source="ledger")
+
+    async def _dial_each(self, addrs: Mapping[str, list[str]], *, source: str) -> int:
+        """Dial, at once and within the round deadline, every agent of ``addrs`` we have no connection
+        to (failures are ``_dial``'s to count). Returns the dials tried."""
         connected = set(self.transport.peers()) | {self.identity.agent_id}
-        cold = [(agent_id, addrs[0]) for agent_id, (addrs, _) in invited.items() if agent_id not in connected and addrs]
+        cold = {agent_id: a[0] for agent_id, a in addrs.items() if agent_id not in connected and a}
 
         async def dial(agent_id: str, addr: str) -> None:
             try:
-                await self._dial(agent_id, addr)
+                await self._dial(agent_id, addr, source=source)
             except (TransportError, ConfigError):
-                pass  # counted and suspected by ``_dial``: the round will not invite it
+                pass  # counted and suspected by ``_dial``
 
         with anyio.move_on_after(self.config.deadline_s):
             async with anyio.create_task_group() as tg:
-                for agent_id, addr in cold:
+                for agent_id, addr in sorted(cold.items()):
                     tg.start_soon(dial, agent_id, addr)
         return len(cold)
 
-    async def _dial(self, agent_id: str, addr: str) -> None:
-        """Connect to a candidate known from the ledger only. A failed dial suspects it here, as a
-        dropped connection does (``Ledger.suspect``, until we hear from it again): a node that never had
-        a connection to a crashed agent gets no leave event, and without this every round it ran kept
-        inviting it and waited for py-libp2p's dial retries (issue #19: up to the 2 s round deadline,
-        twice per question). Counted as ``dial_failed`` (source: ledger). Re-raises the failure."""
+    async def _dial(self, agent_id: str, addr: str, *, source: str = "ledger") -> None:
+        """Connect to a candidate known from the ledger (or a gateway: ``source``), or wait for the dial
+        to it already under way (a planner's pre-dial) rather than dial twice. A failed dial suspects it
+        here, as a dropped connection does (``Ledger.suspect``, until we hear from it again): a node that
+        never had a connection to a crashed agent gets no leave event, and without this every round it
+        ran kept inviting it and waited for py-libp2p's dial retries (issue #19: up to the 2 s round
+        deadline, twice per question). Counted as ``dial_failed`` with its ``source``. Re-raises the failure."""
+        under_way = self._dialling.get(agent_id)
+        if under_way is not None:
+            await under_way.wait()
+            if agent_id not in self.transport.peers():
+                raise PeerUnreachable(f"the dial to {agent_id} under way failed")
+            return
+        done = self._dialling[agent_id] = anyio.Event()
         try:
             await self.transport.connect(addr)
         except (TransportError, ConfigError) as exc:
             self.ledger.suspect(agent_id, now=self.clock())
-            self.on_event("dial_failed", {"agent": agent_id, "error": type(exc).__name__, "source": "ledger"})
+            self.on_event("dial_failed", {"agent": agent_id, "error": type(exc).__name__, "source": source})
             raise
+        finally:
+            done.set()
+            del self._dialling[agent_id]
 
     async def _reach(self, outcomes: list[BeaconOutcome], remote: set[str], addrs: dict[str, list[str]]) -> None:
         """Connect to the selected agents of other shards (found through their gateways, so not yet
         connected): the pipeline sends them Tasks next. Failures are left to the pipeline's failover."""
-        connected = set(self.transport.peers())
         chosen = {c.agent_id for o in outcomes for c in o.selection.ordered[:2]} & remote
-        chosen = {a for a in chosen if a not in connected and addrs[a]}
-
-        async def dial(agent_id: str) -> None:
-            try:
-                await self.transport.connect(addrs[agent_id][0])
-            except (TransportError, ConfigError) as exc:
-                self.on_event("dial_failed", {"agent": agent_id, "error": type(exc).__name__})
-
-        with anyio.move_on_after(self.config.deadline_s):
-            async with anyio.create_task_group() as tg:
-                for agent_id in sorted(chosen):
-                    tg.start_soon(dial, agent_id)
+        await self._dial_each({agent_id: addrs[agent_id] for agent_id in chosen}, source="gateway")
 
     def _invite(self, requirements: list[list[float]], flt: QueryFilter, limit: int,
                 *, now: float) -> dict[str, tuple[list[str], list[float]]]:
