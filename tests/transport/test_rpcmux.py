@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -11,7 +12,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.io.msgio import VarIntLengthMsgReadWriter
 from libp2p.peer.id import ID
 
-from symphony.errors import PeerUnreachable
+from symphony.errors import PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 from symphony.transport.rpcmux import (
@@ -152,3 +153,81 @@ async def test_held_mux_streams_cannot_starve_others() -> None:
             assert await honest.request(node.peer_id, ECHO, b"still served", timeout=5) == b"still served"
             release.set()
             assert sorted([decode_reply(await msgio.read_msg())[0] for _ in range(2)]) == [1, 2]
+
+
+def mux_server(answer: Callable[..., object]) -> MuxServer:
+    """A mux server with ``answer`` and room for everything (the defences are tested above)."""
+    slots = trio.Semaphore(64)
+
+    def admit(peer: str, protocol: str) -> trio.Semaphore:
+        slots.acquire_nowait()
+        return slots
+
+    return MuxServer(answer=answer, admit=admit, report=lambda *a: None, max_request_bytes=1024,  # type: ignore[arg-type]
+                     max_reply_bytes=1024, read_timeout_s=5, max_in_flight=8, write_timeout_s=5)
+
+
+async def test_a_stream_that_stays_silent_through_a_timeout_is_replaced() -> None:
+    """A peer's first mux stream reads requests and never answers (a stuck stream): the request on it
+    times out, and the next request goes on a new stream and is answered (before, every later
+    request to that peer waited on the silent stream until the connection closed)."""
+    opened: list[int] = []
+    async with open_nodes(1) as [node], open_stranger() as stranger:
+        server = mux_server(_echoed)
+
+        async def serve(stream: INetStream) -> None:
+            opened.append(1)
+            if len(opened) == 1:
+                with contextlib.suppress(Exception):  # until our side resets it
+                    while await stream.read(1024):  # swallow every request, answer none
+                        pass
+                return
+            await server.serve(stream)
+
+        stranger.host.set_stream_handler(TProtocol(MUX_PROTOCOL), serve)
+        await node.connect(stranger_addr(stranger))
+        with pytest.raises(RequestTimeout):
+            await node.request(stranger.peer_id, ECHO, b"lost", timeout=0.5)
+        assert await node.request(stranger.peer_id, ECHO, b"answered", timeout=5) == b"answered"
+        assert len(opened) == 2
+
+
+async def _echoed(peer: str, protocol: str, payload: bytes) -> bytes:
+    return payload
+
+
+async def test_a_timeout_on_a_slow_stream_lets_the_requests_already_on_it_finish() -> None:
+    """A request that times out while nothing came back on its stream retires the stream, but a slower
+    request already on it is still answered there (abandoning the stream on any timeout failed it);
+    the next request opens a new stream."""
+    opened: list[int] = []
+    release = trio.Event()
+
+    async def answer(peer: str, protocol: str, payload: bytes) -> bytes | None:
+        if payload == b"hang":
+            await trio.sleep_forever()
+        await release.wait()
+        return payload
+
+    async with open_nodes(1) as [node], open_stranger() as stranger:
+        server = mux_server(answer)
+
+        async def serve(stream: INetStream) -> None:
+            opened.append(1)
+            await server.serve(stream)
+
+        stranger.host.set_stream_handler(TProtocol(MUX_PROTOCOL), serve)
+        await node.connect(stranger_addr(stranger))
+        replies: list[bytes] = []
+
+        async def slow() -> None:
+            replies.append(await node.request(stranger.peer_id, ECHO, b"slow", timeout=10))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(slow)
+            with pytest.raises(RequestTimeout):
+                await node.request(stranger.peer_id, ECHO, b"hang", timeout=0.5)
+            release.set()
+        assert replies == [b"slow"]
+        assert await node.request(stranger.peer_id, ECHO, b"next", timeout=5) == b"next"
+        assert len(opened) == 2

@@ -235,6 +235,8 @@ class _Channel:
     pending: dict[int, tuple[trio.Event, list[tuple[bytes | None, str]]]] = field(default_factory=dict)
     next_id: int = 0
     broken: str = ""
+    frames: int = 0  # reply frames read so far: a request whose wait saw none added, saw no progress
+    retired: bool = False  # no new requests: reset once the ones on it are done
 
 
 class MuxClient:
@@ -251,9 +253,14 @@ class MuxClient:
         self._max_reply_bytes = max_reply_bytes
         self._channels: dict[ID, _Channel] = {}
         self._opening: dict[ID, trio.Lock] = {}
+        self.abandoned = 0  # streams retired because a request timed out on them without any progress
 
     async def request(self, peer: ID, protocol: str, payload: bytes) -> bytes:
         """Send one request and wait for its reply (the caller bounds the wait).
+
+        A request given up on (the caller's deadline) while no reply frame at all came on its stream
+        retires that stream (``_retire``): later requests open a new one, those already on it may
+        still finish.
 
         Raises:
             MuxFailure: the peer's handler failed or refused, or the stream broke.
@@ -263,6 +270,7 @@ class MuxClient:
         rid = channel.next_id = (channel.next_id + 1) % (1 << 32)
         done, box = trio.Event(), list[tuple[bytes | None, str]]()
         channel.pending[rid] = (done, box)
+        seen = channel.frames
         try:
             await channel.writer.send(encode_request(rid, protocol, payload))
             await done.wait()
@@ -271,10 +279,29 @@ class MuxClient:
             raise MuxFailure(channel.broken) from exc
         finally:
             channel.pending.pop(rid, None)  # a late reply to a request given up on is dropped
+            if not box and channel.frames == seen and not channel.broken:
+                self._retire(peer, channel)
+            if channel.retired and not channel.pending:
+                self._spawn(_reset, channel.stream)
         reply, reason = box[0]
         if reply is None:
             raise MuxFailure(reason)
         return reply
+
+    def _retire(self, peer: ID, channel: _Channel) -> None:
+        """Stop sending on ``channel``: a request waited its whole time on it and not one reply came
+        back meanwhile, so the stream may be stuck (issue #19: a silent stream failed every later
+        request to that peer until the connection closed). Requests already on it keep waiting for
+        their own replies (a long Task shares the stream with beacons, and a stream that merely
+        answers slowly must not fail them); the stream is reset when the last is done. Counted in
+        ``abandoned`` and logged."""
+        if channel.retired:
+            return
+        channel.retired = True
+        self.abandoned += 1
+        if self._channels.get(peer) is channel:
+            del self._channels[peer]
+        logger.warning("no reply on the request stream to %s within a request's timeout: opening a new one", peer)
 
     async def _channel(self, peer: ID) -> _Channel:
         lock = self._opening.setdefault(peer, trio.Lock())
@@ -292,6 +319,7 @@ class MuxClient:
         try:
             while True:
                 rid, reply, reason = decode_reply(await reader.read_msg())
+                channel.frames += 1
                 waiting = channel.pending.get(rid)
                 if waiting is not None:
                     waiting[1].append((reply, reason))
