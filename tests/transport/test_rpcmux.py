@@ -14,6 +14,7 @@ from libp2p.peer.id import ID
 
 from symphony.errors import PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
+from symphony.transport.base import TransportOffence
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 from symphony.transport.rpcmux import (
     MUX_PROTOCOL,
@@ -231,3 +232,29 @@ async def test_a_timeout_on_a_slow_stream_lets_the_requests_already_on_it_finish
         assert replies == [b"slow"]
         assert await node.request(stranger.peer_id, ECHO, b"next", timeout=5) == b"next"
         assert len(opened) == 2
+
+
+async def test_bad_frames_on_a_mux_stream_are_each_their_own_offence() -> None:
+    """The chunked frame reader keeps the stream's defences: a length over the limit, a length that
+    is no varint, and a stream ending inside a frame are each counted against the peer on the mux
+    protocol, and an honest peer is still served."""
+    config = Libp2pConfig(listen=["/ip4/127.0.0.1/tcp/0"], max_request_bytes=1024)
+    bad = {
+        "oversized_request": b"\xff\x7f" + b"x" * 8,  # 16,383 bytes announced
+        "malformed_request": b"\xff" * 12,
+        "truncated_request": frame(encode_request(1, ECHO, b"cut short"))[:9],
+    }
+    async with open_libp2p_transport(Identity.generate(), config) as node, open_nodes(1) as [honest]:
+        node.set_handler(ECHO, echo)
+        offences: list[TransportOffence] = []
+        node.on_offence(offences.append)
+        async with open_stranger() as stranger:
+            peer = await stranger.dial(node.listen_addrs()[0])
+            for data in bad.values():
+                stream = await stranger.open(peer, MUX_PROTOCOL)
+                await stream.write(data)
+                await stream.close()
+            await wait_until(lambda: {o.reason for o in offences} >= set(bad))
+        assert {o.protocol for o in offences} == {MUX_PROTOCOL}
+        await link(honest, node)
+        assert await honest.request(node.peer_id, ECHO, b"still served", timeout=5) == b"still served"
