@@ -253,3 +253,30 @@ async def test_a_round_started_during_a_pre_dial_joins_its_dials_instead_of_dial
             outcomes.append(await planner.selector.select(need("write python code to sort a list"), m=1, quorum=1.0))
     assert len(dialled) == 3 == len(set(dialled))
     assert outcomes[0].replied == 5 and outcomes[0].timing.dials == 3
+
+
+async def test_candidates_whose_replies_fail_do_not_count_toward_the_quorum(autojump_clock) -> None:
+    """Two of four remote candidates send replies that fail the check at once and one answers 1.5 s
+    late: half of the two left is one reply, so the round ends soon after the good one instead of
+    waiting for the late one (a quorum over all four would need two replies, the late one's too)."""
+    async with agents(5) as (_, nodes):
+
+        def forger(node: AgentRuntime):
+            async def forge(peer: str, payload: bytes) -> bytes:
+                reply = BeaconResponse(nonce="0" * 24, scores=[0.9], queue_length=0, expected_latency_ms=0)
+                return seal(node.identity, "beacon.reply", reply.model_dump(mode="json"),
+                            now_ms=int(clock() * 1000)).to_bytes()
+            return forge
+
+        async def late(peer: str, payload: bytes) -> bytes:
+            await trio.sleep(1.5)
+            return await nodes[4].responder.handle(peer, payload)
+
+        nodes[2].transport.set_handler(BEACON_PROTOCOL, forger(nodes[2]))
+        nodes[3].transport.set_handler(BEACON_PROTOCOL, forger(nodes[3]))
+        nodes[4].transport.set_handler(BEACON_PROTOCOL, late)
+        started = trio.current_time()
+        outcome = await nodes[0].selector.select(need("write python code"), m=1)
+        took = trio.current_time() - started
+    assert set(outcome.rejected) == {nodes[2].agent_id, nodes[3].agent_id}
+    assert outcome.replied == 2 and outcome.timing.unanswered == 1 and took < 0.5

@@ -76,22 +76,36 @@ class RoundTiming:
 
 @dataclass
 class _Quorum:
-    """Ends a round once ``need`` remote replies are in and the others have had ``grace`` x the time
-    those took (issue #19: on a loaded host a round waited for its slowest of L responders, 3-10x
-    its median one; a candidate that cannot answer within 1.5x the time of the first half is the one
-    a step should not wait for either). The late are left out of the selection, not blamed."""
+    """Ends a round once ``share`` of its remote candidates that did not fail (rounded up) have
+    replied and the others have had ``grace`` x the time those took (issue #19: on a loaded host a
+    round waited for its slowest of L responders, 3-10x its median one; a candidate that cannot
+    answer within 1.5x the time of the first half is the one a step should not wait for either).
+    The late are left out of the selection, not blamed."""
 
     scope: anyio.CancelScope
-    need: int
+    share: float
+    remote: int  # remote candidates invited
     grace: float
     started: float = field(default_factory=anyio.current_time)
     got: int = 0
+    failed: int = 0
+    met: bool = False
 
     def replied(self) -> None:
         self.got += 1
-        if self.got == self.need:
-            now = anyio.current_time()
-            self.scope.deadline = min(self.scope.deadline, now + self.grace * (now - self.started))
+        self._check()
+
+    def lost(self) -> None:
+        """A remote candidate failed (dial, transport or a bad reply): the share is of the others."""
+        self.failed += 1
+        self._check()
+
+    def _check(self) -> None:
+        if self.met or self.got < max(1, math.ceil(self.share * (self.remote - self.failed))):
+            return
+        self.met = True
+        now = anyio.current_time()
+        self.scope.deadline = min(self.scope.deadline, now + self.grace * (now - self.started))
 
 
 @dataclass
@@ -224,6 +238,8 @@ class BeaconSelector:
                     reply = self._check_reply(raw, agent_id, envelope.nonce, len(requirements))
             except (PeerError, TransportError, ConfigError) as exc:
                 rejected[agent_id] = type(exc).__name__
+                if agent_id != self.identity.agent_id:
+                    early.lost()
                 return
             replies[agent_id] = reply
             timing.last_reply_ms = (time.perf_counter() - fanned_out) * 1000
@@ -243,7 +259,7 @@ class BeaconSelector:
         sharded = self.fanout is not None and self.fanout.active(self.clock())
         share = 1.0 if sharded else self.config.quorum if quorum is None else quorum
         with anyio.move_on_after(deadline_s) as scope:
-            early = _Quorum(scope, math.ceil(share * len(set(invited) - {self.identity.agent_id})), self.config.grace)
+            early = _Quorum(scope, share, len(set(invited) - {self.identity.agent_id}), self.config.grace)
             async with anyio.create_task_group() as tg:
                 for agent_id, (addrs, _) in list(invited.items()):
                     tg.start_soon(ask, agent_id, addrs)
