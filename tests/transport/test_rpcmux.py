@@ -258,14 +258,3 @@ async def test_bad_frames_on_a_mux_stream_are_each_their_own_offence() -> None:
         assert {o.protocol for o in offences} == {MUX_PROTOCOL}
         await link(honest, node)
         assert await honest.request(node.peer_id, ECHO, b"still served", timeout=5) == b"still served"
-
-
-def test_a_dial_waits_out_no_happy_eyeballs_head_start() -> None:
-    """py-libp2p's ``Swarm.dial_peer`` waited out a 250 ms head start after every dial, even one
-    that had connected; with our transport loaded there is none (issue #19: a fresh dial on
-    127.0.0.1 took 252 ms, 23 ms without; ``symphony bench systems-libp2p`` shows it in rounds)."""
-    from libp2p.network import swarm
-
-    import symphony.transport.libp2p  # noqa: F401 - sets it
-
-    assert swarm._HAPPY_EYEBALLS_DELAY == 0.0

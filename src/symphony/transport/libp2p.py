@@ -114,7 +114,6 @@ from libp2p.host.basic_host import BasicHost
 from libp2p.host.exceptions import StreamFailure
 from libp2p.io.exceptions import IncompleteReadError, IOException, MessageTooLarge
 from libp2p.io.msgio import VarIntLengthMsgReadWriter
-from libp2p.network import swarm as libp2p_swarm
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.swarm import Swarm
@@ -173,13 +172,6 @@ _GOSSIP_PROTOCOLS = [PROTOCOL_ID_V11, PROTOCOL_ID]
 _MAX_PUBLISH_CEILING = _MIB - 4096
 # Closing waits 0.1 s per connection inside py-libp2p; bounded so exit cannot hang.
 _CLOSE_TIMEOUT_S = 10.0
-# py-libp2p's ``Swarm.dial_peer`` (network/swarm.py) gives each address a 250 ms "happy eyeballs"
-# head start before dialling the next, and waits that out even when the dial already succeeded
-# (the wait ends early only on failure): every dial, ours or py-libp2p's own, took at least 250 ms
-# (issue #19: 252 -> 23 ms to a fresh node on 127.0.0.1; first contact with a beacon candidate, a
-# join, a backup after a kill). Without the head start a peer's addresses (at most 2, one per
-# transport class) are dialled together. Upstream fix: end the wait once a dial has connected.
-libp2p_swarm._HAPPY_EYEBALLS_DELAY = 0.0  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
