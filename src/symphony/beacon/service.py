@@ -52,7 +52,8 @@ class BeaconConfig:
     deadline_s: float = 2.0
     claim_tolerance: float = 0.05
     # A round ends early once this share of its remote candidates (rounded up) has replied and the
-    # rest have had ``grace`` x the time that took (``_Quorum``); 1.0 waits for every one, up to the deadline.
+    # rest have had ``grace`` x the time that took (``_Quorum``); 1.0 waits for every one, up to the deadline
+    # (the initiator's planner round does: its extra planners are the backups of a dead planner's chain).
     quorum: float = 0.5
     grace: float = 0.5
 
