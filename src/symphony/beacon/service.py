@@ -102,7 +102,8 @@ class _Quorum:
         self._check()
 
     def _check(self) -> None:
-        if self.met or self.got < max(1, math.ceil(self.share * (self.remote - self.failed))):
+        # a share of 1.0 waits for everything, a sharded round's gateways too (they answer after the locals)
+        if self.met or self.share >= 1.0 or self.got < max(1, math.ceil(self.share * (self.remote - self.failed))):
             return
         self.met = True
         now = anyio.current_time()
