@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -11,8 +12,9 @@ from libp2p.custom_types import TProtocol
 from libp2p.io.msgio import VarIntLengthMsgReadWriter
 from libp2p.peer.id import ID
 
-from symphony.errors import PeerUnreachable
+from symphony.errors import PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
+from symphony.transport.base import TransportOffence
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 from symphony.transport.rpcmux import (
     MUX_PROTOCOL,
@@ -152,3 +154,107 @@ async def test_held_mux_streams_cannot_starve_others() -> None:
             assert await honest.request(node.peer_id, ECHO, b"still served", timeout=5) == b"still served"
             release.set()
             assert sorted([decode_reply(await msgio.read_msg())[0] for _ in range(2)]) == [1, 2]
+
+
+def mux_server(answer: Callable[..., object]) -> MuxServer:
+    """A mux server with ``answer`` and room for everything (the defences are tested above)."""
+    slots = trio.Semaphore(64)
+
+    def admit(peer: str, protocol: str) -> trio.Semaphore:
+        slots.acquire_nowait()
+        return slots
+
+    return MuxServer(answer=answer, admit=admit, report=lambda *a: None, max_request_bytes=1024,  # type: ignore[arg-type]
+                     max_reply_bytes=1024, read_timeout_s=5, max_in_flight=8, write_timeout_s=5)
+
+
+async def test_a_stream_that_stays_silent_through_a_timeout_is_replaced() -> None:
+    """A peer's first mux stream reads requests and never answers (a stuck stream): the request on it
+    times out, and the next request goes on a new stream and is answered (before, every later
+    request to that peer waited on the silent stream until the connection closed)."""
+    opened: list[int] = []
+    async with open_nodes(1) as [node], open_stranger() as stranger:
+        server = mux_server(_echoed)
+
+        async def serve(stream: INetStream) -> None:
+            opened.append(1)
+            if len(opened) == 1:
+                with contextlib.suppress(Exception):  # until our side resets it
+                    while await stream.read(1024):  # swallow every request, answer none
+                        pass
+                return
+            await server.serve(stream)
+
+        stranger.host.set_stream_handler(TProtocol(MUX_PROTOCOL), serve)
+        await node.connect(stranger_addr(stranger))
+        with pytest.raises(RequestTimeout):
+            await node.request(stranger.peer_id, ECHO, b"lost", timeout=0.5)
+        assert await node.request(stranger.peer_id, ECHO, b"answered", timeout=5) == b"answered"
+        assert len(opened) == 2
+
+
+async def _echoed(peer: str, protocol: str, payload: bytes) -> bytes:
+    return payload
+
+
+async def test_a_timeout_on_a_slow_stream_lets_the_requests_already_on_it_finish() -> None:
+    """A request that times out while nothing came back on its stream retires the stream, but a slower
+    request already on it is still answered there (abandoning the stream on any timeout failed it);
+    the next request opens a new stream."""
+    opened: list[int] = []
+    release = trio.Event()
+
+    async def answer(peer: str, protocol: str, payload: bytes) -> bytes | None:
+        if payload == b"hang":
+            await trio.sleep_forever()
+        await release.wait()
+        return payload
+
+    async with open_nodes(1) as [node], open_stranger() as stranger:
+        server = mux_server(answer)
+
+        async def serve(stream: INetStream) -> None:
+            opened.append(1)
+            await server.serve(stream)
+
+        stranger.host.set_stream_handler(TProtocol(MUX_PROTOCOL), serve)
+        await node.connect(stranger_addr(stranger))
+        replies: list[bytes] = []
+
+        async def slow() -> None:
+            replies.append(await node.request(stranger.peer_id, ECHO, b"slow", timeout=10))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(slow)
+            with pytest.raises(RequestTimeout):
+                await node.request(stranger.peer_id, ECHO, b"hang", timeout=0.5)
+            release.set()
+        assert replies == [b"slow"]
+        assert await node.request(stranger.peer_id, ECHO, b"next", timeout=5) == b"next"
+        assert len(opened) == 2
+
+
+async def test_bad_frames_on_a_mux_stream_are_each_their_own_offence() -> None:
+    """The chunked frame reader keeps the stream's defences: a length over the limit, a length that
+    is no varint, and a stream ending inside a frame are each counted against the peer on the mux
+    protocol, and an honest peer is still served."""
+    config = Libp2pConfig(listen=["/ip4/127.0.0.1/tcp/0"], max_request_bytes=1024)
+    bad = {
+        "oversized_request": b"\xff\x7f" + b"x" * 8,  # 16,383 bytes announced
+        "malformed_request": b"\xff" * 12,
+        "truncated_request": frame(encode_request(1, ECHO, b"cut short"))[:9],
+    }
+    async with open_libp2p_transport(Identity.generate(), config) as node, open_nodes(1) as [honest]:
+        node.set_handler(ECHO, echo)
+        offences: list[TransportOffence] = []
+        node.on_offence(offences.append)
+        async with open_stranger() as stranger:
+            peer = await stranger.dial(node.listen_addrs()[0])
+            for data in bad.values():
+                stream = await stranger.open(peer, MUX_PROTOCOL)
+                await stream.write(data)
+                await stream.close()
+            await wait_until(lambda: {o.reason for o in offences} >= set(bad))
+        assert {o.protocol for o in offences} == {MUX_PROTOCOL}
+        await link(honest, node)
+        assert await honest.request(node.peer_id, ECHO, b"still served", timeout=5) == b"still served"

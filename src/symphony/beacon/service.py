@@ -13,8 +13,10 @@ Theory of operation
    expected latency}``, one score per requirement, in its own signed envelope. Echoing the
    nonce binds the reply to this beacon (attestation, no replay). That side lives in
    ``beacon.responder``; on a sharded network ``beacon.gateway`` asks the other shards.
-4. **Collect until the deadline**, then rank per requirement (``ranking.select``: score,
-   then QoS) and return primaries and backups for each.
+4. **Collect until every candidate answered, or the deadline**, or (issue #19) once half the
+   remote candidates answered and the rest had half that time again (``BeaconConfig.quorum`` /
+   ``grace``: a loaded host's slowest responders set a round's length), then rank per
+   requirement (``ranking.select``: score, then QoS) and return primaries and backups for each.
 
 Replies are checked: signature, sender = the agent asked, nonce echoed, and the
 claimed score against the agent's published vector — a claim more than
@@ -35,7 +37,7 @@ import anyio
 from symphony.beacon.gateway import GatewayFanout
 from symphony.beacon.ranking import Candidate, Selection, SelectionStrategy, merge_by_rank, select
 from symphony.beacon.responder import BEACON_PROTOCOL, MAX_BEACON_BYTES, BeaconResponder
-from symphony.errors import BadSignature, ConfigError, MalformedMessage, PeerError, TransportError
+from symphony.errors import BadSignature, ConfigError, MalformedMessage, PeerError, PeerUnreachable, TransportError
 from symphony.ledger.reputation import ReputationTable
 from symphony.ledger.store import Ledger, QueryFilter, unit_cosine, unit_vector
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
@@ -49,6 +51,63 @@ class BeaconConfig:
     top_l: int = 8
     deadline_s: float = 2.0
     claim_tolerance: float = 0.05
+    # A round ends early once this share of its remote candidates (rounded up) has replied and the
+    # rest have had ``grace`` x the time that took (``_Quorum``); 1.0 waits for every one, up to the deadline
+    # (the initiator's planner round does: its extra planners are the backups of a dead planner's chain).
+    quorum: float = 0.5
+    grace: float = 0.5
+
+
+@dataclass
+class RoundTiming:
+    """Where a round's time went (issue #19: in-task rounds took 10x a standalone one): dials made
+    inside the round and the longest of them, when the last reply came (ms after the fan-out),
+    and the candidates still silent when the deadline cut the round. The ``beacon_round`` event's
+    extra fields."""
+
+    dials: int = 0
+    dial_ms: float = 0.0
+    last_reply_ms: float = 0.0
+    unanswered: int = 0
+
+    def to_wire(self) -> dict[str, float | int]:
+        return {"dials": self.dials, "dial_ms": round(self.dial_ms, 2),
+                "last_reply_ms": round(self.last_reply_ms, 2), "unanswered": self.unanswered}
+
+
+@dataclass
+class _Quorum:
+    """Ends a round once ``share`` of its remote candidates that did not fail (rounded up) have
+    replied and the others have had ``grace`` x the time those took (issue #19: on a loaded host a
+    round waited for its slowest of L responders, 3-10x its median one; a candidate that cannot
+    answer within 1.5x the time of the first half is the one a step should not wait for either).
+    The late are left out of the selection, not blamed."""
+
+    scope: anyio.CancelScope
+    share: float
+    remote: int  # remote candidates invited
+    grace: float
+    started: float = field(default_factory=anyio.current_time)
+    got: int = 0
+    failed: int = 0
+    met: bool = False
+
+    def replied(self) -> None:
+        self.got += 1
+        self._check()
+
+    def lost(self) -> None:
+        """A remote candidate failed (dial, transport or a bad reply): the share is of the others."""
+        self.failed += 1
+        self._check()
+
+    def _check(self) -> None:
+        # a share of 1.0 waits for everything, a sharded round's gateways too (they answer after the locals)
+        if self.met or self.share >= 1.0 or self.got < max(1, math.ceil(self.share * (self.remote - self.failed))):
+            return
+        self.met = True
+        now = anyio.current_time()
+        self.scope.deadline = min(self.scope.deadline, now + self.grace * (now - self.started))
 
 
 @dataclass
@@ -61,6 +120,7 @@ class BeaconOutcome:
     elapsed_s: float = 0.0
     query_s: float = 0.0  # of which the local ledger QUERY (pre-filter), by the selector's clock
     rejected: dict[str, str] = field(default_factory=dict)
+    timing: RoundTiming = field(default_factory=RoundTiming)
 
 
 class BeaconSelector:
@@ -89,6 +149,7 @@ class BeaconSelector:
         self.config = config
         self.on_event = on_event
         self._guard = ReplayGuard()
+        self._dialling: dict[str, anyio.Event] = {}  # agent -> its dial under way (``_dial``)
 
     async def select(
         self,
@@ -104,12 +165,13 @@ class BeaconSelector:
         priority: int = 0,
         latency_budget_ms: float | None = None,
         outstanding: Mapping[str, int] | None = None,
+        quorum: float | None = None,
     ) -> BeaconOutcome:
         """BEACONSELECT(r, L, m) for one requirement (``select_many`` with one)."""
         outcomes = await self.select_many([requirement], task_type=task_type, m=m, top_l=top_l, strategy=strategy,
                                           exclude=exclude, tags_any=tags_any, deadline_s=deadline_s,
                                           priority=priority, latency_budget_ms=latency_budget_ms,
-                                          outstanding=outstanding)
+                                          outstanding=outstanding, quorum=quorum)
         return outcomes[0]
 
     async def select_many(
@@ -126,10 +188,13 @@ class BeaconSelector:
         priority: int = 0,
         latency_budget_ms: float | None = None,
         outstanding: Mapping[str, int] | None = None,
+        quorum: float | None = None,
     ) -> list[BeaconOutcome]:
         """BEACONSELECT for up to 12 requirements (a chain's sub-tasks) in ONE round: pre-filter,
-        fan out one beacon, collect one signed multi-score reply per candidate until the deadline,
-        then rank the candidates separately for each requirement. Returns one outcome per requirement.
+        fan out one beacon, collect one signed multi-score reply per candidate until the deadline or
+        the quorum's grace (``BeaconConfig.quorum``, overridden by ``quorum``; not on a sharded round,
+        whose gateways answer later), then rank the candidates separately for each requirement.
+        Returns one outcome per requirement.
         ``priority`` (0-9) travels in the beacon; candidates whose expected latency exceeds
         ``latency_budget_ms`` rank after all the others (``ranking.select``). ``outstanding``: requests
         this node has out to each agent, unanswered; an agent's queue counts as at least that many
@@ -155,6 +220,8 @@ class BeaconSelector:
         replies: dict[str, BeaconResponse] = {}
         rejected: dict[str, str] = {}
         connected = set(self.transport.peers())
+        timing = RoundTiming()
+        fanned_out = time.perf_counter()
 
         async def ask(agent_id: str, addrs: list[str]) -> None:
             try:
@@ -162,14 +229,24 @@ class BeaconSelector:
                     reply = self.responder.score(beacon, envelope.nonce)
                 else:
                     if agent_id not in connected and addrs:  # a top-L candidate we have no connection to yet
-                        await self._dial(agent_id, addrs[0])
+                        dialling = time.perf_counter()
+                        timing.dials += 1
+                        try:
+                            await self._dial(agent_id, addrs[0])
+                        finally:
+                            timing.dial_ms = max(timing.dial_ms, (time.perf_counter() - dialling) * 1000)
                     raw = await self.transport.request(agent_id, BEACON_PROTOCOL, envelope.to_bytes(),
                                                        timeout=deadline_s)
                     reply = self._check_reply(raw, agent_id, envelope.nonce, len(requirements))
             except (PeerError, TransportError, ConfigError) as exc:
                 rejected[agent_id] = type(exc).__name__
+                if agent_id != self.identity.agent_id:
+                    early.lost()
                 return
             replies[agent_id] = reply
+            timing.last_reply_ms = (time.perf_counter() - fanned_out) * 1000
+            if agent_id != self.identity.agent_id:
+                early.replied()
 
         async def remote(fanout: GatewayFanout) -> None:
             verified = await fanout.collect(requirements, envelope, top_l=top_l or self.config.top_l,
@@ -181,18 +258,23 @@ class BeaconSelector:
                     remote_ids.add(v.agent_id)
 
         remote_ids: set[str] = set()
-        with anyio.move_on_after(deadline_s):
+        sharded = self.fanout is not None and self.fanout.active(self.clock())
+        share = 1.0 if sharded else self.config.quorum if quorum is None else quorum
+        with anyio.move_on_after(deadline_s) as scope:
+            early = _Quorum(scope, share, len(set(invited) - {self.identity.agent_id}), self.config.grace)
             async with anyio.create_task_group() as tg:
                 for agent_id, (addrs, _) in list(invited.items()):
                     tg.start_soon(ask, agent_id, addrs)
-                if self.fanout is not None and self.fanout.active(self.clock()):
+                if sharded and self.fanout is not None:
                     tg.start_soon(remote, self.fanout)
+        timing.unanswered = len(invited) - len(replies) - len(rejected)
         outcomes = [BeaconOutcome(
             selection=select([self._candidate(a, reply, reply.scores[i], invited[a][1][i],
                                               sent=(outstanding or {}).get(a, 0))
                               for a, reply in replies.items()], m=m, strategy=strategy,
                              latency_budget_ms=latency_budget_ms),
             contacted=len(invited), replied=len(replies), elapsed_s=0.0, query_s=query_s, rejected=rejected,
+            timing=timing,
         ) for i in range(len(requirements))]
         if remote_ids:
             await self._reach(outcomes, remote_ids, {a: invited[a][0] for a in remote_ids})
@@ -205,57 +287,62 @@ class BeaconSelector:
                          top_l: int | None = None) -> int:
         """Open connections to the candidates a round for ``requirement`` would invite and that we
         have none to yet, so the round does not wait for their dials (a planner calls this while its
-        model plans: issue #19, in-task rounds were 10-20x a warm round when a dial sat in them).
+        model plans: issue #19, in-task rounds were 10-20x a warm round when a dial sat in them). A
+        round that starts meanwhile joins a dial still under way instead of dialling again (``_dial``).
         A failed dial is counted and suspects the agent (``_dial``), so the round does not invite it.
         Returns the dials tried."""
         exclude = self.reputation.blacklisted(now=self.clock()) if self.reputation is not None else frozenset()
         invited = self._invite([requirement], QueryFilter(exclude=exclude, tags_any=tags_any),
                                top_l or self.config.top_l, now=self.clock())
+        return await self._dial_each({agent_id: addrs for agent_id, (addrs, _) in invited.items()}, source="ledger")
+
+    async def _dial_each(self, addrs: Mapping[str, list[str]], *, source: str) -> int:
+        """Dial, at once and within the round deadline, every agent of ``addrs`` we have no connection
+        to (failures are ``_dial``'s to count). Returns the dials tried."""
         connected = set(self.transport.peers()) | {self.identity.agent_id}
-        cold = [(agent_id, addrs[0]) for agent_id, (addrs, _) in invited.items() if agent_id not in connected and addrs]
+        cold = {agent_id: a[0] for agent_id, a in addrs.items() if agent_id not in connected and a}
 
         async def dial(agent_id: str, addr: str) -> None:
             try:
-                await self._dial(agent_id, addr)
+                await self._dial(agent_id, addr, source=source)
             except (TransportError, ConfigError):
-                pass  # counted and suspected by ``_dial``: the round will not invite it
+                pass  # counted and suspected by ``_dial``
 
         with anyio.move_on_after(self.config.deadline_s):
             async with anyio.create_task_group() as tg:
-                for agent_id, addr in cold:
+                for agent_id, addr in sorted(cold.items()):
                     tg.start_soon(dial, agent_id, addr)
         return len(cold)
 
-    async def _dial(self, agent_id: str, addr: str) -> None:
-        """Connect to a candidate known from the ledger only. A failed dial suspects it here, as a
-        dropped connection does (``Ledger.suspect``, until we hear from it again): a node that never had
-        a connection to a crashed agent gets no leave event, and without this every round it ran kept
-        inviting it and waited for py-libp2p's dial retries (issue #19: up to the 2 s round deadline,
-        twice per question). Counted as ``dial_failed`` (source: ledger). Re-raises the failure."""
+    async def _dial(self, agent_id: str, addr: str, *, source: str = "ledger") -> None:
+        """Connect to a candidate known from the ledger (or a gateway: ``source``), or wait for the dial
+        to it already under way (a planner's pre-dial) rather than dial twice. A failed dial suspects it
+        here, as a dropped connection does (``Ledger.suspect``, until we hear from it again): a node that
+        never had a connection to a crashed agent gets no leave event, and without this every round it
+        ran kept inviting it and waited for py-libp2p's dial retries (issue #19: up to the 2 s round
+        deadline, twice per question). Counted as ``dial_failed`` with its ``source``. Re-raises the failure."""
+        under_way = self._dialling.get(agent_id)
+        if under_way is not None:
+            await under_way.wait()
+            if agent_id not in self.transport.peers():
+                raise PeerUnreachable(f"the dial to {agent_id} under way failed")
+            return
+        done = self._dialling[agent_id] = anyio.Event()
         try:
             await self.transport.connect(addr)
         except (TransportError, ConfigError) as exc:
             self.ledger.suspect(agent_id, now=self.clock())
-            self.on_event("dial_failed", {"agent": agent_id, "error": type(exc).__name__, "source": "ledger"})
+            self.on_event("dial_failed", {"agent": agent_id, "error": type(exc).__name__, "source": source})
             raise
+        finally:
+            done.set()
+            del self._dialling[agent_id]
 
     async def _reach(self, outcomes: list[BeaconOutcome], remote: set[str], addrs: dict[str, list[str]]) -> None:
         """Connect to the selected agents of other shards (found through their gateways, so not yet
         connected): the pipeline sends them Tasks next. Failures are left to the pipeline's failover."""
-        connected = set(self.transport.peers())
         chosen = {c.agent_id for o in outcomes for c in o.selection.ordered[:2]} & remote
-        chosen = {a for a in chosen if a not in connected and addrs[a]}
-
-        async def dial(agent_id: str) -> None:
-            try:
-                await self.transport.connect(addrs[agent_id][0])
-            except (TransportError, ConfigError) as exc:
-                self.on_event("dial_failed", {"agent": agent_id, "error": type(exc).__name__})
-
-        with anyio.move_on_after(self.config.deadline_s):
-            async with anyio.create_task_group() as tg:
-                for agent_id in sorted(chosen):
-                    tg.start_soon(dial, agent_id)
+        await self._dial_each({agent_id: addrs[agent_id] for agent_id in chosen}, source="gateway")
 
     def _invite(self, requirements: list[list[float]], flt: QueryFilter, limit: int,
                 *, now: float) -> dict[str, tuple[list[str], list[float]]]:

@@ -65,6 +65,14 @@ from symphony.transport.libp2p import Libp2pConfig, Libp2pTransport, open_libp2p
 CHANNELS = (TASK_PROTOCOL, BEACON_PROTOCOL)
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 HUB_IDENTITY = Identity(hashlib.sha256(b"systems-libp2p/coordinator").digest())
+#: How often a worker checks its event loop's lag (``_Worker._probe_lag``).
+LAG_PROBE_S = 0.1  # 10 wake-ups a second: at 100 they cost a worker 1.5 s of CPU in a 90 s run
+
+
+def _log_round(kind: str, fields: dict[str, Any]) -> None:
+    """Write each beacon round's cost and timing to the worker's log (stderr), a JSON line each."""
+    if kind == "beacon_round":
+        print(json.dumps({"event": kind, "at": round(time.time(), 3), **fields}), file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,7 @@ class _Worker:
     runtimes: list[AgentRuntime] = field(default_factory=list)
     transports: list[Libp2pTransport] = field(default_factory=list)
     tasks: list[TaskService] = field(default_factory=list)
+    lags_ms: list[float] = field(default_factory=list)
 
     async def main(self) -> None:
         lines = _Lines(trio.lowlevel.FdStream(os.dup(0)), trio.lowlevel.FdStream(self.channel_fd))
@@ -166,6 +175,7 @@ class _Worker:
                 self.tasks.append(member.tasks)
         await lines.write({"ev": "converged", "up": time.time(), "at": time.time()})
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._probe_lag)
             await self._serve(lines, tg)
             tg.cancel_scope.cancel()
 
@@ -182,10 +192,12 @@ class _Worker:
                     clock=time.time,
                     rng=random.Random(index),
                     bootstrap=[] if index == 0 else bootstrap,
+                    on_event=_log_round,
                 )
             )
         self.tasks = [runtime.tasks for runtime in self.runtimes]
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._probe_lag)
             for runtime in self.runtimes:
                 await tg.start(runtime.run)
             up = time.time()
@@ -223,6 +235,16 @@ class _Worker:
             reply = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         await lines.write({"ev": "reply", "id": msg["id"], **reply})
 
+    async def _probe_lag(self) -> None:
+        """How late this process's event loop wakes a task: every ``LAG_PROBE_S`` a sleeper notes
+        how long past its due time it ran (issue #19: a beacon reply waits as long on a lagging
+        responder). The last 10,000 are kept."""
+        while True:
+            due = time.perf_counter() + LAG_PROBE_S
+            await trio.sleep(LAG_PROBE_S)
+            self.lags_ms.append((time.perf_counter() - due) * 1000)
+            del self.lags_ms[:-10_000]
+
     def _runtime(self, agent: int) -> AgentRuntime:
         return self.runtimes[agent - self.first]
 
@@ -233,13 +255,13 @@ class _Worker:
             return {"trace": exc.trace, "failed": str(exc)}
 
     async def _beacon(self, agent: int, rounds: int) -> dict[str, Any]:
-        """BEACONSELECT from ``agent`` to all N agents (itself included), ``rounds`` + 1 times; the
-        first round, which dials every candidate, is left out."""
+        """BEACONSELECT from ``agent`` to all N agents (itself included), ``rounds`` + 1 times, each
+        waiting for every reply (no quorum); the first round, which dials every candidate, is left out."""
         runtime = self._runtime(agent)
         r = list(requirement_vector(QUESTION, classify_task_type(QUESTION), runtime.encoder))
         elapsed, replied = [], []
         for i in range(rounds + 1):
-            outcome = await runtime.selector.select(r, top_l=self.n, tags_any=frozenset({EXECUTOR_TAG}))
+            outcome = await runtime.selector.select(r, top_l=self.n, tags_any=frozenset({EXECUTOR_TAG}), quorum=1.0)
             if i:
                 elapsed.append(outcome.elapsed_s * 1000)
                 replied.append(outcome.replied)
@@ -254,7 +276,9 @@ class _Worker:
                 total = sent.setdefault(channel, [0, 0])
                 total[0] += size
                 total[1] += stats.messages_sent[channel]
-        return {"sent": sent, "cpu_s": round(time.process_time(), 3)}
+        lag = {"lag_ms_p50": round(_quantile(self.lags_ms, 0.5), 2), "lag_ms_p95": round(_quantile(self.lags_ms, 0.95), 2),
+               "lag_ms_max": round(max(self.lags_ms), 2)} if self.lags_ms else {}
+        return {"sent": sent, "cpu_s": round(time.process_time(), 3), **lag}
 
 
 # ---- the parent ---------------------------------------------------------------------------------
@@ -425,6 +449,7 @@ async def _run_size(
             row["pids"] = [p.process.pid for p in procs]
             row["exit_codes"] = await _stop(procs, cfg.exit_timeout_s)
             row["cpu_s"] = [p.received.get("exit", {}).get("stats", {}).get("cpu_s") for p in procs]
+            row["lag_ms_p95"] = [p.received.get("exit", {}).get("stats", {}).get("lag_ms_p95") for p in procs]
             nursery.cancel_scope.cancel()
     row["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     return row
@@ -574,7 +599,8 @@ def markdown(results: LoopbackResults) -> str:
                 f"- N = {r['n']} in {r['processes']} processes: beacon round to all {b['candidates']} agents, "
                 f"{b['rounds']} rounds: P50 {b['p50_ms']} ms, P95 {b['p95_ms']} ms (fewest replies "
                 f"{b['replied_min']}); in-task beacon rounds P95 {r.get('beacon_ms_p95')} ms; worker CPU "
-                f"{r['cpu_s']} s; exit codes {r['exit_codes']}; load {r['load_avg']}"
+                f"{r['cpu_s']} s; event-loop lag P95 {r.get('lag_ms_p95')} ms; exit codes {r['exit_codes']}; "
+                f"load {r['load_avg']}"
             )
             lines.append(spread_line(r))
             j = r.get("join")
@@ -588,7 +614,7 @@ def markdown(results: LoopbackResults) -> str:
             lines.append(f"- {r['arch']} N = {r['n']}: {r.get('errors')}; exit codes {r['exit_codes']}")
         else:
             lines.append(f"- {r['arch']} N = {r['n']} in {r['processes']} processes: worker CPU {r['cpu_s']} s; "
-                         f"exit codes {r['exit_codes']}; load {r['load_avg']}")
+                         f"event-loop lag P95 {r.get('lag_ms_p95')} ms; exit codes {r['exit_codes']}; load {r['load_avg']}")
             lines.append(spread_line(r))
     return "\n".join(lines) + "\n"
 

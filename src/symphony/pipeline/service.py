@@ -251,7 +251,7 @@ class TaskService:
         fields: dict[str, Any] = {"task": task_id, "role": role}
         if steps is not None:
             fields["steps"] = steps
-        self.on_event("beacon_round", {**fields, **BeaconCost.of(outcome).to_wire()})
+        self.on_event("beacon_round", {**fields, **BeaconCost.of(outcome).to_wire(), **outcome.timing.to_wire()})
 
     # ---- initiator ---------------------------------------------------------------------
 
@@ -318,10 +318,11 @@ class TaskService:
         with backoff while the driver says so. Returns the last round."""
         r = list(requirement_vector(driver.question, classify_task_type(driver.question), self.encoder))
         for attempt in range(PLANNER_ROUNDS):
+            # every reply (no quorum): the planners past the first k are the backups a dead planner's chain needs
             beacon = await self.selector.select(r, task_type="planning", m=1, top_l=max(options.top_l, options.cots),
                                                 strategy=self._strategy(options.strategy),
                                                 tags_any=frozenset({PLANNER_TAG}), priority=options.priority,
-                                                latency_budget_ms=options.latency_budget_ms)
+                                                latency_budget_ms=options.latency_budget_ms, quorum=1.0)
             self._beacon_event(driver.task_id, "planning", beacon)
             if driver.planners_found(beacon, now_ms=self._now_ms()):
                 break
@@ -568,21 +569,24 @@ class TaskService:
         begun = self.clock()
         knobs = self._knobs(task)
         minimal = knobs.disclosure == "minimal"
-        async with anyio.create_task_group() as tg:  # dial the likely executors while the model plans
-            tg.start_soon(self._preconnect, task)
+        # dial the likely executors while the model plans; the chain's round joins the dials it needs
+        # (``BeaconSelector._dial``) and nothing waits for the others, which end with the round
+        async with anyio.create_task_group() as dials:
+            dials.start_soon(self._preconnect, task)
             plan, plan_note, planning = await self._make_plan(task, minimal=minimal)
-        steps, marks = split_marks(plan.steps) if minimal else (plan.steps, ())
+            steps, marks = split_marks(plan.steps) if minimal else (plan.steps, ())
+            self.on_event("plan_made", {"task": task.task_id, "steps": list(steps), "plan": plan_note,
+                                        "depends_on": [list(d) for d in plan.depends_on]})  # the dashboard's graph
+            driver = ChainDriver(steps, kind=task.answer_kind, deadline_ms=task.deadline_ms,
+                                 redundancy=knobs.redundancy or 1, hop_timeout=knobs.hop_timeout or "off",
+                                 replans=knobs.replans or 0, latencies=self.latencies, depends_on=plan.depends_on,
+                                 origin_ms=int(begun * 1000))
+            selecting = self.clock()
+            rounds = await self._select_executors(task, steps)  # one beacon round for the whole chain
+            dials.cancel_scope.cancel()
+        driver.executors_selected(rounds, waited_ms=self._span_ms(selecting))
         needs_problem = {q for q, marked in zip(steps, marks, strict=False) if marked}
         plan_tokens = [planning.prompt_tokens, planning.completion_tokens] if planning else [0, 0]
-        self.on_event("plan_made", {"task": task.task_id, "steps": list(steps), "plan": plan_note,
-                                    "depends_on": [list(d) for d in plan.depends_on]})  # the dashboard's live graph
-        driver = ChainDriver(steps, kind=task.answer_kind, deadline_ms=task.deadline_ms,
-                             redundancy=knobs.redundancy or 1, hop_timeout=knobs.hop_timeout or "off",
-                             replans=knobs.replans or 0, latencies=self.latencies, depends_on=plan.depends_on,
-                             origin_ms=int(begun * 1000))
-        selecting = self.clock()
-        rounds = await self._select_executors(task, steps)  # one beacon round for the whole chain
-        driver.executors_selected(rounds, waited_ms=self._span_ms(selecting))
         self._beacon_event(task.task_id, "execution", rounds[0], steps=len(steps))
         action = await self._drive(task, driver, needs_problem, plan_tokens, minimal=minimal)
         trace = ChainTrace(plan=plan_note, steps=action.steps, chain_ms=self._span_ms(begun),

@@ -38,10 +38,8 @@ from libp2p.abc import INetStream
 from libp2p.exceptions import ParseError
 from libp2p.io.exceptions import IncompleteReadError, IOException, MessageTooLarge
 from libp2p.io.msgio import VarIntLengthMsgReadWriter
-from libp2p.io.utils import read_exactly
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
-from libp2p.utils.varint import decode_uvarint_from_stream
 
 __all__ = ["MUX_PROTOCOL", "MuxClient", "MuxFailure", "MuxServer"]
 
@@ -124,6 +122,66 @@ class _Writer:
             await self._msgio.write_msg(frame)
 
 
+#: Bytes asked of the stream per read: a whole frame, usually, where reading a varint byte by byte
+#: cost a yamux read, and so a WINDOW_UPDATE frame, per byte (issue #19)
+READ_CHUNK = 64 * 1024
+
+
+class _FrameReader:
+    """Varint-length-prefixed frames (py-libp2p's ``VarIntLengthMsgReadWriter`` format) from one
+    stream, read in chunks. py-libp2p's reader asks the stream for the varint one byte at a time,
+    and each yamux read sends a WINDOW_UPDATE (``YamuxStream._auto_tune_and_send_window_update``):
+    six frames of window updates per request and reply against two of data, each encrypted, sent
+    and parsed. Here one read usually brings a whole frame."""
+
+    def __init__(self, stream: INetStream, max_frame: int) -> None:
+        self._stream = stream
+        self._max = max_frame
+        self._buffer = bytearray()
+
+    async def wait(self) -> bool:
+        """Until some of the next frame is here (no deadline: an idle stream is no fault); False
+        once the peer closed its side or the stream broke."""
+        if self._buffer:
+            return True
+        try:
+            chunk = await self._stream.read(READ_CHUNK)
+        except (StreamEOF, IOException):
+            return False
+        self._buffer += chunk
+        return bool(chunk)
+
+    async def frame(self) -> bytes:
+        """The next frame, whole.
+
+        Raises:
+            ParseError: its length is not a varint. MessageTooLarge: it is over the limit.
+            IncompleteReadError: the stream ended inside it. IOException: the stream broke.
+        """
+        while (head := self._head()) is None or len(self._buffer) < sum(head):
+            chunk = await self._stream.read(READ_CHUNK)
+            if not chunk:
+                raise IncompleteReadError("the stream ended inside a frame", sum(head or (1, 0)), len(self._buffer))
+            self._buffer += chunk
+        size, length = head
+        frame = bytes(self._buffer[size : size + length])
+        del self._buffer[: size + length]
+        return frame
+
+    def _head(self) -> tuple[int, int] | None:
+        """(varint bytes, frame length) once the varint is buffered whole, else None."""
+        length = 0
+        for i, byte in enumerate(self._buffer[:10]):
+            length |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                if length > self._max:
+                    raise MessageTooLarge(f"frame of {length} bytes exceeds {self._max}")
+                return i + 1, length
+        if len(self._buffer) >= 10:
+            raise ParseError("frame length is not a varint")
+        return None
+
+
 @dataclass
 class MuxServer:
     """Serves the requests a peer sends on its mux stream, each in its own task."""
@@ -142,10 +200,11 @@ class MuxServer:
         (then finish what runs and close) or offends (then report it and reset the stream)."""
         peer = stream.muxed_conn.peer_id
         writer = _Writer(stream, self.max_reply_bytes + _HEAD.size)
+        reader = _FrameReader(stream, self.max_request_bytes + FRAME_OVERHEAD)
         in_flight: Counter[str] = Counter()  # per protocol, as the guard caps per-protocol streams
         async with trio.open_nursery() as nursery:
             try:
-                while (frame := await self._next_frame(stream)) is not None:
+                while (frame := await self._next_frame(reader)) is not None:
                     await self._dispatch(nursery, writer, peer, frame, in_flight)
             except _Offence as offence:
                 self.report(peer, MUX_PROTOCOL, offence.reason)
@@ -196,19 +255,17 @@ class MuxServer:
             if not in_flight[protocol]:
                 del in_flight[protocol]  # a peer naming ever new protocols must not grow the counter
 
-    async def _next_frame(self, stream: INetStream) -> bytes | None:
+    async def _next_frame(self, reader: _FrameReader) -> bytes | None:
         """The next request frame, or None once the peer has closed its side or the stream broke.
 
         Waiting for a frame's first byte has no deadline; the rest has ``read_timeout_s``."""
-        try:
-            first = await stream.read(1)
-        except (StreamEOF, IOException):
-            return None
-        if not first:
+        if not await reader.wait():
             return None
         with trio.move_on_after(self.read_timeout_s):
             try:
-                return await self._rest_of_frame(first, stream)
+                return await reader.frame()
+            except MessageTooLarge as exc:
+                raise _Offence("oversized_request") from exc
             except ParseError as exc:
                 raise _Offence("malformed_request") from exc
             except (IncompleteReadError, StreamEOF) as exc:
@@ -216,14 +273,6 @@ class MuxServer:
             except IOException:  # reset by the peer: it gave up
                 return None
         raise _Offence("slow_request")
-
-    async def _rest_of_frame(self, first: bytes, stream: INetStream) -> bytes:
-        length = first[0] & 0x7F
-        if first[0] & 0x80:
-            length |= await decode_uvarint_from_stream(stream) << 7
-        if length > self.max_request_bytes + FRAME_OVERHEAD:
-            raise _Offence("oversized_request")
-        return await read_exactly(stream, length)
 
 
 @dataclass
@@ -235,6 +284,8 @@ class _Channel:
     pending: dict[int, tuple[trio.Event, list[tuple[bytes | None, str]]]] = field(default_factory=dict)
     next_id: int = 0
     broken: str = ""
+    frames: int = 0  # reply frames read so far: a request whose wait saw none added, saw no progress
+    retired: bool = False  # no new requests: reset once the ones on it are done
 
 
 class MuxClient:
@@ -251,9 +302,14 @@ class MuxClient:
         self._max_reply_bytes = max_reply_bytes
         self._channels: dict[ID, _Channel] = {}
         self._opening: dict[ID, trio.Lock] = {}
+        self.abandoned = 0  # streams retired because a request timed out on them without any progress
 
     async def request(self, peer: ID, protocol: str, payload: bytes) -> bytes:
         """Send one request and wait for its reply (the caller bounds the wait).
+
+        A request given up on (the caller's deadline) while no reply frame at all came on its stream
+        retires that stream (``_retire``): later requests open a new one, those already on it may
+        still finish.
 
         Raises:
             MuxFailure: the peer's handler failed or refused, or the stream broke.
@@ -263,6 +319,7 @@ class MuxClient:
         rid = channel.next_id = (channel.next_id + 1) % (1 << 32)
         done, box = trio.Event(), list[tuple[bytes | None, str]]()
         channel.pending[rid] = (done, box)
+        seen = channel.frames
         try:
             await channel.writer.send(encode_request(rid, protocol, payload))
             await done.wait()
@@ -271,10 +328,29 @@ class MuxClient:
             raise MuxFailure(channel.broken) from exc
         finally:
             channel.pending.pop(rid, None)  # a late reply to a request given up on is dropped
+            if not box and channel.frames == seen and not channel.broken:
+                self._retire(peer, channel)
+            if channel.retired and not channel.pending:
+                self._spawn(_reset, channel.stream)
         reply, reason = box[0]
         if reply is None:
             raise MuxFailure(reason)
         return reply
+
+    def _retire(self, peer: ID, channel: _Channel) -> None:
+        """Stop sending on ``channel``: a request waited its whole time on it and not one reply came
+        back meanwhile, so the stream may be stuck (issue #19: a silent stream failed every later
+        request to that peer until the connection closed). Requests already on it keep waiting for
+        their own replies (a long Task shares the stream with beacons, and a stream that merely
+        answers slowly must not fail them); the stream is reset when the last is done. Counted in
+        ``abandoned`` and logged."""
+        if channel.retired:
+            return
+        channel.retired = True
+        self.abandoned += 1
+        if self._channels.get(peer) is channel:
+            del self._channels[peer]
+        logger.warning("no reply on the request stream to %s within a request's timeout: opening a new one", peer)
 
     async def _channel(self, peer: ID) -> _Channel:
         lock = self._opening.setdefault(peer, trio.Lock())
@@ -288,10 +364,11 @@ class MuxClient:
             return channel
 
     async def _read_replies(self, peer: ID, channel: _Channel) -> None:
-        reader = VarIntLengthMsgReadWriter(channel.stream, self._max_reply_bytes + _HEAD.size)
+        reader = _FrameReader(channel.stream, self._max_reply_bytes + _HEAD.size)
         try:
-            while True:
-                rid, reply, reason = decode_reply(await reader.read_msg())
+            while await reader.wait():
+                rid, reply, reason = decode_reply(await reader.frame())
+                channel.frames += 1
                 waiting = channel.pending.get(rid)
                 if waiting is not None:
                     waiting[1].append((reply, reason))
@@ -302,6 +379,8 @@ class MuxClient:
             self._break(peer, channel, "malformed reply frame")
         except (IOException, StreamEOF) as exc:
             self._break(peer, channel, f"stream closed: {exc}")
+        else:
+            self._break(peer, channel, "stream closed")
         if channel.broken:
             await _reset(channel.stream)
 
