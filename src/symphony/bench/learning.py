@@ -123,7 +123,7 @@ async def _run(config: LearningConfig, system: str, seed: int) -> list[dict[str,
         strategy = "cosine" if system.startswith("cosine") else system
         for index, (question, truth) in enumerate(_questions(seed, config.tasks)):
             rows.append(await _ask(nodes[index % len(nodes)], question, truth, best,
-                                   AskOptions(cots=config.cots, strategy=strategy, deadline_s=60)))
+                                   AskOptions(cots=config.cots, strategy=strategy, deadline_s=60, adaptive=False)))
             await trio.sleep(config.gap_s)
     return rows
 

@@ -248,7 +248,8 @@ async def run_workload(client: Client, items: Sequence[tuple[str, str]], *, conc
 
 
 def _options(setup: Setup) -> AskOptions:
-    return AskOptions(cots=setup.cots, deadline_s=setup.deadline_s, answer_kind="number")
+    # every chain at once (adaptive chains would make the workload depend on the answers, and the rows incomparable)
+    return AskOptions(cots=setup.cots, deadline_s=setup.deadline_s, answer_kind="number", adaptive=False)
 
 
 def _summary(outcomes: Sequence[Outcome]) -> dict[str, Any]:
@@ -585,6 +586,7 @@ def _one_targeted_kill(nodes: list[NodeProcess], alive: list[int], role: str,
     seen: list[tuple[int, dict[str, Any]]] = []  # (node, event), this question's, in order read
     response = nodes[initiator].post("/v1/tasks", {"question": "What is 6 * 7?", "answer_kind": "number",
                                                    "cots": 3 if role == "planner" else 1, "max_steps": 1,
+                                                   "adaptive": False,
                                                    "deadline_s": 60})
     response.raise_for_status()
     task_id = str(response.json()["task_id"])

@@ -134,7 +134,8 @@ async def _open_symphony(stack: AsyncExitStack, net: MemoryNetwork, agents: list
 
 
 def _options() -> AskOptions:
-    return AskOptions(cots=COTS, max_steps=STEPS, deadline_s=3600)
+    # every chain at once, as the hub baseline runs its CoTs: adaptive chains would change the workload
+    return AskOptions(cots=COTS, max_steps=STEPS, deadline_s=3600, adaptive=False)
 
 
 async def _symphony(n: int, cfg: SystemsConfig, say: Callable[[str], None]) -> dict[str, Any]:
