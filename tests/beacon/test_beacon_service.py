@@ -214,7 +214,7 @@ async def test_a_candidate_that_cannot_be_dialled_is_suspected_and_left_out_of_t
 async def test_a_round_ends_once_half_replied_and_the_rest_had_half_that_again(autojump_clock) -> None:
     """One candidate answers 1.5 s late (within the 2 s deadline): the round does not wait for it once
     half the remote candidates replied and the rest had the grace; it is counted unanswered, not
-    rejected. A round that asks for every reply (quorum 1.0) waits for it."""
+    rejected. A round that asks for every reply (quorum 1.0, the default) waits for it."""
     async with agents(5) as (_, nodes):
         slow = nodes[4]
 
@@ -225,9 +225,9 @@ async def test_a_round_ends_once_half_replied_and_the_rest_had_half_that_again(a
         slow.transport.set_handler(BEACON_PROTOCOL, late)
         asker = nodes[0].selector
         started = trio.current_time()
-        early = await asker.select(need("write python code"), m=1)
+        early = await asker.select(need("write python code"), m=1, quorum=0.5)
         took = trio.current_time() - started
-        full = await asker.select(need("write python code"), m=1, quorum=1.0)
+        full = await asker.select(need("write python code"), m=1)
     assert took < 0.5 and early.replied == 4 and early.timing.unanswered == 1
     assert slow.agent_id not in early.rejected
     assert full.replied == 5 and full.timing.unanswered == 0
@@ -276,7 +276,7 @@ async def test_candidates_whose_replies_fail_do_not_count_toward_the_quorum(auto
         nodes[3].transport.set_handler(BEACON_PROTOCOL, forger(nodes[3]))
         nodes[4].transport.set_handler(BEACON_PROTOCOL, late)
         started = trio.current_time()
-        outcome = await nodes[0].selector.select(need("write python code"), m=1)
+        outcome = await nodes[0].selector.select(need("write python code"), m=1, quorum=0.5)
         took = trio.current_time() - started
     assert set(outcome.rejected) == {nodes[2].agent_id, nodes[3].agent_id}
     assert outcome.replied == 2 and outcome.timing.unanswered == 1 and took < 0.5

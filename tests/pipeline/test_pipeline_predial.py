@@ -4,6 +4,7 @@ initiator's planner round, which waits for every reply."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -32,10 +33,12 @@ async def test_a_planner_dials_its_likely_executors_while_its_model_plans(autoju
 
 
 async def test_the_initiators_planner_round_waits_for_a_slow_planner(autojump_clock) -> None:
-    """One of four remote planners answers beacons 1.5 s late: an executor round would leave it out
-    (the quorum), but the initiator's planner round waits for it, since planners past the first k are
-    the backups of a chain whose planner dies."""
+    """One of four remote planners answers beacons 1.5 s late: with the round quorum on (0.5; off by
+    default) an executor round would leave it out, but the initiator's planner round waits for it, since
+    planners past the first k are the backups of a chain whose planner dies."""
     async with swarm([FakeModel(f"m{n}") for n in range(5)]) as (_, nodes):
+        for node in nodes:
+            node.selector.config = replace(node.selector.config, quorum=0.5)
         slow = nodes[4]
 
         async def late(peer: str, payload: bytes) -> bytes:

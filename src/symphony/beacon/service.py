@@ -14,8 +14,8 @@ Theory of operation
    nonce binds the reply to this beacon (attestation, no replay). That side lives in
    ``beacon.responder``; on a sharded network ``beacon.gateway`` asks the other shards.
 4. **Collect until every candidate answered, or the deadline**, or (issue #19) once half the
-   remote candidates answered and the rest had half that time again (``BeaconConfig.quorum`` /
-   ``grace``: a loaded host's slowest responders set a round's length), then rank per
+   remote candidates answered and the rest had half that time again, where ``BeaconConfig.quorum``
+   asks for it (off by default; ``grace``), then rank per
    requirement (``ranking.select``: score, then QoS) and return primaries and backups for each.
 
 Replies are checked: signature, sender = the agent asked, nonce echoed, and the
@@ -51,10 +51,12 @@ class BeaconConfig:
     top_l: int = 8
     deadline_s: float = 2.0
     claim_tolerance: float = 0.05
-    # A round ends early once this share of its remote candidates (rounded up) has replied and the
-    # rest have had ``grace`` x the time that took (``_Quorum``); 1.0 waits for every one, up to the deadline
-    # (the initiator's planner round does: its extra planners are the backups of a dead planner's chain).
-    quorum: float = 0.5
+    # A round may end early once this share of its remote candidates (rounded up) has replied and the
+    # rest have had ``grace`` x the time that took (``_Quorum``); 1.0 (the default) waits for every one,
+    # up to the deadline. Off by default: at 0.5 it did not lower the in-task beacon P95 on real
+    # processes (issue #19 part 4, docs/results.md), and it drops candidates only a little slower than
+    # the others, the strong ones included (tests/bench/test_bench_accuracy_pool.py saw a 2-of-3 ranking).
+    quorum: float = 1.0
     grace: float = 0.5
 
 
