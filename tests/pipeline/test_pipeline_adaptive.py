@@ -24,7 +24,6 @@ from tests.pipeline.test_pipeline_network import QUESTION, FakeModel, swarm
 from tests.pipeline.test_pipeline_verification import QUESTION as CODE_QUESTION
 from tests.pipeline.test_pipeline_verification import RIGHT, WRONG, Bloc, ask_with, needs_sandbox
 
-
 # ---- the pure rule --------------------------------------------------------------------------
 
 MOVES = st.fixed_dictionaries({

@@ -45,8 +45,8 @@ from dataclasses import replace
 from statistics import fmean
 
 from symphony.beacon.ranking import Candidate
-from symphony.pipeline.adaptive import AGREE, FIRST_COTS, AdaptiveRecord, Stop, next_move, rule_for
 from symphony.beacon.service import BeaconOutcome
+from symphony.pipeline.adaptive import AGREE, FIRST_COTS, AdaptiveRecord, Stop, next_move, rule_for
 from symphony.pipeline.answer import Answer
 from symphony.pipeline.chain import HopTimeout, LatencyBook
 from symphony.pipeline.crossvote import ChainEvidence, Verdict, judge
