@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -68,3 +69,9 @@ def test_five_processes_answer_with_three_chains(tmp_path) -> None:
         assert "degraded: chains_collapsed: chains c0, c1" in shown.stdout, "two scripted chains: one solve"
         assert "chains: 2 of at most 3 launched (2 at once): stopped, 2 chains agreed" in shown.stdout, \
             "adaptive chains: the first two agreed, so no third ran, and `symphony ask` says so"
+        every = subprocess.run([sys.executable, "-m", "symphony", "ask", "What is 6 * 7?", "--no-adaptive", "--json",
+                                "--api", nodes[0].info["api"]], capture_output=True, text=True, timeout=120, check=False)
+        assert every.returncode == 0, every.stdout + every.stderr
+        record = json.loads(every.stdout)
+        assert len(record["trace"]["chains"]) == 3, "--no-adaptive: every one of the 3 chains at once"
+        assert record["trace"]["adaptive"]["stopped"] == "off"

@@ -399,7 +399,13 @@ def ask(
     api: ApiOption = None,
     api_token: TokenOption = None,
     data_dir: NodeDirOption = None,
-    cots: Annotated[int, typer.Option(help="Number of planners / chains of thought (k).")] = ASK_DEFAULTS.cots,
+    cots: Annotated[int, typer.Option(help="Most chains of thought (k); all at once with --no-adaptive.")
+                    ] = ASK_DEFAULTS.cots,
+    adaptive: Annotated[bool, typer.Option(help="Start --first-cots chains and add one while fewer than --agree "
+                                                "agree (a code question: while none passes its examples).")
+                        ] = ASK_DEFAULTS.adaptive,
+    first_cots: Annotated[int, typer.Option(help="Chains started at once (adaptive).")] = ASK_DEFAULTS.first_cots,
+    agree: Annotated[int, typer.Option(help="Chains that must agree to stop adding (adaptive).")] = ASK_DEFAULTS.agree,
     strategy: Annotated[str, typer.Option(help="Executor selection: cosine | random | linucb.")] = "cosine",
     max_steps: Annotated[int, typer.Option(help="Most sub-tasks per chain.")] = ASK_DEFAULTS.max_steps,
     deadline: Annotated[float, typer.Option(help="Seconds before the network gives up.")] = ASK_DEFAULTS.deadline_s,
@@ -426,8 +432,9 @@ def ask(
     task_id = task_id or uuid.uuid4().hex  # known before the question starts, so its events can be followed
     knobs = {"redundancy": redundancy, "hop_timeout": _hop_option(hop_timeout), "replans": replans,
              "disclosure": disclosure, "priority": priority, "latency_budget_ms": latency_budget}
-    body = {"question": question, "cots": cots, "strategy": strategy, "max_steps": max_steps, "deadline_s": deadline,
-            "task_id": task_id, **{key: value for key, value in knobs.items() if value is not None}}
+    body = {"question": question, "cots": cots, "adaptive": adaptive, "first_cots": first_cots, "agree": agree,
+            "strategy": strategy, "max_steps": max_steps, "deadline_s": deadline, "task_id": task_id,
+            **{key: value for key, value in knobs.items() if value is not None}}
     try:
         if not as_json:
             typer.echo(f"task {task_id} (`symphony status {task_id}`)", err=True)
