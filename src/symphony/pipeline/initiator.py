@@ -114,6 +114,7 @@ class InitiatorDriver:
         self._passed: dict[str, int | None] = {}  # examples each checked chain passed (by chain id)
         self._voting: set[str] | None = None  # the chains left to vote after the check (None: not checked)
         self._degraded: list[Degraded] = []  # what this node itself ran degraded (a check it could not run)
+        self._checkable = checkable
         self._rule, self._rule_detail = rule_for(kind, adaptive=adaptive, examples=len(self._examples),
                                                  checkable=checkable)
         self._first = cots if self._rule == "off" else max(1, min(first_cots, cots))
@@ -222,8 +223,8 @@ class InitiatorDriver:
 
     def code_to_check(self, record: ChainRecord) -> str | None:
         """The code of a just returned chain to run on ``examples``: None unless the question asks for
-        code and states examples, and the chain answered consistently."""
-        if not self._examples or not record.result.ok:
+        code and states examples, this node can check it (``checkable``), and the chain answered consistently."""
+        if not self._examples or not self._checkable or not record.result.ok:
             return None
         position = max(p for p, r in enumerate(self._records) if r is record)
         evidence = self._evidence.get(position)

@@ -262,13 +262,14 @@ class TaskService:
         Raises ``TaskFailed`` (with the trace so far) when no chain produced an answer."""
         task_id = task_id or uuid.uuid4().hex
         begun = self.clock()  # every span below uses the injected clock, so virtual time measures them exactly
-        driver = InitiatorDriver(task_id=task_id, question=question, kind=options.answer_kind or
-                                 guess_answer_kind(question), cots=options.cots,
+        kind = options.answer_kind or guess_answer_kind(question)
+        checkable = options.verify and kind == "code" and sandbox_works()  # the probe runs only for code questions
+        driver = InitiatorDriver(task_id=task_id, question=question, kind=kind, cots=options.cots,
                                  deadline_ms=self._now_ms() + int(options.deadline_s * 1000),
                                  plan_timeout=self.plan_timeout, chain_latencies=self.chain_latencies,
                                  adaptive=options.adaptive, first_cots=options.first_cots, agree=options.agree,
-                                 checkable=options.verify and sandbox_works())
-        if options.verify and driver.examples and not sandbox_works():
+                                 checkable=checkable)
+        if options.verify and driver.examples and not checkable:
             driver.check_skipped("this node cannot build the code sandbox (docs/sandbox.md)")
         beacon = await self._find_planners(driver, options)
         beacon_ms = self._span_ms(begun)
@@ -306,7 +307,7 @@ class TaskService:
         before the vote, ``pipeline.verification``: as each chain returns, so that adaptive chains can stop
         at the first that passes), then the next slot the driver launches, if any, in ``tg``."""
         record = await self._run_chain(driver, options, index, first)
-        code = driver.code_to_check(record) if options.verify and sandbox_works() else None
+        code = driver.code_to_check(record)
         if code is not None:
             driver.chain_checked(record, await examples_passed(code, driver.question, driver.examples))
         for slot, planner in driver.slot_finished(now_ms=self._now_ms()):
