@@ -150,11 +150,6 @@ def _usage(record: TaskRecord) -> dict[str, int]:
     return {"input_tokens": prompt, "output_tokens": completion}
 
 
-def _extension(record: TaskRecord, talk: Conversation) -> dict[str, Any]:
-    """Symphony's extension of a reply: the task, its trace, and what of the conversation went to the network."""
-    return {**extension(record), "context": talk.report()}
-
-
 def anthropic_routes(node: NodeApi) -> list[Route]:
     """The Anthropic Messages route of ``node``."""
 
@@ -178,7 +173,7 @@ def anthropic_routes(node: NodeApi) -> list[Route]:
             return _failure(record).response()
         reply = _message(record, content=[{"type": "text", "text": str(record.answer)}], stop_reason="end_turn",
                          usage_=_usage(record))
-        return JSONResponse({**reply, "symphony": _extension(record, talk)})
+        return JSONResponse({**reply, "symphony": extension(record, talk)})
 
     return [Route("/v1/messages", messages, methods=["POST"])]
 
@@ -201,7 +196,7 @@ async def _stream(node: NodeApi, talk: Conversation, submitted: TaskRecord) -> A
             yield _event("content_block_delta", {"index": 0, "delta": delta})
             yield _event("content_block_stop", {"index": 0})
             yield _event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                           "usage": _usage(record), "symphony": _extension(record, talk)})
+                                           "usage": _usage(record), "symphony": extension(record, talk)})
             yield _event("message_stop", {})
         else:
             yield _event("error", {"error": _failure(record).body["error"]})

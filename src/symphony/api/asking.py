@@ -85,9 +85,11 @@ def usage(record: TaskRecord) -> tuple[int, int]:
     return int(trace.get("prompt_tokens", 0)), int(trace.get("completion_tokens", 0))
 
 
-def extension(record: TaskRecord) -> dict[str, Any]:
-    """Symphony's extension field of a reply: the task ID (for ``GET /v1/tasks/{id}``) and the trace."""
-    return {"task_id": record.task_id, "trace": record.trace or {}}
+def extension(record: TaskRecord, talk: Conversation | None = None) -> dict[str, Any]:
+    """Symphony's extension field of a reply: the task ID (for ``GET /v1/tasks/{id}``), the trace and, for a
+    chat face, what of the conversation went to the network (``context``)."""
+    base = {"task_id": record.task_id, "trace": record.trace or {}}
+    return base if talk is None else {**base, "context": talk.report()}
 
 
 async def answer_or_cancel(request: Request, node: NodeApi, submitted: TaskRecord) -> TaskRecord | None:

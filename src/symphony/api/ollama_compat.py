@@ -259,7 +259,7 @@ def _final(parsed: _Request, talk: Conversation, created_at: str, record: TaskRe
     total_ns = int(max(0.0, now - record.submitted_at) * 1e9)
     return {**_line(parsed, created_at, text, done=True), "total_duration": total_ns, "load_duration": 0,
             "prompt_eval_count": prompt, "prompt_eval_duration": 0, "eval_count": completion,
-            "eval_duration": total_ns, "symphony": {**extension(record), "context": talk.report()}}
+            "eval_duration": total_ns, "symphony": extension(record, talk)}
 
 
 async def _stream(node: NodeApi, parsed: _Request, talk: Conversation, submitted: TaskRecord,

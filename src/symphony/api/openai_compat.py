@@ -125,7 +125,7 @@ def _usage(record: TaskRecord) -> dict[str, int]:
 
 
 def _extension(record: TaskRecord, talk: Conversation) -> dict[str, Any]:
-    return {**extension(record), "context": talk.report(), "degraded": (record.trace or {}).get("degraded", [])}
+    return {**extension(record, talk), "degraded": (record.trace or {}).get("degraded", [])}
 
 
 def _message(record: TaskRecord, form: Shape) -> tuple[dict[str, Any], str]:
