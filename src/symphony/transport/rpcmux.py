@@ -164,7 +164,8 @@ class _FrameReader:
                 raise IncompleteReadError("the stream ended inside a frame", sum(head or (1, 0)), len(self._buffer))
             self._buffer += chunk
         size, length = head
-        frame = bytes(self._buffer[size : size + length])
+        with memoryview(self._buffer) as view:  # one copy (a bytearray slice would copy twice)
+            frame = bytes(view[size : size + length])
         del self._buffer[: size + length]
         return frame
 
