@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -142,7 +143,7 @@ class _Worker:
     runtimes: list[AgentRuntime] = field(default_factory=list)
     transports: list[Libp2pTransport] = field(default_factory=list)
     tasks: list[TaskService] = field(default_factory=list)
-    lags_ms: list[float] = field(default_factory=list)
+    lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
     async def main(self) -> None:
         lines = _Lines(trio.lowlevel.FdStream(os.dup(0)), trio.lowlevel.FdStream(self.channel_fd))
@@ -243,7 +244,6 @@ class _Worker:
             due = time.perf_counter() + LAG_PROBE_S
             await trio.sleep(LAG_PROBE_S)
             self.lags_ms.append((time.perf_counter() - due) * 1000)
-            del self.lags_ms[:-10_000]
 
     def _runtime(self, agent: int) -> AgentRuntime:
         return self.runtimes[agent - self.first]
