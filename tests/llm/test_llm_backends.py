@@ -615,7 +615,7 @@ def test_a_process_that_closes_its_model_exits_without_a_traceback() -> None:
     """Closing the model frees its ``Llama`` while llama_cpp still works: no "NoneType is not callable"
     traceback from ``llama_cpp/_internals.py`` at exit (every ``symphony bench accuracy`` run printed one)."""
     _smollm2()  # skips when the model is not installed
-    result = subprocess.run([sys.executable, "-c", _ANSWER_ONCE_AND_EXIT], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", _ANSWER_ONCE_AND_EXIT], capture_output=True, text=True, check=False,
                             timeout=120, env={**os.environ, "SYMPHONY_LLAMA_THREADS": "1"})
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.strip()) > 0

@@ -43,7 +43,7 @@ from typing import Any
 import trio
 from rich.console import Console
 
-from symphony.bench.robustness import run_virtual
+from symphony.bench.virtual import run_virtual
 from symphony.board import (
     Artifact,
     Board,
