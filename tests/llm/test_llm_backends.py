@@ -620,3 +620,20 @@ def test_a_process_that_closes_its_model_exits_without_a_traceback() -> None:
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.strip()) > 0
     assert "Traceback" not in result.stderr, result.stderr
+
+
+async def test_closing_does_not_wait_long_for_a_generation_still_running(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A generation holding the ``Llama`` (an abandoned caller's) past ``CLOSE_WAIT_S``: the model closes
+    without freeing it under the generation, and a warning says it stays loaded."""
+    model = _smollm2()
+    await model.load()
+    shared = llama_backend._shared(model._path(), model.n_ctx, model.n_threads)
+    monkeypatch.setattr(llama_backend, "CLOSE_WAIT_S", 0.05)
+    with shared.lock:  # what the generating thread holds
+        await model.aclose()
+    assert shared.llama is not None and shared.users == 1
+    assert "a generation still runs after" in caplog.text and "its llama.cpp model stays loaded" in caplog.text
+    with shared.lock:  # the process's shared model, closed as the test found it
+        shared.release()
+    assert shared.llama is None

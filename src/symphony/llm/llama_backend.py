@@ -16,9 +16,9 @@ it started runs on (bounded by ``max_tokens``) in the abandoned thread and holds
 next call waits for it: llama.cpp has no safe way to stop mid-generation from outside.
 
 The last ``LlamaModel`` on a loaded file to ``aclose()`` closes the ``Llama`` (``Llama.close()``),
-after any generation still running. Left to the garbage collector, a ``Llama`` can outlive
-llama-cpp-python's module globals at interpreter exit, and its ``free_model`` callback
-(``llama_cpp/_internals.py``) then fails with "'NoneType' object is not callable".
+after any generation still running (waiting ``CLOSE_WAIT_S`` at most). Left to the garbage
+collector, a ``Llama`` can outlive llama-cpp-python's module globals at interpreter exit, and its
+``free_model`` callback (``llama_cpp/_internals.py``) then fails with "'NoneType' object is not callable".
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ LLAMA_CPP_CMAKE_ARGS: Final = (
 )
 LLAMA_CPP_INSTALL: Final = f'CMAKE_ARGS="{LLAMA_CPP_CMAKE_ARGS}" pip install llama-cpp-python=={LLAMA_CPP_VERSION}'
 DEFAULT_N_CTX: Final = 4096
+#: How long closing a model waits for a generation an abandoned caller left running (``LlamaModel.aclose``).
+CLOSE_WAIT_S: Final = 5.0
 _CHUNK: Final = 1 << 20
 
 
@@ -380,9 +382,9 @@ class LlamaModel:
     async def aclose(self) -> None:
         """Stop accepting calls; the last open model on its file closes the shared ``Llama``.
 
-        Waits (shielded from cancellation: an owner often closes while shutting down) for a
-        generation an abandoned caller left running, which ``max_tokens`` bounds: closing the
-        ``Llama`` under it would free memory llama.cpp is still using.
+        Closing the ``Llama`` under a running generation would free memory llama.cpp is still
+        using, so this waits (shielded: owners close while shutting down) up to ``CLOSE_WAIT_S`` for
+        one an abandoned caller left running; past that the ``Llama`` stays loaded, and a warning says so.
         """
         self._closed = True
         shared, self._using = self._using, None
@@ -390,10 +392,15 @@ class LlamaModel:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._release, shared)
 
-    @staticmethod
-    def _release(shared: _Shared) -> None:
-        with shared.lock:
+    def _release(self, shared: _Shared) -> None:
+        if not shared.lock.acquire(timeout=CLOSE_WAIT_S):
+            logger.warning("%s: a generation still runs after %.1f s; its llama.cpp model stays loaded",
+                           self.name, CLOSE_WAIT_S)
+            return
+        try:
             shared.release()
+        finally:
+            shared.lock.release()
 
 
 __all__ = [
