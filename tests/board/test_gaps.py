@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
-import trio.testing
 
-from symphony.board import Board, BoardReplica, Subtask, TaskGraph, TeamAgent, TeamConfig
+from symphony.bench.teams import open_board_mesh
+from symphony.bench.virtual import run_virtual
+from symphony.board import Board, Subtask, TaskGraph, TeamAgent, TeamConfig
 from symphony.board.entries import Gap, fix_id
 from symphony.board.team import CapabilityGap
 from symphony.protocol import Identity
@@ -44,28 +45,13 @@ async def team_of(executors: list[Executor], *, start_after_s: list[float]) -> l
     """Agents on a full mesh, agent i starting ``start_after_s[i]`` virtual seconds in; run to completion."""
     net = MemoryNetwork(link=LinkModel(latency_s=0.01), rng=random.Random(1))
     idents = [Identity(bytes([9, i]) * 16) for i in range(len(executors))]
-    agents: list[TeamAgent] = []
-    async with trio.open_nursery() as nursery:
-        nodes = [await nursery.start(_open, net, ident) for ident in idents]
-        for i, node in enumerate(nodes):
-            for other in nodes[i + 1:]:
-                await node.connect(other.listen_addrs()[0])
-        for i, (ident, node) in enumerate(zip(idents, nodes, strict=True)):
-            replica = BoardReplica(node, ident, Board("gaps", GRAPH))
-            await replica.start()
-            agents.append(TeamAgent(replica, executors[i], CONFIG, random.Random(i)))
+    async with open_board_mesh(net, idents, "gaps", GRAPH) as replicas:
+        agents = [TeamAgent(replica, executors[i], CONFIG, random.Random(i)) for i, replica in enumerate(replicas)]
         with trio.fail_after(120):
             async with trio.open_nursery() as work:
                 for agent, after in zip(agents, start_after_s, strict=True):
                     work.start_soon(_late, agent, after)
-        nursery.cancel_scope.cancel()
     return agents
-
-
-async def _open(net: MemoryNetwork, ident: Identity, *, task_status: trio.TaskStatus) -> None:  # type: ignore[type-arg]
-    async with net.open_node(ident) as node:
-        task_status.started(node)
-        await trio.sleep_forever()
 
 
 async def _late(agent: TeamAgent, after_s: float) -> None:
@@ -74,10 +60,7 @@ async def _late(agent: TeamAgent, after_s: float) -> None:
 
 
 def run(executors: list[Executor], start_after_s: list[float]) -> list[TeamAgent]:
-    async def main() -> list[TeamAgent]:
-        return await team_of(executors, start_after_s=start_after_s)
-
-    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return run_virtual(team_of, executors, start_after_s=start_after_s)
 
 
 def test_a_failed_subtask_becomes_a_gap_that_another_agent_closes() -> None:

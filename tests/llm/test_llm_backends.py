@@ -7,8 +7,11 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -562,3 +565,75 @@ async def test_qwen_cancelled_call_returns_at_once(qwen: LlamaModel) -> None:
     assert scope.cancelled_caught and trio.current_time() - start < 1.0
     completion = await model.chat(USER, max_tokens=4)
     assert completion.completion_tokens > 0
+
+
+# ---- closing embedded models (the packaged SmolLM2-135M: the smallest, ~1 s to load) --------------
+
+
+def _smollm2() -> LlamaModel:
+    """A new ``LlamaModel`` on the packaged SmolLM2-135M; skips the test when it is not installed."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip(f"llama-cpp-python is not installed; build it with: {llama_backend.LLAMA_CPP_INSTALL}")
+    try:
+        return LlamaModel(PACKAGED_MODELS["smollm2-135m"], n_threads=1)
+    except ModelSpecError as exc:
+        pytest.skip(f"the SmolLM2-135M package is missing: {exc}")
+
+
+async def test_the_last_model_to_close_closes_the_shared_llama() -> None:
+    """Models on one file share a ``Llama``: it stays loaded while one is open and is closed by the last."""
+    first, second = _smollm2(), _smollm2()
+    for model in (first, second):
+        assert (await model.chat(USER, max_tokens=2)).completion_tokens > 0
+    shared = llama_backend._shared(first._path(), first.n_ctx, first.n_threads)
+    assert shared.users == 2
+    await first.aclose()
+    assert shared.llama is not None and (await second.chat(USER, max_tokens=2)).completion_tokens > 0
+    await second.aclose()
+    assert shared.llama is None and shared.users == 0
+    with pytest.raises(ModelError, match="is closed"):
+        await second.chat(USER, max_tokens=2)
+
+
+#: A process that answers once with SmolLM2 and exits while a worker thread (as in a bigger program) still
+#: holds the backend module: interpreter teardown then wipes llama_cpp's globals before that module's.
+_ANSWER_ONCE_AND_EXIT = """
+import threading, trio
+from symphony.llm import llama_backend, parse_model_spec
+threading.Thread(target=lambda module=llama_backend: threading.Event().wait(), daemon=True).start()
+
+async def main():
+    model = parse_model_spec("llama:smollm2-135m")
+    print((await model.chat([{"role": "user", "content": "Say hi"}], max_tokens=4)).completion_tokens)
+    await model.aclose()
+
+trio.run(main)
+"""
+
+
+def test_a_process_that_closes_its_model_exits_without_a_traceback() -> None:
+    """Closing the model frees its ``Llama`` while llama_cpp still works: no "NoneType is not callable"
+    traceback from ``llama_cpp/_internals.py`` at exit (every ``symphony bench accuracy`` run printed one)."""
+    _smollm2()  # skips when the model is not installed
+    result = subprocess.run([sys.executable, "-c", _ANSWER_ONCE_AND_EXIT], capture_output=True, text=True, check=False,
+                            timeout=120, env={**os.environ, "SYMPHONY_LLAMA_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) > 0
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+async def test_closing_does_not_wait_long_for_a_generation_still_running(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A generation holding the ``Llama`` (an abandoned caller's) past ``CLOSE_WAIT_S``: the model closes
+    without freeing it under the generation, and a warning says it stays loaded."""
+    model = _smollm2()
+    await model.load()
+    shared = llama_backend._shared(model._path(), model.n_ctx, model.n_threads)
+    monkeypatch.setattr(llama_backend, "CLOSE_WAIT_S", 0.05)
+    with shared.lock:  # what the generating thread holds
+        await model.aclose()
+    assert shared.llama is not None and shared.users == 1
+    assert "a generation still runs after" in caplog.text and "its llama.cpp model stays loaded" in caplog.text
+    with shared.lock:  # the process's shared model, closed as the test found it
+        shared.release()
+    assert shared.llama is None

@@ -53,3 +53,17 @@ def test_node_help_lists_the_learning_interval() -> None:
 
     result = CliRunner().invoke(app, ["node", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "--learn-republish-s" in result.output
+
+
+@pytest.mark.parametrize("value", ["0", "5000", "soon"])
+def test_ask_refuses_the_hop_timeouts_a_node_refuses_before_asking_one(value: str) -> None:
+    """``symphony ask --hop-timeout`` goes through the node's parser: out of range is refused here (exit 2),
+    not sent (port 9 on 127.0.0.1 has no node: asking it would exit 1 with "no node API")."""
+    from typer.testing import CliRunner
+
+    from symphony.cli.main import app
+
+    result = CliRunner().invoke(app, ["ask", "q", "--api", "http://127.0.0.1:9", "--hop-timeout", value],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert "--hop-timeout must be adaptive, off or seconds in (0, 3600]" in result.output

@@ -44,8 +44,8 @@ from symphony.api.asking import (
     answer_or_cancel,
     extension,
     failure_status,
-    fit_conversation,
     has_planners,
+    split_conversation,
     usage,
     wait_with_keepalives,
 )
@@ -94,6 +94,9 @@ class Message(BaseModel):
     def text(self) -> str:
         return _text(self.content)
 
+    def line(self) -> str:
+        return f"{self.role.capitalize()}: {self.text()}"
+
 
 class MessagesRequest(BaseModel):
     """``POST /v1/messages``; unknown fields (``tools``, ``thinking``, ...) are refused."""
@@ -114,15 +117,12 @@ class MessagesRequest(BaseModel):
 
     def conversation(self) -> Conversation:
         """The last user turn is the question; ``system``, then the other turns, its context."""
-        last = max((i for i, m in enumerate(self.messages) if m.role == "user"), default=None)
-        text = self.messages[last].text() if last is not None else ""
-        if not text.strip():
+        talk = split_conversation(self.messages, system=[f"System: {_text(self.system)}"] if self.system else [])
+        if not talk.question.strip():
             raise AnthropicError(400, "messages: the last user turn is empty: it is the question")
-        if len(text) > MAX_QUESTION_CHARS:
+        if len(talk.question) > MAX_QUESTION_CHARS:
             raise AnthropicError(400, f"messages: the question is longer than {MAX_QUESTION_CHARS} characters")
-        system = [f"System: {_text(self.system)}"] if self.system else []
-        turns = [f"{m.role.capitalize()}: {m.text()}" for i, m in enumerate(self.messages) if i != last]
-        return fit_conversation(text, system, turns)
+        return talk
 
 
 async def _parse(request: Request) -> MessagesRequest:

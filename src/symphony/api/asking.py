@@ -4,15 +4,16 @@ Each face parses its own request shape and answers in its own shape; what a ques
 between is the same as for ``POST /v1/tasks`` and the OpenAI endpoint: refuse when no planner is
 available, submit through ``NodeApi``, wait (keeping the connection alive while the network works),
 and cancel the question when the client leaves. The failure classes map a failed task to an HTTP
-status the same way for every face, and ``fit_conversation`` makes every face's conversation (system
-text, earlier turns) the question's context within one budget.
+status the same way for every face, and ``split_conversation`` splits every face's conversation the
+same way: the last user turn is the question, the system text and earlier turns its context within
+one budget (``fit_conversation``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from starlette.requests import Request
@@ -67,6 +68,33 @@ def fit_conversation(question: str, system: list[str], turns: list[str]) -> Conv
     context = "\n".join(part for part in (text, *kept) if part)
     return Conversation(question=question, context=context, messages=len(system) + len(turns),
                         dropped=len(turns) - len(kept), clipped_system=clipped)
+
+
+class Turn(Protocol):
+    """One message of a face's conversation, as ``split_conversation`` reads it."""
+
+    @property
+    def role(self) -> str: ...
+
+    def text(self) -> str:
+        """What the message says (the question, when it is the last user turn)."""
+        ...
+
+    def line(self) -> str:
+        """The message as a line of the question's context: ``Role: text``."""
+        ...
+
+
+def split_conversation(messages: Sequence[Turn], *, system: Sequence[str] = (),
+                       system_roles: Collection[str] = ("system",)) -> Conversation:
+    """The last user message is the question (empty when there is none: the face refuses it); the
+    ``system`` lines, then the messages whose role is in ``system_roles``, then the other turns in
+    order, its context (``fit_conversation``)."""
+    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
+    question = messages[last].text() if last is not None else ""
+    others = [m for i, m in enumerate(messages) if i != last]
+    return fit_conversation(question, [*system, *(m.line() for m in others if m.role in system_roles)],
+                            [m.line() for m in others if m.role not in system_roles])
 
 
 def has_planners(node: NodeApi) -> bool:

@@ -48,6 +48,7 @@ from symphony.api.asking import (
     failure_status,
     fit_conversation,
     has_planners,
+    split_conversation,
     usage,
     wait_with_keepalives,
 )
@@ -90,6 +91,9 @@ class ChatMessage(BaseModel):
     content: str = ""
     thinking: str | None = None  # an earlier assistant turn's reasoning, sent back by some clients
 
+    def text(self) -> str:
+        return self.content
+
     def line(self) -> str:
         """The message as a line of the question's context: ``Role: text``."""
         return f"{self.role.capitalize()}: {self.content}"
@@ -122,11 +126,7 @@ class ChatRequest(_Request):
 
     def conversation(self) -> Conversation:
         """The last user message is the question; the system messages, then the other turns, its context."""
-        last = max((i for i, m in enumerate(self.messages) if m.role == "user"), default=None)
-        question = self.messages[last].content if last is not None else ""
-        others = [m for i, m in enumerate(self.messages) if i != last]
-        return fit_conversation(question, [m.line() for m in others if m.role == "system"],
-                                [m.line() for m in others if m.role != "system"])
+        return split_conversation(self.messages)
 
 
 class GenerateRequest(_Request):

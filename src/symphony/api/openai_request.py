@@ -44,7 +44,7 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from symphony.api.asking import MAX_QUESTION_CHARS, MODEL_ID, Conversation, fit_conversation
+from symphony.api.asking import MAX_QUESTION_CHARS, MODEL_ID, Conversation, split_conversation
 from symphony.api.http import OptionsBody
 from symphony.pipeline.extraction import AnswerKind
 
@@ -87,6 +87,15 @@ class Message(BaseModel):
         if isinstance(self.content, list):
             return "\n".join(part.text or "" for part in self.content)
         return self.content or ""
+
+    def line(self) -> str:
+        """The message as a line of the context: ``Role: text`` (a tool call or result says so)."""
+        extra = self.model_extra or {}
+        text = self.text()
+        if extra.get("tool_calls"):
+            text = f"{text} [called {json.dumps(extra['tool_calls'])[:500]}]".strip()
+        name = f" ({extra['name']})" if isinstance(extra.get("name"), str) else ""
+        return f"{self.role.capitalize()}{name}: {text}"
 
 
 class StreamOptions(BaseModel):
@@ -270,26 +279,13 @@ def _check_content(messages: list[Message]) -> None:
 
 def conversation(messages: list[Message]) -> Conversation:
     """The last user message as the question, the rest as its context (``asking.fit_conversation``)."""
-    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
-    question = messages[last].text() if last is not None else ""
-    if not question.strip():
+    talk = split_conversation(messages, system_roles=("system", "developer"))
+    if not talk.question.strip():
         raise OpenAIError(400, "the last user message is empty: it is the question", param="messages")
-    if len(question) > MAX_QUESTION_CHARS:
+    if len(talk.question) > MAX_QUESTION_CHARS:
         raise OpenAIError(400, f"the question is longer than {MAX_QUESTION_CHARS} characters",
                           param="messages", code="question_too_long")
-    others = [m for i, m in enumerate(messages) if i != last]
-    system = [_line(m) for m in others if m.role in ("system", "developer")]
-    return fit_conversation(question, system, [_line(m) for m in others if m.role not in ("system", "developer")])
-
-
-def _line(message: Message) -> str:
-    """One message as a line of the context: ``Role: text`` (a tool call or result says so)."""
-    extra = message.model_extra or {}
-    text = message.text()
-    if extra.get("tool_calls"):
-        text = f"{text} [called {json.dumps(extra['tool_calls'])[:500]}]".strip()
-    name = f" ({extra['name']})" if isinstance(extra.get("name"), str) else ""
-    return f"{message.role.capitalize()}{name}: {text}"
+    return talk
 
 
 def shape(chat: ChatCompletionRequest) -> Shape:

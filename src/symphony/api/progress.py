@@ -9,7 +9,12 @@ planner itself it also sees its chain's plan and steps live (``plan_made``, ``st
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+#: A chain's part of its task ID (``pipeline.initiator``): ``c{slot}``, or ``r{n}/c{slot}`` for a
+#: planner's n-th further chain of the question (adaptive chains, or more chains than planners).
+_CHAIN_SUFFIX = re.compile(r"(?:r(\d+)/)?c(\d+)")
 
 
 def _short(agent_id: Any) -> str:
@@ -17,8 +22,23 @@ def _short(agent_id: Any) -> str:
     return text if len(text) <= 12 else f"{text[:6]}…{text[-4:]}"
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _chain_name(suffix: str) -> str:
+    """A chain's task-ID suffix in words, named as the trace names it (``cli.render``): ``c3`` is
+    "chain c3", ``r1/c3`` "chain c3 (its planner's 2nd)"; anything else is shown as it is."""
+    match = _CHAIN_SUFFIX.fullmatch(suffix)
+    if match is None:
+        return suffix
+    repeat, slot = match.groups()
+    return f"chain c{slot}" + (f" (its planner's {_ordinal(int(repeat) + 1)})" if repeat else "")
+
+
 def _chain_lines(chain: dict[str, Any]) -> str:
-    slot = f"c{chain.get('index', '?')}"
+    slot = f"chain c{chain.get('index', '?')}"
     if not chain.get("ok"):
         return f"{slot}: planner {_short(chain.get('planner'))} failed: {str(chain.get('error', ''))[:200]}\n"
     steps = (chain.get("trace") or {}).get("steps", [])
@@ -33,7 +53,7 @@ def progress_line(event: dict[str, Any], task_id: str) -> str | None:
     task = str(data.get("task", ""))
     if task != task_id and not task.startswith(task_id + "/"):
         return None
-    slot = task[len(task_id) + 1:] or None
+    slot = _chain_name(task[len(task_id) + 1:]) if task != task_id else None
     kind = event.get("type")
     if kind == "task_started":
         return f"Asked {len(data.get('planners', []))} planner(s) to plan chains of thought.\n"

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
-import trio.testing
 
+from symphony.bench.virtual import run_virtual, virtual_now
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm import Completion
 from symphony.llm.scripted import arith_model
@@ -44,7 +44,6 @@ from symphony.protocol import Identity
 from symphony.transport import LinkModel, MemoryNetwork
 
 SYSTEMS = ("random", "cosine-static", "cosine-learned", "linucb")
-EPOCH = 1_700_000_000.0
 _BOXED = re.compile(r"\\boxed\{([^}]*)\}")
 
 
@@ -110,11 +109,9 @@ async def _run(config: LearningConfig, system: str, seed: int) -> list[dict[str,
     specs = [SimulatedAgent(_identity(seed, n), NoisyModel(p, random.Random(f"{system}/{seed}/{n}")),
                             AgentProfile(name=f"a{n}", tags=("math",))) for n, p in enumerate(config.error_rates)]
 
-    def clock() -> float:
-        return EPOCH + trio.current_time()
-
     rows = []
-    async with open_simulated_agents(net, specs, clock=clock, ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
+    async with open_simulated_agents(net, specs, clock=virtual_now,
+                                     ledger_config=LedgerConfig(heartbeat_interval_s=5.0),
                                      gossip_config=GossipConfig(anti_entropy_interval_s=2.0)) as nodes:
         best = nodes[min(range(len(nodes)), key=lambda n: config.error_rates[n])].agent_id
         _set_feedback(nodes, on=system != "cosine-static")
@@ -155,7 +152,7 @@ def run_learning_bench(config: LearningConfig, out_dir: Path) -> dict[str, Any]:
     table: dict[str, Any] = {}
     logging.getLogger("symphony.transport").setLevel(logging.CRITICAL)  # refused outvoted agents, by design
     for system in SYSTEMS:
-        runs = [trio.run(_run, config, system, seed, clock=trio.testing.MockClock(autojump_threshold=0))
+        runs = [run_virtual(_run, config, system, seed)
                 for seed in config.seeds]
         half = config.tasks // 2
         table[system] = {part: _summary([r for run in runs for r in rows_of(run, part, half)])

@@ -47,12 +47,12 @@ from typing import Any
 import anyio
 import httpx
 import trio
-import trio.testing
 from rich.console import Console
 
 from symphony.bench.byzantine import Misdeeds, attack, corrupt
 from symphony.bench.hostile import hostile_scenario
 from symphony.bench.hostile import markdown as hostile_markdown
+from symphony.bench.virtual import run_virtual
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm import ChatModel
 from symphony.llm.scripted import arith_model, evaluate
@@ -686,11 +686,6 @@ def _poll_task(nodes: list[NodeProcess], initiator: int, task_id: str, question:
 
 
 # ---- driver ------------------------------------------------------------------------------------------
-
-
-def run_virtual(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in its own trio run on a virtual clock that jumps whenever every task waits."""
-    return trio.run(fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def run_robustness(*, scenarios: Sequence[str], setup: Setup, fractions: Mapping[str, Sequence[float]],

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import trio
-import trio.testing
 from rich.console import Console
 
 from symphony.bench import shardnet
 from symphony.bench.accounting import traffic
+from symphony.bench.virtual import run_virtual, virtual_now
 from symphony.ledger import (
     HEARTBEAT_TOPIC,
     LEDGER_TOPIC,
@@ -48,7 +48,6 @@ from symphony.protocol import Identity
 from symphony.transport import LinkModel, MemoryNetwork
 
 CHANNELS = (LEDGER_TOPIC, HEARTBEAT_TOPIC, SHARD_TOPIC, LIVENESS_PROTOCOL, SYNC_PROTOCOL)
-EPOCH = 1_700_000_000.0
 
 
 @dataclass(frozen=True)
@@ -75,11 +74,8 @@ async def _upkeep(n: int, shards: int, cfg: ShardingConfig) -> dict[str, Any]:
     ledger = LedgerConfig(heartbeat_interval_s=cfg.heartbeat_s)
     gossip = GossipConfig(anti_entropy_interval_s=cfg.anti_entropy_s, shards=shards)
 
-    def clock() -> float:
-        return EPOCH + trio.current_time()
-
     started = time.perf_counter()
-    async with open_simulated_agents(net, agents, clock=clock, ledger_config=ledger, gossip_config=gossip,
+    async with open_simulated_agents(net, agents, clock=virtual_now, ledger_config=ledger, gossip_config=gossip,
                                      converge_timeout_s=3600) as nodes:
         converged = trio.current_time()
         await trio.sleep(3 * cfg.heartbeat_s)  # join-time deltas and pulls settle
@@ -90,7 +86,7 @@ async def _upkeep(n: int, shards: int, cfg: ShardingConfig) -> dict[str, Any]:
         per_hour = 3600 / cfg.window_s / n / 1e6
         channels = {ch: round((traffic(stats, [ch]).bytes - before[ch].bytes) * per_hour, 5) for ch in CHANNELS}
         busiest = max(sum(s.bytes_received.values()) - b for s, b in zip(stats, received_before, strict=True))
-        available = min(len(node.ledger.query(now=clock())) for node in nodes)
+        available = min(len(node.ledger.query(now=virtual_now())) for node in nodes)
     return {
         "n": n, "shards": shards, "mb_per_agent_h": round(sum(channels.values()), 4), "channels": channels,
         "busiest_node_received_mb_h": round(busiest * 3600 / cfg.window_s / 1e6, 4),
@@ -123,7 +119,7 @@ def run_sharding_bench(cfg: ShardingConfig, out: Path, console: Console | None =
     rows = []
     for n in cfg.sizes if cfg.upkeep else ():
         for shards in (1, max(2, math.isqrt(n - 1) + 1)):
-            row = trio.run(_upkeep, n, shards, cfg, clock=trio.testing.MockClock(autojump_threshold=0))
+            row = run_virtual(_upkeep, n, shards, cfg)
             console.print(f"[dim]N={n} L={shards}: {row['mb_per_agent_h']} MB/agent/h ({row['cpu_s']} s)[/dim]")
             rows.append(row)
     beacons = shardnet.run_shardnet(replace(cfg.shardnet, sizes=cfg.beacon_sizes)) if cfg.beacon_sizes else []

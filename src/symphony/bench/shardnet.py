@@ -39,7 +39,6 @@ from typing import Any
 
 import anyio
 import trio
-import trio.testing
 
 from symphony.beacon import (
     BEACON_PROTOCOL,
@@ -53,6 +52,7 @@ from symphony.beacon import (
     RelayResponder,
 )
 from symphony.beacon.gateway import beacon_body
+from symphony.bench.virtual import EPOCH, run_virtual, virtual_now
 from symphony.capability import (
     TASK_TYPES,
     HashingTagEncoder,
@@ -77,7 +77,6 @@ from symphony.protocol import (
 )
 from symphony.transport import LinkModel, MemoryNetwork, MemoryTransport
 
-EPOCH = 1_700_000_000.0
 FAMILIES = ("qwen", "llama", "mistral", "phi", "gemma", "deepseek")
 HARDWARE = (
     Hardware(memory_gb=8, accelerator="cpu", tokens_per_s=15),
@@ -137,10 +136,6 @@ def requirements(count: int, seed: int) -> list[list[float]]:
     return out
 
 
-def _clock() -> float:
-    return EPOCH + trio.current_time()
-
-
 def _messages(nodes: Sequence[_Node]) -> int:
     return sum(n.transport.stats.messages_sent[ch] for n in nodes for ch in CHANNELS)
 
@@ -161,10 +156,10 @@ async def sharded_select(
     """One sharded BEACONSELECT round: own shard direct, other shards via gateways, one envelope.
 
     Returns agent -> score (claims capped at the published score, as ``BeaconSelector`` does)."""
-    now_ms = int(_clock() * 1000)
+    now_ms = int(virtual_now() * 1000)
     beacon = beacon_body([requirement], deadline_ms=now_ms + int(deadline_s * 1000))
     envelope = seal(node.identity, "beacon", beacon.model_dump(mode="json"), now_ms=now_ms)
-    rows = ledger.query(QueryFilter(), requirement=requirement, limit=top_l, now=_clock())
+    rows = ledger.query(QueryFilter(), requirement=requirement, limit=top_l, now=virtual_now())
     scores: dict[str, float] = {}
     guard = ReplayGuard()
 
@@ -179,7 +174,7 @@ async def sharded_select(
                 sender=record.agent_id,
                 kind="beacon.reply",
                 guard=guard,
-                now_ms=int(_clock() * 1000),
+                now_ms=int(virtual_now() * 1000),
             )
         except (PeerError, TransportError):
             return
@@ -216,11 +211,11 @@ def _state_sample(
     shard = shard_of(node.identity.agent_id, shards)
     ledger = Ledger(LONG_TTL, keeps=keeps_shard(shard, shards))
     for record in records:
-        ledger.merge(record, now=_clock())
+        ledger.merge(record, now=virtual_now())
     book = SummaryBook(shards=shards, max_age_s=1e9)
     for s, raw in raw_summaries.items():
         if s != shard:
-            book.offer(raw, now=_clock())
+            book.offer(raw, now=virtual_now())
     kb = (sum(len(r.to_bytes()) for r in ledger.records.values()) + book.nbytes()) / 1000
     return {
         "records": len(ledger.records),
@@ -254,8 +249,8 @@ async def _run_size(n: int, cfg: ShardNetConfig) -> dict[str, Any]:
         shard_ledgers = [Ledger(LONG_TTL, keeps=keeps_shard(s, shards)) for s in range(shards)]
         full = Ledger(LONG_TTL)
         for record in records:
-            full.merge(record, now=_clock())
-            shard_ledgers[shard_of(record.agent_id, shards)].merge(record, now=_clock())
+            full.merge(record, now=virtual_now())
+            shard_ledgers[shard_of(record.agent_id, shards)].merge(record, now=virtual_now())
         by_id = {nd.identity.agent_id: nd for nd in nodes}
         table = gateways(shards, by_id)
         raw_summaries = {
@@ -264,7 +259,7 @@ async def _run_size(n: int, cfg: ShardNetConfig) -> dict[str, Any]:
                 shard_ledgers[s].records.values(),
                 shard=s,
                 shards=shards,
-                now_ms=int(_clock() * 1000),
+                now_ms=int(virtual_now() * 1000),
                 cones=cfg.cones,
             ).to_bytes()
             for s, g in table.items()
@@ -298,11 +293,11 @@ async def _run_size(n: int, cfg: ShardNetConfig) -> dict[str, Any]:
 def _serve(node: _Node, shard_ledger: Ledger, shards: int) -> None:
     vector = node.vector
     responder = BeaconResponder(
-        identity=node.identity, private_vector=lambda: vector, qos=lambda: (0, 0.0), clock=_clock, guard=node.guard
+        identity=node.identity, private_vector=lambda: vector, qos=lambda: (0, 0.0), clock=virtual_now, guard=node.guard
     )
-    relay = RelayResponder(responder=responder, identity=node.identity, clock=_clock, guard=node.guard)
+    relay = RelayResponder(responder=responder, identity=node.identity, clock=virtual_now, guard=node.guard)
     gateway = Gateway(
-        transport=node.transport, identity=node.identity, ledger=shard_ledger, shards=shards, relay=relay, clock=_clock
+        transport=node.transport, identity=node.identity, ledger=shard_ledger, shards=shards, relay=relay, clock=virtual_now
     )
     node.transport.set_handler(BEACON_PROTOCOL, responder.handle)
     node.transport.set_handler(RELAY_PROTOCOL, relay.handle)
@@ -334,7 +329,7 @@ async def _beacons(
         book = SummaryBook(shards=shards, max_age_s=1e9)
         for s, raw in raw_summaries.items():
             if s != shard:
-                book.offer(raw, now=_clock())
+                book.offer(raw, now=virtual_now())
         for mode in modes:
             before, bytes_before, t0 = _messages(nodes), _bytes(nodes), trio.current_time()
             if mode == "flooded":
@@ -345,7 +340,7 @@ async def _beacons(
                     transport=node.transport,
                     identity=node.identity,
                     book=book,
-                    clock=_clock,
+                    clock=virtual_now,
                     config=FanoutConfig(
                         max_gateways=cap, want=cfg.k, wave=cfg.wave or cap, per_gateway_top_l=cfg.per_gateway_top_l
                     ),
@@ -385,10 +380,10 @@ async def _beacons(
 async def _flooded(node: _Node, full: Ledger, requirement: list[float], cfg: ShardNetConfig) -> dict[str, float]:
     """Today's BEACONSELECT on a full replica: ``BeaconSelector`` itself."""
     responder = BeaconResponder(
-        identity=node.identity, private_vector=lambda: node.vector, qos=lambda: (0, 0.0), clock=_clock, guard=node.guard
+        identity=node.identity, private_vector=lambda: node.vector, qos=lambda: (0, 0.0), clock=virtual_now, guard=node.guard
     )
     selector = BeaconSelector(
-        transport=node.transport, identity=node.identity, ledger=full, responder=responder, clock=_clock
+        transport=node.transport, identity=node.identity, ledger=full, responder=responder, clock=virtual_now
     )
     outcome = await selector.select(requirement, top_l=cfg.top_l, deadline_s=cfg.deadline_s)
     return {c.agent_id: c.score for c in outcome.selection.ordered}
@@ -402,7 +397,7 @@ def _median(values: list[float]) -> float:
 
 def run_shardnet(cfg: ShardNetConfig) -> list[dict[str, Any]]:
     """Every size in ``cfg.sizes``, each in its own virtual-time trio run."""
-    return [trio.run(_run_size, n, cfg, clock=trio.testing.MockClock(autojump_threshold=0)) for n in cfg.sizes]
+    return [run_virtual(_run_size, n, cfg) for n in cfg.sizes]
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

@@ -34,8 +34,8 @@ import os
 import random
 import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from typing import Any
 import trio
 from rich.console import Console
 
-from symphony.bench.robustness import run_virtual
+from symphony.bench.virtual import run_virtual
 from symphony.board import (
     Artifact,
     Board,
@@ -120,24 +120,6 @@ def library_task(theme: str, p: float) -> tuple[TaskGraph, dict[str, str]]:
     subtasks = tuple(Subtask(s.id, specs[s.id], s.depends_on, s.cost) for s in graph.subtasks)
     return TaskGraph(subtasks), {f.name: f.test for f in functions}
 
-
-@dataclass(frozen=True)
-class WordProblem:
-    """A multi-part word problem (``teams_data/word_problems.json``): independent ``parts``, one combining step."""
-
-    id: str
-    question: str
-    parts: tuple[str, ...]
-    expression: str  # the same problem, parenthesised: what the ``scripted:parts`` test double plans from
-    answer: str
-
-
-@functools.cache
-def word_problems() -> tuple[WordProblem, ...]:
-    """Our multi-part word problems for the question path (written for issue #21, not from a public set)."""
-    data = json.loads((DATA / "word_problems.json").read_text())
-    return tuple(WordProblem(p["id"], p["question"], tuple(p["parts"]), p["expression"], p["answer"])
-                 for p in data["problems"])
 
 def linearized(graph: TaskGraph) -> TaskGraph:
     """The same sub-tasks as one chain in plan order: what our linear chains run today."""
@@ -219,6 +201,23 @@ def stand_in_executor(model: TimedModel) -> Executor:
     return execute
 
 
+@asynccontextmanager
+async def open_board_mesh(net: MemoryNetwork, idents: Sequence[Identity], board_id: str,
+                          graph: TaskGraph) -> AsyncIterator[list[BoardReplica]]:
+    """One started ``BoardReplica`` of board ``board_id`` per identity, on a full mesh of the memory engine
+    (the teams bench's set-up, and the board tests'); the nodes close on exit."""
+    async with AsyncExitStack() as stack:
+        nodes = [await stack.enter_async_context(net.open_node(ident)) for ident in idents]
+        for i, node in enumerate(nodes):
+            for other in nodes[i + 1:]:
+                await node.connect(other.listen_addrs()[0])
+        replicas = [BoardReplica(node, ident, Board(board_id, graph))
+                    for ident, node in zip(idents, nodes, strict=True)]
+        for replica in replicas:
+            await replica.start()
+        yield replicas
+
+
 async def run_team(
     graph: TaskGraph, n: int, mode: Mode, *, cfg: TeamsConfig, seed: int, team: TeamConfig | None = None,
     fault: Fault | None = None,
@@ -232,17 +231,9 @@ async def run_team(
     idents = [Identity(bytes([seed % 256, i]) * 16) for i in range(n)]
     models = [TimedModel(cfg.tokens_per_s / (fault.slow_factor if i == n - 1 else 1.0),
                          reply_tokens=cfg.reply_tokens) for i in range(n)]
-    async with AsyncExitStack() as stack:
-        nodes = [await stack.enter_async_context(net.open_node(ident)) for ident in idents]
-        for i, node in enumerate(nodes):
-            for other in nodes[i + 1:]:
-                await node.connect(other.listen_addrs()[0])
-        agents = []
-        for i, (ident, node) in enumerate(zip(idents, nodes, strict=True)):
-            replica = BoardReplica(node, ident, Board(f"lib-{seed}", graph))
-            await replica.start()
-            agents.append(TeamAgent(replica, stand_in_executor(models[i]), team, random.Random(seed * 100 + i),
-                                    assigned=tuple(graph.ids[i::n]), initiator=i == 0))
+    async with open_board_mesh(net, idents, f"lib-{seed}", graph) as replicas:
+        agents = [TeamAgent(replica, stand_in_executor(models[i]), team, random.Random(seed * 100 + i),
+                            assigned=tuple(graph.ids[i::n]), initiator=i == 0) for i, replica in enumerate(replicas)]
         killed = await _work(agents, net, fault, deadline_s=4 * _serial_s(graph, cfg))
         survivors = [a.replica.board for a in agents if a.me != killed]
         return merged(survivors), agents, killed
@@ -481,6 +472,6 @@ def real_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Fault", "Function", "TeamRun", "TeamsConfig", "WordProblem", "amdahl", "count_passing", "library_task",
-           "linearized", "load_library", "one_run", "real_markdown", "run_real_teams", "run_teams_bench", "simulate",
-           "structure", "word_problems"]
+__all__ = ["Fault", "Function", "TeamRun", "TeamsConfig", "amdahl", "count_passing", "library_task",
+           "linearized", "load_library", "one_run", "open_board_mesh", "real_markdown", "run_real_teams",
+           "run_teams_bench", "simulate", "structure"]

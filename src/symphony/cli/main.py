@@ -27,7 +27,14 @@ from symphony.cli.demo import demo
 from symphony.cli.models import models
 from symphony.cli.render import console, print_error, print_json, print_trace
 from symphony.errors import ConfigError
-from symphony.node.config import DEFAULT_API, default_data_dir, load_node_file, node_config, probe_model_server
+from symphony.node.config import (
+    DEFAULT_API,
+    default_data_dir,
+    load_node_file,
+    node_config,
+    parse_hop_timeout,
+    probe_model_server,
+)
 from symphony.pipeline.service import AskOptions
 
 #: typer's type labels (``<str>``, ``<list[float]>``, ``<int range>``) -> the metavars the help shows
@@ -458,13 +465,13 @@ def ask(
 
 
 def _hop_option(text: str | None) -> str | float | None:
-    """``--hop-timeout`` as the API takes it: adaptive, off or seconds (the node checks the range)."""
-    if text is None or text.strip().lower() in ("adaptive", "off"):
-        return None if text is None else text.strip().lower()
+    """``--hop-timeout`` checked here (``config.parse_hop_timeout``), before any node is asked."""
+    if text is None:
+        return None
     try:
-        return float(text)
-    except ValueError:
-        print_error(f"--hop-timeout must be adaptive, off or seconds, not {text!r}")
+        return parse_hop_timeout(text)
+    except ConfigError as exc:
+        print_error(str(exc))
         raise typer.Exit(2) from None
 
 

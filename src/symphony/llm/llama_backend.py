@@ -14,6 +14,11 @@ thread (``anyio.to_thread.run_sync``) behind the model object's ``CapacityLimite
 queue in async land, not as blocked threads. A cancelled caller returns at once; the generation
 it started runs on (bounded by ``max_tokens``) in the abandoned thread and holds the lock, so the
 next call waits for it: llama.cpp has no safe way to stop mid-generation from outside.
+
+The last ``LlamaModel`` on a loaded file to ``aclose()`` closes the ``Llama`` (``Llama.close()``),
+after any generation still running (waiting ``CLOSE_WAIT_S`` at most). Left to the garbage
+collector, a ``Llama`` can outlive llama-cpp-python's module globals at interpreter exit, and its
+``free_model`` callback (``llama_cpp/_internals.py``) then fails with "'NoneType' object is not callable".
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ LLAMA_CPP_CMAKE_ARGS: Final = (
 )
 LLAMA_CPP_INSTALL: Final = f'CMAKE_ARGS="{LLAMA_CPP_CMAKE_ARGS}" pip install llama-cpp-python=={LLAMA_CPP_VERSION}'
 DEFAULT_N_CTX: Final = 4096
+#: How long closing a model waits for a generation an abandoned caller left running (``LlamaModel.aclose``).
+CLOSE_WAIT_S: Final = 5.0
 _CHUNK: Final = 1 << 20
 
 
@@ -218,11 +225,20 @@ def _default_threads() -> int:
 
 @dataclass
 class _Shared:
-    """One loaded ``Llama`` per (file, n_ctx, n_threads) per process, and the lock serialising it."""
+    """One loaded ``Llama`` per (file, n_ctx, n_threads) per process, the lock serialising it, and
+    how many open ``LlamaModel`` objects use it (the last to close it closes the ``Llama``)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     llama: Any = None
     load_s: float = 0.0
+    users: int = 0
+
+    def release(self) -> None:
+        """One user is done (call holding ``lock``): the last one closes the ``Llama``."""
+        self.users -= 1
+        if self.users == 0 and self.llama is not None:
+            self.llama.close()
+            self.llama = None
 
 
 _SHARED: dict[tuple[str, int, int], _Shared] = {}
@@ -273,6 +289,7 @@ class LlamaModel:
         self.n_threads = n_threads or _default_threads()
         self._limiter = anyio.CapacityLimiter(1)
         self._closed = False
+        self._using: _Shared | None = None  # the shared entry this model counts itself a user of
 
     @classmethod
     def from_spec(cls, rest: str) -> LlamaModel:
@@ -301,6 +318,11 @@ class LlamaModel:
             return self._load_locked(shared)
 
     def _load_locked(self, shared: _Shared) -> float:
+        if self._closed:  # closed while this call waited for the lock: it must not count as a user again
+            raise ModelError(f"model {self.name!r} is closed", model=self.name)
+        if self._using is None:
+            self._using = shared
+            shared.users += 1
         if shared.llama is not None:
             return 0.0
         from llama_cpp import Llama
@@ -358,8 +380,27 @@ class LlamaModel:
                           latency_s=latency, model=self.name, truncated=truncated)
 
     async def aclose(self) -> None:
-        """Stop accepting calls. The shared ``Llama`` stays loaded for other users in this process."""
+        """Stop accepting calls; the last open model on its file closes the shared ``Llama``.
+
+        Closing the ``Llama`` under a running generation would free memory llama.cpp is still
+        using, so this waits (shielded: owners close while shutting down) up to ``CLOSE_WAIT_S`` for
+        one an abandoned caller left running; past that the ``Llama`` stays loaded, and a warning says so.
+        """
         self._closed = True
+        shared, self._using = self._using, None
+        if shared is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._release, shared)
+
+    def _release(self, shared: _Shared) -> None:
+        if not shared.lock.acquire(timeout=CLOSE_WAIT_S):
+            logger.warning("%s: a generation still runs after %.1f s; its llama.cpp model stays loaded",
+                           self.name, CLOSE_WAIT_S)
+            return
+        try:
+            shared.release()
+        finally:
+            shared.lock.release()
 
 
 __all__ = [

@@ -343,7 +343,7 @@ def _check_file_value(name: str, value: Any) -> None:
     elif name == "privacy_sigma" and not 0 <= value <= MAX_PRIVACY_SIGMA:
         raise ConfigError(f"must be 0 (off) to {MAX_PRIVACY_SIGMA}, not {value}")
     elif name == "hop_timeout":
-        _hop_timeout(value)
+        parse_hop_timeout(value)
     elif name == "learn_republish_s" and not MIN_LEARN_REPUBLISH_S <= value <= MAX_LEARN_REPUBLISH_S:
         raise ConfigError(f"must be {MIN_LEARN_REPUBLISH_S} to {MAX_LEARN_REPUBLISH_S} seconds, not {value}")
     elif name in RELAY_LIMIT_KEYS and value < 1:
@@ -361,8 +361,9 @@ def _check_roles(roles: tuple[str, ...], option: str = "--roles") -> None:
             raise choice_error(role, ROLES, option)
 
 
-def _hop_timeout(text: str) -> HopTimeout:
-    """``--hop-timeout``: ``adaptive``, ``off`` or a number of seconds in (0, 3600]."""
+def parse_hop_timeout(text: str) -> HopTimeout:
+    """``--hop-timeout``: ``adaptive``, ``off`` or a number of seconds in (0, 3600]; the one parser of
+    the node's setting and ``symphony ask``'s option (``ConfigError`` otherwise)."""
     word = text.strip().lower()
     if word in ("adaptive", "off"):
         return "adaptive" if word == "adaptive" else "off"
@@ -403,7 +404,7 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         **{key: values[key] for key in (*RELAY_LIMIT_KEYS, "reachability", "mdns", "rendezvous_service", "rendezvous",
                                          "dht", "upnp")
            if key in values},
-        **({"hop_timeout": _hop_timeout(values["hop_timeout"])} if "hop_timeout" in values else {}),
+        **({"hop_timeout": parse_hop_timeout(values["hop_timeout"])} if "hop_timeout" in values else {}),
         tools=() if values.get("no_tools") else tuple(split_list(values["tools"])) if "tools" in values else None,
     )
 

@@ -78,7 +78,8 @@ what reaches it over the overlay, as ``LedgerService`` would, with one signature
 distinct heartbeat (see "failure" above).
 """
 
-from symphony.bench.ledger.config import EPOCH, MB, LedgerBenchConfig
+from symphony.bench.ledger.config import MB, LedgerBenchConfig
 from symphony.bench.ledger.runner import run_ledger_bench
+from symphony.bench.virtual import EPOCH
 
 __all__ = ["EPOCH", "MB", "LedgerBenchConfig", "run_ledger_bench"]

@@ -15,7 +15,6 @@ PAPER_UPKEEP_MB = 0.8
 PRODUCTION = LedgerConfig()
 PRODUCTION_GOSSIP = GossipConfig()
 MESH_DEGREE = 6  # gossipsub D of both engines (Libp2pConfig.gossip_degree, MemoryNetwork)
-EPOCH = 1_700_000_000.0  # virtual time 0 as a wall-clock instant, for signed timestamps
 MB = 1_000_000
 CHANNELS = {LEDGER_TOPIC: "records", HEARTBEAT_TOPIC: "heartbeats", SYNC_PROTOCOL: "sync"}
 KINDS = ("bytes_sent", "bytes_received", "messages_sent", "messages_received")

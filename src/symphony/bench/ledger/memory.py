@@ -12,7 +12,6 @@ import trio
 
 from symphony.bench.ledger.config import (
     CHANNELS,
-    EPOCH,
     MESH_DEGREE,
     PRODUCTION,
     PRODUCTION_GOSSIP,
@@ -21,6 +20,7 @@ from symphony.bench.ledger.config import (
 )
 from symphony.bench.ledger.figures import _dist, _empty_totals
 from symphony.bench.ledger.progress import _Budget
+from symphony.bench.virtual import virtual_now
 from symphony.ledger import Ledger, LedgerService
 from symphony.protocol import Identity, LedgerRecord
 from symphony.transport import LinkModel, MemoryNetwork, MemoryTransport, PeerEvent
@@ -28,12 +28,8 @@ from symphony.transport import LinkModel, MemoryNetwork, MemoryTransport, PeerEv
 _SIM_WIRE = "payload bytes of every transmission (each pubsub hop, duplicate copies included; each request and reply)"
 
 
-def _clock() -> float:
-    return EPOCH + trio.current_time()
-
-
 def _now_ms() -> int:
-    return int(_clock() * 1000)
+    return int(virtual_now() * 1000)
 
 
 def _vary_latency(
@@ -126,7 +122,7 @@ def _start_service(
         identity=identity,
         ledger=ledger,
         profile=profile,
-        clock=_clock,
+        clock=virtual_now,
         rng=random.Random(rng.random()),
         config=PRODUCTION_GOSSIP,
         bootstrap=bootstrap or [],
@@ -234,7 +230,7 @@ _DETECTION_POLLS_PER_TTL = 600
 
 
 def _unavailable(ledgers: list[Ledger], victim: str) -> int:
-    now = _clock()
+    now = virtual_now()
     return sum(not ledger.is_available(victim, now=now) for ledger in ledgers)
 
 
@@ -255,7 +251,7 @@ async def _watch_detection(
     pending = list(ledgers)
     detected: list[float] = []
     while pending and trio.current_time() <= deadline:
-        now, elapsed = _clock(), trio.current_time() - killed
+        now, elapsed = virtual_now(), trio.current_time() - killed
         still = [ledger for ledger in pending if ledger.is_available(victim, now=now)]
         detected += [elapsed] * (len(pending) - len(still))
         pending = still

@@ -16,7 +16,6 @@ from symphony.bench.ledger.memory import (
     _SIM_WIRE,
     _advance,
     _CatchUp,
-    _clock,
     _Deliveries,
     _MergeLog,
     _push_rounds,
@@ -31,6 +30,7 @@ from symphony.bench.ledger.memory import (
     _watch_detection,
 )
 from symphony.bench.ledger.progress import _Budget, _Progress
+from symphony.bench.virtual import virtual_now
 from symphony.ledger import SYNC_PROTOCOL, Ledger
 from symphony.protocol import Identity, LedgerRecord
 from symphony.transport import LinkModel, MemoryNetwork
@@ -57,7 +57,7 @@ async def _sim_full(
             transports = [await stack.enter_async_context(net.open_node(i)) for i in idents]
             for t in transports:
                 _vary_latency(net, t, rng, cfg.sim_latency_s, assigned)
-            now = _clock()
+            now = virtual_now()
             records = _signed_records(idents, ids, [t.listen_addrs() for t in transports], now)
             nodes = []
             for k in range(n):

@@ -14,7 +14,6 @@ from symphony.bench.ledger.config import MB, MESH_DEGREE, PRODUCTION, PRODUCTION
 from symphony.bench.ledger.memory import (
     _advance,
     _CatchUp,
-    _clock,
     _now_ms,
     _signed_records,
     _start_service,
@@ -23,6 +22,7 @@ from symphony.bench.ledger.memory import (
 )
 from symphony.bench.ledger.progress import _Budget, _Progress
 from symphony.bench.ledger.report import _fmt
+from symphony.bench.virtual import virtual_now
 from symphony.ledger import HEARTBEAT_TOPIC, SYNC_PROTOCOL, Ledger
 from symphony.protocol import Heartbeat, Identity, LedgerRecord
 from symphony.transport import LinkModel, MemoryNetwork
@@ -48,7 +48,7 @@ async def _sim_join_reduced(
             peer_transports = [await stack.enter_async_context(net.open_node(idents[i])) for i in range(k)]
             for t in peer_transports:
                 _vary_latency(net, t, rng, cfg.sim_latency_s, assigned)
-            now = _clock()
+            now = virtual_now()
             addrs = [t.listen_addrs() for t in peer_transports]
             addrs += [[f"/memory/{1_000_000 + i}/p2p/{ids[i]}"] for i in range(k, n)]  # agents not simulated here
             records = _signed_records(idents, ids, addrs, now)

@@ -14,7 +14,6 @@ from symphony.bench.ledger.figures import _dist, _minus, _rounds, _row, _upkeep
 from symphony.bench.ledger.memory import (
     _SIM_WIRE,
     _advance,
-    _clock,
     _Deliveries,
     _now_ms,
     _signed_records,
@@ -26,6 +25,7 @@ from symphony.bench.ledger.memory import (
 )
 from symphony.bench.ledger.memory_join import _sim_join_reduced
 from symphony.bench.ledger.progress import _Budget, _Progress
+from symphony.bench.virtual import virtual_now
 from symphony.errors import StaleMessage
 from symphony.ledger import HEARTBEAT_TOPIC, LEDGER_TOPIC, Ledger
 from symphony.protocol import Heartbeat, Identity, LedgerRecord
@@ -45,7 +45,7 @@ def _liveness_handler(ledger: Ledger, watched: str, verdicts: dict[bytes, Heartb
             heartbeat = verdicts[data] = Heartbeat.parse(data)
         if heartbeat.agent_id == watched:
             try:
-                ledger.observe_heartbeat(heartbeat, now=_clock())
+                ledger.observe_heartbeat(heartbeat, now=virtual_now())
             except StaleMessage:
                 pass
 
@@ -58,9 +58,9 @@ def _contact_handler(ledger: Ledger) -> PeerEventHandler:
 
     def on_peer(event: PeerEvent) -> None:
         if event.kind == "leave":
-            ledger.suspect(event.peer_id, now=_clock())
+            ledger.suspect(event.peer_id, now=virtual_now())
         else:
-            ledger.observe_contact(event.peer_id, now=_clock())
+            ledger.observe_contact(event.peer_id, now=virtual_now())
 
     return on_peer
 
@@ -102,9 +102,9 @@ async def _sim_overlay(
             await t.subscribe(LEDGER_TOPIC, _ignore)
             await t.subscribe(HEARTBEAT_TOPIC, _liveness_handler(ledgers[k], ids[victim], verdicts))
         victim_addrs = transports[victim].listen_addrs()
-        victim_record = _signed_records([idents[victim]], [ids[victim]], [victim_addrs], _clock())[0]
+        victim_record = _signed_records([idents[victim]], [ids[victim]], [victim_addrs], virtual_now())[0]
         for ledger in ledgers:
-            ledger.merge(victim_record, now=_clock())
+            ledger.merge(victim_record, now=virtual_now())
         # LedgerService._maintain_connections at start: every node dials target_degree random agents.
         degree = min(PRODUCTION_GOSSIP.target_degree, n - 1)
         async with trio.open_nursery() as dials:

@@ -18,8 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import trio
-import trio.testing
 from rich.console import Console
 
 from symphony import __version__
@@ -40,10 +38,7 @@ from symphony.bench.ledger.memory_overlay import _sim_overlay
 from symphony.bench.ledger.processes import _run_real
 from symphony.bench.ledger.progress import _Progress
 from symphony.bench.ledger.report import _checks, _markdown, _notes, _print
-
-
-def _sim(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return trio.run(partial(fn, *args, **kwargs), clock=trio.testing.MockClock(autojump_threshold=0))
+from symphony.bench.virtual import run_virtual
 
 
 def _code_version() -> str | None:
@@ -74,7 +69,7 @@ def _run_sims(sizes: list[int], cfg: LedgerBenchConfig, seed: int, say: _Progres
     for n in sorted(sizes):
         if n <= cfg.sim_full_max:
             say(f"[bold]memory engine N={n}, full set-up[/bold] (budget {cfg.sim_budget_s:.0f} s)")
-            row = _guarded(n, "full", say, partial(_sim, _sim_full, n, cfg, seed, say))
+            row = _guarded(n, "full", say, partial(run_virtual, _sim_full, n, cfg, seed, say))
             row["cpu"] = _cpu_row(n, costs)
             rows.append(row)
             if row.get("upkeep"):
@@ -87,13 +82,13 @@ def _run_sims(sizes: list[int], cfg: LedgerBenchConfig, seed: int, say: _Progres
         if sync_reference is None:
             ref_n = min(10, cfg.sim_full_max, n)
             say(f"  sync reference: full set-up upkeep at N={ref_n}")
-            ref = _sim(_sim_full, max(ref_n, 2), cfg, seed, say, upkeep_only=True)
+            ref = run_virtual(_sim_full, max(ref_n, 2), cfg, seed, say, upkeep_only=True)
             sync_reference = {
                 "per_agent_hour_mb": ref["upkeep"]["per_agent_hour_mb"],
                 "source": f"measured in a full set-up at N={ref_n} (N-independent in steady state)",
             }
         say(f"[bold]memory engine N={n}, overlay set-up[/bold] (budget {cfg.sim_budget_s:.0f} s)")
-        row = _guarded(n, "overlay", say, partial(_sim, _sim_overlay, n, cfg, seed, say, sync_reference, costs))
+        row = _guarded(n, "overlay", say, partial(run_virtual, _sim_overlay, n, cfg, seed, say, sync_reference, costs))
         if n > cfg.sim_full_max:
             reason = f"full set-up not run (N > sim_full_max={cfg.sim_full_max})"
             if full_rate is not None:
