@@ -14,7 +14,7 @@ from rich.console import Console
 from symphony.bench.accuracy import RESULTS_FILE, RunConfig, read_rows, rescore, run, write_report
 from symphony.bench.contenders import blacklists, parse_system, solve
 from symphony.bench.datasets import Item
-from symphony.bench.report import mcnemar_exact, paired, summarize
+from symphony.bench.report import cost_table, mcnemar_exact, paired, summarize
 from symphony.ledger import LedgerConfig
 from symphony.ledger.reputation import Offence
 from symphony.llm.scripted import arith_model
@@ -126,6 +126,16 @@ def test_pools_are_told_apart_in_the_summary() -> None:
     cells = summarize(rows)
     assert cells[("d", "symphony [mixed]")].mean == 1.0 and cells[("d", "symphony [homo]")].mean == 0.0
     assert paired(rows, "d", "symphony [homo]", "symphony [mixed]").fixed == ("0/a",)
+
+
+def test_questions_per_hour_come_from_the_mean_latency() -> None:
+    """Latencies 10 s and 30 s: 20 s a question on average, 180 an hour (the median would say 20 too, so
+    a third row at 60 s tells them apart: mean 33.3 s, 108 an hour); the cost table prints it."""
+    rows = [{"dataset": "d", "pool": "p", "system": "direct", "seed": 0, "id": str(i), "gold": "1", "answer": "1",
+             "correct": True, "tokens": 1, "calls": 1, "latency_s": s} for i, s in enumerate((10.0, 30.0, 60.0))]
+    cell = summarize(rows)[("d", "direct")]
+    assert cell.items_per_hour == pytest.approx(108.0)
+    assert cost_table({("d", "direct"): cell}, ["d"], ["direct"]).splitlines()[-1].endswith("| 30.0 | 108 |")
 
 
 def test_read_rows_of_a_missing_file_is_empty(tmp_path: Path) -> None:

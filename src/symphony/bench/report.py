@@ -41,6 +41,12 @@ class Cell:
     tokens: float
     calls: float
     latency_median_s: float
+    latency_mean_s: float
+
+    @property
+    def items_per_hour(self) -> float:
+        """Questions this system answers per hour, one at a time (the issue-16 bench-speed figure)."""
+        return 3600.0 / self.latency_mean_s if self.latency_mean_s > 0 else math.inf
 
     @property
     def mean(self) -> float:
@@ -68,7 +74,8 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], Cell]:
         per_seed = tuple(statistics.mean(float(r["correct"]) for r in mine if r["seed"] == s) for s in seeds)
         cells[key] = Cell(n=len(mine), per_seed=per_seed, tokens=statistics.mean(r["tokens"] for r in mine),
                           calls=statistics.mean(r["calls"] for r in mine),
-                          latency_median_s=statistics.median(r["latency_s"] for r in mine))
+                          latency_median_s=statistics.median(r["latency_s"] for r in mine),
+                          latency_mean_s=statistics.mean(r["latency_s"] for r in mine))
     return cells
 
 
@@ -142,14 +149,16 @@ def accuracy_table(cells: dict[tuple[str, str], Cell], datasets: Sequence[str], 
 
 
 def cost_table(cells: dict[tuple[str, str], Cell], datasets: Sequence[str], systems: Sequence[str]) -> str:
-    """Per dataset and system: accuracy per seed, tokens, model calls and median latency per question."""
-    lines = ["| dataset | system | n | accuracy per seed | tokens / question | calls / question | median latency (s) |",
-             "|---|---|---|---|---|---|---|"]
+    """Per dataset and system: accuracy per seed, tokens, model calls, median latency per question and
+    questions per hour (from the mean latency: what a run of this size costs, one question at a time)."""
+    lines = ["| dataset | system | n | accuracy per seed | tokens / question | calls / question | median latency (s) "
+             "| questions / hour |",
+             "|---|---|---|---|---|---|---|---|"]
     for d in datasets:
         for s in systems:
             if (c := cells.get((d, s))) is not None:
                 lines.append(f"| {d} | {s} | {c.n} | {', '.join(f'{a:.2f}' for a in c.per_seed)} | {c.tokens:.0f} | "
-                             f"{c.calls:.1f} | {c.latency_median_s:.1f} |")
+                             f"{c.calls:.1f} | {c.latency_median_s:.1f} | {c.items_per_hour:.0f} |")
     return "\n".join(lines)
 
 
