@@ -27,6 +27,7 @@ from symphony.beacon.gateway import (
     RelayResponder,
 )
 from symphony.beacon.service import BEACON_PROTOCOL, BeaconConfig, BeaconResponder, BeaconSelector
+from symphony.beacon.warm import WarmConnections
 from symphony.capability.vector import (
     HashingTagEncoder,
     SkillScores,
@@ -157,6 +158,7 @@ class AgentRuntime:
         task_defaults: Mapping[str, Any] | None = None,
         learning_store: LearningStore | None = None,
         learning_interval_s: float = 10.0,
+        warm_peers: int = 0,
     ) -> None:
         if shards < 0:
             raise ValueError(f"shards must be 0 (off) or >= 2, not {shards!r}")
@@ -164,7 +166,7 @@ class AgentRuntime:
         self.reputation_interval_s = reputation_interval_s
         self.transport = transport
         self.defences = defences or Defences(clock=clock, on_event=on_event)
-        on_event = _tee(on_event, self.defences.observe)
+        on_event = _tee(on_event, self.defences.observe, lambda kind, fields: self.warm.on_event(kind, fields))
         guarded = GuardedTransport(transport, self.defences)
         transport.on_offence(self.defences.on_transport_offence)
         self.identity = identity
@@ -203,6 +205,9 @@ class AgentRuntime:
         self.selector = BeaconSelector(transport=transport, identity=identity, ledger=self.ledger,
                                        responder=self.responder, clock=clock, config=beacon_config,
                                        on_event=on_event, reputation=self.defences.reputation, fanout=self.fanout)
+        # connections to planners and executors opened as their records arrive, not in a question's round
+        self.warm = WarmConnections(self.selector, limit=warm_peers,
+                                    roles=(frozenset({PLANNER_TAG}), frozenset({EXECUTOR_TAG})))
         self.tasks = TaskService(transport=transport, identity=identity, selector=self.selector, model=model,
                                  encoder=self.encoder, clock=clock, on_event=on_event,
                                  reputation=self.defences.reputation, rng=rng or random.Random(),
@@ -387,6 +392,7 @@ class AgentRuntime:
                 tg.start_soon(self._publish_throughput)
             tg.start_soon(self._publish_learning)
             tg.start_soon(self.feedback.run)  # outcome delivery, off the answer path
+            tg.start_soon(self.warm.run)
             if self.summaries is not None:
                 tg.start_soon(self.summaries.run)
             task_status.started()
@@ -432,6 +438,7 @@ async def open_simulated_agents(
     converge_timeout_s: float = 60.0,
     shards: int = 0,
     task_defaults: Mapping[str, Any] | None = None,
+    warm_peers: int = 0,
 ) -> AsyncIterator[list[AgentRuntime]]:
     """Start one ``AgentRuntime`` per agent on ``net``, each joining through the first, and
     yield them once every replica holds every agent's available record (sharded, ``shards`` >= 2:
@@ -445,7 +452,7 @@ async def open_simulated_agents(
                 transport=transport, identity=agent.identity, model=agent.model, profile=agent.profile,
                 clock=clock, rng=random.Random(n), ledger_config=ledger_config, gossip_config=gossip_config,
                 bootstrap=runtimes[0].transport.listen_addrs() if runtimes else [], shards=shards,
-                task_defaults=task_defaults,
+                task_defaults=task_defaults, warm_peers=warm_peers,
             )
             await tg.start(runtime.run)
             runtimes.append(runtime)

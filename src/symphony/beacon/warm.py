@@ -1,0 +1,49 @@
+"""Connections opened ahead of questions (issue #19: the first-contact storm).
+
+A node joins through one bootstrap peer and learns every other agent from its ledger. Before
+this, its first connection to a planner or an executor was dialled inside the first question's
+beacon round: the first batch of questions dialled many agents at once, and those rounds took
+1.6-2.2 s against 60-450 ms for the next batch's. ``WarmConnections`` dials them in the
+background instead: when the node is up and whenever a record of an agent new to the ledger
+arrives (the ``record_merged`` event with outcome ``added``), up to ``limit`` agents of the given
+roles (``BeaconSelector.warm``). It never runs two passes at once; arrivals during a pass start
+one more pass after it. A real node opens ``WARM_PEERS`` (``node.daemon``); the in-process
+simulations open none (their links are free, and 1,000 agents x 16 dials would slow them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from symphony.beacon.service import BeaconSelector
+
+#: connections a real node opens ahead of need: with top_l = 8, an initiator's and a planner's round each
+WARM_PEERS = 16
+
+
+class WarmConnections:
+    """Keeps connections open to up to ``limit`` planners and executors; ``run`` in a task group,
+    feed it events with ``on_event``."""
+
+    def __init__(self, selector: BeaconSelector, *, limit: int, roles: Sequence[frozenset[str]]) -> None:
+        self.selector, self.limit, self.roles = selector, limit, tuple(roles)
+        self._due = anyio.Event()
+        self._due.set()  # the first pass, once the node is up
+        self.dials = 0  # tried, over the node's life
+
+    def on_event(self, kind: str, fields: dict[str, Any]) -> None:
+        """An event sink: a record of an agent new to the ledger makes another pass due."""
+        if kind == "record_merged" and fields.get("outcome") == "added":
+            self._due.set()
+
+    async def run(self) -> None:
+        """Dial, one pass at a time, whenever a pass is due; until cancelled. Idle when ``limit`` is 0."""
+        if self.limit <= 0:
+            return
+        while True:
+            await self._due.wait()
+            self._due = anyio.Event()
+            self.dials += await self.selector.warm(limit=self.limit, roles=self.roles)
