@@ -44,6 +44,7 @@ from rich.table import Table
 
 import symphony
 from symphony.beacon import BEACON_PROTOCOL
+from symphony.beacon.warm import WARM_PEERS
 from symphony.bench.accounting import Traffic
 from symphony.bench.centralized import Coordinator, centralized_agent, register_with
 from symphony.bench.systems import (
@@ -194,6 +195,7 @@ class _Worker:
                     rng=random.Random(index),
                     bootstrap=[] if index == 0 else bootstrap,
                     on_event=_log_round,
+                    warm_peers=WARM_PEERS,  # as a node does (node.daemon)
                 )
             )
         self.tasks = [runtime.tasks for runtime in self.runtimes]
@@ -227,6 +229,8 @@ class _Worker:
                 reply = await self._ask(msg["agent"])
             elif op == "beacon":
                 reply = await self._beacon(msg["agent"], msg["rounds"])
+            elif op == "dial":
+                reply = await _fresh_dials(msg["addrs"])
             elif op == "records":
                 await self._converge(msg["count"])
                 reply = {"at": time.time()}
@@ -279,6 +283,18 @@ class _Worker:
         lag = {"lag_ms_p50": round(_quantile(self.lags_ms, 0.5), 2), "lag_ms_p95": round(_quantile(self.lags_ms, 0.95), 2),
                "lag_ms_max": round(max(self.lags_ms), 2)} if self.lags_ms else {}
         return {"sent": sent, "cpu_s": round(time.process_time(), 3), **lag}
+
+
+async def _fresh_dials(addrs: list[str]) -> dict[str, Any]:
+    """A new host of this process dials each of ``addrs`` in turn: the milliseconds each ``connect``
+    took (TCP, Noise, yamux; what a first contact costs), then it closes."""
+    took = []
+    async with open_libp2p_transport(Identity.generate(), Libp2pConfig([LOOPBACK])) as prober:
+        for addr in addrs:
+            started = time.perf_counter()
+            await prober.connect(addr)
+            took.append(round((time.perf_counter() - started) * 1000, 2))
+    return {"dial_ms": took}
 
 
 # ---- the parent ---------------------------------------------------------------------------------
@@ -465,6 +481,11 @@ async def _measure(
         reply = await procs[0].call("beacon", cfg.task_timeout_s, agent=0, rounds=cfg.beacon_rounds)
         beacon = _beacon_summary(reply, n)
         say(f"libp2p N={n}: beacon round to {n} candidates P50 {beacon['p50_ms']} ms, P95 {beacon['p95_ms']} ms")
+        addrs = [a for p in procs for a in p.received["opened"]["addrs"]]
+        dials = (await procs[-1].call("dial", cfg.task_timeout_s, addrs=addrs))["dial_ms"]
+        beacon.update(dial_ms_p50=round(statistics.median(dials), 2), dial_ms_max=max(dials))
+        say(f"libp2p N={n}: a fresh host's first dial to each of {n} agents P50 {beacon['dial_ms_p50']} ms, "
+            f"max {beacon['dial_ms_max']} ms")
     rng = random.Random(cfg.seed)
     initiators = [rng.randrange(n) for _ in range(cfg.tasks)]
     owner = {a: p for p in procs for a in range(p.first, p.first + p.count)}
@@ -598,7 +619,8 @@ def markdown(results: LoopbackResults) -> str:
             lines.append(
                 f"- N = {r['n']} in {r['processes']} processes: beacon round to all {b['candidates']} agents, "
                 f"{b['rounds']} rounds: P50 {b['p50_ms']} ms, P95 {b['p95_ms']} ms (fewest replies "
-                f"{b['replied_min']}); in-task beacon rounds P95 {r.get('beacon_ms_p95')} ms; worker CPU "
+                f"{b['replied_min']}); a fresh host's first dial to each agent P50 {b.get('dial_ms_p50')} ms, "
+                f"max {b.get('dial_ms_max')} ms; in-task beacon rounds P95 {r.get('beacon_ms_p95')} ms; worker CPU "
                 f"{r['cpu_s']} s; event-loop lag P95 {r.get('lag_ms_p95')} ms; exit codes {r['exit_codes']}; "
                 f"load {r['load_avg']}"
             )
