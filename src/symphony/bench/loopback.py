@@ -71,12 +71,6 @@ HUB_IDENTITY = Identity(hashlib.sha256(b"systems-libp2p/coordinator").digest())
 LAG_PROBE_S = 0.1  # 10 wake-ups a second: at 100 they cost a worker 1.5 s of CPU in a 90 s run
 
 
-def _log_round(kind: str, fields: dict[str, Any]) -> None:
-    """Write each beacon round's cost and timing to the worker's log (stderr), a JSON line each."""
-    if kind == "beacon_round":
-        print(json.dumps({"event": kind, "at": round(time.time(), 3), **fields}), file=sys.stderr, flush=True)
-
-
 @dataclass(frozen=True)
 class LoopbackConfig:
     sizes: tuple[int, ...] = (10, 25)
@@ -145,6 +139,18 @@ class _Worker:
     transports: list[Libp2pTransport] = field(default_factory=list)
     tasks: list[TaskService] = field(default_factory=list)
     lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    rounds: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
+
+    def _note_round(self, kind: str, fields: dict[str, Any]) -> None:
+        """Keep each beacon round's cost and timing (the event sink of every local agent); written to the
+        worker's log at exit (``_write_rounds``), not inside the measured tasks."""
+        if kind == "beacon_round":
+            self.rounds.append({"event": kind, "at": round(time.time(), 3), **fields})
+
+    def _write_rounds(self) -> None:
+        for row in self.rounds:
+            print(json.dumps(row, default=str), file=sys.stderr)
+        sys.stderr.flush()
 
     async def main(self) -> None:
         lines = _Lines(trio.lowlevel.FdStream(os.dup(0)), trio.lowlevel.FdStream(self.channel_fd))
@@ -163,6 +169,7 @@ class _Worker:
                 await self._run_symphony(lines, agents, start["bootstrap"])
             else:
                 await self._run_centralized(lines, agents, start["bootstrap"][0])
+        self._write_rounds()
         await lines.write({"ev": "exit", "stats": self._stats()})
 
     async def _run_centralized(self, lines: _Lines, agents: list[SimulatedAgent], hub_addr: str) -> None:
@@ -194,7 +201,7 @@ class _Worker:
                     clock=time.time,
                     rng=random.Random(index),
                     bootstrap=[] if index == 0 else bootstrap,
-                    on_event=_log_round,
+                    on_event=self._note_round,
                     warm_peers=WARM_PEERS,  # as a node does (node.daemon)
                 )
             )
@@ -260,12 +267,12 @@ class _Worker:
 
     async def _beacon(self, agent: int, rounds: int) -> dict[str, Any]:
         """BEACONSELECT from ``agent`` to all N agents (itself included), ``rounds`` + 1 times, each
-        waiting for every reply (no quorum); the first round, which dials every candidate, is left out."""
+        waiting for every reply; the first round, which dials every candidate, is left out."""
         runtime = self._runtime(agent)
         r = list(requirement_vector(QUESTION, classify_task_type(QUESTION), runtime.encoder))
         elapsed, replied = [], []
         for i in range(rounds + 1):
-            outcome = await runtime.selector.select(r, top_l=self.n, tags_any=frozenset({EXECUTOR_TAG}), quorum=1.0)
+            outcome = await runtime.selector.select(r, top_l=self.n, tags_any=frozenset({EXECUTOR_TAG}))
             if i:
                 elapsed.append(outcome.elapsed_s * 1000)
                 replied.append(outcome.replied)
