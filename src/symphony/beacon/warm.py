@@ -6,8 +6,8 @@ beacon round: the first batch of questions dialled many agents at once, and thos
 1.6-2.2 s against 60-450 ms for the next batch's. ``WarmConnections`` dials them in the
 background instead: when the node is up and whenever a record of an agent new to the ledger
 arrives (the ``record_merged`` event with outcome ``added``), up to ``limit`` agents of the given
-roles (``BeaconSelector.warm``). It never runs two passes at once; arrivals during a pass start
-one more pass after it. A real node opens ``WARM_PEERS`` (``node.daemon``); the in-process
+roles (``BeaconSelector.warm``), ``SETTLE_S`` after that arrival. It never runs two passes at once;
+arrivals during a pass start one more pass after it. A real node opens ``WARM_PEERS`` (``node.daemon``); the in-process
 simulations open none (their links are free, and 1,000 agents x 16 dials would slow them).
 """
 
@@ -22,6 +22,10 @@ from symphony.beacon.service import BeaconSelector
 
 #: connections a real node opens ahead of need: with top_l = 8, an initiator's and a planner's round each
 WARM_PEERS = 16
+#: a pass waits this long after the arrival that made it due, so a join's burst of records (and their
+#: gossip to everyone else) is not slowed by a burst of handshakes on the same cores: the first
+#: systems-libp2p runs with passes at once took a joiner 0.17-0.49 s to hold every record, 0.05-0.11 s without
+SETTLE_S = 0.5
 
 
 class WarmConnections:
@@ -45,5 +49,6 @@ class WarmConnections:
             return
         while True:
             await self._due.wait()
+            await anyio.sleep(SETTLE_S)
             self._due = anyio.Event()
             self.dials += await self.selector.warm(limit=self.limit, roles=self.roles)
