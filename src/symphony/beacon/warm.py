@@ -29,11 +29,11 @@ SETTLE_S = 0.5
 
 
 class WarmConnections:
-    """Keeps connections open to up to ``limit`` planners and executors; ``run`` in a task group,
-    feed it events with ``on_event``."""
+    """Keeps connections open to up to ``limit`` planners and executors; ``run`` it in a task group
+    with the node's selector, feed it events with ``on_event`` (from construction on)."""
 
-    def __init__(self, selector: BeaconSelector, *, limit: int, roles: Sequence[frozenset[str]]) -> None:
-        self.selector, self.limit, self.roles = selector, limit, tuple(roles)
+    def __init__(self, *, limit: int, roles: Sequence[frozenset[str]]) -> None:
+        self.limit, self.roles = limit, tuple(roles)
         self._due = anyio.Event()
         self._due.set()  # the first pass, once the node is up
         self.dials = 0  # tried, over the node's life
@@ -43,7 +43,7 @@ class WarmConnections:
         if kind == "record_merged" and fields.get("outcome") == "added":
             self._due.set()
 
-    async def run(self) -> None:
+    async def run(self, selector: BeaconSelector) -> None:
         """Dial, one pass at a time, whenever a pass is due; until cancelled. Idle when ``limit`` is 0."""
         if self.limit <= 0:
             return
@@ -51,4 +51,4 @@ class WarmConnections:
             await self._due.wait()
             await anyio.sleep(SETTLE_S)
             self._due = anyio.Event()
-            self.dials += await self.selector.warm(limit=self.limit, roles=self.roles)
+            self.dials += await selector.warm(limit=self.limit, roles=self.roles)

@@ -166,7 +166,9 @@ class AgentRuntime:
         self.reputation_interval_s = reputation_interval_s
         self.transport = transport
         self.defences = defences or Defences(clock=clock, on_event=on_event)
-        on_event = _tee(on_event, self.defences.observe, lambda kind, fields: self.warm.on_event(kind, fields))
+        # connections to planners and executors opened as their records arrive, not in a question's round
+        self.warm = WarmConnections(limit=warm_peers, roles=(frozenset({PLANNER_TAG}), frozenset({EXECUTOR_TAG})))
+        on_event = _tee(on_event, self.defences.observe, self.warm.on_event)
         guarded = GuardedTransport(transport, self.defences)
         transport.on_offence(self.defences.on_transport_offence)
         self.identity = identity
@@ -205,9 +207,6 @@ class AgentRuntime:
         self.selector = BeaconSelector(transport=transport, identity=identity, ledger=self.ledger,
                                        responder=self.responder, clock=clock, config=beacon_config,
                                        on_event=on_event, reputation=self.defences.reputation, fanout=self.fanout)
-        # connections to planners and executors opened as their records arrive, not in a question's round
-        self.warm = WarmConnections(self.selector, limit=warm_peers,
-                                    roles=(frozenset({PLANNER_TAG}), frozenset({EXECUTOR_TAG})))
         self.tasks = TaskService(transport=transport, identity=identity, selector=self.selector, model=model,
                                  encoder=self.encoder, clock=clock, on_event=on_event,
                                  reputation=self.defences.reputation, rng=rng or random.Random(),
@@ -392,7 +391,7 @@ class AgentRuntime:
                 tg.start_soon(self._publish_throughput)
             tg.start_soon(self._publish_learning)
             tg.start_soon(self.feedback.run)  # outcome delivery, off the answer path
-            tg.start_soon(self.warm.run)
+            tg.start_soon(self.warm.run, self.selector)
             if self.summaries is not None:
                 tg.start_soon(self.summaries.run)
             task_status.started()
