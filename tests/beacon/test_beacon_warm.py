@@ -49,7 +49,7 @@ async def test_a_node_is_connected_to_every_planner_before_its_first_question(au
     planning = [r for r in rounds if r["role"] == "planning"]
     assert trace["answer"] == "10"
     assert planning[0]["contacted"] == 8 and planning[0]["dials"] == 0
-    assert asker.warm.dials >= 5
+    assert asker.warm.dials >= 5 and asker.warm.idle
 
 
 async def test_a_warm_up_pass_dials_at_most_its_limit_planners_first(autojump_clock) -> None:

@@ -37,11 +37,17 @@ class WarmConnections:
         self._due = anyio.Event()
         self._due.set()  # the first pass, once the node is up
         self.dials = 0  # tried, over the node's life
+        self._passing = False
 
     def on_event(self, kind: str, fields: dict[str, Any]) -> None:
         """An event sink: a record of an agent new to the ledger makes another pass due."""
         if kind == "record_merged" and fields.get("outcome") == "added":
             self._due.set()
+
+    @property
+    def idle(self) -> bool:
+        """No pass due or under way (always, with a ``limit`` of 0)."""
+        return self.limit <= 0 or not (self._due.is_set() or self._passing)
 
     async def run(self, selector: BeaconSelector) -> None:
         """Dial, one pass at a time, whenever a pass is due; until cancelled. Idle when ``limit`` is 0."""
@@ -50,5 +56,8 @@ class WarmConnections:
         while True:
             await self._due.wait()
             await anyio.sleep(SETTLE_S)
-            self._due = anyio.Event()
-            self.dials += await selector.warm(limit=self.limit, roles=self.roles)
+            self._due, self._passing = anyio.Event(), True
+            try:
+                self.dials += await selector.warm(limit=self.limit, roles=self.roles)
+            finally:
+                self._passing = False

@@ -211,16 +211,19 @@ class _Worker:
             for runtime in self.runtimes:
                 await tg.start(runtime.run)
             up = time.time()
-            await self._converge(self.n)
+            await self._converge(self.n, settled=True)
             await lines.write({"ev": "converged", "up": up, "at": time.time()})
             await self._serve(lines, tg)
             tg.cancel_scope.cancel()
 
-    async def _converge(self, count: int) -> None:
-        """Wait (with a deadline) until every local replica holds ``count`` available records;
-        polled every 10 ms, the resolution of the join phase's figures."""
+    async def _converge(self, count: int, *, settled: bool = False) -> None:
+        """Wait (with a deadline) until every local replica holds ``count`` available records and, with
+        ``settled``, every agent's warm-up has opened its connections (``beacon.warm``: the rounds measured
+        next are meant on a calm network, not among 10-25 processes' handshakes); polled every 10 ms,
+        the resolution of the join phase's figures."""
         with trio.fail_after(self.converge_timeout_s):
-            while not all(len(r.ledger.query(now=time.time())) >= count for r in self.runtimes):
+            while not all(len(r.ledger.query(now=time.time())) >= count and (r.warm.idle or not settled)
+                          for r in self.runtimes):
                 await trio.sleep(0.01)
 
     async def _serve(self, lines: _Lines, tg: anyio.abc.TaskGroup) -> None:
