@@ -43,8 +43,7 @@ from rich.console import Console
 from rich.table import Table
 
 import symphony
-from symphony.beacon import BEACON_PROTOCOL
-from symphony.beacon.warm import WARM_PEERS
+from symphony.beacon import BEACON_PROTOCOL, WARM_PEERS
 from symphony.bench.accounting import Traffic
 from symphony.bench.centralized import Coordinator, centralized_agent, register_with
 from symphony.bench.systems import (

@@ -40,7 +40,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from symphony import __version__
-from symphony.beacon.warm import WARM_PEERS
+from symphony.beacon import WARM_PEERS
 from symphony.board import TeamService
 from symphony.errors import ConfigError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from symphony.beacon import WarmConnections
 from symphony.beacon.gateway import (
     GATEWAY_PROTOCOL,
     RELAY_PROTOCOL,
@@ -27,7 +28,6 @@ from symphony.beacon.gateway import (
     RelayResponder,
 )
 from symphony.beacon.service import BEACON_PROTOCOL, BeaconConfig, BeaconResponder, BeaconSelector
-from symphony.beacon.warm import WarmConnections
 from symphony.capability.vector import (
     HashingTagEncoder,
     SkillScores,
