@@ -211,28 +211,6 @@ async def test_a_candidate_that_cannot_be_dialled_is_suspected_and_left_out_of_t
     assert second.contacted == 4 and dead.agent_id not in second.rejected
 
 
-async def test_a_round_ends_once_half_replied_and_the_rest_had_half_that_again(autojump_clock) -> None:
-    """One candidate answers 1.5 s late (within the 2 s deadline): the round does not wait for it once
-    half the remote candidates replied and the rest had the grace; it is counted unanswered, not
-    rejected. A round that asks for every reply (quorum 1.0, the default) waits for it."""
-    async with agents(5) as (_, nodes):
-        slow = nodes[4]
-
-        async def late(peer: str, payload: bytes) -> bytes:
-            await trio.sleep(1.5)
-            return await slow.responder.handle(peer, payload)
-
-        slow.transport.set_handler(BEACON_PROTOCOL, late)
-        asker = nodes[0].selector
-        started = trio.current_time()
-        early = await asker.select(need("write python code"), m=1, quorum=0.5)
-        took = trio.current_time() - started
-        full = await asker.select(need("write python code"), m=1)
-    assert took < 0.5 and early.replied == 4 and early.timing.unanswered == 1
-    assert slow.agent_id not in early.rejected
-    assert full.replied == 5 and full.timing.unanswered == 0
-
-
 async def test_a_round_started_during_a_pre_dial_joins_its_dials_instead_of_dialling_again(autojump_clock) -> None:
     """A planner's round may start before its pre-dial is done (a one-step plan calls no model): the
     round waits for the dials under way, so each candidate is dialled once, and gets every reply."""
@@ -255,30 +233,3 @@ async def test_a_round_started_during_a_pre_dial_joins_its_dials_instead_of_dial
             outcomes.append(await planner.selector.select(need("write python code to sort a list"), m=1))
     assert len(dialled) == 3 == len(set(dialled))
     assert outcomes[0].replied == 5 and outcomes[0].timing.dials == 3
-
-
-async def test_candidates_whose_replies_fail_do_not_count_toward_the_quorum(autojump_clock) -> None:
-    """Two of four remote candidates send replies that fail the check at once and one answers 1.5 s
-    late: half of the two left is one reply, so the round ends soon after the good one instead of
-    waiting for the late one (a quorum over all four would need two replies, the late one's too)."""
-    async with agents(5) as (_, nodes):
-
-        def forger(node: AgentRuntime):
-            async def forge(peer: str, payload: bytes) -> bytes:
-                reply = BeaconResponse(nonce="0" * 24, scores=[0.9], queue_length=0, expected_latency_ms=0)
-                return seal(node.identity, "beacon.reply", reply.model_dump(mode="json"),
-                            now_ms=int(clock() * 1000)).to_bytes()
-            return forge
-
-        async def late(peer: str, payload: bytes) -> bytes:
-            await trio.sleep(1.5)
-            return await nodes[4].responder.handle(peer, payload)
-
-        nodes[2].transport.set_handler(BEACON_PROTOCOL, forger(nodes[2]))
-        nodes[3].transport.set_handler(BEACON_PROTOCOL, forger(nodes[3]))
-        nodes[4].transport.set_handler(BEACON_PROTOCOL, late)
-        started = trio.current_time()
-        outcome = await nodes[0].selector.select(need("write python code"), m=1, quorum=0.5)
-        took = trio.current_time() - started
-    assert set(outcome.rejected) == {nodes[2].agent_id, nodes[3].agent_id}
-    assert outcome.replied == 2 and outcome.timing.unanswered == 1 and took < 0.5

@@ -44,6 +44,7 @@ def test_small_real_process_run_counts_bytes_and_leaves_no_process(tmp_path) -> 
     for key in ("p50_s", "p95_s", "overhead", "breakdown_ms", "beacon_ms_p95", "cpu_s", "load_avg"):
         assert key in row
     assert row["beacon"]["candidates"] == 4 and row["beacon"]["rounds"] == 2 and row["beacon"]["replied_min"] == 4
+    assert row["beacon"]["dial_ms_p50"] > 0 and row["beacon"]["dial_ms_max"] >= row["beacon"]["dial_ms_p50"]
     assert "| symphony-libp2p | 4 |" in (tmp_path / "systems-libp2p.md").read_text()
     assert hub["arch"] == "centralized-libp2p" and hub["processes"] == 3 and hub["exit_codes"] == [0, 0, 0]
     assert hub["failed"] == 0 and hub["answers_ok"] == 1 and hub["bytes_per_task"] > 0

@@ -153,6 +153,21 @@ async def test_malformed_multiaddr_raises_config_error(addr: str) -> None:
             await node.connect(addr)
 
 
+async def test_a_dial_returns_once_connected_without_waiting_out_the_happy_eyeballs_head_start(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """py-libp2p's ``Swarm.dial_peer`` waited its 250 ms head start even after the dial connected;
+    ours returns when it connects. Virtual time advances only while every task has been idle for
+    50 ms of real time (a loopback handshake never is), so the dial's virtual duration is exactly
+    the timers it waited out."""
+    mock_clock.autojump_threshold = 0.05
+    async with open_nodes(2) as (a, b):
+        started = trio.current_time()
+        assert await a.connect(b.listen_addrs()[0]) == b.peer_id
+        assert trio.current_time() - started < 0.25
+        assert b.peer_id in a.peers()
+
+
 async def test_connect_to_self_raises_config_error() -> None:
     """Dialling our own address is refused."""
     async with open_nodes(1) as [node]:

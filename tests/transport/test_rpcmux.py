@@ -10,6 +10,7 @@ import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.io.msgio import VarIntLengthMsgReadWriter
+from libp2p.network.stream.exceptions import StreamReset
 from libp2p.peer.id import ID
 
 from symphony.errors import PeerUnreachable, RequestTimeout
@@ -18,6 +19,7 @@ from symphony.transport.base import TransportOffence
 from symphony.transport.libp2p import Libp2pConfig, open_libp2p_transport
 from symphony.transport.rpcmux import (
     MUX_PROTOCOL,
+    MuxClient,
     MuxServer,
     decode_reply,
     decode_request,
@@ -258,3 +260,38 @@ async def test_bad_frames_on_a_mux_stream_are_each_their_own_offence() -> None:
         assert {o.protocol for o in offences} == {MUX_PROTOCOL}
         await link(honest, node)
         assert await honest.request(node.peer_id, ECHO, b"still served", timeout=5) == b"still served"
+
+
+class _SilentStream:
+    """A stream (the edge of this unit test) that takes every write, answers nothing and ends its read
+    with ``StreamReset`` once reset; counts the resets."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+        self._reset = trio.Event()
+
+    async def write(self, data: bytes) -> None:
+        pass
+
+    async def read(self, n: int | None = None) -> bytes:
+        await self._reset.wait()
+        raise StreamReset("reset")
+
+    async def reset(self) -> None:
+        self.resets += 1
+        self._reset.set()
+
+
+async def test_a_retired_stream_is_reset_once(autojump_clock) -> None:
+    """A request that times out on a silent stream retires it; its reset ends the stream's reader,
+    which must not reset it a second time (it did: once by the request, once by the reader)."""
+    stream = _SilentStream()
+
+    async def open_stream(peer: ID) -> INetStream:
+        return stream  # type: ignore[return-value]
+
+    async with trio.open_nursery() as nursery:
+        client = MuxClient(open_stream, nursery.start_soon, max_reply_bytes=1024)
+        with trio.move_on_after(1):
+            await client.request(ID(b"peer"), ECHO, b"lost")
+    assert client.abandoned == 1 and stream.resets == 1

@@ -38,12 +38,14 @@ from symphony.beacon.ranking import (
 )
 from symphony.beacon.responder import BEACON_PROTOCOL, BeaconResponder
 from symphony.beacon.service import BeaconConfig, BeaconOutcome, BeaconSelector
+from symphony.beacon.warm import WARM_PEERS, WarmConnections
 
 __all__ = [
     "BEACON_PROTOCOL",
     "CONTEXT_FEATURES",
     "GATEWAY_PROTOCOL",
     "RELAY_PROTOCOL",
+    "WARM_PEERS",
     "BeaconConfig",
     "BeaconOutcome",
     "BeaconResponder",
@@ -61,6 +63,7 @@ __all__ = [
     "RelayResponder",
     "Selection",
     "SelectionStrategy",
+    "WarmConnections",
     "linucb_reward",
     "rank_key",
     "select",

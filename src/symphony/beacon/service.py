@@ -13,9 +13,7 @@ Theory of operation
    expected latency}``, one score per requirement, in its own signed envelope. Echoing the
    nonce binds the reply to this beacon (attestation, no replay). That side lives in
    ``beacon.responder``; on a sharded network ``beacon.gateway`` asks the other shards.
-4. **Collect until every candidate answered, or the deadline**, or (issue #19) once half the
-   remote candidates answered and the rest had half that time again, where ``BeaconConfig.quorum``
-   asks for it (off by default; ``grace``), then rank per
+4. **Collect until every candidate answered, or the deadline**, then rank per
    requirement (``ranking.select``: score, then QoS) and return primaries and backups for each.
 
 Replies are checked: signature, sender = the agent asked, nonce echoed, and the
@@ -26,9 +24,10 @@ reported, so inflating one's score buys nothing (DESIGN §2).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +41,7 @@ from symphony.ledger.reputation import ReputationTable
 from symphony.ledger.store import Ledger, QueryFilter, unit_cosine, unit_vector
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
-from symphony.protocol.messages import MAX_BEACON_REQUIREMENTS, Beacon, BeaconResponse, encode_sparse
+from symphony.protocol.messages import MAX_BEACON_REQUIREMENTS, Beacon, BeaconResponse, LedgerRecord, encode_sparse
 from symphony.transport.base import Transport
 
 
@@ -51,13 +50,6 @@ class BeaconConfig:
     top_l: int = 8
     deadline_s: float = 2.0
     claim_tolerance: float = 0.05
-    # A round may end early once this share of its remote candidates (rounded up) has replied and the
-    # rest have had ``grace`` x the time that took (``_Quorum``); 1.0 (the default) waits for every one,
-    # up to the deadline. Off by default: at 0.5 it did not lower the in-task beacon P95 on real
-    # processes (issue #19 part 4, docs/results.md), and it drops candidates only a little slower than
-    # the others, the strong ones included (tests/bench/test_bench_accuracy_pool.py saw a 2-of-3 ranking).
-    quorum: float = 1.0
-    grace: float = 0.5
 
 
 @dataclass
@@ -75,41 +67,6 @@ class RoundTiming:
     def to_wire(self) -> dict[str, float | int]:
         return {"dials": self.dials, "dial_ms": round(self.dial_ms, 2),
                 "last_reply_ms": round(self.last_reply_ms, 2), "unanswered": self.unanswered}
-
-
-@dataclass
-class _Quorum:
-    """Ends a round once ``share`` of its remote candidates that did not fail (rounded up) have
-    replied and the others have had ``grace`` x the time those took (issue #19: on a loaded host a
-    round waited for its slowest of L responders, 3-10x its median one; a candidate that cannot
-    answer within 1.5x the time of the first half is the one a step should not wait for either).
-    The late are left out of the selection, not blamed."""
-
-    scope: anyio.CancelScope
-    share: float
-    remote: int  # remote candidates invited
-    grace: float
-    started: float = field(default_factory=anyio.current_time)
-    got: int = 0
-    failed: int = 0
-    met: bool = False
-
-    def replied(self) -> None:
-        self.got += 1
-        self._check()
-
-    def lost(self) -> None:
-        """A remote candidate failed (dial, transport or a bad reply): the share is of the others."""
-        self.failed += 1
-        self._check()
-
-    def _check(self) -> None:
-        # a share of 1.0 waits for everything, a sharded round's gateways too (they answer after the locals)
-        if self.met or self.share >= 1.0 or self.got < max(1, math.ceil(self.share * (self.remote - self.failed))):
-            return
-        self.met = True
-        now = anyio.current_time()
-        self.scope.deadline = min(self.scope.deadline, now + self.grace * (now - self.started))
 
 
 @dataclass
@@ -167,13 +124,12 @@ class BeaconSelector:
         priority: int = 0,
         latency_budget_ms: float | None = None,
         outstanding: Mapping[str, int] | None = None,
-        quorum: float | None = None,
     ) -> BeaconOutcome:
         """BEACONSELECT(r, L, m) for one requirement (``select_many`` with one)."""
         outcomes = await self.select_many([requirement], task_type=task_type, m=m, top_l=top_l, strategy=strategy,
                                           exclude=exclude, tags_any=tags_any, deadline_s=deadline_s,
                                           priority=priority, latency_budget_ms=latency_budget_ms,
-                                          outstanding=outstanding, quorum=quorum)
+                                          outstanding=outstanding)
         return outcomes[0]
 
     async def select_many(
@@ -190,12 +146,10 @@ class BeaconSelector:
         priority: int = 0,
         latency_budget_ms: float | None = None,
         outstanding: Mapping[str, int] | None = None,
-        quorum: float | None = None,
     ) -> list[BeaconOutcome]:
         """BEACONSELECT for up to 12 requirements (a chain's sub-tasks) in ONE round: pre-filter,
-        fan out one beacon, collect one signed multi-score reply per candidate until the deadline or
-        the quorum's grace (``BeaconConfig.quorum``, overridden by ``quorum``; not on a sharded round,
-        whose gateways answer later), then rank the candidates separately for each requirement.
+        fan out one beacon, collect one signed multi-score reply per candidate until all have replied or
+        the deadline, then rank the candidates separately for each requirement.
         Returns one outcome per requirement.
         ``priority`` (0-9) travels in the beacon; candidates whose expected latency exceeds
         ``latency_budget_ms`` rank after all the others (``ranking.select``). ``outstanding``: requests
@@ -242,13 +196,9 @@ class BeaconSelector:
                     reply = self._check_reply(raw, agent_id, envelope.nonce, len(requirements))
             except (PeerError, TransportError, ConfigError) as exc:
                 rejected[agent_id] = type(exc).__name__
-                if agent_id != self.identity.agent_id:
-                    early.lost()
                 return
             replies[agent_id] = reply
             timing.last_reply_ms = (time.perf_counter() - fanned_out) * 1000
-            if agent_id != self.identity.agent_id:
-                early.replied()
 
         async def remote(fanout: GatewayFanout) -> None:
             verified = await fanout.collect(requirements, envelope, top_l=top_l or self.config.top_l,
@@ -261,9 +211,7 @@ class BeaconSelector:
 
         remote_ids: set[str] = set()
         sharded = self.fanout is not None and self.fanout.active(self.clock())
-        share = 1.0 if sharded else self.config.quorum if quorum is None else quorum
-        with anyio.move_on_after(deadline_s) as scope:
-            early = _Quorum(scope, share, len(set(invited) - {self.identity.agent_id}), self.config.grace)
+        with anyio.move_on_after(deadline_s):
             async with anyio.create_task_group() as tg:
                 for agent_id, (addrs, _) in list(invited.items()):
                     tg.start_soon(ask, agent_id, addrs)
@@ -297,6 +245,27 @@ class BeaconSelector:
         invited = self._invite([requirement], QueryFilter(exclude=exclude, tags_any=tags_any),
                                top_l or self.config.top_l, now=self.clock())
         return await self._dial_each({agent_id: addrs for agent_id, (addrs, _) in invited.items()}, source="ledger")
+
+    async def warm(self, *, limit: int, roles: Sequence[frozenset[str]]) -> int:
+        """Open connections to the first ``limit`` available agents of ``roles`` (in that order: an
+        initiator's first round invites planners, a planner's invites executors) that we have none to,
+        so no question's round dials them (issue #19: the first batch's rounds dialled 1-7 planners
+        each, all at once, 1.6-2.2 s a round). Agents of one role are taken in an order of our own (a
+        hash of our ID and theirs) so that nodes do not all warm the same few. Failures are
+        ``_dial``'s to count and suspect. Returns the dials tried."""
+        now = self.clock()
+        exclude = (self.reputation.blacklisted(now=now) if self.reputation is not None else frozenset()) | {
+            self.identity.agent_id}
+        wanted: dict[str, list[str]] = {}
+        for tags in roles:
+            records = [r for r, _ in self.ledger.query(QueryFilter(exclude=exclude, tags_any=tags), now=now)]
+            for record in sorted(records, key=self._warm_order):
+                if len(wanted) < limit and record.addrs:
+                    wanted.setdefault(record.agent_id, record.addrs)
+        return await self._dial_each(wanted, source="warm")
+
+    def _warm_order(self, record: LedgerRecord) -> bytes:
+        return hashlib.blake2b(f"{self.identity.agent_id}/{record.agent_id}".encode(), digest_size=8).digest()
 
     async def _dial_each(self, addrs: Mapping[str, list[str]], *, source: str) -> int:
         """Dial, at once and within the round deadline, every agent of ``addrs`` we have no connection

@@ -43,7 +43,7 @@ from rich.console import Console
 from rich.table import Table
 
 import symphony
-from symphony.beacon import BEACON_PROTOCOL
+from symphony.beacon import BEACON_PROTOCOL, WARM_PEERS
 from symphony.bench.accounting import Traffic
 from symphony.bench.centralized import Coordinator, centralized_agent, register_with
 from symphony.bench.systems import (
@@ -68,12 +68,6 @@ LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 HUB_IDENTITY = Identity(hashlib.sha256(b"systems-libp2p/coordinator").digest())
 #: How often a worker checks its event loop's lag (``_Worker._probe_lag``).
 LAG_PROBE_S = 0.1  # 10 wake-ups a second: at 100 they cost a worker 1.5 s of CPU in a 90 s run
-
-
-def _log_round(kind: str, fields: dict[str, Any]) -> None:
-    """Write each beacon round's cost and timing to the worker's log (stderr), a JSON line each."""
-    if kind == "beacon_round":
-        print(json.dumps({"event": kind, "at": round(time.time(), 3), **fields}), file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -144,6 +138,18 @@ class _Worker:
     transports: list[Libp2pTransport] = field(default_factory=list)
     tasks: list[TaskService] = field(default_factory=list)
     lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    rounds: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
+
+    def _note_round(self, kind: str, fields: dict[str, Any]) -> None:
+        """Keep each beacon round's cost and timing (the event sink of every local agent); written to the
+        worker's log at exit (``_write_rounds``), not inside the measured tasks."""
+        if kind == "beacon_round":
+            self.rounds.append({"event": kind, "at": round(time.time(), 3), **fields})
+
+    def _write_rounds(self) -> None:
+        for row in self.rounds:
+            print(json.dumps(row, default=str), file=sys.stderr)
+        sys.stderr.flush()
 
     async def main(self) -> None:
         lines = _Lines(trio.lowlevel.FdStream(os.dup(0)), trio.lowlevel.FdStream(self.channel_fd))
@@ -162,6 +168,7 @@ class _Worker:
                 await self._run_symphony(lines, agents, start["bootstrap"])
             else:
                 await self._run_centralized(lines, agents, start["bootstrap"][0])
+        self._write_rounds()
         await lines.write({"ev": "exit", "stats": self._stats()})
 
     async def _run_centralized(self, lines: _Lines, agents: list[SimulatedAgent], hub_addr: str) -> None:
@@ -193,7 +200,8 @@ class _Worker:
                     clock=time.time,
                     rng=random.Random(index),
                     bootstrap=[] if index == 0 else bootstrap,
-                    on_event=_log_round,
+                    on_event=self._note_round,
+                    warm_peers=WARM_PEERS,  # as a node does (node.daemon)
                 )
             )
         self.tasks = [runtime.tasks for runtime in self.runtimes]
@@ -202,16 +210,19 @@ class _Worker:
             for runtime in self.runtimes:
                 await tg.start(runtime.run)
             up = time.time()
-            await self._converge(self.n)
+            await self._converge(self.n, settled=True)
             await lines.write({"ev": "converged", "up": up, "at": time.time()})
             await self._serve(lines, tg)
             tg.cancel_scope.cancel()
 
-    async def _converge(self, count: int) -> None:
-        """Wait (with a deadline) until every local replica holds ``count`` available records;
-        polled every 10 ms, the resolution of the join phase's figures."""
+    async def _converge(self, count: int, *, settled: bool = False) -> None:
+        """Wait (with a deadline) until every local replica holds ``count`` available records and, with
+        ``settled``, every agent's warm-up has opened its connections (``beacon.warm``: the rounds measured
+        next are meant on a calm network, not among 10-25 processes' handshakes); polled every 10 ms,
+        the resolution of the join phase's figures."""
         with trio.fail_after(self.converge_timeout_s):
-            while not all(len(r.ledger.query(now=time.time())) >= count for r in self.runtimes):
+            while not all(len(r.ledger.query(now=time.time())) >= count and (r.warm.idle or not settled)
+                          for r in self.runtimes):
                 await trio.sleep(0.01)
 
     async def _serve(self, lines: _Lines, tg: anyio.abc.TaskGroup) -> None:
@@ -227,6 +238,8 @@ class _Worker:
                 reply = await self._ask(msg["agent"])
             elif op == "beacon":
                 reply = await self._beacon(msg["agent"], msg["rounds"])
+            elif op == "dial":
+                reply = await _fresh_dials(msg["addrs"])
             elif op == "records":
                 await self._converge(msg["count"])
                 reply = {"at": time.time()}
@@ -256,12 +269,12 @@ class _Worker:
 
     async def _beacon(self, agent: int, rounds: int) -> dict[str, Any]:
         """BEACONSELECT from ``agent`` to all N agents (itself included), ``rounds`` + 1 times, each
-        waiting for every reply (no quorum); the first round, which dials every candidate, is left out."""
+        waiting for every reply; the first round, which dials every candidate, is left out."""
         runtime = self._runtime(agent)
         r = list(requirement_vector(QUESTION, classify_task_type(QUESTION), runtime.encoder))
         elapsed, replied = [], []
         for i in range(rounds + 1):
-            outcome = await runtime.selector.select(r, top_l=self.n, tags_any=frozenset({EXECUTOR_TAG}), quorum=1.0)
+            outcome = await runtime.selector.select(r, top_l=self.n, tags_any=frozenset({EXECUTOR_TAG}))
             if i:
                 elapsed.append(outcome.elapsed_s * 1000)
                 replied.append(outcome.replied)
@@ -279,6 +292,18 @@ class _Worker:
         lag = {"lag_ms_p50": round(_quantile(self.lags_ms, 0.5), 2), "lag_ms_p95": round(_quantile(self.lags_ms, 0.95), 2),
                "lag_ms_max": round(max(self.lags_ms), 2)} if self.lags_ms else {}
         return {"sent": sent, "cpu_s": round(time.process_time(), 3), **lag}
+
+
+async def _fresh_dials(addrs: list[str]) -> dict[str, Any]:
+    """A new host of this process dials each of ``addrs`` in turn: the milliseconds each ``connect``
+    took (TCP, Noise, yamux; what a first contact costs), then it closes."""
+    took = []
+    async with open_libp2p_transport(Identity.generate(), Libp2pConfig([LOOPBACK])) as prober:
+        for addr in addrs:
+            started = time.perf_counter()
+            await prober.connect(addr)
+            took.append(round((time.perf_counter() - started) * 1000, 2))
+    return {"dial_ms": took}
 
 
 # ---- the parent ---------------------------------------------------------------------------------
@@ -465,6 +490,11 @@ async def _measure(
         reply = await procs[0].call("beacon", cfg.task_timeout_s, agent=0, rounds=cfg.beacon_rounds)
         beacon = _beacon_summary(reply, n)
         say(f"libp2p N={n}: beacon round to {n} candidates P50 {beacon['p50_ms']} ms, P95 {beacon['p95_ms']} ms")
+        addrs = [a for p in procs for a in p.received["opened"]["addrs"]]
+        dials = (await procs[-1].call("dial", cfg.task_timeout_s, addrs=addrs))["dial_ms"]
+        beacon.update(dial_ms_p50=round(statistics.median(dials), 2), dial_ms_max=max(dials))
+        say(f"libp2p N={n}: a fresh host's first dial to each of {n} agents P50 {beacon['dial_ms_p50']} ms, "
+            f"max {beacon['dial_ms_max']} ms")
     rng = random.Random(cfg.seed)
     initiators = [rng.randrange(n) for _ in range(cfg.tasks)]
     owner = {a: p for p in procs for a in range(p.first, p.first + p.count)}
@@ -598,7 +628,8 @@ def markdown(results: LoopbackResults) -> str:
             lines.append(
                 f"- N = {r['n']} in {r['processes']} processes: beacon round to all {b['candidates']} agents, "
                 f"{b['rounds']} rounds: P50 {b['p50_ms']} ms, P95 {b['p95_ms']} ms (fewest replies "
-                f"{b['replied_min']}); in-task beacon rounds P95 {r.get('beacon_ms_p95')} ms; worker CPU "
+                f"{b['replied_min']}); a fresh host's first dial to each agent P50 {b.get('dial_ms_p50')} ms, "
+                f"max {b.get('dial_ms_max')} ms; in-task beacon rounds P95 {r.get('beacon_ms_p95')} ms; worker CPU "
                 f"{r['cpu_s']} s; event-loop lag P95 {r.get('lag_ms_p95')} ms; exit codes {r['exit_codes']}; "
                 f"load {r['load_avg']}"
             )

@@ -40,6 +40,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from symphony import __version__
+from symphony.beacon import WARM_PEERS
 from symphony.board import TeamService
 from symphony.errors import ConfigError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
@@ -181,6 +182,7 @@ class Node:
                 task_defaults=cfg.task_defaults(),
                 learning_store=LearningFile(self.data_dir / "learned.json"),
                 learning_interval_s=cfg.learn_republish_s,
+                warm_peers=WARM_PEERS,
             )
             transport.set_membership(self.runtime.holds_slots)
             try:
@@ -227,6 +229,8 @@ class Node:
     def _on_peer_event(self, event: PeerEvent) -> None:
         """A direct connection opened or closed: published once every transport handler (the
         ledger's liveness bookkeeping included) has seen it, so the row shows the ledger's verdict."""
+        if event.kind == "leave":  # when this node saw a peer's last connection close (issue #19: kill recovery)
+            self.events.emit("peer_closed", {"agent": event.peer_id})
         if self._nursery is not None:  # None once the node is shutting down
             self._nursery.start_soon(self._publish_peer_event, event)
 

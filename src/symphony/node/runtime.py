@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from symphony.beacon import WarmConnections
 from symphony.beacon.gateway import (
     GATEWAY_PROTOCOL,
     RELAY_PROTOCOL,
@@ -157,6 +158,7 @@ class AgentRuntime:
         task_defaults: Mapping[str, Any] | None = None,
         learning_store: LearningStore | None = None,
         learning_interval_s: float = 10.0,
+        warm_peers: int = 0,
     ) -> None:
         if shards < 0:
             raise ValueError(f"shards must be 0 (off) or >= 2, not {shards!r}")
@@ -164,7 +166,9 @@ class AgentRuntime:
         self.reputation_interval_s = reputation_interval_s
         self.transport = transport
         self.defences = defences or Defences(clock=clock, on_event=on_event)
-        on_event = _tee(on_event, self.defences.observe)
+        # connections to planners and executors opened as their records arrive, not in a question's round
+        self.warm = WarmConnections(limit=warm_peers, roles=(frozenset({PLANNER_TAG}), frozenset({EXECUTOR_TAG})))
+        on_event = _tee(on_event, self.defences.observe, self.warm.on_event)
         guarded = GuardedTransport(transport, self.defences)
         transport.on_offence(self.defences.on_transport_offence)
         self.identity = identity
@@ -387,6 +391,7 @@ class AgentRuntime:
                 tg.start_soon(self._publish_throughput)
             tg.start_soon(self._publish_learning)
             tg.start_soon(self.feedback.run)  # outcome delivery, off the answer path
+            tg.start_soon(self.warm.run, self.selector)
             if self.summaries is not None:
                 tg.start_soon(self.summaries.run)
             task_status.started()
@@ -432,6 +437,7 @@ async def open_simulated_agents(
     converge_timeout_s: float = 60.0,
     shards: int = 0,
     task_defaults: Mapping[str, Any] | None = None,
+    warm_peers: int = 0,
 ) -> AsyncIterator[list[AgentRuntime]]:
     """Start one ``AgentRuntime`` per agent on ``net``, each joining through the first, and
     yield them once every replica holds every agent's available record (sharded, ``shards`` >= 2:
@@ -445,7 +451,7 @@ async def open_simulated_agents(
                 transport=transport, identity=agent.identity, model=agent.model, profile=agent.profile,
                 clock=clock, rng=random.Random(n), ledger_config=ledger_config, gossip_config=gossip_config,
                 bootstrap=runtimes[0].transport.listen_addrs() if runtimes else [], shards=shards,
-                task_defaults=task_defaults,
+                task_defaults=task_defaults, warm_peers=warm_peers,
             )
             await tg.start(runtime.run)
             runtimes.append(runtime)

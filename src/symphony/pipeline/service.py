@@ -319,11 +319,10 @@ class TaskService:
         with backoff while the driver says so. Returns the last round."""
         r = list(requirement_vector(driver.question, classify_task_type(driver.question), self.encoder))
         for attempt in range(PLANNER_ROUNDS):
-            # every reply (no quorum): the planners past the first k are the backups a dead planner's chain needs
             beacon = await self.selector.select(r, task_type="planning", m=1, top_l=max(options.top_l, options.cots),
                                                 strategy=self._strategy(options.strategy),
                                                 tags_any=frozenset({PLANNER_TAG}), priority=options.priority,
-                                                latency_budget_ms=options.latency_budget_ms, quorum=1.0)
+                                                latency_budget_ms=options.latency_budget_ms)
             self._beacon_event(driver.task_id, "planning", beacon)
             if driver.planners_found(beacon, now_ms=self._now_ms()):
                 break

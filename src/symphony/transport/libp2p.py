@@ -140,6 +140,7 @@ from multiaddr import Multiaddr  # type: ignore[import-untyped]
 from symphony.errors import ConfigError, PeerError, PeerUnreachable, RequestTimeout
 from symphony.protocol.identity import Identity
 from symphony.transport.dht import Dht
+from symphony.transport.dial import end_head_start_on_connect
 from symphony.transport.reach import (
     LanDiscovery,
     PortMapping,
@@ -1077,6 +1078,7 @@ def _build_host(identity: Identity, config: Libp2pConfig, listen: list[Multiaddr
     )
     bound.host = host
     _disable_auto_dial(host)
+    end_head_start_on_connect(host.get_network())  # type: ignore[arg-type]  # a Swarm: _disable_auto_dial checked
     _guard_inbound_streams(host, _StreamGuard(offences, config.max_inbound_streams_per_peer))
     return host
 

@@ -227,11 +227,26 @@ class Reach:
     async def join_relay(self, relay: ID, relay_addr: str) -> None:
         """Ask ``relay`` (already connected) whether it can dial us back, and take a slot
         on it unless it could: a public node needs none."""
+        if not self._forced:
+            await self._identified(relay)
         found = self._forced or await self._ask_dial_back(relay)
         if found == "public":
             self.slots[relay.to_base58()] = "not needed"
             return
         await self.reserve(relay, relay_addr)
+
+    async def _identified(self, relay: ID) -> None:
+        """Wait until identify with ``relay`` has told us the address it sees us at, which the AutoNAT
+        query offers (``_ask_dial_back``): a UPnP-forwarded port counts only at that address.
+        ``BasicHost.connect`` only schedules identify in the background (``_schedule_identify``); it
+        used to be done by the time ``connect`` returned, because ``Swarm.dial_peer`` waited its 250 ms
+        happy-eyeballs head start after connecting, which ``transport.dial`` ends (issue #19). Runs its
+        own identify when that one has not finished (a second identify stream to a relay, once)."""
+        host = self._host
+        if not isinstance(host, BasicHost) or relay in host._identified_peers:
+            return
+        with trio.move_on_after(DIAL_BACK_TIMEOUT_S):
+            await host._identify_peer(relay, reason="autonat")
 
     async def _ask_dial_back(self, relay: ID) -> str:
         """One AutoNAT query; the new reachability, or ``unknown`` when ``relay`` did not answer."""

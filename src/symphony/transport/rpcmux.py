@@ -287,6 +287,7 @@ class _Channel:
     broken: str = ""
     frames: int = 0  # reply frames read so far: a request whose wait saw none added, saw no progress
     retired: bool = False  # no new requests: reset once the ones on it are done
+    reset: bool = False  # the stream has been reset (``MuxClient._reset``): once, by whichever end of it comes first
 
 
 class MuxClient:
@@ -332,7 +333,7 @@ class MuxClient:
             if not box and channel.frames == seen and not channel.broken:
                 self._retire(peer, channel)
             if channel.retired and not channel.pending:
-                self._spawn(_reset, channel.stream)
+                self._reset(channel)
         reply, reason = box[0]
         if reply is None:
             raise MuxFailure(reason)
@@ -383,7 +384,14 @@ class MuxClient:
         else:
             self._break(peer, channel, "stream closed")
         if channel.broken:
-            await _reset(channel.stream)
+            self._reset(channel)
+
+    def _reset(self, channel: _Channel) -> None:
+        """Reset ``channel``'s stream once: a retired stream is reset by its last request, and the reset
+        then ends its reader, which would otherwise reset it a second time."""
+        if not channel.reset:
+            channel.reset = True
+            self._spawn(_reset, channel.stream)
 
     def _break(self, peer: ID, channel: _Channel, reason: str) -> None:
         """Fail every request waiting on ``channel`` and forget it; the next request opens a new one."""
