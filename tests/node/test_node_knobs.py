@@ -46,6 +46,20 @@ def test_learning_republish_interval_from_the_file_or_flag_within_bounds(tmp_pat
             node_config({"data_dir": str(tmp_path), "learn_republish_s": bad})
 
 
+def test_warm_peers_from_the_file_or_flag_within_bounds(tmp_path: Path) -> None:
+    """``--warm-peers``: 16 unless given, 0 turns the warm-up off, beyond 64 (or below 0) is refused."""
+    path = tmp_path / "node.toml"
+    path.write_text('data_dir = "d"\nwarm_peers = 0\n')
+    assert node_config(load_node_file(path)).warm_peers == 0
+    assert node_config({"data_dir": str(tmp_path)}).warm_peers == 16
+    for bad in (-1, 65):
+        with pytest.raises(ConfigError, match=r"--warm-peers must be 0 \(off\) to 64"):
+            node_config({"data_dir": str(tmp_path), "warm_peers": bad})
+    path.write_text('data_dir = "d"\nwarm_peers = 100\n')
+    with pytest.raises(ConfigError, match=r"key 'warm_peers': must be 0 \(off\) to 64"):
+        load_node_file(path)
+
+
 def test_node_help_lists_the_learning_interval() -> None:
     from typer.testing import CliRunner
 

@@ -234,6 +234,10 @@ def node(
     learn_republish_s: Annotated[float | None, typer.Option(
         help="Outcome feedback: republish the learned skill scores in this node's record at most once per this "
              "many seconds, 1-3600 (outcomes meanwhile coalesce). \\[default: 10]")] = None,
+    warm_peers: Annotated[int | None, typer.Option(
+        help="Connect ahead of questions to up to this many planners, then executors, as their records arrive, "
+             "so a question's first beacon rounds dial no one; 0 = off (dial when a round asks), at most 64. "
+             "\\[default: 16]")] = None,
     no_tools: Annotated[bool, typer.Option("--no-tools", help="As an executor: answer in text only, no python "
                                                               "programs (on by default where the code sandbox "
                                                               "works).")] = False,
@@ -254,7 +258,7 @@ def node(
              "privacy_sigma": privacy_sigma,
              "redundancy": redundancy, "hop_timeout": hop_timeout,
              "replans": replans, "disclosure": disclosure, "learn_republish_s": learn_republish_s,
-             "no_tools": no_tools or None}
+             "warm_peers": warm_peers, "no_tools": no_tools or None}
     try:
         values = load_node_file(config) if config else {}
         values.update({key: value for key, value in given.items() if value is not None and value != []})

@@ -21,6 +21,7 @@ with the same keys; flags given on the command line override the file::
     replans = 1
     disclosure = "full"  # or "minimal"
     learn_republish_s = 10  # learned skills reach the record at most this often (s)
+    warm_peers = 16  # planners, then executors, dialled as their records arrive (beacon.warm); 0 = off
     tools = ["python"]  # tools its executor uses; default: python when the code sandbox works here; [] = off
 """
 
@@ -39,6 +40,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from symphony.beacon import WARM_PEERS
 from symphony.errors import ConfigError
 from symphony.node.hardware import detect_hardware, detected_cores
 from symphony.pipeline.tools import resolve_tools
@@ -53,6 +55,8 @@ MAX_PRIVACY_SIGMA = 10.0
 #: ``--learn-republish-s`` bounds: below 1 s a learning node would flood the gossip with UPDATEs.
 MIN_LEARN_REPUBLISH_S = 1.0
 MAX_LEARN_REPUBLISH_S = 3600.0
+#: ``--warm-peers`` bound: each warm connection is a live libp2p connection the node keeps.
+MAX_WARM_PEERS = 64
 #: The pipeline roles a node with a model may offer (``--roles``); the tags its record carries.
 ROLES = (PLANNER_TAG, EXECUTOR_TAG)
 #: ``--api-auth``: "auto" requires the API token only on a non-loopback address, "token" always.
@@ -188,6 +192,9 @@ class NodeConfig:
     disclosure: str = "full"
     #: outcome feedback: learned skills are republished in the record at most once per this many seconds
     learn_republish_s: float = 10.0
+    #: peers (planners first, then executors) this node connects to as their records arrive, before any
+    #: question needs them (``beacon.warm``); 0 = off, dialling only when a round asks
+    warm_peers: int = WARM_PEERS
     #: tools the executor uses (pipeline.tools): None = python when the code sandbox works here; () = none
     tools: tuple[str, ...] | None = None
 
@@ -223,6 +230,8 @@ class NodeConfig:
         if not MIN_LEARN_REPUBLISH_S <= self.learn_republish_s <= MAX_LEARN_REPUBLISH_S:
             raise ConfigError(f"--learn-republish-s must be {MIN_LEARN_REPUBLISH_S} to {MAX_LEARN_REPUBLISH_S} "
                               f"seconds, not {self.learn_republish_s}")
+        if not 0 <= self.warm_peers <= MAX_WARM_PEERS:
+            raise ConfigError(f"--warm-peers must be 0 (off) to {MAX_WARM_PEERS}, not {self.warm_peers}")
         for key in RELAY_LIMIT_KEYS:
             value = getattr(self, key)
             if value is not None and value < 1:
@@ -257,7 +266,7 @@ FILE_KEYS: dict[str, type] = {
     "rendezvous_service": bool, "rendezvous": bool, "dht": bool, "upnp": bool,
     "privacy_sigma": float,
     "redundancy": int, "hop_timeout": str, "replans": int, "disclosure": str,
-    "learn_republish_s": float,
+    "learn_republish_s": float, "warm_peers": int,
     "tools": list,
 }
 
@@ -346,6 +355,8 @@ def _check_file_value(name: str, value: Any) -> None:
         parse_hop_timeout(value)
     elif name == "learn_republish_s" and not MIN_LEARN_REPUBLISH_S <= value <= MAX_LEARN_REPUBLISH_S:
         raise ConfigError(f"must be {MIN_LEARN_REPUBLISH_S} to {MAX_LEARN_REPUBLISH_S} seconds, not {value}")
+    elif name == "warm_peers" and not 0 <= value <= MAX_WARM_PEERS:
+        raise ConfigError(f"must be 0 (off) to {MAX_WARM_PEERS}, not {value}")
     elif name in RELAY_LIMIT_KEYS and value < 1:
         raise ConfigError(f"must be >= 1, not {value}")
     elif name == "reachability" and value not in REACHABILITY:
@@ -399,7 +410,8 @@ def node_config(values: dict[str, Any]) -> NodeConfig:
         heartbeat_interval_s=values.get("heartbeat", 60.0), anti_entropy_interval_s=values.get("anti_entropy", 30.0),
         shards=values.get("shards", 0),
         **{key: values[key] for key in ("max_task_records", "event_log_max_mb", "event_log_keep", "relay_service",
-                                         "privacy_sigma", "redundancy", "replans", "disclosure", "learn_republish_s")
+                                         "privacy_sigma", "redundancy", "replans", "disclosure", "learn_republish_s",
+                                         "warm_peers")
            if key in values},
         **{key: values[key] for key in (*RELAY_LIMIT_KEYS, "reachability", "mdns", "rendezvous_service", "rendezvous",
                                          "dht", "upnp")

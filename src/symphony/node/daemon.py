@@ -40,7 +40,6 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from symphony import __version__
-from symphony.beacon import WARM_PEERS
 from symphony.board import TeamService
 from symphony.errors import ConfigError
 from symphony.ledger import GossipConfig, Ledger, LedgerConfig
@@ -182,7 +181,7 @@ class Node:
                 task_defaults=cfg.task_defaults(),
                 learning_store=LearningFile(self.data_dir / "learned.json"),
                 learning_interval_s=cfg.learn_republish_s,
-                warm_peers=WARM_PEERS,
+                warm_peers=cfg.warm_peers,
             )
             transport.set_membership(self.runtime.holds_slots)
             try:
