@@ -122,6 +122,18 @@ def test_chain_table_lists_each_question_and_the_totals() -> None:
     assert chain_table(rows, "gsm8k", "direct") == ""
 
 
+def test_code_chains_are_not_judged_for_the_gold() -> None:
+    """A code question's gold is the canonical solution, which no chain repeats word for word: the table says
+    "not judged" rather than "no chain held it"."""
+    row = _symphony_row(correct=True)
+    row["trace"] = {**row["trace"], "answer_kind": "code"}
+    stats = chain_stats(row)
+    assert stats is not None and stats.gold_in_chain is None
+    table = chain_table([row], "gsm8k", "symphony")
+    assert "| 0/q1 | 3 (4) | 2 | — | yes |" in table
+    assert "whether a chain held the gold is not judged for code" in table and "held the gold in" not in table
+
+
 def test_render_shows_the_comparisons_and_the_chain_section(tmp_path: Path) -> None:
     """The whole report carries both new sections; a run without Symphony traces has no chain section."""
     rows = [_symphony_row(correct=False), _row("direct", "q1", True)]

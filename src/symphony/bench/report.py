@@ -258,7 +258,7 @@ class ChainStats:
     chains: int
     attempts: int
     distinct: int
-    gold_in_chain: bool
+    gold_in_chain: bool | None  # None: not judged (code: a chain's tests are not run again here)
     vote_right: bool
     intermediate: int
     non_numeric: int
@@ -281,7 +281,7 @@ def chain_stats(row: dict[str, Any]) -> ChainStats | None:
     answered = [c for c in trace["chains"] if c.get("ok")]
     keys = {normalize_answer(c["answer"], kind) for c in answered}
     gold = str(row.get("gold", ""))
-    in_chain = kind != "code" and any(matches_gold(c["answer"], gold, kind) for c in answered)
+    in_chain = None if kind == "code" else any(matches_gold(c["answer"], gold, kind) for c in answered)
     intermediate = non_numeric = steps = capped = 0
     for chain in trace["chains"]:
         chain_steps = (chain.get("trace") or {}).get("steps") or []
@@ -306,7 +306,7 @@ def chain_table(rows: Sequence[dict[str, Any]], dataset: str, system: str) -> st
              if (st := chain_stats(r)) is not None]
     if not stats:
         return ""
-    yes = {True: "yes", False: "no"}
+    yes = {True: "yes", False: "no", None: "—"}
     lines = [f"{dataset} / {system}:", "",
              ("| seed/item | chains (attempts) | distinct answers | gold in a chain | vote right | "
               "non-numeric intermediate | steps at token cap | agents blacklisted |"), "|---|---|---|---|---|---|---|---|"]
@@ -314,9 +314,11 @@ def chain_table(rows: Sequence[dict[str, Any]], dataset: str, system: str) -> st
               f"{yes[s.vote_right]} | {s.non_numeric}/{s.intermediate} | {s.capped}/{s.steps} | {s.blacklisted} |"
               for s in stats]
     split = sum(s.chains > 1 and s.distinct == s.chains for s in stats)
-    lines += ["", (f"All chains differ in {split}/{len(stats)} questions; a chain held the gold in "
-                   f"{sum(s.gold_in_chain for s in stats)}/{len(stats)}, the vote returned it in "
-                   f"{sum(s.gold_in_chain and s.vote_right for s in stats)} of those; "
+    judged = [s for s in stats if s.gold_in_chain is not None]
+    oracle = (f"a chain held the gold in {sum(bool(s.gold_in_chain) for s in judged)}/{len(judged)}, the vote "
+              f"returned it in {sum(bool(s.gold_in_chain) and s.vote_right for s in judged)} of those"
+              if judged else "whether a chain held the gold is not judged for code")
+    lines += ["", (f"All chains differ in {split}/{len(stats)} questions; {oracle}; "
                    f"{sum(s.non_numeric for s in stats)}/{sum(s.intermediate for s in stats)} intermediate answers "
                    f"non-numeric; {sum(s.capped for s in stats)}/{sum(s.steps for s in stats)} steps at the token "
                    "cap.")]
