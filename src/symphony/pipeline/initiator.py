@@ -112,7 +112,6 @@ class InitiatorDriver:
         self._fastest_ms = 0.0  # this question's fastest ok chain so far
         self._examples = examples_in(question) if kind == "code" else ()
         self._passed: dict[str, int | None] = {}  # examples each checked chain passed (by chain id)
-        self._voting: set[str] | None = None  # the chains left to vote after the check (None: not checked)
         self._degraded: list[Degraded] = []  # what this node itself ran degraded (a check it could not run)
         self._checkable = checkable
         self._rule, self._rule_detail = rule_for(kind, adaptive=adaptive, examples=len(self._examples),
@@ -247,13 +246,16 @@ class InitiatorDriver:
     def vote(self, *, trust: Callable[[str], float]) -> VoteResult:
         """The weighted vote over the good chains (those whose code passed the most examples, after
         ``checked``); ``trust(planner)`` scales each reported weight."""
-        if self._passed:
-            self._voting = survivors(self._passed)
+        voting = self._voting()
         chains = {f"c{self._records[p].index}": p for p in self._evidence}
         ballots = [Ballot(chain, self._evidence[p].answer, self._weight(self._records[p], trust))
-                   for chain, p in chains.items() if self._voting is None or chain in self._voting]
+                   for chain, p in chains.items() if voting is None or chain in voting]
         self._vote = weighted_vote(ballots, self.kind)
         return self._vote
+
+    def _voting(self) -> set[str] | None:
+        """The chains left to vote after the check (``verification.survivors``); None: none was checked."""
+        return survivors(self._passed) if self._passed else None
 
     def cross_verdicts(self) -> list[Verdict]:
         """Each planner's and executor's agreement with the vote (after ``vote``)."""
@@ -301,7 +303,7 @@ class InitiatorDriver:
         good = [self._records[p] for p in sorted(self._evidence)]
         collapsed = collapsed_chains(good)
         checks = tuple(CodeCheck(chain=chain, passed=passed, total=len(self._examples),
-                                 voted=chain in (self._voting or ())) for chain, passed in sorted(self._passed.items()))
+                                 voted=chain in (self._voting() or ())) for chain, passed in sorted(self._passed.items()))
         return QuestionTrace(task_id=self.task_id, question=self.question, answer_kind=self.kind, vote=self._voted(),
                              chains=chains, planner_beacon=cost, latency_ms=latency_ms, spans=spans,
                              degraded=(*reported, *((collapsed,) if collapsed else ()), *self._degraded),
