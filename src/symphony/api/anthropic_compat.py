@@ -45,6 +45,7 @@ from symphony.api.asking import (
     extension,
     failure_status,
     has_planners,
+    question_problem,
     split_conversation,
     usage,
     wait_with_keepalives,
@@ -118,9 +119,10 @@ class MessagesRequest(BaseModel):
     def conversation(self) -> Conversation:
         """The last user turn is the question; ``system``, then the other turns, its context."""
         talk = split_conversation(self.messages, system=[f"System: {_text(self.system)}"] if self.system else [])
-        if not talk.question.strip():
+        problem = question_problem(talk.question)
+        if problem == "empty":
             raise AnthropicError(400, "messages: the last user turn is empty: it is the question")
-        if len(talk.question) > MAX_QUESTION_CHARS:
+        if problem == "too_long":
             raise AnthropicError(400, f"messages: the question is longer than {MAX_QUESTION_CHARS} characters")
         return talk
 

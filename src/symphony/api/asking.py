@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 from starlette.requests import Request
@@ -95,6 +95,14 @@ def split_conversation(messages: Sequence[Turn], *, system: Sequence[str] = (),
     others = [m for i, m in enumerate(messages) if i != last]
     return fit_conversation(question, [*system, *(m.line() for m in others if m.role in system_roles)],
                             [m.line() for m in others if m.role not in system_roles])
+
+
+def question_problem(question: str) -> Literal["empty", "too_long"] | None:
+    """What makes ``question`` unaskable on every face (each says it in its own error shape): empty, or
+    longer than ``MAX_QUESTION_CHARS``; None when it can be asked."""
+    if not question.strip():
+        return "empty"
+    return "too_long" if len(question) > MAX_QUESTION_CHARS else None
 
 
 def has_planners(node: NodeApi) -> bool:

@@ -48,6 +48,7 @@ from symphony.api.asking import (
     failure_status,
     fit_conversation,
     has_planners,
+    question_problem,
     split_conversation,
     usage,
     wait_with_keepalives,
@@ -170,9 +171,10 @@ def _unknown_model(name: str) -> OllamaError:
 
 
 def _check_question(text: str) -> None:
-    if not text.strip():
+    problem = question_problem(text)
+    if problem == "empty":
         raise OllamaError(400, "the question is empty: send a user message (chat) or a prompt (generate)")
-    if len(text) > MAX_QUESTION_CHARS:
+    if problem == "too_long":
         raise OllamaError(400, f"the question is longer than {MAX_QUESTION_CHARS} characters")
 
 

@@ -44,7 +44,7 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from symphony.api.asking import MAX_QUESTION_CHARS, MODEL_ID, Conversation, split_conversation
+from symphony.api.asking import MAX_QUESTION_CHARS, MODEL_ID, Conversation, question_problem, split_conversation
 from symphony.api.http import OptionsBody
 from symphony.pipeline.extraction import AnswerKind
 
@@ -280,9 +280,10 @@ def _check_content(messages: list[Message]) -> None:
 def conversation(messages: list[Message]) -> Conversation:
     """The last user message as the question, the rest as its context (``asking.fit_conversation``)."""
     talk = split_conversation(messages, system_roles=("system", "developer"))
-    if not talk.question.strip():
+    problem = question_problem(talk.question)
+    if problem == "empty":
         raise OpenAIError(400, "the last user message is empty: it is the question", param="messages")
-    if len(talk.question) > MAX_QUESTION_CHARS:
+    if problem == "too_long":
         raise OpenAIError(400, f"the question is longer than {MAX_QUESTION_CHARS} characters",
                           param="messages", code="question_too_long")
     return talk
