@@ -247,21 +247,24 @@ class BeaconSelector:
         return await self._dial_each({agent_id: addrs for agent_id, (addrs, _) in invited.items()}, source="ledger")
 
     async def warm(self, *, limit: int, roles: Sequence[frozenset[str]]) -> int:
-        """Open connections to the first ``limit`` available agents of ``roles`` (in that order: an
-        initiator's first round invites planners, a planner's invites executors) that we have none to,
-        so no question's round dials them (issue #19: the first batch's rounds dialled 1-7 planners
+        """Hold connections to the first ``limit`` available agents of ``roles`` (in that order: an
+        initiator's first round invites planners, a planner's invites executors), dialling those we have
+        none to (agents already connected count toward ``limit``), so no question's round dials them (issue #19: the first batch's rounds dialled 1-7 planners
         each, all at once, 1.6-2.2 s a round). Agents of one role are taken in an order of our own (a
         hash of our ID and theirs) so that nodes do not all warm the same few. Failures are
         ``_dial``'s to count and suspect. Returns the dials tried."""
         now = self.clock()
         exclude = (self.reputation.blacklisted(now=now) if self.reputation is not None else frozenset()) | {
             self.identity.agent_id}
+        ordered = (record for tags in roles  # lazily: a role's query runs only while places are left
+                   for record in sorted((r for r, _ in self.ledger.query(QueryFilter(exclude=exclude, tags_any=tags),
+                                                                           now=now)), key=self._warm_order)
+                   if record.addrs)
         wanted: dict[str, list[str]] = {}
-        for tags in roles:
-            records = [r for r, _ in self.ledger.query(QueryFilter(exclude=exclude, tags_any=tags), now=now)]
-            for record in sorted(records, key=self._warm_order):
-                if len(wanted) < limit and record.addrs:
-                    wanted.setdefault(record.agent_id, record.addrs)
+        for record in ordered:
+            if len(wanted) >= limit:
+                break
+            wanted.setdefault(record.agent_id, record.addrs)
         return await self._dial_each(wanted, source="warm")
 
     def _warm_order(self, record: LedgerRecord) -> bytes:
