@@ -250,8 +250,9 @@ class BeaconSelector:
         """Hold connections to the first ``limit`` available agents of ``roles`` (in that order: an
         initiator's first round invites planners, a planner's invites executors), dialling those we have
         none to (agents already connected count toward ``limit``), so no question's round dials them
-        (issue #19: the first batch's rounds dialled 1-7 planners each, all at once, 1.6-2.2 s a round). Agents of one role are taken in an order of our own (a
-        hash of our ID and theirs) so that nodes do not all warm the same few. Failures are
+        (issue #19: the first batch's rounds dialled 1-7 planners each, all at once, 1.6-2.2 s a round).
+        Agents of one role are taken in an order of our own (a hash of our ID and theirs) so that nodes
+        do not all warm the same few. Failures are
         ``_dial``'s to count and suspect. Returns the dials tried."""
         now = self.clock()
         exclude = (self.reputation.blacklisted(now=now) if self.reputation is not None else frozenset()) | {
