@@ -7,8 +7,8 @@ beacon round: the first batch of questions dialled many agents at once, and thos
 background instead: when the node is up and whenever a record of an agent new to the ledger
 arrives (the ``record_merged`` event with outcome ``added``), up to ``limit`` agents of the given
 roles (``BeaconSelector.warm``), ``SETTLE_S`` after that arrival. It never runs two passes at once;
-arrivals during a pass start one more pass after it. A real node opens ``WARM_PEERS`` by default (``symphony node --warm-peers``, 0 = off); the in-process
-simulations open none (their links are free, and 1,000 agents x 16 dials would slow them).
+arrivals during a pass start one more pass after it. A real node opens ``WARM_PEERS`` by default
+(``symphony node --warm-peers``, 0 = off); the in-process simulations open none (their links are free, and 1,000 agents x 16 dials would slow them).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from symphony.beacon.service import BeaconSelector
 #: connections a real node opens ahead of need: with top_l = 8, an initiator's and a planner's round each
 WARM_PEERS = 16
 #: a pass waits this long after the arrival that made it due, so a join's burst of records (and their
-#: gossip to everyone else) is not slowed by a burst of handshakes on the same cores: the first
-#: systems-libp2p runs with passes at once took a joiner 0.17-0.49 s to hold every record, 0.05-0.11 s without
+#: gossip to everyone else) is not slowed by a burst of handshakes on the same cores: joins took 0.48-0.49 s
+#: worst with passes at once and 0.11-0.12 s without, 0.17 s with this wait (docs/results.md, History, issue #19 part 5)
 SETTLE_S = 0.5
 
 
