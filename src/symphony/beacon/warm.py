@@ -24,7 +24,7 @@ from symphony.beacon.service import BeaconSelector
 WARM_PEERS = 16
 #: a pass waits this long after the arrival that made it due, so a join's burst of records (and their
 #: gossip to everyone else) is not slowed by a burst of handshakes on the same cores: joins took 0.48-0.49 s
-#: worst with passes at once and 0.11-0.12 s without, 0.17 s with this wait (docs/results.md, History, issue #19 part 5)
+#: worst with passes at once and 0.11-0.12 s without, 0.17 s with this wait (docs/results.md, issue #19 part 5)
 SETTLE_S = 0.5
 
 
