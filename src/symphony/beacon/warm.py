@@ -8,7 +8,8 @@ background instead: when the node is up and whenever a record of an agent new to
 arrives (the ``record_merged`` event with outcome ``added``), up to ``limit`` agents of the given
 roles (``BeaconSelector.warm``), ``SETTLE_S`` after that arrival. It never runs two passes at once;
 arrivals during a pass start one more pass after it. A real node opens ``WARM_PEERS`` by default
-(``symphony node --warm-peers``, 0 = off); the in-process simulations open none (their links are free, and 1,000 agents x 16 dials would slow them).
+(``symphony node --warm-peers``, 0 = off); the in-process simulations open none (their links are
+free, and 1,000 agents x 16 dials would slow them).
 """
 
 from __future__ import annotations
