@@ -14,7 +14,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 PLATFORM_TAG := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_platform().replace('-', '_').replace('.', '_'))")
 LLAMA_WHEEL := $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-$(PLATFORM_TAG).whl
 
-.PHONY: test demo bench-ledger clean system-deps
+.PHONY: test demo bench-ledger bench-frameworks clean system-deps
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
@@ -25,6 +25,20 @@ demo: $(STAMP) $(DEMO_STAMP)
 
 bench-ledger: $(STAMP)
 	$(BIN)/symphony bench ledger
+
+# Issue 16's fresh-problems comparison: AutoGen and CrewAI live in their own venv (they pin
+# libraries Symphony's does not share); `symphony bench frameworks` runs their teams with its Python.
+FRAMEWORKS_VENV := .venv-frameworks
+FRAMEWORKS_STAMP := $(FRAMEWORKS_VENV)/.installed
+
+$(FRAMEWORKS_STAMP):
+	$(PYTHON) -m venv $(FRAMEWORKS_VENV)
+	$(FRAMEWORKS_VENV)/bin/pip install -q autogen-agentchat==0.7.5 'autogen-ext[openai]==0.7.5' crewai==1.15.30
+	touch $(FRAMEWORKS_STAMP)
+
+# llama-cpp-python's server comes with the dev extra. Options: make bench-frameworks ARGS="--limit 40".
+bench-frameworks: $(STAMP) $(FRAMEWORKS_STAMP)
+	$(BIN)/symphony bench frameworks $(ARGS)
 
 # py-libp2p compiles fastecdsa (gcc + GMP headers); llama-cpp-python compiles llama.cpp (g++;
 # scikit-build-core fetches cmake from PyPI when the system has none); Debian chromium runs the
@@ -72,4 +86,4 @@ $(DEMO_STAMP): pyproject.toml $(STAMP)
 	touch $(DEMO_STAMP)
 
 clean:
-	rm -rf $(VENV) bench-results .pytest_cache
+	rm -rf $(VENV) $(FRAMEWORKS_VENV) bench-results .pytest_cache

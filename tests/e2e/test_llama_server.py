@@ -9,9 +9,6 @@ schema) from then on."""
 from __future__ import annotations
 
 import importlib.util
-import socket
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from symphony.bench.frameworks import llama_server as serve_model
 from symphony.llm.openai_backend import OpenAIModel
 from symphony.testing import NodeProcess, open_swarm, wait_for
 
@@ -40,34 +38,12 @@ def _model_file() -> Path:
     return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m llama_cpp.server`` on a free loopback port; its ``/v1`` URL once ``/v1/models`` answers."""
-    model = _model_file()
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "4096", "--n_threads", "1"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"llama_cpp.server exited with {proc.returncode}")
-            return httpx.get(f"{url}/models", timeout=2).status_code == 200
-
-        wait_for(up, timeout=60, what="llama_cpp.server to answer /v1/models")
+    """``python -m llama_cpp.server`` on a free loopback port (``bench.frameworks.llama_server``); its ``/v1`` URL."""
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with serve_model(_model_file(), log=log, threads=1, alias="smollm2") as url:
         yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        log.close()
 
 
 async def test_backend_learns_the_server_lacks_json_schema_once(llama_server: str) -> None:

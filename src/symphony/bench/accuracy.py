@@ -38,8 +38,8 @@ from symphony.bench.report import pyplot, render
 from symphony.bench.scoring import score
 from symphony.ledger import GossipConfig, LedgerConfig
 from symphony.llm import ChatModel, parse_model_spec
-from symphony.pipeline.tools import resolve_tools
 from symphony.node import AgentProfile, AgentRuntime, SimulatedAgent, open_simulated_agents
+from symphony.pipeline.tools import resolve_tools
 from symphony.protocol import Identity
 from symphony.transport import LinkModel, MemoryNetwork
 
@@ -119,7 +119,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _drop_partial_line(path: Path) -> None:
+def drop_partial_line(path: Path) -> None:
     """Cut a last line an interrupt left without its newline, so appends start on a fresh line."""
     if not path.exists():
         return
@@ -150,7 +150,7 @@ async def run(config: RunConfig, console: Console) -> list[dict[str, Any]]:
     """Answer what is not in the results file yet; returns all rows."""
     config.out_dir.mkdir(parents=True, exist_ok=True)
     path = config.out_dir / RESULTS_FILE
-    _drop_partial_line(path)
+    drop_partial_line(path)
     done = {_key(r) for r in read_rows(path)}
     items = load_items(config, console.print)
     todo = [(seed, d, item, spec) for seed in config.seeds for d in config.datasets for item in items[d]
@@ -254,5 +254,5 @@ def run_accuracy_bench(config: RunConfig, *, report_only: bool = False, console:
     return text
 
 
-__all__ = ["DEFAULT_TAGS", "MODEL_TAGS", "RESULTS_FILE", "RunConfig", "agent_profile", "load_items",
+__all__ = ["DEFAULT_TAGS", "MODEL_TAGS", "RESULTS_FILE", "RunConfig", "agent_profile", "drop_partial_line", "load_items",
            "pool_agents", "read_rows", "rescore", "run", "run_accuracy_bench", "write_report"]

@@ -18,6 +18,7 @@ from rich.console import Console
 from symphony.bench.accuracy import RunConfig, run_accuracy_bench
 from symphony.bench.contenders import parse_system
 from symphony.bench.datasets import DATASETS
+from symphony.bench.frameworks import FrameworksConfig, run_frameworks_bench
 from symphony.bench.loopback import LoopbackConfig, run_loopback_bench
 from symphony.bench.robustness import ATTACKS, FRACTIONS, NETWORK_ROWS, SCENARIOS, Setup, run_robustness
 from symphony.bench.sharding import ShardingConfig, run_sharding_bench
@@ -232,6 +233,38 @@ def bench_accuracy(
         raise typer.Exit(2) from None
     with config_errors_exit():
         run_accuracy_bench(config, report_only=report_only, console=out_console)
+
+
+@bench_app.command("frameworks")
+def bench_frameworks(
+    system: Annotated[list[str], typer.Option("--system", help="Systems (repeat): direct, autogen, crewai, symphony "
+                                                               "(its endpoint's defaults) or symphony:k=v,... "
+                                                               "(the request's symphony options).")]
+    = ["direct", "autogen", "crewai", "symphony"],  # noqa: B006
+    dataset: Annotated[str, typer.Option(help=f"Packaged dataset: {', '.join(DATASETS)}.")] = "gsm8k",
+    offset: Annotated[int, typer.Option(help="Skip this many items first.")] = 0,
+    limit: Annotated[int, typer.Option(help="Problems (after --offset).")] = 20,
+    problems: Annotated[Path | None, typer.Option(help="JSONL of {id, question, answer} (held-out problems); "
+                                                        "replaces --dataset/--offset/--limit.")] = None,
+    model: Annotated[str, typer.Option(help="Packaged model the llama.cpp server serves.")] = "qwen2.5-coder-0.5b",
+    agents: Annotated[int, typer.Option(help="Symphony node processes.")] = 3,
+    server_threads: Annotated[int, typer.Option(help="The llama.cpp server's threads.")] = 2,
+    frameworks_python: Annotated[Path, typer.Option(help="Python with AutoGen and CrewAI (make frameworks-venv).")]
+    = Path(".venv-frameworks/bin/python"),
+    out: Annotated[Path, typer.Option(help="Output directory (frameworks.jsonl resumes a run).")]
+    = Path("bench-results/frameworks"),
+    report_only: Annotated[bool, typer.Option(help="Only rebuild the report from frameworks.jsonl.")] = False,
+) -> None:
+    """Symphony against AutoGen and CrewAI plan-and-solve teams and one direct call, on one llama.cpp
+    server behind a token-counting proxy (issue 16's fresh-problems comparison)."""
+    try:
+        config = FrameworksConfig(systems=tuple(system), dataset=dataset, offset=offset, limit=limit,
+                                  problems=problems, model=model, agents=agents, server_threads=server_threads,
+                                  frameworks_python=frameworks_python, out_dir=out)
+    except ValueError as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
+    run_frameworks_bench(config, report_only=report_only)
 
 
 @bench_app.command("gsm8k")
