@@ -60,13 +60,20 @@ def test_held_out_problems_come_from_a_jsonl_file(tmp_path: Path) -> None:
 
 
 class _Upstream(BaseHTTPRequestHandler):
-    """A stand-in model server: ``/v1/ok`` answers with usage, ``/v1/fail`` with HTTP 500,
+    """A stand-in model server: ``GET /v1/models`` lists a model, ``/v1/ok`` answers with usage, ``/v1/fail`` with HTTP 500,
     ``/v1/held`` only once the test sets ``release`` (after its caller has hung up)."""
 
     release = threading.Event()
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def do_GET(self) -> None:
+        body = b'{"data": [{"id": "stub"}]}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -104,6 +111,7 @@ def test_meter_charges_each_tag_what_the_server_reports_including_failures_and_a
         ok = httpx.post(meter.url("alpha") + "/ok", json={})
         assert ok.status_code == 200 and ok.json()["usage"]["prompt_tokens"] == 10  # passed through untouched
         httpx.post(meter.url("alpha") + "/ok", json={})
+        assert httpx.get(meter.url("alpha") + "/models").json()["data"][0]["id"] == "stub"  # a probe, not a call
         assert httpx.post(meter.url("alpha") + "/fail", json={}).status_code == 500
         with pytest.raises(httpx.ReadTimeout):  # the caller gives up, as Symphony abandons a late step
             httpx.post(meter.url("beta") + "/held", json={}, timeout=0.5)

@@ -103,11 +103,14 @@ class TokenMeter:
             m = self.meters.setdefault(tag, Meter())
             return Meter(m.calls, m.failed, m.unmetered, m.prompt_tokens, m.completion_tokens, m.in_flight)
 
-    def _record(self, tag: str, status: int | None, body: bytes) -> None:
+    def _record(self, tag: str, status: int | None, body: bytes, *, model_call: bool) -> None:
+        """Count a finished request; only ``model_call``s (POSTs) are calls: a GET lists models, it spends nothing."""
         usage = reported_usage(body) if status is not None and status < 400 else None
         with self.lock:
             m = self.meters.setdefault(tag, Meter())
             m.in_flight -= 1
+            if not model_call:
+                return
             m.calls += 1
             if status is None or status >= 400:
                 m.failed += 1
@@ -154,7 +157,7 @@ class TokenMeter:
                     if status is None:
                         self.send_error(502, "model server unreachable")
                 finally:
-                    meter._record(tag, status, bytes(seen))
+                    meter._record(tag, status, bytes(seen), model_call=self.command == "POST")
 
             do_GET = do_POST = _forward
 
