@@ -35,11 +35,13 @@ class HungExecutor(FakeModel):
 
 
 @asynccontextmanager
-async def tagged_swarm(models: list[FakeModel], tags: list[str]) -> AsyncIterator[list[AgentRuntime]]:
-    """``swarm`` with each agent's skill tag given (so beacon scores, hence the order tried, differ)."""
+async def tagged_swarm(models: list[FakeModel], tags: list[str],
+                       roles: list[tuple[str, ...] | None] | None = None) -> AsyncIterator[list[AgentRuntime]]:
+    """``swarm`` with each agent's skill tag given (so beacon scores, hence the order tried, differ),
+    and its roles if given (default: planner and executor)."""
     net = MemoryNetwork(link=LinkModel(latency_s=0.002), rng=random.Random(3))
-    specs = [SimulatedAgent(identity(n), model, AgentProfile(name=f"n{n}", tags=(tag,)))
-             for n, (model, tag) in enumerate(zip(models, tags, strict=True))]
+    specs = [SimulatedAgent(identity(n), model, AgentProfile(name=f"n{n}", tags=(tag,), roles=role))
+             for n, (model, tag, role) in enumerate(zip(models, tags, roles or [None] * len(models), strict=True))]
     async with open_simulated_agents(
         net, specs, clock=clock, ledger_config=LedgerConfig(heartbeat_interval_s=1.0),
         gossip_config=GossipConfig(anti_entropy_interval_s=1.0, target_degree=4),
@@ -72,6 +74,57 @@ async def test_hung_executor_costs_one_adaptive_hop_not_the_deadline(autojump_cl
     assert cut[0]["rtt_ms"] == pytest.approx(HOP_FLOOR_S * 1000, rel=0.01), "an unknown executor gets the floor"
     assert cut[1]["rtt_ms"] == pytest.approx(2 * HOP_FLOOR_S * 1000, rel=0.01), "each cut hop doubles the next"
     assert took_s < 300 / 2, "hung hops cost their adaptive limits, far below the 300 s deadline"
+
+
+class FlakyExecutor(FakeModel):
+    """Answers its first execution call; hangs on every later one (a node that stops answering)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.executed = 0
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None):
+        if json_schema is None:
+            self.executed += 1
+            if self.executed > 1:
+                await trio.sleep_forever()
+        return await super().chat(messages, json_schema=json_schema)
+
+
+async def test_a_hop_cut_on_a_guessed_limit_is_no_offence_and_puts_the_executor_last(autojump_clock) -> None:
+    """The planner had never timed the hung executors: their cuts were guesses (the floor), so they
+    stay in good standing (an honest executor queued at a shared model server is slow the same way),
+    and the next question tries the working executor first: no hop is cut again."""
+    models = [HungExecutor("h0"), HungExecutor("h1"), FakeModel("ok")]
+    async with tagged_swarm(models, ["apples", "apples", "math"], roles=[("executor",)] * 2 + [None]) as nodes:
+        planner = nodes[2]  # the only planner: the hung nodes are its executors
+        planner.tasks.plan_timeout = "off"
+        hung = [nodes[0].identity.agent_id, nodes[1].identity.agent_id]
+        options = AskOptions(cots=1, deadline_s=600, hop_timeout="adaptive")
+        first = await planner.tasks.ask(QUESTION, options)
+        second = await planner.tasks.ask(QUESTION, options)
+        standing = [planner.defences.reputation.score(a, now=clock()) for a in hung]
+    cut = [a for s in first["chains"][0]["trace"]["steps"] for a in s["attempts"] if not a["ok"]]
+    assert {a["executor"] for a in cut} == set(hung), "both hung executors were tried and cut"
+    assert standing == [0.5, 0.5], "a guessed limit missed is no offence"
+    assert all(a["ok"] for s in second["chains"][0]["trace"]["steps"] for a in s["attempts"])
+
+
+async def test_a_hop_cut_on_a_known_limit_is_an_offence(autojump_clock) -> None:
+    """An executor the planner has timed (it answered once) and that then holds a step past its
+    limit is blamed: a squatter still loses its standing."""
+    models = [FlakyExecutor("f0"), FakeModel("ok")]
+    async with tagged_swarm(models, ["apples", "math"], roles=[("executor",), None]) as nodes:
+        planner = nodes[1]
+        planner.tasks.plan_timeout = "off"
+        options = AskOptions(cots=1, deadline_s=600, hop_timeout="adaptive", max_steps=1)
+        await planner.tasks.ask(QUESTION, options)
+        answered = planner.defences.reputation.score(nodes[0].identity.agent_id, now=clock())
+        trace = await planner.tasks.ask(QUESTION, options)
+        after = planner.defences.reputation.score(nodes[0].identity.agent_id, now=clock())
+    cut = [a for s in trace["chains"][0]["trace"]["steps"] for a in s["attempts"] if not a["ok"]]
+    assert [a["executor"] for a in cut] == [nodes[0].identity.agent_id]
+    assert answered >= 0.5 and after < 0.4
 
 
 async def test_without_hop_timeouts_a_hung_executor_holds_the_step_to_the_deadline(autojump_clock) -> None:

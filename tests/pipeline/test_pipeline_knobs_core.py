@@ -10,7 +10,17 @@ from pydantic import ValidationError
 from symphony.api.http import OptionsBody
 from symphony.beacon.ranking import Candidate, Selection, select
 from symphony.beacon.service import BeaconOutcome
-from symphony.pipeline.chain import HOP_CAP_S, HOP_FACTOR, HOP_FLOOR_S, LatencyBook, hop_timeout_s
+from symphony.pipeline.chain import (
+    HOP_CAP_S,
+    HOP_FACTOR,
+    HOP_FLOOR_S,
+    HOP_TIMEOUT_ERROR,
+    ChainDriver,
+    LatencyBook,
+    SendStep,
+    StepSettled,
+    hop_timeout_s,
+)
 from symphony.pipeline.gate import PriorityGate
 from symphony.pipeline.initiator import PLAN_FACTOR, PLAN_FLOOR_S, PLAN_SHARE, InitiatorDriver, plan_timeout_s
 from symphony.pipeline.planner import NEEDS_PROBLEM_MARK, decomposition_messages, replan_messages, split_marks
@@ -179,3 +189,43 @@ def test_with_no_backup_planner_an_unobserved_chain_keeps_the_deadline() -> None
     assert driver.plan_limit_s("p0", now_ms=0) is None
     driver.chain_returned(_record(0, "p0", 10_000), now_ms=10_000)
     assert driver.plan_limit_s("p1", now_ms=10_000) == PLAN_FACTOR * 10, "an observed sibling still limits a hung one"
+
+
+def test_a_cut_on_a_guessed_limit_is_no_offence_and_teaches_the_next_limit() -> None:
+    """An executor this planner never timed is sent with a guessed limit (the floor, from its cold 1 s
+    guess); the cut hop's round trip is a lower bound the book keeps, so later steps try it after the
+    others, and the next hop to it gets HOP_FACTOR x that and is no longer a guess: cutting that one is an offence."""
+    slow, backup = _c("slow", 1000, score=0.9), _c("backup", 1000, score=0.5)
+
+    def beacon(*ranked: Candidate) -> BeaconOutcome:
+        return BeaconOutcome(Selection(ranked[:1], ranked[1:]), contacted=2, replied=2, elapsed_s=0.004, query_s=0.001)
+
+    chain = ChainDriver(("Step one?", "Step two?"), kind="number", deadline_ms=10_000_000, hop_timeout="adaptive")
+    chain.executors_selected([beacon(slow, backup), beacon(slow, backup)], waited_ms=1.0)
+    first = chain.next_action(now_ms=0)
+    assert isinstance(first, SendStep) and first.candidate == slow and first.guessed
+    assert first.timeout_s == HOP_FLOOR_S
+    cut = TaskResult(task_id="t/s0", ok=False, error=f"{HOP_TIMEOUT_ERROR} after 15.0 s", latency_ms=0.0)
+    chain.step_result(slow, cut, rtt_ms=HOP_FLOOR_S * 1000, index=0)
+    retry = chain.next_action(now_ms=15_000)
+    assert isinstance(retry, SendStep) and retry.candidate == backup and retry.guessed
+    chain.step_result(backup, TaskResult(task_id="t/s0", ok=True, answer="12"), rtt_ms=2000.0, index=0)
+    assert isinstance(chain.next_action(now_ms=17_000), StepSettled)
+    second = chain.next_action(now_ms=17_000)
+    assert isinstance(second, SendStep) and second.candidate == backup, "the executor cut in step 1 goes last"
+    chain.step_result(backup, TaskResult(task_id="t/s1", ok=False, error="truncated"), rtt_ms=2000.0, index=1)
+    last = chain.next_action(now_ms=19_000)
+    assert isinstance(last, SendStep) and last.candidate == slow
+    assert not last.guessed and last.timeout_s == HOP_FACTOR * HOP_FLOOR_S
+
+
+def test_an_executors_reported_latency_is_its_first_call_then_an_average() -> None:
+    """The 1 s guess lasts only until the first call: a model whose calls take 16 s (a shared server's
+    queue) reports 16 s at once, so planners' hop limits fit it from its second beacon reply on."""
+    from symphony.pipeline.service import _Load
+
+    load = _Load()
+    load.observe(16_000.0)
+    assert load.latency_ema_ms == 16_000.0
+    load.observe(6_000.0)
+    assert load.latency_ema_ms == 14_000.0

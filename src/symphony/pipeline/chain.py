@@ -39,6 +39,12 @@ Fault knobs (issue 17; paper §4 "fault tolerance", Alg. 1):
   larger of its beacon-reported expected latency and this planner's own p95 of it
   (``LatencyBook``), within ``[HOP_FLOOR_S, HOP_CAP_S]``, doubled for each hop of this step that
   already timed out (so a uniformly slow network still gets through, a hung node costs one hop).
+  A cut hop is a lower bound on that executor's round trip, and the book keeps it, so the next
+  limit for it is ``HOP_FACTOR`` x longer, and later steps try it after the others. A limit set before this planner saw any round trip of
+  the executor is a guess (``SendStep.guessed``): cutting it is no offence, since an honest
+  executor queued behind others at a shared model server (three nodes on one Ollama or llama.cpp
+  server) is slow for reasons its first beacon reply cannot know (issue 16's frameworks run: one
+  such cut made the asking node a suspect at a planner, which then refused all its chains).
   A number fixes it; ``"off"`` leaves only the task deadline (the old behaviour).
 - **Re-planning.** When a step fails on every executor and re-plans are left, the driver returns
   ``Replan`` instead of failing the chain: the shell asks the planner model for the rest of the
@@ -87,11 +93,23 @@ class LatencyBook:
 
     keep: int = 32
     _seen: dict[str, deque[float]] = field(default_factory=dict)
+    _cut: set[str] = field(default_factory=set)  # last hop cut by its timeout: tried after the others
 
-    def observe(self, agent_id: str, rtt_ms: float) -> None:
+    def observe(self, agent_id: str, rtt_ms: float, *, cut: bool = False) -> None:
+        """A round trip of ``agent_id``; ``cut``: a hop cut at ``rtt_ms``, a lower bound on its latency."""
         self._seen.setdefault(agent_id, deque(maxlen=self.keep)).append(rtt_ms)
+        if cut:
+            self._cut.add(agent_id)
+        else:
+            self._cut.discard(agent_id)
         if len(self._seen) > 10_000:  # bounded whatever the network's size
-            self._seen.pop(next(iter(self._seen)))
+            self._cut.discard(oldest := next(iter(self._seen)))
+            self._seen.pop(oldest)
+
+    def cut_last(self, ranked: Sequence[Candidate]) -> list[Candidate]:
+        """``ranked`` with the executors whose last hop here was cut moved to the end, order kept otherwise:
+        a slow or hung executor is not the first try of every later step (it answers again if no one else does)."""
+        return sorted(ranked, key=lambda c: c.agent_id in self._cut)
 
     def p95_ms(self, agent_id: str) -> float:
         """The 95th percentile of ``agent_id``'s observed round trips (0.0 when never seen)."""
@@ -122,6 +140,7 @@ class SendStep:
     previous: tuple[tuple[str, str], ...]
     final: bool
     timeout_s: float | None = None  # the hop limit (None: the task deadline)
+    guessed: bool = False  # the limit rests on no round trip of this executor seen here: a cut is no offence
     revision: int = 0  # re-plans before this step: a re-planned step is new work, under a new task ID
 
 
@@ -240,7 +259,7 @@ class StepDriver:
             self._query_ms += round(outcome.query_s * 1000, 3)
         self._candidates += outcome.replied
         self._span_beacon_ms += waited_ms
-        self._queue = deque(outcome.selection.ordered)
+        self._queue = deque(self._latencies.cut_last(outcome.selection.ordered))
 
     def result(self, candidate: Candidate, result: TaskResult, *, rtt_ms: float) -> None:
         """``candidate`` answered (or failed) after ``rtt_ms``."""
@@ -252,7 +271,9 @@ class StepDriver:
             return
         if not result.ok:  # a second decline, after we insisted, is a failure like any other
             self._error = result.error
-            self._strikes += result.error.startswith(HOP_TIMEOUT_ERROR)
+            if result.error.startswith(HOP_TIMEOUT_ERROR):
+                self._strikes += 1
+                self._latencies.observe(candidate.agent_id, rtt_ms, cut=True)
             return
         self._latencies.observe(candidate.agent_id, rtt_ms)
         self._answers.append((candidate, Answer.of(result.answer, self._kind)))
@@ -278,11 +299,11 @@ class StepDriver:
             candidate = next((c for c in self._queue if c.agent_id not in busy), self._queue[0])
             self._queue.remove(candidate)
             self._tried.add(candidate.agent_id)
-            limit = hop_timeout_s(self._hop_timeout, candidate, strikes=self._strikes,
-                                  observed_p95_ms=self._latencies.p95_ms(candidate.agent_id))
+            observed = self._latencies.p95_ms(candidate.agent_id)
+            limit = hop_timeout_s(self._hop_timeout, candidate, strikes=self._strikes, observed_p95_ms=observed)
             return SendStep(index=self.index, candidate=candidate, question=self.question,
                             previous=self._previous, final=self._final, timeout_s=limit,
-                            revision=self._revision)
+                            guessed=limit is not None and observed <= 0, revision=self._revision)
         if now_ms >= self._deadline_ms or self._rounds >= MAX_STEP_ROUNDS:
             return self._settle()
         return BeaconStep(index=self.index, question=self.question, attempt=self._rounds - 1,

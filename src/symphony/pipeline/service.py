@@ -189,10 +189,12 @@ class _Load:
     """This agent's queue and latency estimate, reported in beacon replies (QoS)."""
 
     active: int = 0
-    latency_ema_ms: float = 1000.0
+    latency_ema_ms: float = 1000.0  # a guess until the first call, which then replaces it
+    observed: bool = False
 
     def observe(self, latency_ms: float) -> None:
-        self.latency_ema_ms = 0.8 * self.latency_ema_ms + 0.2 * latency_ms
+        self.latency_ema_ms = 0.8 * self.latency_ema_ms + 0.2 * latency_ms if self.observed else latency_ms
+        self.observed = True
 
 
 @dataclass
@@ -380,10 +382,11 @@ class TaskService:
 
     # ---- sending and serving Tasks -------------------------------------------------------
 
-    async def _send(self, agent_id: str, task: Task, *, hop_s: float | None = None) -> TaskResult:
+    async def _send(self, agent_id: str, task: Task, *, hop_s: float | None = None,
+                    blame_late: bool = True) -> TaskResult:
         """Run ``task`` on ``agent_id`` (in-process if it is us) for at most ``hop_s`` (an execute
         task's hop limit; a plan's is set by ``_run_chain``'s cancel scope) within the deadline; failures
-        become ``ok=False``."""
+        become ``ok=False``. Holding it past ``hop_s`` is an offence unless not ``blame_late`` (a guessed limit)."""
         remaining = max(0.001, task.deadline_ms / 1000 - self.clock())
         timeout = remaining if hop_s is None else min(remaining, hop_s)
         try:
@@ -396,7 +399,8 @@ class TaskService:
         except TimeoutError:
             spent = _abandoned_cost(task)
             if timeout < remaining:  # the peer held a task past its hop limit, not just the deadline
-                self._blame(agent_id, Offence.TIMEOUT)
+                if blame_late:
+                    self._blame(agent_id, Offence.TIMEOUT)
                 return TaskResult(task_id=task.task_id, ok=False, error=f"{HOP_TIMEOUT_ERROR} after {timeout:.1f} s",
                                   **spent)
             return TaskResult(task_id=task.task_id, ok=False, error="deadline passed", **spent)
@@ -703,10 +707,11 @@ class TaskService:
                    context=task.context if disclose else "", temperature=task.temperature, knobs=task.knobs)
         self.on_event("step_assigned", {"task": task.task_id, "step": action.index, "question": action.question,
                                         "executor": candidate.agent_id, "score": round(candidate.score, 4),
-                                        "timeout_s": action.timeout_s, "disclosed": disclose})
+                                        "timeout_s": action.timeout_s, "guessed": action.guessed,
+                                        "disclosed": disclose})
         sent = self.clock()
         with self._sending(candidate.agent_id):
-            result = await self._send(candidate.agent_id, sub, hop_s=action.timeout_s)
+            result = await self._send(candidate.agent_id, sub, hop_s=action.timeout_s, blame_late=not action.guessed)
         rtt_ms = self._span_ms(sent)
         if not result.error.startswith(DECLINED_ERROR):  # a busy executor's decline says nothing of its skill
             self._learn(candidate, result, chain_id=task.task_id, step_id=sub.task_id)
