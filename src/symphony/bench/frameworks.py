@@ -23,6 +23,7 @@ it) in the accuracy bench's format, and the report adds Symphony against each fr
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -392,6 +393,7 @@ def run_frameworks_bench(config: FrameworksConfig, *, report_only: bool = False,
     """Run (unless ``report_only``) and write ``frameworks.md``: the accuracy bench's tables plus
     Symphony against each framework, and the calls each system's server saw fail. Returns the report."""
     console = console or Console()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the server, nodes and workers are killed
     rows = read_rows(config.out_dir / RESULTS_FILE) if report_only else run(config, console)
     ids = {item.id for item in load_problems(config)}
     rows = [r for r in rows if r["id"] in ids and r["system"] in config.systems]

@@ -65,7 +65,7 @@ from symphony.pipeline.crossvote import Verdict
 from symphony.pipeline.dag import Dependencies, ancestors, check_runnable, linear
 from symphony.pipeline.extraction import AnswerKind
 from symphony.pipeline.tools import reported_tool
-from symphony.pipeline.trace import Attempt, StepSpans, StepTrace, reported_ms
+from symphony.pipeline.trace import Attempt, StepSpans, StepTrace, reported_ms, reported_temperature
 from symphony.pipeline.voting import chain_weight
 from symphony.protocol.messages import TaskResult
 
@@ -209,7 +209,8 @@ def attempt_of(candidate: Candidate, result: TaskResult, *, rtt_ms: float) -> At
     return Attempt(executor=candidate.agent_id, score=round(candidate.score, 4), ok=result.ok, error=result.error,
                    latency_ms=round(result.latency_ms, 1), rtt_ms=rtt_ms, model_ms=round(result.latency_ms, 3),
                    model_wall_ms=reported_ms(result.trace.get("model_wall_ms", 0.0)),
-                   tool=reported_tool(result.trace.get("tool")))
+                   tool=reported_tool(result.trace.get("tool")),
+                   temperature=reported_temperature(result.trace.get("temperature")))
 
 
 class StepDriver:

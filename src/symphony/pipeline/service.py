@@ -88,7 +88,7 @@ from symphony.pipeline.planner import (
     single_step_plan,
     split_marks,
 )
-from symphony.pipeline.tools import examples_passed, run_program, sandbox_works, solving_style
+from symphony.pipeline.tools import examples_passed, run_program, sandbox_works, solving_style, solving_temperature
 from symphony.pipeline.trace import BeaconCost, ChainRecord, ChainTrace, QuestionSpans, chain_degradations
 from symphony.protocol.envelope import ReplayGuard, open_body, seal
 from symphony.protocol.identity import Identity
@@ -137,7 +137,7 @@ class TaskFailed(SymphonyError):
 class AskOptions:
     """Options of one question (``POST /v1/tasks``)."""
 
-    cots: int = 3  # the most chains (all at once without adaptive chains)
+    cots: int = 5  # the most chains (all at once without adaptive chains)
     #: adaptive chains (``pipeline.adaptive``; defaults there): start ``first_cots`` chains, launch the next
     #: slot only while fewer than ``agree`` returned chains agree (code: none passed every example)
     adaptive: bool = ADAPTIVE
@@ -145,9 +145,11 @@ class AskOptions:
     agree: int = AGREE
     strategy: str = "cosine"
     top_l: int = 8
-    #: the one default for every face (API, OpenAI endpoint, ``ask``, ``demo``, ``bench accuracy``); 3, not 5:
-    #: longer plans by a 0.5B planner lost accuracy and cost 3.4x the tokens (issue 16)
-    max_steps: int = 3
+    #: the one default for every face (API, OpenAI endpoint, ``ask``, ``demo``, ``bench accuracy``). 1: each
+    #: chain solves the whole question (no planner call), the chains differ by style, executor and sampling,
+    #: and they stop as soon as two agree. On the GSM8K dev range through the OpenAI endpoint (issue 16,
+    #: docs/results.md) plans of up to 3 steps answered 0 of 11 at 2.6x the tokens of these chains (2 of 11)
+    max_steps: int = 1
     deadline_s: float = 300.0
     answer_kind: AnswerKind | None = None
     #: the conversation before the question, shown to planners and executors as context; the caller
@@ -484,12 +486,14 @@ class TaskService:
         return True
 
     async def _chat(self, messages: list[dict[str, str]], *, temperature: float | None = None,
-                    priority: int = 0, **kwargs: Any) -> Completion:
+                    seed: int | None = None, priority: int = 0, **kwargs: Any) -> Completion:
         """One model call, through the priority gate (``gate.PriorityGate``: who is served first when busy)."""
         if self.model is None:
             raise ModelError("this node runs no model (start it with --model)")
         if temperature is not None:  # else the backend's own default
             kwargs["temperature"] = temperature
+        if seed is not None:
+            kwargs["seed"] = seed
         async with self.gate.slot(priority):
             return await self.model.chat(messages, **kwargs)
 
@@ -517,9 +521,11 @@ class TaskService:
         called = self.clock()
         tool: dict[str, Any] = {}
         spent = [0, 0]
+        temperature, seed = solving_temperature(task.task_id, task.temperature)
+        sampling = {"temperature": temperature, "seed": seed, "priority": self._priority(task)}
         if solving_style(task.task_id, task.answer_kind, self.tools) == "program":
             try:
-                result = await self._execute_program(task, called)
+                result = await self._execute_program(task, called, sampling)
             except ModelError as exc:
                 return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000])
             if result.ok:
@@ -528,8 +534,7 @@ class TaskService:
         try:
             completion = await self._chat(execution_messages(
                 task.question, question=task.background, previous=list(task.previous), is_final=task.final,
-                answer_kind=task.answer_kind, context=task.context), max_tokens=STEP_MAX_TOKENS,
-                temperature=task.temperature, priority=self._priority(task))
+                answer_kind=task.answer_kind, context=task.context), max_tokens=STEP_MAX_TOKENS, **sampling)
         except ModelError as exc:  # what the failed call spent still counts
             return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000], prompt_tokens=exc.prompt_tokens,
                               completion_tokens=exc.completion_tokens)
@@ -539,23 +544,24 @@ class TaskService:
             task_id=task.task_id, ok=step.valid, answer=step.answer or "", error="" if step.valid else step.reason,
             prompt_tokens=spent[0] + completion.prompt_tokens,
             completion_tokens=spent[1] + completion.completion_tokens, latency_ms=completion.latency_s * 1000,
-            trace={"model": completion.model, "model_wall_ms": self._span_ms(called),
+            trace={"model": completion.model, "model_wall_ms": self._span_ms(called), "temperature": temperature,
                    **({"tool": tool} if tool else {}),
                    **({} if step.valid else {"raw": completion.text[-2000:]})},  # the raw text explains a failure only
         )
 
-    async def _execute_program(self, task: Task, called: float) -> TaskResult:
+    async def _execute_program(self, task: Task, called: float, sampling: dict[str, Any]) -> TaskResult:
         """One program-of-thought attempt (``tools.run_program``): ok when the program printed an answer."""
         completion = await self._chat(program_messages(
             task.question, question=task.background, previous=list(task.previous), context=task.context),
-            max_tokens=STEP_MAX_TOKENS, temperature=task.temperature, priority=self._priority(task))
+            max_tokens=STEP_MAX_TOKENS, **sampling)
         run = await run_program(completion.text, task.answer_kind, is_final=task.final)
         return TaskResult(
             task_id=task.task_id, ok=run.answer is not None, answer=run.answer or "",
             error="" if run.answer is not None else run.reason[:1000],
             prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
             latency_ms=completion.latency_s * 1000,
-            trace={"model": completion.model, "model_wall_ms": self._span_ms(called), "tool": run.trace()})
+            trace={"model": completion.model, "model_wall_ms": self._span_ms(called),
+                   "temperature": sampling["temperature"], "tool": run.trace()})
 
     # ---- planner role --------------------------------------------------------------------
 

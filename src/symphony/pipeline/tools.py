@@ -8,13 +8,14 @@ arithmetic is exact. The program and its outcome go into the step's trace; a pro
 times out or prints nothing usable leaves the step to a plain answer, and the trace says so.
 
 This is the pipeline's one I/O edge for tools: ``sandbox_works`` and ``run_program`` touch the
-sandbox, and so does ``examples_passed`` (verification before the vote); ``solving_style`` and
-``program_answer`` are pure.
+sandbox, and so does ``examples_passed`` (verification before the vote); ``solving_style``,
+``solving_temperature`` and ``program_answer`` are pure.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import uuid
 from collections.abc import Sequence
@@ -43,6 +44,9 @@ PROGRAM_LIMITS: Final = Limits(memory_bytes=256 << 20, max_processes=4, output_b
 #: Answer kinds a program is asked for: those whose answer a computation prints.
 PROGRAM_KINDS: Final = frozenset({"number"})
 
+#: The least temperature of a chain after each style's first (``solving_temperature``).
+DIVERSE_TEMPERATURE: Final = 0.7
+
 Style = Literal["program", "text"]
 _CHAIN_SLOT: Final = re.compile(r"/c(\d+)/s\d+$")
 
@@ -58,6 +62,21 @@ def solving_style(task_id: str, kind: AnswerKind, tools: tuple[str, ...]) -> Sty
         return "text"
     slot = _CHAIN_SLOT.search(task_id)
     return "text" if slot is not None and int(slot[1]) % 3 == 1 else "program"
+
+
+def solving_temperature(task_id: str, requested: float | None) -> tuple[float | None, int | None]:
+    """The sampling temperature and seed of a step (None: the request's temperature, the backend's seed).
+
+    Slots 0 and 1, each solving style's first chain, sample at the requested temperature (unset: the
+    backend's default, 0 here: each style's best guess). Later slots exist only to break a tie, and
+    at 0 they repeat those two solves word for word (issue 16: the chains collapsed into copies), so
+    they sample at ``DIVERSE_TEMPERATURE`` at least, with a seed of their own step (servers that
+    seed every request alike would otherwise sample the same text)."""
+    slot = _CHAIN_SLOT.search(task_id)
+    if slot is None or int(slot[1]) < 2:
+        return requested, None
+    seed = int.from_bytes(hashlib.blake2b(task_id.encode(), digest_size=4).digest(), "big") >> 1
+    return max(requested or 0.0, DIVERSE_TEMPERATURE), seed
 
 
 @dataclass(frozen=True)
@@ -171,6 +190,6 @@ async def examples_passed(code: str, question: str, examples: tuple[Example, ...
     return passed_count(result.output, nonce, len(examples))
 
 
-__all__ = ["KNOWN_TOOLS", "PROGRAM_KINDS", "PROGRAM_LIMITS", "PROGRAM_TIMEOUT_S", "PYTHON_TOOL", "TOOL_TAGS",
-           "ProgramRun", "Style", "examples_passed", "program_answer", "reported_tool", "resolve_tools", "run_program", "sandbox_works",
-           "solving_style"]
+__all__ = ["DIVERSE_TEMPERATURE", "KNOWN_TOOLS", "PROGRAM_KINDS", "PROGRAM_LIMITS", "PROGRAM_TIMEOUT_S", "PYTHON_TOOL",
+           "TOOL_TAGS", "ProgramRun", "Style", "examples_passed", "program_answer", "reported_tool", "resolve_tools",
+           "run_program", "sandbox_works", "solving_style", "solving_temperature"]

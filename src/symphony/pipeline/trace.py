@@ -46,6 +46,13 @@ def _without_empty(entry: dict[str, Any], *, keep: frozenset[str]) -> dict[str, 
     return {key: value for key, value in entry.items() if key in keep or _present(value)}
 
 
+def reported_temperature(value: object) -> float | None:
+    """A sampling temperature a peer reported, if it is one (a finite number in [0, 2]); else None (left out)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 2.0:
+        return None
+    return float(value)
+
+
 def reported_ms(value: object) -> float:
     """A duration a peer reported in its trace, as a finite float; anything else counts as 0.0 (left out)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -131,11 +138,13 @@ class Attempt:
     model_ms: float  # the same reported latency, 1 us (the accounting's "model" part)
     model_wall_ms: float  # the executor's own clock around its model call ("queue" = this - model_ms)
     tool: dict[str, Any] = field(default_factory=dict)  # its program and how it ran (pipeline.tools.reported_tool)
+    temperature: float | None = None  # the sampling temperature it reported (``tools.solving_temperature``)
 
     def to_wire(self) -> dict[str, Any]:
-        return _without_empty({"executor": self.executor, "score": self.score, "ok": self.ok, "error": self.error,
+        wire = _without_empty({"executor": self.executor, "score": self.score, "ok": self.ok, "error": self.error,
                                "latency_ms": self.latency_ms, "rtt_ms": self.rtt_ms, "model_ms": self.model_ms,
                                "model_wall_ms": self.model_wall_ms, "tool": self.tool}, keep=_ATTEMPT_KEEP)
+        return wire if self.temperature is None else {**wire, "temperature": self.temperature}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,4 +317,5 @@ __all__ = [
     "StepTrace",
     "chain_degradations",
     "reported_ms",
+    "reported_temperature",
 ]
