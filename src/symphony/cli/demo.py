@@ -9,7 +9,8 @@ The swarm is deliberately mixed: a Qwen2.5-Coder-1.5B planner, Qwen2.5-Coder-0.5
 different declared skills, and a SmolLM2-135M agent that can neither plan nor count, so the Beacon
 has real choices to make. On a small machine llama.cpp collapses when processes fight over cores,
 so each node gets ``cores // cots`` threads (``SYMPHONY_LLAMA_THREADS``). The question's defaults
-(chains, steps, deadline) are those of ``symphony ask`` and the API (``AskOptions``).
+(chains, steps, deadline) are those of ``symphony ask`` and the API (``AskOptions``), except that the
+demo plans (``ASK_DEFAULTS``: 3 chains of up to 3 steps).
 
 Every node process is stopped on the way out, whatever the way out is: normal end, error,
 Ctrl-C (SIGINT) or SIGTERM. Nodes get SIGTERM first (they announce that they leave), and
@@ -101,8 +102,10 @@ def prepare_models(specs: set[str]) -> None:
                     ensure_model_file(packaged)
 
 
-#: The defaults of one question, the same for ``demo``, ``ask`` and ``POST /v1/tasks``.
-ASK_DEFAULTS = AskOptions()
+#: The demo's question: ``ask``'s and ``POST /v1/tasks``'s defaults, but planned (3 chains of up to 3
+#: steps): the demo shows the paper's pipeline, and its lineup's 1.5B agent only plans, so one-step
+#: chains (the API's default, ``AskOptions.max_steps``) would leave it idle. ``--max-steps 1 --cots 5`` asks as the API does.
+ASK_DEFAULTS = AskOptions(cots=3, max_steps=3)
 
 #: The question a swarm of ``scripted:`` test doubles gets by default: they compute arithmetic
 #: expressions and cannot read a word problem (a GSM8K question would get no answer).
