@@ -63,7 +63,8 @@ async def test_snapshot_then_every_step_of_a_task(tmp_path) -> None:
                     assert [r["agent_id"] for r in snapshot["data"]["ledger"]] == [node.agent_id]
                     assert snapshot["data"]["tasks"] == [] and node.bus.subscribers == 1
 
-                    task = (await http.post("/v1/tasks", json={"question": "What is 6 * 7?", "cots": 1})).json()
+                    body = {"question": "What is 6 * 7?", "cots": 1, "max_steps": 3}
+                    task = (await http.post("/v1/tasks", json=body)).json()
                     seen = await until(stream, lambda e: e["type"] == "task_record")
             with trio.fail_after(10):
                 while node.bus.subscribers:  # the client left: its subscription goes with it

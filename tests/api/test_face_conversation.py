@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import anthropic
 import httpx
@@ -28,10 +29,13 @@ SYSTEM = "Count in dozens where you can."
 EARLIER = [{"role": "user", "content": "Remember that each box holds 4 apples."},
            {"role": "assistant", "content": "Noted."}]
 CONTEXT = f"System: {SYSTEM}\nUser: Remember that each box holds 4 apples.\nAssistant: Noted."
+PLANNED_STEPS = 3
 
 
 class PipelineNode(FakeNode):
-    """A node reduced to ``NodeApi`` whose questions run through ``runtime``'s real pipeline."""
+    """A node reduced to ``NodeApi`` whose questions run through ``runtime``'s real pipeline, planned in
+    up to ``PLANNED_STEPS`` steps so that a planner is asked (the faces' default, one step, asks none;
+    the official ollama client cannot send the ``symphony`` options)."""
 
     def __init__(self, runtime: AgentRuntime, nursery: trio.Nursery) -> None:
         super().__init__()
@@ -43,7 +47,8 @@ class PipelineNode(FakeNode):
         return record
 
     async def _answer(self, record: TaskRecord, options: AskOptions) -> None:
-        trace = await self.runtime.tasks.ask(record.question, options, task_id=record.task_id)
+        trace = await self.runtime.tasks.ask(record.question, replace(options, max_steps=PLANNED_STEPS),
+                                             task_id=record.task_id)
         self.book.finish(record.answered(trace))
 
 

@@ -46,7 +46,8 @@ async def test_metrics_move_with_tasks_and_rejections(tmp_path) -> None:
         async with httpx.AsyncClient(base_url=node.api_url, timeout=30) as http:
             before = await scrape(http)
             assert before[("symphony_ledger_records", ())] == 1
-            reply = await http.post("/v1/tasks", json={"question": "What is 6 * 7?", "cots": 1, "wait": True})
+            reply = await http.post("/v1/tasks", json={"question": "What is 6 * 7?", "cots": 1, "max_steps": 3,
+                                                         "wait": True})
             assert reply.json()["answer"] == "42"
             after = await scrape(http)
             assert not {n for n in names(after) if n.endswith("_created")}, "no *_created series"

@@ -53,7 +53,8 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                     assert row is not None and node.name in row.inner_text()
                 page.wait_for_selector("#conn.live")
 
-                response = httpx.post(api + "/v1/tasks", json={"question": "What is (17 + 25) * 2?", "cots": 3},
+                response = httpx.post(api + "/v1/tasks", json={"question": "What is (17 + 25) * 2?", "cots": 3,
+                                                                "max_steps": 3},
                                       timeout=10)
                 assert response.status_code == 202, response.text
                 task_id = response.json()["task_id"]
@@ -75,7 +76,8 @@ def test_dashboard_shows_peers_and_a_task_finishing(tmp_path) -> None:
                     f"degraded: {', '.join(kinds)}" if kinds else ""), "the trace's degradation, as a badge"
                 assert card.locator('.dag[data-parallel="1"]').count() == len(trace["chains"])  # linear: 1 at once
 
-                dag_id = httpx.post(api + "/v1/tasks", json={"question": "What is (1 + 2) * (3 + 4)?", "cots": 1},
+                dag_id = httpx.post(api + "/v1/tasks", json={"question": "What is (1 + 2) * (3 + 4)?", "cots": 1,
+                                                                  "max_steps": 3},
                                     timeout=10).json()["task_id"]  # two independent parts, then the answer
                 dag_card = page.locator(f'.task[data-task="{dag_id}"][data-status="done"]')
                 dag_card.wait_for(timeout=60_000)

@@ -100,7 +100,7 @@ def test_a_strangers_flood_is_refused_and_an_honest_ask_keeps_its_chains(swarm: 
             nursery.start_soon(flood)
             return await trio.to_thread.run_sync(lambda: httpx.post(  # type: ignore[no-any-return]
                 str(models[0].info["api"]) + "/v1/tasks", timeout=60,
-                json={"question": "What is 6 * 7?", "cots": 3, "adaptive": False, "wait": True,
+                json={"question": "What is 6 * 7?", "cots": 3, "max_steps": 3, "adaptive": False, "wait": True,
                       "deadline_s": 50}).json())
 
     record = trio.run(flood_and_ask)

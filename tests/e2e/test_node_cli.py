@@ -199,14 +199,16 @@ def test_help_has_plain_metavars_and_no_issue_numbers(command: tuple[str, ...]) 
 
 
 def test_ask_demo_and_the_api_share_their_question_defaults() -> None:
-    """cots, max_steps and deadline: one set of defaults (AskOptions) for ``ask``, ``demo`` and POST /v1/tasks."""
+    """cots, max_steps and deadline: one set of defaults (AskOptions: up to 5 one-step chains) for ``ask``,
+    ``bench accuracy`` and POST /v1/tasks; ``demo`` keeps planned chains (3 of up to 3 steps), same deadline."""
     import typer.main
 
     group = typer.main.get_command(app)
     api = OptionsBody()
-    for name in ("ask", "demo"):
+    assert (api.cots, api.max_steps) == (5, 1)
+    expected = {"ask": (api.cots, api.max_steps, api.deadline_s), "demo": (3, 3, api.deadline_s)}
+    for name, wanted in expected.items():
         defaults = {p.name: p.default for p in group.commands[name].params}
-        assert (defaults["cots"], defaults["max_steps"], defaults["deadline"]) == (
-            api.cots, api.max_steps, api.deadline_s), name
+        assert (defaults["cots"], defaults["max_steps"], defaults["deadline"]) == wanted, name
     accuracy = {p.name: p.default for p in group.commands["bench"].commands["accuracy"].params}
     assert (accuracy["cots"], accuracy["max_steps"]) == (api.cots, api.max_steps), "bench accuracy"

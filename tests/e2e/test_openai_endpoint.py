@@ -219,8 +219,9 @@ def test_failed_question_runs_once_though_the_client_may_retry(swarm: Swarm) -> 
 
 
 def test_streaming_shows_the_chains_progress_before_the_answer(swarm: Swarm) -> None:
+    planned = {"cots": 1, "max_steps": 3}  # a plan of two steps, each step's progress shown
     stream = client(node(swarm, "arith")).chat.completions.create(model="symphony", messages=ask(QUESTION),
-                                                                 stream=True, extra_body={"symphony": {"cots": 1}})
+                                                                 stream=True, extra_body={"symphony": planned})
     deltas = [c.choices[0].delta for c in stream if c.choices]
     thinking = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
     first_content = next(i for i, d in enumerate(deltas) if d.content)

@@ -30,7 +30,8 @@ def test_five_processes_answer_with_three_chains(tmp_path) -> None:
                              for n in nodes), timeout=120, what="every node connected to every other")
 
         response = httpx.post(nodes[2].info["api"] + "/v1/tasks", timeout=120,
-                              json={"question": "What is (17 + 25) * 2?", "cots": 3, "adaptive": False, "wait": True})
+                              json={"question": "What is (17 + 25) * 2?", "cots": 3, "max_steps": 3, "adaptive": False,
+                                    "wait": True})
         assert response.status_code == 200, response.text
         record = response.json()
         assert record["status"] == "done", record
@@ -61,8 +62,9 @@ def test_five_processes_answer_with_three_chains(tmp_path) -> None:
         assert httpx.post(nodes[3].info["api"] + "/v1/tasks", json={**chosen, "task_id": "../x"},
                           timeout=10).status_code == 422
 
-        shown = subprocess.run([sys.executable, "-m", "symphony", "ask", "What is 6 * 7?", "--api", nodes[0].info["api"]],
-                               capture_output=True, text=True, timeout=120)
+        planned = ("--cots", "3", "--max-steps", "3")  # chains with planned sub-tasks (the default: one step)
+        shown = subprocess.run([sys.executable, "-m", "symphony", "ask", "What is 6 * 7?", *planned,
+                                "--api", nodes[0].info["api"]], capture_output=True, text=True, timeout=120)
         assert shown.returncode == 0, shown.stdout + shown.stderr
         assert "answer: 42" in shown.stdout and shown.stdout.count("[ok]") == 2
         assert "Compute 6 * 7." in shown.stdout, "the trace lists each chain's sub-tasks"
@@ -70,7 +72,8 @@ def test_five_processes_answer_with_three_chains(tmp_path) -> None:
         assert "chains: 2 of at most 3 launched (2 at once): stopped, 2 chains agreed" in shown.stdout, \
             "adaptive chains: the first two agreed, so no third ran, and `symphony ask` says so"
         every = subprocess.run([sys.executable, "-m", "symphony", "ask", "What is 6 * 7?", "--no-adaptive", "--json",
-                                "--api", nodes[0].info["api"]], capture_output=True, text=True, timeout=120, check=False)
+                                *planned, "--api", nodes[0].info["api"]], capture_output=True, text=True, timeout=120,
+                               check=False)
         assert every.returncode == 0, every.stdout + every.stderr
         record = json.loads(every.stdout)
         assert len(record["trace"]["chains"]) == 3, "--no-adaptive: every one of the 3 chains at once"

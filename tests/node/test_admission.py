@@ -118,7 +118,7 @@ async def test_honest_ask_keeps_all_chains_beside_a_refused_stranger(autojump_cl
                     await trio.sleep(0.01)
 
             nursery.start_soon(flood)
-            trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, adaptive=False, deadline_s=60))
+            trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, max_steps=3, adaptive=False, deadline_s=60))
             nursery.cancel_scope.cancel()
     assert [c["ok"] for c in trace["chains"]] == [True, True, True]
     assert all(n.model.plans == (n.agent_id in {c["planner"] for c in trace["chains"]}) for n in nodes)  # type: ignore[union-attr]

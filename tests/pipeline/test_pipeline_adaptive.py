@@ -196,7 +196,7 @@ class Disagreeing(FakeModel):
 
 async def test_agreeing_chains_stop_at_two(autojump_clock) -> None:
     async with swarm([FakeModel(f"m{n}") for n in range(3)]) as (_, nodes):
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=60))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, max_steps=3, deadline_s=60))
     assert trace["answer"] == "10"
     assert [c["index"] for c in trace["chains"]] == [0, 1], "exactly two chains ran"
     assert trace["prompt_tokens"] == 2 * 3 * 50, "1 plan + 2 steps per chain, 50 prompt tokens each"
@@ -208,7 +208,7 @@ async def test_disagreeing_chains_grow_to_cots(autojump_clock) -> None:
     async with swarm([Disagreeing(f"m{n}", numbers) for n in range(3)]) as (_, nodes):
         launched: list[dict[str, Any]] = []
         nodes[0].tasks.on_event = lambda kind, fields: kind == "chain_launched" and launched.append(fields)
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=5, deadline_s=120))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=5, max_steps=3, deadline_s=120))
     assert sorted(c["index"] for c in trace["chains"]) == [0, 1, 2, 3, 4] and all(c["ok"] for c in trace["chains"])
     assert len({c["answer"] for c in trace["chains"]}) == 5
     assert len({c["planner"] for c in trace["chains"]}) == 3, "three planners, two of them planning twice"

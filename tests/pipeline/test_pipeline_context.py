@@ -23,7 +23,7 @@ async def test_context_and_temperature_reach_planner_and_executors(autojump_cloc
     models = [Recording(f"m{n}") for n in range(3)]
     context = "System: Answer briefly.\nUser: Remember that each box holds 4 apples."
     async with swarm(models) as (_, nodes):
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=60, context=context,
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, deadline_s=60, context=context,
                                                               temperature=0.7))
     assert trace["answer"] == "10"
     calls = [call for model in models for call in model.seen]

@@ -187,7 +187,7 @@ async def test_independent_steps_run_at_the_same_time_on_different_executors(aut
     the combining step starts after both and is sent both answers."""
     seen: list[str] = []
     async with swarm([DagModel(f"m{n}", seen) for n in range(4)]) as (_, nodes):
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=120))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, deadline_s=120))
     steps = {s["index"]: s for s in trace["chains"][0]["trace"]["steps"]}
     assert trace["answer"] == "10" and [steps[i]["depends_on"] for i in range(3)] == [[], [], [0, 1]]
     assert steps[0]["started_at"] < steps[1]["finished_at"] and steps[1]["started_at"] < steps[0]["finished_at"]

@@ -148,9 +148,9 @@ class BoxesStepFails(FakeModel):
 
 async def test_a_failed_step_is_replanned_and_the_chain_answers(autojump_clock) -> None:
     async with swarm([BoxesStepFails(f"m{n}") for n in range(3)]) as (_, nodes):
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=120))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, deadline_s=120))
         with pytest.raises(TaskFailed):
-            await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=120, replans=0))
+            await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, deadline_s=120, replans=0))
     steps = trace["chains"][0]["trace"]["steps"]
     assert trace["answer"] == "10"
     assert not steps[0]["ok"] and "in the boxes" in steps[0]["question"]
@@ -249,7 +249,7 @@ async def test_minimal_disclosure_keeps_the_question_out_of_executor_prompts(aut
     models = [Recording(f"m{n}") for n in range(3)]
     context = "User: my name is Ada and my boxes are secret."
     async with swarm(models) as (_, nodes):
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=60, context=context,
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, deadline_s=60, context=context,
                                                               disclosure=disclosure))
     assert trace["answer"] == "10"
     executions = [(system, user) for m in models for planning, system, user in m.seen if not planning]
@@ -273,7 +273,7 @@ async def _ask_with_hung_planners(plan_timeout: str) -> tuple[dict, float]:
         for node in nodes:
             node.tasks.plan_timeout = plan_timeout
         begun = trio.current_time()
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, adaptive=False, deadline_s=300))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, max_steps=3, adaptive=False, deadline_s=300))
         return trace, trio.current_time() - begun
 
 
@@ -316,13 +316,13 @@ async def test_a_chain_of_another_question_tightens_a_hung_planners_limit(autoju
 
         async def ask_a() -> None:
             with pytest.raises(TaskFailed) as raised:
-                await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=300), task_id="a")
+                await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, deadline_s=300), task_id="a")
             failed.append(raised.value)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ask_a)
             await trio.sleep(1)
-            trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=300), task_id="b")
+            trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, deadline_s=300), task_id="b")
             assert trace["answer"] == "10"
         (chain,) = failed[0].trace["chains"]
         assert chain["error"].startswith(PLAN_TIMEOUT_ERROR)

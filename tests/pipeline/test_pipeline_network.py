@@ -103,7 +103,7 @@ async def test_three_chains_vote_the_answer(autojump_clock) -> None:
     """3 CoTs over 5 agents (all at once: adaptive chains off): every chain plans 2 steps on beacon-chosen
     executors; the vote says 10."""
     async with swarm([FakeModel(f"m{n}") for n in range(5)]) as (_, nodes):
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, adaptive=False, deadline_s=60))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, max_steps=3, adaptive=False, deadline_s=60))
     assert trace["answer"] == "10"
     assert len(trace["chains"]) == 3 and all(c["ok"] for c in trace["chains"])
     assert len({c["planner"] for c in trace["chains"]}) == 3, "k distinct planners"
@@ -132,7 +132,7 @@ async def test_cut_step_goes_to_a_backup_executor(autojump_clock) -> None:
     """A step cut at its budget with no result is not passed on: a backup executor redoes it."""
     models = [FakeModel("ok0"), CutSteps("cut1"), CutSteps("cut2"), FakeModel("ok3")]
     async with swarm(models) as (_, nodes):
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=2, deadline_s=60))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=2, max_steps=3, deadline_s=60))
     assert trace["answer"] == "10"
     cut = {nodes[1].agent_id, nodes[2].agent_id}
     first_steps = [s for c in trace["chains"] for s in c["trace"].get("steps", [])[:1]]
@@ -205,7 +205,7 @@ async def test_a_chain_beacons_once_and_a_failed_step_beacons_again_without_thos
         rounds: list[dict[str, object]] = []
         for node in nodes:
             node.tasks.on_event = lambda kind, fields: rounds.append(fields) if kind == "beacon_round" else None
-        trace = await nodes[5].tasks.ask(QUESTION, AskOptions(cots=1, top_l=1, deadline_s=60))
+        trace = await nodes[5].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, top_l=1, deadline_s=60))
     assert trace["answer"] == "10"
     execution = [r for r in rounds if r["role"] == "execution"]
     assert execution[0]["steps"] == 2, "the chain's first round carries both sub-tasks"
@@ -246,7 +246,7 @@ async def test_failed_planning_is_in_usage_and_in_the_degraded_list(autojump_clo
     """Planners that could not plan fall back to one step: that is reported per chain, the identical
     one-step solves are reported collapsed, and the failed planning calls' tokens are in the usage."""
     async with swarm([PlanningFails(f"m{n}") for n in range(4)]) as (_, nodes):
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=2, deadline_s=60))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=2, max_steps=3, deadline_s=60))
     assert trace["answer"] == "10"
     assert (trace["prompt_tokens"], trace["completion_tokens"]) == (2 * (20 + 50), 2 * (7 + 10))
     kinds = sorted((d["kind"], d.get("chain")) for d in trace["degraded"])
@@ -258,7 +258,8 @@ async def test_a_step_abandoned_at_its_hop_timeout_is_still_charged(autojump_clo
     charged its prompt and a full answer, so the task's usage is not short of what the network spent."""
     async with swarm([FakeModel(f"m{n}", delay=5.0) for n in range(3)]) as (_, nodes):
         with pytest.raises(TaskFailed) as failed:
-            await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=60, hop_timeout=1.0, replans=0))
+            await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, deadline_s=60, hop_timeout=1.0,
+                                                          replans=0))
     trace = failed.value.trace
     attempts = [a for c in trace["chains"] for s in c["trace"].get("steps", []) for a in s["attempts"]]
     abandoned = [a for a in attempts if a.get("error", "").startswith("hop timeout")]

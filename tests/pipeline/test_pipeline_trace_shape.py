@@ -62,7 +62,7 @@ async def test_trace_of_agreeing_chains_keeps_its_shape(autojump_clock) -> None:
     """The trace and events of a plain question: two chains agree, so (adaptive chains) no third starts."""
     async with swarm([FakeModel(f"m{n}") for n in range(5)]) as (_, nodes):
         seen = _events(nodes)
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, deadline_s=60))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=3, max_steps=3, deadline_s=60))
     assert trace["answer"] == "10"
     _check("agreeing", {"trace": shape(trace), "events": _event_shapes(seen)})
 
@@ -73,7 +73,7 @@ async def test_trace_of_cross_checked_steps_keeps_its_shape(autojump_clock) -> N
         for node in nodes:
             node.tasks.redundancy = 2
         seen = _events(nodes)
-        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=60))
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, deadline_s=60))
     assert trace["answer"] == "10"
     assert all(s["checked_by"] for s in trace["chains"][0]["trace"]["steps"])
     _check("cross_checked", {"trace": shape(trace), "events": _event_shapes(seen)})
@@ -84,7 +84,7 @@ async def test_trace_of_a_failed_question_keeps_its_shape(autojump_clock) -> Non
     async with swarm([Garbled(f"g{n}") for n in range(3)]) as (_, nodes):
         seen = _events(nodes)
         with pytest.raises(TaskFailed) as failed:
-            await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, top_l=2, deadline_s=60))
+            await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, top_l=2, deadline_s=60))
     assert failed.value.reason == "no_answer"
     chain = failed.value.trace["chains"][0]
     assert chain["trace"]["plan"].startswith("fallback: ")

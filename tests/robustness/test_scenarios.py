@@ -43,7 +43,7 @@ async def test_dead_initiator_is_replaced_and_planners_reuse_their_chains(autoju
     """The client re-asks another node with the same task ID; planners hand over the chains they ran."""
     async with open_swarm(Setup(agents=6, latency_s=0.05)) as (net, nodes):
         question, truth = questions(1, random.Random(5))[0]
-        client = Client(nodes, AskOptions(cots=3, deadline_s=60, answer_kind="number"), random.Random(0),
+        client = Client(nodes, AskOptions(cots=3, max_steps=3, deadline_s=60, answer_kind="number"), random.Random(0),
                         entries=[0, 1])
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client._ask_on, nodes[0], "t-durable", question)
