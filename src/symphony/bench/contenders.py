@@ -77,7 +77,7 @@ class SystemSpec:
     agree: int = AskOptions.agree
 
 
-def parse_system(spec: str, *, cots: int = 3, max_steps: int = AskOptions.max_steps,
+def parse_system(spec: str, *, cots: int = AskOptions.cots, max_steps: int = AskOptions.max_steps,
                  samples: int = 5) -> SystemSpec:
     """``direct`` | ``direct-pot`` | ``sc[:samples=K]`` | ``orchestrator[:max_steps=N]`` |
     ``symphony[:cots=N,strategy=cosine|random|linucb,max_steps=N,tools=on|off,verify=on|off,adaptive=on|off,

@@ -70,7 +70,7 @@ async def _latencies(setup: Setup, parts: int, mode: str, *, tokens_per_s: float
         for repeat in range(repeats):
             trace = await nodes[repeat % len(nodes)].tasks.ask(
                 f"Question {repeat}: add up {parts} parts.",
-                AskOptions(cots=1, deadline_s=setup.deadline_s, answer_kind="number"))
+                AskOptions(cots=1, deadline_s=setup.deadline_s, answer_kind="number", max_steps=parts + 1))
             seconds.append(trace["latency_ms"] / 1000)
     return seconds
 

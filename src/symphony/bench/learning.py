@@ -120,7 +120,8 @@ async def _run(config: LearningConfig, system: str, seed: int) -> list[dict[str,
         strategy = "cosine" if system.startswith("cosine") else system
         for index, (question, truth) in enumerate(_questions(seed, config.tasks)):
             rows.append(await _ask(nodes[index % len(nodes)], question, truth, best,
-                                   AskOptions(cots=config.cots, strategy=strategy, deadline_s=60, adaptive=False)))
+                                   AskOptions(cots=config.cots, strategy=strategy, deadline_s=60, adaptive=False,
+                                              max_steps=3)))  # routing is learned per sub-task: planned chains
             await trio.sleep(config.gap_s)
     return rows
 

@@ -213,7 +213,7 @@ def bench_accuracy(
     offset: Annotated[int, typer.Option(help="Skip this many items of each dataset first.")] = 0,
     seeds: Annotated[list[int], typer.Option("--seed", help="Sampling seeds (repeat).")] = [0, 1],  # noqa: B006
     per_task: Annotated[int, typer.Option(help="BBH examples per task (fixed-seed sample).")] = 6,
-    cots: Annotated[int, typer.Option(help="Default chains of thought for symphony.")] = 3,
+    cots: Annotated[int, typer.Option(help="Default chains of thought for symphony.")] = AskOptions.cots,
     max_steps: Annotated[int, typer.Option(help="Default most sub-tasks per chain.")] = AskOptions.max_steps,
     samples: Annotated[int, typer.Option(help="Default samples for self-consistency (sc).")] = 5,
     concurrency: Annotated[int, typer.Option(help="Items answered at once.")] = 1,
@@ -256,7 +256,7 @@ def bench_frameworks(
     report_only: Annotated[bool, typer.Option(help="Only rebuild the report from frameworks.jsonl.")] = False,
 ) -> None:
     """Symphony against AutoGen and CrewAI plan-and-solve teams and one direct call, on one llama.cpp
-    server behind a token-counting proxy (issue 16's fresh-problems comparison)."""
+    server behind a token-counting proxy (the fresh-problems comparison)."""
     try:
         config = FrameworksConfig(systems=tuple(system), dataset=dataset, offset=offset, limit=limit,
                                   problems=problems, model=model, agents=agents, server_threads=server_threads,
