@@ -12,6 +12,7 @@ from symphony.beacon.ranking import Candidate, Selection, select
 from symphony.beacon.service import BeaconOutcome
 from symphony.pipeline.chain import (
     HOP_CAP_S,
+    HOP_COLD_S,
     HOP_FACTOR,
     HOP_FLOOR_S,
     HOP_TIMEOUT_ERROR,
@@ -33,14 +34,18 @@ def _c(agent: str, latency_ms: float, score: float = 0.5) -> Candidate:
 
 
 def test_adaptive_hop_is_k_times_expected_latency_within_floor_and_cap() -> None:
-    assert hop_timeout_s("adaptive", _c("a", 1000)) == HOP_FLOOR_S
-    assert hop_timeout_s("adaptive", _c("a", 10_000)) == HOP_FACTOR * 10
+    assert hop_timeout_s("adaptive", _c("a", 1000)) == HOP_COLD_S, "never seen answer here: the cold floor"
+    assert hop_timeout_s("adaptive", _c("a", 20_000)) == HOP_FACTOR * 20
+    assert hop_timeout_s("adaptive", _c("a", 1000), observed_p95_ms=2000) == HOP_FLOOR_S, "seen: the floor"
+    assert hop_timeout_s("adaptive", _c("a", 10_000), observed_p95_ms=2000) == HOP_FACTOR * 10
     assert hop_timeout_s("adaptive", _c("a", 1000), observed_p95_ms=8000) == HOP_FACTOR * 8, "own p95 when larger"
     assert hop_timeout_s("adaptive", _c("a", 1e7)) == HOP_CAP_S
 
 
 def test_each_timed_out_hop_doubles_the_next_up_to_the_cap() -> None:
-    assert [hop_timeout_s("adaptive", _c("a", 0), strikes=n) for n in range(4)] == [15.0, 30.0, 60.0, HOP_CAP_S]
+    assert [hop_timeout_s("adaptive", _c("a", 0), strikes=n, observed_p95_ms=1) for n in range(4)] == [
+        15.0, 30.0, 60.0, HOP_CAP_S]
+    assert [hop_timeout_s("adaptive", _c("a", 0), strikes=n) for n in range(2)] == [HOP_COLD_S, HOP_CAP_S]
 
 
 def test_fixed_and_off_hop_settings() -> None:
@@ -192,7 +197,7 @@ def test_with_no_backup_planner_an_unobserved_chain_keeps_the_deadline() -> None
 
 
 def test_a_cut_on_a_guessed_limit_is_no_offence_and_teaches_the_next_limit() -> None:
-    """An executor this planner never timed is sent with a guessed limit (the floor, from its cold 1 s
+    """An executor this planner never timed is sent with a guessed limit (the cold floor, from its 1 s
     guess); the cut hop's round trip is a lower bound the book keeps, so later steps try it after the
     others, and the next hop to it gets HOP_FACTOR x that and is no longer a guess: cutting that one is an offence."""
     slow, backup = _c("slow", 1000, score=0.9), _c("backup", 1000, score=0.5)
@@ -204,9 +209,9 @@ def test_a_cut_on_a_guessed_limit_is_no_offence_and_teaches_the_next_limit() -> 
     chain.executors_selected([beacon(slow, backup), beacon(slow, backup)], waited_ms=1.0)
     first = chain.next_action(now_ms=0)
     assert isinstance(first, SendStep) and first.candidate == slow and first.guessed
-    assert first.timeout_s == HOP_FLOOR_S
-    cut = TaskResult(task_id="t/s0", ok=False, error=f"{HOP_TIMEOUT_ERROR} after 15.0 s", latency_ms=0.0)
-    chain.step_result(slow, cut, rtt_ms=HOP_FLOOR_S * 1000, index=0)
+    assert first.timeout_s == HOP_COLD_S
+    cut = TaskResult(task_id="t/s0", ok=False, error=f"{HOP_TIMEOUT_ERROR} after 60.0 s", latency_ms=0.0)
+    chain.step_result(slow, cut, rtt_ms=HOP_COLD_S * 1000, index=0)
     retry = chain.next_action(now_ms=15_000)
     assert isinstance(retry, SendStep) and retry.candidate == backup and retry.guessed
     chain.step_result(backup, TaskResult(task_id="t/s0", ok=True, answer="12"), rtt_ms=2000.0, index=0)
@@ -216,7 +221,7 @@ def test_a_cut_on_a_guessed_limit_is_no_offence_and_teaches_the_next_limit() -> 
     chain.step_result(backup, TaskResult(task_id="t/s1", ok=False, error="truncated"), rtt_ms=2000.0, index=1)
     last = chain.next_action(now_ms=19_000)
     assert isinstance(last, SendStep) and last.candidate == slow
-    assert not last.guessed and last.timeout_s == HOP_FACTOR * HOP_FLOOR_S
+    assert not last.guessed and last.timeout_s == min(HOP_CAP_S, HOP_FACTOR * HOP_COLD_S)
 
 
 def test_an_executors_reported_latency_is_its_first_call_then_an_average() -> None:

@@ -37,7 +37,8 @@ Fault knobs (issue 17; paper §4 "fault tolerance", Alg. 1):
 - **Adaptive hop timeouts.** Each ``SendStep`` carries ``timeout_s``: how long that executor may
   hold the step before the shell moves on. ``"adaptive"`` (the default) gives ``HOP_FACTOR`` x the
   larger of its beacon-reported expected latency and this planner's own p95 of it
-  (``LatencyBook``), within ``[HOP_FLOOR_S, HOP_CAP_S]``, doubled for each hop of this step that
+  (``LatencyBook``), within ``[HOP_FLOOR_S, HOP_CAP_S]`` (``HOP_COLD_S`` the floor while this planner
+  has seen none of its round trips), doubled for each hop of this step that
   already timed out (so a uniformly slow network still gets through, a hung node costs one hop).
   A cut hop is a lower bound on that executor's round trip, and the book keeps it, so the next
   limit for it is ``HOP_FACTOR`` x longer, and later steps try it after the others. A limit set before this planner saw any round trip of
@@ -75,6 +76,10 @@ MAX_STEP_ROUNDS = 3
 #: The floor covers an executor with no history (it reports a 1 s guess); the cap bounds a hung hop.
 HOP_FACTOR = 4.0
 HOP_FLOOR_S = 15.0
+#: The floor of a guessed limit (this planner never saw the executor answer): a local model's first call
+#: on a CPU, behind a cold prompt cache or other nodes' calls at a shared server, takes tens of seconds,
+#: and 15 s cut every first call of issue 16's frameworks run (then 30 s, then 60 s: their tokens spent for nothing).
+HOP_COLD_S = 60.0
 HOP_CAP_S = 120.0
 #: The error of an attempt cut by its hop timeout (not by the task deadline).
 HOP_TIMEOUT_ERROR = "hop timeout"
@@ -127,7 +132,8 @@ def hop_timeout_s(setting: HopTimeout, candidate: Candidate, *, observed_p95_ms:
     if not isinstance(setting, str):
         return float(setting)
     expected_s = max(candidate.expected_latency_ms, observed_p95_ms) / 1000
-    return min(HOP_CAP_S, max(HOP_FLOOR_S, HOP_FACTOR * expected_s) * 2 ** strikes)
+    floor = HOP_FLOOR_S if observed_p95_ms > 0 else HOP_COLD_S
+    return min(HOP_CAP_S, max(floor, HOP_FACTOR * expected_s) * 2 ** strikes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -557,6 +563,7 @@ class ChainDriver:
 __all__ = [
     "DECLINED_ERROR",
     "HOP_CAP_S",
+    "HOP_COLD_S",
     "HOP_FACTOR",
     "HOP_FLOOR_S",
     "HOP_TIMEOUT_ERROR",

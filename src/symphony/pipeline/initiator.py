@@ -63,7 +63,8 @@ PLANNER_ROUND_MARGIN_MS = 1000
 INCONSISTENT = "chain answer contradicts its own trace"
 #: Adaptive planner hop: this many times the observed chain round trip, at least the floor (seconds);
 #: with nothing observed, this share of the time left. A chain is several model calls and may lose an
-#: executor hop (``chain.HOP_FLOOR_S``) on the way, hence a higher floor than an executor's.
+#: executor hop (``chain.HOP_FLOOR_S``; ``HOP_COLD_S`` on first contact) on the way, hence a higher floor
+#: than an executor's.
 PLAN_FACTOR = 4.0
 PLAN_FLOOR_S = 30.0
 PLAN_SHARE = 0.5
