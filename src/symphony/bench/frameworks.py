@@ -377,6 +377,8 @@ def framework_table(rows: list[dict[str, Any]], dataset: str, systems: tuple[str
     mean = {s: sum(t) / len(t) for s, t in tokens.items() if t}
     header = ("| Symphony system | framework | both right | only framework | only Symphony | neither | McNemar p "
               "| tokens vs framework |")
+    if not any(s in TEAMS for s in systems):
+        return "(no framework team in this run)"
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     for mine in (s for s in systems if s.startswith("symphony")):
         for team in (s for s in systems if s in TEAMS):
@@ -402,8 +404,9 @@ def run_frameworks_bench(config: FrameworksConfig, *, report_only: bool = False,
         f"- {s}: {sum(r['failed_calls'] for r in rows if r['system'] == s)} failed server calls, "
         f"{sum(1 for r in rows if r['system'] == s and r['error'])} problems without an answer"
         for s in config.systems)
+    answered = len({r["id"] for r in rows})
     text = "\n".join([
-        f"# Fresh-problems comparison: {dataset}, {len(ids)} problems, {config.pool}", "",
+        f"# Fresh-problems comparison: {dataset}, {answered} of {len(ids)} problems answered, {config.pool}", "",
         render(rows, datasets=[dataset], systems=list(config.systems), out_dir=config.out_dir, plots=False),
         "## Symphony against the frameworks", framework_table(rows, dataset, config.systems), "",
         "## Failures", failures, ""])
