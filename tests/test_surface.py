@@ -44,7 +44,8 @@ PUBLIC_MODULES = frozenset({
     "symphony.bench.gsm8k", "symphony.bench.knobs", "symphony.bench.ledger", "symphony.bench.loopback",
     "symphony.bench.robustness", "symphony.bench.sharding", "symphony.bench.shardnet", "symphony.bench.systems",
     "symphony.bench.privacy", "symphony.bench.learning", "symphony.bench.dag", "symphony.bench.teams",
-    "symphony.bench.frameworks", "symphony.bench.nat",  # cli/bench.py runs them; tests/e2e/test_nat.py builds its test bed with it
+    "symphony.bench.frameworks",  # cli/bench.py runs it
+    "symphony.bench.nat",  # cli/bench.py runs it; tests/e2e/test_nat.py builds its test bed with it
     "symphony.capability.vector",  # to go: capability exports every name used
     "symphony.cli.main",  # the entry point of [project.scripts]
     "symphony.ledger.gossip", "symphony.ledger.reputation", "symphony.ledger.shard",  # ledger exports store+gossip

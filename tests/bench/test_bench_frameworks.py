@@ -52,7 +52,8 @@ def test_config_rejects_unknown_systems_and_models() -> None:
 
 def test_held_out_problems_come_from_a_jsonl_file(tmp_path: Path) -> None:
     path = tmp_path / "fresh.jsonl"
-    path.write_text('{"id": "p1", "question": "2 + 2?", "answer": 4}\n\n{"id": 2, "question": "3 * 3?", "answer": "9"}\n')
+    path.write_text('{"id": "p1", "question": "2 + 2?", "answer": 4}\n\n'
+                    '{"id": 2, "question": "3 * 3?", "answer": "9"}\n')
     config = FrameworksConfig(problems=path)
     assert [(i.id, i.question, i.gold, i.kind) for i in load_problems(config)] == [
         ("p1", "2 + 2?", "4", "number"), ("2", "3 * 3?", "9", "number")]
@@ -60,7 +61,8 @@ def test_held_out_problems_come_from_a_jsonl_file(tmp_path: Path) -> None:
 
 
 class _Upstream(BaseHTTPRequestHandler):
-    """A stand-in model server: ``GET /v1/models`` lists a model, ``/v1/ok`` answers with usage, ``/v1/fail`` with HTTP 500,
+    """A stand-in model server: ``GET /v1/models`` lists a model, ``/v1/ok`` answers with usage,
+    ``/v1/fail`` with HTTP 500,
     ``/v1/held`` only once the test sets ``release`` (after its caller has hung up)."""
 
     release = threading.Event()
@@ -142,7 +144,8 @@ def test_team_worker_answers_one_line_per_question_and_keeps_stdout_for_replies(
 
     asyncio.run(framework_teams.serve(solve))
     replies = [json.loads(line) for line in stdout.getvalue().splitlines()]
-    assert replies == [{"id": "a", "answer": "Answer: 4"}, {"id": "b", "error": "RuntimeError: the model server hung up"},
+    assert replies == [{"id": "a", "answer": "Answer: 4"},
+                       {"id": "b", "error": "RuntimeError: the model server hung up"},
                        {"id": "c", "answer": "Answer: 2"}]
     assert stderr.getvalue().count("framework chatter") == 3
 

@@ -62,7 +62,8 @@ async def _ask_with_hung_executors(hop_timeout: str) -> tuple[dict | None, float
             node.tasks.plan_timeout = "off"
         begun = trio.current_time()
         try:
-            trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=DEADLINE_S, hop_timeout=hop_timeout))
+            trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, deadline_s=DEADLINE_S,
+                                                                  hop_timeout=hop_timeout))
         except TaskFailed:
             trace = None
         return trace, trio.current_time() - begun

@@ -254,5 +254,5 @@ def run_accuracy_bench(config: RunConfig, *, report_only: bool = False, console:
     return text
 
 
-__all__ = ["DEFAULT_TAGS", "MODEL_TAGS", "RESULTS_FILE", "RunConfig", "agent_profile", "drop_partial_line", "load_items",
-           "pool_agents", "read_rows", "rescore", "run", "run_accuracy_bench", "write_report"]
+__all__ = ["DEFAULT_TAGS", "MODEL_TAGS", "RESULTS_FILE", "RunConfig", "agent_profile", "drop_partial_line",
+           "load_items", "pool_agents", "read_rows", "rescore", "run", "run_accuracy_bench", "write_report"]

@@ -104,7 +104,8 @@ def prepare_models(specs: set[str]) -> None:
 
 #: The demo's question: ``ask``'s and ``POST /v1/tasks``'s defaults, but planned (3 chains of up to 3
 #: steps): the demo shows the paper's pipeline, and its lineup's 1.5B agent only plans, so one-step
-#: chains (the API's default, ``AskOptions.max_steps``) would leave it idle. ``--max-steps 1 --cots 5`` asks as the API does.
+#: chains (the API's default, ``AskOptions.max_steps``) would leave it idle. ``--max-steps 1 --cots 5``
+#: asks as the API does.
 ASK_DEFAULTS = AskOptions(cots=3, max_steps=3)
 
 #: The question a swarm of ``scripted:`` test doubles gets by default: they compute arithmetic

@@ -38,14 +38,14 @@ Fault knobs (issue 17; paper §4 "fault tolerance", Alg. 1):
   hold the step before the shell moves on. ``"adaptive"`` (the default) gives ``HOP_FACTOR`` x the
   larger of its beacon-reported expected latency and this planner's own p95 of it
   (``LatencyBook``), within ``[HOP_FLOOR_S, HOP_CAP_S]`` (``HOP_COLD_S`` the floor while this planner
-  has seen none of its round trips), doubled for each hop of this step that
-  already timed out (so a uniformly slow network still gets through, a hung node costs one hop).
-  A cut hop is a lower bound on that executor's round trip, and the book keeps it, so the next
-  limit for it is ``HOP_FACTOR`` x longer, and later steps try it after the others. A limit set before this planner saw any round trip of
-  the executor is a guess (``SendStep.guessed``): cutting it is no offence, since an honest
-  executor queued behind others at a shared model server (three nodes on one Ollama or llama.cpp
-  server) is slow for reasons its first beacon reply cannot know (issue 16's frameworks run: one
-  such cut made the asking node a suspect at a planner, which then refused all its chains).
+  has seen none of its round trips), doubled for each hop of this step that already timed out (so a
+  uniformly slow network still gets through, a hung node costs one hop). A cut hop is a lower bound
+  on that executor's round trip, and the book keeps it, so the next limit for it is ``HOP_FACTOR`` x
+  longer, and later steps try it after the others. A limit set before this planner saw any round trip
+  of the executor is a guess (``SendStep.guessed``): cutting it is no offence, since an honest executor
+  queued behind others at a shared model server (three nodes on one Ollama or llama.cpp server) is
+  slow for reasons its first beacon reply cannot know (issue 16's frameworks run: one such cut made
+  the asking node a suspect at a planner, which then refused all its chains).
   A number fixes it; ``"off"`` leaves only the task deadline (the old behaviour).
 - **Re-planning.** When a step fails on every executor and re-plans are left, the driver returns
   ``Replan`` instead of failing the chain: the shell asks the planner model for the rest of the
@@ -73,12 +73,13 @@ from symphony.protocol.messages import TaskResult
 #: Beacon rounds one sub-task may use: the chain's shared one, then fresh ones for it alone.
 MAX_STEP_ROUNDS = 3
 #: Adaptive hop timeout: this many times an executor's expected latency, within [floor, cap] seconds.
-#: The floor covers an executor with no history (it reports a 1 s guess); the cap bounds a hung hop.
+#: The floor covers an executor seen to answer quickly; the cap bounds a hung hop.
 HOP_FACTOR = 4.0
 HOP_FLOOR_S = 15.0
-#: The floor of a guessed limit (this planner never saw the executor answer): a local model's first call
-#: on a CPU, behind a cold prompt cache or other nodes' calls at a shared server, takes tens of seconds,
-#: and 15 s cut every first call of issue 16's frameworks run (then 30 s, then 60 s: their tokens spent for nothing).
+#: The floor of a guessed limit (this planner never saw the executor answer, which reports a 1 s guess
+#: until its first call): a local model's first call on a CPU, behind a cold prompt cache or other
+#: nodes' calls at a shared server, takes tens of seconds; 15 s cut every first call of issue 16's
+#: frameworks run (then 30 s and 60 s: their tokens spent for nothing).
 HOP_COLD_S = 60.0
 HOP_CAP_S = 120.0
 #: The error of an attempt cut by its hop timeout (not by the task deadline).

@@ -148,7 +148,7 @@ class AskOptions:
     #: the one default for every face (API, OpenAI endpoint, ``ask``, ``demo``, ``bench accuracy``). 1: each
     #: chain solves the whole question (no planner call), the chains differ by style, executor and sampling,
     #: and they stop as soon as two agree. On the GSM8K dev range through the OpenAI endpoint (issue 16,
-    #: docs/results.md) plans of up to 3 steps answered 0 of 11 at 2.6x the tokens of these chains (2 of 11)
+    #: docs/results.md) plans of up to 3 steps answered 0 of 12 at 2.7x the tokens of these chains (2 of 11)
     max_steps: int = 1
     deadline_s: float = 300.0
     answer_kind: AnswerKind | None = None
