@@ -152,3 +152,22 @@ def test_a_planner_reports_its_fallback_plan_its_unconstrained_json_and_its_retr
     found = chain_degradations("fallback: HTTP 500", [step], json_output="prompt")
     assert [d.kind for d in found] == ["plan_fallback", "structured_output", "step_retried"]
     assert chain_degradations("ok", [], json_output="json_object") == ()
+
+
+def test_agreeing_chains_that_solved_differently_or_sampled_are_not_collapsed() -> None:
+    """One-step chains all share their step (the question): two that agree are corroboration when one
+    ran a program and the other wrote text, or when either sampled its step; two greedy text solves
+    with the same answer are still copies."""
+    def one_step(answer: str, *, executor: str, program: bool = False, temperature: float | None = None) -> dict:
+        attempt = {"executor": executor, "ok": True, **({"tool": {"ok": True}} if program else {}),
+                   **({} if temperature is None else {"temperature": temperature})}
+        return {"plan": "one step", "steps": [{"question": "How many?", "ok": True, "answer": answer,
+                                               "executor": executor, "attempts": [attempt]}]}
+
+    program = record(0, "p0", "5", trace=one_step("5", executor="a", program=True))
+    text = record(1, "p1", "5", trace=one_step("5", executor="b"))
+    sampled = record(2, "p2", "5", trace=one_step("5", executor="a", program=True, temperature=0.7))
+    assert collapsed_chains([program, text, sampled]) is None
+    copy = record(3, "p0", "5", trace=one_step("5", executor="c"))
+    found = collapsed_chains([program, text, sampled, copy])
+    assert found is not None and "chains c1, c3 were the same solve" in found.detail

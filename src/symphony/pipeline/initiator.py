@@ -43,6 +43,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from statistics import fmean
+from typing import Any
 
 from symphony.beacon.ranking import Candidate
 from symphony.beacon.service import BeaconOutcome
@@ -337,26 +338,42 @@ def _reported_degradations(record: ChainRecord) -> list[Degraded]:
     return [d for e in entries if (d := Degraded.from_wire(e, chain=record.index)) is not None]
 
 
-def _solve(record: ChainRecord) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """A chain's step questions, executors and step answers, as its planner reported them."""
+def _how(step: dict[str, Any]) -> str | None:
+    """How a step was answered: "program" or "text" by its answering attempt, or None when that attempt
+    sampled (a temperature above 0: an independent draw, no copy of another chain's)."""
+    attempts = [a for a in step.get("attempts", ()) if isinstance(a, dict) and a.get("ok")]
+    last = attempts[-1] if attempts else {}
+    temperature = last.get("temperature") or 0
+    if isinstance(temperature, int | float) and temperature > 0:
+        return None
+    tool = last.get("tool")
+    return "program" if isinstance(tool, dict) and tool.get("ok") else "text"
+
+
+def _solve(record: ChainRecord) -> tuple[tuple[Any, ...], ...]:
+    """A chain's step questions, executors, step answers and how each was answered, as its planner reported them."""
     steps = record.result.trace.get("steps")
     rows = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
 
     def column(key: str) -> tuple[str, ...]:
         return tuple(str(s.get(key, "")) for s in rows)
 
-    return column("question"), column("executor"), column("answer")
+    return column("question"), column("executor"), column("answer"), tuple(_how(s) for s in rows)
 
 
 def collapsed_chains(records: Sequence[ChainRecord]) -> Degraded | None:
     """The chains (of those that answered) that were the same solve as an earlier one: the same step
-    questions, and the same executors or the same step answers. The vote gains nothing from them."""
-    seen: list[tuple[ChainRecord, tuple[tuple[str, ...], ...]]] = []
+    questions, each answered the same way (program or text) without sampling, and by the same executors
+    or with the same step answers. The vote gains nothing from them. Chains that differ in solving style
+    or sample their steps (``tools.solving_temperature``) are independent even when they agree: that
+    agreement is what adaptive chains stop on."""
+    seen: list[tuple[ChainRecord, tuple[tuple[Any, ...], ...]]] = []
     same: set[int] = set()
     for record in records:
-        questions, executors, answers = solve = _solve(record)
-        for other, (o_questions, o_executors, o_answers) in seen:
-            if questions and questions == o_questions and (executors == o_executors or answers == o_answers):
+        questions, executors, answers, hows = solve = _solve(record)
+        for other, (o_questions, o_executors, o_answers, o_hows) in seen:
+            if (questions and questions == o_questions and hows == o_hows and None not in hows
+                    and (executors == o_executors or answers == o_answers)):
                 same |= {other.index, record.index}
         seen.append((record, solve))
     if not same:

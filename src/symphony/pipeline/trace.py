@@ -65,7 +65,8 @@ DEGRADED_KINDS: Final = {
     "plan_fallback": "the planner could not plan and ran the question as one step",
     "structured_output": "the planner's model server has no constrained JSON output",
     "step_retried": "a step was answered only after failed attempts",
-    "chains_collapsed": "chains were the same solve (same steps, and the same executors or answers)",
+    "chains_collapsed": "chains were the same solve (same steps, solved the same way without sampling, and the "
+                        "same executors or answers)",
     "check_skipped": "the question states examples, but the chains' code could not be checked against them",
 }
 _DETAIL_CHARS: Final = 300
