@@ -233,3 +233,42 @@ async def test_a_code_question_stops_at_the_first_chain_passing_its_examples() -
     assert len(trace["chains"]) == 3, "two wrong chains, then the one that passed: no fourth"
     assert sorted(c["passed"] for c in trace["checks"]) == [1, 1, 2]
     assert trace["adaptive"]["stopped"] == "passed"
+
+
+def test_each_styles_first_chain_keeps_the_request_temperature_later_chains_sample_with_their_own_seed() -> None:
+    from symphony.pipeline.tools import DIVERSE_TEMPERATURE, solving_temperature
+
+    assert solving_temperature("t/c0/s0", None) == (None, None)
+    assert solving_temperature("t/c1/s0", 0.2) == (0.2, None)
+    assert solving_temperature("t", 0.3) == (0.3, None), "a direct request has no slot"
+    later = [solving_temperature(f"t/c{n}/s0", None) for n in (2, 3, 4)]
+    assert {t for t, _ in later} == {DIVERSE_TEMPERATURE}
+    assert len({seed for _, seed in later}) == 3 and solving_temperature("t/c2/s0", None) == later[0]
+    assert solving_temperature("t/c2/s0", 1.1)[0] == 1.1, "a hotter request stays hotter"
+
+
+class Recording(Disagreeing):
+    """Disagreeing chains (so all five run); records each execution call's temperature and seed."""
+
+    def __init__(self, name: str, numbers: itertools.count, seen: list[tuple[float, int | None]]) -> None:
+        super().__init__(name, numbers)
+        self.seen = seen
+
+    async def chat(self, messages, *, max_tokens=512, temperature=0.0, seed=None, json_schema=None):
+        if json_schema is None:
+            self.seen.append((temperature, seed))
+        return await super().chat(messages, json_schema=json_schema)
+
+
+async def test_five_one_step_chains_sample_at_the_model_only_after_the_first_two(autojump_clock) -> None:
+    """Through the network: the first two chains' executors call their model at its default temperature
+    (0) with no seed, the three after them at 0.7 with three different seeds, and the trace says so."""
+    seen: list[tuple[float, int | None]] = []
+    numbers = itertools.count(100)
+    async with swarm([Recording(f"m{n}", numbers, seen) for n in range(3)]) as (_, nodes):
+        trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=5, max_steps=1, deadline_s=120))
+    assert len(seen) == 5 and sorted(seen, key=lambda ts: ts[0])[:2] == [(0.0, None), (0.0, None)]
+    sampled = [ts for ts in seen if ts[0] > 0]
+    assert {t for t, _ in sampled} == {0.7} and len({s for _, s in sampled}) == 3
+    shown = {c["index"]: c["trace"]["steps"][0]["attempts"][-1].get("temperature") for c in trace["chains"]}
+    assert shown == {0: None, 1: None, 2: 0.7, 3: 0.7, 4: 0.7}
