@@ -5,6 +5,8 @@
   (whole process group) when the swarm closes, whatever happened.
 - ``wait_for``: waiting is always on a condition with a deadline, never a fixed sleep.
 - ``EventTail``: the one reader of a node's ``events.jsonl`` (``node.eventlog`` writes it).
+- ``llama_server``: llama-cpp-python's own OpenAI-compatible server on a free loopback port
+  (``free_port``), killed on exit: the real ``openai:`` counterpart of tests and benches.
 
 Used by ``symphony demo``, the end-to-end tests and the process benchmarks; nothing in a
 running node imports it.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +30,7 @@ import httpx
 
 T = TypeVar("T")
 
-__all__ = ["EventTail", "NodeProcess", "Swarm", "open_swarm", "wait_for"]
+__all__ = ["EventTail", "NodeProcess", "Swarm", "free_port", "llama_server", "open_swarm", "wait_for"]
 
 
 def wait_for(condition: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1) -> T:
@@ -230,3 +233,34 @@ def open_swarm(root: Path, **kwargs: Any) -> Iterator[Swarm]:
         yield swarm
     finally:
         swarm.close()
+
+
+@contextmanager
+def llama_server(model_file: Path, *, log: Path, threads: int, n_ctx: int = 4096,
+                 alias: str = "model") -> Iterator[str]:
+    """``python -m llama_cpp.server`` on a free loopback port, serving ``model_file`` as ``alias``;
+    yields its ``/v1`` URL once ``/v1/models`` answers, kills it on exit."""
+    port = free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model_file), "--host",
+                                 "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
+                                 "--model_alias", alias], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}/v1"
+        try:
+            def up() -> bool:
+                if proc.poll() is not None:
+                    raise AssertionError(f"llama_cpp.server exited with {proc.returncode}; see {log}")
+                return httpx.get(f"{url}/models", timeout=2).status_code == 200
+
+            wait_for(up, timeout=120, what="llama_cpp.server to answer /v1/models")
+            yield url
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def free_port() -> int:
+    """A free loopback TCP port (released before the caller binds it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from symphony.bench.frameworks import llama_server as serve_model
 from symphony.llm.openai_backend import OpenAIModel
 from symphony.testing import NodeProcess, open_swarm, wait_for
+from symphony.testing import llama_server as serve_model
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ def _model_file() -> Path:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m llama_cpp.server`` on a free loopback port (``bench.frameworks.llama_server``); its ``/v1`` URL."""
+    """``python -m llama_cpp.server`` on a free loopback port (``symphony.testing.llama_server``); its ``/v1`` URL."""
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with serve_model(_model_file(), log=log, threads=1, alias="smollm2") as url:
         yield url

@@ -9,7 +9,6 @@ import importlib.util
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from symphony.llm.base import approx_tokens
 from symphony.llm.llama_backend import PACKAGED_MODELS, LlamaModel, PackagedModel, Part, ensure_model_file
 from symphony.llm.openai_backend import OpenAIModel
 from symphony.llm.scripted import evaluate, find_expression
+from symphony.testing import free_port
 
 USER = [{"role": "user", "content": "What is 2 + 3?"}]
 
@@ -492,15 +492,9 @@ async def test_openai_timeout_reports_what_the_abandoned_call_may_spend(server: 
     assert (info.value.prompt_tokens, info.value.completion_tokens) == (approx_tokens(USER[0]["content"]), 64)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_openai_unreachable_server() -> None:
     """A closed port gives a ModelError naming the URL and how to check the server."""
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     model = parse_model_spec(f"openai:{url}#m")
     with pytest.raises(ModelError, match=rf"cannot reach the server at {re.escape(url)} .*; check that it is "
                                          rf"running: curl {re.escape(url)}/models$") as info:

@@ -5,7 +5,6 @@ the OpenAI-compatible ``/v1`` that the ``ollama:`` backend talks to."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +18,7 @@ from symphony.cli.main import app
 from symphony.errors import ConfigError
 from symphony.llm import ollama_url, parse_model_spec, probe_ollama
 from symphony.node.config import probe_model_server
+from symphony.testing import free_port
 
 TAGS = {"models": [{"name": "qwen2.5:0.5b", "model": "qwen2.5:0.5b", "size": 397821319,
                     "modified_at": "2025-01-01T00:00:00Z", "details": {"parameter_size": "494.03M"}},
@@ -66,13 +66,6 @@ def fake_ollama() -> Iterator[str]:
     server.shutdown()
     server.server_close()
     thread.join()
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize(

@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,7 +43,7 @@ from symphony.bench.report import paired, render
 from symphony.bench.scoring import score
 from symphony.llm.llama_backend import PACKAGED_MODELS, ensure_model_file
 from symphony.pipeline import extract_answer
-from symphony.testing import NodeProcess, Swarm, open_swarm, wait_for
+from symphony.testing import NodeProcess, Swarm, llama_server, open_swarm, wait_for
 
 RESULTS_FILE: Final = "frameworks.jsonl"
 TEAMS: Final = ("autogen", "crewai")
@@ -176,37 +174,6 @@ class TokenMeter:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@contextmanager
-def llama_server(model_file: Path, *, log: Path, threads: int, n_ctx: int = 4096,
-                 alias: str = "model") -> Iterator[str]:
-    """``python -m llama_cpp.server`` on a free loopback port, serving ``model_file`` as ``alias``;
-    yields its ``/v1`` URL once ``/v1/models`` answers, kills it on exit."""
-    port = free_port()
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model_file), "--host",
-                                 "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
-                                 "--model_alias", alias], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}/v1"
-        try:
-            def up() -> bool:
-                if proc.poll() is not None:
-                    raise AssertionError(f"llama_cpp.server exited with {proc.returncode}; see {log}")
-                return httpx.get(f"{url}/models", timeout=2).status_code == 200
-
-            wait_for(up, timeout=120, what="llama_cpp.server to answer /v1/models")
-            yield url
-        finally:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def free_port() -> int:
-    """A free loopback TCP port (released before the caller binds it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -415,5 +382,5 @@ def run_frameworks_bench(config: FrameworksConfig, *, report_only: bool = False,
     return text
 
 
-__all__ = ["FrameworksConfig", "Meter", "TokenMeter", "framework_table", "free_port", "llama_server", "load_problems",
-           "reported_usage", "run", "run_frameworks_bench", "symphony_options"]
+__all__ = ["FrameworksConfig", "Meter", "TokenMeter", "framework_table", "load_problems", "reported_usage", "run",
+           "run_frameworks_bench", "symphony_options"]
