@@ -14,7 +14,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 PLATFORM_TAG := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_platform().replace('-', '_').replace('.', '_'))")
 LLAMA_WHEEL := $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-$(PLATFORM_TAG).whl
 
-.PHONY: test demo bench-ledger bench-frameworks clean system-deps
+.PHONY: test demo bench-ledger bench-frameworks frameworks-venv clean system-deps
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
@@ -35,6 +35,8 @@ $(FRAMEWORKS_STAMP):
 	$(PYTHON) -m venv $(FRAMEWORKS_VENV)
 	$(FRAMEWORKS_VENV)/bin/pip install -q autogen-agentchat==0.7.5 'autogen-ext[openai]==0.7.5' crewai==1.15.30
 	touch $(FRAMEWORKS_STAMP)
+
+frameworks-venv: $(FRAMEWORKS_STAMP)
 
 # llama-cpp-python's server comes with the dev extra. Options: make bench-frameworks ARGS="--limit 40".
 bench-frameworks: $(STAMP) $(FRAMEWORKS_STAMP)

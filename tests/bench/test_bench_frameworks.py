@@ -20,6 +20,7 @@ from symphony.bench import framework_teams
 from symphony.bench.frameworks import (
     FrameworksConfig,
     TokenMeter,
+    failure_line,
     framework_table,
     load_problems,
     reported_usage,
@@ -164,3 +165,22 @@ def test_framework_table_pairs_symphony_with_each_team_and_prices_it_in_their_to
     # vs autogen: both right on 1, Symphony alone on 2 and 3; 1,200 mean tokens = 2x autogen's 600
     assert lines[0].startswith("| symphony | autogen | 1 | 0 | 2 | 0 |") and lines[0].endswith("| 2.00x |")
     assert lines[1].startswith("| symphony | crewai | 2 | 0 | 1 | 0 |") and lines[1].endswith("| 1.50x |")
+
+
+def test_symphony_options_are_checked_as_the_endpoint_checks_them_before_any_model_loads() -> None:
+    FrameworksConfig(systems=("symphony:max_steps=1,cots=5",))
+    with pytest.raises(ValueError, match="symphony:cotz=5"):
+        FrameworksConfig(systems=("symphony:cotz=5",))
+    with pytest.raises(ValueError, match="symphony:cots=99"):
+        FrameworksConfig(systems=("symphony:cots=99",))
+
+
+def test_failure_line_shows_missing_usage_and_symphony_usage_against_the_count() -> None:
+    def row(tokens: int, reported: int | None = None, **counts: int) -> dict[str, object]:
+        base = {"failed_calls": 0, "unmetered_calls": 0, "error": None, "tokens": tokens, **counts}
+        return base if reported is None else {**base, "reported_tokens": reported}
+
+    team = failure_line("autogen", [row(700, unmetered_calls=1), row(800, failed_calls=2)])
+    assert team == "- autogen: 2 failed server calls, 1 calls without a usage, 0 problems without an answer"
+    mine = failure_line("symphony", [row(1000, 1000), row(1200, 1300), row(5629, 1103)])
+    assert mine.endswith("; reported usage equal to the count on 1 of 3, above it on 1, below on 1 (1103 vs 5629)")

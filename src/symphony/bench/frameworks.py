@@ -23,9 +23,7 @@ it) in the accuracy bench's format, and the report adds Symphony against each fr
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -35,8 +33,11 @@ from pathlib import Path
 from typing import Any, Final, Self
 
 import httpx
+from pydantic import ValidationError
 from rich.console import Console
 
+from symphony.api.app import AskRequest
+from symphony.bench import framework_teams
 from symphony.bench.accuracy import drop_partial_line, read_rows
 from symphony.bench.datasets import Item, load_dataset
 from symphony.bench.report import paired, render
@@ -46,7 +47,7 @@ from symphony.pipeline import extract_answer
 from symphony.testing import NodeProcess, Swarm, llama_server, open_swarm, wait_for
 
 RESULTS_FILE: Final = "frameworks.jsonl"
-TEAMS: Final = ("autogen", "crewai")
+TEAMS: Final = tuple(framework_teams.TEAMS)  # "autogen", "crewai"
 ANSWER_TIMEOUT_S: Final = 1800.0  # one problem, any system: a stuck system fails its row, not the run
 _HOP_BY_HOP: Final = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
@@ -195,6 +196,10 @@ class FrameworksConfig:
         for s in self.systems:
             if s.partition(":")[0] not in ("direct", "symphony", *TEAMS):
                 raise ValueError(f"unknown system {s!r}; expected direct, autogen, crewai or symphony[:k=v,...]")
+            try:  # checked as the node will check them (the options of POST /v1/tasks), before any model loads
+                AskRequest.model_validate({"question": "?", **symphony_options(s)})
+            except ValidationError as exc:
+                raise ValueError(f"system {s!r}: {exc.errors()[0]['msg']} ({exc.errors()[0]['loc']})") from None
         if self.model not in PACKAGED_MODELS:
             raise ValueError(f"unknown model {self.model!r}; expected one of {sorted(PACKAGED_MODELS)}")
 
@@ -261,23 +266,34 @@ class Contestants:
         """``system``'s final text for ``item`` and what else its reply says (reported usage, degradation)."""
         name = system.partition(":")[0]
         if name == "direct":
-            response = httpx.post(f"{self.meter.url('direct')}/chat/completions", timeout=ANSWER_TIMEOUT_S, json={
-                "model": self.config.model, "temperature": 0, "max_tokens": 1024,
-                "messages": [{"role": "user", "content": item.question}]})
-            response.raise_for_status()
-            return str(response.json()["choices"][0]["message"]["content"]), {}
+            return self._ask_direct(item), {}
         if name in TEAMS:
-            worker = self.workers.get(name) or self.workers.setdefault(name, self.start_team(name))
-            assert worker.stdin is not None and worker.stdout is not None
-            worker.stdin.write(json.dumps({"id": item.id, "question": item.question}) + "\n")
-            worker.stdin.flush()
-            reply = json.loads(worker.stdout.readline() or '{"error": "the worker exited (see its log)"}')
-            if "error" in reply:
-                raise RuntimeError(reply["error"])
-            return str(reply["answer"]), {}
+            return self._ask_team(name, item), {}
+        return self._ask_symphony(symphony_options(system), item)
+
+    def _ask_direct(self, item: Item) -> str:
+        response = httpx.post(f"{self.meter.url('direct')}/chat/completions", timeout=ANSWER_TIMEOUT_S, json={
+            "model": self.config.model, "temperature": 0, "max_tokens": 1024,
+            "messages": [{"role": "user", "content": item.question}]})
+        response.raise_for_status()
+        return str(response.json()["choices"][0]["message"]["content"])
+
+    def _ask_team(self, team: str, item: Item) -> str:
+        if team not in self.workers:
+            self.workers[team] = self.start_team(team)
+        worker = self.workers[team]
+        assert worker.stdin is not None and worker.stdout is not None
+        worker.stdin.write(json.dumps({"id": item.id, "question": item.question}) + "\n")
+        worker.stdin.flush()
+        reply = json.loads(worker.stdout.readline() or '{"error": "the worker exited (see its log)"}')
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return str(reply["answer"])
+
+    def _ask_symphony(self, options: dict[str, Any], item: Item) -> tuple[str, dict[str, Any]]:
         self.node = self.node or self.start_swarm()
         body: dict[str, Any] = {"model": "symphony", "messages": [{"role": "user", "content": item.question}]}
-        if options := symphony_options(system):
+        if options:
             body["symphony"] = options
         response = httpx.post(str(self.node.info["api"]) + "/v1/chat/completions", json=body,
                               headers=self.node.api_headers(), timeout=ANSWER_TIMEOUT_S)
@@ -340,12 +356,12 @@ def run(config: FrameworksConfig, console: Console) -> list[dict[str, Any]]:
 def framework_table(rows: list[dict[str, Any]], dataset: str, systems: tuple[str, ...]) -> str:
     """Each Symphony system against each framework team: paired counts, McNemar p, and its tokens per
     problem as a multiple of the team's (the issue's bar: the best team's accuracy at <= 3x its tokens)."""
+    if not any(s in TEAMS for s in systems):
+        return "(no framework team in this run)"
     tokens = {s: [r["tokens"] for r in rows if r["system"] == s] for s in systems}
     mean = {s: sum(t) / len(t) for s, t in tokens.items() if t}
     header = ("| Symphony system | framework | both right | only framework | only Symphony | neither | McNemar p "
               "| tokens vs framework |")
-    if not any(s in TEAMS for s in systems):
-        return "(no framework team in this run)"
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     for mine in (s for s in systems if s.startswith("symphony")):
         for team in (s for s in systems if s in TEAMS):
@@ -357,20 +373,32 @@ def framework_table(rows: list[dict[str, Any]], dataset: str, systems: tuple[str
     return "\n".join(lines)
 
 
+def failure_line(system: str, rows: list[dict[str, Any]]) -> str:
+    """What went wrong for ``system``: failed server calls, calls without a readable usage (their tokens are
+    missing from its count), problems without an answer and, for Symphony, how often the usage its
+    replies reported differed from what the server counted."""
+    line = (f"- {system}: {sum(r['failed_calls'] for r in rows)} failed server calls, "
+            f"{sum(r['unmetered_calls'] for r in rows)} calls without a usage, "
+            f"{sum(1 for r in rows if r['error'])} problems without an answer")
+    reported = [(r["reported_tokens"], r["tokens"]) for r in rows if "reported_tokens" in r]
+    if reported:
+        under = [f"{mine} vs {counted}" for mine, counted in reported if mine < counted]
+        line += (f"; reported usage equal to the count on {sum(m == c for m, c in reported)} of {len(reported)}, "
+                 f"above it on {sum(m > c for m, c in reported)}, below on {len(under)}"
+                 + (f" ({', '.join(under)})" if under else ""))
+    return line
+
+
 def run_frameworks_bench(config: FrameworksConfig, *, report_only: bool = False,
                          console: Console | None = None) -> str:
     """Run (unless ``report_only``) and write ``frameworks.md``: the accuracy bench's tables plus
     Symphony against each framework, and the calls each system's server saw fail. Returns the report."""
     console = console or Console()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the server, nodes and workers are killed
     rows = read_rows(config.out_dir / RESULTS_FILE) if report_only else run(config, console)
     ids = {item.id for item in load_problems(config)}
     rows = [r for r in rows if r["id"] in ids and r["system"] in config.systems]
     dataset = config.dataset_name
-    failures = "\n".join(
-        f"- {s}: {sum(r['failed_calls'] for r in rows if r['system'] == s)} failed server calls, "
-        f"{sum(1 for r in rows if r['system'] == s and r['error'])} problems without an answer"
-        for s in config.systems)
+    failures = "\n".join(failure_line(s, [r for r in rows if r["system"] == s]) for s in config.systems)
     answered = len({r["id"] for r in rows})
     text = "\n".join([
         f"# Fresh-problems comparison: {dataset}, {answered} of {len(ids)} problems answered, {config.pool}", "",
@@ -382,5 +410,5 @@ def run_frameworks_bench(config: FrameworksConfig, *, report_only: bool = False,
     return text
 
 
-__all__ = ["FrameworksConfig", "Meter", "TokenMeter", "framework_table", "load_problems", "reported_usage", "run",
-           "run_frameworks_bench", "symphony_options"]
+__all__ = ["FrameworksConfig", "Meter", "TokenMeter", "failure_line", "framework_table", "load_problems",
+           "reported_usage", "run", "run_frameworks_bench", "symphony_options"]

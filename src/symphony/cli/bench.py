@@ -7,6 +7,8 @@ Python without typer.
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -264,6 +266,7 @@ def bench_frameworks(
     except ValueError as exc:
         print_error(exc)
         raise typer.Exit(2) from None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the server, nodes and workers are killed
     run_frameworks_bench(config, report_only=report_only)
 
 
