@@ -26,6 +26,7 @@ from symphony.bench.frameworks import (
     reported_usage,
     symphony_options,
 )
+from symphony.testing import wait_for
 
 
 def test_usage_is_read_from_a_json_body_or_the_stream_chunk_that_has_it() -> None:
@@ -118,7 +119,7 @@ def test_meter_charges_each_tag_what_the_server_reports_including_failures_and_a
         assert httpx.post(meter.url("alpha") + "/fail", json={}).status_code == 500
         with pytest.raises(httpx.ReadTimeout):  # the caller gives up, as Symphony abandons a late step
             httpx.post(meter.url("beta") + "/held", json={}, timeout=0.5)
-        assert meter.snapshot("beta").in_flight == 1
+        wait_for(lambda: meter.snapshot("beta").in_flight == 1, timeout=10, what="the held call in flight")
         _Upstream.release.set()  # the server finishes the abandoned generation all the same
         meter.settle("beta", timeout=10)
         alpha, beta = meter.snapshot("alpha"), meter.snapshot("beta")

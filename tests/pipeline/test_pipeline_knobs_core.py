@@ -230,7 +230,8 @@ def test_an_executors_reported_latency_is_its_first_call_then_an_average() -> No
     from symphony.pipeline.service import _Load
 
     load = _Load()
+    assert load.expected_ms == 1000.0, "a 1 s guess before any call"
     load.observe(16_000.0)
-    assert load.latency_ema_ms == 16_000.0
+    assert load.expected_ms == 16_000.0
     load.observe(6_000.0)
-    assert load.latency_ema_ms == 14_000.0
+    assert load.expected_ms == 14_000.0

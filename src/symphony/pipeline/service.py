@@ -57,6 +57,7 @@ from symphony.capability.vector import TagEncoder, classify_task_type, requireme
 from symphony.errors import MalformedMessage, PeerError, SymphonyError, TransportError
 from symphony.ledger.reputation import Offence, ReputationTable
 from symphony.llm.base import ChatModel, Completion, ModelError, approx_tokens
+from symphony.pipeline.adaptive import ADAPTIVE, AGREE, FIRST_COTS
 from symphony.pipeline.chain import (
     DECLINED_ERROR,
     HOP_TIMEOUT_ERROR,
@@ -70,12 +71,11 @@ from symphony.pipeline.chain import (
     StepSettled,
     Wait,
 )
-from symphony.pipeline.adaptive import ADAPTIVE, AGREE, FIRST_COTS
 from symphony.pipeline.crossvote import Verdict
 from symphony.pipeline.executor import STEP_MAX_TOKENS, execution_messages, parse_step_answer, program_messages
 from symphony.pipeline.extraction import AnswerKind, guess_answer_kind
-from symphony.pipeline.gate import PriorityGate
 from symphony.pipeline.feedback import OutcomeService
+from symphony.pipeline.gate import PriorityGate
 from symphony.pipeline.initiator import PLAN_TIMEOUT_ERROR, PLANNER_ROUNDS, InitiatorDriver
 from symphony.pipeline.planner import (
     Plan,
@@ -191,12 +191,16 @@ class _Load:
     """This agent's queue and latency estimate, reported in beacon replies (QoS)."""
 
     active: int = 0
-    latency_ema_ms: float = 1000.0  # a guess until the first call, which then replaces it
-    observed: bool = False
+    latency_ema_ms: float | None = None  # None until the first call, which then sets it
 
     def observe(self, latency_ms: float) -> None:
-        self.latency_ema_ms = 0.8 * self.latency_ema_ms + 0.2 * latency_ms if self.observed else latency_ms
-        self.observed = True
+        ema = self.latency_ema_ms
+        self.latency_ema_ms = latency_ms if ema is None else 0.8 * ema + 0.2 * latency_ms
+
+    @property
+    def expected_ms(self) -> float:
+        """One call's expected latency: the average, or a 1 s guess before any call."""
+        return 1000.0 if self.latency_ema_ms is None else self.latency_ema_ms
 
 
 @dataclass
@@ -237,7 +241,7 @@ class TaskService:
         """(queue, expected latency ms) for beacon replies. The queue is this node's model calls in
         flight plus queued at its gate, not its tasks: a planner driving chains mostly waits on
         others, and ranking discounts the queue (``ranking.load_discount``) to spread concurrent chains."""
-        return self.gate.queue, self.load.latency_ema_ms * (self.load.active + 1)
+        return self.gate.queue, self.load.expected_ms * (self.load.active + 1)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -522,10 +526,10 @@ class TaskService:
         tool: dict[str, Any] = {}
         spent = [0, 0]
         temperature, seed = solving_temperature(task.task_id, task.temperature)
-        sampling = {"temperature": temperature, "seed": seed, "priority": self._priority(task)}
+        call = {"temperature": temperature, "seed": seed, "priority": self._priority(task)}
         if solving_style(task.task_id, task.answer_kind, self.tools) == "program":
             try:
-                result = await self._execute_program(task, called, sampling)
+                result = await self._execute_program(task, called, call)
             except ModelError as exc:
                 return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000])
             if result.ok:
@@ -534,7 +538,7 @@ class TaskService:
         try:
             completion = await self._chat(execution_messages(
                 task.question, question=task.background, previous=list(task.previous), is_final=task.final,
-                answer_kind=task.answer_kind, context=task.context), max_tokens=STEP_MAX_TOKENS, **sampling)
+                answer_kind=task.answer_kind, context=task.context), max_tokens=STEP_MAX_TOKENS, **call)
         except ModelError as exc:  # what the failed call spent still counts
             return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000], prompt_tokens=exc.prompt_tokens,
                               completion_tokens=exc.completion_tokens)
@@ -549,11 +553,11 @@ class TaskService:
                    **({} if step.valid else {"raw": completion.text[-2000:]})},  # the raw text explains a failure only
         )
 
-    async def _execute_program(self, task: Task, called: float, sampling: dict[str, Any]) -> TaskResult:
+    async def _execute_program(self, task: Task, called: float, call: dict[str, Any]) -> TaskResult:
         """One program-of-thought attempt (``tools.run_program``): ok when the program printed an answer."""
         completion = await self._chat(program_messages(
             task.question, question=task.background, previous=list(task.previous), context=task.context),
-            max_tokens=STEP_MAX_TOKENS, **sampling)
+            max_tokens=STEP_MAX_TOKENS, **call)
         run = await run_program(completion.text, task.answer_kind, is_final=task.final)
         return TaskResult(
             task_id=task.task_id, ok=run.answer is not None, answer=run.answer or "",
@@ -561,7 +565,7 @@ class TaskService:
             prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
             latency_ms=completion.latency_s * 1000,
             trace={"model": completion.model, "model_wall_ms": self._span_ms(called),
-                   "temperature": sampling["temperature"], "tool": run.trace()})
+                   "temperature": call["temperature"], "tool": run.trace()})
 
     # ---- planner role --------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ from typing import Any, Final, Literal
 import anyio
 
 from symphony.errors import ConfigError
-from symphony.pipeline.extraction import AnswerKind, extract_answer
 from symphony.pipeline.executor import extract_program
+from symphony.pipeline.extraction import AnswerKind, extract_answer
 from symphony.pipeline.verification import CHECK_TIMEOUT_S, Example, check_program, passed_count
 from symphony.sandbox import Limits, SandboxUnavailableError, run_python
 
@@ -51,6 +51,12 @@ Style = Literal["program", "text"]
 _CHAIN_SLOT: Final = re.compile(r"/c(\d+)/s\d+$")
 
 
+def _chain_slot(task_id: str) -> int | None:
+    """The chain slot of a step's task ID (``{task}/c{n}/s{i}``); None for a direct request."""
+    slot = _CHAIN_SLOT.search(task_id)
+    return None if slot is None else int(slot[1])
+
+
 def solving_style(task_id: str, kind: AnswerKind, tools: tuple[str, ...]) -> Style:
     """How an executor solves a step: with a program, or in text.
 
@@ -60,8 +66,8 @@ def solving_style(task_id: str, kind: AnswerKind, tools: tuple[str, ...]) -> Sty
     the answer is one a program prints. A task ID without a slot (a direct request) uses a program."""
     if PYTHON_TOOL not in tools or kind not in PROGRAM_KINDS:
         return "text"
-    slot = _CHAIN_SLOT.search(task_id)
-    return "text" if slot is not None and int(slot[1]) % 3 == 1 else "program"
+    slot = _chain_slot(task_id)
+    return "text" if slot is not None and slot % 3 == 1 else "program"
 
 
 def solving_temperature(task_id: str, requested: float | None) -> tuple[float | None, int | None]:
@@ -72,8 +78,8 @@ def solving_temperature(task_id: str, requested: float | None) -> tuple[float | 
     at 0 they repeat those two solves word for word (issue 16: the chains collapsed into copies), so
     they sample at ``DIVERSE_TEMPERATURE`` at least, with a seed of their own step (servers that
     seed every request alike would otherwise sample the same text)."""
-    slot = _CHAIN_SLOT.search(task_id)
-    if slot is None or int(slot[1]) < 2:
+    slot = _chain_slot(task_id)
+    if slot is None or slot < 2:
         return requested, None
     seed = int.from_bytes(hashlib.blake2b(task_id.encode(), digest_size=4).digest(), "big") >> 1
     return max(requested or 0.0, DIVERSE_TEMPERATURE), seed
