@@ -83,11 +83,16 @@ async def test_a_closed_claimant_lease_expires_and_the_team_finishes_everything(
             go.set()
             victim = members[2]
             await until(victim.holds_a_subtask)
-            victim.scope.cancel()
             survivors = [m.agent.replica.board for m in members[:2]]
+            gone = victim.identity.agent_id
+            # closed only once both survivors have seen its claim (under load the claim's gossip can lag
+            # behind its own board, and a claim nobody saw leaves nothing to take over)
+            await until(lambda: all(any(c.claimant == gone for s in GRAPH.ids for c in b.claims(s))
+                                    for b in survivors))
+            victim.scope.cancel()
             await until(lambda: all(b.done() == set(GRAPH.ids) for b in survivors))
             end.set()
-    board, gone = survivors[0], victim.identity.agent_id
+    board = survivors[0]
     taken_over = [s for s in GRAPH.ids
                   if any(c.claimant == gone for c in board.claims(s)) and board.result(s).producer != gone]
     assert taken_over, "the victim held a sub-task when closed; a survivor must have finished it"
