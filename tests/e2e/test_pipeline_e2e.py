@@ -8,7 +8,9 @@ import sys
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from symphony.pipeline.executor import STEP_MAX_TOKENS
 from symphony.testing import open_swarm, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -78,3 +80,32 @@ def test_five_processes_answer_with_three_chains(tmp_path) -> None:
         record = json.loads(every.stdout)
         assert len(record["trace"]["chains"]) == 3, "--no-adaptive: every one of the 3 chains at once"
         assert record["trace"]["adaptive"]["stopped"] == "off"
+
+
+def test_chains_cut_at_the_planner_limit_are_stopped_and_their_tokens_reported(tmp_path) -> None:
+    """Three ``symphony node`` processes whose model takes 30+ s a call (``timed:1``); a question with a 30 s
+    deadline starts 2 chains with a backup planner queued, so each planner may hold its chain for half the time
+    left (15 s). Both are cut there; the initiator tells each planner to stop, and each answers with what its
+    chain spent: the executor call it abandoned counts (a full answer), though no chain returned an answer."""
+    with open_swarm(tmp_path) as swarm:
+        boot = swarm.spawn("n0", args=("--model", "timed:1")).wait_ready()
+        rest = [swarm.spawn(f"n{i}", bootstrap=boot, args=("--model", "timed:1")) for i in (1, 2)]
+        nodes = [boot] + [n.wait_ready() for n in rest]
+        ids = {n.agent_id for n in nodes}
+        wait_for(lambda: all(ids <= {a for a, r in n.ledger().items() if r["available"]} for n in nodes),
+                 timeout=60, what="ledger convergence")
+        response = httpx.post(boot.info["api"] + "/v1/tasks", timeout=120,
+                              json={"question": "What is 2 + 2?", "cots": 3, "max_steps": 1, "deadline_s": 30,
+                                    "wait": True})
+        record = response.json()
+        assert record["status"] == "failed", record
+        cut = [c for c in record["trace"]["chains"] if c["error"].startswith("plan timeout")]
+        assert len(cut) == 2, record["trace"]["chains"]
+        assert all(c["completion_tokens"] >= STEP_MAX_TOKENS for c in cut), "the abandoned step is charged"
+        planners = {c["planner"] for c in cut}
+        stopped = [e for n in nodes if n.agent_id in planners for e in n.events() if e["event"] == "chain_stopped"]
+        assert len(stopped) == 2
+        counted = sum(s.value for n in nodes for f in text_string_to_metric_families(
+            httpx.get(str(n.info["api"]) + "/metrics", timeout=5).text) for s in f.samples
+            if s.name == "symphony_stopped_chains_total")
+        assert counted == 2

@@ -246,3 +246,17 @@ def test_a_step_never_repeats_an_executor_nor_exceeds_its_candidates(
         assert beacons[index] <= MAX_STEP_ROUNDS
         assert len(step.attempts) <= (3 if redundancy == 2 else 1) + sum(not a.ok for a in step.attempts)
     assert action.ok == (len(action.steps) == len(STEPS) and all(s.ok for s in action.steps))
+
+
+def test_spent_counts_settled_steps_open_steps_and_abandoned_sends() -> None:
+    """What a chain stopped mid-step reports (``TaskService._stop``): step 1 settled, step 2 with one
+    of its two redundant answers in, and its second send abandoned at the shell's estimate."""
+    chain = driver(outcome("a", "b"), outcome("a", "b"), redundancy=2)
+    for answer in ("12", "12"):
+        chain.step_result(send(chain).candidate, ok(answer), rtt_ms=1.0)
+    settled(chain)
+    chain.step_result(send(chain).candidate, ok("10"), rtt_ms=1.0)
+    second = send(chain)
+    assert chain.spent() == (3 * 5, 3 * 2)
+    chain.step_abandoned(second.index, prompt_tokens=100, completion_tokens=512)
+    assert chain.spent() == (3 * 5 + 100, 3 * 2 + 512)

@@ -20,7 +20,7 @@ async def test_a_planner_dials_its_likely_executors_while_its_model_plans(autoju
         planner.tasks.on_event = lambda kind, fields: rounds.append(fields) if kind == "beacon_round" else None
         task = Task(task_id="q/c0", role="plan", question=QUESTION, answer_kind="number", max_steps=2,
                     deadline_ms=int((clock() + 60) * 1000))
-        result = await planner.tasks._plan(task)
+        result = await planner.tasks._serve(nodes[0].agent_id, task)
     assert result.ok and result.answer == "10"
     assert rounds[0]["contacted"] == 5 and rounds[0]["replied"] == 5
     assert rounds[0]["dials"] == 0

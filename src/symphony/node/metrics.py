@@ -91,6 +91,8 @@ class NodeMetrics:
                                      "came from (bootstrap list, ledger)", ["source"], registry=r)
         self.declined = Counter("symphony_declined_steps", "Steps this node declined as executor because every "
                                 "model slot was taken (the planner tried a backup)", registry=r)
+        self.stopped = Counter("symphony_stopped_chains", "Chains this node stopped as planner because their "
+                               "initiator cut them at its planner limit (it answered with what they spent)", registry=r)
 
     def observe(self, kind: str, fields: dict[str, Any]) -> None:
         """Count a protocol event (the node's ``on_event`` sink)."""
@@ -100,6 +102,8 @@ class NodeMetrics:
             self.rejected.labels(reason=str(fields.get("reason", "")), channel=str(fields.get("channel", ""))).inc()
         elif kind == "task_declined":
             self.declined.inc()
+        elif kind == "chain_stopped":
+            self.stopped.inc()
         elif kind == "dial_failed" and "source" in fields:
             self.dial_failures.labels(source=str(fields["source"])).inc()
         elif kind in ("task_finished", "task_failed"):  # each kind of degradation the question ran with, once

@@ -287,6 +287,11 @@ class StepDriver:
         self._answers.append((candidate, Answer.of(result.answer, self._kind)))
         self._settled = self._enough()
 
+    @property
+    def spent(self) -> tuple[int, int]:
+        """Prompt and completion tokens its attempts have cost so far."""
+        return self._tokens[0], self._tokens[1]
+
     def next_action(self, *, now_ms: int, busy: frozenset[str] = frozenset(),
                     elapsed_ms: int = 0) -> SendStep | BeaconStep | StepSettled:
         """The candidate to try next (the best ranked that is not ``busy`` with another step of the
@@ -403,6 +408,7 @@ class ChainDriver:
         self._failures: list[tuple[StepTrace, frozenset[str]]] = []  # awaiting a re-plan
         self._replan: Replan | None = None
         self._done: ChainDone | None = None
+        self._abandoned = [0, 0]  # what steps cancelled while out cost anyway (``step_abandoned``)
 
     @staticmethod
     def _graph(depends_on: Sequence[Sequence[int]], count: int) -> Dependencies:
@@ -437,6 +443,20 @@ class ChainDriver:
     def step_beaconed(self, outcome: BeaconOutcome, *, waited_ms: float, index: int | None = None) -> None:
         """Step ``index``'s fresh beacon round returned after ``waited_ms`` (``index`` as in ``step_result``)."""
         self._active[self._returned(index)].beaconed(outcome, waited_ms=waited_ms, charged=True)
+
+    def step_abandoned(self, index: int, *, prompt_tokens: int, completion_tokens: int) -> None:
+        """Step ``index``'s send was cancelled while out (the chain ended or was stopped); what its
+        executor spends anyway (the shell's estimate) still counts in ``spent``."""
+        self._out.pop(index, None)
+        self._abandoned[0] += prompt_tokens
+        self._abandoned[1] += completion_tokens
+
+    def spent(self) -> tuple[int, int]:
+        """Every token the chain's steps have cost so far: settled steps, steps still open and sends
+        abandoned. It can exceed ``ChainDone``'s, which counts the settled steps its trace shows."""
+        open_steps = [step.spent for step in self._active.values()]
+        return (sum(s.prompt_tokens for s in self._steps) + sum(p for p, _ in open_steps) + self._abandoned[0],
+                sum(s.completion_tokens for s in self._steps) + sum(c for _, c in open_steps) + self._abandoned[1])
 
     def _returned(self, index: int | None) -> int:
         if index is None:

@@ -102,6 +102,8 @@ PLANNER_TAG = "planner"
 EXECUTOR_TAG = "executor"
 #: The plan note of a chain whose one-step plan called no planner (``TaskService._make_plan``).
 ONE_STEP_NOTE = "one step: max_steps is 1"
+#: A chain its initiator stopped (``TaskService._stop``).
+STOPPED_ERROR = "stopped by its initiator"
 
 
 def _question_id(chain_task_id: str) -> str:
@@ -111,14 +113,46 @@ def _question_id(chain_task_id: str) -> str:
     return base if sep and slot.isdigit() else chain_task_id
 
 
+#: A planning call's answer budget (``_make_plan``, ``_replan``).
+PLAN_MAX_TOKENS = 400
+#: How long a planner told to stop a chain waits for it to wind down before it answers with what the
+#: chain spent so far (``TaskService._stop``); how long the initiator waits for that answer.
+STOP_WAIT_S = 5.0
+STOP_TIMEOUT_S = 10.0
+
+
 def _abandoned_cost(task: Task) -> dict[str, int]:
-    """An estimate, erring high, of what an execute task we stopped waiting for spends anyway: its prompt and a full
-    answer (the executor, and an HTTP model server behind it, may not stop: see ``llm.openai_backend``).
-    A plan task's cost is unknown (its chain may have run any number of steps): 0, as before."""
-    if task.role != "execute":
-        return {}
-    shown = " ".join([task.question, task.background, task.context, *(f"{q} {a}" for q, a in task.previous)])
-    return {"prompt_tokens": approx_tokens(shown), "completion_tokens": STEP_MAX_TOKENS}
+    """An estimate of what a task we stopped waiting for spends anyway. An execute task: its prompt and a full
+    answer (the executor, and an HTTP model server behind it, may not stop: see ``llm.openai_backend``), erring
+    high. A plan task whose planner did not say what its chain spent (``_stop_chain``): a planning call (none
+    at ``max_steps`` 1) and one such executor call per step; a chain that retried steps spent more."""
+    shown = approx_tokens(" ".join([task.question, task.background, task.context,
+                                    *(f"{q} {a}" for q, a in task.previous)]))
+    if task.role == "execute":
+        return {"prompt_tokens": shown, "completion_tokens": STEP_MAX_TOKENS}
+    planning = (shown, PLAN_MAX_TOKENS) if task.max_steps > 1 else (0, 0)
+    return {"prompt_tokens": planning[0] + task.max_steps * shown,
+            "completion_tokens": planning[1] + task.max_steps * STEP_MAX_TOKENS}
+
+
+@contextmanager
+def _charged(tokens: list[int], messages: Sequence[dict[str, str]], max_tokens: int) -> Iterator[None]:
+    """While a model call is out, ``tokens`` counts an estimate of it (its prompt and a full answer): a chain
+    stopped meanwhile reports the call (erring high) though it never returns. Otherwise the estimate is taken
+    back and the caller counts what the call cost."""
+    estimate = (approx_tokens(" ".join(m["content"] for m in messages)), max_tokens)
+    tokens[0] += estimate[0]
+    tokens[1] += estimate[1]
+    stopped = False
+    try:
+        yield
+    except anyio.get_cancelled_exc_class():
+        stopped = True
+        raise
+    finally:
+        if not stopped:
+            tokens[0] -= estimate[0]
+            tokens[1] -= estimate[1]
 
 
 class TaskFailed(SymphonyError):
@@ -186,6 +220,21 @@ class _PlanHop:
     driver: InitiatorDriver
 
 
+@dataclass(eq=False)
+class _Chain:
+    """A chain this planner is driving: who asked for it (only they may stop it), its cancel scope, and
+    what it has spent so far, so that a stopped or cancelled chain still reports every token (``_serve``)."""
+
+    senders: set[str]
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    planning: list[int] = field(default_factory=lambda: [0, 0])  # planning calls (``_charged`` while one is out)
+    driver: ChainDriver | None = None
+
+    def spent(self) -> tuple[int, int]:
+        steps = self.driver.spent() if self.driver else (0, 0)
+        return self.planning[0] + steps[0], self.planning[1] + steps[1]
+
+
 @dataclass
 class _Load:
     """This agent's queue and latency estimate, reported in beacon replies (QoS)."""
@@ -233,6 +282,7 @@ class TaskService:
     decline_busy: bool = True  # as executor: decline a step while every model slot is taken (``_declines``)
     _done: dict[tuple[str, str, str], TaskResult] = field(default_factory=dict)
     _running: dict[tuple[str, str, str], anyio.Event] = field(default_factory=dict)
+    _chains: dict[tuple[str, str, str], _Chain] = field(default_factory=dict)  # as planner: chains running
     _plan_hops: set[_PlanHop] = field(default_factory=set)  # as initiator: planner requests in flight
     _outstanding: Counter[str] = field(default_factory=Counter)  # as planner: steps out per executor
     _declined: dict[tuple[str, str, str], None] = field(default_factory=dict)  # as executor: steps declined once
@@ -354,18 +404,29 @@ class TaskService:
             with hop.scope:
                 result = await self._send(candidate.agent_id, task)
             self._plan_hops.discard(hop)
+            rtt_ms = self._span_ms(hop.sent)
             if hop.scope.cancelled_caught:  # the planner held the chain past its limit
                 self._blame(candidate.agent_id, Offence.TIMEOUT)
-                result = TaskResult(task_id=task.task_id, ok=False,
-                                    error=f"{PLAN_TIMEOUT_ERROR} after {self.clock() - hop.sent:.1f} s")
+                result = TaskResult(task_id=task.task_id, ok=False, error=f"{PLAN_TIMEOUT_ERROR} after {rtt_ms / 1000:.1f} s",
+                                    **await self._stop_chain(candidate.agent_id, task))
             record = ChainRecord(index=index, planner=candidate.agent_id, planner_score=candidate.score,
-                                 rtt_ms=self._span_ms(hop.sent), result=result)
+                                 rtt_ms=rtt_ms, result=result)
             self.on_event("chain_finished", {"task": driver.task_id, "chain": record.to_wire()})
             candidate = driver.chain_returned(record, now_ms=self._now_ms())
             if result.ok:  # its round trip may tighten the planners still running, in this question or others
                 for running in list(self._plan_hops):
                     self._limit_plan(running)
         return record
+
+    async def _stop_chain(self, planner: str, task: Task) -> dict[str, int]:
+        """Tell ``planner``, whose chain ``task`` we stopped waiting for, to stop it (its executors' calls
+        stop costing more), and return what the chain spent: the planner's count, or ``_abandoned_cost``'s
+        estimate when it does not answer."""
+        reply = await self._send(planner, task.model_copy(update={"role": "stop"}), hop_s=STOP_TIMEOUT_S,
+                                 blame_late=False)
+        if not reply.ok:
+            return _abandoned_cost(task)
+        return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
 
     def _limit_plan(self, hop: _PlanHop) -> None:
         """Set (or tighten) ``hop``'s cancel deadline to its planner's current limit."""
@@ -416,9 +477,9 @@ class TaskService:
             return TaskResult(task_id=task.task_id, ok=False, error=f"{type(exc).__name__}: {exc}"[:1000])
 
     def _blame(self, agent_id: str, offence: Offence, *, weight: float = 1.0) -> None:
-        if self.reputation is not None and agent_id != self.identity.agent_id:
-            if self.reputation.penalize(agent_id, offence, now=self.clock(), weight=weight):
-                self.on_event("blacklisted", {"agent": agent_id, "offence": offence.value})
+        if (self.reputation is not None and agent_id != self.identity.agent_id
+                and self.reputation.penalize(agent_id, offence, now=self.clock(), weight=weight)):
+            self.on_event("blacklisted", {"agent": agent_id, "offence": offence.value})
 
     def _check_result(self, raw: bytes, agent_id: str, task_id: str) -> TaskResult:
         _, result = open_body(raw, TaskResult, sender=agent_id, kind="task.result", guard=self._guard,
@@ -446,12 +507,17 @@ class TaskService:
         and the question, not by sender or slot: it is the durable part of a task, so when the
         initiator dies and the client re-asks another node with the same task ID, the planners hand
         over (or keep running) the chains they already have, whatever slot the new initiator gives
-        them; a peer sending another question under that ID cannot plant its chain in the re-ask."""
+        them; a peer sending another question under that ID cannot plant its chain in the re-ask.
+        A chain stopped (``_stop``) or cancelled reports what it spent until then."""
+        if task.role == "stop":
+            return await self._stop(sender, task)
         key = ((sender, task.task_id, "") if task.role == "execute"
                else ("", _question_id(task.task_id), task.question))
         if key in self._done:
             return self._done[key].model_copy(update={"task_id": task.task_id})
         if key in self._running:
+            if key in self._chains:
+                self._chains[key].senders.add(sender)
             await self._running[key].wait()
             return self._done[key].model_copy(update={"task_id": task.task_id})
         if task.role == "execute" and self._declines(key):
@@ -462,17 +528,51 @@ class TaskService:
         if self.feedback is not None:
             self.feedback.remember(sender, task)
         self.load.active += 1
-        result = TaskResult(task_id=task.task_id, ok=False, error="cancelled")
+        begun = self.clock()
+        chain = _Chain({sender}) if task.role == "plan" else None
+        result: TaskResult | None = None
         try:
-            result = await (self._plan(task) if task.role == "plan" else self._execute(task))
+            if chain is None:
+                result = await self._execute(task)
+            else:
+                self._chains[key] = chain
+                with chain.scope:  # cancelled by ``_stop``
+                    result = await self._plan(task, chain)
         finally:
             self.load.active -= 1
+            if result is None:
+                spent = chain.spent() if chain else (0, 0)
+                result = TaskResult(task_id=task.task_id, ok=False, error=STOPPED_ERROR if chain else "cancelled",
+                                    prompt_tokens=spent[0], completion_tokens=spent[1],
+                                    latency_ms=(self.clock() - begun) * 1000)
+            self._chains.pop(key, None)
             self._done[key] = result
             self._running.pop(key).set()
             if len(self._done) > 10_000:
                 self._done.pop(next(iter(self._done)))
         self.load.observe(result.latency_ms)
         return result
+
+    async def _stop(self, sender: str, task: Task) -> TaskResult:
+        """Stop the chain of plan Task ``task`` for ``sender``, who asked for it and stopped waiting; it is
+        cancelled once no one else waits for it. The reply is ok, with what the chain spent (all of it when it
+        has ended, or as much as it spent before winding down within ``STOP_WAIT_S``), or not ok when
+        ``sender`` has no such chain here (a stranger cannot stop another's chain)."""
+        key = ("", _question_id(task.task_id), task.question)
+        chain = self._chains.get(key)
+        if chain is not None and sender in chain.senders:
+            chain.senders.discard(sender)
+            if chain.senders:  # others still wait for it: what it spends is theirs
+                return TaskResult(task_id=task.task_id, ok=True)
+            chain.scope.cancel()
+            self.on_event("chain_stopped", {"task": task.task_id, "sender": sender})
+            with anyio.move_on_after(STOP_WAIT_S):
+                await self._running[key].wait()
+        elif chain is not None or key not in self._done:
+            return TaskResult(task_id=task.task_id, ok=False, error=f"no chain of yours for {task.task_id!r}")
+        done = self._done.get(key)
+        prompt, completion = (done.prompt_tokens, done.completion_tokens) if done else chain.spent()  # type: ignore[union-attr]
+        return TaskResult(task_id=task.task_id, ok=True, prompt_tokens=prompt, completion_tokens=completion)
 
     def _declines(self, key: tuple[str, str, str]) -> bool:
         """Whether to decline the step ``key`` at once instead of queueing it (paper: the Beacon's
@@ -578,8 +678,9 @@ class TaskService:
             "replans": self.replans if asked.replans is None else asked.replans,
             "disclosure": asked.disclosure or self.disclosure})
 
-    async def _plan(self, task: Task) -> TaskResult:
-        """Decompose ``task.question`` and drive the chain (``chain.ChainDriver`` decides, this shell sends)."""
+    async def _plan(self, task: Task, chain: _Chain) -> TaskResult:
+        """Decompose ``task.question`` and drive the chain (``chain.ChainDriver`` decides, this shell sends);
+        ``chain`` counts what it spends as it goes. The result counts every token, steps abandoned included."""
         begun = self.clock()
         knobs = self._knobs(task)
         minimal = knobs.disclosure == "minimal"
@@ -587,7 +688,7 @@ class TaskService:
         # (``BeaconSelector._dial``) and nothing waits for the others, which end with the round
         async with anyio.create_task_group() as dials:
             dials.start_soon(self._preconnect, task)
-            plan, plan_note, planning = await self._make_plan(task, minimal=minimal)
+            plan, plan_note, planning = await self._make_plan(task, chain.planning, minimal=minimal)
             steps, marks = split_marks(plan.steps) if minimal else (plan.steps, ())
             self.on_event("plan_made", {"task": task.task_id, "steps": list(steps), "plan": plan_note,
                                         "depends_on": [list(d) for d in plan.depends_on]})  # the dashboard's graph
@@ -595,20 +696,20 @@ class TaskService:
                                  redundancy=knobs.redundancy or 1, hop_timeout=knobs.hop_timeout or "off",
                                  replans=knobs.replans or 0, latencies=self.latencies, depends_on=plan.depends_on,
                                  origin_ms=int(begun * 1000))
+            chain.driver = driver
             selecting = self.clock()
             rounds = await self._select_executors(task, steps)  # one beacon round for the whole chain
             dials.cancel_scope.cancel()
         driver.executors_selected(rounds, waited_ms=self._span_ms(selecting))
         needs_problem = {q for q, marked in zip(steps, marks, strict=False) if marked}
-        plan_tokens = [planning.prompt_tokens, planning.completion_tokens] if planning else [0, 0]
         self._beacon_event(task.task_id, "execution", rounds[0], steps=len(steps))
-        action = await self._drive(task, driver, needs_problem, plan_tokens, minimal=minimal)
+        action = await self._drive(task, driver, needs_problem, chain.planning, minimal=minimal)
         trace = ChainTrace(plan=plan_note, steps=action.steps, chain_ms=self._span_ms(begun),
                            plan_model_ms=round(planning.latency_s * 1000, 3) if planning else 0.0,
                            degraded=chain_degradations(plan_note, action.steps, json_output=self._json_output()))
+        prompt_tokens, completion_tokens = chain.spent()
         return TaskResult(task_id=task.task_id, ok=action.ok, answer=action.answer, error=action.error,
-                          weight=action.weight, prompt_tokens=plan_tokens[0] + action.prompt_tokens,
-                          completion_tokens=plan_tokens[1] + action.completion_tokens,
+                          weight=action.weight, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                           latency_ms=(self.clock() - begun) * 1000, trace=trace.to_wire())
 
     async def _preconnect(self, task: Task) -> None:
@@ -650,24 +751,29 @@ class TaskService:
         finally:
             returned.send_nowait(None)
 
-    async def _make_plan(self, task: Task, *, minimal: bool = False) -> tuple[Plan, str, Completion | None]:
-        """The plan, its note for the trace, and the planning call (None when the model failed); a
-        model that fails or writes no usable plan leaves the question itself as the one step.
+    async def _make_plan(self, task: Task, tokens: list[int], *,
+                         minimal: bool = False) -> tuple[Plan, str, Completion | None]:
+        """The plan, its note for the trace, and the planning call (None when the model failed), whose cost
+        is added to ``tokens``; a model that fails or writes no usable plan leaves the question itself as the
+        one step.
 
         Under minimal disclosure the last step is not replaced by the question (``anchor_final_step``):
         that would show the whole question to the final executor. With ``max_steps`` 1 (and full
         disclosure) no planner is called: anchoring would replace its one step by the question anyway."""
         if task.max_steps == 1 and not minimal:
             return single_step_plan(task.question), ONE_STEP_NOTE, None
+        messages = decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind,
+                                          context=task.context, minimal=minimal)
         try:
-            completion = await self._chat(
-                decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind,
-                                       context=task.context, minimal=minimal),
-                max_tokens=400, json_schema=decomposition_schema(task.max_steps), priority=self._priority(task))
-        except ModelError as exc:  # the failed call's cost, as a completion with no text
-            spent = Completion(text="", prompt_tokens=exc.prompt_tokens, completion_tokens=exc.completion_tokens,
-                               latency_s=0.0, model=exc.model)
-            return single_step_plan(task.question), f"fallback: {str(exc)[:200]}", spent
+            with _charged(tokens, messages, PLAN_MAX_TOKENS):
+                completion = await self._chat(messages, max_tokens=PLAN_MAX_TOKENS, priority=self._priority(task),
+                                              json_schema=decomposition_schema(task.max_steps))
+        except ModelError as exc:  # what the failed call spent still counts
+            tokens[0] += exc.prompt_tokens
+            tokens[1] += exc.completion_tokens
+            return single_step_plan(task.question), f"fallback: {str(exc)[:200]}", None
+        tokens[0] += completion.prompt_tokens
+        tokens[1] += completion.completion_tokens
         try:
             plan = parse_plan(completion.text, max_steps=task.max_steps)
         except PlanError as exc:
@@ -684,8 +790,9 @@ class TaskService:
                                    max_steps=left, answer_kind=task.answer_kind, context=task.context,
                                    minimal=minimal)
         try:
-            completion = await self._chat(messages, max_tokens=400, priority=self._priority(task),
-                                          json_schema=decomposition_schema(left))
+            with _charged(tokens, messages, PLAN_MAX_TOKENS):
+                completion = await self._chat(messages, max_tokens=PLAN_MAX_TOKENS, priority=self._priority(task),
+                                              json_schema=decomposition_schema(left))
             tokens[0] += completion.prompt_tokens
             tokens[1] += completion.completion_tokens
             plan = parse_plan(completion.text, max_steps=left)
@@ -721,7 +828,12 @@ class TaskService:
                                         "disclosed": disclose})
         sent = self.clock()
         with self._sending(candidate.agent_id):
-            result = await self._send(candidate.agent_id, sub, hop_s=action.timeout_s, blame_late=not action.guessed)
+            try:
+                result = await self._send(candidate.agent_id, sub, hop_s=action.timeout_s,
+                                          blame_late=not action.guessed)
+            except anyio.get_cancelled_exc_class():  # the chain ended or was stopped with the step out
+                driver.step_abandoned(action.index, **_abandoned_cost(sub))
+                raise
         rtt_ms = self._span_ms(sent)
         if not result.error.startswith(DECLINED_ERROR):  # a busy executor's decline says nothing of its skill
             self._learn(candidate, result, chain_id=task.task_id, step_id=sub.task_id)

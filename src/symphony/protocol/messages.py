@@ -316,10 +316,12 @@ class TaskKnobs(_Wire):
 
 class Task(_Wire):
     """A unit of work for a remote agent: ``plan`` (decompose and drive a chain) or
-    ``execute`` (solve one sub-task). ``task_id`` makes retries idempotent."""
+    ``execute`` (solve one sub-task). ``task_id`` makes retries idempotent. ``stop`` is no work: the
+    initiator that sent a ``plan`` Task (same ``task_id`` and question) and stopped waiting for it asks
+    its planner to stop the chain and answer with what it spent (``TaskService._stop``)."""
 
     task_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    role: Literal["plan", "execute"]
+    role: Literal["plan", "execute", "stop"]
     # a question must say something: a blank one is malformed, not work (pattern: one non-space)
     question: Annotated[str, StringConstraints(max_length=32_000, pattern=r"\S")]
     background: TaskText = ""

@@ -1,0 +1,57 @@
+"""A chain its initiator stops waiting for (the planner limit, issue 17) is stopped at its planner and
+its cost still counted (issue 16: usage counts every token). Memory network, virtual time."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from symphony.pipeline.executor import STEP_MAX_TOKENS
+from symphony.pipeline.initiator import PLAN_TIMEOUT_ERROR
+from symphony.pipeline.service import STOPPED_ERROR, AskOptions, TaskFailed
+from symphony.protocol.messages import Task
+from tests.pipeline.test_pipeline_knobs import HungExecutor
+from tests.pipeline.test_pipeline_network import QUESTION, FakeModel, clock, swarm
+
+PLAN_LIMIT_S = 20.0
+
+
+async def test_a_chain_cut_at_its_planner_limit_is_stopped_and_its_tokens_counted(autojump_clock) -> None:
+    """The only planner plans (50 + 10 tokens) and sends its first step to an executor that never answers
+    (no hop limit); the initiator cuts the chain at 20 s and stops it. The cut chain reports the planning
+    call and the abandoned step (a full answer, estimated); before, it reported 0. The planner stopped."""
+    async with swarm([None, HungExecutor("p")]) as (_, nodes):
+        nodes[0].tasks.plan_timeout = PLAN_LIMIT_S
+        stopped: list[dict] = []
+        nodes[1].tasks.on_event = lambda kind, fields: stopped.append(fields) if kind == "chain_stopped" else None
+        with pytest.raises(TaskFailed) as failed:
+            await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, hop_timeout="off", deadline_s=300),
+                                     task_id="q")
+        (chain,) = failed.value.trace["chains"]
+        assert chain["error"].startswith(PLAN_TIMEOUT_ERROR)
+        assert chain["completion_tokens"] == 10 + STEP_MAX_TOKENS
+        assert chain["prompt_tokens"] > 50
+        assert failed.value.trace["completion_tokens"] == chain["completion_tokens"]
+        assert [s["task"] for s in stopped] == ["q/c0"]
+        assert nodes[1].tasks._done[("", "q", QUESTION)].error == STOPPED_ERROR
+
+
+async def test_a_stranger_cannot_stop_another_initiators_chain(autojump_clock) -> None:
+    """A third node sends a stop for a chain it never asked for, naming its task ID and question: refused,
+    and the chain goes on to its answer."""
+    async with swarm([None, FakeModel("p", delay=5.0), None]) as (_, nodes):
+        async with trio.open_nursery() as nursery:
+            answers: list[str] = []
+
+            async def ask() -> None:
+                trace = await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, deadline_s=300),
+                                                 task_id="q")
+                answers.append(trace["answer"])
+
+            nursery.start_soon(ask)
+            await trio.sleep(1)  # the planner is in its planning call
+            stop = Task(task_id="q/c0", role="stop", question=QUESTION, deadline_ms=int((clock() + 60) * 1000))
+            await nodes[2].transport.connect(nodes[1].transport.listen_addrs()[0])
+            reply = await nodes[2].tasks._send(nodes[1].agent_id, stop)
+        assert not reply.ok and "no chain of yours" in reply.error
+        assert answers == ["10"]
