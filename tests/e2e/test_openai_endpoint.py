@@ -216,6 +216,8 @@ def test_failed_question_runs_once_though_the_client_may_retry(swarm: Swarm) -> 
     assert failed.value.response.headers["x-should-retry"] == "false"
     assert moved(before, metrics(arith), "symphony_tasks_total", outcome="failed") == 1
     assert failed.value.body["symphony"]["trace"]["chains"], "the trace summary names the chains"
+    usage = failed.value.body["symphony"]["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0, "what it spent"
 
 
 def test_streaming_shows_the_chains_progress_before_the_answer(swarm: Swarm) -> None:

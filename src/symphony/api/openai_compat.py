@@ -28,9 +28,9 @@ fields or an empty question, and every field the network cannot honour; 413 a bo
 404 an unknown model; 503 no planner available. A question the network ran and could not answer
 is 504 (deadline passed) or 502 (no usable answer, or an answer that does not fit the requested
 schema), sent with ``x-should-retry: false`` (the official clients then do not run it again:
-``openai._base_client.BaseClient._should_retry``) and with a summary of its trace in
-``error.symphony``. The API's guard (``api.guard``) answers in the same shape here: 415 a body not
-declared JSON, 401 a missing or wrong token, 403/421 cross-site use.
+``openai._base_client.BaseClient._should_retry``) and with a summary of its trace and its usage
+(the tokens it spent though it failed) in ``error.symphony``. The API's guard (``api.guard``) answers
+in the same shape here: 415 a body not declared JSON, 401 a missing or wrong token, 403/421 cross-site use.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def trace_summary(trace: dict[str, Any]) -> dict[str, Any]:
 def _failure(record: TaskRecord) -> OpenAIError:
     status = failure_status(record)
     code = record.reason if status != 502 else "task_failed"
-    summary = {"task_id": record.task_id, "trace": trace_summary(record.trace or {})}
+    summary = {"task_id": record.task_id, "trace": trace_summary(record.trace or {}), "usage": _usage(record)}
     return OpenAIError(status, f"task {record.task_id}: {record.error or 'failed'} "
                        f"(trace: GET /v1/tasks/{record.task_id})", type_="server_error", code=code, retry=False,
                        extra={"symphony": summary})

@@ -297,6 +297,10 @@ class Contestants:
             body["symphony"] = options
         response = httpx.post(str(self.node.info["api"]) + "/v1/chat/completions", json=body,
                               headers=self.node.api_headers(), timeout=ANSWER_TIMEOUT_S)
+        failure = response.json().get("error", {}) if response.is_error else {}
+        if "usage" in failure.get("symphony", {}):  # the network failed: no answer, but what it spent
+            return "", {"reported_tokens": failure["symphony"]["usage"]["total_tokens"],
+                        "error": str(failure.get("message", ""))[:500]}
         response.raise_for_status()
         data = response.json()
         extension = data.get("symphony", {})
