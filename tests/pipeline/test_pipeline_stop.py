@@ -10,7 +10,7 @@ from symphony.pipeline.executor import STEP_MAX_TOKENS
 from symphony.pipeline.initiator import PLAN_TIMEOUT_ERROR
 from symphony.pipeline.service import STOPPED_ERROR, AskOptions, TaskFailed
 from symphony.protocol.messages import Task
-from tests.pipeline.test_pipeline_knobs import HungExecutor
+from tests.pipeline.test_pipeline_knobs import HungExecutor, tagged_swarm
 from tests.pipeline.test_pipeline_network import QUESTION, FakeModel, clock, swarm
 
 PLAN_LIMIT_S = 20.0
@@ -23,7 +23,7 @@ async def test_a_chain_cut_at_its_planner_limit_is_stopped_and_its_tokens_counte
     async with swarm([None, HungExecutor("p")]) as (_, nodes):
         nodes[0].tasks.plan_timeout = PLAN_LIMIT_S
         stopped: list[dict] = []
-        nodes[1].tasks.on_event = lambda kind, fields: stopped.append(fields) if kind == "chain_stopped" else None
+        nodes[1].tasks.on_event = lambda kind, fields: stopped.append(fields) if kind == "task_stopped" else None
         with pytest.raises(TaskFailed) as failed:
             await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=3, hop_timeout="off", deadline_s=300),
                                      task_id="q")
@@ -53,5 +53,24 @@ async def test_a_stranger_cannot_stop_another_initiators_chain(autojump_clock) -
             stop = Task(task_id="q/c0", role="stop", question=QUESTION, deadline_ms=int((clock() + 60) * 1000))
             await nodes[2].transport.connect(nodes[1].transport.listen_addrs()[0])
             reply = await nodes[2].tasks._send(nodes[1].agent_id, stop)
-        assert not reply.ok and "no chain of yours" in reply.error
+        assert not reply.ok and "no task of yours" in reply.error
         assert answers == ["10"]
+
+
+async def test_a_step_cut_at_its_hop_limit_is_stopped_at_its_executor(autojump_clock) -> None:
+    """A planner-only node sends the one step to the only executor, whose model never answers; cut at the
+    5 s hop limit, the step is stopped there (its model call cancelled) and charged what the executor
+    counted for it: the call out, a full answer."""
+    async with tagged_swarm([FakeModel("p"), HungExecutor("e")], ["math", "math"],
+                            roles=[("planner",), ("executor",)]) as nodes:
+        stopped: list[dict] = []
+        nodes[1].tasks.on_event = lambda kind, fields: stopped.append(fields) if kind == "task_stopped" else None
+        with pytest.raises(TaskFailed) as failed:
+            await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=1, hop_timeout=5.0, replans=0, deadline_s=60),
+                                     task_id="q")
+        (chain,) = failed.value.trace["chains"]
+        (step,) = chain["trace"]["steps"]
+        assert [a["executor"] for a in step["attempts"]] == [nodes[1].agent_id]
+        assert chain["completion_tokens"] == STEP_MAX_TOKENS and chain["prompt_tokens"] > 0
+        assert [s["task"] for s in stopped] == ["q/c0/s0"]
+        assert nodes[1].tasks.load.active == 0, "the executor is no longer working on it"

@@ -91,8 +91,8 @@ class NodeMetrics:
                                      "came from (bootstrap list, ledger)", ["source"], registry=r)
         self.declined = Counter("symphony_declined_steps", "Steps this node declined as executor because every "
                                 "model slot was taken (the planner tried a backup)", registry=r)
-        self.stopped = Counter("symphony_stopped_chains", "Chains this node stopped as planner because their "
-                               "initiator cut them at its planner limit (it answered with what they spent)", registry=r)
+        self.stopped = Counter("symphony_stopped_tasks", "Tasks (chains, steps) this node stopped because their "
+                               "sender stopped waiting for them (it answered with what they spent)", registry=r)
 
     def observe(self, kind: str, fields: dict[str, Any]) -> None:
         """Count a protocol event (the node's ``on_event`` sink)."""
@@ -102,7 +102,7 @@ class NodeMetrics:
             self.rejected.labels(reason=str(fields.get("reason", "")), channel=str(fields.get("channel", ""))).inc()
         elif kind == "task_declined":
             self.declined.inc()
-        elif kind == "chain_stopped":
+        elif kind == "task_stopped":
             self.stopped.inc()
         elif kind == "dial_failed" and "source" in fields:
             self.dial_failures.labels(source=str(fields["source"])).inc()

@@ -115,17 +115,17 @@ def _question_id(chain_task_id: str) -> str:
 
 #: A planning call's answer budget (``_make_plan``, ``_replan``).
 PLAN_MAX_TOKENS = 400
-#: How long a planner told to stop a chain waits for it to wind down before it answers with what the
-#: chain spent so far (``TaskService._stop``); how long the initiator waits for that answer.
-STOP_WAIT_S = 5.0
-STOP_TIMEOUT_S = 10.0
+#: How long a stop request waits for its reply (``TaskService._stop_work``); a planner told to stop a chain
+#: lets it wind down (its steps' own stops) for twice that before it answers with what it spent so far.
+STOP_TIMEOUT_S = 5.0
+STOP_WAIT_S = 2 * STOP_TIMEOUT_S
 
 
 def _abandoned_cost(task: Task) -> dict[str, int]:
-    """An estimate of what a task we stopped waiting for spends anyway. An execute task: its prompt and a full
-    answer (the executor, and an HTTP model server behind it, may not stop: see ``llm.openai_backend``), erring
-    high. A plan task whose planner did not say what its chain spent (``_stop_chain``): a planning call (none
-    at ``max_steps`` 1) and one such executor call per step; a chain that retried steps spent more."""
+    """An estimate of what a task we stopped waiting for spends anyway, when its agent did not say
+    (``_stop_work``) or could not (the deadline passed). An execute task: its prompt and a full answer (an HTTP
+    model server may not stop: see ``llm.openai_backend``), erring high. A plan task: a planning call (none at
+    ``max_steps`` 1) and one such executor call per step; a chain that retried steps spent more."""
     shown = approx_tokens(" ".join([task.question, task.background, task.context,
                                     *(f"{q} {a}" for q, a in task.previous)]))
     if task.role == "execute":
@@ -135,24 +135,9 @@ def _abandoned_cost(task: Task) -> dict[str, int]:
             "completion_tokens": planning[1] + task.max_steps * STEP_MAX_TOKENS}
 
 
-@contextmanager
-def _charged(tokens: list[int], messages: Sequence[dict[str, str]], max_tokens: int) -> Iterator[None]:
-    """While a model call is out, ``tokens`` counts an estimate of it (its prompt and a full answer): a chain
-    stopped meanwhile reports the call (erring high) though it never returns. Otherwise the estimate is taken
-    back and the caller counts what the call cost."""
-    estimate = (approx_tokens(" ".join(m["content"] for m in messages)), max_tokens)
-    tokens[0] += estimate[0]
-    tokens[1] += estimate[1]
-    stopped = False
-    try:
-        yield
-    except anyio.get_cancelled_exc_class():
-        stopped = True
-        raise
-    finally:
-        if not stopped:
-            tokens[0] -= estimate[0]
-            tokens[1] -= estimate[1]
+def _add(tally: list[int], tokens: Sequence[int]) -> None:
+    tally[0] += tokens[0]
+    tally[1] += tokens[1]
 
 
 class TaskFailed(SymphonyError):
@@ -221,18 +206,19 @@ class _PlanHop:
 
 
 @dataclass(eq=False)
-class _Chain:
-    """A chain this planner is driving: who asked for it (only they may stop it), its cancel scope, and
-    what it has spent so far, so that a stopped or cancelled chain still reports every token (``_serve``)."""
+class _Work:
+    """A task this agent is serving: who sent it (only they may stop it: ``_stop``), its cancel scope, and
+    what it has spent so far, so that stopped or cancelled work still reports every token (``_serve``):
+    ``calls``, this agent's model calls (``_chat``), and for a chain its ``driver``'s steps."""
 
     senders: set[str]
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    planning: list[int] = field(default_factory=lambda: [0, 0])  # planning calls (``_charged`` while one is out)
+    calls: list[int] = field(default_factory=lambda: [0, 0])
     driver: ChainDriver | None = None
 
     def spent(self) -> tuple[int, int]:
         steps = self.driver.spent() if self.driver else (0, 0)
-        return self.planning[0] + steps[0], self.planning[1] + steps[1]
+        return self.calls[0] + steps[0], self.calls[1] + steps[1]
 
 
 @dataclass
@@ -282,7 +268,7 @@ class TaskService:
     decline_busy: bool = True  # as executor: decline a step while every model slot is taken (``_declines``)
     _done: dict[tuple[str, str, str], TaskResult] = field(default_factory=dict)
     _running: dict[tuple[str, str, str], anyio.Event] = field(default_factory=dict)
-    _chains: dict[tuple[str, str, str], _Chain] = field(default_factory=dict)  # as planner: chains running
+    _work: dict[tuple[str, str, str], _Work] = field(default_factory=dict)  # the tasks in ``_running``
     _plan_hops: set[_PlanHop] = field(default_factory=set)  # as initiator: planner requests in flight
     _outstanding: Counter[str] = field(default_factory=Counter)  # as planner: steps out per executor
     _declined: dict[tuple[str, str, str], None] = field(default_factory=dict)  # as executor: steps declined once
@@ -408,7 +394,7 @@ class TaskService:
             if hop.scope.cancelled_caught:  # the planner held the chain past its limit
                 self._blame(candidate.agent_id, Offence.TIMEOUT)
                 result = TaskResult(task_id=task.task_id, ok=False, error=f"{PLAN_TIMEOUT_ERROR} after {rtt_ms / 1000:.1f} s",
-                                    **await self._stop_chain(candidate.agent_id, task))
+                                    **await self._stop_work(candidate.agent_id, task))
             record = ChainRecord(index=index, planner=candidate.agent_id, planner_score=candidate.score,
                                  rtt_ms=rtt_ms, result=result)
             self.on_event("chain_finished", {"task": driver.task_id, "chain": record.to_wire()})
@@ -418,12 +404,12 @@ class TaskService:
                     self._limit_plan(running)
         return record
 
-    async def _stop_chain(self, planner: str, task: Task) -> dict[str, int]:
-        """Tell ``planner``, whose chain ``task`` we stopped waiting for, to stop it (its executors' calls
-        stop costing more), and return what the chain spent: the planner's count, or ``_abandoned_cost``'s
-        estimate when it does not answer."""
-        reply = await self._send(planner, task.model_copy(update={"role": "stop"}), hop_s=STOP_TIMEOUT_S,
-                                 blame_late=False)
+    async def _stop_work(self, agent_id: str, task: Task) -> dict[str, int]:
+        """Tell ``agent_id``, whose ``task`` we stopped waiting for, to stop it (work not yet begun is never
+        done), and return what it spent: the agent's count, or ``_abandoned_cost``'s estimate without one.
+        A chain's planner waits for its own steps' stops, so it is given longer."""
+        wait_s = STOP_WAIT_S + STOP_TIMEOUT_S if task.role == "plan" else STOP_TIMEOUT_S
+        reply = await self._send(agent_id, task.model_copy(update={"role": "stop"}), hop_s=wait_s, blame_late=False)
         if not reply.ok:
             return _abandoned_cost(task)
         return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
@@ -464,13 +450,12 @@ class TaskService:
             raw = await self.transport.request(agent_id, TASK_PROTOCOL, envelope.to_bytes(), timeout=timeout)
             return self._check_result(raw, agent_id, task.task_id)
         except TimeoutError:
-            spent = _abandoned_cost(task)
-            if timeout < remaining:  # the peer held a task past its hop limit, not just the deadline
+            if timeout < remaining and task.role != "stop":  # held past its hop limit (a step), not the deadline
                 if blame_late:
                     self._blame(agent_id, Offence.TIMEOUT)
                 return TaskResult(task_id=task.task_id, ok=False, error=f"{HOP_TIMEOUT_ERROR} after {timeout:.1f} s",
-                                  **spent)
-            return TaskResult(task_id=task.task_id, ok=False, error="deadline passed", **spent)
+                                  **await self._stop_work(agent_id, task))
+            return TaskResult(task_id=task.task_id, ok=False, error="deadline passed", **_abandoned_cost(task))
         except (TransportError, PeerError) as exc:
             if isinstance(exc, PeerError):
                 self._blame(agent_id, Offence.INVALID)
@@ -516,8 +501,7 @@ class TaskService:
         if key in self._done:
             return self._done[key].model_copy(update={"task_id": task.task_id})
         if key in self._running:
-            if key in self._chains:
-                self._chains[key].senders.add(sender)
+            self._work[key].senders.add(sender)
             await self._running[key].wait()
             return self._done[key].model_copy(update={"task_id": task.task_id})
         if task.role == "execute" and self._declines(key):
@@ -529,23 +513,19 @@ class TaskService:
             self.feedback.remember(sender, task)
         self.load.active += 1
         begun = self.clock()
-        chain = _Chain({sender}) if task.role == "plan" else None
+        work = self._work[key] = _Work({sender})
         result: TaskResult | None = None
         try:
-            if chain is None:
-                result = await self._execute(task)
-            else:
-                self._chains[key] = chain
-                with chain.scope:  # cancelled by ``_stop``
-                    result = await self._plan(task, chain)
+            with work.scope:  # cancelled by ``_stop``
+                result = await (self._plan(task, work) if task.role == "plan" else self._execute(task, work.calls))
         finally:
             self.load.active -= 1
-            if result is None:
-                spent = chain.spent() if chain else (0, 0)
-                result = TaskResult(task_id=task.task_id, ok=False, error=STOPPED_ERROR if chain else "cancelled",
-                                    prompt_tokens=spent[0], completion_tokens=spent[1],
+            if result is None:  # stopped, or cancelled with the caller (an in-process hop)
+                spent = work.spent()
+                result = TaskResult(task_id=task.task_id, ok=False, prompt_tokens=spent[0], completion_tokens=spent[1],
+                                    error=STOPPED_ERROR if work.scope.cancel_called else "cancelled",
                                     latency_ms=(self.clock() - begun) * 1000)
-            self._chains.pop(key, None)
+            del self._work[key]
             self._done[key] = result
             self._running.pop(key).set()
             if len(self._done) > 10_000:
@@ -554,24 +534,25 @@ class TaskService:
         return result
 
     async def _stop(self, sender: str, task: Task) -> TaskResult:
-        """Stop the chain of plan Task ``task`` for ``sender``, who asked for it and stopped waiting; it is
-        cancelled once no one else waits for it. The reply is ok, with what the chain spent (all of it when it
-        has ended, or as much as it spent before winding down within ``STOP_WAIT_S``), or not ok when
-        ``sender`` has no such chain here (a stranger cannot stop another's chain)."""
-        key = ("", _question_id(task.task_id), task.question)
-        chain = self._chains.get(key)
-        if chain is not None and sender in chain.senders:
-            chain.senders.discard(sender)
-            if chain.senders:  # others still wait for it: what it spends is theirs
+        """Stop the task ``sender`` sent under ``task``'s ID (a step: that sender's; a chain: the question's,
+        ``_serve``) and stopped waiting for; it is cancelled once no other sender waits for it. The reply is
+        ok, with what the task spent (all of it when it has ended, else as much as it spent while winding down
+        within ``STOP_WAIT_S``), or not ok when ``sender`` sent no such task (no one stops another's work)."""
+        keys = [(sender, task.task_id, ""), ("", _question_id(task.task_id), task.question)]
+        key = next((k for k in keys if k in self._work or k in self._done), None)
+        work = self._work.get(key) if key else None
+        if key is None or (work is not None and sender not in work.senders):
+            return TaskResult(task_id=task.task_id, ok=False, error=f"no task of yours named {task.task_id!r}")
+        if work is not None:
+            work.senders.discard(sender)
+            if work.senders:  # others still wait for it: what it spends is theirs
                 return TaskResult(task_id=task.task_id, ok=True)
-            chain.scope.cancel()
-            self.on_event("chain_stopped", {"task": task.task_id, "sender": sender})
+            work.scope.cancel()
+            self.on_event("task_stopped", {"task": task.task_id, "sender": sender})
             with anyio.move_on_after(STOP_WAIT_S):
                 await self._running[key].wait()
-        elif chain is not None or key not in self._done:
-            return TaskResult(task_id=task.task_id, ok=False, error=f"no chain of yours for {task.task_id!r}")
         done = self._done.get(key)
-        prompt, completion = (done.prompt_tokens, done.completion_tokens) if done else chain.spent()  # type: ignore[union-attr]
+        prompt, completion = (done.prompt_tokens, done.completion_tokens) if done else work.spent()  # type: ignore[union-attr]
         return TaskResult(task_id=task.task_id, ok=True, prompt_tokens=prompt, completion_tokens=completion)
 
     def _declines(self, key: tuple[str, str, str]) -> bool:
@@ -589,9 +570,12 @@ class TaskService:
             self._declined.pop(next(iter(self._declined)))
         return True
 
-    async def _chat(self, messages: list[dict[str, str]], *, temperature: float | None = None,
-                    seed: int | None = None, priority: int = 0, **kwargs: Any) -> Completion:
-        """One model call, through the priority gate (``gate.PriorityGate``: who is served first when busy)."""
+    async def _chat(self, messages: list[dict[str, str]], spent: list[int], *, temperature: float | None = None,
+                    seed: int | None = None, priority: int = 0, max_tokens: int, **kwargs: Any) -> Completion:
+        """One model call, through the priority gate (``gate.PriorityGate``: who is served first when busy),
+        counted in its task's running tally ``spent`` (which a stop reports): once it has a slot, an estimate
+        (its prompt and a full answer), which stays if the task is stopped while the call is out (erring high:
+        the model may not stop); when it returns, what it cost, failed calls included."""
         if self.model is None:
             raise ModelError("this node runs no model (start it with --model)")
         if temperature is not None:  # else the backend's own default
@@ -599,7 +583,15 @@ class TaskService:
         if seed is not None:
             kwargs["seed"] = seed
         async with self.gate.slot(priority):
-            return await self.model.chat(messages, **kwargs)
+            guess = [approx_tokens(" ".join(m["content"] for m in messages)), max_tokens]
+            _add(spent, guess)
+            try:
+                completion = await self.model.chat(messages, max_tokens=max_tokens, **kwargs)
+            except ModelError as exc:
+                _add(spent, [exc.prompt_tokens - guess[0], exc.completion_tokens - guess[1]])
+                raise
+            _add(spent, [completion.prompt_tokens - guess[0], completion.completion_tokens - guess[1]])
+            return completion
 
     def _json_output(self) -> str:
         """How this node's model gives JSON (``OpenAIModel.features``); "" for backends that do not say."""
@@ -619,50 +611,46 @@ class TaskService:
 
     # ---- executor role -------------------------------------------------------------------
 
-    async def _execute(self, task: Task) -> TaskResult:
+    async def _execute(self, task: Task, spent: list[int]) -> TaskResult:
         """Answer one step: with a program run in the sandbox when ``tools.solving_style`` says so,
-        else (and when the program fails, with its tokens and outcome kept in the trace) in text."""
+        else (and when the program fails, with its outcome kept in the trace) in text. Its model calls
+        are counted in ``spent``, and the result charges all of them, failed calls included."""
         called = self.clock()
         tool: dict[str, Any] = {}
-        spent = [0, 0]
         temperature, seed = solving_temperature(task.task_id, task.temperature)
         call = {"temperature": temperature, "seed": seed, "priority": self._priority(task)}
-        if solving_style(task.task_id, task.answer_kind, self.tools) == "program":
-            try:
-                result = await self._execute_program(task, called, call)
-            except ModelError as exc:
-                return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000])
-            if result.ok:
-                return result
-            tool, spent = {**result.trace["tool"], "fallback": "text"}, [result.prompt_tokens, result.completion_tokens]
         try:
+            if solving_style(task.task_id, task.answer_kind, self.tools) == "program":
+                result = await self._execute_program(task, called, call, spent)
+                if result.ok:
+                    return result
+                tool = {**result.trace["tool"], "fallback": "text"}
             completion = await self._chat(execution_messages(
                 task.question, question=task.background, previous=list(task.previous), is_final=task.final,
-                answer_kind=task.answer_kind, context=task.context), max_tokens=STEP_MAX_TOKENS, **call)
+                answer_kind=task.answer_kind, context=task.context), spent, max_tokens=STEP_MAX_TOKENS, **call)
         except ModelError as exc:  # what the failed call spent still counts
-            return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000], prompt_tokens=exc.prompt_tokens,
-                              completion_tokens=exc.completion_tokens)
+            return TaskResult(task_id=task.task_id, ok=False, error=str(exc)[:1000], prompt_tokens=spent[0],
+                              completion_tokens=spent[1])
         step = parse_step_answer(completion.text, kind=task.answer_kind, is_final=task.final,
                                  truncated=completion.truncated)
         return TaskResult(
             task_id=task.task_id, ok=step.valid, answer=step.answer or "", error="" if step.valid else step.reason,
-            prompt_tokens=spent[0] + completion.prompt_tokens,
-            completion_tokens=spent[1] + completion.completion_tokens, latency_ms=completion.latency_s * 1000,
+            prompt_tokens=spent[0], completion_tokens=spent[1], latency_ms=completion.latency_s * 1000,
             trace={"model": completion.model, "model_wall_ms": self._span_ms(called), "temperature": temperature,
                    **({"tool": tool} if tool else {}),
                    **({} if step.valid else {"raw": completion.text[-2000:]})},  # the raw text explains a failure only
         )
 
-    async def _execute_program(self, task: Task, called: float, call: dict[str, Any]) -> TaskResult:
+    async def _execute_program(self, task: Task, called: float, call: dict[str, Any], spent: list[int]) -> TaskResult:
         """One program-of-thought attempt (``tools.run_program``): ok when the program printed an answer."""
         completion = await self._chat(program_messages(
             task.question, question=task.background, previous=list(task.previous), context=task.context),
-            max_tokens=STEP_MAX_TOKENS, **call)
+            spent, max_tokens=STEP_MAX_TOKENS, **call)
         run = await run_program(completion.text, task.answer_kind, is_final=task.final)
         return TaskResult(
             task_id=task.task_id, ok=run.answer is not None, answer=run.answer or "",
             error="" if run.answer is not None else run.reason[:1000],
-            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+            prompt_tokens=spent[0], completion_tokens=spent[1],
             latency_ms=completion.latency_s * 1000,
             trace={"model": completion.model, "model_wall_ms": self._span_ms(called),
                    "temperature": call["temperature"], "tool": run.trace()})
@@ -678,9 +666,9 @@ class TaskService:
             "replans": self.replans if asked.replans is None else asked.replans,
             "disclosure": asked.disclosure or self.disclosure})
 
-    async def _plan(self, task: Task, chain: _Chain) -> TaskResult:
+    async def _plan(self, task: Task, work: _Work) -> TaskResult:
         """Decompose ``task.question`` and drive the chain (``chain.ChainDriver`` decides, this shell sends);
-        ``chain`` counts what it spends as it goes. The result counts every token, steps abandoned included."""
+        ``work`` counts what it spends as it goes. The result counts every token, steps abandoned included."""
         begun = self.clock()
         knobs = self._knobs(task)
         minimal = knobs.disclosure == "minimal"
@@ -688,7 +676,7 @@ class TaskService:
         # (``BeaconSelector._dial``) and nothing waits for the others, which end with the round
         async with anyio.create_task_group() as dials:
             dials.start_soon(self._preconnect, task)
-            plan, plan_note, planning = await self._make_plan(task, chain.planning, minimal=minimal)
+            plan, plan_note, planning = await self._make_plan(task, work.calls, minimal=minimal)
             steps, marks = split_marks(plan.steps) if minimal else (plan.steps, ())
             self.on_event("plan_made", {"task": task.task_id, "steps": list(steps), "plan": plan_note,
                                         "depends_on": [list(d) for d in plan.depends_on]})  # the dashboard's graph
@@ -696,18 +684,18 @@ class TaskService:
                                  redundancy=knobs.redundancy or 1, hop_timeout=knobs.hop_timeout or "off",
                                  replans=knobs.replans or 0, latencies=self.latencies, depends_on=plan.depends_on,
                                  origin_ms=int(begun * 1000))
-            chain.driver = driver
+            work.driver = driver
             selecting = self.clock()
             rounds = await self._select_executors(task, steps)  # one beacon round for the whole chain
             dials.cancel_scope.cancel()
         driver.executors_selected(rounds, waited_ms=self._span_ms(selecting))
         needs_problem = {q for q, marked in zip(steps, marks, strict=False) if marked}
         self._beacon_event(task.task_id, "execution", rounds[0], steps=len(steps))
-        action = await self._drive(task, driver, needs_problem, chain.planning, minimal=minimal)
+        action = await self._drive(task, driver, needs_problem, work.calls, minimal=minimal)
         trace = ChainTrace(plan=plan_note, steps=action.steps, chain_ms=self._span_ms(begun),
                            plan_model_ms=round(planning.latency_s * 1000, 3) if planning else 0.0,
                            degraded=chain_degradations(plan_note, action.steps, json_output=self._json_output()))
-        prompt_tokens, completion_tokens = chain.spent()
+        prompt_tokens, completion_tokens = work.spent()
         return TaskResult(task_id=task.task_id, ok=action.ok, answer=action.answer, error=action.error,
                           weight=action.weight, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                           latency_ms=(self.clock() - begun) * 1000, trace=trace.to_wire())
@@ -753,9 +741,8 @@ class TaskService:
 
     async def _make_plan(self, task: Task, tokens: list[int], *,
                          minimal: bool = False) -> tuple[Plan, str, Completion | None]:
-        """The plan, its note for the trace, and the planning call (None when the model failed), whose cost
-        is added to ``tokens``; a model that fails or writes no usable plan leaves the question itself as the
-        one step.
+        """The plan, its note for the trace, and the planning call (None when the model failed), counted in
+        ``tokens``; a model that fails or writes no usable plan leaves the question itself as the one step.
 
         Under minimal disclosure the last step is not replaced by the question (``anchor_final_step``):
         that would show the whole question to the final executor. With ``max_steps`` 1 (and full
@@ -765,15 +752,10 @@ class TaskService:
         messages = decomposition_messages(task.question, max_steps=task.max_steps, answer_kind=task.answer_kind,
                                           context=task.context, minimal=minimal)
         try:
-            with _charged(tokens, messages, PLAN_MAX_TOKENS):
-                completion = await self._chat(messages, max_tokens=PLAN_MAX_TOKENS, priority=self._priority(task),
-                                              json_schema=decomposition_schema(task.max_steps))
-        except ModelError as exc:  # what the failed call spent still counts
-            tokens[0] += exc.prompt_tokens
-            tokens[1] += exc.completion_tokens
+            completion = await self._chat(messages, tokens, max_tokens=PLAN_MAX_TOKENS, priority=self._priority(task),
+                                          json_schema=decomposition_schema(task.max_steps))
+        except ModelError as exc:
             return single_step_plan(task.question), f"fallback: {str(exc)[:200]}", None
-        tokens[0] += completion.prompt_tokens
-        tokens[1] += completion.completion_tokens
         try:
             plan = parse_plan(completion.text, max_steps=task.max_steps)
         except PlanError as exc:
@@ -790,16 +772,10 @@ class TaskService:
                                    max_steps=left, answer_kind=task.answer_kind, context=task.context,
                                    minimal=minimal)
         try:
-            with _charged(tokens, messages, PLAN_MAX_TOKENS):
-                completion = await self._chat(messages, max_tokens=PLAN_MAX_TOKENS, priority=self._priority(task),
-                                              json_schema=decomposition_schema(left))
-            tokens[0] += completion.prompt_tokens
-            tokens[1] += completion.completion_tokens
+            completion = await self._chat(messages, tokens, max_tokens=PLAN_MAX_TOKENS, priority=self._priority(task),
+                                          json_schema=decomposition_schema(left))
             plan = parse_plan(completion.text, max_steps=left)
         except (ModelError, PlanError) as exc:
-            if isinstance(exc, ModelError):  # what the failed call spent still counts
-                tokens[0] += exc.prompt_tokens
-                tokens[1] += exc.completion_tokens
             self.on_event("replan_failed", {"task": task.task_id, "step": action.index, "error": str(exc)[:200]})
             driver.replan_failed(str(exc)[:200])
             return set()
@@ -831,8 +807,9 @@ class TaskService:
             try:
                 result = await self._send(candidate.agent_id, sub, hop_s=action.timeout_s,
                                           blame_late=not action.guessed)
-            except anyio.get_cancelled_exc_class():  # the chain ended or was stopped with the step out
-                driver.step_abandoned(action.index, **_abandoned_cost(sub))
+            except anyio.get_cancelled_exc_class():  # the chain ended or was stopped with the step out:
+                with anyio.CancelScope(shield=True):  # stop it, and count what it spent
+                    driver.step_abandoned(action.index, **await self._stop_work(candidate.agent_id, sub))
                 raise
         rtt_ms = self._span_ms(sent)
         if not result.error.startswith(DECLINED_ERROR):  # a busy executor's decline says nothing of its skill
