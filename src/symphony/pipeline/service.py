@@ -493,7 +493,7 @@ class TaskService:
         initiator dies and the client re-asks another node with the same task ID, the planners hand
         over (or keep running) the chains they already have, whatever slot the new initiator gives
         them; a peer sending another question under that ID cannot plant its chain in the re-ask.
-        A chain stopped (``_stop``) or cancelled reports what it spent until then."""
+        Work stopped (``_stop``) or cancelled reports what it spent until then."""
         if task.role == "stop":
             return await self._stop(sender, task)
         key = ((sender, task.task_id, "") if task.role == "execute"
