@@ -102,11 +102,10 @@ def test_chains_cut_at_the_planner_limit_are_stopped_and_their_tokens_reported(t
         cut = [c for c in record["trace"]["chains"] if c["error"].startswith("plan timeout")]
         assert len(cut) == 2, record["trace"]["chains"]
         assert all(c["completion_tokens"] >= STEP_MAX_TOKENS for c in cut), "the abandoned step is charged"
-        stopped = [e["task"] for n in nodes for e in n.events() if e["event"] == "task_stopped"]
-        chains = [t for t in stopped if "/s" not in t]
-        remote = [c for c in cut if c["planner"] != boot.agent_id]  # the initiator's own chain is cancelled in place
-        assert len(chains) == len(remote), stopped
+        stopped = {n.agent_id: [e["task"] for e in n.events() if e["event"] == "task_stopped"] for n in nodes}
+        for chain in cut:  # the initiator's own chain, if one was cut, was cancelled in place
+            assert chain["planner"] == boot.agent_id or any("/s" not in t for t in stopped[chain["planner"]]), stopped
         counted = sum(s.value for n in nodes for f in text_string_to_metric_families(
             httpx.get(str(n.info["api"]) + "/metrics", timeout=5).text) for s in f.samples
             if s.name == "symphony_stopped_tasks_total")
-        assert counted == len(stopped)
+        assert counted == sum(len(tasks) for tasks in stopped.values())

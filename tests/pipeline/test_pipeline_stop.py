@@ -53,8 +53,10 @@ async def test_a_stranger_cannot_stop_another_initiators_chain(autojump_clock) -
             stop = Task(task_id="q/c0", role="stop", question=QUESTION, deadline_ms=int((clock() + 60) * 1000))
             await nodes[2].transport.connect(nodes[1].transport.listen_addrs()[0])
             reply = await nodes[2].tasks._send(nodes[1].agent_id, stop)
+            unknown = await nodes[2].tasks._send(nodes[1].agent_id, stop.model_copy(update={"task_id": "other/c0"}))
         assert not reply.ok and "no task of yours" in reply.error
         assert answers == ["10"]
+        assert unknown.ok and unknown.prompt_tokens == unknown.completion_tokens == 0, "it never ran: it cost nothing"
 
 
 async def test_a_step_cut_at_its_hop_limit_is_stopped_at_its_executor(autojump_clock) -> None:

@@ -122,8 +122,8 @@ STOP_WAIT_S = 2 * STOP_TIMEOUT_S
 
 
 def _abandoned_cost(task: Task) -> dict[str, int]:
-    """An estimate of what a task we stopped waiting for spends anyway, when its agent did not say
-    (``_stop_work``) or could not (the deadline passed). An execute task: its prompt and a full answer (an HTTP
+    """An estimate of what a task we stopped waiting for spends anyway, when its agent did not answer the
+    stop (``_stop_work``). An execute task: its prompt and a full answer (an HTTP
     model server may not stop: see ``llm.openai_backend``), erring high. A plan task: a planning call (none at
     ``max_steps`` 1) and one such executor call per step; a chain that retried steps spent more."""
     shown = approx_tokens(" ".join([task.question, task.background, task.context,
@@ -409,7 +409,8 @@ class TaskService:
         done), and return what it spent: the agent's count, or ``_abandoned_cost``'s estimate without one.
         A chain's planner waits for its own steps' stops, so it is given longer."""
         wait_s = STOP_WAIT_S + STOP_TIMEOUT_S if task.role == "plan" else STOP_TIMEOUT_S
-        reply = await self._send(agent_id, task.model_copy(update={"role": "stop"}), hop_s=wait_s, blame_late=False)
+        stop = task.model_copy(update={"role": "stop", "deadline_ms": self._now_ms() + int(wait_s * 1000)})
+        reply = await self._send(agent_id, stop, blame_late=False)
         if not reply.ok:
             return _abandoned_cost(task)
         return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
@@ -450,12 +451,15 @@ class TaskService:
             raw = await self.transport.request(agent_id, TASK_PROTOCOL, envelope.to_bytes(), timeout=timeout)
             return self._check_result(raw, agent_id, task.task_id)
         except TimeoutError:
-            if timeout < remaining and task.role != "stop":  # held past its hop limit (a step), not the deadline
+            if task.role == "stop":
+                return TaskResult(task_id=task.task_id, ok=False, error="no reply to the stop")
+            spent = await self._stop_work(agent_id, task)
+            if timeout < remaining:  # the peer held a task past its hop limit, not just the deadline
                 if blame_late:
                     self._blame(agent_id, Offence.TIMEOUT)
                 return TaskResult(task_id=task.task_id, ok=False, error=f"{HOP_TIMEOUT_ERROR} after {timeout:.1f} s",
-                                  **await self._stop_work(agent_id, task))
-            return TaskResult(task_id=task.task_id, ok=False, error="deadline passed", **_abandoned_cost(task))
+                                  **spent)
+            return TaskResult(task_id=task.task_id, ok=False, error="deadline passed", **spent)
         except (TransportError, PeerError) as exc:
             if isinstance(exc, PeerError):
                 self._blame(agent_id, Offence.INVALID)
@@ -537,11 +541,14 @@ class TaskService:
         """Stop the task ``sender`` sent under ``task``'s ID (a step: that sender's; a chain: the question's,
         ``_serve``) and stopped waiting for; it is cancelled once no other sender waits for it. The reply is
         ok, with what the task spent (all of it when it has ended, else as much as it spent while winding down
-        within ``STOP_WAIT_S``), or not ok when ``sender`` sent no such task (no one stops another's work)."""
+        within ``STOP_WAIT_S``; nothing when it never ran here), or not ok when another agent's task is running
+        under that ID (no one stops another's work)."""
         keys = [(sender, task.task_id, ""), ("", _question_id(task.task_id), task.question)]
         key = next((k for k in keys if k in self._work or k in self._done), None)
-        work = self._work.get(key) if key else None
-        if key is None or (work is not None and sender not in work.senders):
+        if key is None:  # it never ran here (it came too late, or never came): it cost nothing
+            return TaskResult(task_id=task.task_id, ok=True)
+        work = self._work.get(key)
+        if work is not None and sender not in work.senders:
             return TaskResult(task_id=task.task_id, ok=False, error=f"no task of yours named {task.task_id!r}")
         if work is not None:
             work.senders.discard(sender)
