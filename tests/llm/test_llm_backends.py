@@ -631,3 +631,25 @@ async def test_closing_does_not_wait_long_for_a_generation_still_running(
     with shared.lock:  # the process's shared model, closed as the test found it
         shared.release()
     assert shared.llama is None
+
+
+async def test_a_cancelled_text_generation_ends_at_its_next_token() -> None:
+    """A caller that leaves mid-generation (a stopped step) frees the model: the abandoned text generation
+    ends at its next token (``llama_backend._ending_when``), not after all 200 tokens it may write."""
+    model = _smollm2()
+    ask = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
+    prompt = (await model.chat(ask, max_tokens=1)).prompt_tokens
+    shared = llama_backend._shared(model._path(), model.n_ctx, model.n_threads)
+    llama = shared.llama
+    with trio.move_on_after(60) as waited:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: model.chat(ask, max_tokens=200))
+            while llama.n_tokens < prompt + 5:  # under way
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        while not shared.lock.acquire(blocking=False):  # the abandoned thread lets go of the model
+            await trio.sleep(0.01)
+        shared.lock.release()
+    assert not waited.cancelled_caught
+    assert llama.n_tokens < prompt + 5 + 20, f"{llama.n_tokens - prompt} tokens generated"
+    await model.aclose()

@@ -11,9 +11,11 @@ A ``Llama`` object is big (0.1-2 GB) and not thread-safe, so one is loaded per (
 threads) per process, lazily, by the first call that needs it, and shared by every ``LlamaModel``
 on that file; a ``threading.Lock`` serialises its use. Generation blocks, so it runs in a worker
 thread (``anyio.to_thread.run_sync``) behind the model object's ``CapacityLimiter(1)``: callers
-queue in async land, not as blocked threads. A cancelled caller returns at once; the generation
-it started runs on (bounded by ``max_tokens``) in the abandoned thread and holds the lock, so the
-next call waits for it: llama.cpp has no safe way to stop mid-generation from outside.
+queue in async land, not as blocked threads. A cancelled caller returns at once, and a text
+generation it started ends at its next token: a logits processor (``_ending_when``) then forces the
+end-of-text token, the one safe way to stop llama.cpp mid-generation, so the lock is free for the
+next call. A JSON generation (a grammar) runs on to its end, bounded by ``max_tokens``: forcing the
+end under a grammar aborts the process ("Unexpected empty grammar stack").
 
 The last ``LlamaModel`` on a loaded file to ``aclose()`` closes the ``Llama`` (``Llama.close()``),
 after any generation still running (waiting ``CLOSE_WAIT_S`` at most). Left to the garbage
@@ -53,6 +55,23 @@ DEFAULT_N_CTX: Final = 4096
 #: How long closing a model waits for a generation an abandoned caller left running (``LlamaModel.aclose``).
 CLOSE_WAIT_S: Final = 5.0
 _CHUNK: Final = 1 << 20
+
+
+def _ending_when(stop: threading.Event, llama: Any) -> Callable[[Any, Any], Any]:
+    """A llama.cpp logits processor that, once ``stop`` is set, leaves the end-of-text token the only
+    choice, so the generation ends at its next token (text only: see the module docstring)."""
+    import numpy as np
+
+    eos = llama.token_eos()
+
+    def process(input_ids: Any, scores: Any) -> Any:
+        if not stop.is_set():
+            return scores
+        ended = np.full_like(scores, -np.inf)
+        ended[eos] = 0.0
+        return ended
+
+    return process
 
 
 @dataclass(frozen=True)
@@ -338,10 +357,15 @@ class LlamaModel:
         logger.info("loaded %s in %.2f s (%d threads, n_ctx %d)", path, shared.load_s, self.n_threads, self.n_ctx)
         return shared.load_s
 
-    def _generate(self, messages: list[dict[str, str]], options: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    def _generate(self, messages: list[dict[str, str]], options: dict[str, Any],
+                  stop: threading.Event | None) -> tuple[dict[str, Any], float]:
         shared = _shared(self._path(), self.n_ctx, self.n_threads)
         with shared.lock:
             self._load_locked(shared)
+            if stop is not None:
+                from llama_cpp import LogitsProcessorList
+
+                options = {**options, "logits_processor": LogitsProcessorList([_ending_when(stop, shared.llama)])}
             started = time.perf_counter()
             try:
                 response = shared.llama.create_chat_completion(messages=messages, stream=False, **options)
@@ -366,8 +390,14 @@ class LlamaModel:
             options["seed"] = seed
         if json_schema is not None:
             options["response_format"] = {"type": "json_object", "schema": json_schema}
-        work = partial(self._generate, [{"role": m["role"], "content": m["content"]} for m in messages], options)
-        response, latency = await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self._limiter)
+        stop = threading.Event() if json_schema is None else None  # see the module docstring
+        work = partial(self._generate, [{"role": m["role"], "content": m["content"]} for m in messages], options, stop)
+        try:
+            response, latency = await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self._limiter)
+        except anyio.get_cancelled_exc_class():
+            if stop is not None:  # the caller left: the generation ends at its next token
+                stop.set()
+            raise
         try:
             text = response["choices"][0]["message"]["content"] or ""
             truncated = response["choices"][0].get("finish_reason") == "length"
