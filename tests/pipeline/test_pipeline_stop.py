@@ -6,14 +6,24 @@ from __future__ import annotations
 import pytest
 import trio
 
+from symphony.errors import TransportError
+from symphony.node.runtime import AgentRuntime
 from symphony.pipeline.executor import STEP_MAX_TOKENS
 from symphony.pipeline.initiator import PLAN_TIMEOUT_ERROR
-from symphony.pipeline.service import STOPPED_ERROR, AskOptions, TaskFailed
-from symphony.protocol.messages import Task
+from symphony.pipeline.service import STOP_PROTOCOL, STOPPED_ERROR, TASK_PROTOCOL, AskOptions, TaskFailed
+from symphony.protocol.envelope import seal
+from symphony.protocol.messages import Task, TaskResult
 from tests.pipeline.test_pipeline_knobs import HungExecutor, tagged_swarm
 from tests.pipeline.test_pipeline_network import QUESTION, FakeModel, clock, swarm
 
 PLAN_LIMIT_S = 20.0
+
+
+async def send(node: AgentRuntime, to: str, task: Task, protocol: str = STOP_PROTOCOL) -> TaskResult:
+    """``task``, signed by ``node``, on ``protocol`` to ``to``; its reply."""
+    envelope = seal(node.identity, "task", task.wire(), now_ms=int(clock() * 1000))
+    raw = await node.transport.request(to, protocol, envelope.to_bytes(), timeout=10)
+    return node.tasks._check_result(raw, to, task.task_id)
 
 
 async def test_a_chain_cut_at_its_planner_limit_is_stopped_and_its_tokens_counted(autojump_clock) -> None:
@@ -52,11 +62,15 @@ async def test_a_stranger_cannot_stop_another_initiators_chain(autojump_clock) -
             await trio.sleep(1)  # the planner is in its planning call
             stop = Task(task_id="q/c0", role="stop", question=QUESTION, deadline_ms=int((clock() + 60) * 1000))
             await nodes[2].transport.connect(nodes[1].transport.listen_addrs()[0])
-            reply = await nodes[2].tasks._send(nodes[1].agent_id, stop)
-            unknown = await nodes[2].tasks._send(nodes[1].agent_id, stop.model_copy(update={"task_id": "other/c0"}))
+            reply = await send(nodes[2], nodes[1].agent_id, stop)
+            unknown = await send(nodes[2], nodes[1].agent_id, stop.model_copy(update={"task_id": "other/c0"}))
+            with pytest.raises(TransportError):  # refused: a stop goes to its own protocol
+                await send(nodes[2], nodes[1].agent_id, stop, protocol=TASK_PROTOCOL)
         assert not reply.ok and "no task of yours" in reply.error
         assert answers == ["10"]
         assert unknown.ok and unknown.prompt_tokens == unknown.completion_tokens == 0, "it never ran: it cost nothing"
+        done = await send(nodes[0], nodes[1].agent_id, stop.model_copy(update={"deadline_ms": int((clock() + 60) * 1000)}))
+        assert done.ok and done.completion_tokens > 0, "stopping finished work: what it spent"
 
 
 async def test_a_step_cut_at_its_hop_limit_is_stopped_at_its_executor(autojump_clock) -> None:

@@ -362,7 +362,7 @@ class LlamaModel:
         shared = _shared(self._path(), self.n_ctx, self.n_threads)
         with shared.lock:
             self._load_locked(shared)
-            if stop is not None:
+            if stop is not None and shared.llama.token_eos() >= 0:  # a model with no end token runs on
                 from llama_cpp import LogitsProcessorList
 
                 options = {**options, "logits_processor": LogitsProcessorList([_ending_when(stop, shared.llama)])}

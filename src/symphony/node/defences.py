@@ -50,7 +50,7 @@ from typing import Any
 
 from symphony.errors import PeerError
 from symphony.ledger.reputation import Offence, ReputationTable
-from symphony.pipeline.service import TASK_PROTOCOL
+from symphony.pipeline.service import STOP_PROTOCOL, TASK_PROTOCOL
 from symphony.protocol.limits import RateLimit, RateLimiter
 from symphony.protocol.messages import LedgerRecord
 from symphony.transport.base import (
@@ -69,6 +69,8 @@ EventSink = Callable[[str, dict[str, Any]], None]
 #: sub-task at a time per chain; a burst of 20 covers many concurrent questions, 2/s sustained
 #: (beacons: 50/s, burst 100, the ``RateLimit`` default).
 TASK_RATE = RateLimit(rate_per_s=2.0, burst=20.0)
+#: Per-peer bucket for stops (no model call: a cancel and a reply), which a planner sends per step it gives up on.
+STOP_RATE = RateLimit(rate_per_s=10.0, burst=40.0)
 
 # Transport offences (``transport.base.OFFENCE_REASONS``) that only a peer writing bytes no honest
 # implementation writes can cause.
@@ -110,7 +112,7 @@ class AdmissionConfig:
 
 
 def _default_limiter() -> RateLimiter:
-    return RateLimiter(RateLimit(), per_channel={TASK_PROTOCOL: TASK_RATE})
+    return RateLimiter(RateLimit(), per_channel={TASK_PROTOCOL: TASK_RATE, STOP_PROTOCOL: STOP_RATE})
 
 
 @dataclass

@@ -43,7 +43,7 @@ from symphony.llm.base import ChatModel
 from symphony.node.defences import Defences, GuardedTransport
 from symphony.node.hardware import ThroughputMeter, coarsen_hardware
 from symphony.pipeline.feedback import OUTCOME_PROTOCOL, OutcomeService
-from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, TASK_PROTOCOL, TaskService
+from symphony.pipeline.service import EXECUTOR_TAG, PLANNER_TAG, STOP_PROTOCOL, TASK_PROTOCOL, TaskService
 from symphony.pipeline.tools import TOOL_TAGS
 from symphony.protocol.envelope import ReplayGuard
 from symphony.protocol.identity import Identity
@@ -213,6 +213,9 @@ class AgentRuntime:
                                  **(task_defaults or {}))  # the node's fault knobs (NodeConfig.task_defaults)
         guarded.set_handler(BEACON_PROTOCOL, self.responder.handle)
         guarded.set_handler(TASK_PROTOCOL, self.defences.admit(self.tasks.handle, is_member=self._is_member))
+        # a stop is not admitted like work: it only ends work its sender sent (whatever standing the sender has
+        # here now, perhaps lowered by the very hop that made it stop), and it costs a cancel
+        guarded.set_handler(STOP_PROTOCOL, self.tasks.handle_stop)
         self._set_up_feedback(guarded, clock, on_event, saved)
         self.gateway: Gateway | None = None
         self.summaries: SummaryService | None = None

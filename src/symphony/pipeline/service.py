@@ -97,6 +97,9 @@ from symphony.protocol.messages import Task, TaskKnobs, TaskResult
 from symphony.transport.base import Transport
 
 TASK_PROTOCOL = "/symphony/task/1.0.0"
+#: Stops (``Task.role == "stop"``) go on a protocol of their own: admitted without the cap on a peer's tasks
+#: in progress (a sender with many steps out is the one that needs to stop some), with a bucket of their own.
+STOP_PROTOCOL = "/symphony/task-stop/1.0.0"
 MAX_TASK_BYTES = 512 * 1024
 PLANNER_TAG = "planner"
 EXECUTOR_TAG = "executor"
@@ -115,10 +118,11 @@ def _question_id(chain_task_id: str) -> str:
 
 #: A planning call's answer budget (``_make_plan``, ``_replan``).
 PLAN_MAX_TOKENS = 400
-#: How long a stop request waits for its reply (``TaskService._stop_work``); a planner told to stop a chain
-#: lets it wind down (its steps' own stops) for twice that before it answers with what it spent so far.
-STOP_TIMEOUT_S = 5.0
-STOP_WAIT_S = 2 * STOP_TIMEOUT_S
+#: How long a stop waits for its reply (``TaskService._stop_work``): the answer is immediate from a live agent,
+#: and the wait holds up the backup for the stopped work. A planner told to stop a chain lets it wind down (its
+#: steps' own stops) for ``STOP_WAIT_S`` before it answers with what it spent so far, so it is given longer.
+STOP_TIMEOUT_S = 3.0
+STOP_WAIT_S = STOP_TIMEOUT_S + 1.0
 
 
 def _abandoned_cost(task: Task) -> dict[str, int]:
@@ -408,9 +412,18 @@ class TaskService:
         """Tell ``agent_id``, whose ``task`` we stopped waiting for, to stop it (work not yet begun is never
         done), and return what it spent: the agent's count, or ``_abandoned_cost``'s estimate without one.
         A chain's planner waits for its own steps' stops, so it is given longer."""
-        wait_s = STOP_WAIT_S + STOP_TIMEOUT_S if task.role == "plan" else STOP_TIMEOUT_S
+        wait_s = STOP_WAIT_S + 1.0 if task.role == "plan" else STOP_TIMEOUT_S
         stop = task.model_copy(update={"role": "stop", "deadline_ms": self._now_ms() + int(wait_s * 1000)})
-        reply = await self._send(agent_id, stop, blame_late=False)
+        try:
+            with anyio.fail_after(wait_s):
+                if agent_id == self.identity.agent_id:
+                    reply = await self._stop(agent_id, stop)
+                else:
+                    envelope = seal(self.identity, "task", stop.wire(), now_ms=self._now_ms())
+                    raw = await self.transport.request(agent_id, STOP_PROTOCOL, envelope.to_bytes(), timeout=wait_s)
+                    reply = self._check_result(raw, agent_id, stop.task_id)
+        except (TimeoutError, TransportError, PeerError):
+            return _abandoned_cost(task)
         if not reply.ok:
             return _abandoned_cost(task)
         return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
@@ -451,8 +464,6 @@ class TaskService:
             raw = await self.transport.request(agent_id, TASK_PROTOCOL, envelope.to_bytes(), timeout=timeout)
             return self._check_result(raw, agent_id, task.task_id)
         except TimeoutError:
-            if task.role == "stop":
-                return TaskResult(task_id=task.task_id, ok=False, error="no reply to the stop")
             spent = await self._stop_work(agent_id, task)
             if timeout < remaining:  # the peer held a task past its hop limit, not just the deadline
                 if blame_late:
@@ -481,12 +492,25 @@ class TaskService:
         """Transport handler for ``TASK_PROTOCOL``."""
         _, task = open_body(payload, Task, sender=peer, kind="task", guard=self._guard, now_ms=self._now_ms(),
                             limit=MAX_TASK_BYTES)
+        if task.role == "stop":
+            raise MalformedMessage(f"a stop goes to {STOP_PROTOCOL}")
         timeout = max(0.001, task.deadline_ms / 1000 - self.clock())
         try:
             with anyio.fail_after(timeout):
                 result = await self._serve(peer, task)
         except TimeoutError:
             result = TaskResult(task_id=task.task_id, ok=False, error="deadline passed")
+        return seal(self.identity, "task.result", result.wire(), now_ms=self._now_ms()).to_bytes()
+
+    async def handle_stop(self, peer: str, payload: bytes) -> bytes:
+        """Transport handler for ``STOP_PROTOCOL``: ``_stop``."""
+        _, task = open_body(payload, Task, sender=peer, kind="task", guard=self._guard, now_ms=self._now_ms(),
+                            limit=MAX_TASK_BYTES)
+        if task.role != "stop":
+            raise MalformedMessage(f"only stops go to {STOP_PROTOCOL}, not a {task.role} task")
+        result = TaskResult(task_id=task.task_id, ok=False, error="deadline passed")
+        with anyio.move_on_after(max(0.001, task.deadline_ms / 1000 - self.clock())):
+            result = await self._stop(peer, task)
         return seal(self.identity, "task.result", result.wire(), now_ms=self._now_ms()).to_bytes()
 
     async def _serve(self, sender: str, task: Task) -> TaskResult:
@@ -498,15 +522,18 @@ class TaskService:
         over (or keep running) the chains they already have, whatever slot the new initiator gives
         them; a peer sending another question under that ID cannot plant its chain in the re-ask.
         Work stopped (``_stop``) or cancelled reports what it spent until then."""
-        if task.role == "stop":
-            return await self._stop(sender, task)
         key = ((sender, task.task_id, "") if task.role == "execute"
                else ("", _question_id(task.task_id), task.question))
         if key in self._done:
             return self._done[key].model_copy(update={"task_id": task.task_id})
         if key in self._running:
-            self._work[key].senders.add(sender)
-            await self._running[key].wait()
+            work = self._work[key]
+            work.senders.add(sender)
+            try:
+                await self._running[key].wait()
+            except anyio.get_cancelled_exc_class():  # this sender stopped waiting: it no longer holds the work
+                work.senders.discard(sender)
+                raise
             return self._done[key].model_copy(update={"task_id": task.task_id})
         if task.role == "execute" and self._declines(key):
             self.on_event("task_declined", {"task": task.task_id, "sender": sender, "queue": self.gate.queue})
