@@ -59,7 +59,7 @@ from symphony.pipeline.voting import Ballot, VoteResult, largest_agreement, weig
 
 #: Beacon rounds for planners before a question fails with ``no_agents`` (peers churning, partition).
 PLANNER_ROUNDS = 3
-#: No new planner round is started this close to the deadline.
+#: No new planner round, and no backup chain, is started this close to the deadline.
 PLANNER_ROUND_MARGIN_MS = 1000
 INCONSISTENT = "chain answer contradicts its own trace"
 #: Adaptive planner hop: this many times the observed chain round trip, at least the floor (seconds);
@@ -194,7 +194,7 @@ class InitiatorDriver:
             self._evidence[len(self._records) - 1] = ChainEvidence.of(
                 planner=record.planner, answer=record.result.answer, trace=record.result.trace, kind=self.kind)
             return None
-        if self._queue and now_ms < self.deadline_ms:
+        if self._queue and now_ms < self.deadline_ms - PLANNER_ROUND_MARGIN_MS:
             return self._hand_out(record.index, self._queue.pop(0))
         return None
 
