@@ -18,6 +18,7 @@ from symphony.cli.render import adaptive_line
 from symphony.pipeline.adaptive import AGREE, FIRST_COTS, next_move, rule_for
 from symphony.pipeline.initiator import InitiatorDriver
 from symphony.pipeline.service import AskOptions
+from symphony.pipeline.tools import DIVERSE_TEMPERATURE, solving_temperature
 from symphony.pipeline.voting import largest_agreement
 from tests.pipeline.test_pipeline_initiator import DEADLINE, SPANS, planners, record
 from tests.pipeline.test_pipeline_network import QUESTION, FakeModel, swarm
@@ -236,8 +237,6 @@ async def test_a_code_question_stops_at_the_first_chain_passing_its_examples() -
 
 
 def test_each_styles_first_chain_keeps_the_request_temperature_later_chains_sample_with_their_own_seed() -> None:
-    from symphony.pipeline.tools import DIVERSE_TEMPERATURE, solving_temperature
-
     assert solving_temperature("t/c0/s0", None) == (None, None)
     assert solving_temperature("t/c1/s0", 0.2) == (0.2, None)
     assert solving_temperature("t", 0.3) == (0.3, None), "a direct request has no slot"

@@ -59,7 +59,8 @@ async def test_a_stranger_cannot_stop_another_initiators_chain(autojump_clock) -
                 answers.append(trace["answer"])
 
             nursery.start_soon(ask)
-            await trio.sleep(1)  # the planner is in its planning call
+            while ("", "q", QUESTION) not in nodes[1].tasks._work:  # the planner is working on the chain
+                await trio.sleep(0.01)
             stop = Task(task_id="q/c0", role="stop", question=QUESTION, deadline_ms=int((clock() + 60) * 1000))
             await nodes[2].transport.connect(nodes[1].transport.listen_addrs()[0])
             reply = await send(nodes[2], nodes[1].agent_id, stop)

@@ -57,12 +57,10 @@ CLOSE_WAIT_S: Final = 5.0
 _CHUNK: Final = 1 << 20
 
 
-def _ending_when(stop: threading.Event, llama: Any) -> Callable[[Any, Any], Any]:
-    """A llama.cpp logits processor that, once ``stop`` is set, leaves the end-of-text token the only
-    choice, so the generation ends at its next token (text only: see the module docstring)."""
+def _ending_when(stop: threading.Event, eos: int) -> Callable[[Any, Any], Any]:
+    """A llama.cpp logits processor that, once ``stop`` is set, leaves the end-of-text token ``eos`` the
+    only choice, so the generation ends at its next token (text only: see the module docstring)."""
     import numpy as np
-
-    eos = llama.token_eos()
 
     def process(input_ids: Any, scores: Any) -> Any:
         if not stop.is_set():
@@ -362,10 +360,11 @@ class LlamaModel:
         shared = _shared(self._path(), self.n_ctx, self.n_threads)
         with shared.lock:
             self._load_locked(shared)
-            if stop is not None and shared.llama.token_eos() >= 0:  # a model with no end token runs on
+            eos = shared.llama.token_eos()
+            if stop is not None and eos >= 0:  # a model with no end token runs on
                 from llama_cpp import LogitsProcessorList
 
-                options = {**options, "logits_processor": LogitsProcessorList([_ending_when(stop, shared.llama)])}
+                options = {**options, "logits_processor": LogitsProcessorList([_ending_when(stop, eos)])}
             started = time.perf_counter()
             try:
                 response = shared.llama.create_chat_completion(messages=messages, stream=False, **options)

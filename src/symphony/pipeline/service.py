@@ -97,16 +97,16 @@ from symphony.protocol.messages import Task, TaskKnobs, TaskResult
 from symphony.transport.base import Transport
 
 TASK_PROTOCOL = "/symphony/task/1.0.0"
-#: Stops (``Task.role == "stop"``) go on a protocol of their own: admitted without the cap on a peer's tasks
-#: in progress (a sender with many steps out is the one that needs to stop some), with a bucket of their own.
+#: Stops (``Task.role == "stop"``) go on a protocol of their own, not admitted like work (``node.runtime``): a
+#: stop only ends work its sender sent, and a sender with many steps out is the one that needs to stop some.
 STOP_PROTOCOL = "/symphony/task-stop/1.0.0"
 MAX_TASK_BYTES = 512 * 1024
 PLANNER_TAG = "planner"
 EXECUTOR_TAG = "executor"
 #: The plan note of a chain whose one-step plan called no planner (``TaskService._make_plan``).
 ONE_STEP_NOTE = "one step: max_steps is 1"
-#: A chain its initiator stopped (``TaskService._stop``).
-STOPPED_ERROR = "stopped by its initiator"
+#: Work its sender stopped (``TaskService._stop``).
+STOPPED_ERROR = "stopped by its sender"
 
 
 def _question_id(chain_task_id: str) -> str:
@@ -123,6 +123,7 @@ PLAN_MAX_TOKENS = 400
 #: steps' own stops) for ``STOP_WAIT_S`` before it answers with what it spent so far, so it is given longer.
 STOP_TIMEOUT_S = 3.0
 STOP_WAIT_S = STOP_TIMEOUT_S + 1.0
+STOP_CHAIN_TIMEOUT_S = STOP_WAIT_S + 1.0
 
 
 def _abandoned_cost(task: Task) -> dict[str, int]:
@@ -412,16 +413,12 @@ class TaskService:
         """Tell ``agent_id``, whose ``task`` we stopped waiting for, to stop it (work not yet begun is never
         done), and return what it spent: the agent's count, or ``_abandoned_cost``'s estimate without one.
         A chain's planner waits for its own steps' stops, so it is given longer."""
-        wait_s = STOP_WAIT_S + 1.0 if task.role == "plan" else STOP_TIMEOUT_S
+        wait_s = STOP_CHAIN_TIMEOUT_S if task.role == "plan" else STOP_TIMEOUT_S
         stop = task.model_copy(update={"role": "stop", "deadline_ms": self._now_ms() + int(wait_s * 1000)})
         try:
             with anyio.fail_after(wait_s):
-                if agent_id == self.identity.agent_id:
-                    reply = await self._stop(agent_id, stop)
-                else:
-                    envelope = seal(self.identity, "task", stop.wire(), now_ms=self._now_ms())
-                    raw = await self.transport.request(agent_id, STOP_PROTOCOL, envelope.to_bytes(), timeout=wait_s)
-                    reply = self._check_result(raw, agent_id, stop.task_id)
+                reply = await (self._stop(agent_id, stop) if agent_id == self.identity.agent_id
+                               else self._request(agent_id, STOP_PROTOCOL, stop, timeout=wait_s))
         except (TimeoutError, TransportError, PeerError):
             return _abandoned_cost(task)
         if not reply.ok:
@@ -460,9 +457,7 @@ class TaskService:
             if agent_id == self.identity.agent_id:
                 with anyio.fail_after(timeout):
                     return await self._serve(self.identity.agent_id, task)
-            envelope = seal(self.identity, "task", task.wire(), now_ms=self._now_ms())
-            raw = await self.transport.request(agent_id, TASK_PROTOCOL, envelope.to_bytes(), timeout=timeout)
-            return self._check_result(raw, agent_id, task.task_id)
+            return await self._request(agent_id, TASK_PROTOCOL, task, timeout=timeout)
         except TimeoutError:
             spent = await self._stop_work(agent_id, task)
             if timeout < remaining:  # the peer held a task past its hop limit, not just the deadline
@@ -480,6 +475,15 @@ class TaskService:
         if (self.reputation is not None and agent_id != self.identity.agent_id
                 and self.reputation.penalize(agent_id, offence, now=self.clock(), weight=weight)):
             self.on_event("blacklisted", {"agent": agent_id, "offence": offence.value})
+
+    async def _request(self, agent_id: str, protocol: str, task: Task, *, timeout: float) -> TaskResult:
+        """``task``, signed, to ``agent_id`` on ``protocol``; its checked result (raises on failure)."""
+        envelope = seal(self.identity, "task", task.wire(), now_ms=self._now_ms())
+        raw = await self.transport.request(agent_id, protocol, envelope.to_bytes(), timeout=timeout)
+        return self._check_result(raw, agent_id, task.task_id)
+
+    def _sealed(self, result: TaskResult) -> bytes:
+        return seal(self.identity, "task.result", result.wire(), now_ms=self._now_ms()).to_bytes()
 
     def _check_result(self, raw: bytes, agent_id: str, task_id: str) -> TaskResult:
         _, result = open_body(raw, TaskResult, sender=agent_id, kind="task.result", guard=self._guard,
@@ -500,7 +504,7 @@ class TaskService:
                 result = await self._serve(peer, task)
         except TimeoutError:
             result = TaskResult(task_id=task.task_id, ok=False, error="deadline passed")
-        return seal(self.identity, "task.result", result.wire(), now_ms=self._now_ms()).to_bytes()
+        return self._sealed(result)
 
     async def handle_stop(self, peer: str, payload: bytes) -> bytes:
         """Transport handler for ``STOP_PROTOCOL``: ``_stop``."""
@@ -511,7 +515,7 @@ class TaskService:
         result = TaskResult(task_id=task.task_id, ok=False, error="deadline passed")
         with anyio.move_on_after(max(0.001, task.deadline_ms / 1000 - self.clock())):
             result = await self._stop(peer, task)
-        return seal(self.identity, "task.result", result.wire(), now_ms=self._now_ms()).to_bytes()
+        return self._sealed(result)
 
     async def _serve(self, sender: str, task: Task) -> TaskResult:
         """Run a task once per (sender, task_id); concurrent or later repeats share the result.
@@ -575,18 +579,21 @@ class TaskService:
         if key is None:  # it never ran here (it came too late, or never came): it cost nothing
             return TaskResult(task_id=task.task_id, ok=True)
         work = self._work.get(key)
-        if work is not None and sender not in work.senders:
+        if work is None:  # it has ended: all it spent
+            done = self._done[key]
+            return TaskResult(task_id=task.task_id, ok=True, prompt_tokens=done.prompt_tokens,
+                              completion_tokens=done.completion_tokens)
+        if sender not in work.senders:
             return TaskResult(task_id=task.task_id, ok=False, error=f"no task of yours named {task.task_id!r}")
-        if work is not None:
-            work.senders.discard(sender)
-            if work.senders:  # others still wait for it: what it spends is theirs
-                return TaskResult(task_id=task.task_id, ok=True)
-            work.scope.cancel()
-            self.on_event("task_stopped", {"task": task.task_id, "sender": sender})
-            with anyio.move_on_after(STOP_WAIT_S):
-                await self._running[key].wait()
-        done = self._done.get(key)
-        prompt, completion = (done.prompt_tokens, done.completion_tokens) if done else work.spent()  # type: ignore[union-attr]
+        work.senders.discard(sender)
+        if work.senders:  # others still wait for it: what it spends is theirs
+            return TaskResult(task_id=task.task_id, ok=True)
+        work.scope.cancel()
+        self.on_event("task_stopped", {"task": task.task_id, "sender": sender})
+        with anyio.move_on_after(STOP_WAIT_S):
+            await self._running[key].wait()
+        done = self._done.get(key)  # wound down; else what it spent so far
+        prompt, completion = (done.prompt_tokens, done.completion_tokens) if done else work.spent()
         return TaskResult(task_id=task.task_id, ok=True, prompt_tokens=prompt, completion_tokens=completion)
 
     def _declines(self, key: tuple[str, str, str]) -> bool:

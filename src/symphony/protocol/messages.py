@@ -317,8 +317,8 @@ class TaskKnobs(_Wire):
 class Task(_Wire):
     """A unit of work for a remote agent: ``plan`` (decompose and drive a chain) or
     ``execute`` (solve one sub-task). ``task_id`` makes retries idempotent. ``stop`` is no work: the
-    initiator that sent a ``plan`` Task (same ``task_id`` and question) and stopped waiting for it asks
-    its planner to stop the chain and answer with what it spent (``TaskService._stop``)."""
+    agent that sent a plan or execute Task (same ``task_id`` and question) and stopped waiting for it
+    asks for it to be stopped and for what it spent (``TaskService._stop``, on its own protocol)."""
 
     task_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     role: Literal["plan", "execute", "stop"]
