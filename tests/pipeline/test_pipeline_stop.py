@@ -8,9 +8,17 @@ import trio
 
 from symphony.errors import TransportError
 from symphony.node.runtime import AgentRuntime
+from symphony.pipeline.chain import HOP_TIMEOUT_ERROR
 from symphony.pipeline.executor import STEP_MAX_TOKENS
 from symphony.pipeline.initiator import PLAN_TIMEOUT_ERROR
-from symphony.pipeline.service import STOP_PROTOCOL, STOPPED_ERROR, TASK_PROTOCOL, AskOptions, TaskFailed
+from symphony.pipeline.service import (
+    ESTIMATED_NOTE,
+    STOP_PROTOCOL,
+    STOPPED_ERROR,
+    TASK_PROTOCOL,
+    AskOptions,
+    TaskFailed,
+)
 from symphony.protocol.envelope import seal
 from symphony.protocol.messages import Task, TaskResult
 from tests.pipeline.test_pipeline_knobs import HungExecutor, tagged_swarm
@@ -91,3 +99,24 @@ async def test_a_step_cut_at_its_hop_limit_is_stopped_at_its_executor(autojump_c
         assert chain["completion_tokens"] == STEP_MAX_TOKENS and chain["prompt_tokens"] > 0
         assert [s["task"] for s in stopped] == ["q/c0/s0"]
         assert nodes[1].tasks.load.active == 0, "the executor is no longer working on it"
+
+
+async def test_a_step_whose_executor_does_not_answer_the_stop_is_charged_an_estimate_and_says_so(
+        autojump_clock) -> None:
+    """As above, but the executor never answers stops: the step is charged the planner's guess (its prompt and a
+    full answer) and its attempt's error says the usage is an estimate; an answered stop adds no such note."""
+    async def never(peer: str, payload: bytes) -> bytes:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    for answers_stops in (True, False):
+        async with tagged_swarm([FakeModel("p"), HungExecutor("e")], ["math", "math"],
+                                roles=[("planner",), ("executor",)]) as nodes:
+            if not answers_stops:
+                nodes[1].transport.set_handler(STOP_PROTOCOL, never)
+            with pytest.raises(TaskFailed) as failed:
+                await nodes[0].tasks.ask(QUESTION, AskOptions(cots=1, max_steps=1, hop_timeout=5.0, replans=0,
+                                                              deadline_s=60), task_id="q")
+        (attempt,) = failed.value.trace["chains"][0]["trace"]["steps"][0]["attempts"]
+        assert attempt["error"].startswith(HOP_TIMEOUT_ERROR)
+        assert attempt["error"].endswith(ESTIMATED_NOTE) is not answers_stops

@@ -124,6 +124,8 @@ PLAN_MAX_TOKENS = 400
 STOP_TIMEOUT_S = 3.0
 STOP_WAIT_S = STOP_TIMEOUT_S + 1.0
 STOP_CHAIN_TIMEOUT_S = STOP_WAIT_S + 1.0
+#: Added to a cut hop's error when its agent did not answer the stop: the usage charged is ``_abandoned_cost``'s guess.
+ESTIMATED_NOTE = "; no reply to the stop: its usage is an estimate"
 
 
 def _abandoned_cost(task: Task) -> dict[str, int]:
@@ -398,8 +400,9 @@ class TaskService:
             rtt_ms = self._span_ms(hop.sent)
             if hop.scope.cancelled_caught:  # the planner held the chain past its limit
                 self._blame(candidate.agent_id, Offence.TIMEOUT)
-                result = TaskResult(task_id=task.task_id, ok=False, error=f"{PLAN_TIMEOUT_ERROR} after {rtt_ms / 1000:.1f} s",
-                                    **await self._stop_work(candidate.agent_id, task))
+                spent, note = await self._stop_work(candidate.agent_id, task)
+                result = TaskResult(task_id=task.task_id, ok=False,
+                                    error=f"{PLAN_TIMEOUT_ERROR} after {rtt_ms / 1000:.1f} s{note}", **spent)
             record = ChainRecord(index=index, planner=candidate.agent_id, planner_score=candidate.score,
                                  rtt_ms=rtt_ms, result=result)
             self.on_event("chain_finished", {"task": driver.task_id, "chain": record.to_wire()})
@@ -409,10 +412,11 @@ class TaskService:
                     self._limit_plan(running)
         return record
 
-    async def _stop_work(self, agent_id: str, task: Task) -> dict[str, int]:
+    async def _stop_work(self, agent_id: str, task: Task) -> tuple[dict[str, int], str]:
         """Tell ``agent_id``, whose ``task`` we stopped waiting for, to stop it (work not yet begun is never
-        done), and return what it spent: the agent's count, or ``_abandoned_cost``'s estimate without one.
-        A chain's planner waits for its own steps' stops, so it is given longer."""
+        done), and return what it spent: the agent's count (and ""), or ``_abandoned_cost``'s estimate without
+        one (and ``ESTIMATED_NOTE``, for the error the trace shows). A chain's planner waits for its own steps'
+        stops, so it is given longer."""
         wait_s = STOP_CHAIN_TIMEOUT_S if task.role == "plan" else STOP_TIMEOUT_S
         stop = task.model_copy(update={"role": "stop", "deadline_ms": self._now_ms() + int(wait_s * 1000)})
         try:
@@ -420,10 +424,10 @@ class TaskService:
                 reply = await (self._stop(agent_id, stop) if agent_id == self.identity.agent_id
                                else self._request(agent_id, STOP_PROTOCOL, stop, timeout=wait_s))
         except (TimeoutError, TransportError, PeerError):
-            return _abandoned_cost(task)
+            return _abandoned_cost(task), ESTIMATED_NOTE
         if not reply.ok:
-            return _abandoned_cost(task)
-        return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
+            return _abandoned_cost(task), ESTIMATED_NOTE
+        return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}, ""
 
     def _limit_plan(self, hop: _PlanHop) -> None:
         """Set (or tighten) ``hop``'s cancel deadline to its planner's current limit."""
@@ -459,13 +463,13 @@ class TaskService:
                     return await self._serve(self.identity.agent_id, task)
             return await self._request(agent_id, TASK_PROTOCOL, task, timeout=timeout)
         except TimeoutError:
-            spent = await self._stop_work(agent_id, task)
+            spent, note = await self._stop_work(agent_id, task)
             if timeout < remaining:  # the peer held a task past its hop limit, not just the deadline
                 if blame_late:
                     self._blame(agent_id, Offence.TIMEOUT)
-                return TaskResult(task_id=task.task_id, ok=False, error=f"{HOP_TIMEOUT_ERROR} after {timeout:.1f} s",
-                                  **spent)
-            return TaskResult(task_id=task.task_id, ok=False, error="deadline passed", **spent)
+                return TaskResult(task_id=task.task_id, ok=False,
+                                  error=f"{HOP_TIMEOUT_ERROR} after {timeout:.1f} s{note}", **spent)
+            return TaskResult(task_id=task.task_id, ok=False, error=f"deadline passed{note}", **spent)
         except (TransportError, PeerError) as exc:
             if isinstance(exc, PeerError):
                 self._blame(agent_id, Offence.INVALID)
@@ -850,7 +854,8 @@ class TaskService:
                                           blame_late=not action.guessed)
             except anyio.get_cancelled_exc_class():  # the chain ended or was stopped with the step out:
                 with anyio.CancelScope(shield=True):  # stop it, and count what it spent
-                    driver.step_abandoned(action.index, **await self._stop_work(candidate.agent_id, sub))
+                    spent, _ = await self._stop_work(candidate.agent_id, sub)  # no attempt left to show a note on
+                    driver.step_abandoned(action.index, **spent)
                 raise
         rtt_ms = self._span_ms(sent)
         if not result.error.startswith(DECLINED_ERROR):  # a busy executor's decline says nothing of its skill
